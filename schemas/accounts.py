@@ -1,0 +1,85 @@
+"""Registration, sign-in, tokens and the caller's profile."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates, validates_schema
+from typing import Any
+
+from schemas.base import Schema, UTCDateTime, text
+from service.domain.quiet_hours import is_valid_timezone, parse_clock
+
+
+def _check_timezone(value: str) -> None:
+    if not is_valid_timezone(value):
+        raise ValidationError("Not a known IANA time zone, for example Europe/Berlin.")
+
+
+class QuietHoursSchema(Schema):
+    start = fields.String(required=True, metadata={"example": "22:00"})
+    end = fields.String(required=True, metadata={"example": "07:00"})
+
+    @validates("start")
+    def _start(self, value: str, **_: Any) -> None:
+        _check_clock(value)
+
+    @validates("end")
+    def _end(self, value: str, **_: Any) -> None:
+        _check_clock(value)
+
+    @validates_schema
+    def _window(self, data: dict[str, str], **_: Any) -> None:
+        if data.get("start") and data.get("start") == data.get("end"):
+            raise ValidationError("start and end must differ", "end")
+
+
+def _check_clock(value: str) -> None:
+    try:
+        parse_clock(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
+class RegisterSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    password = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=10, max=256)
+    )
+    display_name = text(60)
+    timezone = fields.String(required=True, validate=_check_timezone)
+
+
+class LoginSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=256))
+
+
+class RefreshSchema(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+
+
+class UserSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    email = fields.String(dump_only=True)
+    display_name = fields.String(dump_only=True)
+    timezone = fields.String(dump_only=True)
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, dump_only=True)
+    notes_on_lock_screen = fields.Boolean(dump_only=True)
+    couple_id = fields.UUID(allow_none=True, dump_only=True)
+    created_at = UTCDateTime(dump_only=True)
+
+
+class ProfileUpdateSchema(Schema):
+    display_name = text(60, required=False)
+    timezone = fields.String(validate=_check_timezone)
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
+    notes_on_lock_screen = fields.Boolean(
+        metadata={"description": "Show bid notes in lock-screen notifications"}
+    )
+
+
+class TokenPairSchema(Schema):
+    user = fields.Nested(UserSchema, dump_only=True)
+    access_token = fields.String(dump_only=True)
+    refresh_token = fields.String(dump_only=True)
+    token_type = fields.String(dump_only=True, dump_default="Bearer")
+    expires_in = fields.Integer(dump_only=True, metadata={"description": "Access token seconds"})

@@ -1,0 +1,31 @@
+"""The one error shape: RFC 9457 problem details with `code` and field `errors`."""
+
+from __future__ import annotations
+
+from marshmallow import fields
+
+from schemas.base import Schema
+
+ERROR_CODES = (
+    "validation_error",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "rate_limited",
+    "bad_request",
+    "server_error",
+)
+
+
+class ProblemSchema(Schema):
+    type = fields.String(metadata={"description": "A URI naming the problem type"})
+    title = fields.String(metadata={"description": "Short summary of the problem type"})
+    status = fields.Integer(metadata={"description": "The HTTP status code"})
+    detail = fields.String(metadata={"description": "What went wrong and what to do"})
+    code = fields.String(metadata={"description": "Stable error code", "enum": list(ERROR_CODES)})
+    errors = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.String()),
+        metadata={"description": "Field name -> messages (validation errors only)"},
+    )

@@ -1,0 +1,41 @@
+"""The couple's event stream: sync pages and the socket envelope."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from schemas.base import Schema, UTCDateTime
+
+EVENT_TYPES = (
+    "couple.paired",
+    "couple.ended",
+    "bid.created",
+    "bid.delivered",
+    "bid.seen",
+    "bid.answered",
+    "bid.expired",
+    "repair.started",
+    "repair.message",
+    "repair.read",
+    "repair.paused",
+    "repair.resumed",
+    "repair.resolved",
+)
+
+
+class EventSchema(Schema):
+    cursor = fields.Integer(dump_only=True)
+    type = fields.String(dump_only=True, metadata={"enum": list(EVENT_TYPES)})
+    at = UTCDateTime(dump_only=True)
+    data = fields.Dict(dump_only=True, metadata={"description": "The resource as REST shows it"})
+
+
+class SyncArgsSchema(Schema):
+    since = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+
+
+class SyncPageSchema(Schema):
+    events = fields.List(fields.Nested(EventSchema), dump_only=True)
+    next = fields.Integer(dump_only=True, metadata={"description": "Pass as `since` next time"})
+    has_more = fields.Boolean(dump_only=True)

@@ -1,0 +1,91 @@
+"""Reach: the app factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+
+from service import logs
+from service.config import Settings, from_environment
+from service.security.tokens import TokenIssuer
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """Build the app: read settings, bind extensions, register endpoints and socket handlers."""
+    from service import api as rest
+    from service import realtime
+    from service.errors import register_error_handlers
+    from service.extensions import db, limiter, socketio
+
+    settings = (settings or from_environment()).with_overrides(**overrides)
+    if not settings.is_sqlite and not settings.SECRET_KEY and not settings.TESTING:
+        raise RuntimeError("SECRET_KEY must be set when running on PostgreSQL (production).")
+    logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(_flask_config(settings))
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["reach.settings"] = settings
+    app.extensions["reach.tokens"] = TokenIssuer(
+        settings.secret_key, settings.JWT_ISSUER, settings.JWT_AUDIENCE, settings.ACCESS_TOKEN_SECONDS
+    )
+    if settings.REDIS_URL:
+        import redis
+
+        app.extensions["reach.redis"] = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
+
+    db.init_app(app, settings.database_url)
+    limiter.init_app(app)
+    socketio.init_app(
+        app,
+        async_mode=_async_mode(settings),
+        message_queue=settings.REDIS_URL or None,
+        cors_allowed_origins=list(settings.ALLOWED_ORIGINS) or [],
+        json=None,
+        ping_interval=25,
+        ping_timeout=20,
+        max_http_buffer_size=settings.MAX_CONTENT_LENGTH,
+    )
+    register_error_handlers(app)
+    rest.register(app)
+    realtime.register(app)
+    return app
+
+
+def _async_mode(settings: Settings) -> str:
+    if settings.SOCKETIO_ASYNC_MODE:
+        return settings.SOCKETIO_ASYNC_MODE
+    try:
+        from gevent import monkey
+
+        if monkey.is_module_patched("socket"):
+            return "gevent"
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        pass
+    return "threading"
+
+
+def _flask_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "SECRET_KEY": settings.secret_key,
+        "TESTING": settings.TESTING,
+        "MAX_CONTENT_LENGTH": settings.MAX_CONTENT_LENGTH,
+        "API_TITLE": "Reach",
+        "API_VERSION": "v1",
+        "OPENAPI_VERSION": "3.1.0",
+        "OPENAPI_URL_PREFIX": "/api/v1",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": None,
+        "RATELIMIT_ENABLED": settings.RATELIMIT_ENABLED,
+        "RATELIMIT_STORAGE_URI": settings.REDIS_URL or "memory://",
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_AUTH": settings.RATELIMIT_AUTH,
+        "RATELIMIT_BIDS": settings.RATELIMIT_BIDS,
+        "RATELIMIT_JOIN": settings.RATELIMIT_JOIN,
+        "INVITE_TTL_MINUTES": settings.INVITE_TTL_MINUTES,
+        "REFRESH_TOKEN_DAYS": settings.REFRESH_TOKEN_DAYS,
+        "BID_TTL_SECONDS": settings.BID_TTL_SECONDS,
+    }

@@ -1,0 +1,49 @@
+"""Who is calling: the bearer-token decorator shared by every member endpoint."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+from flask import current_app, g, request
+
+from service.domain.errors import Unauthorized
+from service.extensions import db
+from service.models import User
+from service.security.tokens import TokenIssuer
+from service.services import accounts
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BEARER = [{"bearerAuth": []}]
+
+
+def token_issuer() -> TokenIssuer:
+    return cast(TokenIssuer, current_app.extensions["reach.tokens"])
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send the access token as 'Authorization: Bearer <token>'.")
+    return token.strip()
+
+
+def current_user() -> User:
+    user: User | None = g.get("current_user")
+    if user is None:
+        raise Unauthorized()
+    return user
+
+
+def auth_required(view: F) -> F:
+    """Require a live access token; the user is then `current_user()`."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.current_user = accounts.authenticate(db.session, token_issuer(), bearer_token())
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)

@@ -1,0 +1,66 @@
+"""Pairing: invites, joining, the couple, unpairing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.couples import CoupleSchema, InviteSchema, JoinSchema
+from service.api.auth import BEARER, auth_required, current_user
+from service.domain import invites
+from service.extensions import db, limiter
+from service.services import pairing
+
+PREFIX = "/couple"
+blp = Blueprint("couple", __name__, description="Pairing two partners")
+
+
+def _join_limit() -> str:
+    return str(current_app.config["RATELIMIT_JOIN"])
+
+
+@blp.route("/invites")
+class Invites(MethodView):
+    decorators = [auth_required]
+
+    @blp.doc(security=BEARER)
+    @blp.response(201, InviteSchema)
+    @blp.alt_response(409, description="The caller is already paired")
+    def post(self) -> dict[str, Any]:
+        """Create an invite code for a partner (single use, expires)"""
+        ttl = int(current_app.config["INVITE_TTL_MINUTES"])
+        invite = pairing.create_invite(db.session, current_user(), ttl)
+        return {"code": invites.display(invite.code), "expires_at": invite.expires_at}
+
+
+@blp.route("/join")
+class Join(MethodView):
+    decorators = [limiter.limit(_join_limit, methods=["POST"]), auth_required]
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(JoinSchema)
+    @blp.response(201, CoupleSchema)
+    @blp.alt_response(409, description="The caller is already paired")
+    def post(self, body: dict[str, Any]) -> pairing.CoupleView:
+        """Join a partner with their invite code"""
+        return pairing.join(db.session, current_user(), body["code"])
+
+
+@blp.route("")
+class CoupleResource(MethodView):
+    decorators = [auth_required]
+
+    @blp.doc(security=BEARER)
+    @blp.response(200, CoupleSchema)
+    def get(self) -> pairing.CoupleView:
+        """The caller's couple, or 404 when unpaired"""
+        return pairing.current_couple(db.session, current_user())
+
+    @blp.doc(security=BEARER)
+    @blp.response(204)
+    def delete(self) -> None:
+        """Unpair; both phones are told"""
+        pairing.unpair(db.session, current_user())

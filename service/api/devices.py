@@ -1,0 +1,48 @@
+"""Devices that receive pushes."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.devices import DeviceCreateSchema, DeviceListSchema, DeviceSchema
+from service.api.auth import BEARER, auth_required, current_user
+from service.extensions import db
+from service.models import Device
+from service.services import devices
+
+PREFIX = "/devices"
+blp = Blueprint("devices", __name__, description="Push targets")
+
+
+@blp.route("")
+class Devices(MethodView):
+    decorators = [auth_required]
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(DeviceCreateSchema)
+    @blp.response(201, DeviceSchema, description="Registered (200 when the token was known)")
+    def post(self, body: dict[str, Any]) -> tuple[Device, int]:
+        """Register a push token, or refresh a known one"""
+        device, created = devices.register(db.session, current_user(), **body)
+        return device, 201 if created else 200
+
+    @blp.doc(security=BEARER)
+    @blp.response(200, DeviceListSchema)
+    def get(self) -> dict[str, Any]:
+        """The caller's devices"""
+        return {"items": devices.list_for(db.session, current_user()), "next": None}
+
+
+@blp.route("/<uuid:device_id>")
+class DeviceResource(MethodView):
+    decorators = [auth_required]
+
+    @blp.doc(security=BEARER)
+    @blp.response(204)
+    def delete(self, device_id: uuid.UUID) -> None:
+        """Stop pushing to a device"""
+        devices.delete(db.session, current_user(), device_id)

@@ -1,0 +1,35 @@
+"""The couple's event stream, for catching up after a reconnect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.sync import SyncArgsSchema, SyncPageSchema
+from service.api.auth import BEARER, auth_required, current_user
+from service.extensions import db
+from service.services import events, pairing
+
+PREFIX = "/sync"
+blp = Blueprint("sync", __name__, description="Catch up on the couple's events")
+
+
+@blp.route("")
+class Sync(MethodView):
+    decorators = [auth_required]
+
+    @blp.doc(security=BEARER)
+    @blp.arguments(SyncArgsSchema, location="query")
+    @blp.response(200, SyncPageSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Events after `since`, in cursor order; store the last cursor applied"""
+        couple = pairing.require_couple(db.session, current_user())
+        rows, has_more = events.page(db.session, couple.id, args["since"], args["limit"])
+        items = [events.envelope(row) for row in rows]
+        return {
+            "events": items,
+            "next": items[-1]["cursor"] if items else args["since"],
+            "has_more": has_more,
+        }

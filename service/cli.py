@@ -1,0 +1,84 @@
+"""The `reach` command: the Flask CLI of the service plus db, serve and the operator tools."""
+
+from __future__ import annotations
+
+import os
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from service.config import Settings
+
+
+def _create_app() -> Flask:
+    from service import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+def main() -> None:
+    """Reach: bids, repair conversations and sync for couples' apps."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema migrations (Alembic)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to the newest schema."""
+    from service import migrate
+
+    settings: Settings = current_app.extensions["reach.settings"]
+    click.echo(f"migrating {_safe_url(settings.database_url)} to {revision} ...")
+    migrate.upgrade(settings.database_url, revision=revision)
+    click.echo("database is up to date")
+
+
+@db.command("downgrade")
+@click.option("--revision", required=True, help="Target revision, e.g. base or 0001")
+@with_appcontext
+def db_downgrade(revision: str) -> None:
+    """Step the schema back to an older revision."""
+    from service import migrate
+
+    settings: Settings = current_app.extensions["reach.settings"]
+    migrate.downgrade(settings.database_url, revision=revision)
+    click.echo(f"database is at {revision}")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="gunicorn processes")
+@click.option("--no-migrate", is_flag=True, help="Do not migrate the database first")
+def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
+    """Serve the API and sockets with gunicorn + gevent (migrates the embedded database first)."""
+    from service.config import from_environment
+    from service.server import run_gunicorn
+
+    settings = from_environment()
+    if not no_migrate and settings.is_sqlite:
+        from service import migrate
+
+        click.echo(f"migrating {_safe_url(settings.database_url)} ...")
+        migrate.upgrade(settings.database_url)
+    if settings.is_sqlite and workers != 1:
+        raise click.UsageError("the embedded default (SQLite) runs one process; use --workers 1")
+    click.echo(f"serving Reach on http://{host}:{port} (Ctrl-C stops)")
+    run_gunicorn(f"{host}:{port}", workers)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("FLASK_APP", "wsgi:app")
+    main()

@@ -1,0 +1,119 @@
+"""Settings read from the environment, once, in one place."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+INSTANCE_DIR = Path(os.environ.get("REACH_INSTANCE_DIR", Path.cwd() / "instance"))
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service can be configured with. Names match the environment."""
+
+    DATABASE_URL: str = ""
+    REDIS_URL: str = ""
+    PUSH_BACKEND: str = "log"
+    FIREBASE_CREDENTIALS: str = ""
+    FCM_ENDPOINT: str = ""
+    SECRET_KEY: str = ""
+    ALLOWED_ORIGINS: tuple[str, ...] = ()
+    # When the worker runs: "inline" (inside the API process) or "separate" (`reach worker`).
+    WORKER_MODE: str = ""
+    # Socket.IO async mode: "gevent" or "threading"; empty picks by whether gevent is patched.
+    SOCKETIO_ASYNC_MODE: str = ""
+    JWT_ISSUER: str = "reach"
+    JWT_AUDIENCE: str = "reach-mobile"
+    ACCESS_TOKEN_SECONDS: int = 900
+    REFRESH_TOKEN_DAYS: int = 30
+    INVITE_TTL_MINUTES: int = 60 * 24
+    BID_TTL_SECONDS: int = 60 * 60 * 24
+    MAX_CONTENT_LENGTH: int = 64 * 1024
+    RATELIMIT_ENABLED: bool = True
+    RATELIMIT_AUTH: str = "10 per minute"
+    RATELIMIT_BIDS: str = "30 per minute"
+    RATELIMIT_JOIN: str = "10 per hour"
+    LOG_LEVEL: str = "INFO"
+    LOG_FORMAT: str = "json"
+    TESTING: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        if self.DATABASE_URL:
+            url = self.DATABASE_URL
+            if url.startswith("postgres://"):
+                url = "postgresql://" + url.removeprefix("postgres://")
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            return url
+        return f"sqlite:///{INSTANCE_DIR / 'reach.sqlite3'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def worker_inline(self) -> bool:
+        if self.WORKER_MODE:
+            return self.WORKER_MODE == "inline"
+        return self.is_sqlite
+
+    @property
+    def secret_key(self) -> str:
+        return self.SECRET_KEY or _development_secret()
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        known = {f.name for f in fields(self)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise KeyError(f"unknown settings: {', '.join(sorted(unknown))}")
+        return replace(self, **overrides)
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from the environment (or the given mapping)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        if f.name == "extra" or f.name not in env:
+            continue
+        raw = env[f.name]
+        if f.type in ("bool", bool):
+            values[f.name] = _bool(raw)
+        elif f.type in ("int", int):
+            values[f.name] = int(raw)
+        elif f.name == "ALLOWED_ORIGINS":
+            values[f.name] = _list(raw)
+        else:
+            values[f.name] = raw
+    return Settings(**values)
+
+
+_dev_secret: str | None = None
+
+
+def _development_secret() -> str:
+    """A per-instance secret for the embedded default, kept under instance/."""
+    global _dev_secret
+    if _dev_secret is None:
+        path = INSTANCE_DIR / "secret_key"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        _dev_secret = path.read_text().strip()
+    return _dev_secret

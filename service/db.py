@@ -1,0 +1,164 @@
+"""The database: engine, a session per request or job, and after-commit hooks."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask, current_app, g, has_app_context
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+AFTER_COMMIT_KEY = "reach.after_commit"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine tuned for the backend: WAL and immediate transactions on SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            from pathlib import Path
+
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        in_memory = not database or database == ":memory:"
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if in_memory else None,
+            **kwargs,
+        )
+        _tune_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", 10)
+    kwargs.setdefault("max_overflow", 20)
+    return create_engine(url, **kwargs)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (savepoints work).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Take the write lock up front: a deferred transaction that later writes can fail
+        # with "database is locked" no matter how long the busy timeout is.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class _State:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.factory = sessionmaker(bind=engine, expire_on_commit=False)
+        self.test_lock: threading.RLock | None = None
+
+
+class Database:
+    """Hands out one session per app context (request, socket event, job, command).
+
+    The engine lives with the app (`app.extensions`), so several apps can share this object.
+    """
+
+    def init_app(self, app: Flask, url: str) -> None:
+        app.extensions["reach.db"] = _State(make_engine(url))
+        app.teardown_appcontext(self._teardown)
+
+    @staticmethod
+    def _state() -> _State:
+        state: _State | None = current_app.extensions.get("reach.db")
+        if state is None:
+            raise RuntimeError("Database.init_app() has not been called for this app")
+        return state
+
+    @property
+    def engine(self) -> Engine:
+        return self._state().engine
+
+    def bind_to_connection(self, connection: Connection) -> None:
+        """Tests: every session joins the outer transaction of `connection` (rolled back later)."""
+        state = self._state()
+        state.factory = sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        state.test_lock = threading.RLock()
+
+    def unbind(self) -> None:
+        state = self._state()
+        state.factory = sessionmaker(bind=state.engine, expire_on_commit=False)
+        state.test_lock = None
+
+    def new_session(self) -> Session:
+        session = self._state().factory()
+        event.listen(session, "after_commit", _run_after_commit)
+        event.listen(session, "after_soft_rollback", _drop_after_commit)
+        return session
+
+    @property
+    def session(self) -> Session:
+        """The session of the current app context, created on first use."""
+        if not has_app_context():
+            raise RuntimeError("no app context: push one (app.app_context()) first")
+        session: Session | None = g.get("_reach_session")
+        if session is None:
+            lock = self._state().test_lock
+            if lock is not None:
+                lock.acquire()
+                g._reach_test_lock = lock
+            session = self.new_session()
+            g._reach_session = session
+        return session
+
+    @contextmanager
+    def scope(self) -> Iterator[Session]:
+        """A session of its own (worker jobs, probes): commit on success, else roll back."""
+        lock = self._state().test_lock
+        if lock is not None:
+            lock.acquire()
+        session = self.new_session()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+            if lock is not None:
+                lock.release()
+
+    def _teardown(self, _exc: BaseException | None) -> None:
+        session: Session | None = g.pop("_reach_session", None)
+        if session is not None:
+            session.close()
+        lock = g.pop("_reach_test_lock", None)
+        if lock is not None:
+            lock.release()
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run `callback` once the session's current transaction has committed."""
+    session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)
+
+
+def _run_after_commit(session: Session) -> None:
+    callbacks: list[Callable[[], None]] = session.info.pop(AFTER_COMMIT_KEY, [])
+    for callback in callbacks:
+        callback()
+
+
+def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:
+        session.info.pop(AFTER_COMMIT_KEY, None)

@@ -1,0 +1,1 @@
+"""Pure rules of Reach: no Flask, no SQLAlchemy, no I/O."""

@@ -1,0 +1,144 @@
+"""One error shape everywhere: domain and HTTP errors -> RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, current_app
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from service.domain.errors import ReachError
+
+log = logging.getLogger("reach.errors")
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+_DETAILS = {
+    400: "The request could not be read. Send a JSON body with Content-Type: application/json.",
+    401: "Sign in again: send a valid access token as 'Authorization: Bearer <token>'.",
+    404: "There is nothing here you can see.",
+    405: "This method is not allowed on this path; see /api/v1/openapi.json.",
+    413: "The request body is too large.",
+    422: "Some fields are not valid; see `errors`.",
+    429: "Too many requests; wait for Retry-After seconds and try again.",
+    500: "Something went wrong on our side. Try again later.",
+}
+
+
+def code_for(status: int) -> str:
+    if status >= 500:
+        return "server_error"
+    return _CODES.get(status, "bad_request")
+
+
+def problem_body(
+    status: int,
+    *,
+    title: str,
+    detail: str | None = None,
+    code: str | None = None,
+    errors: Mapping[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail or _DETAILS.get(status, title),
+        "code": code or code_for(status),
+    }
+    if errors:
+        body["errors"] = dict(errors)
+    return body
+
+
+def problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+    response = Response(current_app.json.dumps(body), status=body["status"], mimetype=PROBLEM_MIMETYPE)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def from_reach_error(exc: ReachError) -> dict[str, Any]:
+    return problem_body(
+        exc.status, title=exc.title, detail=exc.detail, code=exc.code, errors=exc.errors or None
+    )
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """webargs/marshmallow nested messages -> {"field.sub": ["message", ...]}."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            flat.update(flatten_messages(value, name))
+    elif isinstance(messages, list | tuple):
+        if all(isinstance(m, str) for m in messages):
+            flat[prefix or "_schema"] = [str(m) for m in messages]
+        else:
+            for index, value in enumerate(messages):
+                flat.update(flatten_messages(value, f"{prefix}.{index}" if prefix else str(index)))
+    else:
+        flat[prefix or "_schema"] = [str(messages)]
+    return flat
+
+
+def from_http_exception(exc: HTTPException) -> tuple[dict[str, Any], dict[str, str]]:
+    status = exc.code or 500
+    headers: dict[str, str] = {}
+    data = getattr(exc, "data", None) or {}
+    errors = None
+    if status == 422 and "messages" in data:
+        messages = data["messages"]
+        # webargs nests by location ("json", "query"); one location is the usual case.
+        if isinstance(messages, Mapping) and len(messages) == 1:
+            messages = next(iter(messages.values()))
+        errors = flatten_messages(messages)
+    if data.get("headers"):
+        headers.update(data["headers"])
+    if status == 405:
+        allowed = exc.get_headers()
+        headers.update({k: v for k, v in allowed if k == "Allow"})
+    detail = _DETAILS.get(status)
+    if status == 400 and exc.description and "JSON" in str(exc.description):
+        detail = "The body is not valid JSON."
+    body = problem_body(status, title=exc.name, detail=detail, errors=errors)
+    return body, headers
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ReachError)
+    def _reach_error(exc: ReachError) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return problem_response(from_reach_error(exc), headers)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError) -> Response:
+        body = problem_body(422, title="Validation failed", errors=flatten_messages(exc.messages))
+        return problem_response(body)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        if isinstance(exc, HTTPException):
+            return http_exception(exc)
+        log.exception("unhandled error", extra={"error_type": type(exc).__name__})
+        return problem_response(problem_body(500, title="Internal server error"))
+
+
+def http_exception(exc: HTTPException) -> Response:
+    body, headers = from_http_exception(exc)
+    if body["status"] >= 500:
+        log.error("server error", extra={"status": body["status"]})
+    return problem_response(body, headers)

@@ -1,0 +1,29 @@
+"""Running Alembic from code: `reach db upgrade`, the embedded start-up, the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(url: str | None = None, connection: Connection | None = None, revision: str = "head") -> None:
+    command.upgrade(alembic_config(url, connection), revision)
+
+
+def downgrade(url: str | None = None, connection: Connection | None = None, revision: str = "base") -> None:
+    command.downgrade(alembic_config(url, connection), revision)

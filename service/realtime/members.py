@@ -1,0 +1,54 @@
+"""The member namespace: token auth on connect, rooms, typing."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import request
+from flask_socketio import ConnectionRefusedError, emit, join_room
+
+from service.api.auth import token_issuer
+from service.domain.errors import ReachError
+from service.errors import from_reach_error
+from service.extensions import db, socketio
+from service.realtime.rooms import couple_room, user_room
+from service.services import accounts
+
+log = logging.getLogger("reach.realtime")
+
+
+def register() -> None:
+    socketio.on_event("connect", on_connect, namespace="/")
+    socketio.on_event("typing", on_typing, namespace="/")
+
+
+def on_connect(auth: Any = None) -> None:
+    token = auth.get("token") if isinstance(auth, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ConnectionRefusedError(
+            {"code": "unauthorized", "detail": "Connect with auth: {token: <access token>}."}
+        )
+    try:
+        user = accounts.authenticate(db.session, token_issuer(), token)
+    except ReachError as exc:
+        raise ConnectionRefusedError(from_reach_error(exc)) from exc
+    session = socketio.server.get_session(request.sid, namespace="/")  # type: ignore[attr-defined]
+    session["user_id"] = str(user.id)
+    session["couple_id"] = str(user.couple_id) if user.couple_id else None
+    join_room(user_room(user.id))
+    if user.couple_id:
+        join_room(couple_room(user.couple_id))
+    log.info("socket connected", extra={"user_id": str(user.id)})
+
+
+def on_typing(payload: Any = None) -> None:
+    """Tell the partner this phone is typing (not stored)."""
+    session = socketio.server.get_session(request.sid, namespace="/")  # type: ignore[attr-defined]
+    couple_id = session.get("couple_id")
+    if not couple_id:
+        return
+    data = {"user_id": session["user_id"]}
+    if isinstance(payload, dict) and isinstance(payload.get("repair_id"), str):
+        data["repair_id"] = payload["repair_id"][:64]
+    emit("typing", data, to=couple_room(couple_id), include_self=False)

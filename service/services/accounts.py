@@ -1,0 +1,188 @@
+"""Accounts and sessions: register, sign in, rotate refresh tokens, sign out, profile."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain.errors import Conflict, Unauthorized
+from service.models import AuthSession, RefreshToken, User
+from service.security.passwords import hash_password, needs_rehash, verify_password
+from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: User
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def register(
+    session: Session,
+    issuer: TokenIssuer,
+    refresh_days: int,
+    *,
+    email: str,
+    password: str,
+    display_name: str,
+    timezone: str,
+) -> SignedIn:
+    email = normalize_email(email)
+    if session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict("An account with this email exists: sign in instead.")
+    user = User(
+        email=email,
+        password_hash=hash_password(password),
+        display_name=display_name.strip(),
+        timezone=timezone,
+        created_at=clock.now(),
+    )
+    session.add(user)
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict("An account with this email exists: sign in instead.") from exc
+    signed_in = _start_session(session, issuer, refresh_days, user)
+    session.commit()
+    return signed_in
+
+
+def login(
+    session: Session, issuer: TokenIssuer, refresh_days: int, *, email: str, password: str
+) -> SignedIn:
+    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    if not verify_password(user.password_hash if user else None, password) or user is None:
+        raise Unauthorized("Email or password is wrong.")
+    if user.disabled_at is not None:
+        raise Unauthorized("This account is disabled. Contact support.")
+    if needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    signed_in = _start_session(session, issuer, refresh_days, user)
+    session.commit()
+    return signed_in
+
+
+def refresh(session: Session, issuer: TokenIssuer, refresh_days: int, token: str) -> SignedIn:
+    """Rotate a refresh token. A token used twice revokes its whole session family."""
+    now = clock.now()
+    stored = session.get(RefreshToken, hash_refresh_token(token), with_for_update=True)
+    if stored is None:
+        raise Unauthorized("The refresh token is not valid: sign in again.")
+    auth_session = session.get(AuthSession, stored.session_id, with_for_update=True)
+    assert auth_session is not None
+    if stored.used_at is not None and auth_session.revoked_at is None:
+        auth_session.revoked_at = now
+        auth_session.revoked_reason = "refresh_token_reuse"
+        session.commit()
+        raise Unauthorized("This refresh token was already used; the session is revoked.")
+    if auth_session.revoked_at is not None or stored.used_at is not None:
+        raise Unauthorized("The session has ended: sign in again.")
+    if stored.expires_at <= now:
+        raise Unauthorized("The refresh token has expired: sign in again.")
+    user = session.get(User, auth_session.user_id)
+    if user is None or user.disabled_at is not None:
+        raise Unauthorized("This account cannot sign in.")
+    stored.used_at = now
+    auth_session.last_refreshed_at = now
+    signed_in = _issue(session, issuer, refresh_days, user, auth_session)
+    session.commit()
+    return signed_in
+
+
+def logout(session: Session, token: str) -> None:
+    """Revoke the session the refresh token belongs to (idempotent)."""
+    stored = session.get(RefreshToken, hash_refresh_token(token))
+    if stored is None:
+        return
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == stored.session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=clock.now(), revoked_reason="logout")
+    )
+    session.commit()
+
+
+def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> int:
+    result = session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=clock.now(), revoked_reason=reason)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def authenticate(session: Session, issuer: TokenIssuer, token: str) -> User:
+    """The user behind an access token, if the token, session and account are all live."""
+    claims = issuer.read_access_token(token, clock.now())
+    row = session.execute(
+        select(User, AuthSession.revoked_at)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
+    ).first()
+    if row is None:
+        raise Unauthorized("The account or session no longer exists: sign in again.")
+    user, revoked_at = row
+    if revoked_at is not None:
+        raise Unauthorized("The session has ended: sign in again.")
+    if user.disabled_at is not None:
+        raise Unauthorized("This account is disabled. Contact support.")
+    return user  # type: ignore[no-any-return]
+
+
+def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:
+    if "display_name" in changes:
+        user.display_name = changes["display_name"].strip()
+    if "timezone" in changes:
+        user.timezone = changes["timezone"]
+    if "quiet_hours" in changes:
+        quiet = changes["quiet_hours"]
+        user.quiet_start = quiet["start"] if quiet else None
+        user.quiet_end = quiet["end"] if quiet else None
+    if "notes_on_lock_screen" in changes:
+        user.notes_on_lock_screen = changes["notes_on_lock_screen"]
+    session.commit()
+    return user
+
+
+def _start_session(
+    session: Session, issuer: TokenIssuer, refresh_days: int, user: User
+) -> SignedIn:
+    auth_session = AuthSession(user_id=user.id, created_at=clock.now())
+    session.add(auth_session)
+    session.flush()
+    return _issue(session, issuer, refresh_days, user, auth_session)
+
+
+def _issue(
+    session: Session,
+    issuer: TokenIssuer,
+    refresh_days: int,
+    user: User,
+    auth_session: AuthSession,
+) -> SignedIn:
+    now = clock.now()
+    refresh_token = new_refresh_token()
+    session.add(
+        RefreshToken(
+            token_hash=hash_refresh_token(refresh_token),
+            session_id=auth_session.id,
+            issued_at=now,
+            expires_at=now + timedelta(days=refresh_days),
+        )
+    )
+    access = issuer.access_token(user.id, auth_session.id, now)
+    return SignedIn(user, access, refresh_token, issuer.access_seconds)

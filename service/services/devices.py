@@ -1,0 +1,60 @@
+"""Devices: register or refresh a push token, list, stop pushing to one."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain.errors import NotFound
+from service.models import Device, User
+
+
+def register(
+    session: Session,
+    user: User,
+    *,
+    platform: str,
+    push_token: str,
+    app_version: str | None,
+    locale: str | None,
+) -> tuple[Device, bool]:
+    """Upsert by push token. A token moves to whoever registers it last (the phone's new user).
+
+    Returns the device and whether it was created.
+    """
+    now = clock.now()
+    device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
+    created = device is None
+    if device is None:
+        device = Device(
+            user_id=user.id, push_token=push_token, platform=platform, created_at=now
+        )
+        session.add(device)
+    device.user_id = user.id
+    device.platform = platform
+    device.app_version = app_version
+    device.locale = locale
+    device.active = True
+    device.disabled_reason = None
+    device.updated_at = now
+    session.commit()
+    return device, created
+
+
+def list_for(session: Session, user: User) -> list[Device]:
+    return list(
+        session.scalars(
+            select(Device).where(Device.user_id == user.id).order_by(Device.created_at.desc())
+        )
+    )
+
+
+def delete(session: Session, user: User, device_id: uuid.UUID) -> None:
+    device = session.get(Device, device_id)
+    if device is None or device.user_id != user.id:
+        raise NotFound("No such device.")
+    session.delete(device)
+    session.commit()

@@ -1,0 +1,127 @@
+"""Pairing: invite codes, joining a partner, the couple, unpairing."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain import invites
+from service.domain.errors import Conflict, NotFound, invalid
+from service.models import Couple, Invite, User
+from service.services import events
+
+
+@dataclass(frozen=True)
+class CoupleView:
+    """The couple as one partner sees it."""
+
+    id: uuid.UUID
+    partner: User
+    paired_at: datetime
+
+
+def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
+    if user.couple_id is not None:
+        raise Conflict("You are already paired. Unpair first to invite someone else.")
+    now = clock.now()
+    # Older unused invites of this user stop working: one live code at a time.
+    session.execute(
+        update(Invite)
+        .where(Invite.inviter_id == user.id, Invite.used_at.is_(None), Invite.expires_at > now)
+        .values(expires_at=now)
+    )
+    for _ in range(5):
+        code = invites.new_code()
+        if session.get(Invite, code) is None:
+            break
+    invite = Invite(
+        code=code, inviter_id=user.id, created_at=now, expires_at=now + timedelta(minutes=ttl_minutes)
+    )
+    session.add(invite)
+    session.commit()
+    return invite
+
+
+def join(session: Session, user: User, typed_code: str) -> CoupleView:
+    now = clock.now()
+    code = invites.normalize(typed_code)
+    if user.couple_id is not None:
+        raise Conflict("You are already paired. Unpair first to join someone else.")
+    # Claim the invite atomically: of two people racing for one code, one wins.
+    claimed = session.execute(
+        update(Invite)
+        .where(Invite.code == code, Invite.used_at.is_(None), Invite.expires_at > now)
+        .values(used_at=now, used_by_id=user.id)
+        .returning(Invite.inviter_id)
+    ).scalar_one_or_none()
+    if claimed is None:
+        session.rollback()
+        raise invalid("code", "This code is not valid: it may be mistyped, used or expired.")
+    if claimed == user.id:
+        session.rollback()
+        raise invalid("code", "This is your own code: share it with your partner.")
+    inviter = session.get(User, claimed, with_for_update=True)
+    if inviter is None or inviter.couple_id is not None or inviter.disabled_at is not None:
+        session.rollback()
+        raise invalid("code", "This code is no longer valid: ask your partner for a new one.")
+    me = session.get(User, user.id, with_for_update=True)
+    assert me is not None
+    if me.couple_id is not None:
+        session.rollback()
+        raise Conflict("You are already paired. Unpair first to join someone else.")
+    couple = Couple(partner_a_id=inviter.id, partner_b_id=me.id, paired_at=now)
+    session.add(couple)
+    session.flush()
+    inviter.couple_id = couple.id
+    me.couple_id = couple.id
+    events.record(
+        session,
+        couple,
+        "couple.paired",
+        {"couple_id": str(couple.id), "partner_ids": [str(inviter.id), str(me.id)],
+         "paired_at": _iso(now)},
+    )
+    session.commit()
+    return CoupleView(couple.id, inviter, couple.paired_at)
+
+
+def current_couple(session: Session, user: User) -> CoupleView:
+    if user.couple_id is None:
+        raise NotFound("You are not paired.")
+    couple = session.get(Couple, user.couple_id)
+    partner_id = couple.partner_of(user.id) if couple else None
+    partner = session.get(User, partner_id) if partner_id else None
+    if couple is None or partner is None:
+        raise NotFound("You are not paired.")
+    return CoupleView(couple.id, partner, couple.paired_at)
+
+
+def require_couple(session: Session, user: User) -> Couple:
+    """The caller's live couple, locked for nothing; 404 when unpaired."""
+    couple = session.get(Couple, user.couple_id) if user.couple_id else None
+    if couple is None or couple.ended_at is not None:
+        raise NotFound("You are not paired.")
+    return couple
+
+
+def unpair(session: Session, user: User) -> None:
+    couple = session.get(Couple, user.couple_id, with_for_update=True) if user.couple_id else None
+    if couple is None or couple.ended_at is not None:
+        raise NotFound("You are not paired.")
+    now = clock.now()
+    couple.ended_at = now
+    data: dict[str, Any] = {"couple_id": str(couple.id), "ended_by": str(user.id), "ended_at": _iso(now)}
+    events.record(session, couple, "couple.ended", data)
+    session.execute(update(User).where(User.couple_id == couple.id).values(couple_id=None))
+    session.commit()
+    session.expire(user, ["couple_id"])
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,153 @@
+"""Register, sign in, refresh with rotation, sign out, and /me."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from service.clock import clock
+from tests.support.client import PASSWORD, ApiClient
+
+
+def test_register_returns_user_and_tokens(client: ApiClient) -> None:
+    response = client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "Ana@Example.test",
+            "password": PASSWORD,
+            "display_name": "Ana",
+            "timezone": "America/New_York",
+        },
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["user"]["email"] == "ana@example.test"
+    assert body["user"]["timezone"] == "America/New_York"
+    assert body["user"]["quiet_hours"] is None
+    assert body["user"]["created_at"].endswith("Z")
+    assert "password" not in body["user"] and "password_hash" not in body["user"]
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert me.status_code == 200
+    assert me.json()["id"] == body["user"]["id"]
+
+
+def test_register_twice_with_one_email_is_a_conflict(client: ApiClient) -> None:
+    person = client.register("Ana")
+    again = client.post(
+        "/api/v1/auth/register",
+        json={"email": person.email.upper(), "password": PASSWORD, "display_name": "X",
+              "timezone": "UTC"},
+    )
+    assert again.status_code == 409
+    assert again.json()["code"] == "conflict"
+
+
+def test_login_and_wrong_password(client: ApiClient) -> None:
+    person = client.register("Ana")
+    ok = client.post("/api/v1/auth/login", json={"email": person.email, "password": PASSWORD})
+    assert ok.status_code == 200
+    assert ok.json()["user"]["id"] == person.id
+    wrong = client.post("/api/v1/auth/login", json={"email": person.email, "password": "nope"})
+    assert wrong.status_code == 401
+    assert wrong.headers["Content-Type"] == "application/problem+json"
+    assert wrong.json()["code"] == "unauthorized"
+    unknown = client.post("/api/v1/auth/login", json={"email": "no@one.test", "password": "x"})
+    assert unknown.status_code == 401
+    assert unknown.json()["detail"] == wrong.json()["detail"]
+
+
+def test_refresh_rotates_and_the_old_token_stops_working(client: ApiClient) -> None:
+    person = client.register("Ana")
+    first = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
+    assert first.status_code == 200
+    pair = first.json()
+    assert pair["refresh_token"] != person.refresh_token
+    assert client.get("/api/v1/me", headers={"Authorization": f"Bearer {pair['access_token']}"}).ok
+    second = client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert second.status_code == 200
+
+
+def test_reusing_a_refresh_token_revokes_the_whole_family(client: ApiClient) -> None:
+    person = client.register("Ana")
+    rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
+    new_pair = rotated.json()
+    # Someone replays the old token: the whole session family ends.
+    replay = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
+    assert replay.status_code == 401
+    assert "already used" in replay.json()["detail"]
+    after = client.post("/api/v1/auth/refresh", json={"refresh_token": new_pair["refresh_token"]})
+    assert after.status_code == 401
+    me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {new_pair['access_token']}"})
+    assert me.status_code == 401
+    # Other sessions of the same account are untouched.
+    other = client.post("/api/v1/auth/login", json={"email": person.email, "password": PASSWORD})
+    assert client.get(
+        "/api/v1/me", headers={"Authorization": f"Bearer {other.json()['access_token']}"}
+    ).ok
+
+
+def test_logout_revokes_the_session(client: ApiClient) -> None:
+    person = client.register("Ana")
+    out = client.post("/api/v1/auth/logout", json={"refresh_token": person.refresh_token})
+    assert out.status_code == 204
+    assert client.get("/api/v1/me", as_=person).status_code == 401
+    refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
+    assert refresh.status_code == 401
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": "rt_unknown"}).status_code == 204
+
+
+def test_expired_access_token_is_refused(client: ApiClient) -> None:
+    person = client.register("Ana")
+    clock.freeze(clock.now() + timedelta(minutes=16))
+    response = client.get("/api/v1/me", as_=person)
+    assert response.status_code == 401
+    assert "expired" in response.json()["detail"]
+
+
+def test_expired_refresh_token_is_refused(client: ApiClient) -> None:
+    person = client.register("Ana")
+    clock.freeze(clock.now() + timedelta(days=31))
+    response = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
+    assert response.status_code == 401
+
+
+def test_profile_update_with_quiet_hours(client: ApiClient) -> None:
+    person = client.register("Ana")
+    response = client.patch(
+        "/api/v1/me",
+        as_=person,
+        json={"display_name": "Ana M.", "timezone": "Asia/Tokyo",
+              "quiet_hours": {"start": "22:30", "end": "07:00"}, "notes_on_lock_screen": True},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["display_name"] == "Ana M."
+    assert body["timezone"] == "Asia/Tokyo"
+    assert body["quiet_hours"] == {"start": "22:30", "end": "07:00"}
+    assert body["notes_on_lock_screen"] is True
+    assert client.get("/api/v1/me", as_=person).json() == body
+    cleared = client.patch("/api/v1/me", as_=person, json={"quiet_hours": None})
+    assert cleared.json()["quiet_hours"] is None
+
+
+def test_bad_profile_updates_change_nothing(client: ApiClient) -> None:
+    person = client.register("Ana")
+    before = client.get("/api/v1/me", as_=person).json()
+    for body, field in (
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"timezone": ""}, "timezone"),
+        ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "quiet_hours.start"),
+        ({"quiet_hours": {"start": "22:00"}}, "quiet_hours.end"),
+        ({"quiet_hours": {"start": "07:00", "end": "07:00"}}, "quiet_hours.end"),
+        ({"display_name": ""}, "display_name"),
+        ({"display_name": "x" * 61}, "display_name"),
+        ({"display_name": 42}, "display_name"),
+        ({"email": "new@example.test"}, "email"),
+        ({"notes_on_lock_screen": "maybe"}, "notes_on_lock_screen"),
+    ):
+        response = client.patch("/api/v1/me", as_=person, json=body)
+        assert response.status_code == 422, (body, response.text)
+        problem = response.json()
+        assert problem["code"] == "validation_error"
+        assert field in problem["errors"], (body, problem)
+    assert client.get("/api/v1/me", as_=person).json() == before

@@ -1,0 +1,125 @@
+"""Fixture chain: database -> app -> live server -> client; every test rolls back.
+
+Set TEST_DATABASE_URL to run the suite on PostgreSQL (the CI does); otherwise SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, text
+
+from service import create_app, migrate
+from service.clock import clock
+from service.config import Settings
+from service.extensions import db, limiter
+from tests.support.client import ApiClient
+from tests.support.phones import Phone
+from tests.support.server import LiveServer
+
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+
+def pytest_report_header() -> str:
+    return f"reach database: {'PostgreSQL ' + POSTGRES_URL if POSTGRES_URL else 'SQLite'}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if POSTGRES_URL:
+        return
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="PostgreSQL suite only (TEST_DATABASE_URL)"))
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if POSTGRES_URL:
+        engine = create_engine(Settings(DATABASE_URL=POSTGRES_URL).database_url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        engine.dispose()
+        url = Settings(DATABASE_URL=POSTGRES_URL).database_url
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'reach-test.sqlite3'}"
+    migrate.upgrade(url)
+    return url
+
+
+def test_settings(database_url: str, **overrides: object) -> Settings:
+    base = Settings(
+        DATABASE_URL=database_url,
+        SECRET_KEY="test-secret-key-for-reach-tests-only-0123456789",
+        TESTING=True,
+        SOCKETIO_ASYNC_MODE="threading",
+        WORKER_MODE="separate",
+        RATELIMIT_AUTH="1000 per minute",
+        RATELIMIT_BIDS="1000 per minute",
+        RATELIMIT_JOIN="1000 per minute",
+        LOG_FORMAT="json",
+    )
+    return base.with_overrides(**overrides)
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str) -> Flask:
+    return create_app(test_settings(database_url))
+
+
+@pytest.fixture(autouse=True)
+def _rollback(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
+    """Run the test inside a transaction that is rolled back afterwards."""
+    if "committed" in request.keywords:
+        yield
+        return
+    with app.app_context():
+        connection = db.engine.connect()
+        outer = connection.begin()
+        db.bind_to_connection(connection)
+    try:
+        yield
+    finally:
+        with app.app_context():
+            db.unbind()
+        outer.rollback()
+        connection.close()
+        clock.unfreeze()
+        with app.app_context():
+            limiter.reset()
+
+
+@pytest.fixture(scope="session")
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    server = LiveServer(app).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(live_server: LiveServer) -> Iterator[ApiClient]:
+    api = ApiClient(live_server.url)
+    yield api
+    api.http.close()
+
+
+@pytest.fixture
+def phones(live_server: LiveServer) -> Iterator[list[Phone]]:
+    """Append Phone objects; all are disconnected after the test."""
+    made: list[Phone] = []
+    yield made
+    for phone in made:
+        phone.disconnect()
+
+
+@pytest.fixture
+def phone(live_server: LiveServer, phones: list[Phone]):  # type: ignore[no-untyped-def]
+    def connect(token: str | None) -> Phone:
+        device = Phone(live_server.url, token).connect()
+        phones.append(device)
+        return device
+
+    return connect

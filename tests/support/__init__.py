@@ -1,0 +1,1 @@
+"""Test support: a live server, an HTTP client for the API, Socket.IO phones."""

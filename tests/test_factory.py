@@ -1,0 +1,63 @@
+"""The app factory and configuration."""
+
+from __future__ import annotations
+
+import pytest
+
+from service import create_app
+from service.config import Settings, from_environment
+
+
+def test_settings_come_from_the_environment() -> None:
+    settings = from_environment(
+        {
+            "DATABASE_URL": "postgres://u@db:5432/reach",
+            "ALLOWED_ORIGINS": "https://a.example, https://b.example",
+            "RATELIMIT_ENABLED": "false",
+            "ACCESS_TOKEN_SECONDS": "60",
+        }
+    )
+    assert settings.database_url == "postgresql+psycopg://u@db:5432/reach"
+    assert settings.ALLOWED_ORIGINS == ("https://a.example", "https://b.example")
+    assert settings.RATELIMIT_ENABLED is False
+    assert settings.ACCESS_TOKEN_SECONDS == 60
+    assert not settings.is_sqlite
+    assert not settings.worker_inline
+
+
+def test_embedded_default_is_sqlite_with_the_worker_inline() -> None:
+    settings = from_environment({})
+    assert settings.is_sqlite
+    assert settings.database_url.endswith("instance/reach.sqlite3")
+    assert settings.worker_inline
+    assert settings.PUSH_BACKEND == "log"
+
+
+def test_production_refuses_to_start_without_a_secret_key() -> None:
+    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+        create_app(Settings(DATABASE_URL="postgresql://u@127.0.0.1:1/none"))
+
+
+def test_unknown_override_is_an_error() -> None:
+    with pytest.raises(KeyError):
+        Settings().with_overrides(NOT_A_SETTING=1)
+
+
+def test_factory_builds_an_app_with_the_contract_routes(app) -> None:  # type: ignore[no-untyped-def]
+    rules = {rule.rule for rule in app.url_map.iter_rules()}
+    for path in (
+        "/api/v1/auth/register",
+        "/api/v1/auth/login",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/logout",
+        "/api/v1/me",
+        "/api/v1/couple",
+        "/api/v1/couple/invites",
+        "/api/v1/couple/join",
+        "/api/v1/devices",
+        "/api/v1/sync",
+        "/api/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+    ):
+        assert path in rules
