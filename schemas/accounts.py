@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from marshmallow import ValidationError, fields, validate, validates, validates_schema
 from typing import Any
+
+from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from schemas.base import Schema, UTCDateTime, text
 from service.domain.quiet_hours import is_valid_timezone, parse_clock

@@ -17,14 +17,18 @@ class Schema(ma.Schema):
         ordered = True
 
 
+def iso(moment: datetime) -> str:
+    """A timestamp as the wire shows it: UTC, microseconds, `Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class UTCDateTime(fields.DateTime):
     """Serialises as `2026-01-02T03:04:05.123456Z`; accepts any offset, stores UTC."""
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
         if value is None:
             return None
-        text: str = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return text
+        return iso(value)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
         parsed: datetime = super()._deserialize(value, attr, data, **kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.base import Schema, UTCDateTime
+from schemas.base import Schema
 
 EVENT_TYPES = (
     "couple.paired",
@@ -26,7 +26,7 @@ EVENT_TYPES = (
 class EventSchema(Schema):
     cursor = fields.Integer(dump_only=True)
     type = fields.String(dump_only=True, metadata={"enum": list(EVENT_TYPES)})
-    at = UTCDateTime(dump_only=True)
+    at = fields.String(dump_only=True, metadata={"format": "date-time"})
     data = fields.Dict(dump_only=True, metadata={"description": "The resource as REST shows it"})
 
 

@@ -13,10 +13,12 @@ from service.security.tokens import TokenIssuer
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the app: read settings, bind extensions, register endpoints and socket handlers."""
+    from flask_socketio import SocketIO
+
     from service import api as rest
     from service import realtime
     from service.errors import register_error_handlers
-    from service.extensions import db, limiter, socketio
+    from service.extensions import db, limiter
 
     settings = (settings or from_environment()).with_overrides(**overrides)
     if not settings.is_sqlite and not settings.SECRET_KEY and not settings.TESTING:
@@ -28,7 +30,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["reach.settings"] = settings
     app.extensions["reach.tokens"] = TokenIssuer(
-        settings.secret_key, settings.JWT_ISSUER, settings.JWT_AUDIENCE, settings.ACCESS_TOKEN_SECONDS
+        settings.secret_key,
+        settings.JWT_ISSUER,
+        settings.JWT_AUDIENCE,
+        settings.ACCESS_TOKEN_SECONDS,
     )
     if settings.REDIS_URL:
         import redis
@@ -39,7 +44,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     db.init_app(app, settings.database_url)
     limiter.init_app(app)
-    socketio.init_app(
+    # One Socket.IO server per app (tests build several apps in one process).
+    socketio = SocketIO(
         app,
         async_mode=_async_mode(settings),
         message_queue=settings.REDIS_URL or None,
@@ -51,7 +57,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     )
     register_error_handlers(app)
     rest.register(app)
-    realtime.register(app)
+    realtime.register(socketio)
     return app
 
 

@@ -65,7 +65,9 @@ def problem_body(
 
 
 def problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
-    response = Response(current_app.json.dumps(body), status=body["status"], mimetype=PROBLEM_MIMETYPE)
+    response = Response(
+        current_app.json.dumps(body), status=body["status"], mimetype=PROBLEM_MIMETYPE
+    )
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response

@@ -8,7 +8,6 @@ from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
-from flask_socketio import SocketIO
 from werkzeug.exceptions import HTTPException
 
 from schemas.errors import ProblemSchema
@@ -20,7 +19,6 @@ class ReachApi(Api):
     """flask-smorest's Api, answering every HTTP error in the problem+json shape."""
 
     ERROR_SCHEMA = ProblemSchema
-    DEFAULT_ERROR_RESPONSE_NAME = "Problem"
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         body, headers = from_http_exception(error)
@@ -42,5 +40,4 @@ def client_address() -> str:
 
 
 db = Database()
-socketio = SocketIO()
 limiter = Limiter(key_func=rate_limit_key, headers_enabled=True)

@@ -6,11 +6,11 @@ Set TEST_DATABASE_URL to run the suite on PostgreSQL (the CI does); otherwise SQ
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, text
 
 from service import create_app, migrate
 from service.clock import clock
@@ -19,6 +19,7 @@ from service.extensions import db, limiter
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
+from tests.support.settings import make_settings
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 
@@ -50,38 +51,23 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def test_settings(database_url: str, **overrides: object) -> Settings:
-    base = Settings(
-        DATABASE_URL=database_url,
-        SECRET_KEY="test-secret-key-for-reach-tests-only-0123456789",
-        TESTING=True,
-        SOCKETIO_ASYNC_MODE="threading",
-        WORKER_MODE="separate",
-        RATELIMIT_AUTH="1000 per minute",
-        RATELIMIT_BIDS="1000 per minute",
-        RATELIMIT_JOIN="1000 per minute",
-        LOG_FORMAT="json",
-    )
-    return base.with_overrides(**overrides)
-
-
 @pytest.fixture(scope="session")
 def app(database_url: str) -> Flask:
-    return create_app(test_settings(database_url))
+    return create_app(make_settings(database_url))
 
 
 @pytest.fixture(autouse=True)
-def _rollback(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
+def db_connection(request: pytest.FixtureRequest, app: Flask) -> Iterator[Connection | None]:
     """Run the test inside a transaction that is rolled back afterwards."""
     if "committed" in request.keywords:
-        yield
+        yield None
         return
     with app.app_context():
         connection = db.engine.connect()
         outer = connection.begin()
         db.bind_to_connection(connection)
     try:
-        yield
+        yield connection
     finally:
         with app.app_context():
             db.unbind()
@@ -90,6 +76,27 @@ def _rollback(request: pytest.FixtureRequest, app: Flask) -> Iterator[None]:
         clock.unfreeze()
         with app.app_context():
             limiter.reset()
+
+
+@pytest.fixture
+def server_with(
+    database_url: str, db_connection: Connection | None
+) -> Iterator[Callable[..., LiveServer]]:
+    """Start another live server whose app has other settings, in the same test transaction."""
+    started: list[LiveServer] = []
+
+    def start(**overrides: object) -> LiveServer:
+        other = create_app(make_settings(database_url, **overrides))
+        if db_connection is not None:
+            with other.app_context():
+                db.bind_to_connection(db_connection)
+        server = LiveServer(other).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

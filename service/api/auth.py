@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import current_app, g, request
+from flask_smorest import Blueprint
 
 from service.domain.errors import Unauthorized
 from service.extensions import db
@@ -16,7 +17,17 @@ from service.services import accounts
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-BEARER = [{"bearerAuth": []}]
+BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+
+
+def documented_member(blp: Blueprint) -> Callable[[F], F]:
+    """Document an endpoint as needing the bearer token (security + 401 response)."""
+
+    def decorate(view: F) -> F:
+        view = blp.doc(security=BEARER)(view)
+        return cast(F, blp.alt_response(401, response="UNAUTHORIZED")(view))
+
+    return decorate
 
 
 def token_issuer() -> TokenIssuer:

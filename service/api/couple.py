@@ -9,13 +9,14 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas.couples import CoupleSchema, InviteSchema, JoinSchema
-from service.api.auth import BEARER, auth_required, current_user
+from service.api.auth import auth_required, current_user, documented_member
 from service.domain import invites
 from service.extensions import db, limiter
 from service.services import pairing
 
 PREFIX = "/couple"
 blp = Blueprint("couple", __name__, description="Pairing two partners")
+member = documented_member(blp)
 
 
 def _join_limit() -> str:
@@ -26,7 +27,7 @@ def _join_limit() -> str:
 class Invites(MethodView):
     decorators = [auth_required]
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.response(201, InviteSchema)
     @blp.alt_response(409, description="The caller is already paired")
     def post(self) -> dict[str, Any]:
@@ -40,7 +41,7 @@ class Invites(MethodView):
 class Join(MethodView):
     decorators = [limiter.limit(_join_limit, methods=["POST"]), auth_required]
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.arguments(JoinSchema)
     @blp.response(201, CoupleSchema)
     @blp.alt_response(409, description="The caller is already paired")
@@ -53,13 +54,13 @@ class Join(MethodView):
 class CoupleResource(MethodView):
     decorators = [auth_required]
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.response(200, CoupleSchema)
     def get(self) -> pairing.CoupleView:
         """The caller's couple, or 404 when unpaired"""
         return pairing.current_couple(db.session, current_user())
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.response(204)
     def delete(self) -> None:
         """Unpair; both phones are told"""

@@ -9,20 +9,21 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas.devices import DeviceCreateSchema, DeviceListSchema, DeviceSchema
-from service.api.auth import BEARER, auth_required, current_user
+from service.api.auth import auth_required, current_user, documented_member
 from service.extensions import db
 from service.models import Device
 from service.services import devices
 
 PREFIX = "/devices"
 blp = Blueprint("devices", __name__, description="Push targets")
+member = documented_member(blp)
 
 
 @blp.route("")
 class Devices(MethodView):
     decorators = [auth_required]
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.arguments(DeviceCreateSchema)
     @blp.response(201, DeviceSchema, description="Registered (200 when the token was known)")
     def post(self, body: dict[str, Any]) -> tuple[Device, int]:
@@ -30,7 +31,7 @@ class Devices(MethodView):
         device, created = devices.register(db.session, current_user(), **body)
         return device, 201 if created else 200
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.response(200, DeviceListSchema)
     def get(self) -> dict[str, Any]:
         """The caller's devices"""
@@ -41,7 +42,7 @@ class Devices(MethodView):
 class DeviceResource(MethodView):
     decorators = [auth_required]
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.response(204)
     def delete(self, device_id: uuid.UUID) -> None:
         """Stop pushing to a device"""

@@ -8,26 +8,27 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas.accounts import ProfileUpdateSchema, UserSchema
-from service.api.auth import BEARER, auth_required, current_user
+from service.api.auth import auth_required, current_user, documented_member
 from service.extensions import db
 from service.models import User
 from service.services import accounts
 
 PREFIX = "/me"
 blp = Blueprint("me", __name__, description="The caller's profile")
+member = documented_member(blp)
 
 
 @blp.route("")
 class Me(MethodView):
     decorators = [auth_required]
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.response(200, UserSchema)
     def get(self) -> User:
         """The caller's profile"""
         return current_user()
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.arguments(ProfileUpdateSchema)
     @blp.response(200, UserSchema)
     def patch(self, changes: dict[str, Any]) -> User:

@@ -8,19 +8,20 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas.sync import SyncArgsSchema, SyncPageSchema
-from service.api.auth import BEARER, auth_required, current_user
+from service.api.auth import auth_required, current_user, documented_member
 from service.extensions import db
 from service.services import events, pairing
 
 PREFIX = "/sync"
 blp = Blueprint("sync", __name__, description="Catch up on the couple's events")
+member = documented_member(blp)
 
 
 @blp.route("")
 class Sync(MethodView):
     decorators = [auth_required]
 
-    @blp.doc(security=BEARER)
+    @member
     @blp.arguments(SyncArgsSchema, location="query")
     @blp.response(200, SyncPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import secrets
 # Crockford-style alphabet without I, L, O, U: nothing to confuse when read aloud or typed.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 LENGTH = 8  # 32**8 ~ 1.1e12 codes
+_LOOKALIKES = str.maketrans("OIL", "011")
 
 
 def new_code() -> str:
@@ -16,7 +17,7 @@ def new_code() -> str:
 def normalize(typed: str) -> str:
     """Accept what people type: any case, spaces or dashes, O for 0, I/L for 1."""
     cleaned = typed.upper().replace("-", "").replace(" ", "")
-    return cleaned.translate(str.maketrans({"O": "0", "I": "1", "L": "1"}))
+    return cleaned.translate(_LOOKALIKES)
 
 
 def display(code: str) -> str:

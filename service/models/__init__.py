@@ -5,4 +5,13 @@ from service.models.base import Base
 from service.models.couples import Couple, CoupleEvent, Invite
 from service.models.devices import Device
 
-__all__ = ["AuthSession", "Base", "Couple", "CoupleEvent", "Device", "Invite", "RefreshToken", "User"]
+__all__ = [
+    "AuthSession",
+    "Base",
+    "Couple",
+    "CoupleEvent",
+    "Device",
+    "Invite",
+    "RefreshToken",
+    "User",
+]

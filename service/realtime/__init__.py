@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask_socketio import SocketIO
 
 from service.realtime import members
-from service.realtime.emitter import SocketPublisher
+from service.realtime.emitter import SocketPublisher, current_socketio
 from service.services import events
 
 
-def register(app: Flask) -> None:
-    members.register()
+def register(socketio: SocketIO) -> None:
+    members.register(socketio)
     events.set_publisher(SocketPublisher())
+
+
+__all__ = ["current_socketio", "register"]

@@ -6,34 +6,41 @@ import logging
 from typing import Any
 
 from flask import request
-from flask_socketio import ConnectionRefusedError, emit, join_room
+from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
 from service.api.auth import token_issuer
-from service.domain.errors import ReachError
+from service.domain.errors import ReachError, Unauthorized
 from service.errors import from_reach_error
-from service.extensions import db, socketio
+from service.extensions import db
+from service.realtime.emitter import current_socketio
 from service.realtime.rooms import couple_room, user_room
 from service.services import accounts
 
 log = logging.getLogger("reach.realtime")
 
 
-def register() -> None:
+def register(socketio: SocketIO) -> None:
     socketio.on_event("connect", on_connect, namespace="/")
     socketio.on_event("typing", on_typing, namespace="/")
+
+
+def socket_session() -> dict[str, Any]:
+    """What this connection knows about its user (kept by the Socket.IO server)."""
+    server = current_socketio().server
+    return server.get_session(request.sid, namespace="/")  # type: ignore[attr-defined]
 
 
 def on_connect(auth: Any = None) -> None:
     token = auth.get("token") if isinstance(auth, dict) else None
     if not isinstance(token, str) or not token:
-        raise ConnectionRefusedError(
-            {"code": "unauthorized", "detail": "Connect with auth: {token: <access token>}."}
-        )
+        refusal = Unauthorized("Connect with auth: {token: <access token>}.")
+        raise ConnectionRefusedError(refusal.detail, from_reach_error(refusal))
     try:
         user = accounts.authenticate(db.session, token_issuer(), token)
     except ReachError as exc:
-        raise ConnectionRefusedError(from_reach_error(exc)) from exc
-    session = socketio.server.get_session(request.sid, namespace="/")  # type: ignore[attr-defined]
+        # The client's connect_error carries {message: detail, data: problem}.
+        raise ConnectionRefusedError(exc.detail, from_reach_error(exc)) from exc
+    session = socket_session()
     session["user_id"] = str(user.id)
     session["couple_id"] = str(user.couple_id) if user.couple_id else None
     join_room(user_room(user.id))
@@ -44,7 +51,7 @@ def on_connect(auth: Any = None) -> None:
 
 def on_typing(payload: Any = None) -> None:
     """Tell the partner this phone is typing (not stored)."""
-    session = socketio.server.get_session(request.sid, namespace="/")  # type: ignore[attr-defined]
+    session = socket_session()
     couple_id = session.get("couple_id")
     if not couple_id:
         return

@@ -140,7 +140,7 @@ def authenticate(session: Session, issuer: TokenIssuer, token: str) -> User:
         raise Unauthorized("The session has ended: sign in again.")
     if user.disabled_at is not None:
         raise Unauthorized("This account is disabled. Contact support.")
-    return user  # type: ignore[no-any-return]
+    return user
 
 
 def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:

@@ -29,9 +29,7 @@ def register(
     device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
     created = device is None
     if device is None:
-        device = Device(
-            user_id=user.id, push_token=push_token, platform=platform, created_at=now
-        )
+        device = Device(user_id=user.id, push_token=push_token, platform=platform, created_at=now)
         session.add(device)
     device.user_id = user.id
     device.platform = platform

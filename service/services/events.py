@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from schemas.base import iso
 from service.clock import clock
 from service.db import after_commit
 from service.models import Couple, CoupleEvent
@@ -49,7 +50,7 @@ def envelope(event: CoupleEvent) -> dict[str, Any]:
     return {
         "cursor": event.cursor,
         "type": event.type,
-        "at": event.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "at": iso(event.at),
         "data": event.data,
     }
 
@@ -80,9 +81,11 @@ def record(
     cursor = next_cursor(session, couple.id)
     event = CoupleEvent(couple_id=couple.id, cursor=cursor, type=type_, at=clock.now(), data=data)
     session.add(event)
-    recipients = list(audience) if audience is not None else [
-        uid for uid in couple.partner_ids if uid is not None
-    ]
+    recipients = (
+        list(audience)
+        if audience is not None
+        else [uid for uid in couple.partner_ids if uid is not None]
+    )
     body = envelope(event)
     after_commit(session, _publish(recipients, body))
     return event

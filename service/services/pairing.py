@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from schemas.base import iso
 from service.clock import clock
 from service.domain import invites
 from service.domain.errors import Conflict, NotFound, invalid
@@ -41,7 +42,10 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
         if session.get(Invite, code) is None:
             break
     invite = Invite(
-        code=code, inviter_id=user.id, created_at=now, expires_at=now + timedelta(minutes=ttl_minutes)
+        code=code,
+        inviter_id=user.id,
+        created_at=now,
+        expires_at=now + timedelta(minutes=ttl_minutes),
     )
     session.add(invite)
     session.commit()
@@ -84,8 +88,11 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
         session,
         couple,
         "couple.paired",
-        {"couple_id": str(couple.id), "partner_ids": [str(inviter.id), str(me.id)],
-         "paired_at": _iso(now)},
+        {
+            "couple_id": str(couple.id),
+            "partner_ids": [str(inviter.id), str(me.id)],
+            "paired_at": iso(now),
+        },
     )
     session.commit()
     return CoupleView(couple.id, inviter, couple.paired_at)
@@ -116,12 +123,12 @@ def unpair(session: Session, user: User) -> None:
         raise NotFound("You are not paired.")
     now = clock.now()
     couple.ended_at = now
-    data: dict[str, Any] = {"couple_id": str(couple.id), "ended_by": str(user.id), "ended_at": _iso(now)}
+    data: dict[str, Any] = {
+        "couple_id": str(couple.id),
+        "ended_by": str(user.id),
+        "ended_at": iso(now),
+    }
     events.record(session, couple, "couple.ended", data)
     session.execute(update(User).where(User.couple_id == couple.id).values(couple_id=None))
     session.commit()
     session.expire(user, ["couple_id"])
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

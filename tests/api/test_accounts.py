@@ -24,8 +24,10 @@ def test_register_returns_user_and_tokens(client: ApiClient) -> None:
     assert body["user"]["timezone"] == "America/New_York"
     assert body["user"]["quiet_hours"] is None
     assert body["user"]["created_at"].endswith("Z")
-    assert "password" not in body["user"] and "password_hash" not in body["user"]
-    assert body["token_type"] == "Bearer" and body["expires_in"] == 900
+    assert "password" not in body["user"]
+    assert "password_hash" not in body["user"]
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 900
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"})
     assert me.status_code == 200
     assert me.json()["id"] == body["user"]["id"]
@@ -35,8 +37,12 @@ def test_register_twice_with_one_email_is_a_conflict(client: ApiClient) -> None:
     person = client.register("Ana")
     again = client.post(
         "/api/v1/auth/register",
-        json={"email": person.email.upper(), "password": PASSWORD, "display_name": "X",
-              "timezone": "UTC"},
+        json={
+            "email": person.email.upper(),
+            "password": PASSWORD,
+            "display_name": "X",
+            "timezone": "UTC",
+        },
     )
     assert again.status_code == 409
     assert again.json()["code"] == "conflict"
@@ -93,7 +99,9 @@ def test_logout_revokes_the_session(client: ApiClient) -> None:
     assert client.get("/api/v1/me", as_=person).status_code == 401
     refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
     assert refresh.status_code == 401
-    assert client.post("/api/v1/auth/logout", json={"refresh_token": "rt_unknown"}).status_code == 204
+    assert (
+        client.post("/api/v1/auth/logout", json={"refresh_token": "rt_unknown"}).status_code == 204
+    )
 
 
 def test_expired_access_token_is_refused(client: ApiClient) -> None:
@@ -116,8 +124,12 @@ def test_profile_update_with_quiet_hours(client: ApiClient) -> None:
     response = client.patch(
         "/api/v1/me",
         as_=person,
-        json={"display_name": "Ana M.", "timezone": "Asia/Tokyo",
-              "quiet_hours": {"start": "22:30", "end": "07:00"}, "notes_on_lock_screen": True},
+        json={
+            "display_name": "Ana M.",
+            "timezone": "Asia/Tokyo",
+            "quiet_hours": {"start": "22:30", "end": "07:00"},
+            "notes_on_lock_screen": True,
+        },
     )
     assert response.status_code == 200, response.text
     body = response.json()

@@ -18,6 +18,11 @@ class Phone:
         self._changed = threading.Condition()
         self.client = socketio.Client(reconnection=False)
         self.client.on("*", self._record)
+        self.refusal: Any = None
+        self.client.on("connect_error", self._refused)
+
+    def _refused(self, data: Any = None) -> None:
+        self.refusal = data
 
     def _record(self, name: str, data: Any = None) -> None:
         with self._changed:
@@ -26,9 +31,7 @@ class Phone:
 
     def connect(self, **kwargs: Any) -> Phone:
         auth = {"token": self.token} if self.token is not None else None
-        self.client.connect(
-            self.url, auth=auth, transports=["websocket"], wait_timeout=5, **kwargs
-        )
+        self.client.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=5, **kwargs)
         return self
 
     def disconnect(self) -> None:

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
+from typing import Any
 
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class _Handler(WSGIRequestHandler):
+    """Closes the TCP connection once a websocket ends.
+
+    Werkzeug would otherwise read the client's closing frame as a new HTTP request, and the
+    client would wait out its close timeout.
+    """
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
 
 
 class LiveServer:
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self._server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+        self._server: BaseWSGIServer = make_server(
+            "127.0.0.1", 0, app, threaded=True, request_handler=_Handler
+        )
         self.port = self._server.server_port
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

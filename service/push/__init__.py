@@ -1,0 +1,54 @@
+"""Push notifications: the messages the worker sends and the backends that send them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Outcome = Literal["sent", "retry", "unregistered", "invalid", "failed"]
+"""What became of one message:
+- sent: FCM accepted it (message_id set);
+- retry: a passing failure (429, 500, 503, timeout); try again after `retry_after` or backoff;
+- unregistered: the token is dead (UNREGISTERED, SENDER_ID_MISMATCH): disable the device;
+- invalid: FCM rejected the message itself (INVALID_ARGUMENT): do not retry;
+- failed: any other permanent failure (auth, configuration): do not retry this attempt.
+"""
+
+
+@dataclass(frozen=True)
+class PushMessage:
+    """One notification for one device. `key` is stable across retries (idempotency)."""
+
+    key: str
+    device_id: uuid.UUID
+    platform: Literal["ios", "android", "web"]
+    token: str
+    data: dict[str, str]
+    collapse_key: str
+    title: str | None = None
+    body: str | None = None
+    priority: Literal["high", "normal"] = "high"
+    ttl_seconds: int = 86400
+    badge: int | None = None
+    category: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PushResult:
+    key: str
+    outcome: Outcome
+    message_id: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class PushBackend(Protocol):
+    """Sends a batch; returns one result per message, in the same order. Never raises for
+    a per-message failure."""
+
+    name: str
+
+    def send_batch(self, messages: Sequence[PushMessage]) -> list[PushResult]: ...

@@ -1,0 +1,78 @@
+"""Registering push tokens, listing and deleting devices."""
+
+from __future__ import annotations
+
+from tests.support.client import ApiClient
+
+
+def test_register_list_and_delete(client: ApiClient) -> None:
+    ana = client.register("Ana")
+    created = client.post(
+        "/api/v1/devices",
+        as_=ana,
+        json={
+            "platform": "ios",
+            "push_token": "apns-token-aaaa",
+            "app_version": "1.2.0",
+            "locale": "de-DE",
+        },
+    )
+    assert created.status_code == 201, created.text
+    device = created.json()
+    assert device["platform"] == "ios"
+    assert device["active"] is True
+    assert device["disabled_reason"] is None
+    assert "push_token" not in device
+
+    listed = client.get("/api/v1/devices", as_=ana).json()
+    assert listed == {"items": [device], "next": None}
+
+    assert client.delete(f"/api/v1/devices/{device['id']}", as_=ana).status_code == 204
+    assert client.get("/api/v1/devices", as_=ana).json()["items"] == []
+    assert client.delete(f"/api/v1/devices/{device['id']}", as_=ana).status_code == 404
+
+
+def test_registering_a_known_token_updates_it(client: ApiClient) -> None:
+    ana = client.register("Ana")
+    body = {"platform": "android", "push_token": "fcm-token-bbbb"}
+    first = client.post("/api/v1/devices", as_=ana, json=body)
+    again = client.post("/api/v1/devices", as_=ana, json={**body, "app_version": "2.0"})
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["app_version"] == "2.0"
+    assert len(client.get("/api/v1/devices", as_=ana).json()["items"]) == 1
+
+
+def test_a_token_moves_to_whoever_signs_in_on_the_phone(client: ApiClient) -> None:
+    ana, ben = client.register("Ana"), client.register("Ben")
+    body = {"platform": "android", "push_token": "shared-phone-token"}
+    client.post("/api/v1/devices", as_=ana, json=body)
+    client.post("/api/v1/devices", as_=ben, json=body)
+    assert client.get("/api/v1/devices", as_=ana).json()["items"] == []
+    assert len(client.get("/api/v1/devices", as_=ben).json()["items"]) == 1
+
+
+def test_nobody_deletes_someone_elses_device(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    device = client.post(
+        "/api/v1/devices", as_=ana, json={"platform": "web", "push_token": "web-token-cccc"}
+    ).json()
+    assert client.delete(f"/api/v1/devices/{device['id']}", as_=ben).status_code == 404
+    assert len(client.get("/api/v1/devices", as_=ana).json()["items"]) == 1
+
+
+def test_bad_device_bodies(client: ApiClient) -> None:
+    ana = client.register("Ana")
+    for body, field in (
+        ({"platform": "symbian", "push_token": "tok-tok-tok"}, "platform"),
+        ({"platform": "ios"}, "push_token"),
+        ({"platform": "ios", "push_token": "short"}, "push_token"),
+        ({"platform": "ios", "push_token": "x" * 4097}, "push_token"),
+        ({"platform": "ios", "push_token": "tok-tok-tok", "extra": 1}, "extra"),
+    ):
+        response = client.post("/api/v1/devices", as_=ana, json=body)
+        assert response.status_code == 422, body
+        assert field in response.json()["errors"]
+    assert client.get("/api/v1/devices", as_=ana).json()["items"] == []
+    assert client.delete("/api/v1/devices/not-a-uuid", as_=ana).status_code == 404

@@ -1,0 +1,167 @@
+"""Every error path answers in the contract's problem+json shape, and changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.client import PASSWORD, ApiClient
+from tests.support.server import LiveServer
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
+
+
+def assert_problem(response, status: int, code: str) -> dict:  # type: ignore[no-untyped-def,type-arg]
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    body = response.json()
+    assert set(body) >= PROBLEM_KEYS, body
+    assert body["status"] == status
+    assert body["code"] == code
+    assert "Traceback" not in response.text
+    return dict(body)
+
+
+def test_malformed_json_is_400(client: ApiClient) -> None:
+    response = client.post(
+        "/api/v1/auth/register",
+        data='{"email": "a@b.c", ',
+        headers={"Content-Type": "application/json"},
+    )
+    body = assert_problem(response, 400, "bad_request")
+    assert "JSON" in body["detail"]
+
+
+def test_wrong_types_and_unknown_fields_are_422_with_field_errors(client: ApiClient) -> None:
+    response = client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": 5,
+            "password": ["x"],
+            "display_name": None,
+            "timezone": "UTC",
+            "admin": True,
+        },
+    )
+    body = assert_problem(response, 422, "validation_error")
+    assert set(body["errors"]) == {"email", "password", "display_name", "admin"}
+    assert all(isinstance(m, list) and m for m in body["errors"].values())
+
+
+def test_overlong_strings_are_422(client: ApiClient) -> None:
+    response = client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "a" * 250 + "@b.io",
+            "password": "p" * 257,
+            "display_name": "n" * 61,
+            "timezone": "UTC",
+        },
+    )
+    body = assert_problem(response, 422, "validation_error")
+    assert {"email", "password", "display_name"} <= set(body["errors"])
+
+
+def test_bad_timezone_is_422(client: ApiClient) -> None:
+    for zone in ("Mars/Base", "utc ", "../etc/passwd", ""):
+        response = client.post(
+            "/api/v1/auth/register",
+            json={
+                "email": "tz@example.test",
+                "password": PASSWORD,
+                "display_name": "T",
+                "timezone": zone,
+            },
+        )
+        assert "timezone" in assert_problem(response, 422, "validation_error")["errors"]
+    login = client.post(
+        "/api/v1/auth/login", json={"email": "tz@example.test", "password": PASSWORD}
+    )
+    assert login.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer", "Bearer ", "Token abc", "Bearer not.a.jwt", "Basic dXNlcjpwYXNz"],
+)
+def test_missing_or_malformed_tokens_are_401(client: ApiClient, header: str | None) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    assert_problem(client.get("/api/v1/me", headers=headers), 401, "unauthorized")
+
+
+def _forge(token: str, **changes: object) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims.update(changes)
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def test_tampered_tokens_are_401(client: ApiClient) -> None:
+    ana, ben = client.register("Ana"), client.register("Ben")
+    for token in (
+        _forge(ana.access_token, sub=ben.id),
+        _forge(ana.access_token, exp=4102444800),
+        ana.access_token[:-3] + ("AAA" if not ana.access_token.endswith("AAA") else "BBB"),
+    ):
+        response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 401, "unauthorized")
+    # alg=none is never accepted.
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    payload = ana.access_token.split(".")[1]
+    none_token = f"{header}.{payload}."
+    response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {none_token}"})
+    assert_problem(response, 401, "unauthorized")
+    # The refresh token is not an access token.
+    response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {ana.refresh_token}"})
+    assert_problem(response, 401, "unauthorized")
+
+
+def test_unknown_path_is_404_and_wrong_method_405(client: ApiClient) -> None:
+    assert_problem(client.get("/api/v1/nothing-here"), 404, "not_found")
+    response = client.request("PUT", "/api/v1/auth/login", json={})
+    assert_problem(response, 405, "bad_request")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_too_large_body_is_413(client: ApiClient) -> None:
+    response = client.post(
+        "/api/v1/auth/login",
+        data=json.dumps({"email": "a@b.c", "password": "x" * 70_000}),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(response, 413, "bad_request")
+
+
+def test_wrong_content_type_is_a_clear_error(client: ApiClient) -> None:
+    response = client.post("/api/v1/auth/login", data="email=a&password=b")
+    assert response.status_code in (400, 415, 422)
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+
+
+def test_server_error_is_500_without_a_stack_trace(server_with: Callable[..., LiveServer]) -> None:
+    server = server_with()
+
+    @server.app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret internal detail")
+
+    client = ApiClient(server.url)
+    body = assert_problem(client.get("/boom"), 500, "server_error")
+    assert "secret internal detail" not in json.dumps(body)
+
+
+def test_too_many_sign_ins_are_429_with_retry_after(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    client = ApiClient(server_with(RATELIMIT_AUTH="3 per minute").url)
+    body = {"email": "nobody@example.test", "password": "wrong password"}
+    statuses = [client.post("/api/v1/auth/login", json=body).status_code for _ in range(3)]
+    assert statuses == [401, 401, 401]
+    limited = client.post("/api/v1/auth/login", json=body)
+    problem = assert_problem(limited, 429, "rate_limited")
+    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert "Retry-After" in problem["detail"]

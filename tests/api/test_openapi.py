@@ -1,0 +1,128 @@
+"""The generated OpenAPI document is enough to use the API."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from tests.support.client import PASSWORD, ApiClient
+from tests.support.phones import Phone
+
+
+class DocumentedApi:
+    """Calls operations found only through the OpenAPI document, and checks the answers."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+        self.doc: dict[str, Any] = client.get("/api/v1/openapi.json").json()
+
+    def _resolve(self, schema: dict[str, Any]) -> dict[str, Any]:
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            return dict(self.doc["components"]["schemas"][name])
+        return schema
+
+    def operation(self, method: str, path: str) -> dict[str, Any]:
+        assert path in self.doc["paths"], f"{path} is not documented"
+        op = self.doc["paths"][path][method.lower()]
+        assert op.get("summary"), f"{method} {path} has no summary"
+        return dict(op)
+
+    def call(
+        self, method: str, path: str, body: dict[str, Any] | None, token: str | None
+    ) -> requests.Response:
+        op = self.operation(method, path)
+        if body is not None:
+            schema = self._resolve(op["requestBody"]["content"]["application/json"]["schema"])
+            assert set(schema.get("required", [])) <= set(body), (path, schema.get("required"))
+            assert set(body) <= set(schema["properties"]), (path, set(body))
+        if token is not None:
+            assert op.get("security") == [{"bearerAuth": []}], f"{path} must document bearer auth"
+            schemes = self.doc["components"]["securitySchemes"]
+            assert schemes["bearerAuth"] == {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+            }
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = self.client.request(method, path, json=body, headers=headers)
+        documented = op["responses"]
+        assert str(response.status_code) in documented or "default" in documented, (
+            path,
+            response.status_code,
+            list(documented),
+        )
+        if response.ok and response.content:
+            content = documented[str(response.status_code)]["content"]["application/json"]
+            schema = self._resolve(content["schema"])
+            assert set(response.json()) <= set(schema["properties"]), (path, response.json())
+        return response
+
+
+def test_document_is_openapi_3_with_problem_errors(client: ApiClient) -> None:
+    doc = DocumentedApi(client).doc
+    assert doc["openapi"].startswith("3.")
+    assert doc["info"]["title"] == "Reach"
+    problem = doc["components"]["schemas"]["Problem"]
+    assert {"type", "title", "status", "detail", "code", "errors"} <= set(problem["properties"])
+
+
+def test_a_client_with_only_the_document_pairs_two_people_and_connects(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    api = DocumentedApi(client)
+    tokens = []
+    for name in ("Ana", "Ben"):
+        registered = api.call(
+            "POST",
+            "/api/v1/auth/register",
+            {
+                "email": f"{name.lower()}@doc.test",
+                "password": PASSWORD,
+                "display_name": name,
+                "timezone": "Europe/Lisbon",
+            },
+            None,
+        )
+        assert registered.status_code == 201
+        tokens.append(registered.json()["access_token"])
+    ana, ben = tokens
+
+    invite = api.call("POST", "/api/v1/couple/invites", None, ana)
+    assert invite.status_code == 201
+    joined = api.call("POST", "/api/v1/couple/join", {"code": invite.json()["code"]}, ben)
+    assert joined.status_code == 201
+    device = api.call(
+        "POST", "/api/v1/devices", {"platform": "android", "push_token": "doc-token-1234"}, ben
+    )
+    assert device.status_code == 201
+    couple = api.call("GET", "/api/v1/couple", None, ana)
+    assert couple.json()["partner"]["display_name"] == "Ben"
+
+    ana_phone = phone(ana)
+    assert ana_phone.client.connected
+
+    stranger = api.call(
+        "POST",
+        "/api/v1/auth/register",
+        {"email": "sol@doc.test", "password": PASSWORD, "display_name": "Sol", "timezone": "UTC"},
+        None,
+    ).json()["access_token"]
+    not_found = api.call("GET", "/api/v1/couple", None, stranger)
+    assert not_found.status_code == 404
+    assert not_found.json()["code"] == "not_found"
+
+
+def test_every_operation_documents_its_errors(client: ApiClient) -> None:
+    doc = DocumentedApi(client).doc
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if method == "parameters":
+                continue
+            responses = op["responses"]
+            if op.get("security"):
+                assert "401" in responses or "default" in responses, (method, path)
+            if "requestBody" in op:
+                assert "422" in responses, (method, path)

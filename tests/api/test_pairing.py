@@ -1,0 +1,121 @@
+"""Pairing with invite codes, the couple, unpairing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from service.clock import clock
+from tests.support.client import ApiClient
+
+
+def test_invite_and_join_pair_two_people(client: ApiClient) -> None:
+    ana, ben = client.register("Ana", "Europe/Berlin"), client.register("Ben", "America/Chicago")
+    invite = client.post("/api/v1/couple/invites", as_=ana)
+    assert invite.status_code == 201
+    code = invite.json()["code"]
+    assert len(code) == 9
+    assert code[4] == "-"
+    assert invite.json()["expires_at"].endswith("Z")
+
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": code.lower()})
+    assert joined.status_code == 201, joined.text
+    couple = joined.json()
+    assert couple["partner"] == {"id": ana.id, "display_name": "Ana", "timezone": "Europe/Berlin"}
+
+    for_ana = client.get("/api/v1/couple", as_=ana).json()
+    for_ben = client.get("/api/v1/couple", as_=ben).json()
+    assert for_ana["id"] == for_ben["id"] == couple["id"]
+    assert for_ana["partner"]["id"] == ben.id
+    assert for_ben == couple
+    assert client.get("/api/v1/me", as_=ana).json()["couple_id"] == couple["id"]
+
+
+def test_codes_are_forgiving_to_type(client: ApiClient) -> None:
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    typed = f" {code.replace('-', ' ').lower()} ".replace("0", "o").replace("1", "l")
+    assert client.post("/api/v1/couple/join", as_=ben, json={"code": typed}).status_code == 201
+
+
+def test_a_stranger_sees_no_couple(client: ApiClient) -> None:
+    client.couple()
+    stranger = client.register("Sol")
+    response = client.get("/api/v1/couple", as_=stranger)
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+    assert client.delete("/api/v1/couple", as_=stranger).status_code == 404
+
+
+def test_an_invite_is_single_use(client: ApiClient) -> None:
+    ana, ben, cat = client.register("Ana"), client.register("Ben"), client.register("Cat")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    assert client.post("/api/v1/couple/join", as_=ben, json={"code": code}).status_code == 201
+    reused = client.post("/api/v1/couple/join", as_=cat, json={"code": code})
+    assert reused.status_code == 422
+    assert reused.json()["errors"]["code"]
+    assert client.get("/api/v1/couple", as_=cat).status_code == 404
+    assert client.get("/api/v1/couple", as_=ana).json()["partner"]["id"] == ben.id
+
+
+def test_an_invite_expires(client: ApiClient) -> None:
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    clock.freeze(clock.now() + timedelta(days=1, minutes=1))
+    # Keep the joiner's access token fresh under the moved clock.
+    ben_fresh = client.post(
+        "/api/v1/auth/login", json={"email": ben.email, "password": ben.password}
+    )
+    token = ben_fresh.json()["access_token"]
+    expired = client.post(
+        "/api/v1/couple/join", json={"code": code}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert expired.status_code == 422
+
+
+def test_a_new_invite_replaces_the_old_one(client: ApiClient) -> None:
+    ana, ben = client.register("Ana"), client.register("Ben")
+    old = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    new = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    assert client.post("/api/v1/couple/join", as_=ben, json={"code": old}).status_code == 422
+    assert client.post("/api/v1/couple/join", as_=ben, json={"code": new}).status_code == 201
+
+
+def test_nobody_joins_a_second_couple(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    cat, dan = client.register("Cat"), client.register("Dan")
+    # A paired person can neither invite nor join.
+    assert client.post("/api/v1/couple/invites", as_=ana).status_code == 409
+    code = client.post("/api/v1/couple/invites", as_=cat).json()["code"]
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": code})
+    assert joined.status_code == 409
+    assert joined.json()["code"] == "conflict"
+    # The code was not spent by the refused attempt.
+    assert client.post("/api/v1/couple/join", as_=dan, json={"code": code}).status_code == 201
+    assert client.get("/api/v1/couple", as_=ben).json()["partner"]["id"] == ana.id
+
+
+def test_own_code_and_junk_codes_are_refused(client: ApiClient) -> None:
+    ana = client.register("Ana")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    own = client.post("/api/v1/couple/join", as_=ana, json={"code": code})
+    assert own.status_code == 422
+    for junk in ("", "x" * 21):
+        response = client.post("/api/v1/couple/join", as_=ana, json={"code": junk})
+        assert response.status_code == 422
+    assert (
+        client.post("/api/v1/couple/join", as_=ana, json={"code": "ZZZZ-ZZZZ"}).status_code == 422
+    )
+    # Ana's own code still works for someone else.
+    ben = client.register("Ben")
+    assert client.post("/api/v1/couple/join", as_=ben, json={"code": code}).status_code == 201
+
+
+def test_unpair_ends_the_couple_for_both(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    assert client.delete("/api/v1/couple", as_=ben).status_code == 204
+    assert client.get("/api/v1/couple", as_=ana).status_code == 404
+    assert client.get("/api/v1/couple", as_=ben).status_code == 404
+    assert client.get("/api/v1/me", as_=ana).json()["couple_id"] is None
+    # Both are free to pair again.
+    client.pair(ana, client.register("Cat"))
+    assert client.delete("/api/v1/couple", as_=ben).status_code == 404

@@ -1,0 +1,100 @@
+"""Socket.IO connections: token auth on connect, rooms, couple events, typing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+import socketio
+
+from service.clock import clock
+from tests.support.client import ApiClient
+from tests.support.phones import Phone
+from tests.support.server import LiveServer
+
+Connect = Callable[[str | None], Phone]
+
+
+def test_a_phone_connects_with_its_access_token(client: ApiClient, phone: Connect) -> None:
+    ana = client.register("Ana")
+    device = phone(ana.access_token)
+    assert device.client.connected
+
+
+@pytest.mark.parametrize("token", [None, "", "not-a-jwt", "eyJhbGciOiJub25lIn0.e30."])
+def test_connections_without_a_valid_token_are_refused(
+    live_server: LiveServer, token: str | None
+) -> None:
+    device = Phone(live_server.url, token)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        device.connect()
+    assert device.refusal["data"]["code"] == "unauthorized"
+    assert device.refusal["data"]["status"] == 401
+    assert device.refusal["message"] == device.refusal["data"]["detail"]
+
+
+def test_a_tampered_or_expired_token_is_refused(client: ApiClient, phone: Connect) -> None:
+    ana = client.register("Ana")
+    header, payload, signature = ana.access_token.split(".")
+    tampered = f"{header}.{payload}.{signature[:-4]}AAAA"
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        phone(tampered)
+    clock.freeze(clock.now() + timedelta(hours=1))
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        phone(ana.access_token)
+
+
+def test_a_signed_out_session_cannot_connect(client: ApiClient, phone: Connect) -> None:
+    ana = client.register("Ana")
+    client.post("/api/v1/auth/logout", json={"refresh_token": ana.refresh_token})
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        phone(ana.access_token)
+
+
+def test_both_phones_hear_of_the_pairing_with_the_same_envelope(
+    client: ApiClient, phone: Connect
+) -> None:
+    ana, ben = client.register("Ana"), client.register("Ben")
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    couple = client.pair(ana, ben)
+    for device in (ana_phone, ben_phone):
+        event = device.wait_for("couple.paired")
+        assert event["cursor"] == 1
+        assert event["type"] == "couple.paired"
+        assert event["at"].endswith("Z")
+        assert event["data"]["couple_id"] == couple["id"]
+    synced = client.get("/api/v1/sync", as_=ana, params={"since": 0}).json()
+    assert synced["events"] == [ana_phone.wait_for("couple.paired")]
+    assert synced["next"] == 1
+    assert synced["has_more"] is False
+
+
+def test_a_stranger_hears_nothing_of_a_couple(client: ApiClient, phone: Connect) -> None:
+    ana, ben = client.register("Ana"), client.register("Ben")
+    stranger = client.register("Sol")
+    watcher = phone(stranger.access_token)
+    ana_phone = phone(ana.access_token)
+    client.pair(ana, ben)
+    ana_phone.wait_for("couple.paired")
+    client.delete("/api/v1/couple", as_=ana)
+    ana_phone.wait_for("couple.ended")
+    assert watcher.events == []
+    assert client.get("/api/v1/sync", as_=stranger).status_code == 404
+
+
+def test_typing_reaches_only_the_partner(client: ApiClient, phone: Connect) -> None:
+    ana, ben = client.couple()
+    stranger = client.register("Sol")
+    ana_phone, ben_phone, watcher = (
+        phone(ana.access_token),
+        phone(ben.access_token),
+        phone(stranger.access_token),
+    )
+    ana_phone.client.emit("typing", {"repair_id": "r-1"})
+    assert ben_phone.wait_for("typing") == {"user_id": ana.id, "repair_id": "r-1"}
+    watcher.client.emit("typing", {})
+    ben_phone.client.emit("typing", {})
+    ana_phone.wait_for("typing")
+    assert watcher.events == []
+    assert ana_phone.named("typing") == [{"user_id": ben.id}]

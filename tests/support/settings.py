@@ -1,0 +1,20 @@
+"""Settings for apps under test."""
+
+from __future__ import annotations
+
+from service.config import Settings
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    base = Settings(
+        DATABASE_URL=database_url,
+        SECRET_KEY="test-secret-key-for-reach-tests-only-0123456789",
+        TESTING=True,
+        SOCKETIO_ASYNC_MODE="threading",
+        WORKER_MODE="separate",
+        RATELIMIT_AUTH="1000 per minute",
+        RATELIMIT_BIDS="1000 per minute",
+        RATELIMIT_JOIN="1000 per minute",
+        LOG_FORMAT="json",
+    )
+    return base.with_overrides(**overrides)
