@@ -16,6 +16,7 @@ from service import create_app, migrate
 from service.clock import clock
 from service.config import Settings
 from service.extensions import db, limiter
+from service.worker.runner import Worker
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
@@ -130,3 +131,9 @@ def phone(live_server: LiveServer, phones: list[Phone]):  # type: ignore[no-unty
         return device
 
     return connect
+
+
+@pytest.fixture
+def worker(app: Flask) -> Worker:
+    """The worker of the app under test; call `run_once()` to let it do its jobs now."""
+    return Worker(app, name="test-worker")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from flask_socketio import SocketIO
 
-from service.realtime import members
+from service.realtime import bids, members
 from service.realtime.emitter import SocketPublisher, current_socketio
 from service.services import events
 
 
 def register(socketio: SocketIO) -> None:
     members.register(socketio)
+    bids.register(socketio)
     events.set_publisher(SocketPublisher())
 
 

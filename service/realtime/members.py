@@ -11,6 +11,7 @@ from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 from service.api.auth import token_issuer
 from service.domain.errors import ReachError, Unauthorized
 from service.errors import from_reach_error
+from service.clock import clock
 from service.extensions import db
 from service.realtime.emitter import current_socketio
 from service.realtime.rooms import couple_room, user_room
@@ -36,12 +37,14 @@ def on_connect(auth: Any = None) -> None:
         refusal = Unauthorized("Connect with auth: {token: <access token>}.")
         raise ConnectionRefusedError(refusal.detail, from_reach_error(refusal))
     try:
-        user = accounts.authenticate(db.session, token_issuer(), token)
+        claims = token_issuer().read_access_token(token, clock.now())
+        user = accounts.live_user(db.session, claims.user_id, claims.session_id)
     except ReachError as exc:
         # The client's connect_error carries {message: detail, data: problem}.
         raise ConnectionRefusedError(exc.detail, from_reach_error(exc)) from exc
     session = socket_session()
     session["user_id"] = str(user.id)
+    session["auth_session_id"] = str(claims.session_id)
     session["couple_id"] = str(user.couple_id) if user.couple_id else None
     join_room(user_room(user.id))
     if user.couple_id:

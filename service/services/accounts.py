@@ -128,10 +128,15 @@ def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> in
 def authenticate(session: Session, issuer: TokenIssuer, token: str) -> User:
     """The user behind an access token, if the token, session and account are all live."""
     claims = issuer.read_access_token(token, clock.now())
+    return live_user(session, claims.user_id, claims.session_id)
+
+
+def live_user(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> User:
+    """The user of a signed-in session, refused once the session or the account is gone."""
     row = session.execute(
         select(User, AuthSession.revoked_at)
         .join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.id == claims.user_id, AuthSession.id == claims.session_id)
+        .where(User.id == user_id, AuthSession.id == session_id)
     ).first()
     if row is None:
         raise Unauthorized("The account or session no longer exists: sign in again.")

@@ -1,0 +1,100 @@
+"""Bids: reach for the partner, acknowledge, respond."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import current_app
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.bids import (
+    BidCreateSchema,
+    BidListSchema,
+    BidQueryArgsSchema,
+    BidResponseCreateSchema,
+    BidSchema,
+)
+from service.api.auth import auth_required, current_user, documented_member
+from service.extensions import db, limiter
+from service.services import bids
+
+PREFIX = "/bids"
+blp = Blueprint("bids", __name__, description="Reaching for the partner")
+member = documented_member(blp)
+
+
+def _bid_limit() -> str:
+    return str(current_app.config["RATELIMIT_BIDS"])
+
+
+def _status(written: bids.Written) -> tuple[dict[str, Any], int]:
+    return written.bid, 201 if written.created else 200
+
+
+@blp.route("")
+class Bids(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.arguments(BidCreateSchema)
+    @blp.response(201, BidSchema, description="Sent (200: a retry of an earlier send)")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @limiter.limit(_bid_limit)
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Reach for the partner"""
+        ttl = int(current_app.config["BID_TTL_SECONDS"])
+        return _status(bids.send(db.session, current_user(), ttl_seconds=ttl, **body))
+
+    @member
+    @blp.arguments(BidQueryArgsSchema, location="query")
+    @blp.response(200, BidListSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The couple's bids, newest first"""
+        return bids.list_for(db.session, current_user(), **args)
+
+
+@blp.route("/<uuid:bid_id>")
+class BidResource(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.response(200, BidSchema)
+    def get(self, bid_id: uuid.UUID) -> dict[str, Any]:
+        """One bid with its timeline"""
+        return bids.get(db.session, current_user(), bid_id)
+
+
+@blp.route("/<uuid:bid_id>/delivered")
+class Delivered(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.response(200, BidSchema)
+    def post(self, bid_id: uuid.UUID) -> dict[str, Any]:
+        """A device of the partner received the bid (idempotent)"""
+        return bids.acknowledge(db.session, current_user(), bid_id, "delivered").bid
+
+
+@blp.route("/<uuid:bid_id>/seen")
+class Seen(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.response(200, BidSchema)
+    def post(self, bid_id: uuid.UUID) -> dict[str, Any]:
+        """The partner opened the bid (idempotent)"""
+        return bids.acknowledge(db.session, current_user(), bid_id, "seen").bid
+
+
+@blp.route("/<uuid:bid_id>/responses")
+class Responses(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.arguments(BidResponseCreateSchema)
+    @blp.response(201, BidSchema, description="The bid with the response (200: a retry)")
+    def post(self, body: dict[str, Any], bid_id: uuid.UUID) -> tuple[dict[str, Any], int]:
+        """Turn toward the bid now, or say when you will be back (`later`)"""
+        return _status(bids.respond(db.session, current_user(), bid_id, **body))

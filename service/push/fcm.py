@@ -1,0 +1,351 @@
+"""The FCM backend: push messages sent through the real firebase-admin SDK, outcomes mapped."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import logging
+import math
+import re
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import firebase_admin
+import requests
+from firebase_admin import credentials, exceptions, messaging
+from google.auth import exceptions as auth_exceptions
+from google.auth.credentials import TokenState
+from google.auth.transport import requests as google_requests
+from urllib3.util.retry import Retry
+
+from service.push import Outcome, PushMessage, PushResult
+
+log = logging.getLogger("reach.push.fcm")
+
+MAX_PAYLOAD_BYTES = 4096
+ANDROID_CHANNEL = "bids"
+PINNED_VERSION = "7.7.0"
+GOOGLE_FCM = "https://fcm.googleapis.com"
+SEND_PATH = "/v1/projects/{0}/messages:send"
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_WEB_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_token_warning_lock = threading.Lock()
+
+
+def build_message(push: PushMessage, now: float | None = None) -> messaging.Message:
+    """The firebase-admin Message for one push: visible when title or body is set, else
+    data-only. `push.extra` may set `channel_id`, `sound` and `thread_id`."""
+    visible = push.title is not None or push.body is not None
+    android = apns = webpush = None
+    if push.platform == "android":
+        channel = push.extra.get("channel_id", ANDROID_CHANNEL)
+        android = messaging.AndroidConfig(
+            collapse_key=push.collapse_key or None,
+            priority=push.priority,
+            ttl=push.ttl_seconds,
+            notification=messaging.AndroidNotification(channel_id=channel) if visible else None,
+        )
+    elif push.platform == "ios":
+        apns = _apns_config(push, visible, time.time() if now is None else now)
+    else:
+        headers = {"TTL": str(push.ttl_seconds), "Urgency": push.priority}
+        if push.collapse_key:
+            headers["Topic"] = _web_topic(push.collapse_key)
+        webpush = messaging.WebpushConfig(headers=headers)
+    notification = messaging.Notification(title=push.title, body=push.body) if visible else None
+    # FCM registration tokens belong in `token`; `fid` is for Firebase installation IDs.
+    with _token_warning_lock, warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Message\.token is deprecated", category=DeprecationWarning
+        )
+        return messaging.Message(
+            token=push.token,
+            data=dict(push.data) or None,
+            notification=notification,
+            android=android,
+            apns=apns,
+            webpush=webpush,
+        )
+
+
+def _apns_config(push: PushMessage, visible: bool, now: float) -> messaging.APNSConfig:
+    headers = {
+        "apns-priority": "10" if visible and push.priority == "high" else "5",
+        "apns-push-type": "alert" if visible else "background",
+        "apns-expiration": str(int(now) + push.ttl_seconds) if push.ttl_seconds > 0 else "0",
+    }
+    if push.collapse_key:
+        headers["apns-collapse-id"] = apns_collapse_id(push.collapse_key)
+    aps = messaging.Aps(
+        alert=messaging.ApsAlert(title=push.title, body=push.body) if visible else None,
+        badge=push.badge,
+        sound=push.extra.get("sound", "default") if visible else None,
+        category=push.category,
+        thread_id=push.extra.get("thread_id", push.category),
+        mutable_content=visible,
+        content_available=not visible,
+    )
+    return messaging.APNSConfig(headers=headers, payload=messaging.APNSPayload(aps=aps))
+
+
+def apns_collapse_id(collapse_key: str) -> str:
+    """APNs allows 64 bytes: longer keys become their SHA-256 (64 hex characters)."""
+    if len(collapse_key.encode()) <= 64:
+        return collapse_key
+    return hashlib.sha256(collapse_key.encode()).hexdigest()
+
+
+def _web_topic(collapse_key: str) -> str:
+    """Web Push `Topic`: at most 32 URL-safe base64 characters."""
+    if _WEB_TOPIC.fullmatch(collapse_key):
+        return collapse_key
+    digest = hashlib.sha256(collapse_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:32]
+
+
+def payload_size(message: messaging.Message) -> int:
+    """Bytes of the encoded data + notification, the part FCM limits to 4096."""
+    encoded = json.loads(str(message))
+    part = {key: encoded[key] for key in ("data", "notification") if key in encoded}
+    return len(json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def load_certificate(source: str) -> credentials.Certificate:
+    """A service-account credential from FIREBASE_CREDENTIALS: a file path or the JSON itself."""
+    text = source.strip()
+    if not text:
+        raise ValueError("FIREBASE_CREDENTIALS is empty: set it to a service-account JSON file")
+    cert: str | dict[str, Any]
+    if text.startswith("{"):
+        try:
+            cert = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"FIREBASE_CREDENTIALS looks like JSON but does not parse "
+                f"(line {exc.lineno}, column {exc.colno})"
+            ) from None
+    else:
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise ValueError(f"FIREBASE_CREDENTIALS points at {path}, which is not a file")
+        cert = str(path)
+    try:
+        return credentials.Certificate(cert)
+    except (ValueError, OSError) as exc:
+        raise ValueError(
+            f"FIREBASE_CREDENTIALS is not a usable service-account key: {exc}"
+        ) from exc
+
+
+def classify(exc: exceptions.FirebaseError) -> tuple[Outcome, str]:
+    """Outcome and error code for an error the SDK raised for one message."""
+    if isinstance(exc, messaging.UnregisteredError):
+        return "unregistered", "UNREGISTERED"
+    if isinstance(exc, messaging.SenderIdMismatchError):
+        return "unregistered", "SENDER_ID_MISMATCH"
+    if isinstance(exc, messaging.ThirdPartyAuthError):
+        return "failed", "THIRD_PARTY_AUTH_ERROR"
+    if isinstance(exc, messaging.QuotaExceededError):
+        return "retry", "QUOTA_EXCEEDED"
+    if isinstance(exc, exceptions.InvalidArgumentError):
+        return "invalid", "INVALID_ARGUMENT"
+    response = exc.http_response
+    if isinstance(
+        exc,
+        exceptions.ResourceExhaustedError
+        | exceptions.UnavailableError
+        | exceptions.InternalError
+        | exceptions.DeadlineExceededError,
+    ) or (response is not None and response.status_code in _RETRY_STATUSES):
+        return "retry", str(exc.code)
+    if isinstance(exc, exceptions.UnknownError) and response is None:
+        return "retry", str(exc.code)  # a transport failure without an HTTP answer
+    return "failed", str(exc.code)
+
+
+def retry_after(exc: exceptions.FirebaseError) -> float | None:
+    """Seconds from the Retry-After header of the HTTP answer (delta seconds or HTTP date)."""
+    response = exc.http_response
+    value = response.headers.get("Retry-After") if response is not None else None
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+class FcmBackend:
+    """Sends through one uniquely named firebase app, at most `max_concurrency` at a time.
+
+    The SDK's own HTTP retries are switched off: each attempt reaches FCM once and the
+    worker retries with backoff (honouring Retry-After) from the outcome we return.
+    """
+
+    name = "fcm"
+
+    def __init__(
+        self,
+        credentials_source: str,
+        endpoint: str = "",
+        *,
+        max_concurrency: int = 16,
+        timeout_seconds: float = 10.0,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise ValueError(
+                f"FCM_ENDPOINT must be a base URL such as http://127.0.0.1:8681, not {endpoint!r}"
+            )
+        if firebase_admin.__version__ != PINNED_VERSION:
+            log.warning(
+                "firebase-admin %s: the FCM backend is written against %s",
+                firebase_admin.__version__,
+                PINNED_VERSION,
+            )
+        self.max_concurrency = max_concurrency
+        certificate = load_certificate(credentials_source)
+        self._credential = certificate.get_credential()
+        self._token_lock = threading.Lock()
+        self._token_session = requests.Session()
+        self._token_request = functools.partial(
+            google_requests.Request(self._token_session), timeout=timeout_seconds
+        )
+        self._app: firebase_admin.App | None = firebase_admin.initialize_app(
+            certificate, {"httpTimeout": timeout_seconds}, name=f"reach-push-{uuid.uuid4().hex}"
+        )
+        try:
+            self.url, self._session = _point_service_at(
+                self._app, endpoint.rstrip("/") or GOOGLE_FCM, max_concurrency
+            )
+        except Exception:
+            firebase_admin.delete_app(self._app)
+            raise
+
+    def send_batch(self, messages: Sequence[PushMessage]) -> list[PushResult]:
+        if self._app is None:
+            raise RuntimeError("the FCM backend is closed")
+        results: list[PushResult | None] = [None] * len(messages)
+        ready: list[tuple[int, PushMessage, messaging.Message]] = []
+        for index, push in enumerate(messages):
+            try:
+                message = build_message(push)
+                size = payload_size(message)
+            except ValueError as exc:
+                results[index] = PushResult(push.key, "invalid", error=f"INVALID_MESSAGE: {exc}")
+                continue
+            if size > MAX_PAYLOAD_BYTES:
+                results[index] = PushResult(push.key, "invalid", error="PAYLOAD_TOO_LARGE")
+                continue
+            ready.append((index, push, message))
+        auth_outcome = self._refresh_token() if ready else None
+        if auth_outcome is not None:
+            for index, push, _ in ready:
+                results[index] = PushResult(push.key, auth_outcome, error="AUTH_FAILED")
+        elif ready:
+            workers = min(self.max_concurrency, len(ready))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcm-send") as pool:
+                sent = pool.map(lambda item: self._send_one(item[1], item[2]), ready)
+                for (index, _, _), result in zip(ready, sent, strict=True):
+                    results[index] = result
+        return [result for result in results if result is not None]
+
+    def _refresh_token(self) -> Outcome | None:
+        """Fetch the access token once for the batch rather than once per sending thread."""
+        with self._token_lock:
+            if self._credential.token_state == TokenState.FRESH:
+                return None
+            try:
+                self._credential.refresh(self._token_request)
+            except auth_exceptions.GoogleAuthError as exc:
+                return _auth_failure(exc)
+        return None
+
+    def _send_one(self, push: PushMessage, message: messaging.Message) -> PushResult:
+        try:
+            message_id = messaging.send(message, app=self._app)
+        except exceptions.FirebaseError as exc:
+            outcome, code = classify(exc)
+            after = retry_after(exc) if outcome == "retry" else None
+            log.info(
+                "push %s: %s",
+                outcome,
+                code,
+                extra={
+                    "push_key": push.key,
+                    "device_id": str(push.device_id),
+                    "error": str(exc)[:300],
+                },
+            )
+            return PushResult(push.key, outcome, error=code, retry_after=after)
+        except auth_exceptions.GoogleAuthError as exc:
+            return PushResult(push.key, _auth_failure(exc), error="AUTH_FAILED")
+        except Exception:
+            log.exception("push failed unexpectedly", extra={"push_key": push.key})
+            return PushResult(push.key, "failed", error="UNEXPECTED")
+        return PushResult(push.key, "sent", message_id=message_id)
+
+    def close(self) -> None:
+        app, self._app = self._app, None
+        if app is None:
+            return
+        self._session.close()
+        self._token_session.close()
+        try:
+            firebase_admin.delete_app(app)
+        except Exception:
+            log.warning("closing the firebase app failed", exc_info=True)
+
+
+def _auth_failure(exc: auth_exceptions.GoogleAuthError) -> Outcome:
+    """A token endpoint that cannot be reached is passing; a refused key is not."""
+    log.warning("push credential exchange failed: %s", exc)
+    transient = isinstance(exc, auth_exceptions.TransportError) or exc.retryable
+    return "retry" if transient else "failed"
+
+
+def _point_service_at(
+    app: firebase_admin.App, base_url: str, pool_size: int
+) -> tuple[str, requests.Session]:
+    """Aim the app's messaging service at `base_url` and switch off the SDK's HTTP retries.
+
+    firebase-admin builds the send URL once, from the private `_MessagingService.FCM_URL`,
+    into the service instance's `_fcm_url`; we overwrite it on this app's instance only.
+    """
+    service = messaging._get_messaging_service(app)
+    session = getattr(getattr(service, "_client", None), "session", None)
+    if not isinstance(getattr(service, "_fcm_url", None), str) or not isinstance(
+        session, requests.Session
+    ):
+        raise RuntimeError(
+            f"firebase-admin {firebase_admin.__version__} changed its messaging internals "
+            f"(_fcm_url, _client.session); the FCM backend is written against {PINNED_VERSION}"
+        )
+    url = base_url + SEND_PATH.format(app.project_id)
+    service._fcm_url = url
+    # Only a failed connect (the request never left) is tried again; never an answer.
+    retries = Retry(
+        total=1, connect=1, read=0, status=0, other=0, redirect=0, raise_on_status=False
+    )
+    adapter = requests.adapters.HTTPAdapter(
+        pool_connections=1, pool_maxsize=pool_size, max_retries=retries
+    )
+    session.mount(base_url + "/", adapter)
+    return url, session

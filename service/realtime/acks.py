@@ -1,0 +1,74 @@
+"""Socket writes answer through the acknowledgement: the resource, or a problem object."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app
+from limits import parse
+from marshmallow import Schema, ValidationError
+
+from service.domain.errors import RateLimited, ReachError, Unauthorized
+from service.errors import flatten_messages, from_reach_error, problem_body
+from service.extensions import db, limiter
+from service.models import User
+from service.realtime.members import socket_session
+from service.services import accounts
+
+log = logging.getLogger("reach.realtime")
+
+Handler = Callable[[User, dict[str, Any]], dict[str, Any]]
+
+
+def socket_user() -> User:
+    """The connection's user, checked again on every write (signed out or disabled: refused)."""
+    session = socket_session()
+    if not session.get("user_id"):
+        raise Unauthorized()
+    return accounts.live_user(
+        db.session, uuid.UUID(session["user_id"]), uuid.UUID(session["auth_session_id"])
+    )
+
+
+def check_rate(name: str, user: User, config_key: str) -> None:
+    """The same per-account limit as the REST endpoint, for writes over the socket."""
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return
+    item = parse(str(current_app.config[config_key]))
+    key = f"user:{user.id}"
+    if not limiter.limiter.hit(item, "socket", name, key):
+        reset, _ = limiter.limiter.get_window_stats(item, "socket", name, key)
+        retry = max(1, int(reset - time.time()))
+        raise RateLimited(f"Too many requests; retry in {retry} seconds.", retry_after=retry)
+
+
+def write(schema: Schema) -> Callable[[Handler], Callable[[Any], dict[str, Any]]]:
+    """Load the payload with `schema`, run the handler as the socket's user, ack the result."""
+
+    def decorate(handler: Handler) -> Callable[[Any], dict[str, Any]]:
+        @functools.wraps(handler)
+        def on_event(payload: Any = None) -> dict[str, Any]:
+            try:
+                user = socket_user()
+                if not isinstance(payload, dict):
+                    raise ValidationError({"_schema": ["Send a JSON object."]})
+                return handler(user, schema.load(payload))
+            except ValidationError as exc:
+                errors = flatten_messages(exc.messages)
+                return problem_body(422, title="Validation failed", errors=errors)
+            except ReachError as exc:
+                db.session.rollback()
+                return from_reach_error(exc)
+            except Exception:
+                log.exception("socket write failed", extra={"event": handler.__name__})
+                db.session.rollback()
+                return problem_body(500, title="Internal server error")
+
+        return on_event
+
+    return decorate

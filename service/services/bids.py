@@ -1,0 +1,266 @@
+"""Bids: reach for the partner, acknowledge, respond, expire; each change is a couple event."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from schemas.base import iso
+from schemas.bids import BidSchema
+from service.clock import clock
+from service.domain import bids as rules
+from service.domain.errors import Conflict, Forbidden, NotFound, invalid
+from service.domain.quiet_hours import QuietHours
+from service.models import Bid, BidResponse, Couple, User
+from service.services import events, pairing, push_outbox
+
+_bid_schema = BidSchema()
+LATER_MAX = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Written:
+    """A write's result: the bid as GET shows it, and whether this call created something."""
+
+    bid: dict[str, Any]
+    created: bool
+
+
+def present(bid: Bid, now: datetime | None = None) -> dict[str, Any]:
+    """The bid with its computed outcome, ready for `BidSchema` (REST dumps it itself)."""
+    facts = [rules.ResponseFact(r.kind, r.created_at, r.back_at) for r in bid.responses]
+    outcome = rules.outcome(bid.status, facts, now or clock.now())
+    view = {column: getattr(bid, column) for column in _bid_schema.fields if hasattr(bid, column)}
+    view["responses"] = list(bid.responses)
+    view["outcome"] = outcome
+    view["turned_toward"] = (
+        None if outcome in ("pending", "later_pending") else (rules.turned_toward(outcome))
+    )
+    return view
+
+
+def wire(view: dict[str, Any]) -> dict[str, Any]:
+    """The bid as the wire shows it (event data, socket acks)."""
+    dumped: dict[str, Any] = _bid_schema.dump(view)
+    return dumped
+
+
+def send(
+    session: Session,
+    sender: User,
+    *,
+    client_id: uuid.UUID,
+    kind: str,
+    note: str | None,
+    ttl_seconds: int,
+) -> Written:
+    couple = pairing.require_couple(session, sender)
+    existing = _by_client_id(session, sender.id, client_id)
+    if existing is not None:
+        return Written(present(existing), created=False)
+    recipient = session.get(User, couple.partner_of(sender.id))
+    if recipient is None:
+        raise NotFound("You are not paired.")
+    now = clock.now()
+    quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
+    bid = Bid(
+        couple_id=couple.id,
+        sender_id=sender.id,
+        recipient_id=recipient.id,
+        client_id=client_id,
+        kind=kind,
+        note=(note or None),
+        status="sent",
+        created_at=now,
+        reachable_at=rules.reachable_at(now, quiet),
+        expires_at=now + timedelta(seconds=ttl_seconds),
+        responses=[],
+    )
+    session.add(bid)
+    try:
+        session.flush()
+    except IntegrityError:
+        # The same phone retried concurrently: the first write wins, this one returns it.
+        session.rollback()
+        existing = _by_client_id(session, sender.id, client_id)
+        if existing is None:
+            raise
+        return Written(present(existing), created=False)
+    view = present(bid, now)
+    event = events.record(session, couple, "bid.created", wire(view))
+    push_outbox.bid_created(session, bid, sender, recipient, event.cursor)
+    session.commit()
+    return Written(view, created=True)
+
+
+def acknowledge(session: Session, user: User, bid_id: uuid.UUID, step: str) -> Written:
+    """The recipient's phone received (`delivered`) or opened (`seen`) the bid. Idempotent."""
+    bid, couple = _visible(session, user, bid_id, lock=True)
+    if user.id != bid.recipient_id:
+        raise Forbidden("Only the partner who received the bid acknowledges it.")
+    now = clock.now()
+    changed = False
+    if bid.delivered_at is None:
+        bid.delivered_at = now
+        changed = True
+    if step == "seen" and bid.seen_at is None:
+        bid.seen_at = now
+        changed = True
+    if not changed:
+        session.rollback()
+        return Written(present(bid), created=False)
+    if bid.status in ("sent", "delivered"):
+        bid.status = "seen" if bid.seen_at else "delivered"
+    view = present(bid, now)
+    events.record(session, couple, f"bid.{step}", wire(view))
+    session.commit()
+    return Written(view, created=True)
+
+
+def respond(
+    session: Session,
+    user: User,
+    bid_id: uuid.UUID,
+    *,
+    client_id: uuid.UUID,
+    kind: str,
+    note: str | None,
+    back_at: datetime | None,
+) -> Written:
+    bid, couple = _visible(session, user, bid_id, lock=True)
+    earlier = session.scalar(
+        select(BidResponse).where(
+            BidResponse.responder_id == user.id, BidResponse.client_id == client_id
+        )
+    )
+    if earlier is not None:
+        if earlier.bid_id != bid.id:
+            raise Conflict("This client_id was used for another response: generate a new one.")
+        session.rollback()
+        return Written(present(bid), created=False)
+    if user.id != bid.recipient_id:
+        raise Forbidden("You cannot answer your own bid.")
+    now = clock.now()
+    if bid.status == "expired":
+        raise Conflict("This bid has expired; reach back with a bid of your own.")
+    if any(r.kind == "toward" for r in bid.responses):
+        raise Conflict("You have already turned toward this bid.")
+    if kind == "later":
+        if any(r.kind == "later" for r in bid.responses):
+            raise Conflict("You already said when you will be back; answer with `toward`.")
+        if back_at is None or back_at <= now:
+            raise invalid("back_at", "back_at must be in the future.")
+        if back_at > now + LATER_MAX:
+            raise invalid("back_at", "back_at must be within 7 days.")
+    response = BidResponse(
+        bid_id=bid.id,
+        responder_id=user.id,
+        client_id=client_id,
+        kind=kind,
+        note=(note or None),
+        back_at=back_at,
+        created_at=now,
+    )
+    bid.responses.append(response)
+    if bid.responded_at is None:
+        bid.responded_at = now
+        bid.response_seconds = rules.response_seconds(bid.reachable_at, now)
+    bid.response = kind
+    bid.status = "answered"
+    bid.delivered_at = bid.delivered_at or now
+    bid.seen_at = bid.seen_at or now
+    session.flush()
+    view = present(bid, now)
+    events.record(session, couple, "bid.answered", wire(view))
+    session.commit()
+    return Written(view, created=True)
+
+
+def get(session: Session, user: User, bid_id: uuid.UUID) -> dict[str, Any]:
+    bid, _ = _visible(session, user, bid_id)
+    return present(bid)
+
+
+def list_for(
+    session: Session,
+    user: User,
+    *,
+    limit: int,
+    before: str | None,
+    status: str | None = None,
+) -> dict[str, Any]:
+    couple = pairing.require_couple(session, user)
+    query = select(Bid).where(Bid.couple_id == couple.id)
+    if status:
+        query = query.where(Bid.status == status)
+    if before:
+        created, last_id = _decode_page(before)
+        query = query.where(
+            or_(Bid.created_at < created, and_(Bid.created_at == created, Bid.id < last_id))
+        )
+    rows = list(
+        session.scalars(query.order_by(Bid.created_at.desc(), Bid.id.desc()).limit(limit + 1))
+    )
+    now = clock.now()
+    items = [present(bid, now) for bid in rows[:limit]]
+    next_page = _encode_page(rows[limit - 1]) if len(rows) > limit else None
+    return {"items": items, "next": next_page}
+
+
+def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
+    """Expire open bids whose time to live has passed (worker job). Returns how many."""
+    query = (
+        select(Bid)
+        .where(Bid.status.in_(rules.OPEN_STATUSES), Bid.expires_at <= now)
+        .order_by(Bid.expires_at)
+        .limit(batch)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    due = list(session.scalars(query))
+    for bid in due:
+        couple = session.get(Couple, bid.couple_id)
+        bid.status = "expired"
+        bid.expired_at = now
+        if couple is not None:
+            events.record(session, couple, "bid.expired", wire(present(bid, now)))
+    session.commit()
+    return len(due)
+
+
+def _by_client_id(session: Session, sender_id: uuid.UUID, client_id: uuid.UUID) -> Bid | None:
+    return session.scalar(select(Bid).where(Bid.sender_id == sender_id, Bid.client_id == client_id))
+
+
+def _visible(
+    session: Session, user: User, bid_id: uuid.UUID, *, lock: bool = False
+) -> tuple[Bid, Couple]:
+    """The bid if it belongs to the caller's couple; 404 otherwise (never 403: no leaks)."""
+    if user.couple_id is None:
+        raise NotFound("No such bid.")
+    couple = session.get(Couple, user.couple_id, with_for_update=lock)
+    bid = session.get(Bid, bid_id, with_for_update=lock)
+    if bid is None or couple is None or bid.couple_id != couple.id or couple.ended_at:
+        raise NotFound("No such bid.")
+    return bid, couple
+
+
+def _encode_page(bid: Bid) -> str:
+    raw = f"{iso(bid.created_at)}|{bid.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page(token: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        created, last_id = raw.split("|")
+        return datetime.fromisoformat(created.replace("Z", "+00:00")), uuid.UUID(last_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid("before", "Not a page cursor from this API: pass `next` as is.") from exc

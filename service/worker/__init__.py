@@ -1,0 +1,1 @@
+"""The worker: expires bids, sends pushes from the outbox, fires scheduled reminders."""

@@ -1,0 +1,71 @@
+"""The worker loop: run every job, sleep a little, repeat; inline or as `reach worker`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+from service.clock import clock
+from service.extensions import db
+from service.services import bids
+
+log = logging.getLogger("reach.worker")
+
+
+@dataclass
+class Tick:
+    """What one pass of the worker did."""
+
+    expired_bids: int = 0
+    pushes: int = 0
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.expired_bids or self.pushes)
+
+
+@dataclass
+class Worker:
+    app: Flask
+    name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    idle_seconds: float = 0.5
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run_once(self) -> Tick:
+        """One pass over every job, each in its own transaction."""
+        tick = Tick()
+        with self.app.app_context():
+            with db.scope() as session:
+                tick.expired_bids = bids.expire_due(session, clock.now())
+            dispatcher: Callable[[str], int] | None = self.app.extensions.get("reach.dispatch")
+            if dispatcher is not None:
+                tick.pushes = dispatcher(self.name)
+        return tick
+
+    def run_forever(self) -> None:
+        log.info("worker started", extra={"worker": self.name})
+        while not self._stop.is_set():
+            try:
+                tick = self.run_once()
+            except Exception:
+                log.exception("worker pass failed; retrying", extra={"worker": self.name})
+                tick = Tick()
+            if not tick.busy:
+                self._stop.wait(self.idle_seconds)
+        log.info("worker stopped", extra={"worker": self.name})
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def start_inline(app: Flask) -> Worker:
+    """Run the worker in the API process (embedded default): a background task of Socket.IO."""
+    worker = Worker(app)
+    app.extensions["socketio"].start_background_task(worker.run_forever)
+    return worker

@@ -1,0 +1,159 @@
+"""The bid clock: quiet hours in the partner's own time zone, kept and broken promises,
+expiry by the worker. Expected seconds are stated exactly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from service.clock import clock
+from service.worker.runner import Worker
+from tests.support.client import ApiClient, Person
+from tests.support.phones import Phone
+
+
+def fresh(client: ApiClient, person: Person) -> Person:
+    """Sign in again so the access token is valid at the (moved) clock."""
+    body = client.post(
+        "/api/v1/auth/login", json={"email": person.email, "password": person.password}
+    ).json()
+    person.access_token = body["access_token"]
+    return person
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def send(client: ApiClient, sender: Person) -> dict:  # type: ignore[type-arg]
+    response = client.post(
+        "/api/v1/bids", as_=sender, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def answer(
+    client: ApiClient, who: Person, bid_id: str, kind: str = "toward", back_at: str | None = None
+) -> dict:  # type: ignore[type-arg]
+    body: dict[str, object] = {"client_id": str(uuid.uuid4()), "kind": kind}
+    if back_at:
+        body["back_at"] = back_at
+    response = client.post(f"/api/v1/bids/{bid_id}/responses", as_=who, json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def couple_with_quiet_partner(client: ApiClient) -> tuple[Person, Person]:
+    """Ana in Berlin; Ben in New York with quiet hours 22:00-07:00 his time."""
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "America/New_York")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    return ana, ben
+
+
+def test_a_bid_sent_in_quiet_hours_starts_its_clock_when_they_end(client: ApiClient) -> None:
+    ana, ben = couple_with_quiet_partner(client)
+    # 09:00 in Berlin on 15 Jan 2031 is 03:00 in New York: Ben is asleep until 07:00 (12:00Z).
+    clock.freeze(at("2031-01-15T08:00:00+00:00"))
+    bid = send(client, fresh(client, ana))
+    assert bid["reachable_at"] == "2031-01-15T12:00:00.000000Z"
+    clock.freeze(at("2031-01-15T12:05:00+00:00"))
+    answered = answer(client, fresh(client, ben), bid["id"])
+    assert answered["response_seconds"] == 300
+
+
+def test_quiet_hours_follow_daylight_saving_in_the_partners_zone(client: ApiClient) -> None:
+    ana, ben = couple_with_quiet_partner(client)
+    # New York is on EDT (UTC-4) in July: 07:00 local is 11:00Z.
+    clock.freeze(at("2031-07-10T05:30:00+00:00"))
+    bid = send(client, fresh(client, ana))
+    assert bid["reachable_at"] == "2031-07-10T11:00:00.000000Z"
+    clock.freeze(at("2031-07-10T11:00:42+00:00"))
+    assert answer(client, fresh(client, ben), bid["id"])["response_seconds"] == 42
+
+
+def test_before_midnight_the_clock_waits_for_the_next_morning(client: ApiClient) -> None:
+    ana, ben = couple_with_quiet_partner(client)
+    # 23:30 in New York (04:30Z next day in winter): quiet until 07:00 local = 12:00Z.
+    clock.freeze(at("2031-01-16T04:30:00+00:00"))
+    bid = send(client, fresh(client, ana))
+    assert bid["reachable_at"] == "2031-01-16T12:00:00.000000Z"
+
+
+def test_an_answer_during_quiet_hours_counts_as_immediate(client: ApiClient) -> None:
+    ana, ben = couple_with_quiet_partner(client)
+    clock.freeze(at("2031-01-15T08:00:00+00:00"))
+    bid = send(client, fresh(client, ana))
+    clock.freeze(at("2031-01-15T08:10:00+00:00"))
+    assert answer(client, fresh(client, ben), bid["id"])["response_seconds"] == 0
+
+
+def test_outside_quiet_hours_the_clock_starts_at_once(client: ApiClient) -> None:
+    ana, ben = couple_with_quiet_partner(client)
+    clock.freeze(at("2031-01-15T15:00:00+00:00"))  # 10:00 in New York
+    bid = send(client, fresh(client, ana))
+    assert bid["reachable_at"] == bid["created_at"] == "2031-01-15T15:00:00.000000Z"
+    clock.freeze(at("2031-01-15T15:20:00+00:00"))
+    assert answer(client, fresh(client, ben), bid["id"])["response_seconds"] == 1200
+
+
+def test_a_later_that_is_kept_counts_as_turning_toward(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    clock.freeze(at("2031-03-01T10:00:00+00:00"))
+    bid = send(client, fresh(client, ana))
+    clock.freeze(at("2031-03-01T10:02:00+00:00"))
+    later = answer(client, fresh(client, ben), bid["id"], "later", "2031-03-01T12:00:00Z")
+    assert later["response"] == "later" and later["response_seconds"] == 120
+    assert later["outcome"] == "later_pending" and later["turned_toward"] is None
+    clock.freeze(at("2031-03-01T11:59:00+00:00"))
+    kept = answer(client, fresh(client, ben), bid["id"])
+    assert kept["outcome"] == "later_kept" and kept["turned_toward"] is True
+    # The response time is the first response's: the promise, not the return.
+    assert kept["response_seconds"] == 120
+    assert [r["kind"] for r in kept["responses"]] == ["later", "toward"]
+
+
+def test_a_later_that_is_not_kept_does_not_count(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    clock.freeze(at("2031-03-01T10:00:00+00:00"))
+    bid = send(client, fresh(client, ana))
+    answer(client, fresh(client, ben), bid["id"], "later", "2031-03-01T11:00:00Z")
+    clock.freeze(at("2031-03-01T11:00:01+00:00"))
+    broken = client.get(f"/api/v1/bids/{bid['id']}", as_=fresh(client, ana)).json()
+    assert broken["outcome"] == "later_broken" and broken["turned_toward"] is False
+    late = answer(client, fresh(client, ben), bid["id"])
+    assert late["outcome"] == "later_broken" and late["turned_toward"] is False
+
+
+def test_the_worker_expires_unanswered_bids_as_missed(
+    client: ApiClient, worker: Worker, phone: Callable[[str | None], Phone]
+) -> None:
+    ana, ben = client.couple()
+    clock.freeze(at("2031-03-01T10:00:00+00:00"))
+    bid = send(client, fresh(client, ana))
+    answered = send(client, ana)
+    answer(client, fresh(client, ben), answered["id"])
+    assert bid["expires_at"] == "2031-03-02T10:00:00.000000Z"
+
+    clock.freeze(at("2031-03-02T09:59:59+00:00"))
+    assert worker.run_once().expired_bids == 0
+    clock.freeze(at("2031-03-02T10:00:00+00:00"))
+    ana_phone = phone(fresh(client, ana).access_token)
+    assert worker.run_once().expired_bids == 1
+    expired = ana_phone.wait_for("bid.expired")["data"]
+    assert expired["id"] == bid["id"]
+    assert expired["status"] == "expired" and expired["outcome"] == "missed"
+    assert expired["turned_toward"] is False
+    assert client.get(f"/api/v1/bids/{bid['id']}", as_=ana).json() == expired
+    # Reading never expires anything; only the worker does, and only once.
+    assert worker.run_once().expired_bids == 0
+    late = client.post(
+        f"/api/v1/bids/{bid['id']}/responses",
+        as_=fresh(client, ben),
+        json={"client_id": str(uuid.uuid4()), "kind": "toward"},
+    )
+    assert late.status_code == 409
+    assert client.get(f"/api/v1/bids/{answered['id']}", as_=ana).json()["status"] == "answered"

@@ -1,0 +1,210 @@
+"""Bids over REST: send, retry, acknowledge, respond, list, and who may do what."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from tests.support.client import ApiClient, Person
+from tests.support.server import LiveServer
+
+
+def send(
+    client: ApiClient,
+    sender: Person,
+    kind: str = "connect",
+    note: str | None = None,
+    client_id: str | None = None,
+) -> dict:  # type: ignore[type-arg]
+    body = {"client_id": client_id or str(uuid.uuid4()), "kind": kind}
+    if note is not None:
+        body["note"] = note
+    response = client.post("/api/v1/bids", as_=sender, json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def respond(client: ApiClient, who: Person, bid_id: str, **body: object):  # type: ignore[no-untyped-def]
+    body.setdefault("client_id", str(uuid.uuid4()))
+    return client.post(f"/api/v1/bids/{bid_id}/responses", as_=who, json=body)
+
+
+def test_a_bid_reaches_the_partner_with_its_timeline(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    bid = send(client, ana, "comfort", "rough day, call me?")
+    assert bid["sender_id"] == ana.id and bid["recipient_id"] == ben.id
+    assert bid["status"] == "sent" and bid["kind"] == "comfort"
+    assert bid["note"] == "rough day, call me?"
+    assert bid["outcome"] == "pending" and bid["turned_toward"] is None
+    assert bid["reachable_at"] == bid["created_at"]
+    assert bid["delivered_at"] is None and bid["responses"] == []
+
+    delivered = client.post(f"/api/v1/bids/{bid['id']}/delivered", as_=ben)
+    assert delivered.status_code == 200 and delivered.json()["status"] == "delivered"
+    seen = client.post(f"/api/v1/bids/{bid['id']}/seen", as_=ben).json()
+    assert seen["status"] == "seen" and seen["seen_at"]
+    answered = respond(client, ben, bid["id"], kind="toward", note="calling now")
+    assert answered.status_code == 201
+    final = answered.json()
+    assert final["status"] == "answered" and final["response"] == "toward"
+    assert final["outcome"] == "toward" and final["turned_toward"] is True
+    assert final["response_seconds"] >= 0
+    assert [r["kind"] for r in final["responses"]] == ["toward"]
+    assert client.get(f"/api/v1/bids/{bid['id']}", as_=ana).json() == final
+
+
+def test_acknowledgements_are_idempotent_and_emit_once(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    bid = send(client, ana)
+    first = client.post(f"/api/v1/bids/{bid['id']}/seen", as_=ben).json()
+    again = client.post(f"/api/v1/bids/{bid['id']}/seen", as_=ben).json()
+    late_delivery = client.post(f"/api/v1/bids/{bid['id']}/delivered", as_=ben).json()
+    assert first == again == late_delivery
+    assert first["delivered_at"] == first["seen_at"]
+    types = [e["type"] for e in client.get("/api/v1/sync", as_=ana).json()["events"]]
+    assert types == ["couple.paired", "bid.created", "bid.seen"]
+
+
+def test_retrying_a_send_returns_the_original_and_records_nothing_new(client: ApiClient) -> None:
+    ana, _ = client.couple()
+    client_id = str(uuid.uuid4())
+    first = send(client, ana, client_id=client_id)
+    retry = client.post("/api/v1/bids", as_=ana, json={"client_id": client_id, "kind": "connect"})
+    assert retry.status_code == 200
+    assert retry.json() == first
+    events = client.get("/api/v1/sync", as_=ana).json()["events"]
+    assert [e["type"] for e in events] == ["couple.paired", "bid.created"]
+    assert len(client.get("/api/v1/bids", as_=ana).json()["items"]) == 1
+
+
+def test_retrying_a_response_returns_the_original(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    bid = send(client, ana)
+    client_id = str(uuid.uuid4())
+    first = respond(client, ben, bid["id"], kind="toward", client_id=client_id)
+    retry = respond(client, ben, bid["id"], kind="toward", client_id=client_id)
+    assert first.status_code == 201 and retry.status_code == 200
+    assert retry.json() == first.json()
+    types = [e["type"] for e in client.get("/api/v1/sync", as_=ben).json()["events"]]
+    assert types.count("bid.answered") == 1
+    other = send(client, ana)
+    reused = respond(client, ben, other["id"], kind="toward", client_id=client_id)
+    assert reused.status_code == 409
+
+
+def test_a_partner_cannot_answer_their_own_bid(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    bid = send(client, ana)
+    own = respond(client, ana, bid["id"], kind="toward")
+    assert own.status_code == 403 and own.json()["code"] == "forbidden"
+    assert client.post(f"/api/v1/bids/{bid['id']}/seen", as_=ana).status_code == 403
+    assert client.get(f"/api/v1/bids/{bid['id']}", as_=ana).json()["status"] == "sent"
+
+
+def test_a_stranger_can_neither_read_nor_answer(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    bid = send(client, ana, note="private words")
+    stranger = client.register("Sol")
+    other_ana, _ = client.couple("Cat", "Dan")
+    for who in (stranger, other_ana):
+        for method, path, body in (
+            ("GET", f"/api/v1/bids/{bid['id']}", None),
+            ("POST", f"/api/v1/bids/{bid['id']}/delivered", None),
+            ("POST", f"/api/v1/bids/{bid['id']}/seen", None),
+            (
+                "POST",
+                f"/api/v1/bids/{bid['id']}/responses",
+                {"client_id": str(uuid.uuid4()), "kind": "toward"},
+            ),
+        ):
+            response = client.request(method, path, as_=who, json=body)
+            assert response.status_code == 404, (who.user["display_name"], path, response.text)
+            assert "private words" not in response.text
+        listed = client.get("/api/v1/bids", as_=who)
+        assert "private words" not in listed.text
+    assert client.get(f"/api/v1/bids/{bid['id']}", as_=ben).json()["status"] == "sent"
+    unknown = client.get(f"/api/v1/bids/{uuid.uuid4()}", as_=ben)
+    assert unknown.status_code == 404
+
+
+def test_unpaired_people_cannot_send(client: ApiClient) -> None:
+    loner = client.register("Lee")
+    response = client.post(
+        "/api/v1/bids", as_=loner, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    )
+    assert response.status_code == 404
+
+
+def test_bad_bids_are_refused_and_change_nothing(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    for body, field in (
+        ({"kind": "connect"}, "client_id"),
+        ({"client_id": "nope", "kind": "connect"}, "client_id"),
+        ({"client_id": str(uuid.uuid4()), "kind": "demand"}, "kind"),
+        ({"client_id": str(uuid.uuid4()), "kind": "share", "note": "x" * 281}, "note"),
+        ({"client_id": str(uuid.uuid4()), "kind": "share", "sender_id": ben.id}, "sender_id"),
+    ):
+        response = client.post("/api/v1/bids", as_=ana, json=body)
+        assert response.status_code == 422, body
+        assert field in response.json()["errors"]
+    bid = send(client, ana)
+    for body, field in (
+        ({"kind": "later"}, "back_at"),
+        ({"kind": "toward", "back_at": "2030-01-01T00:00:00Z"}, "back_at"),
+        ({"kind": "later", "back_at": "2000-01-01T00:00:00Z"}, "back_at"),
+        ({"kind": "later", "back_at": "2030-01-01T00:00:00"}, "back_at"),
+        ({"kind": "later", "back_at": "2099-01-01T00:00:00Z"}, "back_at"),
+        ({"kind": "ignore"}, "kind"),
+    ):
+        response = respond(client, ben, bid["id"], **body)
+        assert response.status_code == 422, (body, response.text)
+        assert field in response.json()["errors"], (body, response.json())
+    assert client.get(f"/api/v1/bids/{bid['id']}", as_=ben).json()["status"] == "sent"
+    assert [e["type"] for e in client.get("/api/v1/sync", as_=ana).json()["events"]] == [
+        "couple.paired",
+        "bid.created",
+    ]
+
+
+def test_toward_after_toward_is_a_conflict(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    bid = send(client, ana)
+    assert respond(client, ben, bid["id"], kind="toward").status_code == 201
+    again = respond(client, ben, bid["id"], kind="toward")
+    assert again.status_code == 409 and again.json()["code"] == "conflict"
+
+
+def test_listing_filters_and_pages_newest_first(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    sent = [send(client, ana if i % 2 else ben) for i in range(5)]
+    respond(client, ben, sent[1]["id"], kind="toward")
+    page1 = client.get("/api/v1/bids", as_=ana, params={"limit": 2}).json()
+    assert [b["id"] for b in page1["items"]] == [sent[4]["id"], sent[3]["id"]]
+    page2 = client.get("/api/v1/bids", as_=ana, params={"limit": 2, "before": page1["next"]}).json()
+    page3 = client.get("/api/v1/bids", as_=ben, params={"limit": 2, "before": page2["next"]}).json()
+    assert [b["id"] for b in page2["items"] + page3["items"]] == [
+        sent[2]["id"],
+        sent[1]["id"],
+        sent[0]["id"],
+    ]
+    assert page3["next"] is None
+    answered = client.get("/api/v1/bids", as_=ben, params={"status": "answered"}).json()
+    assert [b["id"] for b in answered["items"]] == [sent[1]["id"]]
+    bad = client.get("/api/v1/bids", as_=ana, params={"before": "garbage!", "limit": 500})
+    assert bad.status_code == 422
+    assert {"before", "limit"} <= set(bad.json()["errors"]) or "limit" in bad.json()["errors"]
+
+
+def test_too_many_bids_are_429_with_retry_after(server_with: Callable[..., LiveServer]) -> None:
+    client = ApiClient(server_with(RATELIMIT_BIDS="2 per minute").url)
+    ana, ben = client.couple()
+    for _ in range(2):
+        send(client, ana)
+    limited = client.post(
+        "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    )
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) > 0
+    # The limit is per account: the partner can still reach back.
+    send(client, ben)

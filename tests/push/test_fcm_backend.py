@@ -1,0 +1,354 @@
+"""FcmBackend through the real firebase-admin SDK over HTTP to the stand-in; the log backend."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import firebase_admin
+import pytest
+import requests
+from firebase_admin import credentials, messaging
+
+from service.push import PushMessage
+from service.push.backends import build_backend
+from service.push.fcm import PINNED_VERSION, FcmBackend, apns_collapse_id, build_message
+from service.push.log import LogBackend
+from tests.support import fcm_standin as fcm
+from tests.support.fcm_standin import FcmStandIn
+
+SEND_PATH = "/v1/projects/reach-test/messages:send"
+DATA = {"type": "bid.created", "bid_id": "b-1", "cursor": "7"}
+
+
+def push(token: str = "tok-1", platform: str = "ios", **overrides: Any) -> PushMessage:
+    values: dict[str, Any] = {
+        "key": f"key-{token}",
+        "device_id": uuid.uuid4(),
+        "platform": platform,
+        "token": token,
+        "data": DATA,
+        "collapse_key": "bid-b-1",
+        "title": "Alex is reaching for you",
+        "body": "Tap to answer",
+        "ttl_seconds": 3600,
+    }
+    return PushMessage(**{**values, **overrides})
+
+
+@pytest.fixture
+def standin() -> Iterator[FcmStandIn]:
+    server = FcmStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def credentials_file(standin: FcmStandIn, tmp_path: Path) -> Path:
+    return standin.write_credentials(tmp_path / "service-account.json")
+
+
+@pytest.fixture
+def backend(standin: FcmStandIn, credentials_file: Path) -> Iterator[FcmBackend]:
+    sender = FcmBackend(str(credentials_file), standin.url, max_concurrency=4, timeout_seconds=5)
+    yield sender
+    sender.close()
+
+
+def test_sends_the_exact_v1_message_for_each_platform(
+    backend: FcmBackend, standin: FcmStandIn
+) -> None:
+    before = int(time.time())
+    results = backend.send_batch([push("ios-1"), push("and-1", "android"), push("web-1", "web")])
+    after = int(time.time())
+
+    assert [r.outcome for r in results] == ["sent", "sent", "sent"]
+    assert [r.key for r in results] == ["key-ios-1", "key-and-1", "key-web-1"]
+    assert all(
+        r.message_id and r.message_id.startswith("projects/reach-test/messages/") for r in results
+    )
+    assert len(standin.received("token")) == 1
+    sends = {r.body["message"]["token"]: r for r in standin.received()}
+    assert {r.path for r in sends.values()} == {SEND_PATH}
+    headers = sends["ios-1"].headers
+    assert headers["authorization"].startswith("Bearer standin-")
+    assert headers["x-firebase-client"] == f"fire-admin-python/{PINNED_VERSION}"
+    notification = {"title": "Alex is reaching for you", "body": "Tap to answer"}
+    ios = sends["ios-1"].body["message"]
+    expiration = int(ios["apns"]["headers"].pop("apns-expiration"))
+    assert before + 3600 <= expiration <= after + 3600
+    assert ios == {
+        "token": "ios-1",
+        "data": DATA,
+        "notification": notification,
+        "apns": {
+            "headers": {
+                "apns-priority": "10",
+                "apns-push-type": "alert",
+                "apns-collapse-id": "bid-b-1",
+            },
+            "payload": {"aps": {"alert": notification, "sound": "default", "mutable-content": 1}},
+        },
+    }
+    assert sends["and-1"].body["message"] == {
+        "token": "and-1",
+        "data": DATA,
+        "notification": notification,
+        "android": {
+            "collapse_key": "bid-b-1",
+            "priority": "high",
+            "ttl": "3600s",
+            "notification": {"channel_id": "bids"},
+        },
+    }
+    assert sends["web-1"].body["message"] == {
+        "token": "web-1",
+        "data": DATA,
+        "notification": notification,
+        "webpush": {"headers": {"TTL": "3600", "Urgency": "high", "Topic": "bid-b-1"}},
+    }
+
+
+def test_a_data_only_message_to_ios_uses_priority_5_and_content_available(
+    backend: FcmBackend, standin: FcmStandIn
+) -> None:
+    [result] = backend.send_batch([push(title=None, body=None, badge=2, category="bid")])
+
+    assert result.outcome == "sent"
+    [message] = standin.messages()
+    assert "notification" not in message
+    assert message["apns"]["headers"]["apns-priority"] == "5"
+    assert message["apns"]["headers"]["apns-push-type"] == "background"
+    assert message["apns"]["payload"] == {
+        "aps": {"content-available": 1, "badge": 2, "category": "bid", "thread-id": "bid"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "error", "retry_after"),
+    [
+        (fcm.UNREGISTERED, "unregistered", "UNREGISTERED", None),
+        (fcm.SENDER_ID_MISMATCH, "unregistered", "SENDER_ID_MISMATCH", None),
+        (fcm.INVALID_ARGUMENT, "invalid", "INVALID_ARGUMENT", None),
+        (fcm.quota_exceeded("7"), "retry", "QUOTA_EXCEEDED", 7.0),
+        (fcm.unavailable(), "retry", "UNAVAILABLE", None),
+        (fcm.unavailable("3"), "retry", "UNAVAILABLE", 3.0),
+        (fcm.internal(), "retry", "INTERNAL", None),
+    ],
+)
+def test_fcm_errors_map_to_outcomes_and_reach_fcm_once(
+    backend: FcmBackend,
+    standin: FcmStandIn,
+    answer: fcm.Answer,
+    outcome: str,
+    error: str,
+    retry_after: float | None,
+) -> None:
+    standin.script("tok-1", answer)
+
+    [result] = backend.send_batch([push("tok-1")])
+
+    assert (result.outcome, result.error, result.retry_after) == (outcome, error, retry_after)
+    assert result.message_id is None
+    assert len(standin.received()) == 1  # the SDK's own retries are off
+
+
+def test_a_401_is_failed_after_google_auth_refreshes_twice(
+    backend: FcmBackend, standin: FcmStandIn
+) -> None:
+    standin.script("tok-1", *[fcm.THIRD_PARTY_AUTH_ERROR] * 3)
+
+    [result] = backend.send_batch([push("tok-1")])
+
+    assert (result.outcome, result.error) == ("failed", "THIRD_PARTY_AUTH_ERROR")
+    assert (len(standin.received()), len(standin.received("token"))) == (3, 3)
+
+
+def test_retry_after_as_an_http_date(backend: FcmBackend, standin: FcmStandIn) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=30)
+    standin.script("tok-1", fcm.quota_exceeded(format_datetime(when, usegmt=True)))
+
+    [result] = backend.send_batch([push("tok-1")])
+
+    assert result.outcome == "retry"
+    assert result.retry_after is not None
+    assert 20 < result.retry_after <= 30
+
+
+def test_a_scripted_queue_answers_in_order(backend: FcmBackend, standin: FcmStandIn) -> None:
+    standin.script("tok-1", fcm.unavailable(), fcm.SUCCESS)
+
+    first = backend.send_batch([push("tok-1")])
+    second = backend.send_batch([push("tok-1")])
+
+    assert [first[0].outcome, second[0].outcome] == ["retry", "sent"]
+    assert len(standin.received()) == 2
+
+
+def test_oversized_and_malformed_messages_are_invalid_before_any_request(
+    backend: FcmBackend, standin: FcmStandIn
+) -> None:
+    results = backend.send_batch(
+        [
+            push("big", data={"type": "bid.created", "note": "x" * 4100}),
+            push("neg", "android", ttl_seconds=-1),
+        ]
+    )
+
+    assert [(r.outcome, r.error) for r in results] == [
+        ("invalid", "PAYLOAD_TOO_LARGE"),
+        ("invalid", "INVALID_MESSAGE: AndroidConfig.ttl must not be negative."),
+    ]
+    assert standin.received(kind=None) == []
+
+
+def test_concurrency_is_bounded(standin: FcmStandIn, credentials_file: Path) -> None:
+    standin.default_delay = 0.02
+    sender = FcmBackend(str(credentials_file), standin.url, max_concurrency=4)
+    try:
+        results = sender.send_batch([push(f"tok-{i}") for i in range(40)])
+    finally:
+        sender.close()
+
+    assert [r.key for r in results] == [f"key-tok-{i}" for i in range(40)]
+    assert {r.outcome for r in results} == {"sent"}
+    assert len(standin.received()) == 40
+    assert 2 <= standin.max_in_flight <= 4
+
+
+def test_a_slow_fcm_times_out_as_retry(standin: FcmStandIn, credentials_file: Path) -> None:
+    standin.script("tok-1", fcm.slow(30))
+    sender = FcmBackend(str(credentials_file), standin.url, timeout_seconds=0.3)
+    try:
+        [result] = sender.send_batch([push("tok-1")])
+    finally:
+        sender.close()
+
+    assert (result.outcome, result.error) == ("retry", "DEADLINE_EXCEEDED")
+
+
+def test_an_unreachable_token_endpoint_is_retry_without_sending(
+    standin: FcmStandIn, tmp_path: Path
+) -> None:
+    path = fcm.write_service_account(tmp_path / "sa.json", "http://127.0.0.1:9/token")
+    sender = FcmBackend(str(path), standin.url, timeout_seconds=2)
+    try:
+        results = sender.send_batch([push("tok-1"), push("tok-2")])
+    finally:
+        sender.close()
+
+    assert [(r.outcome, r.error) for r in results] == [("retry", "AUTH_FAILED")] * 2
+    assert standin.received() == []
+
+
+def test_credentials_can_be_the_json_itself(standin: FcmStandIn) -> None:
+    sender = FcmBackend(json.dumps(standin.service_account()), standin.url)
+    try:
+        [result] = sender.send_batch([push()])
+    finally:
+        sender.close()
+    assert result.outcome == "sent"
+
+
+def test_the_private_fcm_url_hook_still_exists(
+    backend: FcmBackend, standin: FcmStandIn, credentials_file: Path
+) -> None:
+    """firebase-admin internals we rely on; if this fails, re-read messaging.py before bumping."""
+    assert firebase_admin.__version__ == PINNED_VERSION
+    service_class = messaging._MessagingService
+    assert service_class.FCM_URL == "https://fcm.googleapis.com/v1/projects/{0}/messages:send"
+    assert "url=self._fcm_url" in inspect.getsource(service_class.send)
+    assert "url=self._fcm_url" in inspect.getsource(service_class.send_each)
+    assert "_MessagingService.FCM_URL.format(project_id)" in inspect.getsource(
+        service_class.__init__
+    )
+    assert backend.url == standin.url + SEND_PATH
+    other = firebase_admin.initialize_app(
+        credentials.Certificate(str(credentials_file)), name=f"other-{uuid.uuid4().hex}"
+    )
+    try:
+        service = messaging._get_messaging_service(other)
+        assert service._fcm_url == service_class.FCM_URL.format("reach-test")  # not ours
+        assert isinstance(service._client.session, requests.Session)
+    finally:
+        firebase_admin.delete_app(other)
+
+
+def test_without_an_endpoint_it_aims_at_google_with_sdk_retries_off(
+    credentials_file: Path,
+) -> None:
+    sender = FcmBackend(str(credentials_file))  # nothing is sent: no network in tests
+    try:
+        assert sender.url == "https://fcm.googleapis.com" + SEND_PATH
+        retries = sender._session.get_adapter(sender.url).max_retries
+        assert (retries.total, retries.status, retries.read) == (1, 0, 0)
+    finally:
+        sender.close()
+
+
+def test_left_alone_the_sdk_resends_on_503(standin: FcmStandIn, credentials_file: Path) -> None:
+    """PITFALLS 9, why FcmBackend switches the SDK's retries off."""
+    app = firebase_admin.initialize_app(
+        credentials.Certificate(str(credentials_file)), name=f"plain-{uuid.uuid4().hex}"
+    )
+    try:
+        messaging._get_messaging_service(app)._fcm_url = standin.url + SEND_PATH
+        standin.script("tok-1", fcm.unavailable(), fcm.SUCCESS)
+        messaging.send(build_message(push("tok-1")), app=app)
+    finally:
+        firebase_admin.delete_app(app)
+    assert len(standin.received()) == 2
+
+
+def test_apns_collapse_id_fits_in_64_bytes() -> None:
+    assert apns_collapse_id("bid-1") == "bid-1"
+    assert len(apns_collapse_id("é" * 40).encode()) == 64
+
+
+def test_build_backend_chooses_and_explains(standin: FcmStandIn, credentials_file: Path) -> None:
+    assert isinstance(build_backend("log", "", ""), LogBackend)
+    with pytest.raises(ValueError, match="needs FIREBASE_CREDENTIALS"):
+        build_backend("fcm", "", "")
+    with pytest.raises(ValueError, match="one of log, fcm"):
+        build_backend("apns", "", "")
+    with pytest.raises(ValueError, match="not a file"):
+        build_backend("fcm", "/nonexistent/sa.json", "")
+    with pytest.raises(ValueError, match="does not parse"):
+        build_backend("fcm", "{oops", "")
+    sender = build_backend("FCM", str(credentials_file), standin.url, max_concurrency=2)
+    assert isinstance(sender, FcmBackend)
+    try:
+        assert sender.max_concurrency == 2
+    finally:
+        sender.close()
+
+
+def test_log_backend_logs_one_line_per_push(caplog: pytest.LogCaptureFixture) -> None:
+    message = push("secret-token", "android", body="the private note")
+    with caplog.at_level(logging.INFO, logger="reach.push"):
+        [result] = LogBackend().send_batch([message])
+
+    assert (result.outcome, result.key) == ("sent", "key-secret-token")
+    assert result.message_id
+    [record] = [r for r in caplog.records if r.name == "reach.push"]
+    text = record.getMessage()
+    assert text.startswith("push high visible to android device")
+    assert "Alex is reaching for you" in text
+    assert "secret-token" not in text
+    assert "private note" not in text
+    fields = {name: record.__dict__[name] for name in ("platform", "device_id", "collapse_key")}
+    assert fields == {
+        "platform": "android",
+        "device_id": str(message.device_id),
+        "collapse_key": "bid-b-1",
+    }
+    assert record.__dict__["title"] == "Alex is reaching for you"
+    assert record.__dict__["data"] == DATA

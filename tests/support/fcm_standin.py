@@ -1,0 +1,307 @@
+"""A local FCM stand-in: the OAuth2 token endpoint and the FCM v1 send API, scriptable per token."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.parse
+import uuid
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+log = logging.getLogger("tests.fcm_standin")
+
+TOKEN_PATH = "/token"
+SEND_PREFIX = "/v1/projects/"
+SEND_SUFFIX = "/messages:send"
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
+_FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How the stand-in answers one send: HTTP status, FCM errorCode, Retry-After, delay."""
+
+    status: int = 200
+    error_code: str | None = None
+    retry_after: str | None = None
+    delay: float | None = None
+
+    def body(self, project: str) -> dict[str, Any]:
+        if self.status == 200:
+            return {"name": f"projects/{project}/messages/{uuid.uuid4().hex}"}
+        error: dict[str, Any] = {
+            "code": self.status,
+            "message": f"stand-in {self.error_code or _STATUS.get(self.status, 'UNKNOWN')}",
+            "status": _STATUS.get(self.status, "UNKNOWN"),
+        }
+        if self.error_code:
+            error["details"] = [{"@type": _FCM_ERROR_TYPE, "errorCode": self.error_code}]
+        return {"error": error}
+
+
+SUCCESS = Answer()
+UNREGISTERED = Answer(404, "UNREGISTERED")
+SENDER_ID_MISMATCH = Answer(403, "SENDER_ID_MISMATCH")
+INVALID_ARGUMENT = Answer(400, "INVALID_ARGUMENT")
+THIRD_PARTY_AUTH_ERROR = Answer(401, "THIRD_PARTY_AUTH_ERROR")
+
+
+def quota_exceeded(retry_after: str | None = None) -> Answer:
+    return Answer(429, "QUOTA_EXCEEDED", retry_after)
+
+
+def internal(retry_after: str | None = None) -> Answer:
+    return Answer(500, "INTERNAL", retry_after)
+
+
+def unavailable(retry_after: str | None = None) -> Answer:
+    return Answer(503, "UNAVAILABLE", retry_after)
+
+
+def slow(delay: float) -> Answer:
+    return Answer(delay=delay)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request the stand-in received."""
+
+    kind: str  # "token" | "send" | "other"
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float
+    answer: Answer | None = None
+
+
+@lru_cache(maxsize=1)
+def _private_key_pem() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+@lru_cache(maxsize=1)
+def _public_key_pem() -> bytes:
+    key = serialization.load_pem_private_key(_private_key_pem(), password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def service_account_info(token_uri: str, project_id: str = "reach-test") -> dict[str, str]:
+    """A throwaway service account (real RSA key) whose OAuth exchange goes to `token_uri`."""
+    email = f"push@{project_id}.iam.gserviceaccount.com"
+    return {
+        "type": "service_account",
+        "project_id": project_id,
+        "private_key_id": uuid.uuid4().hex,
+        "private_key": _private_key_pem().decode(),
+        "client_email": email,
+        "client_id": "100000000000000000000",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": token_uri,
+        "auth_provider_x509_cert_url": "https://www.googleapis.com/oauth2/v1/certs",
+        "client_x509_cert_url": f"https://www.googleapis.com/robot/v1/metadata/x509/{email}",
+        "universe_domain": "googleapis.com",
+    }
+
+
+def write_service_account(path: Path, token_uri: str, project_id: str = "reach-test") -> Path:
+    path.write_text(json.dumps(service_account_info(token_uri, project_id)))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class _State:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    received: list[Received] = field(default_factory=list)
+    scripts: dict[str, deque[Answer]] = field(default_factory=lambda: defaultdict(deque))
+    access_tokens: set[str] = field(default_factory=set)
+    in_flight: int = 0
+    max_in_flight: int = 0
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        path = urllib.parse.urlsplit(self.path).path
+        if path == TOKEN_PATH:
+            form = dict(urllib.parse.parse_qsl(raw.decode()))
+            self.server.standin.record(Received("token", path, headers, form, time.time()))
+            self._token(form)
+        elif path.startswith(SEND_PREFIX) and path.endswith(SEND_SUFFIX):
+            project = path[len(SEND_PREFIX) : -len(SEND_SUFFIX)]
+            self._send(project, path, headers, json.loads(raw or b"null"))
+        else:
+            self.server.standin.record(Received("other", path, headers, raw.decode(), time.time()))
+            self._reply(404, {"error": {"code": 404, "message": "no such path"}})
+
+    def _token(self, form: dict[str, str]) -> None:
+        standin = self.server.standin
+        try:
+            # google-auth always addresses the assertion to Google's token endpoint.
+            jwt.decode(
+                form.get("assertion", ""),
+                _public_key_pem(),
+                algorithms=["RS256"],
+                audience=GOOGLE_TOKEN_AUDIENCE,
+            )
+            valid = form.get("grant_type") == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        except jwt.PyJWTError:
+            valid = False
+        if not valid:
+            self._reply(400, {"error": "invalid_grant", "error_description": "bad assertion"})
+            return
+        token = f"standin-{uuid.uuid4().hex}"
+        with standin.state.lock:
+            standin.state.access_tokens.add(token)
+        self._reply(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+
+    def _send(self, project: str, path: str, headers: dict[str, str], body: Any) -> None:
+        standin = self.server.standin
+        state = standin.state
+        message = body.get("message", {}) if isinstance(body, dict) else {}
+        target = message.get("token") or message.get("fid") or ""
+        with state.lock:
+            authorized = headers.get("authorization", "").removeprefix("Bearer ")
+            authorized_ok = authorized in state.access_tokens
+            queue = state.scripts.get(target)
+            answer = queue.popleft() if queue else SUCCESS
+            state.received.append(Received("send", path, headers, body, time.time(), answer))
+            state.in_flight += 1
+            state.max_in_flight = max(state.max_in_flight, state.in_flight)
+        try:
+            delay = standin.default_delay if answer.delay is None else answer.delay
+            if delay > 0:
+                standin.stopping.wait(delay)
+            if not authorized_ok:
+                self._reply(
+                    401,
+                    {"error": {"code": 401, "message": "bad token", "status": "UNAUTHENTICATED"}},
+                )
+                return
+            extra = {"Retry-After": answer.retry_after} if answer.retry_after else {}
+            self._reply(answer.status, answer.body(project), extra)
+        finally:
+            with state.lock:
+                state.in_flight -= 1
+
+    def _reply(self, status: int, body: Any, extra: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            log.debug("client went away before the reply")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, standin: FcmStandIn) -> None:
+        self.standin = standin
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("stand-in request failed", exc_info=True)
+
+
+class FcmStandIn:
+    """The stand-in server. `script(token, *answers)` queues answers; others succeed."""
+
+    def __init__(self, default_delay: float = 0.0, project_id: str = "reach-test") -> None:
+        self.default_delay = default_delay
+        self.project_id = project_id
+        self.state = _State()
+        self.stopping = threading.Event()
+        self._server = _Server(self)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
+
+    def start(self) -> FcmStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    @property
+    def token_uri(self) -> str:
+        return self.url + TOKEN_PATH
+
+    def service_account(self) -> dict[str, str]:
+        return service_account_info(self.token_uri, self.project_id)
+
+    def write_credentials(self, path: Path) -> Path:
+        return write_service_account(path, self.token_uri, self.project_id)
+
+    def record(self, received: Received) -> None:
+        with self.state.lock:
+            self.state.received.append(received)
+
+    def script(self, token: str, *answers: Answer) -> None:
+        with self.state.lock:
+            self.state.scripts[token].extend(answers)
+
+    def received(self, kind: str | None = "send") -> list[Received]:
+        """What arrived so far (sends only by default; kind=None for everything)."""
+        with self.state.lock:
+            return [r for r in self.state.received if kind is None or r.kind == kind]
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The `message` objects of every send received, in arrival order."""
+        return [r.body["message"] for r in self.received()]
+
+    @property
+    def max_in_flight(self) -> int:
+        with self.state.lock:
+            return self.state.max_in_flight
+
+    def reset(self) -> None:
+        with self.state.lock:
+            self.state.received.clear()
+            self.state.scripts.clear()
+            self.state.max_in_flight = 0
