@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
-from service import logs
-from service.config import Settings, from_environment
-from service.security.tokens import TokenIssuer
+    from service.config import Settings
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the app: read settings, bind extensions, register endpoints and socket handlers."""
+    from flask import Flask
     from flask_socketio import SocketIO
 
     from service import api as rest
-    from service import realtime
+    from service import logs, realtime
+    from service.config import from_environment
     from service.errors import register_error_handlers
     from service.extensions import db, limiter
+    from service.security.tokens import TokenIssuer
 
     settings = (settings or from_environment()).with_overrides(**overrides)
     if not settings.is_sqlite and not settings.SECRET_KEY and not settings.TESTING:
@@ -58,7 +60,15 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     register_error_handlers(app)
     rest.register(app)
     realtime.register(socketio)
+    if settings.worker_inline:
+        app.extensions["reach.start_inline_worker"] = lambda: _start_inline_worker(app)
     return app
+
+
+def _start_inline_worker(app: Flask) -> None:
+    from service.worker.runner import start_inline
+
+    start_inline(app)
 
 
 def _async_mode(settings: Settings) -> str:

@@ -74,6 +74,22 @@ def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
     run_gunicorn(f"{host}:{port}", workers)
 
 
+@main.command("worker")
+@click.option("--idle", default=0.5, show_default=True, help="Seconds to rest when idle")
+@with_appcontext
+def worker(idle: float) -> None:
+    """Run the worker: expire bids, send pushes from the outbox, fire reminders."""
+    import signal
+
+    from service.worker.runner import Worker
+
+    runner = Worker(current_app._get_current_object(), idle_seconds=idle)  # type: ignore[attr-defined]
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.stop())
+    click.echo(f"worker {runner.name} running (SIGTERM stops it after the current pass)")
+    runner.run_forever()
+
+
 def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 

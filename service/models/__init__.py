@@ -8,10 +8,10 @@ from service.models.devices import Device
 from service.models.push import PushAttempt, PushDelivery, PushJob
 
 __all__ = [
-    "Bid",
-    "BidResponse",
     "AuthSession",
     "Base",
+    "Bid",
+    "BidResponse",
     "Couple",
     "CoupleEvent",
     "Device",

@@ -9,9 +9,9 @@ from flask import request
 from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
 
 from service.api.auth import token_issuer
+from service.clock import clock
 from service.domain.errors import ReachError, Unauthorized
 from service.errors import from_reach_error
-from service.clock import clock
 from service.extensions import db
 from service.realtime.emitter import current_socketio
 from service.realtime.rooms import couple_room, user_room

@@ -6,14 +6,16 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import Flask
 
 from service.clock import clock
+from service.config import Settings
 from service.extensions import db
+from service.push.backends import build_backend
 from service.services import bids
+from service.worker.dispatch import Dispatcher
 
 log = logging.getLogger("reach.worker")
 
@@ -35,7 +37,16 @@ class Worker:
     app: Flask
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     idle_seconds: float = 0.5
+    dispatcher: Dispatcher | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        if self.dispatcher is None:
+            settings: Settings = self.app.extensions["reach.settings"]
+            backend = build_backend(
+                settings.PUSH_BACKEND, settings.FIREBASE_CREDENTIALS, settings.FCM_ENDPOINT
+            )
+            self.dispatcher = Dispatcher(backend)
 
     def run_once(self) -> Tick:
         """One pass over every job, each in its own transaction."""
@@ -43,9 +54,9 @@ class Worker:
         with self.app.app_context():
             with db.scope() as session:
                 tick.expired_bids = bids.expire_due(session, clock.now())
-            dispatcher: Callable[[str], int] | None = self.app.extensions.get("reach.dispatch")
-            if dispatcher is not None:
-                tick.pushes = dispatcher(self.name)
+            assert self.dispatcher is not None
+            with db.scope() as session:
+                tick.pushes = self.dispatcher.run(session, self.name)
         return tick
 
     def run_forever(self) -> None:

@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from service.clock import clock
 from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
-
-
-def fresh(client: ApiClient, person: Person) -> Person:
-    """Sign in again so the access token is valid at the (moved) clock."""
-    body = client.post(
-        "/api/v1/auth/login", json={"email": person.email, "password": person.password}
-    ).json()
-    person.access_token = body["access_token"]
-    return person
 
 
 def at(text: str) -> datetime:
@@ -58,10 +49,10 @@ def test_a_bid_sent_in_quiet_hours_starts_its_clock_when_they_end(client: ApiCli
     ana, ben = couple_with_quiet_partner(client)
     # 09:00 in Berlin on 15 Jan 2031 is 03:00 in New York: Ben is asleep until 07:00 (12:00Z).
     clock.freeze(at("2031-01-15T08:00:00+00:00"))
-    bid = send(client, fresh(client, ana))
+    bid = send(client, client.fresh(ana))
     assert bid["reachable_at"] == "2031-01-15T12:00:00.000000Z"
     clock.freeze(at("2031-01-15T12:05:00+00:00"))
-    answered = answer(client, fresh(client, ben), bid["id"])
+    answered = answer(client, client.fresh(ben), bid["id"])
     assert answered["response_seconds"] == 300
 
 
@@ -69,47 +60,47 @@ def test_quiet_hours_follow_daylight_saving_in_the_partners_zone(client: ApiClie
     ana, ben = couple_with_quiet_partner(client)
     # New York is on EDT (UTC-4) in July: 07:00 local is 11:00Z.
     clock.freeze(at("2031-07-10T05:30:00+00:00"))
-    bid = send(client, fresh(client, ana))
+    bid = send(client, client.fresh(ana))
     assert bid["reachable_at"] == "2031-07-10T11:00:00.000000Z"
     clock.freeze(at("2031-07-10T11:00:42+00:00"))
-    assert answer(client, fresh(client, ben), bid["id"])["response_seconds"] == 42
+    assert answer(client, client.fresh(ben), bid["id"])["response_seconds"] == 42
 
 
 def test_before_midnight_the_clock_waits_for_the_next_morning(client: ApiClient) -> None:
-    ana, ben = couple_with_quiet_partner(client)
+    ana, _ben = couple_with_quiet_partner(client)
     # 23:30 in New York (04:30Z next day in winter): quiet until 07:00 local = 12:00Z.
     clock.freeze(at("2031-01-16T04:30:00+00:00"))
-    bid = send(client, fresh(client, ana))
+    bid = send(client, client.fresh(ana))
     assert bid["reachable_at"] == "2031-01-16T12:00:00.000000Z"
 
 
 def test_an_answer_during_quiet_hours_counts_as_immediate(client: ApiClient) -> None:
     ana, ben = couple_with_quiet_partner(client)
     clock.freeze(at("2031-01-15T08:00:00+00:00"))
-    bid = send(client, fresh(client, ana))
+    bid = send(client, client.fresh(ana))
     clock.freeze(at("2031-01-15T08:10:00+00:00"))
-    assert answer(client, fresh(client, ben), bid["id"])["response_seconds"] == 0
+    assert answer(client, client.fresh(ben), bid["id"])["response_seconds"] == 0
 
 
 def test_outside_quiet_hours_the_clock_starts_at_once(client: ApiClient) -> None:
     ana, ben = couple_with_quiet_partner(client)
     clock.freeze(at("2031-01-15T15:00:00+00:00"))  # 10:00 in New York
-    bid = send(client, fresh(client, ana))
+    bid = send(client, client.fresh(ana))
     assert bid["reachable_at"] == bid["created_at"] == "2031-01-15T15:00:00.000000Z"
     clock.freeze(at("2031-01-15T15:20:00+00:00"))
-    assert answer(client, fresh(client, ben), bid["id"])["response_seconds"] == 1200
+    assert answer(client, client.fresh(ben), bid["id"])["response_seconds"] == 1200
 
 
 def test_a_later_that_is_kept_counts_as_turning_toward(client: ApiClient) -> None:
     ana, ben = client.couple()
     clock.freeze(at("2031-03-01T10:00:00+00:00"))
-    bid = send(client, fresh(client, ana))
+    bid = send(client, client.fresh(ana))
     clock.freeze(at("2031-03-01T10:02:00+00:00"))
-    later = answer(client, fresh(client, ben), bid["id"], "later", "2031-03-01T12:00:00Z")
+    later = answer(client, client.fresh(ben), bid["id"], "later", "2031-03-01T12:00:00Z")
     assert later["response"] == "later" and later["response_seconds"] == 120
     assert later["outcome"] == "later_pending" and later["turned_toward"] is None
     clock.freeze(at("2031-03-01T11:59:00+00:00"))
-    kept = answer(client, fresh(client, ben), bid["id"])
+    kept = answer(client, client.fresh(ben), bid["id"])
     assert kept["outcome"] == "later_kept" and kept["turned_toward"] is True
     # The response time is the first response's: the promise, not the return.
     assert kept["response_seconds"] == 120
@@ -119,12 +110,12 @@ def test_a_later_that_is_kept_counts_as_turning_toward(client: ApiClient) -> Non
 def test_a_later_that_is_not_kept_does_not_count(client: ApiClient) -> None:
     ana, ben = client.couple()
     clock.freeze(at("2031-03-01T10:00:00+00:00"))
-    bid = send(client, fresh(client, ana))
-    answer(client, fresh(client, ben), bid["id"], "later", "2031-03-01T11:00:00Z")
+    bid = send(client, client.fresh(ana))
+    answer(client, client.fresh(ben), bid["id"], "later", "2031-03-01T11:00:00Z")
     clock.freeze(at("2031-03-01T11:00:01+00:00"))
-    broken = client.get(f"/api/v1/bids/{bid['id']}", as_=fresh(client, ana)).json()
+    broken = client.get(f"/api/v1/bids/{bid['id']}", as_=client.fresh(ana)).json()
     assert broken["outcome"] == "later_broken" and broken["turned_toward"] is False
-    late = answer(client, fresh(client, ben), bid["id"])
+    late = answer(client, client.fresh(ben), bid["id"])
     assert late["outcome"] == "later_broken" and late["turned_toward"] is False
 
 
@@ -133,15 +124,15 @@ def test_the_worker_expires_unanswered_bids_as_missed(
 ) -> None:
     ana, ben = client.couple()
     clock.freeze(at("2031-03-01T10:00:00+00:00"))
-    bid = send(client, fresh(client, ana))
+    bid = send(client, client.fresh(ana))
     answered = send(client, ana)
-    answer(client, fresh(client, ben), answered["id"])
+    answer(client, client.fresh(ben), answered["id"])
     assert bid["expires_at"] == "2031-03-02T10:00:00.000000Z"
 
     clock.freeze(at("2031-03-02T09:59:59+00:00"))
     assert worker.run_once().expired_bids == 0
     clock.freeze(at("2031-03-02T10:00:00+00:00"))
-    ana_phone = phone(fresh(client, ana).access_token)
+    ana_phone = phone(client.fresh(ana).access_token)
     assert worker.run_once().expired_bids == 1
     expired = ana_phone.wait_for("bid.expired")["data"]
     assert expired["id"] == bid["id"]
@@ -152,7 +143,7 @@ def test_the_worker_expires_unanswered_bids_as_missed(
     assert worker.run_once().expired_bids == 0
     late = client.post(
         f"/api/v1/bids/{bid['id']}/responses",
-        as_=fresh(client, ben),
+        as_=client.fresh(ben),
         json={"client_id": str(uuid.uuid4()), "kind": "toward"},
     )
     assert late.status_code == 409

@@ -93,7 +93,7 @@ def test_retrying_a_response_returns_the_original(client: ApiClient) -> None:
 
 
 def test_a_partner_cannot_answer_their_own_bid(client: ApiClient) -> None:
-    ana, ben = client.couple()
+    ana, _ben = client.couple()
     bid = send(client, ana)
     own = respond(client, ana, bid["id"], kind="toward")
     assert own.status_code == 403 and own.json()["code"] == "forbidden"

@@ -45,18 +45,6 @@ def push(token: str = "tok-1", platform: str = "ios", **overrides: Any) -> PushM
 
 
 @pytest.fixture
-def standin() -> Iterator[FcmStandIn]:
-    server = FcmStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def credentials_file(standin: FcmStandIn, tmp_path: Path) -> Path:
-    return standin.write_credentials(tmp_path / "service-account.json")
-
-
-@pytest.fixture
 def backend(standin: FcmStandIn, credentials_file: Path) -> Iterator[FcmBackend]:
     sender = FcmBackend(str(credentials_file), standin.url, max_concurrency=4, timeout_seconds=5)
     yield sender

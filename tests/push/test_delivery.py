@@ -1,0 +1,201 @@
+"""Pushes from the outbox: the worker sends a bid to every active device of the partner
+through firebase-admin, retries what FCM asks it to, drops dead tokens, dead-letters the rest."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from service.clock import clock
+from service.extensions import db
+from service.models import PushAttempt, PushJob
+from service.worker.runner import Worker
+from tests.support import fcm_standin as fcm
+from tests.support.client import ApiClient, Person
+from tests.support.fcm_standin import FcmStandIn
+
+
+def device(client: ApiClient, who: Person, token: str, platform: str = "android") -> dict:  # type: ignore[type-arg]
+    response = client.post(
+        "/api/v1/devices", as_=who, json={"platform": platform, "push_token": token}
+    )
+    assert response.status_code == 201
+    return dict(response.json())
+
+
+def bid(client: ApiClient, sender: Person, note: str | None = None) -> dict:  # type: ignore[type-arg]
+    body: dict[str, object] = {"client_id": str(uuid.uuid4()), "kind": "comfort"}
+    if note:
+        body["note"] = note
+    response = client.post("/api/v1/bids", as_=sender, json=body)
+    assert response.status_code == 201
+    return dict(response.json())
+
+
+def jobs(worker: Worker) -> list[PushJob]:
+    with worker.app.app_context(), db.scope() as session:
+        return list(session.scalars(select(PushJob).order_by(PushJob.id)))
+
+
+def test_a_bid_reaches_every_active_device_of_the_partner_and_none_of_the_sender(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ana, "ana-phone-token")
+    device(client, ben, "ben-android-token")
+    device(client, ben, "ben-iphone-token", "ios")
+    gone = device(client, ben, "ben-old-tablet")
+    client.delete(f"/api/v1/devices/{gone['id']}", as_=ben)
+
+    sent = bid(client, ana, note="I miss you, secret words")
+    assert fcm_worker.run_once().pushes == 2
+
+    messages = {m["token"]: m for m in standin.messages()}
+    assert set(messages) == {"ben-android-token", "ben-iphone-token"}
+    events = client.get("/api/v1/sync", as_=ben).json()["events"]
+    cursor = next(e["cursor"] for e in events if e["type"] == "bid.created")
+    for message in messages.values():
+        assert message["data"] == {
+            "type": "bid.created",
+            "bid_id": sent["id"],
+            "cursor": str(cursor),
+        }
+        assert message["notification"]["title"] == "Ana is reaching for you"
+        # No note on the lock screen unless Ben opted in.
+        assert "secret words" not in str(message)
+    android = messages["ben-android-token"]["android"]
+    assert android["priority"] == "high"
+    assert android["collapse_key"] == f"bid:{sent['id']}"
+    assert 86390 <= int(android["ttl"].rstrip("s")) <= 86400
+    apns = messages["ben-iphone-token"]["apns"]["headers"]
+    assert apns["apns-priority"] == "10" and apns["apns-collapse-id"] == f"bid:{sent['id']}"
+    # Everything is recorded, and nothing is sent twice.
+    assert [j.state for j in jobs(fcm_worker)] == ["done"]
+    assert fcm_worker.run_once().pushes == 0
+    assert len(standin.messages()) == 2
+
+
+def test_the_note_shows_only_when_the_partner_opted_in(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = client.couple()
+    client.patch("/api/v1/me", as_=ben, json={"notes_on_lock_screen": True})
+    device(client, ben, "ben-token-opted-in")
+    bid(client, ana, note="dinner at 8?")
+    fcm_worker.run_once()
+    assert standin.messages()[0]["notification"]["body"] == "dinner at 8?"
+
+
+def test_a_dead_token_is_disabled_at_once_and_never_tried_again(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = client.couple()
+    device(client, ben, "ben-dead-token")
+    device(client, ben, "ben-live-token")
+    standin.script("ben-dead-token", fcm.UNREGISTERED)
+    bid(client, ana)
+    fcm_worker.run_once()
+    listed = {d["id"]: d for d in client.get("/api/v1/devices", as_=ben).json()["items"]}
+    states = sorted((d["active"], d["disabled_reason"]) for d in listed.values())
+    assert states == [(False, "unregistered"), (True, None)]
+    bid(client, ana)
+    fcm_worker.run_once()
+    tokens = [m["token"] for m in standin.messages()]
+    assert tokens.count("ben-dead-token") == 1
+    assert tokens.count("ben-live-token") == 2
+    assert [j.state for j in jobs(fcm_worker)] == ["done", "done"]
+
+
+def test_sender_id_mismatch_also_disables_the_token(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = client.couple()
+    device(client, ben, "ben-other-project")
+    standin.script("ben-other-project", fcm.SENDER_ID_MISMATCH)
+    bid(client, ana)
+    fcm_worker.run_once()
+    assert client.get("/api/v1/devices", as_=ben).json()["items"][0]["active"] is False
+
+
+def test_429_is_retried_no_sooner_than_fcm_asked(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = client.couple()
+    device(client, ben, "ben-quota-token")
+    standin.script("ben-quota-token", fcm.quota_exceeded("30"))
+    clock.freeze(datetime(2031, 5, 1, 12, 0, tzinfo=UTC))
+    bid(client, client.fresh(ana))
+    fcm_worker.run_once()
+    (job,) = jobs(fcm_worker)
+    assert job.state == "pending"
+    assert job.available_at >= datetime(2031, 5, 1, 12, 0, 30, tzinfo=UTC)
+    clock.freeze(datetime(2031, 5, 1, 12, 0, 29, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 0
+    clock.freeze(job.available_at)
+    assert fcm_worker.run_once().pushes == 1
+    answers = [r.answer.status if r.answer else None for r in standin.received()]
+    assert answers == [429, 200]
+    assert [j.state for j in jobs(fcm_worker)] == ["done"]
+
+
+def test_503_is_retried_with_backoff(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = client.couple()
+    device(client, ben, "ben-flaky-token")
+    standin.script("ben-flaky-token", fcm.unavailable(), fcm.unavailable("5"))
+    start = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    clock.freeze(start)
+    bid(client, client.fresh(ana))
+    fcm_worker.run_once()
+    first_retry = jobs(fcm_worker)[0].available_at
+    # Backoff base 2 s with jitter: between 1 and 2 seconds after the first try.
+    assert start + timedelta(seconds=1) <= first_retry <= start + timedelta(seconds=2)
+    clock.freeze(first_retry)
+    fcm_worker.run_once()
+    second_retry = jobs(fcm_worker)[0].available_at
+    assert second_retry >= first_retry + timedelta(seconds=5)  # Retry-After: 5 wins
+    clock.freeze(second_retry)
+    fcm_worker.run_once()
+    assert [j.state for j in jobs(fcm_worker)] == ["done"]
+    assert len(standin.messages()) == 3
+
+
+def test_a_push_that_keeps_failing_is_dead_lettered_with_every_attempt_recorded(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = client.couple()
+    device(client, ben, "ben-broken-token")
+    standin.script("ben-broken-token", *[fcm.internal()] * 10)
+    clock.freeze(datetime(2031, 5, 1, 12, 0, tzinfo=UTC))
+    bid(client, client.fresh(ana))
+    for _ in range(6):
+        fcm_worker.run_once()
+        clock.advance(timedelta(minutes=5))
+    (job,) = jobs(fcm_worker)
+    assert job.state == "dead"
+    assert job.attempts == 4
+    with fcm_worker.app.app_context(), db.scope() as session:
+        attempts = list(session.scalars(select(PushAttempt.outcome)))
+    assert attempts == ["retry"] * 4
+    assert len(standin.messages()) == 4
+
+
+def test_pushes_wait_out_quiet_hours_but_the_socket_does_not(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "Asia/Tokyo")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "23:00", "end": "07:30"}})
+    device(client, ben, "ben-sleeping-token")
+    # 16:00 UTC is 01:00 in Tokyo; quiet hours end at 07:30 there = 22:30 UTC.
+    clock.freeze(datetime(2031, 5, 1, 16, 0, tzinfo=UTC))
+    bid(client, client.fresh(ana))
+    assert fcm_worker.run_once().pushes == 0
+    (job,) = jobs(fcm_worker)
+    assert job.available_at == datetime(2031, 5, 1, 22, 30, tzinfo=UTC)
+    clock.freeze(datetime(2031, 5, 1, 22, 30, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 1
