@@ -41,6 +41,12 @@ class Settings:
     REFRESH_TOKEN_DAYS: int = 30
     INVITE_TTL_MINUTES: int = 60 * 24
     BID_TTL_SECONDS: int = 60 * 60 * 24
+    # Push worker: jobs claimed per pass, their lease (a crashed worker's claims free up after
+    # it), parallel sends per worker, and the per-request timeout towards FCM.
+    PUSH_BATCH: int = 32
+    PUSH_LEASE_SECONDS: int = 120
+    PUSH_CONCURRENCY: int = 16
+    PUSH_TIMEOUT_SECONDS: int = 10
     MAX_CONTENT_LENGTH: int = 64 * 1024
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_AUTH: str = "10 per minute"

@@ -15,3 +15,7 @@ def main() -> None:
     from service.cli import main as cli
 
     cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -37,7 +37,8 @@ class RetryPolicy:
 class Dispatcher:
     backend: PushBackend
     policy: RetryPolicy = RetryPolicy()
-    batch: int = 100
+    batch: int = 32
+    # Longer than a whole pass can take: batch x devices / concurrency x FCM timeout.
     lease_seconds: int = 120
 
     def run(self, session: Session, worker: str) -> int:

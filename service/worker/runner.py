@@ -44,9 +44,15 @@ class Worker:
         if self.dispatcher is None:
             settings: Settings = self.app.extensions["reach.settings"]
             backend = build_backend(
-                settings.PUSH_BACKEND, settings.FIREBASE_CREDENTIALS, settings.FCM_ENDPOINT
+                settings.PUSH_BACKEND,
+                settings.FIREBASE_CREDENTIALS,
+                settings.FCM_ENDPOINT,
+                max_concurrency=settings.PUSH_CONCURRENCY,
+                timeout_seconds=settings.PUSH_TIMEOUT_SECONDS,
             )
-            self.dispatcher = Dispatcher(backend)
+            self.dispatcher = Dispatcher(
+                backend, batch=settings.PUSH_BATCH, lease_seconds=settings.PUSH_LEASE_SECONDS
+            )
 
     def run_once(self) -> Tick:
         """One pass over every job, each in its own transaction."""

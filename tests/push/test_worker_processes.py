@@ -1,0 +1,164 @@
+"""Separate `reach worker` processes on PostgreSQL: SIGKILL in the middle of a batch loses
+nothing and records nothing as sent that was not; two workers never send one push twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.support.client import ApiClient, Person
+from tests.support.fcm_standin import FcmStandIn
+
+pytestmark = [pytest.mark.postgres, pytest.mark.committed]
+
+
+@pytest.fixture
+def slow_standin() -> Iterator[FcmStandIn]:
+    server = FcmStandIn(default_delay=0.03).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_worker(
+    database_url: str, slow_standin: FcmStandIn, tmp_path: Path
+) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+    credentials = slow_standin.write_credentials(tmp_path / "service-account.json")
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "worker-test-secret",
+            "PUSH_BACKEND": "fcm",
+            "FIREBASE_CREDENTIALS": str(credentials),
+            "FCM_ENDPOINT": slow_standin.url,
+            "WORKER_MODE": "separate",
+            "LOG_LEVEL": "WARNING",
+            # Small passes and a short lease, so a killed worker's claims free up quickly.
+            "PUSH_BATCH": "10",
+            "PUSH_LEASE_SECONDS": "4",
+        }
+        env.pop("REDIS_URL", None)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service.entry", "worker", "--idle", "0.1"],
+            env=env,
+            stdout=(tmp_path / f"{name}.out").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def couple_with_devices(client: ApiClient, tag: str, devices: int) -> tuple[Person, list[str]]:
+    ana, ben = client.couple()
+    tokens = [f"{tag}-ben-{i}-{uuid.uuid4().hex[:6]}" for i in range(devices)]
+    for token in tokens:
+        client.post("/api/v1/devices", as_=ben, json={"platform": "android", "push_token": token})
+    return ana, tokens
+
+
+def send_bids(client: ApiClient, sender: Person, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        response = client.post(
+            "/api/v1/bids", as_=sender, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+        )
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    return ids
+
+
+def received_pairs(standin: FcmStandIn, tokens: list[str]) -> Counter[tuple[str, str]]:
+    return Counter(
+        (m["data"]["bid_id"], m["token"]) for m in standin.messages() if m["token"] in tokens
+    )
+
+
+def sent_in_database(database_url: str, tokens: list[str]) -> set[tuple[str, str]]:
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT j.payload->'data'->>'bid_id', d.push_token FROM push_deliveries pd "
+                "JOIN push_jobs j ON j.id = pd.job_id JOIN devices d ON d.id = pd.device_id "
+                "WHERE pd.state = 'sent' AND d.push_token = ANY(:tokens)"
+            ),
+            {"tokens": tokens},
+        ).all()
+    engine.dispose()
+    return {(str(bid_id), str(token)) for bid_id, token in rows}
+
+
+def test_a_killed_worker_loses_nothing_and_records_only_what_was_sent(
+    client: ApiClient,
+    database_url: str,
+    slow_standin: FcmStandIn,
+    start_worker: Callable[[str], subprocess.Popen[bytes]],
+) -> None:
+    ana, tokens = couple_with_devices(client, "kill", 3)
+    bids = send_bids(client, ana, 60)
+    expected = {(bid_id, token) for bid_id in bids for token in tokens}
+
+    first = start_worker("first")
+    wait_until(lambda: len(received_pairs(slow_standin, tokens)) >= 40, 60, "the first sends")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    received_before = set(received_pairs(slow_standin, tokens))
+    recorded = sent_in_database(database_url, tokens)
+    assert recorded <= received_before, "a push was recorded as sent that FCM never got"
+    assert len(received_before) < len(expected), "the kill came too late to test anything"
+
+    second = start_worker("second")
+    wait_until(
+        lambda: sent_in_database(database_url, tokens) == expected, 90, "every push recorded"
+    )
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=20) == 0
+    assert set(received_pairs(slow_standin, tokens)) == expected
+
+
+def test_two_workers_never_send_the_same_push_twice(
+    client: ApiClient,
+    database_url: str,
+    slow_standin: FcmStandIn,
+    start_worker: Callable[[str], subprocess.Popen[bytes]],
+) -> None:
+    ana, tokens = couple_with_devices(client, "pair", 2)
+    bids = send_bids(client, ana, 80)
+    workers = [start_worker("a"), start_worker("b")]
+    expected = {(bid_id, token) for bid_id in bids for token in tokens}
+    wait_until(
+        lambda: sent_in_database(database_url, tokens) == expected, 90, "every push recorded"
+    )
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    counts = received_pairs(slow_standin, tokens)
+    assert set(counts) == expected
+    assert max(counts.values()) == 1
