@@ -57,6 +57,11 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         ping_timeout=20,
         max_http_buffer_size=settings.MAX_CONTENT_LENGTH,
     )
+    if settings.TRUSTED_PROXIES:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.TRUSTED_PROXIES
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     register_error_handlers(app)
     rest.register(app)
     realtime.register(socketio)
@@ -98,6 +103,8 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "RATELIMIT_ENABLED": settings.RATELIMIT_ENABLED,
         "RATELIMIT_STORAGE_URI": settings.REDIS_URL or "memory://",
         "RATELIMIT_HEADERS_ENABLED": True,
+        # If Redis goes away, limit per process rather than fail the request.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": bool(settings.REDIS_URL),
         "RATELIMIT_AUTH": settings.RATELIMIT_AUTH,
         "RATELIMIT_BIDS": settings.RATELIMIT_BIDS,
         "RATELIMIT_JOIN": settings.RATELIMIT_JOIN,

@@ -60,7 +60,7 @@ def db_downgrade(revision: str) -> None:
 def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
     """Serve the API and sockets with gunicorn + gevent (migrates the embedded database first)."""
     from service.config import from_environment
-    from service.server import run_gunicorn
+    from service.server import gunicorn_command
 
     settings = from_environment()
     if not no_migrate and settings.is_sqlite:
@@ -71,7 +71,9 @@ def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
     if settings.is_sqlite and workers != 1:
         raise click.UsageError("the embedded default (SQLite) runs one process; use --workers 1")
     click.echo(f"serving Reach on http://{host}:{port} (Ctrl-C stops)")
-    run_gunicorn(f"{host}:{port}", workers)
+    command = gunicorn_command(f"{host}:{port}", workers)
+    # A fresh process: gunicorn's gevent worker patches before anything imports ssl.
+    os.execv(command[0], command)
 
 
 @main.command("worker")
@@ -88,6 +90,14 @@ def worker(idle: float) -> None:
         signal.signal(signum, lambda *_: runner.stop())
     click.echo(f"worker {runner.name} running (SIGTERM stops it after the current pass)")
     runner.run_forever()
+
+
+@main.command("demo")
+def demo() -> None:
+    """Start the embedded service and two simulated phones; print the story of one bid."""
+    from service.demo import run_demo
+
+    run_demo()
 
 
 def _safe_url(url: str) -> str:

@@ -31,6 +31,8 @@ class Settings:
     FCM_ENDPOINT: str = ""
     SECRET_KEY: str = ""
     ALLOWED_ORIGINS: tuple[str, ...] = ()
+    # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (nginx: 1).
+    TRUSTED_PROXIES: int = 0
     # When the worker runs: "inline" (inside the API process) or "separate" (`reach worker`).
     WORKER_MODE: str = ""
     # Socket.IO async mode: "gevent" or "threading"; empty picks by whether gevent is patched.

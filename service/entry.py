@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-GEVENT_COMMANDS = {"serve", "worker", "demo"}
+GEVENT_COMMANDS = {"worker"}
 
 
 def main() -> None:

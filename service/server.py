@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-
 
 def gunicorn_settings() -> dict[str, Any]:
     """The settings every Reach process runs with (also read by deploy/gunicorn.conf.py)."""
@@ -23,6 +21,7 @@ def gunicorn_settings() -> dict[str, Any]:
         "errorlog": "-",
         "loglevel": "warning",
         "post_worker_init": post_worker_init,
+        "worker_exit": worker_exit,
     }
 
 
@@ -34,21 +33,27 @@ def post_worker_init(worker: Any) -> None:
         starter()
 
 
-class _Gunicorn(BaseApplication):
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            if key in self.cfg.settings and value is not None:
-                self.cfg.set(key.lower(), value)
-
-    def load(self) -> Any:
-        from service import create_app
-
-        return create_app()
+def worker_exit(server: Any, worker: Any) -> None:
+    """Let the in-process worker finish its pass and stop with the process."""
+    app = getattr(worker, "wsgi", None)
+    inline = getattr(app, "extensions", {}).get("reach.inline_worker")
+    if inline is not None:
+        inline.stop()
 
 
-def run_gunicorn(bind: str, workers: int) -> None:
-    _Gunicorn({**gunicorn_settings(), "bind": bind, "workers": workers}).run()
+def gunicorn_command(bind: str, workers: int) -> list[str]:
+    """The command line that serves Reach with the settings above."""
+    import sys
+
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:service.gunicorn_config",
+        "--bind",
+        bind,
+        "--workers",
+        str(workers),
+        "service:create_app()",
+    ]

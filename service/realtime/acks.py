@@ -41,7 +41,13 @@ def check_rate(name: str, user: User, config_key: str) -> None:
         return
     item = parse(str(current_app.config[config_key]))
     key = f"user:{user.id}"
-    if not limiter.limiter.hit(item, "socket", name, key):
+    try:
+        allowed = limiter.limiter.hit(item, "socket", name, key)
+    except Exception:
+        # The limit store (Redis) is away: let the write through rather than fail it.
+        log.warning("rate limit store unreachable; not limiting", extra={"event": name})
+        return
+    if not allowed:
         reset, _ = limiter.limiter.get_window_stats(item, "socket", name, key)
         retry = max(1, int(reset - time.time()))
         raise RateLimited(f"Too many requests; retry in {retry} seconds.", retry_after=retry)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.db import after_commit
 from service.domain.quiet_hours import QuietHours
 from service.models import Bid, PushJob, User
 
@@ -17,6 +19,14 @@ BID_BODIES = {
     "share": "They have something to tell you.",
     "help": "They could use a hand.",
 }
+
+
+_wakeups: list[Callable[[], None]] = []
+
+
+def on_enqueued(wake: Callable[[], None]) -> None:
+    """Call `wake` after a transaction that queued pushes commits (the in-process worker)."""
+    _wakeups.append(wake)
 
 
 def enqueue(
@@ -53,6 +63,8 @@ def enqueue(
         created_at=now,
     )
     session.add(job)
+    for wake in _wakeups:
+        after_commit(session, wake)
     return job
 
 

@@ -14,7 +14,7 @@ from service.clock import clock
 from service.config import Settings
 from service.extensions import db
 from service.push.backends import build_backend
-from service.services import bids
+from service.services import bids, push_outbox
 from service.worker.dispatch import Dispatcher
 
 log = logging.getLogger("reach.worker")
@@ -39,6 +39,7 @@ class Worker:
     idle_seconds: float = 0.5
     dispatcher: Dispatcher | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         if self.dispatcher is None:
@@ -74,15 +75,23 @@ class Worker:
                 log.exception("worker pass failed; retrying", extra={"worker": self.name})
                 tick = Tick()
             if not tick.busy:
-                self._stop.wait(self.idle_seconds)
+                self._wake.wait(self.idle_seconds)
+                self._wake.clear()
         log.info("worker stopped", extra={"worker": self.name})
+
+    def wake(self) -> None:
+        """Start the next pass now (new work was committed in this process)."""
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
 
 
 def start_inline(app: Flask) -> Worker:
     """Run the worker in the API process (embedded default): a background task of Socket.IO."""
     worker = Worker(app)
+    app.extensions["reach.inline_worker"] = worker
+    push_outbox.on_enqueued(worker.wake)
     app.extensions["socketio"].start_background_task(worker.run_forever)
     return worker

@@ -1,0 +1,22 @@
+"""gunicorn settings as a module: `gunicorn -c python:service.gunicorn_config ...`."""
+
+from __future__ import annotations
+
+import os
+
+from service.server import gunicorn_settings
+
+_settings = gunicorn_settings()
+
+bind = os.environ.get("BIND", "127.0.0.1:8000")
+workers = 1
+worker_class = _settings["worker_class"]
+worker_connections = _settings["worker_connections"]
+keepalive = _settings["keepalive"]
+timeout = _settings["timeout"]
+graceful_timeout = _settings["graceful_timeout"]
+accesslog = _settings["accesslog"]
+errorlog = _settings["errorlog"]
+loglevel = os.environ.get("GUNICORN_LOG_LEVEL", _settings["loglevel"])
+post_worker_init = _settings["post_worker_init"]
+worker_exit = _settings["worker_exit"]
