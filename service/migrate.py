@@ -22,7 +22,7 @@ def alembic_config(url: str | None = None, connection: Connection | None = None)
 
 
 def upgrade(
-    url: str | None = None, connection: Connection | None = None, revision: str = "head"
+    url: str | None = None, connection: Connection | None = None, revision: str = "heads"
 ) -> None:
     command.upgrade(alembic_config(url, connection), revision)
 
