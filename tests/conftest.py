@@ -16,6 +16,7 @@ from service import create_app, migrate
 from service.clock import clock
 from service.config import Settings
 from service.extensions import db, limiter
+from service.models import Base
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
@@ -62,6 +63,7 @@ def db_connection(request: pytest.FixtureRequest, app: Flask) -> Iterator[Connec
     """Run the test inside a transaction that is rolled back afterwards."""
     if "committed" in request.keywords:
         yield None
+        _truncate_everything(app)
         return
     with app.app_context():
         connection = db.engine.connect()
@@ -77,6 +79,17 @@ def db_connection(request: pytest.FixtureRequest, app: Flask) -> Iterator[Connec
         clock.unfreeze()
         with app.app_context():
             limiter.reset()
+
+
+def _truncate_everything(app: Flask) -> None:
+    """Committed tests leave nothing behind for the tests after them."""
+    tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    with app.app_context(), db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(text(f"DELETE FROM {table}"))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from flask import request
@@ -13,6 +14,7 @@ from service.clock import clock
 from service.domain.errors import ReachError, Unauthorized
 from service.errors import from_reach_error
 from service.extensions import db
+from service.models import Couple
 from service.realtime.emitter import current_socketio
 from service.realtime.rooms import couple_room, user_room
 from service.services import accounts
@@ -53,12 +55,23 @@ def on_connect(auth: Any = None) -> None:
 
 
 def on_typing(payload: Any = None) -> None:
-    """Tell the partner this phone is typing (not stored)."""
+    """Tell the partner this phone is typing (not stored).
+
+    The couple is looked up now, not remembered from connect: after an unpair nothing
+    reaches the former partner, and a new partner hears it without a reconnect.
+    """
     session = socket_session()
-    couple_id = session.get("couple_id")
-    if not couple_id:
+    try:
+        user = accounts.live_user(
+            db.session, uuid.UUID(session["user_id"]), uuid.UUID(session["auth_session_id"])
+        )
+    except (KeyError, ReachError):
         return
-    data = {"user_id": session["user_id"]}
+    couple = db.session.get(Couple, user.couple_id) if user.couple_id else None
+    partner_id = couple.partner_of(user.id) if couple and couple.ended_at is None else None
+    if partner_id is None:
+        return
+    data = {"user_id": str(user.id)}
     if isinstance(payload, dict) and isinstance(payload.get("repair_id"), str):
         data["repair_id"] = payload["repair_id"][:64]
-    emit("typing", data, to=couple_room(couple_id), include_self=False)
+    emit("typing", data, to=user_room(partner_id), namespace="/")

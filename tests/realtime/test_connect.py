@@ -98,3 +98,20 @@ def test_typing_reaches_only_the_partner(client: ApiClient, phone: Connect) -> N
     ana_phone.wait_for("typing")
     assert watcher.events == []
     assert ana_phone.named("typing") == [{"user_id": ben.id}]
+
+
+def test_typing_follows_the_couple_as_it_is_now(client: ApiClient, phone: Connect) -> None:
+    ana, ben = client.couple()
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    client.delete("/api/v1/couple", as_=ana)
+    ben_phone.wait_for("couple.ended")
+    cat = client.register("Cat")
+    client.pair(ana, cat)
+    cat_phone = phone(cat.access_token)
+    ana_phone.client.emit("typing", {})
+    assert cat_phone.wait_for("typing") == {"user_id": ana.id}
+    ben_phone.client.emit("typing", {})  # Ben is single now: nobody hears it
+    ana_phone.client.emit("typing", {"repair_id": "again"})
+    cat_phone.wait_for("typing", lambda data: data.get("repair_id") == "again")
+    assert ben_phone.named("typing") == []
+    assert ana_phone.named("typing") == []
