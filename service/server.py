@@ -16,7 +16,7 @@ def gunicorn_settings() -> dict[str, Any]:
         "worker_connections": int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000")),
         "keepalive": 75,
         "timeout": 60,
-        "graceful_timeout": 20,
+        "graceful_timeout": int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20")),
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "warning",

@@ -11,12 +11,14 @@ import socketio
 
 
 class Phone:
-    def __init__(self, url: str, token: str | None) -> None:
+    def __init__(self, url: str, token: str | None, *, reconnection: bool = False) -> None:
         self.url = url
         self.token = token
         self.events: list[tuple[str, Any]] = []
         self._changed = threading.Condition()
-        self.client = socketio.Client(reconnection=False)
+        self.client = socketio.Client(
+            reconnection=reconnection, reconnection_delay=0.2, reconnection_delay_max=1
+        )
         self.client.on("*", self._record)
         self.refusal: Any = None
         self.client.on("connect_error", self._refused)
