@@ -1,0 +1,130 @@
+"""Repair conversations: start one, write, read, take a break, feel heard."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.repairs import (
+    PauseSchema,
+    ReadReceiptSchema,
+    RepairCreateSchema,
+    RepairListSchema,
+    RepairMessageCreateSchema,
+    RepairMessageListSchema,
+    RepairMessageQueryArgsSchema,
+    RepairMessageSchema,
+    RepairQueryArgsSchema,
+    RepairSchema,
+)
+from service.api.auth import auth_required, current_user, documented_member
+from service.extensions import db
+from service.services import repair_breaks, repair_messages, repairs
+
+PREFIX = "/repairs"
+blp = Blueprint("repairs", __name__, description="Coming back to a rocky moment")
+member = documented_member(blp)
+
+
+def _status(written: repairs.Written) -> tuple[dict[str, Any], int]:
+    return written.resource, 201 if written.created else 200
+
+
+@blp.route("")
+class Repairs(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.arguments(RepairCreateSchema)
+    @blp.response(201, RepairSchema, description="Started (200: a retry of an earlier start)")
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Start a repair conversation"""
+        return _status(repairs.start(db.session, current_user(), **body))
+
+    @member
+    @blp.arguments(RepairQueryArgsSchema, location="query")
+    @blp.response(200, RepairListSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The couple's repair conversations, newest first"""
+        return repairs.list_for(db.session, current_user(), **args)
+
+
+@blp.route("/<uuid:repair_id>")
+class RepairResource(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.response(200, RepairSchema)
+    def get(self, repair_id: uuid.UUID) -> dict[str, Any]:
+        """One conversation with each partner's read receipt and whether they feel heard"""
+        return repairs.get(db.session, current_user(), repair_id)
+
+
+@blp.route("/<uuid:repair_id>/messages")
+class Messages(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.arguments(RepairMessageCreateSchema)
+    @blp.response(201, RepairMessageSchema, description="Written (200: a retry)")
+    @blp.alt_response(409, description="The conversation is resolved")
+    def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> tuple[dict[str, Any], int]:
+        """Write in the conversation"""
+        return _status(repair_messages.write(db.session, current_user(), repair_id, **body))
+
+    @member
+    @blp.arguments(RepairMessageQueryArgsSchema, location="query")
+    @blp.response(200, RepairMessageListSchema)
+    def get(self, args: dict[str, Any], repair_id: uuid.UUID) -> dict[str, Any]:
+        """Messages after `after_seq`, in seq order"""
+        return repair_messages.list_for(db.session, current_user(), repair_id, **args)
+
+
+@blp.route("/<uuid:repair_id>/read")
+class Read(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.arguments(ReadReceiptSchema)
+    @blp.response(200, RepairSchema)
+    def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> dict[str, Any]:
+        """Read receipt: this partner has read up to `seq` (never moves back)"""
+        return repairs.read(db.session, current_user(), repair_id, body["seq"])
+
+
+@blp.route("/<uuid:repair_id>/pause")
+class Pause(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.arguments(PauseSchema)
+    @blp.response(200, RepairSchema)
+    @blp.alt_response(409, description="The conversation is resolved")
+    def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> dict[str, Any]:
+        """Take a break when flooded; both phones are reminded when it ends"""
+        return repair_breaks.pause(db.session, current_user(), repair_id, body["minutes"])
+
+
+@blp.route("/<uuid:repair_id>/resume")
+class Resume(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.response(200, RepairSchema)
+    def post(self, repair_id: uuid.UUID) -> dict[str, Any]:
+        """End a break early (idempotent)"""
+        return repair_breaks.resume(db.session, current_user(), repair_id)
+
+
+@blp.route("/<uuid:repair_id>/resolve")
+class Resolve(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.response(200, RepairSchema)
+    def post(self, repair_id: uuid.UUID) -> dict[str, Any]:
+        """This partner feels heard; resolved once both do (idempotent)"""
+        return repairs.resolve(db.session, current_user(), repair_id)

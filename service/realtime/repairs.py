@@ -1,0 +1,24 @@
+"""Repair writes over the socket: `repair.message` (same code as REST)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask_socketio import SocketIO
+
+from schemas.repairs import RepairMessageSendSchema
+from service.extensions import db
+from service.models import User
+from service.realtime.acks import write
+from service.services import repair_messages
+
+
+def register(socketio: SocketIO) -> None:
+    socketio.on_event("repair.message", send_message, namespace="/")
+
+
+@write(RepairMessageSendSchema())
+def send_message(user: User, data: dict[str, Any]) -> dict[str, Any]:
+    repair_id = data.pop("repair_id")
+    written = repair_messages.write(db.session, user, repair_id, **data)
+    return repair_messages.wire(written.resource)

@@ -1,0 +1,216 @@
+"""Repair conversations: start, list, read receipts, feel heard; each change is a couple event."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from schemas.base import iso
+from schemas.repairs import RepairSchema
+from service.clock import clock
+from service.domain import repairs as rules
+from service.domain.errors import Conflict, NotFound, invalid
+from service.models import Bid, Couple, Repair, RepairPartner, User
+from service.services import events, pairing, push_outbox
+
+_repair_schema = RepairSchema()
+
+
+@dataclass(frozen=True)
+class Written:
+    """A write's result: the resource as GET shows it, and whether this call created it."""
+
+    resource: dict[str, Any]
+    created: bool
+
+
+def present(repair: Repair) -> dict[str, Any]:
+    """The conversation with each partner's place in it, ready for `RepairSchema`."""
+    view = {name: getattr(repair, name) for name in _repair_schema.fields if name != "partners"}
+    view["partners"] = [
+        {
+            "user_id": partner.user_id,
+            "last_read_seq": partner.last_read_seq,
+            "heard": partner.resolved_at is not None,
+            "resolved_at": partner.resolved_at,
+        }
+        for partner in sorted(repair.partners, key=lambda place: place.user_id)
+    ]
+    return view
+
+
+def wire(view: dict[str, Any]) -> dict[str, Any]:
+    """The conversation as the wire shows it (event data)."""
+    dumped: dict[str, Any] = _repair_schema.dump(view)
+    return dumped
+
+
+def start(
+    session: Session,
+    user: User,
+    *,
+    client_id: uuid.UUID,
+    topic: str | None,
+    bid_id: uuid.UUID | None,
+) -> Written:
+    couple = pairing.require_couple(session, user)
+    existing = _by_client_id(session, user.id, client_id)
+    if existing is not None:
+        return _replay(existing, couple)
+    if bid_id is not None:
+        bid = session.get(Bid, bid_id)
+        if bid is None or bid.couple_id != couple.id:
+            raise invalid("bid_id", "No such bid: name one of your couple's bids, or none.")
+    partners = [RepairPartner(user_id=uid) for uid in couple.partner_ids if uid is not None]
+    repair = Repair(
+        couple_id=couple.id,
+        started_by=user.id,
+        client_id=client_id,
+        topic=(topic or None),
+        bid_id=bid_id,
+        status="open",
+        created_at=clock.now(),
+        last_seq=0,
+        pause_count=0,
+        partners=partners,
+    )
+    session.add(repair)
+    try:
+        session.flush()
+    except IntegrityError:
+        # The same phone retried concurrently: the first write wins, this one returns it.
+        session.rollback()
+        existing = _by_client_id(session, user.id, client_id)
+        if existing is None:
+            raise
+        return _replay(existing, couple)
+    view = present(repair)
+    events.record(session, couple, "repair.started", wire(view))
+    session.commit()
+    return Written(view, created=True)
+
+
+def get(session: Session, user: User, repair_id: uuid.UUID) -> dict[str, Any]:
+    repair, _ = visible(session, user, repair_id)
+    return present(repair)
+
+
+def list_for(
+    session: Session, user: User, *, limit: int, before: str | None, status: str | None = None
+) -> dict[str, Any]:
+    couple = pairing.require_couple(session, user)
+    query = select(Repair).where(Repair.couple_id == couple.id)
+    if status:
+        query = query.where(Repair.status == status)
+    if before:
+        created, last_id = _decode_page(before)
+        query = query.where(
+            or_(
+                Repair.created_at < created, and_(Repair.created_at == created, Repair.id < last_id)
+            )
+        )
+    order = (Repair.created_at.desc(), Repair.id.desc())
+    rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    next_page = _encode_page(rows[limit - 1]) if len(rows) > limit else None
+    return {"items": [present(repair) for repair in rows[:limit]], "next": next_page}
+
+
+def read(session: Session, user: User, repair_id: uuid.UUID, seq: int) -> dict[str, Any]:
+    """A read receipt: this partner has read up to `seq`. It never moves back."""
+    repair, couple = visible(session, user, repair_id, lock=True)
+    if seq > repair.last_seq:
+        raise invalid("seq", f"There is no message {seq}: the latest is {repair.last_seq}.")
+    me = _place_of(repair, user)
+    read_up_to = rules.read_up_to(me.last_read_seq, seq)
+    if read_up_to == me.last_read_seq:
+        session.rollback()
+        return present(repair)
+    me.last_read_seq = read_up_to
+    view = present(repair)
+    events.record(session, couple, "repair.read", wire(view))
+    session.commit()
+    return view
+
+
+def resolve(session: Session, user: User, repair_id: uuid.UUID) -> dict[str, Any]:
+    """This partner feels heard (`repair.heard`); once both do, `repair.resolved`."""
+    repair, couple = visible(session, user, repair_id, lock=True)
+    me = _place_of(repair, user)
+    if me.resolved_at is not None:
+        session.rollback()
+        return present(repair)
+    now = clock.now()
+    me.resolved_at = now
+    kind = "repair.heard"
+    if rules.is_resolved([partner.resolved_at is not None for partner in repair.partners]):
+        repair.status, repair.resolved_at, kind = "resolved", now, "repair.resolved"
+        if repair.paused_until is not None:
+            end_break_early(session, repair)
+    view = present(repair)
+    events.record(session, couple, kind, wire(view))
+    session.commit()
+    return view
+
+
+def visible(
+    session: Session, user: User, repair_id: uuid.UUID, *, lock: bool = False
+) -> tuple[Repair, Couple]:
+    """The conversation if it belongs to the caller's couple; 404 otherwise (never 403).
+
+    With `lock`, the repair row is locked first and the couple row (the cursor) after it,
+    the same order for every repair write.
+    """
+    if user.couple_id is None:
+        raise NotFound("No such repair conversation.")
+    couple = session.get(Couple, user.couple_id)
+    repair = session.get(Repair, repair_id, with_for_update=lock)
+    if repair is None or couple is None or repair.couple_id != couple.id or couple.ended_at:
+        raise NotFound("No such repair conversation.")
+    return repair, couple
+
+
+def end_break_early(session: Session, repair: Repair) -> None:
+    """The break ends before its time: no reminder, and held message pushes go now."""
+    push_outbox.cancel(session, f"repair.reminder:{repair.id}:")
+    push_outbox.release(session, f"repair.message:{repair.id}:")
+    repair.paused_until = repair.paused_by = None
+
+
+def _place_of(repair: Repair, user: User) -> RepairPartner:
+    place = next((p for p in repair.partners if p.user_id == user.id), None)
+    if place is None:
+        raise NotFound("No such repair conversation.")
+    return place
+
+
+def _by_client_id(session: Session, user_id: uuid.UUID, client_id: uuid.UUID) -> Repair | None:
+    return session.scalar(
+        select(Repair).where(Repair.started_by == user_id, Repair.client_id == client_id)
+    )
+
+
+def _replay(existing: Repair, couple: Couple) -> Written:
+    if existing.couple_id != couple.id:
+        raise Conflict("This client_id was used for another conversation: generate a new one.")
+    return Written(present(existing), created=False)
+
+
+def _encode_page(repair: Repair) -> str:
+    raw = f"{iso(repair.created_at)}|{repair.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_page(token: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        created, last_id = raw.split("|")
+        return datetime.fromisoformat(created.replace("Z", "+00:00")), uuid.UUID(last_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise invalid("before", "Not a page cursor from this API: pass `next` as is.") from exc

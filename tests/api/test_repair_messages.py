@@ -1,0 +1,137 @@
+"""Messages of a repair conversation over REST: gapless seq, retries, validation, receipts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from tests.support.client import ApiClient
+from tests.support.repairs import event_types, iso, messages, post_message, start, write
+
+
+def test_messages_take_gapless_seqs_and_retries_return_the_original(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    client_id = str(uuid.uuid4())
+    first = write(
+        client,
+        ana,
+        repair["id"],
+        client_id=client_id,
+        body="I shut down when you raised your voice.",
+        step="the_cycle",
+        emotions=["overwhelm", "fear"],
+    )
+    assert first["seq"] == 1 and first["author_id"] == ana.id
+    assert first["step"] == "the_cycle" and first["emotions"] == ["overwhelm", "fear"]
+    assert first["written_at"] is None and first["repair_id"] == repair["id"]
+    retry = post_message(client, ana, repair["id"], client_id=client_id, body="changed text")
+    assert retry.status_code == 200 and retry.json() == first
+    second = write(client, ben, repair["id"], step="what_i_heard")
+    third = write(client, ana, repair["id"])
+    assert [second["seq"], third["seq"]] == [2, 3]
+    assert second["emotions"] == [] and second["step"] == "what_i_heard"
+
+    listed = messages(client, ben, repair["id"])
+    assert listed == {"items": [first, second, third], "next": None}
+    page = messages(client, ana, repair["id"], after_seq=1, limit=1)
+    assert page == {"items": [second], "next": 2}
+    assert messages(client, ana, repair["id"], after_seq=page["next"], limit=1)["items"] == [third]
+    assert messages(client, ana, repair["id"], after_seq=3) == {"items": [], "next": None}
+    assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ana).json()["last_seq"] == 3
+    assert event_types(client, ana).count("repair.message") == 3
+
+
+def test_the_phones_writing_time_is_kept_but_seq_decides_the_order(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    now = datetime.now(UTC)
+    late = write(client, ana, repair["id"], written_at=iso(now - timedelta(minutes=1)))
+    early = write(client, ben, repair["id"], written_at=(now - timedelta(hours=2)).isoformat())
+    soon = write(client, ben, repair["id"], written_at=iso(now + timedelta(minutes=4)))
+    assert early["written_at"] == iso(now - timedelta(hours=2))
+    assert [m["seq"] for m in (late, early, soon)] == [1, 2, 3]
+    assert [m["id"] for m in messages(client, ana, repair["id"])["items"]] == [
+        late["id"],
+        early["id"],
+        soon["id"],
+    ]
+
+
+def test_bad_messages_are_refused_and_nothing_is_stored(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    future = iso(datetime.now(UTC) + timedelta(minutes=6))
+    for body, field in (
+        ({"body": ""}, "body"),
+        ({"body": "   \n"}, "body"),
+        ({"body": "x" * 4001}, "body"),
+        ({"step": "blame"}, "step"),
+        ({"emotions": ["anger", "anger"]}, "emotions"),
+        ({"emotions": ["bliss"]}, "emotions.0"),
+        ({"emotions": "sadness"}, "emotions"),
+        (
+            {
+                "emotions": [
+                    "sadness",
+                    "fear",
+                    "hurt",
+                    "loneliness",
+                    "shame",
+                    "anger",
+                    "hope",
+                    "love",
+                    "relief",
+                ]
+            },
+            "emotions",
+        ),
+        ({"written_at": "2031-01-01T10:00:00"}, "written_at"),
+        ({"written_at": future}, "written_at"),
+        ({"client_id": "not-a-uuid"}, "client_id"),
+        ({"seq": 7}, "seq"),
+    ):
+        response = post_message(client, ana, repair["id"], **body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.json()["code"] == "validation_error"
+        assert field in response.json()["errors"], (body, response.json())
+    missing = client.post(f"/api/v1/repairs/{repair['id']}/messages", as_=ana, json={})
+    assert {"client_id", "body"} <= set(missing.json()["errors"])
+    malformed = client.post(
+        f"/api/v1/repairs/{repair['id']}/messages",
+        as_=ana,
+        data="{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert malformed.status_code == 400
+
+    assert messages(client, ben, repair["id"])["items"] == []
+    assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ben).json()["last_seq"] == 0
+    assert event_types(client, ben) == ["couple.paired", "repair.started"]
+    # The longest body and the most emotions still go through, and take seq 1: no gap.
+    ok = write(
+        client,
+        ana,
+        repair["id"],
+        body="y" * 4000,
+        emotions=["sadness", "fear", "hurt", "loneliness", "shame", "anger", "hope", "love"],
+    )
+    assert ok["seq"] == 1
+
+
+def test_read_receipts_only_move_forward(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    for _ in range(3):
+        write(client, ana, repair["id"])
+    read = client.post(f"/api/v1/repairs/{repair['id']}/read", as_=ben, json={"seq": 2})
+    assert read.status_code == 200
+    places = {p["user_id"]: p["last_read_seq"] for p in read.json()["partners"]}
+    assert places == {ana.id: 0, ben.id: 2}
+    back = client.post(f"/api/v1/repairs/{repair['id']}/read", as_=ben, json={"seq": 1})
+    assert back.status_code == 200 and back.json() == read.json()
+    for seq in (4, 0, "two"):
+        bad = client.post(f"/api/v1/repairs/{repair['id']}/read", as_=ben, json={"seq": seq})
+        assert bad.status_code == 422 and "seq" in bad.json()["errors"], seq
+    assert event_types(client, ana).count("repair.read") == 1
+    assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ana).json() == read.json()

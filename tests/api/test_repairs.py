@@ -1,0 +1,171 @@
+"""Repair conversations over REST: start, feel heard, take a break, and who may see them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.support.client import ApiClient, Person
+from tests.support.repairs import event_types, post_message, start, write
+
+
+def test_a_conversation_starts_open_for_both_partners(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    client_id = str(uuid.uuid4())
+    repair = start(client, ana, client_id=client_id, topic="Saturday's argument")
+    assert repair["status"] == "open" and repair["started_by"] == ana.id
+    assert repair["topic"] == "Saturday's argument" and repair["bid_id"] is None
+    assert repair["last_seq"] == 0 and repair["paused_until"] is None
+    assert repair["resolved_at"] is None
+    assert {p["user_id"] for p in repair["partners"]} == {ana.id, ben.id}
+    assert all(p["last_read_seq"] == 0 and p["heard"] is False for p in repair["partners"])
+    assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ben).json() == repair
+
+    retry = client.post(
+        "/api/v1/repairs", as_=ana, json={"client_id": client_id, "topic": "Saturday's argument"}
+    )
+    assert retry.status_code == 200 and retry.json() == repair
+    assert event_types(client, ben) == ["couple.paired", "repair.started"]
+    assert client.get("/api/v1/repairs", as_=ben).json() == {"items": [repair], "next": None}
+
+
+def test_bad_conversations_are_refused(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    cat, _dan = client.couple("Cat", "Dan")
+    their_bid = client.post(
+        "/api/v1/bids", as_=cat, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    ).json()
+    for body, field in (
+        ({"bid_id": their_bid["id"]}, "bid_id"),
+        ({"bid_id": str(uuid.uuid4())}, "bid_id"),
+        ({"topic": "t" * 201}, "topic"),
+        ({"client_id": None}, "client_id"),
+        ({"status": "resolved"}, "status"),
+    ):
+        response = client.post(
+            "/api/v1/repairs", as_=ana, json={"client_id": str(uuid.uuid4()), **body}
+        )
+        assert response.status_code == 422, (body, response.text)
+        assert field in response.json()["errors"]
+    assert client.get("/api/v1/repairs", as_=ana).json()["items"] == []
+    our_bid = client.post(
+        "/api/v1/bids", as_=ben, json={"client_id": str(uuid.uuid4()), "kind": "comfort"}
+    ).json()
+    assert start(client, ana, bid_id=our_bid["id"])["bid_id"] == our_bid["id"]
+    loner = client.register("Lee")
+    alone = client.post("/api/v1/repairs", as_=loner, json={"client_id": str(uuid.uuid4())})
+    assert alone.status_code == 404
+
+
+def test_resolution_needs_both_partners_and_then_the_conversation_closes(
+    client: ApiClient,
+) -> None:
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    client_id = str(uuid.uuid4())
+    said = write(client, ben, repair["id"], client_id=client_id)
+    half = client.post(f"/api/v1/repairs/{repair['id']}/resolve", as_=ana).json()
+    assert half["status"] == "open" and half["resolved_at"] is None
+    heard = {p["user_id"]: p["heard"] for p in half["partners"]}
+    assert heard == {ana.id: True, ben.id: False}
+    again = client.post(f"/api/v1/repairs/{repair['id']}/resolve", as_=ana).json()
+    assert again == half
+    assert write(client, ben, repair["id"])["seq"] == 2
+
+    done = client.post(f"/api/v1/repairs/{repair['id']}/resolve", as_=ben).json()
+    assert done["status"] == "resolved" and done["resolved_at"]
+    assert all(p["heard"] and p["resolved_at"] for p in done["partners"])
+    late = post_message(client, ana, repair["id"])
+    assert late.status_code == 409 and late.json()["code"] == "conflict"
+    pause = client.post(f"/api/v1/repairs/{repair['id']}/pause", as_=ana, json={"minutes": 30})
+    assert pause.status_code == 409
+    # A phone retrying a message it sent before the end still gets the original.
+    retry = post_message(client, ben, repair["id"], client_id=client_id)
+    assert retry.status_code == 200 and retry.json() == said
+    assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ana).json() == done
+    types = event_types(client, ana)
+    assert types[-3:] == ["repair.heard", "repair.message", "repair.resolved"]
+    resolved = client.get("/api/v1/repairs", as_=ben, params={"status": "resolved"}).json()
+    assert [r["id"] for r in resolved["items"]] == [repair["id"]]
+
+
+def test_a_break_is_20_minutes_to_a_day_and_can_end_early(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    for minutes in (19, 1441, "soon", None):
+        bad = client.post(
+            f"/api/v1/repairs/{repair['id']}/pause", as_=ben, json={"minutes": minutes}
+        )
+        assert bad.status_code == 422 and "minutes" in bad.json()["errors"], minutes
+    before = datetime.now(UTC)
+    paused = client.post(f"/api/v1/repairs/{repair['id']}/pause", as_=ben, json={"minutes": 20})
+    assert paused.status_code == 200
+    body = paused.json()
+    assert body["paused_by"] == ben.id
+    until = datetime.fromisoformat(body["paused_until"].replace("Z", "+00:00"))
+    assert before + timedelta(minutes=20) <= until <= datetime.now(UTC) + timedelta(minutes=20)
+    # Words written during the break are kept.
+    assert write(client, ana, repair["id"])["seq"] == 1
+    resumed = client.post(f"/api/v1/repairs/{repair['id']}/resume", as_=ana).json()
+    assert resumed["paused_until"] is None and resumed["paused_by"] is None
+    assert client.post(f"/api/v1/repairs/{repair['id']}/resume", as_=ben).json() == resumed
+    types = event_types(client, ben)
+    assert types[-3:] == ["repair.paused", "repair.message", "repair.resumed"]
+
+
+def test_strangers_and_former_partners_see_nothing(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    repair = start(client, ana, topic="private topic")
+    write(client, ana, repair["id"], body="private words")
+    stranger = client.register("Sol")
+    cat, _dan = client.couple("Cat", "Dan")
+    rid = repair["id"]
+    attempts: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", f"/api/v1/repairs/{rid}", None),
+        ("GET", f"/api/v1/repairs/{rid}/messages", None),
+        ("POST", f"/api/v1/repairs/{rid}/messages", {"client_id": str(uuid.uuid4()), "body": "hi"}),
+        ("POST", f"/api/v1/repairs/{rid}/read", {"seq": 1}),
+        ("POST", f"/api/v1/repairs/{rid}/pause", {"minutes": 30}),
+        ("POST", f"/api/v1/repairs/{rid}/resume", None),
+        ("POST", f"/api/v1/repairs/{rid}/resolve", None),
+    ]
+
+    def refused(who: Person) -> None:
+        for method, path, body in attempts:
+            response = client.request(method, path, as_=who, json=body)
+            assert response.status_code == 404, (who.user["display_name"], path, response.text)
+            assert "private" not in response.text
+        listed = client.get("/api/v1/repairs", as_=who)
+        assert "private" not in listed.text
+
+    for who in (stranger, cat):
+        refused(who)
+    assert client.get(f"/api/v1/repairs/{uuid.uuid4()}", as_=ana).status_code == 404
+
+    assert client.delete("/api/v1/couple", as_=ben).status_code == 204
+    for who in (ana, ben):
+        refused(who)
+    # Paired again with someone else, a former partner still sees nothing of it.
+    eve = client.register("Eve")
+    client.pair(eve, ben)
+    refused(ben)
+    assert client.get("/api/v1/repairs", as_=ben).json()["items"] == []
+
+
+def test_listing_pages_newest_first(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    made = [start(client, ana if i % 2 else ben, topic=f"moment {i}") for i in range(5)]
+    page1 = client.get("/api/v1/repairs", as_=ana, params={"limit": 2}).json()
+    assert [r["id"] for r in page1["items"]] == [made[4]["id"], made[3]["id"]]
+    page2 = client.get("/api/v1/repairs", as_=ben, params={"limit": 2, "before": page1["next"]})
+    page3 = client.get(
+        "/api/v1/repairs", as_=ben, params={"limit": 2, "before": page2.json()["next"]}
+    ).json()
+    rest = page2.json()["items"] + page3["items"]
+    assert [r["id"] for r in rest] == [made[2]["id"], made[1]["id"], made[0]["id"]]
+    assert page3["next"] is None
+    bad = client.get("/api/v1/repairs", as_=ana, params={"before": "garbage!"})
+    assert bad.status_code == 422 and "before" in bad.json()["errors"]
+    bad_page = client.get(f"/api/v1/repairs/{made[0]['id']}/messages", as_=ana, params={"limit": 0})
+    assert bad_page.status_code == 422 and "limit" in bad_page.json()["errors"]
