@@ -1,0 +1,46 @@
+"""The operators' dashboard at /ops: pages, the /ops socket namespace, operator sign-in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, render_template, request
+from flask_socketio import SocketIO
+from werkzeug.exceptions import HTTPException
+
+from service.dashboard import auth, filters, live, support, views
+from service.dashboard.blueprint import bp
+from service.domain.errors import ReachError
+from service.errors import from_http_exception, from_reach_error, problem_response
+
+
+def _error_page(status: int, title: str, detail: str) -> Any:
+    if request.path.startswith("/ops/api/"):
+        return None
+    return render_template("ops/error.html", status=status, title=title, detail=detail), status
+
+
+@bp.errorhandler(ReachError)
+def _reach_error(exc: ReachError) -> Any:
+    page = _error_page(exc.status, exc.title, exc.detail)
+    return page if page is not None else problem_response(from_reach_error(exc))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException) -> Any:
+    body, headers = from_http_exception(exc)
+    page = _error_page(body["status"], body["title"], exc.description or body["detail"])
+    return page if page is not None else problem_response(body, headers)
+
+
+def register(app: Flask, socketio: SocketIO) -> None:
+    """Mount /ops, its sign-in cookie and its live namespace on the app."""
+    settings = app.extensions["reach.settings"]
+    auth.configure(app, settings)
+    filters.register(app)
+    app.register_blueprint(bp)
+    live.register(app, socketio)
+
+
+# Imported for their routes: the views register themselves on the blueprint.
+__all__ = ["register", "support", "views"]

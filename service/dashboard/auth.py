@@ -1,0 +1,145 @@
+"""Operator sign-in for /ops: a signed cookie that holds a random, server-side session id."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import (
+    Flask,
+    current_app,
+    g,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.sessions import SecureCookieSessionInterface
+from flask.typing import ResponseReturnValue
+
+from service.config import Settings
+from service.dashboard import csrf
+from service.dashboard.blueprint import bp
+from service.domain.errors import Unauthorized
+from service.errors import problem_body, problem_response
+from service.extensions import db, limiter
+from service.models import Operator
+from service.services import ops_accounts
+
+log = logging.getLogger("reach.ops")
+
+COOKIE_NAME = "reach_ops"
+SESSION_KEY = "ops_sid"
+PUBLIC_ENDPOINTS = frozenset({"ops.login", "ops.static"})
+
+
+class OpsSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed cookie, marked Secure in production and whenever the request is HTTPS."""
+
+    salt = "reach-ops-session"
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        if app.config["SESSION_COOKIE_SECURE"]:
+            return True
+        return has_request_context() and request.is_secure
+
+
+def configure(app: Flask, settings: Settings) -> None:
+    app.session_interface = OpsSessionInterface()
+    app.config.update(
+        SESSION_COOKIE_NAME=COOKIE_NAME,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        # Production (PostgreSQL) always; the embedded default and tests only over HTTPS.
+        SESSION_COOKIE_SECURE=not settings.TESTING and not settings.is_sqlite,
+    )
+
+
+def current_operator() -> Operator:
+    operator: Operator | None = g.get("operator")
+    if operator is None:
+        raise Unauthorized("Sign in at /ops/login.")
+    return operator
+
+
+def session_token() -> str | None:
+    value = session.get(SESSION_KEY)
+    return value if isinstance(value, str) else None
+
+
+@bp.before_request
+def require_operator() -> ResponseReturnValue | None:
+    """Every /ops page needs a live operator session; members' tokens count for nothing here."""
+    if request.endpoint == "ops.static":
+        return None
+    g.operator = ops_accounts.session_operator(db.session, session_token())
+    if g.operator is None and request.endpoint not in PUBLIC_ENDPOINTS:
+        if request.path.startswith("/ops/api/"):
+            body = problem_body(
+                401, title="Authentication required", detail="Sign in at /ops/login."
+            )
+            return problem_response(body)
+        return redirect(url_for("ops.login", next=request.path))
+    csrf.check()
+    return None
+
+
+@bp.context_processor
+def template_context() -> dict[str, Any]:
+    return {"operator": g.get("operator"), "csrf_token": csrf.token}
+
+
+def _auth_limit() -> str:
+    return str(current_app.config["RATELIMIT_AUTH"])
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path inside /ops (never another host) is a place to go back to."""
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not parts.path.startswith("/ops/") or "\\" in parts.path:
+        return url_for("ops.overview")
+    return parts.path
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_auth_limit, methods=["POST"])
+def login() -> Any:
+    """Sign in; the session id and the CSRF token are new afterwards (no fixation)."""
+    if g.get("operator") is not None:
+        return redirect(url_for("ops.overview"))
+    error, status = None, 200
+    if request.method == "POST":
+        settings: Settings = current_app.extensions["reach.settings"]
+        try:
+            signed_in = ops_accounts.sign_in(
+                db.session,
+                request.form.get("email", ""),
+                request.form.get("password", ""),
+                settings.OPS_SESSION_HOURS,
+            )
+        except Unauthorized as exc:
+            log.warning("operator sign-in refused", extra={"remote": request.remote_addr})
+            error, status = exc.detail, 401
+        else:
+            session.clear()
+            session[SESSION_KEY] = signed_in.session_token
+            csrf.rotate()
+            return redirect(_safe_next(request.form.get("next")))
+    next_path = request.values.get("next", "")
+    return render_template("ops/login.html", error=error, next=next_path), status
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    """Sign out: the server forgets the session, so the old cookie opens nothing any more."""
+    from service.dashboard import live
+
+    token = session_token()
+    if token:
+        ops_accounts.sign_out(db.session, current_operator(), token)
+        live.disconnect_operator_session(token)
+    session.clear()
+    return redirect(url_for("ops.login"))

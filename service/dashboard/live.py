@@ -1,0 +1,161 @@
+"""The /ops Socket.IO namespace: operators' browsers get `ops.overview` every few seconds."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, cast
+
+from flask import Flask, current_app, request, session
+from flask_socketio import ConnectionRefusedError, SocketIO, join_room
+
+from service import metrics
+from service.extensions import db
+from service.services import ops, ops_accounts
+
+log = logging.getLogger("reach.ops")
+
+NAMESPACE = "/ops"
+EVENT = "ops.overview"
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"
+# Watchers of this process; with a message queue every process streams its own figures.
+ROOM = f"ops-watchers:{PROCESS}"
+
+
+def session_room(token_hash: str) -> str:
+    return f"ops-session:{token_hash}"
+
+
+def same_origin_or(configured: tuple[str, ...]) -> Callable[[str | None, dict[str, Any]], bool]:
+    """Socket.IO origin check: the configured browser origins, plus the service's own (/ops)."""
+
+    def allowed(origin: str | None, environ: dict[str, Any] | None = None) -> bool:
+        if origin is None or origin in configured:
+            return True
+        env = environ or {}
+        own = f"{env.get('wsgi.url_scheme', 'http')}://{env.get('HTTP_HOST', '')}"
+        return origin == own
+
+    return allowed
+
+
+class LiveFigures:
+    """Computes the overview every `interval` seconds while someone in this process watches."""
+
+    def __init__(self, app: Flask, socketio: SocketIO, interval: float) -> None:
+        self.app, self.socketio, self.interval = app, socketio, interval
+        self._lock = threading.Lock()
+        self._watchers: set[str] = set()
+        self._running = False
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def watch(self, sid: str) -> None:
+        with self._lock:
+            self._watchers.add(sid)
+            if self._running:
+                return
+            self._running = True
+            self._idle.clear()
+        self.socketio.start_background_task(self._run)
+
+    def unwatch(self, sid: str) -> None:
+        with self._lock:
+            self._watchers.discard(sid)
+            if not self._watchers:
+                self._wake.set()
+
+    @property
+    def watchers(self) -> int:
+        with self._lock:
+            return len(self._watchers)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once the loop has stopped (nobody watches); tests wait on it before cleaning up."""
+        return self._idle.wait(timeout)
+
+    def _keep_going(self) -> bool:
+        with self._lock:
+            if self._watchers:
+                return True
+            self._running = False
+            self._idle.set()
+            return False
+
+    def _run(self) -> None:
+        try:
+            while self._keep_going():
+                try:
+                    payload = self.compute()
+                    self.socketio.emit(EVENT, payload, to=ROOM, namespace=NAMESPACE)
+                except Exception:
+                    log.exception("computing the ops overview failed")
+                self._wake.wait(self.interval)
+                self._wake.clear()
+        finally:
+            with self._lock:
+                if self._running:  # left by an unexpected error: the next watcher restarts it
+                    self._running = False
+                    self._idle.set()
+
+    def compute(self) -> dict[str, Any]:
+        with self.app.app_context(), db.scope() as scoped:
+            return overview_now(scoped)
+
+
+def overview_now(scoped: Any) -> dict[str, Any]:
+    """The overview with this process's socket and request figures."""
+    settings = current_app.extensions["reach.settings"]
+    host_total = metrics.host_member_sockets(settings.PROMETHEUS_MULTIPROC_DIR)
+    sockets = (
+        {"members": host_total, "scope": "host"}
+        if host_total is not None
+        else {"members": metrics.sockets.get("members"), "scope": "process"}
+    )
+    http = {**metrics.requests_window.summary(), "scope": "process"}
+    return ops.overview(scoped, sockets=sockets, http=http, process=PROCESS)
+
+
+def figures() -> LiveFigures:
+    return cast(LiveFigures, current_app.extensions["reach.ops_live"])
+
+
+def on_connect(auth: Any = None) -> None:
+    """Only a browser with a live operator session cookie may listen; bearer tokens are ignored."""
+    token = session.get("ops_sid")
+    operator = ops_accounts.session_operator(db.session, token if isinstance(token, str) else None)
+    if operator is None or not isinstance(token, str):
+        raise ConnectionRefusedError("Sign in at /ops/login.")
+    join_room(ROOM)
+    join_room(session_room(ops_accounts.hash_session_token(token)))
+    metrics.sockets.connected("ops")
+    figures().watch(request.sid)  # type: ignore[attr-defined]
+
+
+def on_disconnect(reason: Any = None) -> None:
+    metrics.sockets.disconnected("ops")
+    figures().unwatch(request.sid)  # type: ignore[attr-defined]
+
+
+def register(app: Flask, socketio: SocketIO) -> None:
+    settings = app.extensions["reach.settings"]
+    app.extensions["reach.ops_live"] = LiveFigures(app, socketio, settings.OPS_REFRESH_SECONDS)
+    socketio.on_event("connect", on_connect, namespace=NAMESPACE)
+    socketio.on_event("disconnect", on_disconnect, namespace=NAMESPACE)
+
+
+def disconnect_room(namespace: str, room: str) -> int:
+    """Close this process's sockets in `room` (other processes' sockets end on their next check)."""
+    server = cast(SocketIO, current_app.extensions["socketio"]).server
+    sids = [sid for sid, _ in server.manager.get_participants(namespace, room)]
+    for sid in sids:
+        server.disconnect(sid, namespace=namespace)
+    return len(sids)
+
+
+def disconnect_operator_session(token: str) -> None:
+    disconnect_room(NAMESPACE, session_room(ops_accounts.hash_session_token(token)))

@@ -1,0 +1,101 @@
+"""The overview, push health and audit log pages, and their JSON twins under /ops/api/."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from service.dashboard import live
+from service.dashboard.auth import current_operator
+from service.dashboard.blueprint import bp
+from service.domain.errors import ReachError
+from service.extensions import db
+from service.services import ops_audit, ops_push
+
+AUDIT_PAGE = 100
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+@bp.get("/")
+def overview() -> str:
+    """Live health and aggregates over all couples."""
+    figures = live.overview_now(db.session)
+    return render_template("ops/overview.html", figures=figures)
+
+
+@bp.get("/api/overview")
+def overview_json() -> Response:
+    """The overview's figures: the same shape as the `ops.overview` socket event."""
+    return jsonify(live.overview_now(db.session))
+
+
+@bp.get("/push")
+def push_health() -> str:
+    """Push outcomes by platform and error; dead-lettered pushes with a retry action."""
+    health = ops_push.health(db.session)
+    return render_template("ops/push.html", health=health)
+
+
+@bp.get("/api/push")
+def push_health_json() -> Response:
+    return jsonify(_jsonable(ops_push.health(db.session)))
+
+
+@bp.post("/push/jobs/<int:job_id>/retry")
+def retry_push(job_id: int) -> Response:
+    """Send a dead-lettered push again (recorded in the audit log)."""
+    try:
+        ops_push.retry(db.session, current_operator(), job_id)
+    except ReachError as exc:
+        db.session.rollback()
+        flash(exc.detail, "error")
+    else:
+        flash(f"Push job {job_id} is pending again.", "ok")
+        inline = current_app.extensions.get("reach.inline_worker")
+        if inline is not None:
+            inline.wake()
+    return redirect(url_for("ops.push_health"))
+
+
+def _audit_page() -> tuple[list[Any], int | None]:
+    before = request.args.get("before", type=int)
+    entries = ops_audit.recent(db.session, limit=AUDIT_PAGE, before=before)
+    older = entries[-1].id if len(entries) == AUDIT_PAGE else None
+    return entries, older
+
+
+@bp.get("/audit")
+def audit_log() -> str:
+    """Who did what to which target, and when."""
+    entries, older = _audit_page()
+    return render_template("ops/audit.html", entries=entries, older=older)
+
+
+@bp.get("/api/audit")
+def audit_log_json() -> Response:
+    entries, older = _audit_page()
+    items = [
+        {
+            "id": e.id,
+            "at": _jsonable(e.at),
+            "operator": e.operator_email,
+            "action": e.action,
+            "target_type": e.target_type,
+            "target_id": e.target_id,
+            "detail": e.detail,
+        }
+        for e in entries
+    ]
+    return jsonify({"items": items, "next": older})

@@ -1,0 +1,244 @@
+"""Prometheus metrics and this process's request window: counted in-process, DB gauges at scrape."""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+
+REQUEST_LATENCY = Histogram(
+    "reach_http_request_duration_seconds",
+    "HTTP request latency by endpoint (URL rule), method and status",
+    ["endpoint", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+SOCKETS = Gauge(
+    "reach_socket_connections",
+    "Connected Socket.IO clients by namespace (summed over live processes)",
+    ["namespace"],
+    multiprocess_mode="livesum",
+)
+BIDS_CREATED = Counter("reach_bids_created", "Bids created (REST and socket writes)")
+PUSH_OUTCOMES = Counter(
+    "reach_push_outcomes",
+    "Push sends by outcome and platform, counted by the process that sent them",
+    ["outcome", "platform"],
+)
+
+
+def bid_created() -> None:
+    BIDS_CREATED.inc()
+
+
+def push_outcome(outcome: str, platform: str) -> None:
+    PUSH_OUTCOMES.labels(outcome=outcome, platform=platform).inc()
+
+
+class SocketCount:
+    """Sockets connected to this process, by namespace (the gauge sums them over processes)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+
+    def connected(self, namespace: str) -> None:
+        with self._lock:
+            self._counts[namespace] = self._counts.get(namespace, 0) + 1
+        SOCKETS.labels(namespace=namespace).inc()
+
+    def disconnected(self, namespace: str) -> None:
+        with self._lock:
+            self._counts[namespace] = max(0, self._counts.get(namespace, 0) - 1)
+        SOCKETS.labels(namespace=namespace).dec()
+
+    def get(self, namespace: str) -> int:
+        with self._lock:
+            return self._counts.get(namespace, 0)
+
+
+sockets = SocketCount()
+
+
+@dataclass
+class RequestWindow:
+    """This process's HTTP requests over the last hour: counts per minute, recent latencies."""
+
+    minutes: int = 60
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _buckets: deque[list[int]] = field(default_factory=deque)  # [minute, total, 5xx]
+    _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+
+    def record(self, status: int, seconds: float, now: float | None = None) -> None:
+        minute = int((now if now is not None else time.time()) // 60)
+        with self._lock:
+            if not self._buckets or self._buckets[-1][0] != minute:
+                self._buckets.append([minute, 0, 0])
+            bucket = self._buckets[-1]
+            bucket[1] += 1
+            bucket[2] += 1 if status >= 500 else 0
+            self._latencies.append(seconds)
+            self._trim(minute)
+
+    def _trim(self, minute: int) -> None:
+        while self._buckets and self._buckets[0][0] <= minute - self.minutes:
+            self._buckets.popleft()
+
+    def summary(self, now: float | None = None) -> dict[str, Any]:
+        minute = int((now if now is not None else time.time()) // 60)
+        with self._lock:
+            self._trim(minute)
+            total = sum(b[1] for b in self._buckets)
+            errors = sum(b[2] for b in self._buckets)
+            latencies = sorted(self._latencies)
+        return {
+            "requests": total,
+            "errors": errors,
+            "error_rate": (errors / total) if total else None,
+            "latency_p50_ms": _rank(latencies, 0.5),
+            "latency_p90_ms": _rank(latencies, 0.9),
+            "window_seconds": self.minutes * 60,
+        }
+
+
+def _rank(ordered: list[float], q: float) -> float | None:
+    if not ordered:
+        return None
+    index = min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))
+    return round(ordered[index] * 1000, 1)
+
+
+requests_window = RequestWindow()
+
+
+def init_app(app: Flask) -> None:
+    """Time every request; serve GET /metrics when the METRICS setting is on."""
+    app.before_request(_start_timer)
+    app.after_request(_observe)
+    if app.extensions["reach.settings"].METRICS:
+        app.add_url_rule("/metrics", "metrics", scrape, methods=["GET"])
+
+
+def _start_timer() -> None:
+    g._reach_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    started = g.pop("_reach_started", None)
+    if started is None:
+        return response
+    seconds = time.perf_counter() - started
+    rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    REQUEST_LATENCY.labels(rule, request.method, str(response.status_code)).observe(seconds)
+    requests_window.record(response.status_code, seconds)
+    return response
+
+
+class DatabaseCollector(Collector):
+    """Gauges read from the database at scrape time, so any process reports the same truth."""
+
+    def __init__(self, figures: dict[str, Any]) -> None:
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        push = self.figures["push"]
+        yield GaugeMetricFamily(
+            "reach_push_backlog", "Push jobs due now and waiting for a worker", push["backlog_due"]
+        )
+        yield GaugeMetricFamily(
+            "reach_push_deferred", "Push jobs waiting on purpose (quiet hours)", push["deferred"]
+        )
+        yield GaugeMetricFamily(
+            "reach_push_oldest_pending_age_seconds",
+            "How long the oldest due push job has waited",
+            push["oldest_due_seconds"] or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "reach_push_dead_letters", "Push jobs dead-lettered (retry from /ops)", push["dead"]
+        )
+        attempts = GaugeMetricFamily(
+            "reach_push_attempts_last_hour",
+            "Push attempts in the last hour by outcome, from the database (every worker)",
+            labels=["outcome"],
+        )
+        for row in push["outcomes"]:
+            attempts.add_metric([row["outcome"]], row["count"])
+        yield attempts
+        yield GaugeMetricFamily(
+            "reach_bids_last_hour", "Bids created in the last hour", self.figures["bids_last_hour"]
+        )
+
+
+def scrape() -> Response:
+    """Prometheus text format: this process (or all of them, in multiprocess mode) + DB gauges."""
+    from service.extensions import db
+    from service.services.ops import scrape_figures
+
+    settings = current_app.extensions["reach.settings"]
+    with db.scope() as session:
+        figures = scrape_figures(session)
+    database = CollectorRegistry(auto_describe=True)
+    database.register(DatabaseCollector(figures))
+    body = _process_metrics(settings.PROMETHEUS_MULTIPROC_DIR) + generate_latest(database)
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _process_metrics(multiproc_dir: str) -> bytes:
+    if not multiproc_dir:
+        return generate_latest(REGISTRY)
+    reap_dead_processes(multiproc_dir)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiproc_dir)
+    return generate_latest(registry)
+
+
+_LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db$")
+
+
+def reap_dead_processes(path: str) -> None:
+    """Drop live gauges of processes that are gone (gunicorn restarts workers with new pids)."""
+    for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
+        found = _LIVE_FILE.search(os.path.basename(name))
+        if found and not _alive(int(found.group(1))):
+            mark_process_dead(int(found.group(1)), path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def host_member_sockets(multiproc_dir: str) -> int | None:
+    """Member sockets of every live process sharing the multiprocess directory (or None)."""
+    if not multiproc_dir:
+        return None
+    reap_dead_processes(multiproc_dir)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiproc_dir)
+    value = registry.get_sample_value("reach_socket_connections", {"namespace": "members"})
+    return int(value or 0)

@@ -1,0 +1,107 @@
+"""Operator accounts and their dashboard sessions: random ids, stored hashed, new at sign-in."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain.errors import Conflict, Unauthorized, invalid
+from service.models import Operator, OperatorSession
+from service.security.passwords import hash_password, needs_rehash, verify_password
+from service.services import ops_audit
+
+MIN_PASSWORD = 12
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    operator: Operator
+    session_token: str
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def hash_session_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_operator(session: Session, email: str, password: str) -> Operator:
+    email = normalize_email(email)
+    if "@" not in email:
+        raise invalid("email", "Give the operator's email address.")
+    if len(password) < MIN_PASSWORD:
+        raise invalid("password", f"Use at least {MIN_PASSWORD} characters.")
+    if session.scalar(select(Operator.id).where(Operator.email == email)) is not None:
+        raise Conflict(f"An operator {email} exists already.")
+    operator = Operator(email=email, password_hash=hash_password(password), created_at=clock.now())
+    session.add(operator)
+    session.commit()
+    return operator
+
+
+def sign_in(session: Session, email: str, password: str, hours: int) -> SignedIn:
+    """Check the password and open a new session with a fresh random id (never a given one)."""
+    operator = session.scalar(select(Operator).where(Operator.email == normalize_email(email)))
+    if not verify_password(operator.password_hash if operator else None, password):
+        raise Unauthorized("Email or password is wrong.")
+    assert operator is not None
+    if operator.disabled_at is not None:
+        raise Unauthorized("This operator account is disabled.")
+    if needs_rehash(operator.password_hash):
+        operator.password_hash = hash_password(password)
+    now = clock.now()
+    session.execute(delete(OperatorSession).where(OperatorSession.expires_at < now))
+    token = secrets.token_urlsafe(32)
+    session.add(
+        OperatorSession(
+            id_hash=hash_session_token(token),
+            operator_id=operator.id,
+            created_at=now,
+            expires_at=now + timedelta(hours=hours),
+        )
+    )
+    operator.last_login_at = now
+    ops_audit.record(
+        session, operator, "operator.sign_in", ops_audit.Target("operator", str(operator.id))
+    )
+    session.commit()
+    return SignedIn(operator, token)
+
+
+def session_operator(session: Session, token: str | None) -> Operator | None:
+    """The operator behind a session token, if the session is live and the account enabled."""
+    if not token or not isinstance(token, str):
+        return None
+    return session.scalar(
+        select(Operator)
+        .join(OperatorSession, OperatorSession.operator_id == Operator.id)
+        .where(
+            OperatorSession.id_hash == hash_session_token(token),
+            OperatorSession.revoked_at.is_(None),
+            OperatorSession.expires_at > clock.now(),
+            Operator.disabled_at.is_(None),
+        )
+    )
+
+
+def sign_out(session: Session, operator: Operator, token: str) -> None:
+    session.execute(
+        update(OperatorSession)
+        .where(
+            OperatorSession.id_hash == hash_session_token(token),
+            OperatorSession.revoked_at.is_(None),
+        )
+        .values(revoked_at=clock.now())
+    )
+    ops_audit.record(
+        session, operator, "operator.sign_out", ops_audit.Target("operator", str(operator.id))
+    )
+    session.commit()

@@ -1,0 +1,131 @@
+"""Push health for operators: outcomes by platform and error, dead letters, and retrying them.
+
+Push payloads can carry a bid note (when the partner opted in), so no query here reads them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain.errors import Conflict, NotFound
+from service.models import Operator, PushAttempt, PushDelivery, PushJob
+from service.services import ops, ops_audit
+
+RETRYABLE_DELIVERIES = ("dead", "failed")
+DEAD_LETTER_PAGE = 100
+
+
+def outcomes_by_platform(session: Session, since: datetime) -> list[dict[str, Any]]:
+    """Attempts since `since` by platform, outcome and FCM error code."""
+    rows = session.execute(
+        select(PushDelivery.platform, PushAttempt.outcome, PushAttempt.error, func.count())
+        .join(PushDelivery, PushDelivery.id == PushAttempt.delivery_id)
+        .where(PushAttempt.finished_at >= since)
+        .group_by(PushDelivery.platform, PushAttempt.outcome, PushAttempt.error)
+    ).all()
+    return [
+        {"platform": platform, "outcome": outcome, "error": error, "count": int(count)}
+        for platform, outcome, error, count in sorted(
+            rows, key=lambda r: (r[0], -r[3], r[1], r[2] or "")
+        )
+    ]
+
+
+def _jobs(session: Session, query: Any) -> list[dict[str, Any]]:
+    """Jobs as operators see them: ids, kind, state, times, attempts, per-device states."""
+    jobs = session.execute(
+        query.with_only_columns(
+            PushJob.id,
+            PushJob.kind,
+            PushJob.state,
+            PushJob.attempts,
+            PushJob.last_error,
+            PushJob.created_at,
+            PushJob.available_at,
+            PushJob.finished_at,
+            PushJob.expires_at,
+        )
+    ).all()
+    deliveries: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    if jobs:
+        for job_id, platform, state, attempts, error in session.execute(
+            select(
+                PushDelivery.job_id,
+                PushDelivery.platform,
+                PushDelivery.state,
+                PushDelivery.attempts,
+                PushDelivery.last_error,
+            )
+            .where(PushDelivery.job_id.in_([job.id for job in jobs]))
+            .order_by(PushDelivery.id)
+        ):
+            deliveries[job_id].append(
+                {"platform": platform, "state": state, "attempts": attempts, "error": error}
+            )
+    return [{**job._asdict(), "deliveries": deliveries[job.id]} for job in jobs]
+
+
+def dead_letters(session: Session, limit: int = DEAD_LETTER_PAGE) -> list[dict[str, Any]]:
+    """Dead-lettered jobs, the most recently given up first."""
+    query = (
+        select(PushJob.id)
+        .where(PushJob.state == "dead")
+        .order_by(PushJob.finished_at.desc(), PushJob.id.desc())
+        .limit(limit)
+    )
+    return _jobs(session, query)
+
+
+def recently_retried(session: Session, limit: int = 20) -> list[dict[str, Any]]:
+    """Jobs operators sent again lately, with the state they are in now."""
+    ids = [int(i) for i in ops_audit.targets_of(session, "push.retry", limit=limit) if i.isdigit()]
+    if not ids:
+        return []
+    rows = _jobs(session, select(PushJob.id).where(PushJob.id.in_(ids)))
+    order = {job_id: index for index, job_id in enumerate(ids)}
+    return sorted(rows, key=lambda row: order[row["id"]])
+
+
+def health(session: Session, window: timedelta = timedelta(days=1)) -> dict[str, Any]:
+    now = clock.now()
+    return {
+        "summary": ops.push_figures(session, now, window),
+        "by_platform": outcomes_by_platform(session, now - window),
+        "dead_letters": dead_letters(session),
+        "recently_retried": recently_retried(session),
+    }
+
+
+def retry(session: Session, operator: Operator, job_id: int) -> PushJob:
+    """Send a dead-lettered push again: the job and its failed deliveries start over, now."""
+    job = session.get(PushJob, job_id, with_for_update=True)
+    if job is None:
+        raise NotFound("There is no such push job.")
+    if job.state != "dead":
+        raise Conflict(f"Only dead-lettered pushes can be retried; this one is {job.state}.")
+    now = clock.now()
+    if job.expires_at is not None and job.expires_at <= now:
+        raise Conflict("This push has expired with what it announced; it cannot be sent again.")
+    job.state, job.available_at, job.attempts = "pending", now, 0
+    job.finished_at = job.claimed_by = job.claimed_until = None
+    job.last_error = "retry requested by an operator"
+    reset = session.execute(
+        update(PushDelivery)
+        .where(PushDelivery.job_id == job.id, PushDelivery.state.in_(RETRYABLE_DELIVERIES))
+        .values(state="pending", attempts=0, last_error=None, updated_at=now)
+    )
+    ops_audit.record(
+        session,
+        operator,
+        "push.retry",
+        ops_audit.Target("push_job", str(job.id)),
+        {"kind": job.kind, "deliveries_reset": int(getattr(reset, "rowcount", 0) or 0)},
+    )
+    session.commit()
+    return job

@@ -1,0 +1,145 @@
+"""Account support for operators: look an account up, see its state, disable or revive it.
+
+Support sees what it needs to help: account and couple state and devices, never the partner's
+identity and never anything either partner wrote.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain.errors import Conflict, NotFound
+from service.models import AuthSession, Couple, Device, Operator, PushAttempt, PushDelivery, User
+from service.services import accounts, ops_audit
+
+
+def find_user(session: Session, operator: Operator, email: str) -> uuid.UUID | None:
+    """The account with this email; the lookup itself is audited (it reveals an account)."""
+    normalized = accounts.normalize_email(email)
+    user_id = session.scalar(select(User.id).where(User.email == normalized))
+    ops_audit.record(
+        session,
+        operator,
+        "support.lookup",
+        ops_audit.Target("user", str(user_id) if user_id else "-"),
+        {"found": user_id is not None},
+    )
+    session.commit()
+    return user_id
+
+
+def _user(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> User:
+    user = session.get(User, user_id, with_for_update=lock)
+    if user is None:
+        raise NotFound("There is no such account.")
+    return user
+
+
+def account(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
+    """Account, couple and device state, as support sees it."""
+    user = _user(session, user_id)
+    live_sessions = session.scalar(
+        select(func.count())
+        .select_from(AuthSession)
+        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+    )
+    couple = session.get(Couple, user.couple_id) if user.couple_id else None
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "created_at": user.created_at,
+        "disabled_at": user.disabled_at,
+        "live_sessions": int(live_sessions or 0),
+        "couple": {
+            "paired": couple is not None and couple.ended_at is None,
+            "paired_at": couple.paired_at if couple else None,
+        },
+        "devices": devices(session, user.id),
+    }
+
+
+def devices(session: Session, user_id: uuid.UUID) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(
+            Device.id,
+            Device.platform,
+            Device.active,
+            Device.disabled_reason,
+            Device.app_version,
+            Device.created_at,
+        )
+        .where(Device.user_id == user_id)
+        .order_by(Device.created_at)
+    ).all()
+    listed = []
+    for row in rows:
+        last = session.execute(
+            select(PushAttempt.outcome, PushAttempt.error, PushAttempt.finished_at)
+            .join(PushDelivery, PushDelivery.id == PushAttempt.delivery_id)
+            .where(PushDelivery.device_id == row.id)
+            .order_by(PushAttempt.finished_at.desc(), PushAttempt.id.desc())
+            .limit(1)
+        ).first()
+        listed.append(
+            {
+                **row._asdict(),
+                "id": str(row.id),
+                "last_push": dict(last._asdict()) if last else None,
+            }
+        )
+    return listed
+
+
+def disable_account(session: Session, operator: Operator, user_id: uuid.UUID) -> int:
+    """Disable the account and end every session: its next call is refused. Returns sessions."""
+    user = _user(session, user_id, lock=True)
+    if user.disabled_at is not None:
+        raise Conflict("This account is disabled already.")
+    user.disabled_at = clock.now()
+    ended = accounts.revoke_all_sessions(session, user.id, "disabled_by_operator")
+    target = ops_audit.Target("user", str(user.id))
+    ops_audit.record(session, operator, "account.disable", target, {"sessions_revoked": ended})
+    session.commit()
+    return ended
+
+
+def enable_account(session: Session, operator: Operator, user_id: uuid.UUID) -> None:
+    """Let the account sign in again (its old sessions stay ended)."""
+    user = _user(session, user_id, lock=True)
+    if user.disabled_at is None:
+        raise Conflict("This account is not disabled.")
+    user.disabled_at = None
+    ops_audit.record(session, operator, "account.enable", ops_audit.Target("user", str(user.id)))
+    session.commit()
+
+
+def revoke_sessions(session: Session, operator: Operator, user_id: uuid.UUID) -> int:
+    """Sign the account out everywhere; it can sign in again."""
+    user = _user(session, user_id)
+    ended = accounts.revoke_all_sessions(session, user.id, "revoked_by_operator")
+    target = ops_audit.Target("user", str(user.id))
+    ops_audit.record(
+        session, operator, "account.revoke_sessions", target, {"sessions_revoked": ended}
+    )
+    session.commit()
+    return ended
+
+
+def disable_device(
+    session: Session, operator: Operator, user_id: uuid.UUID, device_id: uuid.UUID
+) -> None:
+    """Stop pushing to one of the account's devices."""
+    device = session.get(Device, device_id, with_for_update=True)
+    if device is None or device.user_id != user_id:
+        raise NotFound("This account has no such device.")
+    if not device.active:
+        raise Conflict("This device is disabled already.")
+    device.active, device.disabled_reason, device.updated_at = False, "operator", clock.now()
+    target = ops_audit.Target("device", str(device.id))
+    ops_audit.record(session, operator, "device.disable", target, {"user_id": str(user_id)})
+    session.commit()

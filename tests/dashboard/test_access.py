@@ -1,0 +1,213 @@
+"""Who gets into /ops: operators with a live session; never members, forged or fixed cookies."""
+
+from __future__ import annotations
+
+import base64
+import json
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+from tests.dashboard.conftest import OperatorAccount, OpsClient
+from tests.support.client import ApiClient
+from tests.support.server import LiveServer
+
+PAGES = ["/ops/", "/ops/push", "/ops/support", "/ops/audit"]
+JSON = ["/ops/api/overview", "/ops/api/push", "/ops/api/audit"]
+
+
+def cookie_payload(value: str) -> dict[str, Any]:
+    """What a Flask session cookie says (it is signed, not encrypted)."""
+    if not value.strip("."):
+        return {}
+    compressed = value.startswith(".")
+    data = value.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    return dict(json.loads(zlib.decompress(raw) if compressed else raw))
+
+
+def with_cookie(live_server: LiveServer, value: str) -> OpsClient:
+    client = OpsClient(live_server.url)
+    client.http.cookies.set("reach_ops", value, domain="127.0.0.1", path="/")
+    return client
+
+
+def assert_refused(client: OpsClient, headers: dict[str, str] | None = None) -> None:
+    for path in PAGES:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/ops/login"), path
+    for path in JSON:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 401, path
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert set(response.json()) == {"type", "title", "status", "detail", "code"}
+
+
+def test_signing_in_rotates_the_session_and_signing_out_ends_it(
+    ops_client: Callable[[], OpsClient], operator: OperatorAccount, live_server: LiveServer
+) -> None:
+    browser = ops_client()
+    login_page = browser.get("/ops/login")
+    set_cookie = login_page.headers["Set-Cookie"]
+    assert "HttpOnly" in set_cookie and "SameSite=Lax" in set_cookie and "Path=/" in set_cookie
+    before = browser.cookie
+    assert before is not None
+    anonymous = cookie_payload(before)
+    assert set(anonymous) == {"csrf"}
+
+    assert browser.sign_in(operator).status_code == 302
+    after = browser.cookie
+    assert after is not None and after != before
+    signed_in = cookie_payload(after)
+    assert set(signed_in) == {"csrf", "ops_sid"}
+    assert signed_in["csrf"] != anonymous["csrf"]
+    assert browser.get("/ops/").status_code == 200
+    # Whoever held the cookie from before the sign-in (a fixation attempt) is not signed in.
+    assert_refused(with_cookie(live_server, before))
+
+    token = browser.csrf()
+    assert browser.post("/ops/logout", data={"csrf_token": token}).status_code == 302
+    assert_refused(browser)
+    # The signed cookie alone opens nothing once the server forgot the session.
+    assert_refused(with_cookie(live_server, after))
+
+
+def test_a_cookie_chosen_by_someone_else_is_never_adopted(
+    live_server: LiveServer, operator: OperatorAccount
+) -> None:
+    planted = "attacker-chosen-session-value"
+    victim = with_cookie(live_server, planted)
+    assert_refused(victim)
+    assert victim.sign_in(operator).status_code == 302
+    assert victim.cookie not in (None, planted)
+    assert victim.get("/ops/").status_code == 200
+    assert_refused(with_cookie(live_server, planted))
+
+
+def test_a_tampered_cookie_is_refused(signed_in: OpsClient, live_server: LiveServer) -> None:
+    value = signed_in.cookie
+    assert value is not None
+    payload, _, signature = value.partition(".")
+    forged = json.dumps({"ops_sid": "guessed", "csrf": "x"}).encode()
+    forged_value = base64.urlsafe_b64encode(forged).decode().rstrip("=") + "." + signature
+    assert_refused(with_cookie(live_server, forged_value))
+    assert_refused(with_cookie(live_server, payload + "." + signature[::-1]))
+
+
+def test_members_get_nothing_from_ops(
+    client: ApiClient, live_server: LiveServer, ops_client: Callable[[], OpsClient]
+) -> None:
+    ana = client.register("Ana")
+    bearer = {"Authorization": f"Bearer {ana.access_token}"}
+    assert_refused(ops_client(), headers=bearer)
+    assert_refused(with_cookie(live_server, ana.access_token))
+    assert_refused(with_cookie(live_server, ana.refresh_token))
+    # A member's email and password do not sign in to /ops.
+    member = ops_client()
+    response = member.sign_in(OperatorAccount(ana.email, ana.password))
+    assert response.status_code == 401
+    assert "ops_sid" not in cookie_payload(member.cookie or "")
+    assert_refused(member)
+
+
+def test_the_ops_socket_refuses_members_and_strangers(
+    client: ApiClient, live_server: LiveServer, signed_in: OpsClient, ops_quiet: None
+) -> None:
+    ana = client.register("Ana")
+    attempts: list[dict[str, Any]] = [
+        {"auth": {"token": ana.access_token}},
+        {"headers": {"Authorization": f"Bearer {ana.access_token}"}},
+        {"headers": {"Cookie": f"reach_ops={ana.access_token}"}},
+        {},
+    ]
+    for attempt in attempts:
+        stranger = socketio.Client(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            stranger.connect(
+                live_server.url, namespaces=["/ops"], transports=["websocket"], **attempt
+            )
+        stranger.disconnect()
+    operator = socketio.Client(reconnection=False)
+    operator.connect(
+        live_server.url,
+        namespaces=["/ops"],
+        transports=["websocket"],
+        headers={"Cookie": f"reach_ops={signed_in.cookie}"},
+        wait_timeout=5,
+    )
+    assert operator.connected
+    operator.disconnect()
+
+
+@pytest.mark.parametrize("token", [None, "", "wrong-token", "other-session"])
+def test_a_form_without_this_sessions_csrf_token_changes_nothing(
+    token: str | None,
+    client: ApiClient,
+    signed_in: OpsClient,
+    ops_client: Callable[[], OpsClient],
+    operator: OperatorAccount,
+) -> None:
+    ana = client.register("Ana")
+    path = f"/ops/support/users/{ana.id}/disable"
+    form: dict[str, str] = {}
+    if token == "other-session":
+        other = ops_client()
+        assert other.sign_in(operator).status_code == 302
+        form["csrf_token"] = other.csrf()
+    elif token is not None:
+        form["csrf_token"] = token
+    response = signed_in.post(path, data=form)
+    assert response.status_code == 400
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+    audit = signed_in.get("/ops/api/audit").json()["items"]
+    assert [e["action"] for e in audit if e["target_id"] == ana.id] == []
+    # With the session's own token the same form works.
+    response = signed_in.post(path, data={"csrf_token": signed_in.csrf()})
+    assert response.status_code == 302
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
+
+
+def test_signing_in_needs_the_csrf_token_too(
+    ops_client: Callable[[], OpsClient], operator: OperatorAccount
+) -> None:
+    browser = ops_client()
+    browser.get("/ops/login")
+    form = {"email": operator.email, "password": operator.password}
+    assert browser.post("/ops/login", data=form).status_code == 400
+    assert "ops_sid" not in cookie_payload(browser.cookie or "")
+
+
+def test_pages_forbid_framing_and_foreign_scripts(signed_in: OpsClient) -> None:
+    response = signed_in.get("/ops/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+    script = signed_in.get("/ops/static/vendor/socket.io.min.js")
+    assert script.status_code == 200 and "Socket.IO v4" in script.text
+
+
+def test_next_never_leaves_ops(
+    ops_client: Callable[[], OpsClient], operator: OperatorAccount
+) -> None:
+    for target, expected in [
+        ("/ops/push", "/ops/push"),
+        ("https://evil.example/ops/", "/ops/"),
+        ("//evil.example/ops/", "/ops/"),
+        ("/api/v1/me", "/ops/"),
+    ]:
+        browser = ops_client()
+        token = browser.csrf("/ops/login")
+        form = {"email": operator.email, "password": operator.password, "csrf_token": token}
+        response = browser.post("/ops/login", data={**form, "next": target})
+        assert response.headers["Location"] == expected, target
+
+
+def test_api_responses_set_no_cookie(client: ApiClient) -> None:
+    response = requests.get(f"{client.base_url}/api/v1/openapi.json", timeout=10)
+    assert "Set-Cookie" not in response.headers

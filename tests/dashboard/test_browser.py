@@ -1,0 +1,151 @@
+"""The dashboard in headless Chromium: sign in, live overview, retry a push, disable an account."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from flask import Flask
+from playwright.sync_api import expect
+
+from service.worker.runner import Worker
+from tests.dashboard.conftest import OperatorAccount, screenshot, sign_in_in_browser
+from tests.dashboard.helpers import add_device, dead_letter, send_bid, wait_until
+from tests.support.client import ApiClient
+from tests.support.fcm_standin import FcmStandIn
+from tests.support.phones import Phone
+
+
+def test_an_operator_signs_in_and_out(page: Any, operator: OperatorAccount) -> None:
+    page.goto("/ops/")
+    expect(page).to_have_url(re.compile(r"/ops/login\?next=/ops/$"))
+    page.fill("input[name=email]", operator.email)
+    page.fill("input[name=password]", "not the password")
+    page.click("button[type=submit]")
+    expect(page.locator(".flash.error")).to_contain_text("wrong")
+    screenshot(page, "01-login")
+    sign_in_in_browser(page, operator)
+    expect(page.locator(".signout .who")).to_have_text(operator.email)
+    page.click(".signout button")
+    expect(page.locator("h1")).to_have_text("Operators sign in")
+    page.goto("/ops/push")
+    expect(page.locator("h1")).to_have_text("Operators sign in")
+
+
+def test_the_overview_updates_live_when_a_bid_is_sent_through_the_api(
+    page: Any, operator: OperatorAccount, client: ApiClient, phone: Any
+) -> None:
+    sign_in_in_browser(page, operator)
+    expect(page.locator("#live-status")).to_have_text("live")
+
+    def figure(name: str) -> Any:
+        return page.locator(f'[data-figure="{name}"]')
+
+    before = {
+        name: int(figure(name).inner_text())
+        for name in (
+            "bids.last_hour",
+            "bids.last_day",
+            "push.backlog_due",
+            "response_time.answered",
+        )
+    }
+    updates = int(page.locator("body").get_attribute("data-updates") or "0")
+    ana, ben = client.couple("Ana", "Ben")
+    ben_phone: Phone = phone(ben.access_token)
+    bid = send_bid(client, ana)
+    # No reload: the figures arrive over the /ops socket.
+    expect(figure("bids.last_hour")).to_have_text(str(before["bids.last_hour"] + 1))
+    expect(figure("bids.last_day")).to_have_text(str(before["bids.last_day"] + 1))
+    expect(figure("push.backlog_due")).to_have_text(str(before["push.backlog_due"] + 1))
+    last_bar = page.locator("#chart-bids rect.bar").last
+    expect(last_bar).to_have_attribute("data-value", str(before["bids.last_hour"] + 1))
+    expect(figure("sockets.members")).not_to_have_text("0")
+    assert int(page.locator("body").get_attribute("data-updates") or "0") > updates
+    ben_phone.wait_for("bid.created")
+    answer = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+    response = client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=answer)
+    assert response.status_code == 201, response.text
+    answered = before["response_time.answered"] + 1
+    expect(figure("response_time.answered")).to_have_text(str(answered))
+    expect(figure("response_time.median_seconds")).not_to_have_text("—")
+    screenshot(page, "02-overview")
+
+
+def test_a_dead_lettered_push_is_retried_from_the_browser(
+    page: Any,
+    operator: OperatorAccount,
+    client: ApiClient,
+    fcm_worker: Worker,
+    standin: FcmStandIn,
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    add_device(client, ben, "ben-broken-phone")
+    job_id = dead_letter(client, fcm_worker, standin, ana, "ben-broken-phone")
+    sign_in_in_browser(page, operator)
+    page.click("nav >> text=Push health")
+    row = page.locator(f'#dead-letters tr[data-job="{job_id}"]')
+    expect(row).to_contain_text("android: dead (INTERNAL)")
+    expect(page.locator("#outcomes")).to_contain_text("INTERNAL")
+    screenshot(page, "03-push-health-dead-letter")
+
+    row.locator("button", has_text="Retry").click()
+    expect(page.locator(".flash.ok")).to_have_text(f"Push job {job_id} is pending again.")
+    expect(row).to_have_count(0)
+    retried = page.locator(f'#retried tr[data-job="{job_id}"]')
+    expect(retried.locator("[data-state]")).to_have_text("pending")
+
+    assert fcm_worker.run_once().pushes == 1
+    page.reload()
+    expect(retried.locator("[data-state]")).to_have_text("done")
+    expect(retried).to_contain_text("android: sent")
+    assert [m["token"] for m in standin.messages()].count("ben-broken-phone") == 5
+    screenshot(page, "04-push-health-retried")
+    page.click("nav >> text=Audit log")
+    expect(page.locator('#audit tr[data-action="push.retry"]')).to_contain_text(str(job_id))
+
+
+def test_disabling_an_account_in_the_browser_refuses_its_next_api_call(
+    page: Any, operator: OperatorAccount, client: ApiClient, phone: Any, app: Flask
+) -> None:
+    ana, _ben = client.couple("Ana", "Ben")
+    device_id = add_device(client, ana, "ana-phone-token", "ios")
+    ana_phone: Phone = phone(ana.access_token)
+    sign_in_in_browser(page, operator)
+    page.click("nav >> text=Support")
+    page.fill("input[name=email]", ana.email)
+    page.click("button:has-text('Find')")
+    expect(page.locator("#account")).to_contain_text(ana.email)
+    expect(page.locator("#account-state")).to_contain_text("active")
+    expect(page.locator("#couple")).to_contain_text("paired since")
+    expect(page.locator("#couple")).not_to_contain_text("Ben")
+
+    device = page.locator(f'#devices tr[data-device="{device_id}"]')
+    device.locator("button", has_text="Disable device").click()
+    expect(device).to_contain_text("disabled: operator")
+    listed = client.get("/api/v1/devices", as_=ana).json()["items"]
+    assert [(d["active"], d["disabled_reason"]) for d in listed] == [(False, "operator")]
+
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+    page.click("button:has-text('Disable account')")
+    expect(page.locator("#account-state")).to_contain_text("disabled")
+    screenshot(page, "05-support-account-disabled")
+    response = client.get("/api/v1/me", as_=ana)
+    assert response.status_code == 401
+    assert response.json()["code"] == "unauthorized"
+    wait_until(
+        lambda: not ana_phone.client.connected, what="the disabled account's socket to close"
+    )
+    login = {"email": ana.email, "password": ana.password}
+    assert client.post("/api/v1/auth/login", json=login).status_code == 401
+
+    page.click("button:has-text('Enable account')")
+    expect(page.locator("#account-state")).to_contain_text("active")
+    assert client.post("/api/v1/auth/login", json=login).status_code == 200
+    page.click("nav >> text=Audit log")
+    for action in ("support.lookup", "device.disable", "account.disable", "account.enable"):
+        expect(page.locator(f'#audit tr[data-action="{action}"]').first).to_contain_text(
+            operator.email
+        )
+    screenshot(page, "06-audit-log")

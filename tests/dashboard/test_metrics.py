@@ -1,0 +1,151 @@
+"""GET /metrics: request latency, sockets, bids, pushes, and DB gauges; right with N processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from service import migrate
+from service.worker.runner import Worker
+from tests.dashboard.helpers import add_device, send_bid
+from tests.support.client import ApiClient
+from tests.support.phones import Phone
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def samples(text: str) -> Samples:
+    found: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found: Samples, name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(client: ApiClient) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    return samples(response.text)
+
+
+def test_metrics_count_requests_sockets_bids_and_pushes(
+    client: ApiClient, worker: Worker, phone: Any
+) -> None:
+    before = scrape(client)
+    ana, ben = client.couple()
+    add_device(client, ben, "ben-metrics-token")
+    ben_phone: Phone = phone(ben.access_token)
+    send_bid(client, ana)
+    ben_phone.wait_for("bid.created")
+    during = scrape(client)
+    worker.run_once()
+    after = scrape(client)
+
+    latency = "reach_http_request_duration_seconds_count"
+    labels = {"endpoint": "/api/v1/bids", "method": "POST", "status": "201"}
+    assert value(during, latency, **labels) == value(before, latency, **labels) + 1
+    bucket = {**labels, "le": "+Inf"}
+    assert value(during, "reach_http_request_duration_seconds_bucket", **bucket) >= 1
+    assert (
+        value(during, "reach_bids_created_total") == value(before, "reach_bids_created_total") + 1
+    )
+    assert value(during, "reach_socket_connections", namespace="members") >= 1
+    # Gauges read from the database at scrape time.
+    assert value(during, "reach_push_backlog") == value(before, "reach_push_backlog") + 1
+    assert value(during, "reach_push_oldest_pending_age_seconds") >= 0
+    assert value(during, "reach_bids_last_hour") == value(before, "reach_bids_last_hour") + 1
+    assert value(after, "reach_push_backlog") == value(before, "reach_push_backlog")
+    sent = {"outcome": "sent", "platform": "android"}
+    assert value(after, "reach_push_outcomes_total", **sent) == (
+        value(before, "reach_push_outcomes_total", **sent) + 1
+    )
+    assert value(after, "reach_push_attempts_last_hour", outcome="sent") == (
+        value(before, "reach_push_attempts_last_hour", outcome="sent") + 1
+    )
+
+
+@pytest.fixture
+def multiproc_env(tmp_path: Path) -> dict[str, str]:
+    url = f"sqlite:///{tmp_path / 'metrics.sqlite3'}"
+    migrate.upgrade(url)
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("PROMETHEUS", "DATABASE"))}
+    return {
+        **keep,
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": url,
+        "SECRET_KEY": "metrics-test-secret-key-0123456789abcdef",
+        "WORKER_MODE": "separate",
+        "SOCKETIO_ASYNC_MODE": "threading",
+        "LOG_LEVEL": "WARNING",
+        "REACH_INSTANCE_DIR": str(tmp_path),
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+    }
+
+
+def child(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.dashboard.metrics_child", *args],
+        env=env,
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def serve(env: dict[str, str], requests: int, sockets: int) -> subprocess.Popen[str]:
+    process = child(env, "serve", str(requests), str(sockets))
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def scrape_from_another_process(env: dict[str, str]) -> tuple[Samples, dict[str, Any]]:
+    process = child(env, "scrape")
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    result = json.loads(out.strip().splitlines()[-1])
+    return samples(result["metrics"]), result["sockets"]
+
+
+def test_with_several_processes_any_process_reports_them_all(
+    multiproc_env: dict[str, str],
+) -> None:
+    """Counters add up over processes; live gauges count only processes that still run."""
+    first = serve(multiproc_env, requests=3, sockets=2)
+    second = serve(multiproc_env, requests=4, sockets=1)
+    assert second.stdin is not None
+    second.stdin.write("\n")
+    second.stdin.flush()
+    assert second.wait(timeout=30) == 0  # gone: its requests still count, its sockets not
+
+    found, sockets = scrape_from_another_process(multiproc_env)
+    healthz = {"endpoint": "/healthz", "method": "GET", "status": "200"}
+    assert value(found, "reach_http_request_duration_seconds_count", **healthz) == 7
+    assert value(found, "reach_socket_connections", namespace="members") == 2
+    assert sockets == {"members": 2, "scope": "host"}
+    assert ("reach_push_backlog", ()) in found
+
+    assert first.stdin is not None
+    first.stdin.write("\n")
+    first.stdin.flush()
+    assert first.wait(timeout=30) == 0
+    found, sockets = scrape_from_another_process(multiproc_env)
+    assert value(found, "reach_http_request_duration_seconds_count", **healthz) == 7
+    assert value(found, "reach_socket_connections", namespace="members") == 0
+    assert sockets == {"members": 0, "scope": "host"}

@@ -1,0 +1,85 @@
+"""Support and push actions over HTTP: each does what it says or refuses, and is audited."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Flask
+from sqlalchemy import select
+
+from service.extensions import db
+from service.models import PushJob
+from tests.dashboard.conftest import OpsClient
+from tests.dashboard.helpers import send_bid
+from tests.support.client import ApiClient
+
+
+def audit(ops: OpsClient) -> list[dict[str, str]]:
+    return list(ops.get("/ops/api/audit").json()["items"])
+
+
+def test_revoking_sessions_signs_the_member_out_everywhere(
+    client: ApiClient, signed_in: OpsClient
+) -> None:
+    ana = client.register("Ana")
+    second = client.fresh(client.register("Ana", email=f"x-{uuid.uuid4().hex[:6]}@example.test"))
+    response = signed_in.post(
+        f"/ops/support/users/{ana.id}/revoke-sessions", data={"csrf_token": signed_in.csrf()}
+    )
+    assert response.status_code == 302
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
+    refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token})
+    assert refresh.status_code == 401
+    assert client.get("/api/v1/me", as_=second).status_code == 200  # only that account
+    login = client.post("/api/v1/auth/login", json={"email": ana.email, "password": ana.password})
+    assert login.status_code == 200  # not disabled: signing in again works
+    entry = audit(signed_in)[0]
+    assert entry["action"] == "account.revoke_sessions"
+    assert entry["target_id"] == ana.id
+    assert entry["detail"] == {"sessions_revoked": 1}
+
+
+def test_lookups_are_audited_and_unknown_accounts_say_so(signed_in: OpsClient) -> None:
+    response = signed_in.post(
+        "/ops/support/search",
+        data={"email": "nobody@example.test", "csrf_token": signed_in.csrf("/ops/support")},
+    )
+    assert response.status_code == 404
+    assert "No account has the email nobody@example.test" in response.text
+    assert audit(signed_in)[0]["action"] == "support.lookup"
+    assert audit(signed_in)[0]["detail"] == {"found": False}
+    missing = signed_in.get(f"/ops/support/users/{uuid.uuid4()}")
+    assert missing.status_code == 404
+    assert "There is no such account" in missing.text
+
+
+def test_actions_that_do_not_apply_are_refused_with_a_message(
+    client: ApiClient, signed_in: OpsClient
+) -> None:
+    ana = client.register("Ana")
+    page = f"/ops/support/users/{ana.id}"
+    response = signed_in.post(f"{page}/enable", data={"csrf_token": signed_in.csrf()})
+    assert response.headers["Location"] == page
+    assert "This account is not disabled." in signed_in.get(page).text
+    other = str(uuid.uuid4())
+    signed_in.post(f"{page}/devices/{other}/disable", data={"csrf_token": signed_in.csrf()})
+    assert "This account has no such device." in signed_in.get(page).text
+    signed_in.post("/ops/push/jobs/999999/retry", data={"csrf_token": signed_in.csrf()})
+    assert "There is no such push job." in signed_in.get("/ops/push").text
+    assert [e["action"] for e in audit(signed_in)] == ["operator.sign_in"]
+
+
+def test_a_push_that_is_not_dead_cannot_be_retried(
+    client: ApiClient, signed_in: OpsClient, app: Flask
+) -> None:
+    ana, ben = client.couple()
+    client.post("/api/v1/devices", as_=ben, json={"platform": "web", "push_token": "ben-web"})
+    bid = send_bid(client, ana)
+    with app.app_context():
+        job_id = db.session.scalar(
+            select(PushJob.id).where(PushJob.dedupe_key == f"bid.created:{bid['id']}")
+        )
+    signed_in.post(f"/ops/push/jobs/{job_id}/retry", data={"csrf_token": signed_in.csrf()})
+    assert "Only dead-lettered pushes can be retried; this one is pending." in (
+        signed_in.get("/ops/push").text
+    )
