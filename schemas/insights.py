@@ -1,0 +1,107 @@
+"""The couple's insights and A.R.E. check-ins."""
+
+from __future__ import annotations
+
+from marshmallow import fields, validate
+
+from schemas.base import Schema, UTCDateTime
+
+WINDOWS = (7, 30, 90)
+
+
+class InsightsArgsSchema(Schema):
+    days = fields.Integer(load_default=30, validate=validate.OneOf(WINDOWS))
+
+
+class PartnerInsightsSchema(Schema):
+    user_id = fields.UUID(dump_only=True)
+    display_name = fields.String(dump_only=True)
+    bids_sent = fields.Integer(dump_only=True)
+    bids_received = fields.Integer(dump_only=True)
+    answered = fields.Integer(dump_only=True)
+    missed = fields.Integer(dump_only=True, metadata={"description": "Expired unanswered"})
+    response_rate = fields.Float(dump_only=True, allow_none=True)
+    turn_toward_rate = fields.Float(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "(toward + kept later) / bids received"},
+    )
+    median_response_seconds = fields.Integer(dump_only=True, allow_none=True)
+    p90_response_seconds = fields.Integer(dump_only=True, allow_none=True)
+    median_delivery_seconds = fields.Integer(dump_only=True, allow_none=True)
+
+
+class CoupleInsightsSchema(Schema):
+    bids = fields.Integer(dump_only=True)
+    repairs_started = fields.Integer(dump_only=True)
+    repairs_resolved = fields.Integer(dump_only=True)
+    median_seconds_to_resolution = fields.Integer(dump_only=True, allow_none=True)
+
+
+class WeekSchema(Schema):
+    week_start = UTCDateTime(dump_only=True)
+    bids = fields.Integer(dump_only=True)
+    turned_toward = fields.Integer(dump_only=True)
+    turn_toward_rate = fields.Float(dump_only=True, allow_none=True)
+
+
+class PatternSchema(Schema):
+    name = fields.String(dump_only=True, metadata={"enum": ["pursue_withdraw"]})
+    reaching_partner_id = fields.String(dump_only=True)
+    withdrawing_partner_id = fields.String(dump_only=True)
+    message = fields.String(dump_only=True)
+    evidence = fields.Dict(dump_only=True)
+
+
+class InsightsSchema(Schema):
+    days = fields.Integer(dump_only=True)
+    since = UTCDateTime(dump_only=True)
+    until = UTCDateTime(dump_only=True)
+    partners = fields.List(fields.Nested(PartnerInsightsSchema), dump_only=True)
+    couple = fields.Nested(CoupleInsightsSchema, dump_only=True)
+    weekly = fields.List(fields.Nested(WeekSchema), dump_only=True)
+    pattern = fields.Nested(
+        PatternSchema,
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "A cycle the figures show; null when there is none or too little data"
+        },
+    )
+
+
+def _score() -> fields.Integer:
+    return fields.Integer(required=True, validate=validate.Range(min=1, max=5))
+
+
+class CheckInCreateSchema(Schema):
+    accessible = _score()
+    responsive = _score()
+    engaged = _score()
+
+
+class CheckInScoresSchema(Schema):
+    accessible = fields.Integer(dump_only=True)
+    responsive = fields.Integer(dump_only=True)
+    engaged = fields.Integer(dump_only=True)
+    answered_at = UTCDateTime(dump_only=True)
+
+
+class CheckInRoundSchema(Schema):
+    id = fields.UUID(dump_only=True, allow_none=True)
+    number = fields.Integer(dump_only=True)
+    opened_at = UTCDateTime(dump_only=True, allow_none=True)
+    revealed_at = UTCDateTime(dump_only=True, allow_none=True)
+    you = fields.Nested(CheckInScoresSchema, dump_only=True, allow_none=True)
+    partner_answered = fields.Boolean(dump_only=True)
+    partner = fields.Nested(
+        CheckInScoresSchema,
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Hidden (null) until both partners have answered"},
+    )
+
+
+class CheckInListSchema(Schema):
+    items = fields.List(fields.Nested(CheckInRoundSchema), dump_only=True)
+    next = fields.String(dump_only=True, allow_none=True)

@@ -1,0 +1,67 @@
+"""The couple's insights and A.R.E. check-ins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from schemas.base import PageArgsSchema
+from schemas.insights import (
+    CheckInCreateSchema,
+    CheckInListSchema,
+    CheckInRoundSchema,
+    InsightsArgsSchema,
+    InsightsSchema,
+)
+from service.api.auth import auth_required, current_user, documented_member
+from service.extensions import db
+from service.services import checkins, insights
+
+PREFIX = ""
+blp = Blueprint("insights", __name__, description="The couple's insights and check-ins")
+member = documented_member(blp)
+
+
+@blp.route("/insights")
+class Insights(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.arguments(InsightsArgsSchema, location="query")
+    @blp.response(200, InsightsSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """How the two of you reach for and turn toward each other (7, 30 or 90 days)"""
+        return insights.for_couple(db.session, current_user(), args["days"])
+
+
+@blp.route("/checkins")
+class CheckIns(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.arguments(CheckInCreateSchema)
+    @blp.response(201, CheckInRoundSchema)
+    @blp.alt_response(409, description="Already answered this round")
+    def post(self, scores: dict[str, int]) -> dict[str, Any]:
+        """Answer the A.R.E. check-in (1-5 each); the partner's answers show once both answered"""
+        return checkins.answer(db.session, current_user(), scores)
+
+    @member
+    @blp.arguments(PageArgsSchema, location="query")
+    @blp.response(200, CheckInListSchema)
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Revealed check-ins, newest first"""
+        return {"items": checkins.history(db.session, current_user(), args["limit"]), "next": None}
+
+
+@blp.route("/checkins/current")
+class CurrentCheckIn(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.response(200, CheckInRoundSchema)
+    def get(self) -> dict[str, Any]:
+        """The current check-in round as you may see it"""
+        return checkins.current(db.session, current_user())

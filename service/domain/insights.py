@@ -1,0 +1,68 @@
+"""Reading the couple's figures kindly: the pursue-withdraw cycle, named only with evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MIN_BIDS = 10  # fewer bids than this in the period: too thin to say anything
+PURSUER_SHARE = 0.7  # one partner sends at least this share of the bids
+SLOW_MEDIAN_SECONDS = 3600  # the other's typical answer takes longer than an hour
+RARE_TURN_TOWARD = 0.5  # or the other turns toward fewer than half of the bids
+
+
+@dataclass(frozen=True)
+class PartnerFigures:
+    user_id: str
+    name: str
+    sent: int
+    received: int
+    turn_toward_rate: float | None
+    median_response_seconds: int | None
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} seconds"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def pursue_withdraw(a: PartnerFigures, b: PartnerFigures) -> dict[str, Any] | None:
+    """The Protest Polka, when the numbers show it; None when they don't or are too few."""
+    total = a.sent + b.sent
+    if total < MIN_BIDS:
+        return None
+    reacher, other = (a, b) if a.sent >= b.sent else (b, a)
+    share = reacher.sent / total
+    if share < PURSUER_SHARE or other.received == 0:
+        return None
+    slow = (other.median_response_seconds or 0) > SLOW_MEDIAN_SECONDS
+    rare = other.turn_toward_rate is not None and other.turn_toward_rate < RARE_TURN_TOWARD
+    if not (slow or rare):
+        return None
+    how = []
+    if rare and other.turn_toward_rate is not None:
+        how.append(f"{other.name} turned toward {round(100 * other.turn_toward_rate)}% of them")
+    if slow and other.median_response_seconds is not None:
+        how.append(f"answers took {_duration(other.median_response_seconds)} at the middle")
+    message = (
+        f"Over this period {reacher.name} sent {round(100 * share)}% of your bids, and "
+        f"{' and '.join(how)}. Many couples get caught in this cycle: one reaches harder when "
+        "the other seems far away, and the other steps back when the reaching feels like "
+        "pressure. The cycle is the problem, not either of you. It can help to talk about "
+        "what reaching out and answering feel like for each of you."
+    )
+    return {
+        "name": "pursue_withdraw",
+        "reaching_partner_id": reacher.user_id,
+        "withdrawing_partner_id": other.user_id,
+        "message": message,
+        "evidence": {
+            "bids": total,
+            "share_sent_by_reaching_partner": round(share, 3),
+            "turn_toward_rate_of_other": other.turn_toward_rate,
+            "median_response_seconds_of_other": other.median_response_seconds,
+        },
+    }

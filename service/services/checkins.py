@@ -1,0 +1,131 @@
+"""A.R.E. check-ins with a blind reveal: answers stay hidden until both partners answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain.errors import Conflict
+from service.models import CheckInAnswer, CheckInRound, Couple, User
+from service.services import events, pairing
+
+SCORES = ("accessible", "responsive", "engaged")
+
+
+def _open_round(session: Session, couple: Couple) -> CheckInRound:
+    current = session.scalar(
+        select(CheckInRound)
+        .where(CheckInRound.couple_id == couple.id)
+        .order_by(CheckInRound.number.desc())
+        .limit(1)
+    )
+    if current is not None and current.revealed_at is None:
+        return current
+    number = (current.number if current else 0) + 1
+    created = CheckInRound(couple_id=couple.id, number=number, opened_at=clock.now())
+    session.add(created)
+    session.flush()
+    return created
+
+
+def _scores(answer: CheckInAnswer | None) -> dict[str, Any] | None:
+    if answer is None:
+        return None
+    return {name: getattr(answer, name) for name in SCORES} | {"answered_at": answer.created_at}
+
+
+def view(session: Session, round_: CheckInRound, user: User, couple: Couple) -> dict[str, Any]:
+    """The round as this partner may see it: the partner's answers only after the reveal."""
+    answers = {
+        a.user_id: a
+        for a in session.scalars(select(CheckInAnswer).where(CheckInAnswer.round_id == round_.id))
+    }
+    partner_id = couple.partner_of(user.id)
+    partner_answer = answers.get(partner_id) if partner_id else None
+    revealed = round_.revealed_at is not None
+    return {
+        "id": round_.id,
+        "number": round_.number,
+        "opened_at": round_.opened_at,
+        "revealed_at": round_.revealed_at,
+        "you": _scores(answers.get(user.id)),
+        "partner_answered": partner_answer is not None,
+        "partner": _scores(partner_answer) if revealed else None,
+    }
+
+
+def current(session: Session, user: User) -> dict[str, Any]:
+    couple = pairing.require_couple(session, user)
+    round_ = session.scalar(
+        select(CheckInRound)
+        .where(CheckInRound.couple_id == couple.id)
+        .order_by(CheckInRound.number.desc())
+        .limit(1)
+    )
+    if round_ is None:
+        return {
+            "id": None,
+            "number": 0,
+            "opened_at": None,
+            "revealed_at": None,
+            "you": None,
+            "partner_answered": False,
+            "partner": None,
+        }
+    return view(session, round_, user, couple)
+
+
+def answer(session: Session, user: User, scores: dict[str, int]) -> dict[str, Any]:
+    couple = pairing.require_couple(session, user)
+    session.get(Couple, couple.id, with_for_update=True)  # one answer at a time per couple
+    round_ = _open_round(session, couple)
+    exists = session.scalar(
+        select(func.count()).where(
+            CheckInAnswer.round_id == round_.id, CheckInAnswer.user_id == user.id
+        )
+    )
+    if exists:
+        raise Conflict("You have answered this check-in; your partner's turn.")
+    now = clock.now()
+    session.add(CheckInAnswer(round_id=round_.id, user_id=user.id, created_at=now, **scores))
+    session.flush()
+    count = session.scalar(select(func.count()).where(CheckInAnswer.round_id == round_.id))
+    if count == 2:
+        round_.revealed_at = now
+        both = {
+            str(a.user_id): {name: getattr(a, name) for name in SCORES}
+            for a in session.scalars(
+                select(CheckInAnswer).where(CheckInAnswer.round_id == round_.id)
+            )
+        }
+        events.record(
+            session,
+            couple,
+            "checkin.revealed",
+            {"round_id": str(round_.id), "number": round_.number, "answers": both},
+        )
+    else:
+        # The partner learns that an answer waits for them, never what it says.
+        events.record(
+            session,
+            couple,
+            "checkin.answered",
+            {"round_id": str(round_.id), "number": round_.number, "user_id": str(user.id)},
+        )
+    result = view(session, round_, user, couple)
+    session.commit()
+    return result
+
+
+def history(session: Session, user: User, limit: int) -> list[dict[str, Any]]:
+    couple = pairing.require_couple(session, user)
+    rounds = session.scalars(
+        select(CheckInRound)
+        .where(CheckInRound.couple_id == couple.id, CheckInRound.revealed_at.is_not(None))
+        .order_by(CheckInRound.number.desc())
+        .limit(limit)
+    )
+    return [view(session, r, user, couple) for r in rounds]

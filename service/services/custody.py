@@ -1,0 +1,182 @@
+"""Data custody: export what a person wrote; delete an account and the words in it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from schemas.base import iso
+from service.clock import clock
+from service.models import (
+    Bid,
+    BidResponse,
+    CheckInAnswer,
+    Couple,
+    CoupleEvent,
+    Device,
+    PushJob,
+    Repair,
+    RepairMessage,
+    User,
+)
+from service.services import events
+
+
+def _when(value: Any) -> str | None:
+    return iso(value) if value is not None else None
+
+
+def export(session: Session, user: User) -> dict[str, Any]:
+    """Everything the caller wrote, across every couple they were in; nothing the partner wrote."""
+    bids = session.scalars(select(Bid).where(Bid.sender_id == user.id).order_by(Bid.created_at))
+    responses = session.scalars(
+        select(BidResponse)
+        .where(BidResponse.responder_id == user.id)
+        .order_by(BidResponse.created_at)
+    )
+    repairs_started = session.scalars(
+        select(Repair).where(Repair.started_by == user.id).order_by(Repair.created_at)
+    )
+    messages = session.scalars(
+        select(RepairMessage)
+        .where(RepairMessage.author_id == user.id)
+        .order_by(RepairMessage.created_at)
+    )
+    checkins = session.scalars(
+        select(CheckInAnswer)
+        .where(CheckInAnswer.user_id == user.id)
+        .order_by(CheckInAnswer.created_at)
+    )
+    couples = session.scalars(
+        select(Couple)
+        .where(or_(Couple.partner_a_id == user.id, Couple.partner_b_id == user.id))
+        .order_by(Couple.paired_at)
+    )
+    devices = session.scalars(select(Device).where(Device.user_id == user.id))
+    return {
+        "exported_at": iso(clock.now()),
+        "profile": {
+            "id": str(user.id),
+            "email": user.email,
+            "display_name": user.display_name,
+            "timezone": user.timezone,
+            "quiet_hours": user.quiet_hours,
+            "notes_on_lock_screen": user.notes_on_lock_screen,
+            "created_at": iso(user.created_at),
+        },
+        "couples": [
+            {"id": str(c.id), "paired_at": iso(c.paired_at), "ended_at": _when(c.ended_at)}
+            for c in couples
+        ],
+        "devices": [
+            {
+                "id": str(d.id),
+                "platform": d.platform,
+                "app_version": d.app_version,
+                "locale": d.locale,
+                "active": d.active,
+                "created_at": iso(d.created_at),
+            }
+            for d in devices
+        ],
+        "bids_sent": [
+            {
+                "id": str(b.id),
+                "couple_id": str(b.couple_id),
+                "kind": b.kind,
+                "note": b.note,
+                "status": b.status,
+                "created_at": iso(b.created_at),
+            }
+            for b in bids
+        ],
+        "bid_responses": [
+            {
+                "id": str(r.id),
+                "bid_id": str(r.bid_id),
+                "kind": r.kind,
+                "note": r.note,
+                "back_at": _when(r.back_at),
+                "created_at": iso(r.created_at),
+            }
+            for r in responses
+        ],
+        "repairs_started": [
+            {
+                "id": str(r.id),
+                "couple_id": str(r.couple_id),
+                "topic": r.topic,
+                "created_at": iso(r.created_at),
+            }
+            for r in repairs_started
+        ],
+        "repair_messages": [
+            {
+                "id": str(m.id),
+                "repair_id": str(m.repair_id),
+                "seq": m.seq,
+                "body": m.body,
+                "step": m.step,
+                "emotions": list(m.emotions or []),
+                "written_at": _when(m.written_at),
+                "created_at": iso(m.created_at),
+            }
+            for m in messages
+        ],
+        "checkins": [
+            {
+                "round_id": str(a.round_id),
+                "accessible": a.accessible,
+                "responsive": a.responsive,
+                "engaged": a.engaged,
+                "created_at": iso(a.created_at),
+            }
+            for a in checkins
+        ],
+    }
+
+
+def forget_couple_history(session: Session, couple_id: Any) -> None:
+    """An ended couple's stream and unsent pushes hold both partners' words: drop them."""
+    session.execute(delete(CoupleEvent).where(CoupleEvent.couple_id == couple_id))
+    session.execute(
+        update(PushJob)
+        .where(PushJob.couple_id == couple_id, PushJob.state.in_(("pending", "claimed")))
+        .values(state="cancelled", finished_at=clock.now(), last_error="couple ended")
+    )
+
+
+def delete_account(session: Session, user: User) -> None:
+    """Delete the account and the caller's words; the partner keeps only their own."""
+    now = clock.now()
+    if user.couple_id is not None:
+        couple = session.get(Couple, user.couple_id, with_for_update=True)
+        if couple is not None and couple.ended_at is None:
+            couple.ended_at = now
+            events.record(
+                session,
+                couple,
+                "couple.ended",
+                {
+                    "couple_id": str(couple.id),
+                    "ended_by": str(user.id),
+                    "ended_at": iso(now),
+                    "reason": "account_deleted",
+                },
+            )
+            session.execute(update(User).where(User.couple_id == couple.id).values(couple_id=None))
+    mine = or_(Couple.partner_a_id == user.id, Couple.partner_b_id == user.id)
+    for couple_id in list(session.scalars(select(Couple.id).where(mine))):
+        # The couple.ended event above is already on its way (published after commit).
+        forget_couple_history(session, couple_id)
+    session.execute(update(Bid).where(Bid.sender_id == user.id).values(note=None))
+    session.execute(
+        update(BidResponse).where(BidResponse.responder_id == user.id).values(note=None)
+    )
+    session.execute(update(Repair).where(Repair.started_by == user.id).values(topic=None))
+    session.execute(delete(RepairMessage).where(RepairMessage.author_id == user.id))
+    session.execute(delete(CheckInAnswer).where(CheckInAnswer.user_id == user.id))
+    session.delete(user)
+    session.commit()

@@ -1,0 +1,172 @@
+"""The couple's insights, computed by the database: counts, rates, percentiles, weekly trend."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, and_, case, cast, func, literal, or_, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
+
+from service.clock import clock
+from service.domain.insights import PartnerFigures, pursue_withdraw
+from service.models import Bid, Couple, Repair, User
+from service.services import pairing
+
+WEEK = 7 * 24 * 3600
+
+
+def _turned_toward() -> ColumnElement[bool]:
+    """Toward at once, or a `later` kept by a toward response by back_at."""
+    return or_(
+        Bid.first_response == "toward",
+        and_(
+            Bid.first_response == "later", Bid.toward_at.is_not(None), Bid.toward_at <= Bid.back_at
+        ),
+    )
+
+
+def _epoch(session: Session, column: Any) -> ColumnElement[Any]:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", column)
+    return cast(func.strftime("%s", column), Integer)
+
+
+def _percentiles(
+    session: Session, column: Any, where: list[ColumnElement[bool]]
+) -> tuple[int | None, int | None]:
+    """Median and 90th percentile by nearest rank, in one query (window functions)."""
+    ranked = (
+        select(
+            column.label("value"),
+            func.row_number().over(order_by=column).label("rank"),
+            func.count().over().label("n"),
+        )
+        .where(*where, column.is_not(None))
+        .subquery()
+    )
+    # ceil(p * n) with integer arithmetic: (n + 1) / 2 and (9n + 9) / 10.
+    median_rank = (ranked.c.n + 1) // 2
+    p90_rank = (9 * ranked.c.n + 9) // 10
+    rows = session.execute(
+        select(
+            func.max(case((ranked.c.rank == median_rank, ranked.c.value))),
+            func.max(case((ranked.c.rank == p90_rank, ranked.c.value))),
+        )
+    ).one()
+    return (
+        int(rows[0]) if rows[0] is not None else None,
+        int(rows[1]) if rows[1] is not None else None,
+    )
+
+
+def _partner(session: Session, couple: Couple, user: User, since: datetime) -> dict[str, Any]:
+    in_couple = [Bid.couple_id == couple.id, Bid.created_at >= since]
+    sent = session.scalar(select(func.count()).where(*in_couple, Bid.sender_id == user.id)) or 0
+    received_where = [*in_couple, Bid.recipient_id == user.id]
+    counts = session.execute(
+        select(
+            func.count(),
+            func.count(Bid.responded_at),
+            func.coalesce(func.sum(case((_turned_toward(), 1), else_=0)), 0),
+            func.coalesce(func.sum(case((Bid.status == "expired", 1), else_=0)), 0),
+        ).where(*received_where)
+    ).one()
+    received, answered, turned, missed = (int(v) for v in counts)
+    median_response, p90_response = _percentiles(session, Bid.response_seconds, received_where)
+    median_delivery, _ = _percentiles(session, Bid.delivery_seconds, received_where)
+    return {
+        "user_id": user.id,
+        "display_name": user.display_name,
+        "bids_sent": int(sent),
+        "bids_received": received,
+        "answered": answered,
+        "missed": missed,
+        "response_rate": round(answered / received, 4) if received else None,
+        "turn_toward_rate": round(turned / received, 4) if received else None,
+        "median_response_seconds": median_response,
+        "p90_response_seconds": p90_response,
+        "median_delivery_seconds": median_delivery,
+    }
+
+
+def _weekly(session: Session, couple: Couple, since: datetime, weeks: int) -> list[dict[str, Any]]:
+    offset = _epoch(session, Bid.created_at) - literal(int(since.timestamp()))
+    bucket = cast(func.floor(offset / WEEK), Integer)
+    rows = session.execute(
+        select(
+            bucket.label("week"),
+            func.count(),
+            func.coalesce(func.sum(case((_turned_toward(), 1), else_=0)), 0),
+        )
+        .where(Bid.couple_id == couple.id, Bid.created_at >= since)
+        .group_by(bucket)
+    ).all()
+    by_week = {int(week): (int(n), int(turned)) for week, n, turned in rows}
+    trend = []
+    for index in range(weeks):
+        n, turned = by_week.get(index, (0, 0))
+        trend.append(
+            {
+                "week_start": since + timedelta(seconds=index * WEEK),
+                "bids": n,
+                "turned_toward": turned,
+                "turn_toward_rate": round(turned / n, 4) if n else None,
+            }
+        )
+    return trend
+
+
+def for_couple(session: Session, user: User, days: int) -> dict[str, Any]:
+    couple = pairing.require_couple(session, user)
+    now = clock.now()
+    since = now - timedelta(days=days)
+    ids = [uid for uid in couple.partner_ids if uid is not None]
+    people = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
+    me = people[user.id]
+    partner_id = couple.partner_of(user.id)
+    partner = people.get(partner_id) if partner_id else None
+    partners = [_partner(session, couple, p, since) for p in (me, partner) if p is not None]
+    figures = [
+        PartnerFigures(
+            str(p["user_id"]),
+            p["display_name"],
+            p["bids_sent"],
+            p["bids_received"],
+            p["turn_toward_rate"],
+            p["median_response_seconds"],
+        )
+        for p in partners
+    ]
+    pattern = pursue_withdraw(figures[0], figures[1]) if len(figures) == 2 else None
+    extra = _repair_figures(session, couple.id, since)
+    return {
+        "days": days,
+        "since": since,
+        "until": now,
+        "partners": partners,
+        "couple": {"bids": sum(p["bids_sent"] for p in partners), **extra},
+        "weekly": _weekly(session, couple, since, max(1, -(-days // 7))),
+        "pattern": pattern,
+    }
+
+
+def _repair_figures(session: Session, couple_id: uuid.UUID, since: datetime) -> dict[str, Any]:
+    """Repairs started and resolved, and the median time to resolution."""
+    where = [Repair.couple_id == couple_id, Repair.created_at >= since]
+    started = session.scalar(select(func.count()).select_from(Repair).where(*where)) or 0
+    resolved = (
+        session.scalar(
+            select(func.count()).select_from(Repair).where(*where, Repair.resolved_at.is_not(None))
+        )
+        or 0
+    )
+    seconds = _epoch(session, Repair.resolved_at) - _epoch(session, Repair.created_at)
+    median, _ = _percentiles(session, cast(seconds, Integer), where)
+    return {
+        "repairs_started": int(started),
+        "repairs_resolved": int(resolved),
+        "median_seconds_to_resolution": median,
+    }

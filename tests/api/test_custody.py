@@ -1,0 +1,163 @@
+"""Data custody: export your own words; unpair and delete without leaking the partner's."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from flask import Flask
+from sqlalchemy import select, text
+
+from service.clock import clock
+from service.extensions import db
+from service.models import PushJob
+from service.worker.runner import Worker
+from tests.support.client import ApiClient, Person
+from tests.support.phones import Phone
+
+ANA_WORDS = "ana-private-" + uuid.uuid4().hex
+BEN_WORDS = "ben-private-" + uuid.uuid4().hex
+
+
+def converse(client: ApiClient, ana: Person, ben: Person) -> dict[str, str]:
+    """Both write: a bid with a note, a response with a note, repair messages, a check-in."""
+    bid = client.post(
+        "/api/v1/bids",
+        as_=ana,
+        json={"client_id": str(uuid.uuid4()), "kind": "share", "note": ANA_WORDS},
+    ).json()
+    client.post(
+        f"/api/v1/bids/{bid['id']}/responses",
+        as_=ben,
+        json={"client_id": str(uuid.uuid4()), "kind": "toward", "note": BEN_WORDS},
+    )
+    repair = client.post(
+        "/api/v1/repairs", as_=ben, json={"client_id": str(uuid.uuid4()), "topic": BEN_WORDS}
+    ).json()
+    for who, words in ((ana, ANA_WORDS), (ben, BEN_WORDS)):
+        posted = client.post(
+            f"/api/v1/repairs/{repair['id']}/messages",
+            as_=who,
+            json={"client_id": str(uuid.uuid4()), "body": f"I felt {words}"},
+        )
+        assert posted.status_code == 201, posted.text
+        client.post(
+            "/api/v1/checkins", as_=who, json={"accessible": 3, "responsive": 4, "engaged": 5}
+        )
+    return {"bid": bid["id"], "repair": repair["id"]}
+
+
+def test_export_holds_everything_i_wrote_and_nothing_my_partner_wrote(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    converse(client, ana, ben)
+    mine = client.get("/api/v1/me/export", as_=ana)
+    assert mine.status_code == 200
+    exported = mine.json()
+    assert exported["profile"]["email"] == ana.email
+    assert [b["note"] for b in exported["bids_sent"]] == [ANA_WORDS]
+    assert [m["body"] for m in exported["repair_messages"]] == [f"I felt {ANA_WORDS}"]
+    assert len(exported["checkins"]) == 1 and len(exported["couples"]) == 1
+    assert BEN_WORDS not in mine.text
+    assert "password" not in mine.text and "push_token" not in mine.text
+    theirs = client.get("/api/v1/me/export", as_=ben)
+    assert [r["note"] for r in theirs.json()["bid_responses"]] == [BEN_WORDS]
+    assert ANA_WORDS not in theirs.text
+
+
+def test_after_unpairing_nothing_of_the_other_is_served(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    ana, ben = client.couple()
+    ids = converse(client, ana, ben)
+    ben_phone = phone(ben.access_token)
+    assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+    assert ben_phone.wait_for("couple.ended")["data"]["ended_by"] == ana.id
+    for path in (
+        "/api/v1/bids",
+        f"/api/v1/bids/{ids['bid']}",
+        "/api/v1/repairs",
+        f"/api/v1/repairs/{ids['repair']}",
+        f"/api/v1/repairs/{ids['repair']}/messages",
+        "/api/v1/sync",
+        "/api/v1/insights",
+        "/api/v1/checkins/current",
+    ):
+        response = client.get(path, as_=ben)
+        assert response.status_code == 404, (path, response.text)
+        assert ANA_WORDS not in response.text
+    # Each keeps their own words.
+    export = client.get("/api/v1/me/export", as_=ben).text
+    assert BEN_WORDS in export and ANA_WORDS not in export
+    assert client.get("/api/v1/me/export", as_=ana).json()["couples"][0]["ended_at"]
+    # A new partner sees nothing of the old couple.
+    cat = client.register("Cat")
+    client.pair(ben, cat)
+    assert ANA_WORDS not in client.get("/api/v1/sync", as_=cat).text
+    assert client.get("/api/v1/bids", as_=cat).json()["items"] == []
+
+
+def test_deleting_the_account_removes_my_words_and_tells_the_partner(
+    app: Flask, client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    ana, ben = client.couple()
+    converse(client, ana, ben)
+    ben_phone = phone(ben.access_token)
+    assert client.delete("/api/v1/me", as_=ana).status_code == 204
+    ended = ben_phone.wait_for("couple.ended")["data"]
+    assert ended["reason"] == "account_deleted"
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
+    login = client.post("/api/v1/auth/login", json={"email": ana.email, "password": ana.password})
+    assert login.status_code == 401
+    assert client.get("/api/v1/couple", as_=ben).status_code == 404
+    export = client.get("/api/v1/me/export", as_=ben).text
+    assert BEN_WORDS in export and ANA_WORDS not in export
+    with app.app_context():
+        session = db.session
+        for table, column in (
+            ("bids", "note"),
+            ("bid_responses", "note"),
+            ("repair_messages", "body"),
+            ("repairs", "topic"),
+            ("couple_events", "data"),
+            ("push_jobs", "payload"),
+        ):
+            found = session.execute(
+                text(f"SELECT count(*) FROM {table} WHERE CAST({column} AS TEXT) LIKE :words"),
+                {"words": f"%{ANA_WORDS}%"},
+            ).scalar_one()
+            assert found == 0, table
+
+
+def test_a_held_back_push_is_withdrawn_once_it_has_nothing_left_to_say(
+    app: Flask, client: ApiClient, worker: Worker
+) -> None:
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "Asia/Tokyo")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "23:00", "end": "07:30"}})
+    client.post("/api/v1/devices", as_=ben, json={"platform": "ios", "push_token": "ben-asleep"})
+    clock.freeze(datetime(2031, 5, 1, 16, 0, tzinfo=UTC))  # 01:00 in Tokyo
+    answered = client.post(
+        "/api/v1/bids",
+        as_=client.fresh(ana),
+        json={"client_id": str(uuid.uuid4()), "kind": "connect"},
+    ).json()
+    unpaired = client.post(
+        "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "share"}
+    ).json()
+    # Ben wakes in the night, opens the app and answers the first at once.
+    client.post(
+        f"/api/v1/bids/{answered['id']}/responses",
+        as_=client.fresh(ben),
+        json={"client_id": str(uuid.uuid4()), "kind": "toward"},
+    )
+    client.delete("/api/v1/couple", as_=ana)
+    with app.app_context():
+        states = {j.dedupe_key: j.state for j in db.session.scalars(select(PushJob))}
+    assert states == {
+        f"bid.created:{answered['id']}": "cancelled",
+        f"bid.created:{unpaired['id']}": "cancelled",
+    }
+    clock.freeze(datetime(2031, 5, 1, 22, 30, tzinfo=UTC))
+    assert worker.run_once().pushes == 0

@@ -1,0 +1,233 @@
+"""Insights against hand-computed figures on fixed data: quiet hours across time zones,
+kept and broken promises, expired bids; the pattern read; the blind A.R.E. reveal."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from service.clock import clock
+from service.worker.runner import Worker
+from tests.support.client import ApiClient, Person
+from tests.support.phones import Phone
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+class Diary:
+    """Acts as the partners at fixed moments."""
+
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    def when(self, moment: str, who: Person) -> Person:
+        clock.freeze(at(moment))
+        return self.client.fresh(who)
+
+    def bid(self, moment: str, sender: Person) -> str:
+        who = self.when(moment, sender)
+        response = self.client.post(
+            "/api/v1/bids", as_=who, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    def answer(
+        self,
+        moment: str,
+        who: Person,
+        bid_id: str,
+        kind: str = "toward",
+        back_at: str | None = None,
+    ) -> None:
+        body: dict[str, Any] = {"client_id": str(uuid.uuid4()), "kind": kind}
+        if back_at:
+            body["back_at"] = back_at
+        response = self.client.post(
+            f"/api/v1/bids/{bid_id}/responses", as_=self.when(moment, who), json=body
+        )
+        assert response.status_code == 201, response.text
+
+    def insights(self, moment: str, who: Person, days: int = 7) -> dict[str, Any]:
+        response = self.client.get(
+            "/api/v1/insights", as_=self.when(moment, who), params={"days": days}
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+
+def test_figures_match_a_hand_computed_week(client: ApiClient, worker: Worker) -> None:
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "America/New_York")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    d = Diary(client)
+
+    b1 = d.bid("2031-01-13T15:00:00", ana)  # 10:00 in New York
+    d.answer("2031-01-13T15:10:00", ben, b1)  # toward after 600 s
+    b2 = d.bid("2031-01-14T04:00:00", ana)  # 23:00 in New York: quiet until 12:00Z
+    d.answer("2031-01-14T12:30:00", ben, b2)  # 1800 s after quiet hours end
+    b3 = d.bid("2031-01-14T16:00:00", ana)
+    d.answer("2031-01-14T16:05:00", ben, b3, "later", "2031-01-14T18:00:00Z")  # 300 s
+    d.answer("2031-01-14T17:30:00", ben, b3)  # kept
+    b4 = d.bid("2031-01-15T16:00:00", ana)
+    d.answer("2031-01-15T16:01:00", ben, b4, "later", "2031-01-15T17:00:00Z")  # 60 s
+    d.answer("2031-01-15T18:00:00", ben, b4)  # too late: broken
+    d.bid("2031-01-15T20:00:00", ana)  # never answered
+    clock.freeze(at("2031-01-16T20:00:00"))
+    assert worker.run_once().expired_bids == 1
+    b6 = d.bid("2031-01-16T10:00:00", ben)
+    d.answer("2031-01-16T10:00:20", ana, b6)  # 20 s
+
+    figures = d.insights("2031-01-17T12:00:00", ana)
+    assert figures["days"] == 7
+    assert figures["since"] == "2031-01-10T12:00:00.000000Z"
+    by_name = {p["display_name"]: p for p in figures["partners"]}
+    assert by_name["Ben"] | {"user_id": None} == {
+        "user_id": None,
+        "display_name": "Ben",
+        "bids_sent": 1,
+        "bids_received": 5,
+        "answered": 4,
+        "missed": 1,
+        "response_rate": 0.8,
+        "turn_toward_rate": 0.6,  # b1, b2 and the kept promise of b3
+        "median_response_seconds": 300,  # of 60, 300, 600, 1800 (nearest rank)
+        "p90_response_seconds": 1800,
+        "median_delivery_seconds": 300,  # of 60, 300, 600, 30600
+    }
+    assert by_name["Ana"] | {"user_id": None} == {
+        "user_id": None,
+        "display_name": "Ana",
+        "bids_sent": 5,
+        "bids_received": 1,
+        "answered": 1,
+        "missed": 0,
+        "response_rate": 1.0,
+        "turn_toward_rate": 1.0,
+        "median_response_seconds": 20,
+        "p90_response_seconds": 20,
+        "median_delivery_seconds": 20,
+    }
+    assert figures["couple"] == {
+        "bids": 6,
+        "repairs_started": 0,
+        "repairs_resolved": 0,
+        "median_seconds_to_resolution": None,
+    }
+    assert figures["weekly"] == [
+        {
+            "week_start": "2031-01-10T12:00:00.000000Z",
+            "bids": 6,
+            "turned_toward": 4,
+            "turn_toward_rate": 0.6667,
+        }
+    ]
+    assert figures["pattern"] is None  # six bids: too few to read anything into
+    # Both partners see the same figures.
+    assert d.insights("2031-01-17T12:00:00", ben)["partners"] == figures["partners"][::-1]
+
+
+def test_the_window_leaves_older_bids_out(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    d = Diary(client)
+    old = d.bid("2031-02-01T10:00:00", ana)
+    d.answer("2031-02-01T10:10:00", ben, old)
+    new = d.bid("2031-02-20T10:00:00", ana)
+    d.answer("2031-02-20T10:00:30", ben, new)
+    week = d.insights("2031-02-21T10:00:00", ana, days=7)
+    month = d.insights("2031-02-21T10:00:00", ana, days=30)
+    ben_week = next(p for p in week["partners"] if p["display_name"] == "Ben")
+    ben_month = next(p for p in month["partners"] if p["display_name"] == "Ben")
+    assert (ben_week["bids_received"], ben_week["median_response_seconds"]) == (1, 30)
+    assert (ben_month["bids_received"], ben_month["p90_response_seconds"]) == (2, 600)
+    assert len(month["weekly"]) == 5
+    assert [w["bids"] for w in month["weekly"]] == [0, 1, 0, 0, 1]
+    bad = client.get("/api/v1/insights", as_=ana, params={"days": 14})
+    assert bad.status_code == 422
+
+
+def test_the_pursue_withdraw_cycle_is_named_kindly_with_its_numbers(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    d = Diary(client)
+    for day in range(10, 20):
+        bid_id = d.bid(f"2031-03-{day}T09:00:00", ana)
+        if day % 3 == 0:  # Ben turns toward 3 of the 10 bids, after two hours each
+            d.answer(f"2031-03-{day}T11:00:00", ben, bid_id)
+    d.bid("2031-03-19T12:00:00", ben)
+    figures = d.insights("2031-03-20T12:00:00", ben, days=30)
+    pattern = figures["pattern"]
+    assert pattern["name"] == "pursue_withdraw"
+    assert pattern["reaching_partner_id"] == ana.id
+    assert pattern["withdrawing_partner_id"] == ben.id
+    assert pattern["evidence"] == {
+        "bids": 11,
+        "share_sent_by_reaching_partner": 0.909,
+        "turn_toward_rate_of_other": 0.3,
+        "median_response_seconds_of_other": 7200,
+    }
+    message = pattern["message"]
+    assert "Ana sent 91% of your bids" in message
+    assert "Ben turned toward 30%" in message and "2.0 hours" in message
+    assert "The cycle is the problem, not either of you" in message
+    for blame in ("fault", "blame", "should", "never", "always"):
+        assert blame not in message.lower()
+
+
+def test_a_stranger_gets_no_insights(client: ApiClient) -> None:
+    client.couple()
+    stranger = client.register("Sol")
+    assert client.get("/api/v1/insights", as_=stranger).status_code == 404
+    assert client.get("/api/v1/checkins/current", as_=stranger).status_code == 404
+
+
+def test_check_in_answers_stay_hidden_until_both_answered(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    ana, ben = client.couple()
+    ben_phone = phone(ben.access_token)
+    scores = {"accessible": 4, "responsive": 2, "engaged": 5}
+    mine = client.post("/api/v1/checkins", as_=ana, json=scores)
+    assert mine.status_code == 201
+    assert mine.json()["you"] | {"answered_at": None} == scores | {"answered_at": None}
+    assert mine.json()["partner"] is None and mine.json()["revealed_at"] is None
+
+    # Ben learns that Ana answered, never what she answered: not by REST, socket or sync.
+    waiting = client.get("/api/v1/checkins/current", as_=ben).json()
+    assert waiting["partner_answered"] is True and waiting["partner"] is None
+    assert waiting["you"] is None
+    told = ben_phone.wait_for("checkin.answered")
+    synced = client.get("/api/v1/sync", as_=ben).json()["events"]
+    for payload in (str(waiting), str(told), str(synced)):
+        assert "'responsive': 2" not in payload and '"responsive": 2' not in payload
+    assert client.post("/api/v1/checkins", as_=ana, json=scores).status_code == 409
+    assert client.get("/api/v1/checkins", as_=ben).json()["items"] == []
+
+    theirs = client.post(
+        "/api/v1/checkins", as_=ben, json={"accessible": 3, "responsive": 3, "engaged": 4}
+    ).json()
+    assert theirs["revealed_at"] is not None
+    assert theirs["partner"]["responsive"] == 2
+    revealed = ben_phone.wait_for("checkin.revealed")["data"]["answers"]
+    assert revealed[ana.id] == scores
+    shown = client.get("/api/v1/checkins/current", as_=ana).json()
+    assert shown["partner"]["engaged"] == 4
+    assert len(client.get("/api/v1/checkins", as_=ana).json()["items"]) == 1
+    # The next answer opens the next round.
+    assert client.post("/api/v1/checkins", as_=ana, json=scores).json()["number"] == 2
+
+
+def test_bad_check_ins_are_refused(client: ApiClient) -> None:
+    ana, _ = client.couple()
+    for body in (
+        {"accessible": 0, "responsive": 3, "engaged": 3},
+        {"accessible": 6, "responsive": 3, "engaged": 3},
+        {"accessible": 3, "responsive": 3},
+        {"accessible": "a", "responsive": 3, "engaged": 3},
+    ):
+        assert client.post("/api/v1/checkins", as_=ana, json=body).status_code == 422
+    assert client.get("/api/v1/checkins/current", as_=ana).json()["number"] == 0

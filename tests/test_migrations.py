@@ -1,0 +1,57 @@
+"""Migrations build exactly the schema the models describe, and step back down cleanly."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from service import migrate
+from service.db import make_engine
+from service.models import Base
+from tests.conftest import POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("PostgreSQL suite only (TEST_DATABASE_URL)")
+    server = make_url(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    name = f"reach_migrations_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def test_one_head() -> None:
+    assert len(ScriptDirectory.from_config(migrate.alembic_config()).get_heads()) == 1
+
+
+def test_migrations_match_the_models_and_round_trip(empty_database: str) -> None:
+    migrate.upgrade(empty_database)
+    engine = make_engine(empty_database)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    migrate.downgrade(empty_database)
+    with engine.connect() as conn:
+        tables = set(engine.dialect.get_table_names(conn)) - {"alembic_version"}
+    assert tables == set()
+    migrate.upgrade(empty_database)
+    engine.dispose()
