@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.reach-installed
 
-.PHONY: run test test-postgres lint install clean
+.PHONY: run test test-postgres lint install browser clean
 
 install: $(STAMP)
 
@@ -15,13 +15,24 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The /ops browser tests drive Debian's Chromium (no browser download).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian's chromium for the browser tests ..."; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "the browser tests need Chromium: sudo apt-get install chromium"; exit 1; \
+	  fi; }
+
 run: install
 	$(BIN)/reach serve --host 127.0.0.1 --port 5000
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
 
-test-postgres: install
+test-postgres: install browser
 	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} \
 		$(BIN)/python -m pytest -q
 

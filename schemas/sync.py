@@ -19,7 +19,12 @@ EVENT_TYPES = (
     "repair.read",
     "repair.paused",
     "repair.resumed",
+    # One partner feels heard; `repair.resolved` follows once the other does too.
+    "repair.heard",
     "repair.resolved",
+    # A.R.E. check-in: one partner answered (no answers shown); both answered (both shown).
+    "checkin.answered",
+    "checkin.revealed",
 )
 
 

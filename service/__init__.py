@@ -16,8 +16,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from flask_socketio import SocketIO
 
     from service import api as rest
-    from service import logs, realtime
+    from service import dashboard, logs, metrics, realtime
     from service.config import from_environment
+    from service.dashboard.live import same_origin_or
     from service.errors import register_error_handlers
     from service.extensions import db, limiter
     from service.security.tokens import TokenIssuer
@@ -51,7 +52,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         app,
         async_mode=_async_mode(settings),
         message_queue=settings.REDIS_URL or None,
-        cors_allowed_origins=list(settings.ALLOWED_ORIGINS) or [],
+        # The configured browser origins, and the service's own (the /ops dashboard).
+        cors_allowed_origins=same_origin_or(settings.ALLOWED_ORIGINS),
         json=None,
         ping_interval=25,
         ping_timeout=20,
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     register_error_handlers(app)
     rest.register(app)
     realtime.register(socketio)
+    dashboard.register(app, socketio)
+    metrics.init_app(app)
     if settings.worker_inline:
         app.extensions["reach.start_inline_worker"] = lambda: _start_inline_worker(app)
     return app

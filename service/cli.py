@@ -92,6 +92,29 @@ def worker(idle: float) -> None:
     runner.run_forever()
 
 
+@main.command("create-operator")
+@click.argument("email")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="The operator's password (asked for, twice, when not given)",
+)
+@with_appcontext
+def create_operator(email: str, password: str) -> None:
+    """Create an operator account for the /ops dashboard (not a member account)."""
+    from service.domain.errors import ReachError
+    from service.extensions import db as database
+    from service.services import ops_accounts
+
+    try:
+        operator = ops_accounts.create_operator(database.session, email, password)
+    except ReachError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"operator {operator.email} created; sign in at /ops/login")
+
+
 @main.command("demo")
 def demo() -> None:
     """Start the embedded service and two simulated phones; print the story of one bid."""

@@ -54,8 +54,22 @@ class Settings:
     RATELIMIT_AUTH: str = "10 per minute"
     RATELIMIT_BIDS: str = "30 per minute"
     RATELIMIT_JOIN: str = "10 per hour"
+    # Per submitted email (besides RATELIMIT_AUTH per address): failed sign-ins, and sign-ups.
+    RATELIMIT_AUTH_EMAIL: str = "10 per minute;50 per hour"
+    # Invite-code guessing from one address, over every account behind it (RATELIMIT_JOIN is
+    # per account).
+    RATELIMIT_JOIN_ADDRESS: str = "30 per hour"
+    # Live member sockets one account may hold in one process; more are refused.
+    SOCKETS_PER_USER: int = 10
     LOG_LEVEL: str = "INFO"
     LOG_FORMAT: str = "json"
+    # GET /metrics (Prometheus). With several gunicorn processes, point PROMETHEUS_MULTIPROC_DIR
+    # at an empty directory shared by them (prometheus-client reads the same variable).
+    METRICS: bool = True
+    PROMETHEUS_MULTIPROC_DIR: str = ""
+    # The operators' dashboard: how often live figures are pushed, how long a sign-in lasts.
+    OPS_REFRESH_SECONDS: int = 2
+    OPS_SESSION_HOURS: int = 12
     TESTING: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 

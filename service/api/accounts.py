@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app, request
 from flask.views import MethodView
+from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
 from schemas.accounts import LoginSchema, RefreshSchema, RegisterSchema, TokenPairSchema
 from service.api.auth import token_issuer
+from service.domain.errors import Unauthorized
 from service.extensions import db, limiter
+from service.models import AuthSession, RefreshToken
+from service.realtime import members
+from service.security.tokens import hash_refresh_token
 from service.services import accounts
 
 PREFIX = "/auth"
@@ -21,13 +28,45 @@ def _auth_limit() -> str:
     return str(current_app.config["RATELIMIT_AUTH"])
 
 
+def _email_limit() -> str:
+    return str(current_app.extensions["reach.settings"].RATELIMIT_AUTH_EMAIL)
+
+
+def _submitted_email() -> str:
+    """The limit key of the account a sign-in or sign-up names (malformed: the address)."""
+    body = request.get_json(silent=True)
+    email = body.get("email") if isinstance(body, dict) else None
+    if isinstance(email, str) and email.strip():
+        return f"email:{accounts.normalize_email(email)[:254]}"
+    return f"email-less:{get_remote_address()}"
+
+
+def _refused(response: Response) -> bool:
+    return response.status_code == 401
+
+
 def _refresh_days() -> int:
     return int(current_app.config["REFRESH_TOKEN_DAYS"])
 
 
+def _revoked_session(refresh_token: str) -> uuid.UUID | None:
+    """The sign-in session of a refresh token, if that session has ended."""
+    return db.session.scalar(
+        select(AuthSession.id)
+        .join(RefreshToken, RefreshToken.session_id == AuthSession.id)
+        .where(
+            RefreshToken.token_hash == hash_refresh_token(refresh_token),
+            AuthSession.revoked_at.is_not(None),
+        )
+    )
+
+
 @blp.route("/register")
 class Register(MethodView):
-    decorators = [limiter.limit(_auth_limit, methods=["POST"])]
+    decorators = [
+        limiter.limit(_auth_limit, methods=["POST"]),
+        limiter.limit(_email_limit, key_func=_submitted_email, methods=["POST"], scope="email"),
+    ]
 
     @blp.arguments(RegisterSchema)
     @blp.response(201, TokenPairSchema)
@@ -39,7 +78,17 @@ class Register(MethodView):
 
 @blp.route("/login")
 class Login(MethodView):
-    decorators = [limiter.limit(_auth_limit, methods=["POST"])]
+    decorators = [
+        limiter.limit(_auth_limit, methods=["POST"]),
+        # Guessing one account's password from many addresses: only failures count.
+        limiter.limit(
+            _email_limit,
+            key_func=_submitted_email,
+            methods=["POST"],
+            scope="email",
+            deduct_when=_refused,
+        ),
+    ]
 
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
@@ -56,7 +105,16 @@ class Refresh(MethodView):
     @blp.alt_response(401, description="Unknown, used or expired refresh token")
     def post(self, body: dict[str, Any]) -> accounts.SignedIn:
         """Trade a refresh token for a new pair; the old one stops working"""
-        return accounts.refresh(db.session, token_issuer(), _refresh_days(), body["refresh_token"])
+        try:
+            return accounts.refresh(
+                db.session, token_issuer(), _refresh_days(), body["refresh_token"]
+            )
+        except Unauthorized:
+            # A reused token revokes its session: its sockets close too (wherever they are).
+            revoked = _revoked_session(body["refresh_token"])
+            if revoked is not None:
+                members.disconnect_session(revoked)
+            raise
 
 
 @blp.route("/logout")
@@ -66,3 +124,6 @@ class Logout(MethodView):
     def post(self, body: dict[str, Any]) -> None:
         """Sign out: revoke the session of this refresh token"""
         accounts.logout(db.session, body["refresh_token"])
+        revoked = _revoked_session(body["refresh_token"])
+        if revoked is not None:
+            members.disconnect_session(revoked)

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
+from flask_limiter.util import get_remote_address
 from flask_smorest import Blueprint
 
 from schemas.couples import CoupleSchema, InviteSchema, JoinSchema
@@ -21,6 +22,14 @@ member = documented_member(blp)
 
 def _join_limit() -> str:
     return str(current_app.config["RATELIMIT_JOIN"])
+
+
+def _join_address_limit() -> str:
+    return str(current_app.extensions["reach.settings"].RATELIMIT_JOIN_ADDRESS)
+
+
+def _address() -> str:
+    return f"ip:{get_remote_address()}"
 
 
 @blp.route("/invites")
@@ -39,7 +48,13 @@ class Invites(MethodView):
 
 @blp.route("/join")
 class Join(MethodView):
-    decorators = [limiter.limit(_join_limit, methods=["POST"]), auth_required]
+    # Per account, and per address over every account behind it (guessing codes with many
+    # accounts). auth_required runs first: the per-account key needs the caller.
+    decorators = [
+        limiter.limit(_join_limit, methods=["POST"]),
+        limiter.limit(_join_address_limit, key_func=_address, methods=["POST"], scope="address"),
+        auth_required,
+    ]
 
     @member
     @blp.arguments(JoinSchema)

@@ -7,11 +7,11 @@ from typing import Any
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
-from schemas.accounts import ProfileUpdateSchema, UserSchema
+from schemas.accounts import ExportSchema, ProfileUpdateSchema, UserSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.extensions import db
 from service.models import User
-from service.services import accounts
+from service.services import accounts, custody
 
 PREFIX = "/me"
 blp = Blueprint("me", __name__, description="The caller's profile")
@@ -34,3 +34,20 @@ class Me(MethodView):
     def patch(self, changes: dict[str, Any]) -> User:
         """Change display name, time zone, quiet hours or lock-screen notes"""
         return accounts.update_profile(db.session, current_user(), changes)
+
+    @member
+    @blp.response(204)
+    def delete(self) -> None:
+        """Delete the account and everything you wrote; your partner is told and keeps theirs"""
+        custody.delete_account(db.session, current_user())
+
+
+@blp.route("/export")
+class Export(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.response(200, ExportSchema)
+    def get(self) -> dict[str, Any]:
+        """Everything you wrote, as JSON (yours to keep, also after unpairing)"""
+        return custody.export(db.session, current_user())

@@ -3,22 +3,33 @@
 from service.models.accounts import AuthSession, RefreshToken, User
 from service.models.base import Base
 from service.models.bids import Bid, BidResponse
+from service.models.checkins import CheckInAnswer, CheckInRound
 from service.models.couples import Couple, CoupleEvent, Invite
 from service.models.devices import Device
+from service.models.operators import AuditEntry, Operator, OperatorSession
 from service.models.push import PushAttempt, PushDelivery, PushJob
+from service.models.repairs import Repair, RepairMessage, RepairPartner
 
 __all__ = [
+    "AuditEntry",
     "AuthSession",
     "Base",
     "Bid",
     "BidResponse",
+    "CheckInAnswer",
+    "CheckInRound",
     "Couple",
     "CoupleEvent",
     "Device",
     "Invite",
+    "Operator",
+    "OperatorSession",
     "PushAttempt",
     "PushDelivery",
     "PushJob",
     "RefreshToken",
+    "Repair",
+    "RepairMessage",
+    "RepairPartner",
     "User",
 ]

@@ -17,6 +17,8 @@ class Bid(Base):
         UniqueConstraint("sender_id", "client_id", name="uq_bids_sender_client"),
         Index("ix_bids_couple_created", "couple_id", "created_at"),
         Index("ix_bids_open_expiry", "status", "expires_at"),
+        Index("ix_bids_recipient_created", "recipient_id", "created_at"),
+        Index("ix_bids_sender_created", "sender_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = id_column()
@@ -39,6 +41,11 @@ class Bid(Base):
     response: Mapped[str | None] = mapped_column(String(16))
     response_seconds: Mapped[int | None]
     expired_at: Mapped[datetime | None]
+    # Facts kept for insights, so figures are computed by the database without joins.
+    first_response: Mapped[str | None] = mapped_column(String(16))
+    back_at: Mapped[datetime | None]
+    toward_at: Mapped[datetime | None]
+    delivery_seconds: Mapped[int | None]
 
     responses: Mapped[list[BidResponse]] = relationship(
         back_populates="bid", order_by="BidResponse.created_at", lazy="selectin"

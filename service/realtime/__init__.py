@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_socketio import SocketIO
 
-from service.realtime import bids, members
+from service.realtime import bids, members, repairs
 from service.realtime.emitter import SocketPublisher, current_socketio
 from service.services import events
 
@@ -12,6 +12,7 @@ from service.services import events
 def register(socketio: SocketIO) -> None:
     members.register(socketio)
     bids.register(socketio)
+    repairs.register(socketio)
     events.set_publisher(SocketPublisher())
 
 

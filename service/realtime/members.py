@@ -1,17 +1,20 @@
-"""The member namespace: token auth on connect, rooms, typing."""
+"""The member namespace: token auth on connect, rooms, typing, and cutting sockets off."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from typing import Any
+from typing import Any, cast
 
-from flask import request
+from flask import current_app, request
 from flask_socketio import ConnectionRefusedError, SocketIO, emit, join_room
+from socketio import PubSubManager
 
+from service import metrics
 from service.api.auth import token_issuer
 from service.clock import clock
-from service.domain.errors import ReachError, Unauthorized
+from service.domain.errors import RateLimited, ReachError, Unauthorized
 from service.errors import from_reach_error
 from service.extensions import db
 from service.models import Couple
@@ -21,10 +24,53 @@ from service.services import accounts
 
 log = logging.getLogger("reach.realtime")
 
+NAMESPACE = "/"
+# An internal message between processes (never sent to a phone): close your sockets in `room`.
+CUT = "reach.cut"
+
 
 def register(socketio: SocketIO) -> None:
-    socketio.on_event("connect", on_connect, namespace="/")
-    socketio.on_event("typing", on_typing, namespace="/")
+    socketio.on_event("connect", on_connect, namespace=NAMESPACE)
+    socketio.on_event("disconnect", on_disconnect, namespace=NAMESPACE)
+    socketio.on_event("typing", on_typing, namespace=NAMESPACE)
+    _handle_cuts_from_the_queue(socketio)
+
+
+def session_room(session_id: uuid.UUID | str) -> str:
+    """Every socket opened with an access token of one sign-in session."""
+    return f"auth-session:{session_id}"
+
+
+class OpenSockets:
+    """This process's open member sockets, per account (SOCKETS_PER_USER caps them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_user: dict[str, set[str]] = {}
+
+    def add(self, user_id: str, sid: str, limit: int) -> bool:
+        with self._lock:
+            sids = self._by_user.setdefault(user_id, set())
+            if sid not in sids and len(sids) >= limit:
+                return False
+            sids.add(sid)
+            return True
+
+    def remove(self, user_id: str, sid: str) -> None:
+        with self._lock:
+            sids = self._by_user.get(user_id, set())
+            sids.discard(sid)
+            if not sids:
+                self._by_user.pop(user_id, None)
+
+    def count(self, user_id: str) -> int:
+        with self._lock:
+            return len(self._by_user.get(user_id, ()))
+
+
+def open_sockets() -> OpenSockets:
+    """The open sockets of the current app's Socket.IO server."""
+    return cast(OpenSockets, current_app.extensions.setdefault("reach.open_sockets", OpenSockets()))
 
 
 def socket_session() -> dict[str, Any]:
@@ -44,14 +90,29 @@ def on_connect(auth: Any = None) -> None:
     except ReachError as exc:
         # The client's connect_error carries {message: detail, data: problem}.
         raise ConnectionRefusedError(exc.detail, from_reach_error(exc)) from exc
+    limit = current_app.extensions["reach.settings"].SOCKETS_PER_USER
+    if not open_sockets().add(str(user.id), request.sid, limit):  # type: ignore[attr-defined]
+        crowded = RateLimited(
+            f"This account has {limit} connections open already: close one and connect again."
+        )
+        raise ConnectionRefusedError(crowded.detail, from_reach_error(crowded))
     session = socket_session()
     session["user_id"] = str(user.id)
     session["auth_session_id"] = str(claims.session_id)
     session["couple_id"] = str(user.couple_id) if user.couple_id else None
     join_room(user_room(user.id))
+    join_room(session_room(claims.session_id))
     if user.couple_id:
         join_room(couple_room(user.couple_id))
     log.info("socket connected", extra={"user_id": str(user.id)})
+    metrics.sockets.connected("members")
+
+
+def on_disconnect(reason: Any = None) -> None:
+    user_id = socket_session().get("user_id")
+    if user_id:
+        open_sockets().remove(user_id, request.sid)  # type: ignore[attr-defined]
+    metrics.sockets.disconnected("members")
 
 
 def on_typing(payload: Any = None) -> None:
@@ -75,3 +136,51 @@ def on_typing(payload: Any = None) -> None:
     if isinstance(payload, dict) and isinstance(payload.get("repair_id"), str):
         data["repair_id"] = payload["repair_id"][:64]
     emit("typing", data, to=user_room(partner_id), namespace="/")
+
+
+def disconnect_user(user_id: uuid.UUID | str) -> None:
+    """Close every member socket of the account, in every process (disabled, deleted)."""
+    _cut(user_room(user_id))
+
+
+def disconnect_session(session_id: uuid.UUID | str) -> None:
+    """Close the member sockets of one sign-in session, in every process (signed out, revoked)."""
+    _cut(session_room(session_id))
+
+
+def _cut(room: str) -> None:
+    """Sockets are only known to the process that holds them, so with a message queue every
+    process is asked (an internal emit that `_handle_cuts_from_the_queue` intercepts)."""
+    server = current_socketio().server
+    if isinstance(server.manager, PubSubManager):
+        server.emit(CUT, None, to=room, namespace=NAMESPACE)
+    else:
+        _close_here(server, room)
+
+
+def _close_here(server: Any, room: Any) -> None:
+    if not isinstance(room, str):
+        return
+    sids = [sid for sid, _ in server.manager.get_participants(NAMESPACE, room)]
+    for sid in sids:
+        # The server sends DISCONNECT and forgets the socket, whatever the client does next.
+        server.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+
+
+def _handle_cuts_from_the_queue(socketio: SocketIO) -> None:
+    """Every emit through the message queue, this process's own included, passes the manager's
+    `_handle_emit`; a CUT is answered there by closing this process's sockets in the room."""
+    server = socketio.server
+    manager = server.manager
+    if not isinstance(manager, PubSubManager) or getattr(manager, "_reach_cuts", False):
+        return
+    deliver = manager._handle_emit
+
+    def handle_emit(message: dict[str, Any]) -> None:
+        if message.get("event") == CUT:
+            _close_here(server, message.get("room"))
+        else:
+            deliver(message)
+
+    manager._handle_emit = handle_emit
+    manager._reach_cuts = True

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from schemas.base import iso
 from schemas.bids import BidSchema
+from service import metrics
 from service.clock import clock
 from service.domain import bids as rules
 from service.domain.errors import Conflict, Forbidden, NotFound, invalid
@@ -97,6 +98,7 @@ def send(
     event = events.record(session, couple, "bid.created", wire(view))
     push_outbox.bid_created(session, bid, sender, recipient, event.cursor)
     session.commit()
+    metrics.bid_created()
     return Written(view, created=True)
 
 
@@ -109,6 +111,7 @@ def acknowledge(session: Session, user: User, bid_id: uuid.UUID, step: str) -> W
     changed = False
     if bid.delivered_at is None:
         bid.delivered_at = now
+        bid.delivery_seconds = max(0, int((now - bid.created_at).total_seconds()))
         changed = True
     if step == "seen" and bid.seen_at is None:
         bid.seen_at = now
@@ -172,9 +175,18 @@ def respond(
     if bid.responded_at is None:
         bid.responded_at = now
         bid.response_seconds = rules.response_seconds(bid.reachable_at, now)
+        bid.first_response = kind
+    if kind == "later":
+        bid.back_at = back_at
+    else:
+        bid.toward_at = now
     bid.response = kind
     bid.status = "answered"
-    bid.delivered_at = bid.delivered_at or now
+    # A push still waiting (quiet hours) has nothing left to say.
+    push_outbox.cancel(session, f"bid.created:{bid.id}")
+    if bid.delivered_at is None:
+        bid.delivered_at = now
+        bid.delivery_seconds = max(0, int((now - bid.created_at).total_seconds()))
     bid.seen_at = bid.seen_at or now
     session.flush()
     view = present(bid, now)
@@ -229,6 +241,7 @@ def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
         couple = session.get(Couple, bid.couple_id)
         bid.status = "expired"
         bid.expired_at = now
+        push_outbox.cancel(session, f"bid.created:{bid.id}")
         if couple is not None:
             events.record(session, couple, "bid.expired", wire(present(bid, now)))
     session.commit()

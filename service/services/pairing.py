@@ -15,7 +15,7 @@ from service.clock import clock
 from service.domain import invites
 from service.domain.errors import Conflict, NotFound, invalid
 from service.models import Couple, Invite, User
-from service.services import events
+from service.services import custody, events
 
 
 @dataclass(frozen=True)
@@ -130,5 +130,7 @@ def unpair(session: Session, user: User) -> None:
     }
     events.record(session, couple, "couple.ended", data)
     session.execute(update(User).where(User.couple_id == couple.id).values(couple_id=None))
+    # The stream and unsent pushes quote both partners; each keeps their own words (export).
+    custody.forget_couple_history(session, couple.id)
     session.commit()
     session.expire(user, ["couple_id"])

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.db import after_commit
 from service.domain.quiet_hours import QuietHours
-from service.models import Bid, PushJob, User
+from service.models import Bid, PushJob, Repair, RepairMessage, User
 
 BID_BODIES = {
     "comfort": "They're having a hard time and would like you close.",
@@ -97,3 +98,113 @@ def bid_created(
         urgent=False,
         expires_at=bid.expires_at,
     )
+
+
+def _repair_payload(repair: Repair, title: str, body: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "title": title,
+        "body": body,
+        "data": {**data, "repair_id": str(repair.id)},
+        "collapse_key": f"repair:{repair.id}",
+        "priority": "normal",
+        "category": "REPAIR",
+        "thread_id": f"repair:{repair.id}",
+    }
+
+
+def repair_message(
+    session: Session,
+    repair: Repair,
+    message: RepairMessage,
+    author: User,
+    recipient: User,
+    cursor: int,
+) -> PushJob:
+    """The partner sees that a message came, never its words; held while on a break."""
+    data = {"type": "repair.message", "seq": str(message.seq), "cursor": str(cursor)}
+    title = f"{author.display_name} wrote in your repair conversation"
+    paused = repair.paused_until
+    return enqueue(
+        session,
+        kind="repair.message",
+        dedupe_key=f"repair.message:{repair.id}:{message.seq}",
+        recipient=recipient,
+        couple_id=repair.couple_id,
+        cursor=cursor,
+        payload=_repair_payload(repair, title, "Open Reach to read it.", data),
+        urgent=False,
+        expires_at=None,
+        not_before=paused if paused and paused > clock.now() else None,
+    )
+
+
+def repair_reminders(
+    session: Session, repair: Repair, pauser: User, partner: User, cursor: int
+) -> list[PushJob]:
+    """Both phones are reminded when the break ends.
+
+    Not urgent: the worker marks the break over at the promised time (`repair.resumed`), but a
+    break that ends in someone's quiet hours reminds them when those hours end, not at night.
+    """
+    assert repair.paused_until is not None
+    texts = {
+        pauser.id: ("Your break is over", "Come back to your repair conversation when ready."),
+        partner.id: (
+            f"{pauser.display_name}'s break is over",
+            "You can come back to your repair conversation together.",
+        ),
+    }
+    data = {"type": "repair.reminder", "cursor": str(cursor)}
+    return [
+        enqueue(
+            session,
+            kind="repair.reminder",
+            dedupe_key=f"repair.reminder:{repair.id}:{repair.pause_count}:{person.id}",
+            recipient=person,
+            couple_id=repair.couple_id,
+            cursor=cursor,
+            payload=_repair_payload(repair, *texts[person.id], data),
+            urgent=False,
+            expires_at=None,
+            not_before=repair.paused_until,
+        )
+        for person in (pauser, partner)
+    ]
+
+
+def cancel(session: Session, dedupe_prefix: str) -> int:
+    """Cancel the pending jobs whose dedupe key starts so; the worker never claims them."""
+    result = session.execute(
+        update(PushJob)
+        .where(
+            PushJob.state == "pending",
+            PushJob.dedupe_key.startswith(dedupe_prefix, autoescape=True),
+        )
+        .values(state="cancelled", finished_at=clock.now(), last_error="cancelled")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def release(session: Session, dedupe_prefix: str) -> int:
+    """Let held jobs (never tried yet) go now; non-urgent ones still wait out quiet hours."""
+    now = clock.now()
+    held = session.scalars(
+        select(PushJob).where(
+            PushJob.state == "pending",
+            PushJob.attempts == 0,
+            PushJob.available_at > now,
+            PushJob.dedupe_key.startswith(dedupe_prefix, autoescape=True),
+        )
+    )
+    released = 0
+    for job in held:
+        recipient = session.get(User, job.recipient_id)
+        quiet = None
+        if recipient is not None and not job.urgent:
+            quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
+        job.available_at = quiet.reachable_from(now) if quiet else now
+        released += 1
+    if released:
+        for wake in _wakeups:
+            after_commit(session, wake)
+    return released

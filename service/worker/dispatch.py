@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from service import metrics
 from service.clock import clock
 from service.models import Device, PushAttempt, PushDelivery, PushJob
 from service.push import PushBackend, PushMessage, PushResult
@@ -169,6 +170,7 @@ class Dispatcher:
                         .where(Device.id == message.device_id)
                         .values(active=False, disabled_reason="unregistered", updated_at=now)
                     )
+            metrics.push_outcome(result.outcome, message.platform)
             log.info(
                 "push %s",
                 result.outcome,

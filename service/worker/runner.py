@@ -14,7 +14,7 @@ from service.clock import clock
 from service.config import Settings
 from service.extensions import db
 from service.push.backends import build_backend
-from service.services import bids, push_outbox
+from service.services import bids, push_outbox, repair_breaks
 from service.worker.dispatch import Dispatcher
 
 log = logging.getLogger("reach.worker")
@@ -25,11 +25,12 @@ class Tick:
     """What one pass of the worker did."""
 
     expired_bids: int = 0
+    resumed_repairs: int = 0
     pushes: int = 0
 
     @property
     def busy(self) -> bool:
-        return bool(self.expired_bids or self.pushes)
+        return bool(self.expired_bids or self.resumed_repairs or self.pushes)
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Worker:
         with self.app.app_context():
             with db.scope() as session:
                 tick.expired_bids = bids.expire_due(session, clock.now())
+            with db.scope() as session:
+                tick.resumed_repairs = repair_breaks.resume_due(session, clock.now())
             assert self.dispatcher is not None
             with db.scope() as session:
                 tick.pushes = self.dispatcher.run(session, self.name)
