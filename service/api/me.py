@@ -11,6 +11,7 @@ from schemas.accounts import ExportSchema, ProfileUpdateSchema, UserSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.extensions import db
 from service.models import User
+from service.realtime import members
 from service.services import accounts, custody
 
 PREFIX = "/me"
@@ -39,7 +40,9 @@ class Me(MethodView):
     @blp.response(204)
     def delete(self) -> None:
         """Delete the account and everything you wrote; your partner is told and keeps theirs"""
+        user_id = current_user().id
         custody.delete_account(db.session, current_user())
+        members.disconnect_user(user_id)  # the account's open sockets close, in every process
 
 
 @blp.route("/export")

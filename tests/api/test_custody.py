@@ -102,9 +102,10 @@ def test_deleting_the_account_removes_my_words_and_tells_the_partner(
 ) -> None:
     ana, ben = client.couple()
     converse(client, ana, ben)
-    ben_phone = phone(ben.access_token)
+    ben_phone, ana_phone = phone(ben.access_token), phone(ana.access_token)
     assert client.delete("/api/v1/me", as_=ana).status_code == 204
     ended = ben_phone.wait_for("couple.ended")["data"]
+    ana_phone.wait_for("disconnect")  # the deleted account's sockets are closed
     assert ended["reason"] == "account_deleted"
     assert client.get("/api/v1/me", as_=ana).status_code == 401
     login = client.post("/api/v1/auth/login", json={"email": ana.email, "password": ana.password})

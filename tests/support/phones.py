@@ -20,6 +20,7 @@ class Phone:
             reconnection=reconnection, reconnection_delay=0.2, reconnection_delay_max=1
         )
         self.client.on("*", self._record)
+        self.client.on("disconnect", lambda reason=None: self._record("disconnect", reason))
         self.refusal: Any = None
         self.client.on("connect_error", self._refused)
 
