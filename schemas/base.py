@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,10 +17,29 @@ class Schema(ma.Schema):
         unknown = ma.RAISE
         ordered = True
 
+    @ma.pre_load
+    def _refuse_nul(self, data: Any, **_: Any) -> Any:
+        """PostgreSQL text cannot hold NUL characters: refuse them in any field (422)."""
+        if isinstance(data, Mapping):
+            bad = [str(key) for key, value in data.items() if _has_nul(key) or _has_nul(value)]
+            if bad:
+                raise ma.ValidationError({key: ["Text may not contain NUL."] for key in bad})
+        return data
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
+
 
 def iso(moment: datetime) -> str:
     """A timestamp as the wire shows it: UTC, microseconds, `Z`."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 class UTCDateTime(fields.DateTime):

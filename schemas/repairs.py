@@ -147,5 +147,5 @@ class RepairMessageListSchema(Schema):
 
 
 class RepairMessageQueryArgsSchema(Schema):
-    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))

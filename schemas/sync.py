@@ -36,7 +36,7 @@ class EventSchema(Schema):
 
 
 class SyncArgsSchema(Schema):
-    since = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    since = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
 
 

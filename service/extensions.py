@@ -20,6 +20,14 @@ class ReachApi(Api):
 
     ERROR_SCHEMA = ProblemSchema
 
+    def _register_responses(self) -> None:
+        """Error responses are documented as they are sent: application/problem+json."""
+        self.DEFAULT_RESPONSE_CONTENT_TYPE = "application/problem+json"
+        try:
+            super()._register_responses()
+        finally:
+            del self.DEFAULT_RESPONSE_CONTENT_TYPE
+
     def handle_http_exception(self, error: HTTPException) -> Any:
         body, headers = from_http_exception(error)
         return body, body["status"], {**headers, "Content-Type": "application/problem+json"}

@@ -39,7 +39,8 @@ class Bids(MethodView):
 
     @member
     @blp.arguments(BidCreateSchema)
-    @blp.response(201, BidSchema, description="Sent (200: a retry of an earlier send)")
+    @blp.response(201, BidSchema, description="Sent")
+    @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier send")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
     @limiter.limit(_bid_limit)
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
@@ -94,7 +95,8 @@ class Responses(MethodView):
 
     @member
     @blp.arguments(BidResponseCreateSchema)
-    @blp.response(201, BidSchema, description="The bid with the response (200: a retry)")
+    @blp.response(201, BidSchema, description="The bid with the response")
+    @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier response")
     def post(self, body: dict[str, Any], bid_id: uuid.UUID) -> tuple[dict[str, Any], int]:
         """Turn toward the bid now, or say when you will be back (`later`)"""
         return _status(bids.respond(db.session, current_user(), bid_id, **body))

@@ -25,7 +25,8 @@ class Devices(MethodView):
 
     @member
     @blp.arguments(DeviceCreateSchema)
-    @blp.response(201, DeviceSchema, description="Registered (200 when the token was known)")
+    @blp.response(201, DeviceSchema, description="Registered")
+    @blp.alt_response(200, schema=DeviceSchema, description="The token was known: refreshed")
     def post(self, body: dict[str, Any]) -> tuple[Device, int]:
         """Register a push token, or refresh a known one"""
         device, created = devices.register(db.session, current_user(), **body)

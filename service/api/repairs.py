@@ -39,7 +39,8 @@ class Repairs(MethodView):
 
     @member
     @blp.arguments(RepairCreateSchema)
-    @blp.response(201, RepairSchema, description="Started (200: a retry of an earlier start)")
+    @blp.response(201, RepairSchema, description="Started")
+    @blp.alt_response(200, schema=RepairSchema, description="A retry of an earlier start")
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Start a repair conversation"""
         return _status(repairs.start(db.session, current_user(), **body))
@@ -69,7 +70,8 @@ class Messages(MethodView):
 
     @member
     @blp.arguments(RepairMessageCreateSchema)
-    @blp.response(201, RepairMessageSchema, description="Written (200: a retry)")
+    @blp.response(201, RepairMessageSchema, description="Written")
+    @blp.alt_response(200, schema=RepairMessageSchema, description="A retry")
     @blp.alt_response(409, description="The conversation is resolved")
     def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> tuple[dict[str, Any], int]:
         """Write in the conversation"""

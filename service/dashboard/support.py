@@ -8,12 +8,11 @@ from collections.abc import Callable
 from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from service.dashboard import live
 from service.dashboard.auth import current_operator
 from service.dashboard.blueprint import bp
 from service.domain.errors import ReachError
 from service.extensions import db
-from service.realtime.rooms import user_room
+from service.realtime import members
 from service.services import ops_support
 
 
@@ -57,7 +56,7 @@ def disable_account(user_id: uuid.UUID) -> Response:
 
     def disable() -> None:
         ops_support.disable_account(db.session, current_operator(), user_id)
-        live.disconnect_room("/", user_room(user_id))
+        members.disconnect_user(user_id)
 
     return _act(user_id, disable, "The account is disabled and signed out everywhere.")
 
@@ -75,7 +74,7 @@ def enable_account(user_id: uuid.UUID) -> Response:
 def revoke_sessions(user_id: uuid.UUID) -> Response:
     def revoke() -> None:
         ops_support.revoke_sessions(db.session, current_operator(), user_id)
-        live.disconnect_room("/", user_room(user_id))
+        members.disconnect_user(user_id)
 
     return _act(user_id, revoke, "Every session of the account has ended.")
 

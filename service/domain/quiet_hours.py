@@ -66,15 +66,41 @@ class QuietHours:
         return self._contains_local(local.time().replace(second=0, microsecond=0))
 
     def reachable_from(self, moment: datetime) -> datetime:
-        """The first instant at or after `moment` that is outside quiet hours (UTC)."""
+        """The first instant at or after `moment` that is outside quiet hours (UTC).
+
+        Walks from turn to turn: the next time the local clock shows `end`, or jumps (a clock
+        change can skip the end, skip a whole open window, or bring the clock back into it).
+        """
         zone = ZoneInfo(self.timezone)
-        local = moment.astimezone(zone)
-        if not self._contains_local(local.time()):
-            return moment.astimezone(UTC)
-        end_day = local.date()
-        if self.start > self.end and local.time() >= self.start:
-            end_day = end_day + timedelta(days=1)
-        naive_end = datetime.combine(end_day, self.end)
-        end_local = naive_end.replace(tzinfo=zone)
-        # A wall-clock end that falls into a DST gap is pushed forward by the gap.
-        return end_local.astimezone(UTC)
+        at = moment.astimezone(UTC)
+        for _ in range(8):
+            if not self._contains_local(at.astimezone(zone).time()):
+                return at
+            at = self._next_turn(zone, at)
+        return at
+
+    def _next_turn(self, zone: ZoneInfo, at: datetime) -> datetime:
+        day = at.astimezone(zone).date()
+        ends = []
+        for shift in (-1, 0, 1, 2):
+            wall = datetime.combine(day + timedelta(days=shift), self.end)
+            for fold in (0, 1):
+                instant = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+                if instant > at and instant.astimezone(zone).replace(tzinfo=None) == wall:
+                    ends.append(instant)
+        turn = min(ends)
+        if at.astimezone(zone).utcoffset() != turn.astimezone(zone).utcoffset():
+            turn = _clock_change(zone, at, turn)
+        return turn
+
+
+def _clock_change(zone: ZoneInfo, earlier: datetime, later: datetime) -> datetime:
+    """The first instant after `earlier` (up to `later`) with another UTC offset."""
+    offset = earlier.astimezone(zone).utcoffset()
+    while later - earlier > timedelta(microseconds=1):
+        middle = earlier + (later - earlier) / 2
+        if middle.astimezone(zone).utcoffset() == offset:
+            earlier = middle
+        else:
+            later = middle
+    return later

@@ -1,0 +1,207 @@
+"""Abuse limits: sign-in and sign-up per address and per account, invite-code guessing per
+account and per address, open sockets per account, and request sizes (REST and sockets).
+
+Addresses are simulated with X-Forwarded-For on a server that trusts one proxy hop.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import socketio
+
+from service.realtime import members
+from tests.dashboard.helpers import wait_until
+from tests.support.client import PASSWORD, ApiClient, Person
+from tests.support.phones import Phone
+from tests.support.server import LiveServer
+
+Server = Callable[..., LiveServer]
+
+
+def from_address(address: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address}
+
+
+def login(client: ApiClient, email: str, password: str, address: str) -> int:
+    body = {"email": email, "password": password}
+    return client.post("/api/v1/auth/login", json=body, headers=from_address(address)).status_code
+
+
+def assert_limited(response: Any) -> None:
+    assert response.status_code == 429, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "rate_limited"
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_guessing_one_accounts_password_from_many_addresses_is_throttled(
+    server_with: Server,
+) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH_EMAIL="3 per minute")
+    client = ApiClient(server.url)
+    ana, ben = client.register("Ana"), client.register("Ben")
+    wrong = [login(client, ana.email, "wrong password", f"203.0.113.{n}") for n in range(3)]
+    assert wrong == [401, 401, 401]
+    # A fourth address gets nowhere with Ana's account, even with the right password ...
+    body = {"email": ana.email.upper(), "password": PASSWORD}
+    limited = client.post("/api/v1/auth/login", json=body, headers=from_address("198.51.100.7"))
+    assert_limited(limited)
+    # ... while the same addresses still sign in to other accounts.
+    assert login(client, ben.email, PASSWORD, "203.0.113.0") == 200
+
+
+def test_only_failed_sign_ins_count_against_an_account(server_with: Server) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH_EMAIL="3 per minute")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    signed_in = [login(client, ana.email, PASSWORD, f"203.0.113.{n}") for n in range(6)]
+    assert signed_in == [200] * 6
+
+
+def test_sign_ins_from_one_address_are_throttled_across_accounts(server_with: Server) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH="3 per minute")
+    client = ApiClient(server.url)
+    emails = [f"nobody-{n}-{uuid.uuid4().hex[:6]}@example.test" for n in range(4)]
+    statuses = [login(client, email, "wrong password", "203.0.113.9") for email in emails]
+    assert statuses == [401, 401, 401, 429]
+    assert login(client, emails[0], "wrong password", "203.0.113.10") == 401  # another address
+
+
+def test_sign_ups_are_throttled_per_email_and_per_address(server_with: Server) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH="3 per minute")
+    client = ApiClient(server.url)
+
+    def register(email: str, address: str) -> Any:
+        body = {"email": email, "password": PASSWORD, "display_name": "X", "timezone": "UTC"}
+        return client.post("/api/v1/auth/register", json=body, headers=from_address(address))
+
+    one = f"probe-{uuid.uuid4().hex[:8]}@example.test"
+    assert [register(one, "203.0.113.1").status_code for _ in range(3)] == [201, 409, 409]
+    assert_limited(register(f"other-{uuid.uuid4().hex[:8]}@example.test", "203.0.113.1"))
+
+    per_email = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH_EMAIL="2 per minute")
+    other = ApiClient(per_email.url)
+    two = f"probe-{uuid.uuid4().hex[:8]}@example.test"
+    body = {"email": two, "password": PASSWORD, "display_name": "X", "timezone": "UTC"}
+    statuses = [
+        other.post(
+            "/api/v1/auth/register", json=body, headers=from_address(f"198.51.100.{n}")
+        ).status_code
+        for n in range(3)
+    ]
+    assert statuses == [201, 409, 429]
+
+
+def test_invite_codes_cannot_be_guessed_with_many_accounts_from_one_address(
+    server_with: Server,
+) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_JOIN_ADDRESS="3 per hour")
+    client = ApiClient(server.url)
+    guessers = [client.register(f"G{n}") for n in range(4)]
+
+    def guess(who: Person, address: str) -> Any:
+        return client.post(
+            "/api/v1/couple/join",
+            as_=who,
+            json={"code": "ZZZZ-ZZZZ"},
+            headers=from_address(address),
+        )
+
+    assert [guess(who, "203.0.113.5").status_code for who in guessers[:3]] == [422] * 3
+    assert_limited(guess(guessers[3], "203.0.113.5"))
+    assert guess(guessers[3], "203.0.113.6").status_code == 422  # another address
+
+
+def test_invite_codes_cannot_be_guessed_by_one_account_from_many_addresses(
+    server_with: Server,
+) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_JOIN="2 per hour")
+    client = ApiClient(server.url)
+    guesser = client.register("G")
+    statuses = [
+        client.post(
+            "/api/v1/couple/join",
+            as_=guesser,
+            json={"code": "ZZZZ-ZZZZ"},
+            headers=from_address(f"203.0.113.{n}"),
+        ).status_code
+        for n in range(3)
+    ]
+    assert statuses == [422, 422, 429]
+
+
+def test_an_account_may_hold_a_bounded_number_of_sockets(server_with: Server) -> None:
+    server = server_with(SOCKETS_PER_USER=2)
+    client = ApiClient(server.url)
+    ana, ben = client.register("Ana"), client.register("Ben")
+    opened = [Phone(server.url, ana.access_token).connect() for _ in range(2)]
+    extra = Phone(server.url, ana.access_token)
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            extra.connect()
+        assert extra.refusal["data"]["status"] == 429
+        assert extra.refusal["data"]["code"] == "rate_limited"
+        assert "2 connections" in extra.refusal["message"]
+        ben_phone = Phone(server.url, ben.access_token).connect()  # others are not affected
+        opened.append(ben_phone)
+        # Closing one makes room again, once the server has seen it go.
+        opened[0].disconnect()
+
+        def open_for_ana() -> int:
+            with server.app.app_context():
+                return members.open_sockets().count(ana.id)
+
+        wait_until(lambda: open_for_ana() == 1, timeout=5, what="the server to forget a socket")
+        opened.append(Phone(server.url, ana.access_token).connect())
+        assert open_for_ana() == 2
+    finally:
+        for phone in opened:
+            phone.disconnect()
+
+
+def test_rest_bodies_over_the_limit_are_refused_with_413(server_with: Server) -> None:
+    server = server_with(MAX_CONTENT_LENGTH=4096)
+    client = ApiClient(server.url)
+    ana, _ben = client.couple()
+    body = json.dumps({"client_id": str(uuid.uuid4()), "kind": "share", "note": "x" * 5000})
+    response = client.post(
+        "/api/v1/bids", as_=ana, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == "bad_request"
+    assert client.get("/api/v1/bids", as_=ana).json()["items"] == []
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_socket_messages_over_the_limit_close_the_connection(
+    transport: str, server_with: Server
+) -> None:
+    """max_http_buffer_size follows MAX_CONTENT_LENGTH: a bigger frame or POST ends the socket."""
+    server = server_with(MAX_CONTENT_LENGTH=4096)
+    client = ApiClient(server.url)
+    ana, _ben = client.couple()
+    phone = Phone(server.url, ana.access_token)
+    phone.client.connect(
+        server.url, auth={"token": ana.access_token}, transports=[transport], wait_timeout=5
+    )
+    try:
+        small = phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "share"})
+        assert "id" in small, small
+        phone.client.emit(
+            "bid.send", {"client_id": str(uuid.uuid4()), "kind": "share", "note": "x" * 5000}
+        )
+
+        def open_for_ana() -> int:
+            with server.app.app_context():
+                return members.open_sockets().count(ana.id)
+
+        # The server hangs up and forgets the socket (the client may notice only later).
+        wait_until(lambda: open_for_ana() == 0, timeout=10, what="the server to hang up")
+    finally:
+        phone.disconnect()
+    assert len(client.get("/api/v1/bids", as_=ana).json()["items"]) == 1
