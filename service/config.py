@@ -53,6 +53,7 @@ class Settings:
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_AUTH: str = "10 per minute"
     RATELIMIT_BIDS: str = "30 per minute"
+    RATELIMIT_REPAIRS: str = "60 per minute"
     RATELIMIT_JOIN: str = "10 per hour"
     # Per submitted email (besides RATELIMIT_AUTH per address): failed sign-ins, and sign-ups.
     RATELIMIT_AUTH_EMAIL: str = "10 per minute;50 per hour"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -21,7 +22,7 @@ from schemas.repairs import (
     RepairSchema,
 )
 from service.api.auth import auth_required, current_user, documented_member
-from service.extensions import db
+from service.extensions import db, limiter
 from service.services import repair_breaks, repair_messages, repairs
 
 PREFIX = "/repairs"
@@ -31,6 +32,10 @@ member = documented_member(blp)
 
 def _status(written: repairs.Written) -> tuple[dict[str, Any], int]:
     return written.resource, 201 if written.created else 200
+
+
+def _message_limit() -> str:
+    return str(current_app.config["RATELIMIT_REPAIRS"])
 
 
 @blp.route("")
@@ -73,6 +78,8 @@ class Messages(MethodView):
     @blp.response(201, RepairMessageSchema, description="Written")
     @blp.alt_response(200, schema=RepairMessageSchema, description="A retry")
     @blp.alt_response(409, description="The conversation is resolved")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @limiter.limit(_message_limit)
     def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> tuple[dict[str, Any], int]:
         """Write in the conversation"""
         return _status(repair_messages.write(db.session, current_user(), repair_id, **body))

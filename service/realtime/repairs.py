@@ -9,7 +9,7 @@ from flask_socketio import SocketIO
 from schemas.repairs import RepairMessageSendSchema
 from service.extensions import db
 from service.models import User
-from service.realtime.acks import write
+from service.realtime.acks import check_rate, write
 from service.services import repair_messages
 
 
@@ -19,6 +19,7 @@ def register(socketio: SocketIO) -> None:
 
 @write(RepairMessageSendSchema())
 def send_message(user: User, data: dict[str, Any]) -> dict[str, Any]:
+    check_rate("repair.message", user, "RATELIMIT_REPAIRS")
     repair_id = data.pop("repair_id")
     written = repair_messages.write(db.session, user, repair_id, **data)
     return repair_messages.wire(written.resource)

@@ -109,6 +109,8 @@ def _repair_payload(repair: Repair, title: str, body: str, data: dict[str, str])
         "priority": "normal",
         "category": "REPAIR",
         "thread_id": f"repair:{repair.id}",
+        # Their own Android channel, so people can quiet repair pushes apart from bids.
+        "channel_id": "repairs",
     }
 
 

@@ -108,7 +108,7 @@ class Dispatcher:
         ttl = 86400
         if job.expires_at is not None:
             ttl = max(1, int((job.expires_at - now).total_seconds()))
-        extra = {"thread_id": payload["thread_id"]} if payload.get("thread_id") else {}
+        extra = {key: payload[key] for key in ("thread_id", "channel_id") if payload.get(key)}
         return PushMessage(
             key=f"{job.id}:{device.id}",
             device_id=device.id,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from tests.support.client import ApiClient
+from tests.support.phones import Phone
 from tests.support.repairs import event_types, iso, messages, post_message, start, write
+from tests.support.server import LiveServer
 
 
 def test_messages_take_gapless_seqs_and_retries_return_the_original(client: ApiClient) -> None:
@@ -135,3 +138,34 @@ def test_read_receipts_only_move_forward(client: ApiClient) -> None:
         assert bad.status_code == 422 and "seq" in bad.json()["errors"], seq
     assert event_types(client, ana).count("repair.read") == 1
     assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ana).json() == read.json()
+
+
+def test_too_many_messages_are_429_over_rest_and_socket(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    server = server_with(RATELIMIT_REPAIRS="2 per minute")
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    for _ in range(2):
+        write(client, ana, repair["id"], body="I want us to be okay.")
+    limited = post_message(client, ana, repair["id"], body="one more")
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "rate_limited"
+    assert int(limited.headers["Retry-After"]) > 0
+    phone = Phone(server.url, ben.access_token).connect()
+    try:
+        for _ in range(2):
+            ack = phone.call(
+                "repair.message",
+                {"repair_id": repair["id"], "client_id": str(uuid.uuid4()), "body": "me too"},
+            )
+            assert ack["seq"] > 0
+        refused = phone.call(
+            "repair.message",
+            {"repair_id": repair["id"], "client_id": str(uuid.uuid4()), "body": "again"},
+        )
+        assert refused["code"] == "rate_limited"
+    finally:
+        phone.disconnect()
+    assert messages(client, ana, repair["id"])["items"][-1]["seq"] == 4

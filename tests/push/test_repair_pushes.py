@@ -85,6 +85,7 @@ def test_a_message_tells_the_partner_without_its_words(
     android = messages["ben-android-token"]["android"]
     assert android["collapse_key"] == f"repair:{repair['id']}"
     assert android["priority"] == "normal"
+    assert android["notification"]["channel_id"] == "repairs"
     apns = messages["ben-iphone-token"]["apns"]["headers"]
     assert apns["apns-collapse-id"] == f"repair:{repair['id']}"
 

@@ -14,6 +14,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         WORKER_MODE="separate",
         RATELIMIT_AUTH="1000 per minute",
         RATELIMIT_BIDS="1000 per minute",
+        RATELIMIT_REPAIRS="1000 per minute",
         RATELIMIT_JOIN="1000 per minute",
         RATELIMIT_AUTH_EMAIL="1000 per minute",
         RATELIMIT_JOIN_ADDRESS="1000 per minute",
