@@ -9,6 +9,7 @@ add that the revoked session's open sockets close too.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -205,13 +206,24 @@ def two_processes(
 
 
 def listening(here: LiveServer, there: Phone, person: Person) -> None:
-    """Wait until `there`'s server hears the queue: an emit from `here` reaches its phone."""
+    """Wait until `there`'s server hears the queue: an emit from `here` reaches its phone.
+
+    Redis pub/sub drops what is published before a subscriber listens, so the probe is sent
+    again until one arrives (bounded by a deadline).
+    """
     probe = uuid.uuid4().hex
-    with here.app.app_context():
-        here.app.extensions["socketio"].emit(
-            "probe", {"probe": probe}, to=user_room(person.id), namespace="/"
-        )
-    there.wait_for("probe", lambda data: data.get("probe") == probe)
+    deadline = time.monotonic() + 20
+    while True:
+        with here.app.app_context():
+            here.app.extensions["socketio"].emit(
+                "probe", {"probe": probe}, to=user_room(person.id), namespace="/"
+            )
+        try:
+            there.wait_for("probe", lambda data: data.get("probe") == probe, timeout=1.0)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
 
 
 def test_cutting_an_account_reaches_sockets_in_other_processes(
