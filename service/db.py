@@ -52,11 +52,29 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # One transaction at a time per process, queued in Python: SQLite's own wait for its lock
+    # is a blocking C call that would stall every greenlet of a gevent process, including the
+    # one holding the lock (a deadlock until the busy timeout).
+    writer = threading.Lock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        writer.acquire()
+        conn.info["reach.writer"] = True
         # Take the write lock up front: a deferred transaction that later writes can fail
         # with "database is locked" no matter how long the busy timeout is.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _release(conn)
+            raise
+
+    def _release(conn: Connection) -> None:
+        if conn.info.pop("reach.writer", False):
+            writer.release()
+
+    event.listen(engine, "commit", _release)
+    event.listen(engine, "rollback", _release)
 
 
 class _State:

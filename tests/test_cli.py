@@ -60,3 +60,69 @@ def test_demo_tells_the_story_of_one_bid(tmp_path: Path) -> None:
     assert float(re.search(r"received it ([\d.]+) ms", received).group(1)) < 1000  # type: ignore[union-attr]
     # The lock screen never shows Ana's note: it is not in the printed push.
     assert "Rough day" not in next(line for line in lines if "push " in line)
+
+
+def test_the_embedded_default_serves_concurrent_writers(tmp_path: Path) -> None:
+    """gunicorn + gevent on SQLite: twenty bids at once all succeed (no lock-up)."""
+    import socket
+    import time
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env.update({"REACH_INSTANCE_DIR": str(tmp_path), "LOG_LEVEL": "WARNING"})
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.entry", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/api/v1"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "the embedded service did not start"
+            time.sleep(0.1)
+
+        def register(name: str) -> dict[str, str]:
+            body = {
+                "email": f"{name}-{uuid.uuid4().hex[:6]}@example.test",
+                "password": "correct horse battery",
+                "display_name": name,
+                "timezone": "UTC",
+            }
+            token = requests.post(f"{base}/auth/register", json=body, timeout=10).json()
+            return {"Authorization": f"Bearer {token['access_token']}"}
+
+        ana, ben = register("Ana"), register("Ben")
+        code = requests.post(f"{base}/couple/invites", headers=ana, timeout=10).json()["code"]
+        requests.post(f"{base}/couple/join", headers=ben, json={"code": code}, timeout=10)
+
+        def send(index: int) -> int:
+            response = requests.post(
+                f"{base}/bids",
+                headers=ana if index % 2 else ben,
+                timeout=20,
+                json={"client_id": str(uuid.uuid4()), "kind": "connect"},
+            )
+            return response.status_code
+
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            assert list(pool.map(send, range(20))) == [201] * 20
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
