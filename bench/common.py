@@ -1,0 +1,600 @@
+"""Shared plumbing for the benchmarks: processes, databases, seeding, statistics, output.
+
+Everything here starts only on 127.0.0.1, ports 7100-7199, database `reach_bench` (PostgreSQL)
+or a SQLite file under bench/out/, and cleans up what it started.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+VENV_PY = str(ROOT / ".venv" / "bin" / "python")
+REACH = str(ROOT / ".venv" / "bin" / "reach")
+
+
+def _source_tree() -> tuple[Path, str]:
+    """Which Reach is measured. BENCH_SRC=head (default): a snapshot of the committed HEAD,
+    exported with `git archive` under bench/out/src/<sha> -- others edit the work tree while
+    benchmarks run, and a half-edited tree is neither stable nor reproducible.
+    BENCH_SRC=worktree: the work tree as it is. Any other value: a directory."""
+    choice = os.environ.get("BENCH_SRC", "head")
+    if choice == "worktree":
+        return ROOT, "worktree"
+    if choice != "head":
+        return Path(choice).resolve(), choice
+    sha = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    dest = ROOT / "bench" / "out" / "src" / sha[:12]
+    if not (dest / "service" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", "HEAD", "service", "schemas", "wsgi.py"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "service", "schemas"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    note = f"HEAD {sha[:12]}" + (
+        " (work tree has uncommitted service/schemas edits: not measured)" if dirty else ""
+    )
+    return dest, note
+
+
+SRC, SRC_NOTE = _source_tree()
+# This process (seeding, in-process profiling) and every child import Reach from SRC.
+sys.path.insert(0, str(SRC))
+PG_SERVER = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+PG_DB = os.environ.get("BENCH_DB", "reach_bench")
+PG_URL = f"{PG_SERVER}/{PG_DB}"
+SECRET = "bench-secret-" + "x" * 40
+PASSWORD = "correct horse battery staple"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --- processes --------------------------------------------------------------------------------
+
+_children: list[subprocess.Popen[Any]] = []
+
+
+def _kill_all() -> None:
+    for proc in list(_children):
+        stop_process(proc)
+
+
+atexit.register(_kill_all)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    _kill_all()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_signal)
+
+
+def start_process(
+    cmd: Sequence[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+) -> subprocess.Popen[Any]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        list(cmd),
+        env=env,
+        cwd=str(cwd or SRC),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: we stop the whole group
+    )
+    _children.append(proc)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    if proc in _children:
+        _children.remove(proc)
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        # as gunicorn binds: connections of an earlier run in TIME_WAIT do not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status < 500:
+                    return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s: {last}")
+
+
+def gunicorn_worker_pid(master_pid: int, timeout: float = 20.0) -> int:
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = psutil.Process(master_pid).children()
+        if kids:
+            return kids[0].pid
+        time.sleep(0.1)
+    raise RuntimeError("gunicorn worker did not start")
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_URL", "RATELIMIT", "WORKER_MODE"))
+    }
+    env.update(
+        {
+            "SECRET_KEY": SECRET,
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "text",
+            "GUNICORN_LOG_LEVEL": "warning",
+            "PUSH_BACKEND": "log",
+            # Off, as the brief allows: with the in-memory limiter on, SQLite deadlocks under
+            # concurrent writes (RESULTS.md, Profile). BENCH_RATELIMIT=true measures it on, with
+            # limits no benchmark reaches.
+            "RATELIMIT_ENABLED": os.environ.get("BENCH_RATELIMIT", "false"),
+            "RATELIMIT_BIDS": "1000000 per minute",
+            "RATELIMIT_AUTH": "1000000 per minute",
+            "RATELIMIT_JOIN": "1000000 per minute",
+            "ACCESS_TOKEN_SECONDS": str(6 * 3600),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join([str(SRC), str(ROOT)]),
+        }
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[Any]
+    worker_pid: int
+    env: dict[str, str]
+    extra: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        for p in self.extra:
+            stop_process(p)
+        stop_process(self.proc)
+
+
+def start_gunicorn(name: str, app: str, port: int, env: dict[str, str], ready_path: str) -> Server:
+    if not port_free(port):
+        raise RuntimeError(f"port {port} is in use")
+    # BENCH_GC_STATS in env: Reach's own settings plus a garbage-collector probe.
+    probe = bool(env.get("BENCH_GC_STATS"))
+    config = "python:bench.gc_probe_config" if probe else "python:service.gunicorn_config"
+    cmd = [
+        VENV_PY,
+        "-m",
+        "gunicorn",
+        "-c",
+        config,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        app,
+    ]
+    proc = start_process(cmd, env, OUT / "logs" / f"{name}.log")
+    wait_http(f"http://127.0.0.1:{port}{ready_path}", proc=proc)
+    return Server(name, port, proc, gunicorn_worker_pid(proc.pid), env)
+
+
+def start_baseline(port: int, **extra: str) -> Server:
+    env = base_env(GUNICORN_WORKER_CONNECTIONS="12000", **extra)
+    return start_gunicorn("baseline", "bench.baseline_relay:create_app()", port, env, "/healthz")
+
+
+def start_reach(
+    name: str, port: int, database_url: str, worker: bool = True, **extra: str
+) -> Server:
+    """Reach under gunicorn; on PostgreSQL also a separate `reach worker` (PUSH_BACKEND=log)."""
+    sqlite = database_url.startswith("sqlite")
+    env = base_env(
+        DATABASE_URL=database_url,
+        WORKER_MODE="inline" if sqlite else "separate",
+        GUNICORN_WORKER_CONNECTIONS="12000",
+        REACH_INSTANCE_DIR=str(OUT / "instance"),
+        **extra,
+    )
+    server = start_gunicorn(name, "service:create_app()", port, env, "/readyz")
+    if worker and not sqlite:
+        server.extra.append(
+            start_process([REACH, "worker"], env, OUT / "logs" / f"{name}-worker.log")
+        )
+    return server
+
+
+# --- databases --------------------------------------------------------------------------------
+
+
+def psql(sql: str, db: str = "postgres") -> str:
+    out = subprocess.run(
+        ["psql", f"{PG_SERVER}/{db}", "-v", "ON_ERROR_STOP=1", "-tAc", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def fresh_postgres() -> str:
+    """Drop and recreate `reach_bench` (ours alone), migrate it, return its URL."""
+    psql(
+        "select pg_terminate_backend(pid) from pg_stat_activity "
+        f"where datname = '{PG_DB}' and pid <> pg_backend_pid()"
+    )
+    psql(f"drop database if exists {PG_DB}")
+    psql(f"create database {PG_DB}")
+    migrate(PG_URL)
+    return PG_URL
+
+
+def fresh_sqlite(name: str = "bench") -> str:
+    path = OUT / "sqlite" / f"{name}.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    url = f"sqlite:///{path}"
+    migrate(url)
+    return url
+
+
+def migrate(url: str) -> None:
+    env = base_env(DATABASE_URL=url, REACH_INSTANCE_DIR=str(OUT / "instance"))
+    done = subprocess.run(
+        [REACH, "db", "upgrade"], env=env, capture_output=True, text=True, cwd=SRC
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"reach db upgrade failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+# --- seeding ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Couple:
+    a_id: str
+    b_id: str
+    a_token: str
+    b_token: str
+
+    def to_json(self) -> dict[str, str]:
+        return self.__dict__.copy()
+
+
+def seed_couples(database_url: str, count: int, devices: bool = True) -> list[Couple]:
+    """Insert `count` paired couples straight into the database (argon2 once, not per user),
+    one active device per partner, and mint access tokens with the service's own issuer."""
+    os.environ.setdefault("REACH_INSTANCE_DIR", str(OUT / "instance"))
+    from service import create_app
+    from service.config import Settings
+    from service.extensions import db
+    from service.models import AuthSession, Device, User
+    from service.models import Couple as CoupleRow
+    from service.security.passwords import hash_password
+
+    settings = Settings(
+        DATABASE_URL=database_url,
+        SECRET_KEY=SECRET,
+        WORKER_MODE="separate",
+        LOG_LEVEL="WARNING",
+        ACCESS_TOKEN_SECONDS=6 * 3600,
+    )
+    app = create_app(settings)
+    issuer = app.extensions["reach.tokens"]
+    pw = hash_password(PASSWORD)
+    now = datetime.now(UTC)
+    out: list[Couple] = []
+    tag = uuid.uuid4().hex[:8]
+    with app.app_context(), db.scope() as session:
+        for i in range(count):
+            a = User(
+                id=uuid.uuid4(),
+                email=f"a{i}-{tag}@bench.example",
+                password_hash=pw,
+                display_name=f"A{i}",
+                timezone="UTC",
+                created_at=now,
+            )
+            b = User(
+                id=uuid.uuid4(),
+                email=f"b{i}-{tag}@bench.example",
+                password_hash=pw,
+                display_name=f"B{i}",
+                timezone="UTC",
+                created_at=now,
+            )
+            session.add_all([a, b])
+            session.flush()
+            c = CoupleRow(
+                id=uuid.uuid4(), partner_a_id=a.id, partner_b_id=b.id, paired_at=now, last_cursor=0
+            )
+            session.add(c)
+            session.flush()
+            a.couple_id = b.couple_id = c.id
+            sa = AuthSession(id=uuid.uuid4(), user_id=a.id, created_at=now)
+            sb = AuthSession(id=uuid.uuid4(), user_id=b.id, created_at=now)
+            session.add_all([sa, sb])
+            if devices:
+                for u in (a, b):
+                    session.add(
+                        Device(
+                            id=uuid.uuid4(),
+                            user_id=u.id,
+                            platform="android",
+                            push_token=f"tok-{u.id}",
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+            out.append(
+                Couple(
+                    str(a.id),
+                    str(b.id),
+                    issuer.access_token(a.id, sa.id, now),
+                    issuer.access_token(b.id, sb.id, now),
+                )
+            )
+            if i % 500 == 499:
+                session.flush()
+    app.extensions["reach.db"].engine.dispose()
+    return out
+
+
+def baseline_couples(count: int) -> list[Couple]:
+    """The bare relay has no database: a token is the user's id, partners are 2k and 2k+1."""
+    return [
+        Couple(f"u{2 * i}", f"u{2 * i + 1}", f"u{2 * i}", f"u{2 * i + 1}") for i in range(count)
+    ]
+
+
+# --- statistics and output --------------------------------------------------------------------
+
+
+def pct(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def spread(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+    vals = [v for v in values if v is not None]
+    return (min(vals), max(vals)) if vals else (None, None)
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib import metadata
+
+    cpu = "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    pkgs = {}
+    for name in (
+        "flask",
+        "flask-socketio",
+        "python-socketio",
+        "python-engineio",
+        "gevent",
+        "gunicorn",
+        "simple-websocket",
+        "sqlalchemy",
+        "psycopg",
+        "firebase-admin",
+        "requests",
+        "urllib3",
+        "marshmallow",
+        "flask-smorest",
+        "flask-limiter",
+        "psutil",
+        "py-spy",
+        "uvloop",
+    ):
+        try:
+            pkgs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pkgs[name] = None
+    pg = None
+    with contextlib.suppress(Exception):
+        pg = psql("show server_version")
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "postgresql": pg,
+        "packages": pkgs,
+        "loadavg_at_start": os.getloadavg(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "reach_source": SRC_NOTE,
+    }
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "machine": machine_info(), **payload}
+    path = OUT / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    log(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:.1f}" if abs(v) >= 10 else f"{v:.2f}"
+        return str(v)
+
+    body = [[fmt(v) for v in row] for row in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)
+    ]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    rows_txt = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in body
+    ]
+    return "\n".join([line, sep, *rows_txt])
+
+
+def fmt_when() -> str:
+    return (datetime.now(UTC) + timedelta(0)).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --- CPU accounting ---------------------------------------------------------------------------
+
+
+def _proc_stat() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields_ = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields_[3] + fields_[4]
+    total = sum(fields_[:8])
+    return total - idle, total
+
+
+class CpuMeter:
+    """CPU seconds used by named processes (and their children), PostgreSQL backends of our
+    database, and the whole machine, between start() and stop()."""
+
+    def __init__(self, pids: dict[str, list[int]], pg_db: str | None = PG_DB) -> None:
+        self.pids = pids
+        self.pg_db = pg_db
+        self._t0: dict[str, float] = {}
+        self._m0 = (0.0, 0.0)
+        self._w0 = 0.0
+
+    def _sample(self) -> dict[str, float]:
+        import psutil
+
+        out: dict[str, float] = {}
+        for name, pids in self.pids.items():
+            total = 0.0
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    t = psutil.Process(pid).cpu_times()
+                    total += t.user + t.system
+            out[name] = total
+        if self.pg_db:
+            total = 0.0
+            for p in psutil.process_iter(["name", "cmdline"]):
+                with contextlib.suppress(psutil.Error):
+                    cmd = " ".join(p.info["cmdline"] or [])
+                    if cmd.startswith("postgres:") and f" {self.pg_db} " in cmd:
+                        t = p.cpu_times()
+                        total += t.user + t.system
+            out["postgres"] = total
+        return out
+
+    def start(self) -> None:
+        self._t0 = self._sample()
+        self._m0 = _proc_stat()
+        self._w0 = time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """Cores used on average by each, plus `machine` (all cores busy) and `other`."""
+        t1 = self._sample()
+        busy1, total1 = _proc_stat()
+        wall = max(1e-6, time.monotonic() - self._w0)
+        ncpu = os.cpu_count() or 1
+        out = {k: round(max(0.0, t1.get(k, 0.0) - v) / wall, 3) for k, v in self._t0.items()}
+        machine = (busy1 - self._m0[0]) / max(1.0, total1 - self._m0[1]) * ncpu
+        out["machine"] = round(machine, 3)
+        # PostgreSQL backends that serve another database are counted in `other` (noise).
+        out["other"] = round(
+            max(0.0, machine - sum(v for k, v in out.items() if k != "machine")), 3
+        )
+        return out
+
+
+def wait_quiet(threshold: float = 0.6, window: float = 2.0, max_wait: float = 30.0) -> float:
+    """The machine is shared: before a measurement, wait (bounded) until the CPU used by
+    everything on it stays under `threshold` cores for `window` seconds (our own servers idle).
+    Returns the last busy figure (cores), recorded with the measurement."""
+    deadline = time.monotonic() + max_wait
+    busy = 0.0
+    while True:
+        b0, t0 = _proc_stat()
+        time.sleep(window)
+        b1, t1 = _proc_stat()
+        busy = (b1 - b0) / max(1.0, t1 - t0) * (os.cpu_count() or 1)
+        if busy < threshold or time.monotonic() > deadline:
+            break
+    if busy >= threshold:
+        log(
+            f"  machine still busy ({busy:.2f} cores used by others) after {max_wait:.0f} s: "
+            "measuring anyway (noted)"
+        )
+    return round(busy, 2)
