@@ -223,7 +223,7 @@ def main() -> None:
     machine = None
     for name, fn in (
         ("roundtrip", roundtrip),
-        ("connections-gcprobe", connections),
+        ("connections", connections),
         ("push", push),
         ("sync", sync),
     ):
