@@ -37,9 +37,9 @@ def rate_limit_key() -> str:
     """Signed-in callers are limited per account, others per address."""
     from flask import g
 
-    user = g.get("current_user")
-    if user is not None:
-        return f"user:{user.id}"
+    member = g.get("current_member")
+    if member is not None:
+        return f"user:{member.user_id}"
     return f"ip:{get_remote_address()}"
 
 

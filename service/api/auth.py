@@ -13,7 +13,8 @@ from service.domain.errors import Unauthorized
 from service.extensions import db
 from service.models import User
 from service.security.tokens import TokenIssuer
-from service.services import accounts
+from service.services import members
+from service.services.members import Member
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,19 +43,27 @@ def bearer_token() -> str:
     return token.strip()
 
 
+def current_member() -> Member:
+    member: Member | None = g.get("current_member")
+    if member is None:
+        raise Unauthorized()
+    return member
+
+
 def current_user() -> User:
+    """The caller's account row (loaded on first use; most reads need only `current_member`)."""
     user: User | None = g.get("current_user")
     if user is None:
-        raise Unauthorized()
+        user = g.current_user = members.user_of(db.session, current_member())
     return user
 
 
 def auth_required(view: F) -> F:
-    """Require a live access token; the user is then `current_user()`."""
+    """Require a live access token; the caller is then `current_member()` / `current_user()`."""
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.current_user = accounts.authenticate(db.session, token_issuer(), bearer_token())
+        g.current_member = members.authenticate(db.session, token_issuer(), bearer_token())
         return view(*args, **kwargs)
 
     return cast(F, wrapper)

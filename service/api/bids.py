@@ -16,7 +16,7 @@ from schemas.bids import (
     BidResponseCreateSchema,
     BidSchema,
 )
-from service.api.auth import auth_required, current_user, documented_member
+from service.api.auth import auth_required, current_member, current_user, documented_member
 from service.extensions import db, limiter
 from service.services import bids
 
@@ -46,7 +46,7 @@ class Bids(MethodView):
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Reach for the partner"""
         ttl = int(current_app.config["BID_TTL_SECONDS"])
-        return _status(bids.send(db.session, current_user(), ttl_seconds=ttl, **body))
+        return _status(bids.send(db.session, current_member(), ttl_seconds=ttl, **body))
 
     @member
     @blp.arguments(BidQueryArgsSchema, location="query")

@@ -16,31 +16,31 @@ from marshmallow import Schema, ValidationError
 from service.domain.errors import RateLimited, ReachError, Unauthorized
 from service.errors import flatten_messages, from_reach_error, problem_body
 from service.extensions import db, limiter
-from service.models import User
 from service.realtime.members import socket_session
-from service.services import accounts
+from service.services import members
+from service.services.members import Member
 
 log = logging.getLogger("reach.realtime")
 
-Handler = Callable[[User, dict[str, Any]], dict[str, Any]]
+Handler = Callable[[Member, dict[str, Any]], dict[str, Any]]
 
 
-def socket_user() -> User:
-    """The connection's user, checked again on every write (signed out or disabled: refused)."""
+def socket_member() -> Member:
+    """The connection's member, checked again on every write (signed out or disabled: refused)."""
     session = socket_session()
     if not session.get("user_id"):
         raise Unauthorized()
-    return accounts.live_user(
+    return members.live_member(
         db.session, uuid.UUID(session["user_id"]), uuid.UUID(session["auth_session_id"])
     )
 
 
-def check_rate(name: str, user: User, config_key: str) -> None:
+def check_rate(name: str, member: Member, config_key: str) -> None:
     """The same per-account limit as the REST endpoint, for writes over the socket."""
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
     item = parse(str(current_app.config[config_key]))
-    key = f"user:{user.id}"
+    key = f"user:{member.user_id}"
     try:
         allowed = limiter.limiter.hit(item, "socket", name, key)
     except Exception:
@@ -60,10 +60,10 @@ def write(schema: Schema) -> Callable[[Handler], Callable[[Any], dict[str, Any]]
         @functools.wraps(handler)
         def on_event(payload: Any = None) -> dict[str, Any]:
             try:
-                user = socket_user()
+                member = socket_member()
                 if not isinstance(payload, dict):
                     raise ValidationError({"_schema": ["Send a JSON object."]})
-                return handler(user, schema.load(payload))
+                return handler(member, schema.load(payload))
             except ValidationError as exc:
                 errors = flatten_messages(exc.messages)
                 return problem_body(422, title="Validation failed", errors=errors)

@@ -9,9 +9,9 @@ from flask_socketio import SocketIO
 
 from schemas.bids import BidCreateSchema, BidRefSchema, BidRespondMessageSchema
 from service.extensions import db
-from service.models import User
 from service.realtime.acks import check_rate, write
 from service.services import bids
+from service.services.members import Member, user_of
 
 
 def register(socketio: SocketIO) -> None:
@@ -21,18 +21,20 @@ def register(socketio: SocketIO) -> None:
 
 
 @write(BidCreateSchema())
-def send_bid(user: User, data: dict[str, Any]) -> dict[str, Any]:
-    check_rate("bid.send", user, "RATELIMIT_BIDS")
+def send_bid(member: Member, data: dict[str, Any]) -> dict[str, Any]:
+    check_rate("bid.send", member, "RATELIMIT_BIDS")
     ttl = int(current_app.config["BID_TTL_SECONDS"])
-    return bids.wire(bids.send(db.session, user, ttl_seconds=ttl, **data).bid)
+    return bids.wire(bids.send(db.session, member, ttl_seconds=ttl, **data).bid)
 
 
 @write(BidRefSchema())
-def see_bid(user: User, data: dict[str, Any]) -> dict[str, Any]:
+def see_bid(member: Member, data: dict[str, Any]) -> dict[str, Any]:
+    user = user_of(db.session, member)
     return bids.wire(bids.acknowledge(db.session, user, data["bid_id"], "seen").bid)
 
 
 @write(BidRespondMessageSchema())
-def respond_to_bid(user: User, data: dict[str, Any]) -> dict[str, Any]:
+def respond_to_bid(member: Member, data: dict[str, Any]) -> dict[str, Any]:
+    user = user_of(db.session, member)
     bid_id = data.pop("bid_id")
     return bids.wire(bids.respond(db.session, user, bid_id, **data).bid)

@@ -17,10 +17,9 @@ from service.clock import clock
 from service.domain.errors import RateLimited, ReachError, Unauthorized
 from service.errors import from_reach_error
 from service.extensions import db
-from service.models import Couple
 from service.realtime.emitter import current_socketio
 from service.realtime.rooms import couple_room, user_room
-from service.services import accounts
+from service.services import members
 
 log = logging.getLogger("reach.realtime")
 
@@ -86,25 +85,25 @@ def on_connect(auth: Any = None) -> None:
         raise ConnectionRefusedError(refusal.detail, from_reach_error(refusal))
     try:
         claims = token_issuer().read_access_token(token, clock.now())
-        user = accounts.live_user(db.session, claims.user_id, claims.session_id)
+        member = members.live_member(db.session, claims.user_id, claims.session_id)
     except ReachError as exc:
         # The client's connect_error carries {message: detail, data: problem}.
         raise ConnectionRefusedError(exc.detail, from_reach_error(exc)) from exc
     limit = current_app.extensions["reach.settings"].SOCKETS_PER_USER
-    if not open_sockets().add(str(user.id), request.sid, limit):  # type: ignore[attr-defined]
+    if not open_sockets().add(str(member.user_id), request.sid, limit):  # type: ignore[attr-defined]
         crowded = RateLimited(
             f"This account has {limit} connections open already: close one and connect again."
         )
         raise ConnectionRefusedError(crowded.detail, from_reach_error(crowded))
     session = socket_session()
-    session["user_id"] = str(user.id)
+    session["user_id"] = str(member.user_id)
     session["auth_session_id"] = str(claims.session_id)
-    session["couple_id"] = str(user.couple_id) if user.couple_id else None
-    join_room(user_room(user.id))
+    session["couple_id"] = str(member.couple_id) if member.couple_id else None
+    join_room(user_room(member.user_id))
     join_room(session_room(claims.session_id))
-    if user.couple_id:
-        join_room(couple_room(user.couple_id))
-    log.info("socket connected", extra={"user_id": str(user.id)})
+    if member.couple_id:
+        join_room(couple_room(member.couple_id))
+    log.info("socket connected", extra={"user_id": str(member.user_id)})
     metrics.sockets.connected("members")
 
 
@@ -123,16 +122,15 @@ def on_typing(payload: Any = None) -> None:
     """
     session = socket_session()
     try:
-        user = accounts.live_user(
+        member = members.live_member(
             db.session, uuid.UUID(session["user_id"]), uuid.UUID(session["auth_session_id"])
         )
     except (KeyError, ReachError):
         return
-    couple = db.session.get(Couple, user.couple_id) if user.couple_id else None
-    partner_id = couple.partner_of(user.id) if couple and couple.ended_at is None else None
-    if partner_id is None:
+    if member.partner is None:
         return
-    data = {"user_id": str(user.id)}
+    partner_id = member.partner.id
+    data = {"user_id": str(member.user_id)}
     if isinstance(payload, dict) and isinstance(payload.get("repair_id"), str):
         data["repair_id"] = payload["repair_id"][:64]
     emit("typing", data, to=user_room(partner_id), namespace="/")

@@ -8,9 +8,9 @@ from flask_socketio import SocketIO
 
 from schemas.repairs import RepairMessageSendSchema
 from service.extensions import db
-from service.models import User
 from service.realtime.acks import check_rate, write
 from service.services import repair_messages
+from service.services.members import Member, user_of
 
 
 def register(socketio: SocketIO) -> None:
@@ -18,8 +18,8 @@ def register(socketio: SocketIO) -> None:
 
 
 @write(RepairMessageSendSchema())
-def send_message(user: User, data: dict[str, Any]) -> dict[str, Any]:
-    check_rate("repair.message", user, "RATELIMIT_REPAIRS")
+def send_message(member: Member, data: dict[str, Any]) -> dict[str, Any]:
+    check_rate("repair.message", member, "RATELIMIT_REPAIRS")
     repair_id = data.pop("repair_id")
-    written = repair_messages.write(db.session, user, repair_id, **data)
+    written = repair_messages.write(db.session, user_of(db.session, member), repair_id, **data)
     return repair_messages.wire(written.resource)

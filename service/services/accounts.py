@@ -125,29 +125,6 @@ def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> in
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def authenticate(session: Session, issuer: TokenIssuer, token: str) -> User:
-    """The user behind an access token, if the token, session and account are all live."""
-    claims = issuer.read_access_token(token, clock.now())
-    return live_user(session, claims.user_id, claims.session_id)
-
-
-def live_user(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> User:
-    """The user of a signed-in session, refused once the session or the account is gone."""
-    row = session.execute(
-        select(User, AuthSession.revoked_at)
-        .join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.id == user_id, AuthSession.id == session_id)
-    ).first()
-    if row is None:
-        raise Unauthorized("The account or session no longer exists: sign in again.")
-    user, revoked_at = row
-    if revoked_at is not None:
-        raise Unauthorized("The session has ended: sign in again.")
-    if user.disabled_at is not None:
-        raise Unauthorized("This account is disabled. Contact support.")
-    return user
-
-
 def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:
     if "display_name" in changes:
         user.display_name = changes["display_name"].strip()

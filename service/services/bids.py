@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
@@ -20,9 +20,21 @@ from service.domain import bids as rules
 from service.domain.errors import Conflict, Forbidden, NotFound, invalid
 from service.domain.quiet_hours import QuietHours
 from service.models import Bid, BidResponse, Couple, User
+from service.models.base import table
 from service.services import events, pairing, push_outbox
+from service.services.members import Member
 
 _bid_schema = BidSchema()
+_VIEW_COLUMNS = [name for name in _bid_schema.fields if name in table(Bid).c]
+# INSERT ... ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id, per database.
+_INSERT_NEW = {
+    "postgresql": postgresql.insert(table(Bid))
+    .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
+    .returning(table(Bid).c.id),
+    "sqlite": sqlite.insert(table(Bid))
+    .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
+    .returning(table(Bid).c.id),
+}
 LATER_MAX = timedelta(days=7)
 
 
@@ -55,51 +67,61 @@ def wire(view: dict[str, Any]) -> dict[str, Any]:
 
 def send(
     session: Session,
-    sender: User,
+    sender: Member,
     *,
     client_id: uuid.UUID,
     kind: str,
     note: str | None,
     ttl_seconds: int,
 ) -> Written:
-    couple = pairing.require_couple(session, sender)
-    existing = _by_client_id(session, sender.id, client_id)
-    if existing is not None:
-        return Written(present(existing), created=False)
-    recipient = session.get(User, couple.partner_of(sender.id))
-    if recipient is None:
+    """Reach for the partner. A retry with the same `client_id` returns the first bid (200)."""
+    couple, recipient = sender.couple, sender.partner
+    if couple is None or recipient is None:
         raise NotFound("You are not paired.")
     now = clock.now()
     quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
-    bid = Bid(
-        couple_id=couple.id,
-        sender_id=sender.id,
-        recipient_id=recipient.id,
-        client_id=client_id,
-        kind=kind,
-        note=(note or None),
-        status="sent",
-        created_at=now,
-        reachable_at=rules.reachable_at(now, quiet),
-        expires_at=now + timedelta(seconds=ttl_seconds),
-        responses=[],
-    )
-    session.add(bid)
-    try:
-        session.flush()
-    except IntegrityError:
-        # The same phone retried concurrently: the first write wins, this one returns it.
-        session.rollback()
-        existing = _by_client_id(session, sender.id, client_id)
-        if existing is None:
-            raise
+    row: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "couple_id": couple.id,
+        "sender_id": sender.user_id,
+        "recipient_id": recipient.id,
+        "client_id": client_id,
+        "kind": kind,
+        "note": note or None,
+        "status": "sent",
+        "created_at": now,
+        "reachable_at": rules.reachable_at(now, quiet),
+        "expires_at": now + timedelta(seconds=ttl_seconds),
+    }
+    # A retry, even one racing its original, inserts nothing and gets the first write back.
+    if not _insert_new(session, row):
+        existing = _by_client_id(session, sender.user_id, client_id)
+        if existing is None:  # pragma: no cover - the conflicting row is committed or locked
+            raise Conflict("This bid is still being written: retry.")
         return Written(present(existing), created=False)
-    view = present(bid, now)
-    event = events.record(session, couple, "bid.created", wire(view))
-    push_outbox.bid_created(session, bid, sender, recipient, event.cursor)
+    view = _new_view(row, now)
+    cursor = events.record(session, couple, "bid.created", wire(view), at=now)
+    push_outbox.bid_created(
+        session, row, sender.display_name, recipient, recipient.notes_on_lock_screen, cursor
+    )
     session.commit()
     metrics.bid_created()
     return Written(view, created=True)
+
+
+def _insert_new(session: Session, row: dict[str, Any]) -> bool:
+    """Insert the bid unless this sender already sent one with its client_id."""
+    connection = session.connection()
+    statement = _INSERT_NEW[connection.dialect.name]
+    return connection.execute(statement, row).first() is not None
+
+
+def _new_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
+    view = {column: row.get(column) for column in _VIEW_COLUMNS}
+    view["responses"] = []
+    view["outcome"] = rules.outcome(row["status"], [], now)
+    view["turned_toward"] = None
+    return view
 
 
 def acknowledge(session: Session, user: User, bid_id: uuid.UUID, step: str) -> Written:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
 from service.clock import clock
 from service.db import after_commit
 from service.models import Couple, CoupleEvent
+from service.models.base import table
 
 log = logging.getLogger("reach.events")
 
@@ -55,40 +57,62 @@ def envelope(event: CoupleEvent) -> dict[str, Any]:
     }
 
 
+class Stream(Protocol):
+    """The couple an event belongs to: a `Couple` row or a live member's couple."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def partner_ids(self) -> tuple[uuid.UUID | None, uuid.UUID | None]: ...
+
+
+_couples = table(Couple)
+_events = table(CoupleEvent)
+_NEXT_CURSOR = (
+    update(_couples)
+    .where(_couples.c.id == bindparam("couple_id"))
+    .values(last_cursor=_couples.c.last_cursor + 1)
+    .returning(_couples.c.last_cursor)
+)
+_APPEND = insert(_events)
+
+
 def next_cursor(session: Session, couple_id: uuid.UUID) -> int:
     """Take the couple's next cursor; the row lock makes concurrent writers queue up."""
-    result = session.execute(
-        update(Couple)
-        .where(Couple.id == couple_id)
-        .values(last_cursor=Couple.last_cursor + 1)
-        .returning(Couple.last_cursor)
-    ).scalar_one()
+    result = session.connection().execute(_NEXT_CURSOR, {"couple_id": couple_id}).scalar_one()
     return int(result)
 
 
 def record(
     session: Session,
-    couple: Couple,
+    couple: Stream,
     type_: str,
     data: dict[str, Any],
     *,
     audience: Sequence[uuid.UUID] | None = None,
-) -> CoupleEvent:
-    """Append an event to the couple's stream in the current transaction.
+    at: datetime | None = None,
+) -> int:
+    """Append an event to the couple's stream in the current transaction; returns its cursor.
 
     After the transaction commits, the envelope goes to the partners' sockets.
     """
+    # Rows the caller added (a new couple, a message) go first: the statements below are Core.
+    session.flush()
     cursor = next_cursor(session, couple.id)
-    event = CoupleEvent(couple_id=couple.id, cursor=cursor, type=type_, at=clock.now(), data=data)
-    session.add(event)
+    moment = at or clock.now()
+    session.connection().execute(
+        _APPEND,
+        {"couple_id": couple.id, "cursor": cursor, "type": type_, "at": moment, "data": data},
+    )
     recipients = (
         list(audience)
         if audience is not None
         else [uid for uid in couple.partner_ids if uid is not None]
     )
-    body = envelope(event)
+    body = {"cursor": cursor, "type": type_, "at": iso(moment), "data": data}
     after_commit(session, _publish(recipients, body))
-    return event
+    return cursor
 
 
 def _publish(user_ids: list[uuid.UUID], body: dict[str, Any]) -> Callable[[], None]:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.db import after_commit
 from service.domain.quiet_hours import QuietHours
-from service.models import Bid, PushJob, Repair, RepairMessage, User
+from service.models import PushJob, Repair, RepairMessage, User
+from service.models.base import table
 
 BID_BODIES = {
     "comfort": "They're having a hard time and would like you close.",
@@ -23,6 +25,23 @@ BID_BODIES = {
 
 
 _wakeups: list[Callable[[], None]] = []
+_QUEUE = insert(table(PushJob))
+
+
+class Recipient(Protocol):
+    """Who a push is for and when they can be reached (a `User` or a member's partner)."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def timezone(self) -> str: ...
+
+    @property
+    def quiet_start(self) -> str | None: ...
+
+    @property
+    def quiet_end(self) -> str | None: ...
 
 
 def on_enqueued(wake: Callable[[], None]) -> None:
@@ -35,14 +54,14 @@ def enqueue(
     *,
     kind: str,
     dedupe_key: str,
-    recipient: User,
+    recipient: Recipient,
     couple_id: Any,
     cursor: int | None,
     payload: dict[str, Any],
     urgent: bool,
     expires_at: datetime | None,
     not_before: datetime | None = None,
-) -> PushJob:
+) -> None:
     """Queue one push for `recipient`; non-urgent ones wait out the recipient's quiet hours."""
     now = clock.now()
     available = max(now, not_before) if not_before else now
@@ -50,53 +69,56 @@ def enqueue(
         quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
         if quiet is not None:
             available = quiet.reachable_from(available)
-    job = PushJob(
-        kind=kind,
-        dedupe_key=dedupe_key,
-        couple_id=couple_id,
-        recipient_id=recipient.id,
-        cursor=cursor,
-        payload=payload,
-        urgent=urgent,
-        state="pending",
-        available_at=available,
-        expires_at=expires_at,
-        created_at=now,
+    session.connection().execute(
+        _QUEUE,
+        {
+            "kind": kind,
+            "dedupe_key": dedupe_key,
+            "couple_id": couple_id,
+            "recipient_id": recipient.id,
+            "cursor": cursor,
+            "payload": payload,
+            "urgent": urgent,
+            "state": "pending",
+            "available_at": available,
+            "expires_at": expires_at,
+            "created_at": now,
+        },
     )
-    session.add(job)
     for wake in _wakeups:
         after_commit(session, wake)
-    return job
 
 
 def bid_created(
     session: Session,
-    bid: Bid,
-    sender: User,
-    recipient: User,
+    bid: Mapping[str, Any],
+    sender_name: str,
+    recipient: Recipient,
+    show_note: bool,
     cursor: int,
-) -> PushJob:
+) -> None:
     """The partner's phone shows "<name> is reaching for you"; the note only if they opted in."""
-    body = bid.note if (recipient.notes_on_lock_screen and bid.note) else BID_BODIES[bid.kind]
+    note = bid["note"]
+    body = note if (show_note and note) else BID_BODIES[bid["kind"]]
     payload = {
-        "title": f"{sender.display_name} is reaching for you",
+        "title": f"{sender_name} is reaching for you",
         "body": body,
-        "data": {"type": "bid.created", "bid_id": str(bid.id), "cursor": str(cursor)},
-        "collapse_key": f"bid:{bid.id}",
+        "data": {"type": "bid.created", "bid_id": str(bid["id"]), "cursor": str(cursor)},
+        "collapse_key": f"bid:{bid['id']}",
         "priority": "high",
         "category": "BID",
-        "thread_id": f"couple:{bid.couple_id}",
+        "thread_id": f"couple:{bid['couple_id']}",
     }
-    return enqueue(
+    enqueue(
         session,
         kind="bid.created",
-        dedupe_key=f"bid.created:{bid.id}",
+        dedupe_key=f"bid.created:{bid['id']}",
         recipient=recipient,
-        couple_id=bid.couple_id,
+        couple_id=bid["couple_id"],
         cursor=cursor,
         payload=payload,
         urgent=False,
-        expires_at=bid.expires_at,
+        expires_at=bid["expires_at"],
     )
 
 
@@ -121,12 +143,12 @@ def repair_message(
     author: User,
     recipient: User,
     cursor: int,
-) -> PushJob:
+) -> None:
     """The partner sees that a message came, never its words; held while on a break."""
     data = {"type": "repair.message", "seq": str(message.seq), "cursor": str(cursor)}
     title = f"{author.display_name} wrote in your repair conversation"
     paused = repair.paused_until
-    return enqueue(
+    enqueue(
         session,
         kind="repair.message",
         dedupe_key=f"repair.message:{repair.id}:{message.seq}",
@@ -142,7 +164,7 @@ def repair_message(
 
 def repair_reminders(
     session: Session, repair: Repair, pauser: User, partner: User, cursor: int
-) -> list[PushJob]:
+) -> None:
     """Both phones are reminded when the break ends.
 
     Not urgent: the worker marks the break over at the promised time (`repair.resumed`), but a
@@ -157,7 +179,7 @@ def repair_reminders(
         ),
     }
     data = {"type": "repair.reminder", "cursor": str(cursor)}
-    return [
+    for person in (pauser, partner):
         enqueue(
             session,
             kind="repair.reminder",
@@ -170,8 +192,6 @@ def repair_reminders(
             expires_at=None,
             not_before=repair.paused_until,
         )
-        for person in (pauser, partner)
-    ]
 
 
 def cancel(session: Session, dedupe_prefix: str) -> int:

@@ -27,10 +27,10 @@ def pause(session: Session, user: User, repair_id: uuid.UUID, minutes: int) -> d
     repair.paused_by = user.id
     repair.pause_count += 1
     view = present(repair)
-    event = events.record(session, couple, "repair.paused", wire(view))
+    cursor = events.record(session, couple, "repair.paused", wire(view))
     partner = session.get(User, couple.partner_of(user.id))
     if partner is not None:
-        push_outbox.repair_reminders(session, repair, user, partner, event.cursor)
+        push_outbox.repair_reminders(session, repair, user, partner, cursor)
     session.commit()
     return view
 

@@ -92,10 +92,10 @@ def write(
             raise
         return _replay(session, existing, repair)
     view = present(message)
-    event = events.record(session, couple, "repair.message", wire(view))
+    cursor = events.record(session, couple, "repair.message", wire(view))
     partner = session.get(User, couple.partner_of(author.id))
     if partner is not None:
-        push_outbox.repair_message(session, repair, message, author, partner, event.cursor)
+        push_outbox.repair_message(session, repair, message, author, partner, cursor)
     session.commit()
     return Written(view, created=True)
 

@@ -1,0 +1,134 @@
+"""Who is calling: the live member behind a token, with their couple and partner, in one query.
+
+Every request and socket write checks the account and the sign-in session again (a revoked
+session or a disabled account stops working at once). The same query brings what most writes
+need next, the caller's live couple and partner, so a bid costs no further lookups.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from sqlalchemy import and_, bindparam, case, select
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain.errors import Unauthorized
+from service.models import AuthSession, Couple, User
+from service.models.base import table
+from service.security.tokens import TokenIssuer
+
+
+@dataclass(frozen=True, slots=True)
+class Partner:
+    """What a write needs to know about the other partner: who, and when they can be reached."""
+
+    id: uuid.UUID
+    display_name: str
+    timezone: str
+    quiet_start: str | None
+    quiet_end: str | None
+    notes_on_lock_screen: bool
+
+
+class LiveCouple(NamedTuple):
+    """The member's couple as the event stream needs it."""
+
+    id: uuid.UUID
+    partner_ids: tuple[uuid.UUID | None, uuid.UUID | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A signed-in, enabled member; `couple_id`/`partner` only while the couple is live."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    display_name: str
+    couple_id: uuid.UUID | None
+    partner: Partner | None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.user_id
+
+    @property
+    def couple(self) -> LiveCouple | None:
+        if self.couple_id is None or self.partner is None:
+            return None
+        return LiveCouple(self.couple_id, (self.user_id, self.partner.id))
+
+
+_users = table(User)
+_sessions = table(AuthSession)
+_couples = table(Couple)
+_partners = _users.alias("partner")
+
+_LIVE_MEMBER = (
+    select(
+        _users.c.display_name,
+        _users.c.disabled_at,
+        _sessions.c.revoked_at,
+        _couples.c.id,
+        _partners.c.id,
+        _partners.c.display_name,
+        _partners.c.timezone,
+        _partners.c.quiet_start,
+        _partners.c.quiet_end,
+        _partners.c.notes_on_lock_screen,
+    )
+    .select_from(
+        _users.join(_sessions, _sessions.c.user_id == _users.c.id)
+        .outerjoin(
+            _couples, and_(_couples.c.id == _users.c.couple_id, _couples.c.ended_at.is_(None))
+        )
+        .outerjoin(
+            _partners,
+            and_(
+                _partners.c.id
+                == case(
+                    (_couples.c.partner_a_id == _users.c.id, _couples.c.partner_b_id),
+                    else_=_couples.c.partner_a_id,
+                ),
+                _partners.c.couple_id == _couples.c.id,
+            ),
+        )
+    )
+    .where(_users.c.id == bindparam("user_id"), _sessions.c.id == bindparam("session_id"))
+)
+
+
+def live_member(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> Member:
+    """The member of a signed-in session, refused once the session or the account is gone."""
+    row = (
+        session.connection()
+        .execute(_LIVE_MEMBER, {"user_id": user_id, "session_id": session_id})
+        .first()
+    )
+    if row is None:
+        raise Unauthorized("The account or session no longer exists: sign in again.")
+    name, disabled_at, revoked_at, couple_id, partner_id = row[:5]
+    if revoked_at is not None:
+        raise Unauthorized("The session has ended: sign in again.")
+    if disabled_at is not None:
+        raise Unauthorized("This account is disabled. Contact support.")
+    partner = None
+    if couple_id is not None and partner_id is not None:
+        partner = Partner(partner_id, row[5], row[6], row[7], row[8], bool(row[9]))
+    return Member(user_id, session_id, name, couple_id if partner else None, partner)
+
+
+def authenticate(session: Session, issuer: TokenIssuer, token: str) -> Member:
+    """The member behind an access token, if the token, session and account are all live."""
+    claims = issuer.read_access_token(token, clock.now())
+    return live_member(session, claims.user_id, claims.session_id)
+
+
+def user_of(session: Session, member: Member) -> User:
+    """The member's account row, for writes that change it or read more of it."""
+    user = session.get(User, member.user_id)
+    if user is None:
+        raise Unauthorized("The account or session no longer exists: sign in again.")
+    return user
