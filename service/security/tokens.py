@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import uuid
@@ -44,38 +45,49 @@ class TokenIssuer:
 
     def read_access_token(self, token: str, now: datetime) -> AccessClaims:
         """Check signature, algorithm, issuer and audience, and the times against `now`."""
-        try:
-            claims = jwt.decode(
-                token,
-                self.secret,
-                algorithms=[ALGORITHM],
-                issuer=self.issuer,
-                audience=self.audience,
-                options={
-                    "require": ["exp", "iat", "sub", "sid", "iss", "aud"],
-                    # Times are checked below against the service clock.
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                },
-            )
-        except jwt.PyJWTError as exc:
-            raise Unauthorized("The access token is not valid: sign in again.") from exc
-        if claims.get("typ") != "access":
-            raise Unauthorized("The access token is not valid: sign in again.")
+        claims, expires, issued = _verified(token, self.secret, self.issuer, self.audience)
         moment = now.timestamp()
-        try:
-            expires, issued = float(claims["exp"]), float(claims["iat"])
-        except (TypeError, ValueError) as exc:
-            raise Unauthorized("The access token is not valid: sign in again.") from exc
         if expires <= moment - LEEWAY_SECONDS:
             raise Unauthorized("The access token has expired: refresh it.")
         if issued > moment + LEEWAY_SECONDS:
             raise Unauthorized("The access token is not valid yet: check the device clock.")
-        try:
-            return AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
-        except (ValueError, TypeError) as exc:
-            raise Unauthorized("The access token is not valid: sign in again.") from exc
+        return claims
+
+
+# Phones send the same token with every request for its whole life: its signature is checked
+# once per process; the times are checked on every use against the service clock.
+@functools.lru_cache(maxsize=20_000)
+def _verified(
+    token: str, secret: str, issuer: str, audience: str
+) -> tuple[AccessClaims, float, float]:
+    invalid = Unauthorized("The access token is not valid: sign in again.")
+    try:
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            audience=audience,
+            options={
+                "require": ["exp", "iat", "sub", "sid", "iss", "aud"],
+                # Times are checked by the caller against the service clock.
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
+        )
+    except jwt.PyJWTError as exc:
+        raise invalid from exc
+    if claims.get("typ") != "access":
+        raise invalid
+    try:
+        return (
+            AccessClaims(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])),
+            float(claims["exp"]),
+            float(claims["iat"]),
+        )
+    except (ValueError, TypeError) as exc:
+        raise invalid from exc
 
 
 def new_refresh_token() -> str:
