@@ -8,9 +8,10 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from schemas.sync import SyncArgsSchema, SyncPageSchema
-from service.api.auth import auth_required, current_user, documented_member
+from service.api.auth import auth_required, current_member, documented_member
+from service.domain.errors import NotFound
 from service.extensions import db
-from service.services import events, pairing
+from service.services import events
 
 PREFIX = "/sync"
 blp = Blueprint("sync", __name__, description="Catch up on the couple's events")
@@ -26,8 +27,10 @@ class Sync(MethodView):
     @blp.response(200, SyncPageSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Events after `since`, in cursor order; store the last cursor applied"""
-        couple = pairing.require_couple(db.session, current_user())
-        rows, has_more = events.page(db.session, couple.id, args["since"], args["limit"])
+        couple_id = current_member().couple_id
+        if couple_id is None:
+            raise NotFound("You are not paired.")
+        rows, has_more = events.page(db.session, couple_id, args["since"], args["limit"])
         items = [events.envelope(row) for row in rows]
         return {
             "events": items,
