@@ -45,7 +45,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
             settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
         )
 
-    db.init_app(app, settings.database_url)
+    db.init_app(
+        app,
+        settings.database_url,
+        pool_size=settings.DATABASE_POOL_SIZE,
+        max_overflow=settings.DATABASE_MAX_OVERFLOW,
+    )
     limiter.init_app(app)
     # One Socket.IO server per app (tests build several apps in one process).
     socketio = SocketIO(

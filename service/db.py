@@ -18,8 +18,9 @@ from sqlalchemy.pool import StaticPool
 AFTER_COMMIT_KEY = "reach.after_commit"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned for the backend: WAL and immediate transactions on SQLite."""
+def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10, **kwargs: Any) -> Engine:
+    """An engine tuned for the backend: WAL and immediate transactions on SQLite; on
+    PostgreSQL a pool of `pool_size` connections (+ `max_overflow` for bursts)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -36,10 +37,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
         _tune_sqlite(engine)
         return engine
-    kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_recycle", 1800)
-    engine = create_engine(url, **kwargs)
+    engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, **kwargs)
     _ping_idle_connections(engine)
     return engine
 
@@ -118,8 +117,13 @@ class Database:
     The engine lives with the app (`app.extensions`), so several apps can share this object.
     """
 
-    def init_app(self, app: Flask, url: str) -> None:
-        app.extensions["reach.db"] = _State(make_engine(url))
+    def init_app(self, app: Flask, url: str, pool_size: int = 20, max_overflow: int = 10) -> None:
+        pool = (
+            {}
+            if url.startswith("sqlite")
+            else {"pool_size": pool_size, "max_overflow": max_overflow}
+        )
+        app.extensions["reach.db"] = _State(make_engine(url, **pool))
         app.teardown_appcontext(self._teardown)
 
     @staticmethod
