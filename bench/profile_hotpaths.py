@@ -122,7 +122,7 @@ def part_queries(url: str) -> dict[str, Any]:
     )
     assert r.status_code == 200
     out["GET /sync (limit 50)"] = qlog.take()
-    # (socket connect runs accounts.live_user, the same statement as the auth of a request;
+    # (socket connect runs members.live_member, the same statement as the auth of a request;
     # Flask-SocketIO's test client cannot run it: the handler reads the server session.)
     # the worker: one pass over the push jobs the bids above queued (LogBackend)
     with app.app_context():
@@ -186,7 +186,7 @@ def part_cprofile(url: str, n: int) -> dict[str, Any]:
         x
         for x in cum
         if re.search(
-            r"\b(send|authenticate|live_user|record|bid_created|commit|flush|dump|wire|present|"
+            r"\b(send|authenticate|live_member|write_new|bid_created|commit|flush|dump|wire|present|"
             r"emit|_publish|hit|encode|decode|jsonify|response|arguments|load|execute|"
             r"read_access_token|require_couple|_by_client_id|next_cursor)\b",
             x[3],
@@ -364,10 +364,12 @@ def _collapse(raw: Path) -> dict[str, Any]:
     incl: collections.Counter[str] = collections.Counter()
     total = 0
     phases = {
-        "auth (live_user + JWT)": r"(^|\.)(authenticate|live_user|read_access_token) \(service/",
+        "auth (live_member + JWT)": r"(^|\.)(authenticate|live_member|read_access_token) \(service/",
         "bids.send (service)": r"^send \(service/services/bids",
-        "  events.record (cursor UPDATE + event INSERT)": r"^record \(service/services/events",
-        "  push_outbox.bid_created": r"^bid_created \(service/services/push_outbox",
+        "  bid_writes.write_new (bid, cursor, event, push job)": (
+            r"^write_new \(service/services/bid_writes"
+        ),
+        "  push_outbox.bid_created (job row)": r"^bid_created \(service/services/push_outbox",
         "  Session.commit": r"^Session\.commit \(sqlalchemy/orm/session",
         "  wire (BidSchema dump for the event)": r"^wire \(service/services/bids",
         "request body load (webargs/marshmallow)": r"(^|\.)Parser\.parse \(webargs/",

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
@@ -21,20 +20,11 @@ from service.domain.errors import Conflict, Forbidden, NotFound, invalid
 from service.domain.quiet_hours import QuietHours
 from service.models import Bid, BidResponse, Couple, User
 from service.models.base import table
-from service.services import events, pairing, push_outbox
+from service.services import bid_writes, events, pairing, push_outbox
 from service.services.members import Member
 
 _bid_schema = BidSchema()
 _VIEW_COLUMNS = [name for name in _bid_schema.fields if name in table(Bid).c]
-# INSERT ... ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING id, per database.
-_INSERT_NEW = {
-    "postgresql": postgresql.insert(table(Bid))
-    .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
-    .returning(table(Bid).c.id),
-    "sqlite": sqlite.insert(table(Bid))
-    .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
-    .returning(table(Bid).c.id),
-}
 LATER_MAX = timedelta(days=7)
 
 
@@ -93,27 +83,23 @@ def send(
         "reachable_at": rules.reachable_at(now, quiet),
         "expires_at": now + timedelta(seconds=ttl_seconds),
     }
-    # A retry, even one racing its original, inserts nothing and gets the first write back.
-    if not _insert_new(session, row):
+    view = _new_view(row, now)
+    event: dict[str, Any] = {"type": "bid.created", "at": now, "data": wire(view)}
+    job = push_outbox.bid_created(
+        row, sender.display_name, recipient, recipient.notes_on_lock_screen
+    )
+    cursor = bid_writes.write_new(session, row, event, job)
+    if cursor is None:
+        # A retry, even one racing its original: nothing was written, the first bid answers.
+        session.rollback()
         existing = _by_client_id(session, sender.user_id, client_id)
         if existing is None:  # pragma: no cover - the conflicting row is committed or locked
             raise Conflict("This bid is still being written: retry.")
         return Written(present(existing), created=False)
-    view = _new_view(row, now)
-    cursor = events.record(session, couple, "bid.created", wire(view), at=now)
-    push_outbox.bid_created(
-        session, row, sender.display_name, recipient, recipient.notes_on_lock_screen, cursor
-    )
+    events.announce(session, couple, cursor, event["type"], now, event["data"])
     session.commit()
     metrics.bid_created()
     return Written(view, created=True)
-
-
-def _insert_new(session: Session, row: dict[str, Any]) -> bool:
-    """Insert the bid unless this sender already sent one with its client_id."""
-    connection = session.connection()
-    statement = _INSERT_NEW[connection.dialect.name]
-    return connection.execute(statement, row).first() is not None
 
 
 def _new_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -101,18 +101,34 @@ def record(
     session.flush()
     cursor = next_cursor(session, couple.id)
     moment = at or clock.now()
-    session.connection().execute(
-        _APPEND,
-        {"couple_id": couple.id, "cursor": cursor, "type": type_, "at": moment, "data": data},
-    )
+    append(session, couple.id, cursor, {"type": type_, "at": moment, "data": data})
+    announce(session, couple, cursor, type_, moment, data, audience=audience)
+    return cursor
+
+
+def append(session: Session, couple_id: uuid.UUID, cursor: int, event: dict[str, Any]) -> None:
+    """Write the event row (`type`, `at`, `data`) under a cursor taken with `next_cursor`."""
+    session.connection().execute(_APPEND, {**event, "couple_id": couple_id, "cursor": cursor})
+
+
+def announce(
+    session: Session,
+    couple: Stream,
+    cursor: int,
+    type_: str,
+    at: datetime,
+    data: dict[str, Any],
+    *,
+    audience: Sequence[uuid.UUID] | None = None,
+) -> None:
+    """Once the transaction that appended the event commits, send it to the partners' sockets."""
     recipients = (
         list(audience)
         if audience is not None
         else [uid for uid in couple.partner_ids if uid is not None]
     )
-    body = {"cursor": cursor, "type": type_, "at": iso(moment), "data": data}
+    body = {"cursor": cursor, "type": type_, "at": iso(at), "data": data}
     after_commit(session, _publish(recipients, body))
-    return cursor
 
 
 def _publish(user_ids: list[uuid.UUID], body: dict[str, Any]) -> Callable[[], None]:

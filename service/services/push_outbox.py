@@ -49,73 +49,75 @@ def on_enqueued(wake: Callable[[], None]) -> None:
     _wakeups.append(wake)
 
 
-def enqueue(
-    session: Session,
+def job(
     *,
     kind: str,
     dedupe_key: str,
     recipient: Recipient,
     couple_id: Any,
-    cursor: int | None,
     payload: dict[str, Any],
     urgent: bool,
     expires_at: datetime | None,
     not_before: datetime | None = None,
-) -> None:
-    """Queue one push for `recipient`; non-urgent ones wait out the recipient's quiet hours."""
+) -> dict[str, Any]:
+    """One push for `recipient`, as a `push_jobs` row; non-urgent ones wait out quiet hours.
+
+    The row gets the cursor of the event it announces when it is queued (`queue`).
+    """
     now = clock.now()
     available = max(now, not_before) if not_before else now
     if not urgent:
         quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
         if quiet is not None:
             available = quiet.reachable_from(available)
-    session.connection().execute(
-        _QUEUE,
-        {
-            "kind": kind,
-            "dedupe_key": dedupe_key,
-            "couple_id": couple_id,
-            "recipient_id": recipient.id,
-            "cursor": cursor,
-            "payload": payload,
-            "urgent": urgent,
-            "state": "pending",
-            "available_at": available,
-            "expires_at": expires_at,
-            "created_at": now,
-        },
-    )
+    return {
+        "kind": kind,
+        "dedupe_key": dedupe_key,
+        "couple_id": couple_id,
+        "recipient_id": recipient.id,
+        "payload": payload,
+        "urgent": urgent,
+        "state": "pending",
+        "attempts": 0,
+        "available_at": available,
+        "expires_at": expires_at,
+        "created_at": now,
+    }
+
+
+def queue(session: Session, row: dict[str, Any], cursor: int) -> None:
+    """Write the job in the current transaction; its payload's data carries the cursor."""
+    payload = {**row["payload"], "data": {**row["payload"]["data"], "cursor": str(cursor)}}
+    session.connection().execute(_QUEUE, {**row, "cursor": cursor, "payload": payload})
+    wake_after_commit(session)
+
+
+def wake_after_commit(session: Session) -> None:
+    """Tell the in-process worker (if any) once the transaction that queued pushes commits."""
     for wake in _wakeups:
         after_commit(session, wake)
 
 
 def bid_created(
-    session: Session,
-    bid: Mapping[str, Any],
-    sender_name: str,
-    recipient: Recipient,
-    show_note: bool,
-    cursor: int,
-) -> None:
+    bid: Mapping[str, Any], sender_name: str, recipient: Recipient, show_note: bool
+) -> dict[str, Any]:
     """The partner's phone shows "<name> is reaching for you"; the note only if they opted in."""
     note = bid["note"]
     body = note if (show_note and note) else BID_BODIES[bid["kind"]]
     payload = {
         "title": f"{sender_name} is reaching for you",
         "body": body,
-        "data": {"type": "bid.created", "bid_id": str(bid["id"]), "cursor": str(cursor)},
+        "data": {"type": "bid.created", "bid_id": str(bid["id"])},
         "collapse_key": f"bid:{bid['id']}",
         "priority": "high",
         "category": "BID",
         "thread_id": f"couple:{bid['couple_id']}",
     }
-    enqueue(
-        session,
+    return job(
         kind="bid.created",
         dedupe_key=f"bid.created:{bid['id']}",
         recipient=recipient,
         couple_id=bid["couple_id"],
-        cursor=cursor,
         payload=payload,
         urgent=False,
         expires_at=bid["expires_at"],
@@ -145,21 +147,20 @@ def repair_message(
     cursor: int,
 ) -> None:
     """The partner sees that a message came, never its words; held while on a break."""
-    data = {"type": "repair.message", "seq": str(message.seq), "cursor": str(cursor)}
+    data = {"type": "repair.message", "seq": str(message.seq)}
     title = f"{author.display_name} wrote in your repair conversation"
     paused = repair.paused_until
-    enqueue(
-        session,
+    row = job(
         kind="repair.message",
         dedupe_key=f"repair.message:{repair.id}:{message.seq}",
         recipient=recipient,
         couple_id=repair.couple_id,
-        cursor=cursor,
         payload=_repair_payload(repair, title, "Open Reach to read it.", data),
         urgent=False,
         expires_at=None,
         not_before=paused if paused and paused > clock.now() else None,
     )
+    queue(session, row, cursor)
 
 
 def repair_reminders(
@@ -178,20 +179,19 @@ def repair_reminders(
             "You can come back to your repair conversation together.",
         ),
     }
-    data = {"type": "repair.reminder", "cursor": str(cursor)}
+    data = {"type": "repair.reminder"}
     for person in (pauser, partner):
-        enqueue(
-            session,
+        row = job(
             kind="repair.reminder",
             dedupe_key=f"repair.reminder:{repair.id}:{repair.pause_count}:{person.id}",
             recipient=person,
             couple_id=repair.couple_id,
-            cursor=cursor,
             payload=_repair_payload(repair, *texts[person.id], data),
             urgent=False,
             expires_at=None,
             not_before=repair.paused_until,
         )
+        queue(session, row, cursor)
 
 
 def cancel(session: Session, dedupe_prefix: str) -> int:
@@ -227,6 +227,5 @@ def release(session: Session, dedupe_prefix: str) -> int:
         job.available_at = quiet.reachable_from(now) if quiet else now
         released += 1
     if released:
-        for wake in _wakeups:
-            after_commit(session, wake)
+        wake_after_commit(session)
     return released

@@ -1,0 +1,149 @@
+"""Writing a new bid: the bid, the couple's next cursor, its event and its push job, atomically.
+
+A bid is the hottest write there is, so on PostgreSQL the four rows are written by one
+statement (data-modifying CTEs, one round trip); elsewhere (SQLite) step by step in the same
+transaction. Either way a retry of a bid already sent writes nothing and gets `None`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
+
+from service.models import Bid, Couple, CoupleEvent, PushJob
+from service.models.base import table
+from service.services import events, push_outbox
+
+_bids, _couples, _events, _jobs = table(Bid), table(Couple), table(CoupleEvent), table(PushJob)
+
+EVENT_COLUMNS = ("couple_id", "type", "at", "data")
+JOB_COLUMNS = (
+    "kind",
+    "dedupe_key",
+    "couple_id",
+    "recipient_id",
+    "urgent",
+    "state",
+    "attempts",
+    "available_at",
+    "expires_at",
+    "created_at",
+)
+
+# INSERT ... ON CONFLICT (sender_id, client_id) DO NOTHING RETURNING couple_id, per database.
+_INSERT_NEW = {
+    "postgresql": postgresql.insert(_bids)
+    .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
+    .returning(_bids.c.couple_id),
+    "sqlite": sqlite.insert(_bids)
+    .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
+    .returning(_bids.c.couple_id),
+}
+
+
+def _one_statement() -> Executable:
+    """WITH new_bid AS (INSERT ... ON CONFLICT DO NOTHING), next_cursor AS (UPDATE couples),
+    appended AS (INSERT INTO couple_events) INSERT INTO push_jobs ... RETURNING cursor.
+
+    Each step reads the previous one's RETURNING, so nothing follows a bid that was not new.
+    """
+    new_bid = (
+        postgresql.insert(_bids)
+        .values({column.name: bindparam(f"bid_{column.name}") for column in _bids.c})
+        .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
+        .returning(_bids.c.couple_id)
+        .cte("new_bid")
+    )
+    next_cursor = (
+        update(_couples)
+        .where(_couples.c.id == new_bid.c.couple_id)
+        .values(last_cursor=_couples.c.last_cursor + 1)
+        .returning(_couples.c.last_cursor)
+        .cte("next_cursor")
+    )
+    appended = (
+        insert(_events)
+        .from_select(
+            ["cursor", *EVENT_COLUMNS],
+            select(
+                next_cursor.c.last_cursor,
+                *(bindparam(f"event_{name}", type_=_events.c[name].type) for name in EVENT_COLUMNS),
+            ),
+            include_defaults=False,
+        )
+        .returning(_events.c.cursor)
+        .cte("appended")
+    )
+    payload = func.jsonb_set(
+        bindparam("job_payload", type_=_jobs.c.payload.type),
+        cast(literal("{data,cursor}"), ARRAY(Text)),
+        func.to_jsonb(cast(appended.c.cursor, Text)),
+    )
+    return (
+        insert(_jobs)
+        .from_select(
+            ["cursor", "payload", *JOB_COLUMNS],
+            select(
+                appended.c.cursor,
+                payload,
+                *(bindparam(f"job_{name}", type_=_jobs.c[name].type) for name in JOB_COLUMNS),
+            ),
+            include_defaults=False,
+        )
+        .returning(_jobs.c.cursor)
+    )
+
+
+_ONE_STATEMENT = _one_statement()
+
+
+def write_new(
+    session: Session,
+    bid: dict[str, Any],
+    event: dict[str, Any],
+    job: dict[str, Any],
+) -> int | None:
+    """Write a new bid with its event and push job; its cursor, or None if it was not new.
+
+    `bid` has a value for every column of `bids`; `event` the event's type, at and data;
+    `job` a row from `push_outbox.job` (its payload's data gets the cursor).
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        cursor = _write_in_one_statement(connection, bid, event, job)
+        if cursor is not None:
+            push_outbox.wake_after_commit(session)
+        return cursor
+    if connection.execute(_INSERT_NEW[connection.dialect.name], bid).first() is None:
+        return None
+    cursor = events.next_cursor(session, bid["couple_id"])
+    events.append(session, bid["couple_id"], cursor, event)
+    push_outbox.queue(session, job, cursor)
+    return cursor
+
+
+def _write_in_one_statement(
+    connection: Connection, bid: dict[str, Any], event: dict[str, Any], job: dict[str, Any]
+) -> int | None:
+    params: dict[str, Any] = {f"bid_{column.name}": bid.get(column.name) for column in _bids.c}
+    params.update({f"event_{name}": event[name] for name in EVENT_COLUMNS if name != "couple_id"})
+    params["event_couple_id"] = bid["couple_id"]
+    params.update({f"job_{name}": job[name] for name in JOB_COLUMNS})
+    params["job_payload"] = job["payload"]
+    cursor = connection.execute(_ONE_STATEMENT, params).scalar()
+    return None if cursor is None else int(cursor)
