@@ -1,7 +1,8 @@
 """The bare relay: the floor Reach is measured against.
 
-A minimal Flask-SocketIO app on the same server stack as Reach (gunicorn, one gevent worker,
-simple-websocket), with no database, no schemas, no auth beyond a room name:
+A minimal Flask-SocketIO app on the same server stack as Reach (service/gunicorn_config.py:
+gunicorn, one gevent worker, simple-websocket, and the same garbage-collection policy,
+service/gc_tuning.py), with no database, no schemas, no auth beyond a room name:
 
 - Socket.IO connect with auth {token}: the token is the user's id ("u<N>"); the socket joins
   the room "user:<token>".
@@ -62,7 +63,14 @@ def create_app() -> Flask:
 
         import greenlet
 
-        live = [o for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead]
+        # gc.get_objects() skips frozen objects (service/gc_tuning.py): thaw, count, refreeze.
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        try:
+            live = [o for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead]
+        finally:
+            if frozen:
+                gc.freeze()
         depths = []
         for g in live:
             depth, frame = 0, g.gr_frame

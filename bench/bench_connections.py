@@ -191,6 +191,13 @@ def main() -> None:
         help="serve with bench/gc_probe_config.py: time every garbage collection",
     )
     p.add_argument("--gc-freeze", action="store_true", help="with --gc-probe: gc.freeze() each s")
+    p.add_argument(
+        "--gc-policy",
+        choices=["service", "off", "freeze"],
+        default="service",
+        help="the API process's garbage-collection policy (service/gc_tuning.py): off "
+        "(GC_FREEZE=false: CPython's defaults), freeze, or service (the service's default)",
+    )
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # `ulimit -n` for us and children
@@ -201,6 +208,8 @@ def main() -> None:
         server = None
         try:
             extra = {}
+            if args.gc_policy != "service":
+                extra["GC_FREEZE"] = "true" if args.gc_policy == "freeze" else "false"
             if args.gc_probe:
                 extra["BENCH_GC_STATS"] = str(common.OUT / f"gc-{name}.json")
                 Path(extra["BENCH_GC_STATS"]).unlink(missing_ok=True)
@@ -219,6 +228,8 @@ def main() -> None:
             if server is not None:
                 server.stop()
     suffix = ("-gcprobe" + ("-freeze" if args.gc_freeze else "")) if args.gc_probe else ""
+    if args.gc_policy != "service":
+        suffix += f"-gc{args.gc_policy}"
     common.write_result("connections" + suffix, results)
     print()
     print(

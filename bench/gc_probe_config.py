@@ -3,10 +3,11 @@
   gunicorn -c python:bench.gc_probe_config ...   with BENCH_GC_STATS=/path/stats.json
 
 The probe times every collection (gc.callbacks) and writes, once a second, per generation:
-collections, total and longest pause, and the pauses over 5 ms. It changes nothing else.
-BENCH_GC_FREEZE=1 additionally calls gc.freeze() once a second while the heap grows (what a
-service could do after warm-up), to measure what moving long-lived objects (sockets, their
-greenlets) out of the collector's reach saves.
+collections, total and longest pause, and the pauses over 5 ms. It changes nothing else: the
+service's own garbage-collection policy (service/gc_tuning.py, installed by post_worker_init)
+applies as configured; GC_FREEZE=false measures CPython's defaults.
+BENCH_GC_FREEZE=1 additionally calls gc.freeze() once a second (the experiment that led to the
+service's policy).
 """
 
 from __future__ import annotations

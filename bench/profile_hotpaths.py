@@ -364,7 +364,9 @@ def _collapse(raw: Path) -> dict[str, Any]:
     incl: collections.Counter[str] = collections.Counter()
     total = 0
     phases = {
-        "auth (live_member + JWT)": r"(^|\.)(authenticate|live_member|read_access_token) \(service/",
+        "auth (live_member + JWT)": (
+            r"(^|\.)(authenticate|live_member|read_access_token) \(service/"
+        ),
         "bids.send (service)": r"^send \(service/services/bids",
         "  bid_writes.write_new (bid, cursor, event, push job)": (
             r"^write_new \(service/services/bid_writes"

@@ -75,6 +75,14 @@ class Settings:
     # The operators' dashboard: how often live figures are pushed, how long a sign-in lasts.
     OPS_REFRESH_SECONDS: int = 2
     OPS_SESSION_HOURS: int = 12
+    # Garbage collection in API processes (service/gc_tuning.py): freeze long-lived objects so
+    # that collections never walk thousands of idle sockets; check every GC_CHECK_SECONDS,
+    # re-freeze past GC_REFREEZE_OBJECTS, one full collection every GC_FULL_SECONDS (0 = never).
+    GC_FREEZE: bool = True
+    GC_CHECK_SECONDS: int = 5
+    GC_REFREEZE_OBJECTS: int = 20_000
+    GC_FULL_SECONDS: int = 3600
+    GC_GEN0_THRESHOLD: int = 0
     TESTING: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 

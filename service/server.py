@@ -26,11 +26,19 @@ def gunicorn_settings() -> dict[str, Any]:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the in-process worker when the embedded default (or WORKER_MODE=inline) asks."""
+    """Start the in-process worker when asked (embedded default, WORKER_MODE=inline); then
+    tame the garbage collector (service/gc_tuning.py)."""
+    from service import gc_tuning
+    from service.config import from_environment
+
     app = worker.wsgi
-    starter = getattr(app, "extensions", {}).get("reach.start_inline_worker")
+    extensions = getattr(app, "extensions", {})
+    starter = extensions.get("reach.start_inline_worker")
     if starter is not None:
         starter()
+    # Any app served with these settings gets the policy (the bench relay too).
+    settings = extensions.get("reach.settings") or from_environment()
+    gc_tuning.install(gc_tuning.policy_of(settings))
 
 
 def worker_exit(server: Any, worker: Any) -> None:
