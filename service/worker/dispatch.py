@@ -1,13 +1,45 @@
-"""Push dispatch: claim due jobs from the outbox, send to every active device, record it all."""
+"""Push dispatch: claim due jobs from the outbox, send to every active device, record it all.
+
+A pass issues the same few statements whatever the number of jobs it takes (Core, not ORM
+objects: the unit of work was most of the worker's CPU):
+
+1. one transaction: claim the jobs (`UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED
+   LIMIT n) RETURNING`); add the missing deliveries for every recipient's active devices (one
+   `INSERT ... SELECT ... ON CONFLICT DO NOTHING`); read every delivery of the jobs with its
+   device (one SELECT); mark expired jobs (one UPDATE, only if any); COMMIT -- the deliveries
+   exist before anything leaves the process;
+2. the batch goes out;
+3. one transaction: the deliveries' results (one executemany UPDATE), every attempt (one
+   INSERT), dead tokens (one UPDATE, only if any), the jobs by outcome (one UPDATE for the done,
+   one for the dead, one executemany for those that wait to be retried, each only if any);
+   COMMIT.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Dialect,
+    Executable,
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from service import metrics
@@ -18,6 +50,11 @@ from service.push import PushBackend, PushMessage, PushResult
 log = logging.getLogger("reach.push")
 
 TERMINAL = ("sent", "unregistered", "invalid", "failed", "dead")
+
+JOBS = cast(Table, PushJob.__table__)
+DELIVERIES = cast(Table, PushDelivery.__table__)
+ATTEMPTS = cast(Table, PushAttempt.__table__)
+DEVICES = cast(Table, Device.__table__)
 
 
 @dataclass(frozen=True)
@@ -35,6 +72,24 @@ class RetryPolicy:
 
 
 @dataclass
+class _Planned:
+    """One delivery going out in this pass."""
+
+    delivery_id: int
+    job_id: int
+    attempts: int  # before this try
+    message: PushMessage
+
+
+@dataclass
+class _Plan:
+    jobs: list[Row[Any]]  # the claimed jobs that are not expired, in claim order
+    # every delivery state of those jobs, by job; the planned ones are overwritten in _record
+    states: dict[int, dict[int, str]]
+    sends: list[_Planned]
+
+
+@dataclass
 class Dispatcher:
     backend: PushBackend
     policy: RetryPolicy = RetryPolicy()
@@ -44,158 +99,312 @@ class Dispatcher:
 
     def run(self, session: Session, worker: str) -> int:
         """Claim, send and record one batch. Returns how many messages were sent out."""
-        jobs = self._claim(session, worker)
-        if not jobs:
+        sql = _statements(session.get_bind().dialect, self.batch)
+        now = clock.now()
+        claimed = self._claim(session, sql, worker, now)
+        if not claimed:
+            session.commit()
             return 0
-        now = clock.now()
-        plan: list[tuple[PushDelivery, PushMessage]] = []
-        for job in jobs:
+        live, gone = [], []
+        for job in claimed:
             if job.expires_at is not None and job.expires_at <= now:
-                job.state, job.finished_at, job.last_error = "expired", now, "expired"
-                continue
-            plan.extend(self._deliveries(session, job, now))
-        session.commit()  # deliveries exist before anything leaves the process
+                gone.append(job.id)
+            else:
+                live.append(job)
+        if gone:
+            session.execute(sql.expire, {"ids": gone, "now": now})
+        plan = self._plan(session, sql, live, now)
+        session.commit()  # claims and deliveries exist before anything leaves the process
         started = clock.now()
-        results = self.backend.send_batch([message for _, message in plan]) if plan else []
-        self._record(session, worker, jobs, plan, results, started)
+        sends = plan.sends
+        results = self.backend.send_batch([s.message for s in sends]) if sends else []
+        self._record(session, sql, worker, plan, results, started)
         session.commit()
-        return len(plan)
+        return len(sends)
 
-    def _claim(self, session: Session, worker: str) -> list[PushJob]:
-        now = clock.now()
-        due = or_(
-            and_(PushJob.state == "pending", PushJob.available_at <= now),
-            and_(PushJob.state == "claimed", PushJob.claimed_until < now),
-        )
-        query = select(PushJob).where(due).order_by(PushJob.available_at).limit(self.batch)
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        jobs = list(session.scalars(query))
-        for job in jobs:
-            job.state = "claimed"
-            job.claimed_by = worker
-            job.claimed_until = now + timedelta(seconds=self.lease_seconds)
-        session.commit()
-        return jobs
-
-    def _deliveries(
-        self, session: Session, job: PushJob, now: datetime
-    ) -> list[tuple[PushDelivery, PushMessage]]:
-        existing = {
-            d.device_id: d
-            for d in session.scalars(select(PushDelivery).where(PushDelivery.job_id == job.id))
+    def _claim(
+        self, session: Session, sql: _Statements, worker: str, now: datetime
+    ) -> list[Row[Any]]:
+        """Take up to `batch` due jobs (or jobs whose worker's lease ran out), in due order."""
+        lease = {
+            "now": now,
+            "worker": worker,
+            "until": now + timedelta(seconds=self.lease_seconds),
         }
-        devices = session.scalars(
-            select(Device).where(Device.user_id == job.recipient_id, Device.active.is_(True))
-        )
-        planned = []
-        for device in devices:
-            delivery = existing.get(device.id)
-            if delivery is None:
-                delivery = PushDelivery(
-                    job_id=job.id, device_id=device.id, platform=device.platform, updated_at=now
-                )
-                session.add(delivery)
-            elif delivery.state != "pending":
-                continue
-            planned.append((delivery, self._message(job, device, now)))
-        session.flush()
-        return planned
+        if sql.claim is not None:
+            rows = list(session.execute(sql.claim, lease))
+        else:  # SQLite before 3.35: select, then update what was selected
+            ids = list(session.scalars(sql.pick, {"now": now}))
+            if not ids:
+                return []
+            session.execute(sql.lease, {**lease, "ids": ids})
+            rows = list(session.execute(sql.claimed, {"ids": ids}))
+        rows.sort(key=lambda job: (job.available_at, job.id))
+        return rows
 
-    @staticmethod
-    def _message(job: PushJob, device: Device, now: datetime) -> PushMessage:
-        payload = job.payload
-        ttl = 86400
-        if job.expires_at is not None:
-            ttl = max(1, int((job.expires_at - now).total_seconds()))
-        extra = {key: payload[key] for key in ("thread_id", "channel_id") if payload.get(key)}
-        return PushMessage(
-            key=f"{job.id}:{device.id}",
-            device_id=device.id,
-            platform=device.platform,  # type: ignore[arg-type]
-            token=device.push_token,
-            data={k: str(v) for k, v in payload["data"].items()},
-            collapse_key=payload["collapse_key"],
-            title=payload.get("title"),
-            body=payload.get("body"),
-            priority=payload.get("priority", "high"),
-            ttl_seconds=ttl,
-            category=payload.get("category"),
-            extra=extra,
-        )
+    def _plan(
+        self, session: Session, sql: _Statements, jobs: list[Row[Any]], now: datetime
+    ) -> _Plan:
+        """A delivery for every active device of each recipient; the still pending ones go."""
+        plan = _Plan(jobs, {job.id: {} for job in jobs}, [])
+        if not jobs:
+            return plan
+        ids = [job.id for job in jobs]
+        session.execute(sql.add_missing, {"ids": ids, "now": now})
+        by_job: dict[int, list[Any]] = {job_id: [] for job_id in ids}
+        for row in session.execute(sql.deliveries, {"ids": ids}):
+            plan.states[row.job_id][row.id] = row.state
+            by_job[row.job_id].append(row)
+        for job in jobs:
+            common = _common(job.payload, job.expires_at, now)
+            for row in by_job[job.id]:
+                # A device that was disabled, or moved to someone else, since: not this push.
+                if row.state != "pending" or not row.active or row.user_id != job.recipient_id:
+                    continue
+                message = PushMessage(
+                    key=f"{job.id}:{row.device_id}",
+                    device_id=row.device_id,
+                    platform=row.platform,
+                    token=row.push_token,
+                    **common,
+                )
+                plan.sends.append(_Planned(row.id, job.id, row.attempts, message))
+        return plan
 
     def _record(
         self,
         session: Session,
+        sql: _Statements,
         worker: str,
-        jobs: list[PushJob],
-        plan: list[tuple[PushDelivery, PushMessage]],
-        results: list[PushResult],
+        plan: _Plan,
+        results: Sequence[PushResult],
         started: datetime,
     ) -> None:
         now = clock.now()
-        retry_after: dict[int, float | None] = {}
-        for (delivery, message), result in zip(plan, results, strict=True):
-            delivery.attempts += 1
-            delivery.updated_at = now
-            delivery.last_error = result.error
-            session.add(
-                PushAttempt(
-                    delivery_id=delivery.id,
-                    worker=worker,
-                    outcome=result.outcome,
-                    error=result.error,
-                    retry_after=result.retry_after,
-                    started_at=started,
-                    finished_at=now,
-                )
-            )
-            if result.outcome == "sent":
-                delivery.state, delivery.message_id, delivery.sent_at = (
-                    "sent",
-                    result.message_id,
-                    now,
-                )
-            elif result.outcome == "retry":
-                if delivery.attempts >= self.policy.max_attempts:
-                    delivery.state = "dead"
+        retry_after: dict[int, float] = {}
+        deliveries: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        unregistered = []
+        verbose = log.isEnabledFor(logging.INFO)
+        for send, result in zip(plan.sends, results, strict=True):
+            message = send.message
+            tries = send.attempts + 1
+            state: str = result.outcome
+            if state == "retry":
+                if tries >= self.policy.max_attempts:
+                    state = "dead"
                 else:
-                    wait = retry_after.get(delivery.job_id)
-                    retry_after[delivery.job_id] = max(wait or 0.0, result.retry_after or 0.0)
-            else:
-                delivery.state = result.outcome
-                if result.outcome == "unregistered":
-                    session.execute(
-                        update(Device)
-                        .where(Device.id == message.device_id)
-                        .values(active=False, disabled_reason="unregistered", updated_at=now)
-                    )
-            metrics.push_outcome(result.outcome, message.platform)
-            log.info(
-                "push %s",
-                result.outcome,
-                extra={
-                    "push_key": message.key,
-                    "platform": message.platform,
-                    "error": result.error,
+                    state = "pending"
+                    wait = retry_after.get(send.job_id, 0.0)
+                    retry_after[send.job_id] = max(wait, result.retry_after or 0.0)
+            elif state == "unregistered":
+                unregistered.append(message.device_id)
+            plan.states[send.job_id][send.delivery_id] = state
+            sent = state == "sent"
+            # Only pending deliveries are sent, so message_id and sent_at were still empty.
+            deliveries.append(
+                {
+                    "delivery_id": send.delivery_id,
+                    "state": state,
+                    "attempts": tries,
+                    "last_error": result.error,
+                    "message_id": result.message_id if sent else None,
+                    "sent_at": now if sent else None,
+                    "updated_at": now,
+                }
+            )
+            attempts.append(
+                {
+                    "delivery_id": send.delivery_id,
                     "worker": worker,
-                },
+                    "outcome": result.outcome,
+                    "error": result.error,
+                    "retry_after": result.retry_after,
+                    "started_at": started,
+                    "finished_at": now,
+                }
             )
-        session.flush()
-        for job in jobs:
-            if job.state != "claimed":
-                continue
-            states = list(
-                session.scalars(select(PushDelivery.state).where(PushDelivery.job_id == job.id))
-            )
-            job.attempts += 1
-            job.claimed_by = job.claimed_until = None
+            metrics.push_outcome(result.outcome, message.platform)
+            if verbose:
+                log.info(
+                    "push %s",
+                    result.outcome,
+                    extra={
+                        "push_key": message.key,
+                        "platform": message.platform,
+                        "error": result.error,
+                        "worker": worker,
+                    },
+                )
+        if deliveries:
+            session.execute(sql.delivered, deliveries)
+            session.execute(sql.attempts, attempts)
+        if unregistered:
+            session.execute(sql.unregister, {"ids": unregistered, "now": now})
+        self._finish_jobs(session, sql, plan, retry_after, now)
+
+    def _finish_jobs(
+        self,
+        session: Session,
+        sql: _Statements,
+        plan: _Plan,
+        retry_after: dict[int, float],
+        now: datetime,
+    ) -> None:
+        """Done, dead-lettered, or pending again (backoff) -- from every delivery's state."""
+        done: list[int] = []
+        dead: list[int] = []
+        again: list[dict[str, Any]] = []
+        for job in plan.jobs:
+            states = plan.states[job.id].values()
             if "pending" in states:
-                delay = self.policy.delay(job.attempts, retry_after.get(job.id))
-                job.state, job.available_at = "pending", now + timedelta(seconds=delay)
-                job.last_error = "retrying"
+                delay = self.policy.delay(job.attempts + 1, retry_after.get(job.id))
+                again.append({"job_id": job.id, "available_at": now + timedelta(seconds=delay)})
             elif "dead" in states or "failed" in states:
-                # Dead-lettered: operators can see it and send it again.
-                job.state, job.finished_at, job.last_error = "dead", now, "gave up: see attempts"
+                dead.append(job.id)  # dead-lettered: operators can see it and send it again
             else:
-                job.state, job.finished_at = "done", now
+                done.append(job.id)
+        if done:
+            session.execute(sql.done, {"ids": done, "now": now})
+        if dead:
+            session.execute(sql.dead, {"ids": dead, "now": now})
+        if again:
+            session.execute(sql.again, again)
+
+
+class _Statements:
+    """A pass's statements, built once per dialect and batch size: built anew on every pass,
+    they cost more CPU than running them does (the SQL is compiled once either way)."""
+
+    def __init__(self, dialect: Dialect, batch: int) -> None:
+        def param(name: str, column: ColumnElement[Any]) -> BindParameter[Any]:
+            return bindparam(name, type_=column.type)
+
+        ids: BindParameter[Any] = bindparam("ids", expanding=True)
+        now = param("now", JOBS.c.available_at)
+        due = or_(
+            and_(JOBS.c.state == "pending", JOBS.c.available_at <= now),
+            and_(JOBS.c.state == "claimed", JOBS.c.claimed_until < now),
+        )
+        self.pick = select(JOBS.c.id).where(due).order_by(JOBS.c.available_at).limit(batch)
+        if dialect.name == "postgresql":
+            self.pick = self.pick.with_for_update(skip_locked=True)
+        claimed = (
+            JOBS.c.id,
+            JOBS.c.recipient_id,
+            JOBS.c.payload,
+            JOBS.c.available_at,
+            JOBS.c.expires_at,
+            JOBS.c.attempts,
+        )
+        lease = {
+            "state": "claimed",
+            "claimed_by": param("worker", JOBS.c.claimed_by),
+            "claimed_until": param("until", JOBS.c.claimed_until),
+        }
+        self.claim = None
+        if dialect.update_returning:
+            claim = update(JOBS).where(JOBS.c.id.in_(self.pick)).values(lease)
+            self.claim = claim.returning(*claimed)
+        self.lease = update(JOBS).where(JOBS.c.id.in_(ids)).values(lease)
+        self.claimed = select(*claimed).where(JOBS.c.id.in_(ids))
+        self.expire = (
+            update(JOBS)
+            .where(JOBS.c.id.in_(ids))
+            .values(state="expired", finished_at=now, last_error="expired")
+        )
+
+        # Every (job, active device of its recipient) pair that has no delivery yet.
+        pairs = (
+            select(JOBS.c.id, DEVICES.c.id, DEVICES.c.platform, now)
+            .join_from(JOBS, DEVICES, DEVICES.c.user_id == JOBS.c.recipient_id)
+            .where(JOBS.c.id.in_(ids), DEVICES.c.active.is_(True))
+        )
+        self.add_missing = _insert_new(
+            dialect, DELIVERIES, ["job_id", "device_id", "platform", "updated_at"], pairs
+        )
+        self.deliveries = (
+            select(
+                DELIVERIES.c.id,
+                DELIVERIES.c.job_id,
+                DELIVERIES.c.state,
+                DELIVERIES.c.attempts,
+                DEVICES.c.id.label("device_id"),
+                DEVICES.c.user_id,
+                DEVICES.c.platform,
+                DEVICES.c.push_token,
+                DEVICES.c.active,
+            )
+            .join_from(DELIVERIES, DEVICES, DEVICES.c.id == DELIVERIES.c.device_id)
+            .where(DELIVERIES.c.job_id.in_(ids))
+            .order_by(DELIVERIES.c.id)
+        )
+
+        self.delivered = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("delivery_id"))
+        self.attempts = insert(ATTEMPTS)
+        self.unregister = (
+            update(DEVICES)
+            .where(DEVICES.c.id.in_(ids))
+            .values(active=False, disabled_reason="unregistered", updated_at=now)
+        )
+        finished = {"attempts": JOBS.c.attempts + 1, "claimed_by": None, "claimed_until": None}
+        self.done = (
+            update(JOBS).where(JOBS.c.id.in_(ids)).values(state="done", finished_at=now, **finished)
+        )
+        self.dead = (
+            update(JOBS)
+            .where(JOBS.c.id.in_(ids))
+            .values(state="dead", finished_at=now, last_error="gave up: see attempts", **finished)
+        )
+        self.again = (
+            update(JOBS)
+            .where(JOBS.c.id == bindparam("job_id"))
+            .values(state="pending", last_error="retrying", **finished)
+        )
+
+
+def _insert_new(
+    dialect: Dialect, table: Table, columns: list[str], rows: Select[Any]
+) -> Executable:
+    """INSERT ... SELECT that skips the rows the unique (job_id, device_id) already has."""
+    keys = ["job_id", "device_id"]
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return (
+            postgresql.insert(table)
+            .from_select(columns, rows)
+            .on_conflict_do_nothing(index_elements=keys)
+        )
+    if dialect.name == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        return (
+            sqlite.insert(table)
+            .from_select(columns, rows)
+            .on_conflict_do_nothing(index_elements=keys)
+        )
+    raise NotImplementedError(f"push dispatch supports PostgreSQL and SQLite, not {dialect.name}")
+
+
+@functools.lru_cache(maxsize=16)
+def _statements(dialect: Dialect, batch: int) -> _Statements:
+    return _Statements(dialect, batch)
+
+
+def _common(payload: dict[str, Any], expires_at: datetime | None, now: datetime) -> dict[str, Any]:
+    """The parts of a job's message that are the same for every device."""
+    ttl = 86400
+    if expires_at is not None:
+        ttl = max(1, int((expires_at - now).total_seconds()))
+    extra = {key: payload[key] for key in ("thread_id", "channel_id") if payload.get(key)}
+    return {
+        "data": {k: str(v) for k, v in payload["data"].items()},
+        "collapse_key": payload["collapse_key"],
+        "title": payload.get("title"),
+        "body": payload.get("body"),
+        "priority": payload.get("priority", "high"),
+        "ttl_seconds": ttl,
+        "category": payload.get("category"),
+        "extra": extra,
+    }

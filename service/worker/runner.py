@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 from flask import Flask
@@ -38,6 +39,10 @@ class Worker:
     app: Flask
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     idle_seconds: float = 0.5
+    # How often a busy loop looks for bids to expire and breaks to end, at most: each look is
+    # two transactions, too dear for every pass under load. None: as often as an idle loop does
+    # (every `idle_seconds`), so nothing is later than when the worker is idle.
+    housekeeping_seconds: float | None = None
     dispatcher: Dispatcher | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
@@ -56,14 +61,16 @@ class Worker:
                 backend, batch=settings.PUSH_BATCH, lease_seconds=settings.PUSH_LEASE_SECONDS
             )
 
-    def run_once(self) -> Tick:
-        """One pass over every job, each in its own transaction."""
+    def run_once(self, housekeeping: bool = True) -> Tick:
+        """One pass over every job, each in its own transaction. Without `housekeeping`, only
+        the pushes: no bids expire and no breaks end in this pass."""
         tick = Tick()
         with self.app.app_context():
-            with db.scope() as session:
-                tick.expired_bids = bids.expire_due(session, clock.now())
-            with db.scope() as session:
-                tick.resumed_repairs = repair_breaks.resume_due(session, clock.now())
+            if housekeeping:
+                with db.scope() as session:
+                    tick.expired_bids = bids.expire_due(session, clock.now())
+                with db.scope() as session:
+                    tick.resumed_repairs = repair_breaks.resume_due(session, clock.now())
             assert self.dispatcher is not None
             with db.scope() as session:
                 tick.pushes = self.dispatcher.run(session, self.name)
@@ -71,12 +78,20 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker": self.name})
+        next_housekeeping = 0.0
         while not self._stop.is_set():
+            housekeeping = time.monotonic() >= next_housekeeping
             try:
-                tick = self.run_once()
+                tick = self.run_once(housekeeping)
             except Exception:
                 log.exception("worker pass failed; retrying", extra={"worker": self.name})
                 tick = Tick()
+            if housekeeping and not (tick.expired_bids or tick.resumed_repairs):
+                # Found nothing due: look again in a while (at once while it finds some).
+                every = self.housekeeping_seconds
+                next_housekeeping = time.monotonic() + (
+                    self.idle_seconds if every is None else every
+                )
             if not tick.busy:
                 self._wake.wait(self.idle_seconds)
                 self._wake.clear()
