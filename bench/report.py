@@ -241,8 +241,9 @@ def main() -> None:
     gc_files = [
         (label, d)
         for label, d in (
-            ("as is", _load("connections-gcprobe")),
-            ("gc.freeze() each second", _load("connections-gcprobe-freeze")),
+            ("CPython's defaults (GC_FREEZE=false)", _load("connections-gcprobe-gcoff")),
+            ("service policy (GC_FREEZE, the default)", _load("connections-gcprobe")),
+            ("gc.freeze() each second (probe)", _load("connections-gcprobe-freeze")),
         )
         if d
     ]

@@ -40,11 +40,12 @@ step "3/5 push throughput" bench.bench_push "${PUSH[@]}"
 step "4/5 sync catch-up" bench.bench_sync "${SYNC[@]}"
 step "5/5 profile" bench.profile_hotpaths "${PROF[@]}"
 if [[ "${EXTRA:-1}" == 1 ]]; then
-    # Evidence for the Profile section: where an unloaded POST waits, and garbage-collection
-    # pauses with 5,000 sockets (as is, then with gc.freeze()).
+    # Evidence for RESULTS.md: where an unloaded POST waits, the push worker alone, and
+    # garbage-collection pauses with 5,000 sockets (the service's policy, then CPython's defaults).
     step "extra: latency probe" bench.probe_latency
+    step "extra: push worker" bench.bench_worker
     step "extra: sockets with the GC probe" bench.bench_connections --gc-probe "${CONN[@]}"
-    step "extra: sockets with the GC probe, gc.freeze()" bench.bench_connections --gc-probe \
-        --gc-freeze --systems reach-pg "${CONN[@]}"
+    step "extra: sockets with the GC probe, CPython's defaults" bench.bench_connections \
+        --gc-probe --gc-policy off --systems reach-pg "${CONN[@]}"
 fi
 echo "=== [$(date +%H:%M:%S)] done: bench/out/*.json, log in $LOG" | tee -a "$LOG"
