@@ -118,12 +118,8 @@ class Database:
     """
 
     def init_app(self, app: Flask, url: str, pool_size: int = 20, max_overflow: int = 10) -> None:
-        pool = (
-            {}
-            if url.startswith("sqlite")
-            else {"pool_size": pool_size, "max_overflow": max_overflow}
-        )
-        app.extensions["reach.db"] = _State(make_engine(url, **pool))
+        engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+        app.extensions["reach.db"] = _State(engine)
         app.teardown_appcontext(self._teardown)
 
     @staticmethod
