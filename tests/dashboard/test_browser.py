@@ -11,10 +11,11 @@ from playwright.sync_api import expect
 
 from service.worker.runner import Worker
 from tests.dashboard.conftest import OperatorAccount, screenshot, sign_in_in_browser
-from tests.dashboard.helpers import add_device, dead_letter, send_bid, wait_until
+from tests.dashboard.helpers import add_device, dead_letter, send_bid
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.phones import Phone
+from tests.support.waiting import wait_until
 
 
 def test_an_operator_signs_in_and_out(page: Any, operator: OperatorAccount) -> None:

@@ -16,10 +16,11 @@ from service.extensions import db
 from service.models import PushJob
 from service.worker.runner import Worker
 from tests.dashboard.conftest import OpsClient
-from tests.dashboard.helpers import add_device, dead_letter, send_bid, wait_until
+from tests.dashboard.helpers import add_device, dead_letter, send_bid
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.server import LiveServer
+from tests.support.waiting import wait_until
 
 LINK = re.compile(r'href="(/ops/[^"#]*)"')
 JSON_ENDPOINTS = ["/ops/api/overview", "/ops/api/push", "/ops/api/audit"]

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from sqlalchemy import create_engine, text
 
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
@@ -65,14 +65,6 @@ def start_worker(
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 def couple_with_devices(client: ApiClient, tag: str, devices: int) -> tuple[Person, list[str]]:

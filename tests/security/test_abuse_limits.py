@@ -15,10 +15,10 @@ import pytest
 import socketio
 
 from service.realtime import members
-from tests.dashboard.helpers import wait_until
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
+from tests.support.waiting import wait_until
 
 Server = Callable[..., LiveServer]
 

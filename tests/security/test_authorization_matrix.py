@@ -24,11 +24,11 @@ import socketio
 from flask import Flask
 
 from service.realtime.members import open_sockets
-from tests.dashboard.helpers import wait_until
 from tests.security.conftest import ACTORS, MEMBERS, World, marker
 from tests.support.client import PASSWORD, Person
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
+from tests.support.waiting import wait_until
 
 Outcome = int | str
 LOGIN = "login"  # 302 to /ops/login

@@ -22,12 +22,12 @@ from flask import Flask
 from service import create_app
 from service.realtime import members
 from service.realtime.rooms import user_room
-from tests.dashboard.helpers import wait_until
 from tests.security.conftest import create_operator, sign_in_operator
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 
 Connect = Callable[[str | None], Phone]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
