@@ -38,10 +38,16 @@ class Written:
 
 def present(bid: Bid, now: datetime | None = None) -> dict[str, Any]:
     """The bid with its computed outcome, ready for `BidSchema` (REST dumps it itself)."""
-    facts = [rules.ResponseFact(r.kind, r.created_at, r.back_at) for r in bid.responses]
-    outcome = rules.outcome(bid.status, facts, now or clock.now())
-    view = {column: getattr(bid, column) for column in _bid_schema.fields if hasattr(bid, column)}
-    view["responses"] = list(bid.responses)
+    view = {column: getattr(bid, column) for column in _VIEW_COLUMNS}
+    return _with_outcome(view, list(bid.responses), now or clock.now())
+
+
+def _with_outcome(
+    view: dict[str, Any], responses: list[BidResponse], now: datetime
+) -> dict[str, Any]:
+    facts = [rules.ResponseFact(r.kind, r.created_at, r.back_at) for r in responses]
+    outcome = rules.outcome(view["status"], facts, now)
+    view["responses"] = responses
     view["outcome"] = outcome
     view["turned_toward"] = (
         None if outcome in ("pending", "later_pending") else (rules.turned_toward(outcome))
@@ -83,7 +89,7 @@ def send(
         "reachable_at": rules.reachable_at(now, quiet),
         "expires_at": now + timedelta(seconds=ttl_seconds),
     }
-    view = _new_view(row, now)
+    view = _with_outcome({column: row.get(column) for column in _VIEW_COLUMNS}, [], now)
     event: dict[str, Any] = {"type": "bid.created", "at": now, "data": wire(view)}
     job = push_outbox.bid_created(
         row, sender.display_name, recipient, recipient.notes_on_lock_screen
@@ -100,14 +106,6 @@ def send(
     session.commit()
     metrics.bid_created()
     return Written(view, created=True)
-
-
-def _new_view(row: dict[str, Any], now: datetime) -> dict[str, Any]:
-    view = {column: row.get(column) for column in _VIEW_COLUMNS}
-    view["responses"] = []
-    view["outcome"] = rules.outcome(row["status"], [], now)
-    view["turned_toward"] = None
-    return view
 
 
 def acknowledge(session: Session, user: User, bid_id: uuid.UUID, step: str) -> Written:
