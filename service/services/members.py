@@ -51,10 +51,6 @@ class Member:
     partner: Partner | None
 
     @property
-    def id(self) -> uuid.UUID:
-        return self.user_id
-
-    @property
     def couple(self) -> LiveCouple | None:
         if self.couple_id is None or self.partner is None:
             return None
