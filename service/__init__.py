@@ -26,6 +26,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = (settings or from_environment()).with_overrides(**overrides)
     if not settings.is_sqlite and not settings.SECRET_KEY and not settings.TESTING:
         raise RuntimeError("SECRET_KEY must be set when running on PostgreSQL (production).")
+    if settings.SOCKET_TRANSPORT not in ("lean", "stock"):
+        raise RuntimeError(f"SOCKET_TRANSPORT is lean or stock, not {settings.SOCKET_TRANSPORT!r}.")
     logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
     app = Flask(__name__, instance_relative_config=True)
@@ -60,10 +62,14 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         # The configured browser origins, and the service's own (the /ops dashboard).
         cors_allowed_origins=same_origin_or(settings.ALLOWED_ORIGINS),
         json=None,
-        ping_interval=25,
-        ping_timeout=20,
+        ping_interval=settings.SOCKET_PING_INTERVAL,
+        ping_timeout=settings.SOCKET_PING_TIMEOUT,
         max_http_buffer_size=settings.MAX_CONTENT_LENGTH,
     )
+    if settings.SOCKET_TRANSPORT == "lean":
+        from service.realtime import transport
+
+        transport.install(socketio.server.eio, settings.GUNICORN_WORKER_CONNECTIONS)
     if settings.TRUSTED_PROXIES:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from service.config import from_environment
+
 
 def gunicorn_settings() -> dict[str, Any]:
     """The settings every Reach process runs with (also read by deploy/gunicorn.conf.py)."""
@@ -13,7 +15,7 @@ def gunicorn_settings() -> dict[str, Any]:
         "worker_class": "gevent",
         "threads": 1,
         # The gevent worker accepts 1,000 connections by default; sockets are long-lived.
-        "worker_connections": int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000")),
+        "worker_connections": from_environment().GUNICORN_WORKER_CONNECTIONS,
         "keepalive": 75,
         "timeout": 60,
         "graceful_timeout": int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20")),
@@ -29,7 +31,6 @@ def post_worker_init(worker: Any) -> None:
     """Start the in-process worker when asked (embedded default, WORKER_MODE=inline); then
     tame the garbage collector (service/gc_tuning.py)."""
     from service import gc_tuning
-    from service.config import from_environment
 
     app = worker.wsgi
     extensions = getattr(app, "extensions", {})
