@@ -64,35 +64,15 @@ def test_demo_tells_the_story_of_one_bid(tmp_path: Path) -> None:
 
 def test_the_embedded_default_serves_concurrent_writers(tmp_path: Path) -> None:
     """gunicorn + gevent on SQLite: twenty bids at once all succeed (no lock-up)."""
-    import socket
-    import time
     import uuid
     from concurrent.futures import ThreadPoolExecutor
 
     import requests
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    env.update({"REACH_INSTANCE_DIR": str(tmp_path), "LOG_LEVEL": "WARNING"})
-    server = subprocess.Popen(
-        [sys.executable, "-m", "service.entry", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}/api/v1"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).ok:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "the embedded service did not start"
-            time.sleep(0.1)
+    from tests.support.served import reach_serve
+
+    with reach_serve(tmp_path) as url:
+        base = f"{url}/api/v1"
 
         def register(name: str) -> dict[str, str]:
             body = {
@@ -119,10 +99,3 @@ def test_the_embedded_default_serves_concurrent_writers(tmp_path: Path) -> None:
 
         with ThreadPoolExecutor(max_workers=20) as pool:
             assert list(pool.map(send, range(20))) == [201] * 20
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)

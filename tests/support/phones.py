@@ -32,9 +32,11 @@ class Phone:
             self.events.append((name, data))
             self._changed.notify_all()
 
-    def connect(self, **kwargs: Any) -> Phone:
+    def connect(self, transports: tuple[str, ...] = ("websocket",), **kwargs: Any) -> Phone:
         auth = {"token": self.token} if self.token is not None else None
-        self.client.connect(self.url, auth=auth, transports=["websocket"], wait_timeout=5, **kwargs)
+        self.client.connect(
+            self.url, auth=auth, transports=list(transports), wait_timeout=5, **kwargs
+        )
         return self
 
     def disconnect(self) -> None:

@@ -1,0 +1,281 @@
+"""The WebSocket transport as deployed: gunicorn's gevent worker, sockets detached from requests.
+
+The rest of the suite serves Socket.IO from werkzeug's threads, where the request's thread reads
+the socket; here `reach serve` runs in a subprocess, so the event-loop watcher, the drain task
+and the pinger of service/realtime/transport.py are what carry every packet. Engine.IO pings
+every second (SOCKET_PING_INTERVAL=1) so that heartbeats and ping timeouts happen in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import simple_websocket
+
+from tests.support.client import ApiClient, Person
+from tests.support.phones import Phone
+from tests.support.served import reach_serve
+from tests.support.waiting import wait_until
+
+PING_INTERVAL, PING_TIMEOUT = 1, 1
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with reach_serve(
+        tmp_path_factory.mktemp("served"),
+        SOCKET_PING_INTERVAL=str(PING_INTERVAL),
+        SOCKET_PING_TIMEOUT=str(PING_TIMEOUT),
+        RATELIMIT_AUTH="1000 per minute",
+        RATELIMIT_JOIN="1000 per minute",
+    ) as url:
+        yield url
+
+
+@pytest.fixture
+def api(served: str) -> Iterator[ApiClient]:
+    client = ApiClient(served)
+    yield client
+    client.http.close()
+
+
+@pytest.fixture
+def devices(served: str) -> Iterator[list[Phone]]:
+    made: list[Phone] = []
+    yield made
+    for device in made:
+        device.disconnect()
+
+
+def phone(served: str, devices: list[Phone], person: Person, **connect: Any) -> Phone:
+    device = Phone(served, person.access_token).connect(**connect)
+    devices.append(device)
+    return device
+
+
+def open_sockets(api: ApiClient) -> int:
+    """Member sockets the served process counts as connected (GET /metrics)."""
+    text = api.get("/metrics").text
+    found = re.search(r'^reach_socket_connections\{namespace="members"\} ([\d.]+)$', text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+def send_bid(api: ApiClient, sender: Person) -> dict[str, Any]:
+    response = api.post(
+        "/api/v1/bids", as_=sender, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def raw_member_socket(served: str, person: Person) -> simple_websocket.Client:
+    """A bare WebSocket that signs in over Engine.IO/Socket.IO by hand and answers nothing."""
+    ws = simple_websocket.Client.connect(
+        served.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    )
+    opened = ws.receive(timeout=5)
+    assert opened.startswith("0"), opened  # Engine.IO OPEN
+    ws.send("40" + json.dumps({"token": person.access_token}))  # Socket.IO CONNECT with auth
+    connected = ws.receive(timeout=5)
+    while connected == "2":  # an Engine.IO PING may come first; it stays unanswered here
+        connected = ws.receive(timeout=5)
+    assert connected is not None and connected.startswith("40"), connected
+    return ws
+
+
+def until_closed(ws: simple_websocket.Client, within: float) -> simple_websocket.ConnectionClosed:
+    """Read (PINGs and CLOSE only) until the server closes the WebSocket; how it closed."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            message = ws.receive(timeout=0.5)
+        except simple_websocket.ConnectionClosed as closed:
+            return closed
+        assert message in (None, "2", "1"), message  # Engine.IO PING, CLOSE
+    raise AssertionError(f"the server did not close the socket within {within} s")
+
+
+def test_a_phone_stays_connected_across_heartbeats_and_receives_bids(
+    served: str, api: ApiClient, devices: list[Phone]
+) -> None:
+    ana, ben = api.couple()
+    bens_phone = phone(served, devices, ben)
+    time.sleep(4 * PING_INTERVAL)  # four Engine.IO ping cycles, each answered by the client
+
+    assert bens_phone.client.connected
+    assert bens_phone.named("disconnect") == []
+    bid = send_bid(api, ana)
+    received = bens_phone.wait_for("bid.created", lambda e: e["data"]["id"] == bid["id"])
+    assert received["data"]["sender_id"] == ana.id
+
+
+def test_a_phone_that_starts_on_long_polling_upgrades_to_websocket(
+    served: str, api: ApiClient, devices: list[Phone]
+) -> None:
+    ana, ben = api.couple()
+    bens_phone = phone(served, devices, ben, transports=("polling", "websocket"))
+    wait_until(lambda: bens_phone.client.transport() == "websocket", timeout=5)
+
+    bid = send_bid(api, ana)
+    bens_phone.wait_for("bid.created", lambda e: e["data"]["id"] == bid["id"])
+    time.sleep(2 * PING_INTERVAL)
+    assert bens_phone.client.connected
+
+
+def test_many_events_arrive_in_order_on_one_socket(
+    served: str, api: ApiClient, devices: list[Phone]
+) -> None:
+    ana, ben = api.couple()
+    bens_phone = phone(served, devices, ben)
+    sent = [send_bid(api, ana)["id"] for _ in range(30)]
+
+    wait_until(lambda: len(bens_phone.named("bid.created")) == 30, timeout=10)
+    assert [e["data"]["id"] for e in bens_phone.named("bid.created")] == sent
+    cursors = [e["cursor"] for e in bens_phone.named("bid.created")]
+    assert cursors == sorted(cursors)
+
+
+def test_a_phone_that_stops_answering_pings_is_dropped(served: str, api: ApiClient) -> None:
+    _, ben = api.couple()
+    before = open_sockets(api)
+    ws = raw_member_socket(served, ben)
+    try:
+        wait_until(lambda: open_sockets(api) == before + 1, timeout=5)
+        started = time.monotonic()
+        until_closed(ws, within=15)  # PINGs stay unanswered
+        # Pinged after PING_INTERVAL, dropped once PING_TIMEOUT passed without a PONG.
+        assert time.monotonic() - started < PING_INTERVAL + PING_TIMEOUT + 5
+        wait_until(lambda: open_sockets(api) == before, timeout=5)
+    finally:
+        if ws.connected:
+            ws.close()
+
+
+def test_a_phone_that_answers_pings_by_hand_is_kept(served: str, api: ApiClient) -> None:
+    _, ben = api.couple()
+    ws = raw_member_socket(served, ben)
+    try:
+        pings, started = 0, time.monotonic()
+        while time.monotonic() - started < 3 * (PING_INTERVAL + PING_TIMEOUT):
+            message = ws.receive(timeout=1)
+            if message == "2":
+                pings += 1
+                ws.send("3")  # PONG
+        assert pings >= 2
+        assert ws.connected
+    finally:
+        ws.close()
+
+
+def test_a_phone_that_hangs_up_is_forgotten(
+    served: str, api: ApiClient, devices: list[Phone]
+) -> None:
+    _, ben = api.couple()
+    before = open_sockets(api)
+    bens_phone = phone(served, devices, ben)
+    wait_until(lambda: open_sockets(api) == before + 1, timeout=5)
+
+    bens_phone.disconnect()
+    wait_until(lambda: open_sockets(api) == before, timeout=5)
+
+
+def test_signing_out_closes_the_sessions_socket(
+    served: str, api: ApiClient, devices: list[Phone]
+) -> None:
+    _, ben = api.couple()
+    bens_phone = phone(served, devices, ben)
+    before = open_sockets(api)
+
+    signed_out = api.post("/api/v1/auth/logout", as_=ben, json={"refresh_token": ben.refresh_token})
+    assert signed_out.status_code == 204, signed_out.text
+    bens_phone.wait_for("disconnect", timeout=5)
+    wait_until(lambda: open_sockets(api) == before - 1, timeout=5)
+
+
+def test_a_message_over_the_size_limit_closes_the_socket(served: str, api: ApiClient) -> None:
+    _, ben = api.couple()
+    ws = raw_member_socket(served, ben)
+    ws.send("42" + json.dumps(["typing", {"note": "x" * 70_000}]))  # MAX_CONTENT_LENGTH: 64 KiB
+    assert until_closed(ws, within=10).reason == 1009  # message too big
+
+
+def _handshake(served: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+    port = int(served.rsplit(":", 1)[1])
+    lines = ["GET /socket.io/?EIO=4&transport=websocket HTTP/1.1", f"Host: 127.0.0.1:{port}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in head[1:])
+    return head[0], {name.lower(): value for name, value in fields.items()}
+
+
+def test_compression_is_declined_and_the_handshake_follows_rfc_6455(served: str) -> None:
+    status, headers = _handshake(
+        served,
+        {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
+        },
+    )
+    assert status == "HTTP/1.1 101 Switching Protocols"
+    assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+    assert "sec-websocket-extensions" not in headers
+
+
+def test_an_upgrade_without_a_valid_key_is_refused(served: str) -> None:
+    status, _ = _handshake(
+        served,
+        {
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "not-a-key",
+            "Sec-WebSocket-Version": "13",
+        },
+    )
+    assert status.startswith("HTTP/1.1 400")
+
+
+def test_bid_events_reach_every_socket_of_the_recipient(
+    served: str, api: ApiClient, devices: list[Phone]
+) -> None:
+    ana, ben = api.couple()
+    bens_phone, bens_tablet = phone(served, devices, ben), phone(served, devices, ben)
+    bid = send_bid(api, ana)
+    for device in (bens_phone, bens_tablet):
+        device.wait_for("bid.created", lambda e: e["data"]["id"] == bid["id"])
+
+
+def test_a_full_process_refuses_one_more_socket_with_1013(tmp_path_factory: Any) -> None:
+    with reach_serve(
+        tmp_path_factory.mktemp("full"),
+        GUNICORN_WORKER_CONNECTIONS="3",
+        RATELIMIT_AUTH="1000 per minute",
+        RATELIMIT_JOIN="1000 per minute",
+    ) as url:
+        api = ApiClient(url)
+        _, ben = api.couple()
+        held = [raw_member_socket(url, ben) for _ in range(3)]
+        extra = simple_websocket.Client.connect(
+            url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+        )
+        assert until_closed(extra, within=5).reason == 1013  # try again later
+        assert all(ws.connected for ws in held)
+        for ws in held:
+            ws.close()
