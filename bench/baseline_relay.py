@@ -1,8 +1,9 @@
 """The bare relay: the floor Reach is measured against.
 
 A minimal Flask-SocketIO app on the same server stack as Reach (service/gunicorn_config.py:
-gunicorn, one gevent worker, simple-websocket, and the same garbage-collection policy,
-service/gc_tuning.py), with no database, no schemas, no auth beyond a room name:
+gunicorn, one gevent worker, the same WebSocket transport (SOCKET_TRANSPORT, lean by default:
+service/realtime/transport.py) and the same garbage-collection policy, service/gc_tuning.py),
+with no database, no schemas, no auth beyond a room name:
 
 - Socket.IO connect with auth {token}: the token is the user's id ("u<N>"); the socket joins
   the room "user:<token>".
@@ -17,12 +18,15 @@ Serve: .venv/bin/python -m gunicorn -c python:service.gunicorn_config --bind 127
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, jsonify, request
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
+
+from service.realtime import transport
 
 
 def _partner(user: str) -> str:
@@ -43,6 +47,8 @@ def create_app() -> Flask:
         ping_interval=25,
         ping_timeout=20,
     )
+    if os.environ.get("SOCKET_TRANSPORT", "lean") == "lean":  # the same transport as Reach's
+        transport.install(socketio.server.eio, int(os.environ["GUNICORN_WORKER_CONNECTIONS"]))
     cursors: dict[str, itertools.count[int]] = {}
 
     @socketio.on("connect")
@@ -67,7 +73,11 @@ def create_app() -> Flask:
         frozen = gc.get_freeze_count()
         gc.unfreeze()
         try:
-            live = [o for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead]
+            live = [
+                o
+                for o in gc.get_objects()
+                if issubclass(type(o), greenlet.greenlet) and not o.dead  # type(): no proxies
+            ]
         finally:
             if frozen:
                 gc.freeze()

@@ -102,7 +102,7 @@ def run_system(
         out["rss_after_kb"] = after = rss_kb(server.worker_pid)
         out["fds_after"] = fds(server.worker_pid)
         out["kb_per_socket"] = round((after - before) / max(1, connected), 2)
-        if name == "baseline":
+        if name.startswith("baseline"):
             import requests
 
             out["greenlet_stats"] = requests.get(f"{server.url}/debug/stats", timeout=30).json()
@@ -186,6 +186,12 @@ def main() -> None:
     p.add_argument("--hold", type=float, default=40.0)
     p.add_argument("--systems", default="baseline,reach-pg")
     p.add_argument(
+        "--transports",
+        default="lean,stock",
+        help="WebSocket transports to measure each system on (SOCKET_TRANSPORT): lean is the "
+        "service's default (service/realtime/transport.py), stock is engineio + simple-websocket",
+    )
+    p.add_argument(
         "--gc-probe",
         action="store_true",
         help="serve with bench/gc_probe_config.py: time every garbage collection",
@@ -204,10 +210,12 @@ def main() -> None:
     log(f"open files limit raised {soft} -> {hard}")
     pairs = args.sockets // 2
     results: dict[str, Any] = {"args": vars(args), "systems": {}}
-    for name in args.systems.split(","):
+    runs = [(n, t) for n in args.systems.split(",") for t in args.transports.split(",")]
+    for name, transport in runs:
+        label = name if transport == "lean" else f"{name} ({transport})"
         server = None
         try:
-            extra = {}
+            extra = {"SOCKET_TRANSPORT": transport}
             if args.gc_policy != "service":
                 extra["GC_FREEZE"] = "true" if args.gc_policy == "freeze" else "false"
             if args.gc_probe:
@@ -223,7 +231,7 @@ def main() -> None:
                 log(f"seeding {pairs} couples ...")
                 couples = [c.to_json() for c in common.seed_couples(url, pairs)]
                 server = common.start_reach(name, PORTS[name], url, **extra)
-            results["systems"][name] = run_system(name, server, couples, args)
+            results["systems"][label] = run_system(label, server, couples, args)
         finally:
             if server is not None:
                 server.stop()
