@@ -215,9 +215,10 @@ class WebSocket:
             self._finish()
 
     def _dispatch(self) -> None:
-        assert self._on_message is not None
-        while self._messages:
+        while self._messages and self._on_message is not None:
             self._on_message(self._messages.popleft())
+        if self._watcher is None:
+            return  # released meanwhile (the server closed the socket)
         if self.connected:
             self._watcher.start(self._readable)
         else:
@@ -227,6 +228,8 @@ class WebSocket:
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close()
+        # Drop the references back to the engineio socket: no cycle outlives the connection.
+        self._on_message, self.app = None, None
         self.release()
 
     def release(self) -> None:
