@@ -347,21 +347,23 @@ class LeanSocket(Socket):
             if self._draining:
                 return
             self._draining = True
-        self.server.start_background_task(self._drain)
+        if self.server.async_mode == "gevent":
+            from gevent import spawn_raw
+
+            spawn_raw(self._drain)  # a bare greenlet: no Greenlet bookkeeping per burst
+        else:
+            self.server.start_background_task(self._drain)
 
     def _drain(self) -> None:
+        """Write what is queued, then end; only this task takes from the queue once upgraded."""
         ws = self._ws
         assert ws is not None
-        empty = self.server.get_queue_empty_exception()
         while True:
-            try:
-                pkt = self.queue.get(block=False)
-            except empty:
-                with self._drain_lock:
-                    if self.queue.empty():
-                        self._draining = False
-                        return
-                continue
+            with self._drain_lock:
+                if self.queue.empty():
+                    self._draining = False
+                    return
+            pkt = self.queue.get(block=False)
             try:
                 if pkt is None:
                     ws.close()

@@ -9,6 +9,7 @@ import pytest
 import socketio
 
 from service.clock import clock
+from service.realtime import transport
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
@@ -20,6 +21,18 @@ def test_a_phone_connects_with_its_access_token(client: ApiClient, phone: Connec
     ana = client.register("Ana")
     device = phone(ana.access_token)
     assert device.client.connected
+
+
+def test_sockets_are_served_by_the_lean_transport(
+    client: ApiClient, phone: Connect, live_server: LiveServer
+) -> None:
+    """engineio's server and sockets are the transport's (service/realtime/transport.py)."""
+    eio = live_server.app.extensions["socketio"].server.eio
+    assert isinstance(eio, transport.LeanServer)
+    device = phone(client.register("Ana").access_token)
+    sid = device.client.eio.sid
+    assert type(eio.sockets[sid]) is transport.LeanSocket
+    assert eio.sockets[sid].upgraded
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-jwt", "eyJhbGciOiJub25lIn0.e30."])
