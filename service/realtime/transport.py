@@ -147,7 +147,7 @@ class WebSocket:
         try:
             self._conn.receive_data(data)
             self._read_events()
-        except (LocalProtocolError, RemoteProtocolError):
+        except (LocalProtocolError, RemoteProtocolError, OSError):  # OSError: answering a ping
             self.abort()
 
     def _read_events(self) -> None:
@@ -216,7 +216,9 @@ class WebSocket:
 
     def _dispatch(self) -> None:
         while self._messages and self._on_message is not None:
-            self._on_message(self._messages.popleft())
+            if self._on_message(self._messages.popleft()) is False:
+                self.abort()  # the engineio socket is closed or broken: end the connection
+                break
         if self._watcher is None:
             return  # released meanwhile (the server closed the socket)
         if self.connected:
@@ -305,7 +307,10 @@ class Pinger:
             now = time.monotonic()
             while self._due and self._due[0][0] <= now:
                 _, sock = self._due.popleft()
-                sock.ping()
+                try:
+                    sock.ping()
+                except Exception:  # one broken socket must not stop every socket's heartbeat
+                    log.exception("socket %s: could not send a ping", sock.sid)
             with self._lock:
                 if not self._due:
                     self._running = False  # started again by the next schedule()
@@ -424,8 +429,6 @@ class LeanSocket(Socket):
             return False
         except Exception:
             log.exception("socket %s: could not handle a packet, closing", self.sid)
-            if self._ws is not None:
-                self._ws.abort()
             return False
         return True
 
