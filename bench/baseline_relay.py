@@ -48,7 +48,9 @@ def create_app() -> Flask:
         ping_timeout=20,
     )
     if os.environ.get("SOCKET_TRANSPORT", "lean") == "lean":  # the same transport as Reach's
-        transport.install(socketio.server.eio, int(os.environ["GUNICORN_WORKER_CONNECTIONS"]))
+        transport.install(
+            socketio.server.eio, int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000"))
+        )
     cursors: dict[str, itertools.count[int]] = {}
 
     @socketio.on("connect")

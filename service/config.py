@@ -41,14 +41,14 @@ class Settings:
     WORKER_MODE: str = ""
     # Socket.IO async mode: "gevent" or "threading"; empty picks by whether gevent is patched.
     SOCKETIO_ASYNC_MODE: str = ""
-    # WebSocket transport: "lean" (one greenlet per idle socket, service/realtime/transport.py)
+    # WebSocket transport: "lean" (no greenlet per idle socket, service/realtime/transport.py)
     # or "stock" (engineio + simple-websocket as shipped, four greenlets per socket).
     SOCKET_TRANSPORT: str = "lean"
-    # Engine.IO heartbeat: the server pings every SOCKET_PING_INTERVAL seconds and drops a
-    # socket whose PONG is SOCKET_PING_TIMEOUT seconds late.
     # Connections one API process holds: gunicorn's gevent worker_connections (requests in
     # flight), and the cap on open WebSockets, which leave gunicorn's pool once upgraded.
     GUNICORN_WORKER_CONNECTIONS: int = 10000
+    # Engine.IO heartbeat: the server pings every SOCKET_PING_INTERVAL seconds and drops a
+    # socket whose PONG is SOCKET_PING_TIMEOUT seconds late.
     SOCKET_PING_INTERVAL: int = 25
     SOCKET_PING_TIMEOUT: int = 20
     JWT_ISSUER: str = "reach"
