@@ -47,6 +47,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_
 log = logging.getLogger("reach.realtime")
 
 RECEIVE_BYTES = 4096
+LINGER_SECONDS = 2.0
 # What a detached socket's stored WSGI environ no longer needs: the request's I/O objects.
 _REQUEST_IO = ("wsgi.errors", "wsgi.file_wrapper", "gunicorn.socket", "eventlet.input")
 
@@ -76,6 +77,20 @@ def _handshake_response(environ: dict[str, Any]) -> bytes | None:
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
     )
+
+
+def _linger(sock: Any) -> None:
+    """Half-close, discard what the phone still sends until it closes (at most LINGER_SECONDS),
+    then close: closing with unread data resets the connection, and the phone may lose the
+    closing frame (a 1009 for a message over the limit, say)."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(LINGER_SECONDS)
+        deadline = time.monotonic() + LINGER_SECONDS
+        while time.monotonic() < deadline and sock.recv(65536):
+            pass
+    with contextlib.suppress(OSError):
+        sock.close()
 
 
 class WebSocket:
@@ -235,13 +250,14 @@ class WebSocket:
         self.release()
 
     def release(self) -> None:
-        """Stop watching and close the descriptor (detached sockets)."""
+        """Stop watching; close the descriptor once the phone has had the last frame."""
         if self._watcher is not None:
+            from gevent import spawn_raw
+
             self._watcher.stop()
             self._watcher.close()
             self._watcher = None
-            with contextlib.suppress(OSError):
-                self.sock.close()
+            spawn_raw(_linger, self.sock)
 
     # -- writing ---------------------------------------------------------------------------
 
