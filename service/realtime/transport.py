@@ -18,7 +18,7 @@ An idle phone costs its socket, its Engine.IO and Socket.IO state and nothing el
 werkzeug's threaded server (development and the tests) the request's thread reads the socket,
 blocking, as before. The Engine.IO protocol (OPEN, the upgrade probe, PING/PONG, CLOSE, ping
 timeouts) stays engineio's: LeanSocket overrides how packets reach the wire and when pings are
-sent. `install(eio)` applies it to one engineio server.
+sent. `install(eio, max_sockets)` applies it to one engineio server.
 """
 
 from __future__ import annotations
