@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -11,7 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -110,10 +111,36 @@ def _follow_pushes(stream: Any, story: Story) -> None:
             story.say("push", f'{entry["platform"]} device: "{entry["title"]}" {entry["data"]}')
 
 
-def run_demo(on_server: Callable[[str], None] | None = None) -> None:
-    story = Story()
+@contextlib.contextmanager
+def embedded_service(
+    env: dict[str, str], stderr: Any = subprocess.DEVNULL
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`reach serve` (gunicorn + gevent) in a subprocess on a free port, with `env`.
+
+    Yields its base URL once /readyz answers, and the process; stops it afterwards.
+    """
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "service.entry", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+    )
+    try:
+        _wait_ready(base, server, time.monotonic() + 30)
+        yield base, server
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=10)
+
+
+def run_demo(on_server: Callable[[str], None] | None = None) -> None:
+    story = Story()
     with tempfile.TemporaryDirectory(prefix="reach-demo-") as instance:
         env = {
             **os.environ,
@@ -124,26 +151,15 @@ def run_demo(on_server: Callable[[str], None] | None = None) -> None:
         }
         env.pop("DATABASE_URL", None)
         env.pop("REDIS_URL", None)
-        story.say("reach", f"starting the embedded service on {base} (SQLite, inline worker)")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "service.entry", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        threading.Thread(target=_follow_pushes, args=(server.stderr, story), daemon=True).start()
-        try:
-            _wait_ready(base, server, time.monotonic() + 30)
+        story.say("reach", "starting the embedded service (SQLite, inline worker)")
+        with embedded_service(env, stderr=subprocess.PIPE) as (base, server):
+            story.say("reach", f"serving on {base}")
+            threading.Thread(
+                target=_follow_pushes, args=(server.stderr, story), daemon=True
+            ).start()
             if on_server:
                 on_server(base)
             _story(base, story)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(timeout=10)
 
 
 def _story(base: str, story: Story) -> None:

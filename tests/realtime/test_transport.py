@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import websocket  # websocket-client, python-socketio's client transport
+from engineio import packet as engineio_packet
 
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
@@ -124,12 +125,28 @@ def until_closed(ws: websocket.WebSocket, within: float) -> int:
     raise AssertionError(f"the server did not close the socket within {within} s")
 
 
+def pings_seen(device: Phone) -> list[float]:
+    """When the phone's Engine.IO client receives each server PING (it answers every one)."""
+    seen: list[float] = []
+    eio = device.client.eio
+    receive = eio._receive_packet
+
+    def counting(pkt: Any) -> Any:
+        if pkt.packet_type == engineio_packet.PING:
+            seen.append(time.monotonic())
+        return receive(pkt)
+
+    eio._receive_packet = counting
+    return seen
+
+
 def test_a_phone_stays_connected_across_heartbeats_and_receives_bids(
     served: str, api: ApiClient, devices: list[Phone]
 ) -> None:
     ana, ben = api.couple()
     bens_phone = phone(served, devices, ben)
-    time.sleep(4 * PING_INTERVAL)  # four Engine.IO ping cycles, each answered by the client
+    pings = pings_seen(bens_phone)
+    wait_until(lambda: len(pings) >= 4, timeout=4 * (PING_INTERVAL + PING_TIMEOUT) + 5)
 
     assert bens_phone.client.connected
     assert bens_phone.named("disconnect") == []
@@ -147,8 +164,10 @@ def test_a_phone_that_starts_on_long_polling_upgrades_to_websocket(
 
     bid = send_bid(api, ana)
     bens_phone.wait_for("bid.created", lambda e: e["data"]["id"] == bid["id"])
-    time.sleep(2 * PING_INTERVAL)
+    pings = pings_seen(bens_phone)
+    wait_until(lambda: len(pings) >= 2, timeout=2 * (PING_INTERVAL + PING_TIMEOUT) + 5)
     assert bens_phone.client.connected
+    assert bens_phone.named("disconnect") == []
 
 
 def test_many_events_arrive_in_order_on_one_socket(
@@ -245,32 +264,21 @@ def _handshake(served: str, headers: dict[str, str]) -> tuple[str, dict[str, str
     return head[0], {name.lower(): value for name, value in fields.items()}
 
 
+def _upgrade_request(key: str, **extra: str) -> dict[str, str]:
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key}
+    return {**headers, "Sec-WebSocket-Version": "13", **extra}
+
+
 def test_compression_is_declined_and_the_handshake_follows_rfc_6455(served: str) -> None:
-    status, headers = _handshake(
-        served,
-        {
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits",
-        },
-    )
+    deflate = {"Sec-WebSocket-Extensions": "permessage-deflate; client_max_window_bits"}
+    status, headers = _handshake(served, _upgrade_request("dGhlIHNhbXBsZSBub25jZQ==", **deflate))
     assert status == "HTTP/1.1 101 Switching Protocols"
     assert headers["sec-websocket-accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
     assert "sec-websocket-extensions" not in headers
 
 
 def test_an_upgrade_without_a_valid_key_is_refused(served: str) -> None:
-    status, _ = _handshake(
-        served,
-        {
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Key": "not-a-key",
-            "Sec-WebSocket-Version": "13",
-        },
-    )
+    status, _ = _handshake(served, _upgrade_request("not-a-key"))
     assert status.startswith("HTTP/1.1 400")
 
 
