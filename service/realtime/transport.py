@@ -38,6 +38,8 @@ from typing import Any
 from engineio import Server as EngineServer
 from engineio import exceptions, packet
 from engineio.socket import Socket
+from gevent import get_hub, spawn_raw
+from gevent.lock import Semaphore
 from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
@@ -55,8 +57,6 @@ _REQUEST_IO = ("wsgi.errors", "wsgi.file_wrapper", "gunicorn.socket", "eventlet.
 def _lock_for(server: Any) -> Any:
     """A lock that suits the server's concurrency (a gevent semaphore or a thread lock)."""
     if server.async_mode == "gevent":
-        from gevent.lock import Semaphore
-
         return Semaphore()
     return threading.Lock()
 
@@ -195,8 +195,6 @@ class WebSocket:
         self, on_message: Callable[[str | bytes], object], on_close: Callable[[], None]
     ) -> None:
         """Leave the request: gunicorn's handler returns; the socket lives on, watched."""
-        from gevent import get_hub
-
         self.sock = self.sock.dup()  # gunicorn closes its own descriptor when the handler ends
         self.sock.settimeout(self.server.ping_interval + self.server.ping_timeout)  # for writes
         for key in _REQUEST_IO:
@@ -208,8 +206,6 @@ class WebSocket:
 
     def _readable(self) -> None:
         """In the event loop: hand the work to a fresh greenlet (handlers may block)."""
-        from gevent import spawn_raw
-
         self._watcher.stop()
         spawn_raw(self._read_ready)
 
@@ -252,8 +248,6 @@ class WebSocket:
     def release(self) -> None:
         """Stop watching; close the descriptor once the phone has had the last frame."""
         if self._watcher is not None:
-            from gevent import spawn_raw
-
             self._watcher.stop()
             self._watcher.close()
             self._watcher = None
@@ -369,8 +363,6 @@ class LeanSocket(Socket):
                 return
             self._draining = True
         if self.server.async_mode == "gevent":
-            from gevent import spawn_raw
-
             spawn_raw(self._drain)  # a bare greenlet: no Greenlet bookkeeping per burst
         else:
             self.server.start_background_task(self._drain)
