@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service.errors import register_error_handlers
     from service.extensions import db, limiter
     from service.security.tokens import TokenIssuer
+    from service.services.members import RecentMembers
 
     settings = (settings or from_environment()).with_overrides(**overrides)
     if not settings.is_sqlite and not settings.SECRET_KEY and not settings.TESTING:
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         settings.JWT_AUDIENCE,
         settings.ACCESS_TOKEN_SECONDS,
     )
+    app.extensions["reach.recent_members"] = RecentMembers()
     if settings.REDIS_URL:
         import redis
 

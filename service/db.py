@@ -16,6 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 AFTER_COMMIT_KEY = "reach.after_commit"
+# Set on sessions that may autocommit a transaction of one statement (PostgreSQL, own engine).
+AUTOCOMMIT_KEY = "reach.autocommit"
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10, **kwargs: Any) -> Engine:
@@ -147,7 +150,10 @@ class Database:
         state.test_lock = None
 
     def new_session(self) -> Session:
-        session = self._state().factory()
+        state = self._state()
+        session = state.factory()
+        if state.test_lock is None and state.engine.dialect.name == "postgresql":
+            session.info[AUTOCOMMIT_KEY] = True
         event.listen(session, "after_commit", _run_after_commit)
         event.listen(session, "after_soft_rollback", _drop_after_commit)
         return session
@@ -192,6 +198,20 @@ class Database:
         lock = g.pop("_reach_test_lock", None)
         if lock is not None:
             lock.release()
+
+
+def single_statement(session: Session) -> Connection:
+    """The connection for a transaction that is one statement (atomic on its own).
+
+    On PostgreSQL, if the session has not begun its transaction yet, the connection is
+    autocommitted: psycopg sends no BEGIN before the statement and COMMIT after it, two round
+    trips saved. `session.commit()` still runs the after-commit hooks. Otherwise (SQLite,
+    a transaction already begun, tests inside an outer transaction) it is the session's usual
+    transaction.
+    """
+    if session.info.get(AUTOCOMMIT_KEY) and not session.in_transaction():
+        return session.connection(execution_options=_AUTOCOMMIT)
+    return session.connection()
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

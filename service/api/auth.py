@@ -9,10 +9,11 @@ from typing import Any, TypeVar, cast
 from flask import current_app, g, request
 from flask_smorest import Blueprint
 
+from service.clock import clock
 from service.domain.errors import Unauthorized
 from service.extensions import db
 from service.models import User
-from service.security.tokens import TokenIssuer
+from service.security.tokens import AccessClaims, TokenIssuer
 from service.services import members
 from service.services.members import Member
 
@@ -56,6 +57,50 @@ def current_user() -> User:
     if user is None:
         user = g.current_user = members.user_of(db.session, current_member())
     return user
+
+
+def recent_members() -> members.RecentMembers:
+    return cast(members.RecentMembers, current_app.extensions["reach.recent_members"])
+
+
+def remembered_member_required(view: F) -> F:
+    """`auth_required` for a write that proves its member in its own statement (POST /bids).
+
+    The token is checked as always. A member this process looked up lately is then taken from
+    memory, not from the database, and `member_recheck()` gives the write a way to look them
+    up again when its proof fails; anyone else is looked up (and remembered) at once.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        claims = token_issuer().read_access_token(bearer_token(), clock.now())
+        remembered = recent_members().get(claims.user_id, claims.session_id)
+        if remembered is None:
+            _look_up(claims)
+        else:
+            g.current_member = remembered
+            g.member_recheck = functools.partial(_look_up, claims)
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def member_recheck() -> Callable[[], Member] | None:
+    """How to look the caller up again, when `current_member()` came from memory."""
+    recheck: Callable[[], Member] | None = g.get("member_recheck")
+    return recheck
+
+
+def _look_up(claims: AccessClaims) -> Member:
+    g.pop("member_recheck", None)
+    try:
+        member = members.live_member(db.session, claims.user_id, claims.session_id)
+    except Unauthorized:
+        recent_members().forget_session(claims.user_id, claims.session_id)
+        raise
+    recent_members().remember(member)
+    g.current_member = member
+    return member
 
 
 def auth_required(view: F) -> F:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import current_app
+from flask import Response, current_app, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
@@ -16,7 +16,14 @@ from schemas.bids import (
     BidResponseCreateSchema,
     BidSchema,
 )
-from service.api.auth import auth_required, current_member, current_user, documented_member
+from service.api.auth import (
+    auth_required,
+    current_member,
+    current_user,
+    documented_member,
+    member_recheck,
+    remembered_member_required,
+)
 from service.extensions import db, limiter
 from service.services import bids
 
@@ -33,21 +40,29 @@ def _status(written: bids.Written) -> tuple[dict[str, Any], int]:
     return written.bid, 201 if written.created else 200
 
 
+def _sent(written: bids.Written) -> tuple[Response | dict[str, Any], int]:
+    """The bid as BidSchema dumps it; a new bid was dumped for its event already."""
+    if written.wired is not None:
+        return jsonify(written.wired), 201 if written.created else 200
+    return _status(written)
+
+
 @blp.route("")
 class Bids(MethodView):
-    decorators = [auth_required]
-
+    @remembered_member_required
     @member
     @blp.arguments(BidCreateSchema)
     @blp.response(201, BidSchema, description="Sent")
     @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier send")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
     @limiter.limit(_bid_limit)
-    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def post(self, body: dict[str, Any]) -> tuple[Response | dict[str, Any], int]:
         """Reach for the partner"""
         ttl = int(current_app.config["BID_TTL_SECONDS"])
-        return _status(bids.send(db.session, current_member(), ttl_seconds=ttl, **body))
+        sender, recheck = current_member(), member_recheck()
+        return _sent(bids.send(db.session, sender, ttl_seconds=ttl, recheck=recheck, **body))
 
+    @auth_required
     @member
     @blp.arguments(BidQueryArgsSchema, location="query")
     @blp.response(200, BidListSchema)

@@ -24,7 +24,8 @@ def register(socketio: SocketIO) -> None:
 def send_bid(member: Member, data: dict[str, Any]) -> dict[str, Any]:
     check_rate("bid.send", member, "RATELIMIT_BIDS")
     ttl = int(current_app.config["BID_TTL_SECONDS"])
-    return bids.wire(bids.send(db.session, member, ttl_seconds=ttl, **data).bid)
+    written = bids.send(db.session, member, ttl_seconds=ttl, **data)
+    return written.wired or bids.wire(written.bid)
 
 
 @write(BidRefSchema())

@@ -25,9 +25,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
+from service.db import single_statement
 from service.models import Bid, Couple, CoupleEvent, PushJob
 from service.models.base import table
-from service.services import events, push_outbox
+from service.services import events, members, push_outbox
+from service.services.members import Member
 
 _bids, _couples, _events, _jobs = table(Bid), table(Couple), table(CoupleEvent), table(PushJob)
 
@@ -56,15 +58,20 @@ _INSERT_NEW = {
 }
 
 
-def _one_statement() -> Executable:
+def _one_statement(proven: bool) -> Executable:
     """WITH new_bid AS (INSERT ... ON CONFLICT DO NOTHING), next_cursor AS (UPDATE couples),
     appended AS (INSERT INTO couple_events) INSERT INTO push_jobs ... RETURNING cursor.
 
     Each step reads the previous one's RETURNING, so nothing follows a bid that was not new.
+    With `proven`, the bid is inserted only if the sender is still the member it was computed
+    for (`members.STILL_LIVE`), checked in the same statement.
     """
+    values = select(*(bindparam(f"bid_{column.name}", type_=column.type) for column in _bids.c))
+    if proven:
+        values = values.where(members.STILL_LIVE)
     new_bid = (
         postgresql.insert(_bids)
-        .values({column.name: bindparam(f"bid_{column.name}") for column in _bids.c})
+        .from_select([column.name for column in _bids.c], values)
         .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
         .returning(_bids.c.couple_id)
         .cte("new_bid")
@@ -109,7 +116,8 @@ def _one_statement() -> Executable:
     )
 
 
-_ONE_STATEMENT = _one_statement()
+_ONE_STATEMENT = {proven: _one_statement(proven) for proven in (False, True)}
+_STILL_LIVE = select(members.STILL_LIVE)
 
 
 def write_new(
@@ -117,18 +125,26 @@ def write_new(
     bid: dict[str, Any],
     event: dict[str, Any],
     job: dict[str, Any],
+    *,
+    proof: Member | None = None,
 ) -> int | None:
-    """Write a new bid with its event and push job; its cursor, or None if it was not new.
+    """Write a new bid with its event and push job; its cursor, or None if nothing was written.
 
     `bid` has a value for every column of `bids`; `event` the event's type, at and data;
-    `job` a row from `push_outbox.job` (its payload's data gets the cursor).
+    `job` a row from `push_outbox.job` (its payload's data gets the cursor). With `proof`, the
+    member the rows were computed from, not looked up in this transaction: nothing is written
+    unless they are still live and unchanged. On PostgreSQL the write is one statement, so a
+    session that has not begun its transaction runs it autocommitted (`db.single_statement`).
     """
-    connection = session.connection()
+    connection = single_statement(session)
+    proof_params = {} if proof is None else members.still_live_params(proof)
     if connection.dialect.name == "postgresql":
-        cursor = _write_in_one_statement(connection, bid, event, job)
+        cursor = _write_in_one_statement(connection, bid, event, job, proof_params)
         if cursor is not None:
             push_outbox.wake_after_commit(session)
         return cursor
+    if proof is not None and not connection.execute(_STILL_LIVE, proof_params).scalar():
+        return None
     if connection.execute(_INSERT_NEW[connection.dialect.name], bid).first() is None:
         return None
     cursor = events.next_cursor(session, bid["couple_id"])
@@ -138,12 +154,17 @@ def write_new(
 
 
 def _write_in_one_statement(
-    connection: Connection, bid: dict[str, Any], event: dict[str, Any], job: dict[str, Any]
+    connection: Connection,
+    bid: dict[str, Any],
+    event: dict[str, Any],
+    job: dict[str, Any],
+    proof_params: dict[str, Any],
 ) -> int | None:
     params: dict[str, Any] = {f"bid_{column.name}": bid.get(column.name) for column in _bids.c}
+    params.update(proof_params)
     params.update({f"event_{name}": event[name] for name in EVENT_COLUMNS if name != "couple_id"})
     params["event_couple_id"] = bid["couple_id"]
     params.update({f"job_{name}": job[name] for name in JOB_COLUMNS})
     params["job_payload"] = job["payload"]
-    cursor = connection.execute(_ONE_STATEMENT, params).scalar()
+    cursor = connection.execute(_ONE_STATEMENT[bool(proof_params)], params).scalar()
     return None if cursor is None else int(cursor)

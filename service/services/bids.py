@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +35,8 @@ class Written:
 
     bid: dict[str, Any]
     created: bool
+    # The bid already dumped for the wire, when the write had to dump it anyway.
+    wired: dict[str, Any] | None = None
 
 
 def present(bid: Bid, now: datetime | None = None) -> dict[str, Any]:
@@ -69,8 +72,42 @@ def send(
     kind: str,
     note: str | None,
     ttl_seconds: int,
+    recheck: Callable[[], Member] | None = None,
 ) -> Written:
-    """Reach for the partner. A retry with the same `client_id` returns the first bid (200)."""
+    """Reach for the partner. A retry with the same `client_id` returns the first bid (200).
+
+    With `recheck`, `sender` was remembered rather than looked up in this transaction: the
+    write proves it still holds (`members.STILL_LIVE`) and, if it does not (or the bid is a
+    retry), `recheck()` looks the member up and the send runs as usual.
+    """
+    request = _BidRequest(client_id, kind, note, ttl_seconds)
+    if recheck is not None:
+        written = _write(session, sender, request, proven=False)
+        if written is not None:
+            return written
+        session.rollback()
+        sender = recheck()
+    written = _write(session, sender, request, proven=True)
+    if written is not None:
+        return written
+    # A retry, even one racing its original: nothing was written, the first bid answers.
+    session.rollback()
+    existing = _by_client_id(session, sender.user_id, client_id)
+    if existing is None:  # pragma: no cover - the conflicting row is committed or locked
+        raise Conflict("This bid is still being written: retry.")
+    return Written(present(existing), created=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _BidRequest:
+    client_id: uuid.UUID
+    kind: str
+    note: str | None
+    ttl_seconds: int
+
+
+def _write(session: Session, sender: Member, request: _BidRequest, proven: bool) -> Written | None:
+    """Write the bid, its event and its push job and commit; None if nothing was written."""
     couple, recipient = sender.couple, sender.partner
     if couple is None or recipient is None:
         raise NotFound("You are not paired.")
@@ -81,31 +118,26 @@ def send(
         "couple_id": couple.id,
         "sender_id": sender.user_id,
         "recipient_id": recipient.id,
-        "client_id": client_id,
-        "kind": kind,
-        "note": note or None,
+        "client_id": request.client_id,
+        "kind": request.kind,
+        "note": request.note or None,
         "status": "sent",
         "created_at": now,
         "reachable_at": rules.reachable_at(now, quiet),
-        "expires_at": now + timedelta(seconds=ttl_seconds),
+        "expires_at": now + timedelta(seconds=request.ttl_seconds),
     }
     view = _with_outcome({column: row.get(column) for column in _VIEW_COLUMNS}, [], now)
     event: dict[str, Any] = {"type": "bid.created", "at": now, "data": wire(view)}
     job = push_outbox.bid_created(
         row, sender.display_name, recipient, recipient.notes_on_lock_screen
     )
-    cursor = bid_writes.write_new(session, row, event, job)
+    cursor = bid_writes.write_new(session, row, event, job, proof=None if proven else sender)
     if cursor is None:
-        # A retry, even one racing its original: nothing was written, the first bid answers.
-        session.rollback()
-        existing = _by_client_id(session, sender.user_id, client_id)
-        if existing is None:  # pragma: no cover - the conflicting row is committed or locked
-            raise Conflict("This bid is still being written: retry.")
-        return Written(present(existing), created=False)
+        return None
     events.announce(session, couple, cursor, event["type"], now, event["data"])
     session.commit()
     metrics.bid_created()
-    return Written(view, created=True)
+    return Written(view, created=True, wired=event["data"])
 
 
 def acknowledge(session: Session, user: User, bid_id: uuid.UUID, step: str) -> Written:

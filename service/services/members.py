@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, case, select
+from sqlalchemy import ColumnElement, and_, bindparam, case, exists, select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -120,6 +120,80 @@ def authenticate(session: Session, issuer: TokenIssuer, token: str) -> Member:
     """The member behind an access token, if the token, session and account are all live."""
     claims = issuer.read_access_token(token, clock.now())
     return live_member(session, claims.user_id, claims.session_id)
+
+
+# The member a write computed its rows from is still who they were: the session is live, the
+# account enabled, and the couple and partner unchanged in every field a member carries.
+# A write that takes a remembered member checks this in its own statement.
+STILL_LIVE: ColumnElement[bool] = exists().where(
+    _users.c.id == bindparam("member_user_id"),
+    _users.c.display_name == bindparam("member_display_name"),
+    _users.c.disabled_at.is_(None),
+    _users.c.couple_id == bindparam("member_couple_id"),
+    _sessions.c.id == bindparam("member_session_id"),
+    _sessions.c.user_id == _users.c.id,
+    _sessions.c.revoked_at.is_(None),
+    _couples.c.id == _users.c.couple_id,
+    _couples.c.ended_at.is_(None),
+    _partners.c.id == bindparam("member_partner_id"),
+    _partners.c.id
+    == case(
+        (_couples.c.partner_a_id == _users.c.id, _couples.c.partner_b_id),
+        else_=_couples.c.partner_a_id,
+    ),
+    _partners.c.couple_id == _couples.c.id,
+    _partners.c.display_name == bindparam("member_partner_display_name"),
+    _partners.c.timezone == bindparam("member_partner_timezone"),
+    _partners.c.quiet_start.is_not_distinct_from(bindparam("member_partner_quiet_start")),
+    _partners.c.quiet_end.is_not_distinct_from(bindparam("member_partner_quiet_end")),
+    _partners.c.notes_on_lock_screen == bindparam("member_partner_notes_on_lock_screen"),
+)
+
+
+def still_live_params(member: Member) -> dict[str, Any]:
+    """The parameters of `STILL_LIVE` for a paired member."""
+    partner = member.partner
+    if member.couple_id is None or partner is None:
+        raise ValueError("only a paired member can be proven still live")
+    return {
+        "member_user_id": member.user_id,
+        "member_display_name": member.display_name,
+        "member_couple_id": member.couple_id,
+        "member_session_id": member.session_id,
+        "member_partner_id": partner.id,
+        "member_partner_display_name": partner.display_name,
+        "member_partner_timezone": partner.timezone,
+        "member_partner_quiet_start": partner.quiet_start,
+        "member_partner_quiet_end": partner.quiet_end,
+        "member_partner_notes_on_lock_screen": partner.notes_on_lock_screen,
+    }
+
+
+class RecentMembers:
+    """Paired members this process looked up lately, by sign-in session (bounded, oldest out).
+
+    What is remembered is never trusted on its own: a write that starts from it proves it in
+    the same statement (`STILL_LIVE`) and looks the member up again if that fails.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._members: dict[tuple[uuid.UUID, uuid.UUID], Member] = {}
+
+    def get(self, user_id: uuid.UUID, session_id: uuid.UUID) -> Member | None:
+        return self._members.get((user_id, session_id))
+
+    def remember(self, member: Member) -> None:
+        key = (member.user_id, member.session_id)
+        if member.partner is None:
+            self._members.pop(key, None)
+            return
+        self._members[key] = member
+        while len(self._members) > self.size:
+            self._members.pop(next(iter(self._members)), None)
+
+    def forget_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
+        self._members.pop((user_id, session_id), None)
 
 
 def user_of(session: Session, member: Member) -> User:

@@ -1,0 +1,124 @@
+"""A sender remembered from an earlier bid is proven again by the write that uses them.
+
+POST /bids takes a member the process looked up lately from memory; the write itself checks
+that they are still who they were (session, account, couple, partner). These tests change each
+of those between two bids of the same sign-in session and check the second bid sees the change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import pytest
+from flask import Flask
+from sqlalchemy import event, update
+
+from service.clock import clock
+from service.extensions import db
+from service.models import User
+from tests.support.client import ApiClient, Person
+
+
+def post_bid(client: ApiClient, sender: Person, client_id: str | None = None):  # type: ignore[no-untyped-def]
+    body = {"client_id": client_id or str(uuid.uuid4()), "kind": "connect"}
+    return client.post("/api/v1/bids", as_=sender, json=body)
+
+
+def bid_count(client: ApiClient, who: Person) -> int:
+    return len(client.get("/api/v1/bids", as_=who).json()["items"])
+
+
+def test_a_sender_who_signed_out_after_a_bid_is_refused(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    assert post_bid(client, ana).status_code == 201
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": ana.refresh_token}).ok
+    refused = post_bid(client, ana)
+    assert refused.status_code == 401, refused.text
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert bid_count(client, ben) == 1
+
+
+def test_a_sender_disabled_after_a_bid_is_refused(client: ApiClient, app: Flask) -> None:
+    ana, ben = client.couple()
+    assert post_bid(client, ana).status_code == 201
+    with app.app_context():
+        db.session.execute(
+            update(User).where(User.id == uuid.UUID(ana.id)).values(disabled_at=clock.now())
+        )
+        db.session.commit()
+    refused = post_bid(client, ana)
+    assert refused.status_code == 401, refused.text
+    assert "disabled" in refused.json()["detail"]
+    assert bid_count(client, ben) == 1
+
+
+def test_a_couple_that_ended_after_a_bid_cannot_send(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    assert post_bid(client, ana).status_code == 201
+    assert client.delete("/api/v1/couple", as_=ben).ok
+    refused = post_bid(client, ana)
+    assert refused.status_code == 404, refused.text
+    assert "not paired" in refused.json()["detail"]
+
+
+def test_quiet_hours_set_after_a_bid_hold_the_next_one(client: ApiClient) -> None:
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "America/New_York")
+    client.pair(ana, ben)
+    # 09:00 in Berlin is 03:00 in New York.
+    clock.freeze(datetime.fromisoformat("2031-01-15T08:00:00+00:00"))
+    client.fresh(ana), client.fresh(ben)
+    first = post_bid(client, ana).json()
+    assert first["reachable_at"] == first["created_at"]
+    quiet = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    assert client.patch("/api/v1/me", as_=ben, json=quiet).ok
+    second = post_bid(client, ana).json()
+    assert second["reachable_at"] == "2031-01-15T12:00:00.000000Z"
+
+
+def test_a_retry_from_a_remembered_sender_returns_the_first_bid(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    assert post_bid(client, ana).status_code == 201
+    client_id = str(uuid.uuid4())
+    first = post_bid(client, ana, client_id)
+    retry = post_bid(client, ana, client_id)
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert retry.json() == first.json()
+    assert bid_count(client, ben) == 2
+
+
+@contextmanager
+def statements_of(app: Flask) -> Iterator[list[tuple[str, bool]]]:
+    """The statements run meanwhile, each with whether its connection was autocommitted."""
+    seen: list[tuple[str, bool]] = []
+    with app.app_context():
+        engine = db.engine
+
+    def on(conn, _cursor, statement, *_):  # type: ignore[no-untyped-def]
+        seen.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
+
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_remembered_senders_bid_is_one_autocommitted_statement(
+    client: ApiClient, app: Flask
+) -> None:
+    ana, ben = client.couple()
+    with statements_of(app) as first:
+        assert post_bid(client, ana).status_code == 201
+    with statements_of(app) as second:
+        assert post_bid(client, ana).status_code == 201
+    # The first bid of a session looks the sender up, then writes, in one transaction.
+    assert first == [("SELECT", False), ("WITH", False)]
+    # Later ones prove the sender inside the write: one statement, no BEGIN, no COMMIT.
+    assert second == [("WITH", True)]
+    assert bid_count(client, ben) == 2
