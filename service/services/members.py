@@ -189,8 +189,11 @@ class RecentMembers:
             self._members.pop(key, None)
             return
         self._members[key] = member
-        while len(self._members) > self.size:
-            self._members.pop(next(iter(self._members)), None)
+        try:
+            while len(self._members) > self.size:
+                self._members.pop(next(iter(self._members)), None)
+        except RuntimeError:  # another thread changed the map meanwhile: evict next time
+            pass
 
     def forget_session(self, user_id: uuid.UUID, session_id: uuid.UUID) -> None:
         self._members.pop((user_id, session_id), None)

@@ -19,6 +19,7 @@ from sqlalchemy import event, update
 from service.clock import clock
 from service.extensions import db
 from service.models import User
+from service.services.members import Member, Partner, RecentMembers
 from tests.support.client import ApiClient, Person
 
 
@@ -122,3 +123,17 @@ def test_a_remembered_senders_bid_is_one_autocommitted_statement(
     # Later ones prove the sender inside the write: one statement, no BEGIN, no COMMIT.
     assert second == [("WITH", True)]
     assert bid_count(client, ben) == 2
+
+
+def test_recent_members_keep_only_the_newest_paired_members() -> None:
+    recent = RecentMembers(size=2)
+    partner = Partner(uuid.uuid4(), "Ben", "UTC", None, None, False)
+    paired = [
+        Member(uuid.uuid4(), uuid.uuid4(), f"Ana {n}", uuid.uuid4(), partner) for n in range(3)
+    ]
+    for member in paired:
+        recent.remember(member)
+    assert [recent.get(m.user_id, m.session_id) for m in paired] == [None, *paired[1:]]
+    unpaired = Member(paired[2].user_id, paired[2].session_id, "Ana 2", None, None)
+    recent.remember(unpaired)  # unpaired since: nothing to remember for POST /bids
+    assert recent.get(unpaired.user_id, unpaired.session_id) is None
