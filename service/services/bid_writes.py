@@ -58,16 +58,16 @@ _INSERT_NEW = {
 }
 
 
-def _one_statement(proven: bool) -> Executable:
+def _one_statement(guarded: bool) -> Executable:
     """WITH new_bid AS (INSERT ... ON CONFLICT DO NOTHING), next_cursor AS (UPDATE couples),
     appended AS (INSERT INTO couple_events) INSERT INTO push_jobs ... RETURNING cursor.
 
     Each step reads the previous one's RETURNING, so nothing follows a bid that was not new.
-    With `proven`, the bid is inserted only if the sender is still the member it was computed
-    for (`members.STILL_LIVE`), checked in the same statement.
+    `guarded`: the bid is inserted only if the sender is still the member it was computed for
+    (`members.STILL_LIVE`), checked in the same statement.
     """
     values = select(*(bindparam(f"bid_{column.name}", type_=column.type) for column in _bids.c))
-    if proven:
+    if guarded:
         values = values.where(members.STILL_LIVE)
     new_bid = (
         postgresql.insert(_bids)
@@ -116,7 +116,7 @@ def _one_statement(proven: bool) -> Executable:
     )
 
 
-_ONE_STATEMENT = {proven: _one_statement(proven) for proven in (False, True)}
+_ONE_STATEMENT = {guarded: _one_statement(guarded) for guarded in (False, True)}
 _STILL_LIVE = select(members.STILL_LIVE)
 
 

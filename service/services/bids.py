@@ -82,12 +82,12 @@ def send(
     """
     request = _BidRequest(client_id, kind, note, ttl_seconds)
     if recheck is not None:
-        written = _write(session, sender, request, proven=False)
+        written = _write(session, sender, request, proof=sender)
         if written is not None:
             return written
         session.rollback()
         sender = recheck()
-    written = _write(session, sender, request, proven=True)
+    written = _write(session, sender, request)
     if written is not None:
         return written
     # A retry, even one racing its original: nothing was written, the first bid answers.
@@ -106,8 +106,11 @@ class _BidRequest:
     ttl_seconds: int
 
 
-def _write(session: Session, sender: Member, request: _BidRequest, proven: bool) -> Written | None:
-    """Write the bid, its event and its push job and commit; None if nothing was written."""
+def _write(
+    session: Session, sender: Member, request: _BidRequest, proof: Member | None = None
+) -> Written | None:
+    """Write the bid, its event and its push job and commit; None if nothing was written.
+    `proof`: the sender, not looked up in this transaction (`bid_writes.write_new`)."""
     couple, recipient = sender.couple, sender.partner
     if couple is None or recipient is None:
         raise NotFound("You are not paired.")
@@ -131,7 +134,7 @@ def _write(session: Session, sender: Member, request: _BidRequest, proven: bool)
     job = push_outbox.bid_created(
         row, sender.display_name, recipient, recipient.notes_on_lock_screen
     )
-    cursor = bid_writes.write_new(session, row, event, job, proof=None if proven else sender)
+    cursor = bid_writes.write_new(session, row, event, job, proof=proof)
     if cursor is None:
         return None
     events.announce(session, couple, cursor, event["type"], now, event["data"])

@@ -122,7 +122,17 @@ def test_a_remembered_senders_bid_is_one_autocommitted_statement(
     assert first == [("SELECT", False), ("WITH", False)]
     # Later ones prove the sender inside the write: one statement, no BEGIN, no COMMIT.
     assert second == [("WITH", True)]
-    assert bid_count(client, ben) == 2
+    quiet = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    assert client.patch("/api/v1/me", as_=ben, json=quiet).ok
+    with statements_of(app) as changed:
+        assert post_bid(client, ana).status_code == 201
+    # The proof fails (Ben's quiet hours changed): looked up again, then written as the first.
+    assert changed == [("WITH", True), ("SELECT", False), ("WITH", False)]
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": ana.refresh_token}).ok
+    with statements_of(app) as signed_out:
+        assert post_bid(client, ana).status_code == 401
+    assert signed_out == [("WITH", True), ("SELECT", False)]
+    assert bid_count(client, ben) == 3
 
 
 def test_recent_members_keep_only_the_newest_paired_members() -> None:
