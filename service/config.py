@@ -27,8 +27,8 @@ class Settings:
     DATABASE_URL: str = ""
     # PostgreSQL connections each API or worker process keeps open, and how many more it may
     # open for a burst (those are closed again when returned: size the pool for the peak).
-    DATABASE_POOL_SIZE: int = 20
-    DATABASE_MAX_OVERFLOW: int = 10
+    DATABASE_POOL_SIZE: int = 30
+    DATABASE_MAX_OVERFLOW: int = 0
     REDIS_URL: str = ""
     PUSH_BACKEND: str = "log"
     FIREBASE_CREDENTIALS: str = ""

@@ -21,9 +21,13 @@ AUTOCOMMIT_KEY = "reach.autocommit"
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
-def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 10, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwargs: Any) -> Engine:
     """An engine tuned for the backend: WAL and immediate transactions on SQLite; on
-    PostgreSQL a pool of `pool_size` connections (+ `max_overflow` for bursts)."""
+    PostgreSQL a pool of `pool_size` connections (+ `max_overflow` for bursts).
+
+    Overflow connections are closed as soon as they are returned, so a process that runs over
+    its pool under load opens a PostgreSQL backend (a process) per request: the default keeps
+    every connection it opens (up to `pool_size`) and lets a request wait for one instead."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -129,7 +133,7 @@ class Database:
     The engine lives with the app (`app.extensions`), so several apps can share this object.
     """
 
-    def init_app(self, app: Flask, url: str, pool_size: int = 20, max_overflow: int = 10) -> None:
+    def init_app(self, app: Flask, url: str, pool_size: int = 30, max_overflow: int = 0) -> None:
         engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         app.extensions["reach.db"] = _State(engine)
         app.teardown_appcontext(self._teardown)
