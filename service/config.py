@@ -145,8 +145,6 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
             values[f.name] = _bool(raw)
         elif f.type in ("int", int):
             values[f.name] = int(raw)
-        elif f.type in ("float", float):
-            values[f.name] = float(raw)
         elif f.name == "ALLOWED_ORIGINS":
             values[f.name] = _list(raw)
         else:

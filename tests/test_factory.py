@@ -15,14 +15,12 @@ def test_settings_come_from_the_environment() -> None:
             "ALLOWED_ORIGINS": "https://a.example, https://b.example",
             "RATELIMIT_ENABLED": "false",
             "ACCESS_TOKEN_SECONDS": "60",
-            "PUSH_GATHER_SECONDS": "0.2",
         }
     )
     assert settings.database_url == "postgresql+psycopg://u@db:5432/reach"
     assert settings.ALLOWED_ORIGINS == ("https://a.example", "https://b.example")
     assert settings.RATELIMIT_ENABLED is False
     assert settings.ACCESS_TOKEN_SECONDS == 60
-    assert settings.PUSH_GATHER_SECONDS == 0.2
     assert not settings.is_sqlite
     assert not settings.worker_inline
 
