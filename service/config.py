@@ -58,12 +58,8 @@ class Settings:
     INVITE_TTL_MINUTES: int = 60 * 24
     BID_TTL_SECONDS: int = 60 * 60 * 24
     # Push worker: jobs claimed per pass, their lease (a crashed worker's claims free up after
-    # it), parallel sends per worker, and the per-request timeout towards FCM. Under load, after
-    # a pass that took less than a full batch, the worker gathers jobs for PUSH_GATHER_SECONDS
-    # before the next pass (fuller batches: far fewer statements per push); the first push after
-    # a quiet spell never waits.
+    # it), parallel sends per worker, and the per-request timeout towards FCM.
     PUSH_BATCH: int = 32
-    PUSH_GATHER_SECONDS: float = 0.05
     PUSH_LEASE_SECONDS: int = 120
     PUSH_CONCURRENCY: int = 16
     PUSH_TIMEOUT_SECONDS: int = 10

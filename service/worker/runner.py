@@ -44,17 +44,12 @@ class Worker:
     # (every `idle_seconds`), so nothing is later than when the worker is idle.
     housekeeping_seconds: float | None = None
     dispatcher: Dispatcher | None = None
-    # After a busy pass that took less than a full batch, wait this long before the next one
-    # (None: the PUSH_GATHER_SECONDS setting).
-    gather_seconds: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
-        settings: Settings = self.app.extensions["reach.settings"]
-        if self.gather_seconds is None:
-            self.gather_seconds = settings.PUSH_GATHER_SECONDS
         if self.dispatcher is None:
+            settings: Settings = self.app.extensions["reach.settings"]
             backend = build_backend(
                 settings.PUSH_BACKEND,
                 settings.FIREBASE_CREDENTIALS,
@@ -100,14 +95,7 @@ class Worker:
             if not tick.busy:
                 self._wake.wait(self.idle_seconds)
                 self._wake.clear()
-            elif self.gather_seconds and tick.pushes < self._batch:
-                # Pushes are flowing but trickling: let the next pass take more of them at once.
-                self._stop.wait(self.gather_seconds)
         log.info("worker stopped", extra={"worker": self.name})
-
-    @property
-    def _batch(self) -> int:
-        return self.dispatcher.batch if self.dispatcher is not None else 1
 
     def wake(self) -> None:
         """Start the next pass now (new work was committed in this process)."""
