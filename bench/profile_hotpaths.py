@@ -9,8 +9,9 @@
    the envelope, the sync page schema for 1000 events vs plain dicts).
 4. keepalive: sequential requests on one keep-alive connection vs a new connection each, on
    the live gunicorn servers (bare relay and Reach): GET /healthz and POST /bids, unloaded.
-5. pyspy: py-spy record of the live gunicorn worker and the `reach worker` while bids flow
-   at a fixed rate: own time by function and by package, and inclusive time of named phases.
+5. pyspy: py-spy record (`--gil`: samples where the process runs Python) of the live gunicorn
+   worker and the `reach worker` while bids flow at a fixed rate: own time by function and by
+   package, and inclusive time of named phases.
 
 Usage: .venv/bin/python -m bench.profile_hotpaths \
            [--parts queries,cprofile,serialisation,keepalive,pyspy]
@@ -372,7 +373,9 @@ def _collapse(raw: Path) -> dict[str, Any]:
             r"^write_new \(service/services/bid_writes"
         ),
         "  push_outbox.bid_created (job row)": r"^bid_created \(service/services/push_outbox",
+        "  the SQL statements (SQLAlchemy + psycopg)": r"^Connection\.execute \(sqlalchemy/engine",
         "  Session.commit": r"^Session\.commit \(sqlalchemy/orm/session",
+        "  the request's session (Database.session)": r"^Database\.session \(service/db",
         "  wire (BidSchema dump for the event)": r"^wire \(service/services/bids",
         "request body load (webargs/marshmallow)": r"(^|\.)Parser\.parse \(webargs/",
         "marshmallow (all)": r"\(marshmallow/",
@@ -381,6 +384,7 @@ def _collapse(raw: Path) -> dict[str, Any]:
         ),
         "socketio emit internals": r"^(SocketIO|Server|Manager|BaseManager)\.emit \(",
         "websocket frames (simple_websocket/wsproto)": r"\((simple_websocket|wsproto)/",
+        "gunicorn HTTP (parse, write the response)": r"\(gunicorn/http/",
         "psycopg (all)": r"\(psycopg/",
         "sqlalchemy (all)": r"\(sqlalchemy/",
         "PyJWT": r"\(jwt/",
@@ -450,6 +454,9 @@ def part_pyspy(
                             "--output",
                             str(raw),
                             "--nonblocking",
+                            # Only samples where the process runs Python: not the time it waits
+                            # for PostgreSQL or is preempted by it (the CPU profile, not wall).
+                            "--gil",
                         ],
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.PIPE,

@@ -43,6 +43,7 @@ if [[ "${EXTRA:-1}" == 1 ]]; then
     # Evidence for RESULTS.md: where an unloaded POST waits, the push worker alone, and
     # garbage-collection pauses with 5,000 sockets (the service's policy, then CPython's defaults).
     step "extra: latency probe" bench.probe_latency
+    step "extra: CPU per bid by process at 200 bids/s" bench.cpu_per_bid
     step "extra: push worker" bench.bench_worker
     step "extra: sockets with the GC probe" bench.bench_connections --gc-probe "${CONN[@]}"
     step "extra: sockets with the GC probe, CPython's defaults" bench.bench_connections \
