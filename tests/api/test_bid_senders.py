@@ -71,7 +71,8 @@ def test_quiet_hours_set_after_a_bid_hold_the_next_one(client: ApiClient) -> Non
     client.pair(ana, ben)
     # 09:00 in Berlin is 03:00 in New York.
     clock.freeze(datetime.fromisoformat("2031-01-15T08:00:00+00:00"))
-    client.fresh(ana), client.fresh(ben)
+    client.fresh(ana)
+    client.fresh(ben)
     first = post_bid(client, ana).json()
     assert first["reachable_at"] == first["created_at"]
     quiet = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
