@@ -25,8 +25,9 @@ class Settings:
     """Everything the service can be configured with. Names match the environment."""
 
     DATABASE_URL: str = ""
-    # PostgreSQL connections each API or worker process keeps open, and how many more it may
-    # open for a burst (those are closed again when returned: size the pool for the peak).
+    # PostgreSQL connections each API or worker process keeps once opened, and how many more it
+    # may open for a burst. Overflow connections are closed when returned, so under load they
+    # cost a new PostgreSQL backend per request: by default there are none, a request waits.
     DATABASE_POOL_SIZE: int = 30
     DATABASE_MAX_OVERFLOW: int = 0
     REDIS_URL: str = ""
