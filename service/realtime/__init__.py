@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask_socketio import SocketIO
 
-from service.realtime import bids, members, repairs
+from service.realtime import bids, handshake, members, repairs
 from service.realtime.emitter import SocketPublisher, current_socketio
 from service.services import events
 
 
 def register(socketio: SocketIO) -> None:
+    handshake.install(socketio.server)
     members.register(socketio)
     bids.register(socketio)
     repairs.register(socketio)

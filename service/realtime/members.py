@@ -41,11 +41,15 @@ def session_room(session_id: uuid.UUID | str) -> str:
 
 
 class OpenSockets:
-    """This process's open member sockets, per account (SOCKETS_PER_USER caps them)."""
+    """This process's open member sockets, per account (SOCKETS_PER_USER caps them).
+
+    Each socket's account is kept here too: a socket is forgotten by its sid alone, even once
+    its Engine.IO session (where the socket's user is kept) is gone."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_user: dict[str, set[str]] = {}
+        self._user_of: dict[str, str] = {}
 
     def add(self, user_id: str, sid: str, limit: int) -> bool:
         with self._lock:
@@ -53,10 +57,14 @@ class OpenSockets:
             if sid not in sids and len(sids) >= limit:
                 return False
             sids.add(sid)
+            self._user_of[sid] = user_id
             return True
 
-    def remove(self, user_id: str, sid: str) -> None:
+    def remove(self, sid: str) -> None:
         with self._lock:
+            user_id = self._user_of.pop(sid, None)
+            if user_id is None:
+                return
             sids = self._by_user.get(user_id, set())
             sids.discard(sid)
             if not sids:
@@ -89,13 +97,13 @@ def on_connect(auth: Any = None) -> None:
     except ReachError as exc:
         # The client's connect_error carries {message: detail, data: problem}.
         raise ConnectionRefusedError(exc.detail, from_reach_error(exc)) from exc
+    session = socket_session()  # a KeyError if the socket closed meanwhile: nothing kept yet
     limit = current_app.extensions["reach.settings"].SOCKETS_PER_USER
     if not open_sockets().add(str(member.user_id), request.sid, limit):  # type: ignore[attr-defined]
         crowded = RateLimited(
             f"This account has {limit} connections open already: close one and connect again."
         )
         raise ConnectionRefusedError(crowded.detail, from_reach_error(crowded))
-    session = socket_session()
     session["user_id"] = str(member.user_id)
     session["auth_session_id"] = str(claims.session_id)
     session["couple_id"] = str(member.couple_id) if member.couple_id else None
@@ -108,9 +116,7 @@ def on_connect(auth: Any = None) -> None:
 
 
 def on_disconnect(reason: Any = None) -> None:
-    user_id = socket_session().get("user_id")
-    if user_id:
-        open_sockets().remove(user_id, request.sid)  # type: ignore[attr-defined]
+    open_sockets().remove(request.sid)  # type: ignore[attr-defined]
     metrics.sockets.disconnected("members")
 
 

@@ -6,15 +6,19 @@ import base64
 import json
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 import requests
 import socketio
+from flask import Flask
 
-from tests.dashboard.conftest import OperatorAccount, OpsClient
+from tests.dashboard.conftest import OperatorAccount, OpsClient, live_figures
 from tests.support.client import ApiClient
+from tests.support.races import server_disconnects_held, socket_closed
 from tests.support.server import LiveServer
+from tests.support.waiting import wait_until
 
 PAGES = ["/ops/", "/ops/push", "/ops/support", "/ops/audit"]
 JSON = ["/ops/api/overview", "/ops/api/push", "/ops/api/audit"]
@@ -142,6 +146,32 @@ def test_the_ops_socket_refuses_members_and_strangers(
     )
     assert operator.connected
     operator.disconnect()
+
+
+def test_signing_out_as_the_browser_closes_its_socket_stops_the_live_figures(
+    app: Flask, live_server: LiveServer, signed_in: OpsClient, ops_quiet: None
+) -> None:
+    """The sign-out cuts the session's /ops socket just as the tab closes it: the overview stops
+    being computed for nobody."""
+    operator = socketio.Client(reconnection=False)
+    operator.connect(
+        live_server.url,
+        namespaces=["/ops"],
+        transports=["websocket"],
+        headers={"Cookie": f"reach_ops={signed_in.cookie}"},
+        wait_timeout=5,
+    )
+    eio_sid = operator.eio.sid
+    assert live_figures(app).watchers == 1
+    token = signed_in.csrf()
+    with ThreadPoolExecutor(1) as background, server_disconnects_held(app) as held:
+        signing_out = background.submit(signed_in.post, "/ops/logout", data={"csrf_token": token})
+        assert held.wait(5), "the sign-out did not cut the socket"
+        operator.disconnect()
+        wait_until(lambda: socket_closed(app, eio_sid), what="the socket to close")
+    assert signing_out.result(timeout=10).status_code == 302
+    assert live_figures(app).wait_idle(5), "the figures are still computed for a closed socket"
+    assert live_figures(app).watchers == 0
 
 
 @pytest.mark.parametrize("token", [None, "", "wrong-token", "other-session"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -9,9 +10,10 @@ import pytest
 import socketio
 
 from service.clock import clock
-from service.realtime import transport
+from service.realtime import members, rooms, transport
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
+from tests.support.races import hang_up_while_connecting
 from tests.support.server import LiveServer
 
 Connect = Callable[[str | None], Phone]
@@ -128,3 +130,28 @@ def test_typing_follows_the_couple_as_it_is_now(client: ApiClient, phone: Connec
     cat_phone.wait_for("typing", lambda data: data.get("repair_id") == "again")
     assert ben_phone.named("typing") == []
     assert ana_phone.named("typing") == []
+
+
+def test_a_phone_that_hangs_up_while_connecting_leaves_no_socket_behind(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    """The network drops while the server still checks the token: the account must not keep a
+    phantom socket (with one socket allowed, it would be refused from then on)."""
+    server = server_with(SOCKETS_PER_USER=1)
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    hang_up_while_connecting(server.app, server.url, "/", auth={"token": ana.access_token})
+
+    sio = server.app.extensions["socketio"].server
+    with server.app.app_context():
+        assert members.open_sockets().count(ana.id) == 0
+    assert list(sio.manager.get_participants("/", rooms.user_room(ana.id))) == []
+    ana_phone = Phone(server.url, ana.access_token).connect()
+    try:
+        sent = client.post(
+            "/api/v1/bids", as_=ben, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+        )
+        assert sent.status_code == 201, sent.text
+        ana_phone.wait_for("bid.created", lambda event: event["data"]["id"] == sent.json()["id"])
+    finally:
+        ana_phone.disconnect()

@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from service.realtime.rooms import user_room
 from tests.security.conftest import create_operator, sign_in_operator
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
+from tests.support.races import server_disconnects_held, socket_closed
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_until
@@ -142,6 +144,29 @@ def test_signing_out_closes_that_sessions_sockets_only(
     still_open(other_phone)
     wait_until(lambda: open_here(app, ana) == 1, timeout=5, what="the server to forget it")
     refused(lambda: phone(ana.access_token))
+
+
+def test_a_phone_that_closes_its_socket_as_it_signs_out_leaves_no_socket_behind(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    """The sign-out cuts the session's socket just as the phone closes it: the account keeps no
+    phantom socket (with one socket allowed, it would be refused from then on)."""
+    server = server_with(SOCKETS_PER_USER=1)
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    phone = Phone(server.url, ana.access_token).connect()
+    eio_sid = phone.client.eio.sid
+    with ThreadPoolExecutor(1) as background, server_disconnects_held(server.app) as held:
+        signing_out = background.submit(
+            client.post, "/api/v1/auth/logout", json={"refresh_token": ana.refresh_token}
+        )
+        assert held.wait(5), "the sign-out did not cut the socket"
+        phone.disconnect()
+        wait_until(lambda: socket_closed(server.app, eio_sid), what="the socket to close")
+    assert signing_out.result(timeout=10).status_code == 204
+    wait_until(lambda: open_here(server.app, ana) == 0, timeout=5, what="the server to forget it")
+    again = Phone(server.url, client.fresh(ana).access_token).connect()
+    again.disconnect()
 
 
 def test_a_reused_refresh_token_closes_the_revoked_sessions_sockets(

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+import socketio
 
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
@@ -182,10 +183,18 @@ def test_events_cross_processes_survive_a_restart_and_pushes_go_out_from_the_wor
 def test_readiness_follows_postgres_and_redis(
     topology: Topology, proxies: tuple[TcpProxy, TcpProxy]
 ) -> None:
+    pg, _redis = proxies
+    ana = ApiClient(f"http://127.0.0.1:{API1}").register("Ana")
     for proxy in proxies:
         assert ready(API1) == ready(API2) == 200
         proxy.down()
         wait_until(lambda: ready(API1) == ready(API2) == 503, 20, "readiness to fail")
+        if proxy is pg:
+            # A phone connecting meanwhile is refused at once, with a problem it can act on.
+            phone = Phone(f"http://127.0.0.1:{API1}", ana.access_token)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                phone.connect()
+            assert phone.refusal["data"]["code"] == "server_error", phone.refusal
         proxy.up()
         wait_until(lambda: ready(API1) == ready(API2) == 200, 30, "readiness to recover")
     assert requests.get(f"http://127.0.0.1:{NGINX}/readyz", timeout=5).json()["checks"] == {
