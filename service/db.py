@@ -153,7 +153,8 @@ class Database:
         """Tests: every session joins the outer transaction of `connection` (rolled back later)."""
         state = self._state()
         state.factory = _sessions(bind=connection, join_transaction_mode="create_savepoint")
-        state.test_lock = threading.RLock()
+        # One lock per connection: every app bound to it (tests start several) takes turns.
+        state.test_lock = connection.info.setdefault("reach.test_lock", threading.RLock())
 
     def unbind(self) -> None:
         state = self._state()
