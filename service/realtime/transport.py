@@ -352,7 +352,9 @@ class LeanSocket(Socket):
     def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         super().close(wait=False, abort=abort, reason=reason)
         self._drain_soon()
-        if wait:
+        # Long-polling: the CLOSE waits for the phone's next GET, which may never come, so the
+        # caller (the POST engineio refuses as too large, say) must not wait for it.
+        if wait and self._ws is not None:
             self.queue.join()
 
     def _drain_soon(self) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 import socketio
 
 from service.realtime import members
@@ -175,6 +176,26 @@ def test_rest_bodies_over_the_limit_are_refused_with_413(server_with: Server) ->
     assert response.status_code == 413
     assert response.json()["code"] == "bad_request"
     assert client.get("/api/v1/bids", as_=ana).json()["items"] == []
+
+
+def test_a_long_polling_post_over_the_limit_is_answered_at_once(server_with: Server) -> None:
+    """The server closes the socket and answers 400; it does not hold the request (and its
+    connection) waiting for a GET that would take the socket's last packets."""
+    server = server_with(MAX_CONTENT_LENGTH=4096)
+    ana = ApiClient(server.url).register("Ana")
+    polling = f"{server.url}/socket.io/?EIO=4&transport=polling"
+    http = requests.Session()
+    opened = http.get(polling, timeout=5).text
+    assert opened.startswith("0"), opened  # Engine.IO OPEN
+    session = f"{polling}&sid={json.loads(opened[1:])['sid']}"
+    joined = http.post(session, data="40" + json.dumps({"token": ana.access_token}), timeout=5)
+    assert joined.status_code == 200, joined.text
+    note = {"client_id": str(uuid.uuid4()), "kind": "share", "note": "x" * 5000}
+    too_big = http.post(session, data="42" + json.dumps(["bid.send", note]), timeout=5)
+    assert too_big.status_code == 400
+    with server.app.app_context():
+        assert members.open_sockets().count(ana.id) == 0
+    assert http.get(session, timeout=5).status_code == 400  # the session is gone
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
