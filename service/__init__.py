@@ -84,7 +84,17 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     metrics.init_app(app)
     if settings.worker_inline:
         app.extensions["reach.start_inline_worker"] = lambda: _start_inline_worker(app)
+    elif settings.REDIS_URL:
+        _wake_separate_workers(app)
     return app
+
+
+def _wake_separate_workers(app: Flask) -> None:
+    from service.services import push_outbox
+    from service.worker import wakeups
+
+    app.extensions[wakeups.EXTENSION] = wakeups.Publisher(app.extensions["reach.redis"])
+    push_outbox.on_enqueued(wakeups.publish_queued)
 
 
 def _start_inline_worker(app: Flask) -> None:

@@ -83,13 +83,22 @@ def worker(idle: float) -> None:
     """Run the worker: expire bids, send pushes from the outbox, fire reminders."""
     import signal
 
+    from service.worker import wakeups
     from service.worker.runner import Worker
 
-    runner = Worker(current_app._get_current_object(), idle_seconds=idle)  # type: ignore[attr-defined]
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    runner = Worker(app, idle_seconds=idle)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
+    redis = app.extensions.get("reach.redis")
+    # With Redis, the API processes wake this worker as soon as they queue a push.
+    listener = wakeups.Listener(redis, runner.wake).start() if redis is not None else None
     click.echo(f"worker {runner.name} running (SIGTERM stops it after the current pass)")
-    runner.run_forever()
+    try:
+        runner.run_forever()
+    finally:
+        if listener is not None:
+            listener.stop()
 
 
 @main.command("create-operator")

@@ -45,8 +45,10 @@ class Recipient(Protocol):
 
 
 def on_enqueued(wake: Callable[[], None]) -> None:
-    """Call `wake` after a transaction that queued pushes commits (the in-process worker)."""
-    _wakeups.append(wake)
+    """Call `wake` after a transaction that queued pushes commits (once, however often it is
+    registered)."""
+    if wake not in _wakeups:
+        _wakeups.append(wake)
 
 
 def job(
@@ -93,7 +95,8 @@ def queue(session: Session, row: dict[str, Any], cursor: int) -> None:
 
 
 def wake_after_commit(session: Session) -> None:
-    """Tell the in-process worker (if any) once the transaction that queued pushes commits."""
+    """Tell the workers (in-process, or separate ones over Redis) once the transaction that
+    queued pushes commits."""
     for wake in _wakeups:
         after_commit(session, wake)
 

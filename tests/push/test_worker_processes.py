@@ -7,19 +7,25 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis as redis_client
 from sqlalchemy import create_engine, text
 
+from service.worker import wakeups
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
+from tests.support.server import LiveServer
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture
@@ -32,11 +38,11 @@ def slow_standin() -> Iterator[FcmStandIn]:
 @pytest.fixture
 def start_worker(
     database_url: str, slow_standin: FcmStandIn, tmp_path: Path
-) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     credentials = slow_standin.write_credentials(tmp_path / "service-account.json")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str) -> subprocess.Popen[bytes]:
+    def start(name: str, idle: str = "0.1", redis: bool = False) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -51,8 +57,10 @@ def start_worker(
             "PUSH_LEASE_SECONDS": "4",
         }
         env.pop("REDIS_URL", None)
+        if redis:
+            env["REDIS_URL"] = REDIS_URL
         process = subprocess.Popen(
-            [sys.executable, "-m", "service.entry", "worker", "--idle", "0.1"],
+            [sys.executable, "-m", "service.entry", "worker", "--idle", idle],
             env=env,
             stdout=(tmp_path / f"{name}.out").open("wb"),
             stderr=subprocess.STDOUT,
@@ -154,3 +162,28 @@ def test_two_workers_never_send_the_same_push_twice(
     counts = received_pairs(slow_standin, tokens)
     assert set(counts) == expected
     assert max(counts.values()) == 1
+
+
+def test_a_queued_push_wakes_a_resting_worker_at_once(
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    slow_standin: FcmStandIn,
+    server_with: Callable[..., LiveServer],
+) -> None:
+    """The worker rests 30 s between idle passes, yet a new bid's push leaves within seconds:
+    the API process that queued it wakes the worker over Redis."""
+    server = server_with(REDIS_URL=REDIS_URL)
+    client = ApiClient(server.url)
+    ana, tokens = couple_with_devices(client, "wake", 1)
+    redis = redis_client.Redis.from_url(REDIS_URL)
+
+    def listening() -> int:
+        return int(dict(redis.pubsub_numsub(wakeups.CHANNEL))[wakeups.CHANNEL.encode()])
+
+    before = listening()
+    start_worker("resting", idle="30", redis=True)
+    wait_until(lambda: listening() > before, 20, "the worker to listen")
+    time.sleep(2)  # its first passes (one at start, one on subscribing) are over: it rests
+    [bid_id] = send_bids(client, ana, 1)
+    wait_until(lambda: bool(received_pairs(slow_standin, tokens)), 10, "the push")
+    assert received_pairs(slow_standin, tokens) == Counter({(bid_id, tokens[0]): 1})
+    redis.close()

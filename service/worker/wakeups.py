@@ -1,0 +1,91 @@
+"""Waking separate workers the moment pushes are queued, over Redis.
+
+An inline worker is woken in-process after the commit. A separate `reach worker` would only
+find new pushes on its next idle pass (every `--idle` seconds): instead, an API process that
+commits queued pushes publishes on CHANNEL, and every worker subscribed to it starts a pass at
+once. The message only wakes; the outbox in the database stays the truth, and the idle pass
+remains the fallback when Redis is away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flask import current_app, has_app_context
+
+log = logging.getLogger("reach.worker")
+
+CHANNEL = "reach:push-queued"
+EXTENSION = "reach.push_wake"
+RETRY_SECONDS = 2.0
+
+
+class Publisher:
+    """The API side: one PUBLISH per transaction that queued pushes."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self._warned_at = 0.0
+
+    def __call__(self) -> None:
+        try:
+            self.redis.publish(CHANNEL, b"")
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._warned_at > 60:  # once a minute while Redis is away
+                self._warned_at = now
+                log.warning(
+                    "could not wake the workers; they find the pushes on their next pass",
+                    extra={"error": str(exc)},
+                )
+
+
+def publish_queued() -> None:
+    """After a commit that queued pushes: wake the separate workers, if this app has them."""
+    if not has_app_context():
+        return
+    publisher: Publisher | None = current_app.extensions.get(EXTENSION)
+    if publisher is not None:
+        publisher()
+
+
+class Listener:
+    """The worker side: a thread that calls `wake` for every message on CHANNEL."""
+
+    def __init__(self, redis: Any, wake: Callable[[], None]) -> None:
+        self.redis, self.wake = redis, wake
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="push-wake", daemon=True)
+
+    def start(self) -> Listener:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.subscribe(CHANNEL)
+                log.info("listening for queued pushes", extra={"channel": CHANNEL})
+                self.wake()  # whatever was queued while nobody listened
+                while not self._stop.is_set():
+                    if pubsub.get_message(timeout=1.0) is not None:
+                        self.wake()
+            except Exception as exc:
+                log.warning(
+                    "push wake-ups from Redis stopped; retrying (idle passes go on)",
+                    extra={"error": str(exc)},
+                )
+                self._stop.wait(RETRY_SECONDS)
+            finally:
+                with contextlib.suppress(Exception):  # closing a broken connection
+                    pubsub.close()
