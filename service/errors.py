@@ -8,6 +8,8 @@ from typing import Any
 
 from flask import Flask, Response, current_app
 from marshmallow import ValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from service.domain.errors import ReachError
@@ -35,7 +37,10 @@ _DETAILS = {
     422: "Some fields are not valid; see `errors`.",
     429: "Too many requests; wait for Retry-After seconds and try again.",
     500: "Something went wrong on our side. Try again later.",
+    503: "The service is briefly unavailable. Try again in a few seconds.",
 }
+# Seconds a client should wait before retrying when the database is away.
+UNAVAILABLE_RETRY_AFTER = 5
 
 
 def code_for(status: int) -> str:
@@ -120,6 +125,21 @@ def from_http_exception(exc: HTTPException) -> tuple[dict[str, Any], dict[str, s
     return body, headers
 
 
+def is_unavailable(exc: BaseException) -> bool:
+    """The database is away or overloaded (connection refused or lost, no pooled connection in
+    time, a lock or deadlock timeout): the same request may well succeed a little later."""
+    if isinstance(exc, OperationalError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def server_problem(exc: BaseException) -> dict[str, Any]:
+    """The problem for an unexpected error: 503 while the database is away, else 500."""
+    if is_unavailable(exc):
+        return problem_body(503, title="Service unavailable")
+    return problem_body(500, title="Internal server error")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ReachError)
     def _reach_error(exc: ReachError) -> Response:
@@ -136,7 +156,9 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(exc, HTTPException):
             return http_exception(exc)
         log.exception("unhandled error", extra={"error_type": type(exc).__name__})
-        return problem_response(problem_body(500, title="Internal server error"))
+        body = server_problem(exc)
+        retry = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if body["status"] == 503 else None
+        return problem_response(body, retry)
 
 
 def http_exception(exc: HTTPException) -> Response:

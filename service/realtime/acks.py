@@ -14,7 +14,7 @@ from limits import parse
 from marshmallow import Schema, ValidationError
 
 from service.domain.errors import RateLimited, ReachError, Unauthorized
-from service.errors import flatten_messages, from_reach_error, problem_body
+from service.errors import flatten_messages, from_reach_error, problem_body, server_problem
 from service.extensions import db, limiter
 from service.realtime.members import socket_session
 from service.services import members
@@ -70,10 +70,10 @@ def write(schema: Schema) -> Callable[[Handler], Callable[[Any], dict[str, Any]]
             except ReachError as exc:
                 db.session.rollback()
                 return from_reach_error(exc)
-            except Exception:
+            except Exception as exc:
                 log.exception("socket write failed", extra={"event": handler.__name__})
                 db.session.rollback()
-                return problem_body(500, title="Internal server error")
+                return server_problem(exc)
 
         return on_event
 

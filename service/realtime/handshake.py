@@ -19,8 +19,8 @@ up, and an operator's overview keeps being computed for nobody.
   environ stays until the server's disconnects of that socket are done.
 
 A connect handler that fails (the database is away, the socket closed under it) is answered
-as a refusal with a 500 problem; python-socketio would leave the namespace pending forever and
-the phone waiting for an answer.
+as a refusal with a problem, 503 while the database is away, else 500; python-socketio would
+leave the namespace pending forever and the phone waiting for an answer.
 
 `install(server)` applies all three to one python-socketio server.
 """
@@ -34,7 +34,7 @@ from typing import Any
 import socketio
 from socketio import packet
 
-from service.errors import problem_body
+from service.errors import server_problem
 
 log = logging.getLogger("reach.realtime")
 
@@ -64,12 +64,12 @@ def install(server: socketio.Server) -> None:
     def handle_connect(eio_sid: str, namespace: str | None, data: Any) -> None:
         try:
             connect(eio_sid, namespace, data)
-        except Exception:
+        except Exception as exc:
             if _gone(server, eio_sid):  # the handler could not finish on a closed socket
                 log.info("socket closed while connecting", extra={"namespace": namespace or "/"})
             else:
                 log.exception("socket connect failed", extra={"namespace": namespace or "/"})
-            _refuse(server, eio_sid, namespace or "/")
+            _refuse(server, eio_sid, namespace or "/", server_problem(exc))
             return
         if _gone(server, eio_sid):
             handle_disconnect(eio_sid, namespace, server.reason.TRANSPORT_CLOSE)
@@ -117,9 +117,8 @@ def _gone(server: socketio.Server, eio_sid: str) -> bool:
     return sock is None or bool(sock.closing or sock.closed)
 
 
-def _refuse(server: socketio.Server, eio_sid: str, namespace: str) -> None:
+def _refuse(server: socketio.Server, eio_sid: str, namespace: str, problem: dict[str, Any]) -> None:
     """What python-socketio does when a connect handler refuses, after one that failed."""
-    problem = problem_body(500, title="Internal server error")
     server._send_packet(
         eio_sid,
         server.packet_class(

@@ -190,11 +190,15 @@ def test_readiness_follows_postgres_and_redis(
         proxy.down()
         wait_until(lambda: ready(API1) == ready(API2) == 503, 20, "readiness to fail")
         if proxy is pg:
-            # A phone connecting meanwhile is refused at once, with a problem it can act on.
+            # Meanwhile requests and connecting phones get a 503 at once: try again shortly.
+            me = requests.get(f"http://127.0.0.1:{API1}/api/v1/me", headers=ana.headers, timeout=10)
+            assert me.status_code == 503, me.text
+            assert me.json()["code"] == "server_error"
+            assert int(me.headers["Retry-After"]) > 0
             phone = Phone(f"http://127.0.0.1:{API1}", ana.access_token)
             with pytest.raises(socketio.exceptions.ConnectionError):
                 phone.connect()
-            assert phone.refusal["data"]["code"] == "server_error", phone.refusal
+            assert phone.refusal["data"]["status"] == 503, phone.refusal
         proxy.up()
         wait_until(lambda: ready(API1) == ready(API2) == 200, 30, "readiness to recover")
     assert requests.get(f"http://127.0.0.1:{NGINX}/readyz", timeout=5).json()["checks"] == {
