@@ -62,7 +62,7 @@ class PushDelivery(Base):
     job_id: Mapped[int] = mapped_column(ForeignKey("push_jobs.id", ondelete="CASCADE"), index=True)
     device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
     platform: Mapped[str] = mapped_column(String(10))
-    # pending | sent | unregistered | invalid | failed | dead
+    # pending | sent | unregistered | invalid | failed | dead | skipped (device disabled or moved)
     state: Mapped[str] = mapped_column(String(14), default="pending")
     attempts: Mapped[int] = mapped_column(default=0)
     message_id: Mapped[str | None] = mapped_column(String(200))

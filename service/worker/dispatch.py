@@ -6,8 +6,9 @@ objects: the unit of work was most of the worker's CPU):
 1. one transaction: claim the jobs (`UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED
    LIMIT n) RETURNING`); add the missing deliveries for every recipient's active devices (one
    `INSERT ... SELECT ... ON CONFLICT DO NOTHING`); read every delivery of the jobs with its
-   device (one SELECT); mark expired jobs (one UPDATE, only if any); COMMIT -- the deliveries
-   exist before anything leaves the process;
+   device (one SELECT); mark expired jobs, and skip the deliveries whose device was disabled or
+   moved meanwhile (one UPDATE each, only if any); COMMIT -- the deliveries exist before
+   anything leaves the process;
 2. the batch goes out;
 3. one transaction: the deliveries' results (one executemany UPDATE), every attempt (one
    INSERT), dead tokens (one UPDATE, only if any), the jobs by outcome (one UPDATE for the done,
@@ -49,7 +50,7 @@ from service.push import PushBackend, PushMessage, PushResult
 
 log = logging.getLogger("reach.push")
 
-TERMINAL = ("sent", "unregistered", "invalid", "failed", "dead")
+TERMINAL = ("sent", "unregistered", "invalid", "failed", "dead", "skipped")
 
 JOBS = cast(Table, PushJob.__table__)
 DELIVERIES = cast(Table, PushDelivery.__table__)
@@ -155,11 +156,17 @@ class Dispatcher:
         for row in session.execute(sql.deliveries, {"ids": ids}):
             plan.states[row.job_id][row.id] = row.state
             by_job[row.job_id].append(row)
+        skipped: list[int] = []
         for job in jobs:
             common = _common(job.payload, job.expires_at, now)
             for row in by_job[job.id]:
-                # A device that was disabled, or moved to someone else, since: not this push.
-                if row.state != "pending" or not row.active or row.user_id != job.recipient_id:
+                if row.state != "pending":
+                    continue
+                if not row.active or row.user_id != job.recipient_id:
+                    # Disabled, or moved to someone else, since: this push is not for it. Its
+                    # delivery ends here, or the job would wait for it forever.
+                    skipped.append(row.id)
+                    plan.states[job.id][row.id] = "skipped"
                     continue
                 message = PushMessage(
                     key=f"{job.id}:{row.device_id}",
@@ -169,6 +176,8 @@ class Dispatcher:
                     **common,
                 )
                 plan.sends.append(_Planned(row.id, job.id, row.attempts, message))
+        if skipped:
+            session.execute(sql.skip, {"ids": skipped, "now": now})
         return plan
 
     def _record(
@@ -340,6 +349,11 @@ class _Statements:
             .order_by(DELIVERIES.c.id)
         )
 
+        self.skip = (
+            update(DELIVERIES)
+            .where(DELIVERIES.c.id.in_(ids))
+            .values(state="skipped", last_error="device disabled or moved", updated_at=now)
+        )
         self.delivered = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("delivery_id"))
         self.attempts = insert(ATTEMPTS)
         self.unregister = (

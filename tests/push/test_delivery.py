@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from service.clock import clock
 from service.extensions import db
-from service.models import PushAttempt, PushJob
+from service.models import Device, PushAttempt, PushDelivery, PushJob
 from service.worker.runner import Worker
 from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
@@ -161,6 +161,40 @@ def test_503_is_retried_with_backoff(
     fcm_worker.run_once()
     assert [j.state for j in jobs(fcm_worker)] == ["done"]
     assert len(standin.messages()) == 3
+
+
+def test_a_retry_for_a_device_that_moved_meanwhile_ends_with_it(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """The tablet was to be tried again, then Cat signed in on it (its token is hers now): Ben's
+    push never goes to her, and the job is done instead of waiting for that device forever."""
+    ana, ben = client.couple()
+    cat = client.register("Cat")
+    device(client, ben, "ben-phone-token")
+    device(client, ben, "shared-tablet-token")
+    standin.script("shared-tablet-token", fcm.unavailable())
+    clock.freeze(datetime(2031, 5, 1, 12, 0, tzinfo=UTC))
+    ana, cat = client.fresh(ana), client.fresh(cat)
+    bid(client, ana)
+    fcm_worker.run_once()  # the phone has it; the tablet is to be tried again
+    assert [j.state for j in jobs(fcm_worker)] == ["pending"]
+    tablet = {"platform": "android", "push_token": "shared-tablet-token"}
+    moved = client.post("/api/v1/devices", as_=cat, json=tablet)
+    assert moved.status_code == 200  # the token existed: it is Cat's device now
+    clock.advance(timedelta(minutes=5))
+    assert fcm_worker.run_once().pushes == 0
+    assert [j.state for j in jobs(fcm_worker)] == ["done"]
+    with fcm_worker.app.app_context(), db.scope() as session:
+        states = dict(
+            session.execute(
+                select(Device.push_token, PushDelivery.state).join(
+                    PushDelivery, PushDelivery.device_id == Device.id
+                )
+            ).all()
+        )
+    assert states == {"ben-phone-token": "sent", "shared-tablet-token": "skipped"}
+    tried = sorted(m["token"] for m in standin.messages())
+    assert tried == ["ben-phone-token", "shared-tablet-token"]  # the tablet once, for Ben
 
 
 def test_a_push_that_keeps_failing_is_dead_lettered_with_every_attempt_recorded(
