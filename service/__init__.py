@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     register_error_handlers(app)
     rest.register(app)
-    realtime.register(socketio)
+    realtime.register(socketio, settings)
     dashboard.register(app, socketio)
     metrics.init_app(app)
     if settings.worker_inline:

@@ -52,6 +52,9 @@ class Settings:
     # socket whose PONG is SOCKET_PING_TIMEOUT seconds late.
     SOCKET_PING_INTERVAL: int = 25
     SOCKET_PING_TIMEOUT: int = 20
+    # A socket that has not joined a namespace (authenticated) this many seconds after it
+    # opened is closed, so unauthenticated sockets cannot hold the process's socket slots.
+    SOCKET_CONNECT_TIMEOUT: int = 10
     JWT_ISSUER: str = "reach"
     JWT_AUDIENCE: str = "reach-mobile"
     ACCESS_TOKEN_SECONDS: int = 900

@@ -22,13 +22,19 @@ A connect handler that fails (the database is away, the socket closed under it) 
 as a refusal with a problem, 503 while the database is away, else 500; python-socketio would
 leave the namespace pending forever and the phone waiting for an answer.
 
-`install(server)` applies all three to one python-socketio server.
+A socket that joins no namespace within `connect_timeout` seconds of opening is closed: it
+has not authenticated, and it would otherwise hold one of the process's socket slots for as
+long as it answers pings.
+
+`install(server, connect_timeout)` applies all four to one python-socketio server.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
+import time
 from typing import Any
 
 import socketio
@@ -39,9 +45,11 @@ from service.errors import server_problem
 log = logging.getLogger("reach.realtime")
 
 
-def install(server: socketio.Server) -> None:
+def install(server: socketio.Server, connect_timeout: float) -> None:
     if getattr(server, "_reach_handshake", False):
         return
+    eio_connect = server._handle_eio_connect
+    deadlines = ConnectDeadlines(server, connect_timeout)
     connect, disconnect = server._handle_connect, server._handle_disconnect
     server_disconnect = server.disconnect
     lock = threading.Lock()
@@ -104,6 +112,14 @@ def install(server: socketio.Server) -> None:
             if forget:
                 server.environ.pop(eio_sid, None)
 
+    def handle_eio_connect(eio_sid: str, environ: Any) -> Any:
+        accepted = eio_connect(eio_sid, environ)
+        if accepted is not False:
+            deadlines.watch(eio_sid)
+        return accepted
+
+    server._handle_eio_connect = handle_eio_connect
+    server.eio.on("connect", handle_eio_connect)
     server._handle_connect = handle_connect
     server._handle_disconnect = handle_disconnect
     server._handle_eio_disconnect = handle_eio_disconnect
@@ -130,3 +146,50 @@ def _refuse(server: socketio.Server, eio_sid: str, namespace: str, problem: dict
     sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
     if sid is not None:
         server.manager.disconnect(sid, namespace, ignore_queue=True)
+
+
+class ConnectDeadlines:
+    """Closes the sockets that joined no namespace in time; one task per server, running only
+    while some socket has yet to join (every socket gets the same timeout, so a deque in
+    opening order is the whole schedule)."""
+
+    def __init__(self, server: socketio.Server, timeout: float) -> None:
+        self.server, self.timeout = server, timeout
+        self._due: collections.deque[tuple[float, str]] = collections.deque()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def watch(self, eio_sid: str) -> None:
+        with self._lock:
+            self._due.append((time.monotonic() + self.timeout, eio_sid))
+            if self._running:
+                return
+            self._running = True
+        self.server.start_background_task(self._run)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._due:
+                    self._running = False
+                    return
+                due, eio_sid = self._due[0]
+                wait = due - time.monotonic()
+                if wait <= 0:
+                    self._due.popleft()
+            if wait > 0:
+                self.server.sleep(wait)
+                continue
+            try:
+                self._check(eio_sid)
+            except Exception:
+                log.exception("could not check a socket's connect deadline")
+
+    def _check(self, eio_sid: str) -> None:
+        if eio_sid not in self.server.eio.sockets:
+            return  # closed already
+        manager = self.server.manager
+        if any(manager.sid_from_eio_sid(eio_sid, ns) for ns in list(manager.get_namespaces())):
+            return  # joined a namespace (or is joining one)
+        log.info("socket closed: it joined no namespace in time", extra={"timeout": self.timeout})
+        self.server.eio.disconnect(eio_sid)

@@ -7,6 +7,7 @@ Addresses are simulated with X-Forwarded-For on a server that trusts one proxy h
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import requests
 import socketio
+import websocket
 
 from service.realtime import members
 from tests.support.client import PASSWORD, ApiClient, Person
@@ -163,6 +165,42 @@ def test_an_account_may_hold_a_bounded_number_of_sockets(server_with: Server) ->
     finally:
         for phone in opened:
             phone.disconnect()
+
+
+def seconds_until_closed(ws: websocket.WebSocket, within: float) -> float | None:
+    """How long until the server closed the WebSocket (None: still open after `within`)."""
+    began = time.monotonic()
+    while time.monotonic() - began < within:
+        try:
+            if not ws.recv():  # a close frame reads as empty
+                return time.monotonic() - began
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return time.monotonic() - began
+        except websocket.WebSocketTimeoutException:
+            continue
+    return None
+
+
+def test_a_socket_that_never_authenticates_is_closed(server_with: Server) -> None:
+    """Opening Engine.IO sockets without joining a namespace (no token) cannot hold the
+    process's socket slots: each is closed SOCKET_CONNECT_TIMEOUT seconds after it opened,
+    while a phone that connected with its token stays."""
+    server = server_with(SOCKET_CONNECT_TIMEOUT=1)
+    ana = ApiClient(server.url).register("Ana")
+    phone = Phone(server.url, ana.access_token).connect()
+    silent = websocket.create_connection(
+        server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket", timeout=5
+    )
+    try:
+        opened = str(silent.recv())
+        assert opened.startswith("0"), opened  # Engine.IO OPEN; then not a word from us
+        closed_after = seconds_until_closed(silent, within=5)
+        assert closed_after is not None and closed_after >= 0.9, closed_after
+        assert phone.client.connected
+        assert phone.call("bid.seen", {})["status"] == 422  # an answer: it is still served
+    finally:
+        silent.close()
+        phone.disconnect()
 
 
 def test_rest_bodies_over_the_limit_are_refused_with_413(server_with: Server) -> None:
