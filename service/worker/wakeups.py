@@ -71,20 +71,24 @@ class Listener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        failing = False
         while not self._stop.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(CHANNEL)
                 log.info("listening for queued pushes", extra={"channel": CHANNEL})
+                failing = False
                 self.wake()  # whatever was queued while nobody listened
                 while not self._stop.is_set():
                     if pubsub.get_message(timeout=1.0) is not None:
                         self.wake()
             except Exception as exc:
-                log.warning(
-                    "push wake-ups from Redis stopped; retrying (idle passes go on)",
-                    extra={"error": str(exc)},
-                )
+                if not failing:  # once per outage, not every retry
+                    log.warning(
+                        "push wake-ups from Redis stopped; retrying (idle passes go on)",
+                        extra={"error": str(exc)},
+                    )
+                failing = True
                 self._stop.wait(RETRY_SECONDS)
             finally:
                 with contextlib.suppress(Exception):  # closing a broken connection
