@@ -31,16 +31,15 @@ long as it answers pings.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
-import time
 from typing import Any
 
 import socketio
 from socketio import packet
 
 from service.errors import server_problem
+from service.realtime.deadlines import Deadlines
 
 log = logging.getLogger("reach.realtime")
 
@@ -49,7 +48,12 @@ def install(server: socketio.Server, connect_timeout: float) -> None:
     if getattr(server, "_reach_handshake", False):
         return
     eio_connect = server._handle_eio_connect
-    deadlines = ConnectDeadlines(server, connect_timeout)
+    deadlines: Deadlines[str] = Deadlines(
+        server,
+        connect_timeout,
+        lambda eio_sid: _close_if_not_joined(server, eio_sid),
+        "checking a socket's connect deadline",
+    )
     connect, disconnect = server._handle_connect, server._handle_disconnect
     server_disconnect = server.disconnect
     lock = threading.Lock()
@@ -115,7 +119,7 @@ def install(server: socketio.Server, connect_timeout: float) -> None:
     def handle_eio_connect(eio_sid: str, environ: Any) -> Any:
         accepted = eio_connect(eio_sid, environ)
         if accepted is not False:
-            deadlines.watch(eio_sid)
+            deadlines.add(eio_sid)
         return accepted
 
     server._handle_eio_connect = handle_eio_connect
@@ -148,48 +152,12 @@ def _refuse(server: socketio.Server, eio_sid: str, namespace: str, problem: dict
         server.manager.disconnect(sid, namespace, ignore_queue=True)
 
 
-class ConnectDeadlines:
-    """Closes the sockets that joined no namespace in time; one task per server, running only
-    while some socket has yet to join (every socket gets the same timeout, so a deque in
-    opening order is the whole schedule)."""
-
-    def __init__(self, server: socketio.Server, timeout: float) -> None:
-        self.server, self.timeout = server, timeout
-        self._due: collections.deque[tuple[float, str]] = collections.deque()
-        self._lock = threading.Lock()
-        self._running = False
-
-    def watch(self, eio_sid: str) -> None:
-        with self._lock:
-            self._due.append((time.monotonic() + self.timeout, eio_sid))
-            if self._running:
-                return
-            self._running = True
-        self.server.start_background_task(self._run)
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if not self._due:
-                    self._running = False
-                    return
-                due, eio_sid = self._due[0]
-                wait = due - time.monotonic()
-                if wait <= 0:
-                    self._due.popleft()
-            if wait > 0:
-                self.server.sleep(wait)
-                continue
-            try:
-                self._check(eio_sid)
-            except Exception:
-                log.exception("could not check a socket's connect deadline")
-
-    def _check(self, eio_sid: str) -> None:
-        if eio_sid not in self.server.eio.sockets:
-            return  # closed already
-        manager = self.server.manager
-        if any(manager.sid_from_eio_sid(eio_sid, ns) for ns in list(manager.get_namespaces())):
-            return  # joined a namespace (or is joining one)
-        log.info("socket closed: it joined no namespace in time", extra={"timeout": self.timeout})
-        self.server.eio.disconnect(eio_sid)
+def _close_if_not_joined(server: socketio.Server, eio_sid: str) -> None:
+    """The socket's connect deadline: closed unless it has joined (or is joining) a namespace."""
+    if eio_sid not in server.eio.sockets:
+        return  # closed already
+    manager = server.manager
+    if any(manager.sid_from_eio_sid(eio_sid, ns) for ns in list(manager.get_namespaces())):
+        return
+    log.info("socket closed: it joined no namespace in time")
+    server.eio.disconnect(eio_sid)

@@ -46,6 +46,8 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
+from service.realtime.deadlines import Deadlines
+
 log = logging.getLogger("reach.realtime")
 
 RECEIVE_BYTES = 4096
@@ -291,44 +293,6 @@ class WebSocket:
             self.sock.sendall(data)
 
 
-class Pinger:
-    """Sends each socket's Engine.IO PING when its interval is up: one task per server.
-
-    engineio schedules a ping when the previous PONG arrives; the interval is the same for every
-    socket, so the sockets wait in arrival order and a deque is the whole schedule.
-    """
-
-    def __init__(self, server: Any) -> None:
-        self.server = server
-        self._due: collections.deque[tuple[float, LeanSocket]] = collections.deque()
-        self._running = False
-        self._lock = threading.Lock()
-
-    def schedule(self, sock: LeanSocket) -> None:
-        self._due.append((time.monotonic() + self.server.ping_interval, sock))
-        with self._lock:
-            if self._running:
-                return
-            self._running = True
-        self.server.start_background_task(self._run)
-
-    def _run(self) -> None:
-        while True:
-            now = time.monotonic()
-            while self._due and self._due[0][0] <= now:
-                _, sock = self._due.popleft()
-                try:
-                    sock.ping()
-                except Exception:  # one broken socket must not stop every socket's heartbeat
-                    log.exception("socket %s: could not send a ping", sock.sid)
-            with self._lock:
-                if not self._due:
-                    self._running = False  # started again by the next schedule()
-                    return
-                pause = self._due[0][0] - now
-            self.server.sleep(max(pause, 0.01))
-
-
 class LeanSocket(Socket):
     """An engineio socket whose WebSocket has no reader, writer or ping task of its own."""
 
@@ -394,7 +358,7 @@ class LeanSocket(Socket):
     def schedule_ping(self) -> None:
         if self.last_ping:  # engineio's rule: one ping cycle at a time
             self.last_ping = None
-            _pinger(self.server).schedule(self)
+            _pinger(self.server).add(self)
 
     def ping(self) -> None:
         if not self.closing and not self.closed:
@@ -487,10 +451,14 @@ class LeanServer(EngineServer):
         self.__dict__["_lean_sockets"] = _Sockets(value)
 
 
-def _pinger(server: Any) -> Pinger:
+def _pinger(server: Any) -> Deadlines[LeanSocket]:
+    """Sends each socket's Engine.IO PING when its interval is up: one task per server.
+    engineio schedules a ping when the previous PONG arrives, and the interval is the same for
+    every socket."""
     pinger = getattr(server, "_reach_pinger", None)
     if pinger is None:
-        pinger = server._reach_pinger = Pinger(server)
+        pinger = Deadlines(server, server.ping_interval, LeanSocket.ping, "sending a ping")
+        server._reach_pinger = pinger
     return pinger
 
 

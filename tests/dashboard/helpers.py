@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+import socketio
 from sqlalchemy import select
 
 from service.clock import clock
@@ -15,6 +16,18 @@ from service.worker.runner import Worker
 from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
+
+
+def connect_to_ops(listener: socketio.Client, url: str, cookie: str | None) -> socketio.Client:
+    """Connect `listener` to the /ops namespace as a signed-in operator's browser would."""
+    listener.connect(
+        url,
+        namespaces=["/ops"],
+        transports=["websocket"],
+        headers={"Cookie": f"reach_ops={cookie}"},
+        wait_timeout=5,
+    )
+    return listener
 
 
 def add_device(client: ApiClient, who: Person, token: str, platform: str = "android") -> str:

@@ -15,6 +15,7 @@ import socketio
 from flask import Flask
 
 from tests.dashboard.conftest import OperatorAccount, OpsClient, live_figures
+from tests.dashboard.helpers import connect_to_ops
 from tests.support.client import ApiClient
 from tests.support.races import server_disconnects_held, socket_closed
 from tests.support.server import LiveServer
@@ -137,13 +138,7 @@ def test_the_ops_socket_refuses_members_and_strangers(
             )
         stranger.disconnect()
     operator = socketio.Client(reconnection=False)
-    operator.connect(
-        live_server.url,
-        namespaces=["/ops"],
-        transports=["websocket"],
-        headers={"Cookie": f"reach_ops={signed_in.cookie}"},
-        wait_timeout=5,
-    )
+    connect_to_ops(operator, live_server.url, signed_in.cookie)
     assert operator.connected
     operator.disconnect()
 
@@ -154,13 +149,7 @@ def test_signing_out_as_the_browser_closes_its_socket_stops_the_live_figures(
     """The sign-out cuts the session's /ops socket just as the tab closes it: the overview stops
     being computed for nobody."""
     operator = socketio.Client(reconnection=False)
-    operator.connect(
-        live_server.url,
-        namespaces=["/ops"],
-        transports=["websocket"],
-        headers={"Cookie": f"reach_ops={signed_in.cookie}"},
-        wait_timeout=5,
-    )
+    connect_to_ops(operator, live_server.url, signed_in.cookie)
     eio_sid = operator.eio.sid
     assert live_figures(app).watchers == 1
     token = signed_in.csrf()

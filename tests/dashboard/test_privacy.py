@@ -16,7 +16,7 @@ from service.extensions import db
 from service.models import PushJob
 from service.worker.runner import Worker
 from tests.dashboard.conftest import OpsClient
-from tests.dashboard.helpers import add_device, dead_letter, send_bid
+from tests.dashboard.helpers import add_device, connect_to_ops, dead_letter, send_bid
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.server import LiveServer
@@ -96,13 +96,7 @@ def test_no_ops_response_or_socket_payload_carries_a_partners_words(
         received.append((event, data))
         arrived.set()
 
-    listener.connect(
-        live_server.url,
-        namespaces=["/ops"],
-        transports=["websocket"],
-        headers={"Cookie": f"reach_ops={signed_in.cookie}"},
-        wait_timeout=5,
-    )
+    connect_to_ops(listener, live_server.url, signed_in.cookie)
     try:
         # Support looks up both partners; their account pages are part of the crawl.
         accounts = []
