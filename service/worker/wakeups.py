@@ -26,17 +26,23 @@ RETRY_SECONDS = 2.0
 
 
 class Publisher:
-    """The API side: one PUBLISH per transaction that queued pushes."""
+    """The API side: one PUBLISH per transaction that queued pushes. After a failure it rests
+    for RETRY_SECONDS: a request must not wait out Redis's timeout on every commit while Redis
+    is away (the workers' idle passes find the pushes meanwhile)."""
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
+        self._resting_until = 0.0
         self._warned_at = 0.0
 
     def __call__(self) -> None:
+        if time.monotonic() < self._resting_until:
+            return
         try:
             self.redis.publish(CHANNEL, b"")
         except Exception as exc:
             now = time.monotonic()
+            self._resting_until = now + RETRY_SECONDS
             if now - self._warned_at > 60:  # once a minute while Redis is away
                 self._warned_at = now
                 log.warning(
