@@ -53,7 +53,7 @@ class CheckIns(MethodView):
     @blp.response(200, CheckInListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Revealed check-ins, newest first"""
-        return {"items": checkins.history(db.session, current_user(), args["limit"]), "next": None}
+        return checkins.history(db.session, current_user(), args["limit"], args["before"])
 
 
 @blp.route("/checkins/current")

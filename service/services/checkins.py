@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
-from service.domain.errors import Conflict
+from service.domain.errors import Conflict, invalid
 from service.models import CheckInAnswer, CheckInRound, Couple, User
 from service.services import events, pairing
 
@@ -120,12 +120,23 @@ def answer(session: Session, user: User, scores: dict[str, int]) -> dict[str, An
     return result
 
 
-def history(session: Session, user: User, limit: int) -> list[dict[str, Any]]:
+def history(session: Session, user: User, limit: int, before: str | None) -> dict[str, Any]:
+    """Revealed rounds, newest first, `limit` a page; `next` is the `before` of the next page."""
     couple = pairing.require_couple(session, user)
-    rounds = session.scalars(
-        select(CheckInRound)
-        .where(CheckInRound.couple_id == couple.id, CheckInRound.revealed_at.is_not(None))
-        .order_by(CheckInRound.number.desc())
-        .limit(limit)
+    query = select(CheckInRound).where(
+        CheckInRound.couple_id == couple.id, CheckInRound.revealed_at.is_not(None)
     )
-    return [view(session, r, user, couple) for r in rounds]
+    if before is not None:
+        query = query.where(CheckInRound.number < _round_number(before))
+    rounds = list(session.scalars(query.order_by(CheckInRound.number.desc()).limit(limit + 1)))
+    page = rounds[:limit]
+    return {
+        "items": [view(session, r, user, couple) for r in page],
+        "next": str(page[-1].number) if len(rounds) > limit else None,
+    }
+
+
+def _round_number(before: str) -> int:
+    if before.isdigit():
+        return int(before)
+    raise invalid("before", "Not a page cursor from this API: pass `next` as is.")

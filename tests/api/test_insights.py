@@ -221,6 +221,27 @@ def test_check_in_answers_stay_hidden_until_both_answered(
     assert client.post("/api/v1/checkins", as_=ana, json=scores).json()["number"] == 2
 
 
+def test_revealed_check_ins_come_a_page_at_a_time(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    scores = {"accessible": 4, "responsive": 3, "engaged": 5}
+    for _ in range(3):
+        assert client.post("/api/v1/checkins", as_=ana, json=scores).status_code == 201
+        assert client.post("/api/v1/checkins", as_=ben, json=scores).status_code == 201
+    client.post("/api/v1/checkins", as_=ana, json=scores)  # round 4: open, not shown
+
+    first = client.get("/api/v1/checkins", as_=ben, params={"limit": 2}).json()
+    assert [r["number"] for r in first["items"]] == [3, 2]
+    assert first["next"] is not None
+    rest = client.get(
+        "/api/v1/checkins", as_=ben, params={"limit": 2, "before": first["next"]}
+    ).json()
+    assert [r["number"] for r in rest["items"]] == [1]
+    assert rest["next"] is None
+    wrong = client.get("/api/v1/checkins", as_=ben, params={"before": "yesterday"})
+    assert wrong.status_code == 422
+    assert "before" in wrong.json()["errors"]
+
+
 def test_bad_check_ins_are_refused(client: ApiClient) -> None:
     ana, _ = client.couple()
     for body in (
