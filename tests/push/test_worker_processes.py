@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -168,6 +167,7 @@ def test_a_queued_push_wakes_a_resting_worker_at_once(
     start_worker: Callable[..., subprocess.Popen[bytes]],
     slow_standin: FcmStandIn,
     server_with: Callable[..., LiveServer],
+    database_url: str,
 ) -> None:
     """The worker rests 30 s between idle passes, yet a new bid's push leaves within seconds:
     the API process that queued it wakes the worker over Redis."""
@@ -179,11 +179,19 @@ def test_a_queued_push_wakes_a_resting_worker_at_once(
     def listening() -> int:
         return int(dict(redis.pubsub_numsub(wakeups.CHANNEL))[wakeups.CHANNEL.encode()])
 
+    def recorded(bid_id: str) -> bool:
+        return (bid_id, tokens[0]) in sent_in_database(database_url, tokens)
+
     before = listening()
     start_worker("resting", idle="30", redis=True)
     wait_until(lambda: listening() > before, 20, "the worker to listen")
-    time.sleep(2)  # its first passes (one at start, one on subscribing) are over: it rests
-    [bid_id] = send_bids(client, ana, 1)
-    wait_until(lambda: bool(received_pairs(slow_standin, tokens)), 10, "the push")
-    assert received_pairs(slow_standin, tokens) == Counter({(bid_id, tokens[0]): 1})
+    # A first bid, sent and recorded: the worker's start-up passes are behind it, and after
+    # the pass that found nothing more it rests for 30 s.
+    [first] = send_bids(client, ana, 1)
+    wait_until(lambda: recorded(first), 40, "the first push to be recorded")
+    [second] = send_bids(client, ana, 1)
+    wait_until(lambda: recorded(second), 10, "the second push")
+    assert received_pairs(slow_standin, tokens) == Counter(
+        {(first, tokens[0]): 1, (second, tokens[0]): 1}
+    )
     redis.close()

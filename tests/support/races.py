@@ -31,7 +31,6 @@ def hang_up_while_connecting(
     url: str,
     namespace: str,
     auth: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
 ) -> None:
     """Over long-polling, ask to join `namespace`, then give up (Engine.IO CLOSE) while the
     server's connect handler still waits for the database (the test holds it), like a phone
@@ -39,7 +38,6 @@ def hang_up_while_connecting(
     server = app.extensions["socketio"].server
     polling = f"{url}/socket.io/?EIO=4&transport=polling"
     http = requests.Session()
-    http.headers.update(headers or {})
     opened = http.get(polling, timeout=5).text
     assert opened.startswith("0"), opened  # Engine.IO OPEN
     eio_sid = json.loads(opened[1:])["sid"]
@@ -55,7 +53,7 @@ def hang_up_while_connecting(
     with app.app_context(), db.scope():  # the connect handler waits for this
         asking.start()
         wait_until(connecting, timeout=5, what="the connect handler to start")
-        requests.post(f"{polling}&sid={eio_sid}", data="1", headers=headers, timeout=5)
+        requests.post(f"{polling}&sid={eio_sid}", data="1", timeout=5)
         wait_until(
             lambda: socket_closed(app, eio_sid),
             timeout=5,
