@@ -210,6 +210,31 @@ def cancel(session: Session, dedupe_prefix: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def withdraw_read_messages(
+    session: Session, repair_id: uuid.UUID, reader_id: uuid.UUID, read_up_to: int
+) -> int:
+    """The reader has read up to `read_up_to`: their message pushes not sent yet (held by a
+    break or quiet hours, or still queued) have nothing left to say. Returns how many."""
+    prefix = f"repair.message:{repair_id}:"
+    waiting = session.execute(
+        select(PushJob.id, PushJob.dedupe_key).where(
+            PushJob.state == "pending",
+            PushJob.kind == "repair.message",
+            PushJob.recipient_id == reader_id,
+            PushJob.dedupe_key.startswith(prefix, autoescape=True),
+        )
+    ).all()
+    read = [job_id for job_id, key in waiting if int(key[len(prefix) :]) <= read_up_to]
+    if not read:
+        return 0
+    result = session.execute(
+        update(PushJob)
+        .where(PushJob.id.in_(read), PushJob.state == "pending")
+        .values(state="cancelled", finished_at=clock.now(), last_error="read")
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def release(session: Session, dedupe_prefix: str) -> int:
     """Let held jobs (never tried yet) go now; non-urgent ones still wait out quiet hours."""
     now = clock.now()

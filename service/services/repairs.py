@@ -133,6 +133,7 @@ def read(session: Session, user: User, repair_id: uuid.UUID, seq: int) -> dict[s
         session.rollback()
         return present(repair)
     me.last_read_seq = read_up_to
+    push_outbox.withdraw_read_messages(session, repair.id, user.id, read_up_to)
     view = present(repair)
     events.record(session, couple, "repair.read", wire(view))
     session.commit()

@@ -241,3 +241,31 @@ def test_after_an_unpair_the_break_ends_quietly(
     tick = fcm_worker.run_once()
     assert (tick.resumed_repairs, tick.pushes) == (1, 0)
     assert [j.state for j in jobs(fcm_worker, "repair.reminder")] == ["cancelled", "cancelled"]
+
+
+def test_messages_read_before_their_push_goes_are_not_pushed(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = paired_with_devices(client)
+    clock.freeze(T0)
+    repair = start(client, client.fresh(ana))
+    pause(client, client.fresh(ana), repair["id"], 60)
+    clock.freeze(T0 + timedelta(minutes=5))
+    for words in ("first", "second", "third"):
+        assert write(client, client.fresh(ana), repair["id"], words).status_code == 201
+    # Ben opens the conversation during the break and reads up to the second message.
+    read = client.post(
+        f"/api/v1/repairs/{repair['id']}/read", as_=client.fresh(ben), json={"seq": 2}
+    )
+    assert read.status_code == 200, read.text
+    states = {j.dedupe_key.rsplit(":", 1)[1]: j.state for j in jobs(fcm_worker, "repair.message")}
+    assert states == {"1": "cancelled", "2": "cancelled", "3": "pending"}
+    # Ana's own read receipt withdraws nothing of Ben's.
+    client.post(f"/api/v1/repairs/{repair['id']}/read", as_=client.fresh(ana), json={"seq": 3})
+    clock.freeze(T0 + timedelta(minutes=60))
+    fcm_worker.run_once()
+    pushed = [m for m in standin.messages() if m["data"]["type"] == "repair.message"]
+    assert {(m["token"], m["data"]["seq"]) for m in pushed} == {
+        ("ben-android-token", "3"),
+        ("ben-iphone-token", "3"),
+    }
