@@ -11,6 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis as redis_client
@@ -20,6 +21,7 @@ from service.worker import wakeups
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.server import LiveServer
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -41,7 +43,7 @@ def start_worker(
     credentials = slow_standin.write_credentials(tmp_path / "service-account.json")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, idle: str = "0.1", redis: bool = False) -> subprocess.Popen[bytes]:
+    def start(name: str, idle: str = "0.1", redis: str | None = None) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -57,7 +59,7 @@ def start_worker(
         }
         env.pop("REDIS_URL", None)
         if redis:
-            env["REDIS_URL"] = REDIS_URL
+            env["REDIS_URL"] = redis
         process = subprocess.Popen(
             [sys.executable, "-m", "service.entry", "worker", "--idle", idle],
             env=env,
@@ -163,6 +165,51 @@ def test_two_workers_never_send_the_same_push_twice(
     assert max(counts.values()) == 1
 
 
+class RestingWorker:
+    """A worker that rests 30 s between idle passes, listening for wake-ups at `redis_url`, and
+    a couple whose bids it pushes. Its start-up passes are behind it once it is made."""
+
+    def __init__(
+        self,
+        start_worker: Callable[..., subprocess.Popen[bytes]],
+        server: LiveServer,
+        database_url: str,
+        redis_url: str,
+    ) -> None:
+        self.client = ApiClient(server.url)
+        self.sender, self.tokens = couple_with_devices(self.client, "wake", 1)
+        self.database_url = database_url
+        self.sent: list[str] = []
+        self.redis = redis_client.Redis.from_url(REDIS_URL)
+        self.quiet = self.listening()
+        start_worker("resting", idle="30", redis=redis_url)
+        self.wait_listening()
+        # A first bid, sent and recorded: after the pass that finds nothing more, it rests.
+        self.pushed_within(self.send(), 40)
+
+    def listening(self) -> int:
+        return int(dict(self.redis.pubsub_numsub(wakeups.CHANNEL))[wakeups.CHANNEL.encode()])
+
+    def wait_listening(self) -> None:
+        wait_until(lambda: self.listening() > self.quiet, 20, "the worker to listen")
+
+    def send(self) -> str:
+        [bid_id] = send_bids(self.client, self.sender, 1)
+        self.sent.append(bid_id)
+        return bid_id
+
+    def pushed_within(self, bid_id: str, seconds: float) -> None:
+        wait_until(
+            lambda: (bid_id, self.tokens[0]) in sent_in_database(self.database_url, self.tokens),
+            seconds,
+            f"the push of bid {bid_id} to be recorded",
+        )
+
+    def each_pushed_once(self, standin: FcmStandIn) -> bool:
+        expected = Counter({(bid_id, self.tokens[0]): 1 for bid_id in self.sent})
+        return received_pairs(standin, self.tokens) == expected
+
+
 def test_a_queued_push_wakes_a_resting_worker_at_once(
     start_worker: Callable[..., subprocess.Popen[bytes]],
     slow_standin: FcmStandIn,
@@ -171,27 +218,37 @@ def test_a_queued_push_wakes_a_resting_worker_at_once(
 ) -> None:
     """The worker rests 30 s between idle passes, yet a new bid's push leaves within seconds:
     the API process that queued it wakes the worker over Redis."""
-    server = server_with(REDIS_URL=REDIS_URL)
-    client = ApiClient(server.url)
-    ana, tokens = couple_with_devices(client, "wake", 1)
-    redis = redis_client.Redis.from_url(REDIS_URL)
+    worker = RestingWorker(start_worker, server_with(REDIS_URL=REDIS_URL), database_url, REDIS_URL)
+    worker.pushed_within(worker.send(), 10)
+    assert worker.each_pushed_once(slow_standin)
+    worker.redis.close()
 
-    def listening() -> int:
-        return int(dict(redis.pubsub_numsub(wakeups.CHANNEL))[wakeups.CHANNEL.encode()])
 
-    def recorded(bid_id: str) -> bool:
-        return (bid_id, tokens[0]) in sent_in_database(database_url, tokens)
-
-    before = listening()
-    start_worker("resting", idle="30", redis=True)
-    wait_until(lambda: listening() > before, 20, "the worker to listen")
-    # A first bid, sent and recorded: the worker's start-up passes are behind it, and after
-    # the pass that found nothing more it rests for 30 s.
-    [first] = send_bids(client, ana, 1)
-    wait_until(lambda: recorded(first), 40, "the first push to be recorded")
-    [second] = send_bids(client, ana, 1)
-    wait_until(lambda: recorded(second), 10, "the second push")
-    assert received_pairs(slow_standin, tokens) == Counter(
-        {(first, tokens[0]): 1, (second, tokens[0]): 1}
-    )
-    redis.close()
+def test_a_resting_worker_hears_wake_ups_again_after_a_redis_outage(
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+    slow_standin: FcmStandIn,
+    server_with: Callable[..., LiveServer],
+    database_url: str,
+) -> None:
+    """Redis goes away under a resting worker and comes back: the worker subscribes again,
+    sends at once what was queued while it could not hear, and is woken as before."""
+    target = urlsplit(REDIS_URL)
+    proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379).up()
+    try:
+        worker = RestingWorker(
+            start_worker,
+            server_with(REDIS_URL=REDIS_URL),
+            database_url,
+            f"redis://127.0.0.1:{proxy.port}{target.path}",
+        )
+        proxy.down()
+        wait_until(lambda: worker.listening() == worker.quiet, 10, "the worker to be cut off")
+        during = worker.send()  # its wake-up reaches nobody
+        proxy.up()
+        worker.wait_listening()
+        worker.pushed_within(during, 10)
+        worker.pushed_within(worker.send(), 10)
+        assert worker.each_pushed_once(slow_standin)
+        worker.redis.close()
+    finally:
+        proxy.down()
