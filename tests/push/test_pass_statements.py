@@ -9,11 +9,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from flask import Flask
 from sqlalchemy import event, select
 
 from service.clock import clock
 from service.extensions import db
 from service.models import Device, PushAttempt, PushDelivery, PushJob
+from service.worker import dispatch
 from service.worker.runner import Worker
 from tests.push.test_delivery import bid, device
 from tests.support import fcm_standin as fcm
@@ -46,6 +49,21 @@ def statements(worker: Worker) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", on)
+
+
+@pytest.fixture(params=["native", "select-then-update"], autouse=True)
+def claim_style(request: pytest.FixtureRequest, app: Flask) -> Iterator[str]:
+    """Every test here runs twice: with the database's own claim, and with the claim of
+    SQLite before 3.35 (no UPDATE ... RETURNING), which picks, leases, then reads back."""
+    with app.app_context():
+        dialect = db.engine.dialect
+    native = dialect.update_returning
+    if request.param == "select-then-update":
+        dialect.update_returning = False
+    dispatch._statements.cache_clear()
+    yield str(request.param)
+    dialect.update_returning = native
+    dispatch._statements.cache_clear()
 
 
 def fallback(worker: Worker) -> int:
@@ -86,6 +104,12 @@ def test_a_pass_costs_the_same_statements_for_one_job_or_a_batch(
     assert sent == 24
     assert twelve_jobs == one_job
     assert len(one_job) <= 6 + fallback(worker), one_job
+    claim = (
+        ["UPDATE push_jobs"]
+        if not fallback(worker)
+        else ["SELECT push_jobs", "UPDATE push_jobs", "SELECT push_jobs"]
+    )
+    assert one_job[: len(claim)] == claim
     with worker.app.app_context(), db.scope() as session:
         states = list(session.scalars(select(PushJob.state)))
         delivered = list(session.scalars(select(PushDelivery.state)))
