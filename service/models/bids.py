@@ -24,8 +24,9 @@ class Bid(Base):
     id: Mapped[uuid.UUID] = id_column()
     couple_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("couples.id", ondelete="CASCADE"))
     sender_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Indexed by ix_bids_recipient_created (its leading column).
     recipient_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"), index=True
+        ForeignKey("users.id", ondelete="SET NULL")
     )
     client_id: Mapped[uuid.UUID]
     kind: Mapped[str] = mapped_column(String(16))

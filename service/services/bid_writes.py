@@ -33,6 +33,20 @@ from service.services.members import Member
 
 _bids, _couples, _events, _jobs = table(Bid), table(Couple), table(CoupleEvent), table(PushJob)
 
+# What a new bid has; the columns of its later life (seen, answered, expired...) start NULL.
+BID_COLUMNS = (
+    "id",
+    "couple_id",
+    "sender_id",
+    "recipient_id",
+    "client_id",
+    "kind",
+    "note",
+    "status",
+    "created_at",
+    "reachable_at",
+    "expires_at",
+)
 EVENT_COLUMNS = ("couple_id", "type", "at", "data")
 JOB_COLUMNS = (
     "kind",
@@ -66,12 +80,12 @@ def _one_statement(guarded: bool) -> Executable:
     `guarded`: the bid is inserted only if the sender is still the member it was computed for
     (`members.STILL_LIVE`), checked in the same statement.
     """
-    values = select(*(bindparam(f"bid_{column.name}", type_=column.type) for column in _bids.c))
+    values = select(*(bindparam(f"bid_{name}", type_=_bids.c[name].type) for name in BID_COLUMNS))
     if guarded:
         values = values.where(members.STILL_LIVE)
     new_bid = (
         postgresql.insert(_bids)
-        .from_select([column.name for column in _bids.c], values)
+        .from_select(list(BID_COLUMNS), values)
         .on_conflict_do_nothing(index_elements=["sender_id", "client_id"])
         .returning(_bids.c.couple_id)
         .cte("new_bid")
@@ -130,7 +144,7 @@ def write_new(
 ) -> int | None:
     """Write a new bid with its event and push job; its cursor, or None if nothing was written.
 
-    `bid` has a value for every column of `bids`; `event` the event's type, at and data;
+    `bid` has a value for each of BID_COLUMNS; `event` the event's type, at and data;
     `job` a row from `push_outbox.job` (its payload's data gets the cursor). With `proof`, the
     member the rows were computed from, not looked up in this transaction: nothing is written
     unless they are still live and unchanged. On PostgreSQL the write is one statement, so a
@@ -160,7 +174,7 @@ def _write_in_one_statement(
     job: dict[str, Any],
     proof_params: dict[str, Any],
 ) -> int | None:
-    params: dict[str, Any] = {f"bid_{column.name}": bid.get(column.name) for column in _bids.c}
+    params: dict[str, Any] = {f"bid_{name}": bid[name] for name in BID_COLUMNS}
     params.update(proof_params)
     params.update({f"event_{name}": event[name] for name in EVENT_COLUMNS if name != "couple_id"})
     params["event_couple_id"] = bid["couple_id"]
