@@ -56,25 +56,35 @@ def push_outcome(outcome: str, platform: str) -> None:
 
 
 class SocketCount:
-    """Sockets connected to this process, by namespace (the gauge sums them over processes)."""
+    """Sockets connected to this process, by namespace (the gauge sums them over processes).
+
+    Counted by sid: a disconnect reported twice for one socket (a server-side cut racing the
+    phone's own close) or for a socket never counted leaves the count and the gauge as they are.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._counts: dict[str, int] = {}
+        self._sids: dict[str, set[str]] = {}
 
-    def connected(self, namespace: str) -> None:
+    def connected(self, namespace: str, sid: str) -> None:
         with self._lock:
-            self._counts[namespace] = self._counts.get(namespace, 0) + 1
+            sids = self._sids.setdefault(namespace, set())
+            if sid in sids:
+                return
+            sids.add(sid)
         SOCKETS.labels(namespace=namespace).inc()
 
-    def disconnected(self, namespace: str) -> None:
+    def disconnected(self, namespace: str, sid: str) -> None:
         with self._lock:
-            self._counts[namespace] = max(0, self._counts.get(namespace, 0) - 1)
+            sids = self._sids.get(namespace, set())
+            if sid not in sids:
+                return
+            sids.discard(sid)
         SOCKETS.labels(namespace=namespace).dec()
 
     def get(self, namespace: str) -> int:
         with self._lock:
-            return self._counts.get(namespace, 0)
+            return len(self._sids.get(namespace, ()))
 
 
 sockets = SocketCount()

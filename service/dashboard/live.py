@@ -132,12 +132,12 @@ def on_connect(auth: Any = None) -> None:
         raise ConnectionRefusedError("Sign in at /ops/login.")
     join_room(ROOM)
     join_room(session_room(ops_accounts.hash_session_token(token)))
-    metrics.sockets.connected("ops")
+    metrics.sockets.connected("ops", request.sid)  # type: ignore[attr-defined]
     figures().watch(request.sid)  # type: ignore[attr-defined]
 
 
 def on_disconnect(reason: Any = None) -> None:
-    metrics.sockets.disconnected("ops")
+    metrics.sockets.disconnected("ops", request.sid)  # type: ignore[attr-defined]
     figures().unwatch(request.sid)  # type: ignore[attr-defined]
 
 

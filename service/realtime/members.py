@@ -112,12 +112,12 @@ def on_connect(auth: Any = None) -> None:
     if member.couple_id:
         join_room(couple_room(member.couple_id))
     log.info("socket connected", extra={"user_id": str(member.user_id)})
-    metrics.sockets.connected("members")
+    metrics.sockets.connected("members", request.sid)  # type: ignore[attr-defined]
 
 
 def on_disconnect(reason: Any = None) -> None:
     open_sockets().remove(request.sid)  # type: ignore[attr-defined]
-    metrics.sockets.disconnected("members")
+    metrics.sockets.disconnected("members", request.sid)  # type: ignore[attr-defined]
 
 
 def on_typing(payload: Any = None) -> None:

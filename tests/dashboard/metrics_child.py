@@ -16,8 +16,8 @@ def main(role: str, requests: int = 0, sockets: int = 0) -> None:
     if role == "serve":
         for _ in range(requests):
             assert client.get("/healthz").status_code == 200
-        for _ in range(sockets):
-            metrics.sockets.connected("members")
+        for n in range(sockets):
+            metrics.sockets.connected("members", f"held-{n}")
         print("ready", flush=True)
         sys.stdin.readline()  # hold on (live gauges count) until the test lets go
         return
