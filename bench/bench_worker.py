@@ -16,13 +16,16 @@ per pass).
 Each source runs in a subprocess of its own with that source first on sys.path, so "before"
 and "after" are measured in the same run on the same machine:
 
-    .venv/bin/python -m bench.bench_worker           # head vs head+worker, batch 32 and 1
+    .venv/bin/python -m bench.bench_worker           # see "Sources"; batch 32 and 1
     .venv/bin/python -m bench.bench_worker --sources head worktree --reps 5 --db postgres sqlite
+    .venv/bin/python -m bench.bench_worker --sources 0753682 head
 
 Sources: `head` (the committed HEAD, exported with `git archive` to bench/out/src/<sha>),
 `head+worker` (HEAD with the work tree's service/worker/ and service/models/push.py: the worker
-change alone, whatever else is half-edited in the work tree), `worktree`, or a directory holding
-service/ and schemas/. JSON: bench/out/worker.json.
+change alone, whatever else is half-edited in the work tree), `worktree`, a directory holding
+service/ and schemas/, or any commit (exported like HEAD). The default compares HEAD with
+`head+worker` when the work tree changes the worker, and otherwise the last commit that changed
+it with its parent. JSON: bench/out/worker.json.
 """
 
 from __future__ import annotations
@@ -50,39 +53,54 @@ WORKER_FILES = ("service/worker", "service/models/push.py")
 # --- the parent: sources, children, table ----------------------------------------------------
 
 
-def _head_sha() -> str:
+def _git(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["git", "-C", str(common.ROOT), "rev-parse", "HEAD"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+        ["git", "-C", str(common.ROOT), *args], check=check, capture_output=True, text=True
+    )
 
 
-def _export_head(dest: Path) -> None:
+def _commit_of(rev: str) -> str | None:
+    found = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
+    return found.stdout.strip() or None
+
+
+def _export(commit: str, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(
-        ["git", "-C", str(common.ROOT), "archive", "HEAD", "service", "schemas", "wsgi.py"],
+        ["git", "-C", str(common.ROOT), "archive", commit, "service", "schemas", "wsgi.py"],
         check=True,
         capture_output=True,
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
 
 
+def _exported(commit: str) -> Path:
+    dest = common.OUT / "src" / commit[:12]
+    if not (dest / "service" / "__init__.py").exists():
+        _export(commit, dest)
+    return dest
+
+
+def default_sources() -> list[str]:
+    """HEAD against the work tree's worker change; with no such change, the last commit that
+    changed the worker against the commit before it."""
+    if _git("diff", "--quiet", "HEAD", "--", *WORKER_FILES, check=False).returncode:
+        return ["head", "head+worker"]
+    last = _git("log", "-1", "--format=%H", "--", *WORKER_FILES).stdout.strip()
+    return [f"{last[:12]}~1", last[:12]]
+
+
 def resolve_source(name: str) -> tuple[Path, str]:
     """(directory to put first on sys.path, what it is)."""
-    sha = _head_sha()[:12]
+    sha = _git("rev-parse", "HEAD").stdout.strip()[:12]
     if name == "worktree":
         return common.ROOT, "work tree"
     if name == "head":
-        dest = common.OUT / "src" / sha
-        if not (dest / "service" / "__init__.py").exists():
-            _export_head(dest)
-        return dest, f"HEAD {sha}"
+        return _exported(sha), f"HEAD {sha}"
     if name == "head+worker":
         dest = common.OUT / "src" / f"{sha}+worker"
         shutil.rmtree(dest, ignore_errors=True)
-        _export_head(dest)
+        _export(sha, dest)
         for rel in WORKER_FILES:
             src, dst = common.ROOT / rel, dest / rel
             if src.is_dir():
@@ -92,9 +110,14 @@ def resolve_source(name: str) -> tuple[Path, str]:
                 shutil.copy2(src, dst)
         return dest, f"HEAD {sha} + work tree's {', '.join(WORKER_FILES)}"
     path = Path(name).resolve()
-    if not (path / "service" / "__init__.py").exists():
-        raise SystemExit(f"--sources: {name} is not head, head+worker, worktree or a source tree")
-    return path, str(path)
+    if (path / "service" / "__init__.py").exists():
+        return path, str(path)
+    commit = _commit_of(name)
+    if commit is None:
+        raise SystemExit(
+            f"--sources: {name} is not head, head+worker, worktree, a source tree or a commit"
+        )
+    return _exported(commit), f"commit {commit[:12]} ({name})"
 
 
 def run_child(source: str, db: str, batch: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -138,7 +161,12 @@ def run_child(source: str, db: str, batch: int, args: argparse.Namespace) -> dic
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", nargs="+", default=["head", "head+worker"])
+    parser.add_argument(
+        "--sources",
+        nargs="+",
+        help="head, head+worker, worktree, a source tree or a commit (default: HEAD vs the work "
+        "tree's worker change, or the last worker commit vs its parent when there is none)",
+    )
     parser.add_argument("--db", nargs="+", default=["postgres"], choices=["postgres", "sqlite"])
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--users", type=int, default=1000)
@@ -155,6 +183,7 @@ def main() -> None:
         return
     if args.users % 2:
         raise SystemExit("--users must be even (couples)")
+    args.sources = args.sources or default_sources()
     runs = []
     try:
         for db in args.db:
