@@ -55,3 +55,24 @@ def test_migrations_match_the_models_and_round_trip(empty_database: str) -> None
     assert tables == set()
     migrate.upgrade(empty_database)
     engine.dispose()
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_the_push_outbox_is_vacuumed_after_a_fixed_number_of_changes(empty_database: str) -> None:
+    migrate.upgrade(empty_database)
+    engine = make_engine(empty_database)
+    query = text("SELECT relname, reloptions FROM pg_class WHERE relname = ANY(:names)")
+    with engine.connect() as conn:
+        options = dict(conn.execute(query, {"names": ["push_jobs", "push_deliveries"]}).all())
+    expected = {
+        "autovacuum_vacuum_scale_factor=0",
+        "autovacuum_vacuum_threshold=2000",
+        "autovacuum_analyze_scale_factor=0",
+        "autovacuum_analyze_threshold=2000",
+    }
+    assert {name: set(values) for name, values in options.items()} == {
+        "push_jobs": expected,
+        "push_deliveries": expected,
+    }
+    migrate.downgrade(empty_database)  # and back down, past the options
+    engine.dispose()
