@@ -117,12 +117,27 @@ def bid(api: ApiClient, sender: Person) -> dict[str, Any]:
     return dict(response.json())
 
 
+def socket_handshake(origin: str) -> int:
+    """A browser's first Socket.IO request through nginx, from `origin`: its status."""
+    response = requests.get(
+        f"http://127.0.0.1:{NGINX}/socket.io/",
+        params={"EIO": "4", "transport": "polling"},
+        headers={"Origin": origin},
+        timeout=10,
+    )
+    return response.status_code
+
+
 def test_events_cross_processes_survive_a_restart_and_pushes_go_out_from_the_worker(
     topology: Topology, standin: FcmStandIn
 ) -> None:
     through_nginx = ApiClient(f"http://127.0.0.1:{NGINX}")
     ana, ben = through_nginx.couple()
     token = f"ben-topology-{uuid.uuid4().hex[:8]}"
+    # The /ops page's socket comes from the balancer's own origin, port included; others don't.
+    own, foreign = f"http://127.0.0.1:{NGINX}", "http://elsewhere.example"
+    assert socket_handshake(own) == 200
+    assert socket_handshake(foreign) == 400
     through_nginx.post("/api/v1/devices", as_=ben, json={"platform": "ios", "push_token": token})
 
     ben_phone = Phone(f"http://127.0.0.1:{NGINX}", ben.access_token, reconnection=True)
