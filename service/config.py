@@ -67,6 +67,9 @@ class Settings:
     PUSH_LEASE_SECONDS: int = 120
     PUSH_CONCURRENCY: int = 16
     PUSH_TIMEOUT_SECONDS: int = 10
+    # Finished pushes (sent, cancelled, expired, dead-lettered) are deleted with their
+    # deliveries and attempts this many days after they finished (the worker looks hourly).
+    PUSH_RETENTION_DAYS: int = 30
     MAX_CONTENT_LENGTH: int = 64 * 1024
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_AUTH: str = "10 per minute"

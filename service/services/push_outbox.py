@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -233,6 +233,46 @@ def withdraw_read_messages(
         .values(state="cancelled", finished_at=clock.now(), last_error="read")
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+# A job in one of these states is over: nothing will send it again.
+FINISHED = ("done", "cancelled", "expired", "dead")
+_JOBS = table(PushJob)
+
+
+def prune_finished(
+    session: Session, before: datetime, *, batch: int = 1000, most_batches: int = 20
+) -> int:
+    """Delete the jobs that finished before `before`, with their deliveries and attempts (the
+    foreign keys cascade). Walks the jobs oldest first by primary key, a batch per transaction,
+    and stops at the first batch that reaches jobs created since `before`, or after
+    `most_batches` (the next call goes on). Pending and claimed jobs are never deleted.
+    Returns how many jobs went."""
+    deleted, after = 0, 0
+    for _ in range(most_batches):
+        rows = session.execute(
+            select(_JOBS.c.id, _JOBS.c.state, _JOBS.c.finished_at, _JOBS.c.created_at)
+            .where(_JOBS.c.id > after)
+            .order_by(_JOBS.c.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        over = [
+            row.id
+            for row in rows
+            if row.state in FINISHED and row.finished_at is not None and row.finished_at < before
+        ]
+        if over:
+            result = session.execute(
+                delete(_JOBS).where(_JOBS.c.id.in_(over), _JOBS.c.state.in_(FINISHED))
+            )
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+        session.commit()
+        after = rows[-1].id
+        if rows[-1].created_at >= before:
+            break
+    return deleted
 
 
 def release(session: Session, dedupe_prefix: str) -> int:

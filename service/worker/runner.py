@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from flask import Flask
 
@@ -19,6 +20,9 @@ from service.services import bids, push_outbox, repair_breaks
 from service.worker.dispatch import Dispatcher
 
 log = logging.getLogger("reach.worker")
+
+# How often a running worker deletes the pushes past PUSH_RETENTION_DAYS.
+PRUNE_SECONDS = 3600.0
 
 
 @dataclass
@@ -76,12 +80,26 @@ class Worker:
                 tick.pushes = self.dispatcher.run(session, self.name)
         return tick
 
+    def prune(self) -> int:
+        """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago. How many went."""
+        with self.app.app_context():
+            settings: Settings = self.app.extensions["reach.settings"]
+            before = clock.now() - timedelta(days=settings.PUSH_RETENTION_DAYS)
+            with db.scope() as session:
+                pruned = push_outbox.prune_finished(session, before)
+        if pruned:
+            log.info("finished pushes deleted", extra={"worker": self.name, "pushes": pruned})
+        return pruned
+
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker": self.name})
-        next_housekeeping = 0.0
+        next_housekeeping = next_prune = 0.0
         while not self._stop.is_set():
             housekeeping = time.monotonic() >= next_housekeeping
             try:
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + PRUNE_SECONDS
+                    self.prune()
                 tick = self.run_once(housekeeping)
             except Exception:
                 log.exception("worker pass failed; retrying", extra={"worker": self.name})

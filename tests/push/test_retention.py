@@ -1,0 +1,90 @@
+"""Finished pushes are deleted with their deliveries and attempts once PUSH_RETENTION_DAYS have
+passed; what is still to be sent, and anything newer, stays."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from service.clock import clock
+from service.extensions import db
+from service.models import PushAttempt, PushDelivery, PushJob
+from service.worker.runner import Worker
+from tests.push.test_delivery import bid, device
+from tests.support.client import ApiClient
+
+T0 = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def pushes(worker: Worker) -> dict[str, tuple[str, int, int]]:
+    """Each job by its dedupe key: its state, its deliveries and their attempts."""
+    with worker.app.app_context(), db.scope() as session:
+        jobs = {job.id: job for job in session.scalars(select(PushJob))}
+        deliveries = dict(
+            session.execute(
+                select(PushDelivery.job_id, func.count()).group_by(PushDelivery.job_id)
+            ).all()
+        )
+        attempts = dict(
+            session.execute(
+                select(PushDelivery.job_id, func.count())
+                .join(PushAttempt, PushAttempt.delivery_id == PushDelivery.id)
+                .group_by(PushDelivery.job_id)
+            ).all()
+        )
+    return {
+        job.dedupe_key: (job.state, deliveries.get(job_id, 0), attempts.get(job_id, 0))
+        for job_id, job in jobs.items()
+    }
+
+
+def test_finished_pushes_go_after_the_retention_and_nothing_else_does(
+    client: ApiClient, worker: Worker
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    sent = bid(client, client.fresh(ana))
+    answered = bid(client, client.fresh(ana))
+    respond = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+    client.post(f"/api/v1/bids/{answered['id']}/responses", as_=client.fresh(ben), json=respond)
+    worker.run_once()  # the first is sent; the second's push was withdrawn by the answer
+    # Ben sleeps from 22:00 (Berlin): a bid at 23:00Z waits, and no worker runs after it.
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    clock.freeze(T0 + timedelta(hours=11))
+    held = bid(client, client.fresh(ana))
+    clock.freeze(T0 + timedelta(days=30, hours=1))
+    recent = bid(client, client.fresh(ana))
+    # A month on, the held bid expires unsent (its push finishes now); the recent one goes.
+    clock.freeze(T0 + timedelta(days=30, hours=2))
+    assert worker.run_once().pushes == 1
+    assert pushes(worker) == {
+        f"bid.created:{sent['id']}": ("done", 1, 1),
+        f"bid.created:{answered['id']}": ("cancelled", 0, 0),
+        f"bid.created:{held['id']}": ("cancelled", 0, 0),
+        f"bid.created:{recent['id']}": ("done", 1, 1),
+    }
+
+    # 30 days after the first two finished: those go, with their delivery and attempt. The
+    # held one was made as long ago, but finished only now.
+    assert worker.prune() == 2
+    assert pushes(worker) == {
+        f"bid.created:{held['id']}": ("cancelled", 0, 0),
+        f"bid.created:{recent['id']}": ("done", 1, 1),
+    }
+    with worker.app.app_context(), db.scope() as session:
+        assert session.scalar(select(func.count()).select_from(PushAttempt)) == 1
+        assert session.scalar(select(func.count()).select_from(PushDelivery)) == 1
+    assert worker.prune() == 0
+
+
+def test_a_push_still_to_be_sent_is_kept_however_old(client: ApiClient, worker: Worker) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    waiting = bid(client, client.fresh(ana))  # no worker has run: it is pending
+    clock.freeze(T0 + timedelta(days=90))
+    assert worker.prune() == 0
+    assert pushes(worker) == {f"bid.created:{waiting['id']}": ("pending", 0, 0)}
