@@ -21,9 +21,6 @@ from service.worker.dispatch import Dispatcher
 
 log = logging.getLogger("reach.worker")
 
-# How often a running worker deletes the pushes past PUSH_RETENTION_DAYS.
-PRUNE_SECONDS = 3600.0
-
 
 @dataclass
 class Tick:
@@ -47,6 +44,8 @@ class Worker:
     # two transactions, too dear for every pass under load. None: as often as an idle loop does
     # (every `idle_seconds`), so nothing is later than when the worker is idle.
     housekeeping_seconds: float | None = None
+    # How often a running loop deletes the pushes past PUSH_RETENTION_DAYS (first at start).
+    prune_seconds: float = 3600.0
     dispatcher: Dispatcher | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
@@ -98,7 +97,7 @@ class Worker:
             housekeeping = time.monotonic() >= next_housekeeping
             try:
                 if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + PRUNE_SECONDS
+                    next_prune = time.monotonic() + self.prune_seconds
                     self.prune()
                 tick = self.run_once(housekeeping)
             except Exception:

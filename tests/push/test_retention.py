@@ -3,17 +3,23 @@ passed; what is still to be sent, and anything newer, stays."""
 
 from __future__ import annotations
 
+import itertools
+import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from flask import Flask
 from sqlalchemy import func, select
 
 from service.clock import clock
 from service.extensions import db
 from service.models import PushAttempt, PushDelivery, PushJob
-from service.worker.runner import Worker
+from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device
 from tests.support.client import ApiClient
+from tests.support.waiting import wait_until
 
 T0 = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -88,3 +94,48 @@ def test_a_push_still_to_be_sent_is_kept_however_old(client: ApiClient, worker: 
     clock.freeze(T0 + timedelta(days=90))
     assert worker.prune() == 0
     assert pushes(worker) == {f"bid.created:{waiting['id']}": ("pending", 0, 0)}
+
+
+def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
+    app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    old = bid(client, client.fresh(ana))
+    worker.run_once()
+    clock.freeze(T0 + timedelta(days=31))
+    loop = Worker(app, name="pruning-worker", idle_seconds=0.02, prune_seconds=1.0)
+    prunes: list[float] = []
+    passes: list[float] = []
+    prune, run_once = loop.prune, loop.run_once
+
+    def counted_prune() -> int:
+        prunes.append(time.monotonic())
+        return prune()
+
+    def counted_pass(housekeeping: bool = True) -> Tick:
+        passes.append(time.monotonic())
+        return run_once(housekeeping)
+
+    monkeypatch.setattr(loop, "prune", counted_prune)
+    monkeypatch.setattr(loop, "run_once", counted_pass)
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        # The first prune runs as the loop starts: the month-old push goes.
+        wait_until(lambda: f"bid.created:{old['id']}" not in pushes(worker), 5, "the old push")
+        new = bid(client, client.fresh(ana))
+        key = f"bid.created:{new['id']}"
+        wait_until(lambda: pushes(worker).get(key) == ("done", 1, 1), 5, "the new push sent")
+        # A month after it was sent, the loop's next prune deletes it too.
+        clock.freeze(T0 + timedelta(days=62))
+        wait_until(lambda: key not in pushes(worker), 5, "the next prune")
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    # Once a period, not once a pass.
+    assert len(prunes) >= 2
+    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(prunes))
+    assert len(passes) > 5 * len(prunes)
