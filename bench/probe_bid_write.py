@@ -1,0 +1,190 @@
+"""What writing one bid costs at each layer, in the client and in PostgreSQL, one process, no HTTP.
+
+  service     `bids._write` as POST /bids runs it: rows, the wire dump, the statement through a
+              new Session (autocommitted), the commit and its hooks
+  rows        the same with the statement left out: building the bid, event and push job
+  core        the statement alone through SQLAlchemy Core, on an autocommitted Connection
+  driver      the same compiled statement through psycopg alone, autocommitted, one per bid
+  driver-xB   psycopg, B bids per transaction in one pipeline (`executemany`): group commit
+
+Client CPU is this process's (`time.process_time`); PostgreSQL's is every backend of
+`reach_bench` (`/proc`, through psutil). The variants alternate, `--reps` times each, and the
+table shows the median. This bounds what bypassing SQLAlchemy or grouping commits could save on
+the bid path (bench/RESULTS.md, "Why 1a still fails").
+
+Usage: .venv/bin/python -m bench.probe_bid_write [--bids 1500 --reps 3 --batches 4 8 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from bench import common
+
+Variant = Callable[[int], None]
+
+
+def _variants(batches: list[int]) -> dict[str, Variant]:
+    import psycopg
+    from psycopg.types.json import Jsonb
+    from sqlalchemy import select
+
+    from bench.profile_hotpaths import _app
+    from service.extensions import db
+    from service.models import AuthSession, User
+    from service.services import bid_writes, bids, members
+
+    app = _app(common.PG_URL)
+    app.app_context().push()
+    user_id, session_id = db.session.execute(
+        select(User.id, AuthSession.id)
+        .join(AuthSession, AuthSession.user_id == User.id)
+        .where(User.couple_id.is_not(None))
+        .limit(1)
+    ).one()
+    member = members.live_member(db.session, user_id, session_id)
+    db.session.close()
+    statement = bid_writes._ONE_STATEMENT[True]
+    compiled = statement.compile(dialect=db.engine.dialect)
+
+    def request() -> Any:
+        return bids._BidRequest(uuid.uuid4(), "connect", "hello", 3600)
+
+    def service(n: int) -> None:
+        for _ in range(n):
+            session = db.new_session()
+            try:
+                assert bids._write(session, member, request(), proof=member) is not None
+            finally:
+                session.close()
+
+    def captured() -> dict[str, Any]:
+        """The statement's parameters for one new bid, as `_write` builds them."""
+        got: dict[str, Any] = {}
+        real = bid_writes._write_in_one_statement
+
+        def capture(_c: Any, bid: Any, event: Any, job: Any, proof: Any) -> None:
+            got.update(bid=bid, event=event, job=job, proof=proof)
+
+        bid_writes._write_in_one_statement = capture  # type: ignore[assignment]
+        session = db.new_session()
+        try:
+            bids._write(session, member, request(), proof=member)
+        finally:
+            session.close()
+            bid_writes._write_in_one_statement = real
+        return got
+
+    def rows(n: int) -> None:
+        for _ in range(n):
+            captured()
+
+    def core(n: int) -> None:
+        writes = [captured() for _ in range(n)]
+        with db.engine.connect() as connection:
+            auto = connection.execution_options(isolation_level="AUTOCOMMIT")
+            started = time.process_time()
+            for w in writes:
+                bid_writes._write_in_one_statement(auto, w["bid"], w["event"], w["job"], w["proof"])
+            core.cpu = time.process_time() - started  # type: ignore[attr-defined]
+
+    def driver_params(w: dict[str, Any]) -> dict[str, Any]:
+        params = {f"bid_{name}": w["bid"][name] for name in bid_writes.BID_COLUMNS}
+        params.update(w["proof"])
+        params.update({f"event_{name}": w["event"][name] for name in ("type", "at", "data")})
+        params["event_couple_id"] = w["bid"]["couple_id"]
+        params.update({f"job_{name}": w["job"][name] for name in bid_writes.JOB_COLUMNS})
+        params["job_payload"] = w["job"]["payload"]
+        out = dict(compiled.construct_params(params))
+        return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in out.items()}
+
+    raw = psycopg.connect(common.PG_URL.replace("postgresql+psycopg", "postgresql"))
+    raw.autocommit = True
+
+    def driver(n: int) -> None:
+        params = [driver_params(captured()) for _ in range(n)]
+        started = time.process_time()
+        for p in params:
+            raw.execute(compiled.string, p).fetchone()
+        driver.cpu = time.process_time() - started  # type: ignore[attr-defined]
+
+    def grouped(size: int) -> Variant:
+        def run(n: int) -> None:
+            params = [driver_params(captured()) for _ in range(n)]
+            started = time.process_time()
+            for i in range(0, n, size):
+                with raw.transaction(), raw.cursor() as cursor:
+                    cursor.executemany(compiled.string, params[i : i + size], returning=True)
+                    while cursor.fetchone() is not None and cursor.nextset():
+                        pass
+            run.cpu = time.process_time() - started  # type: ignore[attr-defined]
+
+        return run
+
+    variants: dict[str, Variant] = {
+        "service": service,
+        "rows": rows,
+        "core": core,
+        "driver": driver,
+    }
+    variants.update({f"driver-x{size}": grouped(size) for size in batches})
+    return variants
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--bids", type=int, default=1500)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--batches", type=int, nargs="+", default=[4, 8, 16])
+    args = p.parse_args()
+
+    common.fresh_postgres()
+    common.seed_couples(common.PG_URL, 20)
+    variants = _variants(args.batches)
+    for run in variants.values():  # warm up: compiled caches, prepared statements
+        run(50)
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for rep in range(1, args.reps + 1):
+        for name, run in variants.items():
+            meter = common.CpuMeter({"client": [os.getpid()]})
+            meter.start()
+            wall0 = time.monotonic()
+            run(args.bids)
+            wall = time.monotonic() - wall0
+            used = meter.stop()
+            # Variants that prepare their rows first time only the statements (`run.cpu`).
+            client = getattr(run, "cpu", used["client"] * wall)
+            samples[name].append(
+                (1000 * client / args.bids, 1000 * used["postgres"] * wall / args.bids)
+            )
+            common.log(
+                f"  {rep}/{args.reps} {name:12s} client {samples[name][-1][0]:.3f} ms, "
+                f"postgres {samples[name][-1][1]:.3f} ms per bid"
+            )
+    result = {
+        name: {
+            "client_ms": round(statistics.median(c for c, _ in s), 3),
+            "postgres_ms": round(statistics.median(p for _, p in s), 3),
+            "samples": s,
+        }
+        for name, s in samples.items()
+    }
+    common.write_result(
+        "probe_bid_write", {"machine": common.machine_info(), "args": vars(args), **result}
+    )
+    print(
+        common.table(
+            ["variant", "client ms per bid", "PostgreSQL ms per bid"],
+            [[name, r["client_ms"], r["postgres_ms"]] for name, r in result.items()],
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
