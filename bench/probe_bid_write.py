@@ -10,7 +10,8 @@
 Client CPU is this process's (`time.process_time`); PostgreSQL's is every backend of
 `reach_bench` (`/proc`, through psutil). The variants alternate, `--reps` times each, and the
 table shows the median. This bounds what bypassing SQLAlchemy or grouping commits could save on
-the bid path (bench/RESULTS.md, "Why 1a still fails").
+the bid path (bench/RESULTS.md, "Why 1a still fails"). It imports the service from the work
+tree (like probe_latency), so run it on a clean checkout of the commit it is to measure.
 
 Usage: .venv/bin/python -m bench.probe_bid_write [--bids 1500 --reps 3 --batches 4 8 16]
 """
@@ -175,9 +176,7 @@ def main() -> None:
         }
         for name, s in samples.items()
     }
-    common.write_result(
-        "probe_bid_write", {"machine": common.machine_info(), "args": vars(args), **result}
-    )
+    common.write_result("probe_bid_write", {"args": vars(args), "variants": result})
     print(
         common.table(
             ["variant", "client ms per bid", "PostgreSQL ms per bid"],

@@ -212,6 +212,20 @@ def sync(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def bid_write(d: dict[str, Any]) -> list[str]:
+    rows = [
+        f"| {name} | {_f(v['client_ms'], 3)} | {_f(v['postgres_ms'], 3)} |"
+        for name, v in d["variants"].items()
+    ]
+    return [
+        "### Writing one bid, per layer (`probe_bid_write`, one process, no HTTP)",
+        "",
+        "| variant | client CPU ms per bid | PostgreSQL CPU ms per bid |",
+        "|---|---|---|",
+        *rows,
+    ]
+
+
 def main() -> None:
     import sys
     from pathlib import Path
@@ -226,6 +240,7 @@ def main() -> None:
         ("connections", connections),
         ("push", push),
         ("sync", sync),
+        ("probe_bid_write", bid_write),
     ):
         d = _load(name)
         if d is None:
