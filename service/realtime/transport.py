@@ -261,7 +261,12 @@ class WebSocket:
         if not self.connected:
             raise OSError("the WebSocket is closed")
         event = BytesMessage(data=message) if isinstance(message, bytes) else TextMessage(message)
-        self._write(self._conn.send(event))
+        try:
+            data = self._conn.send(event)
+        except LocalProtocolError as exc:
+            # The reader answered the phone's close frame after the check above (threads).
+            raise OSError("the WebSocket is closed") from exc
+        self._write(data)
 
     def close(self) -> None:
         if self.connected:
