@@ -68,7 +68,8 @@ class Settings:
     PUSH_CONCURRENCY: int = 16
     PUSH_TIMEOUT_SECONDS: int = 10
     # Finished pushes (sent, cancelled, expired, dead-lettered) are deleted with their
-    # deliveries and attempts this many days after they finished (the worker looks hourly).
+    # deliveries and attempts this many days after they finished (the worker looks hourly, and
+    # keeps going between passes while more are due).
     PUSH_RETENTION_DAYS: int = 30
     MAX_CONTENT_LENGTH: int = 64 * 1024
     RATELIMIT_ENABLED: bool = True

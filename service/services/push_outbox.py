@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -240,14 +241,21 @@ FINISHED = ("done", "cancelled", "expired", "dead")
 _JOBS = table(PushJob)
 
 
+@dataclass(frozen=True)
+class Pruned:
+    """What one call of `prune_finished` did: jobs deleted, and whether it stopped short."""
+
+    deleted: int
+    more: bool
+
+
 def prune_finished(
     session: Session, before: datetime, *, batch: int = 1000, most_batches: int = 20
-) -> int:
+) -> Pruned:
     """Delete the jobs that finished before `before`, with their deliveries and attempts (the
     foreign keys cascade). Walks the jobs oldest first by primary key, a batch per transaction,
-    and stops at the first batch that reaches jobs created since `before`, or after
-    `most_batches` (the next call goes on). Pending and claimed jobs are never deleted.
-    Returns how many jobs went."""
+    and stops at the first batch that reaches jobs created since `before` (done), or after
+    `most_batches` (`more`: call again to go on). Pending and claimed jobs are never deleted."""
     deleted, after = 0, 0
     for _ in range(most_batches):
         rows = session.execute(
@@ -257,7 +265,7 @@ def prune_finished(
             .limit(batch)
         ).all()
         if not rows:
-            break
+            return Pruned(deleted, more=False)
         over = [
             row.id
             for row in rows
@@ -271,8 +279,8 @@ def prune_finished(
         session.commit()
         after = rows[-1].id
         if rows[-1].created_at >= before:
-            break
-    return deleted
+            return Pruned(deleted, more=False)
+    return Pruned(deleted, more=True)
 
 
 def release(session: Session, dedupe_prefix: str) -> int:

@@ -44,8 +44,11 @@ class Worker:
     # two transactions, too dear for every pass under load. None: as often as an idle loop does
     # (every `idle_seconds`), so nothing is later than when the worker is idle.
     housekeeping_seconds: float | None = None
-    # How often a running loop deletes the pushes past PUSH_RETENTION_DAYS (first at start).
+    # How often a running loop deletes the pushes past PUSH_RETENTION_DAYS (first at start),
+    # and how many it deletes at a time: while more are left it goes on after the next pass.
     prune_seconds: float = 3600.0
+    prune_batch: int = 1000
+    prune_batches: int = 20
     dispatcher: Dispatcher | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
@@ -81,13 +84,24 @@ class Worker:
 
     def prune(self) -> int:
         """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago. How many went."""
+        deleted = 0
+        while (pruned := self._prune_some()).more:
+            deleted += pruned.deleted
+        return deleted + pruned.deleted
+
+    def _prune_some(self) -> push_outbox.Pruned:
+        """One bounded share of `prune` (`prune_batches` transactions of `prune_batch` jobs)."""
         with self.app.app_context():
             settings: Settings = self.app.extensions["reach.settings"]
             before = clock.now() - timedelta(days=settings.PUSH_RETENTION_DAYS)
             with db.scope() as session:
-                pruned = push_outbox.prune_finished(session, before)
-        if pruned:
-            log.info("finished pushes deleted", extra={"worker": self.name, "pushes": pruned})
+                pruned = push_outbox.prune_finished(
+                    session, before, batch=self.prune_batch, most_batches=self.prune_batches
+                )
+        if pruned.deleted:
+            log.info(
+                "finished pushes deleted", extra={"worker": self.name, "pushes": pruned.deleted}
+            )
         return pruned
 
     def run_forever(self) -> None:
@@ -97,8 +111,10 @@ class Worker:
             housekeeping = time.monotonic() >= next_housekeeping
             try:
                 if time.monotonic() >= next_prune:
+                    # Pushes keep being sent between shares; a backlog is worked off pass by pass.
                     next_prune = time.monotonic() + self.prune_seconds
-                    self.prune()
+                    if self._prune_some().more:
+                        next_prune = 0.0
                 tick = self.run_once(housekeeping)
             except Exception:
                 log.exception("worker pass failed; retrying", extra={"worker": self.name})

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from service.clock import clock
 from service.extensions import db
 from service.models import PushAttempt, PushDelivery, PushJob
+from service.services.push_outbox import Pruned
 from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device
 from tests.support.client import ApiClient
@@ -108,9 +109,9 @@ def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
     loop = Worker(app, name="pruning-worker", idle_seconds=0.02, prune_seconds=1.0)
     prunes: list[float] = []
     passes: list[float] = []
-    prune, run_once = loop.prune, loop.run_once
+    prune, run_once = loop._prune_some, loop.run_once
 
-    def counted_prune() -> int:
+    def counted_prune() -> Pruned:
         prunes.append(time.monotonic())
         return prune()
 
@@ -118,7 +119,7 @@ def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
         passes.append(time.monotonic())
         return run_once(housekeeping)
 
-    monkeypatch.setattr(loop, "prune", counted_prune)
+    monkeypatch.setattr(loop, "_prune_some", counted_prune)
     monkeypatch.setattr(loop, "run_once", counted_pass)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -139,3 +140,47 @@ def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
     assert len(prunes) >= 2
     assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(prunes))
     assert len(passes) > 5 * len(prunes)
+
+
+def test_a_backlog_larger_than_one_share_is_worked_off_pass_by_pass_not_hour_by_hour(
+    app: Flask, client: ApiClient, worker: Worker
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    old = [bid(client, client.fresh(ana)) for _ in range(3)]
+    assert worker.run_once().pushes == 3
+    clock.freeze(T0 + timedelta(days=31))
+    # One job per share: the first share, at start, leaves two; the next prune is an hour away.
+    loop = Worker(
+        app,
+        name="pruning-worker",
+        idle_seconds=0.02,
+        prune_seconds=3600,
+        prune_batch=1,
+        prune_batches=1,
+    )
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        keys = {f"bid.created:{sent['id']}" for sent in old}
+        wait_until(lambda: not keys & set(pushes(worker)), 5, "every month-old push deleted")
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_prune_deletes_everything_due_however_many_shares_it_takes(
+    app: Flask, client: ApiClient, worker: Worker
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    for _ in range(3):
+        bid(client, client.fresh(ana))
+    worker.run_once()
+    clock.freeze(T0 + timedelta(days=31))
+    small = Worker(app, name="small-shares", prune_batch=1, prune_batches=2)
+    assert small.prune() == 3
+    assert pushes(worker) == {}
