@@ -33,6 +33,18 @@ from bench.loadgen import LoadGenerator
 PORTS = {"baseline": 7101, "reach-sqlite": 7102, "reach-pg": 7103}
 
 
+def _runqueue_text(s: dict[str, Any]) -> str:
+    """The server's wait for a core in a step: per second, and its worst 100 ms (when)."""
+    waits = s.get("server_runqueue")
+    if not waits:
+        return ""
+    at = time.strftime("%H:%M:%S", time.localtime(waits["worst_at"])) if waits["worst_at"] else "-"
+    return (
+        f" | server waited for a core {waits['ms_per_s']:.0f} ms/s,"
+        f" worst {waits['worst_ms']:.0f} ms in 100 ms at {at}"
+    )
+
+
 def summarize(step: dict[str, Any]) -> dict[str, Any]:
     rtt = step.pop("rtt_ms")
     late = step.pop("rtt_late_ms")
@@ -109,11 +121,13 @@ class Runner:
     def step(self, name: str, gen: LoadGenerator, rate: float, duration: float) -> dict[str, Any]:
         self.tag += 1
         meter = self.meter(name, gen)
+        waits = common.RunQueueMeter(self.servers[name].worker_pid)
         meter.start()
+        waits.start()
         raw = gen.step(self.tag, rate, duration, drain=self.args.drain)
-        cpu = meter.stop()
         s = summarize(raw)
-        s["cpu_cores"] = cpu
+        s["server_runqueue"] = waits.stop()
+        s["cpu_cores"] = meter.stop()
         return s
 
     def max_rate(self, name: str, gen: LoadGenerator) -> dict[str, Any]:
@@ -171,6 +185,7 @@ class Runner:
             f"err {s['errors']} drop {s['dropped']} "
             f"cpu server {cpu.get('server', 0):.2f} loadgen {cpu.get('loadgen', 0):.2f} "
             f"other {cpu.get('other', 0):.2f} {'OK' if s.get('sustained', True) else 'SATURATED'}"
+            + _runqueue_text(s)
         )
 
 
@@ -308,6 +323,14 @@ def summarize_all(
                     "loadgen_cpu_median": median(s["cpu_cores"].get("loadgen") for s in runs),
                     "other_cpu_median": median(s["cpu_cores"].get("other") for s in runs),
                     "machine_cpu_median": median(s["cpu_cores"].get("machine") for s in runs),
+                    # Runs from before the run-queue meter have none: None, not a failure.
+                    "server_runqueue_ms_per_s_median": median(
+                        s["server_runqueue"]["ms_per_s"] for s in runs if "server_runqueue" in s
+                    ),
+                    "server_runqueue_worst_ms": max(
+                        (s["server_runqueue"]["worst_ms"] for s in runs if "server_runqueue" in s),
+                        default=None,
+                    ),
                 }
             )
     return out

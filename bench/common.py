@@ -633,6 +633,57 @@ class CpuMeter:
         return out
 
 
+class RunQueueMeter:
+    """How long a process's threads sat runnable but off the CPU (the scheduler's run-queue
+    delay, /proc/PID/task/*/schedstat), between start() and stop(): in total, and the worst
+    window of `period` seconds. A request that waits for a core shows here and nowhere in the
+    process's own profile or in PostgreSQL's statement times."""
+
+    def __init__(self, pid: int, period: float = 0.1) -> None:
+        self.pid, self.period = pid, period
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._first = self._last = 0
+        self._worst = 0
+        self._worst_at = 0.0
+
+    def _delay_ns(self) -> int:
+        total = 0
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{self.pid}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int((task / "schedstat").read_text().split()[1])
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            now = self._delay_ns()
+            if now - self._last > self._worst:
+                self._worst, self._worst_at = now - self._last, time.time()
+            self._last = now
+
+    def start(self) -> None:
+        self._first = self._last = self._delay_ns()
+        self._worst, self._worst_at = 0, 0.0
+        self._stop.clear()
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="runqueue-meter", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        """`ms_per_s`: run-queue delay per second of wall time (all threads); `worst_ms`: the
+        most in one window of `period`; `worst_at`: when that window ended (unix time)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        wall = max(1e-6, time.monotonic() - self._started)
+        return {
+            "ms_per_s": round((self._delay_ns() - self._first) / 1e6 / wall, 2),
+            "worst_ms": round(self._worst / 1e6, 1),
+            "worst_at": round(self._worst_at, 2),
+        }
+
+
 def wait_quiet(threshold: float = 0.6, window: float = 2.0, max_wait: float = 30.0) -> float:
     """The machine is shared: before a measurement, wait (bounded) until the CPU used by
     everything on it stays under `threshold` cores for `window` seconds (our own servers idle).

@@ -62,9 +62,10 @@ def roundtrip(d: dict[str, Any]) -> list[str]:
     out.append("")
     out.append(
         "| system | fixed rate | offered/s | achieved/s | p50 ms | p99 ms | p99 range "
-        "| POST p50 ms | server cores | load-gen cores | others' cores |"
+        "| POST p50 ms | server cores | load-gen cores | others' cores "
+        "| server waited for a core, ms/s | its worst 100 ms |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for f in s["fixed"]:
         rng = f["p99_range"]
         out.append(
@@ -72,7 +73,9 @@ def roundtrip(d: dict[str, Any]) -> list[str]:
             f"{_f(f['p50_median'])} | {_f(f['p99_median'])} | "
             f"{_f(rng[0])}-{_f(rng[1])} | {_f(f['post_p50_median'])} | "
             f"{_f(f['server_cpu_median'], 2)} | {_f(f['loadgen_cpu_median'], 2)} | "
-            f"{_f(f['other_cpu_median'], 2)} |"
+            f"{_f(f['other_cpu_median'], 2)} | "
+            f"{_f(f.get('server_runqueue_ms_per_s_median'))} | "
+            f"{_f(f.get('server_runqueue_worst_ms'))} |"
         )
     out.append("")
     for name, v in s["max"].items():
