@@ -76,3 +76,33 @@ def test_the_push_outbox_is_vacuumed_after_a_fixed_number_of_changes(empty_datab
     }
     migrate.downgrade(empty_database)  # and back down, past the options
     engine.dispose()
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_the_outbox_keeps_no_statistics_for_columns_no_query_filters_on(
+    empty_database: str,
+) -> None:
+    query = text(
+        "SELECT c.relname || '.' || a.attname, a.attstattarget FROM pg_attribute a "
+        "JOIN pg_class c ON c.oid = a.attrelid "
+        "WHERE c.relname IN ('push_jobs', 'push_deliveries') AND a.attnum > 0 "
+        "AND NOT a.attisdropped"
+    )
+    migrate.upgrade(empty_database)
+    engine = make_engine(empty_database)
+    with engine.connect() as conn:
+        targets = dict(conn.execute(query).all())
+    without = {column for column, target in targets.items() if target == 0}
+    assert without == {
+        "push_jobs.payload",
+        "push_jobs.last_error",
+        "push_deliveries.message_id",
+        "push_deliveries.last_error",
+    }
+    # The columns the worker's claim and the dashboard filter on keep theirs.
+    assert targets["push_jobs.state"] != 0
+    assert targets["push_jobs.available_at"] != 0
+    migrate.downgrade(empty_database, revision="0007_queue_tables_vacuum")
+    with engine.connect() as conn:
+        assert {column for column, target in conn.execute(query).all() if target == 0} == set()
+    engine.dispose()
