@@ -648,7 +648,7 @@ class RunQueueMeter:
         self._thread: threading.Thread | None = None
         self._first = self._last = 0
         self._worst = 0
-        self._worst_at = 0.0
+        self._worst_at = self._started = 0.0
 
     def _delay_ns(self) -> int:
         total = 0
