@@ -125,9 +125,9 @@ class Runner:
         meter.start()
         waits.start()
         raw = gen.step(self.tag, rate, duration, drain=self.args.drain)
+        runqueue, cpu = waits.stop(), meter.stop()
         s = summarize(raw)
-        s["server_runqueue"] = waits.stop()
-        s["cpu_cores"] = meter.stop()
+        s["server_runqueue"], s["cpu_cores"] = runqueue, cpu
         return s
 
     def max_rate(self, name: str, gen: LoadGenerator) -> dict[str, Any]:

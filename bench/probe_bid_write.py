@@ -10,8 +10,8 @@
 Client CPU is this process's (`time.process_time`); PostgreSQL's is every backend of
 `reach_bench` (`/proc`, through psutil). The variants alternate, `--reps` times each, and the
 table shows the median. This bounds what bypassing SQLAlchemy or grouping commits could save on
-the bid path (bench/RESULTS.md, "Why 1a still fails"). It imports the service from the work
-tree (like probe_latency), so run it on a clean checkout of the commit it is to measure.
+the bid path (bench/RESULTS.md, "Why 1a still fails"). Like the other scripts it measures the
+service `BENCH_SRC` names (the committed HEAD by default; `worktree` for the work tree).
 
 Usage: .venv/bin/python -m bench.probe_bid_write [--bids 1500 --reps 3 --batches 4 8 16]
 """
@@ -98,12 +98,7 @@ def _variants(batches: list[int]) -> dict[str, Variant]:
             return time.process_time() - started
 
     def driver_params(w: dict[str, Any]) -> dict[str, Any]:
-        params = {f"bid_{name}": w["bid"][name] for name in bid_writes.BID_COLUMNS}
-        params.update(w["proof"])
-        params.update({f"event_{name}": w["event"][name] for name in ("type", "at", "data")})
-        params["event_couple_id"] = w["bid"]["couple_id"]
-        params.update({f"job_{name}": w["job"][name] for name in bid_writes.JOB_COLUMNS})
-        params["job_payload"] = w["job"]["payload"]
+        params = bid_writes.statement_params(w["bid"], w["event"], w["job"], w["proof"])
         out = dict(compiled.construct_params(params))
         return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in out.items()}
 

@@ -174,11 +174,22 @@ def _write_in_one_statement(
     job: dict[str, Any],
     proof_params: dict[str, Any],
 ) -> int | None:
+    params = statement_params(bid, event, job, proof_params)
+    cursor = connection.execute(_ONE_STATEMENT[bool(proof_params)], params).scalar()
+    return None if cursor is None else int(cursor)
+
+
+def statement_params(
+    bid: dict[str, Any],
+    event: dict[str, Any],
+    job: dict[str, Any],
+    proof_params: dict[str, Any],
+) -> dict[str, Any]:
+    """The bound parameters of the one-statement write (`_one_statement`) for these rows."""
     params: dict[str, Any] = {f"bid_{name}": bid[name] for name in BID_COLUMNS}
     params.update(proof_params)
     params.update({f"event_{name}": event[name] for name in EVENT_COLUMNS if name != "couple_id"})
     params["event_couple_id"] = bid["couple_id"]
     params.update({f"job_{name}": job[name] for name in JOB_COLUMNS})
     params["job_payload"] = job["payload"]
-    cursor = connection.execute(_ONE_STATEMENT[bool(proof_params)], params).scalar()
-    return None if cursor is None else int(cursor)
+    return params

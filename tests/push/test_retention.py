@@ -7,6 +7,8 @@ import itertools
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,6 +99,19 @@ def test_a_push_still_to_be_sent_is_kept_however_old(client: ApiClient, worker: 
     assert pushes(worker) == {f"bid.created:{waiting['id']}": ("pending", 0, 0)}
 
 
+@contextmanager
+def running(loop: Worker) -> Iterator[None]:
+    """`loop.run_forever` in a thread for the block; stopped (and finished) after it."""
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        loop.stop()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
 def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,9 +136,7 @@ def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
 
     monkeypatch.setattr(loop, "_prune_some", counted_prune)
     monkeypatch.setattr(loop, "run_once", counted_pass)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+    with running(loop):
         # The first prune runs as the loop starts: the month-old push goes.
         wait_until(lambda: f"bid.created:{old['id']}" not in pushes(worker), 5, "the old push")
         new = bid(client, client.fresh(ana))
@@ -132,10 +145,6 @@ def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
         # A month after it was sent, the loop's next prune deletes it too.
         clock.freeze(T0 + timedelta(days=62))
         wait_until(lambda: key not in pushes(worker), 5, "the next prune")
-    finally:
-        loop.stop()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
     # Once a period, not once a pass.
     assert len(prunes) >= 2
     assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(prunes))
@@ -160,15 +169,9 @@ def test_a_backlog_larger_than_one_share_is_worked_off_pass_by_pass_not_hour_by_
         prune_batch=1,
         prune_batches=1,
     )
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
+    with running(loop):
         keys = {f"bid.created:{sent['id']}" for sent in old}
         wait_until(lambda: not keys & set(pushes(worker)), 5, "every month-old push deleted")
-    finally:
-        loop.stop()
-        thread.join(timeout=10)
-    assert not thread.is_alive()
 
 
 def test_prune_deletes_everything_due_however_many_shares_it_takes(
