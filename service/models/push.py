@@ -61,7 +61,9 @@ class PushDelivery(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     # Indexed by uq_push_deliveries_job_device (its leading column).
     job_id: Mapped[int] = mapped_column(ForeignKey("push_jobs.id", ondelete="CASCADE"))
-    device_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    device_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("devices.id", ondelete="CASCADE"), index=True
+    )
     platform: Mapped[str] = mapped_column(String(10))
     # pending | sent | unregistered | invalid | failed | dead | skipped (device disabled or moved)
     state: Mapped[str] = mapped_column(String(14), default="pending")

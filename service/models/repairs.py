@@ -28,14 +28,18 @@ class Repair(Base):
     )
     client_id: Mapped[uuid.UUID]
     topic: Mapped[str | None] = mapped_column(String(200))
-    bid_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("bids.id", ondelete="SET NULL"))
+    bid_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("bids.id", ondelete="SET NULL"), index=True
+    )
     status: Mapped[str] = mapped_column(String(16), default="open")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The last seq handed out (gapless counter, taken with UPDATE ... RETURNING).
     last_seq: Mapped[int] = mapped_column(default=0)
     # A break while flooded: until when, who asked, and how many breaks so far (reminder keys).
     paused_until: Mapped[datetime | None]
-    paused_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    paused_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
     pause_count: Mapped[int] = mapped_column(default=0)
     resolved_at: Mapped[datetime | None]
 
