@@ -358,10 +358,14 @@ def fresh_sqlite(name: str = "bench") -> str:
     return url
 
 
-def migrate(url: str) -> None:
+def migrate(url: str, revision: str = "heads") -> None:
     env = base_env(DATABASE_URL=url, REACH_INSTANCE_DIR=str(OUT / "instance"))
     done = subprocess.run(
-        [REACH, "db", "upgrade"], env=env, capture_output=True, text=True, cwd=SRC
+        [REACH, "db", "upgrade", "--revision", revision],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=SRC,
     )
     if done.returncode != 0:
         raise RuntimeError(f"reach db upgrade failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
