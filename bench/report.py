@@ -229,6 +229,49 @@ def bid_write(d: dict[str, Any]) -> list[str]:
     ]
 
 
+def outbox_statistics(d: dict[str, Any]) -> list[str]:
+    ms = d["analyze_ms"]
+    rows = [
+        f"| {label} | {_f(ms[key]['push_jobs'])} | {_f(ms[key]['push_deliveries'])} |"
+        for key, label in (
+            ("default", "PostgreSQL's default statistics"),
+            ("0008", "migration 0008: none for the payload, errors, message ids"),
+            ("0009", "0008 + 0009: target 10 for every other column"),
+        )
+    ]
+    differ = ", ".join(d["plans_differ"]) or "none"
+    return [
+        "### The outbox's ANALYZE (`probe_outbox_schema statistics`, ms, median)",
+        "",
+        f"On {d['rows']['push_jobs']:,} jobs and {d['rows']['push_deliveries']:,} deliveries.",
+        "",
+        "| statistics | ANALYZE push_jobs | ANALYZE push_deliveries |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"Statements whose plan differs between the default and 0009: {differ} "
+        f"(of {d['statements']}).",
+    ]
+
+
+def device_delete(d: dict[str, Any]) -> list[str]:
+    before, after, insert = d["before"], d["after"], d["insert_us_per_delivery"]
+    return [
+        "### Deleting a device (`probe_outbox_schema device-delete`, ms, median of 7 devices)",
+        "",
+        f"{d['jobs']:,} finished pushes, {d['deliveries']:,} deliveries.",
+        "",
+        "| | DELETE one device | support view: a device's last push |",
+        "|---|---|---|",
+        f"| before 0010 | {_f(before['delete_ms'])} | {_f(before['support_ms'])} |",
+        f"| after 0010 (`ix_push_deliveries_device_id`) | {_f(after['delete_ms'])} | "
+        f"{_f(after['support_ms'])} |",
+        "",
+        f"A new delivery's insert: {_f(insert['without'])} us without the index, "
+        f"{_f(insert['with'])} us with it.",
+    ]
+
+
 def main() -> None:
     import sys
     from pathlib import Path
@@ -244,6 +287,8 @@ def main() -> None:
         ("push", push),
         ("sync", sync),
         ("probe_bid_write", bid_write),
+        ("probe_outbox_schema-statistics", outbox_statistics),
+        ("probe_outbox_schema-device-delete", device_delete),
     ):
         d = _load(name)
         if d is None:
