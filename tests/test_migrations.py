@@ -129,3 +129,37 @@ def test_the_outbox_keeps_coarse_statistics_and_none_for_columns_no_query_filter
     with engine.connect() as conn:
         assert {column for column, target in conn.execute(query).all() if target != -1} == set()
     engine.dispose()
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_the_foreign_key_indexes_build_again_after_a_build_that_failed_midway(
+    empty_database: str,
+) -> None:
+    # 0010 builds its indexes CONCURRENTLY, one commit each: a failure midway leaves the first
+    # ones built and the migration not recorded. Upgrading again must finish the job.
+    migrate.upgrade(empty_database, revision="0009_outbox_coarse_statistics")
+    engine = make_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(
+            text("CREATE INDEX ix_push_deliveries_device_id ON push_deliveries (device_id)")
+        )
+    migrate.upgrade(empty_database)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn)
+        head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+        assert context.get_current_revision() == head
+        names = set(
+            conn.scalars(
+                text("SELECT indexname FROM pg_indexes WHERE indexname = ANY(:names)"),
+                {
+                    "names": [
+                        "ix_push_deliveries_device_id",
+                        "ix_invites_used_by_id",
+                        "ix_repairs_bid_id",
+                        "ix_repairs_paused_by",
+                    ]
+                },
+            )
+        )
+    assert len(names) == 4
+    engine.dispose()

@@ -10,7 +10,8 @@ also scanned `invites` and `repairs` (their `used_by_id` and `paused_by` are set
 
 On PostgreSQL the indexes are built CONCURRENTLY, outside the migration's transaction, so the
 worker and the API keep writing while they build. A build that fails leaves an INVALID index
-behind: drop it (`DROP INDEX CONCURRENTLY <name>`) and upgrade again.
+behind: drop it (`DROP INDEX CONCURRENTLY <name>`) and upgrade again; the indexes already built
+are kept (IF NOT EXISTS).
 
 Revision ID: 0010_foreign_key_indexes
 Revises: 0009_outbox_coarse_statistics
@@ -38,7 +39,9 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
             for name, (table, column) in INDEXES.items():
-                op.create_index(name, table, [column], postgresql_concurrently=True)
+                op.create_index(
+                    name, table, [column], postgresql_concurrently=True, if_not_exists=True
+                )
         return
     for name, (table, column) in INDEXES.items():
         op.create_index(name, table, [column])
@@ -48,7 +51,9 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
             for name, (table, _) in INDEXES.items():
-                op.drop_index(name, table_name=table, postgresql_concurrently=True)
+                op.drop_index(
+                    name, table_name=table, postgresql_concurrently=True, if_exists=True
+                )
         return
     for name, (table, _) in INDEXES.items():
         op.drop_index(name, table_name=table)
