@@ -247,6 +247,10 @@ def start_baseline(port: int, **extra: str) -> Server:
     return start_gunicorn("baseline", "bench.baseline_relay:create_app()", port, env, "/healthz")
 
 
+# `reach worker`'s niceness (BENCH_WORKER_NICE=10: the API process wins a contended core first).
+WORKER_NICE = int(os.environ.get("BENCH_WORKER_NICE", "0"))
+
+
 def start_reach(
     name: str, port: int, database_url: str, worker: bool = True, **extra: str
 ) -> Server:
@@ -261,8 +265,9 @@ def start_reach(
     )
     server = start_gunicorn(name, "service:create_app()", port, env, "/readyz")
     if worker and not sqlite:
+        nice = ["nice", "-n", str(WORKER_NICE)] if WORKER_NICE else []
         server.extra.append(
-            start_process([REACH, "worker"], env, OUT / "logs" / f"{name}-worker.log")
+            start_process([*nice, REACH, "worker"], env, OUT / "logs" / f"{name}-worker.log")
         )
     return server
 
