@@ -249,6 +249,10 @@ def start_baseline(port: int, **extra: str) -> Server:
 
 # `reach worker`'s niceness (BENCH_WORKER_NICE=10: the API process wins a contended core first).
 WORKER_NICE = int(os.environ.get("BENCH_WORKER_NICE", "0"))
+# Reach on PostgreSQL as production runs it, with Redis: the Socket.IO message queue and the
+# worker's push wake-ups (BENCH_REDIS_URL=redis://127.0.0.1:6379/13; that database is flushed).
+# Without it the worker finds each push on its idle pass, every 0.5 s.
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "")
 
 
 def start_reach(
@@ -256,6 +260,12 @@ def start_reach(
 ) -> Server:
     """Reach under gunicorn; on PostgreSQL also a separate `reach worker` (PUSH_BACKEND=log)."""
     sqlite = database_url.startswith("sqlite")
+    if REDIS_URL and not sqlite:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        extra = {"REDIS_URL": REDIS_URL, **extra}
+        log(f"  {name}: with Redis ({REDIS_URL}): Socket.IO message queue and push wake-ups")
     env = base_env(
         DATABASE_URL=database_url,
         WORKER_MODE="inline" if sqlite else "separate",
@@ -283,6 +293,27 @@ def psql(sql: str, db: str = "postgres") -> str:
         text=True,
     )
     return out.stdout.strip()
+
+
+def push_delay_ms(url: str = PG_URL) -> dict[str, float]:
+    """How long each push waited in the outbox: from the bid's commit to its sending (ms)."""
+    row = psql(
+        "SELECT count(*), percentile_cont(ARRAY[0.5, 0.9, 0.99]) WITHIN GROUP (ORDER BY ms), "
+        "max(ms) FROM (SELECT extract(epoch FROM pd.sent_at - j.created_at) * 1000 AS ms "
+        "FROM push_deliveries pd JOIN push_jobs j ON j.id = pd.job_id "
+        "WHERE pd.sent_at IS NOT NULL) AS sent",
+        db=url.rsplit("/", 1)[1],
+    )
+    count, quantiles, longest = row.split("|")
+    values = quantiles.strip("{}").split(",") if int(count) else ["0"] * 3
+    p50, p90, p99 = (float(v) for v in values)
+    return {
+        "pushes": int(count),
+        "p50": round(p50, 1),
+        "p90": round(p90, 1),
+        "p99": round(p99, 1),
+        "max": round(float(longest or 0), 1),
+    }
 
 
 def fresh_postgres() -> str:

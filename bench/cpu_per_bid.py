@@ -68,6 +68,7 @@ def main() -> None:
     finally:
         for server in servers.values():
             server.stop()
+    push_delay = common.push_delay_ms() if name == "reach-pg" and not args.no_worker else None
     keys = sorted({k for s in steps for k in s["cpu_ms_per_bid"]})
     medians = {k: median(s["cpu_ms_per_bid"].get(k) for s in steps) for k in keys}
     print(
@@ -84,10 +85,20 @@ def main() -> None:
             ],
         )
     )
+    if push_delay:
+        log(f"  pushes, bid's commit to sent, ms (warm-up included): {push_delay}")
     source = re.sub(r"[^\w.-]+", "_", common.SRC_NOTE.split(" (")[0])[-40:]
     common.write_result(
         f"cpu_per_bid-{name}-{source}",
-        {"args": vars(args), "source": common.SRC_NOTE, "steps": steps, "median": medians},
+        {
+            "args": vars(args),
+            "source": common.SRC_NOTE,
+            "redis": bool(common.REDIS_URL),
+            "worker_nice": common.WORKER_NICE,
+            "steps": steps,
+            "median": medians,
+            "push_delay_ms": push_delay,
+        },
     )
 
 
