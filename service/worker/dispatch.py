@@ -97,12 +97,15 @@ class Dispatcher:
     batch: int = 32
     # Longer than a whole pass can take: batch x devices / concurrency x FCM timeout.
     lease_seconds: int = 120
+    # How many jobs the last pass claimed: a whole batch means more may be due at once.
+    last_claimed: int = 0
 
     def run(self, session: Session, worker: str) -> int:
         """Claim, send and record one batch. Returns how many messages were sent out."""
         sql = _statements(session.get_bind().dialect, self.batch)
         now = clock.now()
         claimed = self._claim(session, sql, worker, now)
+        self.last_claimed = len(claimed)
         if not claimed:
             session.commit()
             return 0

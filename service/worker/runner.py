@@ -29,10 +29,15 @@ class Tick:
     expired_bids: int = 0
     resumed_repairs: int = 0
     pushes: int = 0
+    # It claimed a whole batch of pushes: more may be due now.
+    full: bool = False
 
     @property
-    def busy(self) -> bool:
-        return bool(self.expired_bids or self.resumed_repairs or self.pushes)
+    def more_due(self) -> bool:
+        """Whether the next pass should start at once rather than wait for a wake-up. A pass
+        that claimed less than a batch took every push due; what is queued after its claim
+        comes with a wake-up (or is found by the idle pass)."""
+        return bool(self.full or self.expired_bids or self.resumed_repairs)
 
 
 @dataclass
@@ -80,6 +85,7 @@ class Worker:
             assert self.dispatcher is not None
             with db.scope() as session:
                 tick.pushes = self.dispatcher.run(session, self.name)
+            tick.full = self.dispatcher.last_claimed >= self.dispatcher.batch
         return tick
 
     def prune(self) -> int:
@@ -125,7 +131,7 @@ class Worker:
                 next_housekeeping = time.monotonic() + (
                     self.idle_seconds if every is None else every
                 )
-            if not tick.busy:
+            if not tick.more_due:
                 self._wake.wait(self.idle_seconds)
                 self._wake.clear()
         log.info("worker stopped", extra={"worker": self.name})

@@ -1,0 +1,66 @@
+"""When the running worker passes: at once while the outbox has more than a batch due, else on
+a wake-up (a commit that queued pushes) or after `idle_seconds`, never an empty pass per push."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from flask import Flask
+
+from service.worker.runner import Tick, Worker
+from tests.push.test_delivery import bid, device
+from tests.push.test_retention import pushes, running
+from tests.support.client import ApiClient
+from tests.support.waiting import wait_until
+
+
+def counted(loop: Worker, monkeypatch: pytest.MonkeyPatch) -> list[Tick]:
+    """Every pass the loop makes, as it makes them."""
+    ticks: list[Tick] = []
+    run_once = loop.run_once
+
+    def counted_pass(housekeeping: bool = True) -> Tick:
+        tick = run_once(housekeeping)
+        ticks.append(tick)
+        return tick
+
+    monkeypatch.setattr(loop, "run_once", counted_pass)
+    return ticks
+
+
+def test_a_wake_up_sends_the_new_push_in_one_pass_and_the_loop_waits_for_the_next(
+    app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    loop = Worker(app, name="woken-worker", idle_seconds=30)
+    ticks = counted(loop, monkeypatch)
+    with running(loop):
+        wait_until(lambda: len(ticks) == 1, 5, "the pass at start")
+        for _ in range(2):
+            new = bid(client, client.fresh(ana))
+            loop.wake()  # as the API's commit does, through Redis or in-process
+            key = f"bid.created:{new['id']}"
+            wait_until(lambda key=key: pushes(worker).get(key) == ("done", 1, 1), 5, "sent")
+        time.sleep(0.3)  # room for a pass that should not come
+    assert [tick.pushes for tick in ticks] == [0, 1, 1]
+
+
+def test_while_a_pass_takes_a_whole_batch_the_next_starts_at_once(
+    app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    queued = [bid(client, client.fresh(ana)) for _ in range(5)]
+    loop = Worker(app, name="backlog-worker", idle_seconds=30)
+    assert loop.dispatcher is not None
+    loop.dispatcher.batch = 2
+    ticks = counted(loop, monkeypatch)
+    with running(loop):
+        # No wake-up and 30 s to the idle pass: only passing at once drains it in time.
+        keys = {f"bid.created:{sent['id']}" for sent in queued}
+        done = ("done", 1, 1)
+        wait_until(lambda: all(pushes(worker).get(k) == done for k in keys), 5, "all sent")
+        time.sleep(0.3)
+    assert [(tick.pushes, tick.full) for tick in ticks] == [(2, True), (2, True), (1, False)]
