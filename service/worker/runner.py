@@ -45,6 +45,8 @@ class Worker:
     app: Flask
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     idle_seconds: float = 0.5
+    # After a wake-up, wait this long before the pass (PUSH_GATHER_MS; None: from the settings).
+    gather_seconds: float | None = None
     # How often a busy loop looks for bids to expire and breaks to end, at most: each look is
     # two transactions, too dear for every pass under load. None: as often as an idle loop does
     # (every `idle_seconds`), so nothing is later than when the worker is idle.
@@ -59,8 +61,10 @@ class Worker:
     _wake: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
+        settings: Settings = self.app.extensions["reach.settings"]
+        if self.gather_seconds is None:
+            self.gather_seconds = settings.PUSH_GATHER_MS / 1000
         if self.dispatcher is None:
-            settings: Settings = self.app.extensions["reach.settings"]
             backend = build_backend(
                 settings.PUSH_BACKEND,
                 settings.FIREBASE_CREDENTIALS,
@@ -132,7 +136,9 @@ class Worker:
                     self.idle_seconds if every is None else every
                 )
             if not tick.more_due:
-                self._wake.wait(self.idle_seconds)
+                if self._wake.wait(self.idle_seconds) and self.gather_seconds:
+                    # Woken by a commit: the next few commits' pushes join the same pass.
+                    self._stop.wait(self.gather_seconds)
                 self._wake.clear()
         log.info("worker stopped", extra={"worker": self.name})
 

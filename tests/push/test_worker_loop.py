@@ -1,5 +1,6 @@
 """When the running worker passes: at once while the outbox has more than a batch due, else on
-a wake-up (a commit that queued pushes) or after `idle_seconds`, never an empty pass per push."""
+a wake-up (a commit that queued pushes; the pushes queued within PUSH_GATHER_MS of it join the
+same pass) or after `idle_seconds`, never an empty pass per push."""
 
 from __future__ import annotations
 
@@ -64,3 +65,22 @@ def test_while_a_pass_takes_a_whole_batch_the_next_starts_at_once(
         wait_until(lambda: all(pushes(worker).get(k) == done for k in keys), 5, "all sent")
         time.sleep(0.3)
     assert [(tick.pushes, tick.full) for tick in ticks] == [(2, True), (2, True), (1, False)]
+
+
+def test_the_pushes_queued_soon_after_a_wake_up_go_out_in_the_same_pass(
+    app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    loop = Worker(app, name="gathering-worker", idle_seconds=30, gather_seconds=1.0)
+    ticks = counted(loop, monkeypatch)
+    with running(loop):
+        wait_until(lambda: len(ticks) == 1, 5, "the pass at start")
+        queued = []
+        for _ in range(2):
+            queued.append(bid(client, client.fresh(ana)))
+            loop.wake()
+        keys = {f"bid.created:{sent['id']}" for sent in queued}
+        done = ("done", 1, 1)
+        wait_until(lambda: all(pushes(worker).get(k) == done for k in keys), 5, "both sent")
+    assert [tick.pushes for tick in ticks] == [0, 2]
