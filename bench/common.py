@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 VENV_PY = str(ROOT / ".venv" / "bin" / "python")
@@ -261,8 +263,6 @@ def start_reach(
     """Reach under gunicorn; on PostgreSQL also a separate `reach worker` (PUSH_BACKEND=log)."""
     sqlite = database_url.startswith("sqlite")
     if REDIS_URL and not sqlite:
-        import redis
-
         redis.Redis.from_url(REDIS_URL).flushdb()
         extra = {"REDIS_URL": REDIS_URL, **extra}
         log(f"  {name}: with Redis ({REDIS_URL}): Socket.IO message queue and push wake-ups")

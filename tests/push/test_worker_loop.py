@@ -30,22 +30,35 @@ def counted(loop: Worker, monkeypatch: pytest.MonkeyPatch) -> list[Tick]:
     return ticks
 
 
+def waits(loop: Worker, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Each time the loop goes back to waiting for a wake-up: its passes until then are done."""
+    entered: list[float] = []
+    wait = loop._wake.wait
+
+    def counted_wait(timeout: float | None = None) -> bool:
+        entered.append(time.monotonic())
+        return wait(timeout)
+
+    monkeypatch.setattr(loop._wake, "wait", counted_wait)
+    return entered
+
+
 def test_a_wake_up_sends_the_new_push_in_one_pass_and_the_loop_waits_for_the_next(
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ana, ben = client.couple("Ana", "Ben")
     device(client, ben, "ben-phone-token")
     loop = Worker(app, name="woken-worker", idle_seconds=30)
-    ticks = counted(loop, monkeypatch)
+    ticks, waiting = counted(loop, monkeypatch), waits(loop, monkeypatch)
+    sent = []
     with running(loop):
-        wait_until(lambda: len(ticks) == 1, 5, "the pass at start")
-        for _ in range(2):
-            new = bid(client, client.fresh(ana))
+        wait_until(lambda: len(waiting) == 1, 5, "waiting after the pass at start")
+        for woken in (2, 3):
+            sent.append(bid(client, client.fresh(ana)))
             loop.wake()  # as the API's commit does, through Redis or in-process
-            key = f"bid.created:{new['id']}"
-            wait_until(lambda key=key: pushes(worker).get(key) == ("done", 1, 1), 5, "sent")
-        time.sleep(0.3)  # room for a pass that should not come
+            wait_until(lambda woken=woken: len(waiting) == woken, 5, "waiting again")
     assert [tick.pushes for tick in ticks] == [0, 1, 1]
+    assert {pushes(worker)[f"bid.created:{new['id']}"] for new in sent} == {("done", 1, 1)}
 
 
 def test_while_a_pass_takes_a_whole_batch_the_next_starts_at_once(
@@ -57,14 +70,12 @@ def test_while_a_pass_takes_a_whole_batch_the_next_starts_at_once(
     loop = Worker(app, name="backlog-worker", idle_seconds=30)
     assert loop.dispatcher is not None
     loop.dispatcher.batch = 2
-    ticks = counted(loop, monkeypatch)
+    ticks, waiting = counted(loop, monkeypatch), waits(loop, monkeypatch)
     with running(loop):
         # No wake-up and 30 s to the idle pass: only passing at once drains it in time.
-        keys = {f"bid.created:{sent['id']}" for sent in queued}
-        done = ("done", 1, 1)
-        wait_until(lambda: all(pushes(worker).get(k) == done for k in keys), 5, "all sent")
-        time.sleep(0.3)
+        wait_until(lambda: len(waiting) == 1, 5, "waiting after the backlog")
     assert [(tick.pushes, tick.full) for tick in ticks] == [(2, True), (2, True), (1, False)]
+    assert {pushes(worker)[f"bid.created:{sent['id']}"] for sent in queued} == {("done", 1, 1)}
 
 
 def test_the_pushes_queued_soon_after_a_wake_up_go_out_in_the_same_pass(
