@@ -42,12 +42,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         settings.ACCESS_TOKEN_SECONDS,
     )
     app.extensions["reach.recent_members"] = RecentMembers()
-    if settings.REDIS_URL:
-        import redis
-
-        app.extensions["reach.redis"] = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
-        )
+    queue = _message_queue(app, settings) if settings.REDIS_URL else None
 
     db.init_app(
         app,
@@ -60,7 +55,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     socketio = SocketIO(
         app,
         async_mode=_async_mode(settings),
-        message_queue=settings.REDIS_URL or None,
+        client_manager=queue,
         # The configured browser origins, and the service's own (the /ops dashboard).
         cors_allowed_origins=same_origin_or(settings.ALLOWED_ORIGINS),
         json=None,
@@ -89,11 +84,31 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     return app
 
 
+def _message_queue(app: Flask, settings: Settings) -> Any:
+    """Redis for this process's messages to the others: the Socket.IO message queue and the
+    push workers' wake-ups, both published off the request path (service/pubsub.py)."""
+    import atexit
+
+    import redis
+
+    from service.pubsub import Publications, client_options
+    from service.realtime.queue import QueueManager
+
+    client = redis.Redis.from_url(
+        settings.REDIS_URL, **client_options(settings.REDIS_TIMEOUT_MS / 1000)
+    )
+    publications = Publications(client)
+    app.extensions["reach.redis"] = client
+    app.extensions["reach.publications"] = publications
+    # What is queued when the process exits still goes out (a worker's last events).
+    atexit.register(publications.flush, 1.0)
+    return QueueManager(settings.REDIS_URL, publications)
+
+
 def _wake_separate_workers(app: Flask) -> None:
     from service.services import push_outbox
     from service.worker import wakeups
 
-    app.extensions[wakeups.EXTENSION] = wakeups.Publisher(app.extensions["reach.redis"])
     push_outbox.on_enqueued(wakeups.publish_queued)
 
 
@@ -117,6 +132,8 @@ def _async_mode(settings: Settings) -> str:
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
+    from service.pubsub import client_options
+
     return {
         "SECRET_KEY": settings.secret_key,
         "TESTING": settings.TESTING,
@@ -129,6 +146,9 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_SWAGGER_UI_PATH": None,
         "RATELIMIT_ENABLED": settings.RATELIMIT_ENABLED,
         "RATELIMIT_STORAGE_URI": settings.REDIS_URL or "memory://",
+        "RATELIMIT_STORAGE_OPTIONS": client_options(settings.REDIS_TIMEOUT_MS / 1000)
+        if settings.REDIS_URL
+        else {},
         "RATELIMIT_HEADERS_ENABLED": True,
         # If Redis goes away, limit per process rather than fail the request.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": bool(settings.REDIS_URL),

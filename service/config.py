@@ -31,6 +31,9 @@ class Settings:
     DATABASE_POOL_SIZE: int = 30
     DATABASE_MAX_OVERFLOW: int = 0
     REDIS_URL: str = ""
+    # How long a process waits for Redis before treating it as away: rate limits then count
+    # in the process, and messages to the other processes are dropped until it answers.
+    REDIS_TIMEOUT_MS: int = 500
     PUSH_BACKEND: str = "log"
     FIREBASE_CREDENTIALS: str = ""
     FCM_ENDPOINT: str = ""

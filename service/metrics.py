@@ -45,6 +45,12 @@ PUSH_OUTCOMES = Counter(
     "Push sends by outcome and platform, counted by the process that sent them",
     ["outcome", "platform"],
 )
+PUBSUB_MESSAGES = Counter(
+    "reach_pubsub_messages",
+    "Messages to the other processes over Redis (socket events, push wake-ups) by channel and "
+    "outcome: sent, or dropped while Redis did not answer",
+    ["channel", "outcome"],
+)
 
 
 def bid_created() -> None:
@@ -53,6 +59,10 @@ def bid_created() -> None:
 
 def push_outcome(outcome: str, platform: str) -> None:
     PUSH_OUTCOMES.labels(outcome=outcome, platform=platform).inc()
+
+
+def pubsub_messages(channel: str, outcome: str, count: int = 1) -> None:
+    PUBSUB_MESSAGES.labels(channel=channel, outcome=outcome).inc(count)
 
 
 class SocketCount:

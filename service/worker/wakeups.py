@@ -12,52 +12,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from flask import current_app, has_app_context
 
+from service.pubsub import Publications
+
 log = logging.getLogger("reach.worker")
 
 CHANNEL = "reach:push-queued"
-EXTENSION = "reach.push_wake"
 RETRY_SECONDS = 2.0
 
 
-class Publisher:
-    """The API side: one PUBLISH per transaction that queued pushes. After a failure it rests
-    for RETRY_SECONDS: a request must not wait out Redis's timeout on every commit while Redis
-    is away (the workers' idle passes find the pushes meanwhile)."""
-
-    def __init__(self, redis: Any) -> None:
-        self.redis = redis
-        self._resting_until = 0.0
-        self._warned_at = 0.0
-
-    def __call__(self) -> None:
-        if time.monotonic() < self._resting_until:
-            return
-        try:
-            self.redis.publish(CHANNEL, b"")
-        except Exception as exc:
-            now = time.monotonic()
-            self._resting_until = now + RETRY_SECONDS
-            if now - self._warned_at > 60:  # once a minute while Redis is away
-                self._warned_at = now
-                log.warning(
-                    "could not wake the workers; they find the pushes on their next pass",
-                    extra={"error": str(exc)},
-                )
-
-
 def publish_queued() -> None:
-    """After a commit that queued pushes: wake the separate workers, if this app has them."""
+    """After a commit that queued pushes: wake the separate workers, if this app has Redis.
+
+    One wake-up covers every commit before it goes out (`Publications.notify`), and it goes
+    out off the request path: a request never waits on Redis for it."""
     if not has_app_context():
         return
-    publisher: Publisher | None = current_app.extensions.get(EXTENSION)
-    if publisher is not None:
-        publisher()
+    publications: Publications | None = current_app.extensions.get("reach.publications")
+    if publications is not None:
+        publications.notify(CHANNEL)
 
 
 class Listener:

@@ -9,7 +9,9 @@ import threading
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a target; `down()` refuses and cuts, `up()` restores."""
+    """Forwards 127.0.0.1:<port> to a target; `down()` refuses and cuts, `up()` restores;
+    `stall()` keeps every connection open but forwards nothing (a service that hangs), until
+    `flow()`."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -20,6 +22,8 @@ class TcpProxy:
         self._listener: socket.socket | None = None
         self._links: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def up(self) -> TcpProxy:
         listener = socket.socket()
@@ -44,6 +48,12 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
+    def stall(self) -> None:
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -66,6 +76,7 @@ class TcpProxy:
         try:
             while True:
                 for key, _ in selector.select():
+                    self._flowing.wait()
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:
                         return

@@ -1,0 +1,153 @@
+"""Messages to the other processes over Redis pub/sub, published off the request path.
+
+A process tells the others two things: Socket.IO events for the phones whose sockets they hold
+(the message queue, service/realtime/queue.py) and "pushes were queued" for the push workers
+(service/worker/wakeups.py). Requests and jobs hand their messages to the process's
+`Publications` and go on; one background task publishes whatever has gathered, in one pipelined
+round trip. So a request never waits on Redis for them, and a Redis that is slow, hung or gone
+costs no request its time: while it does not answer, messages are dropped (counted in
+`reach_pubsub_messages_total{outcome="dropped"}` and logged once a minute), as Redis drops a
+message that nobody listens to anyway. What they announce is already committed: phones catch up
+through GET /sync, workers find the pushes on their idle pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import Counter, deque
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from service import metrics
+
+log = logging.getLogger("reach.pubsub")
+
+# Messages kept while Redis does not keep up; past this the oldest are dropped.
+BACKLOG = 10_000
+# After a failed publish, messages are dropped at once for this long (no wait per message).
+RETRY_SECONDS = 2.0
+WARN_EVERY_SECONDS = 60.0
+
+
+def client_options(timeout_seconds: float) -> dict[str, Any]:
+    """Options for every Redis client of the service: give up on a Redis that does not answer
+    within `timeout_seconds`, and retry a broken connection once, at once (redis-py's default
+    retries ten times with backoff, holding a request for seconds while Redis is away)."""
+    return {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": timeout_seconds,
+        "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+    }
+
+
+class Publications:
+    """This process's messages to the other processes, published by one background task.
+
+    `publish` queues a message; messages go out in the order they were queued. `notify` queues
+    an empty message on a channel unless one is already waiting to go out: a wake-up queued
+    after a commit and still waiting is published after that commit, so it covers the next.
+    """
+
+    def __init__(self, client: Any, *, backlog: int = BACKLOG) -> None:
+        self.client = client
+        self.backlog = backlog
+        self._ready = threading.Condition()
+        self._messages: deque[tuple[str, bytes | str]] = deque()
+        self._notices: dict[str, None] = {}
+        self._sending = False
+        self._task_pid = 0
+        self._resting_until = 0.0
+        self._warned_at = -WARN_EVERY_SECONDS
+
+    def publish(self, channel: str, message: bytes | str) -> None:
+        with self._ready:
+            if len(self._messages) >= self.backlog:
+                dropped, _ = self._messages.popleft()
+                metrics.pubsub_messages(dropped, "dropped")
+            self._messages.append((channel, message))
+            self._wake()
+
+    def notify(self, channel: str) -> None:
+        with self._ready:
+            if channel not in self._notices:
+                self._notices[channel] = None
+                self._wake()
+
+    def waiting(self) -> int:
+        """Messages and wake-ups queued and not yet handed to Redis."""
+        with self._ready:
+            return len(self._messages) + len(self._notices)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far has been published or dropped; False if it
+        took longer than `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            while self._messages or self._notices or self._sending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._ready.wait(left)
+        return True
+
+    def _wake(self) -> None:
+        # Under the caller's lock. The task starts with the first message (and again in a
+        # forked child, which has no threads of its parent's); it lives as long as the process.
+        if self._task_pid != os.getpid():
+            self._task_pid = os.getpid()
+            threading.Thread(target=self._run, name="reach-pubsub", daemon=True).start()
+        self._ready.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._ready:
+                while not (self._messages or self._notices):
+                    self._ready.wait()
+                messages, self._messages = self._messages, deque()
+                notices, self._notices = list(self._notices), {}
+                self._sending = True
+            try:
+                self._send(messages, notices)
+            finally:
+                with self._ready:
+                    self._sending = False
+                    self._ready.notify_all()
+
+    def _send(self, messages: deque[tuple[str, bytes | str]], notices: list[str]) -> None:
+        channels = Counter(channel for channel, _ in messages)
+        channels.update(notices)
+        if time.monotonic() < self._resting_until:
+            self._count(channels, "dropped")
+            return
+        pipeline = self.client.pipeline(transaction=False)
+        for channel, message in messages:
+            pipeline.publish(channel, message)
+        for channel in notices:
+            pipeline.publish(channel, b"")
+        try:
+            pipeline.execute()
+        except Exception as exc:
+            now = time.monotonic()
+            self._resting_until = now + RETRY_SECONDS
+            self._count(channels, "dropped")
+            if now - self._warned_at >= WARN_EVERY_SECONDS:
+                self._warned_at = now
+                log.warning(
+                    "Redis did not take messages for the other processes; dropping them for "
+                    f"{RETRY_SECONDS:g} s at a time until it answers (phones catch up by sync, "
+                    "workers on their idle pass): check REDIS_URL and Redis's health",
+                    extra={"error": f"{type(exc).__name__}: {exc}", "dropped": channels.total()},
+                )
+        else:
+            self._count(channels, "sent")
+
+    @staticmethod
+    def _count(channels: Counter[str], outcome: str) -> None:
+        for channel, n in channels.items():
+            metrics.pubsub_messages(channel, outcome, n)

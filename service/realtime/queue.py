@@ -1,0 +1,29 @@
+"""The Socket.IO message queue between API (and worker) processes, over Redis.
+
+python-socketio's `RedisManager` delivers an emit to this process's sockets at once and then
+publishes it for the other processes, waiting for Redis inside the request that emitted (with
+redis-py's default of ten retries while Redis is away). Here the publishing goes to the
+process's `Publications` (service/pubsub.py) instead, which sends it off the request path,
+in order, pipelined with whatever else is going out. Receiving is python-socketio's own, on
+the same channel and in the same format, so processes of either kind understand each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from service.pubsub import Publications
+
+# Flask-SocketIO's channel, kept so that a rolling deploy's old and new processes still talk.
+CHANNEL = "flask-socketio"
+
+
+class QueueManager(socketio.RedisManager):
+    def __init__(self, url: str, publications: Publications, channel: str = CHANNEL) -> None:
+        super().__init__(url, channel=channel)
+        self.publications = publications
+
+    def _publish(self, data: Any) -> None:
+        self.publications.publish(self.channel, self.json.dumps(data))

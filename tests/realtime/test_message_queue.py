@@ -1,0 +1,234 @@
+"""Messages between processes over Redis (service/pubsub.py, service/realtime/queue.py): in
+order, one wake-up for many commits, and a slow, hung or absent Redis costs no request."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from service import create_app
+from service.pubsub import Publications, client_options
+from service.realtime.rooms import user_room
+from tests.support.client import ApiClient, Person
+from tests.support.phones import Phone
+from tests.support.server import LiveServer
+from tests.support.settings import make_settings
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TARGET = redis.connection.parse_url(REDIS_URL)
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    """Redis through a proxy the test can stall (connections stay open, nothing answers) or
+    take down (refused)."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
+        pytest.fail(f"Redis at {REDIS_URL} is needed for the message-queue tests: {exc}")
+    forward = TcpProxy(TARGET.get("host", "127.0.0.1"), int(TARGET.get("port", 6379))).up()
+    yield forward
+    forward.flow()
+    forward.down()
+
+
+def through(proxy: TcpProxy) -> str:
+    return f"redis://127.0.0.1:{proxy.port}/{TARGET.get('db', 0)}"
+
+
+class Listener:
+    """A plain Redis subscriber on a channel of its own, recording what arrives in order."""
+
+    def __init__(self) -> None:
+        self.channel = f"test:{uuid.uuid4().hex}"
+        self.client = redis.Redis.from_url(REDIS_URL)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(self.channel)
+        self.heard: list[bytes] = []
+
+    def hear(self, count: int, timeout: float = 5.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while len(self.heard) < count and time.monotonic() < deadline:
+            message = self.pubsub.get_message(timeout=0.1)
+            if message is not None:
+                self.heard.append(message["data"])
+        return self.heard
+
+    def drain(self, quiet: float = 0.2) -> list[bytes]:
+        """Everything that arrives until nothing has for `quiet` seconds."""
+        while (message := self.pubsub.get_message(timeout=quiet)) is not None:
+            self.heard.append(message["data"])
+        return self.heard
+
+    def close(self) -> None:
+        self.pubsub.close()
+        self.client.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    heard = Listener()
+    yield heard
+    heard.close()
+
+
+def publications_through(proxy: TcpProxy, timeout: float, backlog: int = 10_000) -> Publications:
+    client = redis.Redis.from_url(through(proxy), **client_options(timeout))
+    return Publications(client, backlog=backlog)
+
+
+def dropped(channel: str) -> float:
+    labels = {"channel": channel, "outcome": "dropped"}
+    return REGISTRY.get_sample_value("reach_pubsub_messages_total", labels) or 0.0
+
+
+def test_messages_go_out_in_order_and_waiting_wake_ups_are_one(
+    proxy: TcpProxy, listener: Listener
+) -> None:
+    out = publications_through(proxy, timeout=5)
+    out.publish(listener.channel, b"first")
+    assert out.flush(timeout=5)  # answered: the stall below cannot hold its answer back
+    assert listener.hear(1) == [b"first"]
+    # Redis answers nothing for a while: the next message is on its way, what follows waits.
+    proxy.stall()
+    out.publish(listener.channel, b"second")
+    wait_until(lambda: out.waiting() == 0, timeout=5, what="the task to take the message")
+    for _ in range(5):
+        out.notify(listener.channel)
+    for n in range(3, 53):
+        out.publish(listener.channel, f"m{n}".encode())
+    assert out.waiting() == 1 + 50
+    proxy.flow()
+    assert out.flush(timeout=5)
+    heard = listener.hear(53 + 1, timeout=1.0)
+    assert [m for m in heard if m] == [
+        b"first",
+        b"second",
+        *(f"m{n}".encode() for n in range(3, 53)),
+    ]
+    assert heard.count(b"") == 1, "the five waiting wake-ups go out as one"
+
+
+@pytest.mark.parametrize("outage", ["hung", "down"])
+def test_publishing_never_waits_for_a_redis_that_does_not_answer_and_resumes_after(
+    proxy: TcpProxy, listener: Listener, outage: str
+) -> None:
+    out = publications_through(proxy, timeout=0.2)
+    out.publish(listener.channel, b"before")
+    assert out.flush(timeout=5)
+    assert listener.hear(1) == [b"before"]
+    before = dropped(listener.channel)
+    proxy.stall() if outage == "hung" else proxy.down()
+    started = time.monotonic()
+    for n in range(200):
+        out.publish(listener.channel, f"lost {n}".encode())
+        out.notify(listener.channel)
+    assert time.monotonic() - started < 0.1
+    assert out.flush(timeout=5), "what Redis does not take is dropped, not kept forever"
+    assert dropped(listener.channel) - before == 200 + 1
+    proxy.flow() if outage == "hung" else proxy.up()
+
+    def after() -> bool:
+        out.publish(listener.channel, b"after")
+        out.flush(timeout=1)
+        return b"after" in listener.drain()
+
+    wait_until(after, timeout=10, what="messages to get through again once Redis answers")
+    late = [m for m in listener.heard if m.startswith(b"lost")]
+    if outage == "down":
+        assert not late
+    # A hung Redis may still act on what was written to it before the timeout: those messages
+    # arrive late, in order, and never twice.
+    assert late == [f"lost {n}".encode() for n in range(len(late))]
+
+
+def test_a_full_backlog_drops_its_oldest_messages(proxy: TcpProxy, listener: Listener) -> None:
+    out = publications_through(proxy, timeout=5, backlog=3)
+    proxy.stall()
+    out.publish(listener.channel, b"taken")
+    wait_until(lambda: out.waiting() == 0, timeout=5, what="the task to take the message")
+    for n in range(5):
+        out.publish(listener.channel, f"m{n}".encode())
+    assert out.waiting() == 3
+    proxy.flow()
+    assert out.flush(timeout=5)
+    assert listener.hear(5, timeout=1.0) == [b"taken", b"m2", b"m3", b"m4"]
+
+
+# --- API processes joined by the message queue ------------------------------------------
+
+
+@pytest.fixture
+def joined(
+    proxy: TcpProxy, database_url: str, server_with: Callable[..., LiveServer]
+) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Two API servers joined by the message queue, both through the proxy."""
+    url = through(proxy)
+    yield (
+        server_with(REDIS_URL=url, REDIS_TIMEOUT_MS=200),
+        server_with(REDIS_URL=url, REDIS_TIMEOUT_MS=200),
+    )
+    # flask-limiter's Limiter is one object: the app built last chose its storage (the proxy).
+    # Building one more app puts the tests after this one back on in-memory limits.
+    create_app(make_settings(database_url))
+
+
+def timed_bid(here: LiveServer, sender: Person) -> tuple[float, dict[str, Any]]:
+    started = time.monotonic()
+    response = ApiClient(here.url).post(
+        "/api/v1/bids", as_=sender, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    )
+    assert response.status_code == 201, response.text
+    return time.monotonic() - started, dict(response.json())
+
+
+def heard_from(here: LiveServer, there: Phone, person: Person) -> bool:
+    """An emit from `here` reaches `there`'s phone (Redis drops what nobody listened to yet,
+    so the caller asks again until one arrives)."""
+    probe = uuid.uuid4().hex
+    with here.app.app_context():
+        here.app.extensions["socketio"].emit(
+            "probe", {"probe": probe}, to=user_room(person.id), namespace="/"
+        )
+    try:
+        there.wait_for("probe", lambda data: data.get("probe") == probe, timeout=0.5)
+    except AssertionError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("outage", ["hung", "down"])
+def test_bids_are_answered_at_once_while_redis_does_not_answer_and_cross_processes_after(
+    client: ApiClient,
+    proxy: TcpProxy,
+    joined: tuple[LiveServer, LiveServer],
+    phones: list[Phone],
+    outage: str,
+) -> None:
+    here, there = joined
+    ana, ben = client.couple()
+    near, far = Phone(here.url, ben.access_token).connect(), Phone(there.url, ben.access_token)
+    phones.extend([near, far.connect()])
+    wait_until(lambda: heard_from(here, far, ben), timeout=20, what="the queue to carry emits")
+
+    proxy.stall() if outage == "hung" else proxy.down()
+    for _ in range(3):
+        took, sent = timed_bid(here, ana)
+        # The rate limiter gives up on Redis after REDIS_TIMEOUT_MS, once; publishing waits
+        # for nothing (before, a hung Redis held every bid for longer than ten seconds).
+        assert took < 1.0, f"POST /bids took {took:.2f} s while Redis was {outage}"
+        near.wait_for("bid.created", lambda e, bid=sent: e["data"]["id"] == bid["id"])
+
+    proxy.flow() if outage == "hung" else proxy.up()
+    wait_until(lambda: heard_from(here, far, ben), timeout=20, what="the queue to come back")
+    _, after = timed_bid(here, ana)
+    far.wait_for("bid.created", lambda e: e["data"]["id"] == after["id"])
