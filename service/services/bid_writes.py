@@ -23,9 +23,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement
 
-from service.db import single_statement
+from service.db import DriverStatement, single_statement
 from service.models import Bid, Couple, CoupleEvent, PushJob
 from service.models.base import table
 from service.services import events, members, push_outbox
@@ -72,7 +72,7 @@ _INSERT_NEW = {
 }
 
 
-def _one_statement(guarded: bool) -> Executable:
+def _one_statement(guarded: bool) -> ClauseElement:
     """WITH new_bid AS (INSERT ... ON CONFLICT DO NOTHING), next_cursor AS (UPDATE couples),
     appended AS (INSERT INTO couple_events) INSERT INTO push_jobs ... RETURNING cursor.
 
@@ -131,6 +131,8 @@ def _one_statement(guarded: bool) -> Executable:
 
 
 _ONE_STATEMENT = {guarded: _one_statement(guarded) for guarded in (False, True)}
+# The same, compiled once per dialect class and guard (`db.DriverStatement`).
+_COMPILED: dict[tuple[type, bool], DriverStatement] = {}
 _STILL_LIVE = select(members.STILL_LIVE)
 
 
@@ -174,8 +176,13 @@ def _write_in_one_statement(
     job: dict[str, Any],
     proof_params: dict[str, Any],
 ) -> int | None:
+    guarded = bool(proof_params)
+    key = (type(connection.dialect), guarded)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = DriverStatement(_ONE_STATEMENT[guarded], connection.dialect)
     params = statement_params(bid, event, job, proof_params)
-    cursor = connection.execute(_ONE_STATEMENT[bool(proof_params)], params).scalar()
+    cursor = compiled.execute(connection, params).scalar()
     return None if cursor is None else int(cursor)
 
 
