@@ -114,6 +114,8 @@ class Publications:
                 self._sending = True
             try:
                 self._send(messages, notices)
+            except Exception:  # the task must outlive any one batch
+                log.exception("publishing to the other processes failed")
             finally:
                 with self._ready:
                     self._sending = False

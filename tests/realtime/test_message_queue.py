@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import redis
+from flask_socketio import SocketIO
 from prometheus_client import REGISTRY
 
 from service import create_app
@@ -54,6 +55,12 @@ class Listener:
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(self.channel)
         self.heard: list[bytes] = []
+        # Redis drops what is published before the subscription is in place.
+        wait_until(self._subscribed, timeout=5, what="the subscription")
+
+    def _subscribed(self) -> bool:
+        self.pubsub.get_message(timeout=0.01)  # reads the subscription's confirmation
+        return bool(dict(self.client.pubsub_numsub(self.channel)).get(self.channel.encode()))
 
     def hear(self, count: int, timeout: float = 5.0) -> list[bytes]:
         deadline = time.monotonic() + timeout
@@ -164,22 +171,48 @@ def test_a_full_backlog_drops_its_oldest_messages(proxy: TcpProxy, listener: Lis
     assert listener.hear(5, timeout=1.0) == [b"taken", b"m2", b"m3", b"m4"]
 
 
+class BreaksOnce:
+    """A Redis client whose first pipeline fails with an error no Redis client raises."""
+
+    def __init__(self) -> None:
+        self.real = redis.Redis.from_url(REDIS_URL)
+        self.broken = False
+
+    def pipeline(self, transaction: bool) -> Any:
+        if not self.broken:
+            self.broken = True
+            raise RuntimeError("unexpected")
+        return self.real.pipeline(transaction=transaction)
+
+
+def test_the_publishing_task_outlives_an_unexpected_error(listener: Listener) -> None:
+    out = Publications(BreaksOnce())
+    out.publish(listener.channel, b"lost")
+    assert out.flush(timeout=5)
+    out.publish(listener.channel, b"next")
+    assert out.flush(timeout=5)
+    assert listener.drain() == [b"next"]
+
+
 # --- API processes joined by the message queue ------------------------------------------
 
 
 @pytest.fixture
-def joined(
-    proxy: TcpProxy, database_url: str, server_with: Callable[..., LiveServer]
-) -> Iterator[tuple[LiveServer, LiveServer]]:
-    """Two API servers joined by the message queue, both through the proxy."""
-    url = through(proxy)
-    yield (
-        server_with(REDIS_URL=url, REDIS_TIMEOUT_MS=200),
-        server_with(REDIS_URL=url, REDIS_TIMEOUT_MS=200),
-    )
-    # flask-limiter's Limiter is one object: the app built last chose its storage (the proxy).
+def queued(
+    database_url: str, server_with: Callable[..., LiveServer]
+) -> Iterator[Callable[..., LiveServer]]:
+    """Start API servers with Redis: `queued(REDIS_URL=...)`."""
+    yield server_with
+    # flask-limiter's Limiter is one object: the app built last chose its storage (Redis).
     # Building one more app puts the tests after this one back on in-memory limits.
     create_app(make_settings(database_url))
+
+
+@pytest.fixture
+def joined(proxy: TcpProxy, queued: Callable[..., LiveServer]) -> tuple[LiveServer, LiveServer]:
+    """Two API servers joined by the message queue, both through the proxy."""
+    url = through(proxy)
+    return queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200), queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200)
 
 
 def timed_bid(here: LiveServer, sender: Person) -> tuple[float, dict[str, Any]]:
@@ -232,3 +265,26 @@ def test_bids_are_answered_at_once_while_redis_does_not_answer_and_cross_process
     wait_until(lambda: heard_from(here, far, ben), timeout=20, what="the queue to come back")
     _, after = timed_bid(here, ana)
     far.wait_for("bid.created", lambda e: e["data"]["id"] == after["id"])
+
+
+def test_a_stock_flask_socketio_emitter_reaches_phones_through_the_queue(
+    client: ApiClient, queued: Callable[..., LiveServer], phones: list[Phone]
+) -> None:
+    """Another program (a script, an older process in a rolling deploy) that emits with
+    Flask-SocketIO as shipped reaches the phones: same channel, same format."""
+    here = queued(REDIS_URL=REDIS_URL)
+    ben = client.register("Ben")
+    phone = Phone(here.url, ben.access_token).connect()
+    phones.append(phone)
+    external = SocketIO(message_queue=REDIS_URL)
+
+    def heard() -> bool:
+        probe = uuid.uuid4().hex
+        external.emit("probe", {"probe": probe}, to=user_room(ben.id), namespace="/")
+        try:
+            phone.wait_for("probe", lambda data: data.get("probe") == probe, timeout=0.5)
+        except AssertionError:
+            return False
+        return True
+
+    wait_until(heard, timeout=20, what="an external emit to reach the phone")
