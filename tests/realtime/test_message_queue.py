@@ -13,6 +13,7 @@ import pytest
 import redis
 from flask_socketio import SocketIO
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from service import create_app
 from service.pubsub import Publications, client_options
@@ -239,6 +240,20 @@ def heard_from(here: LiveServer, there: Phone, person: Person) -> bool:
     return True
 
 
+def socket_events(here: LiveServer, outcome: str) -> float:
+    """`reach_pubsub_messages_total` for socket events, as GET /metrics shows it."""
+    response = ApiClient(here.url).get("/metrics")
+    assert response.status_code == 200
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == "reach_pubsub_messages_total" and sample.labels == {
+                "channel": "flask-socketio",
+                "outcome": outcome,
+            }:
+                return float(sample.value)
+    return 0.0
+
+
 @pytest.mark.parametrize("outage", ["hung", "down"])
 def test_bids_are_answered_at_once_while_redis_does_not_answer_and_cross_processes_after(
     client: ApiClient,
@@ -253,6 +268,7 @@ def test_bids_are_answered_at_once_while_redis_does_not_answer_and_cross_process
     phones.extend([near, far.connect()])
     wait_until(lambda: heard_from(here, far, ben), timeout=20, what="the queue to carry emits")
 
+    dropped_before = socket_events(here, "dropped")
     proxy.stall() if outage == "hung" else proxy.down()
     for _ in range(3):
         took, sent = timed_bid(here, ana)
@@ -260,11 +276,19 @@ def test_bids_are_answered_at_once_while_redis_does_not_answer_and_cross_process
         # for nothing (before, a hung Redis held every bid for longer than ten seconds).
         assert took < 1.0, f"POST /bids took {took:.2f} s while Redis was {outage}"
         near.wait_for("bid.created", lambda e, bid=sent: e["data"]["id"] == bid["id"])
+    # Each bid's event for the other process was dropped, and counted.
+    wait_until(
+        lambda: socket_events(here, "dropped") == dropped_before + 3,
+        timeout=5,
+        what="the three events to be counted as dropped",
+    )
 
     proxy.flow() if outage == "hung" else proxy.up()
     wait_until(lambda: heard_from(here, far, ben), timeout=20, what="the queue to come back")
+    sent_before = socket_events(here, "sent")
     _, after = timed_bid(here, ana)
     far.wait_for("bid.created", lambda e: e["data"]["id"] == after["id"])
+    assert socket_events(here, "sent") > sent_before
 
 
 def test_a_stock_flask_socketio_emitter_reaches_phones_through_the_queue(
