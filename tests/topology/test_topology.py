@@ -149,10 +149,16 @@ def test_events_cross_processes_survive_a_restart_and_pushes_go_out_from_the_wor
         headers={"Cookie": "reach_affinity=ben-phone"},
         wait_timeout=10,
     )
+    phones = [ben_phone]
     try:
         ben_port = topology.upstream_of("ben-phone")
         other_port = API2 if ben_port == API1 else API1
         direct_to_other = ApiClient(f"http://127.0.0.1:{other_port}")
+        # A process subscribes to the queue when its first socket connects, and Redis drops
+        # what is published before: wait until Ana typing on the other process reaches Ben.
+        ana_phone = Phone(f"http://127.0.0.1:{other_port}", ana.access_token).connect()
+        phones.append(ana_phone)
+        wait_until(lambda: heard_typing(ana_phone, ben_phone), 20, "Ben's process to listen")
 
         first = bid(direct_to_other, ana)
         created = ben_phone.wait_for("bid.created", timeout=3)
@@ -192,7 +198,17 @@ def test_events_cross_processes_survive_a_restart_and_pushes_go_out_from_the_wor
             "a push for every bid",
         )
     finally:
-        ben_phone.disconnect()
+        for phone in phones:
+            phone.disconnect()
+
+
+def heard_typing(typist: Phone, partner: Phone) -> bool:
+    typist.client.emit("typing", {})
+    try:
+        partner.wait_for("typing", timeout=0.5)
+    except AssertionError:
+        return False
+    return True
 
 
 def test_readiness_follows_postgres_and_redis(
