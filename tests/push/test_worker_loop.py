@@ -12,8 +12,15 @@ from flask import Flask
 from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device
 from tests.push.test_retention import pushes, running
-from tests.support.client import ApiClient
+from tests.support.client import ApiClient, Person
 from tests.support.waiting import wait_until
+
+
+def sender(client: ApiClient) -> Person:
+    """Ana, whose partner Ben has a phone registered for pushes."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    return ana
 
 
 def counted(loop: Worker, monkeypatch: pytest.MonkeyPatch) -> list[Tick]:
@@ -46,8 +53,7 @@ def waits(loop: Worker, monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def test_a_wake_up_sends_the_new_push_in_one_pass_and_the_loop_waits_for_the_next(
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ana, ben = client.couple("Ana", "Ben")
-    device(client, ben, "ben-phone-token")
+    ana = sender(client)
     loop = Worker(app, name="woken-worker", idle_seconds=30)
     ticks, waiting = counted(loop, monkeypatch), waits(loop, monkeypatch)
     sent = []
@@ -64,8 +70,7 @@ def test_a_wake_up_sends_the_new_push_in_one_pass_and_the_loop_waits_for_the_nex
 def test_while_a_pass_takes_a_whole_batch_the_next_starts_at_once(
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ana, ben = client.couple("Ana", "Ben")
-    device(client, ben, "ben-phone-token")
+    ana = sender(client)
     queued = [bid(client, client.fresh(ana)) for _ in range(5)]
     loop = Worker(app, name="backlog-worker", idle_seconds=30)
     assert loop.dispatcher is not None
@@ -81,8 +86,7 @@ def test_while_a_pass_takes_a_whole_batch_the_next_starts_at_once(
 def test_the_pushes_queued_soon_after_a_wake_up_go_out_in_the_same_pass(
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ana, ben = client.couple("Ana", "Ben")
-    device(client, ben, "ben-phone-token")
+    ana = sender(client)
     loop = Worker(app, name="gathering-worker", idle_seconds=30, gather_seconds=1.0)
     ticks = counted(loop, monkeypatch)
     with running(loop):

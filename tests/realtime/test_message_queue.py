@@ -20,6 +20,7 @@ from service.pubsub import Publications, client_options
 from service.realtime.rooms import user_room
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
+from tests.support.queue import carries, listening
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 from tests.support.tcp_proxy import TcpProxy
@@ -225,21 +226,6 @@ def timed_bid(here: LiveServer, sender: Person) -> tuple[float, dict[str, Any]]:
     return time.monotonic() - started, dict(response.json())
 
 
-def heard_from(here: LiveServer, there: Phone, person: Person) -> bool:
-    """An emit from `here` reaches `there`'s phone (Redis drops what nobody listened to yet,
-    so the caller asks again until one arrives)."""
-    probe = uuid.uuid4().hex
-    with here.app.app_context():
-        here.app.extensions["socketio"].emit(
-            "probe", {"probe": probe}, to=user_room(person.id), namespace="/"
-        )
-    try:
-        there.wait_for("probe", lambda data: data.get("probe") == probe, timeout=0.5)
-    except AssertionError:
-        return False
-    return True
-
-
 def socket_events(here: LiveServer, outcome: str) -> float:
     """`reach_pubsub_messages_total` for socket events, as GET /metrics shows it."""
     response = ApiClient(here.url).get("/metrics")
@@ -266,7 +252,7 @@ def test_bids_are_answered_at_once_while_redis_does_not_answer_and_cross_process
     ana, ben = client.couple()
     near, far = Phone(here.url, ben.access_token).connect(), Phone(there.url, ben.access_token)
     phones.extend([near, far.connect()])
-    wait_until(lambda: heard_from(here, far, ben), timeout=20, what="the queue to carry emits")
+    listening(here, far, ben.id)
 
     dropped_before = socket_events(here, "dropped")
     proxy.stall() if outage == "hung" else proxy.down()
@@ -284,7 +270,7 @@ def test_bids_are_answered_at_once_while_redis_does_not_answer_and_cross_process
     )
 
     proxy.flow() if outage == "hung" else proxy.up()
-    wait_until(lambda: heard_from(here, far, ben), timeout=20, what="the queue to come back")
+    listening(here, far, ben.id)
     sent_before = socket_events(here, "sent")
     _, after = timed_bid(here, ana)
     far.wait_for("bid.created", lambda e: e["data"]["id"] == after["id"])
@@ -301,14 +287,4 @@ def test_a_stock_flask_socketio_emitter_reaches_phones_through_the_queue(
     phone = Phone(here.url, ben.access_token).connect()
     phones.append(phone)
     external = SocketIO(message_queue=REDIS_URL)
-
-    def heard() -> bool:
-        probe = uuid.uuid4().hex
-        external.emit("probe", {"probe": probe}, to=user_room(ben.id), namespace="/")
-        try:
-            phone.wait_for("probe", lambda data: data.get("probe") == probe, timeout=0.5)
-        except AssertionError:
-            return False
-        return True
-
-    wait_until(heard, timeout=20, what="an external emit to reach the phone")
+    carries(lambda data: external.emit("probe", data, to=user_room(ben.id), namespace="/"), phone)

@@ -9,7 +9,6 @@ add that the revoked session's open sockets close too.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,10 +21,10 @@ from flask import Flask
 
 from service import create_app
 from service.realtime import members
-from service.realtime.rooms import user_room
 from tests.security.conftest import create_operator, sign_in_operator
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
+from tests.support.queue import listening
 from tests.support.races import server_disconnects_held, socket_closed
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
@@ -230,27 +229,6 @@ def two_processes(
     create_app(make_settings(database_url))
 
 
-def listening(here: LiveServer, there: Phone, person: Person) -> None:
-    """Wait until `there`'s server hears the queue: an emit from `here` reaches its phone.
-
-    Redis pub/sub drops what is published before a subscriber listens, so the probe is sent
-    again until one arrives (bounded by a deadline).
-    """
-    probe = uuid.uuid4().hex
-    deadline = time.monotonic() + 20
-    while True:
-        with here.app.app_context():
-            here.app.extensions["socketio"].emit(
-                "probe", {"probe": probe}, to=user_room(person.id), namespace="/"
-            )
-        try:
-            there.wait_for("probe", lambda data: data.get("probe") == probe, timeout=1.0)
-            return
-        except AssertionError:
-            if time.monotonic() > deadline:
-                raise
-
-
 def test_cutting_an_account_reaches_sockets_in_other_processes(
     client: ApiClient, two_processes: tuple[LiveServer, LiveServer], phones: list[Phone]
 ) -> None:
@@ -259,7 +237,7 @@ def test_cutting_an_account_reaches_sockets_in_other_processes(
     far = Phone(there.url, ana.access_token).connect()
     ben_far = Phone(there.url, ben.access_token).connect()
     phones.extend([far, ben_far])
-    listening(here, far, ana)
+    listening(here, far, ana.id)
     with here.app.app_context():
         members.disconnect_user(ana.id)
     cut_off(far, "the other process to close the account's socket")
@@ -277,7 +255,7 @@ def test_cutting_a_session_reaches_sockets_in_other_processes(
     far = Phone(there.url, ana.access_token).connect()
     far_second = Phone(there.url, second.json()["access_token"]).connect()
     phones.extend([far, far_second])
-    listening(here, far, ana)
+    listening(here, far, ana.id)
     out = ApiClient(here.url).post("/api/v1/auth/logout", json={"refresh_token": ana.refresh_token})
     assert out.status_code == 204
     cut_off(far, "the other process to close the signed-out session's socket")
@@ -299,7 +277,7 @@ def test_an_operator_disabling_an_account_cuts_its_sockets_in_every_process(
     ana, _ben = client.couple()
     far = Phone(there.url, ana.access_token).connect()
     phones.append(far)
-    listening(here, far, ana)
+    listening(here, far, ana.id)
     ops = sign_in_operator(here.url, create_operator(app))
     try:
         response = ops.post(f"/ops/support/users/{ana.id}/disable", data={"csrf_token": ops.csrf()})
