@@ -327,6 +327,10 @@ class StopWhenDrained:
             self.worker.stop()
         return sent
 
+    def __getattr__(self, name: str) -> Any:
+        # The worker also reads the dispatcher's `batch` and `last_claimed`.
+        return getattr(self.inner, name)
+
 
 def _pg_backend_cpu() -> float:
     import psutil

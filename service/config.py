@@ -70,9 +70,10 @@ class Settings:
     PUSH_LEASE_SECONDS: int = 120
     PUSH_CONCURRENCY: int = 16
     PUSH_TIMEOUT_SECONDS: int = 10
-    # After a wake-up, how long the worker waits before its pass, so that the pushes queued
-    # meanwhile go out in the same pass (a pass's statements cost the same for one or many).
-    PUSH_GATHER_MS: int = 10
+    # The least time between the starts of two passes that wake-ups begin: a wake-up after a
+    # quiet spell passes at once, one sooner waits until then, and the pushes queued meanwhile
+    # go out in the same pass (a pass's statements cost the same for one push or many).
+    PUSH_GATHER_MS: int = 50
     # Finished pushes (sent, cancelled, expired, dead-lettered) are deleted with their
     # deliveries and attempts this many days after they finished (the worker looks hourly, and
     # keeps going between passes while more are due).

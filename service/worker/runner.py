@@ -45,7 +45,9 @@ class Worker:
     app: Flask
     name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     idle_seconds: float = 0.5
-    # After a wake-up, wait this long before the pass (PUSH_GATHER_MS; None: from the settings).
+    # The least time between the starts of two passes that wake-ups begin (PUSH_GATHER_MS;
+    # None: from the settings). A wake-up after a quiet spell passes at once; under a stream of
+    # commits the pushes gather for up to this long and go out together.
     gather_seconds: float | None = None
     # How often a busy loop looks for bids to expire and breaks to end, at most: each look is
     # two transactions, too dear for every pass under load. None: as often as an idle loop does
@@ -118,9 +120,10 @@ class Worker:
         log.info("worker started", extra={"worker": self.name})
         next_housekeeping = next_prune = 0.0
         while not self._stop.is_set():
-            housekeeping = time.monotonic() >= next_housekeeping
+            started = time.monotonic()
+            housekeeping = started >= next_housekeeping
             try:
-                if time.monotonic() >= next_prune:
+                if started >= next_prune:
                     # Pushes keep being sent between shares; a backlog is worked off pass by pass.
                     next_prune = time.monotonic() + self.prune_seconds
                     if self._prune_some().more:
@@ -136,9 +139,13 @@ class Worker:
                     self.idle_seconds if every is None else every
                 )
             if not tick.more_due:
-                if self._wake.wait(self.idle_seconds) and self.gather_seconds:
-                    # Woken by a commit: the next few commits' pushes join the same pass.
-                    self._stop.wait(self.gather_seconds)
+                woken = self._wake.wait(self.idle_seconds)
+                # Woken by a commit soon after the last pass began: the commits until
+                # `gather_seconds` after it join this pass. A pass costs the same few statements
+                # for one push or a batch.
+                gather = started + (self.gather_seconds or 0.0) - time.monotonic()
+                if woken and gather > 0:
+                    self._stop.wait(gather)
                 self._wake.clear()
         log.info("worker stopped", extra={"worker": self.name})
 

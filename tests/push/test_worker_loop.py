@@ -1,6 +1,7 @@
 """When the running worker passes: at once while the outbox has more than a batch due, else on
-a wake-up (a commit that queued pushes; the pushes queued within PUSH_GATHER_MS of it join the
-same pass) or after `idle_seconds`, never an empty pass per push."""
+a wake-up (a commit that queued pushes) or after `idle_seconds`, never an empty pass per push.
+A wake-up passes at once after a quiet spell; within PUSH_GATHER_MS of the last pass's start it
+waits until then, and the pushes queued meanwhile join that pass."""
 
 from __future__ import annotations
 
@@ -99,3 +100,37 @@ def test_the_pushes_queued_soon_after_a_wake_up_go_out_in_the_same_pass(
         done = ("done", 1, 1)
         wait_until(lambda: all(pushes(worker).get(k) == done for k in keys), 5, "both sent")
     assert [tick.pushes for tick in ticks] == [0, 2]
+
+
+def test_a_wake_up_after_a_quiet_spell_passes_at_once_and_later_ones_wait_for_the_gather(
+    app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ana = sender(client)
+    gather = 1.0
+    loop = Worker(app, name="paced-worker", idle_seconds=30, gather_seconds=gather)
+    ticks = counted(loop, monkeypatch)
+    began: list[float] = []
+    run_once = loop.run_once
+
+    def timed_pass(housekeeping: bool = True) -> Tick:
+        began.append(time.monotonic())
+        return run_once(housekeeping)
+
+    monkeypatch.setattr(loop, "run_once", timed_pass)
+    with running(loop):
+        wait_until(lambda: len(ticks) == 1, 5, "the pass at start")
+        time.sleep(max(0.0, began[0] + gather - time.monotonic()))  # a quiet spell
+        quiet = bid(client, client.fresh(ana))
+        woken = time.monotonic()
+        loop.wake()
+        wait_until(lambda: len(ticks) == 2, 5, "the pass the wake-up begins")
+        # Soon after that pass: the next wake-up waits out the gather from its start.
+        soon = bid(client, client.fresh(ana))
+        loop.wake()
+        wait_until(lambda: len(ticks) == 3, 5, "the gathered pass")
+    assert [tick.pushes for tick in ticks] == [0, 1, 1]
+    # At once: well under the gather (the loop before this waited a whole gather after a wake).
+    assert began[1] - woken < gather / 2
+    assert began[2] - began[1] >= gather
+    keys = {f"bid.created:{sent['id']}" for sent in (quiet, soon)}
+    assert {pushes(worker)[key] for key in keys} == {("done", 1, 1)}
