@@ -119,8 +119,12 @@ def test_a_wake_up_after_a_quiet_spell_passes_at_once_and_later_ones_wait_for_th
     monkeypatch.setattr(loop, "run_once", timed_pass)
     with running(loop):
         wait_until(lambda: len(ticks) == 1, 5, "the pass at start")
-        time.sleep(max(0.0, began[0] + gather - time.monotonic()))  # a quiet spell
-        quiet = bid(client, client.fresh(ana))
+        wait_until(
+            lambda: len(began) == 1 and time.monotonic() - began[0] >= gather,
+            5,
+            "a quiet spell: no pass for a whole gather",
+        )
+        after_quiet = bid(client, client.fresh(ana))
         woken = time.monotonic()
         loop.wake()
         wait_until(lambda: len(ticks) == 2, 5, "the pass the wake-up begins")
@@ -133,5 +137,5 @@ def test_a_wake_up_after_a_quiet_spell_passes_at_once_and_later_ones_wait_for_th
     assert began[1] - woken < gather / 2
     # The gather counts from just before the pass began (its first step is a clock reading).
     assert began[2] - began[1] >= gather - 0.05
-    keys = {f"bid.created:{sent['id']}" for sent in (quiet, soon)}
+    keys = {f"bid.created:{sent['id']}" for sent in (after_quiet, soon)}
     assert {pushes(worker)[key] for key in keys} == {("done", 1, 1)}
