@@ -133,6 +133,7 @@ def _async_mode(settings: Settings) -> str:
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
     from service.pubsub import client_options
+    from service.security.rate_counters import storage_uri
 
     return {
         "SECRET_KEY": settings.secret_key,
@@ -145,7 +146,9 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": None,
         "RATELIMIT_ENABLED": settings.RATELIMIT_ENABLED,
-        "RATELIMIT_STORAGE_URI": settings.REDIS_URL or "memory://",
+        "RATELIMIT_STORAGE_URI": storage_uri(settings.REDIS_URL)
+        if settings.REDIS_URL
+        else "memory://",
         "RATELIMIT_STORAGE_OPTIONS": client_options(settings.REDIS_TIMEOUT_MS / 1000)
         if settings.REDIS_URL
         else {},

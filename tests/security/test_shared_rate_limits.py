@@ -1,0 +1,115 @@
+"""Rate limits kept in Redis (service/security/rate_counters.py): every API process counts
+against the same limit, every limited answer says what is left, and counting a request costs
+it one round trip to Redis."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from service import create_app
+from tests.support.client import ApiClient, Person
+from tests.support.server import LiveServer
+from tests.support.settings import make_settings
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_DB = int(redis.connection.parse_url(REDIS_URL).get("db", 0))
+
+
+@pytest.fixture
+def limited(
+    database_url: str, server_with: Callable[..., LiveServer]
+) -> Iterator[Callable[..., LiveServer]]:
+    """Start API servers whose rate limits live in Redis: `limited(RATELIMIT_BIDS=...)`."""
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
+        pytest.fail(f"Redis at {REDIS_URL} is needed for the shared rate-limit tests: {exc}")
+    yield lambda **settings: server_with(REDIS_URL=REDIS_URL, **settings)
+    # flask-limiter's Limiter is one object: the app built last chose its storage (Redis).
+    # Building one more app puts the tests after this one back on in-memory limits.
+    create_app(make_settings(database_url))
+
+
+def post_bid(server: LiveServer, sender: Person) -> Any:
+    body = {"client_id": str(uuid.uuid4()), "kind": "connect"}
+    return ApiClient(server.url).post("/api/v1/bids", as_=sender, json=body)
+
+
+class RedisCommands:
+    """The commands Redis runs (MONITOR) from `start()` until `stop()`, in order."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+        self._mark = f"stop-{uuid.uuid4().hex}"
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._record, daemon=True)
+
+    def start(self) -> RedisCommands:
+        self._thread.start()
+        assert self._ready.wait(5), "MONITOR did not start"
+        return self
+
+    def stop(self) -> list[dict[str, Any]]:
+        redis.Redis.from_url(REDIS_URL).echo(self._mark)
+        self._thread.join(5)
+        assert not self._thread.is_alive(), "MONITOR did not see the end mark"
+        return self.commands
+
+    def _record(self) -> None:
+        with redis.Redis.from_url(REDIS_URL).monitor() as monitor:
+            self._ready.set()
+            for command in monitor.listen():
+                if self._mark in command["command"]:
+                    return
+                self.commands.append(command)
+
+
+def test_every_process_counts_against_one_limit_and_each_answer_says_what_is_left(
+    limited: Callable[..., LiveServer],
+) -> None:
+    here, there = limited(RATELIMIT_BIDS="3 per minute"), limited(RATELIMIT_BIDS="3 per minute")
+    ana, _ben = ApiClient(here.url).couple()
+    started = time.time()
+    answers = [post_bid(server, ana) for server in (here, there, here, there)]
+
+    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    assert answers[-1].json()["code"] == "rate_limited"
+    assert [a.headers["X-RateLimit-Limit"] for a in answers] == ["3"] * 4
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
+    # One window for all four, opened by the first: it ends a minute after it.
+    resets = {int(a.headers["X-RateLimit-Reset"]) for a in answers}
+    assert len(resets) == 1
+    assert started + 59 <= resets.pop() <= time.time() + 61
+    assert all(0 < int(a.headers["Retry-After"]) <= 61 for a in answers)
+
+
+def test_a_limited_request_waits_on_redis_once(limited: Callable[..., LiveServer]) -> None:
+    server = limited(RATELIMIT_BIDS="30 per minute")
+    ana, _ben = ApiClient(server.url).couple()
+    # The first count in a fresh Redis also loads the script; count the second.
+    assert post_bid(server, ana).status_code == 201
+
+    seen = RedisCommands().start()
+    answer = post_bid(server, ana)
+    commands = seen.stop()
+
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["X-RateLimit-Remaining"] == "28"
+    key = f"user:{ana.id}"
+    counted = [
+        c["command"].split()[0]
+        for c in commands
+        if c["db"] == REDIS_DB
+        and c["client_type"] != "lua"
+        and f"LIMITS:LIMITER/{key}" in c["command"]
+    ]
+    # The count and its time to live in one script call; no GET or TTL for the headers.
+    assert counted == ["EVALSHA"]
