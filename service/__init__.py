@@ -146,9 +146,7 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_JSON_PATH": "openapi.json",
         "OPENAPI_SWAGGER_UI_PATH": None,
         "RATELIMIT_ENABLED": settings.RATELIMIT_ENABLED,
-        "RATELIMIT_STORAGE_URI": storage_uri(settings.REDIS_URL)
-        if settings.REDIS_URL
-        else "memory://",
+        "RATELIMIT_STORAGE_URI": storage_uri(settings.REDIS_URL),
         "RATELIMIT_STORAGE_OPTIONS": client_options(settings.REDIS_TIMEOUT_MS / 1000)
         if settings.REDIS_URL
         else {},

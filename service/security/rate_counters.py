@@ -1,24 +1,32 @@
-"""Rate-limit counters in Redis that cost a limited request one round trip.
+"""Rate-limit counters: in Redis at one round trip per limited request, or in the process.
 
-flask-limiter counts a limited request with a script (INCRBY, and EXPIRE when the window is
-new), then, for the `X-RateLimit-*` and `Retry-After` headers every limited response carries,
-reads the counter (GET) and its time to live (TTL): three round trips to Redis, one after the
-other, inside every POST /bids. Here the counting script answers the count and the time to live
-together, and reads of a key that the same request (app context) has just counted are answered
-from that answer. Everything else is limits' own Redis storage: keys, windows, clearing, the
-health check flask-limiter's in-memory fallback uses.
+With Redis (every production process): flask-limiter counts a limited request with a script
+(INCRBY, and EXPIRE when the window is new), then, for the `X-RateLimit-*` and `Retry-After`
+headers every limited response carries, reads the counter (GET) and its time to live (TTL):
+three round trips to Redis, one after the other, inside every POST /bids. Here the counting
+script answers the count and the time to live together, and reads of a key that the same request
+(app context) has just counted are answered from that answer. Everything else is limits' own
+Redis storage: keys, windows, clearing, the health check flask-limiter's in-memory fallback uses.
 
-`storage_uri(REDIS_URL)` names this storage for flask-limiter's `RATELIMIT_STORAGE_URI`
-(limits finds storages by URI scheme; importing this module registers `reach+redis://`).
+Without Redis (the embedded default, one process): fixed windows in a dict. limits' own memory
+storage starts a timer thread 10 ms after every count that finds none running, and that thread
+looks at every key: under load a hundred threads a second (bench/RESULTS.md, "What changed"
+22). Here a window ends when it is read after its end, and the windows that ended are swept out
+at most once a minute, by the count that finds the sweep due.
+
+`storage_uri(REDIS_URL)` names the storage for flask-limiter's `RATELIMIT_STORAGE_URI` (limits
+finds storages by URI scheme; importing this module registers `reach+redis://` and
+`reach+memory://`).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
 from flask import g, has_app_context
-from limits.storage import RedisStorage
+from limits.storage import RedisStorage, Storage
 
 SCHEME_PREFIX = "reach+"
 # Counts the current request has taken, by key: (count, when its window ends, unix seconds).
@@ -35,9 +43,9 @@ return {current, redis.call("pttl", KEYS[1])}
 """
 
 
-def storage_uri(redis_url: str) -> str:
-    """flask-limiter's storage URI for counters in the Redis at `redis_url`."""
-    return SCHEME_PREFIX + redis_url
+def storage_uri(redis_url: str | None) -> str:
+    """flask-limiter's storage URI: counters in the Redis at `redis_url`, or in the process."""
+    return SCHEME_PREFIX + (redis_url or "memory://")
 
 
 class RedisRateCounters(RedisStorage):
@@ -74,3 +82,66 @@ def _taken(key: str) -> tuple[int, float] | None:
         return None
     taken: dict[str, tuple[int, float]] | None = g.get(_TAKEN)
     return taken.get(key) if taken else None
+
+
+class MemoryRateCounters(Storage):
+    """Fixed-window counters in this process's memory: (count, when the window ends) by key."""
+
+    STORAGE_SCHEME = [SCHEME_PREFIX + "memory"]
+    SWEEP_SECONDS = 60.0
+
+    def __init__(
+        self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any
+    ) -> None:
+        self.sweep_seconds = float(options.pop("sweep_seconds", self.SWEEP_SECONDS))
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self._windows: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+        self._next_sweep = time.time() + self.sweep_seconds
+
+    @property
+    def base_exceptions(self) -> type[Exception]:
+        return ValueError
+
+    def held(self) -> int:
+        """Windows held, ended ones not yet swept included. (Not `__len__`: flask-limiter
+        asserts its storage is truthy, and an empty one would not be.)"""
+        return len(self._windows)
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._sweep(now)
+            count, ends = self._windows.get(key, (0, 0.0))
+            if ends <= now:
+                count, ends = 0, now + expiry
+            count += amount
+            self._windows[key] = (count, ends)
+            return count
+
+    def get(self, key: str) -> int:
+        count, ends = self._windows.get(key, (0, 0.0))
+        return count if ends > time.time() else 0
+
+    def get_expiry(self, key: str) -> float:
+        now = time.time()
+        _count, ends = self._windows.get(key, (0, 0.0))
+        return ends if ends > now else now
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        with self._lock:
+            cleared = len(self._windows)
+            self._windows.clear()
+        return cleared
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._windows.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        self._windows = {key: w for key, w in self._windows.items() if w[1] > now}
+        self._next_sweep = now + self.sweep_seconds
