@@ -93,8 +93,8 @@ class MemoryRateCounters(Storage):
     def __init__(
         self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any
     ) -> None:
-        self.sweep_seconds = float(options.pop("sweep_seconds", self.SWEEP_SECONDS))
         super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+        self.sweep_seconds = self.SWEEP_SECONDS
         self._windows: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
         self._next_sweep = time.time() + self.sweep_seconds
