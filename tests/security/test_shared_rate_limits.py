@@ -84,10 +84,11 @@ def test_every_process_counts_against_one_limit_and_each_answer_says_what_is_lef
     assert answers[-1].json()["code"] == "rate_limited"
     assert [a.headers["X-RateLimit-Limit"] for a in answers] == ["3"] * 4
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["2", "1", "0", "0"]
-    # One window for all four, opened by the first: it ends a minute after it.
-    resets = {int(a.headers["X-RateLimit-Reset"]) for a in answers}
-    assert len(resets) == 1
-    assert started + 59 <= resets.pop() <= time.time() + 61
+    # One window for all four, opened by the first: it ends a minute after it. (Each answer
+    # rounds the window's end from its own reading of the time left, in milliseconds.)
+    resets = [int(a.headers["X-RateLimit-Reset"]) for a in answers]
+    assert max(resets) - min(resets) <= 1
+    assert started + 59 <= min(resets) and max(resets) <= time.time() + 61
     assert all(0 < int(a.headers["Retry-After"]) <= 61 for a in answers)
 
 
