@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import Flask, request
 from flask_limiter import Limiter
+from flask_limiter.constants import ConfigVars
 from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
@@ -33,6 +34,46 @@ class ReachApi(Api):
         return body, body["status"], {**headers, "Content-Type": "application/problem+json"}
 
 
+class RouteLimiter(Limiter):
+    """flask-limiter with limits declared on routes only.
+
+    flask-limiter checks the app-wide limits (default, application, meta and in-memory
+    fallback limits) in a before_request hook on every request: it finds the view, resolves its
+    exemptions and evaluates what it found, about 0.1 ms of CPU on a request that has none
+    (bench/RESULTS.md, "What changed" 23). Every limit of the service is on a route, where the
+    route's decorator checks it, so this limiter refuses app-wide limits and skips that hook.
+
+    While Redis is away flask-limiter counts in memory, and a limited route's check also asks
+    whether Redis is back; without the hook, only those routes ask.
+    """
+
+    APP_WIDE = ("default_limits", "application_limits", "meta_limits", "in_memory_fallback")
+    APP_WIDE_CONFIG = (
+        ConfigVars.DEFAULT_LIMITS,
+        ConfigVars.APPLICATION_LIMITS,
+        ConfigVars.META_LIMITS,
+        ConfigVars.IN_MEMORY_FALLBACK,
+    )
+
+    def __init__(self, key_func: Any, **options: Any) -> None:
+        declared = [name for name in self.APP_WIDE if options.get(name)]
+        if declared:
+            raise TypeError(f"RouteLimiter takes limits on routes only, not {declared}")
+        super().__init__(key_func, **options)
+
+    def init_app(self, app: Flask) -> None:
+        declared = [name for name in self.APP_WIDE_CONFIG if app.config.get(name)]
+        if declared:
+            raise ValueError(f"RouteLimiter takes limits on routes only; remove {declared}")
+        super().init_app(app)
+
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
+        if not in_middleware:
+            super()._check_request_limit(callable_name=callable_name, in_middleware=False)
+
+
 def rate_limit_key() -> str:
     """Signed-in callers are limited per account, others per address."""
     from flask import g
@@ -48,4 +89,4 @@ def client_address() -> str:
 
 
 db = Database()
-limiter = Limiter(key_func=rate_limit_key, headers_enabled=True)
+limiter = RouteLimiter(rate_limit_key, headers_enabled=True)
