@@ -1,12 +1,13 @@
-"""The service's rate limiter (service/extensions.py `RouteLimiter`): limits on routes hold as
-flask-limiter enforces them, no work before requests it does not limit, app-wide limits refused."""
+"""The service's rate limiter (service/extensions.py `RouteLimiter`): limits on routes and
+blueprints hold as flask-limiter enforces them, no work before requests it does not limit,
+app-wide limits refused."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
-from flask import Flask
+from flask import Blueprint, Flask
 
 from service.extensions import RouteLimiter
 from service.security.rate_counters import storage_uri
@@ -57,6 +58,22 @@ def test_a_request_without_route_limits_is_not_looked_at() -> None:
     # identifies only the limited one.
     assert looked_at["/plain"] == 0
     assert looked_at["/limited"] > 0
+
+
+def test_a_limit_on_a_blueprint_still_holds_on_its_undecorated_routes() -> None:
+    limiter = RouteLimiter(lambda: "user:a")
+    app = _app(limiter)
+    pairing = Blueprint("pairing", __name__)
+
+    @pairing.post("/join")
+    def join() -> str:
+        return "joined"
+
+    limiter.limit("1 per minute")(pairing)
+    app.register_blueprint(pairing)
+    client = app.test_client()
+
+    assert [client.post("/join").status_code for _ in range(2)] == [200, 429]
 
 
 @pytest.mark.parametrize(
