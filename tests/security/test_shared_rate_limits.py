@@ -18,9 +18,12 @@ from service import create_app
 from tests.support.client import ApiClient, Person
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
+from tests.support.tcp_proxy import TcpProxy
+from tests.support.waiting import wait_until
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-REDIS_DB = int(redis.connection.parse_url(REDIS_URL).get("db", 0))
+REDIS_AT = redis.connection.parse_url(REDIS_URL)
+REDIS_DB = int(REDIS_AT.get("db", 0))
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def limited(
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
     except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
         pytest.fail(f"Redis at {REDIS_URL} is needed for the shared rate-limit tests: {exc}")
-    yield lambda **settings: server_with(REDIS_URL=REDIS_URL, **settings)
+    yield lambda **settings: server_with(**{"REDIS_URL": REDIS_URL, **settings})
     # flask-limiter's Limiter is one object: the app built last chose its storage (Redis).
     # Building one more app puts the tests after this one back on in-memory limits.
     create_app(make_settings(database_url))
@@ -114,3 +117,38 @@ def test_a_limited_request_waits_on_redis_once(limited: Callable[..., LiveServer
     ]
     # The count and its time to live in one script call; no GET or TTL for the headers.
     assert counted == ["EVALSHA"]
+
+
+def test_while_redis_is_away_limits_are_counted_in_the_process_and_shared_again_once_it_is_back(
+    limited: Callable[..., LiveServer],
+) -> None:
+    proxy = TcpProxy(REDIS_AT.get("host", "127.0.0.1"), int(REDIS_AT.get("port", 6379))).up()
+    try:
+        server = limited(
+            REDIS_URL=f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}", RATELIMIT_BIDS="100 per minute"
+        )
+        ana, _ben = ApiClient(server.url).couple()
+        shared = redis.Redis.from_url(REDIS_URL)
+
+        def counted_in_redis() -> int:
+            keys = shared.keys(f"LIMITS:LIMITER/user:{ana.id}/*")
+            return sum(int(shared.get(key) or 0) for key in keys)
+
+        assert post_bid(server, ana).status_code == 201
+        assert counted_in_redis() == 1
+
+        proxy.down()
+        away = [post_bid(server, ana) for _ in range(2)]
+        # Answered, and counted by the process alone (flask-limiter's in-memory fallback).
+        assert [a.status_code for a in away] == [201, 201], away[-1].text
+        assert [a.headers["X-RateLimit-Remaining"] for a in away] == ["99", "98"]
+
+        proxy.up()
+        # A limited request tries Redis again after 1, 2, 4 ... s; then it counts there again.
+        wait_until(
+            lambda: post_bid(server, ana).status_code == 201 and counted_in_redis() > 1,
+            timeout=15,
+            what="POST /bids counted in Redis again",
+        )
+    finally:
+        proxy.down()
