@@ -582,11 +582,18 @@ def machine_info() -> dict[str, Any]:
 
 
 def write_result(name: str, payload: dict[str, Any]) -> Path:
-    OUT.mkdir(parents=True, exist_ok=True)
+    """bench/out/<name>.json, the latest run (what `bench.report` reads), and a copy under
+    bench/out/runs/ named by its time, so that the next run of the same script (with Redis and
+    without, say) does not take it away."""
+    runs = OUT / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": machine_info(), **payload}
+    text = json.dumps(payload, indent=2, default=str)
     path = OUT / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2, default=str))
-    log(f"wrote {path.relative_to(ROOT)}")
+    path.write_text(text)
+    kept = runs / f"{name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    kept.write_text(text)
+    log(f"wrote {path.relative_to(ROOT)} (and {kept.relative_to(ROOT)})")
     return path
 
 

@@ -1,11 +1,15 @@
 """Markdown tables for bench/RESULTS.md from the JSON results under bench/out/.
 
-Usage: .venv/bin/python -m bench.report [RESULTS_DIR] > bench/out/tables.md
+Usage: .venv/bin/python -m bench.report [RESULTS_DIR] [RESULT.json ...] > bench/out/tables.md
+
+A RESULT.json (a kept run, bench/out/runs/<benchmark>-<time>.json) is reported in place of
+its benchmark's latest.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from bench import common
@@ -23,10 +27,11 @@ TARGETS = {
 
 
 _DIR = common.OUT
+_FILES: dict[str, Path] = {}
 
 
 def _load(name: str) -> dict[str, Any] | None:
-    path = _DIR / f"{name}.json"
+    path = _FILES.get(name, _DIR / f"{name}.json")
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -274,11 +279,13 @@ def device_delete(d: dict[str, Any]) -> list[str]:
 
 def main() -> None:
     import sys
-    from pathlib import Path
 
     global _DIR
-    if len(sys.argv) > 1:  # another results directory, e.g. a saved earlier run
-        _DIR = Path(sys.argv[1])
+    for arg in map(Path, sys.argv[1:]):
+        if arg.is_dir():  # another results directory, e.g. a saved earlier run
+            _DIR = arg
+        else:  # one kept run, for its benchmark
+            _FILES[json.loads(arg.read_text())["benchmark"]] = arg
     lines: list[str] = []
     machine = None
     for name, fn in (
