@@ -6,6 +6,10 @@ redis-py's default of ten retries while Redis is away). Here the publishing goes
 process's `Publications` (service/pubsub.py) instead, which sends it off the request path,
 in order, pipelined with whatever else is going out. Receiving is python-socketio's own, on
 the same channel and in the same format, so processes of either kind understand each other.
+
+Every process receives every emit of every other process. One addressed to rooms in which this
+process holds no socket, which at scale is nearly all of them, is dropped as soon as it is
+decoded, before python-socketio encodes its packet for sockets that are not here.
 """
 
 from __future__ import annotations
@@ -27,3 +31,12 @@ class QueueManager(socketio.RedisManager):
 
     def _publish(self, data: Any) -> None:
         self.publications.publish(self.channel, self.json.dumps(data))
+
+    def _handle_emit(self, message: dict[str, Any]) -> None:
+        if self.holds_any(message.get("namespace") or "/", message.get("room")):
+            super()._handle_emit(message)
+
+    def holds_any(self, namespace: str, room: Any) -> bool:
+        """Whether a socket of this process is in `room` (a name, a list of names, or None:
+        every socket of the namespace)."""
+        return any(True for _ in self.get_participants(namespace, room))
