@@ -95,7 +95,7 @@ def main() -> None:
                 row["a_us_per_bid"] = round(row["a_cores"] / done * 1e6, 1)
                 rows.append(row)
                 log(
-                    f"  {rep + 1}/{args.reps}: {done:.0f} bids/s; process B (no sockets) "
+                    f"  {rep + 1}/{args.reps}: {done:.0f} bids/s; process B "
                     f"{row['b_load_cores']:.3f} cores under load, {row['b_idle_cores']:.3f} idle: "
                     f"{row['b_us_per_bid']} µs per bid; process A {row['a_us_per_bid']} µs per bid"
                 )
