@@ -7,11 +7,10 @@ and that grows with the cluster's total rate, not the process's own.
 
 Starts Reach on PostgreSQL with Redis: process A (with its `reach worker`) and process B, which
 holds one socket of a couple that sends nothing (python-socketio subscribes a process to the
-queue with its first socket or emit). The recipients' sockets connect to A and the load
-generator posts to A; B's
-CPU is measured in the same steps, and in as long a step with no bids (its idle cost: timers,
-the Redis listener), alternated: idle, load, load, idle, ... per rep. Reports B's CPU per bid
-(load less idle), and A's, with the round trip.
+queue when its first socket connects). The recipients' sockets connect to A and the load
+generator posts to A; B's CPU is measured in the same steps, and in as long a step with no
+bids (its idle cost: timers, the Redis listener), alternated: idle, load, load, idle, ... per
+rep. Reports B's CPU per bid (load less idle), and A's, with the round trip.
 
 Usage: BENCH_REDIS_URL=redis://127.0.0.1:6379/13 .venv/bin/python -m bench.probe_queue_fanout
            [--rate 250] [--seconds 8] [--reps 3]
