@@ -8,9 +8,9 @@ in order, pipelined with whatever else is going out. Receiving is python-socketi
 the same channel and in the same format, so processes of either kind understand each other.
 
 A process listens once its first socket connects (a worker, which holds none, only sends), and
-then receives every emit of every other process. One addressed to rooms in which this process
-holds no socket, which at scale is nearly all of them, is dropped as soon as it is decoded,
-before python-socketio encodes its packet for sockets that are not here.
+then receives every emit of every other process. An emit, its own or one received, addressed
+to rooms in which this process holds no socket (at scale, nearly every received one) is
+dropped before python-socketio encodes its packet for sockets that are not here.
 """
 
 from __future__ import annotations
