@@ -38,7 +38,7 @@ def _app() -> Any:
             WORKER_MODE="separate",
             LOG_LEVEL="WARNING",
             RATELIMIT_ENABLED=True,
-            RATELIMIT_BIDS="1000000000 per minute",
+            **common.RATE_LIMITS,
         )
     )
 
@@ -51,7 +51,7 @@ def parts(app: Any) -> dict[str, Callable[[], Any]]:
 
     route = next(name for name in limiter._marked_for_limiting if name.endswith("Bids.post"))
     inject_headers = limiter._Limiter__inject_headers  # type: ignore[attr-defined]
-    item = parse("1000000000 per minute")
+    item = parse(common.RATE_LIMITS["RATELIMIT_BIDS"])
 
     def decorator_check() -> None:
         limiter._check_request_limit(in_middleware=False, callable_name=route)

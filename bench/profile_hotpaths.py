@@ -65,7 +65,8 @@ def _app(url: str) -> Any:
             SECRET_KEY=common.SECRET,
             WORKER_MODE="separate",
             LOG_LEVEL="WARNING",
-            RATELIMIT_ENABLED=False,
+            RATELIMIT_ENABLED=common.RATELIMIT_ON,
+            **common.RATE_LIMITS,
             ACCESS_TOKEN_SECONDS=6 * 3600,
         )
     )
