@@ -18,11 +18,11 @@ class Bid(Base):
         Index("ix_bids_couple_created", "couple_id", "created_at"),
         Index("ix_bids_open_expiry", "status", "expires_at"),
         Index("ix_bids_recipient_created", "recipient_id", "created_at"),
-        Index("ix_bids_sender_created", "sender_id", "created_at"),
     )
 
     id: Mapped[uuid.UUID] = id_column()
     couple_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("couples.id", ondelete="CASCADE"))
+    # Indexed by uq_bids_sender_client (its leading column).
     sender_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # Indexed by ix_bids_recipient_created (its leading column).
     recipient_id: Mapped[uuid.UUID | None] = mapped_column(
