@@ -29,7 +29,12 @@ def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwarg
 
     Overflow connections are closed as soon as they are returned, so a process that runs over
     its pool under load opens a PostgreSQL backend (a process) per request: the default keeps
-    every connection it opens (up to `pool_size`) and lets a request wait for one instead."""
+    every connection it opens (up to `pool_size`) and lets a request wait for one instead.
+
+    The pool hands out the connection returned last: a steady load keeps reusing the few it
+    needs, whose backends stay warm, and the others sit idle, pinged before use. Cycling through
+    every connection it had opened cost PostgreSQL 8% more CPU per bid (bench/RESULTS.md,
+    "What changed" 25)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -47,6 +52,7 @@ def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwarg
         _tune_sqlite(engine)
         return engine
     kwargs.setdefault("pool_recycle", 1800)
+    kwargs.setdefault("pool_use_lifo", True)
     engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, **kwargs)
     _ping_idle_connections(engine)
     return engine
