@@ -151,8 +151,11 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         if settings.REDIS_URL
         else {},
         "RATELIMIT_HEADERS_ENABLED": True,
-        # If Redis goes away, limit per process rather than fail the request.
+        # If Redis goes away, limit per process rather than fail the request. The requests that
+        # were already waiting on Redis when the first of them moved the process to counting in
+        # memory go through uncounted (flask-limiter logs each), as socket writes do.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": bool(settings.REDIS_URL),
+        "RATELIMIT_SWALLOW_ERRORS": True,
         "RATELIMIT_AUTH": settings.RATELIMIT_AUTH,
         "RATELIMIT_BIDS": settings.RATELIMIT_BIDS,
         "RATELIMIT_REPAIRS": settings.RATELIMIT_REPAIRS,

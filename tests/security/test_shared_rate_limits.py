@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -150,5 +151,27 @@ def test_while_redis_is_away_limits_are_counted_in_the_process_and_shared_again_
             timeout=15,
             what="POST /bids counted in Redis again",
         )
+    finally:
+        proxy.down()
+
+
+def test_requests_waiting_on_redis_when_it_hangs_are_all_answered(
+    limited: Callable[..., LiveServer],
+) -> None:
+    """The first request whose Redis call fails moves the process to in-memory counting; the
+    others, which were already waiting on Redis, are let through, not failed."""
+    proxy = TcpProxy(REDIS_AT.get("host", "127.0.0.1"), int(REDIS_AT.get("port", 6379))).up()
+    try:
+        server = limited(
+            REDIS_URL=f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}", RATELIMIT_BIDS="100 per minute"
+        )
+        senders = [ApiClient(server.url).couple()[0] for _ in range(4)]
+        assert [post_bid(server, sender).status_code for sender in senders] == [201] * 4
+
+        proxy.stall()
+        with ThreadPoolExecutor(len(senders)) as pool:
+            answers = list(pool.map(lambda sender: post_bid(server, sender), senders))
+        assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
+        proxy.flow()
     finally:
         proxy.down()
