@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -11,11 +12,13 @@ from typing import Any
 from flask import Flask, current_app, g, has_app_context
 from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
+
+log = logging.getLogger(__name__)
 
 AFTER_COMMIT_KEY = "reach.after_commit"
 # Set on sessions that may autocommit a transaction of one statement (PostgreSQL, own engine).
@@ -211,11 +214,29 @@ class Database:
 
     def _teardown(self, _exc: BaseException | None) -> None:
         session: Session | None = g.pop("_reach_session", None)
-        if session is not None:
-            session.close()
         lock = g.pop("_reach_test_lock", None)
-        if lock is not None:
-            lock.release()
+        try:
+            if session is not None:
+                _close_after_answer(session)
+        finally:
+            if lock is not None:
+                lock.release()
+
+
+def _close_after_answer(session: Session) -> None:
+    """Close a request's session once its answer is made. What it committed is committed; the
+    rest is rolled back. If PostgreSQL dropped the connection meanwhile (a restart), that
+    rollback fails, SQLAlchemy discards the connection, and the answer stands: failing here
+    would turn it into a bare 500."""
+    try:
+        session.close()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning(
+            "database connection lost before the request's session closed; discarded",
+            extra={"error": str(exc.orig)},
+        )
 
 
 def single_statement(session: Session) -> Connection:
