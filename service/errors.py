@@ -155,10 +155,18 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return http_exception(exc)
-        log.exception("unhandled error", extra={"error_type": type(exc).__name__})
         body = server_problem(exc)
-        retry = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if body["status"] == 503 else None
-        return problem_response(body, retry)
+        if body["status"] == 503:
+            # Expected while the database restarts or is overloaded: one line per request, no
+            # traceback (an outage would otherwise bury the log in them).
+            cause = getattr(exc, "orig", None) or exc
+            log.warning(
+                "database unavailable; answered 503",
+                extra={"error_type": type(exc).__name__, "error": str(cause).split("\n")[0]},
+            )
+            return problem_response(body, {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+        log.exception("unhandled error", extra={"error_type": type(exc).__name__})
+        return problem_response(body)
 
 
 def http_exception(exc: HTTPException) -> Response:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import pytest
+import requests
 from flask import Flask
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from service.db import make_engine
 from service.extensions import db
+from tests.support.client import ApiClient
+from tests.support.server import LiveServer
+from tests.support.tcp_proxy import TcpProxy
 
 
 @pytest.mark.postgres
@@ -46,3 +54,34 @@ def test_a_connection_lost_before_the_request_ends_does_not_fail_its_answer(app:
     with app.app_context():
         assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
         assert db.session.execute(text("SELECT 1")).scalar() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_while_postgresql_is_away_a_request_gets_503_and_the_log_one_warning(
+    database_url: str, server_with: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    at = make_url(database_url)
+    proxy = TcpProxy(at.host or "127.0.0.1", at.port or 5432).up()
+    try:
+        server = server_with(
+            DATABASE_URL=at.set(host="127.0.0.1", port=proxy.port).render_as_string(
+                hide_password=False
+            )
+        )
+        ana = ApiClient(server.url).register("Ana")
+        proxy.down()
+        with caplog.at_level(logging.WARNING, logger="reach.errors"):
+            me = requests.get(f"{server.url}/api/v1/me", headers=ana.headers, timeout=10)
+        assert me.status_code == 503, me.text
+        assert me.json()["code"] == "server_error"
+        assert int(me.headers["Retry-After"]) > 0
+        [record] = [r for r in caplog.records if r.name == "reach.errors"]
+        assert (record.levelname, record.getMessage()) == (
+            "WARNING",
+            "database unavailable; answered 503",
+        )
+        assert record.exc_info is None
+        assert record.__dict__["error_type"] == "OperationalError"
+    finally:
+        proxy.down()
