@@ -140,6 +140,25 @@ def server_problem(exc: BaseException) -> dict[str, Any]:
     return problem_body(500, title="Internal server error")
 
 
+def logged_server_problem(
+    exc: BaseException, logger: logging.Logger, failure: str, **fields: Any
+) -> dict[str, Any]:
+    """`server_problem(exc)`, logged: a request or socket the database could not serve (503)
+    is expected while it restarts or is overloaded, one warning line each with the driver's
+    message (an outage would otherwise bury the log in tracebacks); anything else is logged
+    as `failure` with its traceback."""
+    body = server_problem(exc)
+    if body["status"] == 503:
+        cause = getattr(exc, "orig", None) or exc
+        logger.warning(
+            "database unavailable; answered 503",
+            extra={**fields, "error_type": type(exc).__name__, "error": str(cause).split("\n")[0]},
+        )
+    else:
+        logger.exception(failure, extra={**fields, "error_type": type(exc).__name__})
+    return body
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ReachError)
     def _reach_error(exc: ReachError) -> Response:
@@ -155,18 +174,9 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return http_exception(exc)
-        body = server_problem(exc)
-        if body["status"] == 503:
-            # Expected while the database restarts or is overloaded: one line per request, no
-            # traceback (an outage would otherwise bury the log in them).
-            cause = getattr(exc, "orig", None) or exc
-            log.warning(
-                "database unavailable; answered 503",
-                extra={"error_type": type(exc).__name__, "error": str(cause).split("\n")[0]},
-            )
-            return problem_response(body, {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
-        log.exception("unhandled error", extra={"error_type": type(exc).__name__})
-        return problem_response(body)
+        body = logged_server_problem(exc, log, "unhandled error")
+        retry = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if body["status"] == 503 else None
+        return problem_response(body, retry)
 
 
 def http_exception(exc: HTTPException) -> Response:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import requests
+import socketio
 from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -14,6 +15,7 @@ from sqlalchemy.engine import make_url
 from service.db import make_engine
 from service.extensions import db
 from tests.support.client import ApiClient
+from tests.support.phones import Phone
 from tests.support.server import LiveServer
 from tests.support.tcp_proxy import TcpProxy
 
@@ -58,7 +60,7 @@ def test_a_connection_lost_before_the_request_ends_does_not_fail_its_answer(app:
 
 @pytest.mark.postgres
 @pytest.mark.committed
-def test_while_postgresql_is_away_a_request_gets_503_and_the_log_one_warning(
+def test_while_postgresql_is_away_requests_and_phones_get_503_and_the_log_one_warning_each(
     database_url: str, server_with: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     at = make_url(database_url)
@@ -71,17 +73,35 @@ def test_while_postgresql_is_away_a_request_gets_503_and_the_log_one_warning(
         )
         ana = ApiClient(server.url).register("Ana")
         proxy.down()
-        with caplog.at_level(logging.WARNING, logger="reach.errors"):
+        phone = Phone(server.url, ana.access_token)
+        with caplog.at_level(logging.WARNING):
             me = requests.get(f"{server.url}/api/v1/me", headers=ana.headers, timeout=10)
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                phone.connect()
         assert me.status_code == 503, me.text
         assert me.json()["code"] == "server_error"
         assert int(me.headers["Retry-After"]) > 0
-        [record] = [r for r in caplog.records if r.name == "reach.errors"]
-        assert (record.levelname, record.getMessage()) == (
-            "WARNING",
-            "database unavailable; answered 503",
-        )
-        assert record.exc_info is None
-        assert record.__dict__["error_type"] == "OperationalError"
+        assert phone.refusal["data"]["status"] == 503, phone.refusal
+        logged = [
+            (r.name, r.levelname, r.getMessage(), r.exc_info, r.__dict__["error_type"])
+            for r in caplog.records
+            if r.name.startswith("reach.")
+        ]
+        assert logged == [
+            (
+                "reach.errors",
+                "WARNING",
+                "database unavailable; answered 503",
+                None,
+                "OperationalError",
+            ),
+            (
+                "reach.realtime",
+                "WARNING",
+                "database unavailable; answered 503",
+                None,
+                "OperationalError",
+            ),
+        ]
     finally:
         proxy.down()

@@ -38,7 +38,7 @@ from typing import Any
 import socketio
 from socketio import packet
 
-from service.errors import server_problem
+from service.errors import logged_server_problem, server_problem
 from service.realtime.deadlines import Deadlines
 
 log = logging.getLogger("reach.realtime")
@@ -77,11 +77,13 @@ def install(server: socketio.Server, connect_timeout: float) -> None:
         try:
             connect(eio_sid, namespace, data)
         except Exception as exc:
+            where = namespace or "/"
             if _gone(server, eio_sid):  # the handler could not finish on a closed socket
-                log.info("socket closed while connecting", extra={"namespace": namespace or "/"})
+                log.info("socket closed while connecting", extra={"namespace": where})
+                problem = server_problem(exc)
             else:
-                log.exception("socket connect failed", extra={"namespace": namespace or "/"})
-            _refuse(server, eio_sid, namespace or "/", server_problem(exc))
+                problem = logged_server_problem(exc, log, "socket connect failed", namespace=where)
+            _refuse(server, eio_sid, where, problem)
             return
         if _gone(server, eio_sid):
             handle_disconnect(eio_sid, namespace, server.reason.TRANSPORT_CLOSE)
