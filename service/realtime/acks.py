@@ -14,7 +14,12 @@ from limits import parse
 from marshmallow import Schema, ValidationError
 
 from service.domain.errors import RateLimited, ReachError, Unauthorized
-from service.errors import flatten_messages, from_reach_error, problem_body, server_problem
+from service.errors import (
+    flatten_messages,
+    from_reach_error,
+    logged_server_problem,
+    problem_body,
+)
 from service.extensions import db, limiter
 from service.realtime.members import socket_session
 from service.services import members
@@ -71,9 +76,11 @@ def write(schema: Schema) -> Callable[[Handler], Callable[[Any], dict[str, Any]]
                 db.session.rollback()
                 return from_reach_error(exc)
             except Exception as exc:
-                log.exception("socket write failed", extra={"event": handler.__name__})
+                problem = logged_server_problem(
+                    exc, log, "socket write failed", event=handler.__name__
+                )
                 db.session.rollback()
-                return server_problem(exc)
+                return problem
 
         return on_event
 
