@@ -71,9 +71,11 @@ class TcpProxy:
 
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
         selector = selectors.DefaultSelector()
-        selector.register(a, selectors.EVENT_READ, b)
-        selector.register(b, selectors.EVENT_READ, a)
         try:
+            # `down()` may have closed the pair already (registering a closed socket raises
+            # ValueError: its descriptor is -1).
+            selector.register(a, selectors.EVENT_READ, b)
+            selector.register(b, selectors.EVENT_READ, a)
             while True:
                 for key, _ in selector.select():
                     self._flowing.wait()
@@ -81,7 +83,7 @@ class TcpProxy:
                     if not data:
                         return
                     key.data.sendall(data)
-        except OSError:
+        except (OSError, ValueError):
             return
         finally:
             selector.close()
