@@ -42,6 +42,20 @@ def limited(
     create_app(make_settings(database_url))
 
 
+@pytest.fixture
+def behind_proxy(
+    limited: Callable[..., LiveServer],
+) -> Iterator[tuple[Callable[[], LiveServer], TcpProxy]]:
+    """An API server that reaches Redis through a proxy the test can cut or hang."""
+    proxy = TcpProxy(REDIS_AT.get("host", "127.0.0.1"), int(REDIS_AT.get("port", 6379))).up()
+    url = f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}"
+    try:
+        yield lambda: limited(REDIS_URL=url, RATELIMIT_BIDS="100 per minute"), proxy
+    finally:
+        proxy.flow()
+        proxy.down()
+
+
 def post_bid(server: LiveServer, sender: Person) -> Any:
     body = {"client_id": str(uuid.uuid4()), "kind": "connect"}
     return ApiClient(server.url).post("/api/v1/bids", as_=sender, json=body)
@@ -121,57 +135,46 @@ def test_a_limited_request_waits_on_redis_once(limited: Callable[..., LiveServer
 
 
 def test_while_redis_is_away_limits_are_counted_in_the_process_and_shared_again_once_it_is_back(
-    limited: Callable[..., LiveServer],
+    behind_proxy: tuple[Callable[[], LiveServer], TcpProxy],
 ) -> None:
-    proxy = TcpProxy(REDIS_AT.get("host", "127.0.0.1"), int(REDIS_AT.get("port", 6379))).up()
-    try:
-        server = limited(
-            REDIS_URL=f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}", RATELIMIT_BIDS="100 per minute"
-        )
-        ana, _ben = ApiClient(server.url).couple()
-        shared = redis.Redis.from_url(REDIS_URL)
+    start, proxy = behind_proxy
+    server = start()
+    ana, _ben = ApiClient(server.url).couple()
+    shared = redis.Redis.from_url(REDIS_URL)
 
-        def counted_in_redis() -> int:
-            keys = shared.keys(f"LIMITS:LIMITER/user:{ana.id}/*")
-            return sum(int(shared.get(key) or 0) for key in keys)
+    def counted_in_redis() -> int:
+        keys = shared.keys(f"LIMITS:LIMITER/user:{ana.id}/*")
+        return sum(int(shared.get(key) or 0) for key in keys)
 
-        assert post_bid(server, ana).status_code == 201
-        assert counted_in_redis() == 1
+    assert post_bid(server, ana).status_code == 201
+    assert counted_in_redis() == 1
 
-        proxy.down()
-        away = [post_bid(server, ana) for _ in range(2)]
-        # Answered, and counted by the process alone (flask-limiter's in-memory fallback).
-        assert [a.status_code for a in away] == [201, 201], away[-1].text
-        assert [a.headers["X-RateLimit-Remaining"] for a in away] == ["99", "98"]
+    proxy.down()
+    away = [post_bid(server, ana) for _ in range(2)]
+    # Answered, and counted by the process alone (flask-limiter's in-memory fallback).
+    assert [a.status_code for a in away] == [201, 201], away[-1].text
+    assert [a.headers["X-RateLimit-Remaining"] for a in away] == ["99", "98"]
 
-        proxy.up()
-        # A limited request tries Redis again after 1, 2, 4 ... s; then it counts there again.
-        wait_until(
-            lambda: post_bid(server, ana).status_code == 201 and counted_in_redis() > 1,
-            timeout=15,
-            what="POST /bids counted in Redis again",
-        )
-    finally:
-        proxy.down()
+    proxy.up()
+    # A limited request tries Redis again after 1, 2, 4 ... s; then it counts there again.
+    wait_until(
+        lambda: post_bid(server, ana).status_code == 201 and counted_in_redis() > 1,
+        timeout=15,
+        what="POST /bids counted in Redis again",
+    )
 
 
 def test_requests_waiting_on_redis_when_it_hangs_are_all_answered(
-    limited: Callable[..., LiveServer],
+    behind_proxy: tuple[Callable[[], LiveServer], TcpProxy],
 ) -> None:
     """The first request whose Redis call fails moves the process to in-memory counting; the
     others, which were already waiting on Redis, are let through, not failed."""
-    proxy = TcpProxy(REDIS_AT.get("host", "127.0.0.1"), int(REDIS_AT.get("port", 6379))).up()
-    try:
-        server = limited(
-            REDIS_URL=f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}", RATELIMIT_BIDS="100 per minute"
-        )
-        senders = [ApiClient(server.url).couple()[0] for _ in range(4)]
-        assert [post_bid(server, sender).status_code for sender in senders] == [201] * 4
+    start, proxy = behind_proxy
+    server = start()
+    senders = [ApiClient(server.url).couple()[0] for _ in range(4)]
+    assert [post_bid(server, sender).status_code for sender in senders] == [201] * 4
 
-        proxy.stall()
-        with ThreadPoolExecutor(len(senders)) as pool:
-            answers = list(pool.map(lambda sender: post_bid(server, sender), senders))
-        assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
-        proxy.flow()
-    finally:
-        proxy.down()
+    proxy.stall()
+    with ThreadPoolExecutor(len(senders)) as pool:
+        answers = list(pool.map(lambda sender: post_bid(server, sender), senders))
+    assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
