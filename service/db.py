@@ -212,6 +212,12 @@ class Database:
             if lock is not None:
                 lock.release()
 
+    def roll_back(self) -> None:
+        """Undo the current app context's uncommitted work after a failed write, so the failure
+        can still be answered: if PostgreSQL dropped the connection meanwhile, the rollback
+        cannot reach it, SQLAlchemy discards the connection, and that is logged, not raised."""
+        _unless_connection_lost(self.session.rollback, "before a failed write was rolled back")
+
     def _teardown(self, _exc: BaseException | None) -> None:
         session: Session | None = g.pop("_reach_session", None)
         lock = g.pop("_reach_test_lock", None)
@@ -228,15 +234,18 @@ def _close_after_answer(session: Session) -> None:
     rest is rolled back. If PostgreSQL dropped the connection meanwhile (a restart), that
     rollback fails, SQLAlchemy discards the connection, and the answer stands: failing here
     would turn it into a bare 500."""
+    _unless_connection_lost(session.close, "before the request's session closed")
+
+
+def _unless_connection_lost(action: Callable[[], None], when: str) -> None:
+    """Run `action` (a rollback or close); a connection PostgreSQL dropped meanwhile has been
+    discarded by SQLAlchemy, and is logged instead of raised. Any other error raises."""
     try:
-        session.close()
+        action()
     except DBAPIError as exc:
         if not exc.connection_invalidated:
             raise
-        log.warning(
-            "database connection lost before the request's session closed; discarded",
-            extra={"error": str(exc.orig)},
-        )
+        log.warning("database connection lost %s; discarded", when, extra={"error": str(exc.orig)})
 
 
 def single_statement(session: Session) -> Connection:

@@ -61,6 +61,27 @@ def test_a_connection_lost_before_the_request_ends_does_not_fail_its_answer(app:
 
 @pytest.mark.postgres
 @pytest.mark.committed
+def test_a_failed_write_whose_connection_was_lost_is_still_rolled_back_without_raising(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A socket write that fails rolls its work back before it acks the problem. If PostgreSQL
+    dropped the connection in between, the rollback cannot reach it: the connection is
+    discarded with one warning, the problem is still acked, and the context can go on."""
+    with app.app_context():
+        backend = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        with caplog.at_level(logging.WARNING, logger="service.db"):
+            db.roll_back()
+        assert [r.getMessage() for r in caplog.records if r.name == "service.db"] == [
+            "database connection lost before a failed write was rolled back; discarded"
+        ]
+        assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert db.session.execute(text("SELECT pg_backend_pid()")).scalar() != backend
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
 def test_while_postgresql_is_away_requests_and_phones_get_503_and_the_log_one_warning_each(
     database_url: str, server_with: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture
 ) -> None:

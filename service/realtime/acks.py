@@ -73,13 +73,13 @@ def write(schema: Schema) -> Callable[[Handler], Callable[[Any], dict[str, Any]]
                 errors = flatten_messages(exc.messages)
                 return problem_body(422, title="Validation failed", errors=errors)
             except ReachError as exc:
-                db.session.rollback()
+                db.roll_back()
                 return from_reach_error(exc)
             except Exception as exc:
                 problem = logged_server_problem(
                     exc, log, "socket write failed", event=handler.__name__
                 )
-                db.session.rollback()
+                db.roll_back()
                 return problem
 
         return on_event
