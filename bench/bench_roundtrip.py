@@ -47,6 +47,7 @@ def _runqueue_text(s: dict[str, Any]) -> str:
 
 def summarize(step: dict[str, Any]) -> dict[str, Any]:
     rtt = step.pop("rtt_ms")
+    step.pop("arrived_at", None)  # per bid: only the tail probe (probe_tail) keeps them
     late = step.pop("rtt_late_ms")
     post = step.pop("post_ms")
     dur = step["duration"]

@@ -216,6 +216,7 @@ class StepResult:
     dropped: int = 0  # not scheduled: the backlog cap was reached
     post_ms: list[float] = field(default_factory=list)
     rtt_ms: list[float] = field(default_factory=list)
+    arrived_at: list[float] = field(default_factory=list)  # unix time of each of rtt_ms
     rtt_late_ms: list[float] = field(default_factory=list)  # last third of the step
     cpu_s: float = 0.0
     wall_s: float = 0.0
@@ -260,6 +261,7 @@ class LoadProcess:
         if now <= self.step_end:
             step.received_in_window += 1
         step.rtt_ms.append(ms)
+        step.arrived_at.append(now)
         if t0 >= self.step_late:
             step.rtt_late_ms.append(ms)
 
@@ -487,7 +489,7 @@ class LoadGenerator:
         ):
             merged[key] = sum(p[key] for p in parts)
         merged["error_samples"] = [e for p in parts for e in p["error_samples"]][:5]
-        for key in ("post_ms", "rtt_ms", "rtt_late_ms"):
+        for key in ("post_ms", "rtt_ms", "arrived_at", "rtt_late_ms"):
             merged[key] = [v for p in parts for v in p[key]]
         merged["loadgen_cpu_s"] = sum(p["cpu_s"] for p in parts)
         merged["wall_s"] = max(p["wall_s"] for p in parts)
