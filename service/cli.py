@@ -93,8 +93,6 @@ def worker(idle: float) -> None:
     redis = app.extensions.get("reach.redis")
     # With Redis, the API processes wake this worker as soon as they queue a push.
     listener = wakeups.Listener(redis, runner.wake).start() if redis is not None else None
-    if listener is not None:
-        runner.woken_by_commits = listener.listening
     click.echo(f"worker {runner.name} running (SIGTERM stops it after the current pass)")
     try:
         runner.run_forever()

@@ -7,7 +7,6 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -60,11 +59,6 @@ class Worker:
     prune_batch: int = 1000
     prune_batches: int = 20
     dispatcher: Dispatcher | None = None
-    # Whether commits wake this worker now (in-process, or over Redis while it listens). A
-    # worker nobody wakes polls: after a pass that sent pushes it looks again `gather_seconds`
-    # after that pass began, not `idle_seconds`, so a steady stream goes out in small passes
-    # as woken ones do, rather than all that gathered in `idle_seconds` in one burst.
-    woken_by_commits: Callable[[], bool] = field(default=lambda: False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
 
@@ -145,7 +139,7 @@ class Worker:
                     self.idle_seconds if every is None else every
                 )
             if not tick.more_due:
-                woken = self._wake.wait(self._rest(started, tick))
+                woken = self._wake.wait(self.idle_seconds)
                 # Woken by a commit soon after the last pass began: the commits until
                 # `gather_seconds` after it join this pass. A pass costs the same few statements
                 # for one push or a batch.
@@ -154,12 +148,6 @@ class Worker:
                     self._stop.wait(gather)
                 self._wake.clear()
         log.info("worker stopped", extra={"worker": self.name})
-
-    def _rest(self, started: float, tick: Tick) -> float:
-        """How long to wait for a wake-up before the next pass."""
-        if tick.pushes and not self.woken_by_commits():
-            return max(0.0, started + (self.gather_seconds or 0.0) - time.monotonic())
-        return self.idle_seconds
 
     def wake(self) -> None:
         """Start the next pass now (new work was committed in this process)."""
@@ -172,7 +160,7 @@ class Worker:
 
 def start_inline(app: Flask) -> Worker:
     """Run the worker in the API process (embedded default): a background task of Socket.IO."""
-    worker = Worker(app, woken_by_commits=lambda: True)
+    worker = Worker(app)
     app.extensions["reach.inline_worker"] = worker
     push_outbox.on_enqueued(worker.wake)
     app.extensions["socketio"].start_background_task(worker.run_forever)

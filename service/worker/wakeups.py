@@ -44,11 +44,6 @@ class Listener:
         self.redis, self.wake = redis, wake
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="push-wake", daemon=True)
-        self._listening = False
-
-    def listening(self) -> bool:
-        """Whether it is subscribed now (False before it first is, and while Redis is away)."""
-        return self._listening
 
     def start(self) -> Listener:
         self._thread.start()
@@ -66,13 +61,11 @@ class Listener:
                 pubsub.subscribe(CHANNEL)
                 log.info("listening for queued pushes", extra={"channel": CHANNEL})
                 failing = False
-                self._listening = True
                 self.wake()  # whatever was queued while nobody listened
                 while not self._stop.is_set():
                     if pubsub.get_message(timeout=1.0) is not None:
                         self.wake()
             except Exception as exc:
-                self._listening = False
                 if not failing:  # once per outage, not every retry
                     log.warning(
                         "push wake-ups from Redis stopped; retrying (idle passes go on)",

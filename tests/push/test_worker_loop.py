@@ -1,8 +1,7 @@
 """When the running worker passes: at once while the outbox has more than a batch due, else on
 a wake-up (a commit that queued pushes) or after `idle_seconds`, never an empty pass per push.
 A wake-up passes at once after a quiet spell; within PUSH_GATHER_MS of the last pass's start it
-waits until then, and the pushes queued meanwhile join that pass. A worker nobody wakes (no
-Redis, or Redis away) looks again PUSH_GATHER_MS after a pass that sent pushes."""
+waits until then, and the pushes queued meanwhile join that pass."""
 
 from __future__ import annotations
 
@@ -16,11 +15,6 @@ from tests.push.test_delivery import bid, device
 from tests.push.test_retention import pushes, running
 from tests.support.client import ApiClient, Person
 from tests.support.waiting import wait_until
-
-
-def commits_wake() -> bool:
-    """Commits wake the loop (the API process's own, or Redis while the worker listens)."""
-    return True
 
 
 def sender(client: ApiClient) -> Person:
@@ -61,7 +55,7 @@ def test_a_wake_up_sends_the_new_push_in_one_pass_and_the_loop_waits_for_the_nex
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ana = sender(client)
-    loop = Worker(app, name="woken-worker", woken_by_commits=commits_wake, idle_seconds=30)
+    loop = Worker(app, name="woken-worker", idle_seconds=30)
     ticks, waiting = counted(loop, monkeypatch), waits(loop, monkeypatch)
     sent = []
     with running(loop):
@@ -79,7 +73,7 @@ def test_while_a_pass_takes_a_whole_batch_the_next_starts_at_once(
 ) -> None:
     ana = sender(client)
     queued = [bid(client, client.fresh(ana)) for _ in range(5)]
-    loop = Worker(app, name="backlog-worker", woken_by_commits=commits_wake, idle_seconds=30)
+    loop = Worker(app, name="backlog-worker", idle_seconds=30)
     assert loop.dispatcher is not None
     loop.dispatcher.batch = 2
     ticks, waiting = counted(loop, monkeypatch), waits(loop, monkeypatch)
@@ -94,13 +88,7 @@ def test_the_pushes_queued_soon_after_a_wake_up_go_out_in_the_same_pass(
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ana = sender(client)
-    loop = Worker(
-        app,
-        name="gathering-worker",
-        woken_by_commits=commits_wake,
-        idle_seconds=30,
-        gather_seconds=1.0,
-    )
+    loop = Worker(app, name="gathering-worker", idle_seconds=30, gather_seconds=1.0)
     ticks = counted(loop, monkeypatch)
     with running(loop):
         wait_until(lambda: len(ticks) == 1, 5, "the pass at start")
@@ -119,13 +107,7 @@ def test_a_wake_up_after_a_quiet_spell_passes_at_once_and_later_ones_wait_for_th
 ) -> None:
     ana = sender(client)
     gather = 1.0
-    loop = Worker(
-        app,
-        name="paced-worker",
-        woken_by_commits=commits_wake,
-        idle_seconds=30,
-        gather_seconds=gather,
-    )
+    loop = Worker(app, name="paced-worker", idle_seconds=30, gather_seconds=gather)
     ticks = counted(loop, monkeypatch)
     began: list[float] = []
     run_once = loop.run_once
@@ -156,36 +138,4 @@ def test_a_wake_up_after_a_quiet_spell_passes_at_once_and_later_ones_wait_for_th
     # The gather counts from just before the pass began (its first step is a clock reading).
     assert began[2] - began[1] >= gather - 0.05
     keys = {f"bid.created:{sent['id']}" for sent in (after_quiet, soon)}
-    assert {pushes(worker)[key] for key in keys} == {("done", 1, 1)}
-
-
-def test_a_worker_nobody_wakes_looks_again_one_gather_after_a_pass_that_sent_pushes(
-    app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Without wake-ups a steady stream of pushes goes out in small passes a gather apart, not
-    in one burst every `idle_seconds` (nor, here, 30 s late); once a pass finds nothing, the
-    loop rests for `idle_seconds` again."""
-    ana = sender(client)
-    gather = 1.0
-    loop = Worker(app, name="polling-worker", idle_seconds=30, gather_seconds=gather)
-    ticks = counted(loop, monkeypatch)
-    rests: list[float | None] = []
-    wait = loop._wake.wait
-
-    def rest(timeout: float | None = None) -> bool:
-        rests.append(timeout)
-        return wait(timeout)
-
-    monkeypatch.setattr(loop._wake, "wait", rest)
-    first = bid(client, client.fresh(ana))
-    with running(loop):
-        wait_until(lambda: len(ticks) == 1, 5, "the pass at start")
-        second = bid(client, client.fresh(ana))  # queued after it; nobody wakes the loop
-        wait_until(lambda: len(ticks) == 3, 5, "the pass a gather later, then an empty one")
-        wait_until(lambda: len(rests) == 3, 5, "resting after the empty pass")
-    assert [tick.pushes for tick in ticks] == [1, 1, 0]
-    assert rests[0] is not None and rests[0] <= gather
-    assert rests[1] is not None and rests[1] <= gather
-    assert rests[2] == 30
-    keys = {f"bid.created:{sent['id']}" for sent in (first, second)}
     assert {pushes(worker)[key] for key in keys} == {("done", 1, 1)}

@@ -43,9 +43,7 @@ def start_worker(
     credentials = slow_standin.write_credentials(tmp_path / "service-account.json")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(
-        name: str, idle: str = "0.1", redis: str | None = None, **settings: str
-    ) -> subprocess.Popen[bytes]:
+    def start(name: str, idle: str = "0.1", redis: str | None = None) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -58,7 +56,6 @@ def start_worker(
             # Small passes and a short lease, so a killed worker's claims free up quickly.
             "PUSH_BATCH": "10",
             "PUSH_LEASE_SECONDS": "4",
-            **settings,
         }
         env.pop("REDIS_URL", None)
         if redis:
@@ -166,30 +163,6 @@ def test_two_workers_never_send_the_same_push_twice(
     counts = received_pairs(slow_standin, tokens)
     assert set(counts) == expected
     assert max(counts.values()) == 1
-
-
-def test_a_worker_without_redis_sends_a_stream_of_pushes_as_they_come_not_an_idle_rest_late(
-    client: ApiClient,
-    database_url: str,
-    slow_standin: FcmStandIn,
-    start_worker: Callable[..., subprocess.Popen[bytes]],
-) -> None:
-    """Nobody wakes a worker without Redis. It rests 30 s between idle passes here, yet while
-    bids keep coming it looks again PUSH_GATHER_MS (2 s here) after each pass that sent
-    pushes, so the bids sent after its pass at start leave within seconds."""
-    ana, tokens = couple_with_devices(client, "stream", 1)
-    [first] = send_bids(client, ana, 1)
-    start_worker("polling", idle="30", PUSH_GATHER_MS="2000")
-    wait_until(
-        lambda: (first, tokens[0]) in sent_in_database(database_url, tokens),
-        40,
-        "the pass at start",
-    )
-    stream = send_bids(client, ana, 8)  # queued after the pass at start; nobody wakes it
-    expected = {(bid_id, tokens[0]) for bid_id in [first, *stream]}
-    wait_until(
-        lambda: sent_in_database(database_url, tokens) == expected, 10, "the stream's pushes"
-    )
 
 
 class RestingWorker:
