@@ -64,9 +64,10 @@ def test_a_connection_lost_before_the_request_ends_does_not_fail_its_answer(app:
 def test_a_failed_write_whose_connection_was_lost_is_still_rolled_back_without_raising(
     app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A socket write that fails rolls its work back before it acks the problem. If PostgreSQL
-    dropped the connection in between, the rollback cannot reach it: the connection is
-    discarded with one warning, the problem is still acked, and the context can go on."""
+    """A socket write that fails rolls its work back (`db.roll_back`) before it acks the
+    problem. If PostgreSQL dropped the connection in between, the rollback cannot reach it: it
+    does not raise (which would lose the ack), the connection is discarded with one warning,
+    and the context goes on with a new one."""
     with app.app_context():
         backend = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
         with db.engine.connect() as other:
