@@ -78,22 +78,24 @@ class CoreSampler:
         self._stop.set()
         self._thread.join()
 
-    def used(self, start: float, end: float) -> dict[str, tuple[float, float]]:
-        """Each group's (ran ms, waited ms) from the last sample before `start` to the first
-        after `end`."""
+    def _around(self, start: float, end: float) -> tuple[int, int]:
+        """The last sample before `start` and the first after `end`."""
         times = [t for t, _ in self.rows]
         i = max(0, bisect.bisect_left(times, start) - 1)
-        j = min(len(self.rows) - 1, bisect.bisect_right(times, end))
+        return i, min(len(self.rows) - 1, bisect.bisect_right(times, end))
+
+    def used(self, start: float, end: float) -> dict[str, tuple[float, float]]:
+        """Each group's (ran ms, waited ms) between the samples around `start` and `end`."""
+        i, j = self._around(start, end)
         first, last = self.rows[i][1], self.rows[j][1]
         return {
             g: ((last[g][0] - first[g][0]) / 1e6, (last[g][1] - first[g][1]) / 1e6) for g in last
         }
 
     def span(self, start: float, end: float) -> float:
-        times = [t for t, _ in self.rows]
-        i = max(0, bisect.bisect_left(times, start) - 1)
-        j = min(len(self.rows) - 1, bisect.bisect_right(times, end))
-        return (times[j] - times[i]) * 1000
+        """Milliseconds between the samples around `start` and `end`: the window `used` covers."""
+        i, j = self._around(start, end)
+        return (self.rows[j][0] - self.rows[i][0]) * 1000
 
 
 def spells(arrivals: list[tuple[float, float]], slow_ms: float) -> list[list[tuple[float, float]]]:
