@@ -694,6 +694,18 @@ class CpuMeter:
         return out
 
 
+def schedstat(pid: int) -> tuple[int, int]:
+    """Nanoseconds a process's threads have run, and sat runnable but off a core, so far
+    (/proc/PID/task/*/schedstat; threads that ended meanwhile are not counted)."""
+    ran = waited = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields_ = (task / "schedstat").read_text().split()
+                ran, waited = ran + int(fields_[0]), waited + int(fields_[1])
+    return ran, waited
+
+
 class RunQueueMeter:
     """How long a process's threads sat runnable but off the CPU (the scheduler's run-queue
     delay, /proc/PID/task/*/schedstat), between start() and stop(): in total, and the worst
@@ -709,12 +721,7 @@ class RunQueueMeter:
         self._worst_at = self._started = 0.0
 
     def _delay_ns(self) -> int:
-        total = 0
-        with contextlib.suppress(OSError):
-            for task in Path(f"/proc/{self.pid}/task").iterdir():
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    total += int((task / "schedstat").read_text().split()[1])
-        return total
+        return schedstat(self.pid)[1]
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):

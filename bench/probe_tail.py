@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import contextlib
 import os
 import subprocess
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from bench import common
@@ -36,17 +34,6 @@ PORT = 7123
 def _postgres_pids() -> list[int]:
     out = subprocess.run(["pgrep", "-f", "postgres"], capture_output=True, text=True).stdout
     return [int(pid) for pid in out.split()]
-
-
-def _schedstat(pid: int) -> tuple[int, int]:
-    """Nanoseconds the process's threads ran and waited for a core, so far."""
-    ran = waited = 0
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = (task / "schedstat").read_text().split()
-                ran, waited = ran + int(fields[0]), waited + int(fields[1])
-    return ran, waited
 
 
 class CoreSampler:
@@ -66,7 +53,7 @@ class CoreSampler:
                 postgres, looked = _postgres_pids(), time.monotonic()
             row = {}
             for group, pids in {**self.groups, "postgres": postgres}.items():
-                stats = [_schedstat(pid) for pid in pids]
+                stats = [common.schedstat(pid) for pid in pids]
                 row[group] = (sum(s[0] for s in stats), sum(s[1] for s in stats))
             self.rows.append((time.time(), row))
 

@@ -18,7 +18,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("reach.db")
 
 AFTER_COMMIT_KEY = "reach.after_commit"
 # Set on sessions that may autocommit a transaction of one statement (PostgreSQL, own engine).

@@ -42,6 +42,15 @@ def test_the_pool_hands_out_the_connection_returned_last(database_url: str) -> N
         engine.dispose()
 
 
+def lose_the_sessions_connection() -> int:
+    """PostgreSQL drops the backend under the app context's session (as a restart does), from
+    another connection; the session does not know yet. Returns that backend's pid."""
+    backend = int(db.session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+    with db.engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+    return backend
+
+
 @pytest.mark.postgres
 @pytest.mark.committed
 def test_a_connection_lost_before_the_request_ends_does_not_fail_its_answer(app: Flask) -> None:
@@ -49,9 +58,7 @@ def test_a_connection_lost_before_the_request_ends_does_not_fail_its_answer(app:
     connection meanwhile (a restart), closing it cannot roll back: the answer stands (nothing
     uncommitted matters any more), and the next request gets a new connection."""
     with app.app_context():
-        backend = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
-        with db.engine.connect() as other:
-            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        lose_the_sessions_connection()
     # The app context's teardown closed the session without raising, and gave the pool its
     # place back (a pool without overflow would otherwise shrink by one at each such loss).
     with app.app_context():
@@ -69,12 +76,10 @@ def test_a_failed_write_whose_connection_was_lost_is_still_rolled_back_without_r
     does not raise (which would lose the ack), the connection is discarded with one warning,
     and the context goes on with a new one."""
     with app.app_context():
-        backend = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
-        with db.engine.connect() as other:
-            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-        with caplog.at_level(logging.WARNING, logger="service.db"):
+        backend = lose_the_sessions_connection()
+        with caplog.at_level(logging.WARNING, logger="reach.db"):
             db.roll_back()
-        assert [r.getMessage() for r in caplog.records if r.name == "service.db"] == [
+        assert [r.getMessage() for r in caplog.records if r.name == "reach.db"] == [
             "database connection lost before a failed write was rolled back; discarded"
         ]
         assert db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
