@@ -185,8 +185,8 @@ class Runner:
             f"rtt p50 {s['rtt_p50'] or 0:7.1f} p99 {s['rtt_p99'] or 0:8.1f} ms "
             f"err {s['errors']} drop {s['dropped']} "
             f"cpu server {cpu.get('server', 0):.2f} loadgen {cpu.get('loadgen', 0):.2f} "
-            f"other {cpu.get('other', 0):.2f} {'OK' if s.get('sustained', True) else 'SATURATED'}"
-            + _runqueue_text(s)
+            f"other {cpu.get('other', 0):.2f} steal {cpu.get('steal', 0):.2f} "
+            f"{'OK' if s.get('sustained', True) else 'SATURATED'}" + _runqueue_text(s)
         )
 
 
@@ -287,6 +287,11 @@ def main() -> None:
     finally:
         for s in servers.values():
             s.stop()
+    result["worker_nice"] = common.WORKER_NICE
+    if "reach-pg" in systems:
+        # Every push of the run, the ramps' included: a worker starved of a core shows here.
+        result["push_delay_ms"] = common.push_delay_ms()
+        log(f"reach-pg pushes, bid's commit to sent, ms: {result['push_delay_ms']}")
     common.write_result("roundtrip", result)
     print(render(result["summary"]))
 
@@ -323,6 +328,10 @@ def summarize_all(
                     "server_cpu_median": median(s["cpu_cores"].get("server") for s in runs),
                     "loadgen_cpu_median": median(s["cpu_cores"].get("loadgen") for s in runs),
                     "other_cpu_median": median(s["cpu_cores"].get("other") for s in runs),
+                    # Runs from before steal was counted apart have none (it was in `other`).
+                    "steal_cpu_median": median(
+                        s["cpu_cores"]["steal"] for s in runs if "steal" in s["cpu_cores"]
+                    ),
                     "machine_cpu_median": median(s["cpu_cores"].get("machine") for s in runs),
                     # Runs from before the run-queue meter have none: None, not a failure.
                     "server_runqueue_ms_per_s_median": median(
@@ -370,6 +379,7 @@ def render(summary: dict[str, Any]) -> str:
                 "server cpu",
                 "loadgen cpu",
                 "other cpu",
+                "steal",
             ],
             [
                 [
@@ -384,6 +394,7 @@ def render(summary: dict[str, Any]) -> str:
                     f["server_cpu_median"],
                     f["loadgen_cpu_median"],
                     f["other_cpu_median"],
+                    f["steal_cpu_median"],
                 ]
                 for f in summary["fixed"]
             ],

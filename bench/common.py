@@ -632,12 +632,13 @@ def fmt_when() -> str:
 # --- CPU accounting ---------------------------------------------------------------------------
 
 
-def _proc_stat() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+def _proc_stat() -> tuple[float, float, float]:
+    """(busy, total, stolen) jiffies of the whole machine, from /proc/stat. Busy includes the
+    stolen time: jiffies the hypervisor ran another guest while this one had work to run."""
     fields_ = [float(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = fields_[3] + fields_[4]
     total = sum(fields_[:8])
-    return total - idle, total
+    return total - idle, total, fields_[7]
 
 
 class CpuMeter:
@@ -648,7 +649,7 @@ class CpuMeter:
         self.pids = pids
         self.pg_db = pg_db
         self._t0: dict[str, float] = {}
-        self._m0 = (0.0, 0.0)
+        self._m0 = (0.0, 0.0, 0.0)
         self._w0 = 0.0
 
     def _sample(self) -> dict[str, float]:
@@ -679,18 +680,22 @@ class CpuMeter:
         self._w0 = time.monotonic()
 
     def stop(self) -> dict[str, float]:
-        """Cores used on average by each, plus `machine` (all cores busy) and `other`."""
+        """Cores used on average by each, plus `machine` (all cores busy, stolen time included),
+        `steal` (cores the hypervisor gave other guests while this one had work: the shared
+        host's noise) and `other` (the rest: other processes, the kernel's own work)."""
         t1 = self._sample()
-        busy1, total1 = _proc_stat()
+        busy1, total1, stolen1 = _proc_stat()
         wall = max(1e-6, time.monotonic() - self._w0)
         ncpu = os.cpu_count() or 1
         out = {k: round(max(0.0, t1.get(k, 0.0) - v) / wall, 3) for k, v in self._t0.items()}
-        machine = (busy1 - self._m0[0]) / max(1.0, total1 - self._m0[1]) * ncpu
+        elapsed = max(1.0, total1 - self._m0[1])
+        machine = (busy1 - self._m0[0]) / elapsed * ncpu
+        steal = (stolen1 - self._m0[2]) / elapsed * ncpu
+        ours = sum(out.values())
         out["machine"] = round(machine, 3)
+        out["steal"] = round(steal, 3)
         # PostgreSQL backends that serve another database are counted in `other` (noise).
-        out["other"] = round(
-            max(0.0, machine - sum(v for k, v in out.items() if k != "machine")), 3
-        )
+        out["other"] = round(max(0.0, machine - steal - ours), 3)
         return out
 
 
@@ -759,9 +764,9 @@ def wait_quiet(threshold: float = 0.6, window: float = 2.0, max_wait: float = 30
     deadline = time.monotonic() + max_wait
     busy = 0.0
     while True:
-        b0, t0 = _proc_stat()
+        b0, t0, _ = _proc_stat()
         time.sleep(window)
-        b1, t1 = _proc_stat()
+        b1, t1, _ = _proc_stat()
         busy = (b1 - b0) / max(1.0, t1 - t0) * (os.cpu_count() or 1)
         if busy < threshold or time.monotonic() > deadline:
             break

@@ -67,10 +67,10 @@ def roundtrip(d: dict[str, Any]) -> list[str]:
     out.append("")
     out.append(
         "| system | fixed rate | offered/s | achieved/s | p50 ms | p99 ms | p99 range "
-        "| POST p50 ms | server cores | load-gen cores | others' cores "
+        "| POST p50 ms | server cores | load-gen cores | others' cores | stolen cores "
         "| server waited for a core, ms/s | its worst 100 ms |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for f in s["fixed"]:
         rng = f["p99_range"]
         out.append(
@@ -78,7 +78,7 @@ def roundtrip(d: dict[str, Any]) -> list[str]:
             f"{_f(f['p50_median'])} | {_f(f['p99_median'])} | "
             f"{_f(rng[0])}-{_f(rng[1])} | {_f(f['post_p50_median'])} | "
             f"{_f(f['server_cpu_median'], 2)} | {_f(f['loadgen_cpu_median'], 2)} | "
-            f"{_f(f['other_cpu_median'], 2)} | "
+            f"{_f(f['other_cpu_median'], 2)} | {_f(f.get('steal_cpu_median'), 2)} | "
             f"{_f(f.get('server_runqueue_ms_per_s_median'))} | "
             f"{_f(f.get('server_runqueue_worst_ms'))} |"
         )
@@ -152,7 +152,7 @@ def connections(d: dict[str, Any]) -> list[str]:
         "| RSS after MiB | KB/socket | bids/s while connected | p50 ms | p99 ms (median of steps) "
         "| p99 worst step | alive after hold |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rate = d["args"]["rate"]
     for name, r in d["systems"].items():
         out.append(
