@@ -152,7 +152,7 @@ def connections(d: dict[str, Any]) -> list[str]:
         "| RSS after MiB | KB/socket | bids/s while connected | p50 ms | p99 ms (median of steps) "
         "| p99 worst step | alive after hold |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rate = d["args"]["rate"]
     for name, r in d["systems"].items():
         out.append(
