@@ -43,6 +43,7 @@ class CoreSampler:
     def __init__(self, groups: dict[str, list[int]], period: float) -> None:
         self.groups, self.period = groups, period
         self.rows: list[tuple[float, dict[str, tuple[int, int]]]] = []
+        self.times: list[float] = []  # each row's time, for bisecting
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="core-sampler", daemon=True)
 
@@ -55,7 +56,9 @@ class CoreSampler:
             for group, pids in {**self.groups, "postgres": postgres}.items():
                 stats = [common.schedstat(pid) for pid in pids]
                 row[group] = (sum(s[0] for s in stats), sum(s[1] for s in stats))
-            self.rows.append((time.time(), row))
+            now = time.time()
+            self.rows.append((now, row))
+            self.times.append(now)
 
     def start(self) -> CoreSampler:
         self._thread.start()
@@ -67,9 +70,8 @@ class CoreSampler:
 
     def _around(self, start: float, end: float) -> tuple[int, int]:
         """The last sample before `start` and the first after `end`."""
-        times = [t for t, _ in self.rows]
-        i = max(0, bisect.bisect_left(times, start) - 1)
-        return i, min(len(self.rows) - 1, bisect.bisect_right(times, end))
+        i = max(0, bisect.bisect_left(self.times, start) - 1)
+        return i, min(len(self.times) - 1, bisect.bisect_right(self.times, end))
 
     def used(self, start: float, end: float) -> dict[str, tuple[float, float]]:
         """Each group's (ran ms, waited ms) between the samples around `start` and `end`."""

@@ -214,8 +214,9 @@ class Database:
 
     def roll_back(self) -> None:
         """Undo the current app context's uncommitted work after a failed write, so the failure
-        can still be answered: if PostgreSQL dropped the connection meanwhile, the rollback
-        cannot reach it, SQLAlchemy discards the connection, and that is logged, not raised."""
+        can still be answered (a socket's ack, an operator's flash message): if PostgreSQL
+        dropped the connection meanwhile, the rollback cannot reach it, SQLAlchemy discards the
+        connection, and that is logged, not raised."""
         _unless_connection_lost(self.session.rollback, "before a failed write was rolled back")
 
     def _teardown(self, _exc: BaseException | None) -> None:

@@ -43,7 +43,7 @@ def _act(user_id: uuid.UUID, action: Callable[[], object], done: str) -> Respons
     try:
         action()
     except ReachError as exc:
-        db.session.rollback()
+        db.roll_back()
         flash(exc.detail, "error")
     else:
         flash(done, "ok")

@@ -59,7 +59,7 @@ def retry_push(job_id: int) -> Response:
     try:
         ops_push.retry(db.session, current_operator(), job_id)
     except ReachError as exc:
-        db.session.rollback()
+        db.roll_back()
         flash(exc.detail, "error")
     else:
         flash(f"Push job {job_id} is pending again.", "ok")
