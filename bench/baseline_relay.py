@@ -13,6 +13,8 @@ with no database, no schemas, no auth beyond a room name:
 
 Serve: .venv/bin/python -m gunicorn -c python:service.gunicorn_config --bind 127.0.0.1:7101 \
           --workers 1 'bench.baseline_relay:create_app()'
+
+bench/relay_pg.py is the same app with one durable write per bid (`store`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import itertools
 import os
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,7 +41,8 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def create_app() -> Flask:
+def create_app(store: Callable[[dict[str, Any]], None] | None = None) -> Flask:
+    """The relay; `store`, when given, is called with each new bid before it is emitted."""
     app = Flask(__name__)
     socketio = SocketIO(
         app,
@@ -116,6 +120,8 @@ def create_app() -> Flask:
             "created_at": _iso(now),
             "expires_at": _iso(now + timedelta(days=1)),
         }
+        if store is not None:
+            store(bid)
         envelope = {"cursor": next(counter), "type": "bid.created", "at": _iso(now), "data": bid}
         socketio.emit("bid.created", envelope, to=[f"user:{sender}", f"user:{recipient}"])
         return jsonify(bid), 201

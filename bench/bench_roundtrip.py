@@ -2,6 +2,10 @@
 
 Systems, all started by this script, measured in the same run and interleaved per repetition:
   baseline     bench/baseline_relay.py (gunicorn, one gevent worker, emit on POST, no database)
+  relay-pg     bench/relay_pg.py: the same relay with one autocommitted INSERT per bid into
+               PostgreSQL (database reach_bench_relay) before the emit; not in the default
+               systems: the floor of a bid stored before it is answered (RESULTS "Why 1a still
+               fails")
   reach-sqlite Reach on SQLite, WORKER_MODE=inline (pushes logged in-process)
   reach-pg     Reach on PostgreSQL (database reach_bench) + a separate `reach worker`,
                PUSH_BACKEND=log
@@ -30,7 +34,9 @@ from bench import common
 from bench.common import log, median, pct, spread
 from bench.loadgen import LoadGenerator
 
-PORTS = {"baseline": 7101, "reach-sqlite": 7102, "reach-pg": 7103}
+PORTS = {"baseline": 7101, "reach-sqlite": 7102, "reach-pg": 7103, "relay-pg": 7104}
+# The PostgreSQL database whose backends each system's CPU includes.
+PG_DATABASES = {"reach-pg": common.PG_DB, "relay-pg": common.RELAY_PG_DB}
 
 
 def _runqueue_text(s: dict[str, Any]) -> str:
@@ -117,7 +123,7 @@ class Runner:
         pids = {"server": [server.worker_pid], "loadgen": gen.pids}
         if server.extra:
             pids["reach_worker"] = [p.pid for p in server.extra]
-        return common.CpuMeter(pids, common.PG_DB if name == "reach-pg" else None)
+        return common.CpuMeter(pids, PG_DATABASES.get(name))
 
     def step(self, name: str, gen: LoadGenerator, rate: float, duration: float) -> dict[str, Any]:
         self.tag += 1
@@ -133,7 +139,9 @@ class Runner:
 
     def max_rate(self, name: str, gen: LoadGenerator) -> dict[str, Any]:
         a = self.args
-        start = a.start_rate if name == "baseline" else a.reach_start_rate
+        start = {"baseline": a.start_rate, "relay-pg": a.relay_pg_start_rate}.get(
+            name, a.reach_start_rate
+        )
         self.step(name, gen, start / 2, 2.0)  # warm-up, not counted
         steps = []
         rate, good, bad = start, None, None
@@ -197,6 +205,7 @@ def main() -> None:
     p.add_argument("--procs", type=int, default=3)
     p.add_argument("--http-conns", type=int, default=12, help="keep-alive connections per process")
     p.add_argument("--start-rate", type=float, default=300, help="baseline's first step")
+    p.add_argument("--relay-pg-start-rate", type=float, default=150)
     p.add_argument("--reach-start-rate", type=float, default=40)
     p.add_argument("--factor", type=float, default=1.3, help="ramp: next step = rate x factor")
     p.add_argument("--max-offered", type=float, default=3000)
@@ -225,6 +234,9 @@ def main() -> None:
         if "baseline" in systems:
             servers["baseline"] = common.start_baseline(PORTS["baseline"])
             couples["baseline"] = [c.to_json() for c in common.baseline_couples(args.couples)]
+        if "relay-pg" in systems:
+            servers["relay-pg"] = common.start_relay_pg(PORTS["relay-pg"])
+            couples["relay-pg"] = [c.to_json() for c in common.baseline_couples(args.couples)]
         if "reach-sqlite" in systems:
             url = common.fresh_sqlite("roundtrip")
             couples["reach-sqlite"] = [c.to_json() for c in common.seed_couples(url, args.couples)]

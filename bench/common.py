@@ -1,7 +1,8 @@
 """Shared plumbing for the benchmarks: processes, databases, seeding, statistics, output.
 
-Everything here starts only on 127.0.0.1, ports 7100-7199, database `reach_bench` (PostgreSQL)
-or a SQLite file under bench/out/, and cleans up what it started.
+Everything here starts only on 127.0.0.1, ports 7100-7199, databases `reach_bench` and
+`reach_bench_relay` (PostgreSQL) or a SQLite file under bench/out/, and cleans up what it
+started.
 """
 
 from __future__ import annotations
@@ -260,6 +261,22 @@ def start_baseline(port: int, **extra: str) -> Server:
     return start_gunicorn("baseline", "bench.baseline_relay:create_app()", port, env, "/healthz")
 
 
+# The relay with one durable write per bid (bench/relay_pg.py) keeps its rows here.
+RELAY_PG_DB = "reach_bench_relay"
+
+
+def start_relay_pg(port: int) -> Server:
+    """A fresh `reach_bench_relay` with the relay's one table, and the relay that writes to it."""
+    fresh_database(RELAY_PG_DB)
+    from bench.relay_pg import SCHEMA
+
+    psql(SCHEMA, db=RELAY_PG_DB)
+    env = base_env(
+        GUNICORN_WORKER_CONNECTIONS="12000", RELAY_DATABASE_URL=f"{PG_SERVER}/{RELAY_PG_DB}"
+    )
+    return start_gunicorn("relay-pg", "bench.relay_pg:create_app()", port, env, "/healthz")
+
+
 # `reach worker`'s niceness (BENCH_WORKER_NICE=10: the API process wins a contended core first).
 WORKER_NICE = int(os.environ.get("BENCH_WORKER_NICE", "0"))
 # Reach on PostgreSQL as production runs it, with Redis: the Socket.IO message queue and the
@@ -327,14 +344,19 @@ def push_delay_ms(url: str = PG_URL) -> dict[str, float]:
     }
 
 
-def fresh_postgres() -> str:
-    """Drop and recreate `reach_bench` (ours alone), migrate it, return its URL."""
+def fresh_database(name: str) -> None:
+    """Drop (its connections first) and recreate one of the benchmarks' own databases."""
     psql(
         "select pg_terminate_backend(pid) from pg_stat_activity "
-        f"where datname = '{PG_DB}' and pid <> pg_backend_pid()"
+        f"where datname = '{name}' and pid <> pg_backend_pid()"
     )
-    psql(f"drop database if exists {PG_DB}")
-    psql(f"create database {PG_DB}")
+    psql(f"drop database if exists {name}")
+    psql(f"create database {name}")
+
+
+def fresh_postgres() -> str:
+    """Drop and recreate `reach_bench` (ours alone), migrate it, return its URL."""
+    fresh_database(PG_DB)
     migrate(PG_URL)
     _vacuum_stand_in.start_if_needed()
     return PG_URL
