@@ -8,7 +8,8 @@
 3. serialisation: microbenchmarks of the pieces a bid goes through (BidSchema dump, the JSON of
    the envelope, the sync page schema for 1000 events vs plain dicts).
 4. keepalive: sequential requests on one keep-alive connection vs a new connection each, on
-   the live gunicorn servers (bare relay and Reach): GET /healthz and POST /bids, unloaded.
+   the live gunicorn servers (the bare relay, the relay with one INSERT per bid, Reach): GET
+   /healthz and POST /bids, unloaded.
 5. pyspy: py-spy record (`--gil`: samples where the process runs Python) of the live gunicorn
    worker and the `reach worker` while bids flow at a fixed rate: own time by function and by
    package, and inclusive time of named phases.
@@ -36,7 +37,9 @@ from typing import Any
 from bench import common
 from bench.common import log, pct
 
-PORTS = {"baseline": 7141, "reach-pg": 7142}
+PORTS = {"baseline": 7141, "reach-pg": 7142, "relay-pg": 7143}
+# The PostgreSQL database whose backends each server's CPU includes.
+PG_DATABASES = {"reach-pg": common.PG_DB, "relay-pg": common.RELAY_PG_DB}
 PY_SPY = str(common.ROOT / ".venv" / "bin" / "py-spy")
 
 
@@ -466,7 +469,7 @@ def part_pyspy(
             time.sleep(1.0)
             meter = common.CpuMeter(
                 {"api": [server.worker_pid], "worker": [p.pid for p in server.extra]},
-                common.PG_DB if server.extra else None,
+                PG_DATABASES.get(name),
             )
             meter.start()
             s = gen.step(tag=2, rate=rate, duration=seconds - 2.5)
@@ -528,6 +531,8 @@ def main() -> None:
         try:
             servers["baseline"] = common.start_baseline(PORTS["baseline"])
             couples["baseline"] = common.baseline_couples(60)
+            servers["relay-pg"] = common.start_relay_pg(PORTS["relay-pg"])
+            couples["relay-pg"] = common.baseline_couples(60)
             couples["reach-pg"] = common.seed_couples(url, 60)
             servers["reach-pg"] = common.start_reach("profile-pg", PORTS["reach-pg"], url)
             if "keepalive" in parts:

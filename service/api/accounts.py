@@ -8,11 +8,11 @@ from typing import Any
 from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_limiter.util import get_remote_address
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from schemas.accounts import LoginSchema, RefreshSchema, RegisterSchema, TokenPairSchema
 from service.api.auth import token_issuer
+from service.api.blueprint import Blueprint
 from service.domain.errors import Unauthorized
 from service.extensions import db, limiter
 from service.models import AuthSession, RefreshToken

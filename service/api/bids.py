@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Response, current_app, jsonify
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.bids import (
     BidCreateSchema,
@@ -24,6 +23,7 @@ from service.api.auth import (
     member_recheck,
     remembered_member_required,
 )
+from service.api.blueprint import Blueprint
 from service.extensions import db, limiter
 from service.services import bids
 

@@ -7,10 +7,10 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 from flask_limiter.util import get_remote_address
-from flask_smorest import Blueprint
 
 from schemas.couples import CoupleSchema, InviteSchema, JoinSchema
 from service.api.auth import auth_required, current_user, documented_member
+from service.api.blueprint import Blueprint
 from service.domain import invites
 from service.extensions import db, limiter
 from service.services import pairing

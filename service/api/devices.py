@@ -6,10 +6,10 @@ import uuid
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.devices import DeviceCreateSchema, DeviceListSchema, DeviceSchema
 from service.api.auth import auth_required, current_user, documented_member
+from service.api.blueprint import Blueprint
 from service.extensions import db
 from service.models import Device
 from service.services import devices

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.base import PageArgsSchema
 from schemas.insights import (
@@ -16,6 +15,7 @@ from schemas.insights import (
     InsightsSchema,
 )
 from service.api.auth import auth_required, current_user, documented_member
+from service.api.blueprint import Blueprint
 from service.extensions import db
 from service.services import checkins, insights
 

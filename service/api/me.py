@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.accounts import ExportSchema, ProfileUpdateSchema, UserSchema
 from service.api.auth import auth_required, current_user, documented_member
+from service.api.blueprint import Blueprint
 from service.extensions import db
 from service.models import User
 from service.realtime import members

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.repairs import (
     PauseSchema,
@@ -22,6 +21,7 @@ from schemas.repairs import (
     RepairSchema,
 )
 from service.api.auth import auth_required, current_user, documented_member
+from service.api.blueprint import Blueprint
 from service.extensions import db, limiter
 from service.services import repair_breaks, repair_messages, repairs
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from schemas.sync import SyncArgsSchema, SyncPageSchema
 from service.api.auth import auth_required, current_member, documented_member
+from service.api.blueprint import Blueprint
 from service.domain.errors import NotFound
 from service.extensions import db
 from service.services import events
