@@ -11,7 +11,7 @@ class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint, with each request schema built once, where the route is declared.
 
     Given a schema class, webargs builds an instance of it for every request it parses
-    (`Parser._get_schema`): marshmallow copies the declared fields each time, 20-30 µs of CPU in
+    (`Parser._get_schema`): marshmallow copies the declared fields each time, 20-40 µs of CPU in
     a hot loop and more under load, on every request that has a body or a query
     (bench/RESULTS.md, "What changed" 30). An instance is parsed with as it is; schemas keep no
     state between loads.
