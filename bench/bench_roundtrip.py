@@ -3,9 +3,8 @@
 Systems, all started by this script, measured in the same run and interleaved per repetition:
   baseline     bench/baseline_relay.py (gunicorn, one gevent worker, emit on POST, no database)
   relay-pg     bench/relay_pg.py: the same relay with one autocommitted INSERT per bid into
-               PostgreSQL (database reach_bench_relay) before the emit; not in the default
-               systems: the floor of a bid stored before it is answered (RESULTS "Why 1a still
-               fails")
+               PostgreSQL (database reach_bench_relay) before the emit: the floor of a bid
+               stored before it is answered (RESULTS "Why 1a still fails")
   reach-sqlite Reach on SQLite, WORKER_MODE=inline (pushes logged in-process)
   reach-pg     Reach on PostgreSQL (database reach_bench) + a separate `reach worker`,
                PUSH_BACKEND=log
@@ -18,8 +17,8 @@ Per repetition and system:
      is saturated its queue, hence the delivery lag, grows through the step. The median (not
      p99) is used so that a noise spike from other work on the shared machine does not end the
      ramp; p99 is reported for every step.
-  2. fixed rates: 25%, 50%, 75% of the baseline's max (median over repetitions), for both,
-     plus 50% of each Reach variant's own max.
+  2. fixed rates: 25%, 50%, 75% of the baseline's max (median over repetitions), for each,
+     plus 50% of each other system's own max.
 
 Usage: .venv/bin/python -m bench.bench_roundtrip [--reps 3] [--quick]
 """
@@ -219,7 +218,7 @@ def main() -> None:
         help="a step is sustained while the last third's median round trip stays under",
     )
     p.add_argument("--bisect", type=int, default=3)
-    p.add_argument("--systems", default="baseline,reach-sqlite,reach-pg")
+    p.add_argument("--systems", default="baseline,relay-pg,reach-sqlite,reach-pg")
     p.add_argument("--quick", action="store_true", help="1 repetition, short steps (smoke test)")
     args = p.parse_args()
     if args.quick:

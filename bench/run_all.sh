@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Run every Reach benchmark in turn; JSON under bench/out/, tables on stdout (and in
 # bench/out/run_all.log). Each script starts what it needs on 127.0.0.1 (ports 7100-7199,
-# PostgreSQL database reach_bench, a SQLite file under bench/out/) and stops it again.
+# PostgreSQL databases reach_bench and reach_bench_relay, a SQLite file under bench/out/) and
+# stops it again.
 #
-#   bash bench/run_all.sh            # everything, full repetitions (about 45-55 minutes)
+#   bash bench/run_all.sh            # everything, full repetitions (about 50-60 minutes)
 #   EXTRA=0 bash bench/run_all.sh    # only the five benchmarks (no latency/GC probes)
 #   QUICK=1 bash bench/run_all.sh    # one repetition, short steps (a smoke run, ~10 minutes)
 #   BENCH_SRC=worktree bash bench/run_all.sh   # measure the work tree instead of HEAD
@@ -34,7 +35,7 @@ step() {
     timeout 3600 "$PY" -m "$@" 2>&1 | tee -a "$LOG"
 }
 
-step "1/5 round trip (baseline, SQLite, PostgreSQL)" bench.bench_roundtrip "${RT[@]}"
+step "1/5 round trip (the relay, the relay with one INSERT per bid, SQLite, PostgreSQL)" bench.bench_roundtrip "${RT[@]}"
 step "2/5 idle sockets, memory, latency" bench.bench_connections "${CONN[@]}"
 step "3/5 push throughput" bench.bench_push "${PUSH[@]}"
 step "4/5 sync catch-up" bench.bench_sync "${SYNC[@]}"
