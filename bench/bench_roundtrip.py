@@ -34,8 +34,6 @@ from bench.common import log, median, pct, spread
 from bench.loadgen import LoadGenerator
 
 PORTS = {"baseline": 7101, "reach-sqlite": 7102, "reach-pg": 7103, "relay-pg": 7104}
-# The PostgreSQL database whose backends each system's CPU includes.
-PG_DATABASES = {"reach-pg": common.PG_DB, "relay-pg": common.RELAY_PG_DB}
 
 
 def _runqueue_text(s: dict[str, Any]) -> str:
@@ -122,7 +120,7 @@ class Runner:
         pids = {"server": [server.worker_pid], "loadgen": gen.pids}
         if server.extra:
             pids["reach_worker"] = [p.pid for p in server.extra]
-        return common.CpuMeter(pids, PG_DATABASES.get(name))
+        return common.CpuMeter(pids, common.SYSTEM_DATABASES.get(name))
 
     def step(self, name: str, gen: LoadGenerator, rate: float, duration: float) -> dict[str, Any]:
         self.tag += 1

@@ -263,6 +263,8 @@ def start_baseline(port: int, **extra: str) -> Server:
 
 # The relay with one durable write per bid (bench/relay_pg.py) keeps its rows here.
 RELAY_PG_DB = "reach_bench_relay"
+# The PostgreSQL database whose backends count in each system's CPU (`CpuMeter`).
+SYSTEM_DATABASES = {"reach-pg": PG_DB, "relay-pg": RELAY_PG_DB}
 
 
 def start_relay_pg(port: int) -> Server:

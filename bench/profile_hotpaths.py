@@ -38,8 +38,6 @@ from bench import common
 from bench.common import log, pct
 
 PORTS = {"baseline": 7141, "reach-pg": 7142, "relay-pg": 7143}
-# The PostgreSQL database whose backends each server's CPU includes.
-PG_DATABASES = {"reach-pg": common.PG_DB, "relay-pg": common.RELAY_PG_DB}
 PY_SPY = str(common.ROOT / ".venv" / "bin" / "py-spy")
 
 
@@ -469,7 +467,7 @@ def part_pyspy(
             time.sleep(1.0)
             meter = common.CpuMeter(
                 {"api": [server.worker_pid], "worker": [p.pid for p in server.extra]},
-                PG_DATABASES.get(name),
+                common.SYSTEM_DATABASES.get(name),
             )
             meter.start()
             s = gen.step(tag=2, rate=rate, duration=seconds - 2.5)
