@@ -13,8 +13,8 @@ class Blueprint(flask_smorest.Blueprint):
     Given a schema class, webargs builds an instance of it for every request it parses
     (`Parser._get_schema`): marshmallow copies the declared fields each time, 20-40 µs of CPU in
     a hot loop and more under load, on every request that has a body or a query
-    (bench/RESULTS.md, "What changed" 30). An instance is parsed with as it is; schemas keep no
-    state between loads.
+    (bench/RESULTS.md, "What changed" 30). A schema given as an instance is used as it is; the
+    service's schemas keep no state between loads, so one instance serves every request.
     """
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
