@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from service.push.fcm import PINNED_VERSION, FcmBackend, apns_collapse_id, build
 from service.push.log import LogBackend
 from tests.support import fcm_standin as fcm
 from tests.support.fcm_standin import FcmStandIn
+from tests.support.waiting import wait_until
 
 SEND_PATH = "/v1/projects/reach-test/messages:send"
 DATA = {"type": "bid.created", "bid_id": "b-1", "cursor": "7"}
@@ -210,6 +212,23 @@ def test_concurrency_is_bounded(standin: FcmStandIn, credentials_file: Path) -> 
     assert {r.outcome for r in results} == {"sent"}
     assert len(standin.received()) == 40
     assert 2 <= standin.max_in_flight <= 4
+
+
+def test_a_send_cut_off_mid_body_is_not_a_received_message(standin: FcmStandIn) -> None:
+    """A sender killed while writing (a worker under SIGKILL) delivered nothing to FCM."""
+    body = json.dumps({"message": {"token": "tok-cut", "data": DATA}}).encode()
+    head = (
+        f"POST {SEND_PATH} HTTP/1.1\r\nHost: fcm\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", int(standin.url.rsplit(":", 1)[1]))) as raw:
+        raw.sendall(head + body[:10])
+    wait_until(lambda: standin.received("cut") != [], 5, "the cut request handled")
+
+    assert standin.received() == []
+    assert standin.messages() == []
+    [cut] = standin.received("cut")
+    assert (cut.path, cut.body) == (SEND_PATH, body[:10])
 
 
 def test_a_slow_fcm_times_out_as_retry(standin: FcmStandIn, credentials_file: Path) -> None:

@@ -85,7 +85,7 @@ def slow(delay: float) -> Answer:
 class Received:
     """One request the stand-in received."""
 
-    kind: str  # "token" | "send" | "other"
+    kind: str  # "token" | "send" | "other" | "cut" (the client went away mid-body)
     path: str
     headers: dict[str, str]
     body: Any
@@ -154,10 +154,16 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug(format, *args)
 
     def do_POST(self) -> None:
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
         headers = {k.lower(): v for k, v in self.headers.items()}
         path = urllib.parse.urlsplit(self.path).path
-        if path == TOKEN_PATH:
+        if len(raw) < length:
+            # The sender died or hung up mid-body (a killed worker does). A real server never
+            # sees a request here, so it is recorded apart and left unanswered.
+            self.server.standin.record(Received("cut", path, headers, raw, time.time()))
+            self.close_connection = True
+        elif path == TOKEN_PATH:
             form = dict(urllib.parse.parse_qsl(raw.decode()))
             self.server.standin.record(Received("token", path, headers, form, time.time()))
             self._token(form)
