@@ -159,8 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         path = urllib.parse.urlsplit(self.path).path
         if len(raw) < length:
-            # The sender died or hung up mid-body (a killed worker does). A real server never
-            # sees a request here, so it is recorded apart and left unanswered.
+            # The sender died or hung up mid-body (a killed worker does). FCM never acts on an
+            # incomplete request, so it is recorded apart from the sends and left unanswered.
             self.server.standin.record(Received("cut", path, headers, raw, time.time()))
             self.close_connection = True
         elif path == TOKEN_PATH:
