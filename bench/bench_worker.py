@@ -13,6 +13,10 @@ not statements: they are counted apart). Each `--batch` (PUSH_BATCH) is measured
 32 is the default, 1 shows what a pass costs by itself (a lightly loaded worker takes one job
 per pass).
 
+`--server-stats` adds one more drain with PostgreSQL's `log_statement_stats` on for the worker's
+connections (`bench/pg_statements.py`): PostgreSQL's own CPU per job for each statement, COMMIT
+and ROLLBACK included. The reports cost the server CPU too, so that drain is not a timed one.
+
 Each source runs in a subprocess of its own with that source first on sys.path, so "before"
 and "after" are measured in the same run on the same machine:
 
@@ -43,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import common
+from bench import common, pg_statements
 from bench.common import log
 
 DB_NAME = "reach_bench_worker"
@@ -149,6 +153,7 @@ def run_child(source: str, db: str, batch: int, args: argparse.Namespace) -> dic
         str(batch),
         "--reps",
         str(args.reps),
+        *(["--server-stats"] if args.server_stats else []),
     ]
     log(f"== {source} ({note}) on {db}, batch {batch}")
     done = subprocess.run(cmd, env=env, cwd=str(common.ROOT), timeout=args.timeout)
@@ -175,6 +180,11 @@ def main() -> None:
         "--batch", type=int, nargs="+", default=[32, 1], help="PUSH_BATCH values (32: default)"
     )
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--server-stats",
+        action="store_true",
+        help="one more drain: PostgreSQL's CPU per statement (log_statement_stats; postgres only)",
+    )
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,6 +259,12 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace) -> None:
             rows,
         )
     )
+    for r in runs:
+        if r.get("server_stats"):
+            print()
+            print(f"PostgreSQL CPU per statement: {r['source']}, {r['db']}, batch {r['batch']}")
+            stats = r["server_stats"]
+            print(pg_statements.table(stats["statements"], stats["jobs"], "job"))
     common.write_result(
         "worker",
         {
@@ -440,6 +456,23 @@ def child(args: argparse.Namespace) -> None:
             f"{drain['wall_ms_per_job']:.3f} ms wall/job, PG {drain['pg_cpu_ms_per_job']} ms "
             f"CPU/job, {wrapper.passes} passes, {looks[0]} bid-expiry looks"
         )
+    server_stats = None
+    if args.server_stats and db_kind == "postgres":
+        notices = pg_statements.Notices(engine)
+        seed_jobs(app, users, args.jobs, "server-stats")
+        wrapper = StopWhenDrained(dispatcher)
+        worker = Worker(app, name="bench-worker", dispatcher=wrapper)
+        wrapper.worker = worker
+        notices.on = True
+        worker.run_forever()
+        notices.on = False
+        if wrapper.error is not None:
+            raise wrapper.error
+        finish(app)
+        statements = notices.tally.summary()
+        server_stats = {"jobs": args.jobs, "passes": wrapper.passes, "statements": statements}
+        total = sum(s["cpu_ms"] for s in statements)
+        log(f"  with log_statement_stats: PostgreSQL {total / args.jobs:.3f} ms CPU/job")
     app.extensions["reach.db"].engine.dispose()
 
     def med(key: str) -> Any:
@@ -449,6 +482,7 @@ def child(args: argparse.Namespace) -> None:
     summary = {
         "db": db_kind,
         "passes": passes,
+        "server_stats": server_stats,
         "drain": {
             "reps": drains,
             "median_cpu_ms_per_job": med("cpu_ms_per_job"),

@@ -7,8 +7,12 @@ backends, the load generator and the rest of the machine, with the round trip's 
 Which Reach is measured follows BENCH_SRC (bench/common.py): run it once per version, e.g.
 `BENCH_SRC=bench/out/src/<sha>` for an older commit exported there, then HEAD.
 
+`--server-stats` also reports PostgreSQL's CPU per statement over the counted steps
+(`bench/pg_statements.py`: `log_statement_stats`, read from the server's log). The reports cost
+PostgreSQL CPU of their own, so that run's CPU figures are not comparable with a run without it.
+
 Usage: .venv/bin/python -m bench.cpu_per_bid [--system reach-pg|baseline] [--rate 200]
-           [--seconds 8] [--reps 3] [--no-worker]
+           [--seconds 8] [--reps 3] [--no-worker] [--server-stats]
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import argparse
 import re
 from typing import Any
 
-from bench import common
+from bench import common, pg_statements
 from bench.bench_roundtrip import Runner
 from bench.common import log, median
 
@@ -34,7 +38,19 @@ def main() -> None:
     p.add_argument("--procs", type=int, default=3)
     p.add_argument("--http-conns", type=int, default=12)
     p.add_argument("--no-worker", action="store_true", help="Reach without its `reach worker`")
+    p.add_argument(
+        "--server-stats",
+        action="store_true",
+        help="PostgreSQL's CPU per statement (reach-pg; costs PostgreSQL CPU of its own)",
+    )
     args = p.parse_args()
+    server_log = None
+    if args.server_stats:
+        if args.system != "reach-pg":
+            raise SystemExit("--server-stats measures Reach on PostgreSQL: --system reach-pg")
+        server_log = pg_statements.ServerLog(common.PG_DB)
+    statements = pg_statements.Tally()
+    bids = 0.0
     runner_args = argparse.Namespace(procs=args.procs, http_conns=args.http_conns, drain=1.0)
     name = args.system
     servers: dict[str, common.Server] = {}
@@ -47,6 +63,8 @@ def main() -> None:
         else:
             url = common.fresh_postgres()
             couples[name] = [c.to_json() for c in common.seed_couples(url, args.couples)]
+            if server_log is not None:
+                server_log.enable()  # before the system opens its connections
             servers[name] = common.start_reach(name, PORT, url, worker=not args.no_worker)
         runner = Runner(runner_args, servers, couples)
         gen = runner.loadgen(name)
@@ -54,8 +72,12 @@ def main() -> None:
             runner.step(name, gen, args.rate / 2, 3.0)  # warm-up, not counted
             for rep in range(args.reps):
                 common.wait_quiet()
+                start = server_log.offset() if server_log is not None else 0
                 step = runner.step(name, gen, args.rate, args.seconds)
                 done = step["achieved_per_s"] or 1.0
+                if server_log is not None:
+                    statements.merge(server_log.read(start, server_log.offset()))
+                    bids += done * args.seconds
                 per_bid = {k: round(v / done * 1000, 2) for k, v in step["cpu_cores"].items()}
                 steps.append({**step, "cpu_ms_per_bid": per_bid})
                 log(
@@ -68,6 +90,8 @@ def main() -> None:
     finally:
         for server in servers.values():
             server.stop()
+        if server_log is not None:
+            server_log.disable()
     push_delay = common.push_delay_ms() if name == "reach-pg" and not args.no_worker else None
     keys = sorted({k for s in steps for k in s["cpu_ms_per_bid"]})
     medians = {k: median(s["cpu_ms_per_bid"].get(k) for s in steps) for k in keys}
@@ -87,6 +111,9 @@ def main() -> None:
     )
     if push_delay:
         log(f"  pushes, bid's commit to sent, ms (warm-up included): {push_delay}")
+    if server_log is not None:
+        print(f"\nPostgreSQL CPU per statement, {bids:.0f} bids over the counted steps:")
+        print(pg_statements.table(statements.summary(), bids or 1.0, "bid"))
     source = re.sub(r"[^\w.-]+", "_", common.SRC_NOTE.split(" (")[0])[-40:]
     common.write_result(
         f"cpu_per_bid-{name}-{source}",
@@ -98,6 +125,7 @@ def main() -> None:
             "steps": steps,
             "median": medians,
             "push_delay_ms": push_delay,
+            "pg_statements": statements.summary() if server_log is not None else None,
         },
     )
 
