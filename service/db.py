@@ -267,8 +267,9 @@ class DriverStatement:
     """A Core statement compiled once for a dialect and run as driver SQL.
 
     `Connection.execute(statement)` computes the statement's cache key, looks its compiled form
-    up and builds its parameters on every call: for the bid write, forty parameters in one
-    statement on the hottest path, that was a third of the statement's time in the request
+    up and builds its parameters on every call: for the bid write, 38 parameters in one
+    statement on the hottest path (28 without the sender's proof), that was a third of the
+    statement's time in the request
     (bench/RESULTS.md, "What changed" 20). This does it once per dialect: the SQL, the literal
     values, and SQLAlchemy's own bind processor per parameter. It still runs through
     `Connection.exec_driver_sql`, so statement events (`before_cursor_execute`) see it.
