@@ -137,7 +137,8 @@ class Notices:
 
 
 class ServerLog:
-    """Turns the reports on for one database and reads them from the server's log."""
+    """Turns the reports on for one database and reads them from the server's log, whose lines
+    start with Debian's `log_line_prefix` (`%m [%p] %q%u@%d `: time, backend, user@database)."""
 
     SETTINGS = ("log_statement_stats", "log_min_error_statement")
 
