@@ -33,42 +33,56 @@ from bench import common
 Variant = Callable[[int], float | None]
 
 
-def _variants(batches: list[int]) -> dict[str, Variant]:
-    import psycopg
-    from psycopg.types.json import Jsonb
-    from sqlalchemy import select
+class NewBids:
+    """The service's app (its context pushed) on `url`, one paired member of it, and new bids
+    for that member as `bids._write` builds them: through the service, or as the parameters of
+    the one statement (`bid_writes`) for psycopg alone."""
 
-    from bench.profile_hotpaths import _app
-    from service.extensions import db
-    from service.models import AuthSession, User
-    from service.services import bid_writes, bids, members
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import select
 
-    app = _app(common.PG_URL)
-    app.app_context().push()
-    user_id, session_id = db.session.execute(
-        select(User.id, AuthSession.id)
-        .join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.couple_id.is_not(None))
-        .limit(1)
-    ).one()
-    member = members.live_member(db.session, user_id, session_id)
-    db.session.close()
-    statement = bid_writes._ONE_STATEMENT[True]
-    compiled = statement.compile(dialect=db.engine.dialect)
+        from bench.profile_hotpaths import _app
+        from service.extensions import db
+        from service.models import AuthSession, User
+        from service.services import bid_writes, members
 
+        self.app = _app(url)
+        self.app.app_context().push()
+        user_id, session_id = db.session.execute(
+            select(User.id, AuthSession.id)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(User.couple_id.is_not(None))
+            .limit(1)
+        ).one()
+        self.member = members.live_member(db.session, user_id, session_id)
+        db.session.close()
+        self.compiled = bid_writes._ONE_STATEMENT[True].compile(dialect=db.engine.dialect)
+        self.sql: str = self.compiled.string
+
+    @staticmethod
     def request() -> Any:
+        from service.services import bids
+
         return bids._BidRequest(uuid.uuid4(), "connect", "hello", 3600)
 
-    def service(n: int) -> None:
+    def service(self, n: int) -> None:
+        """`n` bids written as POST /bids writes them."""
+        from service.extensions import db
+        from service.services import bids
+
         for _ in range(n):
             session = db.new_session()
             try:
-                assert bids._write(session, member, request(), proof=member) is not None
+                written = bids._write(session, self.member, self.request(), proof=self.member)
+                assert written is not None
             finally:
                 session.close()
 
-    def captured() -> dict[str, Any]:
-        """The statement's parameters for one new bid, as `_write` builds them."""
+    def captured(self) -> dict[str, Any]:
+        """The rows of one new bid, as `_write` builds them (nothing is written)."""
+        from service.extensions import db
+        from service.services import bid_writes, bids
+
         got: dict[str, Any] = {}
         real = bid_writes._write_in_one_statement
 
@@ -78,11 +92,33 @@ def _variants(batches: list[int]) -> dict[str, Variant]:
         bid_writes._write_in_one_statement = capture  # type: ignore[assignment]
         session = db.new_session()
         try:
-            bids._write(session, member, request(), proof=member)
+            bids._write(session, self.member, self.request(), proof=self.member)
         finally:
             session.close()
             bid_writes._write_in_one_statement = real
         return got
+
+    def driver_params(self, w: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The statement's parameters for psycopg (`self.sql`), for `w` or a new bid."""
+        from psycopg.types.json import Jsonb
+
+        from service.services import bid_writes
+
+        w = w or self.captured()
+        params = bid_writes.statement_params(w["bid"], w["event"], w["job"], w["proof"])
+        out = dict(self.compiled.construct_params(params))
+        return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in out.items()}
+
+
+def _variants(batches: list[int]) -> dict[str, Variant]:
+    import psycopg
+
+    from service.extensions import db
+    from service.services import bid_writes
+
+    new = NewBids(common.PG_URL)
+    compiled, captured, driver_params = new.compiled, new.captured, new.driver_params
+    service = new.service
 
     def rows(n: int) -> None:
         for _ in range(n):
@@ -96,11 +132,6 @@ def _variants(batches: list[int]) -> dict[str, Variant]:
             for w in writes:
                 bid_writes._write_in_one_statement(auto, w["bid"], w["event"], w["job"], w["proof"])
             return time.process_time() - started
-
-    def driver_params(w: dict[str, Any]) -> dict[str, Any]:
-        params = bid_writes.statement_params(w["bid"], w["event"], w["job"], w["proof"])
-        out = dict(compiled.construct_params(params))
-        return {k: Jsonb(v) if isinstance(v, dict) else v for k, v in out.items()}
 
     raw = psycopg.connect(common.PG_URL.replace("postgresql+psycopg", "postgresql"))
     raw.autocommit = True

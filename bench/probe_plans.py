@@ -1,0 +1,187 @@
+"""Inside two statements of the bid's path, with PostgreSQL's `EXPLAIN ANALYZE`.
+
+`bid`: the bid's one statement (`service/services/bid_writes.py`: the bid, the couple's cursor,
+the event and the push job, guarded by the sender's proof), as the service builds it, for
+`--bids` new bids on a table the service has already written `--warm` bids to; each in a
+transaction rolled back, so every one is new. Reports the medians (the first 10 left out: caches,
+statistics) of its execution, its planning, and each foreign-key check's trigger time.
+
+`claim`: how the worker's claim of due push jobs (`service/worker/dispatch.py`, its `SELECT ...
+FOR UPDATE SKIP LOCKED` of due or lapsed jobs) costs as the outbox's dead versions pile up between
+vacuums: jobs go pending -> claimed -> done without a vacuum, up to each of `--dead` jobs, then
+20 due jobs are claimed (in a transaction rolled back) `--reps` times by the service's query and by
+the same claim as two ordered index scans with LIMIT (due, lapsed), in turn; medians of the last
+two thirds. Then once more after a VACUUM.
+
+Both use a database of their own (`reach_probe_plans`, dropped and recreated), EXPLAIN's own
+instrumentation included in every figure.
+
+Usage: .venv/bin/python -m bench.probe_plans [--parts bid claim] [--bids 40] [--warm 3000]
+           [--dead 1000 4000 15000 30000] [--reps 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+# Read by bench.common when it is imported: a database of our own, and no stand-in vacuum (the
+# claim part counts the dead versions a vacuum would remove).
+os.environ.setdefault("BENCH_DB", "reach_probe_plans")
+os.environ.setdefault("BENCH_VACUUM_SECONDS", "0")
+
+from bench import common
+from bench.common import log
+
+_TRIGGER = re.compile(r"Trigger for constraint (\S+) on \S+: time=([0-9.]+)")
+_TIME = re.compile(r"(Planning|Execution) Time: ([0-9.]+) ms")
+
+# The claim's due and lapsed jobs as two ordered index scans (a form the service does not use).
+TWO_SCANS = """WITH due AS (
+    SELECT id, available_at FROM push_jobs
+    WHERE state = 'pending' AND available_at <= %(now)s
+    ORDER BY available_at LIMIT 32 FOR UPDATE SKIP LOCKED
+), lapsed AS (
+    SELECT id, available_at FROM push_jobs
+    WHERE state = 'claimed' AND claimed_until < %(now)s
+    ORDER BY available_at LIMIT 32 FOR UPDATE SKIP LOCKED
+)
+SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) AS pick
+ORDER BY available_at LIMIT 32"""
+
+
+def explain(conn: Any, sql: str, params: dict[str, Any]) -> list[str]:
+    """EXPLAIN (ANALYZE, BUFFERS, WAL) of one statement, in a transaction rolled back."""
+    with conn.transaction(force_rollback=True):
+        rows = conn.execute("EXPLAIN (ANALYZE, BUFFERS, WAL) " + sql, params).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def raw_connection(url: str) -> Any:
+    import psycopg
+
+    return psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True)
+
+
+def bid_part(url: str, args: argparse.Namespace) -> dict[str, Any]:
+    from bench.probe_bid_write import NewBids
+
+    new = NewBids(url)
+    log(f"  the service writes {args.warm} bids first")
+    new.service(args.warm)
+    conn = raw_connection(url)
+    got: dict[str, list[float]] = defaultdict(list)
+    for n in range(args.bids + 10):
+        lines = explain(conn, new.sql, new.driver_params())
+        if n < 10:
+            continue
+        checks = 0.0
+        for line in lines:
+            if found := _TRIGGER.match(line):
+                got[f"foreign-key check {found[1]}"].append(float(found[2]))
+                checks += float(found[2])
+            elif found := _TIME.match(line):
+                got[found[1].lower()].append(float(found[2]))
+        got["all foreign-key checks"].append(checks)
+    result = {k: round(statistics.median(v), 3) for k, v in got.items()}
+    print(f"\nThe bid's statement, {args.bids} new bids (ms, medians):")
+    print(common.table(["part", "ms"], sorted(result.items(), key=lambda kv: -kv[1])))
+    return result
+
+
+def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    from service.worker import dispatch
+
+    common.seed_couples(url, 2)
+    dialect = psycopg.dialect()
+    pick = dispatch._statements(dialect, 32).pick.compile(dialect=dialect)
+    conn = raw_connection(url)
+    recipient = conn.execute("select id from users limit 1").fetchone()[0]
+
+    def add_jobs(count: int, state: str) -> None:
+        conn.execute(
+            "insert into push_jobs (kind, dedupe_key, recipient_id, payload, urgent, state, "
+            "available_at, attempts, created_at) select 'bid.created', 'probe:' || "
+            "gen_random_uuid(), %s, '{}'::jsonb, true, %s, now() - interval '1 second', 0, now() "
+            "from generate_series(1, %s)",
+            (recipient, state, count),
+        )
+
+    def churn(count: int) -> None:
+        """`count` jobs through pending -> claimed -> done, each a transaction of its own."""
+        add_jobs(count, "pending")
+        conn.execute(
+            "update push_jobs set state = 'claimed', claimed_until = now() + interval '60 s' "
+            "where state = 'pending'"
+        )
+        conn.execute(
+            "update push_jobs set state = 'done', claimed_until = null where state = 'claimed'"
+        )
+
+    def timed(sql: str, params: dict[str, Any]) -> float:
+        times = []
+        for _ in range(args.reps):
+            lines = explain(conn, sql, params)
+            found = (_TIME.match(line) for line in lines)
+            times.append(next(float(m[2]) for m in found if m and m[1] == "Execution"))
+        return statistics.median(times[args.reps // 3 :])
+
+    rows = []
+    done = 0
+    for dead in [*args.dead, None]:
+        if dead is None:
+            conn.execute("vacuum push_jobs")
+        else:
+            churn(dead - done)
+            done = dead
+        add_jobs(20, "pending")
+        params = {"now": datetime.now(UTC)}
+        service_params = dict(pick.construct_params(params))
+        row = {
+            "dead_jobs": "after VACUUM" if dead is None else dead,
+            "service_ms": round(timed(pick.string, service_params), 3),
+            "two_scans_ms": round(timed(TWO_SCANS, params), 3),
+        }
+        rows.append(row)
+        log(f"  {row}")
+        conn.execute("update push_jobs set state = 'done' where state = 'pending'")
+    print("\nThe worker's claim of 20 due jobs behind dead versions (ms, medians):")
+    print(
+        common.table(
+            ["jobs gone through since the last vacuum", "the service's claim", "two index scans"],
+            [[r["dead_jobs"], r["service_ms"], r["two_scans_ms"]] for r in rows],
+        )
+    )
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", nargs="+", default=["bid", "claim"], choices=["bid", "claim"])
+    p.add_argument("--bids", type=int, default=40)
+    p.add_argument("--warm", type=int, default=3000)
+    p.add_argument("--dead", type=int, nargs="+", default=[1000, 4000, 15000, 30000])
+    p.add_argument("--reps", type=int, default=15)
+    args = p.parse_args()
+    result: dict[str, Any] = {"args": vars(args)}
+    if "bid" in args.parts:
+        log("== the bid's statement")
+        url = common.fresh_postgres()
+        common.seed_couples(url, 240)
+        result["bid"] = bid_part(url, args)
+    if "claim" in args.parts:
+        log("== the worker's claim")
+        url = common.fresh_postgres()
+        result["claim"] = claim_part(url, args)
+    common.write_result("probe_plans", result)
+
+
+if __name__ == "__main__":
+    main()
