@@ -90,7 +90,8 @@ def bid_part(url: str, args: argparse.Namespace) -> dict[str, Any]:
         got["all foreign-key checks"].append(checks)
     result = {k: round(statistics.median(v), 3) for k, v in got.items()}
     print(f"\nThe bid's statement, {args.bids} new bids (ms, medians):")
-    print(common.table(["part", "ms"], sorted(result.items(), key=lambda kv: -kv[1])))
+    rows = sorted(result.items(), key=lambda kv: -kv[1])
+    print(common.table(["part", "ms"], [[k, f"{v:.3f}"] for k, v in rows]))
     return result
 
 
@@ -156,7 +157,7 @@ def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     print(
         common.table(
             ["jobs gone through since the last vacuum", "the service's claim", "two index scans"],
-            [[r["dead_jobs"], r["service_ms"], r["two_scans_ms"]] for r in rows],
+            [[r["dead_jobs"], f"{r['service_ms']:.3f}", f"{r['two_scans_ms']:.3f}"] for r in rows],
         )
     )
     return rows
