@@ -9,9 +9,10 @@ statistics) of its execution, its planning, and each foreign-key check's trigger
 `claim`: how the worker's claim of due push jobs (`service/worker/dispatch.py`, its `SELECT ...
 FOR UPDATE SKIP LOCKED` of due or lapsed jobs) costs as the outbox's dead versions pile up between
 vacuums: jobs go pending -> claimed -> done without a vacuum, up to each of `--dead` jobs, then
-20 due jobs are claimed (in a transaction rolled back) `--reps` times by the service's query and by
-the same claim as two ordered index scans with LIMIT (due, lapsed), in turn; medians of the last
-two thirds. Then once more after a VACUUM.
+20 due jobs are claimed (in a transaction rolled back) `--reps` times by the service's query, then
+`--reps` times by the same claim as two ordered index scans with LIMIT (due, lapsed), which the
+first form's visits can only have made cheaper; medians of the last two thirds. Then once more
+after a VACUUM.
 
 Both use a database of their own (`reach_probe_plans`, dropped and recreated), EXPLAIN's own
 instrumentation included in every figure.
