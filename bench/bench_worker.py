@@ -422,13 +422,24 @@ def child(args: argparse.Namespace) -> None:
         )
 
     drains = []
-    for rep in range(args.reps):
-        seed_jobs(app, users, args.jobs, f"drain-{rep}")
+
+    def new_drain(tag: str) -> tuple[Any, StopWhenDrained]:
+        """`args.jobs` jobs seeded, and the worker that drains them (idle 0.5 s, as `reach
+        worker`), stopped by its dispatcher's wrapper after the first pass that sends nothing."""
+        seed_jobs(app, users, args.jobs, tag)
         wrapper = StopWhenDrained(dispatcher)
-        worker = Worker(
-            app, name="bench-worker", dispatcher=wrapper
-        )  # idle 0.5 s, as `reach worker`
-        wrapper.worker = worker
+        wrapper.worker = Worker(app, name="bench-worker", dispatcher=wrapper)
+        return wrapper.worker, wrapper
+
+    def all_done(wrapper: StopWhenDrained) -> None:
+        if wrapper.error is not None:
+            raise wrapper.error
+        check = finish(app)
+        if check != {"done": args.jobs}:
+            raise SystemExit(f"not every job was done: {check}")
+
+    for rep in range(args.reps):
+        worker, wrapper = new_drain(f"drain-{rep}")
         looks, undo = count_housekeeping()
         pg0 = _pg_backend_cpu() if db_kind == "postgres" else 0.0
         w0, c0 = time.perf_counter(), time.process_time()
@@ -436,11 +447,7 @@ def child(args: argparse.Namespace) -> None:
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         undo()
         pg = (_pg_backend_cpu() - pg0) if db_kind == "postgres" else None
-        if wrapper.error is not None:
-            raise wrapper.error
-        check = finish(app)
-        if check != {"done": args.jobs}:
-            raise SystemExit(f"not every job was done: {check}")
+        all_done(wrapper)
         drain = {
             "cpu_ms_per_job": cpu * 1000 / args.jobs,
             "wall_ms_per_job": wall * 1000 / args.jobs,
@@ -459,16 +466,11 @@ def child(args: argparse.Namespace) -> None:
     server_stats = None
     if args.server_stats and db_kind == "postgres":
         notices = pg_statements.Notices(engine)
-        seed_jobs(app, users, args.jobs, "server-stats")
-        wrapper = StopWhenDrained(dispatcher)
-        worker = Worker(app, name="bench-worker", dispatcher=wrapper)
-        wrapper.worker = worker
+        worker, wrapper = new_drain("server-stats")
         notices.on = True
         worker.run_forever()
         notices.on = False
-        if wrapper.error is not None:
-            raise wrapper.error
-        finish(app)
+        all_done(wrapper)
         statements = notices.tally.summary()
         server_stats = {"jobs": args.jobs, "passes": wrapper.passes, "statements": statements}
         total = sum(s["cpu_ms"] for s in statements)

@@ -54,23 +54,32 @@ class Tally:
 
     def __init__(self) -> None:
         self.cpu: dict[str, float] = {}
+        self.prepare: dict[str, float] = {}  # of which parse and bind (planning, parameters)
         self.calls: dict[str, int] = {}
 
     def add(self, statement_label: str, report: str, seconds: float) -> None:
         self.cpu[statement_label] = self.cpu.get(statement_label, 0.0) + seconds
-        if not report.startswith(("PARSE", "BIND")):  # one execution: EXECUTE or QUERY
+        if report.startswith(("PARSE", "BIND")):
+            self.prepare[statement_label] = self.prepare.get(statement_label, 0.0) + seconds
+        else:  # one execution: EXECUTE or QUERY
             self.calls[statement_label] = self.calls.get(statement_label, 0) + 1
 
     def merge(self, other: Tally) -> None:
-        for key, seconds in other.cpu.items():
-            self.cpu[key] = self.cpu.get(key, 0.0) + seconds
+        for mine, theirs in ((self.cpu, other.cpu), (self.prepare, other.prepare)):
+            for key, seconds in theirs.items():
+                mine[key] = mine.get(key, 0.0) + seconds
         for key, calls in other.calls.items():
             self.calls[key] = self.calls.get(key, 0) + calls
 
     def summary(self) -> list[dict[str, Any]]:
-        """[{statement, cpu_ms, calls}], the costliest first."""
+        """[{statement, cpu_ms, prepare_ms, calls}], the costliest first."""
         rows = [
-            {"statement": k, "cpu_ms": v * 1000, "calls": self.calls.get(k, 0)}
+            {
+                "statement": k,
+                "cpu_ms": v * 1000,
+                "prepare_ms": self.prepare.get(k, 0.0) * 1000,
+                "calls": self.calls.get(k, 0),
+            }
             for k, v in self.cpu.items()
         ]
         return sorted(rows, key=lambda r: -r["cpu_ms"])
@@ -85,6 +94,7 @@ def table(statements: list[dict[str, Any]], per: float, unit: str, top: int = 14
             f"{100 * s['cpu_ms'] / total:.1f}%",
             f"{s['calls'] / per:.3f}",
             f"{s['cpu_ms'] / s['calls']:.3f}" if s["calls"] else "-",
+            f"{s['prepare_ms'] / s['calls']:.3f}" if s["calls"] else "-",
             s["statement"],
         ]
         for s in statements[:top]
@@ -92,10 +102,19 @@ def table(statements: list[dict[str, Any]], per: float, unit: str, top: int = 14
     rest = statements[top:]
     if rest:
         rest_ms = sum(s["cpu_ms"] for s in rest)
-        rows.append([f"{rest_ms / per:.4f}", f"{100 * rest_ms / total:.1f}%", "", "", "the rest"])
-    rows.append([f"{total / per:.4f}", "100%", "", "", "all"])
+        rest = [f"{rest_ms / per:.4f}", f"{100 * rest_ms / total:.1f}%", "", "", ""]
+        rows.append([*rest, "the rest"])
+    rows.append([f"{total / per:.4f}", "100%", "", "", "", "all"])
     return common.table(
-        [f"PG CPU ms/{unit}", "share", f"calls/{unit}", "ms per call", "statement"], rows
+        [
+            f"PG CPU ms/{unit}",
+            "share",
+            f"calls/{unit}",
+            "ms per call",
+            "of which parse and bind",
+            "statement",
+        ],
+        rows,
     )
 
 

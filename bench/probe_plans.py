@@ -41,6 +41,9 @@ from bench.common import log
 
 _TRIGGER = re.compile(r"Trigger for constraint (\S+) on \S+: time=([0-9.]+)")
 _TIME = re.compile(r"(Planning|Execution) Time: ([0-9.]+) ms")
+_WAL = re.compile(r"\s*WAL: records=(\d+) bytes=(\d+)")
+# The sender's proof, the bid's INSERT's InitPlan: its first node's actual time.
+_PROOF = re.compile(r"\s*InitPlan 1 .*\n\s*->.*actual time=[0-9.]+\.\.([0-9.]+) ")
 
 # The claim's due and lapsed jobs as two ordered index scans (a form the service does not use).
 TWO_SCANS = """WITH due AS (
@@ -82,6 +85,11 @@ def bid_part(url: str, args: argparse.Namespace) -> dict[str, Any]:
         if n < 10:
             continue
         checks = 0.0
+        if proof := _PROOF.search("\n".join(lines)):
+            got["the sender's proof (InitPlan)"].append(float(proof[1]))
+        if wal := next(filter(None, map(_WAL.match, lines)), None):  # the whole statement's
+            got["WAL records"].append(float(wal[1]))
+            got["WAL kB"].append(float(wal[2]) / 1000)
         for line in lines:
             if found := _TRIGGER.match(line):
                 got[f"foreign-key check {found[1]}"].append(float(found[2]))
@@ -90,9 +98,9 @@ def bid_part(url: str, args: argparse.Namespace) -> dict[str, Any]:
                 got[found[1].lower()].append(float(found[2]))
         got["all foreign-key checks"].append(checks)
     result = {k: round(statistics.median(v), 3) for k, v in got.items()}
-    print(f"\nThe bid's statement, {args.bids} new bids (ms, medians):")
+    print(f"\nThe bid's statement, {args.bids} new bids (ms unless named, medians):")
     rows = sorted(result.items(), key=lambda kv: -kv[1])
-    print(common.table(["part", "ms"], [[k, f"{v:.3f}"] for k, v in rows]))
+    print(common.table(["part", "value"], [[k, f"{v:.3f}"] for k, v in rows]))
     return result
 
 

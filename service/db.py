@@ -269,10 +269,10 @@ class DriverStatement:
     `Connection.execute(statement)` computes the statement's cache key, looks its compiled form
     up and builds its parameters on every call: for the bid write, 38 parameters in one
     statement on the hottest path (28 without the sender's proof), that was a third of the
-    statement's time in the request
-    (bench/RESULTS.md, "What changed" 20). This does it once per dialect: the SQL, the literal
-    values, and SQLAlchemy's own bind processor per parameter. It still runs through
-    `Connection.exec_driver_sql`, so statement events (`before_cursor_execute`) see it.
+    statement's time in the request (bench/RESULTS.md, "What changed" 20). This does it once
+    per dialect: the SQL, the literal values, and SQLAlchemy's own bind processor per
+    parameter. It still runs through `Connection.exec_driver_sql`, so statement events
+    (`before_cursor_execute`) see it.
     """
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
