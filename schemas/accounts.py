@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.base import Schema, UTCDateTime, text
+from schemas.base import Schema, UTCDateTime, name
 from service.domain.quiet_hours import is_valid_timezone, parse_clock
 
 
@@ -45,7 +45,7 @@ class RegisterSchema(Schema):
     password = fields.String(
         required=True, load_only=True, validate=validate.Length(min=10, max=256)
     )
-    display_name = text(60)
+    display_name = name(60)
     timezone = fields.String(required=True, validate=_check_timezone)
 
 
@@ -70,7 +70,7 @@ class UserSchema(Schema):
 
 
 class ProfileUpdateSchema(Schema):
-    display_name = text(60, required=False)
+    display_name = name(60, required=False)
     timezone = fields.String(validate=_check_timezone)
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     notes_on_lock_screen = fields.Boolean(

@@ -63,6 +63,24 @@ def text(max_length: int, *, required: bool = True, min_length: int = 1) -> fiel
     )
 
 
+class Trimmed(fields.String):
+    """A string loaded without the spaces around it, before its validators run."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        loaded: str = super()._deserialize(value, attr, data, **kwargs)
+        return loaded.strip()
+
+
+def name(max_length: int, *, required: bool = True) -> fields.String:
+    """A person's name as others see it: trimmed, and never blank."""
+    return Trimmed(
+        required=required,
+        validate=validate.Length(
+            min=1, max=max_length, error="Give a name of 1 to {max} characters."
+        ),
+    )
+
+
 class PageArgsSchema(Schema):
     """`limit` (1..200, default 50) and `before` (the `next` of the previous page)."""
 

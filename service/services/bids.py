@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas.base import iso
 from schemas.bids import BidSchema
 from service import metrics
 from service.clock import clock
@@ -21,7 +19,7 @@ from service.domain.errors import Conflict, Forbidden, NotFound, invalid
 from service.domain.quiet_hours import QuietHours
 from service.models import Bid, BidResponse, Couple, User
 from service.models.base import table
-from service.services import bid_writes, events, pairing, push_outbox
+from service.services import bid_writes, events, pages, pairing, push_outbox
 from service.services.members import Member
 
 _bid_schema = BidSchema()
@@ -254,17 +252,13 @@ def list_for(
     if status:
         query = query.where(Bid.status == status)
     if before:
-        created, last_id = _decode_page(before)
-        query = query.where(
-            or_(Bid.created_at < created, and_(Bid.created_at == created, Bid.id < last_id))
-        )
+        query = query.where(pages.older_than(Bid, before))
     rows = list(
         session.scalars(query.order_by(Bid.created_at.desc(), Bid.id.desc()).limit(limit + 1))
     )
     now = clock.now()
     items = [present(bid, now) for bid in rows[:limit]]
-    next_page = _encode_page(rows[limit - 1]) if len(rows) > limit else None
-    return {"items": items, "next": next_page}
+    return {"items": items, "next": pages.next_of(rows, limit)}
 
 
 def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
@@ -304,17 +298,3 @@ def _visible(
     if bid is None or couple is None or bid.couple_id != couple.id or couple.ended_at:
         raise NotFound("No such bid.")
     return bid, couple
-
-
-def _encode_page(bid: Bid) -> str:
-    raw = f"{iso(bid.created_at)}|{bid.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_page(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        created, last_id = raw.split("|")
-        return datetime.fromisoformat(created.replace("Z", "+00:00")), uuid.UUID(last_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid("before", "Not a page cursor from this API: pass `next` as is.") from exc

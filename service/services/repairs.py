@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from schemas.base import iso
 from schemas.repairs import RepairSchema
 from service.clock import clock
 from service.domain import repairs as rules
 from service.domain.errors import Conflict, NotFound, invalid
 from service.models import Bid, Couple, Repair, RepairPartner, User
-from service.services import events, pairing, push_outbox
+from service.services import events, pages, pairing, push_outbox
 
 _repair_schema = RepairSchema()
 
@@ -110,16 +107,13 @@ def list_for(
     if status:
         query = query.where(Repair.status == status)
     if before:
-        created, last_id = _decode_page(before)
-        query = query.where(
-            or_(
-                Repair.created_at < created, and_(Repair.created_at == created, Repair.id < last_id)
-            )
-        )
+        query = query.where(pages.older_than(Repair, before))
     order = (Repair.created_at.desc(), Repair.id.desc())
     rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
-    next_page = _encode_page(rows[limit - 1]) if len(rows) > limit else None
-    return {"items": [present(repair) for repair in rows[:limit]], "next": next_page}
+    return {
+        "items": [present(repair) for repair in rows[:limit]],
+        "next": pages.next_of(rows, limit),
+    }
 
 
 def read(session: Session, user: User, repair_id: uuid.UUID, seq: int) -> dict[str, Any]:
@@ -201,17 +195,3 @@ def _replay(existing: Repair, couple: Couple) -> Written:
     if existing.couple_id != couple.id:
         raise Conflict("This client_id was used for another conversation: generate a new one.")
     return Written(present(existing), created=False)
-
-
-def _encode_page(repair: Repair) -> str:
-    raw = f"{iso(repair.created_at)}|{repair.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_page(token: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        created, last_id = raw.split("|")
-        return datetime.fromisoformat(created.replace("Z", "+00:00")), uuid.UUID(last_id)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise invalid("before", "Not a page cursor from this API: pass `next` as is.") from exc

@@ -152,6 +152,7 @@ def test_bad_profile_updates_change_nothing(client: ApiClient) -> None:
         ({"quiet_hours": {"start": "22:00"}}, "quiet_hours.end"),
         ({"quiet_hours": {"start": "07:00", "end": "07:00"}}, "quiet_hours.end"),
         ({"display_name": ""}, "display_name"),
+        ({"display_name": " \t "}, "display_name"),
         ({"display_name": "x" * 61}, "display_name"),
         ({"display_name": 42}, "display_name"),
         ({"email": "new@example.test"}, "email"),
@@ -163,3 +164,22 @@ def test_bad_profile_updates_change_nothing(client: ApiClient) -> None:
         assert problem["code"] == "validation_error"
         assert field in problem["errors"], (body, problem)
     assert client.get("/api/v1/me", as_=person).json() == before
+
+
+def test_a_name_is_kept_without_the_spaces_around_it_and_never_blank(client: ApiClient) -> None:
+    """The partner's phone shows it ("Ana is reaching for you"), so blank is no name."""
+    blank = client.post(
+        "/api/v1/auth/register",
+        json={
+            "email": "blank@example.test",
+            "password": "a long enough password",
+            "display_name": "   ",
+            "timezone": "Europe/Berlin",
+        },
+    )
+    assert blank.status_code == 422
+    assert "display_name" in blank.json()["errors"]
+    ana = client.register(" Ana ", email="spaced-ana@example.test")
+    assert ana.user["display_name"] == "Ana"
+    renamed = client.patch("/api/v1/me", as_=ana, json={"display_name": "  Ana B. "})
+    assert renamed.json()["display_name"] == "Ana B."

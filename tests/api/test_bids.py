@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
+
+import pytest
 
 from tests.support.client import ApiClient, Person
 from tests.support.server import LiveServer
@@ -208,3 +211,19 @@ def test_too_many_bids_are_429_with_retry_after(server_with: Callable[..., LiveS
     assert int(limited.headers["Retry-After"]) > 0
     # The limit is per account: the partner can still reach back.
     send(client, ben)
+
+
+@pytest.mark.parametrize("listing", ["/api/v1/bids", "/api/v1/repairs"])
+@pytest.mark.parametrize(
+    "moment",
+    ["2031-01-01T00:00:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"],
+    ids=["no-time-zone", "before-year-1-in-utc", "after-year-9999-in-utc"],
+)
+def test_a_page_cursor_the_api_did_not_make_is_422(
+    client: ApiClient, listing: str, moment: str
+) -> None:
+    ana, _ = client.couple()
+    forged = base64.urlsafe_b64encode(f"{moment}|{uuid.uuid4()}".encode()).decode()
+    response = client.get(listing, as_=ana, params={"before": forged})
+    assert response.status_code == 422, response.text
+    assert list(response.json()["errors"]) == ["before"]

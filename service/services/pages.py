@@ -1,0 +1,53 @@
+"""Pages of the newest-first lists (bids, repairs), ordered by `created_at`, then id.
+
+`next` is the last shown row's `created_at` and id, opaque to phones, which pass it back as
+`before`. A `before` the API did not make is a 422, never a 500, whatever it decodes to.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, and_, or_
+
+from schemas.base import iso
+from service.domain.errors import invalid
+
+
+class Listed(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def older_than(model: Any, before: str) -> ColumnElement[bool]:
+    """The rows of `model` after the page that ended with `before`."""
+    created, last_id = _decode(before)
+    return or_(model.created_at < created, and_(model.created_at == created, model.id < last_id))
+
+
+def next_of(rows: Sequence[Listed], limit: int) -> str | None:
+    """`next` for a page read with `limit + 1` rows: None when there is nothing after it."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    raw = f"{iso(last.created_at)}|{last.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(token: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        created, last_id = raw.split("|")
+        moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            raise ValueError("a page cursor's time has a time zone")
+        return moment.astimezone(UTC), uuid.UUID(last_id)
+    except (ValueError, UnicodeDecodeError, OverflowError) as exc:
+        raise invalid("before", "Not a page cursor from this API: pass `next` as is.") from exc
