@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -23,18 +24,30 @@ def register(
 ) -> tuple[Device, bool]:
     """Upsert by push token. A token moves to whoever registers it last (the phone's new user).
 
-    Returns the device and whether it was created.
+    Returns the device and whether it was created. Two registrations of a new token at once
+    (an app's start and its token callback) both find no row to lock; the one whose insert
+    loses to the other's unique token updates the other's row instead.
     """
+    fields = {"platform": platform, "app_version": app_version, "locale": locale}
+    try:
+        return _upsert(session, user, push_token, fields)
+    except IntegrityError:
+        session.rollback()
+        return _upsert(session, user, push_token, fields)
+
+
+def _upsert(
+    session: Session, user: User, push_token: str, fields: dict[str, str | None]
+) -> tuple[Device, bool]:
     now = clock.now()
     device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
     created = device is None
     if device is None:
-        device = Device(user_id=user.id, push_token=push_token, platform=platform, created_at=now)
+        device = Device(user_id=user.id, push_token=push_token, created_at=now, **fields)
         session.add(device)
     device.user_id = user.id
-    device.platform = platform
-    device.app_version = app_version
-    device.locale = locale
+    for name, value in fields.items():
+        setattr(device, name, value)
     device.active = True
     device.disabled_reason = None
     device.updated_at = now

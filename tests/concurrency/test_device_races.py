@@ -1,0 +1,50 @@
+"""Real concurrency on PostgreSQL: an app registers its new push token twice at once."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from flask import Flask
+from sqlalchemy import insert
+
+from service.extensions import db
+from service.models import Device
+from tests.support.client import ApiClient
+from tests.support.locks import lock_queue
+
+pytestmark = [pytest.mark.postgres, pytest.mark.committed]
+
+
+def test_a_token_registered_twice_at_once_is_one_device(client: ApiClient, app: Flask) -> None:
+    """The app's start and its token callback both POST the token the phone just got. The
+    first registration's insert is not committed when the second looks for the token, so the
+    second inserts too and waits on the token's unique index: it updates the first's row."""
+    ana = client.register("Ana")
+    token = f"first-launch-{uuid.uuid4().hex}"
+    body = {"platform": "android", "push_token": token, "app_version": "2.0.0"}
+    with app.app_context():
+        first = db.engine.connect()
+    try:
+        first.begin()
+        first.execute(
+            insert(Device).values(
+                id=uuid.uuid4(), user_id=uuid.UUID(ana.id), platform="android", push_token=token
+            )
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool, lock_queue(app) as queued:
+            second = pool.submit(
+                ApiClient(client.base_url).post, "/api/v1/devices", as_=ana, json=body
+            )
+            queued(1)
+            first.commit()
+            answer = second.result(timeout=10)
+    finally:
+        first.close()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["app_version"] == "2.0.0"
+    devices = client.get("/api/v1/devices", as_=ana).json()
+    assert [(d["id"], d["app_version"]) for d in devices["items"]] == [
+        (answer.json()["id"], "2.0.0")
+    ]
