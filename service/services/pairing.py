@@ -70,11 +70,12 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
     if claimed == user.id:
         session.rollback()
         raise invalid("code", "This is your own code: share it with your partner.")
-    inviter = session.get(User, claimed, with_for_update=True)
+    # Locked and read again: a join of either of them may have committed since they were read.
+    inviter = session.get(User, claimed, with_for_update=True, populate_existing=True)
     if inviter is None or inviter.couple_id is not None or inviter.disabled_at is not None:
         session.rollback()
         raise invalid("code", "This code is no longer valid: ask your partner for a new one.")
-    me = session.get(User, user.id, with_for_update=True)
+    me = session.get(User, user.id, with_for_update=True, populate_existing=True)
     assert me is not None
     if me.couple_id is not None:
         session.rollback()
