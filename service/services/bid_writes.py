@@ -73,14 +73,25 @@ _INSERT_NEW = {
 
 
 def _one_statement(guarded: bool) -> ClauseElement:
-    """WITH new_bid AS (INSERT ... ON CONFLICT DO NOTHING), next_cursor AS (UPDATE couples),
-    appended AS (INSERT INTO couple_events) INSERT INTO push_jobs ... RETURNING cursor.
+    """WITH live_couple AS (SELECT ... FOR UPDATE), new_bid AS (INSERT ... ON CONFLICT DO
+    NOTHING), next_cursor AS (UPDATE couples), appended AS (INSERT INTO couple_events) INSERT
+    INTO push_jobs ... RETURNING cursor.
 
     Each step reads the previous one's RETURNING, so nothing follows a bid that was not new.
-    `guarded`: the bid is inserted only if the sender is still the member it was computed for
-    (`members.STILL_LIVE`), checked in the same statement.
+    The couple is locked first and only while it has not ended: a bid that waited on an
+    unpair's lock finds it ended and writes nothing (the statement's snapshot, which the
+    other checks read, still shows the couple live). `guarded`: the bid is inserted only if
+    the sender is still the member it was computed for (`members.STILL_LIVE`), checked in the
+    same statement.
     """
-    values = select(*(bindparam(f"bid_{name}", type_=_bids.c[name].type) for name in BID_COLUMNS))
+    params = {name: bindparam(f"bid_{name}", type_=_bids.c[name].type) for name in BID_COLUMNS}
+    live_couple = (
+        select(_couples.c.id)
+        .where(_couples.c.id == params["couple_id"], _couples.c.ended_at.is_(None))
+        .with_for_update()
+        .cte("live_couple")
+    )
+    values = select(*params.values()).select_from(live_couple)
     if guarded:
         values = values.where(members.STILL_LIVE)
     new_bid = (

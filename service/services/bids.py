@@ -91,8 +91,9 @@ def send(
     # A retry, even one racing its original: nothing was written, the first bid answers.
     session.rollback()
     existing = _by_client_id(session, sender.user_id, client_id)
-    if existing is None:  # pragma: no cover - the conflicting row is committed or locked
-        raise Conflict("This bid is still being written: retry.")
+    if existing is None:
+        # Not a retry (a conflicting row is committed by now): the couple ended meanwhile.
+        raise NotFound("You are not paired.")
     return Written(present(existing), created=False)
 
 

@@ -154,7 +154,7 @@ def delete_account(session: Session, user: User) -> None:
     if user.couple_id is not None:
         couple = session.get(Couple, user.couple_id, with_for_update=True)
         if couple is not None and couple.ended_at is None:
-            couple.ended_at = now
+            # The last cursor is taken while the couple is live (an ended one hands out none).
             events.record(
                 session,
                 couple,
@@ -166,6 +166,7 @@ def delete_account(session: Session, user: User) -> None:
                     "reason": "account_deleted",
                 },
             )
+            couple.ended_at = now
             session.execute(update(User).where(User.couple_id == couple.id).values(couple_id=None))
     mine = or_(Couple.partner_a_id == user.id, Couple.partner_b_id == user.id)
     for couple_id in list(session.scalars(select(Couple.id).where(mine))):

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from schemas.base import iso
 from service.clock import clock
 from service.db import after_commit
+from service.domain.errors import NotFound
 from service.models import Couple, CoupleEvent
 from service.models.base import table
 
@@ -71,7 +72,7 @@ _couples = table(Couple)
 _events = table(CoupleEvent)
 _NEXT_CURSOR = (
     update(_couples)
-    .where(_couples.c.id == bindparam("couple_id"))
+    .where(_couples.c.id == bindparam("couple_id"), _couples.c.ended_at.is_(None))
     .values(last_cursor=_couples.c.last_cursor + 1)
     .returning(_couples.c.last_cursor)
 )
@@ -79,8 +80,15 @@ _APPEND = insert(_events)
 
 
 def next_cursor(session: Session, couple_id: uuid.UUID) -> int:
-    """Take the couple's next cursor; the row lock makes concurrent writers queue up."""
-    result = session.connection().execute(_NEXT_CURSOR, {"couple_id": couple_id}).scalar_one()
+    """Take the couple's next cursor; the row lock makes concurrent writers queue up.
+
+    An ended couple hands out none: a write that waited on the unpair's lock finds the couple
+    ended once it gets it, and fails with 404 (its transaction rolls back), whatever it checked
+    before. The unpair's own `couple.ended` is numbered before `ended_at` is set.
+    """
+    result = session.connection().execute(_NEXT_CURSOR, {"couple_id": couple_id}).scalar()
+    if result is None:
+        raise NotFound("You are not paired.")
     return int(result)
 
 

@@ -123,13 +123,14 @@ def unpair(session: Session, user: User) -> None:
     if couple is None or couple.ended_at is not None:
         raise NotFound("You are not paired.")
     now = clock.now()
-    couple.ended_at = now
     data: dict[str, Any] = {
         "couple_id": str(couple.id),
         "ended_by": str(user.id),
         "ended_at": iso(now),
     }
+    # The last cursor is taken while the couple is live (an ended one hands out none).
     events.record(session, couple, "couple.ended", data)
+    couple.ended_at = now
     session.execute(update(User).where(User.couple_id == couple.id).values(couple_id=None))
     # The stream and unsent pushes quote both partners; each keeps their own words (export).
     custody.forget_couple_history(session, couple.id)

@@ -1,0 +1,95 @@
+"""Real concurrency on PostgreSQL: a write that reaches an unpair's lock lands nowhere.
+
+The couple's row is held by another transaction, so the unpair waits for it, then a bid or a
+repair message waits behind the unpair. Once the unpair has committed, the write must find the
+couple ended: no row of it is kept, nothing joins the ended couple's stream and no push waits
+for the former partner. (Its liveness checks ran before, on a couple that was still live.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from sqlalchemy import func, select
+
+from service.extensions import db
+from service.models import Bid, Couple, CoupleEvent, PushJob, RepairMessage
+from tests.support.client import ApiClient, Person
+from tests.support.locks import lock_queue, rows_held
+
+pytestmark = [pytest.mark.postgres, pytest.mark.committed]
+
+
+def race_unpair(
+    client: ApiClient, app: Flask, ben: Person, write: Callable[[], requests.Response]
+) -> requests.Response:
+    """Ben unpairs while `write` is on its way; returns the write's answer."""
+    couple_id = uuid.UUID(client.get("/api/v1/couple", as_=ben).json()["id"])
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, select(Couple).where(Couple.id == couple_id).with_for_update()),
+    ):
+        unpair = pool.submit(ApiClient(client.base_url).delete, "/api/v1/couple", as_=ben)
+        queued(1)
+        written = pool.submit(write)
+        queued(2)
+    assert unpair.result(timeout=10).status_code == 204
+    return written.result(timeout=10)
+
+
+def count(app: Flask, statement: Any) -> int:
+    with app.app_context():
+        return int(db.session.scalar(statement) or 0)
+
+
+@pytest.mark.parametrize("remembered", [False, True], ids=["looked-up", "remembered"])
+def test_a_bid_sent_as_the_couple_ends_is_not_written(
+    client: ApiClient, app: Flask, remembered: bool
+) -> None:
+    ana, ben = client.couple()
+    if remembered:  # Ana's first bid has the API process remember her (`members.Members`)
+        first = {"client_id": str(uuid.uuid4()), "kind": "connect"}
+        assert client.post("/api/v1/bids", as_=ana, json=first).status_code == 201
+    client_id = str(uuid.uuid4())
+    answer = race_unpair(
+        client,
+        app,
+        ben,
+        lambda: ApiClient(client.base_url).post(
+            "/api/v1/bids", as_=ana, json={"client_id": client_id, "kind": "comfort"}
+        ),
+    )
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["code"] == "not_found"
+    assert count(app, select(func.count()).where(Bid.client_id == uuid.UUID(client_id))) == 0
+    assert count(app, select(func.count()).select_from(CoupleEvent)) == 0
+    assert count(app, select(func.count()).where(PushJob.state == "pending")) == 0
+
+
+def test_a_repair_message_written_as_the_couple_ends_is_not_kept(
+    client: ApiClient, app: Flask
+) -> None:
+    ana, ben = client.couple()
+    repair = client.post("/api/v1/repairs", as_=ana, json={"client_id": str(uuid.uuid4())})
+    rid = repair.json()["id"]
+    answer = race_unpair(
+        client,
+        app,
+        ben,
+        lambda: ApiClient(client.base_url).post(
+            f"/api/v1/repairs/{rid}/messages",
+            as_=ana,
+            json={"client_id": str(uuid.uuid4()), "body": "are you there?"},
+        ),
+    )
+    assert answer.status_code == 404, answer.text
+    assert count(app, select(func.count()).select_from(RepairMessage)) == 0
+    assert count(app, select(func.count()).select_from(CoupleEvent)) == 0
+    assert count(app, select(func.count()).where(PushJob.state == "pending")) == 0
