@@ -263,25 +263,34 @@ def list_for(
 
 
 def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
-    """Expire open bids whose time to live has passed (worker job). Returns how many."""
-    query = (
-        select(Bid)
+    """Expire open bids whose time to live has passed (worker job). Returns how many.
+
+    Each bid in a transaction of its own that locks its couple, then the bid: the order in which
+    requests lock them (`_visible`), so the worker never holds a bid that an answer waits for
+    while it waits for that answer's couple. A bid of a couple that has ended expires silently:
+    after an unpair nobody is told, and its stream is gone (`custody.forget_couple_history`).
+    """
+    due = session.execute(
+        select(Bid.id, Bid.couple_id)
         .where(Bid.status.in_(rules.OPEN_STATUSES), Bid.expires_at <= now)
         .order_by(Bid.expires_at)
         .limit(batch)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    due = list(session.scalars(query))
-    for bid in due:
-        couple = session.get(Couple, bid.couple_id)
-        bid.status = "expired"
-        bid.expired_at = now
-        push_outbox.cancel(session, f"bid.created:{bid.id}")
-        if couple is not None:
-            events.record(session, couple, "bid.expired", wire(present(bid, now)))
+    ).all()
     session.commit()
-    return len(due)
+    expired = 0
+    for bid_id, couple_id in due:
+        couple = session.get(Couple, couple_id, with_for_update=True, populate_existing=True)
+        bid = session.get(Bid, bid_id, with_for_update=True, populate_existing=True)
+        # Another worker, or an answer, may have come first.
+        if bid is not None and bid.status in rules.OPEN_STATUSES and bid.expires_at <= now:
+            bid.status = "expired"
+            bid.expired_at = now
+            push_outbox.cancel(session, f"bid.created:{bid.id}")
+            if couple is not None and couple.ended_at is None:
+                events.record(session, couple, "bid.expired", wire(present(bid, now)))
+            expired += 1
+        session.commit()
+    return expired
 
 
 def _by_client_id(session: Session, sender_id: uuid.UUID, client_id: uuid.UUID) -> Bid | None:

@@ -139,13 +139,19 @@ def export(session: Session, user: User) -> dict[str, Any]:
 
 
 def forget_couple_history(session: Session, couple_id: Any) -> None:
-    """An ended couple's stream and unsent pushes hold both partners' words: drop them."""
+    """An ended couple's stream and pushes hold both partners' words: drop them.
+
+    No push of the couple goes out any more: the unsent ones are cancelled, and so are the
+    dead-lettered ones an operator could otherwise send again. Every push's payload (a bid's
+    note, when the partner showed notes on the lock screen) is emptied, sent ones included.
+    """
     session.execute(delete(CoupleEvent).where(CoupleEvent.couple_id == couple_id))
     session.execute(
         update(PushJob)
-        .where(PushJob.couple_id == couple_id, PushJob.state.in_(("pending", "claimed")))
+        .where(PushJob.couple_id == couple_id, PushJob.state.in_(("pending", "claimed", "dead")))
         .values(state="cancelled", finished_at=clock.now(), last_error="couple ended")
     )
+    session.execute(update(PushJob).where(PushJob.couple_id == couple_id).values(payload={}))
 
 
 def delete_account(session: Session, user: User) -> None:

@@ -253,17 +253,22 @@ class Dispatcher:
             session.execute(sql.attempts, attempts)
         if unregistered:
             session.execute(sql.unregister, {"ids": unregistered, "now": now})
-        self._finish_jobs(session, sql, plan, retry_after, now)
+        self._finish_jobs(session, sql, worker, plan, retry_after, now)
 
     def _finish_jobs(
         self,
         session: Session,
         sql: _Statements,
+        worker: str,
         plan: _Plan,
         retry_after: dict[int, float],
         now: datetime,
     ) -> None:
-        """Done, dead-lettered, or pending again (backoff) -- from every delivery's state."""
+        """Done, dead-lettered, or pending again (backoff) -- from every delivery's state.
+
+        Only the jobs this worker still holds: one cancelled meanwhile (an unpair, a deleted
+        account) stays cancelled, and one whose lease ran out belongs to whoever took it over.
+        """
         done: list[int] = []
         dead: list[int] = []
         again: list[dict[str, Any]] = []
@@ -271,15 +276,21 @@ class Dispatcher:
             states = plan.states[job.id].values()
             if "pending" in states:
                 delay = self.policy.delay(job.attempts + 1, retry_after.get(job.id))
-                again.append({"job_id": job.id, "available_at": now + timedelta(seconds=delay)})
+                again.append(
+                    {
+                        "job_id": job.id,
+                        "worker": worker,
+                        "available_at": now + timedelta(seconds=delay),
+                    }
+                )
             elif "dead" in states or "failed" in states:
                 dead.append(job.id)  # dead-lettered: operators can see it and send it again
             else:
                 done.append(job.id)
         if done:
-            session.execute(sql.done, {"ids": done, "now": now})
+            session.execute(sql.done, {"ids": done, "worker": worker, "now": now})
         if dead:
-            session.execute(sql.dead, {"ids": dead, "now": now})
+            session.execute(sql.dead, {"ids": dead, "worker": worker, "now": now})
         if again:
             session.execute(sql.again, again)
 
@@ -365,17 +376,22 @@ class _Statements:
             .values(active=False, disabled_reason="unregistered", updated_at=now)
         )
         finished = {"attempts": JOBS.c.attempts + 1, "claimed_by": None, "claimed_until": None}
+        held = and_(
+            JOBS.c.state == "claimed", JOBS.c.claimed_by == param("worker", JOBS.c.claimed_by)
+        )
         self.done = (
-            update(JOBS).where(JOBS.c.id.in_(ids)).values(state="done", finished_at=now, **finished)
+            update(JOBS)
+            .where(JOBS.c.id.in_(ids), held)
+            .values(state="done", finished_at=now, **finished)
         )
         self.dead = (
             update(JOBS)
-            .where(JOBS.c.id.in_(ids))
+            .where(JOBS.c.id.in_(ids), held)
             .values(state="dead", finished_at=now, last_error="gave up: see attempts", **finished)
         )
         self.again = (
             update(JOBS)
-            .where(JOBS.c.id == bindparam("job_id"))
+            .where(JOBS.c.id == bindparam("job_id"), held)
             .values(state="pending", last_error="retrying", **finished)
         )
 

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from service.clock import clock
 from service.extensions import db
-from service.models import PushJob
+from service.models import CoupleEvent, PushJob
 from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
@@ -101,6 +101,8 @@ def test_deleting_the_account_removes_my_words_and_tells_the_partner(
     app: Flask, client: ApiClient, phone: Callable[[str | None], Phone]
 ) -> None:
     ana, ben = client.couple()
+    # Ben shows notes on his lock screen: her bid's push carries her words until she goes.
+    client.patch("/api/v1/me", as_=ben, json={"notes_on_lock_screen": True})
     converse(client, ana, ben)
     ben_phone, ana_phone = phone(ben.access_token), phone(ana.access_token)
     assert client.delete("/api/v1/me", as_=ana).status_code == 204
@@ -162,3 +164,38 @@ def test_a_held_back_push_is_withdrawn_once_it_has_nothing_left_to_say(
     }
     clock.freeze(datetime(2031, 5, 1, 22, 30, tzinfo=UTC))
     assert worker.run_once().pushes == 0
+
+
+def test_a_bid_left_open_by_an_unpair_expires_without_telling_either_of_them(
+    client: ApiClient, app: Flask, worker: Worker, phone: Callable[[str | None], Phone]
+) -> None:
+    """They pair again before the old bid's time runs out: its expiry goes into no stream and
+    to no phone, so their new stream's cursors stay theirs."""
+    ana, ben = client.couple()
+    clock.freeze(datetime(2031, 3, 1, 10, 0, tzinfo=UTC))
+    ana, ben = client.fresh(ana), client.fresh(ben)
+    old_couple = client.get("/api/v1/couple", as_=ana).json()["id"]
+    left_open = client.post(
+        "/api/v1/bids",
+        as_=ana,
+        json={"client_id": str(uuid.uuid4()), "kind": "share", "note": ANA_WORDS},
+    )
+    assert left_open.status_code == 201
+    assert client.delete("/api/v1/couple", as_=ben).status_code == 204
+    client.pair(ana, ben)
+
+    clock.freeze(datetime(2031, 3, 2, 10, 0, 1, tzinfo=UTC))  # past the bid's 24 hours
+    ana, ben = client.fresh(ana), client.fresh(ben)
+    ben_phone = phone(ben.access_token)
+    assert worker.run_once().expired_bids == 1
+    sent = client.post(
+        "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    )
+    assert sent.status_code == 201
+    ben_phone.wait_for("bid.created")
+    assert [name for name, _ in ben_phone.events] == ["bid.created"]
+    events = client.get("/api/v1/sync", as_=ben).json()["events"]
+    assert [(e["cursor"], e["type"]) for e in events] == [(1, "couple.paired"), (2, "bid.created")]
+    with app.app_context():
+        old_stream = select(func.count()).where(CoupleEvent.couple_id == uuid.UUID(old_couple))
+        assert db.session.scalar(old_stream) == 0
