@@ -73,12 +73,7 @@ class Trimmed(fields.String):
 
 def name(max_length: int, *, required: bool = True) -> fields.String:
     """A person's name as others see it: trimmed, and never blank."""
-    return Trimmed(
-        required=required,
-        validate=validate.Length(
-            min=1, max=max_length, error="Give a name of 1 to {max} characters."
-        ),
-    )
+    return Trimmed(required=required, validate=validate.Length(min=1, max=max_length))
 
 
 class PageArgsSchema(Schema):
