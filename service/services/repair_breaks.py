@@ -61,7 +61,8 @@ def resume_due(session: Session, now: datetime, batch: int = 200) -> int:
     due = list(session.scalars(query))
     for repair in due:
         repair.paused_until = repair.paused_by = None
-        couple = session.get(Couple, repair.couple_id)
+        # Locked and read again: an unpair that committed since the pick ends it here.
+        couple = session.get(Couple, repair.couple_id, with_for_update=True, populate_existing=True)
         if couple is None or couple.ended_at is not None:
             # After an unpair nobody is told about a conversation they can no longer open.
             push_outbox.cancel(session, f"repair.reminder:{repair.id}:")

@@ -1,9 +1,10 @@
 """Real concurrency on PostgreSQL: a write that reaches an unpair's lock lands nowhere.
 
-The couple's row is held by another transaction, so the unpair waits for it, then a bid or a
-repair message waits behind the unpair. Once the unpair has committed, the write must find the
-couple ended: no row of it is kept, nothing joins the ended couple's stream and no push waits
-for the former partner. (Its liveness checks ran before, on a couple that was still live.)
+The couple's row is held by another transaction, so the unpair waits for it, then a bid, a
+repair message or the worker ending a break waits behind the unpair. Once the unpair has
+committed, the write must find the couple ended: no row of it is kept, nothing joins the ended
+couple's stream and no push waits for the former partner. (Its liveness checks ran before, on a
+couple that was still live.)
 """
 
 from __future__ import annotations
@@ -11,25 +12,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import pytest
-import requests
 from flask import Flask
 from sqlalchemy import func, select
 
+from service.clock import clock
 from service.extensions import db
 from service.models import Bid, Couple, CoupleEvent, PushJob, RepairMessage
+from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
 from tests.support.locks import lock_queue, rows_held
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
+Written = TypeVar("Written")
+
 
 def race_unpair(
-    client: ApiClient, app: Flask, ben: Person, write: Callable[[], requests.Response]
-) -> requests.Response:
-    """Ben unpairs while `write` is on its way; returns the write's answer."""
+    client: ApiClient, app: Flask, ben: Person, write: Callable[[], Written]
+) -> Written:
+    """Ben unpairs while `write` is on its way; returns what `write` returned."""
     couple_id = uuid.UUID(client.get("/api/v1/couple", as_=ben).json()["id"])
     with (
         ThreadPoolExecutor(max_workers=2) as pool,
@@ -91,5 +96,24 @@ def test_a_repair_message_written_as_the_couple_ends_is_not_kept(
     )
     assert answer.status_code == 404, answer.text
     assert count(app, select(func.count()).select_from(RepairMessage)) == 0
+    assert count(app, select(func.count()).select_from(CoupleEvent)) == 0
+    assert count(app, select(func.count()).where(PushJob.state == "pending")) == 0
+
+
+def test_a_break_that_ends_as_the_couple_ends_is_told_to_nobody(
+    client: ApiClient, app: Flask, worker: Worker
+) -> None:
+    ana, ben = client.couple()
+    repair = client.post("/api/v1/repairs", as_=ana, json={"client_id": str(uuid.uuid4())})
+    paused = client.post(
+        f"/api/v1/repairs/{repair.json()['id']}/pause", as_=ana, json={"minutes": 20}
+    )
+    assert paused.status_code == 200, paused.text
+    clock.freeze(clock.now() + timedelta(minutes=21))
+    try:
+        tick = race_unpair(client, app, client.fresh(ben), worker.run_once)
+    finally:
+        clock.unfreeze()
+    assert tick.resumed_repairs == 1
     assert count(app, select(func.count()).select_from(CoupleEvent)) == 0
     assert count(app, select(func.count()).where(PushJob.state == "pending")) == 0
