@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -96,14 +96,28 @@ def devices(session: Session, user_id: uuid.UUID) -> list[dict[str, Any]]:
 
 
 def disable_account(session: Session, operator: Operator, user_id: uuid.UUID) -> int:
-    """Disable the account and end every session: its next call is refused. Returns sessions."""
+    """Disable the account, end every session (its next call is refused) and stop pushing to
+    its devices: a phone that is signed out for good shows no more of the partner's bids on
+    its lock screen. Once enabled, the app's next registration turns each device on again.
+    Returns the sessions ended."""
     user = _user(session, user_id, lock=True)
     if user.disabled_at is not None:
         raise Conflict("This account is disabled already.")
-    user.disabled_at = clock.now()
+    now = clock.now()
+    user.disabled_at = now
     ended = accounts.revoke_all_sessions(session, user.id, "disabled_by_operator")
-    target = ops_audit.Target("user", str(user.id))
-    ops_audit.record(session, operator, "account.disable", target, {"sessions_revoked": ended})
+    devices_off = session.execute(
+        update(Device)
+        .where(Device.user_id == user.id, Device.active.is_(True))
+        .values(active=False, disabled_reason="account_disabled", updated_at=now)
+    )
+    detail = {
+        "sessions_revoked": ended,
+        "devices_disabled": int(getattr(devices_off, "rowcount", 0) or 0),
+    }
+    ops_audit.record(
+        session, operator, "account.disable", ops_audit.Target("user", str(user.id)), detail
+    )
     session.commit()
     return ended
 

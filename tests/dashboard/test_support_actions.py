@@ -8,9 +8,10 @@ from flask import Flask
 from sqlalchemy import select
 
 from service.extensions import db
-from service.models import PushJob
+from service.models import Device, PushJob
+from service.worker.runner import Worker
 from tests.dashboard.conftest import OpsClient
-from tests.dashboard.helpers import send_bid
+from tests.dashboard.helpers import add_device, send_bid
 from tests.support.client import ApiClient
 
 
@@ -83,3 +84,32 @@ def test_a_push_that_is_not_dead_cannot_be_retried(
     assert "Only dead-lettered pushes can be retried; this one is pending." in (
         signed_in.get("/ops/push").text
     )
+
+
+def test_a_disabled_account_gets_no_pushes_until_its_app_registers_again(
+    client: ApiClient, signed_in: OpsClient, app: Flask, worker: Worker
+) -> None:
+    ana, ben = client.couple()
+    add_device(client, ana, "ana-phone-token")
+    add_device(client, ana, "ana-tablet-token", "ios")
+    page = f"/ops/support/users/{ana.id}"
+    assert (
+        signed_in.post(f"{page}/disable", data={"csrf_token": signed_in.csrf()}).status_code == 302
+    )
+    assert audit(signed_in)[0]["detail"] == {"sessions_revoked": 1, "devices_disabled": 2}
+    with app.app_context():
+        states = set(db.session.execute(select(Device.active, Device.disabled_reason)).all())
+    assert states == {(False, "account_disabled")}
+    send_bid(client, ben)
+    assert worker.run_once().pushes == 0
+
+    assert (
+        signed_in.post(f"{page}/enable", data={"csrf_token": signed_in.csrf()}).status_code == 302
+    )
+    ana = client.fresh(ana)
+    again = client.post(
+        "/api/v1/devices", as_=ana, json={"platform": "android", "push_token": "ana-phone-token"}
+    )
+    assert again.status_code == 200 and again.json()["active"] is True
+    send_bid(client, ben)
+    assert worker.run_once().pushes == 1
