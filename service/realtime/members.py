@@ -17,6 +17,7 @@ from service.clock import clock
 from service.domain.errors import RateLimited, ReachError, Unauthorized
 from service.errors import from_reach_error
 from service.extensions import db
+from service.realtime import sweep
 from service.realtime.emitter import current_socketio
 from service.realtime.rooms import couple_room, user_room
 from service.services import members
@@ -43,36 +44,42 @@ def session_room(session_id: uuid.UUID | str) -> str:
 class OpenSockets:
     """This process's open member sockets, per account (SOCKETS_PER_USER caps them).
 
-    Each socket's account is kept here too: a socket is forgotten by its sid alone, even once
-    its Engine.IO session (where the socket's user is kept) is gone."""
+    Each socket's account and sign-in session are kept here too: a socket is forgotten by its
+    sid alone, even once its Engine.IO session (where the socket's user is kept) is gone, and
+    the sessions are checked again by `realtime.sweep`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_user: dict[str, set[str]] = {}
-        self._user_of: dict[str, str] = {}
+        self._owner_of: dict[str, tuple[str, uuid.UUID]] = {}
 
-    def add(self, user_id: str, sid: str, limit: int) -> bool:
+    def add(self, user_id: str, session_id: uuid.UUID, sid: str, limit: int) -> bool:
         with self._lock:
             sids = self._by_user.setdefault(user_id, set())
             if sid not in sids and len(sids) >= limit:
                 return False
             sids.add(sid)
-            self._user_of[sid] = user_id
+            self._owner_of[sid] = (user_id, session_id)
             return True
 
     def remove(self, sid: str) -> None:
         with self._lock:
-            user_id = self._user_of.pop(sid, None)
-            if user_id is None:
+            owner = self._owner_of.pop(sid, None)
+            if owner is None:
                 return
-            sids = self._by_user.get(user_id, set())
+            sids = self._by_user.get(owner[0], set())
             sids.discard(sid)
             if not sids:
-                self._by_user.pop(user_id, None)
+                self._by_user.pop(owner[0], None)
 
     def count(self, user_id: str) -> int:
         with self._lock:
             return len(self._by_user.get(user_id, ()))
+
+    def sessions(self) -> dict[str, uuid.UUID]:
+        """Each open socket's sign-in session, by sid."""
+        with self._lock:
+            return {sid: session_id for sid, (_, session_id) in self._owner_of.items()}
 
 
 def open_sockets() -> OpenSockets:
@@ -99,7 +106,8 @@ def on_connect(auth: Any = None) -> None:
         raise ConnectionRefusedError(exc.detail, from_reach_error(exc)) from exc
     session = socket_session()  # a KeyError if the socket closed meanwhile: nothing kept yet
     limit = current_app.extensions["reach.settings"].SOCKETS_PER_USER
-    if not open_sockets().add(str(member.user_id), request.sid, limit):  # type: ignore[attr-defined]
+    sockets = open_sockets()
+    if not sockets.add(str(member.user_id), claims.session_id, request.sid, limit):  # type: ignore[attr-defined]
         crowded = RateLimited(
             f"This account has {limit} connections open already: close one and connect again."
         )
@@ -111,6 +119,8 @@ def on_connect(auth: Any = None) -> None:
     join_room(session_room(claims.session_id))
     if member.couple_id:
         join_room(couple_room(member.couple_id))
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    sweep.ensure_running(app, current_socketio().server, sockets)
     log.info("socket connected", extra={"user_id": str(member.user_id)})
     metrics.sockets.connected("members", request.sid)  # type: ignore[attr-defined]
 

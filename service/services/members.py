@@ -8,6 +8,7 @@ need next, the caller's live couple and partner, so a bid costs no further looku
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -205,3 +206,17 @@ def user_of(session: Session, member: Member) -> User:
     if user is None:
         raise Unauthorized("The account or session no longer exists: sign in again.")
     return user
+
+
+def live_sessions(session: Session, session_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these sign-in sessions still hold: not revoked, their account enabled."""
+    rows = session.execute(
+        select(_sessions.c.id)
+        .join(_users, _users.c.id == _sessions.c.user_id)
+        .where(
+            _sessions.c.id.in_(session_ids),
+            _sessions.c.revoked_at.is_(None),
+            _users.c.disabled_at.is_(None),
+        )
+    )
+    return set(rows.scalars())

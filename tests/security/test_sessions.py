@@ -18,8 +18,12 @@ import pytest
 import redis
 import socketio
 from flask import Flask
+from sqlalchemy import update
 
 from service import create_app
+from service.clock import clock
+from service.extensions import db
+from service.models import AuthSession
 from service.realtime import members
 from tests.security.conftest import create_operator, sign_in_operator
 from tests.support.client import ApiClient, Person
@@ -204,6 +208,29 @@ def test_disabling_an_account_closes_its_sockets(
     assert sent.status_code == 201
     ben_phone.wait_for("bid.created")
     assert note not in str(ana_phone.events)
+
+
+def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_next_check(
+    server_with: Callable[..., LiveServer], phones: list[Phone]
+) -> None:
+    """The message that closes a session's sockets can be lost (Redis away); each process also
+    looks its sockets' sessions up every SOCKET_RECHECK_SECONDS. Here the session ends in the
+    database alone, with no message at all."""
+    server = server_with(SOCKET_RECHECK_SECONDS=1)
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    ana_phone = Phone(server.url, ana.access_token).connect()
+    ben_phone = Phone(server.url, ben.access_token).connect()
+    phones.extend([ana_phone, ben_phone])
+    with server.app.app_context():
+        db.session.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == uuid.UUID(ana.id))
+            .values(revoked_at=clock.now(), revoked_reason="test")
+        )
+        db.session.commit()
+    cut_off(ana_phone, "the next check of the sessions to close the socket")
+    still_open(ben_phone)
 
 
 # --- several processes: a message queue between two servers ----------------------------
