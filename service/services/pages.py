@@ -47,7 +47,7 @@ def _decode(token: str) -> tuple[datetime, uuid.UUID]:
         created, last_id = raw.split("|")
         moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
         if moment.tzinfo is None:
-            raise ValueError("a page cursor's time has a time zone")
+            raise ValueError("a page cursor's time has no time zone")
         return moment.astimezone(UTC), uuid.UUID(last_id)
     except (ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise invalid("before", "Not a page cursor from this API: pass `next` as is.") from exc
