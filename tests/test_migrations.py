@@ -13,10 +13,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint, create_engine, text
 from sqlalchemy.engine import make_url
 
-from service import migrate
+from service import create_app, migrate
 from service.db import make_engine
+from service.extensions import db
 from service.models import Base
 from tests.conftest import POSTGRES_URL
+from tests.support.client import ApiClient
+from tests.support.server import LiveServer
+from tests.support.settings import make_settings
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -163,3 +167,39 @@ def test_the_foreign_key_indexes_build_again_after_a_build_that_failed_midway(
         )
     assert len(names) == 4
     engine.dispose()
+
+
+def test_a_sqlite_database_keeps_its_rows_when_a_migration_rebuilds_a_table(
+    tmp_path: Path,
+) -> None:
+    """SQLite changes a column by rebuilding its table (copy, drop, rename). Going back past
+    0004 rebuilds `bids`; with foreign keys enforced, dropping the old table would delete every
+    bid's responses (ON DELETE CASCADE)."""
+    url = f"sqlite:///{tmp_path / 'embedded.sqlite3'}"
+    migrate.upgrade(url)
+    app = create_app(make_settings(url))
+    server = LiveServer(app).start()
+    try:
+        client = ApiClient(server.url)
+        ana, ben = client.couple()
+        bid = client.post(
+            "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+        ).json()
+        answer = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+        assert client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=answer).ok
+    finally:
+        server.stop()
+        with app.app_context():
+            db.engine.dispose()
+
+    def responses() -> int:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            count = int(conn.execute(text("SELECT count(*) FROM bid_responses")).scalar_one())
+        engine.dispose()
+        return count
+
+    migrate.downgrade(url, revision="0002")
+    assert responses() == 1
+    migrate.upgrade(url)
+    assert responses() == 1

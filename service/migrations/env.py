@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import Connection
 
@@ -14,14 +16,41 @@ target_metadata = Base.metadata
 
 
 def run(connection: Connection) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A batch migration rebuilds a table: copy, drop the old one, rename. With foreign keys
+        # enforced, dropping the old table would fire ON DELETE on every row pointing at it
+        # (responses of bids deleted, a repair's bid_id nulled). So they are off while the
+        # migrations run (the pragma only takes outside a transaction) and checked after.
+        _foreign_keys(connection, "OFF")
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=sqlite,
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            _foreign_keys(connection, "ON")
+    if sqlite:
+        broken = _driver(connection).execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            tables = sorted({row[0] for row in broken})
+            raise RuntimeError(
+                f"the migration left rows whose foreign keys point nowhere: {tables}"
+            )
+
+
+def _foreign_keys(connection: Connection, state: str) -> None:
+    _driver(connection).execute(f"PRAGMA foreign_keys={state}")
+
+
+def _driver(connection: Connection) -> Any:
+    """The sqlite3 connection itself: its statements run outside SQLAlchemy's transaction."""
+    return connection.connection.driver_connection
 
 
 connection = config.attributes.get("connection")
