@@ -54,7 +54,12 @@ class UTCDateTime(fields.DateTime):
         parsed: datetime = super()._deserialize(value, attr, data, **kwargs)
         if parsed.tzinfo is None:
             raise self.make_error("invalid", input=value, obj_type="datetime with a time zone")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00:00+14:00 is before the year 1 in UTC
+            raise self.make_error(
+                "invalid", input=value, obj_type="datetime in years 1-9999 in UTC"
+            ) from exc
 
 
 def text(max_length: int, *, required: bool = True, min_length: int = 1) -> fields.String:

@@ -137,6 +137,8 @@ def history(session: Session, user: User, limit: int, before: str | None) -> dic
 
 
 def _round_number(before: str) -> int:
-    if before.isdigit():
+    """A round's number as `next` gives it: ASCII digits only ("²" is a digit to Python), and
+    small enough for the database's integer."""
+    if before.isascii() and before.isdigit() and len(before) <= 9:
         return int(before)
     raise invalid("before", "Not a page cursor from this API: pass `next` as is.")

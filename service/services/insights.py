@@ -104,7 +104,13 @@ def _weekly(session: Session, couple: Couple, since: datetime, weeks: int) -> li
         .where(Bid.couple_id == couple.id, Bid.created_at >= since)
         .group_by(bucket)
     ).all()
-    by_week = {int(week): (int(n), int(turned)) for week, n, turned in rows}
+    # `since` is floored to the second, so a bid of the last second can land one past the last
+    # week: it belongs to the last one.
+    by_week: dict[int, tuple[int, int]] = {}
+    for week, n, turned in rows:
+        index = min(int(week), weeks - 1)
+        before_n, before_turned = by_week.get(index, (0, 0))
+        by_week[index] = (before_n + int(n), before_turned + int(turned))
     trend = []
     for index in range(weeks):
         n, turned = by_week.get(index, (0, 0))

@@ -157,6 +157,7 @@ def test_bad_bids_are_refused_and_change_nothing(client: ApiClient) -> None:
         ({"kind": "later", "back_at": "2000-01-01T00:00:00Z"}, "back_at"),
         ({"kind": "later", "back_at": "2030-01-01T00:00:00"}, "back_at"),
         ({"kind": "later", "back_at": "2099-01-01T00:00:00Z"}, "back_at"),
+        ({"kind": "later", "back_at": "9999-12-31T23:59:59-14:00"}, "back_at"),
         ({"kind": "ignore"}, "kind"),
     ):
         response = respond(client, ben, bid["id"], **body)

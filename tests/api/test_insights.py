@@ -151,6 +151,17 @@ def test_the_window_leaves_older_bids_out(client: ApiClient) -> None:
     assert bad.status_code == 422
 
 
+def test_a_bid_of_the_last_second_counts_in_the_last_week(client: ApiClient) -> None:
+    """The window starts at `now` less its days, to the microsecond, and a bid sent in the same
+    second as the question must not fall past the last week of the trend."""
+    ana, ben = client.couple()
+    d = Diary(client)
+    d.bid("2031-02-21T10:00:00.400000", ana)
+    week = d.insights("2031-02-21T10:00:00.900000", ben, days=7)
+    assert [w["bids"] for w in week["weekly"]] == [1]
+    assert week["couple"]["bids"] == 1
+
+
 def test_the_pursue_withdraw_cycle_is_named_kindly_with_its_numbers(client: ApiClient) -> None:
     ana, ben = client.couple()
     d = Diary(client)
@@ -237,9 +248,10 @@ def test_revealed_check_ins_come_a_page_at_a_time(client: ApiClient) -> None:
     ).json()
     assert [r["number"] for r in rest["items"]] == [1]
     assert rest["next"] is None
-    wrong = client.get("/api/v1/checkins", as_=ben, params={"before": "yesterday"})
-    assert wrong.status_code == 422
-    assert "before" in wrong.json()["errors"]
+    for forged in ("yesterday", "²", "9" * 20):
+        wrong = client.get("/api/v1/checkins", as_=ben, params={"before": forged})
+        assert wrong.status_code == 422, (forged, wrong.text)
+        assert "before" in wrong.json()["errors"]
 
 
 def test_bad_check_ins_are_refused(client: ApiClient) -> None:

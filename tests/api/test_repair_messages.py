@@ -91,6 +91,8 @@ def test_bad_messages_are_refused_and_nothing_is_stored(client: ApiClient) -> No
         ),
         ({"written_at": "2031-01-01T10:00:00"}, "written_at"),
         ({"written_at": future}, "written_at"),
+        ({"written_at": "0001-01-01T00:00:00+14:00"}, "written_at"),  # before year 1 in UTC
+        ({"written_at": "9999-12-31T23:59:59-14:00"}, "written_at"),  # after 9999 in UTC
         ({"client_id": "not-a-uuid"}, "client_id"),
         ({"seq": 7}, "seq"),
     ):
