@@ -159,6 +159,11 @@ def init_app(app: Flask) -> None:
         app.add_url_rule("/metrics", "metrics", scrape, methods=["GET"])
 
 
+# Label values come from the client: any other method (gunicorn takes any uppercase token)
+# counts as "other", or each one made up would add a histogram of series.
+HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
 def _start_timer() -> None:
     g._reach_started = time.perf_counter()
 
@@ -169,7 +174,8 @@ def _observe(response: Response) -> Response:
         return response
     seconds = time.perf_counter() - started
     rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-    REQUEST_LATENCY.labels(rule, request.method, str(response.status_code)).observe(seconds)
+    method = request.method if request.method in HTTP_METHODS else "other"
+    REQUEST_LATENCY.labels(rule, method, str(response.status_code)).observe(seconds)
     requests_window.record(response.status_code, seconds)
     return response
 

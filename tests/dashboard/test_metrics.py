@@ -123,6 +123,21 @@ def scrape_from_another_process(env: dict[str, str]) -> tuple[Samples, dict[str,
     return samples(result["metrics"]), result["sockets"]
 
 
+def test_made_up_http_methods_add_no_series(client: ApiClient) -> None:
+    """The method label is the client's to choose: each new one would be a histogram more."""
+    for method in ("AAAB", "AAAC", "PROPFIND"):
+        assert client.request(method, "/api/v1/nothing-here").status_code in (404, 405)
+    found = scrape(client)
+    methods = {
+        dict(labels)["method"]
+        for name, labels in found
+        if name == "reach_http_request_duration_seconds_count"
+    }
+    assert not {"AAAB", "AAAC", "PROPFIND"} & methods
+    other = {"endpoint": "<unmatched>", "method": "other", "status": "404"}
+    assert value(found, "reach_http_request_duration_seconds_count", **other) >= 3
+
+
 def test_with_several_processes_any_process_reports_them_all(
     multiproc_env: dict[str, str],
 ) -> None:
