@@ -40,7 +40,7 @@ def main() -> None:
     os.environ.update(
         {
             "DATABASE_URL": URL,
-            "SECRET_KEY": "bench",
+            "SECRET_KEY": "bench-secret-" + "x" * 40,
             "LOG_LEVEL": "WARNING",
             "RATELIMIT_ENABLED": "false",
             "SOCKETIO_ASYNC_MODE": "threading",

@@ -34,8 +34,14 @@ def test_embedded_default_is_sqlite_with_the_worker_inline() -> None:
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:
-    with pytest.raises(RuntimeError, match="SECRET_KEY"):
+    with pytest.raises(RuntimeError, match="SECRET_KEY must be set"):
         create_app(Settings(DATABASE_URL="postgresql://u@127.0.0.1:1/none"))
+
+
+@pytest.mark.parametrize("secret", ["change-me", "short-but-not-empty"])
+def test_production_refuses_the_examples_placeholder_or_a_short_secret_key(secret: str) -> None:
+    with pytest.raises(RuntimeError, match="placeholder or shorter than 32"):
+        create_app(Settings(DATABASE_URL="postgresql://u@127.0.0.1:1/none", SECRET_KEY=secret))
 
 
 def test_unknown_override_is_an_error() -> None:
