@@ -285,23 +285,34 @@ def prune_finished(
 
 def release(session: Session, dedupe_prefix: str) -> int:
     """Let held jobs (never tried yet) go now; non-urgent ones still wait out quiet hours."""
+    released = _retime(session, dedupe_prefix, clock.now(), held_only=True)
+    if released:
+        wake_after_commit(session)
+    return released
+
+
+def hold(session: Session, dedupe_prefix: str, until: datetime) -> int:
+    """Hold the jobs not tried yet until `until` (a break's end, a new break's included), then
+    non-urgent ones still wait out quiet hours. Returns how many."""
+    return _retime(session, dedupe_prefix, until, held_only=False)
+
+
+def _retime(session: Session, dedupe_prefix: str, moment: datetime, *, held_only: bool) -> int:
     now = clock.now()
-    held = session.scalars(
-        select(PushJob).where(
-            PushJob.state == "pending",
-            PushJob.attempts == 0,
-            PushJob.available_at > now,
-            PushJob.dedupe_key.startswith(dedupe_prefix, autoescape=True),
-        )
-    )
-    released = 0
-    for job in held:
+    moment = max(now, moment)
+    conditions = [
+        PushJob.state == "pending",
+        PushJob.attempts == 0,
+        PushJob.dedupe_key.startswith(dedupe_prefix, autoescape=True),
+    ]
+    if held_only:
+        conditions.append(PushJob.available_at > now)
+    retimed = 0
+    for job in session.scalars(select(PushJob).where(*conditions)):
         recipient = session.get(User, job.recipient_id)
         quiet = None
         if recipient is not None and not job.urgent:
             quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
-        job.available_at = quiet.reachable_from(now) if quiet else now
-        released += 1
-    if released:
-        wake_after_commit(session)
-    return released
+        job.available_at = quiet.reachable_from(moment) if quiet else moment
+        retimed += 1
+    return retimed

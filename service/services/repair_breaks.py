@@ -26,6 +26,8 @@ def pause(session: Session, user: User, repair_id: uuid.UUID, minutes: int) -> d
     repair.paused_until = rules.pause_ends(clock.now(), minutes)
     repair.paused_by = user.id
     repair.pause_count += 1
+    # Message pushes not sent yet wait for the end of this break, the last one's replaced.
+    push_outbox.hold(session, f"repair.message:{repair.id}:", repair.paused_until)
     view = present(repair)
     cursor = events.record(session, couple, "repair.paused", wire(view))
     partner = session.get(User, couple.partner_of(user.id))

@@ -208,6 +208,39 @@ def test_messages_during_a_break_are_held_until_it_ends(
     assert {m["data"]["type"] for m in standin.messages()} == {"repair.message"}
 
 
+def test_a_new_break_holds_the_message_pushes_until_it_ends(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """A pause replaces the break before it: a message written in the long break goes when the
+    short one that replaced it ends, and one written in a short break waits for the long one."""
+    ana, ben = paired_with_devices(client)
+    clock.freeze(T0)
+    repair = start(client, client.fresh(ana))
+    pause(client, client.fresh(ana), repair["id"], 1440)
+    clock.freeze(T0 + timedelta(minutes=5))
+    assert write(client, client.fresh(ana), repair["id"], "in the long one").status_code == 201
+    clock.freeze(T0 + timedelta(minutes=10))
+    pause(client, client.fresh(ben), repair["id"], 20)  # ends at T0 + 30 min
+    (held,) = jobs(fcm_worker, "repair.message")
+    assert held.available_at == T0 + timedelta(minutes=30)
+    clock.freeze(T0 + timedelta(minutes=30))
+    fcm_worker.run_once()
+    sent = [m["data"]["type"] for m in standin.messages()]
+    assert sent.count("repair.message") == 2  # Ben's two phones
+
+    clock.freeze(T0 + timedelta(minutes=40))
+    pause(client, client.fresh(ana), repair["id"], 20)  # ends at T0 + 60 min
+    clock.freeze(T0 + timedelta(minutes=45))
+    assert write(client, client.fresh(ana), repair["id"], "in the short one").status_code == 201
+    clock.freeze(T0 + timedelta(minutes=50))
+    pause(client, client.fresh(ben), repair["id"], 1440)
+    later = jobs(fcm_worker, "repair.message")[-1]
+    assert later.available_at == T0 + timedelta(minutes=50 + 1440)
+    clock.freeze(T0 + timedelta(minutes=61))
+    fcm_worker.run_once()
+    assert [m["data"]["type"] for m in standin.messages()].count("repair.message") == 2
+
+
 def test_a_reminder_that_falls_in_quiet_hours_waits_for_the_morning(
     client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:
