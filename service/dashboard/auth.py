@@ -104,8 +104,30 @@ def _safe_next(target: str | None) -> str:
     return parts.path
 
 
+def _email_limit() -> str:
+    return str(current_app.extensions["reach.settings"].RATELIMIT_AUTH_EMAIL)
+
+
+def _submitted_email() -> str:
+    """The limit key of the operator account a sign-in names (none: the address)."""
+    email = ops_accounts.normalize_email(request.form.get("email", ""))
+    return f"operator:{email[:254]}" if email else f"operator-less:{request.remote_addr}"
+
+
+def _refused(response: Any) -> bool:
+    return bool(response.status_code == 401)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_auth_limit, methods=["POST"])
+# Guessing one operator's password from many addresses: only failures count.
+@limiter.limit(
+    _email_limit,
+    key_func=_submitted_email,
+    methods=["POST"],
+    scope="ops-email",
+    deduct_when=_refused,
+)
 def login() -> Any:
     """Sign in; the session id and the CSRF token are new afterwards (no fixation)."""
     if g.get("operator") is not None:

@@ -16,6 +16,7 @@ from flask import Flask
 
 from tests.dashboard.conftest import OperatorAccount, OpsClient, live_figures
 from tests.dashboard.helpers import connect_to_ops
+from tests.security.conftest import create_operator
 from tests.support.client import ApiClient
 from tests.support.races import server_disconnects_held, socket_closed
 from tests.support.server import LiveServer
@@ -199,6 +200,21 @@ def test_signing_in_needs_the_csrf_token_too(
     form = {"email": operator.email, "password": operator.password}
     assert browser.post("/ops/login", data=form).status_code == 400
     assert "ops_sid" not in cookie_payload(browser.cookie or "")
+
+
+def test_failed_sign_ins_are_limited_per_operator_from_any_address(
+    app: Flask, server_with: Callable[..., LiveServer]
+) -> None:
+    """Guessing one operator's password from many addresses: the per-address limit alone
+    would let each address try RATELIMIT_AUTH times; the operator's account has a limit of its
+    own, which only failures count."""
+    server = server_with(RATELIMIT_AUTH_EMAIL="3 per minute")
+    target, other = create_operator(app), create_operator(app)
+    wrong = OperatorAccount(target.email.upper(), "not the password at all")
+    for _ in range(3):
+        assert OpsClient(server.url).sign_in(wrong).status_code == 401
+    assert OpsClient(server.url).sign_in(target).status_code == 429
+    assert OpsClient(server.url).sign_in(other).status_code == 302
 
 
 def test_pages_forbid_framing_and_foreign_scripts(signed_in: OpsClient) -> None:
