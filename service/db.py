@@ -37,7 +37,11 @@ def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwarg
     The pool hands out the connection returned last: a steady load keeps reusing the few it
     needs, whose backends stay warm, and the others sit idle, pinged before use. PostgreSQL
     spends 8% less CPU per bid than when the pool cycled through every connection it had opened
-    (bench/RESULTS.md, "What changed" 25)."""
+    (bench/RESULTS.md, "What changed" 25).
+
+    A statement's error never shows its parameters (`hide_parameters`): they hold notes,
+    message bodies and push tokens, and errors are logged with their text."""
+    kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""

@@ -12,6 +12,7 @@ import socketio
 from flask import Flask
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from service.db import make_engine
 from service.extensions import db
@@ -40,6 +41,20 @@ def test_the_pool_hands_out_the_connection_returned_last(database_url: str) -> N
         assert used == [backends[-1]] * 3
     finally:
         engine.dispose()
+
+
+@pytest.mark.committed
+def test_a_failed_statement_does_not_show_its_parameters(database_url: str) -> None:
+    """Errors are logged with their text; a statement's parameters can be a partner's words."""
+    engine = make_engine(database_url)
+    words = f"words-{uuid.uuid4().hex}"
+    try:
+        with engine.connect() as connection, pytest.raises(DBAPIError) as failed:
+            connection.execute(text("SELECT :note FROM no_such_table"), {"note": words})
+    finally:
+        engine.dispose()
+    assert "no_such_table" in str(failed.value)
+    assert words not in str(failed.value)
 
 
 def lose_the_sessions_connection() -> int:
