@@ -72,10 +72,13 @@ def db_connection(request: pytest.FixtureRequest, app: Flask) -> Iterator[Connec
     try:
         yield connection
     finally:
-        with app.app_context():
-            db.unbind()
-        outer.rollback()
-        connection.close()
+        # Background tasks of the apps bound to this connection (a socket sweep, live figures)
+        # take its lock for each use: hold it while the connection is rolled back and closed.
+        with connection.info["reach.test_lock"]:
+            with app.app_context():
+                db.unbind()
+            outer.rollback()
+            connection.close()
         clock.unfreeze()
         with app.app_context():
             limiter.reset()
