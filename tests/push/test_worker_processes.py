@@ -47,7 +47,7 @@ def start_worker(
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
-            "SECRET_KEY": "worker-test-secret",
+            "SECRET_KEY": "worker-test-secret-key-0123456789abcdef",
             "PUSH_BACKEND": "fcm",
             "FIREBASE_CREDENTIALS": str(credentials),
             "FCM_ENDPOINT": slow_standin.url,
