@@ -91,6 +91,9 @@ class Settings:
     RATELIMIT_JOIN_ADDRESS: str = "30 per hour"
     # Live member sockets one account may hold in one process; more are refused.
     SOCKETS_PER_USER: int = 10
+    # Active devices (push tokens) one account keeps; registering another switches off the one
+    # registered least recently, so every push costs at most this many sends.
+    DEVICES_PER_USER: int = 20
     # Each API process looks up its sockets' sign-in sessions this often and closes those that
     # ended, should the message that closes them at once have been lost (realtime/sweep.py).
     SOCKET_RECHECK_SECONDS: int = 60

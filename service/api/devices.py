@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import current_app
 from flask.views import MethodView
 
 from schemas.devices import DeviceCreateSchema, DeviceListSchema, DeviceSchema
@@ -29,7 +30,8 @@ class Devices(MethodView):
     @blp.alt_response(200, schema=DeviceSchema, description="The token was known: refreshed")
     def post(self, body: dict[str, Any]) -> tuple[Device, int]:
         """Register a push token, or refresh a known one"""
-        device, created = devices.register(db.session, current_user(), **body)
+        keep = current_app.extensions["reach.settings"].DEVICES_PER_USER
+        device, created = devices.register(db.session, current_user(), keep=keep, **body)
         return device, 201 if created else 200
 
     @member

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,23 +22,25 @@ def register(
     push_token: str,
     app_version: str | None,
     locale: str | None,
+    keep: int,
 ) -> tuple[Device, bool]:
     """Upsert by push token. A token moves to whoever registers it last (the phone's new user).
 
     Returns the device and whether it was created. Two registrations of a new token at once
     (an app's start and its token callback) both find no row to lock; the one whose insert
-    loses to the other's unique token updates the other's row instead.
+    loses to the other's unique token updates the other's row instead. The account keeps its
+    `keep` devices registered most recently; any older one is switched off (`replaced`).
     """
     fields = {"platform": platform, "app_version": app_version, "locale": locale}
     try:
-        return _upsert(session, user, push_token, fields)
+        return _upsert(session, user, push_token, fields, keep)
     except IntegrityError:
         session.rollback()
-        return _upsert(session, user, push_token, fields)
+        return _upsert(session, user, push_token, fields, keep)
 
 
 def _upsert(
-    session: Session, user: User, push_token: str, fields: dict[str, str | None]
+    session: Session, user: User, push_token: str, fields: dict[str, str | None], keep: int
 ) -> tuple[Device, bool]:
     now = clock.now()
     device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
@@ -51,8 +54,27 @@ def _upsert(
     device.active = True
     device.disabled_reason = None
     device.updated_at = now
+    session.flush()
+    _switch_off_beyond(session, user.id, keep, now)
     session.commit()
     return device, created
+
+
+def _switch_off_beyond(session: Session, user_id: uuid.UUID, keep: int, now: datetime) -> None:
+    """The account's active devices past the `keep` registered most recently stop getting
+    pushes: a push costs one send per device, and old phones' tokens linger."""
+    stale = session.scalars(
+        select(Device.id)
+        .where(Device.user_id == user_id, Device.active.is_(True))
+        .order_by(Device.updated_at.desc(), Device.created_at.desc())
+        .offset(keep)
+    ).all()
+    if stale:
+        session.execute(
+            update(Device)
+            .where(Device.id.in_(stale))
+            .values(active=False, disabled_reason="replaced", updated_at=now)
+        )
 
 
 def list_for(session: Session, user: User) -> list[Device]:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
+
+from flask import Flask
+
+from service.worker.runner import Worker
 from tests.support.client import ApiClient
+from tests.support.server import LiveServer
 
 
 def test_register_list_and_delete(client: ApiClient) -> None:
@@ -76,3 +83,30 @@ def test_bad_device_bodies(client: ApiClient) -> None:
         assert field in response.json()["errors"]
     assert client.get("/api/v1/devices", as_=ana).json()["items"] == []
     assert client.delete("/api/v1/devices/not-a-uuid", as_=ana).status_code == 404
+
+
+def test_an_account_keeps_its_devices_registered_most_recently(
+    server_with: Callable[..., LiveServer], app: Flask
+) -> None:
+    """Each push costs a send per active device: past DEVICES_PER_USER, registering another
+    switches off the one registered least recently, and registering that one again brings it
+    back (in place of the next oldest)."""
+    client = ApiClient(server_with(DEVICES_PER_USER=3).url)
+    ana, ben = client.couple()
+    ids = []
+    for n in range(4):
+        body = {"platform": "android", "push_token": f"ben-phone-{n}-token"}
+        response = client.post("/api/v1/devices", as_=ben, json=body)
+        assert response.status_code == 201
+        ids.append(response.json()["id"])
+    listed = {d["id"]: d for d in client.get("/api/v1/devices", as_=ben).json()["items"]}
+    assert (listed[ids[0]]["active"], listed[ids[0]]["disabled_reason"]) == (False, "replaced")
+    assert all(listed[i]["active"] for i in ids[1:])
+    client.post("/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"})
+    assert Worker(app, name="devices-test").run_once().pushes == 3
+
+    again = {"platform": "android", "push_token": "ben-phone-0-token"}
+    assert client.post("/api/v1/devices", as_=ben, json=again).status_code == 200
+    listed = {d["id"]: d for d in client.get("/api/v1/devices", as_=ben).json()["items"]}
+    assert [i for i in ids if listed[i]["active"]] == [ids[0], ids[2], ids[3]]
+    assert listed[ids[1]]["disabled_reason"] == "replaced"
