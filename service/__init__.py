@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from service import api as rest
     from service import dashboard, logs, metrics, realtime
-    from service.config import from_environment
+    from service.config import check_secret_key, from_environment
     from service.dashboard.live import same_origin_or
     from service.errors import register_error_handlers
     from service.extensions import db, limiter
@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     settings = (settings or from_environment()).with_overrides(**overrides)
     if not settings.is_sqlite and not settings.TESTING:
-        _check_secret_key(settings.SECRET_KEY)
+        check_secret_key(settings.SECRET_KEY)
     if settings.SOCKET_TRANSPORT not in ("lean", "stock"):
         raise RuntimeError(f"SOCKET_TRANSPORT is lean or stock, not {settings.SOCKET_TRANSPORT!r}.")
     logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)
@@ -164,23 +164,3 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "REFRESH_TOKEN_DAYS": settings.REFRESH_TOKEN_DAYS,
         "BID_TTL_SECONDS": settings.BID_TTL_SECONDS,
     }
-
-
-# The placeholder of deploy/env.example and deploy/k8s/secret.example.yaml.
-PLACEHOLDER_SECRET = "change-me"
-SECRET_KEY_MIN_LENGTH = 32
-
-
-def _check_secret_key(secret: str) -> None:
-    """Production (PostgreSQL) refuses to start without a real SECRET_KEY: it signs every
-    access token and the operators' session cookie."""
-    make_one = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
-    if not secret:
-        raise RuntimeError(
-            f"SECRET_KEY must be set when running on PostgreSQL (production): {make_one}"
-        )
-    if secret == PLACEHOLDER_SECRET or len(secret) < SECRET_KEY_MIN_LENGTH:
-        raise RuntimeError(
-            f"SECRET_KEY is the example's placeholder or shorter than {SECRET_KEY_MIN_LENGTH} "
-            f"characters: {make_one}"
-        )

@@ -183,3 +183,23 @@ def _development_secret() -> str:
             path.chmod(0o600)
         _dev_secret = path.read_text().strip()
     return _dev_secret
+
+
+# The placeholder of deploy/env.example and deploy/k8s/secret.example.yaml.
+PLACEHOLDER_SECRET = "change-me"
+SECRET_KEY_MIN_LENGTH = 32
+
+
+def check_secret_key(secret: str) -> None:
+    """Production (PostgreSQL) refuses to start without a real SECRET_KEY: it signs every
+    access token and the operators' session cookie."""
+    make_one = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    if not secret:
+        raise RuntimeError(
+            f"SECRET_KEY must be set when running on PostgreSQL (production): {make_one}"
+        )
+    if secret == PLACEHOLDER_SECRET or len(secret) < SECRET_KEY_MIN_LENGTH:
+        raise RuntimeError(
+            f"SECRET_KEY is the example's placeholder or shorter than {SECRET_KEY_MIN_LENGTH} "
+            f"characters: {make_one}"
+        )

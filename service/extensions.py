@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars
 from flask_limiter.util import get_remote_address
@@ -75,6 +75,21 @@ class RouteLimiter(Limiter):
         if in_middleware and not self.limit_manager._blueprint_limits:
             return
         super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+
+
+def auth_limit() -> str:
+    """Sign-ins and sign-ups per address (RATELIMIT_AUTH)."""
+    return str(current_app.config["RATELIMIT_AUTH"])
+
+
+def auth_email_limit() -> str:
+    """Failed sign-ins (and sign-ups) per submitted email (RATELIMIT_AUTH_EMAIL)."""
+    return str(current_app.extensions["reach.settings"].RATELIMIT_AUTH_EMAIL)
+
+
+def refused_sign_in(response: Any) -> bool:
+    """`deduct_when` of a per-email limit: only a refused sign-in counts."""
+    return bool(response.status_code == 401)
 
 
 def rate_limit_key() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import Response, current_app, request
+from flask import current_app, request
 from flask.views import MethodView
 from flask_limiter.util import get_remote_address
 from sqlalchemy import select
@@ -14,7 +14,7 @@ from schemas.accounts import LoginSchema, RefreshSchema, RegisterSchema, TokenPa
 from service.api.auth import token_issuer
 from service.api.blueprint import Blueprint
 from service.domain.errors import Unauthorized
-from service.extensions import db, limiter
+from service.extensions import auth_email_limit, auth_limit, db, limiter, refused_sign_in
 from service.models import AuthSession, RefreshToken
 from service.realtime import members
 from service.security.tokens import hash_refresh_token
@@ -24,14 +24,6 @@ PREFIX = "/auth"
 blp = Blueprint("auth", __name__, description="Accounts and sessions")
 
 
-def _auth_limit() -> str:
-    return str(current_app.config["RATELIMIT_AUTH"])
-
-
-def _email_limit() -> str:
-    return str(current_app.extensions["reach.settings"].RATELIMIT_AUTH_EMAIL)
-
-
 def _submitted_email() -> str:
     """The limit key of the account a sign-in or sign-up names (malformed: the address)."""
     body = request.get_json(silent=True)
@@ -39,10 +31,6 @@ def _submitted_email() -> str:
     if isinstance(email, str) and email.strip():
         return f"email:{accounts.normalize_email(email)[:254]}"
     return f"email-less:{get_remote_address()}"
-
-
-def _refused(response: Response) -> bool:
-    return response.status_code == 401
 
 
 def _refresh_days() -> int:
@@ -64,8 +52,8 @@ def _revoked_session(refresh_token: str) -> uuid.UUID | None:
 @blp.route("/register")
 class Register(MethodView):
     decorators = [
-        limiter.limit(_auth_limit, methods=["POST"]),
-        limiter.limit(_email_limit, key_func=_submitted_email, methods=["POST"], scope="email"),
+        limiter.limit(auth_limit, methods=["POST"]),
+        limiter.limit(auth_email_limit, key_func=_submitted_email, methods=["POST"], scope="email"),
     ]
 
     @blp.arguments(RegisterSchema)
@@ -79,14 +67,14 @@ class Register(MethodView):
 @blp.route("/login")
 class Login(MethodView):
     decorators = [
-        limiter.limit(_auth_limit, methods=["POST"]),
+        limiter.limit(auth_limit, methods=["POST"]),
         # Guessing one account's password from many addresses: only failures count.
         limiter.limit(
-            _email_limit,
+            auth_email_limit,
             key_func=_submitted_email,
             methods=["POST"],
             scope="email",
-            deduct_when=_refused,
+            deduct_when=refused_sign_in,
         ),
     ]
 

@@ -25,7 +25,7 @@ from service.dashboard import csrf
 from service.dashboard.blueprint import bp
 from service.domain.errors import Unauthorized
 from service.errors import problem_body, problem_response
-from service.extensions import db, limiter
+from service.extensions import auth_email_limit, auth_limit, db, limiter, refused_sign_in
 from service.models import Operator
 from service.services import ops_accounts
 
@@ -92,10 +92,6 @@ def template_context() -> dict[str, Any]:
     return {"operator": g.get("operator"), "csrf_token": csrf.token}
 
 
-def _auth_limit() -> str:
-    return str(current_app.config["RATELIMIT_AUTH"])
-
-
 def _safe_next(target: str | None) -> str:
     """Only a path inside /ops (never another host) is a place to go back to."""
     parts = urlsplit(target or "")
@@ -104,29 +100,21 @@ def _safe_next(target: str | None) -> str:
     return parts.path
 
 
-def _email_limit() -> str:
-    return str(current_app.extensions["reach.settings"].RATELIMIT_AUTH_EMAIL)
-
-
 def _submitted_email() -> str:
     """The limit key of the operator account a sign-in names (none: the address)."""
     email = ops_accounts.normalize_email(request.form.get("email", ""))
     return f"operator:{email[:254]}" if email else f"operator-less:{request.remote_addr}"
 
 
-def _refused(response: Any) -> bool:
-    return bool(response.status_code == 401)
-
-
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_auth_limit, methods=["POST"])
+@limiter.limit(auth_limit, methods=["POST"])
 # Guessing one operator's password from many addresses: only failures count.
 @limiter.limit(
-    _email_limit,
+    auth_email_limit,
     key_func=_submitted_email,
     methods=["POST"],
     scope="ops-email",
-    deduct_when=_refused,
+    deduct_when=refused_sign_in,
 )
 def login() -> Any:
     """Sign in; the session id and the CSRF token are new afterwards (no fixation)."""

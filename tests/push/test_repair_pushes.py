@@ -189,15 +189,24 @@ def test_a_new_break_replaces_the_reminders_of_the_last(
     assert fcm_worker.run_once().pushes == 3
 
 
-def test_messages_during_a_break_are_held_until_it_ends(
-    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
-) -> None:
+def written_in_a_break(
+    client: ApiClient, minutes: int, body: str
+) -> tuple[Person, Person, dict[str, Any]]:
+    """Ana starts a conversation at T0 and pauses it for `minutes`; at T0 + 5 min she writes
+    `body`. Returns Ana, Ben and the conversation."""
     ana, ben = paired_with_devices(client)
     clock.freeze(T0)
     repair = start(client, client.fresh(ana))
-    pause(client, client.fresh(ana), repair["id"], 60)
+    pause(client, client.fresh(ana), repair["id"], minutes)
     clock.freeze(T0 + timedelta(minutes=5))
-    assert write(client, client.fresh(ana), repair["id"], "writing it down").status_code == 201
+    assert write(client, client.fresh(ana), repair["id"], body).status_code == 201
+    return ana, ben, repair
+
+
+def test_messages_during_a_break_are_held_until_it_ends(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    _ana, ben, repair = written_in_a_break(client, 60, "writing it down")
     (held,) = jobs(fcm_worker, "repair.message")
     assert held.available_at == T0 + timedelta(minutes=60)
     assert fcm_worker.run_once().pushes == 0
@@ -213,12 +222,7 @@ def test_a_new_break_holds_the_message_pushes_until_it_ends(
 ) -> None:
     """A pause replaces the break before it: a message written in the long break goes when the
     short one that replaced it ends, and one written in a short break waits for the long one."""
-    ana, ben = paired_with_devices(client)
-    clock.freeze(T0)
-    repair = start(client, client.fresh(ana))
-    pause(client, client.fresh(ana), repair["id"], 1440)
-    clock.freeze(T0 + timedelta(minutes=5))
-    assert write(client, client.fresh(ana), repair["id"], "in the long one").status_code == 201
+    ana, ben, repair = written_in_a_break(client, 1440, "in the long one")
     clock.freeze(T0 + timedelta(minutes=10))
     pause(client, client.fresh(ben), repair["id"], 20)  # ends at T0 + 30 min
     (held,) = jobs(fcm_worker, "repair.message")
