@@ -18,6 +18,8 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from service import green_waits
+
 log = logging.getLogger("reach.db")
 
 AFTER_COMMIT_KEY = "reach.after_commit"
@@ -40,7 +42,9 @@ def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwarg
     (bench/RESULTS.md, "What changed" 25).
 
     A statement's error never shows its parameters (`hide_parameters`): they hold notes,
-    message bodies and push tokens, and errors are logged with their text."""
+    message bodies and push tokens, and errors are logged with their text.
+
+    In a process on gevent's patches, psycopg waits on gevent's loop (`green_waits`)."""
     kwargs.setdefault("hide_parameters", True)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -58,6 +62,7 @@ def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwarg
         )
         _tune_sqlite(engine)
         return engine
+    green_waits.install()
     kwargs.setdefault("pool_recycle", 1800)
     kwargs.setdefault("pool_use_lifo", True)
     engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, **kwargs)
