@@ -395,8 +395,8 @@ def _collapse(raw: Path) -> dict[str, Any]:
     }
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
+        if not stack or not count.isdigit():
+            continue  # a frame whose name py-spy printed over several lines
         n = int(count)
         total += n
         frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
