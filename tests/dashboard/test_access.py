@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 import socketio
-from flask import Flask
+from flask import Flask, request
 
 from tests.dashboard.conftest import OperatorAccount, OpsClient, live_figures
 from tests.dashboard.helpers import connect_to_ops
@@ -246,3 +247,33 @@ def test_next_never_leaves_ops(
 def test_api_responses_set_no_cookie(client: ApiClient) -> None:
     response = requests.get(f"{client.base_url}/api/v1/openapi.json", timeout=10)
     assert "Set-Cookie" not in response.headers
+
+
+def test_only_requests_with_the_cookie_read_a_session(
+    app: Flask,
+    client: ApiClient,
+    ops_client: Callable[[], OpsClient],
+    operator: OperatorAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A phone's request sends no cookie: no session signer is built for it. An operator's
+    requests, which carry one, still read and write their session."""
+    interface = app.session_interface
+    build = interface.get_signing_serializer  # type: ignore[attr-defined]
+    signers: list[str] = []
+
+    def counted(current: Flask) -> Any:
+        signers.append(request.path)
+        return build(current)
+
+    monkeypatch.setattr(interface, "get_signing_serializer", counted)
+    ana, _ben = client.couple()
+    bid = {"client_id": str(uuid.uuid4()), "kind": "connect"}
+    assert client.post("/api/v1/bids", as_=ana, json=bid).status_code == 201
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+    assert signers == []
+
+    browser = ops_client()
+    assert browser.sign_in(operator).status_code == 302
+    assert browser.get("/ops/").status_code == 200
+    assert "/ops/" in signers
