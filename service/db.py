@@ -25,7 +25,6 @@ log = logging.getLogger("reach.db")
 AFTER_COMMIT_KEY = "reach.after_commit"
 # Set on sessions that may autocommit a transaction of one statement (PostgreSQL, own engine).
 AUTOCOMMIT_KEY = "reach.autocommit"
-_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwargs: Any) -> Engine:
@@ -258,18 +257,13 @@ def _unless_connection_lost(action: Callable[[], None], when: str) -> None:
         log.warning("database connection lost %s; discarded", when, extra={"error": str(exc.orig)})
 
 
-def single_statement(session: Session) -> Connection:
-    """The connection for a transaction that is one statement (atomic on its own).
-
-    On PostgreSQL, if the session has not begun its transaction yet, the connection is
-    autocommitted: psycopg sends no BEGIN before the statement and COMMIT after it, two round
-    trips saved. `session.commit()` still runs the after-commit hooks. Otherwise (SQLite,
-    a transaction already begun, tests inside an outer transaction) it is the session's usual
-    transaction.
-    """
-    if session.info.get(AUTOCOMMIT_KEY) and not session.in_transaction():
-        return session.connection(execution_options=_AUTOCOMMIT)
-    return session.connection()
+def autocommits(session: Session) -> bool:
+    """Whether the session's next statement may run autocommitted, a transaction of its own:
+    on PostgreSQL through the service's own engine (not inside a test's outer transaction),
+    while the session has not begun its transaction. psycopg then sends no BEGIN before the
+    statement and no COMMIT after it, two round trips saved; `session.commit()` still runs
+    the after-commit hooks."""
+    return bool(session.info.get(AUTOCOMMIT_KEY)) and not session.in_transaction()
 
 
 class DriverStatement:
@@ -280,8 +274,11 @@ class DriverStatement:
     statement on the hottest path (28 without the sender's proof), that was a third of the
     statement's time in the request (bench/RESULTS.md, "What changed" 20). This does it once
     per dialect: the SQL, the literal values, and SQLAlchemy's own bind processor per
-    parameter. It still runs through `Connection.exec_driver_sql`, so statement events
-    (`before_cursor_execute`) see it.
+    parameter.
+
+    `execute` runs it through `Connection.exec_driver_sql`, inside a session's transaction;
+    `first_row_alone` autocommitted, straight on a pooled connection's driver ("What changed"
+    34).
     """
 
     def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
@@ -297,11 +294,54 @@ class DriverStatement:
             if processor is not None:
                 self.processors[name] = processor
 
-    def execute(self, connection: Connection, values: dict[str, Any]) -> CursorResult[Any]:
+    def params(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The driver's parameters for these values (the statement's bind names)."""
         params = {**self.literals, **values}
         for name, processor in self.processors.items():
             params[name] = processor(params[name])
-        return connection.exec_driver_sql(self.sql, params)
+        return params
+
+    def execute(self, connection: Connection, values: dict[str, Any]) -> CursorResult[Any]:
+        return connection.exec_driver_sql(self.sql, self.params(values))
+
+    def first_row_alone(self, engine: Engine, values: dict[str, Any]) -> Any | None:
+        """Run it as a transaction of its own on a connection of `engine`'s pool, through the
+        driver alone; its first row, or None.
+
+        A `Connection` around one statement (its checkout, the isolation level set and reset,
+        the execution context, the result) cost POST /bids more than a quarter of what the
+        write cost it ("What changed" 34). The pool still hands the connection out (pinging
+        one that sat idle) and takes it back. A driver error comes out as SQLAlchemy's
+        (`DBAPIError.instance`, parameters hidden), and a connection PostgreSQL dropped is
+        invalidated, as `Connection` does. Statement events (`before_cursor_execute`) do not
+        see it.
+        """
+        params = self.params(values)
+        pooled = engine.raw_connection()
+        driver: Any = pooled.driver_connection
+        dbapi = engine.dialect.loaded_dbapi
+        try:
+            driver.autocommit = True
+            try:
+                return driver.execute(self.sql, params).fetchone()
+            finally:
+                if not (driver.closed or driver.broken):
+                    driver.autocommit = False  # as the pool's other users expect it
+        except dbapi.Error as error:
+            lost = engine.dialect.is_disconnect(error, driver, None)
+            if lost:
+                pooled.invalidate(error)
+            raise DBAPIError.instance(
+                self.sql,
+                params,
+                error,
+                dbapi.Error,
+                hide_parameters=True,
+                dialect=engine.dialect,
+                connection_invalidated=lost,
+            ) from error
+        finally:
+            pooled.close()
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
-    Connection,
+    Dialect,
+    Engine,
     Text,
     bindparam,
     cast,
@@ -25,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement
 
-from service.db import DriverStatement, single_statement
+from service.db import DriverStatement, autocommits
 from service.models import Bid, Couple, CoupleEvent, PushJob
 from service.models.base import table
 from service.services import events, members, push_outbox
@@ -161,15 +162,15 @@ def write_new(
     `job` a row from `push_outbox.job` (its payload's data gets the cursor). With `proof`, the
     member the rows were computed from, not looked up in this transaction: nothing is written
     unless they are still live and unchanged. On PostgreSQL the write is one statement, so a
-    session that has not begun its transaction runs it autocommitted (`db.single_statement`).
+    session that has not begun its transaction runs it autocommitted (`db.autocommits`).
     """
-    connection = single_statement(session)
     proof_params = {} if proof is None else members.still_live_params(proof)
-    if connection.dialect.name == "postgresql":
-        cursor = _write_in_one_statement(connection, bid, event, job, proof_params)
+    if session.get_bind().dialect.name == "postgresql":
+        cursor = _write_in_one_statement(session, bid, event, job, proof_params)
         if cursor is not None:
             push_outbox.wake_after_commit(session)
         return cursor
+    connection = session.connection()
     if proof is not None and not connection.execute(_STILL_LIVE, proof_params).scalar():
         return None
     if connection.execute(_INSERT_NEW[connection.dialect.name], bid).first() is None:
@@ -180,20 +181,30 @@ def write_new(
     return cursor
 
 
+def compiled_statement(dialect: Dialect, guarded: bool) -> DriverStatement:
+    """The one-statement write compiled for `dialect` (once per dialect class and guard)."""
+    key = (type(dialect), guarded)
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = DriverStatement(_ONE_STATEMENT[guarded], dialect)
+    return compiled
+
+
 def _write_in_one_statement(
-    connection: Connection,
+    session: Session,
     bid: dict[str, Any],
     event: dict[str, Any],
     job: dict[str, Any],
     proof_params: dict[str, Any],
 ) -> int | None:
-    guarded = bool(proof_params)
-    key = (type(connection.dialect), guarded)
-    compiled = _COMPILED.get(key)
-    if compiled is None:
-        compiled = _COMPILED[key] = DriverStatement(_ONE_STATEMENT[guarded], connection.dialect)
+    bind = session.get_bind()
+    compiled = compiled_statement(bind.dialect, guarded=bool(proof_params))
     params = statement_params(bid, event, job, proof_params)
-    cursor = compiled.execute(connection, params).scalar()
+    if autocommits(session) and isinstance(bind, Engine):
+        row = compiled.first_row_alone(bind, params)
+        cursor = None if row is None else row[0]
+    else:
+        cursor = compiled.execute(session.connection(), params).scalar()
     return None if cursor is None else int(cursor)
 
 

@@ -8,19 +8,23 @@ of those between two bids of the same sign-in session and check the second bid s
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from unittest.mock import patch
 
+import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import event, update
+from sqlalchemy import create_engine, text, update
+from sqlalchemy.engine import make_url
 
 from service.clock import clock
 from service.extensions import db
 from service.models import User
 from service.services.members import Member, Partner, RecentMembers
 from tests.support.client import ApiClient, Person
+from tests.support.server import LiveServer
 
 
 def post_bid(client: ApiClient, sender: Person, client_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -93,31 +97,27 @@ def test_a_retry_from_a_remembered_sender_returns_the_first_bid(client: ApiClien
 
 
 @contextmanager
-def statements_of(app: Flask) -> Iterator[list[tuple[str, bool]]]:
-    """The statements run meanwhile, each with whether its connection was autocommitted."""
+def statements_of() -> Iterator[list[tuple[str, bool]]]:
+    """The statements psycopg is given meanwhile, each with whether its connection was
+    autocommitted. Watched at the driver: the bid's write bypasses SQLAlchemy's execution."""
     seen: list[tuple[str, bool]] = []
-    with app.app_context():
-        engine = db.engine
+    execute = psycopg.Cursor.execute
 
-    def on(conn, _cursor, statement, *_):  # type: ignore[no-untyped-def]
-        seen.append((statement.split()[0].upper(), conn.connection.dbapi_connection.autocommit))
+    def watched(cursor, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append((str(query).split()[0].upper(), cursor.connection.autocommit))
+        return execute(cursor, query, *args, **kwargs)
 
-    event.listen(engine, "before_cursor_execute", on)
-    try:
+    with patch.object(psycopg.Cursor, "execute", watched):
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", on)
 
 
 @pytest.mark.postgres
 @pytest.mark.committed
-def test_a_remembered_senders_bid_is_one_autocommitted_statement(
-    client: ApiClient, app: Flask
-) -> None:
+def test_a_remembered_senders_bid_is_one_autocommitted_statement(client: ApiClient) -> None:
     ana, ben = client.couple()
-    with statements_of(app) as first:
+    with statements_of() as first:
         assert post_bid(client, ana).status_code == 201
-    with statements_of(app) as second:
+    with statements_of() as second:
         assert post_bid(client, ana).status_code == 201
     # The first bid of a session looks the sender up, then writes, in one transaction.
     assert first == [("SELECT", False), ("WITH", False)]
@@ -125,12 +125,12 @@ def test_a_remembered_senders_bid_is_one_autocommitted_statement(
     assert second == [("WITH", True)]
     quiet = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
     assert client.patch("/api/v1/me", as_=ben, json=quiet).ok
-    with statements_of(app) as changed:
+    with statements_of() as changed:
         assert post_bid(client, ana).status_code == 201
     # The proof fails (Ben's quiet hours changed): looked up again, then written as the first.
     assert changed == [("WITH", True), ("SELECT", False), ("WITH", False)]
     assert client.post("/api/v1/auth/logout", json={"refresh_token": ana.refresh_token}).ok
-    with statements_of(app) as signed_out:
+    with statements_of() as signed_out:
         assert post_bid(client, ana).status_code == 401
     assert signed_out == [("WITH", True), ("SELECT", False)]
     assert bid_count(client, ben) == 3
@@ -148,3 +148,40 @@ def test_recent_members_keep_only_the_newest_paired_members() -> None:
     unpaired = Member(paired[2].user_id, paired[2].session_id, "Ana 2", None, None)
     recent.remember(unpaired)  # unpaired since: nothing to remember for POST /bids
     assert recent.get(unpaired.user_id, unpaired.session_id) is None
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_bid_whose_connection_postgresql_dropped_gets_503_and_the_next_is_sent(
+    database_url: str, server_with: Callable[..., LiveServer]
+) -> None:
+    """A remembered sender's bid goes straight through the driver (`first_row_alone`). If
+    PostgreSQL dropped its pooled connection (a restart), the answer is the same as through
+    SQLAlchemy: 503 with Retry-After, nothing written, the connection discarded; the retry is
+    sent on a new one."""
+    name = f"reach-dropped-{uuid.uuid4().hex[:8]}"
+    url = make_url(database_url).update_query_dict({"application_name": name})
+    server = server_with(DATABASE_URL=url.render_as_string(hide_password=False))
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    assert post_bid(client, ana).status_code == 201  # looked up, then remembered
+    assert post_bid(client, ana).status_code == 201  # through the driver
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as other:
+            dropped = other.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = :name"
+                ),
+                {"name": name},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert dropped >= 1
+    retry_id = str(uuid.uuid4())
+    lost = post_bid(client, ana, retry_id)
+    assert lost.status_code == 503, lost.text
+    assert int(lost.headers["Retry-After"]) > 0
+    assert post_bid(client, ana, retry_id).status_code == 201
+    assert bid_count(client, ben) == 3
