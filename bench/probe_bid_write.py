@@ -1,7 +1,8 @@
 """What writing one bid costs at each layer, in the client and in PostgreSQL, one process, no HTTP.
 
-  service     `bids._write` as POST /bids runs it: rows, the wire dump, the statement through a
-              new Session (autocommitted), the commit and its hooks
+  service     `bids._write` as POST /bids runs it: rows, the wire dump, the statement
+              autocommitted on a pooled connection's driver (`DriverStatement.first_row_alone`),
+              the session's commit and its hooks
   rows        the same with the statement left out: building the bid, event and push job
   core        the statement alone through SQLAlchemy Core, on an autocommitted Connection
   driver      the same compiled statement through psycopg alone, autocommitted, one per bid
@@ -126,11 +127,13 @@ def _variants(batches: list[int]) -> dict[str, Variant]:
 
     def core(n: int) -> float:
         writes = [captured() for _ in range(n)]
+        statement = bid_writes.compiled_statement(db.engine.dialect, guarded=True)
         with db.engine.connect() as connection:
             auto = connection.execution_options(isolation_level="AUTOCOMMIT")
             started = time.process_time()
             for w in writes:
-                bid_writes._write_in_one_statement(auto, w["bid"], w["event"], w["job"], w["proof"])
+                params = bid_writes.statement_params(w["bid"], w["event"], w["job"], w["proof"])
+                statement.execute(auto, params).scalar()
             return time.process_time() - started
 
     raw = psycopg.connect(common.PG_URL.replace("postgresql+psycopg", "postgresql"))

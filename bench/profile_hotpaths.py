@@ -1,7 +1,7 @@
 """Target 5: where a bid's time goes. Evidence for bench/RESULTS.md, "Profile".
 
-1. queries: SQL statements per request, counted with a SQLAlchemy `before_cursor_execute`
-   listener on the app's engine (in-process app, PostgreSQL reach_bench, Flask test client):
+1. queries: SQL statements per request, counted where psycopg is given them (in-process
+   app, PostgreSQL reach_bench, Flask test client):
    POST /bids (new and retried), GET /sync, socket connect, and one worker pass per push job.
 2. cprofile: cProfile of N POST /bids in-process (no network, no gevent): top functions by own
    time, and own time grouped by package.
@@ -74,14 +74,22 @@ def _app(url: str) -> Any:
 
 
 class QueryLog:
-    def __init__(self, engine: Any) -> None:
-        from sqlalchemy import event
+    """The statements psycopg is given, watched at the driver: the bid's write bypasses
+    SQLAlchemy's execution (`DriverStatement.first_row_alone`), and its events with it."""
+
+    def __init__(self) -> None:
+        import psycopg
 
         self.statements: list[str] = []
-        event.listen(engine, "before_cursor_execute", self._on)
+        for name in ("execute", "executemany"):  # an executemany counts once
+            setattr(psycopg.Cursor, name, self._watched(getattr(psycopg.Cursor, name)))
 
-    def _on(self, _conn: Any, _cur: Any, statement: str, *_: Any) -> None:
-        self.statements.append(" ".join(statement.split())[:140])
+    def _watched(self, run: Any) -> Any:
+        def watched(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            self.statements.append(" ".join(str(query).split())[:140])
+            return run(cursor, query, *args, **kwargs)
+
+        return watched
 
     def take(self) -> list[str]:
         out, self.statements = self.statements, []
@@ -89,15 +97,13 @@ class QueryLog:
 
 
 def part_queries(url: str) -> dict[str, Any]:
-    from service.extensions import db
     from service.push.log import LogBackend
     from service.worker.dispatch import Dispatcher
 
     couples = common.seed_couples(url, 3)
     app = _app(url)
     out: dict[str, Any] = {}
-    with app.app_context():
-        qlog = QueryLog(db.engine)
+    qlog = QueryLog()
     client = app.test_client()
     c = couples[0]
     auth = {"Authorization": f"Bearer {c.a_token}"}
