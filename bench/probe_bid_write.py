@@ -14,7 +14,7 @@ table shows the median. This bounds what bypassing SQLAlchemy or grouping commit
 the bid path (bench/RESULTS.md, "Why 1a still fails"). Like the other scripts it measures the
 service `BENCH_SRC` names (the committed HEAD by default; `worktree` for the work tree).
 
-Usage: .venv/bin/python -m bench.probe_bid_write [--bids 1500 --reps 3 --batches 4 8 16]
+Usage: .venv/bin/python -m bench.probe_bid_write [--bids 1500 --reps 3 --batches 4 8 16] [--variants service]
 """
 
 from __future__ import annotations
@@ -174,11 +174,14 @@ def main() -> None:
     p.add_argument("--bids", type=int, default=1500)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--batches", type=int, nargs="+", default=[4, 8, 16])
+    p.add_argument("--variants", nargs="+", help="only these (e.g. service, to compare sources)")
     args = p.parse_args()
 
     common.fresh_postgres()
     common.seed_couples(common.PG_URL, 20)
     variants = _variants(args.batches)
+    if args.variants:
+        variants = {name: variants[name] for name in args.variants}
     for run in variants.values():  # warm up: compiled caches, prepared statements
         run(50)
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
