@@ -14,7 +14,8 @@ table shows the median. This bounds what bypassing SQLAlchemy or grouping commit
 the bid path (bench/RESULTS.md, "Why 1a still fails"). Like the other scripts it measures the
 service `BENCH_SRC` names (the committed HEAD by default; `worktree` for the work tree).
 
-Usage: .venv/bin/python -m bench.probe_bid_write [--bids 1500 --reps 3 --batches 4 8 16] [--variants service]
+Usage: .venv/bin/python -m bench.probe_bid_write [--bids 1500 --reps 3 --batches 4 8 16]
+                                                [--variants service]
 """
 
 from __future__ import annotations
