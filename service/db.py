@@ -344,6 +344,16 @@ class DriverStatement:
             pooled.close()
 
 
+def finish(session: Session) -> None:
+    """Commit the session's transaction; if it has none, because its write ran autocommitted
+    outside it (`DriverStatement.first_row_alone`), run its after-commit hooks alone. Begun
+    and committed only to run them, an empty transaction cost 36 µs in a hot loop."""
+    if session.in_transaction():
+        session.commit()
+    else:
+        _run_after_commit(session)
+
+
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run `callback` once the session's current transaction has committed."""
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)

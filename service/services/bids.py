@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from schemas.bids import BidSchema
 from service import metrics
 from service.clock import clock
+from service.db import finish
 from service.domain import bids as rules
 from service.domain.errors import Conflict, Forbidden, NotFound, invalid
 from service.domain.quiet_hours import QuietHours
@@ -137,7 +138,7 @@ def _write(
     if cursor is None:
         return None
     events.announce(session, couple, cursor, event["type"], now, event["data"])
-    session.commit()
+    finish(session)
     metrics.bid_created()
     return Written(view, created=True, wired=event["data"])
 

@@ -24,6 +24,7 @@ from service.extensions import db
 from service.models import User
 from service.services.members import Member, Partner, RecentMembers
 from tests.support.client import ApiClient, Person
+from tests.support.phones import Phone
 from tests.support.server import LiveServer
 
 
@@ -113,8 +114,11 @@ def statements_of() -> Iterator[list[tuple[str, bool]]]:
 
 @pytest.mark.postgres
 @pytest.mark.committed
-def test_a_remembered_senders_bid_is_one_autocommitted_statement(client: ApiClient) -> None:
+def test_a_remembered_senders_bid_is_one_autocommitted_statement(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
     ana, ben = client.couple()
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
     with statements_of() as first:
         assert post_bid(client, ana).status_code == 201
     with statements_of() as second:
@@ -134,6 +138,15 @@ def test_a_remembered_senders_bid_is_one_autocommitted_statement(client: ApiClie
         assert post_bid(client, ana).status_code == 401
     assert signed_out == [("WITH", True), ("SELECT", False)]
     assert bid_count(client, ben) == 3
+    # Whichever way each bid was written, both phones got its event once it had committed:
+    # once each, in the stream's order.
+    bids = client.get("/api/v1/bids", as_=ben).json()["items"]
+    for partner in (ana_phone, ben_phone):
+        partner.wait_for("bid.created", lambda e: e["data"]["id"] == bids[0]["id"])
+        created = partner.named("bid.created")
+        cursors = [e["cursor"] for e in created]
+        assert cursors == list(range(cursors[0], cursors[0] + 3))  # after the pairing's
+        assert [e["data"]["id"] for e in created] == [b["id"] for b in reversed(bids)]
 
 
 def test_recent_members_keep_only_the_newest_paired_members() -> None:
