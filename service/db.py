@@ -317,10 +317,11 @@ class DriverStatement:
         see it.
         """
         params = self.params(values)
-        pooled = engine.raw_connection()
-        driver: Any = pooled.driver_connection
         dbapi = engine.dialect.loaded_dbapi
+        pooled = None
         try:
+            pooled = engine.raw_connection()  # PostgreSQL away: it cannot connect
+            driver: Any = pooled.driver_connection
             driver.autocommit = True
             try:
                 return driver.execute(self.sql, params).fetchone()
@@ -328,8 +329,8 @@ class DriverStatement:
                 if not (driver.closed or driver.broken):
                     driver.autocommit = False  # as the pool's other users expect it
         except dbapi.Error as error:
-            lost = engine.dialect.is_disconnect(error, driver, None)
-            if lost:
+            lost = pooled is not None and engine.dialect.is_disconnect(error, driver, None)
+            if pooled is not None and lost:
                 pooled.invalidate(error)
             raise DBAPIError.instance(
                 self.sql,
@@ -341,7 +342,8 @@ class DriverStatement:
                 connection_invalidated=lost,
             ) from error
         finally:
-            pooled.close()
+            if pooled is not None:
+                pooled.close()
 
 
 def finish(session: Session) -> None:

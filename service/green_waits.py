@@ -18,18 +18,19 @@ import logging
 from time import monotonic
 from typing import Any
 
+from gevent import get_hub, monkey
+from gevent.hub import Waiter
+from psycopg import errors, waiting
+
 log = logging.getLogger("reach.db")
 
-# psycopg's Wait and Ready values are libev's EV_READ (1) and EV_WRITE (2) and their sum.
+# psycopg's Wait and Ready values are libev's EV_READ (1) and EV_WRITE (2) and their sum, so
+# they go to the watcher and come back from it as they are; "nothing ready" is 0.
 _NOTHING_READY = 0
 
 
 def wait(gen: Any, fileno: int, interval: float = 0.0, timeout: float | None = None) -> Any:
     """Consume a psycopg generator, parking the greenlet whenever it would block."""
-    from gevent import get_hub
-    from gevent.hub import Waiter
-    from psycopg import errors
-
     if interval is None:
         raise ValueError("indefinite wait not supported")
     hub = get_hub()
@@ -71,14 +72,8 @@ def wait(gen: Any, fileno: int, interval: float = 0.0, timeout: float | None = N
 
 def install() -> bool:
     """Use `wait` for psycopg's synchronous connections if gevent has patched `select`."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return False
     if not monkey.is_module_patched("select"):
         return False
-    from psycopg import waiting
-
     if waiting.wait is not wait:
         waiting.wait = wait
         log.debug("psycopg waits on gevent's loop")

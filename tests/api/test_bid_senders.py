@@ -26,6 +26,7 @@ from service.services.members import Member, Partner, RecentMembers
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
+from tests.support.tcp_proxy import TcpProxy
 
 
 def post_bid(client: ApiClient, sender: Person, client_id: str | None = None):  # type: ignore[no-untyped-def]
@@ -198,3 +199,28 @@ def test_a_bid_whose_connection_postgresql_dropped_gets_503_and_the_next_is_sent
     assert int(lost.headers["Retry-After"]) > 0
     assert post_bid(client, ana, retry_id).status_code == 201
     assert bid_count(client, ben) == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_bid_while_postgresql_is_away_gets_503(
+    database_url: str, server_with: Callable[..., LiveServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver's own errors come out as SQLAlchemy's, the checkout's included: with
+    PostgreSQL gone, the pool pings its connection, fails to open another, and the remembered
+    sender's bid is answered 503 with Retry-After, as every other request then is."""
+    at = make_url(database_url)
+    proxy = TcpProxy(at.host or "127.0.0.1", at.port or 5432).up()
+    try:
+        url = at.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        client = ApiClient(server_with(DATABASE_URL=url).url)
+        ana, _ben = client.couple()
+        assert post_bid(client, ana).status_code == 201  # remembered from now on
+        monkeypatch.setattr("service.db.IDLE_PING_SECONDS", 0.0)  # every checkout pings
+        proxy.down()
+        away = post_bid(client, ana)
+        assert away.status_code == 503, away.text
+        assert away.json()["code"] == "server_error"
+        assert int(away.headers["Retry-After"]) > 0
+    finally:
+        proxy.down()
