@@ -88,7 +88,8 @@ class NewBids:
         got: dict[str, Any] = {}
         real = bid_writes._write_in_one_statement
 
-        def capture(_c: Any, bid: Any, event: Any, job: Any, proof: Any) -> None:
+        def capture(*args: Any) -> None:  # (session, bind, bid, event, job, proof params)
+            bid, event, job, proof = args[-4:]
             got.update(bid=bid, event=event, job=job, proof=proof)
 
         bid_writes._write_in_one_statement = capture  # type: ignore[assignment]

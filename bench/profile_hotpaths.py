@@ -81,8 +81,18 @@ class QueryLog:
         import psycopg
 
         self.statements: list[str] = []
-        for name in ("execute", "executemany"):  # an executemany counts once
-            setattr(psycopg.Cursor, name, self._watched(getattr(psycopg.Cursor, name)))
+        self._originals = {name: getattr(psycopg.Cursor, name) for name in self.METHODS}
+        for name, run in self._originals.items():
+            setattr(psycopg.Cursor, name, self._watched(run))
+
+    METHODS = ("execute", "executemany")  # an executemany counts once
+
+    def close(self) -> None:
+        """psycopg as it was: the parts after this one time it unwatched."""
+        import psycopg
+
+        for name, run in self._originals.items():
+            setattr(psycopg.Cursor, name, run)
 
     def _watched(self, run: Any) -> Any:
         def watched(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
@@ -145,6 +155,7 @@ def part_queries(url: str) -> dict[str, Any]:
             sent = disp.run(session, "profile")
         statements = qlog.take()
         out[f"worker pass: {sent} pushes"] = statements
+    qlog.close()
     app.extensions["reach.db"].engine.dispose()
     for name, stmts in out.items():
         log(f"  {name}: {len(stmts)} statements")

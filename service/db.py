@@ -261,7 +261,7 @@ def autocommits(session: Session) -> bool:
     """Whether the session's next statement may run autocommitted, a transaction of its own:
     on PostgreSQL through the service's own engine (not inside a test's outer transaction),
     while the session has not begun its transaction. psycopg then sends no BEGIN before the
-    statement and no COMMIT after it, two round trips saved; `session.commit()` still runs
+    statement and no COMMIT after it, two round trips saved; `finish(session)` still runs
     the after-commit hooks."""
     return bool(session.info.get(AUTOCOMMIT_KEY)) and not session.in_transaction()
 
@@ -309,12 +309,12 @@ class DriverStatement:
         driver alone; its first row, or None.
 
         A `Connection` around one statement (its checkout, the isolation level set and reset,
-        the execution context, the result) cost POST /bids more than a quarter of what the
-        write cost it ("What changed" 34). The pool still hands the connection out (pinging
-        one that sat idle) and takes it back. A driver error comes out as SQLAlchemy's
-        (`DBAPIError.instance`, parameters hidden), and a connection PostgreSQL dropped is
-        invalidated, as `Connection` does. Statement events (`before_cursor_execute`) do not
-        see it.
+        the execution context, the result) was a sixth of the bid write's client CPU (1.28
+        against 1.06 ms per bid, "What changed" 34). The pool still hands the connection out
+        (pinging one that sat idle) and takes it back. A driver error comes out as
+        SQLAlchemy's (`DBAPIError.instance`, parameters hidden), and a connection PostgreSQL
+        dropped is invalidated, as `Connection` does. Statement events
+        (`before_cursor_execute`) do not see it.
         """
         params = self.params(values)
         dbapi = engine.dialect.loaded_dbapi
@@ -349,7 +349,8 @@ class DriverStatement:
 def finish(session: Session) -> None:
     """Commit the session's transaction; if it has none, because its write ran autocommitted
     outside it (`DriverStatement.first_row_alone`), run its after-commit hooks alone. Begun
-    and committed only to run them, an empty transaction cost 36 µs in a hot loop."""
+    and committed only to run them, an empty transaction cost 40 µs in a hot loop, the hooks
+    alone 1 µs (bench/RESULTS.md, "What changed" 34)."""
     if session.in_transaction():
         session.commit()
     else:

@@ -41,8 +41,9 @@ class OpsSessionInterface(SecureCookieSessionInterface):
     """Flask's signed cookie, marked Secure in production and whenever the request is HTTPS.
 
     A request without the cookie (every phone's: they send bearer tokens) gets an empty
-    session without the signer Flask builds to read one, 2% of the API's CPU per bid
-    (bench/RESULTS.md, "What changed" 34)."""
+    session without the signer Flask builds to read one: opening the session took 2.1% of
+    the API's samples under load, 1.4% without the signer (bench/RESULTS.md, "What changed"
+    34)."""
 
     salt = "reach-ops-session"
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    Connection,
     Dialect,
     Engine,
     Text,
@@ -165,8 +166,9 @@ def write_new(
     session that has not begun its transaction runs it autocommitted (`db.autocommits`).
     """
     proof_params = {} if proof is None else members.still_live_params(proof)
-    if session.get_bind().dialect.name == "postgresql":
-        cursor = _write_in_one_statement(session, bid, event, job, proof_params)
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        cursor = _write_in_one_statement(session, bind, bid, event, job, proof_params)
         if cursor is not None:
             push_outbox.wake_after_commit(session)
         return cursor
@@ -192,12 +194,12 @@ def compiled_statement(dialect: Dialect, guarded: bool) -> DriverStatement:
 
 def _write_in_one_statement(
     session: Session,
+    bind: Engine | Connection,
     bid: dict[str, Any],
     event: dict[str, Any],
     job: dict[str, Any],
     proof_params: dict[str, Any],
 ) -> int | None:
-    bind = session.get_bind()
     compiled = compiled_statement(bind.dialect, guarded=bool(proof_params))
     params = statement_params(bid, event, job, proof_params)
     if autocommits(session) and isinstance(bind, Engine):
