@@ -68,6 +68,10 @@ class RouteLimiter(Limiter):
         if declared:
             raise ValueError(f"RouteLimiter takes limits on routes only; remove {declared}")
         super().init_app(app)
+        # init_app builds a new storage but keeps flask-limiter's verdict on the old one. A
+        # process builds one app, but the tests build many: one whose Redis was cut would
+        # leave the next counting in memory until a backed-off check (up to 32 s) found Redis.
+        self._storage_dead = False
 
     def _check_request_limit(
         self, callable_name: str | None = None, in_middleware: bool = True

@@ -5,6 +5,7 @@ it one round trip to Redis."""
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 import uuid
@@ -162,6 +163,28 @@ def test_while_redis_is_away_limits_are_counted_in_the_process_and_shared_again_
         timeout=15,
         what="POST /bids counted in Redis again",
     )
+
+
+def test_an_app_built_after_anothers_redis_was_away_counts_in_redis_at_once(
+    limited: Callable[..., LiveServer],
+) -> None:
+    """flask-limiter's limiter is one object per process; its verdict "Redis is away" on one
+    app's storage must not carry over to the next app's storage (the tests build many)."""
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        nowhere = f"redis://127.0.0.1:{unused.getsockname()[1]}/{REDIS_DB}"
+    away = limited(REDIS_URL=nowhere, RATELIMIT_BIDS="100 per minute")
+    ana, _ben = ApiClient(away.url).couple()
+    # Counted in memory: the first finds Redis away, the second asks again and backs off.
+    assert [post_bid(away, ana).status_code for _ in range(2)] == [201, 201]
+
+    fresh = limited(RATELIMIT_BIDS="100 per minute")
+    cat, _dan = ApiClient(fresh.url).couple("Cat", "Dan")
+    answers = [post_bid(fresh, cat) for _ in range(2)]
+    assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["99", "98"]
+    shared = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    keys = shared.keys(f"LIMITS:LIMITER/user:{cat.id}/*")
+    assert sum(int(shared.get(key) or 0) for key in keys) == 2
 
 
 def test_requests_waiting_on_redis_when_it_hangs_are_all_answered(
