@@ -35,7 +35,7 @@ def proxy() -> Iterator[TcpProxy]:
     """Redis through a proxy the test can stall (connections stay open, nothing answers) or
     take down (refused)."""
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
     except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
         pytest.fail(f"Redis at {REDIS_URL} is needed for the message-queue tests: {exc}")
     forward = TcpProxy(TARGET.get("host", "127.0.0.1"), int(TARGET.get("port", 6379))).up()

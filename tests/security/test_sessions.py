@@ -239,7 +239,7 @@ def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_next_check(
 @pytest.fixture
 def queue_url() -> str:
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
     except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
         pytest.fail(f"Redis at {REDIS_URL} is needed for the multi-process tests: {exc}")
     return REDIS_URL

@@ -34,7 +34,7 @@ def limited(
 ) -> Iterator[Callable[..., LiveServer]]:
     """Start API servers whose rate limits live in Redis: `limited(RATELIMIT_BIDS=...)`."""
     try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
     except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
         pytest.fail(f"Redis at {REDIS_URL} is needed for the shared rate-limit tests: {exc}")
     yield lambda **settings: server_with(**{"REDIS_URL": REDIS_URL, **settings})
@@ -77,7 +77,7 @@ class RedisCommands:
         return self
 
     def stop(self) -> list[dict[str, Any]]:
-        redis.Redis.from_url(REDIS_URL).echo(self._mark)
+        redis.Redis.from_url(REDIS_URL, socket_timeout=5).echo(self._mark)
         self._thread.join(5)
         assert not self._thread.is_alive(), "MONITOR did not see the end mark"
         return self.commands
@@ -141,7 +141,7 @@ def test_while_redis_is_away_limits_are_counted_in_the_process_and_shared_again_
     start, proxy = behind_proxy
     server = start()
     ana, _ben = ApiClient(server.url).couple()
-    shared = redis.Redis.from_url(REDIS_URL)
+    shared = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
 
     def counted_in_redis() -> int:
         keys = shared.keys(f"LIMITS:LIMITER/user:{ana.id}/*")
