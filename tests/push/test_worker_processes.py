@@ -20,13 +20,12 @@ from sqlalchemy import create_engine, text
 from service.worker import wakeups
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
+from tests.support.redis_needed import REDIS_URL
 from tests.support.server import LiveServer
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 @pytest.fixture

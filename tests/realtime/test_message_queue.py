@@ -3,7 +3,6 @@ order, one wake-up for many commits, and a slow, hung or absent Redis costs no r
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,12 +20,12 @@ from service.realtime.rooms import user_room
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.queue import carries, listening
+from tests.support.redis_needed import REDIS_URL, require_redis
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TARGET = redis.connection.parse_url(REDIS_URL)
 
 
@@ -34,10 +33,7 @@ TARGET = redis.connection.parse_url(REDIS_URL)
 def proxy() -> Iterator[TcpProxy]:
     """Redis through a proxy the test can stall (connections stay open, nothing answers) or
     take down (refused)."""
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
-    except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
-        pytest.fail(f"Redis at {REDIS_URL} is needed for the message-queue tests: {exc}")
+    require_redis("the message-queue tests")
     forward = TcpProxy(TARGET.get("host", "127.0.0.1"), int(TARGET.get("port", 6379))).up()
     yield forward
     # Left forwarding: the test servers' Socket.IO listeners (python-socketio's RedisManager

@@ -8,14 +8,12 @@ add that the revoked session's open sockets close too.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import redis
 import socketio
 from flask import Flask
 from sqlalchemy import update
@@ -30,12 +28,12 @@ from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.queue import listening
 from tests.support.races import server_disconnects_held, socket_closed
+from tests.support.redis_needed import require_redis
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_until
 
 Connect = Callable[[str | None], Phone]
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def refused(connect: Callable[[], Any]) -> None:
@@ -238,11 +236,7 @@ def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_next_check(
 
 @pytest.fixture
 def queue_url() -> str:
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
-    except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
-        pytest.fail(f"Redis at {REDIS_URL} is needed for the multi-process tests: {exc}")
-    return REDIS_URL
+    return require_redis("the multi-process tests")
 
 
 @pytest.fixture

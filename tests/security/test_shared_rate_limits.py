@@ -4,7 +4,6 @@ it one round trip to Redis."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -18,12 +17,12 @@ import redis
 
 from service import create_app
 from tests.support.client import ApiClient, Person
+from tests.support.redis_needed import REDIS_URL, require_redis
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 REDIS_AT = redis.connection.parse_url(REDIS_URL)
 REDIS_DB = int(REDIS_AT.get("db", 0))
 
@@ -33,10 +32,7 @@ def limited(
     database_url: str, server_with: Callable[..., LiveServer]
 ) -> Iterator[Callable[..., LiveServer]]:
     """Start API servers whose rate limits live in Redis: `limited(RATELIMIT_BIDS=...)`."""
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2).ping()
-    except redis.RedisError as exc:  # CI always has Redis (.ci/run checks it first)
-        pytest.fail(f"Redis at {REDIS_URL} is needed for the shared rate-limit tests: {exc}")
+    require_redis("the shared rate-limit tests")
     yield lambda **settings: server_with(**{"REDIS_URL": REDIS_URL, **settings})
     # flask-limiter's Limiter is one object: the app built last chose its storage (Redis).
     # Building one more app puts the tests after this one back on in-memory limits.
@@ -60,6 +56,13 @@ def behind_proxy(
 def post_bid(server: LiveServer, sender: Person) -> Any:
     body = {"client_id": str(uuid.uuid4()), "kind": "connect"}
     return ApiClient(server.url).post("/api/v1/bids", as_=sender, json=body)
+
+
+def counted_for(sender: Person) -> int:
+    """The requests counted in Redis against `sender`'s limits, over every window."""
+    shared = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    keys = shared.keys(f"LIMITS:LIMITER/user:{sender.id}/*")
+    return sum(int(shared.get(key) or 0) for key in keys)
 
 
 class RedisCommands:
@@ -141,14 +144,9 @@ def test_while_redis_is_away_limits_are_counted_in_the_process_and_shared_again_
     start, proxy = behind_proxy
     server = start()
     ana, _ben = ApiClient(server.url).couple()
-    shared = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-
-    def counted_in_redis() -> int:
-        keys = shared.keys(f"LIMITS:LIMITER/user:{ana.id}/*")
-        return sum(int(shared.get(key) or 0) for key in keys)
 
     assert post_bid(server, ana).status_code == 201
-    assert counted_in_redis() == 1
+    assert counted_for(ana) == 1
 
     proxy.down()
     away = [post_bid(server, ana) for _ in range(2)]
@@ -159,7 +157,7 @@ def test_while_redis_is_away_limits_are_counted_in_the_process_and_shared_again_
     proxy.up()
     # A limited request tries Redis again after 1, 2, 4 ... s; then it counts there again.
     wait_until(
-        lambda: post_bid(server, ana).status_code == 201 and counted_in_redis() > 1,
+        lambda: post_bid(server, ana).status_code == 201 and counted_for(ana) > 1,
         timeout=15,
         what="POST /bids counted in Redis again",
     )
@@ -182,9 +180,7 @@ def test_an_app_built_after_anothers_redis_was_away_counts_in_redis_at_once(
     cat, _dan = ApiClient(fresh.url).couple("Cat", "Dan")
     answers = [post_bid(fresh, cat) for _ in range(2)]
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["99", "98"]
-    shared = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    keys = shared.keys(f"LIMITS:LIMITER/user:{cat.id}/*")
-    assert sum(int(shared.get(key) or 0) for key in keys) == 2
+    assert counted_for(cat) == 2
 
 
 def test_requests_waiting_on_redis_when_it_hangs_are_all_answered(
