@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -113,9 +114,12 @@ def _follow_pushes(stream: Any, story: Story) -> None:
 
 @contextlib.contextmanager
 def embedded_service(
-    env: dict[str, str], stderr: Any = subprocess.DEVNULL
+    env: dict[str, str],
+    stderr: Any = subprocess.DEVNULL,
+    open_files: tuple[int, int] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`reach serve` (gunicorn + gevent) in a subprocess on a free port, with `env`.
+    """`reach serve` (gunicorn + gevent) in a subprocess on a free port, with `env`, and with
+    `open_files` as its (soft, hard) open-files limit if given.
 
     Yields its base URL once /readyz answers, and the process; stops it afterwards.
     """
@@ -126,6 +130,7 @@ def embedded_service(
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
+        preexec_fn=None if open_files is None else _limit_open_files(open_files),
     )
     try:
         _wait_ready(base, server, time.monotonic() + 30)
@@ -137,6 +142,13 @@ def embedded_service(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
+
+
+def _limit_open_files(limits: tuple[int, int]) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+
+    return limit
 
 
 def run_demo(on_server: Callable[[str], None] | None = None) -> None:

@@ -39,6 +39,12 @@ SOCKETS = Gauge(
     ["namespace"],
     multiprocess_mode="livesum",
 )
+SOCKET_CAPACITY = Gauge(
+    "reach_socket_capacity",
+    "WebSockets the live API processes may hold: GUNICORN_WORKER_CONNECTIONS each, or fewer "
+    "where the open-files limit is lower (service/open_files.py)",
+    multiprocess_mode="livesum",
+)
 BIDS_CREATED = Counter("reach_bids_created", "Bids created (REST and socket writes)")
 PUSH_OUTCOMES = Counter(
     "reach_push_outcomes",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from service.config import from_environment
+from service.config import Settings, from_environment
 
 
 def gunicorn_settings() -> dict[str, Any]:
@@ -28,8 +28,9 @@ def gunicorn_settings() -> dict[str, Any]:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the in-process worker when asked (embedded default, WORKER_MODE=inline); then
-    tame the garbage collector (service/gc_tuning.py)."""
+    """Start the in-process worker when asked (embedded default, WORKER_MODE=inline); fit the
+    connections the process holds to its open-files limit (service/open_files.py); then tame
+    the garbage collector (service/gc_tuning.py)."""
     from service import gc_tuning
 
     app = worker.wsgi
@@ -37,9 +38,32 @@ def post_worker_init(worker: Any) -> None:
     starter = extensions.get("reach.start_inline_worker")
     if starter is not None:
         starter()
-    # Any app served with these settings gets the policy (the bench relay too).
+    # Any app served with these settings gets both (the bench relay too).
     settings = extensions.get("reach.settings") or from_environment()
+    _fit_open_files(worker, extensions.get("socketio"), settings)
     gc_tuning.install(gc_tuning.policy_of(settings))
+
+
+def _fit_open_files(worker: Any, socketio: Any, settings: Settings) -> None:
+    """Raise the open-files limit for the connections the settings ask for, or hold fewer
+    within it (service/open_files.py): upgraded WebSockets on the lean transport, which leave
+    gunicorn's pool, and the pool itself (`worker_connections`, read when the worker runs)."""
+    from service import metrics, open_files
+    from service.realtime import transport
+
+    wanted = settings.GUNICORN_WORKER_CONNECTIONS
+    eio = getattr(getattr(socketio, "server", None), "eio", None)
+    database = settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW
+    if transport.serves(eio):
+        budget = open_files.fit(wanted, min(wanted, open_files.IN_FLIGHT), database)
+        transport.hold_at_most(eio, budget.sockets)
+        if budget.short:
+            worker.worker_connections = budget.in_flight
+        metrics.SOCKET_CAPACITY.set(budget.sockets)
+    else:  # every socket stays one of gunicorn's connections
+        budget = open_files.fit(0, wanted, database)
+        worker.worker_connections = budget.in_flight
+        metrics.SOCKET_CAPACITY.set(budget.in_flight)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

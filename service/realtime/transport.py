@@ -33,7 +33,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 from engineio import Server as EngineServer
 from engineio import exceptions, packet
@@ -465,6 +465,16 @@ def _pinger(server: Any) -> Deadlines[LeanSocket]:
         pinger = Deadlines(server, server.ping_interval, LeanSocket.ping, "sending a ping")
         server._reach_pinger = pinger
     return pinger
+
+
+def serves(eio: Any) -> TypeGuard[LeanServer]:
+    """Whether `eio` is an engineio server this transport was installed on."""
+    return isinstance(eio, LeanServer)
+
+
+def hold_at_most(eio: LeanServer, max_sockets: int) -> None:
+    """Cap `eio`'s open WebSockets at `max_sockets` (one more is refused with 1013)."""
+    eio.max_sockets = max_sockets
 
 
 def install(eio: EngineServer, max_sockets: int) -> None:

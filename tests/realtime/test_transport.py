@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import socket
 import time
 import uuid
@@ -307,3 +308,95 @@ def test_a_full_process_refuses_one_more_socket_with_1013(tmp_path_factory: Any)
         assert all(ws.connected for ws in held)
         for ws in held:
             ws.close()
+
+
+# -- open files: as many sockets as the settings ask for, or fewer and refused cleanly --------
+
+# Room the test process itself keeps besides the sockets it opens.
+OWN_FILES = 256
+
+
+def socket_capacity(api: ApiClient) -> int:
+    """WebSockets the served process may hold (GET /metrics)."""
+    found = re.search(r"^reach_socket_capacity ([\d.]+)$", api.get("/metrics").text, re.M)
+    assert found, "no reach_socket_capacity in /metrics"
+    return int(float(found.group(1)))
+
+
+def event_named(ws: websocket.WebSocket, name: str, within: float = 5) -> list[Any]:
+    """The next Socket.IO event called `name` on a raw member socket: [name, data]."""
+    deadline = time.monotonic() + within
+    while (message := receive(ws, within=max(0.0, deadline - time.monotonic()))) is not None:
+        if message.startswith("42"):
+            event: list[Any] = json.loads(message[2:])
+            if event[0] == name:
+                return event
+    raise AssertionError(f"no {name} within {within} s")
+
+
+def opening_files_for(count: int) -> None:
+    """Let this test process open `count` sockets and more (its soft limit, up to the hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = count + OWN_FILES
+    assert hard == resource.RLIM_INFINITY or hard >= wanted, f"open files hard limit {hard}"
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def test_a_process_started_under_a_low_soft_limit_raises_it_and_holds_its_sockets(
+    tmp_path_factory: Any,
+) -> None:
+    """A container's soft limit (1,024 under containerd 2; 256 here) below what the settings
+    need: the process raises it, holds more sockets than the limit it started with, and still
+    answers REST."""
+    sockets, started_with = 300, 256
+    opening_files_for(sockets)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with reach_serve(
+        tmp_path_factory.mktemp("raised"),
+        open_files=(started_with, hard),
+        GUNICORN_WORKER_CONNECTIONS=str(sockets),
+        SOCKETS_PER_USER=str(sockets),
+        RATELIMIT_AUTH="1000 per minute",
+        RATELIMIT_JOIN="1000 per minute",
+    ) as url:
+        api = ApiClient(url)
+        ana, ben = api.couple()
+        assert socket_capacity(api) == sockets
+        held = [raw_member_socket(url, ben) for _ in range(sockets - 10)]
+        bid = send_bid(api, ana)
+        for ws in (held[0], held[-1]):
+            assert event_named(ws, "bid.created")[1]["data"]["id"] == bid["id"]
+        assert all(ws.connected for ws in held)
+        for ws in held:
+            ws.close()
+        api.http.close()
+
+
+def test_a_process_whose_hard_limit_is_too_low_holds_fewer_sockets_and_still_answers(
+    tmp_path_factory: Any,
+) -> None:
+    """A hard limit under what GUNICORN_WORKER_CONNECTIONS needs: the process holds as many
+    sockets as fit, refuses one more with 1013 (try again later), and REST keeps answering."""
+    limit = 600
+    opening_files_for(limit)
+    with reach_serve(
+        tmp_path_factory.mktemp("short"),
+        open_files=(limit, limit),
+        GUNICORN_WORKER_CONNECTIONS="1000",
+        SOCKETS_PER_USER="1000",
+        RATELIMIT_AUTH="1000 per minute",
+        RATELIMIT_JOIN="1000 per minute",
+    ) as url:
+        api = ApiClient(url)
+        ana, ben = api.couple()
+        capacity = socket_capacity(api)
+        assert 0 < capacity < limit // 2
+        held = [raw_member_socket(url, ben) for _ in range(capacity)]
+        assert until_closed(raw_socket(url), within=5) == 1013
+        bid = send_bid(api, ana)
+        assert event_named(held[-1], "bid.created")[1]["data"]["id"] == bid["id"]
+        assert all(ws.connected for ws in held)
+        for ws in held:
+            ws.close()
+        api.http.close()

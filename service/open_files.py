@@ -1,0 +1,89 @@
+"""Open files: enough for every connection an API process is set to hold.
+
+Every WebSocket, HTTP connection, database and Redis connection is an open file. A container
+often starts with a soft limit of 1,024 under a much higher hard limit (containerd 2 and recent
+Docker leave it so). A process set to hold 10,000 sockets then runs out at about a thousand,
+and from then on cannot accept any connection, REST requests included (bench/RESULTS.md, "What
+changed" 35). So the process raises its soft limit to what its settings need, as far as the
+hard limit allows; if that is not far enough, it holds fewer sockets and requests, in the same
+proportion, so that REST and the database keep working and one socket more is refused with
+1013 (try again later) instead of stalling, and it says what to raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+from dataclasses import dataclass
+
+log = logging.getLogger("reach.server")
+
+# Files for what is not a client connection: the listening socket, log files, Redis, and the
+# database pool's connections (counted apart, from the settings), with room to spare.
+FIXED = 128
+# HTTP connections in flight beside the upgraded WebSockets, which leave gunicorn's pool: a
+# process serving a few hundred bids a second at ~10 ms each has a handful; this leaves room for
+# a burst of phones reconnecting (each is a request until its WebSocket is upgraded).
+IN_FLIGHT = 1024
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one API process may hold within its open-files limit."""
+
+    sockets: int  # upgraded WebSockets
+    in_flight: int  # HTTP connections, sockets in their handshake included
+    limit: int  # the soft limit it runs with (-1: unlimited)
+    needed: int  # the limit its settings need
+
+    @property
+    def short(self) -> bool:
+        return 0 <= self.limit < self.needed
+
+
+def fit(sockets: int, in_flight: int, database_connections: int) -> Budget:
+    """Raise this process's soft open-files limit to hold `sockets` upgraded WebSockets,
+    `in_flight` HTTP connections and `database_connections`, up to the hard limit; what it may
+    hold within the limit it then has (logged: raised, or short and what to do)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    reserved = FIXED + database_connections
+    needed = sockets + in_flight + reserved
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        if raised > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            log.info(
+                "open files limit raised from %d to %d (hard limit %d)",
+                soft,
+                raised,
+                _shown(hard),
+                extra={"limit": raised, "hard": _shown(hard), "needed": needed},
+            )
+            soft = raised
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return Budget(sockets, in_flight, _shown(soft), needed)
+    # Short: requests keep up to half of what the fixed part leaves, the sockets the rest.
+    room = max(2, soft - reserved)
+    held_in_flight = min(in_flight, max(1, room // 2)) if sockets else room
+    budget = Budget(room - held_in_flight if sockets else 0, held_in_flight, soft, needed)
+    log.warning(
+        "open files limit %d is under the %d this process needs: it holds %d sockets and %d "
+        "requests in flight, not %d and %d; raise the hard limit (docker run --ulimit "
+        "nofile=%d, compose ulimits.nofile, systemd LimitNOFILE=%d, or the container runtime's "
+        "default for Kubernetes) or lower GUNICORN_WORKER_CONNECTIONS",
+        soft,
+        needed,
+        budget.sockets,
+        budget.in_flight,
+        sockets,
+        in_flight,
+        needed,
+        needed,
+        extra={"limit": soft, "hard": _shown(hard), "needed": needed},
+    )
+    return budget
+
+
+def _shown(limit: int) -> int:
+    """The limit as a number (-1: unlimited)."""
+    return -1 if limit == resource.RLIM_INFINITY else limit
