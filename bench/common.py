@@ -190,6 +190,14 @@ RATE_LIMITS = {
 }
 
 
+# Every server's cap on open sockets (GUNICORN_WORKER_CONNECTIONS); BENCH_WORKER_CONNECTIONS
+# raises it to find how many one API process holds (the open-files limit still applies).
+WORKER_CONNECTIONS = os.environ.get("BENCH_WORKER_CONNECTIONS", "12000")
+# The servers' open-files limit, SOFT or SOFT:HARD (BENCH_SERVER_OPEN_FILES=1024: the soft limit
+# a container gets from containerd 2 or recent Docker); empty: the limit this script runs with.
+SERVER_OPEN_FILES = os.environ.get("BENCH_SERVER_OPEN_FILES", "")
+
+
 def base_env(**extra: str) -> dict[str, str]:
     env = {
         k: v
@@ -239,7 +247,10 @@ def start_gunicorn(name: str, app: str, port: int, env: dict[str, str], ready_pa
     # BENCH_GC_STATS in env: Reach's own settings plus a garbage-collector probe.
     probe = bool(env.get("BENCH_GC_STATS"))
     config = "python:bench.gc_probe_config" if probe else "python:service.gunicorn_config"
+    nofile = SERVER_OPEN_FILES if ":" in SERVER_OPEN_FILES else f"{SERVER_OPEN_FILES}:"
+    limited = ["prlimit", f"--nofile={nofile}", "--"] if SERVER_OPEN_FILES else []
     cmd = [
+        *limited,
         VENV_PY,
         "-m",
         "gunicorn",
@@ -257,7 +268,7 @@ def start_gunicorn(name: str, app: str, port: int, env: dict[str, str], ready_pa
 
 
 def start_baseline(port: int, **extra: str) -> Server:
-    env = base_env(GUNICORN_WORKER_CONNECTIONS="12000", **extra)
+    env = base_env(GUNICORN_WORKER_CONNECTIONS=WORKER_CONNECTIONS, **extra)
     return start_gunicorn("baseline", "bench.baseline_relay:create_app()", port, env, "/healthz")
 
 
@@ -274,7 +285,8 @@ def start_relay_pg(port: int) -> Server:
 
     psql(SCHEMA, db=RELAY_PG_DB)
     env = base_env(
-        GUNICORN_WORKER_CONNECTIONS="12000", RELAY_DATABASE_URL=f"{PG_SERVER}/{RELAY_PG_DB}"
+        GUNICORN_WORKER_CONNECTIONS=WORKER_CONNECTIONS,
+        RELAY_DATABASE_URL=f"{PG_SERVER}/{RELAY_PG_DB}",
     )
     return start_gunicorn("relay-pg", "bench.relay_pg:create_app()", port, env, "/healthz")
 
@@ -299,7 +311,7 @@ def start_reach(
     env = base_env(
         DATABASE_URL=database_url,
         WORKER_MODE="inline" if sqlite else "separate",
-        GUNICORN_WORKER_CONNECTIONS="12000",
+        GUNICORN_WORKER_CONNECTIONS=WORKER_CONNECTIONS,
         REACH_INSTANCE_DIR=str(OUT / "instance"),
         **extra,
     )

@@ -5,9 +5,9 @@ often starts with a soft limit of 1,024 under a much higher hard limit (containe
 Docker leave it so). A process set to hold 10,000 sockets then runs out at about a thousand,
 and from then on cannot accept any connection, REST requests included (bench/RESULTS.md, "What
 changed" 35). So the process raises its soft limit to what its settings need, as far as the
-hard limit allows; if that is not far enough, it holds fewer sockets and requests, in the same
-proportion, so that REST and the database keep working and one socket more is refused with
-1013 (try again later) instead of stalling, and it says what to raise.
+hard limit allows; if that is not far enough, it holds as many sockets as fit beside room for
+requests, so that REST and the database keep working and one socket more is refused with 1013
+(try again later) instead of stalling, and it says what to raise.
 """
 
 from __future__ import annotations
