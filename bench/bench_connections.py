@@ -8,7 +8,9 @@ For each system (bare relay, then Reach on PostgreSQL with a separate `reach wor
   3. read VmRSS again: (after - before) / connected = memory per socket;
   4. send bids at a fixed rate for --hold seconds (spanning at least one 25 s ping cycle) and
      measure the recipients' round trip;
-  5. count the sockets still connected.
+  5. with no bids for --idle-s seconds (a whole ping cycle), the server's CPU: what the idle
+     sockets' heartbeats cost it;
+  6. count the sockets still connected.
 
 Usage: .venv/bin/python -m bench.bench_connections [--sockets 5000] [--rate 25]
 """
@@ -63,6 +65,36 @@ def _gc_diff(a: dict[str, Any] | None, b: dict[str, Any] | None, since: float) -
     out["longest_pause_ms"] = max((p[2] for p in pauses), default=0.0)
     out["frozen_objects"] = b.get("frozen_objects")
     return out
+
+
+# Engine.IO's ping interval, the service's and the relay's default (SOCKET_PING_INTERVAL).
+PING_INTERVAL_S = 25.0
+
+
+def _idle_cost(
+    server: common.Server, gen: LoadGenerator, connected: int, seconds: float
+) -> dict[str, float]:
+    """What `connected` idle sockets cost the server: its CPU with no bids for `seconds`
+    (heartbeats only: every socket pings once per PING_INTERVAL_S)."""
+    import psutil
+
+    worker = psutil.Process(server.worker_pid)
+    meter = common.CpuMeter({"server": [server.worker_pid], "loadgen": gen.pids}, None)
+    before = worker.cpu_times()
+    meter.start()
+    time.sleep(seconds)
+    cpu = meter.stop()
+    after = worker.cpu_times()
+    cores = cpu.get("server", 0.0)
+    return {
+        "seconds": seconds,
+        "server_cores": round(cores, 4),
+        # in the kernel (the sockets' reads and writes) and in Python
+        "server_system_cores": round((after.system - before.system) / seconds, 4),
+        "server_user_cores": round((after.user - before.user) / seconds, 4),
+        "loadgen_cores": round(cpu.get("loadgen", 0.0), 4),
+        "us_per_socket_ping": round(cores * PING_INTERVAL_S / max(1, connected) * 1e6, 1),
+    }
 
 
 def run_system(
@@ -161,6 +193,14 @@ def run_system(
         out["p99_worst"] = max((s["p99"] for s in steps if s["p99"] is not None), default=None)
         out["delivered"] = sum(s["received"] for s in steps)
         out["scheduled"] = sum(s["scheduled"] for s in steps)
+        if args.idle_s > 0:  # after the hold: every socket is in its ping cycle by now
+            out["idle"] = idle = _idle_cost(server, gen, connected, args.idle_s)
+            log(
+                f"{name}: idle for {args.idle_s:.0f} s with {connected} sockets: server "
+                f"{idle['server_cores']:.3f} cores ({idle['server_system_cores']:.3f} in the "
+                f"kernel), {idle['us_per_socket_ping']:.0f} us of CPU per socket per "
+                f"{PING_INTERVAL_S:.0f} s ping cycle"
+            )
         out["alive_after_hold"] = sum(r["alive"] for r in gen.call("alive"))
         if gc_path:
             time.sleep(1.2)
@@ -184,6 +224,13 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=25.0, help="bids/s while connected")
     p.add_argument("--step-s", type=float, default=8.0)
     p.add_argument("--hold", type=float, default=40.0)
+    p.add_argument(
+        "--idle-s",
+        type=float,
+        default=25.0,
+        help="seconds with the sockets connected and no bids, after the hold, to measure what "
+        "their heartbeats cost the server (0: skip)",
+    )
     p.add_argument("--systems", default="baseline,reach-pg")
     p.add_argument(
         "--transports",
@@ -254,6 +301,8 @@ def main() -> None:
                 "p99 ms (median)",
                 "p99 worst",
                 "alive after",
+                "idle cores",
+                "us/socket/ping",
             ],
             [
                 [
@@ -268,6 +317,8 @@ def main() -> None:
                     r["p99_median"],
                     r["p99_worst"],
                     r["alive_after_hold"],
+                    r.get("idle", {}).get("server_cores"),
+                    r.get("idle", {}).get("us_per_socket_ping"),
                 ]
                 for n, r in results["systems"].items()
             ],

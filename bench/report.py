@@ -150,9 +150,9 @@ def connections(d: dict[str, Any]) -> list[str]:
     out.append(
         "| system | sockets connected | failed | connect wall s | connects/s | RSS before MiB "
         "| RSS after MiB | KB/socket | bids/s while connected | p50 ms | p99 ms (median of steps) "
-        "| p99 worst step | alive after hold |"
+        "| p99 worst step | alive after hold | idle server cores | idle us/socket/ping |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rate = d["args"]["rate"]
     for name, r in d["systems"].items():
         out.append(
@@ -160,7 +160,8 @@ def connections(d: dict[str, Any]) -> list[str]:
             f"{_f(r['connect_rate_per_s'])} | {_f(r['rss_before_kb'] / 1024)} | "
             f"{_f(r['rss_after_kb'] / 1024)} | {_f(r['kb_per_socket'])} | {rate:.0f} | "
             f"{_f(r['p50_median'])} | {_f(r['p99_median'])} | {_f(r['p99_worst'])} | "
-            f"{r['alive_after_hold']} |"
+            f"{r['alive_after_hold']} | {_f(r.get('idle', {}).get('server_cores'))} | "
+            f"{_f(r.get('idle', {}).get('us_per_socket_ping'))} |"
         )
     r = d["systems"].get("reach-pg")
     if r:
