@@ -49,17 +49,7 @@ def fit(sockets: int, in_flight: int, database_connections: int) -> Budget:
     reserved = FIXED + database_connections
     needed = sockets + in_flight + reserved
     if soft != resource.RLIM_INFINITY and soft < needed:
-        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        if raised > soft:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
-            log.info(
-                "open files limit raised from %d to %d (hard limit %d)",
-                soft,
-                raised,
-                _shown(hard),
-                extra={"limit": raised, "hard": _shown(hard), "needed": needed},
-            )
-            soft = raised
+        soft = _raised(soft, hard, needed)
     if soft == resource.RLIM_INFINITY or soft >= needed:
         return Budget(sockets, in_flight, _shown(soft), needed)
     # Short: requests keep up to half of what the fixed part leaves, the sockets the rest.
@@ -82,6 +72,26 @@ def fit(sockets: int, in_flight: int, database_connections: int) -> Budget:
         extra={"limit": soft, "hard": _shown(hard), "needed": needed},
     )
     return budget
+
+
+def _raised(soft: int, hard: int, needed: int) -> int:
+    """The soft limit after raising it toward `needed`, as far as `hard` allows."""
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target <= soft:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as error:  # refused: run with the limit as it is
+        log.warning("could not raise the open files limit from %d: %s", soft, error)
+        return soft
+    log.info(
+        "open files limit raised from %d to %d (hard limit %d)",
+        soft,
+        target,
+        _shown(hard),
+        extra={"limit": target, "hard": _shown(hard), "needed": needed},
+    )
+    return target
 
 
 def _shown(limit: int) -> int:

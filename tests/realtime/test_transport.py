@@ -8,6 +8,7 @@ every second (SOCKET_PING_INTERVAL=1) so that heartbeats and ping timeouts happe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import resource
@@ -334,13 +335,19 @@ def event_named(ws: websocket.WebSocket, name: str, within: float = 5) -> list[A
     raise AssertionError(f"no {name} within {within} s")
 
 
-def opening_files_for(count: int) -> None:
-    """Let this test process open `count` sockets and more (its soft limit, up to the hard)."""
+@contextlib.contextmanager
+def opening_files_for(count: int) -> Iterator[None]:
+    """Let this test process open `count` sockets and more (its soft limit raised, up to the
+    hard one, and set back afterwards)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = count + OWN_FILES
     assert hard == resource.RLIM_INFINITY or hard >= wanted, f"open files hard limit {hard}"
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_a_process_started_under_a_low_soft_limit_raises_it_and_holds_its_sockets(
@@ -350,16 +357,18 @@ def test_a_process_started_under_a_low_soft_limit_raises_it_and_holds_its_socket
     need: the process raises it, holds more sockets than the limit it started with, and still
     answers REST."""
     sockets, started_with = 300, 256
-    opening_files_for(sockets)
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with reach_serve(
-        tmp_path_factory.mktemp("raised"),
-        open_files=(started_with, hard),
-        GUNICORN_WORKER_CONNECTIONS=str(sockets),
-        SOCKETS_PER_USER=str(sockets),
-        RATELIMIT_AUTH="1000 per minute",
-        RATELIMIT_JOIN="1000 per minute",
-    ) as url:
+    with (
+        opening_files_for(sockets),
+        reach_serve(
+            tmp_path_factory.mktemp("raised"),
+            open_files=(started_with, hard),
+            GUNICORN_WORKER_CONNECTIONS=str(sockets),
+            SOCKETS_PER_USER=str(sockets),
+            RATELIMIT_AUTH="1000 per minute",
+            RATELIMIT_JOIN="1000 per minute",
+        ) as url,
+    ):
         api = ApiClient(url)
         ana, ben = api.couple()
         assert socket_capacity(api) == sockets
@@ -379,15 +388,17 @@ def test_a_process_whose_hard_limit_is_too_low_holds_fewer_sockets_and_still_ans
     """A hard limit under what GUNICORN_WORKER_CONNECTIONS needs: the process holds as many
     sockets as fit, refuses one more with 1013 (try again later), and REST keeps answering."""
     limit = 600
-    opening_files_for(limit)
-    with reach_serve(
-        tmp_path_factory.mktemp("short"),
-        open_files=(limit, limit),
-        GUNICORN_WORKER_CONNECTIONS="1000",
-        SOCKETS_PER_USER="1000",
-        RATELIMIT_AUTH="1000 per minute",
-        RATELIMIT_JOIN="1000 per minute",
-    ) as url:
+    with (
+        opening_files_for(limit),
+        reach_serve(
+            tmp_path_factory.mktemp("short"),
+            open_files=(limit, limit),
+            GUNICORN_WORKER_CONNECTIONS="1000",
+            SOCKETS_PER_USER="1000",
+            RATELIMIT_AUTH="1000 per minute",
+            RATELIMIT_JOIN="1000 per minute",
+        ) as url,
+    ):
         api = ApiClient(url)
         ana, ben = api.couple()
         capacity = socket_capacity(api)
