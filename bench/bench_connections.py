@@ -79,20 +79,22 @@ def _idle_cost(
     import psutil
 
     worker = psutil.Process(server.worker_pid)
-    meter = common.CpuMeter({"server": [server.worker_pid], "loadgen": gen.pids}, None)
-    before = worker.cpu_times()
-    meter.start()
+    loadgen = common.CpuMeter({"loadgen": gen.pids}, None)
+    before, started = worker.cpu_times(), time.monotonic()
+    loadgen.start()
     time.sleep(seconds)
-    cpu = meter.stop()
-    after = worker.cpu_times()
-    cores = cpu.get("server", 0.0)
+    loadgen_cores = loadgen.stop().get("loadgen", 0.0)
+    after, wall = worker.cpu_times(), time.monotonic() - started
+    # in the kernel (the sockets' reads and writes, the event loop's waits) and in Python
+    system = (after.system - before.system) / wall
+    user = (after.user - before.user) / wall
+    cores = system + user
     return {
-        "seconds": seconds,
+        "seconds": round(wall, 2),
         "server_cores": round(cores, 4),
-        # in the kernel (the sockets' reads and writes) and in Python
-        "server_system_cores": round((after.system - before.system) / seconds, 4),
-        "server_user_cores": round((after.user - before.user) / seconds, 4),
-        "loadgen_cores": round(cpu.get("loadgen", 0.0), 4),
+        "server_system_cores": round(system, 4),
+        "server_user_cores": round(user, 4),
+        "loadgen_cores": round(loadgen_cores, 4),
         "us_per_socket_ping": round(cores * PING_INTERVAL_S / max(1, connected) * 1e6, 1),
     }
 
