@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import resource
@@ -130,7 +131,11 @@ def embedded_service(
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,
-        preexec_fn=None if open_files is None else _limit_open_files(open_files),
+        preexec_fn=(
+            None
+            if open_files is None
+            else functools.partial(resource.setrlimit, resource.RLIMIT_NOFILE, open_files)
+        ),
     )
     try:
         _wait_ready(base, server, time.monotonic() + 30)
@@ -142,13 +147,6 @@ def embedded_service(
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait(timeout=10)
-
-
-def _limit_open_files(limits: tuple[int, int]) -> Callable[[], None]:
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
-
-    return limit
 
 
 def run_demo(on_server: Callable[[str], None] | None = None) -> None:

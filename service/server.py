@@ -45,8 +45,8 @@ def post_worker_init(worker: Any) -> None:
 
 
 def _fit_open_files(worker: Any, socketio: Any, settings: Settings) -> None:
-    """Raise the open-files limit for the connections the settings ask for, or hold fewer
-    within it (service/open_files.py): upgraded WebSockets on the lean transport, which leave
+    """Raise the open-files limit for the connections the settings allow, or hold fewer within
+    it (service/open_files.py): upgraded WebSockets on the lean transport, which leave
     gunicorn's pool, and the pool itself (`worker_connections`, read when the worker runs)."""
     from service import metrics, open_files
     from service.realtime import transport
@@ -55,15 +55,15 @@ def _fit_open_files(worker: Any, socketio: Any, settings: Settings) -> None:
     eio = getattr(getattr(socketio, "server", None), "eio", None)
     database = settings.DATABASE_POOL_SIZE + settings.DATABASE_MAX_OVERFLOW
     if transport.serves(eio):
-        budget = open_files.fit(wanted, min(wanted, open_files.IN_FLIGHT), database)
+        least = min(wanted, open_files.IN_FLIGHT)
+        budget = open_files.fit(wanted, wanted, database, in_flight_at_least=least)
         transport.hold_at_most(eio, budget.sockets)
-        if budget.short:
-            worker.worker_connections = budget.in_flight
-        metrics.SOCKET_CAPACITY.set(budget.sockets)
+        capacity = budget.sockets
     else:  # every socket stays one of gunicorn's connections
-        budget = open_files.fit(0, wanted, database)
-        worker.worker_connections = budget.in_flight
-        metrics.SOCKET_CAPACITY.set(budget.in_flight)
+        budget = open_files.fit(0, wanted, database, in_flight_at_least=wanted)
+        capacity = budget.in_flight
+    worker.worker_connections = budget.in_flight
+    metrics.SOCKET_CAPACITY.set(capacity)
 
 
 def worker_exit(server: Any, worker: Any) -> None:

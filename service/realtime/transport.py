@@ -489,6 +489,6 @@ def install(eio: EngineServer, max_sockets: int) -> None:
     eio.__class__ = LeanServer
     assert isinstance(eio, LeanServer)
     eio.sockets = sockets
-    eio.max_sockets = max_sockets
+    hold_at_most(eio, max_sockets)
     eio._async = {**eio._async, "websocket": WebSocket}
     _pinger(eio)
