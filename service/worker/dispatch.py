@@ -31,14 +31,16 @@ from sqlalchemy import (
     ColumnElement,
     Dialect,
     Executable,
+    Integer,
     Row,
     Select,
     Table,
     and_,
     bindparam,
     insert,
-    or_,
+    literal_column,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -305,13 +307,7 @@ class _Statements:
 
         ids: BindParameter[Any] = bindparam("ids", expanding=True)
         now = param("now", JOBS.c.available_at)
-        due = or_(
-            and_(JOBS.c.state == "pending", JOBS.c.available_at <= now),
-            and_(JOBS.c.state == "claimed", JOBS.c.claimed_until < now),
-        )
-        self.pick = select(JOBS.c.id).where(due).order_by(JOBS.c.available_at).limit(batch)
-        if dialect.name == "postgresql":
-            self.pick = self.pick.with_for_update(skip_locked=True)
+        self.pick = _pick(now, batch, lock=dialect.name == "postgresql")
         claimed = (
             JOBS.c.id,
             JOBS.c.recipient_id,
@@ -394,6 +390,34 @@ class _Statements:
             .where(JOBS.c.id == bindparam("job_id"), held)
             .values(state="pending", last_error="retrying", **finished)
         )
+
+
+def _pick(now: BindParameter[Any], batch: int, lock: bool) -> Select[Any]:
+    """The ids of up to `batch` jobs to claim: first those whose worker's lease ran out, then
+    the pending ones whose time has come, in due order (`lock`: each row locked, the ones
+    another worker holds skipped).
+
+    Each kind is an ordered scan of `ix_push_jobs_due` that stops at `batch`, so a pass reads
+    about as many jobs as it takes however long the queue has grown. One condition for both
+    kinds (`pending AND due OR claimed AND lapsed`) is a bitmap of every due job, sorted: a pass
+    over a backlog of 100,000 read all of them to take 32 (bench/RESULTS.md, "What changed" 36).
+    """
+    kinds = (
+        (JOBS.c.state == "claimed", JOBS.c.claimed_until < now),
+        (JOBS.c.state == "pending", JOBS.c.available_at <= now),
+    )
+    # The batch as a literal, not a parameter: the generic plan of a prepared statement would not
+    # know the LIMIT (PostgreSQL then plans for a tenth of the rows) and might read the queue.
+    most = literal_column(str(int(batch)), Integer)
+    scans = []
+    for name, where in zip(("lapsed", "due"), kinds, strict=True):
+        scan = select(JOBS.c.id).where(*where).order_by(JOBS.c.available_at).limit(most)
+        if lock:
+            scan = scan.with_for_update(skip_locked=True)
+        found = scan.subquery(name)
+        scans.append(select(found.c.id))
+    both = union_all(*scans).subquery("due_jobs")
+    return select(both.c.id).limit(most)
 
 
 def _insert_new(

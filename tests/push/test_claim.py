@@ -1,0 +1,136 @@
+"""Which push jobs a worker's pass claims, and how much of the queue it reads to find them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+
+from service.clock import clock
+from service.extensions import db
+from service.models import PushJob
+from service.worker import dispatch
+from service.worker.runner import Worker
+from tests.support.client import ApiClient
+
+NOW = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+PAYLOAD = {"data": {"type": "bid.created"}, "collapse_key": "bid"}
+
+
+def add_job(session: Any, recipient: str, name: str, **columns: Any) -> None:
+    session.add(
+        PushJob(
+            kind="bid.created",
+            dedupe_key=f"claim-test:{name}",
+            recipient_id=uuid.UUID(recipient),
+            payload=PAYLOAD,
+            created_at=NOW - timedelta(hours=1),
+            **columns,
+        )
+    )
+
+
+def states(worker: Worker) -> dict[str, tuple[str, str | None]]:
+    """Each job's state and who holds it, by the name it was added with."""
+    with worker.app.app_context(), db.scope() as session:
+        rows = session.execute(select(PushJob.dedupe_key, PushJob.state, PushJob.claimed_by))
+        return {key.removeprefix("claim-test:"): (state, by) for key, state, by in rows}
+
+
+def test_a_pass_takes_lapsed_leases_first_then_due_jobs_in_due_order_up_to_its_batch(
+    client: ApiClient, worker: Worker
+) -> None:
+    _, ben = client.couple()
+    clock.freeze(NOW)
+    minute = timedelta(minutes=1)
+    with worker.app.app_context(), db.scope() as session:
+        for name, at in (("due-3", NOW - minute), ("due-1", NOW - 3 * minute)):
+            add_job(session, ben.id, name, available_at=at)
+        add_job(session, ben.id, "due-2", available_at=NOW - 2 * minute)
+        add_job(session, ben.id, "later", available_at=NOW + minute)
+        # A worker that died holding a job, and one still busy with another.
+        add_job(
+            session,
+            ben.id,
+            "lapsed",
+            available_at=NOW - 10 * minute,
+            state="claimed",
+            claimed_by="gone-worker",
+            claimed_until=NOW - timedelta(seconds=1),
+        )
+        add_job(
+            session,
+            ben.id,
+            "held",
+            available_at=NOW - 20 * minute,
+            state="claimed",
+            claimed_by="busy-worker",
+            claimed_until=NOW + minute,
+        )
+        session.commit()
+    assert worker.dispatcher is not None
+    three = dataclasses.replace(worker.dispatcher, batch=3)
+
+    with worker.app.app_context(), db.scope() as session:
+        assert three.run(session, worker.name) == 0  # nobody has a device: nothing to send
+    assert three.last_claimed == 3
+    assert states(worker) == {
+        "lapsed": ("done", None),
+        "due-1": ("done", None),
+        "due-2": ("done", None),
+        "due-3": ("pending", None),
+        "later": ("pending", None),
+        "held": ("claimed", "busy-worker"),
+    }
+
+    with worker.app.app_context(), db.scope() as session:
+        three.run(session, worker.name)
+    assert three.last_claimed == 1
+    assert states(worker)["due-3"] == ("done", None)
+    assert states(worker)["later"] == ("pending", None)
+
+
+@pytest.mark.postgres
+def test_a_pass_reads_about_as_many_jobs_as_it_takes_however_long_the_queue(
+    client: ApiClient, worker: Worker
+) -> None:
+    """A worker that was stopped, or FCM away, while bids went on finds a long queue of due
+    jobs. Each pass must find its batch without reading the whole queue, or the worker slows
+    down as the queue grows, just when it has to catch up."""
+    _, ben = client.couple()
+    queued = 3000
+    with worker.app.app_context(), db.scope() as session:
+        connection = session.connection()
+        connection.execute(
+            text(
+                "INSERT INTO push_jobs (kind, dedupe_key, recipient_id, payload, urgent, state, "
+                "available_at, attempts, created_at) SELECT 'bid.created', 'backlog:' || i, "
+                ":recipient, CAST(:payload AS jsonb), true, 'pending', "
+                "now() - interval '1 hour' + i * interval '1 ms', 0, now() "
+                "FROM generate_series(1, :queued) AS i"
+            ),
+            {"recipient": ben.id, "payload": json.dumps(PAYLOAD), "queued": queued},
+        )
+        connection.execute(text("ANALYZE push_jobs"))
+        pick = dispatch._statements(connection.dialect, 32).pick
+        sql = pick.compile(dialect=connection.dialect)
+        params = sql.construct_params({"now": datetime.now(UTC)})
+        plan = connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + sql.string, params
+        ).scalar_one()
+
+    read = rows_read_from(plan[0]["Plan"], "push_jobs")
+    assert 32 <= read <= 2 * 32, f"read {read} jobs of {queued} to claim 32"
+
+
+def rows_read_from(node: dict[str, Any], table: str) -> int:
+    """The rows every scan of `table` in this plan node and below returned, in all."""
+    own = 0
+    if node.get("Relation Name") == table:
+        own = int(node["Actual Rows"]) * int(node.get("Actual Loops", 1))
+    return own + sum(rows_read_from(child, table) for child in node.get("Plans", []))
