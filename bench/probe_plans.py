@@ -10,15 +10,19 @@ statistics) of its execution, its planning, and each foreign-key check's trigger
 FOR UPDATE SKIP LOCKED` of due or lapsed jobs) costs as the outbox's dead versions pile up between
 vacuums: jobs go pending -> claimed -> done without a vacuum, up to each of `--dead` jobs, then
 20 due jobs are claimed (in a transaction rolled back) `--reps` times by the service's query, then
-`--reps` times by the same claim as two ordered index scans with LIMIT (due, lapsed), which the
-first form's visits can only have made cheaper; medians of the last two thirds. Then once more
-after a VACUUM.
+`--reps` times by the claim as one condition for due and lapsed jobs (`ONE_CONDITION`, the
+service's form before "What changed" 36), whose visits the first form's can only have made
+cheaper; medians of the last two thirds. Then once more after a VACUUM.
 
-Both use a database of their own (`reach_probe_plans`, dropped and recreated), EXPLAIN's own
+`backlog`: the same two forms with a queue of `--backlog` jobs all due at once (a worker that was
+stopped, or FCM away, while bids went on), vacuumed and analyzed: no dead versions, only how
+much of the live queue each form reads to take 32.
+
+Each part uses a database of its own (`reach_probe_plans`, dropped and recreated), EXPLAIN's own
 instrumentation included in every figure.
 
-Usage: .venv/bin/python -m bench.probe_plans [--parts bid claim] [--bids 40] [--warm 3000]
-           [--dead 1000 4000 15000 30000] [--reps 15]
+Usage: .venv/bin/python -m bench.probe_plans [--parts bid claim backlog] [--bids 40]
+           [--warm 3000] [--dead 1000 4000 15000 30000] [--backlog 1000 10000 100000] [--reps 15]
 """
 
 from __future__ import annotations
@@ -45,18 +49,12 @@ _WAL = re.compile(r"\s*WAL: records=(\d+) bytes=(\d+)")
 # The sender's proof, the bid's INSERT's InitPlan: its first node's actual time.
 _PROOF = re.compile(r"\s*InitPlan 1 .*\n\s*->.*actual time=[0-9.]+\.\.([0-9.]+) ")
 
-# The claim's due and lapsed jobs as two ordered index scans (a form the service does not use).
-TWO_SCANS = """WITH due AS (
-    SELECT id, available_at FROM push_jobs
-    WHERE state = 'pending' AND available_at <= %(now)s
-    ORDER BY available_at LIMIT 32 FOR UPDATE SKIP LOCKED
-), lapsed AS (
-    SELECT id, available_at FROM push_jobs
-    WHERE state = 'claimed' AND claimed_until < %(now)s
-    ORDER BY available_at LIMIT 32 FOR UPDATE SKIP LOCKED
-)
-SELECT id FROM (SELECT * FROM due UNION ALL SELECT * FROM lapsed) AS pick
-ORDER BY available_at LIMIT 32"""
+# The claim as one condition for due and lapsed jobs, as the service had it before "What changed"
+# 36 (bench/RESULTS.md): the service's claim is compared with it.
+ONE_CONDITION = """SELECT id FROM push_jobs
+WHERE (state = 'pending' AND available_at <= %(now)s)
+   OR (state = 'claimed' AND claimed_until < %(now)s)
+ORDER BY available_at LIMIT 32 FOR UPDATE SKIP LOCKED"""
 
 
 def explain(conn: Any, sql: str, params: dict[str, Any]) -> list[str]:
@@ -157,7 +155,7 @@ def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         row = {
             "dead_jobs": "after VACUUM" if dead is None else dead,
             "service_ms": round(timed(pick.string, service_params), 3),
-            "two_scans_ms": round(timed(TWO_SCANS, params), 3),
+            "one_condition_ms": round(timed(ONE_CONDITION, params), 3),
         }
         rows.append(row)
         log(f"  {row}")
@@ -165,8 +163,59 @@ def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     print("\nThe worker's claim of 20 due jobs behind dead versions (ms, medians):")
     print(
         common.table(
-            ["jobs gone through since the last vacuum", "the service's claim", "two index scans"],
-            [[r["dead_jobs"], f"{r['service_ms']:.3f}", f"{r['two_scans_ms']:.3f}"] for r in rows],
+            ["jobs gone through since the last vacuum", "the service's claim", "one condition"],
+            [
+                [r["dead_jobs"], f"{r['service_ms']:.3f}", f"{r['one_condition_ms']:.3f}"]
+                for r in rows
+            ],
+        )
+    )
+    return rows
+
+
+def backlog_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    from service.worker import dispatch
+
+    common.seed_couples(url, 2)
+    dialect = psycopg.dialect()
+    pick = dispatch._statements(dialect, 32).pick.compile(dialect=dialect)
+    conn = raw_connection(url)
+    recipient = conn.execute("select id from users limit 1").fetchone()[0]
+    rows = []
+    queued = 0
+    for size in args.backlog:
+        conn.execute(
+            "insert into push_jobs (kind, dedupe_key, recipient_id, payload, urgent, state, "
+            "available_at, attempts, created_at) select 'bid.created', 'probe:' || "
+            "gen_random_uuid(), %s, '{}'::jsonb, true, 'pending', "
+            "now() - interval '1 hour' + i * interval '1 ms', 0, now() "
+            "from generate_series(1, %s) as i",
+            (recipient, size - queued),
+        )
+        queued = size
+        conn.execute("vacuum analyze push_jobs")
+        params = {"now": datetime.now(UTC)}
+        row: dict[str, Any] = {"queued": size}
+        for name, sql, bound in (
+            ("service", pick.string, dict(pick.construct_params(params))),
+            ("one_condition", ONE_CONDITION, params),
+        ):
+            times, planning = [], []
+            for _ in range(args.reps):
+                found = [m for m in map(_TIME.match, explain(conn, sql, bound)) if m]
+                times.append(next(float(m[2]) for m in found if m[1] == "Execution"))
+                planning.append(next(float(m[2]) for m in found if m[1] == "Planning"))
+            row[f"{name}_ms"] = round(statistics.median(times[args.reps // 3 :]), 3)
+            row[f"{name}_planning_ms"] = round(statistics.median(planning[args.reps // 3 :]), 3)
+        rows.append(row)
+        log(f"  {row}")
+    print("\nThe worker's claim of 32 jobs from a queue of due jobs (ms, medians):")
+    print(
+        common.table(
+            ["jobs due", "the service's claim", "one condition"],
+            [[r["queued"], f"{r['service_ms']:.3f}", f"{r['one_condition_ms']:.3f}"] for r in rows],
         )
     )
     return rows
@@ -174,10 +223,12 @@ def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", nargs="+", default=["bid", "claim"], choices=["bid", "claim"])
+    parts = ["bid", "claim", "backlog"]
+    p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     p.add_argument("--bids", type=int, default=40)
     p.add_argument("--warm", type=int, default=3000)
     p.add_argument("--dead", type=int, nargs="+", default=[1000, 4000, 15000, 30000])
+    p.add_argument("--backlog", type=int, nargs="+", default=[1000, 10000, 100000])
     p.add_argument("--reps", type=int, default=15)
     args = p.parse_args()
     result: dict[str, Any] = {"args": vars(args)}
@@ -190,6 +241,10 @@ def main() -> None:
         log("== the worker's claim")
         url = common.fresh_postgres()
         result["claim"] = claim_part(url, args)
+    if "backlog" in args.parts:
+        log("== the worker's claim from a queue of due jobs")
+        url = common.fresh_postgres()
+        result["backlog"] = backlog_part(url, args)
     common.write_result("probe_plans", result)
 
 
