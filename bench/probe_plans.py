@@ -102,29 +102,64 @@ def bid_part(url: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from sqlalchemy.dialects.postgresql import psycopg
+class Outbox:
+    """The outbox of a fresh database (`url`, two couples), jobs added to it straight in SQL, and
+    the worker's claim timed there in the service's form and in `ONE_CONDITION`."""
 
-    from service.worker import dispatch
+    def __init__(self, url: str, reps: int) -> None:
+        from sqlalchemy.dialects.postgresql import psycopg
 
-    common.seed_couples(url, 2)
-    dialect = psycopg.dialect()
-    pick = dispatch._statements(dialect, 32).pick.compile(dialect=dialect)
-    conn = raw_connection(url)
-    recipient = conn.execute("select id from users limit 1").fetchone()[0]
+        from service.worker import dispatch
 
-    def add_jobs(count: int, state: str) -> None:
-        conn.execute(
+        common.seed_couples(url, 2)
+        dialect = psycopg.dialect()
+        self.pick = dispatch._statements(dialect, 32).pick.compile(dialect=dialect)
+        self.conn = raw_connection(url)
+        self.recipient = self.conn.execute("select id from users limit 1").fetchone()[0]
+        self.reps = reps
+
+    def add_jobs(self, count: int, state: str = "pending", spread: bool = False) -> None:
+        """`count` jobs in `state`, due a second ago (`spread`: a millisecond apart from an hour
+        ago, so that due order is an order)."""
+        due = (
+            "now() - interval '1 hour' + i * interval '1 ms'"
+            if spread
+            else "now() - interval '1 second'"
+        )
+        self.conn.execute(
             "insert into push_jobs (kind, dedupe_key, recipient_id, payload, urgent, state, "
             "available_at, attempts, created_at) select 'bid.created', 'probe:' || "
-            "gen_random_uuid(), %s, '{}'::jsonb, true, %s, now() - interval '1 second', 0, now() "
-            "from generate_series(1, %s)",
-            (recipient, state, count),
+            f"gen_random_uuid(), %s, '{{}}'::jsonb, true, %s, {due}, 0, now() "
+            "from generate_series(1, %s) as i",
+            (self.recipient, state, count),
         )
+
+    def timed(self, sql: str, params: dict[str, Any]) -> float:
+        """`sql`'s execution time in ms (EXPLAIN ANALYZE), the median of the last two thirds."""
+        times = []
+        for _ in range(self.reps):
+            lines = explain(self.conn, sql, params)
+            found = (_TIME.match(line) for line in lines)
+            times.append(next(float(m[2]) for m in found if m and m[1] == "Execution"))
+        return statistics.median(times[self.reps // 3 :])
+
+    def claims(self) -> dict[str, float]:
+        """The service's claim and `ONE_CONDITION`, now, in ms."""
+        params = {"now": datetime.now(UTC)}
+        service_params = dict(self.pick.construct_params(params))
+        return {
+            "service_ms": round(self.timed(self.pick.string, service_params), 3),
+            "one_condition_ms": round(self.timed(ONE_CONDITION, params), 3),
+        }
+
+
+def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    outbox = Outbox(url, args.reps)
+    conn = outbox.conn
 
     def churn(count: int) -> None:
         """`count` jobs through pending -> claimed -> done, each a transaction of its own."""
-        add_jobs(count, "pending")
+        outbox.add_jobs(count)
         conn.execute(
             "update push_jobs set state = 'claimed', claimed_until = now() + interval '60 s' "
             "where state = 'pending'"
@@ -132,14 +167,6 @@ def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         conn.execute(
             "update push_jobs set state = 'done', claimed_until = null where state = 'claimed'"
         )
-
-    def timed(sql: str, params: dict[str, Any]) -> float:
-        times = []
-        for _ in range(args.reps):
-            lines = explain(conn, sql, params)
-            found = (_TIME.match(line) for line in lines)
-            times.append(next(float(m[2]) for m in found if m and m[1] == "Execution"))
-        return statistics.median(times[args.reps // 3 :])
 
     rows = []
     done = 0
@@ -149,76 +176,37 @@ def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         else:
             churn(dead - done)
             done = dead
-        add_jobs(20, "pending")
-        params = {"now": datetime.now(UTC)}
-        service_params = dict(pick.construct_params(params))
-        row = {
-            "dead_jobs": "after VACUUM" if dead is None else dead,
-            "service_ms": round(timed(pick.string, service_params), 3),
-            "one_condition_ms": round(timed(ONE_CONDITION, params), 3),
-        }
+        outbox.add_jobs(20)
+        row = {"dead_jobs": "after VACUUM" if dead is None else dead, **outbox.claims()}
         rows.append(row)
         log(f"  {row}")
         conn.execute("update push_jobs set state = 'done' where state = 'pending'")
     print("\nThe worker's claim of 20 due jobs behind dead versions (ms, medians):")
-    print(
-        common.table(
-            ["jobs gone through since the last vacuum", "the service's claim", "one condition"],
-            [
-                [r["dead_jobs"], f"{r['service_ms']:.3f}", f"{r['one_condition_ms']:.3f}"]
-                for r in rows
-            ],
-        )
-    )
+    print(claims_table("jobs gone through since the last vacuum", "dead_jobs", rows))
     return rows
 
 
 def backlog_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    from sqlalchemy.dialects.postgresql import psycopg
-
-    from service.worker import dispatch
-
-    common.seed_couples(url, 2)
-    dialect = psycopg.dialect()
-    pick = dispatch._statements(dialect, 32).pick.compile(dialect=dialect)
-    conn = raw_connection(url)
-    recipient = conn.execute("select id from users limit 1").fetchone()[0]
+    outbox = Outbox(url, args.reps)
     rows = []
     queued = 0
     for size in args.backlog:
-        conn.execute(
-            "insert into push_jobs (kind, dedupe_key, recipient_id, payload, urgent, state, "
-            "available_at, attempts, created_at) select 'bid.created', 'probe:' || "
-            "gen_random_uuid(), %s, '{}'::jsonb, true, 'pending', "
-            "now() - interval '1 hour' + i * interval '1 ms', 0, now() "
-            "from generate_series(1, %s) as i",
-            (recipient, size - queued),
-        )
+        outbox.add_jobs(size - queued, spread=True)
         queued = size
-        conn.execute("vacuum analyze push_jobs")
-        params = {"now": datetime.now(UTC)}
-        row: dict[str, Any] = {"queued": size}
-        for name, sql, bound in (
-            ("service", pick.string, dict(pick.construct_params(params))),
-            ("one_condition", ONE_CONDITION, params),
-        ):
-            times, planning = [], []
-            for _ in range(args.reps):
-                found = [m for m in map(_TIME.match, explain(conn, sql, bound)) if m]
-                times.append(next(float(m[2]) for m in found if m[1] == "Execution"))
-                planning.append(next(float(m[2]) for m in found if m[1] == "Planning"))
-            row[f"{name}_ms"] = round(statistics.median(times[args.reps // 3 :]), 3)
-            row[f"{name}_planning_ms"] = round(statistics.median(planning[args.reps // 3 :]), 3)
+        outbox.conn.execute("vacuum analyze push_jobs")
+        row = {"queued": size, **outbox.claims()}
         rows.append(row)
         log(f"  {row}")
     print("\nThe worker's claim of 32 jobs from a queue of due jobs (ms, medians):")
-    print(
-        common.table(
-            ["jobs due", "the service's claim", "one condition"],
-            [[r["queued"], f"{r['service_ms']:.3f}", f"{r['one_condition_ms']:.3f}"] for r in rows],
-        )
-    )
+    print(claims_table("jobs due", "queued", rows))
     return rows
+
+
+def claims_table(heading: str, key: str, rows: list[dict[str, Any]]) -> str:
+    return common.table(
+        [heading, "the service's claim", "one condition"],
+        [[r[key], f"{r['service_ms']:.3f}", f"{r['one_condition_ms']:.3f}"] for r in rows],
+    )
 
 
 def main() -> None:

@@ -35,6 +35,11 @@ def add_job(session: Any, recipient: str, name: str, **columns: Any) -> None:
     )
 
 
+def claimed(due: datetime, by: str, *, until: datetime) -> dict[str, Any]:
+    """The columns of a job a worker claimed, its lease running `until`."""
+    return {"available_at": due, "state": "claimed", "claimed_by": by, "claimed_until": until}
+
+
 def states(worker: Worker) -> dict[str, tuple[str, str | None]]:
     """Each job's state and who holds it, by the name it was added with."""
     with worker.app.app_context(), db.scope() as session:
@@ -48,31 +53,19 @@ def test_a_pass_takes_lapsed_leases_first_then_due_jobs_in_due_order_up_to_its_b
     _, ben = client.couple()
     clock.freeze(NOW)
     minute = timedelta(minutes=1)
+    # Added out of due order, so that the claim's order is not the ids'. "lapsed": a worker died
+    # holding it; "held": a worker is still busy with it.
+    jobs = {
+        "due-3": {"available_at": NOW - minute},
+        "due-1": {"available_at": NOW - 3 * minute},
+        "due-2": {"available_at": NOW - 2 * minute},
+        "later": {"available_at": NOW + minute},
+        "lapsed": claimed(NOW - 10 * minute, "gone-worker", until=NOW - timedelta(seconds=1)),
+        "held": claimed(NOW - 20 * minute, "busy-worker", until=NOW + minute),
+    }
     with worker.app.app_context(), db.scope() as session:
-        for name, at in (("due-3", NOW - minute), ("due-1", NOW - 3 * minute)):
-            add_job(session, ben.id, name, available_at=at)
-        add_job(session, ben.id, "due-2", available_at=NOW - 2 * minute)
-        add_job(session, ben.id, "later", available_at=NOW + minute)
-        # A worker that died holding a job, and one still busy with another.
-        add_job(
-            session,
-            ben.id,
-            "lapsed",
-            available_at=NOW - 10 * minute,
-            state="claimed",
-            claimed_by="gone-worker",
-            claimed_until=NOW - timedelta(seconds=1),
-        )
-        add_job(
-            session,
-            ben.id,
-            "held",
-            available_at=NOW - 20 * minute,
-            state="claimed",
-            claimed_by="busy-worker",
-            claimed_until=NOW + minute,
-        )
-        session.commit()
+        for name, columns in jobs.items():
+            add_job(session, ben.id, name, **columns)
     assert worker.dispatcher is not None
     three = dataclasses.replace(worker.dispatcher, batch=3)
 
