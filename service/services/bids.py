@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, Select, literal_column, select, union_all
 from sqlalchemy.orm import Session
 
 from schemas.bids import BidSchema
@@ -263,6 +263,30 @@ def list_for(
     return {"items": items, "next": pages.next_of(rows, limit)}
 
 
+def overdue(now: datetime, batch: int) -> Select[uuid.UUID, uuid.UUID]:
+    """The ids and couples of at most `batch` open bids whose time to live has passed, the
+    longest overdue first.
+
+    One ordered scan of `ix_bids_open_expiry` per open status, each stopping at `batch`, so a
+    look reads at most a few batches however many bids are overdue. One `status IN (...)`
+    condition read every overdue bid and sorted them: after the workers were away for an hour
+    at 300 bids/s, a million bids for each look of 200 (bench/RESULTS.md, "What changed" 36).
+    """
+    most = literal_column(str(int(batch)), Integer)  # a literal: see `dispatch._pick`
+    scans = []
+    for status in rules.OPEN_STATUSES:
+        scan = (
+            select(Bid.id, Bid.couple_id, Bid.expires_at)
+            .where(Bid.status == status, Bid.expires_at <= now)
+            .order_by(Bid.expires_at)
+            .limit(most)
+            .subquery()
+        )
+        scans.append(select(scan.c.id, scan.c.couple_id, scan.c.expires_at))
+    found = union_all(*scans).subquery("overdue")
+    return select(found.c.id, found.c.couple_id).order_by(found.c.expires_at).limit(most)
+
+
 def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
     """Expire open bids whose time to live has passed (worker job). Returns how many.
 
@@ -271,12 +295,7 @@ def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
     while it waits for that answer's couple. A bid of a couple that has ended expires silently:
     after an unpair nobody is told, and its stream is gone (`custody.forget_couple_history`).
     """
-    due = session.execute(
-        select(Bid.id, Bid.couple_id)
-        .where(Bid.status.in_(rules.OPEN_STATUSES), Bid.expires_at <= now)
-        .order_by(Bid.expires_at)
-        .limit(batch)
-    ).all()
+    due = session.execute(overdue(now, batch)).all()
     session.commit()
     expired = 0
     for bid_id, couple_id in due:

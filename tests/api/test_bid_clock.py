@@ -7,10 +7,16 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import text
+
 from service.clock import clock
+from service.extensions import db
+from service.services import bids
 from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
+from tests.support.plans import rows_read_from
 
 
 def at(text: str) -> datetime:
@@ -148,3 +154,57 @@ def test_the_worker_expires_unanswered_bids_as_missed(
     )
     assert late.status_code == 409
     assert client.get(f"/api/v1/bids/{answered['id']}", as_=ana).json()["status"] == "answered"
+
+
+def test_the_worker_expires_the_longest_overdue_bids_first_whatever_their_status(
+    client: ApiClient, worker: Worker
+) -> None:
+    ana, ben = client.couple()
+    sent = []
+    for minute in ("10:00", "10:01", "10:02"):
+        clock.freeze(at(f"2031-03-01T{minute}:00+00:00"))
+        sent.append(send(client, client.fresh(ana))["id"])
+    seen, delivered, still_sent = sent
+    for bid_id, step in ((seen, "seen"), (delivered, "delivered")):
+        response = client.post(f"/api/v1/bids/{bid_id}/{step}", as_=client.fresh(ben))
+        assert response.status_code == 200, response.text
+
+    clock.freeze(at("2031-03-02T11:00:00+00:00"))  # all three a day and an hour old
+    with worker.app.app_context(), db.scope() as session:
+        assert bids.expire_due(session, clock.now(), batch=2) == 2
+    ana = client.fresh(ana)
+    status = {b: client.get(f"/api/v1/bids/{b}", as_=ana).json()["status"] for b in sent}
+    assert status == {seen: "expired", delivered: "expired", still_sent: "sent"}
+
+
+@pytest.mark.postgres
+def test_a_look_for_overdue_bids_reads_about_as_many_as_it_expires(
+    client: ApiClient, worker: Worker
+) -> None:
+    """After the workers were away, thousands of bids may be overdue at once: each look must find
+    its batch without reading all of them."""
+    ana, ben = client.couple()
+    couple_id = client.get("/api/v1/couple", as_=ana).json()["id"]
+    overdue = 3000
+    with worker.app.app_context(), db.scope() as session:
+        connection = session.connection()
+        connection.execute(
+            text(
+                "INSERT INTO bids (id, couple_id, sender_id, recipient_id, client_id, kind, "
+                "status, created_at, reachable_at, expires_at) SELECT gen_random_uuid(), "
+                ":couple, :sender, :recipient, gen_random_uuid(), 'connect', 'sent', "
+                "now() - interval '2 days', now() - interval '2 days', "
+                "now() - interval '1 day' + i * interval '1 ms' FROM generate_series(1, :n) AS i"
+            ),
+            {"couple": couple_id, "sender": ana.id, "recipient": ben.id, "n": overdue},
+        )
+        connection.execute(text("ANALYZE bids"))
+        sql = bids.overdue(datetime.now(UTC), 20).compile(
+            dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+        )
+        plan = connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + sql.string, sql.construct_params()
+        ).scalar_one()
+
+    read = rows_read_from(plan[0]["Plan"], "bids")
+    assert 20 <= read <= 3 * 20, f"read {read} of {overdue} overdue bids to expire 20"

@@ -17,6 +17,7 @@ from service.models import PushJob
 from service.worker import dispatch
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
+from tests.support.plans import rows_read_from
 
 NOW = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
 PAYLOAD = {"data": {"type": "bid.created"}, "collapse_key": "bid"}
@@ -119,11 +120,3 @@ def test_a_pass_reads_about_as_many_jobs_as_it_takes_however_long_the_queue(
 
     read = rows_read_from(plan[0]["Plan"], "push_jobs")
     assert 32 <= read <= 2 * 32, f"read {read} jobs of {queued} to claim 32"
-
-
-def rows_read_from(node: dict[str, Any], table: str) -> int:
-    """The rows every scan of `table` in this plan node and below returned, in all."""
-    own = 0
-    if node.get("Relation Name") == table:
-        own = int(node["Actual Rows"]) * int(node.get("Actual Loops", 1))
-    return own + sum(rows_read_from(child, table) for child in node.get("Plans", []))
