@@ -1,4 +1,4 @@
-"""Inside two statements of the bid's path, with PostgreSQL's `EXPLAIN ANALYZE`.
+"""Inside statements of the bid's path and the worker's, with PostgreSQL's `EXPLAIN ANALYZE`.
 
 `bid`: the bid's one statement (`service/services/bid_writes.py`: the bid, the couple's cursor,
 the event and the push job, guarded by the sender's proof), as the service builds it, for
@@ -18,10 +18,15 @@ cheaper; medians of the last two thirds. Then once more after a VACUUM.
 stopped, or FCM away, while bids went on), vacuumed and analyzed: no dead versions, only how
 much of the live queue each form reads to take 32.
 
+`expiry`: the worker's look for overdue bids to expire (`bids.overdue`, 200 at a time), the
+service's form against one `status IN (...)` condition (`OVERDUE_ONE_CONDITION`, the form before
+"What changed" 36), with `--backlog` open bids overdue at once (a third each sent, delivered and
+seen; the workers away while their time ran out), vacuumed and analyzed.
+
 Each part uses a database of its own (`reach_probe_plans`, dropped and recreated), EXPLAIN's own
 instrumentation included in every figure.
 
-Usage: .venv/bin/python -m bench.probe_plans [--parts bid claim backlog] [--bids 40]
+Usage: .venv/bin/python -m bench.probe_plans [--parts bid claim backlog expiry] [--bids 40]
            [--warm 3000] [--dead 1000 4000 15000 30000] [--backlog 1000 10000 100000] [--reps 15]
 """
 
@@ -55,6 +60,12 @@ ONE_CONDITION = """SELECT id FROM push_jobs
 WHERE (state = 'pending' AND available_at <= %(now)s)
    OR (state = 'claimed' AND claimed_until < %(now)s)
 ORDER BY available_at LIMIT 32 FOR UPDATE SKIP LOCKED"""
+
+
+# The look for overdue bids as one condition, as the service had it before "What changed" 36.
+OVERDUE_ONE_CONDITION = """SELECT id, couple_id FROM bids
+WHERE status IN ('sent', 'delivered', 'seen') AND expires_at <= %(now)s
+ORDER BY expires_at LIMIT 200"""
 
 
 def explain(conn: Any, sql: str, params: dict[str, Any]) -> list[str]:
@@ -102,9 +113,9 @@ def bid_part(url: str, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-class Outbox:
-    """The outbox of a fresh database (`url`, two couples), jobs added to it straight in SQL, and
-    the worker's claim timed there in the service's form and in `ONE_CONDITION`."""
+class ProbeDatabase:
+    """A fresh database (`url`, two couples) whose outbox gets jobs straight in SQL, and where
+    statements are timed; the worker's claim in the service's form and in `ONE_CONDITION`."""
 
     def __init__(self, url: str, reps: int) -> None:
         from sqlalchemy.dialects.postgresql import psycopg
@@ -154,12 +165,12 @@ class Outbox:
 
 
 def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    outbox = Outbox(url, args.reps)
-    conn = outbox.conn
+    probe = ProbeDatabase(url, args.reps)
+    conn = probe.conn
 
     def churn(count: int) -> None:
         """`count` jobs through pending -> claimed -> done, each a transaction of its own."""
-        outbox.add_jobs(count)
+        probe.add_jobs(count)
         conn.execute(
             "update push_jobs set state = 'claimed', claimed_until = now() + interval '60 s' "
             "where state = 'pending'"
@@ -176,42 +187,83 @@ def claim_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         else:
             churn(dead - done)
             done = dead
-        outbox.add_jobs(20)
-        row = {"dead_jobs": "after VACUUM" if dead is None else dead, **outbox.claims()}
+        probe.add_jobs(20)
+        row = {"dead_jobs": "after VACUUM" if dead is None else dead, **probe.claims()}
         rows.append(row)
         log(f"  {row}")
         conn.execute("update push_jobs set state = 'done' where state = 'pending'")
     print("\nThe worker's claim of 20 due jobs behind dead versions (ms, medians):")
-    print(claims_table("jobs gone through since the last vacuum", "dead_jobs", rows))
+    print(forms_table("jobs gone through since the last vacuum", "dead_jobs", CLAIM, rows))
     return rows
 
 
 def backlog_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    outbox = Outbox(url, args.reps)
+    probe = ProbeDatabase(url, args.reps)
     rows = []
     queued = 0
     for size in args.backlog:
-        outbox.add_jobs(size - queued, spread=True)
+        probe.add_jobs(size - queued, spread=True)
         queued = size
-        outbox.conn.execute("vacuum analyze push_jobs")
-        row = {"queued": size, **outbox.claims()}
+        probe.conn.execute("vacuum analyze push_jobs")
+        row = {"queued": size, **probe.claims()}
         rows.append(row)
         log(f"  {row}")
     print("\nThe worker's claim of 32 jobs from a queue of due jobs (ms, medians):")
-    print(claims_table("jobs due", "queued", rows))
+    print(forms_table("jobs due", "queued", CLAIM, rows))
     return rows
 
 
-def claims_table(heading: str, key: str, rows: list[dict[str, Any]]) -> str:
+def expiry_part(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    from sqlalchemy.dialects.postgresql import psycopg
+
+    from service.services import bids
+
+    probe = ProbeDatabase(url, args.reps)
+    conn = probe.conn
+    couple, sender, recipient = conn.execute(
+        "select c.id, c.partner_a_id, c.partner_b_id from couples c limit 1"
+    ).fetchone()
+    now = datetime.now(UTC)
+    look = bids.overdue(now, 200).compile(dialect=psycopg.dialect())
+    rows = []
+    added = 0
+    for size in args.backlog:
+        conn.execute(
+            "insert into bids (id, couple_id, sender_id, recipient_id, client_id, kind, status, "
+            "created_at, reachable_at, expires_at) select gen_random_uuid(), %s, %s, %s, "
+            "gen_random_uuid(), 'connect', (array['sent', 'delivered', 'seen'])[1 + i %% 3], "
+            "%s - interval '2 days', %s - interval '2 days', %s - interval '1 day' + i * "
+            "interval '1 ms' from generate_series(%s::int, %s::int) as i",
+            (couple, sender, recipient, now, now, now, added + 1, size),
+        )
+        added = size
+        conn.execute("vacuum analyze bids")
+        row = {
+            "overdue": size,
+            "service_ms": round(probe.timed(look.string, dict(look.construct_params())), 3),
+            "one_condition_ms": round(probe.timed(OVERDUE_ONE_CONDITION, {"now": now}), 3),
+        }
+        rows.append(row)
+        log(f"  {row}")
+    print("\nThe worker's look for 200 overdue bids to expire (ms, medians):")
+    print(forms_table("open bids overdue", "overdue", "the service's look", rows))
+    return rows
+
+
+CLAIM = "the service's claim"
+
+
+def forms_table(heading: str, key: str, service: str, rows: list[dict[str, Any]]) -> str:
+    """Each row's `key`, then the service's form and the one-condition form, in ms."""
     return common.table(
-        [heading, "the service's claim", "one condition"],
+        [heading, service, "one condition"],
         [[r[key], f"{r['service_ms']:.3f}", f"{r['one_condition_ms']:.3f}"] for r in rows],
     )
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parts = ["bid", "claim", "backlog"]
+    parts = ["bid", "claim", "backlog", "expiry"]
     p.add_argument("--parts", nargs="+", default=parts, choices=parts)
     p.add_argument("--bids", type=int, default=40)
     p.add_argument("--warm", type=int, default=3000)
@@ -233,6 +285,10 @@ def main() -> None:
         log("== the worker's claim from a queue of due jobs")
         url = common.fresh_postgres()
         result["backlog"] = backlog_part(url, args)
+    if "expiry" in args.parts:
+        log("== the worker's look for overdue bids")
+        url = common.fresh_postgres()
+        result["expiry"] = expiry_part(url, args)
     common.write_result("probe_plans", result)
 
 
