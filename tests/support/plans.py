@@ -4,6 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection
+from sqlalchemy.sql import ClauseElement
+
+
+def rows_read(
+    connection: Connection, statement: ClauseElement, table: str, params: dict[str, Any]
+) -> int:
+    """How many rows of `table` PostgreSQL read to run `statement` with `params` (analyzed
+    first: the table as autovacuum leaves it), every scan of it added up."""
+    connection.exec_driver_sql(f"ANALYZE {table}")
+    sql = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+    plan = connection.exec_driver_sql(
+        "EXPLAIN (ANALYZE, FORMAT JSON) " + sql.string, sql.construct_params(params)
+    ).scalar_one()
+    return rows_read_from(plan[0]["Plan"], table)
+
 
 def rows_read_from(node: dict[str, Any], table: str) -> int:
     """The rows every scan of `table` in this plan node and below returned, in all."""
