@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, literal_column, select, union_all
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from schemas.bids import BidSchema
@@ -20,7 +20,7 @@ from service.domain.errors import Conflict, Forbidden, NotFound, invalid
 from service.domain.quiet_hours import QuietHours
 from service.models import Bid, BidResponse, Couple, User
 from service.models.base import table
-from service.services import bid_writes, events, pages, pairing, push_outbox
+from service.services import bid_writes, events, pages, pairing, push_outbox, scans
 from service.services.members import Member
 
 _bid_schema = BidSchema()
@@ -265,27 +265,22 @@ def list_for(
 
 def overdue(now: datetime, batch: int) -> Select[uuid.UUID, uuid.UUID]:
     """The ids and couples of at most `batch` open bids whose time to live has passed, the
-    longest overdue first.
-
-    One ordered scan of `ix_bids_open_expiry` per open status, each stopping at `batch`, so a
-    look reads at most a few batches however many bids are overdue. One `status IN (...)`
-    condition read every overdue bid and sorted them: with 100,000 overdue (the workers away
-    while their time ran out) a look took 63 ms instead of 0.3 (bench/RESULTS.md, "What
-    changed" 36).
+    longest overdue first: one ordered scan of `ix_bids_open_expiry` per open status, each
+    stopping at `batch` (`scans.first_of_each`), however many bids are overdue (with 100,000,
+    one `status IN (...)` condition took 63 ms, this 0.3; bench/RESULTS.md, "What changed" 36).
     """
-    most = literal_column(str(int(batch)), Integer)  # a literal: see `dispatch._pick`
-    scans = []
-    for status in rules.OPEN_STATUSES:
-        scan = (
-            select(Bid.id, Bid.couple_id, Bid.expires_at)
-            .where(Bid.status == status, Bid.expires_at <= now)
-            .order_by(Bid.expires_at)
-            .limit(most)
-            .subquery()
-        )
-        scans.append(select(scan.c.id, scan.c.couple_id, scan.c.expires_at))
-    found = union_all(*scans).subquery("overdue")
-    return select(found.c.id, found.c.couple_id).order_by(found.c.expires_at).limit(most)
+    each = [
+        select(Bid.id, Bid.couple_id, Bid.expires_at)
+        .where(Bid.status == status, Bid.expires_at <= now)
+        .order_by(Bid.expires_at)
+        for status in rules.OPEN_STATUSES
+    ]
+    found = scans.first_of_each(each, batch, "overdue")
+    return (
+        select(found.c.id, found.c.couple_id)
+        .order_by(found.c.expires_at)
+        .limit(scans.literal_limit(batch))
+    )
 
 
 def expire_due(session: Session, now: datetime, batch: int = 200) -> int:

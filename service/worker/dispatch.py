@@ -31,16 +31,13 @@ from sqlalchemy import (
     ColumnElement,
     Dialect,
     Executable,
-    Integer,
     Row,
     Select,
     Table,
     and_,
     bindparam,
     insert,
-    literal_column,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.orm import Session
@@ -49,6 +46,7 @@ from service import metrics
 from service.clock import clock
 from service.models import Device, PushAttempt, PushDelivery, PushJob
 from service.push import PushBackend, PushMessage, PushResult
+from service.services import scans
 
 log = logging.getLogger("reach.push")
 
@@ -395,29 +393,17 @@ class _Statements:
 def _pick(now: BindParameter[Any], batch: int, lock: bool) -> Select[Any]:
     """The ids of up to `batch` jobs to claim: first those whose worker's lease ran out, then
     the pending ones whose time has come, in due order (`lock`: each row locked, the ones
-    another worker holds skipped).
-
-    Each kind is an ordered scan of `ix_push_jobs_due` that stops at `batch`, so a pass reads
-    about as many jobs as it takes however long the queue has grown. One condition for both
-    kinds (`pending AND due OR claimed AND lapsed`) is a bitmap of every due job, sorted: a pass
-    over a backlog of 100,000 read all of them to take 32 (bench/RESULTS.md, "What changed" 36).
-    """
+    another worker holds skipped). Each kind is an ordered scan of `ix_push_jobs_due` that
+    stops at `batch` (`scans.first_of_each`), however long the queue has grown."""
     kinds = (
         (JOBS.c.state == "claimed", JOBS.c.claimed_until < now),
         (JOBS.c.state == "pending", JOBS.c.available_at <= now),
     )
-    # The batch as a literal, not a parameter: the generic plan of a prepared statement would not
-    # know the LIMIT (PostgreSQL then plans for a tenth of the rows) and might read the queue.
-    most = literal_column(str(int(batch)), Integer)
-    scans = []
-    for name, where in zip(("lapsed", "due"), kinds, strict=True):
-        scan = select(JOBS.c.id).where(*where).order_by(JOBS.c.available_at).limit(most)
-        if lock:
-            scan = scan.with_for_update(skip_locked=True)
-        found = scan.subquery(name)
-        scans.append(select(found.c.id))
-    both = union_all(*scans).subquery("due_jobs")
-    return select(both.c.id).limit(most)
+    each = [select(JOBS.c.id).where(*where).order_by(JOBS.c.available_at) for where in kinds]
+    if lock:
+        each = [scan.with_for_update(skip_locked=True) for scan in each]
+    due = scans.first_of_each(each, batch, "due_jobs")
+    return select(due.c.id).limit(scans.literal_limit(batch))
 
 
 def _insert_new(
