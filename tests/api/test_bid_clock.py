@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
 
 from service.clock import clock
 from service.extensions import db
@@ -16,7 +15,7 @@ from service.services import bids
 from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
-from tests.support.plans import rows_read
+from tests.support.plans import rows_read_after
 
 
 def at(text: str) -> datetime:
@@ -186,18 +185,15 @@ def test_a_look_for_overdue_bids_reads_about_as_many_as_it_expires(
     ana, ben = client.couple()
     couple_id = client.get("/api/v1/couple", as_=ana).json()["id"]
     overdue = 3000
-    with worker.app.app_context(), db.scope() as session:
-        connection = session.connection()
-        connection.execute(
-            text(
-                "INSERT INTO bids (id, couple_id, sender_id, recipient_id, client_id, kind, "
-                "status, created_at, reachable_at, expires_at) SELECT gen_random_uuid(), "
-                ":couple, :sender, :recipient, gen_random_uuid(), 'connect', 'sent', "
-                "now() - interval '2 days', now() - interval '2 days', "
-                "now() - interval '1 day' + i * interval '1 ms' FROM generate_series(1, :n) AS i"
-            ),
-            {"couple": couple_id, "sender": ana.id, "recipient": ben.id, "n": overdue},
-        )
-        read = rows_read(connection, bids.overdue(datetime.now(UTC), 20), "bids", {})
+    fill = (
+        "INSERT INTO bids (id, couple_id, sender_id, recipient_id, client_id, kind, status, "
+        "created_at, reachable_at, expires_at) SELECT gen_random_uuid(), :couple, :sender, "
+        ":recipient, gen_random_uuid(), 'connect', 'sent', now() - interval '2 days', "
+        "now() - interval '2 days', now() - interval '1 day' + i * interval '1 ms' "
+        "FROM generate_series(1, :n) AS i"
+    )
+    filled = {"couple": couple_id, "sender": ana.id, "recipient": ben.id, "n": overdue}
+    look = bids.overdue(datetime.now(UTC), 20)
+    read = rows_read_after(worker.app, fill, filled, look, "bids", {})
 
     assert 20 <= read <= 3 * 20, f"read {read} of {overdue} overdue bids to expire 20"

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql
 
 from service.clock import clock
 from service.extensions import db
@@ -17,7 +18,7 @@ from service.models import PushJob
 from service.worker import dispatch
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
-from tests.support.plans import rows_read
+from tests.support.plans import rows_read_after
 
 NOW = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
 PAYLOAD = {"data": {"type": "bid.created"}, "collapse_key": "bid"}
@@ -98,19 +99,16 @@ def test_a_pass_reads_about_as_many_jobs_as_it_takes_however_long_the_queue(
     down as the queue grows, just when it has to catch up."""
     _, ben = client.couple()
     queued = 3000
-    with worker.app.app_context(), db.scope() as session:
-        connection = session.connection()
-        connection.execute(
-            text(
-                "INSERT INTO push_jobs (kind, dedupe_key, recipient_id, payload, urgent, state, "
-                "available_at, attempts, created_at) SELECT 'bid.created', 'backlog:' || i, "
-                ":recipient, CAST(:payload AS jsonb), true, 'pending', "
-                "now() - interval '1 hour' + i * interval '1 ms', 0, now() "
-                "FROM generate_series(1, :queued) AS i"
-            ),
-            {"recipient": ben.id, "payload": json.dumps(PAYLOAD), "queued": queued},
-        )
-        pick = dispatch._statements(connection.dialect, 32).pick
-        read = rows_read(connection, pick, "push_jobs", {"now": datetime.now(UTC)})
+    fill = (
+        "INSERT INTO push_jobs (kind, dedupe_key, recipient_id, payload, urgent, state, "
+        "available_at, attempts, created_at) SELECT 'bid.created', 'backlog:' || i, "
+        ":recipient, CAST(:payload AS jsonb), true, 'pending', "
+        "now() - interval '1 hour' + i * interval '1 ms', 0, now() "
+        "FROM generate_series(1, :queued) AS i"
+    )
+    filled = {"recipient": ben.id, "payload": json.dumps(PAYLOAD), "queued": queued}
+    pick = dispatch._statements(postgresql.psycopg.dialect(), 32).pick
+    now = {"now": datetime.now(UTC)}
+    read = rows_read_after(worker.app, fill, filled, pick, "push_jobs", now)
 
     assert 32 <= read <= 2 * 32, f"read {read} jobs of {queued} to claim 32"

@@ -63,11 +63,15 @@ def phone(served: str, devices: list[Phone], person: Person, **connect: Any) -> 
     return device
 
 
+def metric(api: ApiClient, series: str) -> int | None:
+    """The value of one series of the served process's GET /metrics, if it reports it."""
+    found = re.search(rf"^{re.escape(series)} ([\d.]+)$", api.get("/metrics").text, re.M)
+    return int(float(found.group(1))) if found else None
+
+
 def open_sockets(api: ApiClient) -> int:
-    """Member sockets the served process counts as connected (GET /metrics)."""
-    text = api.get("/metrics").text
-    found = re.search(r'^reach_socket_connections\{namespace="members"\} ([\d.]+)$', text, re.M)
-    return int(float(found.group(1))) if found else 0
+    """Member sockets the served process counts as connected."""
+    return metric(api, 'reach_socket_connections{namespace="members"}') or 0
 
 
 def send_bid(api: ApiClient, sender: Person) -> dict[str, Any]:
@@ -318,10 +322,10 @@ OWN_FILES = 256
 
 
 def socket_capacity(api: ApiClient) -> int:
-    """WebSockets the served process may hold (GET /metrics)."""
-    found = re.search(r"^reach_socket_capacity ([\d.]+)$", api.get("/metrics").text, re.M)
-    assert found, "no reach_socket_capacity in /metrics"
-    return int(float(found.group(1)))
+    """WebSockets the served process may hold."""
+    capacity = metric(api, "reach_socket_capacity")
+    assert capacity is not None, "no reach_socket_capacity in /metrics"
+    return capacity
 
 
 def event_named(ws: websocket.WebSocket, name: str, within: float = 5) -> list[Any]:

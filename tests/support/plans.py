@@ -4,8 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection
+from flask import Flask
+from sqlalchemy import Connection, text
 from sqlalchemy.sql import ClauseElement
+
+from service.extensions import db
+
+
+def rows_read_after(
+    app: Flask,
+    fill: str,
+    fill_params: dict[str, Any],
+    statement: ClauseElement,
+    table: str,
+    params: dict[str, Any],
+) -> int:
+    """How many rows of `table` PostgreSQL read to run `statement` with `params`, once `fill`
+    (SQL that adds rows, with `fill_params`) has run in the same transaction: the test's, so
+    the rows it adds may refer to what the test made through the API."""
+    with app.app_context(), db.scope() as session:
+        connection = session.connection()
+        connection.execute(text(fill), fill_params)
+        return rows_read(connection, statement, table, params)
 
 
 def rows_read(
