@@ -1,25 +1,59 @@
-"""Password hashing with argon2id."""
+"""Password hashing with argon2id, off the event loop.
+
+argon2id at argon2-cffi's defaults (3 passes over 64 MiB in 4 lanes) costs tens of
+milliseconds of CPU a hash, by design. An API process serves all its sockets and requests
+from one gevent loop, so a sign-in that hashed on the loop would hold every bid, event and
+heartbeat of the process for that long. argon2-cffi lets go of the GIL while it hashes, so
+under gevent the hash runs on a thread of gevent's pool and the loop goes on serving; at most
+`HASHING_AT_ONCE` at a time per process, since each holds its 64 MiB while it runs and more
+than the machine's cores would not finish sooner. Without gevent (threads, the CLI, tests)
+the calling thread hashes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from gevent import get_hub, monkey
+from gevent.lock import BoundedSemaphore
+
+HASHING_AT_ONCE = 2
+
+T = TypeVar("T")
 
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so both paths cost the same.
 _DUMMY_HASH = _hasher.hash("reach-timing-equaliser")
+_hashing = BoundedSemaphore(HASHING_AT_ONCE)
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    return _off_the_loop(_hasher.hash, password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
+    return _off_the_loop(_verify, password_hash, password)
+
+
+def needs_rehash(password_hash: str) -> bool:
+    return _hasher.check_needs_rehash(password_hash)
+
+
+def _verify(password_hash: str | None, password: str) -> bool:
     try:
         return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
 
-def needs_rehash(password_hash: str) -> bool:
-    return _hasher.check_needs_rehash(password_hash)
+def _off_the_loop(work: Callable[..., T], *args: object) -> T:
+    """`work(*args)` on a thread of gevent's pool when this process runs on gevent's patches
+    (the loop serves others meanwhile), else on the calling thread."""
+    if not monkey.is_module_patched("threading"):
+        return work(*args)
+    with _hashing:
+        result: T = get_hub().threadpool.apply(work, args)
+        return result
