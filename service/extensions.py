@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, request
+from flask import Flask, Response, after_this_request, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars
 from flask_limiter.util import get_remote_address
@@ -14,6 +17,9 @@ from werkzeug.exceptions import HTTPException
 from schemas.errors import ProblemSchema
 from service.db import Database
 from service.errors import from_http_exception
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("reach.limits")
 
 
 class ReachApi(Api):
@@ -91,9 +97,42 @@ def auth_email_limit() -> str:
     return str(current_app.extensions["reach.settings"].RATELIMIT_AUTH_EMAIL)
 
 
-def refused_sign_in(response: Any) -> bool:
-    """`deduct_when` of a per-email limit: only a refused sign-in counts."""
-    return bool(response.status_code == 401)
+def only_refusals_count(scope: str) -> Callable[[F], F]:
+    """For a sign-in under the limits of `scope`: only a refused one (401) stays counted.
+
+    The limits count every sign-in on arrival, one atomic count each, so sign-ins sent at once
+    cannot all pass before any is counted (a limit that counted refusals once they were
+    answered let every sign-in in flight through). This decorator, inside the limits, gives
+    the count back once the answer is anything but 401.
+    """
+
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            @after_this_request
+            def settle(response: Response) -> Response:
+                if response.status_code != 401:
+                    give_back(scope)
+                return response
+
+            return view(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def give_back(scope: str) -> None:
+    """Undo this request's counts under the limits of `scope` (a failure leaves them counted)."""
+    # flask-limiter scopes a route's limit by its endpoint too ("auth.Login:email").
+    scopes = {scope, f"{request.endpoint}:{scope}"}
+    for counted in limiter.current_limits:
+        if counted.request_args[-1] not in scopes:
+            continue
+        try:
+            limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
+        except Exception:
+            log.warning("could not give back a rate-limit count", exc_info=True)
 
 
 def rate_limit_key() -> str:

@@ -14,7 +14,7 @@ from schemas.accounts import LoginSchema, RefreshSchema, RegisterSchema, TokenPa
 from service.api.auth import token_issuer
 from service.api.blueprint import Blueprint
 from service.domain.errors import Unauthorized
-from service.extensions import auth_email_limit, auth_limit, db, limiter, refused_sign_in
+from service.extensions import auth_email_limit, auth_limit, db, limiter, only_refusals_count
 from service.models import AuthSession, RefreshToken
 from service.realtime import members
 from service.security.tokens import hash_refresh_token
@@ -67,15 +67,10 @@ class Register(MethodView):
 @blp.route("/login")
 class Login(MethodView):
     decorators = [
+        # Guessing one account's password from many addresses: only failures stay counted.
+        only_refusals_count("email"),
         limiter.limit(auth_limit, methods=["POST"]),
-        # Guessing one account's password from many addresses: only failures count.
-        limiter.limit(
-            auth_email_limit,
-            key_func=_submitted_email,
-            methods=["POST"],
-            scope="email",
-            deduct_when=refused_sign_in,
-        ),
+        limiter.limit(auth_email_limit, key_func=_submitted_email, methods=["POST"], scope="email"),
     ]
 
     @blp.arguments(LoginSchema)

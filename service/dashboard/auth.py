@@ -26,7 +26,7 @@ from service.dashboard import csrf
 from service.dashboard.blueprint import bp
 from service.domain.errors import Unauthorized
 from service.errors import problem_body, problem_response
-from service.extensions import auth_email_limit, auth_limit, db, limiter, refused_sign_in
+from service.extensions import auth_email_limit, auth_limit, db, limiter, only_refusals_count
 from service.models import Operator
 from service.services import ops_accounts
 
@@ -119,14 +119,9 @@ def _submitted_email() -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(auth_limit, methods=["POST"])
-# Guessing one operator's password from many addresses: only failures count.
-@limiter.limit(
-    auth_email_limit,
-    key_func=_submitted_email,
-    methods=["POST"],
-    scope="ops-email",
-    deduct_when=refused_sign_in,
-)
+@limiter.limit(auth_email_limit, key_func=_submitted_email, methods=["POST"], scope="ops-email")
+# Guessing one operator's password from many addresses: only failures stay counted.
+@only_refusals_count("ops-email")
 def login() -> Any:
     """Sign in; the session id and the CSRF token are new afterwards (no fixation)."""
     if g.get("operator") is not None:

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -66,6 +67,47 @@ def test_only_failed_sign_ins_count_against_an_account(server_with: Server) -> N
     assert signed_in == [200] * 6
 
 
+def test_wrong_passwords_sent_at_once_are_held_to_the_accounts_limit(
+    server_with: Server,
+) -> None:
+    """Each sign-in counts as it arrives, so sign-ins in flight together cannot all get past
+    the account's limit before the first refusal is counted."""
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH_EMAIL="3 per minute")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+
+    def guess(n: int) -> int:
+        body = {"email": ana.email, "password": f"wrong password {n}"}
+        headers = from_address(f"203.0.113.{n}")
+        url = f"{server.url}/api/v1/auth/login"
+        return requests.post(url, json=body, headers=headers, timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        statuses = sorted(pool.map(guess, range(12)))
+    assert statuses == [401] * 3 + [429] * 9
+    assert login(client, ana.email, PASSWORD, "198.51.100.7") == 429
+
+
+def test_a_refused_sign_in_stays_counted_and_the_others_are_given_back(
+    server_with: Server,
+) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH_EMAIL="2 per minute")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    malformed = client.post(
+        "/api/v1/auth/login", json={"email": ana.email}, headers=from_address("203.0.113.1")
+    )
+    assert malformed.status_code == 422
+    attempts = [
+        login(client, ana.email, PASSWORD, "203.0.113.2"),
+        login(client, ana.email, "wrong password", "203.0.113.3"),
+        login(client, ana.email, PASSWORD, "203.0.113.4"),
+        login(client, ana.email, "wrong password", "203.0.113.5"),
+        login(client, ana.email, PASSWORD, "203.0.113.6"),
+    ]
+    assert attempts == [200, 401, 200, 401, 429]
+
+
 def test_sign_ins_from_one_address_are_throttled_across_accounts(server_with: Server) -> None:
     server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH="3 per minute")
     client = ApiClient(server.url)
@@ -98,6 +140,21 @@ def test_sign_ups_are_throttled_per_email_and_per_address(server_with: Server) -
         for n in range(3)
     ]
     assert statuses == [201, 409, 429]
+
+
+def test_push_token_registrations_are_limited_per_account(server_with: Server) -> None:
+    server = server_with(RATELIMIT_DEVICES="2 per hour")
+    client = ApiClient(server.url)
+    ana, ben = client.register("Ana"), client.register("Ben")
+
+    def register_device(who: Person) -> Any:
+        token = {"platform": "android", "push_token": f"token-{uuid.uuid4().hex}"}
+        return client.post("/api/v1/devices", as_=who, json=token)
+
+    assert [register_device(ana).status_code for _ in range(2)] == [201, 201]
+    assert_limited(register_device(ana))
+    assert register_device(ben).status_code == 201
+    assert len(client.get("/api/v1/devices", as_=ana).json()["items"]) == 2
 
 
 def test_invite_codes_cannot_be_guessed_with_many_accounts_from_one_address(
