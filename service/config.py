@@ -89,6 +89,8 @@ class Settings:
     # Invite-code guessing from one address, over every account behind it (RATELIMIT_JOIN is
     # per account).
     RATELIMIT_JOIN_ADDRESS: str = "30 per hour"
+    # Push-token registrations per account (an app registers at every start and token change).
+    RATELIMIT_DEVICES: str = "60 per hour"
     # Live member sockets one account may hold in one process; more are refused.
     SOCKETS_PER_USER: int = 10
     # Active devices (push tokens) one account keeps; registering another switches off the one

@@ -11,13 +11,17 @@ from flask.views import MethodView
 from schemas.devices import DeviceCreateSchema, DeviceListSchema, DeviceSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
-from service.extensions import db
+from service.extensions import db, limiter
 from service.models import Device
 from service.services import devices
 
 PREFIX = "/devices"
 blp = Blueprint("devices", __name__, description="Push targets")
 member = documented_member(blp)
+
+
+def _registration_limit() -> str:
+    return str(current_app.extensions["reach.settings"].RATELIMIT_DEVICES)
 
 
 @blp.route("")
@@ -28,6 +32,8 @@ class Devices(MethodView):
     @blp.arguments(DeviceCreateSchema)
     @blp.response(201, DeviceSchema, description="Registered")
     @blp.alt_response(200, schema=DeviceSchema, description="The token was known: refreshed")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @limiter.limit(_registration_limit)
     def post(self, body: dict[str, Any]) -> tuple[Device, int]:
         """Register a push token, or refresh a known one"""
         keep = current_app.extensions["reach.settings"].DEVICES_PER_USER
