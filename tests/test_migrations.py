@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,6 +80,26 @@ def test_migrations_match_the_models_and_round_trip(empty_database: str) -> None
         tables = set(engine.dialect.get_table_names(conn)) - {"alembic_version"}
     assert tables == set()
     migrate.upgrade(empty_database)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_upgrades_started_together_take_turns(empty_database: str) -> None:
+    """Four `reach db upgrade` at once on an empty database: one migrates, the others wait for
+    it and then find nothing to do; none fails halfway."""
+    env = {**os.environ, "DATABASE_URL": empty_database, "SECRET_KEY": "x" * 48}
+    command = [sys.executable, "-m", "service.entry", "db", "upgrade"]
+    upgrades = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(4)
+    ]
+    outputs = [upgrade.communicate(timeout=120)[0].decode() for upgrade in upgrades]
+    assert [upgrade.returncode for upgrade in upgrades] == [0] * 4, "\n".join(outputs)
+    engine = make_engine(empty_database)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert len(context.get_current_heads()) == 1
     engine.dispose()
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from service.config import from_environment
 from service.db import make_engine
@@ -13,6 +18,10 @@ from service.models import Base
 
 config = context.config
 target_metadata = Base.metadata
+# The session lock every `reach db upgrade` / `downgrade` of a PostgreSQL database takes first.
+MIGRATION_LOCK = 0x7265616368  # "reach"
+LOCK_RETRY_SECONDS = 0.5
+log = logging.getLogger("reach.migrate")
 
 
 def run(connection: Connection) -> None:
@@ -44,6 +53,33 @@ def run(connection: Connection) -> None:
             )
 
 
+@contextlib.contextmanager
+def one_at_a_time(connection: Connection) -> Iterator[None]:
+    """On PostgreSQL, migrate only while holding MIGRATION_LOCK: a second upgrade started
+    meanwhile (two deploy jobs, a job retried) waits, then finds the schema current and does
+    nothing, rather than failing on a table the first one created. A session lock, since some
+    migrations commit on their way (indexes built CONCURRENTLY)."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    lock = {"key": MIGRATION_LOCK}
+    # Tried, not waited for: a statement waiting for the lock would hold a snapshot, and the
+    # holder's CREATE INDEX CONCURRENTLY waits for every older snapshot to go (a deadlock).
+    while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), lock).scalar():
+        connection.commit()
+        log.warning("another migration of this database is running: waiting for it to finish")
+        time.sleep(LOCK_RETRY_SECONDS)
+    connection.commit()
+    try:
+        yield
+    finally:
+        # On a broken connection this fails, and closing it lets the lock go anyway.
+        with contextlib.suppress(SQLAlchemyError):
+            connection.rollback()
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
+            connection.commit()
+
+
 def _foreign_keys(connection: Connection, state: str) -> None:
     _driver(connection).execute(f"PRAGMA foreign_keys={state}")
 
@@ -59,6 +95,6 @@ if connection is not None:
 else:
     url = config.get_main_option("sqlalchemy.url") or from_environment().database_url
     engine = make_engine(url)
-    with engine.connect() as conn:
+    with engine.connect() as conn, one_at_a_time(conn):
         run(conn)
     engine.dispose()
