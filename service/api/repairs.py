@@ -34,7 +34,8 @@ def _status(written: repairs.Written) -> tuple[dict[str, Any], int]:
     return written.resource, 201 if written.created else 200
 
 
-def _message_limit() -> str:
+def _repair_limit() -> str:
+    """Conversations started, and messages written, per account (RATELIMIT_REPAIRS each)."""
     return str(current_app.config["RATELIMIT_REPAIRS"])
 
 
@@ -46,6 +47,8 @@ class Repairs(MethodView):
     @blp.arguments(RepairCreateSchema)
     @blp.response(201, RepairSchema, description="Started")
     @blp.alt_response(200, schema=RepairSchema, description="A retry of an earlier start")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @limiter.limit(_repair_limit)
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Start a repair conversation"""
         return _status(repairs.start(db.session, current_user(), **body))
@@ -79,7 +82,7 @@ class Messages(MethodView):
     @blp.alt_response(200, schema=RepairMessageSchema, description="A retry")
     @blp.alt_response(409, description="The conversation is resolved")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
-    @limiter.limit(_message_limit)
+    @limiter.limit(_repair_limit)
     def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> tuple[dict[str, Any], int]:
         """Write in the conversation"""
         return _status(repair_messages.write(db.session, current_user(), repair_id, **body))

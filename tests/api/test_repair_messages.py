@@ -142,6 +142,20 @@ def test_read_receipts_only_move_forward(client: ApiClient) -> None:
     assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ana).json() == read.json()
 
 
+def test_too_many_conversations_started_are_429(server_with: Callable[..., LiveServer]) -> None:
+    server = server_with(RATELIMIT_REPAIRS="2 per minute")
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    for _ in range(2):
+        start(client, ana)
+    body = {"client_id": str(uuid.uuid4()), "topic": "one more"}
+    limited = client.post("/api/v1/repairs", as_=ana, json=body)
+    assert limited.status_code == 429
+    assert limited.json()["code"] == "rate_limited"
+    assert len(client.get("/api/v1/repairs", as_=ben).json()["items"]) == 2
+    assert start(client, ben)["status"] == "open"  # per account
+
+
 def test_too_many_messages_are_429_over_rest_and_socket(
     server_with: Callable[..., LiveServer],
 ) -> None:
