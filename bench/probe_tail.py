@@ -8,7 +8,9 @@ processes ran and sat runnable but off a core (/proc/PID/task/*/schedstat): the 
 the worker, PostgreSQL's processes, the load generator and this script. Round trips over
 `--slow-ms` that arrived within 100 ms of each other form one spell; for each spell it prints the
 groups' running and waiting milliseconds over the spell's window, and, for scale, what the same
-groups used per second over the whole step.
+groups used per second over the whole step. It reads the disk under PostgreSQL's data directory
+as often (/proc/diskstats: writes, cache flushes, their mean times, requests in flight), so a
+spell spent waiting on a commit's flush shows as slow writes rather than as a wait for a core.
 
 Usage: .venv/bin/python -m bench.probe_tail [--rate 295] [--seconds 8] [--reps 4]
            [--slow-ms 25] [--period 0.02]
@@ -22,6 +24,7 @@ import os
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from bench import common
@@ -87,6 +90,68 @@ class CoreSampler:
         return (self.rows[j][0] - self.rows[i][0]) * 1000
 
 
+class DiskSampler:
+    """Every `period` s, /proc/diskstats of the disk holding PostgreSQL's data directory: writes
+    and cache flushes completed, the milliseconds spent on each, requests in flight. A WAL flush
+    (every bid commits) that waits behind other writes shows as a window whose writes or flushes
+    took long on average."""
+
+    def __init__(self, period: float) -> None:
+        data = common.psql("show data_directory").strip()
+        device = os.stat(data).st_dev
+        name = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}").resolve().name
+        self.name, self.period = name, period
+        # time, writes, ms writing, in flight, flushes, ms flushing
+        self.rows: list[tuple[float, ...]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-sampler", daemon=True)
+
+    def _read(self) -> tuple[int, ...]:
+        with open("/proc/diskstats") as stats:
+            for line in stats:
+                fields = [*line.split(), "0", "0"]  # kernels before 5.5 count no flushes
+                if fields[2] == self.name:
+                    return tuple(int(fields[k]) for k in (7, 10, 11, 18, 19))
+        raise RuntimeError(f"{self.name} is not in /proc/diskstats")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.rows.append((time.time(), *self._read()))
+
+    def start(self) -> DiskSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def used(self, start: float, end: float) -> dict[str, float]:
+        """Writes completed and their mean milliseconds, cache flushes (what an fdatasync waits
+        for) and theirs, and the most requests in flight, between the samples around `start` and
+        `end`."""
+        times = [row[0] for row in self.rows]
+        i = max(0, bisect.bisect_left(times, start) - 1)
+        j = min(len(times) - 1, bisect.bisect_right(times, end))
+        first, last = self.rows[i], self.rows[j]
+        writes, flushes = last[1] - first[1], last[4] - first[4]
+        return {
+            "writes": writes,
+            "write_ms_mean": round((last[2] - first[2]) / writes, 1) if writes else 0.0,
+            "flushes": flushes,
+            "flush_ms_mean": round((last[5] - first[5]) / flushes, 1) if flushes else 0.0,
+            "in_flight_max": max(row[3] for row in self.rows[i : j + 1]),
+        }
+
+
+def _fmt_disk(disk: dict[str, float]) -> str:
+    return (
+        f"disk {disk['writes']:.0f} writes of {disk['write_ms_mean']:.1f} ms,"
+        f" {disk['flushes']:.0f} flushes of {disk['flush_ms_mean']:.1f} ms,"
+        f" <= {disk['in_flight_max']:.0f} in flight"
+    )
+
+
 def spells(arrivals: list[tuple[float, float]], slow_ms: float) -> list[list[tuple[float, float]]]:
     """The slow round trips (arrival time, ms), grouped when they arrived within 100 ms."""
     grouped: list[list[tuple[float, float]]] = []
@@ -127,6 +192,7 @@ def main() -> None:
         "probe": [os.getpid()],
     }
     sampler = CoreSampler(groups, args.period).start()
+    disk = DiskSampler(args.period).start()
     steps: list[dict[str, Any]] = []
     try:
         runner.step("reach-pg", gen, args.rate / 2, 3.0)  # warm-up, not counted
@@ -142,27 +208,30 @@ def main() -> None:
             slow = spells(arrivals, args.slow_ms)
             rtts = sorted(raw["rtt_ms"])
             p99 = common.pct(rtts, 99)
+            disk_whole = disk.used(began, ended)
             log(
                 f"  {rep + 1}/{args.reps}: {len(rtts)} round trips, p99 {p99 or 0:.1f} ms, "
                 f"{sum(len(s) for s in slow)} over {args.slow_ms:g} ms in {len(slow)} spells; "
-                f"ms ran/waited per second: {_fmt(per_s)}"
+                f"ms ran/waited per second: {_fmt(per_s)}; {_fmt_disk(disk_whole)}"
             )
             found = []
             for spell in slow:
                 start = min(at - ms / 1000 for at, ms in spell)
                 end = max(at for at, _ in spell)
                 used, span = sampler.used(start, end), sampler.span(start, end)
+                disk_used = disk.used(start, end)
                 found.append(
                     {
                         "round_trips": len(spell),
                         "max_ms": round(max(ms for _, ms in spell), 1),
                         "window_ms": round(span),
                         "ran_waited_ms": {g: (round(r), round(w)) for g, (r, w) in used.items()},
+                        "disk": disk_used,
                     }
                 )
                 log(
                     f"    {len(spell):4d} slow, max {max(ms for _, ms in spell):6.1f} ms, "
-                    f"window {span:5.0f} ms, ms ran/waited: {_fmt(used)}"
+                    f"window {span:5.0f} ms, ms ran/waited: {_fmt(used)}; {_fmt_disk(disk_used)}"
                 )
             steps.append(
                 {
@@ -170,10 +239,12 @@ def main() -> None:
                     "round_trips": len(rtts),
                     "per_second": {g: (round(r, 1), round(w, 1)) for g, (r, w) in per_s.items()},
                     "spells": found,
+                    "disk": disk_whole,
                 }
             )
     finally:
         sampler.stop()
+        disk.stop()
         gen.close()
         server.stop()
     common.write_result(
