@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from service import create_app
-from tests.support.client import ApiClient, Person
+from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.redis_needed import REDIS_URL, require_redis
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
@@ -112,6 +112,25 @@ def test_every_process_counts_against_one_limit_and_each_answer_says_what_is_lef
     assert max(resets) - min(resets) <= 1
     assert started + 59 <= min(resets) and max(resets) <= time.time() + 61
     assert all(0 < int(a.headers["Retry-After"]) <= 61 for a in answers)
+
+
+def test_sign_ins_count_in_redis_as_they_arrive_and_only_refusals_stay_counted(
+    limited: Callable[..., LiveServer],
+) -> None:
+    here, there = (limited(RATELIMIT_AUTH_EMAIL="3 per minute") for _ in range(2))
+    client = ApiClient(here.url)
+    ana, ben = client.register("Ana"), client.register("Ben")
+
+    def sign_in(server: LiveServer, who: Person, password: str) -> int:
+        body = {"email": who.email, "password": password}
+        return ApiClient(server.url).post("/api/v1/auth/login", json=body).status_code
+
+    # Ben signs in, again and again, through both processes: each is given back.
+    assert [sign_in(s, ben, PASSWORD) for s in (here, there) * 3] == [200] * 6
+    # Twelve wrong passwords for Ana at once, through both: three get a verdict.
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        guesses = pool.map(lambda n: sign_in((here, there)[n % 2], ana, f"wrong {n}"), range(12))
+        assert sorted(guesses) == [401] * 3 + [429] * 9
 
 
 def test_a_limited_request_waits_on_redis_once(limited: Callable[..., LiveServer]) -> None:
