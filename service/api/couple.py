@@ -20,7 +20,8 @@ blp = Blueprint("couple", __name__, description="Pairing two partners")
 member = documented_member(blp)
 
 
-def _join_limit() -> str:
+def _pairing_limit() -> str:
+    """Invites created, and joins tried, per account (RATELIMIT_JOIN each)."""
     return str(current_app.config["RATELIMIT_JOIN"])
 
 
@@ -39,6 +40,8 @@ class Invites(MethodView):
     @member
     @blp.response(201, InviteSchema)
     @blp.alt_response(409, description="The caller is already paired")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @limiter.limit(_pairing_limit)
     def post(self) -> dict[str, Any]:
         """Create an invite code for a partner (single use, expires)"""
         ttl = int(current_app.config["INVITE_TTL_MINUTES"])
@@ -51,7 +54,7 @@ class Join(MethodView):
     # Per account, and per address over every account behind it (guessing codes with many
     # accounts). auth_required runs first: the per-account key needs the caller.
     decorators = [
-        limiter.limit(_join_limit, methods=["POST"]),
+        limiter.limit(_pairing_limit, methods=["POST"]),
         limiter.limit(_join_address_limit, key_func=_address, methods=["POST"], scope="address"),
         auth_required,
     ]

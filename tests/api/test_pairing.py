@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from service.clock import clock
 from tests.support.client import ApiClient
+from tests.support.server import LiveServer
 
 
 def test_invite_and_join_pair_two_people(client: ApiClient) -> None:
@@ -78,6 +80,18 @@ def test_a_new_invite_replaces_the_old_one(client: ApiClient) -> None:
     new = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
     assert client.post("/api/v1/couple/join", as_=ben, json={"code": old}).status_code == 422
     assert client.post("/api/v1/couple/join", as_=ben, json={"code": new}).status_code == 201
+
+
+def test_invites_are_limited_per_account(server_with: Callable[..., LiveServer]) -> None:
+    """Each invite is a row (only the newest code works): an account makes RATELIMIT_JOIN."""
+    client = ApiClient(server_with(RATELIMIT_JOIN="2 per hour").url)
+    ana, ben = client.register("Ana"), client.register("Ben")
+    made = [client.post("/api/v1/couple/invites", as_=ana) for _ in range(3)]
+    assert [response.status_code for response in made] == [201, 201, 429]
+    assert made[2].json()["code"] == "rate_limited"
+    assert client.post("/api/v1/couple/invites", as_=ben).status_code == 201  # per account
+    code = made[1].json()["code"]
+    assert client.post("/api/v1/couple/join", as_=ben, json={"code": code}).status_code == 201
 
 
 def test_nobody_joins_a_second_couple(client: ApiClient) -> None:
