@@ -59,9 +59,9 @@ def post_bid(server: LiveServer, sender: Person) -> Any:
 
 
 def counted_for(sender: Person) -> int:
-    """The requests counted in Redis against `sender`'s limits, over every window."""
+    """The bids counted in Redis against `sender`'s limit (POST /bids), over every window."""
     shared = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    keys = shared.keys(f"LIMITS:LIMITER/user:{sender.id}/*")
+    keys = shared.keys(f"LIMITS:LIMITER/user:{sender.id}/bids.Bids/*")
     return sum(int(shared.get(key) or 0) for key in keys)
 
 
