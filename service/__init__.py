@@ -156,10 +156,6 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         # memory go through uncounted (flask-limiter logs each), as socket writes do.
         "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": bool(settings.REDIS_URL),
         "RATELIMIT_SWALLOW_ERRORS": True,
-        "RATELIMIT_AUTH": settings.RATELIMIT_AUTH,
-        "RATELIMIT_BIDS": settings.RATELIMIT_BIDS,
-        "RATELIMIT_REPAIRS": settings.RATELIMIT_REPAIRS,
-        "RATELIMIT_JOIN": settings.RATELIMIT_JOIN,
         "INVITE_TTL_MINUTES": settings.INVITE_TTL_MINUTES,
         "REFRESH_TOKEN_DAYS": settings.REFRESH_TOKEN_DAYS,
         "BID_TTL_SECONDS": settings.BID_TTL_SECONDS,

@@ -24,7 +24,7 @@ from service.api.auth import (
     remembered_member_required,
 )
 from service.api.blueprint import Blueprint
-from service.extensions import db, limiter
+from service.extensions import db, limit_setting, limiter
 from service.services import bids
 
 PREFIX = "/bids"
@@ -32,8 +32,7 @@ blp = Blueprint("bids", __name__, description="Reaching for the partner")
 member = documented_member(blp)
 
 
-def _bid_limit() -> str:
-    return str(current_app.config["RATELIMIT_BIDS"])
+_bid_limit = limit_setting("RATELIMIT_BIDS")
 
 
 def _status(written: bids.Written) -> tuple[dict[str, Any], int]:

@@ -12,7 +12,7 @@ from schemas.couples import CoupleSchema, InviteSchema, JoinSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
 from service.domain import invites
-from service.extensions import db, limiter
+from service.extensions import db, limit_setting, limiter
 from service.services import pairing
 
 PREFIX = "/couple"
@@ -20,13 +20,9 @@ blp = Blueprint("couple", __name__, description="Pairing two partners")
 member = documented_member(blp)
 
 
-def _pairing_limit() -> str:
-    """Invites created, and joins tried, per account (RATELIMIT_JOIN each)."""
-    return str(current_app.config["RATELIMIT_JOIN"])
-
-
-def _join_address_limit() -> str:
-    return str(current_app.extensions["reach.settings"].RATELIMIT_JOIN_ADDRESS)
+# Invites created, and joins tried, per account (each counted apart); joins per address.
+_pairing_limit = limit_setting("RATELIMIT_JOIN")
+_join_address_limit = limit_setting("RATELIMIT_JOIN_ADDRESS")
 
 
 def _address() -> str:

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from schemas.devices import DeviceCreateSchema, DeviceListSchema, DeviceSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
-from service.extensions import db, limiter
+from service.extensions import db, limit_setting, limiter
 from service.models import Device
 from service.services import devices
 
@@ -20,8 +20,7 @@ blp = Blueprint("devices", __name__, description="Push targets")
 member = documented_member(blp)
 
 
-def _registration_limit() -> str:
-    return str(current_app.extensions["reach.settings"].RATELIMIT_DEVICES)
+_registration_limit = limit_setting("RATELIMIT_DEVICES")
 
 
 @blp.route("")

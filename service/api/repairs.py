@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import current_app
 from flask.views import MethodView
 
 from schemas.repairs import (
@@ -22,7 +21,7 @@ from schemas.repairs import (
 )
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
-from service.extensions import db, limiter
+from service.extensions import db, limit_setting, limiter
 from service.services import repair_breaks, repair_messages, repairs
 
 PREFIX = "/repairs"
@@ -34,9 +33,8 @@ def _status(written: repairs.Written) -> tuple[dict[str, Any], int]:
     return written.resource, 201 if written.created else 200
 
 
-def _repair_limit() -> str:
-    """Conversations started, and messages written, per account (RATELIMIT_REPAIRS each)."""
-    return str(current_app.config["RATELIMIT_REPAIRS"])
+# Conversations started, and messages written, per account (each counted apart).
+_repair_limit = limit_setting("RATELIMIT_REPAIRS")
 
 
 @blp.route("")

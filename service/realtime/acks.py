@@ -20,7 +20,7 @@ from service.errors import (
     logged_server_problem,
     problem_body,
 )
-from service.extensions import db, limiter
+from service.extensions import configured_limit, db, limiter
 from service.realtime.members import socket_session
 from service.services import members
 from service.services.members import Member
@@ -40,11 +40,12 @@ def socket_member() -> Member:
     )
 
 
-def check_rate(name: str, member: Member, config_key: str) -> None:
-    """The same per-account limit as the REST endpoint, for writes over the socket."""
+def check_rate(name: str, member: Member, setting: str) -> None:
+    """The same per-account limit as the REST endpoint (the setting `setting`), for writes
+    over the socket."""
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
-    item = parse(str(current_app.config[config_key]))
+    item = parse(configured_limit(setting))
     key = f"user:{member.user_id}"
     try:
         allowed = limiter.limiter.hit(item, "socket", name, key)
