@@ -21,6 +21,7 @@ target_metadata = Base.metadata
 # The session lock every `reach db upgrade` / `downgrade` of a PostgreSQL database takes first.
 MIGRATION_LOCK = 0x7265616368  # "reach"
 LOCK_RETRY_SECONDS = 0.5
+LOCK_REPORT_SECONDS = 30.0
 log = logging.getLogger("reach.migrate")
 
 
@@ -65,9 +66,19 @@ def one_at_a_time(connection: Connection) -> Iterator[None]:
     lock = {"key": MIGRATION_LOCK}
     # Tried, not waited for: a statement waiting for the lock would hold a snapshot, and the
     # holder's CREATE INDEX CONCURRENTLY waits for every older snapshot to go (a deadlock).
+    started = time.monotonic()
+    told = None
     while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), lock).scalar():
         connection.commit()
-        log.warning("another migration of this database is running: waiting for it to finish")
+        waited = time.monotonic() - started
+        if told is None or waited - told >= LOCK_REPORT_SECONDS:
+            told = waited
+            log.warning(
+                "another migration of this database is running: waiting for it to finish"
+                " (%.0f s so far; its session holds pg_locks' advisory lock %d)",
+                waited,
+                MIGRATION_LOCK,
+            )
         time.sleep(LOCK_RETRY_SECONDS)
     connection.commit()
     try:
