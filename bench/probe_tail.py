@@ -25,13 +25,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 from bench import common
 from bench.bench_roundtrip import Runner
 from bench.common import log
 
 PORT = 7123
+S = TypeVar("S")
 
 
 def _postgres_pids() -> list[int]:
@@ -39,31 +40,29 @@ def _postgres_pids() -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-class CoreSampler:
-    """Every `period` s: (time, {group: (ran ns, waited ns)}) for fixed groups of processes;
-    PostgreSQL's processes are looked up again every 2 s (its pool may open backends)."""
+class Sampler(Generic[S]):
+    """Every `period` s, on a thread of its own: (time, `sample()`)."""
 
-    def __init__(self, groups: dict[str, list[int]], period: float) -> None:
-        self.groups, self.period = groups, period
-        self.rows: list[tuple[float, dict[str, tuple[int, int]]]] = []
+    name = "sampler"
+
+    def __init__(self, period: float) -> None:
+        self.period = period
+        self.rows: list[tuple[float, S]] = []
         self.times: list[float] = []  # each row's time, for bisecting
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="core-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    def sample(self) -> S:
+        raise NotImplementedError
 
     def _run(self) -> None:
-        postgres, looked = _postgres_pids(), time.monotonic()
         while not self._stop.wait(self.period):
-            if time.monotonic() - looked > 2:
-                postgres, looked = _postgres_pids(), time.monotonic()
-            row = {}
-            for group, pids in {**self.groups, "postgres": postgres}.items():
-                stats = [common.schedstat(pid) for pid in pids]
-                row[group] = (sum(s[0] for s in stats), sum(s[1] for s in stats))
+            row = self.sample()
             now = time.time()
             self.rows.append((now, row))
             self.times.append(now)
 
-    def start(self) -> CoreSampler:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -76,6 +75,32 @@ class CoreSampler:
         i = max(0, bisect.bisect_left(self.times, start) - 1)
         return i, min(len(self.times) - 1, bisect.bisect_right(self.times, end))
 
+    def span(self, start: float, end: float) -> float:
+        """Milliseconds between the samples around `start` and `end`: the window `used` covers."""
+        i, j = self._around(start, end)
+        return (self.rows[j][0] - self.rows[i][0]) * 1000
+
+
+class CoreSampler(Sampler[dict[str, tuple[int, int]]]):
+    """{group: (ran ns, waited ns)} for fixed groups of processes; PostgreSQL's processes are
+    looked up again every 2 s (its pool may open backends)."""
+
+    name = "core-sampler"
+
+    def __init__(self, groups: dict[str, list[int]], period: float) -> None:
+        super().__init__(period)
+        self.groups = groups
+        self._postgres, self._looked = _postgres_pids(), time.monotonic()
+
+    def sample(self) -> dict[str, tuple[int, int]]:
+        if time.monotonic() - self._looked > 2:
+            self._postgres, self._looked = _postgres_pids(), time.monotonic()
+        row = {}
+        for group, pids in {**self.groups, "postgres": self._postgres}.items():
+            stats = [common.schedstat(pid) for pid in pids]
+            row[group] = (sum(s[0] for s in stats), sum(s[1] for s in stats))
+        return row
+
     def used(self, start: float, end: float) -> dict[str, tuple[float, float]]:
         """Each group's (ran ms, waited ms) between the samples around `start` and `end`."""
         i, j = self._around(start, end)
@@ -84,63 +109,43 @@ class CoreSampler:
             g: ((last[g][0] - first[g][0]) / 1e6, (last[g][1] - first[g][1]) / 1e6) for g in last
         }
 
-    def span(self, start: float, end: float) -> float:
-        """Milliseconds between the samples around `start` and `end`: the window `used` covers."""
-        i, j = self._around(start, end)
-        return (self.rows[j][0] - self.rows[i][0]) * 1000
 
+class DiskSampler(Sampler[tuple[int, ...]]):
+    """/proc/diskstats of the disk holding PostgreSQL's data directory: writes and cache flushes
+    completed, the milliseconds spent on each, requests in flight. A WAL flush (every bid
+    commits) that waits behind other writes shows as a window whose writes or flushes took long
+    on average."""
 
-class DiskSampler:
-    """Every `period` s, /proc/diskstats of the disk holding PostgreSQL's data directory: writes
-    and cache flushes completed, the milliseconds spent on each, requests in flight. A WAL flush
-    (every bid commits) that waits behind other writes shows as a window whose writes or flushes
-    took long on average."""
+    name = "disk-sampler"
 
     def __init__(self, period: float) -> None:
+        super().__init__(period)
         data = common.psql("show data_directory").strip()
         device = os.stat(data).st_dev
-        name = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}").resolve().name
-        self.name, self.period = name, period
-        # time, writes, ms writing, in flight, flushes, ms flushing
-        self.rows: list[tuple[float, ...]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="disk-sampler", daemon=True)
+        self.disk = Path(f"/sys/dev/block/{os.major(device)}:{os.minor(device)}").resolve().name
 
-    def _read(self) -> tuple[int, ...]:
+    def sample(self) -> tuple[int, ...]:
+        """Writes, ms writing, in flight, flushes, ms flushing."""
         with open("/proc/diskstats") as stats:
             for line in stats:
                 fields = [*line.split(), "0", "0"]  # kernels before 5.5 count no flushes
-                if fields[2] == self.name:
+                if fields[2] == self.disk:
                     return tuple(int(fields[k]) for k in (7, 10, 11, 18, 19))
-        raise RuntimeError(f"{self.name} is not in /proc/diskstats")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period):
-            self.rows.append((time.time(), *self._read()))
-
-    def start(self) -> DiskSampler:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        raise RuntimeError(f"{self.disk} is not in /proc/diskstats")
 
     def used(self, start: float, end: float) -> dict[str, float]:
         """Writes completed and their mean milliseconds, cache flushes (what an fdatasync waits
         for) and theirs, and the most requests in flight, between the samples around `start` and
         `end`."""
-        times = [row[0] for row in self.rows]
-        i = max(0, bisect.bisect_left(times, start) - 1)
-        j = min(len(times) - 1, bisect.bisect_right(times, end))
-        first, last = self.rows[i], self.rows[j]
-        writes, flushes = last[1] - first[1], last[4] - first[4]
+        i, j = self._around(start, end)
+        first, last = self.rows[i][1], self.rows[j][1]
+        writes, flushes = last[0] - first[0], last[3] - first[3]
         return {
             "writes": writes,
-            "write_ms_mean": round((last[2] - first[2]) / writes, 1) if writes else 0.0,
+            "write_ms_mean": round((last[1] - first[1]) / writes, 1) if writes else 0.0,
             "flushes": flushes,
-            "flush_ms_mean": round((last[5] - first[5]) / flushes, 1) if flushes else 0.0,
-            "in_flight_max": max(row[3] for row in self.rows[i : j + 1]),
+            "flush_ms_mean": round((last[4] - first[4]) / flushes, 1) if flushes else 0.0,
+            "in_flight_max": max(row[1][2] for row in self.rows[i : j + 1]),
         }
 
 
