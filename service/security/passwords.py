@@ -1,13 +1,13 @@
 """Password hashing with argon2id, off the event loop.
 
-argon2id at argon2-cffi's defaults (3 passes over 64 MiB in 4 lanes) costs tens of
-milliseconds of CPU a hash, by design. An API process serves all its sockets and requests
-from one gevent loop, so a sign-in that hashed on the loop would hold every bid, event and
-heartbeat of the process for that long. argon2-cffi lets go of the GIL while it hashes, so
-under gevent the hash runs on a thread of gevent's pool and the loop goes on serving; at most
-`HASHING_AT_ONCE` at a time per process, since each holds its 64 MiB while it runs and more
-than the machine's cores would not finish sooner. Without gevent (threads, the CLI, tests)
-the calling thread hashes.
+argon2id at argon2-cffi's defaults (3 passes over 64 MiB in 4 lanes) costs about 150 ms of
+CPU a hash (100 ms of wall time on a 2-core VM, measured alone), by design. An API process
+serves all its sockets and requests from one gevent loop, so a sign-in that hashed on the loop
+would hold every bid, event and heartbeat of the process for that long. argon2-cffi lets go
+of the GIL while it hashes, so under gevent the hash runs on a thread of gevent's pool and the
+loop goes on serving; at most `HASHING_AT_ONCE` at a time per process, since each holds its
+64 MiB while it runs and more than the machine's cores would not finish sooner. Without
+gevent (threads, the CLI, tests) the calling thread hashes.
 """
 
 from __future__ import annotations
