@@ -51,6 +51,10 @@ class Settings:
     # Connections one API process holds: gunicorn's gevent worker_connections (requests in
     # flight), and the cap on open WebSockets, which leave gunicorn's pool once upgraded.
     GUNICORN_WORKER_CONNECTIONS: int = 10000
+    # How long a stopping API process lets its requests and sockets finish, and gunicorn's own
+    # log level (its errors; the service logs through LOG_LEVEL).
+    GUNICORN_GRACEFUL_TIMEOUT: int = 20
+    GUNICORN_LOG_LEVEL: str = "warning"
     # Engine.IO heartbeat: the server pings every SOCKET_PING_INTERVAL seconds and drops a
     # socket whose PONG is SOCKET_PING_TIMEOUT seconds late.
     SOCKET_PING_INTERVAL: int = 25

@@ -17,6 +17,6 @@ timeout = _settings["timeout"]
 graceful_timeout = _settings["graceful_timeout"]
 accesslog = _settings["accesslog"]
 errorlog = _settings["errorlog"]
-loglevel = os.environ.get("GUNICORN_LOG_LEVEL", _settings["loglevel"])
+loglevel = _settings["loglevel"]
 post_worker_init = _settings["post_worker_init"]
 worker_exit = _settings["worker_exit"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from service.config import Settings, from_environment
@@ -10,18 +9,19 @@ from service.config import Settings, from_environment
 
 def gunicorn_settings() -> dict[str, Any]:
     """The settings every Reach process runs with (also read by deploy/gunicorn.conf.py)."""
+    settings = from_environment()
     return {
         # Flask-SocketIO needs exactly one worker per process; scale with processes.
         "worker_class": "gevent",
         "threads": 1,
         # The gevent worker accepts 1,000 connections by default; sockets are long-lived.
-        "worker_connections": from_environment().GUNICORN_WORKER_CONNECTIONS,
+        "worker_connections": settings.GUNICORN_WORKER_CONNECTIONS,
         "keepalive": 75,
         "timeout": 60,
-        "graceful_timeout": int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20")),
+        "graceful_timeout": settings.GUNICORN_GRACEFUL_TIMEOUT,
         "accesslog": None,
         "errorlog": "-",
-        "loglevel": "warning",
+        "loglevel": settings.GUNICORN_LOG_LEVEL,
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
     }
