@@ -95,6 +95,9 @@ def send(
     if existing is None:
         # Not a retry (a conflicting row is committed by now): the couple ended meanwhile.
         raise NotFound("You are not paired.")
+    if sender.couple is None or existing.couple_id != sender.couple.id:
+        # A bid of an earlier pairing: it, and the ex-partner's answers, are not the caller's.
+        raise Conflict("This client_id was used for another bid: generate a new one.")
     return Written(present(existing), created=False)
 
 

@@ -97,6 +97,35 @@ def test_after_unpairing_nothing_of_the_other_is_served(
     assert client.get("/api/v1/bids", as_=cat).json()["items"] == []
 
 
+def test_a_bid_of_an_earlier_pairing_is_not_replayed_to_its_sender(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """Sending again with the client_id of a bid to an ex-partner is a conflict: the answer
+    would be that bid, with the ex-partner's answers in it."""
+    ana, ben = client.couple()
+    client_id = str(uuid.uuid4())
+    sent = {"client_id": client_id, "kind": "share", "note": ANA_WORDS}
+    bid = client.post("/api/v1/bids", as_=ana, json=sent).json()
+    answered = client.post(
+        f"/api/v1/bids/{bid['id']}/responses",
+        as_=ben,
+        json={"client_id": str(uuid.uuid4()), "kind": "toward", "note": BEN_WORDS},
+    )
+    assert answered.status_code == 201, answered.text
+    assert client.delete("/api/v1/couple", as_=ben).status_code == 204
+    client.pair(ana, client.register("Cat"))
+    again = client.post("/api/v1/bids", as_=ana, json=sent)
+    assert again.status_code == 409, again.text
+    assert again.json()["code"] == "conflict"
+    assert BEN_WORDS not in again.text and bid["id"] not in again.text
+    over_socket = phone(ana.access_token).call("bid.send", sent)
+    assert over_socket["status"] == 409, over_socket
+    assert BEN_WORDS not in str(over_socket)
+    # A new client_id still reaches the new partner.
+    fresh = client.post("/api/v1/bids", as_=ana, json={**sent, "client_id": str(uuid.uuid4())})
+    assert fresh.status_code == 201, fresh.text
+
+
 def test_deleting_the_account_removes_my_words_and_tells_the_partner(
     app: Flask, client: ApiClient, phone: Callable[[str | None], Phone]
 ) -> None:
