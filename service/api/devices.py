@@ -9,7 +9,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from schemas.devices import DeviceCreateSchema, DeviceListSchema, DeviceSchema
-from service.api.auth import auth_required, current_user, documented_member
+from service.api.auth import auth_required, current_member, current_user, documented_member
 from service.api.blueprint import Blueprint
 from service.extensions import db, limit_setting, limiter
 from service.models import Device
@@ -29,15 +29,21 @@ class Devices(MethodView):
 
     @member
     @blp.arguments(DeviceCreateSchema)
-    @blp.response(201, DeviceSchema, description="Registered")
-    @blp.alt_response(200, schema=DeviceSchema, description="The token was known: refreshed")
+    @blp.response(201, DeviceSchema, description="Registered, or a known token refreshed")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
     @limiter.limit(_registration_limit)
-    def post(self, body: dict[str, Any]) -> tuple[Device, int]:
-        """Register a push token, or refresh a known one"""
+    def post(self, body: dict[str, Any]) -> Device:
+        """Register a push token, or refresh a known one (upsert by token); pushes to it stop
+        when this sign-in session ends"""
         keep = current_app.extensions["reach.settings"].DEVICES_PER_USER
-        device, created = devices.register(db.session, current_user(), keep=keep, **body)
-        return device, 201 if created else 200
+        device, _ = devices.register(
+            db.session,
+            current_user(),
+            session_id=current_member().session_id,
+            keep=keep,
+            **body,
+        )
+        return device
 
     @member
     @blp.response(200, DeviceListSchema)

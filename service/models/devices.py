@@ -20,6 +20,10 @@ class Device(Base):
     )
     platform: Mapped[str] = mapped_column(String(10))
     push_token: Mapped[str] = mapped_column(Text, unique=True)
+    # The sign-in session that registered the token last: when it ends, pushes stop.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("auth_sessions.id", ondelete="SET NULL"), index=True
+    )
     app_version: Mapped[str | None] = mapped_column(String(40))
     locale: Mapped[str | None] = mapped_column(String(35))
     active: Mapped[bool] = mapped_column(default=True)

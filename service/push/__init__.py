@@ -11,7 +11,8 @@ Outcome = Literal["sent", "retry", "unregistered", "invalid", "failed"]
 """What became of one message:
 - sent: FCM accepted it (message_id set);
 - retry: a passing failure (429, 500, 503, timeout); try again after `retry_after` or backoff;
-- unregistered: the token is dead (UNREGISTERED, SENDER_ID_MISMATCH): disable the device;
+- unregistered: the token is dead (UNREGISTERED), or of another Firebase project than the
+  credentials (SENDER_ID_MISMATCH): disable the device;
 - invalid: FCM rejected the message itself (INVALID_ARGUMENT): do not retry;
 - failed: any other permanent failure (auth, configuration): do not retry this attempt.
 """

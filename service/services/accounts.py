@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.domain.errors import Conflict, Unauthorized
-from service.models import AuthSession, RefreshToken, User
+from service.models import AuthSession, Device, RefreshToken, User
 from service.security.passwords import hash_password, needs_rehash, verify_password
 from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
+from service.services import devices, push_outbox
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ def refresh(session: Session, issuer: TokenIssuer, refresh_days: int, token: str
     if stored.used_at is not None and auth_session.revoked_at is None:
         auth_session.revoked_at = now
         auth_session.revoked_reason = "refresh_token_reuse"
+        devices.sign_out(session, Device.session_id == auth_session.id, now)
         session.commit()
         raise Unauthorized("This refresh token was already used; the session is revoked.")
     if auth_session.revoked_at is not None or stored.used_at is not None:
@@ -108,20 +110,27 @@ def logout(session: Session, token: str) -> None:
     stored = session.get(RefreshToken, hash_refresh_token(token))
     if stored is None:
         return
+    now = clock.now()
     session.execute(
         update(AuthSession)
         .where(AuthSession.id == stored.session_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=clock.now(), revoked_reason="logout")
+        .values(revoked_at=now, revoked_reason="logout")
     )
+    # The phone signed out: it shows no more of the couple's pushes.
+    devices.sign_out(session, Device.session_id == stored.session_id, now)
     session.commit()
 
 
 def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> int:
+    """End every sign-in session of the account; none of its phones gets pushes any more
+    (each turns on again when it signs in and registers). Returns the sessions ended."""
+    now = clock.now()
     result = session.execute(
         update(AuthSession)
         .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=clock.now(), revoked_reason=reason)
+        .values(revoked_at=now, revoked_reason=reason)
     )
+    devices.sign_out(session, Device.user_id == user_id, now)
     return int(getattr(result, "rowcount", 0) or 0)
 
 
@@ -135,6 +144,8 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
         user.quiet_start = quiet["start"] if quiet else None
         user.quiet_end = quiet["end"] if quiet else None
     if "notes_on_lock_screen" in changes:
+        if user.notes_on_lock_screen and not changes["notes_on_lock_screen"]:
+            push_outbox.hide_bid_notes(session, user.id)
         user.notes_on_lock_screen = changes["notes_on_lock_screen"]
     session.commit()
     return user

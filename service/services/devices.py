@@ -5,50 +5,74 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import clock
-from service.domain.errors import NotFound
+from service.domain.errors import NotFound, invalid
 from service.models import Device, User
+
+# FCM said the token no longer reaches an app: it is never sent to again.
+UNREGISTERED = "unregistered"
+# FCM said the token belongs to another Firebase project than the credentials' (usually wrong
+# credentials): switched off, and back on when the phone registers it again.
+OTHER_PROJECT = "sender_id_mismatch"
+# The sign-in session that registered the token ended (signed out, revoked).
+SIGNED_OUT = "signed_out"
 
 
 def register(
     session: Session,
     user: User,
     *,
+    session_id: uuid.UUID,
     platform: str,
     push_token: str,
     app_version: str | None,
     locale: str | None,
     keep: int,
 ) -> tuple[Device, bool]:
-    """Upsert by push token. A token moves to whoever registers it last (the phone's new user).
+    """Upsert by push token. A token moves to whoever registers it last (the phone's new user)
+    and belongs to the sign-in session that registered it (`sign_out`).
 
     Returns the device and whether it was created. Two registrations of a new token at once
     (an app's start and its token callback) both find no row to lock; the one whose insert
     loses to the other's unique token updates the other's row instead. The account keeps its
-    `keep` devices registered most recently; any older one is switched off (`replaced`).
+    `keep` devices registered most recently; any older one is switched off (`replaced`). A
+    token that FCM reported unregistered is refused: the app must ask for a new one.
     """
     fields = {"platform": platform, "app_version": app_version, "locale": locale}
     try:
-        return _upsert(session, user, push_token, fields, keep)
+        return _upsert(session, user, session_id, push_token, fields, keep)
     except IntegrityError:
         session.rollback()
-        return _upsert(session, user, push_token, fields, keep)
+        return _upsert(session, user, session_id, push_token, fields, keep)
 
 
 def _upsert(
-    session: Session, user: User, push_token: str, fields: dict[str, str | None], keep: int
+    session: Session,
+    user: User,
+    session_id: uuid.UUID,
+    push_token: str,
+    fields: dict[str, str | None],
+    keep: int,
 ) -> tuple[Device, bool]:
     now = clock.now()
     device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
     created = device is None
+    if device is not None and device.disabled_reason == UNREGISTERED:
+        session.rollback()
+        raise invalid(
+            "push_token",
+            "FCM reported this token as no longer registered: delete it on the phone and "
+            "register the new token the platform gives.",
+        )
     if device is None:
         device = Device(user_id=user.id, push_token=push_token, created_at=now, **fields)
         session.add(device)
     device.user_id = user.id
+    device.session_id = session_id
     for name, value in fields.items():
         setattr(device, name, value)
     device.active = True
@@ -75,6 +99,22 @@ def _switch_off_beyond(session: Session, user_id: uuid.UUID, keep: int, now: dat
             .where(Device.id.in_(stale))
             .values(active=False, disabled_reason="replaced", updated_at=now)
         )
+
+
+def disabled_reason_of(fcm_error: str | None) -> str:
+    """Why a device that FCM refused for good is switched off, by FCM's error code."""
+    return OTHER_PROJECT if fcm_error == "SENDER_ID_MISMATCH" else UNREGISTERED
+
+
+def sign_out(session: Session, ended: ColumnElement[bool], now: datetime) -> int:
+    """Switch off the active devices of the sign-in sessions that `ended` selects (a condition
+    on `Device`), in the transaction that ends them. Returns how many."""
+    result = session.execute(
+        update(Device)
+        .where(ended, Device.active.is_(True))
+        .values(active=False, disabled_reason=SIGNED_OUT, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def list_for(session: Session, user: User) -> list[Device]:

@@ -105,12 +105,12 @@ def disable_account(session: Session, operator: Operator, user_id: uuid.UUID) ->
         raise Conflict("This account is disabled already.")
     now = clock.now()
     user.disabled_at = now
-    ended = accounts.revoke_all_sessions(session, user.id, "disabled_by_operator")
     devices_off = session.execute(
         update(Device)
         .where(Device.user_id == user.id, Device.active.is_(True))
         .values(active=False, disabled_reason="account_disabled", updated_at=now)
     )
+    ended = accounts.revoke_all_sessions(session, user.id, "disabled_by_operator")
     detail = {
         "sessions_revoked": ended,
         "devices_disabled": int(getattr(devices_off, "rowcount", 0) or 0),

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.db import after_commit
 from service.domain.quiet_hours import QuietHours
-from service.models import PushJob, Repair, RepairMessage, User
+from service.models import Bid, PushJob, Repair, RepairMessage, User
 from service.models.base import table
 
 BID_BODIES = {
@@ -126,6 +126,37 @@ def bid_created(
         urgent=False,
         expires_at=bid["expires_at"],
     )
+
+
+# A bid push the worker may still send: waiting (quiet hours, a retry), being sent, or
+# dead-lettered, which an operator can send again.
+UNSENT = ("pending", "claimed", "dead")
+
+
+def hide_bid_notes(session: Session, recipient_id: uuid.UUID) -> int:
+    """The recipient no longer shows notes on the lock screen: their bid pushes not sent yet
+    say what the kind of bid says instead of the note. Returns how many changed."""
+    waiting = session.execute(
+        select(PushJob.id, PushJob.payload).where(
+            PushJob.recipient_id == recipient_id,
+            PushJob.kind == "bid.created",
+            PushJob.state.in_(UNSENT),
+        )
+    ).all()
+    bid_ids = {uuid.UUID(payload["data"]["bid_id"]) for _, payload in waiting}
+    kinds = dict(session.execute(select(Bid.id, Bid.kind).where(Bid.id.in_(bid_ids))).all())
+    changed = 0
+    for job_id, payload in waiting:
+        kind = kinds.get(uuid.UUID(payload["data"]["bid_id"]))
+        if kind is None or payload.get("body") == BID_BODIES[kind]:
+            continue
+        session.execute(
+            update(PushJob)
+            .where(PushJob.id == job_id)
+            .values(payload={**payload, "body": BID_BODIES[kind]})
+        )
+        changed += 1
+    return changed
 
 
 def _repair_payload(repair: Repair, title: str, body: str, data: dict[str, str]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ from service import metrics
 from service.clock import clock
 from service.models import Device, PushAttempt, PushDelivery, PushJob
 from service.push import PushBackend, PushMessage, PushResult
-from service.services import scans
+from service.services import devices, scans
 
 log = logging.getLogger("reach.push")
 
@@ -196,7 +196,7 @@ class Dispatcher:
         retry_after: dict[int, float] = {}
         deliveries: list[dict[str, Any]] = []
         attempts: list[dict[str, Any]] = []
-        unregistered = []
+        unregistered: dict[str, list[Any]] = {}
         verbose = log.isEnabledFor(logging.INFO)
         for send, result in zip(plan.sends, results, strict=True):
             message = send.message
@@ -210,7 +210,8 @@ class Dispatcher:
                     wait = retry_after.get(send.job_id, 0.0)
                     retry_after[send.job_id] = max(wait, result.retry_after or 0.0)
             elif state == "unregistered":
-                unregistered.append(message.device_id)
+                reason = devices.disabled_reason_of(result.error)
+                unregistered.setdefault(reason, []).append(message.device_id)
             plan.states[send.job_id][send.delivery_id] = state
             sent = state == "sent"
             # Only pending deliveries are sent, so message_id and sent_at were still empty.
@@ -251,8 +252,8 @@ class Dispatcher:
         if deliveries:
             session.execute(sql.delivered, deliveries)
             session.execute(sql.attempts, attempts)
-        if unregistered:
-            session.execute(sql.unregister, {"ids": unregistered, "now": now})
+        for reason, device_ids in unregistered.items():
+            session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
         self._finish_jobs(session, sql, worker, plan, retry_after, now)
 
     def _finish_jobs(
@@ -367,7 +368,11 @@ class _Statements:
         self.unregister = (
             update(DEVICES)
             .where(DEVICES.c.id.in_(ids))
-            .values(active=False, disabled_reason="unregistered", updated_at=now)
+            .values(
+                active=False,
+                disabled_reason=param("reason", DEVICES.c.disabled_reason),
+                updated_at=now,
+            )
         )
         finished = {"attempts": JOBS.c.attempts + 1, "claimed_by": None, "claimed_until": None}
         held = and_(

@@ -42,7 +42,7 @@ def test_a_token_registered_twice_at_once_is_one_device(client: ApiClient, app: 
             answer = second.result(timeout=10)
     finally:
         first.close()
-    assert answer.status_code == 200, answer.text
+    assert answer.status_code == 201, answer.text
     assert answer.json()["app_version"] == "2.0.0"
     devices = client.get("/api/v1/devices", as_=ana).json()
     assert [(d["id"], d["app_version"]) for d in devices["items"]] == [

@@ -23,7 +23,9 @@ def test_revoking_sessions_signs_the_member_out_everywhere(
     client: ApiClient, signed_in: OpsClient
 ) -> None:
     ana = client.register("Ana")
+    add_device(client, ana, "ana-signed-in-phone")
     second = client.fresh(client.register("Ana", email=f"x-{uuid.uuid4().hex[:6]}@example.test"))
+    add_device(client, second, "other-account-phone")
     response = signed_in.post(
         f"/ops/support/users/{ana.id}/revoke-sessions", data={"csrf_token": signed_in.csrf()}
     )
@@ -38,6 +40,10 @@ def test_revoking_sessions_signs_the_member_out_everywhere(
     assert entry["action"] == "account.revoke_sessions"
     assert entry["target_id"] == ana.id
     assert entry["detail"] == {"sessions_revoked": 1}
+    # None of the account's phones gets pushes until it signs in and registers again.
+    listed = client.get("/api/v1/devices", as_=client.fresh(ana)).json()["items"]
+    assert [(d["active"], d["disabled_reason"]) for d in listed] == [(False, "signed_out")]
+    assert client.get("/api/v1/devices", as_=second).json()["items"][0]["active"] is True
 
 
 def test_lookups_are_audited_and_unknown_accounts_say_so(signed_in: OpsClient) -> None:
@@ -110,6 +116,6 @@ def test_a_disabled_account_gets_no_pushes_until_its_app_registers_again(
     again = client.post(
         "/api/v1/devices", as_=ana, json={"platform": "android", "push_token": "ana-phone-token"}
     )
-    assert again.status_code == 200 and again.json()["active"] is True
+    assert again.status_code == 201 and again.json()["active"] is True
     send_bid(client, ben)
     assert worker.run_once().pushes == 1

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from service.clock import clock
 from service.extensions import db
 from service.models import Device, PushAttempt, PushDelivery, PushJob
+from service.services import push_outbox
 from service.worker.runner import Worker
 from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
@@ -88,6 +89,34 @@ def test_the_note_shows_only_when_the_partner_opted_in(
     assert standin.messages()[0]["notification"]["body"] == "dinner at 8?"
 
 
+def test_a_note_waiting_for_the_morning_stays_off_the_lock_screen_once_hidden(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ben showed notes when the bid came, in his quiet hours; he stopped before it went out."""
+    ana = client.register("Ana", "Asia/Tokyo")
+    ben = client.register("Ben", "Asia/Tokyo")
+    client.pair(ana, ben)
+    settings = {"notes_on_lock_screen": True, "quiet_hours": {"start": "23:00", "end": "07:30"}}
+    client.patch("/api/v1/me", as_=ben, json=settings)
+    device(client, ben, "ben-night-token")
+    # 16:00 UTC is 01:00 in Tokyo; the push waits until 07:30 there (22:30 UTC).
+    clock.freeze(datetime(2031, 5, 1, 16, 0, tzinfo=UTC))
+    ana = client.fresh(ana)
+    bid(client, ana, note="secret plans for tonight")
+    other = bid(client, ana, note="secret plans, take two")
+    assert fcm_worker.run_once().pushes == 0
+    hidden = client.patch("/api/v1/me", as_=client.fresh(ben), json={"notes_on_lock_screen": False})
+    assert hidden.status_code == 200, hidden.text
+    assert all("secret" not in str(job.payload) for job in jobs(fcm_worker))
+    clock.freeze(datetime(2031, 5, 1, 22, 30, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 2
+    bodies = [m["notification"]["body"] for m in standin.messages()]
+    assert bodies == [push_outbox.BID_BODIES["comfort"]] * 2
+    # The bids themselves keep their notes for the couple.
+    shown = client.get(f"/api/v1/bids/{other['id']}", as_=client.fresh(ben)).json()
+    assert shown["note"] == "secret plans, take two"
+
+
 def test_a_dead_token_is_disabled_at_once_and_never_tried_again(
     client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:
@@ -116,7 +145,14 @@ def test_sender_id_mismatch_also_disables_the_token(
     standin.script("ben-other-project", fcm.SENDER_ID_MISMATCH)
     bid(client, ana)
     fcm_worker.run_once()
-    assert client.get("/api/v1/devices", as_=ben).json()["items"][0]["active"] is False
+    (listed,) = client.get("/api/v1/devices", as_=ben).json()["items"]
+    assert (listed["active"], listed["disabled_reason"]) == (False, "sender_id_mismatch")
+    # Usually the credentials were of another project: once they are mended, the phone's next
+    # registration of the same token turns it on again (an unregistered token stays off).
+    again = client.post(
+        "/api/v1/devices", as_=ben, json={"platform": "android", "push_token": "ben-other-project"}
+    )
+    assert again.status_code == 201 and again.json()["active"] is True
 
 
 def test_429_is_retried_no_sooner_than_fcm_asked(
@@ -180,7 +216,7 @@ def test_a_retry_for_a_device_that_moved_meanwhile_ends_with_it(
     assert [j.state for j in jobs(fcm_worker)] == ["pending"]
     tablet = {"platform": "android", "push_token": "shared-tablet-token"}
     moved = client.post("/api/v1/devices", as_=cat, json=tablet)
-    assert moved.status_code == 200  # the token existed: it is Cat's device now
+    assert moved.status_code == 201  # an upsert: the token existed, it is Cat's device now
     clock.advance(timedelta(minutes=5))
     assert fcm_worker.run_once().pushes == 0
     assert [j.state for j in jobs(fcm_worker)] == ["done"]

@@ -1,0 +1,53 @@
+"""devices belong to the sign-in session that registered them
+
+A phone's push token was tied to the account only, so a phone that signed out (or whose
+session was revoked: a reused refresh token, "sign out everywhere") kept receiving the
+partner's bids on its lock screen. `devices.session_id` names the session that registered the
+token last; when that session ends, the device is switched off (`signed_out`), and the phone's
+next registration after it signs in again turns it back on. Devices registered before this
+revision have no session and are switched off only when every session of the account ends.
+
+The column is NULL for every existing row, so adding it and its foreign key does not rewrite
+the table; on PostgreSQL its index is built CONCURRENTLY, outside the migration's transaction.
+
+Revision ID: 0012_devices_sessions
+Revises: 0011_drop_bids_sender_created
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012_devices_sessions"
+down_revision = "0011_drop_bids_sender_created"
+branch_labels = None
+depends_on = None
+
+INDEX, TABLE, COLUMN = "ix_devices_session_id", "devices", "session_id"
+FOREIGN_KEY = "fk_devices_session_id_auth_sessions"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table(TABLE) as batch:
+        batch.add_column(sa.Column(COLUMN, sa.Uuid(), nullable=True))
+        batch.create_foreign_key(
+            FOREIGN_KEY, "auth_sessions", [COLUMN], ["id"], ondelete="SET NULL"
+        )
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(INDEX, TABLE, [COLUMN], postgresql_concurrently=True, if_not_exists=True)
+        return
+    op.create_index(INDEX, TABLE, [COLUMN])
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.drop_index(INDEX, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
+    else:
+        op.drop_index(INDEX, table_name=TABLE)
+    with op.batch_alter_table(TABLE) as batch:
+        batch.drop_constraint(FOREIGN_KEY, type_="foreignkey")
+        batch.drop_column(COLUMN)
