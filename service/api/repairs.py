@@ -33,7 +33,8 @@ def _status(written: repairs.Written) -> tuple[dict[str, Any], int]:
     return written.resource, 201 if written.created else 200
 
 
-# Conversations started, and messages written, per account (each counted apart).
+# Conversations started, messages written, breaks taken and ended, per account (each counted
+# apart): each writes an event to the couple's stream, which is kept while the couple lasts.
 _repair_limit = limit_setting("RATELIMIT_REPAIRS")
 
 
@@ -113,6 +114,8 @@ class Pause(MethodView):
     @blp.arguments(PauseSchema)
     @blp.response(200, RepairSchema)
     @blp.alt_response(409, description="The conversation is resolved")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @limiter.limit(_repair_limit)
     def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> dict[str, Any]:
         """Take a break when flooded; both phones are reminded when it ends"""
         return repair_breaks.pause(db.session, current_user(), repair_id, body["minutes"])
@@ -124,6 +127,8 @@ class Resume(MethodView):
 
     @member
     @blp.response(200, RepairSchema)
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @limiter.limit(_repair_limit)
     def post(self, repair_id: uuid.UUID) -> dict[str, Any]:
         """End a break early (idempotent)"""
         return repair_breaks.resume(db.session, current_user(), repair_id)

@@ -156,6 +156,28 @@ def test_too_many_conversations_started_are_429(server_with: Callable[..., LiveS
     assert start(client, ben)["status"] == "open"  # per account
 
 
+def test_too_many_breaks_taken_or_ended_are_429(server_with: Callable[..., LiveServer]) -> None:
+    """Each pause and resume writes to the couple's stream: an account cannot grow it without
+    end by taking and ending breaks."""
+    server = server_with(RATELIMIT_REPAIRS="2 per minute")
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    path = f"/api/v1/repairs/{repair['id']}"
+    for _ in range(2):
+        paused = client.post(f"{path}/pause", as_=ana, json={"minutes": 20})
+        assert paused.status_code == 200, paused.text
+        assert client.post(f"{path}/resume", as_=ana).status_code == 200
+    for step, body in (("pause", {"minutes": 20}), ("resume", None)):
+        limited = client.post(f"{path}/{step}", as_=ana, json=body)
+        assert limited.status_code == 429, (step, limited.text)
+        assert limited.json()["code"] == "rate_limited"
+    streamed = event_types(client, ben)
+    assert streamed.count("repair.paused") == 2 and streamed.count("repair.resumed") == 2
+    # Per account: the partner can still take a break.
+    assert client.post(f"{path}/pause", as_=ben, json={"minutes": 20}).status_code == 200
+
+
 def test_too_many_messages_are_429_over_rest_and_socket(
     server_with: Callable[..., LiveServer],
 ) -> None:
