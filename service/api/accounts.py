@@ -14,7 +14,14 @@ from schemas.accounts import LoginSchema, RefreshSchema, RegisterSchema, TokenPa
 from service.api.auth import token_issuer
 from service.api.blueprint import Blueprint
 from service.domain.errors import Unauthorized
-from service.extensions import auth_email_limit, auth_limit, db, limiter, only_refusals_count
+from service.extensions import (
+    auth_email_limit,
+    auth_limit,
+    db,
+    limit_setting,
+    limiter,
+    only_refusals_count,
+)
 from service.models import AuthSession, RefreshToken
 from service.realtime import members
 from service.security.tokens import hash_refresh_token
@@ -31,6 +38,22 @@ def _submitted_email() -> str:
     if isinstance(email, str) and email.strip():
         return f"email:{accounts.normalize_email(email)[:254]}"
     return f"email-less:{get_remote_address()}"
+
+
+def _refreshing_session() -> str:
+    """The limit key of a refresh: the sign-in session its token belongs to (each rotation
+    stores a token), or the address for a token that is no session's."""
+    body = request.get_json(silent=True)
+    token = body.get("refresh_token") if isinstance(body, dict) else None
+    if isinstance(token, str) and token:
+        session_id = db.session.scalar(
+            select(RefreshToken.session_id).where(
+                RefreshToken.token_hash == hash_refresh_token(token)
+            )
+        )
+        if session_id is not None:
+            return f"session:{session_id}"
+    return f"ip:{get_remote_address()}"
 
 
 def _refresh_days() -> int:
@@ -83,9 +106,14 @@ class Login(MethodView):
 
 @blp.route("/refresh")
 class Refresh(MethodView):
+    decorators = [
+        limiter.limit(limit_setting("RATELIMIT_REFRESH"), key_func=_refreshing_session),
+    ]
+
     @blp.arguments(RefreshSchema)
     @blp.response(200, TokenPairSchema)
     @blp.alt_response(401, description="Unknown, used or expired refresh token")
+    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
     def post(self, body: dict[str, Any]) -> accounts.SignedIn:
         """Trade a refresh token for a new pair; the old one stops working"""
         try:

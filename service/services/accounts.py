@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -132,6 +132,53 @@ def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> in
     )
     devices.sign_out(session, Device.user_id == user_id, now)
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class SignInsPruned:
+    """What one call of `prune_expired_sign_ins` deleted, and whether it stopped short."""
+
+    tokens: int
+    sessions: int
+    more: bool
+
+
+def prune_expired_sign_ins(
+    session: Session, now: datetime, *, batch: int = 1000, most_batches: int = 20
+) -> SignInsPruned:
+    """Delete the refresh tokens that have expired (refused anyway; a used one is kept until
+    then to reveal its reuse), `batch` per transaction and at most `most_batches` of them, and
+    the sign-in sessions left with no token: those phones are signed out, and so are their
+    devices (`devices.sign_out`)."""
+    tokens = sessions = 0
+    for _ in range(most_batches):
+        expired = session.execute(
+            select(RefreshToken.token_hash, RefreshToken.session_id)
+            .where(RefreshToken.expires_at <= now)
+            .limit(batch)
+        ).all()
+        if not expired:
+            return SignInsPruned(tokens, sessions, more=False)
+        session.execute(
+            delete(RefreshToken).where(RefreshToken.token_hash.in_([t for t, _ in expired]))
+        )
+        tokens += len(expired)
+        ended = list(
+            session.scalars(
+                select(AuthSession.id).where(
+                    AuthSession.id.in_({s for _, s in expired}),
+                    ~exists().where(RefreshToken.session_id == AuthSession.id),
+                )
+            )
+        )
+        if ended:
+            devices.sign_out(session, Device.session_id.in_(ended), now)
+            session.execute(delete(AuthSession).where(AuthSession.id.in_(ended)))
+            sessions += len(ended)
+        session.commit()
+        if len(expired) < batch:
+            return SignInsPruned(tokens, sessions, more=False)
+    return SignInsPruned(tokens, sessions, more=True)
 
 
 def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:

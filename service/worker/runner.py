@@ -16,7 +16,7 @@ from service.clock import clock
 from service.config import Settings
 from service.extensions import db
 from service.push.backends import build_backend
-from service.services import bids, push_outbox, repair_breaks
+from service.services import accounts, bids, push_outbox, repair_breaks
 from service.worker.dispatch import Dispatcher
 
 log = logging.getLogger("reach.worker")
@@ -53,8 +53,9 @@ class Worker:
     # two transactions, too dear for every pass under load. None: as often as an idle loop does
     # (every `idle_seconds`), so nothing is later than when the worker is idle.
     housekeeping_seconds: float | None = None
-    # How often a running loop deletes the pushes past PUSH_RETENTION_DAYS (first at start),
-    # and how many it deletes at a time: while more are left it goes on after the next pass.
+    # How often a running loop deletes the pushes past PUSH_RETENTION_DAYS and the expired
+    # sign-ins (first at start), and how many it deletes at a time: while more are left it
+    # goes on after the next pass.
     prune_seconds: float = 3600.0
     prune_batch: int = 1000
     prune_batches: int = 20
@@ -95,26 +96,42 @@ class Worker:
         return tick
 
     def prune(self) -> int:
-        """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago. How many went."""
+        """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago, and the expired
+        sign-ins (`accounts.prune_expired_sign_ins`). How many pushes went."""
         deleted = 0
         while (pruned := self._prune_some()).more:
             deleted += pruned.deleted
         return deleted + pruned.deleted
 
     def _prune_some(self) -> push_outbox.Pruned:
-        """One bounded share of `prune` (`prune_batches` transactions of `prune_batch` jobs)."""
+        """One bounded share of `prune` (`prune_batches` transactions of `prune_batch` jobs,
+        and as many of expired sign-ins); `more` while either has more left."""
         with self.app.app_context():
             settings: Settings = self.app.extensions["reach.settings"]
-            before = clock.now() - timedelta(days=settings.PUSH_RETENTION_DAYS)
+            now = clock.now()
+            before = now - timedelta(days=settings.PUSH_RETENTION_DAYS)
             with db.scope() as session:
                 pruned = push_outbox.prune_finished(
                     session, before, batch=self.prune_batch, most_batches=self.prune_batches
+                )
+            with db.scope() as session:
+                sign_ins = accounts.prune_expired_sign_ins(
+                    session, now, batch=self.prune_batch, most_batches=self.prune_batches
                 )
         if pruned.deleted:
             log.info(
                 "finished pushes deleted", extra={"worker": self.name, "pushes": pruned.deleted}
             )
-        return pruned
+        if sign_ins.tokens:
+            log.info(
+                "expired sign-ins deleted",
+                extra={
+                    "worker": self.name,
+                    "refresh_tokens": sign_ins.tokens,
+                    "sessions": sign_ins.sessions,
+                },
+            )
+        return push_outbox.Pruned(pruned.deleted, more=pruned.more or sign_ins.more)
 
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker": self.name})

@@ -136,6 +136,8 @@ def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
 
     monkeypatch.setattr(loop, "_prune_some", counted_prune)
     monkeypatch.setattr(loop, "run_once", counted_pass)
+    # A month on, Ben's phone has signed in again (its sign-in expired: the prune ends it).
+    device(client, client.fresh(ben), "ben-phone-token")
     with running(loop):
         # The first prune runs as the loop starts: the month-old push goes.
         wait_until(lambda: f"bid.created:{old['id']}" not in pushes(worker), 5, "the old push")

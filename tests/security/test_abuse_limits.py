@@ -1,5 +1,6 @@
-"""Abuse limits: sign-in and sign-up per address and per account, invite-code guessing per
-account and per address, open sockets per account, and request sizes (REST and sockets).
+"""Abuse limits: sign-in and sign-up per address and per account, refreshes per sign-in
+session, invite-code guessing per account and per address, open sockets per account, and
+request sizes (REST and sockets).
 
 Addresses are simulated with X-Forwarded-For on a server that trusts one proxy hop.
 """
@@ -18,7 +19,10 @@ import requests
 import socketio
 import websocket
 
+from service.extensions import db
+from service.models import RefreshToken
 from service.realtime import members
+from service.security.tokens import hash_refresh_token
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
@@ -155,6 +159,27 @@ def test_push_token_registrations_are_limited_per_account(server_with: Server) -
     assert_limited(register_device(ana))
     assert register_device(ben).status_code == 201
     assert len(client.get("/api/v1/devices", as_=ana).json()["items"]) == 2
+
+
+def test_refreshes_are_limited_per_sign_in_session(server_with: Server) -> None:
+    """Each refresh stores a token: one session cannot rotate without end. The refused token
+    stays good, and the account's other sessions refresh as usual."""
+    server = server_with(RATELIMIT_REFRESH="2 per hour")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    other = client.post("/api/v1/auth/login", json={"email": ana.email, "password": PASSWORD})
+    token = ana.refresh_token
+    for _ in range(2):
+        rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+        assert rotated.status_code == 200, rotated.text
+        token = rotated.json()["refresh_token"]
+    assert_limited(client.post("/api/v1/auth/refresh", json={"refresh_token": token}))
+    elsewhere = {"refresh_token": other.json()["refresh_token"]}
+    assert client.post("/api/v1/auth/refresh", json=elsewhere).status_code == 200
+    # Not used up by the refusal: once the hour is over, the phone refreshes with it.
+    with server.app.app_context():
+        stored = db.session.get(RefreshToken, hash_refresh_token(token))
+        assert stored is not None and stored.used_at is None
 
 
 def test_invite_codes_cannot_be_guessed_with_many_accounts_from_one_address(

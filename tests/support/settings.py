@@ -19,6 +19,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         RATELIMIT_AUTH_EMAIL="1000 per minute",
         RATELIMIT_JOIN_ADDRESS="1000 per minute",
         RATELIMIT_DEVICES="1000 per minute",
+        RATELIMIT_REFRESH="1000 per minute",
         LOG_FORMAT="json",
     )
     return base.with_overrides(**overrides)
