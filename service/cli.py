@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
@@ -93,6 +94,13 @@ def worker(idle: float) -> None:
     redis = app.extensions.get("reach.redis")
     # With Redis, the API processes wake this worker as soon as they queue a push.
     listener = wakeups.Listener(redis, runner.wake).start() if redis is not None else None
+    if redis is None:
+        logging.getLogger("reach.worker").warning(
+            "worker without REDIS_URL: the bids it expires and the breaks it ends reach phones "
+            "through GET /sync only, not over their sockets, and it finds new pushes only on "
+            "its idle pass; set REDIS_URL as the API processes have it",
+            extra={"worker": runner.name, "idle_seconds": idle},
+        )
     click.echo(f"worker {runner.name} running (SIGTERM stops it after the current pass)")
     try:
         runner.run_forever()

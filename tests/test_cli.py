@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -99,3 +100,34 @@ def test_the_embedded_default_serves_concurrent_writers(tmp_path: Path) -> None:
 
         with ThreadPoolExecutor(max_workers=20) as pool:
             assert list(pool.map(send, range(20))) == [201] * 20
+
+
+def test_a_worker_without_redis_says_what_phones_miss(tmp_path: Path) -> None:
+    """A separate worker with no message queue cannot reach sockets: it says so as it starts."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.sqlite3'}",
+        "REACH_INSTANCE_DIR": str(tmp_path),
+        "WORKER_MODE": "separate",
+        "LOG_FORMAT": "json",
+    }
+    env.pop("REDIS_URL", None)
+    reach("db", "upgrade", env=env)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "service.entry", "worker"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert worker.stdout is not None
+        lines = []
+        for line in worker.stdout:
+            lines.append(line)
+            if "running (SIGTERM stops it" in line:
+                break
+        assert any("worker without REDIS_URL" in line for line in lines), lines
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=30)
