@@ -19,7 +19,7 @@ from service.errors import from_reach_error
 from service.extensions import db
 from service.realtime import sweep
 from service.realtime.emitter import current_socketio
-from service.realtime.rooms import couple_room, user_room
+from service.realtime.rooms import session_room, user_room
 from service.services import members
 
 log = logging.getLogger("reach.realtime")
@@ -34,11 +34,6 @@ def register(socketio: SocketIO) -> None:
     socketio.on_event("disconnect", on_disconnect, namespace=NAMESPACE)
     socketio.on_event("typing", on_typing, namespace=NAMESPACE)
     _handle_cuts_from_the_queue(socketio)
-
-
-def session_room(session_id: uuid.UUID | str) -> str:
-    """Every socket opened with an access token of one sign-in session."""
-    return f"auth-session:{session_id}"
 
 
 class OpenSockets:
@@ -114,11 +109,8 @@ def on_connect(auth: Any = None) -> None:
         raise ConnectionRefusedError(crowded.detail, from_reach_error(crowded))
     session["user_id"] = str(member.user_id)
     session["auth_session_id"] = str(claims.session_id)
-    session["couple_id"] = str(member.couple_id) if member.couple_id else None
     join_room(user_room(member.user_id))
     join_room(session_room(claims.session_id))
-    if member.couple_id:
-        join_room(couple_room(member.couple_id))
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     sweep.ensure_running(app, current_socketio().server, sockets)
     log.info("socket connected", extra={"user_id": str(member.user_id)})

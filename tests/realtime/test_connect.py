@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import jwt
 import pytest
 import socketio
 
@@ -35,6 +36,20 @@ def test_sockets_are_served_by_the_lean_transport(
     sid = device.client.eio.sid
     assert type(eio.sockets[sid]) is transport.LeanSocket
     assert eio.sockets[sid].upgraded
+
+
+def test_a_socket_is_only_in_its_users_and_its_sessions_rooms(
+    client: ApiClient, phone: Connect, live_server: LiveServer
+) -> None:
+    """Events reach sockets through their users' rooms. No room is the couple's: a socket would
+    stay in it after an unpair, and hear what is sent to a couple it has left."""
+    ana, _ben = client.couple()
+    device = phone(ana.access_token)
+    sid = device.client.get_sid("/")
+    session_id = jwt.decode(ana.access_token, options={"verify_signature": False})["sid"]
+    manager = live_server.app.extensions["socketio"].server.manager
+    joined = set(manager.get_rooms(sid, "/"))
+    assert joined == {sid, rooms.user_room(ana.id), rooms.session_room(session_id)}
 
 
 @pytest.mark.parametrize("token", [None, "", "not-a-jwt", "eyJhbGciOiJub25lIn0.e30."])
