@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 
+from schemas.base import PageArgsSchema
 from schemas.devices import DeviceCreateSchema, DeviceListSchema, DeviceSchema
 from service.api.auth import auth_required, current_member, current_user, documented_member
 from service.api.blueprint import Blueprint
@@ -46,10 +47,11 @@ class Devices(MethodView):
         return device
 
     @member
+    @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, DeviceListSchema)
-    def get(self) -> dict[str, Any]:
-        """The caller's devices"""
-        return {"items": devices.list_for(db.session, current_user()), "next": None}
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The caller's devices, newest first"""
+        return devices.list_for(db.session, current_user(), **args)
 
 
 @blp.route("/<uuid:device_id>")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.exc import IntegrityError
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.domain.errors import NotFound, invalid
 from service.models import Device, User
+from service.services import pages
 
 # FCM said the token no longer reaches an app: it is never sent to again.
 UNREGISTERED = "unregistered"
@@ -117,12 +119,15 @@ def sign_out(session: Session, ended: ColumnElement[bool], now: datetime) -> int
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def list_for(session: Session, user: User) -> list[Device]:
-    return list(
-        session.scalars(
-            select(Device).where(Device.user_id == user.id).order_by(Device.created_at.desc())
-        )
+def list_for(session: Session, user: User, *, limit: int, before: str | None) -> dict[str, Any]:
+    """The account's devices, newest first, a page at a time (`pages`)."""
+    query = select(Device).where(Device.user_id == user.id)
+    if before:
+        query = query.where(pages.older_than(Device, before))
+    rows = list(
+        session.scalars(query.order_by(Device.created_at.desc(), Device.id.desc()).limit(limit + 1))
     )
+    return {"items": rows[:limit], "next": pages.next_of(rows, limit)}
 
 
 def delete(session: Session, user: User, device_id: uuid.UUID) -> None:

@@ -39,6 +39,27 @@ def test_register_list_and_delete(client: ApiClient) -> None:
     assert client.delete(f"/api/v1/devices/{device['id']}", as_=ana).status_code == 404
 
 
+def test_devices_are_listed_newest_first_a_page_at_a_time(client: ApiClient) -> None:
+    ana = client.register("Ana")
+    ids = [
+        client.post(
+            "/api/v1/devices", as_=ana, json={"platform": "ios", "push_token": f"ana-token-{n}"}
+        ).json()["id"]
+        for n in range(3)
+    ]
+    first = client.get("/api/v1/devices?limit=2", as_=ana).json()
+    assert [d["id"] for d in first["items"]] == ids[:0:-1]
+    rest = client.get(f"/api/v1/devices?limit=2&before={first['next']}", as_=ana).json()
+    assert rest == {
+        "items": [client.get("/api/v1/devices", as_=ana).json()["items"][2]],
+        "next": None,
+    }
+    assert rest["items"][0]["id"] == ids[0]
+    for query in ("limit=0", "limit=201", "before=not-ours"):
+        bad = client.get(f"/api/v1/devices?{query}", as_=ana)
+        assert bad.status_code == 422, (query, bad.text)
+
+
 def test_registering_a_known_token_updates_it(client: ApiClient) -> None:
     ana = client.register("Ana")
     body = {"platform": "android", "push_token": "fcm-token-bbbb"}
