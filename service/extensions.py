@@ -142,13 +142,24 @@ def give_back(scope: str) -> None:
             log.warning("could not give back a rate-limit count", exc_info=True)
 
 
+# Writes a phone makes over REST or over its socket, counted once per account whichever way
+# each comes: the scopes of their shared limits (`limiter.shared_limit`, `realtime.acks`).
+SENDING_BIDS = "bids-sent"
+WRITING_REPAIR_MESSAGES = "repair-messages-written"
+
+
+def account_limit_key(user_id: Any) -> str:
+    """The limit key of a member's account (REST and socket writes)."""
+    return f"user:{user_id}"
+
+
 def rate_limit_key() -> str:
     """Signed-in callers are limited per account, others per address."""
     from flask import g
 
     member = g.get("current_member")
     if member is not None:
-        return f"user:{member.user_id}"
+        return account_limit_key(member.user_id)
     return f"ip:{get_remote_address()}"
 
 

@@ -24,7 +24,7 @@ from service.api.auth import (
     remembered_member_required,
 )
 from service.api.blueprint import Blueprint
-from service.extensions import db, limit_setting, limiter
+from service.extensions import SENDING_BIDS, db, limit_setting, limiter
 from service.services import bids
 
 PREFIX = "/bids"
@@ -54,7 +54,7 @@ class Bids(MethodView):
     @blp.response(201, BidSchema, description="Sent")
     @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier send")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
-    @limiter.limit(_bid_limit)
+    @limiter.shared_limit(_bid_limit, scope=SENDING_BIDS)
     def post(self, body: dict[str, Any]) -> tuple[Response | dict[str, Any], int]:
         """Reach for the partner"""
         ttl = int(current_app.config["BID_TTL_SECONDS"])

@@ -21,7 +21,7 @@ from schemas.repairs import (
 )
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
-from service.extensions import db, limit_setting, limiter
+from service.extensions import WRITING_REPAIR_MESSAGES, db, limit_setting, limiter
 from service.services import repair_breaks, repair_messages, repairs
 
 PREFIX = "/repairs"
@@ -81,7 +81,7 @@ class Messages(MethodView):
     @blp.alt_response(200, schema=RepairMessageSchema, description="A retry")
     @blp.alt_response(409, description="The conversation is resolved")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
-    @limiter.limit(_repair_limit)
+    @limiter.shared_limit(_repair_limit, scope=WRITING_REPAIR_MESSAGES)
     def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> tuple[dict[str, Any], int]:
         """Write in the conversation"""
         return _status(repair_messages.write(db.session, current_user(), repair_id, **body))

@@ -20,7 +20,7 @@ from service.errors import (
     logged_server_problem,
     problem_body,
 )
-from service.extensions import configured_limit, db, limiter
+from service.extensions import account_limit_key, configured_limit, db, limiter
 from service.realtime.members import socket_session
 from service.services import members
 from service.services.members import Member
@@ -40,21 +40,22 @@ def socket_member() -> Member:
     )
 
 
-def check_rate(name: str, member: Member, setting: str) -> None:
-    """The same per-account limit as the REST endpoint (the setting `setting`), for writes
-    over the socket."""
+def check_rate(scope: str, member: Member, setting: str) -> None:
+    """A write over the socket counts against the account's limit `setting` in the same
+    window as the REST endpoint's shared limit of `scope`: the account's writes count once,
+    whichever way each comes."""
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
     item = parse(configured_limit(setting))
-    key = f"user:{member.user_id}"
+    key = account_limit_key(member.user_id)
     try:
-        allowed = limiter.limiter.hit(item, "socket", name, key)
+        allowed = limiter.limiter.hit(item, key, scope)
     except Exception:
         # The limit store (Redis) is away: let the write through rather than fail it.
-        log.warning("rate limit store unreachable; not limiting", extra={"event": name})
+        log.warning("rate limit store unreachable; not limiting", extra={"scope": scope})
         return
     if not allowed:
-        reset, _ = limiter.limiter.get_window_stats(item, "socket", name, key)
+        reset, _ = limiter.limiter.get_window_stats(item, key, scope)
         retry = max(1, int(reset - time.time()))
         raise RateLimited(f"Too many requests; retry in {retry} seconds.", retry_after=retry)
 

@@ -8,7 +8,7 @@ from flask import current_app
 from flask_socketio import SocketIO
 
 from schemas.bids import BidCreateSchema, BidRefSchema, BidRespondMessageSchema
-from service.extensions import db
+from service.extensions import SENDING_BIDS, db
 from service.realtime.acks import check_rate, write
 from service.services import bids
 from service.services.members import Member, user_of
@@ -22,7 +22,7 @@ def register(socketio: SocketIO) -> None:
 
 @write(BidCreateSchema())
 def send_bid(member: Member, data: dict[str, Any]) -> dict[str, Any]:
-    check_rate("bid.send", member, "RATELIMIT_BIDS")
+    check_rate(SENDING_BIDS, member, "RATELIMIT_BIDS")
     ttl = int(current_app.config["BID_TTL_SECONDS"])
     written = bids.send(db.session, member, ttl_seconds=ttl, **data)
     return written.wired or bids.wire(written.bid)

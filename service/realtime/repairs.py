@@ -7,7 +7,7 @@ from typing import Any
 from flask_socketio import SocketIO
 
 from schemas.repairs import RepairMessageSendSchema
-from service.extensions import db
+from service.extensions import WRITING_REPAIR_MESSAGES, db
 from service.realtime.acks import check_rate, write
 from service.services import repair_messages
 from service.services.members import Member, user_of
@@ -19,7 +19,7 @@ def register(socketio: SocketIO) -> None:
 
 @write(RepairMessageSendSchema())
 def send_message(member: Member, data: dict[str, Any]) -> dict[str, Any]:
-    check_rate("repair.message", member, "RATELIMIT_REPAIRS")
+    check_rate(WRITING_REPAIR_MESSAGES, member, "RATELIMIT_REPAIRS")
     repair_id = data.pop("repair_id")
     written = repair_messages.write(db.session, user_of(db.session, member), repair_id, **data)
     return repair_messages.wire(written.resource)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.support.client import ApiClient, Person
+from tests.support.phones import Phone
 from tests.support.server import LiveServer
 
 
@@ -212,6 +213,28 @@ def test_too_many_bids_are_429_with_retry_after(server_with: Callable[..., LiveS
     assert int(limited.headers["Retry-After"]) > 0
     # The limit is per account: the partner can still reach back.
     send(client, ben)
+
+
+def test_bids_sent_over_rest_and_the_socket_count_against_one_limit(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    server = server_with(RATELIMIT_BIDS="3 per minute")
+    client = ApiClient(server.url)
+    ana, _ben = client.couple()
+    ana_phone = Phone(server.url, ana.access_token).connect()
+    try:
+        body = {"kind": "connect"}
+        assert "id" in ana_phone.call("bid.send", {**body, "client_id": str(uuid.uuid4())})
+        send(client, ana)
+        assert "id" in ana_phone.call("bid.send", {**body, "client_id": str(uuid.uuid4())})
+        over_rest = client.post(
+            "/api/v1/bids", as_=ana, json={**body, "client_id": str(uuid.uuid4())}
+        )
+        assert over_rest.status_code == 429, over_rest.text
+        refused = ana_phone.call("bid.send", {**body, "client_id": str(uuid.uuid4())})
+        assert refused["code"] == "rate_limited", refused
+    finally:
+        ana_phone.disconnect()
 
 
 @pytest.mark.parametrize("listing", ["/api/v1/bids", "/api/v1/repairs"])

@@ -192,6 +192,7 @@ def test_too_many_messages_are_429_over_rest_and_socket(
     assert limited.json()["code"] == "rate_limited"
     assert int(limited.headers["Retry-After"]) > 0
     phone = Phone(server.url, ben.access_token).connect()
+    ana_phone = Phone(server.url, ana.access_token).connect()
     try:
         for _ in range(2):
             ack = phone.call(
@@ -204,6 +205,13 @@ def test_too_many_messages_are_429_over_rest_and_socket(
             {"repair_id": repair["id"], "client_id": str(uuid.uuid4()), "body": "again"},
         )
         assert refused["code"] == "rate_limited"
+        # One limit per account, whichever way the messages come: Ana's REST writes used hers.
+        hers = ana_phone.call(
+            "repair.message",
+            {"repair_id": repair["id"], "client_id": str(uuid.uuid4()), "body": "and me"},
+        )
+        assert hers["code"] == "rate_limited", hers
     finally:
         phone.disconnect()
+        ana_phone.disconnect()
     assert messages(client, ana, repair["id"])["items"][-1]["seq"] == 4

@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from service import create_app
+from service.extensions import SENDING_BIDS
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.redis_needed import REDIS_URL, require_redis
 from tests.support.server import LiveServer
@@ -61,7 +62,7 @@ def post_bid(server: LiveServer, sender: Person) -> Any:
 def counted_for(sender: Person) -> int:
     """The bids counted in Redis against `sender`'s limit (POST /bids), over every window."""
     shared = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
-    keys = shared.keys(f"LIMITS:LIMITER/user:{sender.id}/bids.Bids/*")
+    keys = shared.keys(f"LIMITS:LIMITER/user:{sender.id}/{SENDING_BIDS}/*")
     return sum(int(shared.get(key) or 0) for key in keys)
 
 
