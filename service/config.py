@@ -62,6 +62,9 @@ class Settings:
     # A socket that has not joined a namespace (authenticated) this many seconds after it
     # opened is closed, so unauthenticated sockets cannot hold the process's socket slots.
     SOCKET_CONNECT_TIMEOUT: int = 10
+    # A socket's `typing` is passed on to the partner at most this often; the rest are dropped
+    # (a phone shows the indicator for about 5 s after each).
+    SOCKET_TYPING_EVERY_MS: int = 1000
     JWT_ISSUER: str = "reach"
     JWT_AUDIENCE: str = "reach-mobile"
     ACCESS_TOKEN_SECONDS: int = 900

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from typing import Any, cast
 
@@ -126,9 +127,16 @@ def on_typing(payload: Any = None) -> None:
     """Tell the partner this phone is typing (not stored).
 
     The couple is looked up now, not remembered from connect: after an unpair nothing
-    reaches the former partner, and a new partner hears it without a reconnect.
+    reaches the former partner, and a new partner hears it without a reconnect. A socket's
+    typing is passed on at most once every SOCKET_TYPING_EVERY_MS; the rest are dropped before
+    any lookup, so a phone that sends them without pause costs the database nothing more.
     """
     session = socket_session()
+    every = current_app.extensions["reach.settings"].SOCKET_TYPING_EVERY_MS / 1000
+    now, last = time.monotonic(), session.get("typing_at")
+    if last is not None and now - last < every:
+        return
+    session["typing_at"] = now
     try:
         member = members.live_member(
             db.session, uuid.UUID(session["user_id"]), uuid.UUID(session["auth_session_id"])

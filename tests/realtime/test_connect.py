@@ -147,6 +147,30 @@ def test_typing_follows_the_couple_as_it_is_now(client: ApiClient, phone: Connec
     assert ana_phone.named("typing") == []
 
 
+def test_a_socket_passes_typing_on_at_most_once_a_second(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    """A phone that sends `typing` without pause (SOCKET_TYPING_EVERY_MS, 1 s by default): the
+    partner hears the first, the rest are dropped before any lookup; another socket of the
+    same account is counted apart."""
+    server = server_with(SOCKET_TYPING_EVERY_MS=1000)
+    ana, ben = ApiClient(server.url).couple()
+    ana_phone = Phone(server.url, ana.access_token).connect()
+    ana_tablet = Phone(server.url, ana.access_token).connect()
+    ben_phone = Phone(server.url, ben.access_token).connect()
+    try:
+        for n in range(5):
+            ana_phone.client.emit("typing", {"repair_id": f"burst-{n}"})
+        assert ben_phone.wait_for("typing") == {"user_id": ana.id, "repair_id": "burst-0"}
+        ana_tablet.client.emit("typing", {"repair_id": "tablet"})
+        ben_phone.wait_for("typing", lambda data: data.get("repair_id") == "tablet")
+        heard = [data["repair_id"] for data in ben_phone.named("typing")]
+        assert heard == ["burst-0", "tablet"]
+    finally:
+        for device in (ana_phone, ana_tablet, ben_phone):
+            device.disconnect()
+
+
 def test_a_phone_that_hangs_up_while_connecting_leaves_no_socket_behind(
     server_with: Callable[..., LiveServer],
 ) -> None:
