@@ -16,7 +16,7 @@ from service.domain.errors import Conflict, Unauthorized
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.passwords import hash_password, needs_rehash, verify_password
 from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
-from service.services import devices, push_outbox
+from service.services import devices
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,7 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
         user.quiet_start = quiet["start"] if quiet else None
         user.quiet_end = quiet["end"] if quiet else None
     if "notes_on_lock_screen" in changes:
-        if user.notes_on_lock_screen and not changes["notes_on_lock_screen"]:
-            push_outbox.hide_bid_notes(session, user.id)
+        # Pushes already queued follow it too: the worker reads it as it sends them.
         user.notes_on_lock_screen = changes["notes_on_lock_screen"]
     session.commit()
     return user

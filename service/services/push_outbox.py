@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.db import after_commit
 from service.domain.quiet_hours import QuietHours
-from service.models import Bid, PushJob, Repair, RepairMessage, User
+from service.models import PushJob, Repair, RepairMessage, User
 from service.models.base import table
 
 BID_BODIES = {
@@ -105,18 +105,21 @@ def wake_after_commit(session: Session) -> None:
 def bid_created(
     bid: Mapping[str, Any], sender_name: str, recipient: Recipient, show_note: bool
 ) -> dict[str, Any]:
-    """The partner's phone shows "<name> is reaching for you"; the note only if they opted in."""
-    note = bid["note"]
-    body = note if (show_note and note) else BID_BODIES[bid["kind"]]
-    payload = {
+    """The partner's phone shows "<name> is reaching for you"; the note only if they opted in.
+
+    The note is kept apart from the body, and only for a partner who shows notes now: the
+    worker sends it as the body only if they still do when it sends (`dispatch._body`)."""
+    payload: dict[str, Any] = {
         "title": f"{sender_name} is reaching for you",
-        "body": body,
+        "body": BID_BODIES[bid["kind"]],
         "data": {"type": "bid.created", "bid_id": str(bid["id"])},
         "collapse_key": f"bid:{bid['id']}",
         "priority": "high",
         "category": "BID",
         "thread_id": f"couple:{bid['couple_id']}",
     }
+    if show_note and bid["note"]:
+        payload["note"] = bid["note"]
     return job(
         kind="bid.created",
         dedupe_key=f"bid.created:{bid['id']}",
@@ -126,37 +129,6 @@ def bid_created(
         urgent=False,
         expires_at=bid["expires_at"],
     )
-
-
-# A bid push the worker may still send: waiting (quiet hours, a retry), being sent, or
-# dead-lettered, which an operator can send again.
-UNSENT = ("pending", "claimed", "dead")
-
-
-def hide_bid_notes(session: Session, recipient_id: uuid.UUID) -> int:
-    """The recipient no longer shows notes on the lock screen: their bid pushes not sent yet
-    say what the kind of bid says instead of the note. Returns how many changed."""
-    waiting = session.execute(
-        select(PushJob.id, PushJob.payload).where(
-            PushJob.recipient_id == recipient_id,
-            PushJob.kind == "bid.created",
-            PushJob.state.in_(UNSENT),
-        )
-    ).all()
-    bid_ids = {uuid.UUID(payload["data"]["bid_id"]) for _, payload in waiting}
-    kinds = dict(session.execute(select(Bid.id, Bid.kind).where(Bid.id.in_(bid_ids))).all())
-    changed = 0
-    for job_id, payload in waiting:
-        kind = kinds.get(uuid.UUID(payload["data"]["bid_id"]))
-        if kind is None or payload.get("body") == BID_BODIES[kind]:
-            continue
-        session.execute(
-            update(PushJob)
-            .where(PushJob.id == job_id)
-            .values(payload={**payload, "body": BID_BODIES[kind]})
-        )
-        changed += 1
-    return changed
 
 
 def _repair_payload(repair: Repair, title: str, body: str, data: dict[str, str]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from service import metrics
 from service.clock import clock
-from service.models import Device, PushAttempt, PushDelivery, PushJob
+from service.models import Device, PushAttempt, PushDelivery, PushJob, User
 from service.push import PushBackend, PushMessage, PushResult
 from service.services import devices, scans
 
@@ -56,6 +56,7 @@ JOBS = cast(Table, PushJob.__table__)
 DELIVERIES = cast(Table, PushDelivery.__table__)
 ATTEMPTS = cast(Table, PushAttempt.__table__)
 DEVICES = cast(Table, Device.__table__)
+USERS = cast(Table, User.__table__)
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ class Dispatcher:
                     device_id=row.device_id,
                     platform=row.platform,
                     token=row.push_token,
-                    **common,
+                    **{**common, "body": _body(job.payload, row.notes_on_lock_screen)},
                 )
                 plan.sends.append(_Planned(row.id, job.id, row.attempts, message))
         if skipped:
@@ -352,8 +353,10 @@ class _Statements:
                 DEVICES.c.platform,
                 DEVICES.c.push_token,
                 DEVICES.c.active,
+                USERS.c.notes_on_lock_screen,
             )
             .join_from(DELIVERIES, DEVICES, DEVICES.c.id == DELIVERIES.c.device_id)
+            .join(USERS, USERS.c.id == DEVICES.c.user_id)
             .where(DELIVERIES.c.job_id.in_(ids))
             .order_by(DELIVERIES.c.id)
         )
@@ -438,6 +441,16 @@ def _insert_new(
 @functools.lru_cache(maxsize=16)
 def _statements(dialect: Dialect, batch: int) -> _Statements:
     return _Statements(dialect, batch)
+
+
+def _body(payload: dict[str, Any], notes_on_lock_screen: bool) -> str | None:
+    """The notification's text: a bid's note only while its recipient shows notes on the lock
+    screen, decided as it is sent (they may have stopped since the bid was queued)."""
+    note = payload.get("note")
+    if note and notes_on_lock_screen:
+        return str(note)
+    body = payload.get("body")
+    return None if body is None else str(body)
 
 
 def _common(payload: dict[str, Any], expires_at: datetime | None, now: datetime) -> dict[str, Any]:
