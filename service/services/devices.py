@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import clock
-from service.domain.errors import NotFound, invalid
-from service.models import Device, User
+from service.domain.errors import NotFound, Unauthorized, invalid
+from service.models import AuthSession, Device, User
 from service.services import pages
 
 # FCM said the token no longer reaches an app: it is never sent to again.
@@ -61,6 +61,16 @@ def _upsert(
     keep: int,
 ) -> tuple[Device, bool]:
     now = clock.now()
+    # The session stays live until this commits: a sign-out that commits first is waited for
+    # and refuses the registration; one that comes after finds the device and switches it off.
+    live = session.scalar(
+        select(AuthSession.id)
+        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .with_for_update(read=True)
+    )
+    if live is None:
+        session.rollback()
+        raise Unauthorized("The session has ended: sign in again.")
     device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
     created = device is None
     if device is not None and device.disabled_reason == UNREGISTERED:

@@ -1,4 +1,5 @@
-"""Real concurrency on PostgreSQL: an app registers its new push token twice at once."""
+"""Real concurrency on PostgreSQL: an app registers its new push token twice at once, or as
+its session signs out."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask import Flask
-from sqlalchemy import insert
+from sqlalchemy import insert, select, update
 
+from service.clock import clock
 from service.extensions import db
-from service.models import Device
+from service.models import AuthSession, Device
 from tests.support.client import ApiClient
 from tests.support.locks import lock_queue
 
@@ -48,3 +50,43 @@ def test_a_token_registered_twice_at_once_is_one_device(client: ApiClient, app: 
     assert [(d["id"], d["app_version"]) for d in devices["items"]] == [
         (answer.json()["id"], "2.0.0")
     ]
+
+
+def test_a_registration_racing_its_sessions_sign_out_leaves_no_phone_getting_pushes(
+    client: ApiClient, app: Flask
+) -> None:
+    """The app registers its token at start just as the user signs out on it. The sign-out
+    commits first (it holds the session while the registration waits): the registration is
+    refused, and the device stays off, instead of being turned on again for a session that
+    has ended."""
+    ana = client.register("Ana")
+    body = {"platform": "android", "push_token": f"signing-out-{uuid.uuid4().hex}"}
+    assert client.post("/api/v1/devices", as_=ana, json=body).status_code == 201
+    with app.app_context():
+        signing_out = db.engine.connect()
+    try:
+        # What POST /auth/logout writes, not committed yet.
+        session_id = signing_out.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == uuid.UUID(ana.id))
+            .values(revoked_at=clock.now(), revoked_reason="logout")
+            .returning(AuthSession.id)
+        ).scalar_one()
+        signing_out.execute(
+            update(Device)
+            .where(Device.session_id == session_id)
+            .values(active=False, disabled_reason="signed_out")
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool, lock_queue(app) as queued:
+            registering = pool.submit(
+                ApiClient(client.base_url).post, "/api/v1/devices", as_=ana, json=body
+            )
+            queued(1)
+            signing_out.commit()
+            answer = registering.result(timeout=10)
+    finally:
+        signing_out.close()
+    assert answer.status_code == 401, answer.text
+    with app.app_context():
+        device = db.session.scalars(select(Device).where(Device.push_token == body["push_token"]))
+        assert [(d.active, d.disabled_reason) for d in device] == [(False, "signed_out")]
