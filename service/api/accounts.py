@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import current_app, request
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_limiter.util import get_remote_address
 from sqlalchemy import select
@@ -41,19 +41,29 @@ def _submitted_email() -> str:
 
 
 def _refreshing_session() -> str:
-    """The limit key of a refresh: the sign-in session its token belongs to (each rotation
-    stores a token), or the address for a token that is no session's."""
+    """The limit key of a refresh: the sign-in session of a token that can rotate (each
+    rotation stores a token). Only rotations count (`_rotated`), so any other token, unknown,
+    used or of an ended session, is under a key that nothing counts: it gets its 401, and a
+    used one still reveals its reuse, however many rotations someone else made."""
     body = request.get_json(silent=True)
     token = body.get("refresh_token") if isinstance(body, dict) else None
     if isinstance(token, str) and token:
-        session_id = db.session.scalar(
-            select(RefreshToken.session_id).where(
-                RefreshToken.token_hash == hash_refresh_token(token)
+        live = db.session.scalar(
+            select(RefreshToken.session_id)
+            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+            .where(
+                RefreshToken.token_hash == hash_refresh_token(token),
+                RefreshToken.used_at.is_(None),
+                AuthSession.revoked_at.is_(None),
             )
         )
-        if session_id is not None:
-            return f"session:{session_id}"
-    return f"ip:{get_remote_address()}"
+        if live is not None:
+            return f"session:{live}"
+    return f"refused:{get_remote_address()}"
+
+
+def _rotated(response: Response) -> bool:
+    return response.status_code == 200
 
 
 def _refresh_days() -> int:
@@ -107,7 +117,11 @@ class Login(MethodView):
 @blp.route("/refresh")
 class Refresh(MethodView):
     decorators = [
-        limiter.limit(limit_setting("RATELIMIT_REFRESH"), key_func=_refreshing_session),
+        limiter.limit(
+            limit_setting("RATELIMIT_REFRESH"),
+            key_func=_refreshing_session,
+            deduct_when=_rotated,
+        ),
     ]
 
     @blp.arguments(RefreshSchema)

@@ -95,4 +95,5 @@ def new_refresh_token() -> str:
 
 
 def hash_refresh_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    """Any string a client sends hashes (one that is no token's finds no row)."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()

@@ -182,6 +182,38 @@ def test_refreshes_are_limited_per_sign_in_session(server_with: Server) -> None:
         assert stored is not None and stored.used_at is None
 
 
+def test_a_session_out_of_refreshes_still_reveals_a_reused_token(server_with: Server) -> None:
+    """Someone who took the phone's token rotates it until the session's refreshes run out.
+    The phone's own token, used by then, must still get its 401 and end the session, not a
+    429 that would hide the theft. Nor is a token that is no session's ever limited."""
+    server = server_with(RATELIMIT_REFRESH="2 per hour")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    token = ana.refresh_token
+    for _ in range(2):
+        token = client.post("/api/v1/auth/refresh", json={"refresh_token": token}).json()[
+            "refresh_token"
+        ]
+    assert_limited(client.post("/api/v1/auth/refresh", json={"refresh_token": token}))
+    reused = client.post("/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token})
+    assert reused.status_code == 401, reused.text
+    ended = client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+    assert ended.status_code == 401, ended.text  # the session is revoked: no more rotations
+    for n in range(5):
+        unknown = client.post("/api/v1/auth/refresh", json={"refresh_token": f"rt_gone_{n}"})
+        assert unknown.status_code == 401, unknown.text
+
+
+def test_a_refresh_token_that_cannot_be_encoded_is_refused_not_a_server_error(
+    client: ApiClient,
+) -> None:
+    body = json.dumps({"refresh_token": "\ud800"})
+    headers = {"Content-Type": "application/json"}
+    for path, status in (("/api/v1/auth/refresh", 401), ("/api/v1/auth/logout", 204)):
+        answer = client.post(path, data=body, headers=headers)
+        assert answer.status_code == status, (path, answer.text)
+
+
 def test_invite_codes_cannot_be_guessed_with_many_accounts_from_one_address(
     server_with: Server,
 ) -> None:
