@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import current_app
-from limits import parse
+from limits import parse_many
 from marshmallow import Schema, ValidationError
 
 from service.domain.errors import RateLimited, ReachError, Unauthorized
@@ -46,15 +46,16 @@ def check_rate(scope: str, member: Member, setting: str) -> None:
     whichever way each comes."""
     if not current_app.config.get("RATELIMIT_ENABLED", True):
         return
-    item = parse(configured_limit(setting))
     key = account_limit_key(member.user_id)
-    try:
-        allowed = limiter.limiter.hit(item, key, scope)
-    except Exception:
-        # The limit store (Redis) is away: let the write through rather than fail it.
-        log.warning("rate limit store unreachable; not limiting", extra={"scope": scope})
-        return
-    if not allowed:
+    for item in parse_many(configured_limit(setting)):  # "30 per minute;500 per day": each
+        try:
+            allowed = limiter.limiter.hit(item, key, scope)
+        except Exception:
+            # The limit store (Redis) is away: let the write through rather than fail it.
+            log.warning("rate limit store unreachable; not limiting", extra={"scope": scope})
+            return
+        if allowed:
+            continue
         reset, _ = limiter.limiter.get_window_stats(item, key, scope)
         retry = max(1, int(reset - time.time()))
         raise RateLimited(f"Too many requests; retry in {retry} seconds.", retry_after=retry)

@@ -237,6 +237,23 @@ def test_bids_sent_over_rest_and_the_socket_count_against_one_limit(
         ana_phone.disconnect()
 
 
+def test_every_limit_of_a_setting_holds_over_the_socket_too(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    client = ApiClient(server_with(RATELIMIT_BIDS="100 per minute;2 per hour").url)
+    ana, _ben = client.couple()
+    ana_phone = Phone(client.base_url, ana.access_token).connect()
+    try:
+        sends = [
+            ana_phone.call("bid.send", {"kind": "help", "client_id": str(uuid.uuid4())})
+            for _ in range(3)
+        ]
+        assert ["id" in sent for sent in sends[:2]] == [True, True]
+        assert sends[2]["code"] == "rate_limited", sends[2]
+    finally:
+        ana_phone.disconnect()
+
+
 @pytest.mark.parametrize("listing", ["/api/v1/bids", "/api/v1/repairs"])
 @pytest.mark.parametrize(
     "moment",
