@@ -7,19 +7,27 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import PrimaryKeyConstraint, UniqueConstraint, create_engine, text
+from sqlalchemy import (
+    PrimaryKeyConstraint,
+    UniqueConstraint,
+    create_engine,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 
 from service import create_app, migrate
 from service.db import make_engine
 from service.extensions import db
-from service.models import Base
+from service.models import Base, Device, PushDelivery, PushJob, User
 from tests.conftest import POSTGRES_URL
 from tests.support.client import ApiClient
 from tests.support.server import LiveServer
@@ -226,3 +234,81 @@ def test_a_sqlite_database_keeps_its_rows_when_a_migration_rebuilds_a_table(
     assert responses() == 1
     migrate.upgrade(url)
     assert responses() == 1
+
+
+def test_tokens_switched_off_for_another_project_can_come_back_after_0012(
+    empty_database: str,
+) -> None:
+    """Before 0012 a SENDER_ID_MISMATCH switched a device off as `unregistered`, which is now
+    refused for good: those whose deliveries say so become `sender_id_mismatch`."""
+    migrate.upgrade(empty_database, revision="0011_drop_bids_sender_created")
+    engine = make_engine(empty_database)
+    now = datetime.now(UTC)
+    user_id, other_project, uninstalled = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(User.__table__).values(
+                id=user_id,
+                email="ana@example.test",
+                password_hash="-",
+                display_name="Ana",
+                timezone="UTC",
+                notes_on_lock_screen=False,
+                created_at=now,
+            )
+        )
+        job_id = conn.execute(
+            insert(PushJob.__table__)
+            .values(
+                kind="bid.created",
+                dedupe_key="bid.created:x",
+                recipient_id=user_id,
+                payload={},
+                urgent=False,
+                state="done",
+                available_at=now,
+                attempts=1,
+                created_at=now,
+            )
+            .returning(PushJob.__table__.c.id)
+        ).scalar_one()
+        for device_id, error in (
+            (other_project, "SENDER_ID_MISMATCH"),
+            (uninstalled, "UNREGISTERED"),
+        ):
+            conn.execute(
+                insert(Device.__table__).values(
+                    id=device_id,
+                    user_id=user_id,
+                    platform="android",
+                    push_token=f"token-{device_id}",
+                    active=False,
+                    disabled_reason="unregistered",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                insert(PushDelivery.__table__).values(
+                    job_id=job_id,
+                    device_id=device_id,
+                    platform="android",
+                    state="unregistered",
+                    attempts=1,
+                    last_error=error,
+                    updated_at=now,
+                )
+            )
+
+    def reasons() -> dict[uuid.UUID, str]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(Device.__table__.c.id, Device.__table__.c.disabled_reason)
+            ).all()
+        return {device_id: reason for device_id, reason in rows}
+
+    migrate.upgrade(empty_database)
+    assert reasons() == {other_project: "sender_id_mismatch", uninstalled: "unregistered"}
+    migrate.downgrade(empty_database, revision="0011_drop_bids_sender_created")
+    assert reasons() == {other_project: "unregistered", uninstalled: "unregistered"}
+    engine.dispose()

@@ -5,7 +5,13 @@ session was revoked: a reused refresh token, "sign out everywhere") kept receivi
 partner's bids on its lock screen. `devices.session_id` names the session that registered the
 token last; when that session ends, the device is switched off (`signed_out`), and the phone's
 next registration after it signs in again turns it back on. Devices registered before this
-revision have no session and are switched off only when every session of the account ends.
+revision have no session until the phone registers again (each app start does): until then
+only signing the account out everywhere, or disabling it, switches them off.
+
+Devices that FCM refused with SENDER_ID_MISMATCH (a token of another Firebase project than the
+credentials) were switched off as `unregistered`, which a registration is now refused for; those
+whose deliveries still say so (kept PUSH_RETENTION_DAYS) become `sender_id_mismatch`, which
+the phone's next registration turns on again.
 
 The column is NULL for every existing row, so adding it and its foreign key does not rewrite
 the table; on PostgreSQL its index is built CONCURRENTLY, outside the migration's transaction.
@@ -27,6 +33,12 @@ depends_on = None
 
 INDEX, TABLE, COLUMN = "ix_devices_session_id", "devices", "session_id"
 FOREIGN_KEY = "fk_devices_session_id_auth_sessions"
+OTHER_PROJECT = sa.text(
+    "UPDATE devices SET disabled_reason = 'sender_id_mismatch' "
+    "WHERE disabled_reason = 'unregistered' AND EXISTS (SELECT 1 FROM push_deliveries "
+    "WHERE push_deliveries.device_id = devices.id "
+    "AND push_deliveries.last_error = 'SENDER_ID_MISMATCH')"
+)
 
 
 def upgrade() -> None:
@@ -35,6 +47,7 @@ def upgrade() -> None:
         batch.create_foreign_key(
             FOREIGN_KEY, "auth_sessions", [COLUMN], ["id"], ondelete="SET NULL"
         )
+    op.execute(OTHER_PROJECT)
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
             op.create_index(INDEX, TABLE, [COLUMN], postgresql_concurrently=True, if_not_exists=True)
@@ -48,6 +61,10 @@ def downgrade() -> None:
             op.drop_index(INDEX, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
     else:
         op.drop_index(INDEX, table_name=TABLE)
+    op.execute(
+        "UPDATE devices SET disabled_reason = 'unregistered' "
+        "WHERE disabled_reason = 'sender_id_mismatch'"
+    )
     with op.batch_alter_table(TABLE) as batch:
         batch.drop_constraint(FOREIGN_KEY, type_="foreignkey")
         batch.drop_column(COLUMN)
