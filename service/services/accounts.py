@@ -163,12 +163,15 @@ def prune_expired_sign_ins(
             delete(RefreshToken).where(RefreshToken.token_hash.in_([t for t, _ in expired]))
         )
         tokens += len(expired)
+        # Sessions before their devices, in the order a registration takes them.
         ended = list(
             session.scalars(
-                select(AuthSession.id).where(
+                select(AuthSession.id)
+                .where(
                     AuthSession.id.in_({s for _, s in expired}),
                     ~exists().where(RefreshToken.session_id == AuthSession.id),
                 )
+                .with_for_update()
             )
         )
         if ended:
