@@ -134,6 +134,26 @@ def test_sign_ins_count_in_redis_as_they_arrive_and_only_refusals_stay_counted(
         assert sorted(guesses) == [401] * 3 + [429] * 9
 
 
+def test_refreshes_count_in_redis_for_the_session_through_every_process(
+    limited: Callable[..., LiveServer],
+) -> None:
+    """Only rotations count, wherever they happen: a reused token still gets its 401."""
+    here, there = (limited(RATELIMIT_REFRESH="2 per hour") for _ in range(2))
+    ana = ApiClient(here.url).register("Ana")
+    token = ana.refresh_token
+    for server in (here, there):
+        rotated = ApiClient(server.url).post("/api/v1/auth/refresh", json={"refresh_token": token})
+        assert rotated.status_code == 200, rotated.text
+        token = rotated.json()["refresh_token"]
+    for server in (here, there):
+        refused = ApiClient(server.url).post("/api/v1/auth/refresh", json={"refresh_token": token})
+        assert refused.status_code == 429, refused.text
+    reused = ApiClient(there.url).post(
+        "/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token}
+    )
+    assert reused.status_code == 401, reused.text
+
+
 def test_a_limited_request_waits_on_redis_once(limited: Callable[..., LiveServer]) -> None:
     server = limited(RATELIMIT_BIDS="30 per minute")
     ana, _ben = ApiClient(server.url).couple()
