@@ -24,6 +24,7 @@ import os
 import subprocess
 import threading
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, Generic, Self, TypeVar
 
@@ -40,7 +41,7 @@ def _postgres_pids() -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-class Sampler(Generic[S]):
+class Sampler(ABC, Generic[S]):
     """Every `period` s, on a thread of its own: (time, `sample()`)."""
 
     name = "sampler"
@@ -52,8 +53,9 @@ class Sampler(Generic[S]):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
 
+    @abstractmethod
     def sample(self) -> S:
-        raise NotImplementedError
+        """One row: what the subclass reads at each period."""
 
     def _run(self) -> None:
         while not self._stop.wait(self.period):
