@@ -25,8 +25,13 @@ HASHING_AT_ONCE = 2
 T = TypeVar("T")
 
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so both paths cost the same.
-_DUMMY_HASH = _hasher.hash("reach-timing-equaliser")
+# Verified against when the email is unknown, so both paths cost the same: a hash made with the
+# hasher's own parameters (tests/unit/test_passwords.py holds it to them), written out rather
+# than computed at import, which cost every process (and every `reach` command) ~150 ms of CPU.
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$IF99Mi2ANDMYu1DtpXLFbQ"
+    "$3BIWLDoS8xn19bPraXh1Fx5hRM47b/SL0Z6SKzvF9rI"
+)
 _hashing = BoundedSemaphore(HASHING_AT_ONCE)
 
 
