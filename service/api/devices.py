@@ -37,14 +37,9 @@ class Devices(MethodView):
         """Register a push token, or refresh a known one (upsert by token); pushes to it stop
         when this sign-in session ends"""
         keep = current_app.extensions["reach.settings"].DEVICES_PER_USER
-        device, _ = devices.register(
-            db.session,
-            current_user(),
-            session_id=current_member().session_id,
-            keep=keep,
-            **body,
+        return devices.register(
+            db.session, current_user(), session_id=current_member().session_id, keep=keep, **body
         )
-        return device
 
     @member
     @blp.arguments(PageArgsSchema, location="query")

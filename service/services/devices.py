@@ -34,15 +34,15 @@ def register(
     app_version: str | None,
     locale: str | None,
     keep: int,
-) -> tuple[Device, bool]:
+) -> Device:
     """Upsert by push token. A token moves to whoever registers it last (the phone's new user)
     and belongs to the sign-in session that registered it (`sign_out`).
 
-    Returns the device and whether it was created. Two registrations of a new token at once
-    (an app's start and its token callback) both find no row to lock; the one whose insert
-    loses to the other's unique token updates the other's row instead. The account keeps its
-    `keep` devices registered most recently; any older one is switched off (`replaced`). A
-    token that FCM reported unregistered is refused: the app must ask for a new one.
+    Two registrations of a new token at once (an app's start and its token callback) both find
+    no row to lock; the one whose insert loses to the other's unique token updates the other's
+    row instead. The account keeps its `keep` devices registered most recently; any older one
+    is switched off (`replaced`). A token that FCM reported unregistered is refused: the app
+    must ask for a new one.
     """
     fields = {"platform": platform, "app_version": app_version, "locale": locale}
     try:
@@ -59,7 +59,7 @@ def _upsert(
     push_token: str,
     fields: dict[str, str | None],
     keep: int,
-) -> tuple[Device, bool]:
+) -> Device:
     now = clock.now()
     # The session stays live until this commits: a sign-out that commits first is waited for
     # and refuses the registration; one that comes after finds the device and switches it off.
@@ -72,7 +72,6 @@ def _upsert(
         session.rollback()
         raise Unauthorized("The session has ended: sign in again.")
     device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
-    created = device is None
     if device is not None and device.disabled_reason == UNREGISTERED:
         session.rollback()
         raise invalid(
@@ -93,7 +92,7 @@ def _upsert(
     session.flush()
     _switch_off_beyond(session, user.id, keep, now)
     session.commit()
-    return device, created
+    return device
 
 
 def _switch_off_beyond(session: Session, user_id: uuid.UUID, keep: int, now: datetime) -> None:
