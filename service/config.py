@@ -98,8 +98,9 @@ class Settings:
     RATELIMIT_JOIN_ADDRESS: str = "30 per hour"
     # Push-token registrations per account (an app registers at every start and token change).
     RATELIMIT_DEVICES: str = "60 per hour"
-    # Refreshes per sign-in session (an app refreshes about every ACCESS_TOKEN_SECONDS); each
-    # stores a token, kept until it expires. Unknown tokens count per address.
+    # Successful refreshes per sign-in session (an app refreshes about every
+    # ACCESS_TOKEN_SECONDS); each stores a token, kept until it expires. A refresh that fails
+    # (an unknown, used or ended token) is never limited.
     RATELIMIT_REFRESH: str = "30 per hour"
     # Live member sockets one account may hold in one process; more are refused.
     SOCKETS_PER_USER: int = 10
