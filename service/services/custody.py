@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+import uuid
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
 from service.clock import clock
+from service.domain.errors import Conflict
 from service.models import (
     Bid,
     BidResponse,
@@ -16,6 +19,7 @@ from service.models import (
     Couple,
     CoupleEvent,
     Device,
+    Invite,
     PushJob,
     Repair,
     RepairMessage,
@@ -157,8 +161,19 @@ def forget_couple_history(session: Session, couple_id: Any) -> None:
 def delete_account(session: Session, user: User) -> None:
     """Delete the account and the caller's words; the partner keeps only their own."""
     now = clock.now()
-    if user.couple_id is not None:
-        couple = session.get(Couple, user.couple_id, with_for_update=True)
+    for _ in range(3):
+        locked = _lock_for_deletion(session, user, now)
+        if locked is not None:
+            break
+        session.rollback()  # a join or an unpair committed meanwhile: read it again
+    else:
+        raise Conflict("Your pairing changed while the account was being deleted: try again.")
+    account, couple_id = locked
+    if account is None:  # another of the account's phones deleted it meanwhile
+        session.rollback()
+        return
+    if couple_id is not None:
+        couple = session.get(Couple, couple_id)
         if couple is not None and couple.ended_at is None:
             # The last cursor is taken while the couple is live (an ended one hands out none).
             events.record(
@@ -175,9 +190,9 @@ def delete_account(session: Session, user: User) -> None:
             couple.ended_at = now
             session.execute(update(User).where(User.couple_id == couple.id).values(couple_id=None))
     mine = or_(Couple.partner_a_id == user.id, Couple.partner_b_id == user.id)
-    for couple_id in list(session.scalars(select(Couple.id).where(mine))):
+    for ended_id in list(session.scalars(select(Couple.id).where(mine))):
         # The couple.ended event above is already on its way (published after commit).
-        forget_couple_history(session, couple_id)
+        forget_couple_history(session, ended_id)
     session.execute(update(Bid).where(Bid.sender_id == user.id).values(note=None))
     session.execute(
         update(BidResponse).where(BidResponse.responder_id == user.id).values(note=None)
@@ -187,3 +202,40 @@ def delete_account(session: Session, user: User) -> None:
     session.execute(delete(CheckInAnswer).where(CheckInAnswer.user_id == user.id))
     session.delete(user)
     session.commit()
+
+
+class _Locked(NamedTuple):
+    account: User | None
+    couple_id: uuid.UUID | None
+
+
+def _lock_for_deletion(session: Session, user: User, now: datetime) -> _Locked | None:
+    """Lock what the deletion changes, in the order every other write takes it: the account
+    (None if it is gone) and its couple as they stand once both are locked, or None when a join
+    or an unpair moved the account between the couple's read and the account's lock.
+
+    1. The account's unused invites: a join claims its invite before it locks the two accounts,
+       so a join under way finishes first (and the account is then seen paired), and a later
+       one finds the code gone.
+    2. The conversations the account started or paused: a repair write, and the worker ending a
+       break, lock the conversation before the couple.
+    3. The couple, then the account, read again: unpairing locks the couple before the accounts.
+    """
+    session.execute(
+        update(Invite)
+        .where(Invite.inviter_id == user.id, Invite.used_at.is_(None))
+        .values(expires_at=now)
+    )
+    session.execute(
+        select(Repair.id)
+        .where(or_(Repair.started_by == user.id, Repair.paused_by == user.id))
+        .order_by(Repair.id)
+        .with_for_update()
+    ).all()
+    couple_id = session.scalar(select(User.couple_id).where(User.id == user.id))
+    if couple_id is not None:
+        session.get(Couple, couple_id, with_for_update=True, populate_existing=True)
+    account = session.get(User, user.id, with_for_update=True, populate_existing=True)
+    if account is not None and account.couple_id != couple_id:
+        return None
+    return _Locked(account, couple_id)

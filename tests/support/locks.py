@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from flask import Flask
-from sqlalchemy import Select, text
+from sqlalchemy import Executable, text
 
 from service.extensions import db
 from tests.support.waiting import wait_until
@@ -39,9 +38,9 @@ def lock_queue(app: Flask) -> Iterator[Callable[[int], None]]:
 
 
 @contextmanager
-def rows_held(app: Flask, locking: Select[Any]) -> Iterator[None]:
-    """Another transaction holds the rows that `locking` (a SELECT ... FOR UPDATE) locks, until
-    the block ends."""
+def rows_held(app: Flask, locking: Executable) -> Iterator[None]:
+    """Another transaction holds the rows that `locking` locks until the block ends: a SELECT
+    ... FOR UPDATE, or an INSERT ... RETURNING whose unique key others' inserts wait for."""
     with app.app_context():
         holder = db.engine.connect()
     try:

@@ -1,0 +1,101 @@
+"""Real concurrency on PostgreSQL: deleting an account while a pairing or a partner moves.
+
+A deletion locks what it changes in the order every other write takes it (the account's
+invites, the conversations it started, the couple, the account), so a join that commits under
+it is seen and ended, and a partner writing into the account's conversation never deadlocks it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, insert, select
+
+from service.extensions import db
+from service.models import Couple, RepairMessage, User
+from tests.support.client import ApiClient
+from tests.support.locks import lock_queue, rows_held
+
+pytestmark = [pytest.mark.postgres, pytest.mark.committed]
+
+
+@pytest.mark.parametrize("deleting", ["inviter", "joiner"])
+def test_an_account_deleted_as_a_join_pairs_it_leaves_nobody_paired_to_it(
+    client: ApiClient, app: Flask, deleting: str
+) -> None:
+    """The join has claimed the code and waits for the account's row when the deletion
+    begins: the deletion must see the couple the join makes, and end it."""
+    ana, cat = client.register("Ana"), client.register("Cat")
+    inviter, joiner = (ana, cat) if deleting == "inviter" else (cat, ana)
+    code = client.post("/api/v1/couple/invites", as_=inviter).json()["code"]
+    api = ApiClient(client.base_url)
+    ana_row = select(User).where(User.id == uuid.UUID(ana.id)).with_for_update()
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, ana_row),
+    ):
+        joined = pool.submit(api.post, "/api/v1/couple/join", as_=joiner, json={"code": code})
+        queued(1)
+        deleted = pool.submit(api.delete, "/api/v1/me", as_=ana)
+        queued(2)
+    assert joined.result(timeout=10).status_code == 201
+    assert deleted.result(timeout=10).status_code == 204, deleted.result().text
+    assert client.get("/api/v1/me", as_=cat).json()["couple_id"] is None
+    assert client.get("/api/v1/couple", as_=cat).status_code == 404
+    assert client.get("/api/v1/sync", as_=cat).status_code == 404
+    with app.app_context():
+        live = select(func.count()).select_from(Couple).where(Couple.ended_at.is_(None))
+        assert db.session.scalar(live) == 0
+    # Cat can pair again.
+    assert client.post("/api/v1/couple/invites", as_=cat).status_code == 201
+
+
+def test_a_partner_writing_into_the_deleted_accounts_conversation_does_not_deadlock_it(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ben's message holds Ana's conversation and is about to take the couple's cursor when
+    Ana deletes her account: the deletion waits for the conversation before it takes the
+    couple, so both finish (the other order is a deadlock, and one of them a 503)."""
+    ana, ben = client.couple()
+    repair = client.post("/api/v1/repairs", as_=ana, json={"client_id": str(uuid.uuid4())})
+    repair_id = uuid.UUID(repair.json()["id"])
+    his = client.post("/api/v1/repairs", as_=ben, json={"client_id": str(uuid.uuid4())})
+    client_id = uuid.uuid4()
+    # Another transaction's message with Ben's client_id, in his own conversation: Ben's insert
+    # waits for it after his write has locked Ana's conversation, before it takes the couple.
+    held_message = (
+        insert(RepairMessage)
+        .values(
+            id=uuid.uuid4(),
+            repair_id=uuid.UUID(his.json()["id"]),
+            seq=1_000,
+            author_id=uuid.UUID(ben.id),
+            client_id=client_id,
+            body="held",
+        )
+        .returning(RepairMessage.id)
+    )
+    api = ApiClient(client.base_url)
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, held_message),
+    ):
+        written = pool.submit(
+            api.post,
+            f"/api/v1/repairs/{repair_id}/messages",
+            as_=ben,
+            json={"client_id": str(client_id), "body": "I am here"},
+        )
+        queued(1)
+        deleted = pool.submit(api.delete, "/api/v1/me", as_=ana)
+        queued(2)
+    assert written.result(timeout=10).status_code == 201, written.result().text
+    assert deleted.result(timeout=10).status_code == 204, deleted.result().text
+    with app.app_context():
+        kept = select(RepairMessage.body).where(RepairMessage.author_id == uuid.UUID(ben.id))
+        assert list(db.session.scalars(kept)) == ["I am here"]
