@@ -30,6 +30,10 @@ EVENT_TYPES = (
 
 class EventSchema(Schema):
     cursor = fields.Integer(dump_only=True)
+    couple_id = fields.UUID(
+        dump_only=True,
+        metadata={"description": "The couple whose stream this is; cursors count per couple"},
+    )
     type = fields.String(dump_only=True, metadata={"enum": list(EVENT_TYPES)})
     at = fields.String(dump_only=True, metadata={"format": "date-time"})
     data = fields.Dict(dump_only=True, metadata={"description": "The resource as REST shows it"})
@@ -38,9 +42,16 @@ class EventSchema(Schema):
 class SyncArgsSchema(Schema):
     since = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
     limit = fields.Integer(load_default=200, validate=validate.Range(min=1, max=1000))
+    couple_id = fields.UUID(
+        metadata={
+            "description": "The couple the phone's cursor belongs to: 404 when the caller is no"
+            " longer paired in it"
+        }
+    )
 
 
 class SyncPageSchema(Schema):
+    couple_id = fields.UUID(dump_only=True, metadata={"description": "The caller's couple"})
     events = fields.List(fields.Nested(EventSchema), dump_only=True)
     next = fields.Integer(dump_only=True, metadata={"description": "Pass as `since` next time"})
     has_more = fields.Boolean(dump_only=True)

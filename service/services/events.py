@@ -49,9 +49,11 @@ def publisher() -> Publisher:
     return _publisher
 
 
-def envelope(event: CoupleEvent) -> dict[str, Any]:
+def envelope(event: CoupleEvent, couple_id: str) -> dict[str, Any]:
+    """The event as sync serves it and the sockets carry it; `couple_id` names its stream."""
     return {
         "cursor": event.cursor,
+        "couple_id": couple_id,
         "type": event.type,
         "at": iso(event.at),
         "data": event.data,
@@ -135,7 +137,13 @@ def announce(
         if audience is not None
         else [uid for uid in couple.partner_ids if uid is not None]
     )
-    body = {"cursor": cursor, "type": type_, "at": iso(at), "data": data}
+    body = {
+        "cursor": cursor,
+        "couple_id": str(couple.id),
+        "type": type_,
+        "at": iso(at),
+        "data": data,
+    }
     after_commit(session, _publish(recipients, body))
 
 
@@ -174,3 +182,8 @@ def page(
         )
     )
     return rows[:limit], len(rows) > limit
+
+
+def head(session: Session, couple_id: uuid.UUID) -> int:
+    """The couple's last cursor (0 before its first event)."""
+    return int(session.scalar(select(Couple.last_cursor).where(Couple.id == couple_id)) or 0)

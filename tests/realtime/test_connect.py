@@ -91,10 +91,12 @@ def test_both_phones_hear_of_the_pairing_with_the_same_envelope(
     for device in (ana_phone, ben_phone):
         event = device.wait_for("couple.paired")
         assert event["cursor"] == 1
+        assert event["couple_id"] == couple["id"]
         assert event["type"] == "couple.paired"
         assert event["at"].endswith("Z")
         assert event["data"]["couple_id"] == couple["id"]
     synced = client.get("/api/v1/sync", as_=ana, params={"since": 0}).json()
+    assert synced["couple_id"] == couple["id"]
     assert synced["events"] == [ana_phone.wait_for("couple.paired")]
     assert synced["next"] == 1
     assert synced["has_more"] is False
