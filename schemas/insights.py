@@ -75,6 +75,10 @@ def _score() -> fields.Integer:
 
 
 class CheckInCreateSchema(Schema):
+    client_id = fields.UUID(
+        required=True,
+        metadata={"description": "The phone's id for this answer: a retry sends it again"},
+    )
     accessible = _score()
     responsive = _score()
     engaged = _score()

@@ -43,10 +43,13 @@ class CheckIns(MethodView):
     @member
     @blp.arguments(CheckInCreateSchema)
     @blp.response(201, CheckInRoundSchema)
+    @blp.alt_response(200, schema=CheckInRoundSchema, description="A retry of an earlier answer")
     @blp.alt_response(409, description="Already answered this round")
-    def post(self, scores: dict[str, int]) -> dict[str, Any]:
+    def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Answer the A.R.E. check-in (1-5 each); the partner's answers show once both answered"""
-        return checkins.answer(db.session, current_user(), scores)
+        client_id = body.pop("client_id")
+        answered = checkins.answer(db.session, current_user(), client_id, body)
+        return answered.round, 201 if answered.created else 200
 
     @member
     @blp.arguments(PageArgsSchema, location="query")

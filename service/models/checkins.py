@@ -29,6 +29,7 @@ class CheckInAnswer(Base):
     __table_args__ = (
         UniqueConstraint("round_id", "user_id", name="uq_checkin_answers_round_user"),
         Index("ix_checkin_answers_user", "user_id"),
+        Index("uq_checkin_answers_user_client", "user_id", "client_id", unique=True),
     )
 
     id: Mapped[uuid.UUID] = id_column()
@@ -36,6 +37,8 @@ class CheckInAnswer(Base):
         ForeignKey("checkin_rounds.id", ondelete="CASCADE"), index=True
     )
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The phone's id for the write, so a retry finds its answer (NULL for answers of before 0014).
+    client_id: Mapped[uuid.UUID | None]
     accessible: Mapped[int] = mapped_column(SmallInteger)
     responsive: Mapped[int] = mapped_column(SmallInteger)
     engaged: Mapped[int] = mapped_column(SmallInteger)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -78,9 +80,31 @@ def current(session: Session, user: User) -> dict[str, Any]:
     return view(session, round_, user, couple)
 
 
-def answer(session: Session, user: User, scores: dict[str, int]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Answered:
+    """The round as this partner may see it, and whether this call stored the answer."""
+
+    round: dict[str, Any]
+    created: bool
+
+
+def answer(session: Session, user: User, client_id: uuid.UUID, scores: dict[str, int]) -> Answered:
+    """Answer the open round; a retry with the same `client_id` returns its round again."""
     couple = pairing.require_couple(session, user)
     session.get(Couple, couple.id, with_for_update=True)  # one answer at a time per couple
+    # Looked up under the couple's lock: a racing retry that won is visible by now.
+    earlier = session.scalar(
+        select(CheckInAnswer.round_id).where(
+            CheckInAnswer.user_id == user.id, CheckInAnswer.client_id == client_id
+        )
+    )
+    if earlier is not None:
+        answered = session.get(CheckInRound, earlier)
+        if answered is None or answered.couple_id != couple.id:
+            raise Conflict("This client_id was used in an earlier pairing: generate a new one.")
+        result = view(session, answered, user, couple)
+        session.commit()
+        return Answered(result, created=False)
     round_ = _open_round(session, couple)
     exists = session.scalar(
         select(func.count()).where(
@@ -90,7 +114,11 @@ def answer(session: Session, user: User, scores: dict[str, int]) -> dict[str, An
     if exists:
         raise Conflict("You have answered this check-in; your partner's turn.")
     now = clock.now()
-    session.add(CheckInAnswer(round_id=round_.id, user_id=user.id, created_at=now, **scores))
+    session.add(
+        CheckInAnswer(
+            round_id=round_.id, user_id=user.id, client_id=client_id, created_at=now, **scores
+        )
+    )
     session.flush()
     count = session.scalar(select(func.count()).where(CheckInAnswer.round_id == round_.id))
     if count == 2:
@@ -117,7 +145,7 @@ def answer(session: Session, user: User, scores: dict[str, int]) -> dict[str, An
         )
     result = view(session, round_, user, couple)
     session.commit()
-    return result
+    return Answered(result, created=True)
 
 
 def history(session: Session, user: User, limit: int, before: str | None) -> dict[str, Any]:

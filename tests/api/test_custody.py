@@ -43,7 +43,9 @@ def converse(client: ApiClient, ana: Person, ben: Person) -> dict[str, str]:
         )
         assert posted.status_code == 201, posted.text
         client.post(
-            "/api/v1/checkins", as_=who, json={"accessible": 3, "responsive": 4, "engaged": 5}
+            "/api/v1/checkins",
+            as_=who,
+            json={"client_id": str(uuid.uuid4()), "accessible": 3, "responsive": 4, "engaged": 5},
         )
     return {"bid": bid["id"], "repair": repair["id"]}
 

@@ -196,13 +196,18 @@ def test_a_stranger_gets_no_insights(client: ApiClient) -> None:
     assert client.get("/api/v1/checkins/current", as_=stranger).status_code == 404
 
 
+def answer(scores: dict[str, Any], client_id: str | None = None) -> dict[str, Any]:
+    """A check-in answer as a phone sends it: the scores and the write's own `client_id`."""
+    return {**scores, "client_id": client_id or str(uuid.uuid4())}
+
+
 def test_check_in_answers_stay_hidden_until_both_answered(
     client: ApiClient, phone: Callable[[str | None], Phone]
 ) -> None:
     ana, ben = client.couple()
     ben_phone = phone(ben.access_token)
     scores = {"accessible": 4, "responsive": 2, "engaged": 5}
-    mine = client.post("/api/v1/checkins", as_=ana, json=scores)
+    mine = client.post("/api/v1/checkins", as_=ana, json=answer(scores))
     assert mine.status_code == 201
     assert mine.json()["you"] | {"answered_at": None} == scores | {"answered_at": None}
     assert mine.json()["partner"] is None and mine.json()["revealed_at"] is None
@@ -215,11 +220,11 @@ def test_check_in_answers_stay_hidden_until_both_answered(
     synced = client.get("/api/v1/sync", as_=ben).json()["events"]
     for payload in (str(waiting), str(told), str(synced)):
         assert "'responsive': 2" not in payload and '"responsive": 2' not in payload
-    assert client.post("/api/v1/checkins", as_=ana, json=scores).status_code == 409
+    assert client.post("/api/v1/checkins", as_=ana, json=answer(scores)).status_code == 409
     assert client.get("/api/v1/checkins", as_=ben).json()["items"] == []
 
     theirs = client.post(
-        "/api/v1/checkins", as_=ben, json={"accessible": 3, "responsive": 3, "engaged": 4}
+        "/api/v1/checkins", as_=ben, json=answer({"accessible": 3, "responsive": 3, "engaged": 4})
     ).json()
     assert theirs["revealed_at"] is not None
     assert theirs["partner"]["responsive"] == 2
@@ -229,16 +234,16 @@ def test_check_in_answers_stay_hidden_until_both_answered(
     assert shown["partner"]["engaged"] == 4
     assert len(client.get("/api/v1/checkins", as_=ana).json()["items"]) == 1
     # The next answer opens the next round.
-    assert client.post("/api/v1/checkins", as_=ana, json=scores).json()["number"] == 2
+    assert client.post("/api/v1/checkins", as_=ana, json=answer(scores)).json()["number"] == 2
 
 
 def test_revealed_check_ins_come_a_page_at_a_time(client: ApiClient) -> None:
     ana, ben = client.couple()
     scores = {"accessible": 4, "responsive": 3, "engaged": 5}
     for _ in range(3):
-        assert client.post("/api/v1/checkins", as_=ana, json=scores).status_code == 201
-        assert client.post("/api/v1/checkins", as_=ben, json=scores).status_code == 201
-    client.post("/api/v1/checkins", as_=ana, json=scores)  # round 4: open, not shown
+        assert client.post("/api/v1/checkins", as_=ana, json=answer(scores)).status_code == 201
+        assert client.post("/api/v1/checkins", as_=ben, json=answer(scores)).status_code == 201
+    client.post("/api/v1/checkins", as_=ana, json=answer(scores))  # round 4: open, not shown
 
     first = client.get("/api/v1/checkins", as_=ben, params={"limit": 2}).json()
     assert [r["number"] for r in first["items"]] == [3, 2]
@@ -262,5 +267,51 @@ def test_bad_check_ins_are_refused(client: ApiClient) -> None:
         {"accessible": 3, "responsive": 3},
         {"accessible": "a", "responsive": 3, "engaged": 3},
     ):
-        assert client.post("/api/v1/checkins", as_=ana, json=body).status_code == 422
+        assert client.post("/api/v1/checkins", as_=ana, json=answer(body)).status_code == 422
     assert client.get("/api/v1/checkins/current", as_=ana).json()["number"] == 0
+
+
+def test_a_retried_check_in_answer_returns_its_round_and_stores_nothing(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """Ana's phone never heard the answer to its answer and sends it again: before and after
+    Ben answers (which reveals the round), the retry returns the round, 200, and neither opens
+    a round nor tells Ben anything."""
+    ana, ben = client.couple()
+    scores, client_id = {"accessible": 4, "responsive": 2, "engaged": 5}, str(uuid.uuid4())
+    first = client.post("/api/v1/checkins", as_=ana, json=answer(scores, client_id))
+    assert first.status_code == 201
+    again = client.post("/api/v1/checkins", as_=ana, json=answer(scores, client_id))
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+
+    client.post("/api/v1/checkins", as_=ben, json=answer({**scores, "engaged": 3}))
+    retried = client.post("/api/v1/checkins", as_=ana, json=answer(scores, client_id))
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["number"] == 1
+    assert retried.json()["revealed_at"] is not None
+    assert retried.json()["partner"]["engaged"] == 3
+    assert client.get("/api/v1/checkins/current", as_=ben).json()["number"] == 1
+    types = [e["type"] for e in client.get("/api/v1/sync", as_=ben).json()["events"]]
+    assert types == ["couple.paired", "checkin.answered", "checkin.revealed"]
+
+
+def test_a_check_in_client_id_of_an_earlier_pairing_is_a_conflict(client: ApiClient) -> None:
+    ana, ben = client.couple()
+    client_id = str(uuid.uuid4())
+    scores = {"accessible": 4, "responsive": 4, "engaged": 4}
+    assert client.post("/api/v1/checkins", as_=ana, json=answer(scores, client_id)).ok
+    assert client.delete("/api/v1/couple", as_=ben).status_code == 204
+    client.pair(ana, client.register("Cat"))
+    reused = client.post("/api/v1/checkins", as_=ana, json=answer(scores, client_id))
+    assert reused.status_code == 409, reused.text
+    assert reused.json()["code"] == "conflict"
+    assert client.get("/api/v1/checkins/current", as_=ana).json()["number"] == 0
+
+
+def test_a_check_in_answer_needs_its_client_id(client: ApiClient) -> None:
+    ana, _ = client.couple()
+    scores = {"accessible": 4, "responsive": 4, "engaged": 4}
+    refused = client.post("/api/v1/checkins", as_=ana, json=scores)
+    assert refused.status_code == 422
+    assert "client_id" in refused.json()["errors"]

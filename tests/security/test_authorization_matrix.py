@@ -293,7 +293,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("POST", "/api/v1/checkins"): Route(
         lambda w, c: c.request(
-            "POST", "/api/v1/checkins", json={"accessible": 4, "responsive": 3, "engaged": 5}
+            "POST",
+            "/api/v1/checkins",
+            json={"client_id": str(uuid.uuid4()), "accessible": 4, "responsive": 3, "engaged": 5},
         ),
         own(201, unpaired=404),
     ),

@@ -208,6 +208,7 @@ def test_no_secret_or_partners_word_reaches_the_logs(
         # --- check-ins, pushes, reading everything back ------------------------------------
         for who, score in ((ana, 4), (ben, 5)):
             scores = {"accessible": score, "responsive": score, "engaged": score}
+            scores |= {"client_id": str(uuid.uuid4())}
             assert client.post("/api/v1/checkins", as_=who, json=scores).status_code == 201
         worker = Worker(server.app, name="log-privacy-worker")
         for _ in range(3):
