@@ -313,7 +313,8 @@ class DriverStatement:
         against 1.06 ms per bid, "What changed" 34). The pool still hands the connection out
         (pinging one that sat idle) and takes it back. A driver error comes out as
         SQLAlchemy's (`DBAPIError.instance`, parameters hidden), and a connection PostgreSQL
-        dropped is invalidated, as `Connection` does. Statement events
+        dropped is invalidated with every connection the pool opened before it, as
+        `Connection` does (`Pool._invalidate`). Statement events
         (`before_cursor_execute`) do not see it.
         """
         params = self.params(values)
@@ -331,7 +332,9 @@ class DriverStatement:
         except dbapi.Error as error:
             lost = pooled is not None and engine.dialect.is_disconnect(error, driver, None)
             if pooled is not None and lost:
-                pooled.invalidate(error)
+                # As `Connection` does: the pool's other connections, opened before this one
+                # was lost (a restart dropped them all), are replaced when next checked out.
+                engine.pool._invalidate(pooled, error)
             raise DBAPIError.instance(
                 self.sql,
                 params,

@@ -10,11 +10,11 @@ import pytest
 import requests
 import socketio
 from flask import Flask
-from sqlalchemy import text
+from sqlalchemy import literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from service.db import make_engine
+from service.db import DriverStatement, make_engine
 from service.extensions import db
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
@@ -39,6 +39,43 @@ def test_the_pool_hands_out_the_connection_returned_last(database_url: str) -> N
             with engine.connect() as connection:
                 used.append(connection.exec_driver_sql("SELECT pg_backend_pid()").scalar())
         assert used == [backends[-1]] * 3
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_connection_lost_on_the_driver_path_replaces_the_pools_others(database_url: str) -> None:
+    """A restart drops every pooled connection at once. The first statement to meet a dropped
+    one through `DriverStatement.first_row_alone` (a remembered sender's bid) fails; the pool
+    then replaces the connections it opened before, as SQLAlchemy's `Connection` does, instead
+    of failing one more statement (a 503 to a phone) per dead connection that a burst reaches."""
+    name = f"reach-restart-{uuid.uuid4().hex[:8]}"
+    url = make_url(database_url).update_query_dict({"application_name": name})
+    engine = make_engine(url.render_as_string(hide_password=False), pool_size=4)
+    statement = DriverStatement(select(literal(1)), engine.dialect)
+    try:
+        held = [engine.raw_connection() for _ in range(4)]
+        for connection in held:
+            connection.close()  # back into the pool: four live connections
+        with make_engine(database_url).connect() as other:
+            dropped = other.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = :name"
+                ),
+                {"name": name},
+            ).scalar_one()
+        assert dropped == 4
+        with pytest.raises(DBAPIError) as lost:
+            statement.first_row_alone(engine, {})
+        assert lost.value.connection_invalidated
+        burst = [engine.raw_connection() for _ in range(4)]  # a burst needs all four at once
+        try:
+            answers = [c.driver_connection.execute("SELECT 1").fetchone() for c in burst]
+        finally:
+            for connection in burst:
+                connection.close()
+        assert answers == [(1,)] * 4
     finally:
         engine.dispose()
 
