@@ -58,6 +58,12 @@ PUBSUB_MESSAGES = Counter(
     ["channel", "outcome"],
 )
 
+PUBSUB_RECEIVE_FAILURES = Counter(
+    "reach_pubsub_receive_failures",
+    "Attempts to receive from the other processes over Redis that failed (a process holding "
+    "sockets subscribes again every 0.5-2 s until Redis answers)",
+)
+
 
 def bid_created() -> None:
     BIDS_CREATED.inc()
@@ -69,6 +75,10 @@ def push_outcome(outcome: str, platform: str) -> None:
 
 def pubsub_messages(channel: str, outcome: str, count: int = 1) -> None:
     PUBSUB_MESSAGES.labels(channel=channel, outcome=outcome).inc(count)
+
+
+def pubsub_receive_failure() -> None:
+    PUBSUB_RECEIVE_FAILURES.inc()
 
 
 class SocketCount:

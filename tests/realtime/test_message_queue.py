@@ -19,7 +19,7 @@ from service.pubsub import Publications, client_options
 from service.realtime.rooms import user_room
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
-from tests.support.queue import carries, listening
+from tests.support.queue import carries, from_server, listening
 from tests.support.redis_needed import REDIS_URL, require_redis
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
@@ -286,3 +286,38 @@ def test_a_stock_flask_socketio_emitter_reaches_phones_through_the_queue(
     phones.append(phone)
     external = SocketIO(message_queue=REDIS_URL)
     carries(lambda data: external.emit("probe", data, to=user_room(ben.id), namespace="/"), phone)
+
+
+def test_a_process_receives_again_soon_after_a_long_redis_outage(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """python-socketio's listener waits 1, 2, 4, 8 ... s between attempts to subscribe again:
+    after an outage of seven seconds a process heard nothing from the others for up to eight
+    more, and its phones missed the socket events of writes handled elsewhere. It tries every
+    2 s at most: the process hears the others within about that once Redis is back."""
+    url = through(proxy)
+    here, there = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200), queued(REDIS_URL=url)
+    ben = client.register("Ben")
+    far = Phone(there.url, ben.access_token).connect()  # only `there` holds a socket, listens
+    phones.append(far)
+    listening(here, far, ben.id)
+
+    def failed_attempts() -> int:
+        port = f":{proxy.port}"
+        return sum(
+            "Cannot receive from redis" in record.getMessage()
+            and port in str(getattr(record, "redis_exception", ""))
+            for record in caplog.records
+        )
+
+    proxy.down()
+    wait_until(lambda: failed_attempts() >= 4, timeout=20, what="four failed attempts to receive")
+    proxy.up()
+    back = time.monotonic()
+    carries(from_server(here, ben.id), far, timeout=4)
+    assert time.monotonic() - back < 4
+    assert any("receiving from redis again" in r.getMessage() for r in caplog.records)
