@@ -5,12 +5,16 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from flask import abort, request, session
+from flask import abort, current_app, request, session
 
 SESSION_KEY = "csrf"
 FORM_FIELD = "csrf_token"
 HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+INSECURE = (
+    "The form came without its session: the dashboard's cookie is Secure, and browsers keep it"
+    " only over HTTPS or on localhost. Open /ops over HTTPS (or through a tunnel to localhost)."
+)
 
 
 def token() -> str:
@@ -35,6 +39,10 @@ def check() -> None:
     expected = session.get(SESSION_KEY)
     sent = request.form.get(FORM_FIELD) or request.headers.get(HEADER) or ""
     if not isinstance(expected, str) or not expected or not sent:
+        if current_app.config["SESSION_COOKIE_SECURE"] and not request.is_secure:
+            # No session came back: a browser keeps a Secure cookie over HTTPS (or on localhost)
+            # only, so reloading would never help.
+            abort(400, description=INSECURE)
         abort(400, description="The form was missing its CSRF token: reload the page and retry.")
     if not hmac.compare_digest(expected.encode(), sent.encode()):
         abort(400, description="The form's CSRF token is wrong or stale: reload the page.")

@@ -203,6 +203,30 @@ def test_signing_in_needs_the_csrf_token_too(
     assert "ops_sid" not in cookie_payload(browser.cookie or "")
 
 
+def test_signing_in_over_plain_http_says_the_dashboard_needs_https(
+    app: Flask, server_with: Callable[..., LiveServer], operator: OperatorAccount
+) -> None:
+    """In production the cookie is Secure, which a browser keeps only over HTTPS (or on
+    localhost): over plain HTTP the sign-in's form comes back without its session. The answer
+    says so, instead of asking for a reload that can never help."""
+    server = server_with()
+    server.app.config["SESSION_COOKIE_SECURE"] = True  # as on PostgreSQL outside the tests
+    browser = OpsClient(server.url)  # like a browser, it sends no Secure cookie over http://
+    answer = browser.sign_in(operator)
+    assert answer.status_code == 400
+    assert "Open /ops over HTTPS" in answer.text
+    assert "reload the page" not in answer.text
+    # Behind TLS (the proxy says https) the same sign-in works.
+    proxied = server_with(TRUSTED_PROXIES=1)
+    proxied.app.config["SESSION_COOKIE_SECURE"] = True
+    secure = OpsClient(proxied.url)
+    secure.http.headers["X-Forwarded-Proto"] = "https"
+    token = secure.csrf("/ops/login")
+    secure.http.cookies.set("reach_ops", secure.http.cookies.get("reach_ops"), secure=False)
+    form = {"email": operator.email, "password": operator.password, "csrf_token": token}
+    assert secure.post("/ops/login", data=form).status_code == 302
+
+
 @pytest.mark.committed  # each request on a connection of its own: they run side by side
 def test_failed_sign_ins_are_limited_per_operator_from_any_address(
     app: Flask, server_with: Callable[..., LiveServer]
