@@ -8,8 +8,8 @@ with no database, no schemas, no auth beyond a room name:
 - Socket.IO connect with auth {token}: the token is the user's id ("u<N>"); the socket joins
   the room "user:<token>".
 - POST /api/v1/bids {client_id, kind, note?} with `Authorization: Bearer u<N>`: emits
-  `bid.created` with the same envelope shape Reach uses ({cursor, type, at, data}) to both
-  partners' rooms (partner of u<2k> is u<2k+1>), answers 201 with the bid.
+  `bid.created` with the same envelope shape Reach uses ({cursor, couple_id, type, at, data})
+  to both partners' rooms (partner of u<2k> is u<2k+1>), answers 201 with the bid.
 
 Serve: .venv/bin/python -m gunicorn -c python:service.gunicorn_config --bind 127.0.0.1:7101 \
           --workers 1 'bench.baseline_relay:create_app()'
@@ -122,7 +122,13 @@ def create_app(store: Callable[[dict[str, Any]], None] | None = None) -> Flask:
         }
         if store is not None:
             store(bid)
-        envelope = {"cursor": next(counter), "type": "bid.created", "at": _iso(now), "data": bid}
+        envelope = {
+            "cursor": next(counter),
+            "couple_id": couple,
+            "type": "bid.created",
+            "at": _iso(now),
+            "data": bid,
+        }
         socketio.emit("bid.created", envelope, to=[f"user:{sender}", f"user:{recipient}"])
         return jsonify(bid), 201
 
