@@ -1,0 +1,79 @@
+"""What a client may send: events named with a string, never a life-cycle name.
+
+python-socketio hands a client's EVENT packet to whatever handler has the packet's name, and
+`connect` and `disconnect` are names like any other there: a phone that emits `disconnect`
+runs the namespace's disconnect handler on a socket that stays open (the member handler then
+forgets it: SOCKETS_PER_USER stops counting it and the session sweep stops checking it), and
+one that emits `connect` runs the connect handler again. Its packets pass one gate here first,
+for every namespace: an event whose name is reserved, or is not a string (python-socketio
+raises on an empty packet or a list as the name), never reaches a handler. It is dropped, and
+answered with a 400 problem when the client asked for an acknowledgement.
+
+The gate wraps `Server._handle_event` (python-socketio 5: the one path of EVENT and
+BINARY_EVENT packets, before any handler is looked up), the way `handshake` wraps the connect
+and disconnect paths; a guard inside each life-cycle handler could not tell a fake disconnect
+from a real one that races it, and every new namespace would need its own.
+tests/realtime/test_socket_hardening.py fails if python-socketio moves it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+from socketio import packet
+
+from service.errors import problem_body
+
+log = logging.getLogger("reach.realtime")
+
+# The names python-socketio gives the connection's life cycle (Server.reserved_events), the
+# ones Socket.IO clients reserve for their own (a client library refuses to emit them), and
+# "*": python-socketio would hand an event named "*" to the catch-all with its arguments
+# shifted by one.
+RESERVED = frozenset(
+    {"connect", "disconnect", "connect_error", "disconnecting", "newListener", "removeListener"}
+    | {"*"}
+)
+NAME_SHOWN = 64  # characters of a client's event name kept in a log line or a detail
+
+
+def install(server: socketio.Server) -> None:
+    """Put the gate in front of every client event `server` receives."""
+    if getattr(server, "_reach_inbound", False):
+        return
+    handle_event = server._handle_event
+    reserved = RESERVED | frozenset(server.reserved_events)
+
+    def screened(eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
+        name = data[0] if isinstance(data, list) and data else None
+        if isinstance(name, str) and name not in reserved:
+            handle_event(eio_sid, namespace, id, data)
+            return
+        if isinstance(name, str):
+            detail = f"{name!r} is the name of a connection event; a client may not send it."
+        else:
+            detail = 'Name the event with a string: ["<event>", <payload>].'
+        _refuse(server, eio_sid, namespace or "/", id, name, detail)
+
+    server._handle_event = screened
+    server._reach_inbound = True
+
+
+def _refuse(
+    server: socketio.Server, eio_sid: str, namespace: str, id: int | None, name: Any, detail: str
+) -> None:
+    sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
+    if not server.manager.is_connected(sid, namespace):
+        return  # as python-socketio does: nothing is answered outside a joined namespace
+    log.info(
+        "client event refused",
+        extra={"event": repr(name)[:NAME_SHOWN], "namespace": namespace, "acked": id is not None},
+    )
+    if id is None:
+        return
+    problem = problem_body(400, title="Bad request", detail=detail)
+    server._send_packet(
+        eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
+    )

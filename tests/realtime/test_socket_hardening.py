@@ -1,0 +1,195 @@
+"""What a client sends that the server must not take at its word: connection events emitted
+as ordinary events, events with more than one argument, events the server does not know."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import socketio
+from flask import Flask
+
+from service.dashboard.live import NAMESPACE as OPS
+from service.extensions import db
+from service.realtime import members
+from service.services import ops_accounts
+from tests.dashboard.conftest import OperatorAccount, OpsClient
+from tests.support.client import ApiClient
+from tests.support.phones import Phone
+from tests.support.server import LiveServer
+from tests.support.waiting import wait_until
+
+Connect = Callable[[str | None], Phone]
+Problem = dict[str, Any]
+
+
+@pytest.fixture
+def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[BaseException]:
+    """Exceptions that escape a thread of the test process (the live server's handlers run in
+    threads: a handler that raises leaves a traceback on stderr and no ack)."""
+    caught: list[BaseException] = []
+
+    def record(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            caught.append(args.exc_value)
+
+    monkeypatch.setattr(threading, "excepthook", record)
+    return caught
+
+
+def is_problem(answer: Any, status: int, code: str) -> bool:
+    return isinstance(answer, dict) and answer.get("status") == status and answer["code"] == code
+
+
+def rooms_of(app: Flask, sid: str, namespace: str = "/") -> set[str]:
+    return set(app.extensions["socketio"].server.manager.get_rooms(sid, namespace))
+
+
+# --- connection events are the server's own ------------------------------------------------
+
+
+def test_the_gate_sits_where_python_socketio_dispatches_client_events(app: Flask) -> None:
+    """service/realtime/inbound.py wraps Server._handle_event; if python-socketio renames it or
+    changes its arguments, the gate would silently stop screening: fail here instead."""
+    server = app.extensions["socketio"].server
+    parameters = list(inspect.signature(socketio.Server._handle_event).parameters)
+    assert parameters == ["self", "eio_sid", "namespace", "id", "data"]
+    assert server._handle_event.__qualname__.startswith("install.")
+    assert {"connect", "disconnect"} <= set(server.reserved_events)
+
+
+def test_fake_disconnects_do_not_lift_the_cap_on_an_accounts_sockets(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    """A phone that emits `disconnect` must stay counted against SOCKETS_PER_USER and stay
+    in sight of the session sweep (which reads the open sockets' sessions)."""
+    server = server_with(SOCKETS_PER_USER=3)
+    ana = ApiClient(server.url).register("Ana")
+    held: list[Phone] = []
+    try:
+        answers = []
+        for _ in range(3):
+            device = Phone(server.url, ana.access_token).connect()
+            held.append(device)
+            device.client.emit("disconnect", "transport close")  # no ack asked: dropped
+            answers.append(device.call("disconnect", {}))
+        extra = Phone(server.url, ana.access_token)
+        held.append(extra)  # disconnected afterwards, should it get in
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            extra.connect()
+        assert extra.refusal["data"]["code"] == "rate_limited"
+        held.remove(extra)
+        with server.app.app_context():
+            sockets = members.open_sockets()
+            assert sockets.count(ana.id) == 3
+            assert {d.client.get_sid("/") for d in held} <= set(sockets.sessions())
+        assert all(d.client.connected for d in held)
+        assert all(is_problem(a, 400, "bad_request") for a in answers), answers
+        assert "connection event" in answers[0]["detail"]
+
+        # A real disconnect still runs the handler: the slot is free again.
+        held.pop().disconnect()
+        with server.app.app_context():
+            wait_until(lambda: members.open_sockets().count(ana.id) == 2, 5, "the slot")
+        held.append(Phone(server.url, ana.access_token).connect())
+    finally:
+        for device in held:
+            device.disconnect()
+
+
+def test_a_fake_connect_changes_nothing_and_raises_nothing(
+    app: Flask, client: ApiClient, phone: Connect, thread_errors: list[BaseException]
+) -> None:
+    ana = client.register("Ana")
+    device = phone(ana.access_token)
+    sid = device.client.get_sid("/")
+    rooms = rooms_of(app, sid)
+    for auth in ({}, {"token": ana.access_token}, None):
+        answer = device.call("connect", auth)
+        assert is_problem(answer, 400, "bad_request"), answer
+    assert device.client.connected
+    assert rooms_of(app, sid) == rooms
+    with app.app_context():
+        assert members.open_sockets().count(ana.id) == 1
+    assert thread_errors == []
+
+
+@pytest.mark.parametrize(
+    "name", ["connect_error", "disconnecting", "newListener", "removeListener", "*"]
+)
+def test_other_reserved_names_are_refused(client: ApiClient, phone: Connect, name: str) -> None:
+    """Socket.IO clients keep these names for themselves; "*" is python-socketio's catch-all."""
+    device = phone(client.register("Ana").access_token)
+    assert is_problem(device.call(name, "x"), 400, "bad_request")
+
+
+@pytest.mark.parametrize("name", [["bid.send"], {"a": 1}, None, 7])
+def test_events_not_named_with_a_string_are_refused(
+    client: ApiClient, phone: Connect, thread_errors: list[BaseException], name: Any
+) -> None:
+    device = phone(client.register("Ana").access_token)
+    answer = device.call(name, {})
+    assert is_problem(answer, 400, "bad_request"), answer
+    assert thread_errors == []
+
+
+def test_packets_without_an_event_name_leave_no_traceback(
+    client: ApiClient, phone: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An EVENT packet whose data is an empty list or an object: python-socketio raised while
+    logging its name (engineio logs "message handler error" with the traceback)."""
+    device = phone(client.register("Ana").access_token)
+    with caplog.at_level(logging.ERROR):
+        for raw in ("2[]", "2{}", '2{"0":"bid.send"}', "2[]"):
+            device.client.eio.send(raw)  # a Socket.IO EVENT packet, no ack asked
+        # Packets of one socket are read in order; the refusal of this one is sent at once.
+        assert is_problem(device.call("disconnect", {}), 400, "bad_request")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert device.client.connected
+
+
+# --- the /ops namespace ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def ops_cookie(app: Flask, live_server: LiveServer) -> Iterator[str]:
+    account = OperatorAccount(f"ops-{uuid.uuid4().hex[:8]}@reach.test")
+    with app.app_context():
+        ops_accounts.create_operator(db.session, account.email, account.password)
+    browser = OpsClient(live_server.url)
+    assert browser.sign_in(account).status_code == 302
+    assert browser.cookie is not None
+    yield browser.cookie
+    browser.http.close()
+    # Nobody watches the overview any more before the test's transaction is rolled back.
+    assert app.extensions["reach.ops_live"].wait_idle(15)
+
+
+def test_the_ops_namespace_ignores_fake_connection_events(
+    app: Flask, live_server: LiveServer, ops_cookie: str, thread_errors: list[BaseException]
+) -> None:
+    figures = app.extensions["reach.ops_live"]
+    listener = socketio.Client(reconnection=False)
+    listener.connect(
+        live_server.url,
+        namespaces=[OPS],
+        transports=["websocket"],
+        headers={"Cookie": f"reach_ops={ops_cookie}"},
+        wait_timeout=5,
+    )
+    try:
+        assert figures.watchers == 1
+        answers = [
+            listener.call(name, {}, namespace=OPS, timeout=5) for name in ("disconnect", "connect")
+        ]
+        assert figures.watchers == 1  # a fake disconnect used to stop its figures
+        assert listener.connected
+        assert all(is_problem(a, 400, "bad_request") for a in answers), answers
+    finally:
+        listener.disconnect()
+    assert thread_errors == []
