@@ -61,12 +61,20 @@ def check_rate(scope: str, member: Member, setting: str) -> None:
         raise RateLimited(f"Too many requests; retry in {retry} seconds.", retry_after=retry)
 
 
-def write(schema: Schema) -> Callable[[Handler], Callable[[Any], dict[str, Any]]]:
-    """Load the payload with `schema`, run the handler as the socket's user, ack the result."""
+ONE_OBJECT = "Send one JSON object: this event takes a single argument."
 
-    def decorate(handler: Handler) -> Callable[[Any], dict[str, Any]]:
+
+def write(schema: Schema) -> Callable[[Handler], Callable[..., dict[str, Any]]]:
+    """Load the payload with `schema`, run the handler as the socket's user, ack the result.
+
+    The payload is the event's one argument; an event with more is answered with a 400."""
+
+    def decorate(handler: Handler) -> Callable[..., dict[str, Any]]:
         @functools.wraps(handler)
-        def on_event(payload: Any = None) -> dict[str, Any]:
+        def on_event(*args: Any) -> dict[str, Any]:
+            if len(args) > 1:
+                return problem_body(400, title="Bad request", detail=ONE_OBJECT)
+            payload = args[0] if args else None
             try:
                 member = socket_member()
                 if not isinstance(payload, dict):

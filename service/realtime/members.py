@@ -123,14 +123,18 @@ def on_disconnect(reason: Any = None) -> None:
     metrics.sockets.disconnected("members", request.sid)  # type: ignore[attr-defined]
 
 
-def on_typing(payload: Any = None) -> None:
+def on_typing(*args: Any) -> None:
     """Tell the partner this phone is typing (not stored).
 
     The couple is looked up now, not remembered from connect: after an unpair nothing
     reaches the former partner, and a new partner hears it without a reconnect. A socket's
     typing is passed on at most once every SOCKET_TYPING_EVERY_MS; the rest are dropped before
     any lookup, so a phone that sends them without pause costs the database nothing more.
+    A `typing` with more than one argument is dropped.
     """
+    if len(args) > 1:
+        return
+    payload = args[0] if args else None
     session = socket_session()
     every = current_app.extensions["reach.settings"].SOCKET_TYPING_EVERY_MS / 1000
     now, last = time.monotonic(), session.get("typing_at")

@@ -19,7 +19,8 @@ from service.extensions import db
 from service.realtime import members
 from service.services import ops_accounts
 from tests.dashboard.conftest import OperatorAccount, OpsClient
-from tests.support.client import ApiClient
+from tests.support import repairs as repair_helpers
+from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
 from tests.support.waiting import wait_until
@@ -192,4 +193,62 @@ def test_the_ops_namespace_ignores_fake_connection_events(
         assert all(is_problem(a, 400, "bad_request") for a in answers), answers
     finally:
         listener.disconnect()
+    assert thread_errors == []
+
+
+# --- one argument per event ------------------------------------------------------------------
+
+
+def write_payloads(client: ApiClient, ana: Person, ben: Person) -> dict[str, tuple[str, Any]]:
+    """A valid payload of every socket write, and who may send it."""
+    bid = client.post(
+        "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "comfort"}
+    ).json()
+    repair = repair_helpers.start(client, ana)
+    return {
+        "bid.send": ("ana", {"client_id": str(uuid.uuid4()), "kind": "share"}),
+        "bid.seen": ("ben", {"bid_id": bid["id"]}),
+        "bid.respond": (
+            "ben",
+            {"bid_id": bid["id"], "client_id": str(uuid.uuid4()), "kind": "toward"},
+        ),
+        "repair.message": (
+            "ana",
+            {"repair_id": repair["id"], "client_id": str(uuid.uuid4()), "body": "I hear you."},
+        ),
+    }
+
+
+def test_writes_with_more_than_one_argument_are_answered_with_a_400(
+    client: ApiClient, phone: Connect, thread_errors: list[BaseException]
+) -> None:
+    """The handler took one argument: a second one raised TypeError and no ack was sent (the
+    phone waited for its timeout, then retried the same way)."""
+    ana, ben = client.couple()
+    phones = {"ana": phone(ana.access_token), "ben": phone(ben.access_token)}
+    cursor = len(client.get("/api/v1/sync", as_=ana).json()["events"])
+    for event, (who, payload) in write_payloads(client, ana, ben).items():
+        for extra in ((payload, {"x": 1}), (payload, None, 3)):
+            answer = phones[who].client.call(event, extra, timeout=5)
+            assert is_problem(answer, 400, "bad_request"), (event, answer)
+            assert "one JSON object" in answer["detail"]
+        # Nothing was written: the same payload alone is the first write.
+        written = phones[who].call(event, payload)
+        assert "code" not in written and written["id"], (event, written)
+    # The four writes and the two REST ones (the bid, the repair), each once.
+    events = client.get("/api/v1/sync", as_=ana).json()["events"]
+    assert len(events) == cursor + 6, [e["type"] for e in events]
+    assert thread_errors == []
+
+
+def test_typing_with_more_than_one_argument_is_dropped_quietly(
+    client: ApiClient, phone: Connect, thread_errors: list[BaseException]
+) -> None:
+    ana, ben = client.couple()
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    ana_phone.client.emit("typing", ({"repair_id": "two"}, 2))
+    assert ana_phone.client.call("typing", ({"repair_id": "three"}, 2, 3), timeout=5) is None
+    ana_phone.client.emit("typing", {"repair_id": "one"})
+    ben_phone.wait_for("typing", lambda data: data.get("repair_id") == "one")
+    assert ben_phone.named("typing") == [{"user_id": ana.id, "repair_id": "one"}]
     assert thread_errors == []
