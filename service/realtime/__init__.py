@@ -16,6 +16,7 @@ def register(socketio: SocketIO, settings: Settings) -> None:
     members.register(socketio)
     bids.register(socketio)
     repairs.register(socketio)
+    inbound.register(socketio, members.NAMESPACE)  # events none of the above knows
     events.set_publisher(SocketPublisher())
 
 

@@ -1,4 +1,5 @@
-"""What a client may send: events named with a string, never a life-cycle name.
+"""What a client may send: events named with a string, never a life-cycle name; unknown
+events are answered.
 
 python-socketio hands a client's EVENT packet to whatever handler has the packet's name, and
 `connect` and `disconnect` are names like any other there: a phone that emits `disconnect`
@@ -14,6 +15,11 @@ BINARY_EVENT packets, before any handler is looked up), the way `handshake` wrap
 and disconnect paths; a guard inside each life-cycle handler could not tell a fake disconnect
 from a real one that races it, and every new namespace would need its own.
 tests/realtime/test_socket_hardening.py fails if python-socketio moves it.
+
+Events with no handler of their own reach `unknown_event`, the member namespace's catch-all
+(Flask-SocketIO's "*" handler, looked up only after the event's own): acked with a 404
+problem when the client asked for an acknowledgement, else dropped. /ops has none: its
+browsers only listen.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import logging
 from typing import Any
 
 import socketio
+from flask_socketio import SocketIO
 from socketio import packet
 
 from service.errors import problem_body
@@ -36,6 +43,7 @@ RESERVED = frozenset(
     {"connect", "disconnect", "connect_error", "disconnecting", "newListener", "removeListener"}
     | {"*"}
 )
+GUIDE = "see the socket events in the mobile guide"
 NAME_SHOWN = 64  # characters of a client's event name kept in a log line or a detail
 
 
@@ -77,3 +85,15 @@ def _refuse(
     server._send_packet(
         eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
     )
+
+
+def register(socketio: SocketIO, namespace: str) -> None:
+    """Answer the events of `namespace` that have no handler of their own."""
+    socketio.on_event("*", unknown_event, namespace=namespace)
+
+
+def unknown_event(event: str, *_args: Any) -> dict[str, Any]:
+    """An event the server does not know: the problem is the ack, if one was asked for."""
+    log.debug("unknown client event", extra={"event": event[:NAME_SHOWN]})
+    detail = f"Unknown event {event[:NAME_SHOWN]!r}; {GUIDE}."
+    return problem_body(404, title="Not found", detail=detail)

@@ -252,3 +252,47 @@ def test_typing_with_more_than_one_argument_is_dropped_quietly(
     ben_phone.wait_for("typing", lambda data: data.get("repair_id") == "one")
     assert ben_phone.named("typing") == [{"user_id": ana.id, "repair_id": "one"}]
     assert thread_errors == []
+
+
+# --- events the server does not know ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["bid.delivered", "bid.sned", "message", "ops.overview"])
+def test_an_unknown_event_with_an_ack_is_answered_with_a_404(
+    client: ApiClient, phone: Connect, name: str
+) -> None:
+    """`bid.delivered` does not exist over the socket (the guide says POST /bids/{id}/delivered);
+    without an answer the phone waited for its timeout."""
+    device = phone(client.register("Ana").access_token)
+    answer = device.call(name, {"bid_id": str(uuid.uuid4())})
+    assert is_problem(answer, 404, "not_found"), answer
+    assert answer["detail"] == (
+        f"Unknown event {name!r}; see the socket events in the mobile guide."
+    )
+
+
+def test_unknown_events_leave_known_ones_and_ops_as_they_were(
+    app: Flask,
+    client: ApiClient,
+    phone: Connect,
+    thread_errors: list[BaseException],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ana, ben = client.couple()
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    with caplog.at_level(logging.WARNING):
+        ana_phone.client.emit("bid.delivered", {"bid_id": str(uuid.uuid4())})  # no ack: dropped
+        ana_phone.client.emit("whatever")
+        bid = ana_phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "connect"})
+        assert bid["sender_id"] == ana.id
+        assert ben_phone.wait_for("bid.created")["data"] == bid
+        assert ben_phone.call("bid.seen", {"bid_id": bid["id"]})["status"] == "seen"
+        ana_phone.client.emit("typing", {})
+        assert ben_phone.wait_for("typing") == {"user_id": ana.id}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert [name for name, _ in ana_phone.events if not name.startswith("bid.")] == []
+    assert thread_errors == []
+    # The catch-all is the member namespace's only: /ops keeps its two life-cycle handlers.
+    handlers = app.extensions["socketio"].server.handlers
+    assert set(handlers[OPS]) == {"connect", "disconnect"}
+    assert "*" in handlers["/"]

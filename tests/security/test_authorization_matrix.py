@@ -657,6 +657,11 @@ EVENTS: dict[tuple[str, str], Event] = {
     ("/", "repair.message"): Event(
         lambda s, a: ack(s, a, "repair.message", message_payload(s)), socket_members(OK)
     ),
+    ("/", "*"): Event(
+        lambda s, a: ack(s, a, "bid.delivered", {"bid_id": s.world.socket_bid["id"]}),
+        socket_members(404, stranger=404, former=404),
+        "any event without a handler of its own: a 404 problem, the same for everyone",
+    ),
     ("/", "disconnect"): Event(
         disconnect_member, socket_members(CLOSED, stranger=CLOSED, former=CLOSED)
     ),
