@@ -123,6 +123,19 @@ def on_disconnect(reason: Any = None) -> None:
     metrics.sockets.disconnected("members", request.sid)  # type: ignore[attr-defined]
 
 
+def _repair_id(payload: Any) -> str | None:
+    """The conversation a `typing` names, as a UUID's canonical text; None for anything else
+    (passed on as sent, a lone surrogate reached the partner's phone, whose JSON decoder may
+    refuse the whole message)."""
+    named = payload.get("repair_id") if isinstance(payload, dict) else None
+    if not isinstance(named, str) or len(named) > 64:
+        return None
+    try:
+        return str(uuid.UUID(named))
+    except ValueError:
+        return None
+
+
 def on_typing(*args: Any) -> None:
     """Tell the partner this phone is typing (not stored).
 
@@ -151,8 +164,9 @@ def on_typing(*args: Any) -> None:
         return
     partner_id = member.partner.id
     data = {"user_id": str(member.user_id)}
-    if isinstance(payload, dict) and isinstance(payload.get("repair_id"), str):
-        data["repair_id"] = payload["repair_id"][:64]
+    repair_id = _repair_id(payload)
+    if repair_id is not None:
+        data["repair_id"] = repair_id
     emit("typing", data, to=user_room(partner_id), namespace="/")
 
 

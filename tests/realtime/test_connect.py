@@ -123,8 +123,9 @@ def test_typing_reaches_only_the_partner(client: ApiClient, phone: Connect) -> N
         phone(ben.access_token),
         phone(stranger.access_token),
     )
-    ana_phone.client.emit("typing", {"repair_id": "r-1"})
-    assert ben_phone.wait_for("typing") == {"user_id": ana.id, "repair_id": "r-1"}
+    repair_id = uuid.uuid4()
+    ana_phone.client.emit("typing", {"repair_id": str(repair_id).upper()})
+    assert ben_phone.wait_for("typing") == {"user_id": ana.id, "repair_id": str(repair_id)}
     watcher.client.emit("typing", {})
     ben_phone.client.emit("typing", {})
     ana_phone.wait_for("typing")
@@ -143,8 +144,9 @@ def test_typing_follows_the_couple_as_it_is_now(client: ApiClient, phone: Connec
     ana_phone.client.emit("typing", {})
     assert cat_phone.wait_for("typing") == {"user_id": ana.id}
     ben_phone.client.emit("typing", {})  # Ben is single now: nobody hears it
-    ana_phone.client.emit("typing", {"repair_id": "again"})
-    cat_phone.wait_for("typing", lambda data: data.get("repair_id") == "again")
+    again = str(uuid.uuid4())
+    ana_phone.client.emit("typing", {"repair_id": again})
+    cat_phone.wait_for("typing", lambda data: data.get("repair_id") == again)
     assert ben_phone.named("typing") == []
     assert ana_phone.named("typing") == []
 
@@ -160,14 +162,15 @@ def test_a_socket_passes_typing_on_at_most_once_a_second(
     ana_phone = Phone(server.url, ana.access_token).connect()
     ana_tablet = Phone(server.url, ana.access_token).connect()
     ben_phone = Phone(server.url, ben.access_token).connect()
+    burst, tablet = [str(uuid.uuid4()) for _ in range(5)], str(uuid.uuid4())
     try:
-        for n in range(5):
-            ana_phone.client.emit("typing", {"repair_id": f"burst-{n}"})
-        assert ben_phone.wait_for("typing") == {"user_id": ana.id, "repair_id": "burst-0"}
-        ana_tablet.client.emit("typing", {"repair_id": "tablet"})
-        ben_phone.wait_for("typing", lambda data: data.get("repair_id") == "tablet")
+        for repair_id in burst:
+            ana_phone.client.emit("typing", {"repair_id": repair_id})
+        assert ben_phone.wait_for("typing") == {"user_id": ana.id, "repair_id": burst[0]}
+        ana_tablet.client.emit("typing", {"repair_id": tablet})
+        ben_phone.wait_for("typing", lambda data: data.get("repair_id") == tablet)
         heard = [data["repair_id"] for data in ben_phone.named("typing")]
-        assert heard == ["burst-0", "tablet"]
+        assert heard == [burst[0], tablet]
     finally:
         for device in (ana_phone, ana_tablet, ben_phone):
             device.disconnect()
@@ -196,3 +199,15 @@ def test_a_phone_that_hangs_up_while_connecting_leaves_no_socket_behind(
         ana_phone.wait_for("bid.created", lambda event: event["data"]["id"] == sent.json()["id"])
     finally:
         ana_phone.disconnect()
+
+
+@pytest.mark.parametrize("named", ["r-1", "\ud800", "", 7, ["x"]])
+def test_typing_passes_on_only_a_conversation_id(
+    client: ApiClient, phone: Connect, named: object
+) -> None:
+    """Whatever else a phone puts in `repair_id` stays with it: the partner hears that it
+    types, not a string it made up (a lone surrogate breaks the partner's JSON decoder)."""
+    ana, ben = client.couple()
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    ana_phone.client.emit("typing", {"repair_id": named})
+    assert ben_phone.wait_for("typing") == {"user_id": ana.id}

@@ -246,11 +246,12 @@ def test_typing_with_more_than_one_argument_is_dropped_quietly(
 ) -> None:
     ana, ben = client.couple()
     ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
-    ana_phone.client.emit("typing", ({"repair_id": "two"}, 2))
-    assert ana_phone.client.call("typing", ({"repair_id": "three"}, 2, 3), timeout=5) is None
-    ana_phone.client.emit("typing", {"repair_id": "one"})
-    ben_phone.wait_for("typing", lambda data: data.get("repair_id") == "one")
-    assert ben_phone.named("typing") == [{"user_id": ana.id, "repair_id": "one"}]
+    one, two, three = (str(uuid.uuid4()) for _ in range(3))
+    ana_phone.client.emit("typing", ({"repair_id": two}, 2))
+    assert ana_phone.client.call("typing", ({"repair_id": three}, 2, 3), timeout=5) is None
+    ana_phone.client.emit("typing", {"repair_id": one})
+    ben_phone.wait_for("typing", lambda data: data.get("repair_id") == one)
+    assert ben_phone.named("typing") == [{"user_id": ana.id, "repair_id": one}]
     assert thread_errors == []
 
 

@@ -547,7 +547,7 @@ def typing(s: Sockets, actor: str) -> Outcome:
     phone = s.members.get(actor)
     if phone is None:
         return REFUSED
-    said = marker("typing")
+    said = str(uuid.uuid4())  # a conversation id: the only repair_id passed on
     phone.client.emit("typing", {"repair_id": said})
     couple = ("owner", "partner")
     listener = {"owner": "partner", "partner": "owner"}.get(actor)
@@ -558,7 +558,7 @@ def typing(s: Sockets, actor: str) -> Outcome:
             s.listeners["stranger_partner"].wait_for("typing", about(said))
         # A barrier: each partner hears the other's later typing.
         for speaker, hearer in (("owner", "partner"), ("partner", "owner")):
-            after = marker("barrier")
+            after = str(uuid.uuid4())
             s.members[speaker].client.emit("typing", {"repair_id": after})
             s.members[hearer].wait_for("typing", about(after))
     heard = [
