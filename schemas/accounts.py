@@ -29,7 +29,12 @@ class QuietHoursSchema(Schema):
 
     @validates_schema
     def _window(self, data: dict[str, str], **_: Any) -> None:
-        if data.get("start") and data.get("start") == data.get("end"):
+        """The same time twice would be no window at all (compared as times, not as text)."""
+        try:
+            same = parse_clock(data["start"]) == parse_clock(data["end"])
+        except (KeyError, ValueError):
+            return  # a missing or malformed time is already named by its own field
+        if same:
             raise ValidationError("start and end must differ", "end")
 
 

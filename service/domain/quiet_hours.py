@@ -6,15 +6,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+# Names that load on some hosts but are no place's zone: `localtime` and `posixrules` are files
+# of the host's zoneinfo directory (the host's own zone, whatever that is; absent elsewhere),
+# and `Factory` is the IANA database's placeholder for "no zone set" (offset 0, "-00").
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
 
 def is_valid_timezone(name: str) -> bool:
-    if not name or name != name.strip():
+    """An IANA zone name the service knows. The name is looked up in the known list before any
+    file is opened: a directory ("Europe") or an overlong name never reaches ZoneInfo."""
+    if not name or name != name.strip() or name not in _known_zones():
         return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
-    return name in _known_zones()
+    return True
 
 
 _ZONES: frozenset[str] | None = None
@@ -23,20 +30,23 @@ _ZONES: frozenset[str] | None = None
 def _known_zones() -> frozenset[str]:
     global _ZONES
     if _ZONES is None:
-        _ZONES = frozenset(available_timezones()) | {"UTC"}
+        _ZONES = (frozenset(available_timezones()) | {"UTC"}) - NOT_ZONES
     return _ZONES
 
 
+CLOCK_FORMAT = "use HH:MM, 24-hour, with ASCII digits (00:00 to 23:59)"
+
+
 def parse_clock(value: str) -> time:
-    """Parse "HH:MM" (24-hour) or raise ValueError."""
-    if len(value) != 5 or value[2] != ":":
-        raise ValueError("use HH:MM, 24-hour")
+    """Parse "HH:MM" (24-hour, ASCII digits only) or raise ValueError."""
+    if len(value) != 5 or value[2] != ":" or not value.isascii():
+        raise ValueError(CLOCK_FORMAT)
     hours, minutes = value[:2], value[3:]
     if not (hours.isdigit() and minutes.isdigit()):
-        raise ValueError("use HH:MM, 24-hour")
+        raise ValueError(CLOCK_FORMAT)
     h, m = int(hours), int(minutes)
     if not (0 <= h <= 23 and 0 <= m <= 59):
-        raise ValueError("use HH:MM, 24-hour")
+        raise ValueError(CLOCK_FORMAT)
     return time(h, m)
 
 
