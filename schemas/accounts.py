@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
-from schemas.base import Schema, UTCDateTime, name
+from schemas.base import Schema, StrictBoolean, UTCDateTime, name
 from service.domain.quiet_hours import is_valid_timezone, parse_clock
 
 
@@ -78,7 +78,7 @@ class ProfileUpdateSchema(Schema):
     display_name = name(60, required=False)
     timezone = fields.String(validate=_check_timezone)
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
-    notes_on_lock_screen = fields.Boolean(
+    notes_on_lock_screen = StrictBoolean(
         metadata={"description": "Show bid notes in lock-screen notifications"}
     )
 

@@ -68,6 +68,28 @@ def text(max_length: int, *, required: bool = True, min_length: int = 1) -> fiel
     )
 
 
+class StrictInteger(fields.Integer):
+    """An integer in a JSON body: a JSON integer, or a number with no fraction (30.0 is 30, as
+    JSON Schema's `integer` has it); a fraction (4.9), a string ("30") or a boolean is refused,
+    never truncated or converted (query strings, which are text, use fields.Integer)."""
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+class StrictBoolean(fields.Boolean):
+    """A boolean in a JSON body: `true` or `false`, never "yes", "true", 1 or 0."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> bool:
+        if value is True or value is False:
+            return value
+        raise self.make_error("invalid", input=value)
+
+
 class Trimmed(fields.String):
     """A string loaded without the spaces around it, before its validators run."""
 

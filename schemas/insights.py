@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.base import Schema, UTCDateTime
+from schemas.base import Schema, StrictInteger, UTCDateTime
 
 WINDOWS = (7, 30, 90)
 
@@ -70,8 +70,8 @@ class InsightsSchema(Schema):
     )
 
 
-def _score() -> fields.Integer:
-    return fields.Integer(required=True, validate=validate.Range(min=1, max=5))
+def _score() -> StrictInteger:
+    return StrictInteger(required=True, validate=validate.Range(min=1, max=5))
 
 
 class CheckInCreateSchema(Schema):

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from schemas.base import PageArgsSchema, Schema, UTCDateTime
+from schemas.base import PageArgsSchema, Schema, StrictInteger, UTCDateTime
 from service.domain.repairs import (
     BODY_MAX,
     EMOTIONS,
@@ -70,7 +70,7 @@ class RepairMessageSendSchema(RepairMessageCreateSchema):
 
 
 class ReadReceiptSchema(Schema):
-    seq = fields.Integer(
+    seq = StrictInteger(
         required=True,
         validate=validate.Range(min=1),
         metadata={"description": "The last message seq this partner has read"},
@@ -78,7 +78,7 @@ class ReadReceiptSchema(Schema):
 
 
 class PauseSchema(Schema):
-    minutes = fields.Integer(
+    minutes = StrictInteger(
         required=True,
         validate=validate.Range(min=PAUSE_MIN_MINUTES, max=PAUSE_MAX_MINUTES),
         metadata={"description": "How long the break lasts; both phones are reminded at its end"},

@@ -6,6 +6,8 @@ the wrong JSON type, and chunked bodies over the size limit (/tmp/audit/fuzz/REP
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -183,3 +185,74 @@ def test_quiet_hours_take_only_ascii_hh_mm(scene: Scene, start: str, end: str, f
     assert f"quiet_hours.{field}" in problem["errors"], problem
     assert all("HH:MM" in m or "differ" in m for m in problem["errors"][f"quiet_hours.{field}"])
     assert scene.seen_by_ana() == before
+
+
+# --- 5. integers and booleans in bodies -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "base", "field"),
+    [
+        ("/checkins", {"accessible": 4, "responsive": 5, "engaged": 3}, "accessible"),
+        ("/checkins", {"accessible": 4, "responsive": 5, "engaged": 3}, "engaged"),
+        ("/repairs/{repair}/pause", {"minutes": 30}, "minutes"),
+        ("/repairs/{repair}/read", {"seq": 1}, "seq"),
+    ],
+)
+def test_integer_fields_take_only_json_integers(
+    scene: Scene, template: str, base: dict[str, Any], field: str
+) -> None:
+    """No fraction is truncated (1440.9 was a 1440-minute pause), no string or boolean read."""
+    before = scene.seen_by_ana()
+    for value in (4.9, 1.999, 1440.9, 30.5, "30", "4", "", True, None, [4], {"n": 4}, math.inf):
+        response = scene.client.post(
+            scene.path(template),
+            as_=scene.ana,
+            data=json.dumps({**base, field: value}),  # inf is sent as Infinity
+            headers={"Content-Type": "application/json"},
+        )
+        problem = assert_problem(response, 422, "validation_error")
+        assert field in problem["errors"], (value, problem)
+    assert scene.seen_by_ana() == before
+
+
+def test_a_whole_number_written_with_a_point_is_that_integer(scene: Scene) -> None:
+    """JSON Schema's `integer` (the OpenAPI document's) includes 30.0: taken as 30."""
+    paused = scene.client.post(
+        scene.path("/repairs/{repair}/pause"), as_=scene.ana, json={"minutes": 30.0}
+    )
+    assert paused.status_code == 200, paused.text
+    scores = {"accessible": 4.0, "responsive": 5, "engaged": 3}
+    answered = scene.client.post(f"{API}/checkins", as_=scene.ana, json=scores)
+    assert answered.status_code == 201, answered.text
+    assert answered.json()["you"]["accessible"] == 4
+
+
+def test_boolean_fields_take_only_json_booleans(scene: Scene) -> None:
+    before = scene.seen_by_ana()
+    for value in ("yes", "true", 1, 0, "1", None, [True]):
+        response = scene.client.patch(
+            f"{API}/me", as_=scene.ana, json={"notes_on_lock_screen": value}
+        )
+        problem = assert_problem(response, 422, "validation_error")
+        assert "notes_on_lock_screen" in problem["errors"], (value, problem)
+    assert scene.seen_by_ana() == before
+    on = scene.client.patch(f"{API}/me", as_=scene.ana, json={"notes_on_lock_screen": True})
+    assert on.status_code == 200 and on.json()["notes_on_lock_screen"] is True
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/bids?limit=5",
+        "/repairs?limit=5",
+        "/devices?limit=5",
+        "/checkins?limit=5",
+        "/sync?since=0&limit=10",
+        "/repairs/{repair}/messages?after_seq=0&limit=5",
+        "/insights?days=7",
+    ],
+)
+def test_query_strings_still_read_numbers_from_text(scene: Scene, query: str) -> None:
+    response = scene.client.get(scene.path(query), as_=scene.ana)
+    assert response.status_code == 200, response.text

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import importlib
+import pkgutil
+from typing import Any
 
+import marshmallow
+import pytest
+from marshmallow import fields
+
+import schemas
+from schemas.base import (
+    Schema,
+    StrictBoolean,
+    StrictInteger,
+)
 from service.domain.quiet_hours import is_valid_timezone, parse_clock
 
 
@@ -37,3 +49,62 @@ def test_zone_directories_long_names_and_host_files_are_not_zones(name: str) -> 
 @pytest.mark.parametrize("name", ["Europe/Berlin", "UTC", "Etc/UTC", "Asia/Kathmandu", "EST5EDT"])
 def test_iana_zones_are_zones(name: str) -> None:
     assert is_valid_timezone(name) is True
+
+
+class Numbers(Schema):
+    count = StrictInteger()
+    flag = StrictBoolean()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("count", 4.9),
+        ("count", "4"),
+        ("count", True),
+        ("count", float("nan")),
+        ("count", float("inf")),
+        ("flag", 1),
+        ("flag", "true"),
+        ("flag", "yes"),
+        ("flag", None),
+    ],
+)
+def test_strict_fields_refuse_other_json_types(field: str, value: Any) -> None:
+    with pytest.raises(marshmallow.ValidationError) as refused:
+        Numbers().load({field: value})
+    assert field in refused.value.messages_dict
+
+
+def test_strict_fields_keep_what_json_means() -> None:
+    assert Numbers().load({"count": 7, "flag": False}) == {"count": 7, "flag": False}
+    assert Numbers().load({"count": 30.0}) == {"count": 30}
+
+
+def _schemas() -> list[type[marshmallow.Schema]]:
+    for module in pkgutil.iter_modules(schemas.__path__):
+        importlib.import_module(f"schemas.{module.name}")
+    found, todo = [], [Schema]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(current.__subclasses__())
+    return [s for s in found if s.__module__.startswith("schemas.")]
+
+
+def test_every_integer_and_boolean_a_body_loads_is_strict() -> None:
+    """Body schemas use StrictInteger and StrictBoolean; only query-string schemas
+    (`...ArgsSchema`, whose values arrive as text) read numbers from strings. ProblemSchema
+    describes error responses and is never loaded."""
+    loose = []
+    for schema in _schemas():
+        if schema.__name__.endswith("ArgsSchema") or schema.__name__ == "ProblemSchema":
+            continue
+        for name, field in schema().load_fields.items():
+            if isinstance(field, fields.Integer | fields.Float) and not isinstance(
+                field, StrictInteger
+            ):
+                loose.append(f"{schema.__name__}.{name}")
+            if isinstance(field, fields.Boolean) and not isinstance(field, StrictBoolean):
+                loose.append(f"{schema.__name__}.{name}")
+    assert loose == []
