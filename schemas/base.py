@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import marshmallow as ma
 from marshmallow import fields, validate
+
+from service.domain.errors import ReachError
+
+# Objects and arrays inside one another, the body itself counting as one: every payload the
+# service takes is at most 3 deep; far deeper is never a phone's data (and a recursive walk
+# of it would overflow the stack).
+MAX_NESTING = 32
+NUL_MESSAGE = "Text may not contain NUL."
+SURROGATE_MESSAGE = "Text may not contain a lone surrogate (U+D800-U+DFFF): send valid Unicode."
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class NestedTooDeep(ReachError):
+    """A body with objects or arrays nested deeper than MAX_NESTING levels (400)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"The body is nested too deeply: at most {MAX_NESTING} levels of objects and arrays."
+        )
 
 
 class Schema(ma.Schema):
@@ -18,23 +38,43 @@ class Schema(ma.Schema):
         ordered = True
 
     @ma.pre_load
-    def _refuse_nul(self, data: Any, **_: Any) -> Any:
-        """PostgreSQL text cannot hold NUL characters: refuse them in any field (422)."""
-        if isinstance(data, Mapping):
-            bad = [str(key) for key, value in data.items() if _has_nul(key) or _has_nul(value)]
-            if bad:
-                raise ma.ValidationError({key: ["Text may not contain NUL."] for key in bad})
+    def _refuse_unstorable_text(self, data: Any, **_: Any) -> Any:
+        """Refuse (422) text that cannot be stored: NUL (PostgreSQL text cannot hold it) and
+        lone surrogates (no UTF-8 encoding: the database driver and the password hasher fail
+        on them), in any key or value; and (400) a body nested deeper than MAX_NESTING."""
+        if not isinstance(data, Mapping):
+            text_faults(data)
+            return data
+        errors: dict[str, list[str]] = {}
+        for key, value in data.items():
+            faults = text_faults(key) | text_faults(value, depth=2)
+            if faults:
+                errors[str(key)] = sorted(faults)
+        if errors:
+            raise ma.ValidationError(errors)
         return data
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, Mapping):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(item) for item in value)
-    return False
+def text_faults(value: Any, *, depth: int = 1) -> set[str]:
+    """The messages for the unstorable text anywhere in `value` (at nesting level `depth`).
+
+    Iterative, so no payload can exhaust the stack; raises NestedTooDeep past MAX_NESTING.
+    """
+    faults: set[str] = set()
+    stack: list[tuple[Any, int]] = [(value, depth)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                faults.add(NUL_MESSAGE)
+            if not item.isascii() and _SURROGATE.search(item):
+                faults.add(SURROGATE_MESSAGE)
+        elif isinstance(item, Mapping | list | tuple):
+            if level > MAX_NESTING:
+                raise NestedTooDeep()
+            children = [*item.keys(), *item.values()] if isinstance(item, Mapping) else item
+            stack.extend((child, level + 1) for child in children)
+    return faults
 
 
 def iso(moment: datetime) -> str:

@@ -31,12 +31,23 @@ PREFIX = "/auth"
 blp = Blueprint("auth", __name__, description="Accounts and sessions")
 
 
+def _json_body() -> Any:
+    """The body for a limit key, read before the view: None if it cannot be read (nested too
+    deeply to parse), which the view then refuses (400)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None
+
+
 def _submitted_email() -> str:
     """The limit key of the account a sign-in or sign-up names (malformed: the address)."""
-    body = request.get_json(silent=True)
+    body = _json_body()
     email = body.get("email") if isinstance(body, dict) else None
     if isinstance(email, str) and email.strip():
-        return f"email:{accounts.normalize_email(email)[:254]}"
+        # A lone surrogate (refused by the schema) has no UTF-8: the Redis key would fail.
+        key = accounts.normalize_email(email)[:254].encode("utf-8", "backslashreplace")
+        return f"email:{key.decode('utf-8')}"
     return f"email-less:{get_remote_address()}"
 
 
@@ -45,7 +56,7 @@ def _refreshing_session() -> str:
     rotation stores a token). Only rotations count (`_rotated`), so any other token, unknown,
     used or of an ended session, is under a key that nothing counts: it gets its 401, and a
     used one still reveals its reuse, however many rotations someone else made."""
-    body = request.get_json(silent=True)
+    body = _json_body()
     token = body.get("refresh_token") if isinstance(body, dict) else None
     if isinstance(token, str) and token:
         live = db.session.scalar(

@@ -1,10 +1,32 @@
-"""The blueprint every REST resource is declared on."""
+"""The blueprint every REST resource is declared on, and how it reads request bodies."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import flask
 import flask_smorest
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+
+from schemas.base import NestedTooDeep
+
+
+class BodyParser(FlaskParser):
+    """webargs' Flask parser, with a body too deeply nested to parse refused as 400.
+
+    `json.loads` recurses once per nested object or array: a body of some thousand `[` (a few
+    KiB) raises RecursionError, which is a malformed body, not a server error. Shallower but
+    still unreasonable nesting is refused by the schemas (`schemas.base.text_faults`).
+    """
+
+    def _raw_load_json(self, req: flask.Request) -> Any:
+        if not is_json_request(req):
+            return core.missing
+        try:
+            return core.parse_json(req.get_data(cache=True))
+        except RecursionError as exc:
+            raise NestedTooDeep() from exc
 
 
 class Blueprint(flask_smorest.Blueprint):
@@ -16,6 +38,8 @@ class Blueprint(flask_smorest.Blueprint):
     (bench/RESULTS.md, "What changed" 30). A schema given as an instance is used as it is; the
     service's schemas keep no state between loads, so one instance serves every request.
     """
+
+    ARGUMENTS_PARSER = BodyParser()
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
         return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)

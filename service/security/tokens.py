@@ -76,7 +76,7 @@ def _verified(
                 "verify_nbf": False,
             },
         )
-    except jwt.PyJWTError as exc:
+    except (jwt.PyJWTError, UnicodeEncodeError) as exc:  # a lone surrogate has no UTF-8
         raise invalid from exc
     if claims.get("typ") != "access":
         raise invalid

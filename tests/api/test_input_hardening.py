@@ -7,16 +7,21 @@ the wrong JSON type, and chunked bodies over the size limit (/tmp/audit/fuzz/REP
 from __future__ import annotations
 
 import json
+import logging
 import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import socketio
 
 from tests.api.test_errors import assert_problem
 from tests.support import repairs as repair_helpers
 from tests.support.client import PASSWORD, ApiClient, Person
+from tests.support.phones import Phone
+from tests.support.redis_needed import require_redis
+from tests.support.server import LiveServer
 
 API = "/api/v1"
 LONE = "a\ud800b"  # valid JSON ("a\\ud800b"), but no UTF-8 encoding exists for it
@@ -132,6 +137,135 @@ def send(scene: Scene, name: str, **changes: Any) -> Any:
     return scene.client.request(
         method, scene.path(template), as_=scene.who(who) if who else None, json=sent
     )
+
+
+# --- 1. lone surrogates ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "field"), TEXT_FIELDS)
+def test_a_lone_surrogate_in_any_text_field_is_422_and_stores_nothing(
+    scene: Scene, name: str, field: str
+) -> None:
+    before = scene.seen_by_ana()
+    problem = assert_problem(send(scene, name, **{field: LONE}), 422, "validation_error")
+    assert "surrogate" in " ".join(problem["errors"][field]), problem
+    assert scene.seen_by_ana() == before
+    if name == "register":  # no account was made
+        login = {"email": REGISTER["email"], "password": PASSWORD}
+        assert scene.client.post(f"{API}/auth/login", json=login).status_code == 401
+
+
+def test_a_lone_surrogate_in_a_key_or_a_nested_value_is_422(scene: Scene) -> None:
+    in_key = assert_problem(send(scene, "bid", **{"no\udc00te": "x"}), 422, "validation_error")
+    assert list(in_key["errors"]) == ["no\udc00te"]
+    nested = send(scene, "profile", quiet_hours={"start": "22:00", "end": "\udfff"})
+    assert "quiet_hours" in assert_problem(nested, 422, "validation_error")["errors"]
+
+
+def test_surrogate_pairs_are_ordinary_text(scene: Scene) -> None:
+    """An emoji outside the BMP, escaped as a pair ("\\ud83e\\udec2"), is one code point."""
+    response = send(scene, "bid", note="hug \U0001fac2")
+    assert response.status_code == 201, response.text
+    assert response.json()["note"] == "hug \U0001fac2"
+
+
+@pytest.mark.parametrize(
+    ("event", "payload", "field"),
+    [
+        ("bid.send", {"kind": "comfort", "note": LONE}, "note"),
+        ("bid.respond", {"kind": "toward", "note": LONE}, "note"),
+        ("repair.message", {"body": LONE}, "body"),
+    ],
+)
+def test_socket_writes_ack_a_422_for_a_lone_surrogate(
+    scene: Scene, phone: Any, event: str, payload: dict[str, Any], field: str
+) -> None:
+    ana_phone: Phone = phone(scene.ana.access_token)
+    before = scene.seen_by_ana()
+    payload = {**payload, "client_id": str(uuid.uuid4())}
+    payload |= {"bid_id": scene.bid_id} if event == "bid.respond" else {}
+    payload |= {"repair_id": scene.repair_id} if event == "repair.message" else {}
+    ack = ana_phone.call(event, payload)
+    assert ack["status"] == 422 and ack["code"] == "validation_error", ack
+    assert field in ack["errors"], ack
+    assert scene.seen_by_ana() == before
+
+
+def test_a_socket_token_with_a_lone_surrogate_is_refused_401(live_server: LiveServer) -> None:
+    device = Phone(live_server.url, "eyJ\ud800")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        device.connect()
+    assert device.refusal["data"]["status"] == 401, device.refusal
+
+
+def test_a_sign_in_email_with_a_lone_surrogate_keeps_the_redis_limits(
+    server_with: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The per-email limit key is a Redis key: a lone surrogate has no UTF-8, so the key
+    failed to encode, flask-limiter took Redis for unreachable and the process fell back to
+    counting in memory (limits per process, not shared), with an error logged per request."""
+    server = server_with(REDIS_URL=require_redis("the shared sign-in limits"))
+    caplog.set_level(logging.WARNING)
+    client = ApiClient(server.url)
+    for _ in range(2):
+        answer = client.post(f"{API}/auth/login", json={"email": "a\ud800@b.c", "password": "x"})
+        assert "email" in assert_problem(answer, 422, "validation_error")["errors"]
+    limiter_records = [r for r in caplog.records if r.name == "flask-limiter"]
+    assert [r.getMessage() for r in limiter_records if r.levelno >= logging.WARNING] == []
+
+
+# --- 2. deep nesting ----------------------------------------------------------------------
+
+
+def nested(depth: int) -> str:
+    """A body whose field `x` holds `depth` arrays inside one another (levels 2..depth+1)."""
+    return '{"x":' + "[" * depth + "]" * depth + "}"
+
+
+# Every endpoint that reads a JSON body: (method, path, who).
+BODY_ENDPOINTS = {
+    **{name: (method, path, who) for name, (method, path, who, _) in WRITES.items()},
+    "checkin": ("POST", "/checkins", "ana"),
+    "pause": ("POST", "/repairs/{repair}/pause", "ana"),
+    "read": ("POST", "/repairs/{repair}/read", "ana"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BODY_ENDPOINTS))
+def test_a_deeply_nested_body_is_400_on_every_endpoint(scene: Scene, name: str) -> None:
+    """Just past the limit (the schemas refuse it), 400 levels (the recursive NUL check used
+    to overflow the stack) and 5000 (json.loads itself raises RecursionError)."""
+    method, template, who = BODY_ENDPOINTS[name]
+    for depth in (32, 400, 5000):
+        response = scene.client.request(
+            method,
+            scene.path(template),
+            as_=scene.who(who) if who else None,
+            data=nested(depth),
+            headers={"Content-Type": "application/json"},
+        )
+        problem = assert_problem(response, 400, "bad_request")
+        assert "nested too deeply" in problem["detail"], (depth, problem)
+
+
+def test_nesting_up_to_the_limit_is_read_as_usual(scene: Scene) -> None:
+    """32 levels (the body and 31 arrays) are read: the unknown field is named (422)."""
+    response = scene.client.post(
+        f"{API}/auth/login", data=nested(31), headers={"Content-Type": "application/json"}
+    )
+    assert "x" in assert_problem(response, 422, "validation_error")["errors"]
+
+
+@pytest.mark.parametrize("event", ["bid.send", "bid.seen", "bid.respond", "repair.message"])
+def test_socket_writes_ack_a_400_for_a_deeply_nested_payload(
+    scene: Scene, phone: Any, event: str
+) -> None:
+    deep: Any = []
+    for _ in range(400):
+        deep = [deep]
+    ack = phone(scene.ana.access_token).call(event, {"client_id": str(uuid.uuid4()), "x": deep})
+    assert ack["status"] == 400 and ack["code"] == "bad_request", ack
+    assert "nested too deeply" in ack["detail"]
 
 
 # --- 3. time zones --------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 from typing import Any
 
 import marshmallow
@@ -12,11 +13,40 @@ from marshmallow import fields
 
 import schemas
 from schemas.base import (
+    MAX_NESTING,
+    NUL_MESSAGE,
+    SURROGATE_MESSAGE,
+    NestedTooDeep,
     Schema,
     StrictBoolean,
     StrictInteger,
+    text_faults,
 )
 from service.domain.quiet_hours import is_valid_timezone, parse_clock
+
+
+def nest(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_text_faults_name_nul_and_lone_surrogates_anywhere() -> None:
+    assert text_faults({"a": ["ok", {"b": "fine \U0001fac2"}]}) == set()
+    assert text_faults({"a": ["x\x00"]}) == {NUL_MESSAGE}
+    assert text_faults({"a": [{"b": "\udfff"}]}) == {SURROGATE_MESSAGE}
+    assert text_faults({"\ud800": 1, "n": "\x00"}) == {NUL_MESSAGE, SURROGATE_MESSAGE}
+
+
+def test_nesting_is_walked_without_recursion_and_refused_past_the_limit() -> None:
+    assert text_faults(nest(MAX_NESTING)) == set()
+    with pytest.raises(NestedTooDeep) as refused:
+        text_faults(nest(MAX_NESTING + 1))
+    assert refused.value.status == 400 and refused.value.code == "bad_request"
+    # Far past the interpreter's recursion limit: refused, not a RecursionError.
+    with pytest.raises(NestedTooDeep):
+        text_faults(nest(sys.getrecursionlimit() * 5))
 
 
 @pytest.mark.parametrize(
