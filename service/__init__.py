@@ -17,6 +17,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from service import api as rest
     from service import dashboard, logs, metrics, realtime
+    from service.bodies import ReachRequest
     from service.config import check_secret_key, from_environment
     from service.dashboard.live import same_origin_or
     from service.errors import register_error_handlers
@@ -32,6 +33,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
     app = Flask(__name__, instance_relative_config=True)
+    app.request_class = ReachRequest
     app.config.from_mapping(_flask_config(settings))
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["reach.settings"] = settings

@@ -9,6 +9,7 @@ from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_limiter.util import get_remote_address
 from sqlalchemy import select
+from werkzeug.exceptions import HTTPException
 
 from schemas.accounts import LoginSchema, RefreshSchema, RegisterSchema, TokenPairSchema
 from service.api.auth import token_issuer
@@ -32,11 +33,11 @@ blp = Blueprint("auth", __name__, description="Accounts and sessions")
 
 
 def _json_body() -> Any:
-    """The body for a limit key, read before the view: None if it cannot be read (nested too
-    deeply to parse), which the view then refuses (400)."""
+    """The body for a limit key, read before the view: None if it cannot be read (too large,
+    nested too deeply to parse), which the view then refuses (413, 400)."""
     try:
         return request.get_json(silent=True)
-    except RecursionError:
+    except (HTTPException, RecursionError):
         return None
 
 

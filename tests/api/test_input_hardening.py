@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
+import socket
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -390,3 +392,82 @@ def test_boolean_fields_take_only_json_booleans(scene: Scene) -> None:
 def test_query_strings_still_read_numbers_from_text(scene: Scene, query: str) -> None:
     response = scene.client.get(scene.path(query), as_=scene.ana)
     assert response.status_code == 200, response.text
+
+
+# --- 6. chunked bodies over the limit -------------------------------------------------------
+
+
+def raw_post(server: LiveServer, path: str, body: bytes, headers: dict[str, str]) -> Any:
+    """POST `body` in 8 KiB chunks (Transfer-Encoding: chunked, no Content-Length); return
+    the status, the response head and the JSON body, read as soon as they have arrived (the
+    development server drains the rest of a refused body until the client hangs up)."""
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(body[i : i + 8192]), body[i : i + 8192])
+        for i in range(0, len(body), 8192)
+    )
+    head = f"POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n"
+    head += "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n"
+    head += "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        conn.sendall(head.encode() + chunks + b"0\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += conn.recv(65536)
+        response_head, _, payload = received.partition(b"\r\n\r\n")
+        length = re.search(rb"(?i)content-length: *(\d+)", response_head)
+        assert length is not None, response_head
+        while len(payload) < int(length.group(1)):
+            payload += conn.recv(65536)
+    status = int(response_head.split()[1])
+    return status, response_head.decode().lower(), json.loads(payload)
+
+
+@pytest.mark.parametrize("size", [70_000, 1_000_000])
+def test_a_chunked_body_over_the_limit_is_413_like_one_with_a_length(
+    scene: Scene, live_server: LiveServer, size: int
+) -> None:
+    before = scene.seen_by_ana()
+    cases = [
+        ("/auth/login", {}, {"email": scene.ana.email, "password": PASSWORD}),
+        ("/bids", scene.ana.headers, {"client_id": str(uuid.uuid4()), "kind": "comfort"}),
+    ]
+    for path, headers, body in cases:
+        big = json.dumps({**body, "note": "a" * size}).encode()
+        status, head, problem = raw_post(live_server, API + path, big, headers)
+        assert status == 413, (path, problem)
+        assert "application/problem+json" in head
+        assert problem["status"] == 413 and problem["code"] == "bad_request", problem
+    assert scene.seen_by_ana() == before
+
+
+def test_a_chunked_body_within_the_limit_is_read_whole(
+    scene: Scene, live_server: LiveServer
+) -> None:
+    body = {"client_id": str(uuid.uuid4()), "kind": "comfort", "note": "n" * 280}
+    status, _, bid = raw_post(
+        live_server, f"{API}/bids", json.dumps(body).encode(), scene.ana.headers
+    )
+    assert status == 201 and bid["note"] == "n" * 280, bid
+    # Just under 64 KiB: read whole, so the note is named as too long (not an unreadable body).
+    long = json.dumps({**body, "client_id": str(uuid.uuid4()), "note": "n" * 65_000}).encode()
+    status, _, problem = raw_post(live_server, f"{API}/bids", long, scene.ana.headers)
+    assert status == 422 and "note" in problem["errors"], problem
+
+
+# --- unreadable sign-in bodies are not errors of the rate limiter ---------------------------
+
+
+def test_unreadable_sign_ins_log_no_error(
+    scene: Scene, live_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The sign-in limit reads the email before the view: a body it cannot read (too deep to
+    parse, too large) is the view's to refuse, not an error the rate limiter swallows."""
+    caplog.set_level(logging.WARNING)
+    deep = scene.client.post(
+        f"{API}/auth/login", data=nested(5000), headers={"Content-Type": "application/json"}
+    )
+    assert_problem(deep, 400, "bad_request")
+    big = json.dumps({"email": scene.ana.email, "password": "p" * 70_000}).encode()
+    assert raw_post(live_server, f"{API}/auth/login", big, {})[0] == 413
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]

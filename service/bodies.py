@@ -1,0 +1,42 @@
+"""Reading request bodies: a streamed body is read whole or refused (413), never cut short."""
+
+from __future__ import annotations
+
+from typing import IO, cast
+
+from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.utils import cached_property
+from werkzeug.wsgi import LimitedStream
+
+
+class _NoLongerThan(LimitedStream):
+    """A streamed body, readable up to `limit` bytes; read whole, a longer one is 413.
+
+    Werkzeug's LimitedStream with a maximum stops `readall` at the limit without looking for
+    more, and returns what it read: a chunked body over MAX_CONTENT_LENGTH came out cut at the
+    limit, then failed to parse (400 "not valid JSON") where the same body with a
+    Content-Length got 413. This one reads one byte past the limit to tell the two apart.
+    """
+
+    def __init__(self, stream: IO[bytes], limit: int) -> None:
+        super().__init__(stream, limit, is_max=True)
+        self._source = stream
+
+    def readall(self) -> bytes:
+        data = super().readall()
+        if self.is_exhausted and self._source.read(1):
+            raise RequestEntityTooLarge()
+        return data
+
+
+class ReachRequest(Request):
+    """Flask's request; a body without Content-Length (chunked) over the limit is 413."""
+
+    @cached_property
+    def stream(self) -> IO[bytes]:
+        limit = self.max_content_length
+        streamed = self.content_length is None and "wsgi.input_terminated" in self.environ
+        if streamed and limit is not None and not self.shallow:
+            return cast(IO[bytes], _NoLongerThan(self.input_stream, limit))
+        return super().stream
