@@ -448,9 +448,12 @@ def test_a_chunked_body_within_the_limit_is_read_whole(
         live_server, f"{API}/bids", json.dumps(body).encode(), scene.ana.headers
     )
     assert status == 201 and bid["note"] == "n" * 280, bid
-    # Just under 64 KiB: read whole, so the note is named as too long (not an unreadable body).
-    long = json.dumps({**body, "client_id": str(uuid.uuid4()), "note": "n" * 65_000}).encode()
-    status, _, problem = raw_post(live_server, f"{API}/bids", long, scene.ana.headers)
+    # Exactly MAX_CONTENT_LENGTH: read whole, so the note is named as too long (not 413).
+    limit = live_server.app.config["MAX_CONTENT_LENGTH"]
+    empty = len(json.dumps({**body, "note": ""}))
+    exact = json.dumps({**body, "client_id": str(uuid.uuid4()), "note": "n" * (limit - empty)})
+    assert len(exact) == limit
+    status, _, problem = raw_post(live_server, f"{API}/bids", exact.encode(), scene.ana.headers)
     assert status == 422 and "note" in problem["errors"], problem
 
 
