@@ -325,12 +325,14 @@ def test_quiet_hours_take_only_ascii_hh_mm(scene: Scene, start: str, end: str, f
 
 # --- 5. integers and booleans in bodies -----------------------------------------------------
 
+CHECK_IN = {"accessible": 4, "responsive": 5, "engaged": 3}
+
 
 @pytest.mark.parametrize(
     ("template", "base", "field"),
     [
-        ("/checkins", {"accessible": 4, "responsive": 5, "engaged": 3}, "accessible"),
-        ("/checkins", {"accessible": 4, "responsive": 5, "engaged": 3}, "engaged"),
+        ("/checkins", {**CHECK_IN, "client_id": str(uuid.uuid4())}, "accessible"),
+        ("/checkins", {**CHECK_IN, "client_id": str(uuid.uuid4())}, "engaged"),
         ("/repairs/{repair}/pause", {"minutes": 30}, "minutes"),
         ("/repairs/{repair}/read", {"seq": 1}, "seq"),
     ],
@@ -358,7 +360,7 @@ def test_a_whole_number_written_with_a_point_is_that_integer(scene: Scene) -> No
         scene.path("/repairs/{repair}/pause"), as_=scene.ana, json={"minutes": 30.0}
     )
     assert paused.status_code == 200, paused.text
-    scores = {"accessible": 4.0, "responsive": 5, "engaged": 3}
+    scores = {**CHECK_IN, "accessible": 4.0, "client_id": str(uuid.uuid4())}
     answered = scene.client.post(f"{API}/checkins", as_=scene.ana, json=scores)
     assert answered.status_code == 201, answered.text
     assert answered.json()["you"]["accessible"] == 4
