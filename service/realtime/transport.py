@@ -95,6 +95,28 @@ def _linger(sock: Any) -> None:
         sock.close()
 
 
+_lingering = 0  # closed WebSockets still lingering (a stopping process waits for them)
+
+
+def lingering() -> int:
+    """How many closed WebSockets are still lingering, their descriptors open."""
+    return _lingering
+
+
+def _linger_soon(sock: Any) -> None:
+    global _lingering
+    _lingering += 1
+    spawn_raw(_counted_linger, sock)
+
+
+def _counted_linger(sock: Any) -> None:
+    global _lingering
+    try:
+        _linger(sock)
+    finally:
+        _lingering -= 1
+
+
 class WebSocket:
     """The server side of one WebSocket connection.
 
@@ -253,7 +275,7 @@ class WebSocket:
             self._watcher.stop()
             self._watcher.close()
             self._watcher = None
-            spawn_raw(_linger, self.sock)
+            _linger_soon(self.sock)
 
     # -- writing ---------------------------------------------------------------------------
 
