@@ -11,8 +11,9 @@ def gunicorn_settings() -> dict[str, Any]:
     """The settings every Reach process runs with (also read by deploy/gunicorn.conf.py)."""
     settings = from_environment()
     return {
-        # Flask-SocketIO needs exactly one worker per process; scale with processes.
-        "worker_class": "gevent",
+        # Flask-SocketIO needs exactly one worker per process; scale with processes. gunicorn's
+        # gevent worker, whose stop on SIGTERM ends when its work does (service/stopping.py).
+        "worker_class": "service.stopping.Worker",
         "threads": 1,
         # The gevent worker accepts 1,000 connections by default; sockets are long-lived.
         "worker_connections": settings.GUNICORN_WORKER_CONNECTIONS,
