@@ -17,6 +17,7 @@ from service.clock import clock
 from service.config import Settings
 from service.extensions import db, limiter
 from service.models import Base
+from service.realtime import members
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
@@ -114,6 +115,17 @@ def server_with(
     yield start
     for server in started:
         server.stop()
+        with server.app.app_context():
+            # A socket whose close the stopped server never handled would keep the app's
+            # session sweep querying, every SOCKET_RECHECK_SECONDS for the rest of the run,
+            # through this test's connection (closed by then) and under its lock, which the
+            # next checkout of the same pooled connection shares: a later test's teardown
+            # would wait for it forever. Forget the sockets; sweep through the app's own engine.
+            sockets = members.open_sockets()
+            for sid in list(sockets.sessions()):
+                sockets.remove(sid)
+            if db_connection is not None:
+                db.unbind()
 
 
 @pytest.fixture(scope="session")
