@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from service.db import DriverStatement, make_engine
 from service.extensions import db
+from tests.support.backends import drop_backends, named
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
@@ -50,22 +51,13 @@ def test_a_connection_lost_on_the_driver_path_replaces_the_pools_others(database
     then replaces the connections it opened before, as SQLAlchemy's `Connection` does, instead
     of failing one more statement (a 503 to a phone) per dead connection that a burst reaches."""
     name = f"reach-restart-{uuid.uuid4().hex[:8]}"
-    url = make_url(database_url).update_query_dict({"application_name": name})
-    engine = make_engine(url.render_as_string(hide_password=False), pool_size=4)
+    engine = make_engine(named(database_url, name), pool_size=4)
     statement = DriverStatement(select(literal(1)), engine.dialect)
     try:
         held = [engine.raw_connection() for _ in range(4)]
         for connection in held:
             connection.close()  # back into the pool: four live connections
-        with make_engine(database_url).connect() as other:
-            dropped = other.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = :name"
-                ),
-                {"name": name},
-            ).scalar_one()
-        assert dropped == 4
+        assert drop_backends(database_url, name) == 4
         with pytest.raises(DBAPIError) as lost:
             statement.first_row_alone(engine, {})
         assert lost.value.connection_invalidated

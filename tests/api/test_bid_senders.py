@@ -16,13 +16,14 @@ from unittest.mock import patch
 import psycopg
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, text, update
+from sqlalchemy import update
 from sqlalchemy.engine import make_url
 
 from service.clock import clock
 from service.extensions import db
 from service.models import User
 from service.services.members import Member, Partner, RecentMembers
+from tests.support.backends import drop_backends, named
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
@@ -174,25 +175,12 @@ def test_a_bid_whose_connection_postgresql_dropped_gets_503_and_the_next_is_sent
     SQLAlchemy: 503 with Retry-After, nothing written, the connection discarded; the retry is
     sent on a new one."""
     name = f"reach-dropped-{uuid.uuid4().hex[:8]}"
-    url = make_url(database_url).update_query_dict({"application_name": name})
-    server = server_with(DATABASE_URL=url.render_as_string(hide_password=False))
+    server = server_with(DATABASE_URL=named(database_url, name))
     client = ApiClient(server.url)
     ana, ben = client.couple()
     assert post_bid(client, ana).status_code == 201  # looked up, then remembered
     assert post_bid(client, ana).status_code == 201  # through the driver
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as other:
-            dropped = other.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE application_name = :name"
-                ),
-                {"name": name},
-            ).scalar_one()
-    finally:
-        engine.dispose()
-    assert dropped >= 1
+    assert drop_backends(database_url, name) >= 1
     retry_id = str(uuid.uuid4())
     lost = post_bid(client, ana, retry_id)
     assert lost.status_code == 503, lost.text
