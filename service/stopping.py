@@ -195,11 +195,8 @@ class Worker(GeventWorker):
                 if left <= 1.0:
                     return False
                 self.notify()
-        while transport.lingering():  # at most transport.LINGER_SECONDS
-            if time.monotonic() >= deadline:
-                return False
-            gevent.sleep(0.05)
-        return True
+        # Each lingers at most transport.LINGER_SECONDS.
+        return transport.wait_lingering(max(0.0, deadline - time.monotonic()))
 
 
 def _engineio_of(app: Any) -> Any:

@@ -40,6 +40,7 @@ from engineio import exceptions, packet
 from engineio.socket import Socket
 from gevent import get_hub, spawn_raw
 from gevent.lock import Semaphore
+from gevent.pool import Group
 from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
@@ -95,26 +96,13 @@ def _linger(sock: Any) -> None:
         sock.close()
 
 
-_lingering = 0  # closed WebSockets still lingering (a stopping process waits for them)
+# Closed WebSockets still lingering, their descriptors open: a stopping process waits for them.
+_lingerers = Group()
 
 
-def lingering() -> int:
-    """How many closed WebSockets are still lingering, their descriptors open."""
-    return _lingering
-
-
-def _linger_soon(sock: Any) -> None:
-    global _lingering
-    _lingering += 1
-    spawn_raw(_counted_linger, sock)
-
-
-def _counted_linger(sock: Any) -> None:
-    global _lingering
-    try:
-        _linger(sock)
-    finally:
-        _lingering -= 1
+def wait_lingering(timeout: float) -> bool:
+    """Wait until every closed WebSocket has finished lingering; False if `timeout` passed."""
+    return bool(_lingerers.join(timeout=timeout))
 
 
 class WebSocket:
@@ -275,7 +263,7 @@ class WebSocket:
             self._watcher.stop()
             self._watcher.close()
             self._watcher = None
-            _linger_soon(self.sock)
+            _lingerers.spawn(_linger, self.sock)
 
     # -- writing ---------------------------------------------------------------------------
 
