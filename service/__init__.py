@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         settings.database_url,
         pool_size=settings.DATABASE_POOL_SIZE,
         max_overflow=settings.DATABASE_MAX_OVERFLOW,
+        bounds=_database_bounds(settings),
     )
     limiter.init_app(app)
     # One Socket.IO server per app (tests build several apps in one process).
@@ -112,6 +113,23 @@ def _wake_separate_workers(app: Flask) -> None:
     from service.worker import wakeups
 
     push_outbox.on_enqueued(wakeups.publish_queued)
+
+
+def _database_bounds(settings: Settings) -> Any:
+    """The waits on PostgreSQL (service/db_bounds.py), refused when too short to serve."""
+    from service.db import Bounds
+
+    if settings.DATABASE_CONNECT_TIMEOUT < 2:
+        raise RuntimeError("DATABASE_CONNECT_TIMEOUT is at least 2 (seconds; libpq's least).")
+    if settings.DATABASE_STATEMENT_TIMEOUT_MS < 100:
+        raise RuntimeError("DATABASE_STATEMENT_TIMEOUT_MS is at least 100 (milliseconds).")
+    if settings.DATABASE_POOL_TIMEOUT < 1:
+        raise RuntimeError("DATABASE_POOL_TIMEOUT is at least 1 (seconds).")
+    return Bounds(
+        pool_seconds=settings.DATABASE_POOL_TIMEOUT,
+        connect_seconds=settings.DATABASE_CONNECT_TIMEOUT,
+        statement_ms=settings.DATABASE_STATEMENT_TIMEOUT_MS,
+    )
 
 
 def _start_inline_worker(app: Flask) -> None:

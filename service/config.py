@@ -30,6 +30,13 @@ class Settings:
     # cost a new PostgreSQL backend per request: by default there are none, a request waits.
     DATABASE_POOL_SIZE: int = 30
     DATABASE_MAX_OVERFLOW: int = 0
+    # How long a request (or job) waits on PostgreSQL before it is answered 503: for one of the
+    # pool's connections, to open a connection, and for a statement, which PostgreSQL cancels
+    # (statement_timeout, lock waits included); a server that answers nothing, not even that,
+    # is given up on 2 s later (service/db_bounds.py).
+    DATABASE_POOL_TIMEOUT: int = 10
+    DATABASE_CONNECT_TIMEOUT: int = 5
+    DATABASE_STATEMENT_TIMEOUT_MS: int = 10_000
     REDIS_URL: str = ""
     # How long a process waits for Redis before treating it as away: rate limits then count
     # in the process, and messages to the other processes are dropped until it answers.

@@ -7,18 +7,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, current_app, g, has_app_context
-from sqlalchemy import Connection, CursorResult, Engine, create_engine, event
+from sqlalchemy import Connection, CursorResult, Engine, create_engine, event, text
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from service import green_waits
+from service import db_bounds, green_waits
 
 log = logging.getLogger("reach.db")
 
@@ -27,9 +28,17 @@ AFTER_COMMIT_KEY = "reach.after_commit"
 AUTOCOMMIT_KEY = "reach.autocommit"
 
 
-def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 30,
+    max_overflow: int = 0,
+    bounds: Bounds | None = None,
+    **kwargs: Any,
+) -> Engine:
     """An engine tuned for the backend: WAL and immediate transactions on SQLite; on
-    PostgreSQL a pool of `pool_size` connections (+ `max_overflow` for bursts).
+    PostgreSQL a pool of `pool_size` connections (+ `max_overflow` for bursts), and, given
+    `bounds`, waits on the server that end (service/db_bounds.py).
 
     Overflow connections are closed as soon as they are returned, so a process that runs over
     its pool under load opens a PostgreSQL backend (a process) per request: the default keeps
@@ -64,8 +73,42 @@ def make_engine(url: str, *, pool_size: int = 30, max_overflow: int = 0, **kwarg
     green_waits.install()
     kwargs.setdefault("pool_recycle", 1800)
     kwargs.setdefault("pool_use_lifo", True)
+    if bounds is not None:
+        kwargs.setdefault("pool_timeout", bounds.pool_seconds)
     engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, **kwargs)
+    if bounds is not None:
+        db_bounds.bound(
+            engine, connect_seconds=bounds.connect_seconds, statement_ms=bounds.statement_ms
+        )
     _ping_idle_connections(engine)
+    return engine
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long a process waits on PostgreSQL: for one of its pool's connections, to connect,
+    and for a statement (the server's `statement_timeout`; service/db_bounds.py)."""
+
+    pool_seconds: float
+    connect_seconds: int
+    statement_ms: int
+
+
+# The readiness probe's own bounds: with PostgreSQL hung it answers 503 in about 2 s (libpq's
+# least connect timeout), within Kubernetes' probe timeout of 3 s (deploy/k8s).
+READY_CONNECT_SECONDS, READY_STATEMENT_MS, READY_GRACE_SECONDS = 2, 500, 0.5
+
+
+def readiness_engine(url: str) -> Engine:
+    """An engine for the readiness probe: a connection of its own per probe, not one of the
+    pool's, which a busy process may all have in use (or a hung server all hold)."""
+    engine = create_engine(url, poolclass=NullPool, hide_parameters=True)
+    db_bounds.bound(
+        engine,
+        connect_seconds=READY_CONNECT_SECONDS,
+        statement_ms=READY_STATEMENT_MS,
+        grace_seconds=READY_GRACE_SECONDS,
+    )
     return engine
 
 
@@ -140,8 +183,9 @@ def _sessions(**kwargs: Any) -> sessionmaker[Session]:
 
 
 class _State:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, probe: Engine | None) -> None:
         self.engine = engine
+        self.probe = probe
         self.factory = _sessions(bind=engine)
         self.test_lock: threading.RLock | None = None
 
@@ -152,9 +196,17 @@ class Database:
     The engine lives with the app (`app.extensions`), so several apps can share this object.
     """
 
-    def init_app(self, app: Flask, url: str, pool_size: int = 30, max_overflow: int = 0) -> None:
-        engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
-        app.extensions["reach.db"] = _State(engine)
+    def init_app(
+        self,
+        app: Flask,
+        url: str,
+        pool_size: int = 30,
+        max_overflow: int = 0,
+        bounds: Bounds | None = None,
+    ) -> None:
+        engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow, bounds=bounds)
+        probe = readiness_engine(url) if engine.dialect.name == "postgresql" else None
+        app.extensions["reach.db"] = _State(engine, probe)
         app.teardown_appcontext(self._teardown)
 
     @staticmethod
@@ -167,6 +219,17 @@ class Database:
     @property
     def engine(self) -> Engine:
         return self._state().engine
+
+    def answers(self) -> None:
+        """Raise unless the database answers a query within a few seconds: on PostgreSQL over
+        a connection of its own (`readiness_engine`), on SQLite through a session."""
+        probe = self._state().probe
+        if probe is None:
+            with self.scope() as session:
+                session.execute(text("SELECT 1"))
+            return
+        with probe.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def bind_to_connection(self, connection: Connection) -> None:
         """Tests: every session joins the outer transaction of `connection` (rolled back later)."""

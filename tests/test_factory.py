@@ -44,6 +44,21 @@ def test_production_refuses_the_examples_placeholder_or_a_short_secret_key(secre
         create_app(Settings(DATABASE_URL="postgresql://u@127.0.0.1:1/none", SECRET_KEY=secret))
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("DATABASE_CONNECT_TIMEOUT", 1, "at least 2"),
+        ("DATABASE_STATEMENT_TIMEOUT_MS", 50, "at least 100"),
+        ("DATABASE_POOL_TIMEOUT", 0, "at least 1"),
+    ],
+)
+def test_waits_on_postgresql_too_short_to_serve_are_refused(
+    setting: str, value: int, says: str
+) -> None:
+    with pytest.raises(RuntimeError, match=f"{setting} is {says}"):
+        create_app(Settings(DATABASE_URL="sqlite://", **{setting: value}))
+
+
 def test_unknown_override_is_an_error() -> None:
     with pytest.raises(KeyError):
         Settings().with_overrides(NOT_A_SETTING=1)
