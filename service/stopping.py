@@ -46,6 +46,8 @@ from gevent.server import StreamServer
 from gunicorn.sock import ssl_context
 from gunicorn.workers.ggevent import GeventWorker
 
+from service import unreadable
+
 log = logging.getLogger("reach.server")
 
 # Kept from graceful_timeout for what follows the wait: cutting the requests still running
@@ -74,6 +76,7 @@ class Worker(GeventWorker):
     def init_process(self) -> None:
         # Registered before the app registers its own, so it runs after them (last in, first out).
         atexit.register(log.info, "API process exited: its exit hooks ran")
+        unreadable.install()
         super().init_process()
 
     # -- serving ---------------------------------------------------------------------------

@@ -9,7 +9,9 @@ import inspect
 import socket
 
 from engineio.socket import Socket
+from gunicorn import util
 from gunicorn.util import load_class
+from gunicorn.workers.base import Worker
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -40,6 +42,19 @@ def test_gunicorn_serves_each_request_of_a_connection_through_handle_request() -
     source = inspect.getsource(AsyncWorker.handle)
     assert "self.handle_request(listener_name, req, client, addr)" in source
     assert "while True:" in source  # the keep-alive loop, which StopIteration ends
+
+
+def test_gunicorn_answers_what_it_cannot_read_through_util_write_error() -> None:
+    # service/unreadable.py puts write_problem in its place.
+    assert list(inspect.signature(util.write_error).parameters) == [
+        "sock",
+        "status_int",
+        "reason",
+        "mesg",
+    ]
+    assert "util.write_error(client, status_int, reason, mesg)" in inspect.getsource(
+        Worker.handle_error
+    )
 
 
 def test_an_engineio_socket_closes_with_a_reason_and_says_whether_it_is_upgraded() -> None:
