@@ -25,6 +25,10 @@ def gunicorn_settings() -> dict[str, Any]:
         "loglevel": settings.GUNICORN_LOG_LEVEL,
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
+        # gunicorn's control socket (`gunicornc`) is one path per user by default, so every
+        # server of a host would bind the same one, the last started taking it over; processes
+        # are managed by signals (Kubernetes, compose, systemd), so none is opened.
+        "control_socket_disable": True,
     }
 
 

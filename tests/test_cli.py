@@ -63,6 +63,20 @@ def test_demo_tells_the_story_of_one_bid(tmp_path: Path) -> None:
     assert "Rough day" not in next(line for line in lines if "push " in line)
 
 
+def test_serve_opens_no_gunicorn_control_socket(tmp_path: Path) -> None:
+    """gunicorn's default control socket is one path per user (`~/.gunicorn/gunicorn.ctl`):
+    two servers of a host would share it. `reach serve` opens none."""
+    import requests
+
+    from tests.support.served import reach_serve
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with reach_serve(tmp_path / "instance", HOME=str(home), XDG_RUNTIME_DIR="") as url:
+        assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+        assert not (home / ".gunicorn").exists()
+
+
 def test_the_embedded_default_serves_concurrent_writers(tmp_path: Path) -> None:
     """gunicorn + gevent on SQLite: twenty bids at once all succeed (no lock-up)."""
     import uuid
