@@ -13,7 +13,8 @@ from schemas.base import NestedTooDeep
 
 
 class BodyParser(FlaskParser):
-    """webargs' Flask parser, with a body too deeply nested to parse refused as 400.
+    """webargs' Flask parser, with a body too deeply nested to parse refused as 400, and a
+    byte order mark before the JSON ignored, as RFC 8259 allows (some HTTP clients write one).
 
     `json.loads` recurses once per nested object or array: a body of some thousand `[` (a few
     KiB) raises RecursionError, which is a malformed body, not a server error. Shallower but
@@ -24,7 +25,7 @@ class BodyParser(FlaskParser):
         if not is_json_request(req):
             return core.missing
         try:
-            return core.parse_json(req.get_data(cache=True))
+            return core.parse_json(req.get_data(cache=True), encoding="utf-8-sig")
         except RecursionError as exc:
             raise NestedTooDeep() from exc
 

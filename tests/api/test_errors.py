@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -33,6 +34,31 @@ def test_malformed_json_is_400(client: ApiClient) -> None:
     )
     body = assert_problem(response, 400, "bad_request")
     assert "JSON" in body["detail"]
+
+
+def test_a_byte_order_mark_before_the_json_is_ignored(client: ApiClient) -> None:
+    """RFC 8259 lets a parser ignore a BOM; some HTTP clients write one before UTF-8 JSON."""
+    body = json.dumps(
+        {
+            "email": f"bom-{uuid.uuid4().hex[:8]}@example.test",
+            "password": "correct horse battery",
+            "display_name": "Zoë",
+            "timezone": "UTC",
+        }
+    )
+    response = client.post(
+        "/api/v1/auth/register",
+        data=b"\xef\xbb\xbf" + body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["user"]["display_name"] == "Zoë"
+    doubled = client.post(
+        "/api/v1/auth/register",
+        data=b"\xef\xbb\xbf\xef\xbb\xbf" + body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert_problem(doubled, 400, "bad_request")
 
 
 def test_wrong_types_and_unknown_fields_are_422_with_field_errors(client: ApiClient) -> None:
