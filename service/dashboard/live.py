@@ -13,6 +13,7 @@ from flask import Flask, current_app, request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 
 from service import metrics
+from service.errors import problem_body
 from service.extensions import db
 from service.services import ops, ops_accounts
 
@@ -129,7 +130,8 @@ def on_connect(auth: Any = None) -> None:
     token = session.get("ops_sid")
     operator = ops_accounts.session_operator(db.session, token if isinstance(token, str) else None)
     if operator is None or not isinstance(token, str):
-        raise ConnectionRefusedError("Sign in at /ops/login.")
+        refusal = problem_body(401, title="Unauthorized", detail="Sign in at /ops/login.")
+        raise ConnectionRefusedError(refusal["detail"], refusal)
     join_room(ROOM)
     join_room(session_room(ops_accounts.hash_session_token(token)))
     metrics.sockets.connected("ops", request.sid)  # type: ignore[attr-defined]

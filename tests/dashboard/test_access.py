@@ -134,11 +134,22 @@ def test_the_ops_socket_refuses_members_and_strangers(
     ]
     for attempt in attempts:
         stranger = socketio.Client(reconnection=False)
+        refusals: list[Any] = []
+        stranger.on("connect_error", refusals.append, namespace="/ops")
         with pytest.raises(socketio.exceptions.ConnectionError):
             stranger.connect(
                 live_server.url, namespaces=["/ops"], transports=["websocket"], **attempt
             )
         stranger.disconnect()
+        # The refusal is a problem object, as on every other refusal (the message names it).
+        assert refusals[0]["message"] == "Sign in at /ops/login."
+        assert refusals[0]["data"] == {
+            "type": "about:blank",
+            "title": "Unauthorized",
+            "status": 401,
+            "detail": "Sign in at /ops/login.",
+            "code": "unauthorized",
+        }
     operator = socketio.Client(reconnection=False)
     connect_to_ops(operator, live_server.url, signed_in.cookie)
     assert operator.connected
