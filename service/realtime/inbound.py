@@ -16,6 +16,10 @@ and disconnect paths; a guard inside each life-cycle handler could not tell a fa
 from a real one that races it, and every new namespace would need its own.
 tests/realtime/test_socket_hardening.py fails if python-socketio moves it.
 
+A packet that is not Socket.IO at all (an unknown packet type, JSON that does not parse, or
+nests deeper than Python's parser goes) is dropped with one log line; python-socketio raised
+on it, and Engine.IO logged a traceback for every such packet a client cared to send.
+
 Events with no handler of their own reach `unknown_event`, the member namespace's catch-all
 (Flask-SocketIO's "*" handler, looked up only after the event's own): acked with a 404
 problem when the client asked for an acknowledgement, else dropped. /ops has none: its
@@ -47,10 +51,19 @@ GUIDE = "see the socket events in the mobile guide"
 NAME_SHOWN = 64  # characters of a client's event name kept in a log line or a detail
 
 
+# The packet types a client sends: CONNECT, DISCONNECT, EVENT, ACK, BINARY_EVENT, BINARY_ACK.
+CLIENT_PACKET_TYPES = frozenset("012356")
+
+
+class Unreadable(ValueError):
+    """A Socket.IO packet that could not be decoded."""
+
+
 def install(server: socketio.Server) -> None:
     """Put the gate in front of every client event `server` receives."""
     if getattr(server, "_reach_inbound", False):
         return
+    _drop_unreadable_packets(server)
     handle_event = server._handle_event
     reserved = RESERVED | frozenset(server.reserved_events)
 
@@ -67,6 +80,36 @@ def install(server: socketio.Server) -> None:
 
     server._handle_event = screened
     server._reach_inbound = True
+
+
+def _drop_unreadable_packets(server: socketio.Server) -> None:
+    """Decode a client's packets through a class whose decoding fails with `Unreadable`, and
+    drop (and log, without a traceback) what fails, or has a type a client never sends."""
+    base: Any = server.packet_class
+
+    class Packet(base):
+        def decode(self, encoded_packet: Any) -> Any:
+            try:
+                return super().decode(encoded_packet)
+            except (ValueError, RecursionError) as exc:
+                raise Unreadable(type(exc).__name__) from None
+
+    server.packet_class = Packet
+    handle_message = server._handle_eio_message
+
+    def readable(eio_sid: str, data: Any) -> None:
+        try:
+            if isinstance(data, str) and data[:1] not in CLIENT_PACKET_TYPES:
+                raise Unreadable(f"packet type {data[:1]!r}")
+            handle_message(eio_sid, data)
+        except Unreadable as exc:
+            log.info(
+                "unreadable socket packet dropped",
+                extra={"error": str(exc)[:NAME_SHOWN], "characters": len(data)},
+            )
+
+    server._handle_eio_message = readable
+    server.eio.on("message", readable)  # Engine.IO holds the method it was given at start
 
 
 def _refuse(

@@ -62,6 +62,11 @@ def test_the_gate_sits_where_python_socketio_dispatches_client_events(app: Flask
     assert parameters == ["self", "eio_sid", "namespace", "id", "data"]
     assert server._handle_event.__qualname__.startswith("install.")
     assert {"connect", "disconnect"} <= set(server.reserved_events)
+    # Unreadable packets: decoded by `packet_class` inside the Engine.IO message handler.
+    assert "self.packet_class(encoded_packet=data)" in inspect.getsource(
+        socketio.Server._handle_eio_message
+    )
+    assert server.eio.handlers["message"].__qualname__.startswith("_drop_unreadable_packets.")
 
 
 def test_fake_disconnects_do_not_lift_the_cap_on_an_accounts_sockets(
@@ -151,6 +156,31 @@ def test_packets_without_an_event_name_leave_no_traceback(
         # Packets of one socket are read in order; the refusal of this one is sent at once.
         assert is_problem(device.call("disconnect", {}), 400, "bad_request")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert device.client.connected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2" + "[" * 5000,  # deeper than Python's JSON parser goes
+        '2["bid.send", {',  # JSON that does not parse
+        "x[]",  # not a packet type
+        "9[]",  # a type that does not exist
+        '4{"message": "x"}',  # CONNECT_ERROR: only the server sends it
+    ],
+    ids=["deep", "broken-json", "not-a-type", "unknown-type", "connect-error"],
+)
+def test_unreadable_packets_are_dropped_without_a_traceback(
+    client: ApiClient, phone: Connect, caplog: pytest.LogCaptureFixture, raw: str
+) -> None:
+    device = phone(client.register("Ana").access_token)
+    with caplog.at_level(logging.INFO):
+        device.client.eio.send(raw)
+        # Packets of one socket are read in order: this answer comes after the one above.
+        assert is_problem(device.call("no.such.event", {}), 404, "not_found")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert [r.exc_info for r in caplog.records if r.exc_info] == []
+    assert "unreadable socket packet dropped" in [r.getMessage() for r in caplog.records]
     assert device.client.connected
 
 
