@@ -11,7 +11,8 @@ import threading
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target; `down()` refuses and cuts, `up()` restores;
     `stall()` keeps every connection open but forwards nothing (a service that hangs), until
-    `flow()`."""
+    `flow()`; `black_hole()` does that for ever to the connections open now, while new ones flow
+    (a dead network path). `accepted` counts the connections it took."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -21,9 +22,12 @@ class TcpProxy:
         probe.close()
         self._listener: socket.socket | None = None
         self._links: set[socket.socket] = set()
+        self._holes: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._flowing = threading.Event()
         self._flowing.set()
+        self._down = threading.Event()
+        self.accepted = 0
 
     def up(self) -> TcpProxy:
         listener = socket.socket()
@@ -31,12 +35,14 @@ class TcpProxy:
         listener.bind(("127.0.0.1", self.port))
         listener.listen(128)
         self._listener = listener
+        self._down.clear()
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
         return self
 
     def down(self) -> None:
         """Stop listening and cut every open connection (the service is gone)."""
         listener, self._listener = self._listener, None
+        self._down.set()
         if listener is not None:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)
@@ -54,6 +60,13 @@ class TcpProxy:
     def flow(self) -> None:
         self._flowing.set()
 
+    def black_hole(self) -> None:
+        """Forward nothing, ever again, on the connections open now, and keep them open: no FIN,
+        no RST, as when a NAT entry is dropped or a failover leaves the old peer unreachable.
+        Connections opened after this flow (unless stalled); `down()` closes the holes too."""
+        with self._lock:
+            self._holes.update(self._links)
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
@@ -67,6 +80,7 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._links.update((client, upstream))
+                self.accepted += 1
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
 
     def _pipe(self, a: socket.socket, b: socket.socket) -> None:
@@ -79,6 +93,9 @@ class TcpProxy:
             while True:
                 for key, _ in selector.select():
                     self._flowing.wait()
+                    if key.fileobj in self._holes:
+                        self._down.wait()  # what arrives stays unread, the sockets open
+                        return
                     data = key.fileobj.recv(65536)  # type: ignore[union-attr]
                     if not data:
                         return
@@ -92,3 +109,4 @@ class TcpProxy:
                     sock.close()
             with self._lock:
                 self._links.difference_update((a, b))
+                self._holes.difference_update((a, b))
