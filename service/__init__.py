@@ -105,7 +105,9 @@ def _message_queue(app: Flask, settings: Settings) -> Any:
     app.extensions["reach.publications"] = publications
     # What is queued when the process exits still goes out (a worker's last events).
     atexit.register(publications.flush, 1.0)
-    return QueueManager(settings.REDIS_URL, publications)
+    return QueueManager(
+        settings.REDIS_URL, publications, check_seconds=settings.REDIS_RECEIVE_CHECK_SECONDS
+    )
 
 
 def _wake_separate_workers(app: Flask) -> None:

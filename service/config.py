@@ -41,6 +41,11 @@ class Settings:
     # How long a process waits for Redis before treating it as away: rate limits then count
     # in the process, and messages to the other processes are dropped until it answers.
     REDIS_TIMEOUT_MS: int = 500
+    # A process receiving the other processes' messages pings Redis after this many seconds
+    # in which nothing arrived, and gives the connection up when the answer takes as long again:
+    # a link that died without a word (no FIN, no RST) is found within twice this, and the
+    # process subscribes again on a new one.
+    REDIS_RECEIVE_CHECK_SECONDS: int = 5
     PUSH_BACKEND: str = "log"
     FIREBASE_CREDENTIALS: str = ""
     FCM_ENDPOINT: str = ""

@@ -11,16 +11,28 @@ A process listens once its first socket connects (a worker, which holds none, on
 then receives every emit of every other process. An emit, its own or one received, addressed
 to rooms in which this process holds no socket (at scale, nearly every received one) is
 dropped before python-socketio encodes its packet for sockets that are not here.
+
+The listener never waits on Redis without a deadline. A network path that dies without a word
+(a NAT entry dropped, a failover that leaves the old peer unreachable: no FIN, no RST) left
+python-socketio's blocking read waiting for ever, and the process's phones missed every event
+written elsewhere with nothing in the metrics or logs to show it. After `check_seconds` without
+a message the listener pings Redis; an answer that takes as long again ends the connection, and
+the process subscribes again on a new one (counted, logged), so a dead link is found within
+twice `check_seconds` (`REDIS_RECEIVE_CHECK_SECONDS`) of the last thing Redis sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import redis
 import socketio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from service import metrics
 from service.pubsub import Publications
@@ -34,10 +46,31 @@ CHANNEL = "flask-socketio"
 RECEIVE_RETRY_FIRST, RECEIVE_RETRY_MAX = 0.5, 2.0
 
 
+def listener_options(check_seconds: float) -> dict[str, Any]:
+    """Options for the listener's Redis client: connecting and writing give up after
+    `check_seconds` (redis-py waits for ever by default, and a connection attempt to a host
+    that does not answer would hold the listener for minutes), and redis-py retries nothing:
+    it would reconnect and subscribe again silently, where the receiving loop does it counted
+    and logged."""
+    return {
+        "socket_timeout": check_seconds,
+        "socket_connect_timeout": check_seconds,
+        "retry": Retry(NoBackoff(), 0, supported_errors=()),
+    }
+
+
 class QueueManager(socketio.RedisManager):
-    def __init__(self, url: str, publications: Publications, channel: str = CHANNEL) -> None:
-        super().__init__(url, channel=channel)
+    def __init__(
+        self,
+        url: str,
+        publications: Publications,
+        channel: str = CHANNEL,
+        *,
+        check_seconds: float,
+    ) -> None:
+        super().__init__(url, channel=channel, redis_options=listener_options(check_seconds))
         self.publications = publications
+        self.check_seconds = check_seconds
 
     def _publish(self, data: Any) -> None:
         self.publications.publish(self.channel, self.json.dumps(data))
@@ -61,17 +94,23 @@ class QueueManager(socketio.RedisManager):
         caught up at their next sync). One connection attempt every two seconds per process
         costs Redis nothing. Failures are counted (`reach_pubsub_receive_failures_total`) and
         the recovery is logged, so the runbook can tell when every process receives again.
+        A connection that stopped answering is one of them (`_listen_checked`), and the process
+        receives again once Redis answers on the new one, not merely once it took the SUBSCRIBE
+        (a hung Redis takes it and answers nothing).
         """
         retry_sleep, failed = RECEIVE_RETRY_FIRST, False
         while True:
             try:
                 self._redis_connect()
                 self.pubsub.subscribe(self.channel)
-                if failed:
-                    log.warning("receiving from redis again", extra={"channel": self.channel})
-                retry_sleep, failed = RECEIVE_RETRY_FIRST, False
-                yield from self.pubsub.listen()
+                for message in self._listen_checked():
+                    if failed:
+                        log.warning("receiving from redis again", extra={"channel": self.channel})
+                        retry_sleep, failed = RECEIVE_RETRY_FIRST, False
+                    if message["type"] != "pong":
+                        yield message
             except Exception as exc:
+                self._close_pubsub()
                 metrics.pubsub_receive_failure()
                 self._get_logger().error(
                     f"Cannot receive from redis... retrying in {retry_sleep} secs",
@@ -80,3 +119,46 @@ class QueueManager(socketio.RedisManager):
                 failed = True
                 time.sleep(retry_sleep)
                 retry_sleep = min(retry_sleep * 2, RECEIVE_RETRY_MAX)
+
+    def _listen_checked(self) -> Iterator[dict[str, Any]]:
+        """What arrives on the subscription's connection (its messages, as `PubSub.listen`
+        yields them, and the PONGs to the listener's PINGs), for as long as Redis answers.
+
+        `PubSub.listen` reads without a timeout (redis-py sets none on that read, whatever
+        `socket_timeout` says), and TCP keepalive does not help: it is off in older redis-py,
+        takes most of a minute where it is on, and is answered by any proxy or frozen host that
+        still holds the connection. So each read waits at most `check_seconds`, and after that
+        much quiet the listener sends a PING; anything that arrives shows the connection works.
+        No answer `check_seconds` after the PING raises, and the receiving loop subscribes
+        again. The first PING goes out at once, so the first answer shows the subscription is
+        in place. A quiet channel costs one PING per `check_seconds`, never a reconnect.
+        """
+        pubsub, check = self.pubsub, self.check_seconds
+        pubsub.ping()
+        deadline, pinged = time.monotonic() + check, True
+        while pubsub.subscribed:
+            message = pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.0))
+            if message is not None:
+                deadline, pinged = time.monotonic() + check, False
+                yield message
+            elif time.monotonic() >= deadline:
+                if pinged:
+                    raise redis.ConnectionError(
+                        f"Redis at {peer(pubsub)} did not answer a PING within {check:g} s"
+                    )
+                pubsub.ping()
+                deadline, pinged = time.monotonic() + check, True
+
+    def _close_pubsub(self) -> None:
+        """Close the connection given up on: each attempt opens a new one, and the old one
+        would otherwise stay open until collected."""
+        if self.pubsub is not None:
+            with contextlib.suppress(Exception):  # given up on: nothing to do if it cannot close
+                self.pubsub.close()
+
+
+def peer(pubsub: Any) -> str:
+    """host:port of the pub/sub connection's Redis, as redis-py's own errors name it (never the
+    URL, which may hold a password)."""
+    connection = pubsub.connection
+    return f"{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}"

@@ -3,6 +3,8 @@ order, one wake-up for many commits, and a slow, hung or absent Redis costs no r
 
 from __future__ import annotations
 
+import itertools
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import create_app
+from service.config import Settings
 from service.pubsub import Publications, client_options
 from service.realtime.rooms import user_room
 from tests.support.client import ApiClient, Person
@@ -307,12 +310,7 @@ def test_a_process_receives_again_soon_after_a_long_redis_outage(
     listening(here, far, ben.id)
 
     def failed_attempts() -> int:
-        port = f":{proxy.port}"
-        return sum(
-            "Cannot receive from redis" in record.getMessage()
-            and port in str(getattr(record, "redis_exception", ""))
-            for record in caplog.records
-        )
+        return len(receive_errors(proxy, caplog))
 
     proxy.down()
     wait_until(lambda: failed_attempts() >= 4, timeout=20, what="four failed attempts to receive")
@@ -321,3 +319,162 @@ def test_a_process_receives_again_soon_after_a_long_redis_outage(
     carries(from_server(here, ben.id), far, timeout=4)
     assert time.monotonic() - back < 4
     assert any("receiving from redis again" in r.getMessage() for r in caplog.records)
+
+
+# --- A link to Redis that dies without a word ---------------------------------------------
+
+
+def receive_failures() -> float:
+    return REGISTRY.get_sample_value("reach_pubsub_receive_failures_total") or 0.0
+
+
+def receive_errors(proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The listener's failures to receive through `proxy` (other tests' servers, still
+    listening through their own proxies, log alike)."""
+    port = f":{proxy.port}"
+    return [
+        record
+        for record in caplog.records
+        if "Cannot receive from redis" in record.getMessage()
+        and port in str(getattr(record, "redis_exception", ""))
+    ]
+
+
+def pings(here: LiveServer, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When `here`'s listener pings Redis from now on (on its current connection)."""
+    pubsub = here.app.extensions["socketio"].server.manager.pubsub
+    sent: list[float] = []
+    ping = pubsub.ping
+
+    def counted(*args: Any) -> Any:
+        sent.append(time.monotonic())
+        return ping(*args)
+
+    monkeypatch.setattr(pubsub, "ping", counted)
+    return sent
+
+
+def test_a_process_whose_link_to_redis_died_without_a_word_receives_again_within_the_bound(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A network path that dies without a FIN or RST (a NAT entry dropped, a failover that
+    leaves the old peer unreachable) left the listener reading for ever: the process never
+    again received the others' emits, and nothing counted or logged it. At the default
+    REDIS_RECEIVE_CHECK_SECONDS it gives the link up within twice that, and receives again
+    on a new one."""
+    bound = 2 * Settings().REDIS_RECEIVE_CHECK_SECONDS
+    url = through(proxy)
+    here, there = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200), queued(REDIS_URL=url)
+    ben = client.register("Ben")
+    far = Phone(there.url, ben.access_token).connect()  # only `there` holds a socket, listens
+    phones.append(far)
+    listening(here, far, ben.id)
+    failures = receive_failures()
+
+    proxy.black_hole()  # every link open now, the listener's and the publishers', is dead
+    cut, cut_at = time.monotonic(), time.time()
+    carries(from_server(here, ben.id), far, timeout=bound + 10)
+    took = time.monotonic() - cut
+
+    errors = receive_errors(proxy, caplog)
+    assert len(errors) == 1, [e.redis_exception for e in errors]  # type: ignore[attr-defined]
+    assert "did not answer a PING" in errors[0].redis_exception  # type: ignore[attr-defined]
+    assert errors[0].created - cut_at <= bound + 0.5, "the dead link is found within the bound"
+    assert took < bound + 3, f"received again {took:.1f} s after the link died"
+    assert receive_failures() - failures == 1
+    assert any("receiving from redis again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_listener_gives_a_hung_redis_up_again_and_again_and_receives_once_it_answers(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis takes connections and answers nothing: each new subscription is given up on in
+    turn, counted, and not taken for recovery until Redis answers on it."""
+    url = through(proxy)
+    here = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200)
+    there = queued(REDIS_URL=url, REDIS_RECEIVE_CHECK_SECONDS=1)
+    ben = client.register("Ben")
+    far = Phone(there.url, ben.access_token).connect()
+    phones.append(far)
+    listening(here, far, ben.id)
+    failures = receive_failures()
+
+    proxy.stall()
+    wait_until(
+        lambda: len(receive_errors(proxy, caplog)) >= 3,
+        timeout=15,
+        what="three connections to the hung Redis to be given up on",
+    )
+    assert receive_failures() - failures >= 3
+    assert not any("receiving from redis again" in r.getMessage() for r in caplog.records)
+    proxy.flow()
+    carries(from_server(here, ben.id), far, timeout=10)
+    assert any("receiving from redis again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_quiet_queue_is_checked_without_failures_or_reconnects(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No emits for longer than the detection bound is no reason to give the link up: the
+    listener pings, Redis answers, and it goes on reading on the same connection."""
+    url = through(proxy)
+    here = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200)
+    there = queued(REDIS_URL=url, REDIS_RECEIVE_CHECK_SECONDS=1)
+    ben = client.register("Ben")
+    far = Phone(there.url, ben.access_token).connect()
+    phones.append(far)
+    listening(here, far, ben.id)
+    sent = pings(there, monkeypatch)
+    accepted, failures = proxy.accepted, receive_failures()
+
+    # Four answered checks: at least four seconds without an emit, twice the bound of 2 s.
+    wait_until(lambda: len(sent) >= 4, timeout=20, what="the quiet listener to ping Redis")
+    carries(from_server(here, ben.id), far, timeout=2)
+
+    assert proxy.accepted == accepted, "no connection was opened: the listener kept its own"
+    assert receive_failures() == failures
+    assert not receive_errors(proxy, caplog)
+    assert min(b - a for a, b in itertools.pairwise(sent)) >= 0.9, "no busy pinging"
+
+
+def test_bids_are_answered_at_once_on_a_dead_link_and_cross_processes_again_within_the_bound(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+) -> None:
+    """Publishing (and the rate limiter) give up on a dead link after REDIS_TIMEOUT_MS and
+    open a new one; the listener across finds its own dead within its bound."""
+    url = through(proxy)
+    here = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200, REDIS_RECEIVE_CHECK_SECONDS=1)
+    there = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200, REDIS_RECEIVE_CHECK_SECONDS=1)
+    ana, ben = client.couple()
+    near, far = Phone(here.url, ben.access_token).connect(), Phone(there.url, ben.access_token)
+    phones.extend([near, far.connect()])
+    listening(here, far, ben.id)
+    timed_bid(here, ana)  # the rate limiter's connection is open, and dies with the others
+
+    proxy.black_hole()
+    cut = time.monotonic()
+    for _ in range(3):
+        took, sent = timed_bid(here, ana)
+        assert took < 1.0, f"POST /bids took {took:.2f} s on a dead link to Redis"
+        near.wait_for("bid.created", lambda e, bid=sent: e["data"]["id"] == bid["id"])
+
+    listening(here, far, ben.id)
+    assert time.monotonic() - cut < 2 + 3, "events cross processes again within the bound"
+    _, after = timed_bid(here, ana)
+    far.wait_for("bid.created", lambda e: e["data"]["id"] == after["id"])

@@ -22,7 +22,9 @@ class Receiving:
     packets it encodes and those it sends to its sockets."""
 
     def __init__(self) -> None:
-        self.manager = QueueManager(NOWHERE, Publications(redis.Redis.from_url(NOWHERE)))
+        self.manager = QueueManager(
+            NOWHERE, Publications(redis.Redis.from_url(NOWHERE)), check_seconds=5
+        )
         self.server = socketio.Server(client_manager=self.manager)
         self.encoded: list[Any] = []
         self.sent: list[tuple[str, Any]] = []
