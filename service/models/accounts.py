@@ -63,3 +63,5 @@ class RefreshToken(Base):
     # The worker deletes expired tokens (`accounts.prune_expired_sign_ins`).
     expires_at: Mapped[datetime] = mapped_column(index=True)
     used_at: Mapped[datetime | None]
+    # The token issued when it was traded; NULL until then.
+    successor_hash: Mapped[str | None] = mapped_column(String(64))

@@ -100,7 +100,7 @@ def refresh(session: Session, issuer: TokenIssuer, refresh_days: int, token: str
         raise Unauthorized("This account cannot sign in.")
     stored.used_at = now
     auth_session.last_refreshed_at = now
-    signed_in = _issue(session, issuer, refresh_days, user, auth_session)
+    signed_in = _issue(session, issuer, refresh_days, user, auth_session, parent=stored)
     session.commit()
     return signed_in
 
@@ -215,16 +215,22 @@ def _issue(
     refresh_days: int,
     user: User,
     auth_session: AuthSession,
+    *,
+    parent: RefreshToken | None = None,
 ) -> SignedIn:
+    """A new pair for the session; `parent`, the token traded for it, then names its hash."""
     now = clock.now()
     refresh_token = new_refresh_token()
+    token_hash = hash_refresh_token(refresh_token)
     session.add(
         RefreshToken(
-            token_hash=hash_refresh_token(refresh_token),
+            token_hash=token_hash,
             session_id=auth_session.id,
             issued_at=now,
             expires_at=now + timedelta(days=refresh_days),
         )
     )
+    if parent is not None:
+        parent.successor_hash = token_hash
     access = issuer.access_token(user.id, auth_session.id, now)
     return SignedIn(user, access, refresh_token, issuer.access_seconds)
