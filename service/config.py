@@ -81,6 +81,11 @@ class Settings:
     JWT_AUDIENCE: str = "reach-mobile"
     ACCESS_TOKEN_SECONDS: int = 900
     REFRESH_TOKEN_DAYS: int = 30
+    # A refresh token presented again this many seconds after it was rotated, while the token
+    # that rotation issued is still unused, is a retry whose answer was lost: it gets a new pair
+    # and that unused token stops working. Later, or once that token was used, it revokes the
+    # session as any reuse does. 0 = every reuse revokes.
+    REFRESH_REUSE_GRACE_SECONDS: int = 30
     INVITE_TTL_MINUTES: int = 60 * 24
     BID_TTL_SECONDS: int = 60 * 60 * 24
     # Push worker: jobs claimed per pass, their lease (a crashed worker's claims free up after

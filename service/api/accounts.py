@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from flask import Response, current_app, request
@@ -82,6 +83,11 @@ def _refresh_days() -> int:
     return int(current_app.config["REFRESH_TOKEN_DAYS"])
 
 
+def _reuse_grace() -> timedelta:
+    settings = current_app.extensions["reach.settings"]
+    return timedelta(seconds=settings.REFRESH_REUSE_GRACE_SECONDS)
+
+
 def _revoked_session(refresh_token: str) -> uuid.UUID | None:
     """The sign-in session of a refresh token, if that session has ended."""
     return db.session.scalar(
@@ -141,10 +147,20 @@ class Refresh(MethodView):
     @blp.alt_response(401, description="Unknown, used or expired refresh token")
     @blp.alt_response(429, response="TOO_MANY_REQUESTS")
     def post(self, body: dict[str, Any]) -> accounts.SignedIn:
-        """Trade a refresh token for a new pair; the old one stops working"""
+        """Trade a refresh token for a new pair; the old one stops working
+
+        A token presented twice revokes its session, except a retry whose answer was lost:
+        presented again within REFRESH_REUSE_GRACE_SECONDS (30 s by default) of its rotation,
+        while the refresh token of that lost answer is unused, it gets a new pair, and the lost
+        answer's refresh token stops working.
+        """
         try:
             return accounts.refresh(
-                db.session, token_issuer(), _refresh_days(), body["refresh_token"]
+                db.session,
+                token_issuer(),
+                _refresh_days(),
+                body["refresh_token"],
+                grace=_reuse_grace(),
             )
         except Unauthorized:
             # A reused token revokes its session: its sockets close too (wherever they are).

@@ -51,7 +51,8 @@ class AuthSession(Base):
 
 
 class RefreshToken(Base):
-    """A refresh token, stored only as a hash; each may be used once."""
+    """A refresh token, stored only as a hash; each may be used once (a retry of its rotation
+    within REFRESH_REUSE_GRACE_SECONDS aside: `accounts.refresh`)."""
 
     __tablename__ = "refresh_tokens"
 
@@ -62,6 +63,8 @@ class RefreshToken(Base):
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The worker deletes expired tokens (`accounts.prune_expired_sign_ins`).
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    # When it stopped working: traded for a new pair, or set aside, unused, when a retry of
+    # the rotation that issued it was answered with another token instead.
     used_at: Mapped[datetime | None]
-    # The token issued when it was traded; NULL until then.
+    # The token issued when it was traded (the newest, if the trade was retried); NULL before.
     successor_hash: Mapped[str | None] = mapped_column(String(64))

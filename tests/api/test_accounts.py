@@ -1,11 +1,33 @@
-"""Register, sign in, refresh with rotation, sign out, and /me."""
+"""Register, sign in, refresh with rotation (and the retry of a lost refresh), sign out, and
+/me."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+
+import requests
 
 from service.clock import clock
 from tests.support.client import PASSWORD, ApiClient
+from tests.support.server import LiveServer
+
+# REFRESH_REUSE_GRACE_SECONDS by default: how soon a reused refresh token may be a retry.
+GRACE = timedelta(seconds=30)
+
+
+def refresh(client: ApiClient, token: str) -> requests.Response:
+    return client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+def me(client: ApiClient, access_token: str) -> int:
+    headers = {"Authorization": f"Bearer {access_token}"}
+    return client.get("/api/v1/me", headers=headers).status_code
+
+
+def assert_reuse(response: requests.Response) -> None:
+    assert response.status_code == 401, response.text
+    assert "already used" in response.json()["detail"]
 
 
 def test_register_returns_user_and_tokens(client: ApiClient) -> None:
@@ -75,9 +97,11 @@ def test_refresh_rotates_and_the_old_token_stops_working(client: ApiClient) -> N
 
 def test_reusing_a_refresh_token_revokes_the_whole_family(client: ApiClient) -> None:
     person = client.register("Ana")
+    clock.freeze(clock.now())
     rotated = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
     new_pair = rotated.json()
-    # Someone replays the old token: the whole session family ends.
+    # Someone replays the old token, later than a retry of a lost answer: the family ends.
+    clock.advance(GRACE)
     replay = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
     assert replay.status_code == 401
     assert "already used" in replay.json()["detail"]
@@ -90,6 +114,101 @@ def test_reusing_a_refresh_token_revokes_the_whole_family(client: ApiClient) -> 
     assert client.get(
         "/api/v1/me", headers={"Authorization": f"Bearer {other.json()['access_token']}"}
     ).ok
+
+
+def test_a_retry_of_a_lost_refresh_gets_a_new_pair_and_the_lost_one_stops_working(
+    client: ApiClient,
+) -> None:
+    """The phone's refresh reached the server, its answer did not (a tunnel, the app
+    suspended): the phone retries with the same token, which the rotation spent."""
+    person = client.register("Ana")
+    clock.freeze(clock.now())
+    lost = refresh(client, person.refresh_token)
+    assert lost.status_code == 200
+    clock.advance(GRACE - timedelta(seconds=1))
+    retried = refresh(client, person.refresh_token)
+    assert retried.status_code == 200, retried.text
+    pair = retried.json()
+    assert set(pair) == set(lost.json())
+    assert pair["refresh_token"] not in (person.refresh_token, lost.json()["refresh_token"])
+    assert me(client, pair["access_token"]) == 200
+    # The lost answer's access token is the session's, as the retry's is: it works until it
+    # expires, unless the session ends first ...
+    assert me(client, lost.json()["access_token"]) == 200
+    # ... which it does once the lost answer's refresh token shows up: someone had it.
+    assert_reuse(refresh(client, lost.json()["refresh_token"]))
+    assert refresh(client, pair["refresh_token"]).status_code == 401
+    assert me(client, pair["access_token"]) == 401
+    assert me(client, lost.json()["access_token"]) == 401
+
+
+def test_the_retry_answers_with_the_token_the_phone_keeps(client: ApiClient) -> None:
+    person = client.register("Ana")
+    clock.freeze(clock.now())
+    refresh(client, person.refresh_token)
+    retried = refresh(client, person.refresh_token).json()
+    assert refresh(client, retried["refresh_token"]).status_code == 200
+
+
+def test_each_retry_replaces_the_last_until_the_window_after_the_rotation_ends(
+    client: ApiClient,
+) -> None:
+    """The window runs from the rotation, not from the latest retry: a token shown again and
+    again is not kept alive by it."""
+    person = client.register("Ana")
+    clock.freeze(clock.now())
+    first = refresh(client, person.refresh_token).json()
+    clock.advance(GRACE / 2)
+    second = refresh(client, person.refresh_token).json()
+    clock.advance(GRACE / 2 - timedelta(seconds=1))
+    third = refresh(client, person.refresh_token)
+    assert third.status_code == 200, third.text
+    clock.advance(timedelta(seconds=1))
+    assert_reuse(refresh(client, person.refresh_token))
+    for pair in (first, second, third.json()):
+        assert refresh(client, pair["refresh_token"]).status_code == 401
+
+
+def test_a_retry_after_the_grace_window_revokes_the_session(client: ApiClient) -> None:
+    person = client.register("Ana")
+    clock.freeze(clock.now())
+    rotated = refresh(client, person.refresh_token).json()
+    clock.advance(GRACE)
+    assert_reuse(refresh(client, person.refresh_token))
+    assert refresh(client, rotated["refresh_token"]).status_code == 401
+    assert me(client, rotated["access_token"]) == 401
+
+
+def test_a_reuse_once_the_next_token_was_used_revokes_the_session(client: ApiClient) -> None:
+    """The phone got the answer and refreshed with it: the chain moved on, and whoever shows
+    the older token now holds a copy, however soon it comes."""
+    person = client.register("Ana")
+    clock.freeze(clock.now())
+    rotated = refresh(client, person.refresh_token).json()
+    newest = refresh(client, rotated["refresh_token"]).json()
+    assert_reuse(refresh(client, person.refresh_token))
+    assert refresh(client, newest["refresh_token"]).status_code == 401
+    assert me(client, newest["access_token"]) == 401
+
+
+def test_with_no_grace_window_any_reuse_revokes_the_session(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    client = ApiClient(server_with(REFRESH_REUSE_GRACE_SECONDS=0).url)
+    person = client.register("Ana")
+    clock.freeze(clock.now())
+    rotated = refresh(client, person.refresh_token).json()
+    assert_reuse(refresh(client, person.refresh_token))
+    assert refresh(client, rotated["refresh_token"]).status_code == 401
+
+
+def test_a_retry_is_refused_once_the_session_has_ended(client: ApiClient) -> None:
+    person = client.register("Ana")
+    refresh(client, person.refresh_token)
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": person.refresh_token}).ok
+    ended = refresh(client, person.refresh_token)
+    assert ended.status_code == 401
+    assert "ended" in ended.json()["detail"]
 
 
 def test_logout_revokes_the_session(client: ApiClient) -> None:
