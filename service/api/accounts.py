@@ -15,6 +15,7 @@ from werkzeug.exceptions import HTTPException
 from schemas.accounts import LoginSchema, RefreshSchema, RegisterSchema, TokenPairSchema
 from service.api.auth import token_issuer
 from service.api.blueprint import Blueprint
+from service.clock import clock
 from service.domain.errors import Unauthorized
 from service.extensions import (
     auth_email_limit,
@@ -55,21 +56,14 @@ def _submitted_email() -> str:
 
 def _refreshing_session() -> str:
     """The limit key of a refresh: the sign-in session of a token that can rotate (each
-    rotation stores a token). Only rotations count (`_rotated`), so any other token, unknown,
-    used or of an ended session, is under a key that nothing counts: it gets its 401, and a
-    used one still reveals its reuse, however many rotations someone else made."""
+    rotation stores a token), a retry of a rotation within the grace window included
+    (`accounts.rotating_session`). Only rotations count (`_rotated`), so any other token,
+    unknown, reused or of an ended session, is under a key that nothing counts: it gets its
+    401, and a reused one still reveals its reuse, however many rotations someone else made."""
     body = _json_body()
     token = body.get("refresh_token") if isinstance(body, dict) else None
     if isinstance(token, str) and token:
-        live = db.session.scalar(
-            select(RefreshToken.session_id)
-            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
-            .where(
-                RefreshToken.token_hash == hash_refresh_token(token),
-                RefreshToken.used_at.is_(None),
-                AuthSession.revoked_at.is_(None),
-            )
-        )
+        live = accounts.rotating_session(db.session, token, clock.now(), _reuse_grace())
         if live is not None:
             return f"session:{live}"
     return f"refused:{get_remote_address()}"

@@ -130,6 +130,33 @@ def refresh(
     return signed_in
 
 
+def rotating_session(
+    session: Session, token: str, now: datetime, grace: timedelta
+) -> uuid.UUID | None:
+    """The sign-in session that `refresh` would rotate for this token: it is unused, or its
+    reuse is a retry within `grace`; None when it would be refused (unknown, of an ended
+    session, or reused). Read without locks: the rate limit's key, decided before `refresh`."""
+    row = session.execute(
+        select(RefreshToken.session_id, RefreshToken.used_at, RefreshToken.successor_hash)
+        .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+        .where(
+            RefreshToken.token_hash == hash_refresh_token(token),
+            AuthSession.revoked_at.is_(None),
+        )
+    ).first()
+    if row is None:
+        return None
+    session_id, used_at, successor_hash = row
+    if used_at is None:
+        return session_id
+    if successor_hash is None or not _within_grace(used_at, now, grace):
+        return None
+    unused = exists().where(
+        RefreshToken.token_hash == successor_hash, RefreshToken.used_at.is_(None)
+    )
+    return session_id if session.scalar(select(unused)) else None
+
+
 def _within_grace(used_at: datetime, now: datetime, grace: timedelta) -> bool:
     """A reuse this soon after the rotation may be its retry (never, with no grace)."""
     return now < used_at + grace

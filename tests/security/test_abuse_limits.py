@@ -204,6 +204,23 @@ def test_a_session_out_of_refreshes_still_reveals_a_reused_token(server_with: Se
         assert unknown.status_code == 401, unknown.text
 
 
+def test_a_retried_refresh_counts_as_a_rotation(server_with: Server) -> None:
+    """A retry of a refresh whose answer was lost stores a token as a rotation does, so it
+    counts as one for its session: retries cannot store tokens without end either."""
+    server = server_with(RATELIMIT_REFRESH="2 per hour")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    body = {"refresh_token": ana.refresh_token}
+    assert client.post("/api/v1/auth/refresh", json=body).status_code == 200
+    retried = client.post("/api/v1/auth/refresh", json=body)
+    assert retried.status_code == 200, retried.text
+    assert_limited(client.post("/api/v1/auth/refresh", json=body))
+    # The limit refused that retry before it replaced anything: the last answer still works.
+    with server.app.app_context():
+        stored = db.session.get(RefreshToken, hash_refresh_token(retried.json()["refresh_token"]))
+        assert stored is not None and stored.used_at is None
+
+
 def test_a_refresh_token_that_cannot_be_encoded_is_refused_not_a_server_error(
     client: ApiClient,
 ) -> None:
