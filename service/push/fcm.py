@@ -29,6 +29,7 @@ from google.auth.transport import requests as google_requests
 from urllib3.util.retry import Retry
 
 from service.push import Outcome, PushMessage, PushResult
+from service.push.timing import CONNECT_ATTEMPTS, longest_fcm_send
 
 log = logging.getLogger("reach.push.fcm")
 
@@ -155,6 +156,10 @@ def classify(exc: exceptions.FirebaseError) -> tuple[Outcome, str]:
         return "unregistered", "SENDER_ID_MISMATCH"
     if isinstance(exc, messaging.ThirdPartyAuthError):
         return "failed", "THIRD_PARTY_AUTH_ERROR"
+    if isinstance(exc, exceptions.UnauthenticatedError):
+        # Our access token was refused (revoked, or expired early): passing, once a new one is
+        # fetched before the next batch.
+        return "retry", "UNAUTHENTICATED"
     if isinstance(exc, messaging.QuotaExceededError):
         return "retry", "QUOTA_EXCEEDED"
     if isinstance(exc, exceptions.InvalidArgumentError):
@@ -194,8 +199,10 @@ def retry_after(exc: exceptions.FirebaseError) -> float | None:
 class FcmBackend:
     """Sends through one uniquely named firebase app, at most `max_concurrency` at a time.
 
-    The SDK's own HTTP retries are switched off: each attempt reaches FCM once and the
-    worker retries with backoff (honouring Retry-After) from the outcome we return.
+    The SDK's own retries are switched off: each attempt reaches FCM once and the worker
+    retries with backoff (honouring Retry-After) from the outcome we return. Nor does a send
+    fetch an access token: the batch has one before its first send. So no send takes longer
+    than `longest_send` (`service/push/timing.py`), which the worker's lease is measured by.
     """
 
     name = "fcm"
@@ -221,9 +228,12 @@ class FcmBackend:
                 PINNED_VERSION,
             )
         self.max_concurrency = max_concurrency
+        self.longest_send = longest_fcm_send(timeout_seconds)
         certificate = load_certificate(credentials_source)
         self._credential = certificate.get_credential()
         self._token_lock = threading.Lock()
+        # FCM refused the token (401): the next batch fetches a new one, however fresh it looks.
+        self._token_refused = threading.Event()
         self._token_session = requests.Session()
         self._token_request = functools.partial(
             google_requests.Request(self._token_session), timeout=timeout_seconds
@@ -270,12 +280,16 @@ class FcmBackend:
     def _refresh_token(self) -> Outcome | None:
         """Fetch the access token once for the batch rather than once per sending thread."""
         with self._token_lock:
-            if self._credential.token_state == TokenState.FRESH:
+            if (
+                self._credential.token_state == TokenState.FRESH
+                and not self._token_refused.is_set()
+            ):
                 return None
             try:
                 self._credential.refresh(self._token_request)
             except auth_exceptions.GoogleAuthError as exc:
                 return _auth_failure(exc)
+            self._token_refused.clear()
         return None
 
     def _send_one(self, push: PushMessage, message: messaging.Message) -> PushResult:
@@ -283,6 +297,8 @@ class FcmBackend:
             message_id = messaging.send(message, app=self._app)
         except exceptions.FirebaseError as exc:
             outcome, code = classify(exc)
+            if code == "UNAUTHENTICATED":
+                self._token_refused.set()
             after = retry_after(exc) if outcome == "retry" else None
             log.info(
                 "push %s: %s",
@@ -324,25 +340,33 @@ def _auth_failure(exc: auth_exceptions.GoogleAuthError) -> Outcome:
 def _point_service_at(
     app: firebase_admin.App, base_url: str, pool_size: int
 ) -> tuple[str, requests.Session]:
-    """Aim the app's messaging service at `base_url` and switch off the SDK's HTTP retries.
+    """Aim the app's messaging service at `base_url` and switch off the SDK's retries.
 
     firebase-admin builds the send URL once, from the private `_MessagingService.FCM_URL`,
-    into the service instance's `_fcm_url`; we overwrite it on this app's instance only.
+    into the service instance's `_fcm_url`; we overwrite it on this app's instance only. Its
+    session (google-auth's `AuthorizedSession`) answers a 401 by fetching a new access token
+    and sending again, twice: each of those exchanges may itself be tried three times, so one
+    send could outlast any lease. It sends once; the 401 becomes a retry (`classify`).
     """
     service = messaging._get_messaging_service(app)
     session = getattr(getattr(service, "_client", None), "session", None)
-    if not isinstance(getattr(service, "_fcm_url", None), str) or not isinstance(
-        session, requests.Session
+    if (
+        not isinstance(getattr(service, "_fcm_url", None), str)
+        or not isinstance(session, google_requests.AuthorizedSession)
+        or not isinstance(getattr(session, "_max_refresh_attempts", None), int)
     ):
         raise RuntimeError(
             f"firebase-admin {firebase_admin.__version__} changed its messaging internals "
-            f"(_fcm_url, _client.session); the FCM backend is written against {PINNED_VERSION}"
+            f"(_fcm_url, _client.session, its _max_refresh_attempts); the FCM backend is "
+            f"written against {PINNED_VERSION}"
         )
     url = base_url + SEND_PATH.format(app.project_id)
     service._fcm_url = url
+    session._max_refresh_attempts = 0
     # Only a failed connect (the request never left) is tried again; never an answer.
+    again = CONNECT_ATTEMPTS - 1
     retries = Retry(
-        total=1, connect=1, read=0, status=0, other=0, redirect=0, raise_on_status=False
+        total=again, connect=again, read=0, status=0, other=0, redirect=0, raise_on_status=False
     )
     adapter = requests.adapters.HTTPAdapter(
         pool_connections=1, pool_maxsize=pool_size, max_retries=retries

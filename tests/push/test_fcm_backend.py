@@ -18,6 +18,7 @@ import firebase_admin
 import pytest
 import requests
 from firebase_admin import credentials, messaging
+from google.auth.transport.requests import AuthorizedSession
 
 from service.push import PushMessage
 from service.push.backends import build_backend
@@ -151,15 +152,42 @@ def test_fcm_errors_map_to_outcomes_and_reach_fcm_once(
     assert len(standin.received()) == 1  # the SDK's own retries are off
 
 
-def test_a_401_is_failed_after_google_auth_refreshes_twice(
+def test_a_third_party_auth_error_is_failed_after_one_request(
     backend: FcmBackend, standin: FcmStandIn
 ) -> None:
-    standin.script("tok-1", *[fcm.THIRD_PARTY_AUTH_ERROR] * 3)
+    """Left alone, google-auth would answer FCM's 401 by fetching a new access token and
+    sending again, twice: three requests, and a send longer than its bound."""
+    standin.script("tok-1", fcm.THIRD_PARTY_AUTH_ERROR, fcm.THIRD_PARTY_AUTH_ERROR)
 
     [result] = backend.send_batch([push("tok-1")])
 
     assert (result.outcome, result.error) == ("failed", "THIRD_PARTY_AUTH_ERROR")
-    assert (len(standin.received()), len(standin.received("token"))) == (3, 3)
+    assert (len(standin.received()), len(standin.received("token"))) == (1, 1)
+
+
+def test_a_refused_access_token_is_retry_and_the_next_batch_fetches_a_new_one(
+    backend: FcmBackend, standin: FcmStandIn
+) -> None:
+    assert [r.outcome for r in backend.send_batch([push("tok-1")])] == ["sent"]
+    standin.revoke_tokens()  # still fresh by its expiry, yet refused
+
+    [refused] = backend.send_batch([push("tok-2")])
+    assert (refused.outcome, refused.error) == ("retry", "UNAUTHENTICATED")
+    assert (len(standin.received()), len(standin.received("token"))) == (2, 1)
+
+    [again] = backend.send_batch([push("tok-2")])
+    assert again.outcome == "sent"
+    assert (len(standin.received()), len(standin.received("token"))) == (3, 2)
+
+
+def test_a_send_is_bounded_by_its_connection_attempts_and_the_answer(
+    backend: FcmBackend,
+) -> None:
+    """Two connection attempts and the answer, each giving up after the timeout (5 s)."""
+    assert backend.longest_send == 15
+    retries = backend._session.get_adapter(backend.url).max_retries
+    assert (retries.total, retries.connect, retries.read, retries.status) == (1, 1, 0, 0)
+    assert backend._session._max_refresh_attempts == 0  # type: ignore[attr-defined]
 
 
 def test_retry_after_as_an_http_date(backend: FcmBackend, standin: FcmStandIn) -> None:
@@ -277,6 +305,8 @@ def test_the_private_fcm_url_hook_still_exists(
     assert "_MessagingService.FCM_URL.format(project_id)" in inspect.getsource(
         service_class.__init__
     )
+    # google-auth's session fetches a token and sends again on a 401 while below this.
+    assert "< self._max_refresh_attempts" in inspect.getsource(AuthorizedSession.request)
     assert backend.url == standin.url + SEND_PATH
     other = firebase_admin.initialize_app(
         credentials.Certificate(str(credentials_file)), name=f"other-{uuid.uuid4().hex}"

@@ -306,6 +306,11 @@ class FcmStandIn:
         with self.state.lock:
             return self.state.max_in_flight
 
+    def revoke_tokens(self) -> None:
+        """Every access token handed out so far is refused from now on (401 UNAUTHENTICATED)."""
+        with self.state.lock:
+            self.state.access_tokens.clear()
+
     def reset(self) -> None:
         with self.state.lock:
             self.state.received.clear()
