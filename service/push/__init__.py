@@ -7,14 +7,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-Outcome = Literal["sent", "retry", "unregistered", "invalid", "failed"]
+Outcome = Literal["sent", "retry", "unregistered", "invalid", "failed", "unsent"]
 """What became of one message:
 - sent: FCM accepted it (message_id set);
 - retry: a passing failure (429, 500, 503, timeout); try again after `retry_after` or backoff;
 - unregistered: the token is dead (UNREGISTERED), or of another Firebase project than the
   credentials (SENDER_ID_MISMATCH): disable the device;
 - invalid: FCM rejected the message itself (INVALID_ARGUMENT): do not retry;
-- failed: any other permanent failure (auth, configuration): do not retry this attempt.
+- failed: any other permanent failure (auth, configuration): do not retry this attempt;
+- unsent: not tried, the batch's deadline had come: nothing reached FCM, it is not an attempt.
 """
 
 
@@ -48,8 +49,16 @@ class PushResult:
 
 class PushBackend(Protocol):
     """Sends a batch; returns one result per message, in the same order. Never raises for
-    a per-message failure."""
+    a per-message failure.
+
+    Starts no send once `deadline` (a `time.monotonic()` reading) has come: those messages
+    come back `unsent`. A send it started has its answer within `longest_send` seconds, so the
+    worker knows when the last answer of a batch can come (`service/push/timing.py`).
+    """
 
     name: str
+    longest_send: float
 
-    def send_batch(self, messages: Sequence[PushMessage]) -> list[PushResult]: ...
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[PushResult]: ...

@@ -15,7 +15,7 @@ import uuid
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from google.auth.transport import requests as google_requests
 from urllib3.util.retry import Retry
 
 from service.push import Outcome, PushMessage, PushResult
-from service.push.timing import CONNECT_ATTEMPTS, longest_fcm_send
+from service.push.timing import CONNECT_ATTEMPTS, deadline_passed, longest_fcm_send
 
 log = logging.getLogger("reach.push.fcm")
 
@@ -41,6 +41,10 @@ SEND_PATH = "/v1/projects/{0}/messages:send"
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _WEB_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _token_warning_lock = threading.Lock()
+# google-auth fetches a new access token inside a send from 3 min 45 s before the old one
+# expires (its REFRESH_THRESHOLD). A batch fetches one before its first send unless the one it
+# has stays further than this from its expiry until the batch's last answer.
+TOKEN_KEPT_FROM_EXPIRY = timedelta(minutes=5)
 
 
 def build_message(push: PushMessage, now: float | None = None) -> messaging.Message:
@@ -249,7 +253,9 @@ class FcmBackend:
             firebase_admin.delete_app(self._app)
             raise
 
-    def send_batch(self, messages: Sequence[PushMessage]) -> list[PushResult]:
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[PushResult]:
         if self._app is None:
             raise RuntimeError("the FCM backend is closed")
         results: list[PushResult | None] = [None] * len(messages)
@@ -265,25 +271,29 @@ class FcmBackend:
                 results[index] = PushResult(push.key, "invalid", error="PAYLOAD_TOO_LARGE")
                 continue
             ready.append((index, push, message))
-        auth_outcome = self._refresh_token() if ready else None
-        if auth_outcome is not None:
-            for index, push, _ in ready:
-                results[index] = PushResult(push.key, auth_outcome, error="AUTH_FAILED")
-        elif ready:
-            workers = min(self.max_concurrency, len(ready))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcm-send") as pool:
-                sent = pool.map(lambda item: self._send_one(item[1], item[2]), ready)
-                for (index, _, _), result in zip(ready, sent, strict=True):
-                    results[index] = result
+        if ready:
+            for (index, _, _), result in zip(ready, self._send_ready(ready, deadline), strict=True):
+                results[index] = result
         return [result for result in results if result is not None]
 
-    def _refresh_token(self) -> Outcome | None:
-        """Fetch the access token once for the batch rather than once per sending thread."""
+    def _send_ready(
+        self, ready: list[tuple[int, PushMessage, messaging.Message]], deadline: float | None
+    ) -> list[PushResult]:
+        """The well-formed messages' results: each sent unless the deadline had come first."""
+        if deadline_passed(deadline):  # not even a token: nothing would be sent with it
+            return [PushResult(push.key, "unsent") for _, push, _ in ready]
+        auth_outcome = self._refresh_token(deadline)
+        if auth_outcome is not None:
+            return [PushResult(push.key, auth_outcome, error="AUTH_FAILED") for _, push, _ in ready]
+        workers = min(self.max_concurrency, len(ready))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcm-send") as pool:
+            return list(pool.map(lambda item: self._send_one(item[1], item[2], deadline), ready))
+
+    def _refresh_token(self, deadline: float | None = None) -> Outcome | None:
+        """Fetch the access token once for the batch rather than once per sending thread, nor
+        inside a send, where it would take longer than `longest_send`."""
         with self._token_lock:
-            if (
-                self._credential.token_state == TokenState.FRESH
-                and not self._token_refused.is_set()
-            ):
+            if self._token_lasts(deadline):
                 return None
             try:
                 self._credential.refresh(self._token_request)
@@ -292,7 +302,26 @@ class FcmBackend:
             self._token_refused.clear()
         return None
 
-    def _send_one(self, push: PushMessage, message: messaging.Message) -> PushResult:
+    def _token_lasts(self, deadline: float | None) -> bool:
+        """Whether the access token serves every send of a batch that starts none after
+        `deadline`: FCM has not refused it, and google-auth will not fetch another meanwhile."""
+        credential = self._credential
+        if credential.token_state != TokenState.FRESH or self._token_refused.is_set():
+            return False
+        expiry: datetime | None = credential.expiry
+        if deadline is None or expiry is None:
+            return True
+        now = datetime.now(UTC)
+        if expiry.tzinfo is None:  # google-auth keeps it as naive UTC
+            now = now.replace(tzinfo=None)
+        last_answer = max(0.0, deadline - time.monotonic()) + self.longest_send
+        return now + timedelta(seconds=last_answer) < expiry - TOKEN_KEPT_FROM_EXPIRY
+
+    def _send_one(
+        self, push: PushMessage, message: messaging.Message, deadline: float | None
+    ) -> PushResult:
+        if deadline_passed(deadline):
+            return PushResult(push.key, "unsent")
         try:
             message_id = messaging.send(message, app=self._app)
         except exceptions.FirebaseError as exc:

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 
 from service.push import PushMessage, PushResult
+from service.push.timing import deadline_passed
 
 log = logging.getLogger("reach.push")
 
@@ -16,13 +17,19 @@ class LogBackend:
     and the token (a secret) are never logged."""
 
     name = "log"
+    longest_send = 0.0
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
         self._log = logger or log
 
-    def send_batch(self, messages: Sequence[PushMessage]) -> list[PushResult]:
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[PushResult]:
         results = []
         for push in messages:
+            if deadline_passed(deadline):
+                results.append(PushResult(push.key, "unsent"))
+                continue
             message_id = f"log-{uuid.uuid4().hex}"
             kind = "data-only" if push.title is None and push.body is None else "visible"
             self._log.info(

@@ -8,6 +8,8 @@ its results recorded, while the jobs are still its own.
 
 from __future__ import annotations
 
+import time
+
 CONNECT_ATTEMPTS = 2
 """Connection attempts per FCM send: the first, and one more when it could not connect (the
 request never left). An answer is never asked for twice (`service/push/fcm.py`)."""
@@ -21,6 +23,11 @@ def longest_fcm_send(timeout_seconds: float) -> float:
     """The longest one FCM send can take: each connection attempt, and then the wait for the
     answer, gives up after `timeout_seconds`."""
     return timeout_seconds * (CONNECT_ATTEMPTS + 1)
+
+
+def deadline_passed(deadline: float | None) -> bool:
+    """Whether `deadline` (a `time.monotonic()` reading; None: none) has come."""
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def sending_window(

@@ -284,6 +284,59 @@ def test_an_unreachable_token_endpoint_is_retry_without_sending(
     assert standin.received() == []
 
 
+def test_no_send_starts_after_the_deadline_and_the_rest_come_back_unsent(
+    standin: FcmStandIn, credentials_file: Path
+) -> None:
+    """One at a time, half a second each: three start before the deadline, 1.25 s away."""
+    standin.default_delay = 0.5
+    sender = FcmBackend(str(credentials_file), standin.url, max_concurrency=1, timeout_seconds=5)
+    try:
+        wall, deadline = time.time() + 1.25, time.monotonic() + 1.25
+        results = sender.send_batch([push(f"tok-{i}") for i in range(5)], deadline)
+        finished = time.time()
+    finally:
+        sender.close()
+
+    assert [(r.key, r.outcome) for r in results] == [
+        ("key-tok-0", "sent"),
+        ("key-tok-1", "sent"),
+        ("key-tok-2", "sent"),
+        ("key-tok-3", "unsent"),
+        ("key-tok-4", "unsent"),
+    ]
+    assert all(r.message_id is None and r.error is None for r in results[3:])
+    assert [m["token"] for m in standin.messages()] == ["tok-0", "tok-1", "tok-2"]
+    assert max(r.at for r in standin.received()) < wall
+    assert finished < wall + 0.5 + 0.25  # the last one started had its answer, no more waited
+
+
+def test_a_batch_past_its_deadline_reaches_nothing_not_even_the_token_endpoint(
+    backend: FcmBackend, standin: FcmStandIn
+) -> None:
+    results = backend.send_batch([push("tok-1"), push("big", data={"x": "y" * 4100})], 0.0)
+
+    assert [r.outcome for r in results] == ["unsent", "invalid"]  # invalid needs no network
+    assert standin.received(kind=None) == []
+
+
+def test_an_access_token_that_would_go_stale_before_the_last_answer_is_replaced_first(
+    backend: FcmBackend, standin: FcmStandIn
+) -> None:
+    """google-auth fetches a new token inside a send from 3 min 45 s before expiry, which
+    would make that send longer than its bound: the batch fetches it first instead."""
+    standin.token_seconds = 330  # stale in 105 s
+    assert backend.send_batch([push("tok-1")])[0].outcome == "sent"
+    assert len(standin.received("token")) == 1
+
+    # Its last answer can come 25 s from now, when the token is still 5 minutes from expiry.
+    assert backend.send_batch([push("tok-2")], time.monotonic() + 10)[0].outcome == "sent"
+    assert len(standin.received("token")) == 1
+    # 95 s from now, the token is less than 5 minutes from expiry: a new one first.
+    assert backend.send_batch([push("tok-3")], time.monotonic() + 80)[0].outcome == "sent"
+    assert len(standin.received("token")) == 2
+    assert len(standin.received()) == 3
+
+
 def test_credentials_can_be_the_json_itself(standin: FcmStandIn) -> None:
     sender = FcmBackend(json.dumps(standin.service_account()), standin.url)
     try:
@@ -366,6 +419,19 @@ def test_build_backend_chooses_and_explains(standin: FcmStandIn, credentials_fil
         assert sender.max_concurrency == 2
     finally:
         sender.close()
+
+
+def test_log_backend_starts_nothing_after_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    messages = [push("tok-1"), push("tok-2")]
+    with caplog.at_level(logging.INFO, logger="reach.push"):
+        results = LogBackend().send_batch(messages, time.monotonic() - 1)
+
+    assert [(r.key, r.outcome, r.message_id) for r in results] == [
+        ("key-tok-1", "unsent", None),
+        ("key-tok-2", "unsent", None),
+    ]
+    assert [r for r in caplog.records if r.name == "reach.push"] == []
+    assert LogBackend.longest_send == 0
 
 
 def test_log_backend_logs_one_line_per_push(caplog: pytest.LogCaptureFixture) -> None:

@@ -193,7 +193,8 @@ class _Handler(BaseHTTPRequestHandler):
         token = f"standin-{uuid.uuid4().hex}"
         with standin.state.lock:
             standin.state.access_tokens.add(token)
-        self._reply(200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
+        lifetime = standin.token_seconds
+        self._reply(200, {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"})
 
     def _send(self, project: str, path: str, headers: dict[str, str], body: Any) -> None:
         standin = self.server.standin
@@ -255,6 +256,7 @@ class FcmStandIn:
 
     def __init__(self, default_delay: float = 0.0, project_id: str = "reach-test") -> None:
         self.default_delay = default_delay
+        self.token_seconds = 3600  # the access tokens' lifetime (expires_in)
         self.project_id = project_id
         self.state = _State()
         self.stopping = threading.Event()
