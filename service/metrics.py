@@ -51,6 +51,11 @@ PUSH_OUTCOMES = Counter(
     "Push sends by outcome and platform, counted by the process that sent them",
     ["outcome", "platform"],
 )
+PUSHES_UNSENT = Counter(
+    "reach_push_unsent",
+    "Pushes a worker's pass left untried for its next pass: its lease had no time left for "
+    "their answers (FCM slow, or PUSH_LEASE_SECONDS short for the batch)",
+)
 PUBSUB_MESSAGES = Counter(
     "reach_pubsub_messages",
     "Messages to the other processes over Redis (socket events, push wake-ups) by channel and "
@@ -71,6 +76,10 @@ def bid_created() -> None:
 
 def push_outcome(outcome: str, platform: str) -> None:
     PUSH_OUTCOMES.labels(outcome=outcome, platform=platform).inc()
+
+
+def pushes_unsent(count: int) -> None:
+    PUSHES_UNSENT.inc(count)
 
 
 def pubsub_messages(channel: str, outcome: str, count: int = 1) -> None:

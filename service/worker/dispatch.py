@@ -9,11 +9,12 @@ objects: the unit of work was most of the worker's CPU):
    device (one SELECT); mark expired jobs, and skip the deliveries whose device was disabled or
    moved meanwhile (one UPDATE each, only if any); COMMIT -- the deliveries exist before
    anything leaves the process;
-2. the batch goes out;
+2. the batch goes out, each send started only while the lease leaves room for its answer
+   (`service/push/timing.py`): what the pass could not start in time stays pending, untried;
 3. one transaction: the deliveries' results (one executemany UPDATE), every attempt (one
    INSERT), dead tokens (one UPDATE, only if any), the jobs by outcome (one UPDATE for the done,
-   one for the dead, one executemany for those that wait to be retried, each only if any);
-   COMMIT.
+   one for the dead, one executemany for those that wait to be retried, one UPDATE for those
+   none of whose pushes could be started, each only if any); COMMIT.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,6 +48,7 @@ from service import metrics
 from service.clock import clock
 from service.models import Device, PushAttempt, PushDelivery, PushJob, User
 from service.push import PushBackend, PushMessage, PushResult
+from service.push.timing import LEASE_SPARE_SECONDS, sending_window
 from service.services import devices, scans
 
 log = logging.getLogger("reach.push")
@@ -93,20 +96,45 @@ class _Plan:
 
 @dataclass
 class Dispatcher:
+    """Runs the passes of one worker: claims due jobs for `lease_seconds`, sends, records.
+
+    Once a lease has run out another worker may claim the same jobs and send them again. So a
+    pass starts sends only while its lease leaves room for the last one's answer (the
+    backend's `longest_send`) and `spare_seconds` more to record them; whatever it could not
+    start in time goes back to the queue, due at once and not counted as an attempt.
+    """
+
     backend: PushBackend
     policy: RetryPolicy = RetryPolicy()
     batch: int = 32
-    # Longer than a whole pass can take: batch x devices / concurrency x FCM timeout.
-    lease_seconds: int = 120
+    lease_seconds: float = 120
+    spare_seconds: float = LEASE_SPARE_SECONDS
     # How many jobs the last pass claimed: a whole batch means more may be due at once.
     last_claimed: int = 0
+    # How many pushes the last pass left untried, their turn past its deadline: due at once.
+    last_unsent: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sending_seconds <= 0:
+            raise ValueError(
+                f"a lease of {self.lease_seconds:g} s leaves no time to start a send: one send "
+                f"of the {self.backend.name} backend may take {self.backend.longest_send:g} s, "
+                f"and a pass keeps {self.spare_seconds:g} s of its lease to record it"
+            )
+
+    @property
+    def sending_seconds(self) -> float:
+        """How long after its claim a pass may still start a send."""
+        return sending_window(self.lease_seconds, self.backend.longest_send, self.spare_seconds)
 
     def run(self, session: Session, worker: str) -> int:
         """Claim, send and record one batch. Returns how many messages were sent out."""
         sql = _statements(session.get_bind().dialect, self.batch)
+        leased = time.monotonic()  # no later than the lease's start: the deadline errs early
         now = clock.now()
         claimed = self._claim(session, sql, worker, now)
         self.last_claimed = len(claimed)
+        self.last_unsent = 0
         if not claimed:
             session.commit()
             return 0
@@ -122,10 +150,11 @@ class Dispatcher:
         session.commit()  # claims and deliveries exist before anything leaves the process
         started = clock.now()
         sends = plan.sends
-        results = self.backend.send_batch([s.message for s in sends]) if sends else []
-        self._record(session, sql, worker, plan, results, started)
+        deadline = leased + self.sending_seconds
+        results = self.backend.send_batch([s.message for s in sends], deadline) if sends else []
+        self.last_unsent = self._record(session, sql, worker, plan, results, started)
         session.commit()
-        return len(sends)
+        return len(sends) - self.last_unsent
 
     def _claim(
         self, session: Session, sql: _Statements, worker: str, now: datetime
@@ -192,15 +221,22 @@ class Dispatcher:
         plan: _Plan,
         results: Sequence[PushResult],
         started: datetime,
-    ) -> None:
+    ) -> int:
+        """Write what became of every push sent; returns how many were left unsent."""
         now = clock.now()
         retry_after: dict[int, float] = {}
+        tried: set[int] = set()  # the jobs some of whose pushes went out
+        unsent = 0
         deliveries: list[dict[str, Any]] = []
         attempts: list[dict[str, Any]] = []
         unregistered: dict[str, list[Any]] = {}
         verbose = log.isEnabledFor(logging.INFO)
         for send, result in zip(plan.sends, results, strict=True):
             message = send.message
+            if result.outcome == "unsent":
+                unsent += 1  # its delivery stays pending, with its attempts as they were
+                continue
+            tried.add(send.job_id)
             tries = send.attempts + 1
             state: str = result.outcome
             if state == "retry":
@@ -255,7 +291,14 @@ class Dispatcher:
             session.execute(sql.attempts, attempts)
         for reason, device_ids in unregistered.items():
             session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
-        self._finish_jobs(session, sql, worker, plan, retry_after, now)
+        if unsent:
+            metrics.pushes_unsent(unsent)
+            log.warning(
+                "pushes left for the next pass: the lease had no time left for their answers",
+                extra={"worker": worker, "pushes": unsent, "lease_seconds": self.lease_seconds},
+            )
+        self._finish_jobs(session, sql, worker, plan, retry_after, tried, now)
+        return unsent
 
     def _finish_jobs(
         self,
@@ -264,9 +307,12 @@ class Dispatcher:
         worker: str,
         plan: _Plan,
         retry_after: dict[int, float],
+        tried: set[int],
         now: datetime,
     ) -> None:
-        """Done, dead-lettered, or pending again (backoff) -- from every delivery's state.
+        """Done, dead-lettered, or pending again -- from every delivery's state: after a backoff
+        if FCM asked for a retry, at once if only pushes left unsent wait, and untouched (not an
+        attempt, its place in the queue kept) if none of its pushes could be started.
 
         Only the jobs this worker still holds: one cancelled meanwhile (an unpair, a deleted
         account) stays cancelled, and one whose lease ran out belongs to whoever took it over.
@@ -274,10 +320,15 @@ class Dispatcher:
         done: list[int] = []
         dead: list[int] = []
         again: list[dict[str, Any]] = []
+        released: list[int] = []
         for job in plan.jobs:
             states = plan.states[job.id].values()
-            if "pending" in states:
-                delay = self.policy.delay(job.attempts + 1, retry_after.get(job.id))
+            if "pending" in states and job.id not in tried:
+                released.append(job.id)
+            elif "pending" in states:
+                delay = 0.0
+                if job.id in retry_after:
+                    delay = self.policy.delay(job.attempts + 1, retry_after[job.id])
                 again.append(
                     {
                         "job_id": job.id,
@@ -295,6 +346,8 @@ class Dispatcher:
             session.execute(sql.dead, {"ids": dead, "worker": worker, "now": now})
         if again:
             session.execute(sql.again, again)
+        if released:
+            session.execute(sql.release, {"ids": released, "worker": worker})
 
 
 class _Statements:
@@ -395,6 +448,11 @@ class _Statements:
             update(JOBS)
             .where(JOBS.c.id == bindparam("job_id"), held)
             .values(state="pending", last_error="retrying", **finished)
+        )
+        self.release = (
+            update(JOBS)
+            .where(JOBS.c.id.in_(ids), held)
+            .values(state="pending", claimed_by=None, claimed_until=None)
         )
 
 

@@ -31,13 +31,15 @@ class Tick:
     pushes: int = 0
     # It claimed a whole batch of pushes: more may be due now.
     full: bool = False
+    # Pushes it left untried, their turn past its lease's time for sending: due now.
+    unsent: int = 0
 
     @property
     def more_due(self) -> bool:
         """Whether the next pass should start at once rather than wait for a wake-up. A pass
         that claimed less than a batch took every push due; what is queued after its claim
-        comes with a wake-up (or is found by the idle pass)."""
-        return bool(self.full or self.expired_bids or self.resumed_repairs)
+        comes with a wake-up (or is found by the idle pass). What it left unsent is due now."""
+        return bool(self.full or self.unsent or self.expired_bids or self.resumed_repairs)
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Worker:
             with db.scope() as session:
                 tick.pushes = self.dispatcher.run(session, self.name)
             tick.full = self.dispatcher.last_claimed >= self.dispatcher.batch
+            tick.unsent = self.dispatcher.last_unsent
         return tick
 
     def prune(self) -> int:

@@ -52,9 +52,11 @@ def start_worker(
             "FCM_ENDPOINT": slow_standin.url,
             "WORKER_MODE": "separate",
             "LOG_LEVEL": "WARNING",
-            # Small passes and a short lease, so a killed worker's claims free up quickly.
+            # Small passes and a short lease, so a killed worker's claims free up quickly: a
+            # send may take 3 s, and a pass keeps 5 s to record, so sends start for 2 s.
             "PUSH_BATCH": "10",
-            "PUSH_LEASE_SECONDS": "4",
+            "PUSH_TIMEOUT_SECONDS": "1",
+            "PUSH_LEASE_SECONDS": "10",
         }
         env.pop("REDIS_URL", None)
         if redis:
