@@ -18,7 +18,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service import api as rest
     from service import dashboard, logs, metrics, realtime
     from service.bodies import ReachRequest
-    from service.config import check_secret_key, from_environment
+    from service.config import check_push_lease, check_secret_key, from_environment
     from service.dashboard.live import same_origin_or
     from service.errors import register_error_handlers
     from service.extensions import db, limiter
@@ -30,6 +30,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         check_secret_key(settings.SECRET_KEY)
     if settings.SOCKET_TRANSPORT not in ("lean", "stock"):
         raise RuntimeError(f"SOCKET_TRANSPORT is lean or stock, not {settings.SOCKET_TRANSPORT!r}.")
+    check_push_lease(settings.PUSH_LEASE_SECONDS, settings.PUSH_TIMEOUT_SECONDS)
     logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
     app = Flask(__name__, instance_relative_config=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from service.push.timing import LEASE_SPARE_SECONDS, longest_fcm_send, sending_window
 
 INSTANCE_DIR = Path(os.environ.get("REACH_INSTANCE_DIR", Path.cwd() / "instance"))
 
@@ -89,7 +92,8 @@ class Settings:
     INVITE_TTL_MINUTES: int = 60 * 24
     BID_TTL_SECONDS: int = 60 * 60 * 24
     # Push worker: jobs claimed per pass, their lease (a crashed worker's claims free up after
-    # it), parallel sends per worker, and the per-request timeout towards FCM.
+    # it), parallel sends per worker, and the per-request timeout towards FCM. A pass starts
+    # sends only while its lease has room for their answers (check_push_lease).
     PUSH_BATCH: int = 32
     PUSH_LEASE_SECONDS: int = 120
     PUSH_CONCURRENCY: int = 16
@@ -233,3 +237,23 @@ def check_secret_key(secret: str) -> None:
             f"SECRET_KEY is the example's placeholder or shorter than {SECRET_KEY_MIN_LENGTH} "
             f"characters: {make_one}"
         )
+
+
+def check_push_lease(lease_seconds: int, timeout_seconds: int) -> None:
+    """Refuse a push lease too short for a send: a pass starts sends only while its lease has
+    room for their answers and LEASE_SPARE_SECONDS more to record them (a later send could
+    still be under way when another worker takes the job over and sends it again). It needs
+    at least one PUSH_TIMEOUT_SECONDS to start sends in, or it would hardly send at all."""
+    if timeout_seconds <= 0:
+        raise RuntimeError(f"PUSH_TIMEOUT_SECONDS must be 1 or more, not {timeout_seconds}")
+    longest = longest_fcm_send(timeout_seconds)
+    if sending_window(lease_seconds, longest) >= timeout_seconds:
+        return
+    least = math.ceil(longest + LEASE_SPARE_SECONDS + timeout_seconds)
+    raise RuntimeError(
+        f"PUSH_LEASE_SECONDS={lease_seconds} is too short for PUSH_TIMEOUT_SECONDS="
+        f"{timeout_seconds}: one push send may take {longest:g} s (two connection attempts and "
+        f"the answer, {timeout_seconds} s each), a worker's pass keeps {LEASE_SPARE_SECONDS:g} s "
+        f"of its lease to record what it sent, and needs PUSH_TIMEOUT_SECONDS more to start "
+        f"sends in. Set PUSH_LEASE_SECONDS to {least} or more, or lower PUSH_TIMEOUT_SECONDS."
+    )

@@ -116,6 +116,27 @@ def test_the_embedded_default_serves_concurrent_writers(tmp_path: Path) -> None:
             assert list(pool.map(send, range(20))) == [201] * 20
 
 
+def test_a_worker_whose_lease_is_too_short_for_a_send_does_not_start(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.sqlite3'}",
+        "REACH_INSTANCE_DIR": str(tmp_path),
+        "WORKER_MODE": "separate",
+        "PUSH_LEASE_SECONDS": "30",
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "service.entry", "worker"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert started.returncode != 0
+    assert "PUSH_LEASE_SECONDS=30 is too short for PUSH_TIMEOUT_SECONDS=10" in started.stderr
+    assert "Set PUSH_LEASE_SECONDS to 45 or more" in started.stderr
+
+
 def test_a_worker_without_redis_says_what_phones_miss(tmp_path: Path) -> None:
     """A separate worker with no message queue cannot reach sockets: it says so as it starts."""
     env = {

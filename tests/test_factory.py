@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service import create_app
-from service.config import Settings, from_environment
+from service.config import Settings, check_push_lease, from_environment
 
 
 def test_settings_come_from_the_environment() -> None:
@@ -57,6 +57,28 @@ def test_waits_on_postgresql_too_short_to_serve_are_refused(
 ) -> None:
     with pytest.raises(RuntimeError, match=f"{setting} is {says}"):
         create_app(Settings(DATABASE_URL="sqlite://", **{setting: value}))
+
+
+@pytest.mark.parametrize(
+    ("lease", "timeout", "least"),
+    [("44", "10", 45), ("8", "1", 9), ("119", "29", 121)],
+)
+def test_a_push_lease_too_short_for_a_send_is_refused_at_start(
+    lease: str, timeout: str, least: int
+) -> None:
+    """A send may take three timeouts; a pass keeps 5 s to record and wants one timeout to
+    start sends in: 4 x PUSH_TIMEOUT_SECONDS + 5 at least."""
+    settings = from_environment({"PUSH_LEASE_SECONDS": lease, "PUSH_TIMEOUT_SECONDS": timeout})
+    refused = rf"PUSH_LEASE_SECONDS={lease} is too short for PUSH_TIMEOUT_SECONDS={timeout}: "
+    with pytest.raises(RuntimeError, match=refused) as raised:
+        create_app(settings)
+    assert f"Set PUSH_LEASE_SECONDS to {least} or more" in str(raised.value)
+    check_push_lease(least, int(timeout))  # one second more is enough
+
+
+def test_a_push_timeout_of_zero_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="PUSH_TIMEOUT_SECONDS must be 1 or more, not 0"):
+        create_app(Settings(PUSH_TIMEOUT_SECONDS=0))
 
 
 def test_unknown_override_is_an_error() -> None:
