@@ -42,7 +42,9 @@ def start_worker(
     credentials = slow_standin.write_credentials(tmp_path / "service-account.json")
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(name: str, idle: str = "0.1", redis: str | None = None) -> subprocess.Popen[bytes]:
+    def start(
+        name: str, idle: str = "0.1", redis: str | None = None, **settings: str
+    ) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -61,6 +63,7 @@ def start_worker(
         env.pop("REDIS_URL", None)
         if redis:
             env["REDIS_URL"] = redis
+        env.update(settings)
         process = subprocess.Popen(
             [sys.executable, "-m", "service.entry", "worker", "--idle", idle],
             env=env,
@@ -164,6 +167,49 @@ def test_two_workers_never_send_the_same_push_twice(
     counts = received_pairs(slow_standin, tokens)
     assert set(counts) == expected
     assert max(counts.values()) == 1
+
+
+def test_two_workers_never_send_a_push_twice_when_fcm_is_slower_than_a_lease(
+    client: ApiClient,
+    database_url: str,
+    slow_standin: FcmStandIn,
+    start_worker: Callable[..., subprocess.Popen[bytes]],
+) -> None:
+    """One send at a time, 0.6 s each: a batch of 10 jobs to two phones would take 12 s, more
+    than the 10 s lease, and the other worker would take the jobs over and send them again.
+    Each pass starts sends for 2 s (10 s less 3 s for a send, 5 s to record); the rest are
+    due again at once, for whichever worker comes first."""
+    slow_standin.default_delay = 0.6
+    ana, tokens = couple_with_devices(client, "slow", 2)
+    bids = send_bids(client, ana, 12)
+    expected = {(bid_id, token) for bid_id in bids for token in tokens}
+    workers = [start_worker(name, PUSH_CONCURRENCY="1") for name in ("slow-a", "slow-b")]
+    wait_until(
+        lambda: sent_in_database(database_url, tokens) == expected, 90, "every push recorded"
+    )
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    counts = received_pairs(slow_standin, tokens)
+    assert max(counts.values()) == 1, f"sent twice: {counts.most_common(3)}"
+    assert set(counts) == expected
+    assert attempts_in_database(database_url, tokens) == len(expected)
+
+
+def attempts_in_database(database_url: str, tokens: list[str]) -> int:
+    """Attempts recorded for the deliveries to these tokens."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        count = conn.execute(
+            text(
+                "SELECT count(*) FROM push_attempts a JOIN push_deliveries pd "
+                "ON pd.id = a.delivery_id JOIN devices d ON d.id = pd.device_id "
+                "WHERE d.push_token = ANY(:tokens)"
+            ),
+            {"tokens": tokens},
+        ).scalar_one()
+    engine.dispose()
+    return int(count)
 
 
 class RestingWorker:
