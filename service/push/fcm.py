@@ -375,7 +375,8 @@ def _point_service_at(
     into the service instance's `_fcm_url`; we overwrite it on this app's instance only. Its
     session (google-auth's `AuthorizedSession`) answers a 401 by fetching a new access token
     and sending again, twice: each of those exchanges may itself be tried three times, so one
-    send could outlast any lease. It sends once; the 401 becomes a retry (`classify`).
+    send could outlast any lease. Here a send reaches FCM once: a refused token is a retry
+    (`classify`), and the next batch fetches a new one before its first send.
     """
     service = messaging._get_messaging_service(app)
     session = getattr(getattr(service, "_client", None), "session", None)

@@ -151,7 +151,8 @@ def test_a_worker_taking_over_after_the_lease_sends_nothing_twice_and_every_push
 
 
 class Unsent(LogBackend):
-    """The log backend, handed each batch after its deadline; `sent` messages go first."""
+    """The log backend as if each batch's deadline came once its first `sent` messages had
+    gone out (the very first answered as `first`, when given)."""
 
     def __init__(self, sent: int = 0, first: PushResult | None = None) -> None:
         super().__init__()
