@@ -18,7 +18,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service import api as rest
     from service import dashboard, logs, metrics, realtime
     from service.bodies import ReachRequest
-    from service.config import check_push_lease, check_secret_key, from_environment
+    from service.config import (
+        check_database_waits,
+        check_push_lease,
+        check_secret_key,
+        from_environment,
+    )
     from service.dashboard.live import same_origin_or
     from service.errors import register_error_handlers
     from service.extensions import db, limiter
@@ -31,6 +36,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     if settings.SOCKET_TRANSPORT not in ("lean", "stock"):
         raise RuntimeError(f"SOCKET_TRANSPORT is lean or stock, not {settings.SOCKET_TRANSPORT!r}.")
     check_push_lease(settings.PUSH_LEASE_SECONDS, settings.PUSH_TIMEOUT_SECONDS)
+    check_database_waits(settings)
     logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
     app = Flask(__name__, instance_relative_config=True)
@@ -119,15 +125,9 @@ def _wake_separate_workers(app: Flask) -> None:
 
 
 def _database_bounds(settings: Settings) -> Any:
-    """The waits on PostgreSQL (service/db_bounds.py), refused when too short to serve."""
+    """The waits on PostgreSQL (service/db_bounds.py)."""
     from service.db import Bounds
 
-    if settings.DATABASE_CONNECT_TIMEOUT < 2:
-        raise RuntimeError("DATABASE_CONNECT_TIMEOUT is at least 2 (seconds; libpq's least).")
-    if settings.DATABASE_STATEMENT_TIMEOUT_MS < 100:
-        raise RuntimeError("DATABASE_STATEMENT_TIMEOUT_MS is at least 100 (milliseconds).")
-    if settings.DATABASE_POOL_TIMEOUT < 1:
-        raise RuntimeError("DATABASE_POOL_TIMEOUT is at least 1 (seconds).")
     return Bounds(
         pool_seconds=settings.DATABASE_POOL_TIMEOUT,
         connect_seconds=settings.DATABASE_CONNECT_TIMEOUT,

@@ -239,6 +239,18 @@ def check_secret_key(secret: str) -> None:
         )
 
 
+def check_database_waits(settings: Settings) -> None:
+    """Refuse waits on PostgreSQL too short to serve with (service/db_bounds.py)."""
+    least = {
+        "DATABASE_CONNECT_TIMEOUT": (2, "seconds; libpq's least"),
+        "DATABASE_STATEMENT_TIMEOUT_MS": (100, "milliseconds"),
+        "DATABASE_POOL_TIMEOUT": (1, "seconds"),
+    }
+    for name, (at_least, unit) in least.items():
+        if getattr(settings, name) < at_least:
+            raise RuntimeError(f"{name} is at least {at_least} ({unit}).")
+
+
 def check_push_lease(lease_seconds: int, timeout_seconds: int) -> None:
     """Refuse a push lease too short for a send: a pass starts sends only while its lease has
     room for their answers and LEASE_SPARE_SECONDS more to record them (a later send could
