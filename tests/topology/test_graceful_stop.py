@@ -28,6 +28,8 @@ GRACEFUL_TIMEOUT = 15
 # Exiting takes well under a second here; the bound leaves room for a slow machine and is still
 # far from the graceful timeout, which is what the process used to take.
 STOPPED_WITHIN = 5.0
+# After an answer, a long-polling client sends its next poll at once; this is ample for it.
+AT_REST = 0.3
 
 
 def held_request(url: str, path: str, token: str, body: bytes) -> socket.socket:
@@ -90,6 +92,13 @@ def test_sigterm_closes_every_connection_answers_requests_in_flight_and_exits_at
             (ben, ("polling",)),
         ]:
             phones.append(Phone(url, person.access_token).connect(transports))
+        # Each client at rest: a long-polling one has its next poll waiting on the server,
+        # which is what the stop answers with the CLOSE. (One caught between two polls, the
+        # answer to its last on the way, finds its session gone and reconnects as after a
+        # transport error: Engine.IO keeps no CLOSE for a poll that is not there yet.)
+        for phone in phones:
+            assert phone.call("at.rest", {})["status"] == 404
+        time.sleep(AT_REST)
         body = json.dumps({"client_id": str(uuid.uuid4()), "kind": "connect"}).encode()
         in_flight = held_request(url, "/api/v1/bids", ana.access_token, body)
 
