@@ -168,14 +168,19 @@ class Unsent(LogBackend):
         return done + super().send_batch(messages[self.sent :], deadline=0.0)
 
 
-def test_a_job_none_of_whose_pushes_could_start_goes_back_untouched_and_due_at_once(
-    app: Flask, client: ApiClient, worker: Worker
-) -> None:
+def bid_to_two_devices(client: ApiClient) -> None:
+    """A couple, Ben with two phones, and Ana's bid to him at NOW: one job, two pushes."""
     ana, ben = client.couple()
     device(client, ben, "ben-phone")
     device(client, ben, "ben-tablet")
     clock.freeze(NOW)
     bid(client, client.fresh(ana))
+
+
+def test_a_job_none_of_whose_pushes_could_start_goes_back_untouched_and_due_at_once(
+    app: Flask, client: ApiClient, worker: Worker
+) -> None:
+    bid_to_two_devices(client)
     [queued] = jobs(worker)
     counted = unsent_counted()
     late = Worker(app, name="late-worker", dispatcher=Dispatcher(Unsent()))
@@ -215,11 +220,7 @@ def test_a_job_with_pushes_both_tried_and_unsent_waits_only_as_long_as_the_tried
     first: PushResult | None,
     due_in: timedelta,
 ) -> None:
-    ana, ben = client.couple()
-    device(client, ben, "ben-phone")
-    device(client, ben, "ben-tablet")
-    clock.freeze(NOW)
-    bid(client, client.fresh(ana))
+    bid_to_two_devices(client)
     halfway = Worker(app, name="halfway-worker", dispatcher=Dispatcher(Unsent(1, first)))
 
     tick = halfway.run_once(housekeeping=False)

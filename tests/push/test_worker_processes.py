@@ -158,12 +158,7 @@ def test_two_workers_never_send_the_same_push_twice(
     bids = send_bids(client, ana, 80)
     workers = [start_worker("a"), start_worker("b")]
     expected = {(bid_id, token) for bid_id in bids for token in tokens}
-    wait_until(
-        lambda: sent_in_database(database_url, tokens) == expected, 90, "every push recorded"
-    )
-    for worker in workers:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=20) == 0
+    recorded_then_stopped(database_url, tokens, expected, workers)
     counts = received_pairs(slow_standin, tokens)
     assert set(counts) == expected
     assert max(counts.values()) == 1
@@ -184,16 +179,26 @@ def test_two_workers_never_send_a_push_twice_when_fcm_is_slower_than_a_lease(
     bids = send_bids(client, ana, 12)
     expected = {(bid_id, token) for bid_id in bids for token in tokens}
     workers = [start_worker(name, PUSH_CONCURRENCY="1") for name in ("slow-a", "slow-b")]
+    recorded_then_stopped(database_url, tokens, expected, workers)
+    counts = received_pairs(slow_standin, tokens)
+    assert max(counts.values()) == 1, f"sent twice: {counts.most_common(3)}"
+    assert set(counts) == expected
+    assert attempts_in_database(database_url, tokens) == len(expected)
+
+
+def recorded_then_stopped(
+    database_url: str,
+    tokens: list[str],
+    expected: set[tuple[str, str]],
+    workers: list[subprocess.Popen[bytes]],
+) -> None:
+    """Wait until every expected push is recorded as sent, then stop the workers (cleanly)."""
     wait_until(
         lambda: sent_in_database(database_url, tokens) == expected, 90, "every push recorded"
     )
     for worker in workers:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
-    counts = received_pairs(slow_standin, tokens)
-    assert max(counts.values()) == 1, f"sent twice: {counts.most_common(3)}"
-    assert set(counts) == expected
-    assert attempts_in_database(database_url, tokens) == len(expected)
 
 
 def attempts_in_database(database_url: str, tokens: list[str]) -> int:

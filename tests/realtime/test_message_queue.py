@@ -49,6 +49,26 @@ def through(proxy: TcpProxy) -> str:
     return f"redis://127.0.0.1:{proxy.port}/{TARGET.get('db', 0)}"
 
 
+def listening_pair(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+    **there_settings: object,
+) -> tuple[LiveServer, LiveServer, Person, Phone]:
+    """Two processes on Redis through `proxy`: `here`, which holds no socket and so only
+    publishes, and `there`, which holds Ben's phone and so listens; `here`'s emits already
+    reach the phone."""
+    url = through(proxy)
+    here = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200)
+    there = queued(REDIS_URL=url, **there_settings)
+    ben = client.register("Ben")
+    far = Phone(there.url, ben.access_token).connect()
+    phones.append(far)
+    listening(here, far, ben.id)
+    return here, there, ben, far
+
+
 class Listener:
     """A plain Redis subscriber on a channel of its own, recording what arrives in order."""
 
@@ -302,12 +322,7 @@ def test_a_process_receives_again_soon_after_a_long_redis_outage(
     after an outage of seven seconds a process heard nothing from the others for up to eight
     more, and its phones missed the socket events of writes handled elsewhere. It tries every
     2 s at most: the process hears the others within about that once Redis is back."""
-    url = through(proxy)
-    here, there = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200), queued(REDIS_URL=url)
-    ben = client.register("Ben")
-    far = Phone(there.url, ben.access_token).connect()  # only `there` holds a socket, listens
-    phones.append(far)
-    listening(here, far, ben.id)
+    here, _there, ben, far = listening_pair(client, proxy, queued, phones)
 
     def failed_attempts() -> int:
         return len(receive_errors(proxy, caplog))
@@ -367,12 +382,7 @@ def test_a_process_whose_link_to_redis_died_without_a_word_receives_again_within
     REDIS_RECEIVE_CHECK_SECONDS it gives the link up within twice that, and receives again
     on a new one."""
     bound = 2 * Settings().REDIS_RECEIVE_CHECK_SECONDS
-    url = through(proxy)
-    here, there = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200), queued(REDIS_URL=url)
-    ben = client.register("Ben")
-    far = Phone(there.url, ben.access_token).connect()  # only `there` holds a socket, listens
-    phones.append(far)
-    listening(here, far, ben.id)
+    here, _there, ben, far = listening_pair(client, proxy, queued, phones)
     failures = receive_failures()
 
     proxy.black_hole()  # every link open now, the listener's and the publishers', is dead
@@ -398,13 +408,9 @@ def test_a_listener_gives_a_hung_redis_up_again_and_again_and_receives_once_it_a
 ) -> None:
     """Redis takes connections and answers nothing: each new subscription is given up on in
     turn, counted, and not taken for recovery until Redis answers on it."""
-    url = through(proxy)
-    here = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200)
-    there = queued(REDIS_URL=url, REDIS_RECEIVE_CHECK_SECONDS=1)
-    ben = client.register("Ben")
-    far = Phone(there.url, ben.access_token).connect()
-    phones.append(far)
-    listening(here, far, ben.id)
+    here, _there, ben, far = listening_pair(
+        client, proxy, queued, phones, REDIS_RECEIVE_CHECK_SECONDS=1
+    )
     failures = receive_failures()
 
     proxy.stall()
@@ -430,13 +436,9 @@ def test_a_quiet_queue_is_checked_without_failures_or_reconnects(
 ) -> None:
     """No emits for longer than the detection bound is no reason to give the link up: the
     listener pings, Redis answers, and it goes on reading on the same connection."""
-    url = through(proxy)
-    here = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200)
-    there = queued(REDIS_URL=url, REDIS_RECEIVE_CHECK_SECONDS=1)
-    ben = client.register("Ben")
-    far = Phone(there.url, ben.access_token).connect()
-    phones.append(far)
-    listening(here, far, ben.id)
+    here, there, ben, far = listening_pair(
+        client, proxy, queued, phones, REDIS_RECEIVE_CHECK_SECONDS=1
+    )
     sent = pings(there, monkeypatch)
     accepted, failures = proxy.accepted, receive_failures()
 
