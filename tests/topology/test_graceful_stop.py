@@ -14,22 +14,26 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from service.demo import embedded_service
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
+from tests.support.waiting import wait_until
 
 GRACEFUL_TIMEOUT = 15
 # Exiting takes well under a second here; the bound leaves room for a slow machine and is still
 # far from the graceful timeout, which is what the process used to take.
 STOPPED_WITHIN = 5.0
-# After an answer, a long-polling client sends its next poll at once; this is ample for it.
-AT_REST = 0.3
+# A poll under way this long has been parked by the server: it had nothing to answer it with.
+PARKED = 0.2
 
 
 def held_request(url: str, path: str, token: str, body: bytes) -> socket.socket:
@@ -44,6 +48,42 @@ def held_request(url: str, path: str, token: str, body: bytes) -> socket.socket:
     )
     assert conn.recv(64).startswith(b"HTTP/1.1 100 Continue"), "the request did not reach the app"
     return conn
+
+
+class InFlight:
+    """The HTTP requests a long-polling phone has under way, by method (its Engine.IO client
+    sends each through `_send_request`), and when its current poll was sent."""
+
+    def __init__(self, phone: Phone) -> None:
+        self.requests: Counter[str] = Counter()
+        self.poll_sent = 0.0
+        self.lock = threading.Lock()
+        eio = phone.client.eio
+        send = eio._send_request
+
+        def counted(method: str, *args: Any, **kwargs: Any) -> Any:
+            with self.lock:
+                self.requests[method] += 1
+                if method == "GET":
+                    self.poll_sent = time.monotonic()
+            try:
+                return send(method, *args, **kwargs)
+            finally:
+                with self.lock:
+                    self.requests[method] -= 1
+
+        eio._send_request = counted
+
+    def at_rest(self) -> bool:
+        """Its poll parked on the server: under way for PARKED seconds with nothing to answer
+        it (a poll the server has packets for comes back within milliseconds), and no other
+        request under way."""
+        with self.lock:
+            return (
+                self.requests["GET"] == 1
+                and self.requests["POST"] == 0
+                and time.monotonic() - self.poll_sent >= PARKED
+            )
 
 
 def read_until_closed(conn: socket.socket) -> bytes:
@@ -96,9 +136,11 @@ def test_sigterm_closes_every_connection_answers_requests_in_flight_and_exits_at
         # which is what the stop answers with the CLOSE. (One caught between two polls, the
         # answer to its last on the way, finds its session gone and reconnects as after a
         # transport error: Engine.IO keeps no CLOSE for a poll that is not there yet.)
+        polls = [InFlight(phone) for phone in phones if phone.client.transport() == "polling"]
         for phone in phones:
             assert phone.call("at.rest", {})["status"] == 404
-        time.sleep(AT_REST)
+        assert len(polls) == 2
+        wait_until(lambda: all(p.at_rest() for p in polls), 5, "the polling clients at rest")
         body = json.dumps({"client_id": str(uuid.uuid4()), "kind": "connect"}).encode()
         in_flight = held_request(url, "/api/v1/bids", ana.access_token, body)
 
