@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -138,9 +139,29 @@ class Trimmed(fields.String):
         return loaded.strip()
 
 
+# What a screen shows as nothing: controls, format characters (zero-width space and joiners,
+# the byte order mark, direction marks), separators, and the letters and symbols drawn blank
+# (Hangul fillers, the blank Braille pattern).
+_SHOWS_NOTHING = frozenset({"Cc", "Cf", "Zl", "Zp", "Zs"})
+_DRAWN_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def shows_something(value: str) -> bool:
+    """Whether `value` has a character a screen draws: not only spaces and invisible ones."""
+    return any(
+        char not in _DRAWN_BLANK and unicodedata.category(char) not in _SHOWS_NOTHING
+        for char in value
+    )
+
+
+def _shown(value: str) -> None:
+    if value and not shows_something(value):
+        raise ma.ValidationError("Write something visible: this is only blank characters.")
+
+
 def name(max_length: int, *, required: bool = True) -> fields.String:
-    """A person's name as others see it: trimmed, and never blank."""
-    return Trimmed(required=required, validate=validate.Length(min=1, max=max_length))
+    """A person's name as others see it: trimmed, and never blank (nor only invisible)."""
+    return Trimmed(required=required, validate=[validate.Length(min=1, max=max_length), _shown])
 
 
 class PageArgsSchema(Schema):

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates
 
-from schemas.base import PageArgsSchema, Schema, StrictInteger, UTCDateTime
+from schemas.base import PageArgsSchema, Schema, StrictInteger, UTCDateTime, shows_something
 from service.domain.repairs import (
     BODY_MAX,
     EMOTIONS,
@@ -54,7 +54,7 @@ class RepairMessageCreateSchema(Schema):
 
     @validates("body")
     def _not_blank(self, value: str, **_: Any) -> None:
-        if not value.strip():
+        if not shows_something(value):
             raise ValidationError("Write something: the body is blank.")
 
     @validates("emotions")

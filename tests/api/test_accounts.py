@@ -298,7 +298,24 @@ def test_a_name_is_kept_without_the_spaces_around_it_and_never_blank(client: Api
     )
     assert blank.status_code == 422
     assert "display_name" in blank.json()["errors"]
+    for invisible in ("\u200b", "\u200e\u2060", "\u3164", "\u115f\u1160", "\u2800"):
+        refused = client.post(
+            "/api/v1/auth/register",
+            json={
+                "email": "invisible@example.test",
+                "password": "a long enough password",
+                "display_name": invisible,
+                "timezone": "Europe/Berlin",
+            },
+        )
+        assert refused.status_code == 422, (invisible, refused.text)
+        assert "display_name" in refused.json()["errors"]
     ana = client.register(" Ana ", email="spaced-ana@example.test")
     assert ana.user["display_name"] == "Ana"
     renamed = client.patch("/api/v1/me", as_=ana, json={"display_name": "  Ana B. "})
     assert renamed.json()["display_name"] == "Ana B."
+    hidden = client.patch("/api/v1/me", as_=ana, json={"display_name": "\u200b"})
+    assert hidden.status_code == 422 and "display_name" in hidden.json()["errors"]
+    assert client.get("/api/v1/me", as_=ana).json()["display_name"] == "Ana B."
+    emoji = client.patch("/api/v1/me", as_=ana, json={"display_name": "\u2764\ufe0f Ana"})
+    assert emoji.json()["display_name"] == "\u2764\ufe0f Ana"

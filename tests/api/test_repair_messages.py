@@ -68,6 +68,8 @@ def test_bad_messages_are_refused_and_nothing_is_stored(client: ApiClient) -> No
     for body, field in (
         ({"body": ""}, "body"),
         ({"body": "   \n"}, "body"),
+        ({"body": "\u200b\u200d\ufeff"}, "body"),  # zero-width space and joiner, BOM
+        ({"body": " \u3164\u2800 "}, "body"),  # Hangul filler, blank Braille pattern
         ({"body": "x" * 4001}, "body"),
         ({"step": "blame"}, "step"),
         ({"emotions": ["anger", "anger"]}, "emotions"),
