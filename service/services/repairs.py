@@ -159,14 +159,23 @@ def visible(
 ) -> tuple[Repair, Couple]:
     """The conversation if it belongs to the caller's couple; 404 otherwise (never 403).
 
-    With `lock`, the repair row is locked first and the couple row (the cursor) after it,
-    the same order for every repair write.
+    With `lock`, the repair row is locked first and the couple row (the cursor) right after
+    it (the lock its cursor's UPDATE takes), the same order for every repair write, and before
+    any push row: an unpair locks the couple and then cancels the couple's pushes, so a write
+    holding a push (a reminder it replaces, a message push it holds or withdraws) while it
+    waits for the couple would deadlock with it. A write that waited on an unpair finds the
+    couple ended.
     """
     if user.couple_id is None:
         raise NotFound("No such repair conversation.")
     couple = session.get(Couple, user.couple_id)
     repair = session.get(Repair, repair_id, with_for_update=lock)
-    if repair is None or couple is None or repair.couple_id != couple.id or couple.ended_at:
+    if repair is None or couple is None or repair.couple_id != couple.id:
+        raise NotFound("No such repair conversation.")
+    if lock:
+        cursor_lock = {"key_share": True}
+        session.get(Couple, couple.id, with_for_update=cursor_lock, populate_existing=True)
+    if couple.ended_at:
         raise NotFound("No such repair conversation.")
     return repair, couple
 

@@ -100,6 +100,43 @@ def test_a_repair_message_written_as_the_couple_ends_is_not_kept(
     assert count(app, select(func.count()).where(PushJob.state == "pending")) == 0
 
 
+@pytest.mark.parametrize("change", ["pause", "read", "resume", "resolve"])
+def test_a_repair_change_that_waits_on_the_unpair_is_refused_not_deadlocked(
+    client: ApiClient, app: Flask, change: str
+) -> None:
+    """The change's pending pushes (a message push for Ben, a break's reminders) are what the
+    unpair cancels once it holds the couple: the change must not hold them while it waits for
+    the couple, or each waits for the other until PostgreSQL aborts one (503)."""
+    ana, ben = client.couple()
+    rid = client.post("/api/v1/repairs", as_=ana, json={"client_id": str(uuid.uuid4())}).json()[
+        "id"
+    ]
+    written = client.post(
+        f"/api/v1/repairs/{rid}/messages",
+        as_=ana,
+        json={"client_id": str(uuid.uuid4()), "body": "are you there?"},
+    )
+    assert written.status_code == 201, written.text
+    if change == "resolve":
+        assert client.post(f"/api/v1/repairs/{rid}/resolve", as_=ben).status_code == 200
+    if change in ("resume", "resolve"):
+        paused = client.post(f"/api/v1/repairs/{rid}/pause", as_=ana, json={"minutes": 20})
+        assert paused.status_code == 200, paused.text
+    body = {"pause": {"minutes": 20}, "read": {"seq": 1}}.get(change)
+    who = ben if change == "read" else ana
+    answer = race_unpair(
+        client,
+        app,
+        ben,
+        lambda: ApiClient(client.base_url).post(
+            f"/api/v1/repairs/{rid}/{change}", as_=who, json=body
+        ),
+    )
+    assert answer.status_code == 404, answer.text
+    assert count(app, select(func.count()).select_from(CoupleEvent)) == 0
+    assert count(app, select(func.count()).where(PushJob.state == "pending")) == 0
+
+
 def test_a_break_that_ends_as_the_couple_ends_is_told_to_nobody(
     client: ApiClient, app: Flask, worker: Worker
 ) -> None:
