@@ -61,6 +61,11 @@ def start(
     existing = _by_client_id(session, user.id, client_id)
     if existing is not None:
         return _replay(existing, couple)
+    # Before the new row names the bid (a key-share lock on it): a bid write locks the couple,
+    # then the bid, and the other order would deadlock with it.
+    _lock_cursor(session, couple)
+    if couple.ended_at is not None:
+        raise NotFound("You are not paired.")
     if bid_id is not None:
         bid = session.get(Bid, bid_id)
         if bid is None or bid.couple_id != couple.id:
@@ -160,11 +165,10 @@ def visible(
     """The conversation if it belongs to the caller's couple; 404 otherwise (never 403).
 
     With `lock`, the repair row is locked first and the couple row (the cursor) right after
-    it (the lock its cursor's UPDATE takes), the same order for every repair write, and before
-    any push row: an unpair locks the couple and then cancels the couple's pushes, so a write
-    holding a push (a reminder it replaces, a message push it holds or withdraws) while it
-    waits for the couple would deadlock with it. A write that waited on an unpair finds the
-    couple ended.
+    it, the same order for every repair write, and before any push row: an unpair locks the
+    couple and then cancels the couple's pushes, so a write holding a push (a reminder it
+    replaces, a message push it holds or withdraws) while it waits for the couple would
+    deadlock with it. A write that waited on an unpair finds the couple ended.
     """
     if user.couple_id is None:
         raise NotFound("No such repair conversation.")
@@ -173,11 +177,16 @@ def visible(
     if repair is None or couple is None or repair.couple_id != couple.id:
         raise NotFound("No such repair conversation.")
     if lock:
-        cursor_lock = {"key_share": True}
-        session.get(Couple, couple.id, with_for_update=cursor_lock, populate_existing=True)
+        _lock_cursor(session, couple)
     if couple.ended_at:
         raise NotFound("No such repair conversation.")
     return repair, couple
+
+
+def _lock_cursor(session: Session, couple: Couple) -> None:
+    """Lock the couple's row as taking its next cursor does (FOR NO KEY UPDATE), and read it
+    again: an unpair that committed meanwhile shows in `ended_at`."""
+    session.get(Couple, couple.id, with_for_update={"key_share": True}, populate_existing=True)
 
 
 def end_break_early(session: Session, repair: Repair) -> None:
