@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, and_, case, cast, func, literal, or_, select
+from sqlalchemy import Integer, and_, case, cast, func, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -93,8 +93,13 @@ def _partner(session: Session, couple: Couple, user: User, since: datetime) -> d
 
 
 def _weekly(session: Session, couple: Couple, since: datetime, weeks: int) -> list[dict[str, Any]]:
-    offset = _epoch(session, Bid.created_at) - literal(int(since.timestamp()))
-    bucket = cast(func.floor(offset / WEEK), Integer)
+    # Each bid's week by comparing it with the weeks' ends, to the microsecond (bucketing the
+    # seconds since `since` put a bid of a week's last second in the next). The last week ends
+    # at `until`: a bid of that very moment is in it too.
+    ends = [since + timedelta(seconds=(index + 1) * WEEK) for index in range(weeks)]
+    bucket = case(
+        *((Bid.created_at < end, index) for index, end in enumerate(ends)), else_=weeks - 1
+    )
     rows = session.execute(
         select(
             bucket.label("week"),
@@ -104,13 +109,7 @@ def _weekly(session: Session, couple: Couple, since: datetime, weeks: int) -> li
         .where(Bid.couple_id == couple.id, Bid.created_at >= since)
         .group_by(bucket)
     ).all()
-    # `since` is floored to the second, so a bid of the last second can land one past the last
-    # week: it belongs to the last one.
-    by_week: dict[int, tuple[int, int]] = {}
-    for week, n, turned in rows:
-        index = min(int(week), weeks - 1)
-        before_n, before_turned = by_week.get(index, (0, 0))
-        by_week[index] = (before_n + int(n), before_turned + int(turned))
+    by_week = {int(week): (int(n), int(turned)) for week, n, turned in rows}
     trend = []
     for index in range(weeks):
         n, turned = by_week.get(index, (0, 0))

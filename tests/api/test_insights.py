@@ -162,6 +162,18 @@ def test_a_bid_of_the_last_second_counts_in_the_last_week(client: ApiClient) -> 
     assert week["couple"]["bids"] == 1
 
 
+def test_a_bid_just_before_a_week_starts_counts_in_the_week_before(client: ApiClient) -> None:
+    """Weeks start at `since + 7k days` to the microsecond: a bid half a second before the
+    second week starts belongs to the first, one just after it to the second."""
+    ana, ben = client.couple()
+    d = Diary(client)
+    d.bid("2031-03-07T10:00:00.400000", ana)  # week 2 starts at 2031-03-07T10:00:00.900000
+    d.bid("2031-03-07T10:00:01.000000", ana)
+    month = d.insights("2031-03-30T10:00:00.900000", ben, days=30)
+    assert month["weekly"][1]["week_start"] == "2031-03-07T10:00:00.900000Z"
+    assert [w["bids"] for w in month["weekly"]] == [1, 1, 0, 0, 0]
+
+
 def test_the_pursue_withdraw_cycle_is_named_kindly_with_its_numbers(client: ApiClient) -> None:
     ana, ben = client.couple()
     d = Diary(client)
