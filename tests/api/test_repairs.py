@@ -30,6 +30,13 @@ def test_a_conversation_starts_open_for_both_partners(client: ApiClient) -> None
     assert client.get("/api/v1/repairs", as_=ben).json() == {"items": [repair], "next": None}
 
 
+def test_a_topic_is_trimmed_and_a_blank_one_is_none(client: ApiClient) -> None:
+    ana, _ben = client.couple()
+    assert start(client, ana, topic="  Saturday's argument \n")["topic"] == "Saturday's argument"
+    for blank in ("   ", "\u200b", " \u3164 ", ""):
+        assert start(client, ana, topic=blank)["topic"] is None, repr(blank)
+
+
 def test_bad_conversations_are_refused(client: ApiClient) -> None:
     ana, ben = client.couple()
     cat, _dan = client.couple("Cat", "Dan")
