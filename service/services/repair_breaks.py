@@ -38,12 +38,18 @@ def pause(session: Session, user: User, repair_id: uuid.UUID, minutes: int) -> d
 
 
 def resume(session: Session, user: User, repair_id: uuid.UUID) -> dict[str, Any]:
-    """End a break early: its reminders are cancelled, held message pushes go now."""
+    """End a break early: its reminders are cancelled, held message pushes go now.
+
+    A break whose time has come, which the worker has not ended yet, ended on time: its
+    reminders are due, and go as promised."""
     repair, couple = visible(session, user, repair_id, lock=True)
     if repair.paused_until is None:
         session.rollback()
         return present(repair)
-    end_break_early(session, repair)
+    if repair.paused_until <= clock.now():
+        repair.paused_until = repair.paused_by = None
+    else:
+        end_break_early(session, repair)
     view = present(repair)
     events.record(session, couple, "repair.resumed", wire(view))
     session.commit()

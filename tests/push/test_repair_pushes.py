@@ -171,6 +171,24 @@ def test_a_break_ended_early_sends_no_reminder(
     assert types.count("repair.resumed") == 1
 
 
+def test_a_resume_after_the_break_ended_keeps_its_reminders(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """The break ended on time and the worker has not ended it yet: the reminders were owed."""
+    ana, ben = paired_with_devices(client)
+    clock.freeze(T0)
+    repair = start(client, client.fresh(ana))
+    pause(client, client.fresh(ben), repair["id"], 30)
+    clock.freeze(T0 + timedelta(minutes=30, seconds=2))
+    resumed = client.post(f"/api/v1/repairs/{repair['id']}/resume", as_=client.fresh(ana))
+    assert resumed.status_code == 200 and resumed.json()["paused_until"] is None
+    tick = fcm_worker.run_once()
+    assert (tick.resumed_repairs, tick.pushes) == (0, 3)
+    assert {m["data"]["type"] for m in standin.messages()} == {"repair.reminder"}
+    types = [e["type"] for e in client.get("/api/v1/sync", as_=client.fresh(ana)).json()["events"]]
+    assert types.count("repair.resumed") == 1
+
+
 def test_a_new_break_replaces_the_reminders_of_the_last(
     client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:
