@@ -19,6 +19,7 @@ from service.domain.errors import ReachError
 MAX_NESTING = 32
 NUL_MESSAGE = "Text may not contain NUL."
 SURROGATE_MESSAGE = "Text may not contain a lone surrogate (U+D800-U+DFFF): send valid Unicode."
+BINARY_MESSAGE = "Send JSON values, not binary data."
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -42,7 +43,9 @@ class Schema(ma.Schema):
     def _refuse_unstorable_text(self, data: Any, **_: Any) -> Any:
         """Refuse (422) text that cannot be stored: NUL (PostgreSQL text cannot hold it) and
         lone surrogates (no UTF-8 encoding: the database driver and the password hasher fail
-        on them), in any key or value; and (400) a body nested deeper than MAX_NESTING."""
+        on them), in any key or value; binary data, which no JSON body holds (a socket payload
+        can: marshmallow takes bytes as text, NUL included); and (400) a body nested deeper
+        than MAX_NESTING."""
         if not isinstance(data, Mapping):
             text_faults(data)
             return data
@@ -57,7 +60,8 @@ class Schema(ma.Schema):
 
 
 def text_faults(value: Any, *, depth: int = 1) -> set[str]:
-    """The messages for the unstorable text anywhere in `value` (at nesting level `depth`).
+    """The messages for the unstorable text (or binary data) anywhere in `value` (at nesting
+    level `depth`).
 
     Iterative, so no payload can exhaust the stack; raises NestedTooDeep past MAX_NESTING.
     """
@@ -70,6 +74,8 @@ def text_faults(value: Any, *, depth: int = 1) -> set[str]:
                 faults.add(NUL_MESSAGE)
             if not item.isascii() and _SURROGATE.search(item):
                 faults.add(SURROGATE_MESSAGE)
+        elif isinstance(item, bytes | bytearray):
+            faults.add(BINARY_MESSAGE)
         elif isinstance(item, Mapping | list | tuple):
             if level > MAX_NESTING:
                 raise NestedTooDeep()

@@ -193,6 +193,31 @@ def test_socket_writes_ack_a_422_for_a_lone_surrogate(
     assert scene.seen_by_ana() == before
 
 
+@pytest.mark.parametrize(
+    ("event", "payload", "field"),
+    [
+        ("bid.send", {"kind": "comfort", "note": b"a\x00b"}, "note"),
+        ("bid.send", {"kind": b"comfort"}, "kind"),
+        ("bid.respond", {"kind": "toward", "note": b"here\x00"}, "note"),
+        ("repair.message", {"body": b"I hear\x00you"}, "body"),
+    ],
+)
+def test_socket_writes_ack_a_422_for_binary_data(
+    scene: Scene, phone: Any, event: str, payload: dict[str, Any], field: str
+) -> None:
+    """A Socket.IO payload may carry bytes (a binary attachment), which no JSON body holds:
+    marshmallow took them as text, and a NUL in them reached PostgreSQL (500)."""
+    ana_phone: Phone = phone(scene.ana.access_token)
+    before = scene.seen_by_ana()
+    payload = {**payload, "client_id": str(uuid.uuid4())}
+    payload |= {"bid_id": scene.bid_id} if event == "bid.respond" else {}
+    payload |= {"repair_id": scene.repair_id} if event == "repair.message" else {}
+    ack = ana_phone.call(event, payload)
+    assert ack["status"] == 422 and ack["code"] == "validation_error", ack
+    assert ack["errors"] == {field: ["Send JSON values, not binary data."]}, ack
+    assert scene.seen_by_ana() == before
+
+
 def test_a_socket_token_with_a_lone_surrogate_is_refused_401(live_server: LiveServer) -> None:
     device = Phone(live_server.url, "eyJ\ud800")
     with pytest.raises(socketio.exceptions.ConnectionError):

@@ -13,6 +13,7 @@ from marshmallow import fields
 
 import schemas
 from schemas.base import (
+    BINARY_MESSAGE,
     MAX_NESTING,
     NUL_MESSAGE,
     SURROGATE_MESSAGE,
@@ -37,6 +38,7 @@ def test_text_faults_name_nul_and_lone_surrogates_anywhere() -> None:
     assert text_faults({"a": ["x\x00"]}) == {NUL_MESSAGE}
     assert text_faults({"a": [{"b": "\udfff"}]}) == {SURROGATE_MESSAGE}
     assert text_faults({"\ud800": 1, "n": "\x00"}) == {NUL_MESSAGE, SURROGATE_MESSAGE}
+    assert text_faults({"a": [b"ok"], "b": bytearray(b"\x00")}) == {BINARY_MESSAGE}
 
 
 def test_nesting_is_walked_without_recursion_and_refused_past_the_limit() -> None:
