@@ -18,7 +18,12 @@ tests/realtime/test_socket_hardening.py fails if python-socketio moves it.
 
 A packet that is not Socket.IO at all (an unknown packet type, JSON that does not parse, or
 nests deeper than Python's parser goes) is dropped with one log line; python-socketio raised
-on it, and Engine.IO logged a traceback for every such packet a client cared to send.
+on it, and Engine.IO logged a traceback for every such packet a client cared to send. So is a
+binary event whose attachments do not fit its placeholders (one names an attachment that is not
+there, or not by number): python-socketio raised while putting it together and kept waiting for
+its attachments, taking every later packet of the socket for one, so the phone's writes got no
+ack and did nothing while its socket stayed open. Such an event is answered with a 400 problem
+when the client asked for an acknowledgement.
 
 Events with no handler of their own reach `unknown_event`, the member namespace's catch-all
 (Flask-SocketIO's "*" handler, looked up only after the event's own): acked with a 404
@@ -48,6 +53,7 @@ RESERVED = frozenset(
     | {"*"}
 )
 GUIDE = "see the socket events in the mobile guide"
+UNFIT_ATTACHMENTS = "The binary attachments do not fit the event's placeholders."
 NAME_SHOWN = 64  # characters of a client's event name kept in a log line or a detail
 
 
@@ -94,6 +100,12 @@ def _drop_unreadable_packets(server: socketio.Server) -> None:
             except (ValueError, RecursionError) as exc:
                 raise Unreadable(type(exc).__name__) from None
 
+        def add_attachment(self, attachment: Any) -> bool:
+            try:
+                return bool(super().add_attachment(attachment))
+            except (LookupError, TypeError, ValueError, RecursionError) as exc:
+                raise Unreadable(f"binary attachments: {type(exc).__name__}") from None
+
     server.packet_class = Packet
     handle_message = server._handle_eio_message
 
@@ -107,6 +119,13 @@ def _drop_unreadable_packets(server: socketio.Server) -> None:
                 "unreadable socket packet dropped",
                 extra={"error": str(exc)[:NAME_SHOWN], "characters": len(data)},
             )
+            # A binary packet waiting for its attachments is dropped with them: the socket's
+            # next packets are packets again.
+            waiting = server._binary_packet.pop(eio_sid, None)
+            if waiting is not None and waiting.packet_type == packet.BINARY_EVENT:
+                name = waiting.data[0] if isinstance(waiting.data, list) and waiting.data else None
+                namespace = waiting.namespace or "/"
+                _refuse(server, eio_sid, namespace, waiting.id, name, UNFIT_ATTACHMENTS)
 
     server._handle_eio_message = readable
     server.eio.on("message", readable)  # Engine.IO holds the method it was given at start

@@ -184,6 +184,34 @@ def test_unreadable_packets_are_dropped_without_a_traceback(
     assert device.client.connected
 
 
+@pytest.mark.parametrize(
+    "placeholder",
+    ['{"_placeholder": true, "num": 1}', '{"_placeholder": true, "num": "0"}'],
+    ids=["no-such-attachment", "not-by-number"],
+)
+def test_a_binary_event_whose_attachments_do_not_fit_leaves_the_socket_working(
+    client: ApiClient, phone: Connect, caplog: pytest.LogCaptureFixture, placeholder: str
+) -> None:
+    """python-socketio raised while putting such an event together and kept it waiting for
+    its attachments: every later packet of the socket was taken for one (a traceback each),
+    so the phone's writes got no ack and did nothing while its socket stayed open."""
+    ana, _ = client.couple()
+    device = phone(ana.access_token)
+    answers: list[Any] = []
+    ack_id = device.client._generate_ack_id("/", lambda *args: answers.append(args))
+    with caplog.at_level(logging.INFO):
+        # A BINARY_EVENT with one attachment, asking for an ack, then the attachment.
+        device.client.eio.send(f'51-{ack_id}["bid.send", {placeholder}]')
+        device.client.eio.send(b"\x00")
+        bid = device.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "help"})
+    assert bid["sender_id"] == ana.id, bid
+    assert len(answers) == 1 and is_problem(answers[0][0], 400, "bad_request"), answers
+    assert "placeholders" in answers[0][0]["detail"]
+    assert [r.exc_info for r in caplog.records if r.exc_info] == []
+    assert "unreadable socket packet dropped" in [r.getMessage() for r in caplog.records]
+    assert len(client.get("/api/v1/bids", as_=ana).json()["items"]) == 1
+
+
 # --- the /ops namespace ----------------------------------------------------------------------
 
 
