@@ -171,6 +171,17 @@ def test_bad_bids_are_refused_and_change_nothing(client: ApiClient) -> None:
     ]
 
 
+def test_a_notes_length_counts_code_points(client: ApiClient) -> None:
+    """As the guide says: not UTF-16 units, not what a person sees as one character."""
+    ana, _ = client.couple()
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one emoji to see, five code points
+    assert send(client, ana, note=family * 56)["note"] == family * 56
+    assert send(client, ana, note="\U0001fac2" * 280)["note"] == "\U0001fac2" * 280
+    over = {"client_id": str(uuid.uuid4()), "kind": "share", "note": family * 56 + "!"}
+    response = client.post("/api/v1/bids", as_=ana, json=over)
+    assert response.status_code == 422 and "note" in response.json()["errors"]
+
+
 def test_toward_after_toward_is_a_conflict(client: ApiClient) -> None:
     ana, ben = client.couple()
     bid = send(client, ana)
