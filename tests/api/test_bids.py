@@ -182,6 +182,17 @@ def test_a_notes_length_counts_code_points(client: ApiClient) -> None:
     assert response.status_code == 422 and "note" in response.json()["errors"]
 
 
+def test_a_note_is_trimmed_and_a_blank_one_is_none(client: ApiClient) -> None:
+    """A note of spaces or invisible characters would show as a blank lock-screen line."""
+    ana, ben = client.couple()
+    assert send(client, ana, note=" dinner? \n")["note"] == "dinner?"
+    for blank in ("   ", "\u200b", "\u2060 \u3164", ""):
+        bid = send(client, ana, note=blank)
+        assert bid["note"] is None, repr(blank)
+        answer = respond(client, ben, bid["id"], kind="toward", note=blank)
+        assert answer.status_code == 201 and answer.json()["note"] is None, answer.text
+
+
 def test_toward_after_toward_is_a_conflict(client: ApiClient) -> None:
     ana, ben = client.couple()
     bid = send(client, ana)
