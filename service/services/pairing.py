@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
@@ -57,11 +57,14 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
     code = invites.normalize(typed_code)
     if user.couple_id is not None:
         raise Conflict("You are already paired. Unpair first to join someone else.")
-    # Claim the invite atomically: of two people racing for one code, one wins.
+    # Claim the invite atomically: of two people racing for one code, one wins. Who used it is
+    # written once both accounts are locked: writing it here would lock the caller's account
+    # (its foreign key) before the inviter's, and two people joining each other's codes at
+    # once would each hold one account and wait for the other.
     claimed = session.execute(
         update(Invite)
         .where(Invite.code == code, Invite.used_at.is_(None), Invite.expires_at > now)
-        .values(used_at=now, used_by_id=user.id)
+        .values(used_at=now)
         .returning(Invite.inviter_id)
     ).scalar_one_or_none()
     if claimed is None:
@@ -70,16 +73,27 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
     if claimed == user.id:
         session.rollback()
         raise invalid("code", "This is your own code: share it with your partner.")
-    # Locked and read again: a join of either of them may have committed since they were read.
-    inviter = session.get(User, claimed, with_for_update=True, populate_existing=True)
+    # Both locked in one order and read again: a join of either of them may have committed
+    # since they were read.
+    accounts = {
+        account.id: account
+        for account in session.scalars(
+            select(User)
+            .where(User.id.in_((claimed, user.id)))
+            .order_by(User.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    inviter, me = accounts.get(claimed), accounts.get(user.id)
     if inviter is None or inviter.couple_id is not None or inviter.disabled_at is not None:
         session.rollback()
         raise invalid("code", "This code is no longer valid: ask your partner for a new one.")
-    me = session.get(User, user.id, with_for_update=True, populate_existing=True)
     assert me is not None
     if me.couple_id is not None:
         session.rollback()
         raise Conflict("You are already paired. Unpair first to join someone else.")
+    session.execute(update(Invite).where(Invite.code == code).values(used_by_id=me.id))
     couple = Couple(partner_a_id=inviter.id, partner_b_id=me.id, paired_at=now)
     session.add(couple)
     session.flush()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import event, select, text
 
+from service.extensions import db
 from service.models import User
 from tests.support.client import ApiClient
 from tests.support.locks import lock_queue, rows_held
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
@@ -42,3 +46,56 @@ def test_whoever_joins_second_is_told_they_are_paired(client: ApiClient, app: Fl
     # Yui's code was not spent on the refused join.
     cat = client.register("Cat")
     assert client.post("/api/v1/couple/join", as_=cat, json={"code": yuis_code}).status_code == 201
+
+
+def test_two_people_joining_each_others_codes_at_once_pair_once(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ana and Ben each made a code and each types the other's at the same moment. Each join
+    is held once it has claimed its code, until the other join has claimed its own or waits
+    for a lock: one of them pairs the two, the other is told the code is no longer valid,
+    never a deadlock answered 503."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    anas_code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    bens_code = client.post("/api/v1/couple/invites", as_=ben).json()["code"]
+    with app.app_context():
+        engine, watcher = db.engine, db.engine.connect()
+    waiting_for_a_lock = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+
+    def someone_waits() -> bool:
+        count = int(watcher.execute(waiting_for_a_lock).scalar_one())
+        watcher.rollback()
+        return count > 0
+
+    claimed: set[int] = set()
+    guard = threading.Lock()
+
+    def hold_after_the_claim(*args: Any) -> None:
+        if not args[2].startswith("UPDATE invites"):
+            return
+        with guard:
+            claimed.add(threading.get_ident())
+        wait_until(
+            lambda: len(claimed) == 2 or someone_waits(),
+            what="the other join to claim its code or wait for a lock",
+        )
+
+    event.listen(engine, "after_cursor_execute", hold_after_the_claim)
+    join = ApiClient(client.base_url).post
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            anas = pool.submit(join, "/api/v1/couple/join", as_=ana, json={"code": bens_code})
+            bens = pool.submit(join, "/api/v1/couple/join", as_=ben, json={"code": anas_code})
+            answers = sorted(
+                (anas.result(timeout=20), bens.result(timeout=20)), key=lambda r: r.status_code
+            )
+    finally:
+        event.remove(engine, "after_cursor_execute", hold_after_the_claim)
+        watcher.close()
+    assert [a.status_code for a in answers] == [201, 422], [a.text for a in answers]
+    assert "code" in answers[1].json()["errors"]
+    assert client.get("/api/v1/couple", as_=ana).json()["partner"]["id"] == ben.id
+    assert client.get("/api/v1/couple", as_=ben).json()["partner"]["id"] == ana.id
