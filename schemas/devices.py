@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from marshmallow import fields, validate
+from marshmallow import ValidationError, fields, validate
 
 from schemas.base import Schema, UTCDateTime
 
 PLATFORMS = ("ios", "android", "web")
+# A token is unique, so PostgreSQL indexes its whole text, at most about 2700 bytes a row:
+# FCM's tokens (about 160 ASCII characters) fit many times over.
+PUSH_TOKEN_LENGTH = 2048
+
+
+def _check_push_token(value: str) -> None:
+    if not value.isascii():
+        raise ValidationError("An FCM registration token has only ASCII characters.")
 
 
 class DeviceCreateSchema(Schema):
     platform = fields.String(required=True, validate=validate.OneOf(PLATFORMS))
-    push_token = fields.String(required=True, validate=validate.Length(min=8, max=4096))
+    push_token = fields.String(
+        required=True,
+        validate=[validate.Length(min=8, max=PUSH_TOKEN_LENGTH), _check_push_token],
+        metadata={"description": "The FCM registration token: ASCII characters"},
+    )
     app_version = fields.String(load_default=None, validate=validate.Length(max=40))
     locale = fields.String(load_default=None, validate=validate.Length(max=35))
 
