@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
@@ -61,16 +61,17 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
     # written once both accounts are locked: writing it here would lock the caller's account
     # (its foreign key) before the inviter's, and two people joining each other's codes at
     # once would each hold one account and wait for the other.
-    claimed = session.execute(
+    claim = session.execute(
         update(Invite)
         .where(Invite.code == code, Invite.used_at.is_(None), Invite.expires_at > now)
         .values(used_at=now)
-        .returning(Invite.inviter_id)
-    ).scalar_one_or_none()
-    if claimed is None:
+        .returning(Invite.inviter_id, Invite.created_at)
+    ).one_or_none()
+    if claim is None:
         session.rollback()
         raise invalid("code", "This code is not valid: it may be mistyped, used or expired.")
-    if claimed == user.id:
+    inviter_id, invited_at = claim
+    if inviter_id == user.id:
         session.rollback()
         raise invalid("code", "This is your own code: share it with your partner.")
     # Both locked in one order and read again: a join of either of them may have committed
@@ -79,14 +80,19 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
         account.id: account
         for account in session.scalars(
             select(User)
-            .where(User.id.in_((claimed, user.id)))
+            .where(User.id.in_((inviter_id, user.id)))
             .order_by(User.id)
             .with_for_update()
             .execution_options(populate_existing=True)
         )
     }
-    inviter, me = accounts.get(claimed), accounts.get(user.id)
-    if inviter is None or inviter.couple_id is not None or inviter.disabled_at is not None:
+    inviter, me = accounts.get(inviter_id), accounts.get(user.id)
+    if (
+        inviter is None
+        or inviter.couple_id is not None
+        or inviter.disabled_at is not None
+        or _paired_since(session, inviter.id, invited_at)
+    ):
         session.rollback()
         raise invalid("code", "This code is no longer valid: ask your partner for a new one.")
     assert me is not None
@@ -111,6 +117,13 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
     )
     session.commit()
     return CoupleView(couple.id, inviter, couple.paired_at)
+
+
+def _paired_since(session: Session, user_id: uuid.UUID, moment: datetime) -> bool:
+    """Whether the user paired with anyone after `moment`: a code they made before then was
+    for a pairing that is over, and stays spent after an unpair."""
+    partner = or_(Couple.partner_a_id == user_id, Couple.partner_b_id == user_id)
+    return bool(session.scalar(select(exists().where(partner, Couple.paired_at > moment))))
 
 
 def current_couple(session: Session, user: User) -> CoupleView:

@@ -108,6 +108,26 @@ def test_nobody_joins_a_second_couple(client: ApiClient) -> None:
     assert client.get("/api/v1/couple", as_=ben).json()["partner"]["id"] == ana.id
 
 
+def test_a_code_stops_working_once_its_maker_pairs_with_someone_else(
+    client: ApiClient,
+) -> None:
+    """Ana made a code for Ben, then typed Cat's instead: Ben is told her code is no longer
+    valid, and it stays so after Ana and Cat unpair (Ana did not ask Ben again)."""
+    ana, ben, cat = client.register("Ana"), client.register("Ben"), client.register("Cat")
+    anas_code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    client.pair(cat, ana)
+    late = client.post("/api/v1/couple/join", as_=ben, json={"code": anas_code})
+    assert late.status_code == 422
+    assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+    later = client.post("/api/v1/couple/join", as_=ben, json={"code": anas_code})
+    assert later.status_code == 422, later.text
+    assert "code" in later.json()["errors"]
+    assert client.get("/api/v1/couple", as_=ben).status_code == 404
+    # A code Ana makes now works.
+    client.pair(ana, ben)
+    assert client.get("/api/v1/couple", as_=ben).json()["partner"]["id"] == ana.id
+
+
 def test_own_code_and_junk_codes_are_refused(client: ApiClient) -> None:
     ana = client.register("Ana")
     code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
