@@ -12,11 +12,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import clock
-from service.domain.errors import Conflict, Unauthorized
+from service.domain.errors import Conflict, Unauthorized, invalid
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.passwords import hash_password, needs_rehash, verify_password
 from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
 from service.services import devices
+
+# The longest email stored (as the schema takes it, and as the column holds it).
+EMAIL_LENGTH = 254
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,9 @@ def register(
     timezone: str,
 ) -> SignedIn:
     email = normalize_email(email)
+    if len(email) > EMAIL_LENGTH:
+        # Lower-casing can lengthen an address ("İ" becomes "i" and a combining dot).
+        raise invalid("email", f"Longer than {EMAIL_LENGTH} characters once lower-cased.")
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("An account with this email exists: sign in instead.")
     user = User(

@@ -70,6 +70,23 @@ def test_register_twice_with_one_email_is_a_conflict(client: ApiClient) -> None:
     assert again.json()["code"] == "conflict"
 
 
+def test_an_email_too_long_once_lower_cased_is_refused(client: ApiClient) -> None:
+    """Emails are stored lower-cased, in at most 254 characters, and lower-casing can lengthen
+    one: "İ" becomes "i" and a combining dot. 212 characters as typed, 412 as stored: a 422
+    naming the field, not a 500."""
+    body = {"password": PASSWORD, "display_name": "Ana", "timezone": "UTC"}
+    email = "İ" * 200 + "@example.test"
+    response = client.post("/api/v1/auth/register", json={**body, "email": email})
+    assert response.status_code == 422, response.text
+    assert "email" in response.json()["errors"]
+    # The longest one that fits once lower-cased is taken.
+    email = "İ" * 120 + "@example.test"
+    assert len(email.lower()) == 253
+    response = client.post("/api/v1/auth/register", json={**body, "email": email})
+    assert response.status_code == 201, response.text
+    assert response.json()["user"]["email"] == email.lower()
+
+
 def test_login_and_wrong_password(client: ApiClient) -> None:
     person = client.register("Ana")
     ok = client.post("/api/v1/auth/login", json={"email": person.email, "password": PASSWORD})
