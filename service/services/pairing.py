@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from schemas.base import iso
 from service.clock import clock
 from service.domain import invites
-from service.domain.errors import Conflict, NotFound, invalid
+from service.domain.errors import Conflict, NotFound, Unauthorized, invalid
 from service.models import Couple, Invite, User
 from service.services import custody, events
 
@@ -95,7 +95,9 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
     ):
         session.rollback()
         raise invalid("code", "This code is no longer valid: ask your partner for a new one.")
-    assert me is not None
+    if me is None:  # deleted from another phone meanwhile
+        session.rollback()
+        raise Unauthorized("The account or session no longer exists: sign in again.")
     if me.couple_id is not None:
         session.rollback()
         raise Conflict("You are already paired. Unpair first to join someone else.")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select, text
+from sqlalchemy import delete, event, select, text
 
 from service.extensions import db
 from service.models import User
@@ -99,3 +99,36 @@ def test_two_people_joining_each_others_codes_at_once_pair_once(
     assert "code" in answers[1].json()["errors"]
     assert client.get("/api/v1/couple", as_=ana).json()["partner"]["id"] == ben.id
     assert client.get("/api/v1/couple", as_=ben).json()["partner"]["id"] == ana.id
+
+
+def test_a_join_by_an_account_deleted_meanwhile_is_refused_and_spends_no_code(
+    client: ApiClient, app: Flask
+) -> None:
+    """Dan types Eve's code on one phone while deleting his account on another. The deletion
+    holds Dan's row when the join comes to lock it, and commits: the join finds no account,
+    and is answered 401 (not a 500), leaving Eve's code unspent."""
+    dan, eve = client.register("Dan"), client.register("Eve")
+    eves_code = client.post("/api/v1/couple/invites", as_=eve).json()["code"]
+    dans_row = select(User).where(User.id == uuid.UUID(dan.id)).with_for_update()
+    with app.app_context():
+        deletion = db.engine.connect()
+    try:
+        deletion.begin()
+        assert deletion.execute(dans_row).first() is not None
+        with ThreadPoolExecutor(max_workers=1) as pool, lock_queue(app) as queued:
+            joining = pool.submit(
+                ApiClient(client.base_url).post,
+                "/api/v1/couple/join",
+                as_=dan,
+                json={"code": eves_code},
+            )
+            queued(1)
+            deletion.execute(delete(User).where(User.id == uuid.UUID(dan.id)))
+            deletion.commit()
+            refused = joining.result(timeout=10)
+    finally:
+        deletion.close()
+    assert refused.status_code == 401, refused.text
+    assert client.get("/api/v1/couple", as_=eve).status_code == 404
+    fay = client.register("Fay")
+    assert client.post("/api/v1/couple/join", as_=fay, json={"code": eves_code}).status_code == 201
