@@ -61,6 +61,12 @@ def _upsert(
     keep: int,
 ) -> Device:
     now = clock.now()
+    # The account first, as deleting or disabling it locks it before its sessions and devices
+    # (a new device's row would lock it too, but only once the session is held): one under
+    # way finishes first, and the session is then gone; a later one waits for this.
+    session.execute(
+        select(User.id).where(User.id == user.id).with_for_update(read=True, key_share=True)
+    )
     # The session stays live until this commits: a sign-out that commits first is waited for
     # and refuses the registration; one that comes after finds the device and switches it off.
     live = session.scalar(
