@@ -16,7 +16,7 @@ from service.domain.errors import Conflict, Unauthorized, invalid
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.passwords import hash_password, needs_rehash, verify_password
 from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
-from service.services import devices
+from service.services import devices, members
 
 # The longest email stored (as the schema takes it, and as the column holds it).
 EMAIL_LENGTH = 254
@@ -76,6 +76,10 @@ def login(
         raise Unauthorized("Email or password is wrong.")
     if user.disabled_at is not None:
         raise Unauthorized("This account is disabled. Contact support.")
+    # Its new session names it: held against a deletion from another phone meanwhile.
+    if not members.hold_account(session, user.id):
+        session.rollback()
+        raise Unauthorized("Email or password is wrong.")
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     signed_in = _start_session(session, issuer, refresh_days, user)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.domain.errors import NotFound, Unauthorized, invalid
 from service.models import AuthSession, Device, User
-from service.services import pages
+from service.services import members, pages
 
 # FCM said the token no longer reaches an app: it is never sent to again.
 UNREGISTERED = "unregistered"
@@ -64,9 +64,7 @@ def _upsert(
     # The account first, as deleting or disabling it locks it before its sessions and devices
     # (a new device's row would lock it too, but only once the session is held): one under
     # way finishes first, and the session is then gone; a later one waits for this.
-    session.execute(
-        select(User.id).where(User.id == user.id).with_for_update(read=True, key_share=True)
-    )
+    members.hold_account(session, user.id)
     # The session stays live until this commits: a sign-out that commits first is waited for
     # and refuses the registration; one that comes after finds the device and switches it off.
     live = session.scalar(

@@ -200,6 +200,15 @@ class RecentMembers:
         self._members.pop((user_id, session_id), None)
 
 
+def hold_account(session: Session, user_id: uuid.UUID) -> bool:
+    """Lock the account against its deletion until the transaction ends, before writing a row
+    that names it (whose foreign key would wait for a deletion under way, then fail once it
+    commits): FOR KEY SHARE, which only a deletion's or an operator's FOR UPDATE waits for.
+    False once the account is gone."""
+    held = select(_users.c.id).where(_users.c.id == user_id)
+    return session.execute(held.with_for_update(read=True, key_share=True)).first() is not None
+
+
 def user_of(session: Session, member: Member) -> User:
     """The member's account row, for writes that change it or read more of it."""
     user = session.get(User, member.user_id)

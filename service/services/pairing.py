@@ -15,7 +15,7 @@ from service.clock import clock
 from service.domain import invites
 from service.domain.errors import Conflict, NotFound, Unauthorized, invalid
 from service.models import Couple, Invite, User
-from service.services import custody, events
+from service.services import custody, events, members
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
         .where(Invite.inviter_id == user.id, Invite.used_at.is_(None), Invite.expires_at > now)
         .values(expires_at=now)
     )
+    # The invite names the account: held against a deletion (after its invites, in the
+    # deletion's order).
+    if not members.hold_account(session, user.id):
+        session.rollback()
+        raise Unauthorized("The account or session no longer exists: sign in again.")
     for _ in range(5):
         code = invites.new_code()
         if session.get(Invite, code) is None:

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from service.extensions import db
 from service.models import Couple, RepairMessage, User
-from tests.support.client import ApiClient
+from tests.support.client import PASSWORD, ApiClient
 from tests.support.locks import lock_queue, rows_held
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -99,3 +99,37 @@ def test_a_partner_writing_into_the_deleted_accounts_conversation_does_not_deadl
     with app.app_context():
         kept = select(RepairMessage.body).where(RepairMessage.author_id == uuid.UUID(ben.id))
         assert list(db.session.scalars(kept)) == ["I am here"]
+
+
+@pytest.mark.parametrize("write", ["sign-in", "invite"])
+def test_a_sign_in_or_a_code_of_an_account_deleted_meanwhile_is_refused(
+    client: ApiClient, app: Flask, write: str
+) -> None:
+    """Ana signs in on her tablet, or makes a pairing code, just as her phone deletes the
+    account: the deletion holds her row while the sign-in (past its password check) or the
+    code waits for it, and commits. Both are answered 401 (not a 500), and nothing of Ana's
+    is left behind."""
+    ana = client.register("Ana")
+    api = ApiClient(client.base_url)
+    ana_id = uuid.UUID(ana.id)
+    with app.app_context():
+        deletion = db.engine.connect()
+    try:
+        deletion.begin()
+        assert deletion.execute(select(User).where(User.id == ana_id).with_for_update()).first()
+        with ThreadPoolExecutor(max_workers=1) as pool, lock_queue(app) as queued:
+            if write == "sign-in":
+                body = {"email": ana.email, "password": PASSWORD}
+                writing = pool.submit(api.post, "/api/v1/auth/login", json=body)
+            else:
+                writing = pool.submit(api.post, "/api/v1/couple/invites", as_=ana)
+            queued(1)
+            deletion.execute(delete(User).where(User.id == ana_id))
+            deletion.commit()
+            refused = writing.result(timeout=10)
+    finally:
+        deletion.close()
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["code"] == "unauthorized"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 0
