@@ -101,14 +101,14 @@ def test_a_partner_writing_into_the_deleted_accounts_conversation_does_not_deadl
         assert list(db.session.scalars(kept)) == ["I am here"]
 
 
-@pytest.mark.parametrize("write", ["sign-in", "invite"])
+@pytest.mark.parametrize("write", ["sign-in", "invite", "profile"])
 def test_a_sign_in_or_a_code_of_an_account_deleted_meanwhile_is_refused(
     client: ApiClient, app: Flask, write: str
 ) -> None:
-    """Ana signs in on her tablet, or makes a pairing code, just as her phone deletes the
-    account: the deletion holds her row while the sign-in (past its password check) or the
-    code waits for it, and commits. Both are answered 401 (not a 500), and nothing of Ana's
-    is left behind."""
+    """Ana signs in on her tablet, makes a pairing code or renames herself, just as her phone
+    deletes the account: the deletion holds her row while the sign-in (past its password
+    check), the code or the new name waits for it, and commits. Each is answered 401 (not a
+    500), and nothing of Ana's is left behind."""
     ana = client.register("Ana")
     api = ApiClient(client.base_url)
     ana_id = uuid.UUID(ana.id)
@@ -121,8 +121,11 @@ def test_a_sign_in_or_a_code_of_an_account_deleted_meanwhile_is_refused(
             if write == "sign-in":
                 body = {"email": ana.email, "password": PASSWORD}
                 writing = pool.submit(api.post, "/api/v1/auth/login", json=body)
-            else:
+            elif write == "invite":
                 writing = pool.submit(api.post, "/api/v1/couple/invites", as_=ana)
+            else:
+                body = {"display_name": "Ana B."}
+                writing = pool.submit(api.patch, "/api/v1/me", as_=ana, json=body)
             queued(1)
             deletion.execute(delete(User).where(User.id == ana_id))
             deletion.commit()
