@@ -13,6 +13,7 @@ from schemas.base import iso
 from service.clock import clock
 from service.domain.errors import Conflict
 from service.models import (
+    AuthSession,
     Bid,
     BidResponse,
     CheckInAnswer,
@@ -21,6 +22,7 @@ from service.models import (
     Device,
     Invite,
     PushJob,
+    RefreshToken,
     Repair,
     RepairMessage,
     User,
@@ -200,6 +202,15 @@ def delete_account(session: Session, user: User) -> None:
     session.execute(update(Repair).where(Repair.started_by == user.id).values(topic=None))
     session.execute(delete(RepairMessage).where(RepairMessage.author_id == user.id))
     session.execute(delete(CheckInAnswer).where(CheckInAnswer.user_id == user.id))
+    # Its sign-in sessions go with it, and their refresh tokens. The tokens are locked first:
+    # a refresh locks its token before its session, which the account's cascade takes first.
+    session.execute(
+        select(RefreshToken.token_hash)
+        .join(AuthSession, AuthSession.id == RefreshToken.session_id)
+        .where(AuthSession.user_id == user.id)
+        .order_by(RefreshToken.token_hash)
+        .with_for_update(of=RefreshToken)
+    ).all()
     session.delete(user)
     session.commit()
 

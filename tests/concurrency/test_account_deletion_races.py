@@ -7,17 +7,20 @@ it is seen and ended, and a partner writing into the account's conversation neve
 
 from __future__ import annotations
 
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, event, func, insert, select, text
 
 from service.extensions import db
 from service.models import Couple, RepairMessage, User
 from tests.support.client import PASSWORD, ApiClient
 from tests.support.locks import lock_queue, rows_held
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
@@ -134,5 +137,54 @@ def test_a_sign_in_or_a_code_of_an_account_deleted_meanwhile_is_refused(
         deletion.close()
     assert refused.status_code == 401, refused.text
     assert refused.json()["code"] == "unauthorized"
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_a_refresh_as_the_account_is_deleted_does_not_deadlock_the_deletion(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ana's tablet refreshes its tokens just as her phone deletes the account. The refresh
+    holds its refresh token when the deletion begins, and is held there until the deletion
+    waits for a lock: the refresh finishes, and the deletion after it (not a deadlock that
+    leaves the account in place, answered 503 "briefly unavailable")."""
+    ana = client.register("Ana")
+    with app.app_context():
+        engine, watcher = db.engine, db.engine.connect()
+    waiting_for_a_lock = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND wait_event_type = 'Lock'"
+    )
+
+    def someone_waits() -> bool:
+        count = int(watcher.execute(waiting_for_a_lock).scalar_one())
+        watcher.rollback()
+        return count > 0
+
+    token_held = threading.Event()
+
+    def hold_the_token(*args: Any) -> None:
+        statement = args[2]
+        if "FROM refresh_tokens" not in statement or "FOR UPDATE" not in statement:
+            return
+        if not token_held.is_set():  # the refresh's, the first one
+            token_held.set()
+            wait_until(someone_waits, what="the deletion to wait for a lock")
+
+    event.listen(engine, "after_cursor_execute", hold_the_token)
+    api = ApiClient(client.base_url)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            body = {"refresh_token": ana.refresh_token}
+            refreshing = pool.submit(api.post, "/api/v1/auth/refresh", json=body)
+            wait_until(token_held.is_set, what="the refresh to hold its token")
+            deleting = pool.submit(api.delete, "/api/v1/me", as_=ana)
+            deleted, refreshed = deleting.result(timeout=20), refreshing.result(timeout=20)
+    finally:
+        event.remove(engine, "after_cursor_execute", hold_the_token)
+        watcher.close()
+    assert deleted.status_code == 204, deleted.text
+    assert refreshed.status_code == 200, refreshed.text
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 0
