@@ -38,10 +38,14 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
         .values(expires_at=now)
     )
     # The invite names the account: held against a deletion (after its invites, in the
-    # deletion's order).
+    # deletion's order), and read again, as a join of the caller's last code may have paired
+    # them meanwhile.
     if not members.hold_account(session, user.id):
         session.rollback()
         raise Unauthorized("The account or session no longer exists: sign in again.")
+    if session.scalar(select(User.couple_id).where(User.id == user.id)) is not None:
+        session.rollback()
+        raise Conflict("You are already paired. Unpair first to invite someone else.")
     for _ in range(5):
         code = invites.new_code()
         if session.get(Invite, code) is None:

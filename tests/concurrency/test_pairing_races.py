@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, event, select, text
+from sqlalchemy import delete, event, insert, select, text, update
 
+from service.clock import clock
 from service.extensions import db
-from service.models import User
+from service.models import Couple, Invite, User
 from tests.support.client import ApiClient
 from tests.support.locks import lock_queue, rows_held
 from tests.support.waiting import wait_until
@@ -132,3 +133,43 @@ def test_a_join_by_an_account_deleted_meanwhile_is_refused_and_spends_no_code(
     assert client.get("/api/v1/couple", as_=eve).status_code == 404
     fay = client.register("Fay")
     assert client.post("/api/v1/couple/join", as_=fay, json={"code": eves_code}).status_code == 201
+
+
+def test_a_code_asked_for_as_a_join_pairs_its_maker_is_refused(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ana asks for a new code while Ben's join of her last one is pairing them (it holds her
+    account's row): once the join commits, she is paired, and gets 409, not a code."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    ana_id, ben_id = uuid.UUID(ana.id), uuid.UUID(ben.id)
+    with app.app_context():
+        joining = db.engine.connect()
+    try:
+        joining.begin()
+        joining.execute(select(User).where(User.id == ana_id).with_for_update()).one()
+        with ThreadPoolExecutor(max_workers=1) as pool, lock_queue(app) as queued:
+            asking = pool.submit(ApiClient(client.base_url).post, "/api/v1/couple/invites", as_=ana)
+            queued(1)
+            couple_id = uuid.uuid4()
+            joining.execute(
+                insert(Couple).values(
+                    id=couple_id, partner_a_id=ana_id, partner_b_id=ben_id, paired_at=clock.now()
+                )
+            )
+            joining.execute(
+                update(User).where(User.id.in_((ana_id, ben_id))).values(couple_id=couple_id)
+            )
+            joining.commit()
+            refused = asking.result(timeout=10)
+    finally:
+        joining.close()
+    assert refused.status_code == 409, refused.text
+    with app.app_context():
+        live = db.engine.connect()
+        try:
+            unused = live.execute(
+                select(Invite.code).where(Invite.inviter_id == ana_id, Invite.used_at.is_(None))
+            ).all()
+        finally:
+            live.close()
+    assert unused == []
