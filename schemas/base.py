@@ -165,30 +165,23 @@ def _shown(value: str) -> None:
         raise ma.ValidationError("Write something visible: this is only blank characters.")
 
 
-def optional_text(max_length: int, **metadata: Any) -> Trimmed:
-    """Free text a person may leave out (a note, a topic): trimmed, at most `max_length`;
-    schemas that have one list it in `blank_is_none`, so one that shows nothing is none."""
-    return Trimmed(
+class OptionalText(Trimmed):
+    """Free text a person may leave out (a note, a topic): trimmed, and None when it shows
+    nothing (spaces or invisible characters would push, list and export as a blank one)."""
+
+    def deserialize(self, value: Any, attr: Any = None, data: Any = None, **kwargs: Any) -> Any:
+        loaded = super().deserialize(value, attr, data, **kwargs)
+        return loaded if loaded is None or shows_something(loaded) else None
+
+
+def optional_text(max_length: int, **metadata: Any) -> OptionalText:
+    """An OptionalText of at most `max_length` characters (once trimmed)."""
+    return OptionalText(
         load_default=None,
         allow_none=True,
         validate=validate.Length(max=max_length),
         metadata=metadata,
     )
-
-
-class WithOptionalText(Schema):
-    """A schema whose optional texts (`blank_is_none`) load as None when they show nothing:
-    spaces or invisible characters would push, list and export as a blank note or topic."""
-
-    blank_is_none: tuple[str, ...] = ()
-
-    @ma.post_load
-    def _blank_is_none(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        for key in self.blank_is_none:
-            value = data.get(key)
-            if value is not None and not shows_something(value):
-                data[key] = None
-        return data
 
 
 def name(max_length: int, *, required: bool = True) -> fields.String:
