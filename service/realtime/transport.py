@@ -411,7 +411,16 @@ class LeanSocket(Socket):
     def _on_message(self, data: str | bytes) -> bool:
         """Handle one packet from the phone; False when the socket should end."""
         try:
-            self.receive(packet.Packet(encoded_packet=data))
+            received = packet.Packet(encoded_packet=data)
+        except ValueError as exc:  # not Engine.IO (no packet type): a client bug, no traceback
+            log.warning(
+                "socket %s: a frame that is not an Engine.IO packet, closing",
+                self.sid,
+                extra={"error": str(exc)[:64], "characters": len(data)},
+            )
+            return False
+        try:
+            self.receive(received)
         except exceptions.UnknownPacketError:
             return True
         except exceptions.SocketIsClosedError:

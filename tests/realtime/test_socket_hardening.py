@@ -184,6 +184,18 @@ def test_unreadable_packets_are_dropped_without_a_traceback(
     assert device.client.connected
 
 
+@pytest.mark.parametrize("frame", ["zz", ""], ids=["no-packet-type", "empty"])
+def test_a_frame_that_is_not_engine_io_closes_the_socket_without_a_traceback(
+    client: ApiClient, phone: Connect, caplog: pytest.LogCaptureFixture, frame: str
+) -> None:
+    device = phone(client.register("Ana").access_token)
+    with caplog.at_level(logging.INFO):
+        device.client.eio.ws.send(frame)  # below Engine.IO: a WebSocket frame of its own
+        wait_until(lambda: not device.client.connected, what="the server to close the socket")
+    assert [r.exc_info for r in caplog.records if r.exc_info] == []
+    assert any("not an Engine.IO packet" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize(
     "placeholder",
     ['{"_placeholder": true, "num": 1}', '{"_placeholder": true, "num": "0"}'],
