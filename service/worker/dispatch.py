@@ -420,7 +420,21 @@ class _Statements:
             .values(state="skipped", last_error="device disabled or moved", updated_at=now)
         )
         self.delivered = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("delivery_id"))
-        self.attempts = insert(ATTEMPTS)
+        # Only for the deliveries still there: a device deleted while its push was out takes
+        # its deliveries with it, and the rest of the pass must still be recorded. The lock
+        # makes a deletion under way either wait for this pass or be seen as done.
+        delivery = param("delivery_id", ATTEMPTS.c.delivery_id)
+        still_there = (
+            select(DELIVERIES.c.id)
+            .where(DELIVERIES.c.id == delivery)
+            .with_for_update(read=True, key_share=True)
+            .exists()
+        )
+        tried = ("worker", "outcome", "error", "retry_after", "started_at", "finished_at")
+        self.attempts = insert(ATTEMPTS).from_select(
+            ["delivery_id", *tried],
+            select(delivery, *(param(name, ATTEMPTS.c[name]) for name in tried)).where(still_there),
+        )
         self.unregister = (
             update(DEVICES)
             .where(DEVICES.c.id.in_(ids))
