@@ -44,20 +44,25 @@ def same_origin_or(configured: tuple[str, ...]) -> Callable[[str | None, dict[st
 
 
 class LiveFigures:
-    """Computes the overview every `interval` seconds while someone in this process watches."""
+    """Computes the overview every `interval` seconds while someone in this process watches.
+
+    Each time, it first closes the sockets whose operator session has ended meanwhile (run
+    out, signed out in another process, account disabled): the figures go only to live ones.
+    """
 
     def __init__(self, app: Flask, socketio: SocketIO, interval: float) -> None:
         self.app, self.socketio, self.interval = app, socketio, interval
         self._lock = threading.Lock()
-        self._watchers: set[str] = set()
+        # Each watching socket's sid, with the hash of the operator session it opened under.
+        self._watchers: dict[str, str] = {}
         self._running = False
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
 
-    def watch(self, sid: str) -> None:
+    def watch(self, sid: str, session_hash: str) -> None:
         with self._lock:
-            self._watchers.add(sid)
+            self._watchers[sid] = session_hash
             if self._running:
                 return
             self._running = True
@@ -66,7 +71,7 @@ class LiveFigures:
 
     def unwatch(self, sid: str) -> None:
         with self._lock:
-            self._watchers.discard(sid)
+            self._watchers.pop(sid, None)
             if not self._watchers:
                 self._wake.set()
 
@@ -91,7 +96,12 @@ class LiveFigures:
         try:
             while self._keep_going():
                 try:
-                    payload = self.compute()
+                    with self._lock:
+                        watching = dict(self._watchers)
+                    payload, live = self.compute(set(watching.values()))
+                    for sid, session_hash in watching.items():
+                        if session_hash not in live:
+                            self.socketio.server.disconnect(sid, namespace=NAMESPACE)
                     self.socketio.emit(EVENT, payload, to=ROOM, namespace=NAMESPACE)
                 except Exception:
                     log.exception("computing the ops overview failed")
@@ -103,9 +113,11 @@ class LiveFigures:
                     self._running = False
                     self._idle.set()
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self, session_hashes: set[str]) -> tuple[dict[str, Any], set[str]]:
+        """The overview, and which of `session_hashes` are of live operator sessions."""
         with self.app.app_context(), db.scope() as scoped:
-            return overview_now(scoped)
+            live = ops_accounts.live_session_hashes(scoped, session_hashes)
+            return overview_now(scoped), live
 
 
 def overview_now(scoped: Any) -> dict[str, Any]:
@@ -132,10 +144,11 @@ def on_connect(auth: Any = None) -> None:
     if operator is None or not isinstance(token, str):
         refusal = problem_body(401, title="Unauthorized", detail="Sign in at /ops/login.")
         raise ConnectionRefusedError(refusal["detail"], refusal)
+    session_hash = ops_accounts.hash_session_token(token)
     join_room(ROOM)
-    join_room(session_room(ops_accounts.hash_session_token(token)))
+    join_room(session_room(session_hash))
     metrics.sockets.connected("ops", request.sid)  # type: ignore[attr-defined]
-    figures().watch(request.sid)  # type: ignore[attr-defined]
+    figures().watch(request.sid, session_hash)  # type: ignore[attr-defined]
 
 
 def on_disconnect(reason: Any = None) -> None:

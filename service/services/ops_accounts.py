@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -88,6 +89,24 @@ def session_operator(session: Session, token: str | None) -> Operator | None:
             OperatorSession.revoked_at.is_(None),
             OperatorSession.expires_at > clock.now(),
             Operator.disabled_at.is_(None),
+        )
+    )
+
+
+def live_session_hashes(session: Session, hashes: Collection[str]) -> set[str]:
+    """Those of `hashes` (`hash_session_token`) whose session is live and account enabled."""
+    if not hashes:
+        return set()
+    return set(
+        session.scalars(
+            select(OperatorSession.id_hash)
+            .join(Operator, Operator.id == OperatorSession.operator_id)
+            .where(
+                OperatorSession.id_hash.in_(set(hashes)),
+                OperatorSession.revoked_at.is_(None),
+                OperatorSession.expires_at > clock.now(),
+                Operator.disabled_at.is_(None),
+            )
         )
     )
 

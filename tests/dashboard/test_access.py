@@ -8,6 +8,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import requests
 import socketio
 from flask import Flask, request
 
+from service.clock import clock
 from tests.dashboard.conftest import OperatorAccount, OpsClient, live_figures
 from tests.dashboard.helpers import connect_to_ops
 from tests.security.conftest import create_operator
@@ -174,6 +176,26 @@ def test_signing_out_as_the_browser_closes_its_socket_stops_the_live_figures(
     assert signing_out.result(timeout=10).status_code == 302
     assert live_figures(app).wait_idle(5), "the figures are still computed for a closed socket"
     assert live_figures(app).watchers == 0
+
+
+def test_the_ops_socket_ends_with_its_session(
+    app: Flask, live_server: LiveServer, signed_in: OpsClient, ops_quiet: None
+) -> None:
+    """A tab left open streams the figures only while its sign-in lasts: once the session has
+    run out (OPS_SESSION_HOURS), the socket is closed, as a sign-out would close it."""
+    operator = socketio.Client(reconnection=False)
+    overviews: list[Any] = []
+    operator.on("ops.overview", overviews.append, namespace="/ops")
+    connect_to_ops(operator, live_server.url, signed_in.cookie)
+    wait_until(lambda: len(overviews) >= 1, what="the first overview")
+    hours = app.extensions["reach.settings"].OPS_SESSION_HOURS
+    clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
+    try:
+        wait_until(lambda: not operator.connected, what="the expired session's socket to close")
+    finally:
+        operator.disconnect()
+    assert signed_in.get("/ops/").status_code == 302
+    assert live_figures(app).wait_idle(5), "the figures are still computed for nobody"
 
 
 @pytest.mark.parametrize("token", [None, "", "wrong-token", "other-session"])
