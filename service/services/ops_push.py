@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.domain.errors import Conflict, NotFound
 from service.models import Operator, PushAttempt, PushDelivery, PushJob
-from service.services import ops, ops_audit
+from service.services import ops, ops_audit, push_outbox
 
 RETRYABLE_DELIVERIES = ("dead", "failed")
 DEAD_LETTER_PAGE = 100
@@ -103,7 +103,8 @@ def health(session: Session, window: timedelta = timedelta(days=1)) -> dict[str,
 
 
 def retry(session: Session, operator: Operator, job_id: int) -> PushJob:
-    """Send a dead-lettered push again: the job and its failed deliveries start over, now."""
+    """Send a dead-lettered push again: the job and its failed deliveries start over, now or,
+    for a push that waits out quiet hours, when the recipient's end."""
     job = session.get(PushJob, job_id, with_for_update=True)
     if job is None:
         raise NotFound("There is no such push job.")
@@ -112,7 +113,9 @@ def retry(session: Session, operator: Operator, job_id: int) -> PushJob:
     now = clock.now()
     if job.expires_at is not None and job.expires_at <= now:
         raise Conflict("This push has expired with what it announced; it cannot be sent again.")
-    job.state, job.available_at, job.attempts = "pending", now, 0
+    job.state, job.attempts = "pending", 0
+    # Now, or when the recipient's quiet hours end: a retry wakes nobody at night.
+    job.available_at = push_outbox.due_from(session, job, now)
     job.finished_at = job.claimed_by = job.claimed_until = None
     job.last_error = "retry requested by an operator"
     reset = session.execute(

@@ -312,10 +312,16 @@ def _retime(session: Session, dedupe_prefix: str, moment: datetime, *, held_only
         conditions.append(PushJob.available_at > now)
     retimed = 0
     for job in session.scalars(select(PushJob).where(*conditions)):
-        recipient = session.get(User, job.recipient_id)
-        quiet = None
-        if recipient is not None and not job.urgent:
-            quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
-        job.available_at = quiet.reachable_from(moment) if quiet else moment
+        job.available_at = due_from(session, job, moment)
         retimed += 1
     return retimed
+
+
+def due_from(session: Session, job: PushJob, moment: datetime) -> datetime:
+    """When `job` may go out, from `moment` on: a non-urgent one waits out its recipient's
+    quiet hours (as they are now)."""
+    recipient = session.get(User, job.recipient_id)
+    if recipient is None or job.urgent:
+        return moment
+    quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
+    return quiet.reachable_from(moment) if quiet else moment

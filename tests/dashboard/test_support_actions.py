@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flask import Flask
 from sqlalchemy import select
 
+from service.clock import clock
 from service.extensions import db
 from service.models import Device, PushJob
 from service.worker.runner import Worker
-from tests.dashboard.conftest import OpsClient
-from tests.dashboard.helpers import add_device, send_bid
+from tests.dashboard.conftest import OperatorAccount, OpsClient
+from tests.dashboard.helpers import add_device, dead_letter, job_state, send_bid
 from tests.support.client import ApiClient
+from tests.support.fcm_standin import FcmStandIn
 
 
 def audit(ops: OpsClient) -> list[dict[str, str]]:
@@ -119,3 +123,40 @@ def test_a_disabled_account_gets_no_pushes_until_its_app_registers_again(
     assert again.status_code == 201 and again.json()["active"] is True
     send_bid(client, ben)
     assert worker.run_once().pushes == 1
+
+
+def retry(signed_in: OpsClient, job_id: int) -> None:
+    response = signed_in.post(
+        f"/ops/push/jobs/{job_id}/retry", data={"csrf_token": signed_in.csrf()}
+    )
+    assert response.status_code == 302
+
+
+def test_a_retried_push_still_waits_out_the_recipients_quiet_hours(
+    client: ApiClient,
+    ops_client: Callable[[], OpsClient],
+    operator: OperatorAccount,
+    fcm_worker: Worker,
+    standin: FcmStandIn,
+) -> None:
+    """The bid came at 21:00 in Berlin, before Ben's quiet hours; its push failed until the
+    worker gave up. An operator retrying it at 23:00 does not wake him: it goes at 07:00."""
+    ana, ben = client.couple("Ana", "Ben")
+    quiet = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    assert client.patch("/api/v1/me", as_=ben, json=quiet).status_code == 200
+    add_device(client, ben, "ben-sleeping-phone")
+    clock.freeze(datetime(2031, 5, 1, 19, 0, tzinfo=UTC))  # 21:00 in Berlin
+    signed_in = ops_client()
+    assert signed_in.sign_in(operator).status_code == 302
+    job_id = dead_letter(client, fcm_worker, standin, ana, "ben-sleeping-phone")
+    tried = len(standin.messages())
+
+    clock.freeze(datetime(2031, 5, 1, 21, 0, tzinfo=UTC))  # 23:00 in Berlin
+    retry(signed_in, job_id)
+    assert fcm_worker.run_once().pushes == 0
+    assert len(standin.messages()) == tried
+    assert job_state(fcm_worker, job_id) == "pending"
+
+    clock.freeze(datetime(2031, 5, 2, 5, 0, tzinfo=UTC))  # 07:00 in Berlin
+    assert fcm_worker.run_once().pushes == 1
+    assert job_state(fcm_worker, job_id) == "done"
