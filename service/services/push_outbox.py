@@ -201,12 +201,18 @@ def repair_reminders(
         queue(session, row, cursor)
 
 
+# A job in one of these states has not gone out and still may: waiting for the worker, or
+# dead-lettered (an operator may send it again). Withdrawing a push cancels these.
+UNSENT = ("pending", "dead")
+
+
 def cancel(session: Session, dedupe_prefix: str) -> int:
-    """Cancel the pending jobs whose dedupe key starts so; the worker never claims them."""
+    """Cancel the unsent jobs whose dedupe key starts so: the worker never claims them, and no
+    operator sends a dead-lettered one again."""
     result = session.execute(
         update(PushJob)
         .where(
-            PushJob.state == "pending",
+            PushJob.state.in_(UNSENT),
             PushJob.dedupe_key.startswith(dedupe_prefix, autoescape=True),
         )
         .values(state="cancelled", finished_at=clock.now(), last_error="cancelled")
@@ -218,11 +224,12 @@ def withdraw_read_messages(
     session: Session, repair_id: uuid.UUID, reader_id: uuid.UUID, read_up_to: int
 ) -> int:
     """The reader has read up to `read_up_to`: their message pushes not sent yet (held by a
-    break or quiet hours, or still queued) have nothing left to say. Returns how many."""
+    break or quiet hours, still queued, or dead-lettered) have nothing left to say. Returns
+    how many."""
     prefix = f"repair.message:{repair_id}:"
     waiting = session.execute(
         select(PushJob.id, PushJob.dedupe_key).where(
-            PushJob.state == "pending",
+            PushJob.state.in_(UNSENT),
             PushJob.kind == "repair.message",
             PushJob.recipient_id == reader_id,
             PushJob.dedupe_key.startswith(prefix, autoescape=True),
@@ -233,7 +240,7 @@ def withdraw_read_messages(
         return 0
     result = session.execute(
         update(PushJob)
-        .where(PushJob.id.in_(read), PushJob.state == "pending")
+        .where(PushJob.id.in_(read), PushJob.state.in_(UNSENT))
         .values(state="cancelled", finished_at=clock.now(), last_error="read")
     )
     return int(getattr(result, "rowcount", 0) or 0)

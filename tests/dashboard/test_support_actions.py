@@ -160,3 +160,29 @@ def test_a_retried_push_still_waits_out_the_recipients_quiet_hours(
     clock.freeze(datetime(2031, 5, 2, 5, 0, tzinfo=UTC))  # 07:00 in Berlin
     assert fcm_worker.run_once().pushes == 1
     assert job_state(fcm_worker, job_id) == "done"
+
+
+def test_a_dead_push_of_a_bid_answered_since_is_withdrawn_not_retried(
+    client: ApiClient, signed_in: OpsClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ben answered the bid in the app: its push has nothing left to say, so no operator's
+    retry sends "Ana is reaching for you" for it afterwards."""
+    ana, ben = client.couple("Ana", "Ben")
+    add_device(client, ben, "ben-flaky-phone")
+    job_id = dead_letter(client, fcm_worker, standin, ana, "ben-flaky-phone")
+    tried = len(standin.messages())
+    with fcm_worker.app.app_context(), db.scope() as session:
+        key = session.scalar(select(PushJob.dedupe_key).where(PushJob.id == job_id))
+    assert key is not None
+    bid_id = key.removeprefix("bid.created:")
+    answer = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+    answered = client.post(f"/api/v1/bids/{bid_id}/responses", as_=client.fresh(ben), json=answer)
+    assert answered.status_code == 201, answered.text
+    assert job_state(fcm_worker, job_id) == "cancelled"
+
+    retry(signed_in, job_id)
+    assert "Only dead-lettered pushes can be retried; this one is cancelled." in (
+        signed_in.get("/ops/push").text
+    )
+    assert fcm_worker.run_once().pushes == 0
+    assert len(standin.messages()) == tried
