@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from service import metrics
 from service.clock import clock
+from service.domain.quiet_hours import QuietHours
 from service.models import Device, PushAttempt, PushDelivery, PushJob, User
 from service.push import PushBackend, PushMessage, PushResult
 from service.push.timing import LEASE_SPARE_SECONDS, sending_window
@@ -92,6 +93,8 @@ class _Plan:
     # every delivery state of those jobs, by job; the planned ones are overwritten in _record
     states: dict[int, dict[int, str]]
     sends: list[_Planned]
+    # the quiet hours of the recipients of the non-urgent jobs with a send, by job
+    quiet: dict[int, QuietHours | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -201,6 +204,8 @@ class Dispatcher:
                     skipped.append(row.id)
                     plan.states[job.id][row.id] = "skipped"
                     continue
+                if not job.urgent:
+                    plan.quiet[job.id] = QuietHours.of(row.quiet_start, row.quiet_end, row.timezone)
                 message = PushMessage(
                     key=f"{job.id}:{row.device_id}",
                     device_id=row.device_id,
@@ -326,16 +331,15 @@ class Dispatcher:
             if "pending" in states and job.id not in tried:
                 released.append(job.id)
             elif "pending" in states:
-                delay = 0.0
+                due = now
                 if job.id in retry_after:
                     delay = self.policy.delay(job.attempts + 1, retry_after[job.id])
-                again.append(
-                    {
-                        "job_id": job.id,
-                        "worker": worker,
-                        "available_at": now + timedelta(seconds=delay),
-                    }
-                )
+                    due = now + timedelta(seconds=delay)
+                    # A retry that would fall in the recipient's quiet hours waits them out.
+                    quiet = plan.quiet.get(job.id)
+                    if quiet is not None:
+                        due = quiet.reachable_from(due)
+                again.append({"job_id": job.id, "worker": worker, "available_at": due})
             elif "dead" in states or "failed" in states:
                 dead.append(job.id)  # dead-lettered: operators can see it and send it again
             else:
@@ -368,6 +372,7 @@ class _Statements:
             JOBS.c.available_at,
             JOBS.c.expires_at,
             JOBS.c.attempts,
+            JOBS.c.urgent,
         )
         lease = {
             "state": "claimed",
@@ -407,6 +412,9 @@ class _Statements:
                 DEVICES.c.push_token,
                 DEVICES.c.active,
                 USERS.c.notes_on_lock_screen,
+                USERS.c.timezone,
+                USERS.c.quiet_start,
+                USERS.c.quiet_end,
             )
             .join_from(DELIVERIES, DEVICES, DEVICES.c.id == DELIVERIES.c.device_id)
             .join(USERS, USERS.c.id == DEVICES.c.user_id)

@@ -175,6 +175,28 @@ def test_429_is_retried_no_sooner_than_fcm_asked(
     assert [j.state for j in jobs(fcm_worker)] == ["done"]
 
 
+def test_a_retry_that_would_fall_in_quiet_hours_waits_until_they_end(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """FCM asks to come back in 30 minutes at 21:50 in Berlin; Ben's quiet hours start at
+    22:00, so the push goes at 07:00, not at 22:20."""
+    ana, ben = client.couple("Ana", "Ben")
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    device(client, ben, "ben-bedtime-token")
+    standin.script("ben-bedtime-token", fcm.quota_exceeded("1800"))
+    clock.freeze(datetime(2031, 5, 1, 19, 50, tzinfo=UTC))  # 21:50 in Berlin
+    bid(client, client.fresh(ana))
+    assert fcm_worker.run_once().pushes == 1
+    (job,) = jobs(fcm_worker)
+    assert (job.state, job.available_at) == ("pending", datetime(2031, 5, 2, 5, 0, tzinfo=UTC))
+    clock.freeze(datetime(2031, 5, 1, 20, 25, tzinfo=UTC))  # 22:25 in Berlin
+    assert fcm_worker.run_once().pushes == 0
+    clock.freeze(datetime(2031, 5, 2, 5, 0, tzinfo=UTC))  # 07:00 in Berlin
+    assert fcm_worker.run_once().pushes == 1
+    assert [j.state for j in jobs(fcm_worker)] == ["done"]
+    assert len(standin.messages()) == 2
+
+
 def test_503_is_retried_with_backoff(
     client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:
