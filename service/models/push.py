@@ -13,6 +13,9 @@ from service.models.base import Base, JSONType, utcnow
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# The largest id a BigId column holds (both are 64-bit): a larger one names no row, and
+# PostgreSQL and SQLite refuse it as a parameter.
+BIG_ID_MAX = 2**63 - 1
 
 
 class PushJob(Base):

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.models import AuditEntry, Operator
+from service.models.push import BIG_ID_MAX
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,9 @@ def record(
 def recent(session: Session, *, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
     """The newest entries first; `before` (an entry id) pages further back."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-    if before is not None:
+    if before is not None and before <= 1:
+        return []  # ids start at 1
+    if before is not None and before <= BIG_ID_MAX:  # past it, every entry is older
         query = query.where(AuditEntry.id < before)
     return list(session.scalars(query))
 

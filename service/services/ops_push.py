@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.domain.errors import Conflict, NotFound
 from service.models import Operator, PushAttempt, PushDelivery, PushJob
+from service.models.push import BIG_ID_MAX
 from service.services import ops, ops_audit, push_outbox
 
 RETRYABLE_DELIVERIES = ("dead", "failed")
@@ -105,7 +106,7 @@ def health(session: Session, window: timedelta = timedelta(days=1)) -> dict[str,
 def retry(session: Session, operator: Operator, job_id: int) -> PushJob:
     """Send a dead-lettered push again: the job and its failed deliveries start over, now or,
     for a push that waits out quiet hours, when the recipient's end."""
-    job = session.get(PushJob, job_id, with_for_update=True)
+    job = session.get(PushJob, job_id, with_for_update=True) if 0 < job_id <= BIG_ID_MAX else None
     if job is None:
         raise NotFound("There is no such push job.")
     if job.state != "dead":

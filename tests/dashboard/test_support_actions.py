@@ -186,3 +186,25 @@ def test_a_dead_push_of_a_bid_answered_since_is_withdrawn_not_retried(
     )
     assert fcm_worker.run_once().pushes == 0
     assert len(standin.messages()) == tried
+
+
+def test_ids_past_what_the_database_holds_are_not_found_not_a_server_error(
+    signed_in: OpsClient,
+) -> None:
+    """A job id or an audit page bound past a 64-bit integer names nothing there is."""
+    for job_id in (2**63, 10**20):
+        response = signed_in.post(
+            f"/ops/push/jobs/{job_id}/retry", data={"csrf_token": signed_in.csrf()}
+        )
+        assert response.status_code == 302, response.text
+        assert "There is no such push job." in signed_in.get("/ops/push").text
+    newest = audit(signed_in)
+    for before in (2**63, 10**25):
+        page = signed_in.get(f"/ops/api/audit?before={before}")
+        assert page.status_code == 200, page.text
+        assert page.json()["items"] == newest
+        assert signed_in.get(f"/ops/audit?before={before}").status_code == 200
+    for before in (0, -(2**63) - 1):
+        page = signed_in.get(f"/ops/api/audit?before={before}")
+        assert page.status_code == 200, page.text
+        assert page.json() == {"items": [], "next": None}
