@@ -21,6 +21,7 @@ from flask import (
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
 
+from schemas.base import text_faults
 from service.config import Settings
 from service.dashboard import csrf
 from service.dashboard.blueprint import bp
@@ -103,6 +104,13 @@ def template_context() -> dict[str, Any]:
     return {"operator": g.get("operator"), "csrf_token": csrf.token}
 
 
+def form_text(name: str) -> str:
+    """A form field as text the database can compare: one with a NUL or a lone surrogate
+    (PostgreSQL text cannot hold them, so no stored email has one) reads as empty."""
+    value = request.form.get(name, "")
+    return "" if text_faults(value) else value
+
+
 def _safe_next(target: str | None) -> str:
     """Only a path inside /ops (never another host) is a place to go back to."""
     parts = urlsplit(target or "")
@@ -132,7 +140,7 @@ def login() -> Any:
         try:
             signed_in = ops_accounts.sign_in(
                 db.session,
-                request.form.get("email", ""),
+                form_text("email"),
                 request.form.get("password", ""),
                 settings.OPS_SESSION_HOURS,
             )

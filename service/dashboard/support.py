@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
-from service.dashboard.auth import current_operator
+from service.dashboard.auth import current_operator, form_text
 from service.dashboard.blueprint import bp
 from service.domain.errors import ReachError
 from service.extensions import db
@@ -24,7 +24,7 @@ def support() -> str:
 
 @bp.post("/support/search")
 def support_search() -> Response | tuple[str, int]:
-    email = request.form.get("email", "").strip()
+    email = form_text("email").strip()
     user_id = ops_support.find_user(db.session, current_operator(), email) if email else None
     if user_id is None:
         page = render_template("ops/support.html", account=None, not_found=email or None)

@@ -208,3 +208,17 @@ def test_ids_past_what_the_database_holds_are_not_found_not_a_server_error(
         page = signed_in.get(f"/ops/api/audit?before={before}")
         assert page.status_code == 200, page.text
         assert page.json() == {"items": [], "next": None}
+
+
+def test_an_email_with_a_nul_is_no_account_not_a_server_error(
+    signed_in: OpsClient, ops_client: Callable[[], OpsClient], operator: OperatorAccount
+) -> None:
+    """PostgreSQL text cannot hold a NUL: no account's email has one, and asking for one is
+    answered as for any unknown email."""
+    search = {"email": f"\x00{operator.email}", "csrf_token": signed_in.csrf("/ops/support")}
+    assert signed_in.post("/ops/support/search", data=search).status_code == 404
+    stranger = ops_client()
+    form = {"email": f"{operator.email}\x00", "password": operator.password}
+    refused = stranger.post("/ops/login", data={**form, "csrf_token": stranger.csrf("/ops/login")})
+    assert refused.status_code == 401
+    assert "Email or password is wrong." in refused.text
