@@ -201,14 +201,15 @@ def repair_reminders(
         queue(session, row, cursor)
 
 
-# A job in one of these states has not gone out and still may: waiting for the worker, or
-# dead-lettered (an operator may send it again). Withdrawing a push cancels these.
-UNSENT = ("pending", "dead")
+# A job in one of these states has not gone out for good: a withdrawal cancels it. A claimed
+# one may be on its way to FCM (if FCM asks for a retry, the worker keeps it cancelled); a
+# dead-lettered one could be sent again by an operator.
+UNSENT = ("pending", "claimed", "dead")
 
 
 def cancel(session: Session, dedupe_prefix: str) -> int:
-    """Cancel the unsent jobs whose dedupe key starts so: the worker never claims them, and no
-    operator sends a dead-lettered one again."""
+    """Cancel the unsent jobs whose dedupe key starts so: the worker never (again) sends them,
+    and no operator sends a dead-lettered one again."""
     result = session.execute(
         update(PushJob)
         .where(
@@ -224,8 +225,8 @@ def withdraw_read_messages(
     session: Session, repair_id: uuid.UUID, reader_id: uuid.UUID, read_up_to: int
 ) -> int:
     """The reader has read up to `read_up_to`: their message pushes not sent yet (held by a
-    break or quiet hours, still queued, or dead-lettered) have nothing left to say. Returns
-    how many."""
+    break or quiet hours, queued, out to FCM, or dead-lettered) have nothing left to say.
+    Returns how many."""
     prefix = f"repair.message:{repair_id}:"
     waiting = session.execute(
         select(PushJob.id, PushJob.dedupe_key).where(
