@@ -284,6 +284,30 @@ def test_a_reminder_that_falls_in_quiet_hours_waits_for_the_morning(
     assert fcm_worker.run_once().pushes == 2
 
 
+def test_a_reminder_waiting_for_the_morning_is_withdrawn_once_the_conversation_is_resolved(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """The break ended at night, Ben's reminder waits for his morning, and they resolve the
+    conversation meanwhile: nothing is left to come back to, so no reminder wakes him."""
+    ana, ben = paired_with_devices(client)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    clock.freeze(datetime(2031, 5, 1, 19, 30, tzinfo=UTC))
+    repair = start(client, client.fresh(ana))
+    pause(client, client.fresh(ana), repair["id"], 60)  # ends 20:30Z = 22:30 for Ben
+    clock.freeze(datetime(2031, 5, 1, 20, 30, tzinfo=UTC))
+    tick = fcm_worker.run_once()
+    assert (tick.resumed_repairs, tick.pushes) == (1, 1)  # Ana's reminder
+    clock.freeze(datetime(2031, 5, 1, 21, 0, tzinfo=UTC))
+    for who in (ana, ben):
+        heard = client.post(f"/api/v1/repairs/{repair['id']}/resolve", as_=client.fresh(who))
+        assert heard.status_code == 200, heard.text
+    assert heard.json()["status"] == "resolved"
+    clock.freeze(datetime(2031, 5, 2, 5, 0, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 0
+    states = {str(j.recipient_id): j.state for j in jobs(fcm_worker, "repair.reminder")}
+    assert states == {ana.id: "done", ben.id: "cancelled"}
+
+
 def test_after_an_unpair_the_break_ends_quietly(
     client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:
