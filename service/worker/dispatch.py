@@ -8,7 +8,8 @@ objects: the unit of work was most of the worker's CPU):
    `INSERT ... SELECT ... ON CONFLICT DO NOTHING`); read every delivery of the jobs with its
    device (one SELECT); mark expired jobs, and skip the deliveries whose device was disabled or
    moved meanwhile (one UPDATE each, only if any); COMMIT -- the deliveries exist before
-   anything leaves the process;
+   anything leaves the process (the claim is committed on its own first when some of its jobs
+   have expired: `Dispatcher.run`);
 2. the batch goes out, each send started only while the lease leaves room for its answer
    (`service/push/timing.py`): what the pass could not start in time stays pending, untried;
 3. one transaction: the deliveries' results (one executemany UPDATE), every attempt (one
@@ -148,7 +149,12 @@ class Dispatcher:
             else:
                 live.append(job)
         if gone:
-            session.execute(sql.expire, {"ids": gone, "now": now})
+            # The claim is committed first. PostgreSQL checks a row's foreign keys again when
+            # one transaction updates it twice, so expiring a job this transaction claimed
+            # would lock its couple (FOR KEY SHARE): a bid's expiry or answer holds the couple
+            # as it withdraws that very job, waiting for this claim -- a deadlock.
+            session.commit()
+            session.execute(sql.expire, {"ids": gone, "worker": worker, "now": now})
         plan = self._plan(session, sql, live, now)
         session.commit()  # claims and deliveries exist before anything leaves the process
         started = clock.now()
@@ -385,10 +391,20 @@ class _Statements:
             self.claim = claim.returning(*claimed)
         self.lease = update(JOBS).where(JOBS.c.id.in_(ids)).values(lease)
         self.claimed = select(*claimed).where(JOBS.c.id.in_(ids))
+        held = and_(
+            JOBS.c.state == "claimed", JOBS.c.claimed_by == param("worker", JOBS.c.claimed_by)
+        )
+        # Only while this worker holds them: a job withdrawn meanwhile stays cancelled.
         self.expire = (
             update(JOBS)
-            .where(JOBS.c.id.in_(ids))
-            .values(state="expired", finished_at=now, last_error="expired")
+            .where(JOBS.c.id.in_(ids), held)
+            .values(
+                state="expired",
+                finished_at=now,
+                last_error="expired",
+                claimed_by=None,
+                claimed_until=None,
+            )
         )
 
         # Every (job, active device of its recipient) pair that has no delivery yet.
@@ -453,9 +469,6 @@ class _Statements:
             )
         )
         finished = {"attempts": JOBS.c.attempts + 1, "claimed_by": None, "claimed_until": None}
-        held = and_(
-            JOBS.c.state == "claimed", JOBS.c.claimed_by == param("worker", JOBS.c.claimed_by)
-        )
         self.done = (
             update(JOBS)
             .where(JOBS.c.id.in_(ids), held)
