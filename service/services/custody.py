@@ -192,7 +192,11 @@ def delete_account(session: Session, user: User) -> None:
             couple.ended_at = now
             session.execute(update(User).where(User.couple_id == couple.id).values(couple_id=None))
     mine = or_(Couple.partner_a_id == user.id, Couple.partner_b_id == user.id)
-    for ended_id in list(session.scalars(select(Couple.id).where(mine))):
+    # Every couple the account was in is locked before its bids: the worker expiring a bid of
+    # a former couple locks the couple, then the bid (and the account's row going clears each
+    # couple's partner: the other order would deadlock with it).
+    couples = select(Couple.id).where(mine).order_by(Couple.id).with_for_update()
+    for ended_id in list(session.scalars(couples)):
         # The couple.ended event above is already on its way (published after commit).
         forget_couple_history(session, ended_id)
     session.execute(update(Bid).where(Bid.sender_id == user.id).values(note=None))

@@ -10,16 +10,19 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from sqlalchemy import delete, event, func, insert, select, text
 
+from service.clock import clock
 from service.extensions import db
-from service.models import Couple, RepairMessage, User
+from service.models import Bid, Couple, RepairMessage, User
+from service.worker.runner import Worker
 from tests.support.client import PASSWORD, ApiClient
-from tests.support.locks import lock_queue, rows_held
+from tests.support.locks import first_statement_held, lock_queue, rows_held
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -188,3 +191,40 @@ def test_a_refresh_as_the_account_is_deleted_does_not_deadlock_the_deletion(
     assert client.get("/api/v1/me", as_=ana).status_code == 401
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(User)) == 0
+
+
+def test_a_bid_of_an_ended_couple_expiring_as_its_sender_is_deleted_does_not_deadlock(
+    client: ApiClient, app: Flask, worker: Worker
+) -> None:
+    """Ana's bid was still open when Ben unpaired; she deletes her account just as it expires.
+    The worker locks the former couple, then the bid; the deletion must take them in that
+    order too (it clears the bid's note, and its cascade the couple's partner), or each waits
+    for the other until PostgreSQL aborts one: the deletion answered 503, the account kept."""
+    ana, ben = client.couple()
+    bid = client.post(
+        "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "share"}
+    )
+    assert bid.status_code == 201, bid.text
+    assert client.delete("/api/v1/couple", as_=ben).status_code == 204
+    clock.freeze(clock.now() + timedelta(days=2))
+    api = ApiClient(client.base_url)
+    try:
+        ana = client.fresh(ana)  # signed in again: the access token of two days ago expired
+        with (
+            ThreadPoolExecutor(max_workers=2) as pool,
+            first_statement_held(
+                app, lambda sql: "FROM couples" in sql and "FOR UPDATE" in sql
+            ) as couple_held,
+        ):
+            ticking = pool.submit(worker.run_once)
+            wait_until(couple_held.is_set, what="the worker to hold the former couple")
+            deleting = pool.submit(api.delete, "/api/v1/me", as_=ana)
+            deleted, tick = deleting.result(timeout=20), ticking.result(timeout=20)
+    finally:
+        clock.unfreeze()
+    assert deleted.status_code == 204, deleted.text
+    assert tick.expired_bids == 1
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
+    with app.app_context():
+        kept = db.session.execute(select(Bid.status, Bid.sender_id, Bid.note)).all()
+    assert [tuple(row) for row in kept] == [("expired", None, None)]

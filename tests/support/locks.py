@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from flask import Flask
-from sqlalchemy import Executable, text
+from sqlalchemy import Executable, event, text
 
 from service.extensions import db
 from tests.support.waiting import wait_until
@@ -50,3 +52,31 @@ def rows_held(app: Flask, locking: Executable) -> Iterator[None]:
         holder.rollback()
     finally:
         holder.close()
+
+
+@contextmanager
+def first_statement_held(app: Flask, matches: Callable[[str], bool]) -> Iterator[threading.Event]:
+    """The first statement of the app whose SQL `matches` is held once it has run (its locks
+    taken), until another session of the database waits for a lock. Yields an event set once
+    it is held."""
+    with app.app_context():
+        engine, watcher = db.engine, db.engine.connect()
+    held = threading.Event()
+
+    def someone_waits() -> bool:
+        count = int(watcher.execute(_WAITING).scalar_one())
+        watcher.rollback()
+        return count > 0
+
+    def hold(*args: Any) -> None:
+        if held.is_set() or not matches(args[2]):
+            return
+        held.set()
+        wait_until(someone_waits, what="another session to wait for a lock")
+
+    event.listen(engine, "after_cursor_execute", hold)
+    try:
+        yield held
+    finally:
+        event.remove(engine, "after_cursor_execute", hold)
+        watcher.close()
