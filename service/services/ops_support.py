@@ -105,6 +105,14 @@ def disable_account(session: Session, operator: Operator, user_id: uuid.UUID) ->
         raise Conflict("This account is disabled already.")
     now = clock.now()
     user.disabled_at = now
+    # Its live sessions before their devices, in the order ending one takes them (a sign-out,
+    # a refresh token's reuse, pruning): the other order deadlocks with one under way.
+    session.execute(
+        select(AuthSession.id)
+        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+        .order_by(AuthSession.id)
+        .with_for_update()
+    ).all()
     devices_off = session.execute(
         update(Device)
         .where(Device.user_id == user.id, Device.active.is_(True))
