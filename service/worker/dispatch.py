@@ -12,10 +12,10 @@ objects: the unit of work was most of the worker's CPU):
    have expired: `Dispatcher.run`);
 2. the batch goes out, each send started only while the lease leaves room for its answer
    (`service/push/timing.py`): what the pass could not start in time stays pending, untried;
-3. one transaction: the deliveries' results (one executemany UPDATE), every attempt (one
-   INSERT), dead tokens (one UPDATE, only if any), the jobs by outcome (one UPDATE for the done,
-   one for the dead, one executemany for those that wait to be retried, one UPDATE for those
-   none of whose pushes could be started, each only if any); COMMIT.
+3. one transaction: the jobs by outcome (one UPDATE for the done, one for the dead, one
+   executemany for those that wait to be retried, one UPDATE for those none of whose pushes
+   could be started, each only if any), then the deliveries' results (one executemany UPDATE),
+   every attempt (one INSERT) and dead tokens (one UPDATE, only if any); COMMIT.
 """
 
 from __future__ import annotations
@@ -297,6 +297,10 @@ class Dispatcher:
                         "worker": worker,
                     },
                 )
+        # The jobs before their deliveries and devices, in the order deleting an account takes
+        # them (its couple's jobs, then its devices, whose deliveries go with them): the other
+        # order deadlocks with a deletion under way.
+        self._finish_jobs(session, sql, worker, plan, retry_after, tried, now)
         if deliveries:
             session.execute(sql.delivered, deliveries)
             session.execute(sql.attempts, attempts)
@@ -308,7 +312,6 @@ class Dispatcher:
                 "pushes left for the next pass: the lease had no time left for their answers",
                 extra={"worker": worker, "pushes": unsent, "lease_seconds": self.lease_seconds},
             )
-        self._finish_jobs(session, sql, worker, plan, retry_after, tried, now)
         return unsent
 
     def _finish_jobs(

@@ -1,5 +1,6 @@
 """A device deleted while its push is out: the pass still records every push it sent, so no
-other phone gets the same push twice, and the deleted one is never tried again."""
+other phone gets the same push twice, and the deleted one is never tried again. An account
+deleted as the pass records its push does not deadlock with it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from flask import Flask
 
 from service.clock import clock
 from service.worker.runner import Worker
@@ -14,6 +16,7 @@ from tests.push.test_delivery import bid, device, jobs
 from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
+from tests.support.locks import first_statement_held
 from tests.support.waiting import wait_until
 
 
@@ -37,3 +40,30 @@ def test_a_device_deleted_while_its_push_is_out_leaves_the_pass_recorded(
     clock.advance(timedelta(hours=1))
     assert fcm_worker.run_once().pushes == 0
     assert sorted(m["token"] for m in standin.messages()) == ["ben-phone", "ben-tablet"]
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_an_account_deleted_as_a_push_to_it_is_recorded_does_not_deadlock(
+    client: ApiClient, app: Flask, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ben deletes his account as the worker records the push to his phone: the deletion has
+    cancelled his couple's jobs and is about to take his device and its delivery. The worker
+    must take the jobs before the deliveries, as the deletion does, or each waits for the
+    other until PostgreSQL aborts one: the whole pass, whose pushes go out again."""
+    ana, ben = client.couple()
+    device(client, ben, "ben-phone")
+    standin.script("ben-phone", fcm.Answer(delay=1.0))
+    bid(client, ana)
+    api = ApiClient(client.base_url)
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        first_statement_held(app, lambda sql: sql.startswith("UPDATE push_jobs SET payload")),
+    ):
+        sending = pool.submit(fcm_worker.run_once)
+        wait_until(lambda: len(standin.messages()) == 1, what="the push on its way to FCM")
+        deleting = pool.submit(api.delete, "/api/v1/me", as_=ben)
+        deleted, tick = deleting.result(timeout=20), sending.result(timeout=20)
+    assert deleted.status_code == 204, deleted.text
+    assert tick.pushes == 1
+    assert jobs(fcm_worker) == []  # Ben's went with his account
