@@ -57,25 +57,45 @@ def resume(session: Session, user: User, repair_id: uuid.UUID) -> dict[str, Any]
 
 
 def resume_due(session: Session, now: datetime, batch: int = 200) -> int:
-    """End the breaks whose time has come (worker job), so both phones learn it. How many."""
-    query = (
-        select(Repair)
-        .where(Repair.paused_until.is_not(None), Repair.paused_until <= now)
-        .order_by(Repair.paused_until)
-        .limit(batch)
+    """End the breaks whose time has come (worker job), so both phones learn it. How many.
+
+    Each break in a transaction of its own that locks the conversation, then its couple: the
+    order every repair write takes them. One transaction for the batch held the couples of the
+    breaks before while it waited for the next one's, and another worker's pass (or an account's
+    deletion, which locks each couple it was in) taking two of them in the other order deadlocked
+    with it.
+    """
+    due = list(
+        session.scalars(
+            select(Repair.id)
+            .where(Repair.paused_until.is_not(None), Repair.paused_until <= now)
+            .order_by(Repair.paused_until)
+            .limit(batch)
+        )
     )
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    due = list(session.scalars(query))
-    for repair in due:
+    session.commit()
+    resumed = 0
+    for repair_id in due:
+        query = (
+            select(Repair)
+            .where(Repair.id == repair_id, Repair.paused_until <= now)
+            .execution_options(populate_existing=True)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        repair = session.scalar(query)
+        if repair is None:  # resumed meanwhile, or another worker is ending it
+            session.rollback()
+            continue
         repair.paused_until = repair.paused_by = None
+        resumed += 1
         # Locked and read again: an unpair that committed since the pick ends it here.
         couple = session.get(Couple, repair.couple_id, with_for_update=True, populate_existing=True)
         if couple is None or couple.ended_at is not None:
             # After an unpair nobody is told about a conversation they can no longer open.
             push_outbox.cancel(session, f"repair.reminder:{repair.id}:")
             push_outbox.cancel(session, f"repair.message:{repair.id}:")
-            continue
-        events.record(session, couple, "repair.resumed", wire(present(repair)))
-    session.commit()
-    return len(due)
+        else:
+            events.record(session, couple, "repair.resumed", wire(present(repair)))
+        session.commit()
+    return resumed
