@@ -167,7 +167,7 @@ def delete_account(session: Session, user: User) -> None:
         locked = _lock_for_deletion(session, user, now)
         if locked is not None:
             break
-        session.rollback()  # a join or an unpair committed meanwhile: read it again
+        session.rollback()  # a join, an unpair or a new conversation committed meanwhile
     else:
         raise Conflict("Your pairing changed while the account was being deleted: try again.")
     account, couple_id = locked
@@ -227,7 +227,8 @@ class _Locked(NamedTuple):
 def _lock_for_deletion(session: Session, user: User, now: datetime) -> _Locked | None:
     """Lock what the deletion changes, in the order every other write takes it: the account
     (None if it is gone) and its couple as they stand once both are locked, or None when a join
-    or an unpair moved the account between the couple's read and the account's lock.
+    or an unpair moved the account between the couple's read and the account's lock, or when
+    the account started or paused a conversation meanwhile (which this did not lock first).
 
     1. The account's unused invites: a join claims its invite before it locks the two accounts,
        so a join under way finishes first (and the account is then seen paired), and a later
@@ -241,16 +242,17 @@ def _lock_for_deletion(session: Session, user: User, now: datetime) -> _Locked |
         .where(Invite.inviter_id == user.id, Invite.used_at.is_(None))
         .values(expires_at=now)
     )
-    session.execute(
-        select(Repair.id)
-        .where(or_(Repair.started_by == user.id, Repair.paused_by == user.id))
-        .order_by(Repair.id)
-        .with_for_update()
-    ).all()
+    theirs = select(Repair.id).where(or_(Repair.started_by == user.id, Repair.paused_by == user.id))
+    conversations = set(session.scalars(theirs.order_by(Repair.id).with_for_update()))
     couple_id = session.scalar(select(User.couple_id).where(User.id == user.id))
     if couple_id is not None:
         session.get(Couple, couple_id, with_for_update=True, populate_existing=True)
     account = session.get(User, user.id, with_for_update=True, populate_existing=True)
     if account is not None and account.couple_id != couple_id:
+        return None
+    # Read again under the couple's lock, which starting or pausing one takes: one that
+    # committed while this waited for the couple is locked before it on the next try (its
+    # partner writing in it would lock it, then wait for the couple this holds).
+    if account is not None and not set(session.scalars(theirs)) <= conversations:
         return None
     return _Locked(account, couple_id)

@@ -19,7 +19,7 @@ from sqlalchemy import delete, event, func, insert, select, text
 
 from service.clock import clock
 from service.extensions import db
-from service.models import Bid, Couple, RepairMessage, User
+from service.models import Bid, Couple, Repair, RepairMessage, User
 from service.worker.runner import Worker
 from tests.support.client import PASSWORD, ApiClient
 from tests.support.locks import first_statement_held, lock_queue, rows_held
@@ -228,3 +228,53 @@ def test_a_bid_of_an_ended_couple_expiring_as_its_sender_is_deleted_does_not_dea
     with app.app_context():
         kept = db.session.execute(select(Bid.status, Bid.sender_id, Bid.note)).all()
     assert [tuple(row) for row in kept] == [("expired", None, None)]
+
+
+def test_a_conversation_paused_as_the_account_is_deleted_does_not_deadlock_the_partner(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ana pauses Ben's conversation from her tablet just as her phone deletes the account:
+    the deletion has locked the conversations she started or paused (not this one yet) and
+    waits for the couple, which the pause holds. Once the pause commits, Ben writes in the
+    conversation, which locks it and waits for the couple. The deletion must not then wait for
+    the conversation it did not lock (to clear who paused it): each would wait for the other."""
+    ana, ben = client.couple()
+    his = client.post("/api/v1/repairs", as_=ben, json={"client_id": str(uuid.uuid4())})
+    rid = his.json()["id"]
+    api = ApiClient(client.base_url)
+    # Ana's row is held (as a sign-in does) so the deletion waits there once it has the couple.
+    ana_row = (
+        select(User.id)
+        .where(User.id == uuid.UUID(ana.id))
+        .with_for_update(read=True, key_share=True)
+    )
+    with (
+        ThreadPoolExecutor(max_workers=3) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, ana_row),
+    ):
+        with first_statement_held(
+            app, lambda sql: "FROM couples" in sql and "FOR NO KEY UPDATE" in sql
+        ) as pause_holds_the_couple:
+            pausing = pool.submit(
+                api.post, f"/api/v1/repairs/{rid}/pause", as_=ana, json={"minutes": 20}
+            )
+            wait_until(pause_holds_the_couple.is_set, what="the pause to hold the couple")
+            deleting = pool.submit(api.delete, "/api/v1/me", as_=ana)
+            paused = pausing.result(timeout=10)
+        assert paused.status_code == 200, paused.text
+        queued(1)  # the deletion, for Ana's row
+        writing = pool.submit(
+            api.post,
+            f"/api/v1/repairs/{rid}/messages",
+            as_=ben,
+            json={"client_id": str(uuid.uuid4()), "body": "I am here"},
+        )
+        queued(2)  # Ben's message, for the couple
+    deleted, written = deleting.result(timeout=20), writing.result(timeout=20)
+    assert deleted.status_code == 204, deleted.text
+    assert written.status_code == 201, written.text
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
+    with app.app_context():
+        kept = select(Repair.paused_by, Repair.last_seq).where(Repair.id == uuid.UUID(rid))
+        assert tuple(db.session.execute(kept).one()) == (None, 1)
