@@ -76,10 +76,14 @@ def login(
         raise Unauthorized("Email or password is wrong.")
     if user.disabled_at is not None:
         raise Unauthorized("This account is disabled. Contact support.")
-    # Its new session names it: held against a deletion from another phone meanwhile.
+    # Its new session names it: held against a deletion from another phone meanwhile, and
+    # read again, as an operator disabling the account meanwhile ends only the sessions it sees.
     if not members.hold_account(session, user.id):
         session.rollback()
         raise Unauthorized("Email or password is wrong.")
+    if session.scalar(select(User.disabled_at).where(User.id == user.id)) is not None:
+        session.rollback()
+        raise Unauthorized("This account is disabled. Contact support.")
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     signed_in = _start_session(session, issuer, refresh_days, user)

@@ -51,3 +51,35 @@ def test_disabling_an_account_as_its_phone_signs_out_does_not_deadlock(
         devices = db.session.execute(select(Device.active, Device.disabled_reason)).all()
     assert ended == ["logout"]
     assert [tuple(device) for device in devices] == [(False, "signed_out")]
+
+
+def test_a_sign_in_as_the_account_is_disabled_is_refused(
+    client: ApiClient, app: Flask, signed_in: OpsClient
+) -> None:
+    """Ana signs in on a new phone as an operator disables her account: the sign-in has read her
+    account (not disabled yet) and checked her password when the disable, which holds her
+    account, commits. The sign-in must be refused, not leave a session the disable missed (which
+    would work again the moment the account is enabled: its old sessions are to stay ended)."""
+    ana = client.register("Ana")
+    page = f"/ops/support/users/{ana.id}"
+    form = {"csrf_token": signed_in.csrf(page)}
+    api = ApiClient(client.base_url)
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        first_statement_held(
+            app, lambda sql: "FROM users" in sql and sql.rstrip().endswith("FOR UPDATE")
+        ) as account_held,
+    ):
+        disabling = pool.submit(signed_in.post, f"{page}/disable", data=form)
+        wait_until(account_held.is_set, what="the disable to hold the account")
+        body = {"email": ana.email, "password": ana.password}
+        signing_in = pool.submit(api.post, "/api/v1/auth/login", json=body)
+        disabled, signed_in_again = disabling.result(timeout=20), signing_in.result(timeout=20)
+    assert disabled.status_code == 302, disabled.text
+    assert signed_in_again.status_code == 401, signed_in_again.text
+    assert signed_in_again.json()["code"] == "unauthorized"
+    enabled = signed_in.post(f"{page}/enable", data={"csrf_token": signed_in.csrf(page)})
+    assert enabled.status_code == 302
+    with app.app_context():
+        live = select(AuthSession.id).where(AuthSession.revoked_at.is_(None))
+        assert db.session.execute(live).all() == []
