@@ -7,15 +7,13 @@ it is seen and ended, and a partner writing into the account's conversation neve
 
 from __future__ import annotations
 
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, event, func, insert, select, text
+from sqlalchemy import delete, func, insert, select
 
 from service.clock import clock
 from service.extensions import db
@@ -152,40 +150,20 @@ def test_a_refresh_as_the_account_is_deleted_does_not_deadlock_the_deletion(
     waits for a lock: the refresh finishes, and the deletion after it (not a deadlock that
     leaves the account in place, answered 503 "briefly unavailable")."""
     ana = client.register("Ana")
-    with app.app_context():
-        engine, watcher = db.engine, db.engine.connect()
-    waiting_for_a_lock = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
 
-    def someone_waits() -> bool:
-        count = int(watcher.execute(waiting_for_a_lock).scalar_one())
-        watcher.rollback()
-        return count > 0
+    def the_refresh_locks_its_token(statement: str) -> bool:
+        return "FROM refresh_tokens" in statement and "FOR UPDATE" in statement
 
-    token_held = threading.Event()
-
-    def hold_the_token(*args: Any) -> None:
-        statement = args[2]
-        if "FROM refresh_tokens" not in statement or "FOR UPDATE" not in statement:
-            return
-        if not token_held.is_set():  # the refresh's, the first one
-            token_held.set()
-            wait_until(someone_waits, what="the deletion to wait for a lock")
-
-    event.listen(engine, "after_cursor_execute", hold_the_token)
     api = ApiClient(client.base_url)
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            body = {"refresh_token": ana.refresh_token}
-            refreshing = pool.submit(api.post, "/api/v1/auth/refresh", json=body)
-            wait_until(token_held.is_set, what="the refresh to hold its token")
-            deleting = pool.submit(api.delete, "/api/v1/me", as_=ana)
-            deleted, refreshed = deleting.result(timeout=20), refreshing.result(timeout=20)
-    finally:
-        event.remove(engine, "after_cursor_execute", hold_the_token)
-        watcher.close()
+    with (
+        first_statement_held(app, the_refresh_locks_its_token) as token_held,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        body = {"refresh_token": ana.refresh_token}
+        refreshing = pool.submit(api.post, "/api/v1/auth/refresh", json=body)
+        wait_until(token_held.is_set, what="the refresh to hold its token")
+        deleting = pool.submit(api.delete, "/api/v1/me", as_=ana)
+        deleted, refreshed = deleting.result(timeout=20), refreshing.result(timeout=20)
     assert deleted.status_code == 204, deleted.text
     assert refreshed.status_code == 200, refreshed.text
     assert client.get("/api/v1/me", as_=ana).status_code == 401

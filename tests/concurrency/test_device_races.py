@@ -3,20 +3,18 @@ its session signs out."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import insert, select, update
 
 from service.clock import clock
 from service.extensions import db
 from service.models import AuthSession, Device
 from tests.support.client import ApiClient
-from tests.support.locks import lock_queue
+from tests.support.locks import first_statement_held, lock_queue
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -104,38 +102,20 @@ def test_a_new_token_registered_as_the_account_is_deleted_is_no_deadlock(
     and neither is a deadlock answered 503 "briefly unavailable"."""
     ana = client.register("Ana")
     body = {"platform": "ios", "push_token": f"deleting-{uuid.uuid4().hex}"}
-    with app.app_context():
-        engine, watcher = db.engine, db.engine.connect()
-    waiting_for_a_lock = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
 
-    def someone_waits() -> bool:
-        count = int(watcher.execute(waiting_for_a_lock).scalar_one())
-        watcher.rollback()
-        return count > 0
+    def the_registration_holds_its_session(statement: str) -> bool:
+        return "FROM auth_sessions" in statement and "FOR SHARE" in statement
 
-    session_held = threading.Event()
-
-    def hold_the_session(*args: Any) -> None:
-        statement = args[2]
-        if "FROM auth_sessions" in statement and "FOR SHARE" in statement:
-            session_held.set()
-            wait_until(someone_waits, what="the deletion to wait for a lock")
-
-    event.listen(engine, "after_cursor_execute", hold_the_session)
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            registering = pool.submit(
-                ApiClient(client.base_url).post, "/api/v1/devices", as_=ana, json=body
-            )
-            wait_until(session_held.is_set, what="the registration to hold its session")
-            deleting = pool.submit(ApiClient(client.base_url).delete, "/api/v1/me", as_=ana)
-            deleted, registered = deleting.result(timeout=20), registering.result(timeout=20)
-    finally:
-        event.remove(engine, "after_cursor_execute", hold_the_session)
-        watcher.close()
+    with (
+        first_statement_held(app, the_registration_holds_its_session) as session_held,
+        ThreadPoolExecutor(max_workers=2) as pool,
+    ):
+        registering = pool.submit(
+            ApiClient(client.base_url).post, "/api/v1/devices", as_=ana, json=body
+        )
+        wait_until(session_held.is_set, what="the registration to hold its session")
+        deleting = pool.submit(ApiClient(client.base_url).delete, "/api/v1/me", as_=ana)
+        deleted, registered = deleting.result(timeout=20), registering.result(timeout=20)
     assert deleted.status_code == 204, deleted.text
     assert registered.status_code in (201, 401), registered.text
     assert client.get("/api/v1/me", as_=ana).status_code == 401

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import delete, event, insert, select, text, update
+from sqlalchemy import delete, event, insert, select, update
 
 from service.clock import clock
 from service.extensions import db
 from service.models import Couple, Invite, User
 from tests.support.client import ApiClient
-from tests.support.locks import lock_queue, rows_held
+from tests.support.locks import lock_queue, lock_waiters, rows_held
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -60,42 +60,33 @@ def test_two_people_joining_each_others_codes_at_once_pair_once(
     anas_code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
     bens_code = client.post("/api/v1/couple/invites", as_=ben).json()["code"]
     with app.app_context():
-        engine, watcher = db.engine, db.engine.connect()
-    waiting_for_a_lock = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND wait_event_type = 'Lock'"
-    )
-
-    def someone_waits() -> bool:
-        count = int(watcher.execute(waiting_for_a_lock).scalar_one())
-        watcher.rollback()
-        return count > 0
-
+        engine = db.engine
     claimed: set[int] = set()
     guard = threading.Lock()
-
-    def hold_after_the_claim(*args: Any) -> None:
-        if not args[2].startswith("UPDATE invites"):
-            return
-        with guard:
-            claimed.add(threading.get_ident())
-        wait_until(
-            lambda: len(claimed) == 2 or someone_waits(),
-            what="the other join to claim its code or wait for a lock",
-        )
-
-    event.listen(engine, "after_cursor_execute", hold_after_the_claim)
     join = ApiClient(client.base_url).post
-    try:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            anas = pool.submit(join, "/api/v1/couple/join", as_=ana, json={"code": bens_code})
-            bens = pool.submit(join, "/api/v1/couple/join", as_=ben, json={"code": anas_code})
-            answers = sorted(
-                (anas.result(timeout=20), bens.result(timeout=20)), key=lambda r: r.status_code
+    with lock_waiters(app) as waiting:
+
+        def hold_after_the_claim(*args: Any) -> None:
+            if not args[2].startswith("UPDATE invites"):
+                return
+            with guard:
+                claimed.add(threading.get_ident())
+            wait_until(
+                lambda: len(claimed) == 2 or waiting() > 0,
+                what="the other join to claim its code or wait for a lock",
             )
-    finally:
-        event.remove(engine, "after_cursor_execute", hold_after_the_claim)
-        watcher.close()
+
+        event.listen(engine, "after_cursor_execute", hold_after_the_claim)
+        try:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                anas = pool.submit(join, "/api/v1/couple/join", as_=ana, json={"code": bens_code})
+                bens = pool.submit(join, "/api/v1/couple/join", as_=ben, json={"code": anas_code})
+                answers = sorted(
+                    (anas.result(timeout=20), bens.result(timeout=20)),
+                    key=lambda r: r.status_code,
+                )
+        finally:
+            event.remove(engine, "after_cursor_execute", hold_after_the_claim)
     assert [a.status_code for a in answers] == [201, 422], [a.text for a in answers]
     assert "code" in answers[1].json()["errors"]
     assert client.get("/api/v1/couple", as_=ana).json()["partner"]["id"] == ben.id

@@ -20,8 +20,8 @@ _WAITING = text(
 
 
 @contextmanager
-def lock_queue(app: Flask) -> Iterator[Callable[[int], None]]:
-    """Yields `queued(n)`, which waits until `n` sessions of the database wait for a lock."""
+def lock_waiters(app: Flask) -> Iterator[Callable[[], int]]:
+    """Yields `waiting()`: how many sessions of the database wait for a lock right now."""
     with app.app_context():
         watcher = db.engine.connect()
 
@@ -30,13 +30,21 @@ def lock_queue(app: Flask) -> Iterator[Callable[[int], None]]:
         watcher.rollback()
         return count
 
-    def queued(n: int) -> None:
-        wait_until(lambda: waiting() >= n, what=f"{n} sessions waiting for a lock")
-
     try:
-        yield queued
+        yield waiting
     finally:
         watcher.close()
+
+
+@contextmanager
+def lock_queue(app: Flask) -> Iterator[Callable[[int], None]]:
+    """Yields `queued(n)`, which waits until `n` sessions of the database wait for a lock."""
+    with lock_waiters(app) as waiting:
+
+        def queued(n: int) -> None:
+            wait_until(lambda: waiting() >= n, what=f"{n} sessions waiting for a lock")
+
+        yield queued
 
 
 @contextmanager
@@ -60,23 +68,18 @@ def first_statement_held(app: Flask, matches: Callable[[str], bool]) -> Iterator
     taken), until another session of the database waits for a lock. Yields an event set once
     it is held."""
     with app.app_context():
-        engine, watcher = db.engine, db.engine.connect()
+        engine = db.engine
     held = threading.Event()
+    with lock_waiters(app) as waiting:
 
-    def someone_waits() -> bool:
-        count = int(watcher.execute(_WAITING).scalar_one())
-        watcher.rollback()
-        return count > 0
+        def hold(*args: Any) -> None:
+            if held.is_set() or not matches(args[2]):
+                return
+            held.set()
+            wait_until(lambda: waiting() > 0, what="another session to wait for a lock")
 
-    def hold(*args: Any) -> None:
-        if held.is_set() or not matches(args[2]):
-            return
-        held.set()
-        wait_until(someone_waits, what="another session to wait for a lock")
-
-    event.listen(engine, "after_cursor_execute", hold)
-    try:
-        yield held
-    finally:
-        event.remove(engine, "after_cursor_execute", hold)
-        watcher.close()
+        event.listen(engine, "after_cursor_execute", hold)
+        try:
+            yield held
+        finally:
+            event.remove(engine, "after_cursor_execute", hold)
