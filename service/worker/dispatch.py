@@ -14,8 +14,8 @@ objects: the unit of work was most of the worker's CPU):
    (`service/push/timing.py`): what the pass could not start in time stays pending, untried;
 3. one transaction: the jobs by outcome (one UPDATE for the done, one for the dead, one
    executemany for those that wait to be retried, one UPDATE for those none of whose pushes
-   could be started, each only if any), then the deliveries' results (one executemany UPDATE),
-   every attempt (one INSERT) and dead tokens (one UPDATE, only if any); COMMIT.
+   could be started, each only if any), then dead tokens (one UPDATE, only if any), then the
+   deliveries' results (one executemany UPDATE) and every attempt (one INSERT); COMMIT.
 """
 
 from __future__ import annotations
@@ -297,15 +297,15 @@ class Dispatcher:
                         "worker": worker,
                     },
                 )
-        # The jobs before their deliveries and devices, in the order deleting an account takes
-        # them (its couple's jobs, then its devices, whose deliveries go with them): the other
-        # order deadlocks with a deletion under way.
+        # The jobs, then the devices, then their deliveries: the order deleting an account (its
+        # couple's jobs, then its devices, whose deliveries go with them) or a device takes
+        # them. Any other order deadlocks with a deletion under way.
         self._finish_jobs(session, sql, worker, plan, retry_after, tried, now)
+        for reason, device_ids in unregistered.items():
+            session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
         if deliveries:
             session.execute(sql.delivered, deliveries)
             session.execute(sql.attempts, attempts)
-        for reason, device_ids in unregistered.items():
-            session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
         if unsent:
             metrics.pushes_unsent(unsent)
             log.warning(

@@ -67,3 +67,30 @@ def test_an_account_deleted_as_a_push_to_it_is_recorded_does_not_deadlock(
     assert deleted.status_code == 204, deleted.text
     assert tick.pushes == 1
     assert jobs(fcm_worker) == []  # Ben's went with his account
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_device_deleted_as_fcm_unregisters_it_does_not_deadlock(
+    client: ApiClient, app: Flask, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """FCM answers that Ben's token is dead just as Ben removes that device: the deletion
+    takes the device, then its deliveries. The worker switches the device off and records its
+    delivery, and must take the device first too, or each waits for the other until
+    PostgreSQL aborts one: the whole pass, or the phone's DELETE answered 503."""
+    ana, ben = client.couple()
+    phone = device(client, ben, "ben-phone")
+    standin.script("ben-phone", fcm.UNREGISTERED)
+    bid(client, ana)
+    api = ApiClient(client.base_url)
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        first_statement_held(app, lambda sql: sql.startswith("UPDATE push_deliveries")) as held,
+    ):
+        sending = pool.submit(fcm_worker.run_once)
+        wait_until(held.is_set, what="the pass to record the delivery")
+        deleting = pool.submit(api.delete, f"/api/v1/devices/{phone['id']}", as_=ben)
+        deleted, tick = deleting.result(timeout=20), sending.result(timeout=20)
+    assert deleted.status_code == 204, deleted.text
+    assert tick.pushes == 1
+    assert [job.state for job in jobs(fcm_worker)] == ["done"]
