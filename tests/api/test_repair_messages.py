@@ -126,6 +126,30 @@ def test_bad_messages_are_refused_and_nothing_is_stored(client: ApiClient) -> No
     assert ok["seq"] == 1
 
 
+def test_a_message_may_send_its_optional_fields_as_null(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """An outbox sends every field it stored (docs/mobile.md, "Writing offline first"), and
+    Kotlin or Swift models encode what is absent as null: null is none, as for a note."""
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    over_rest = write(client, ana, repair["id"], step=None, emotions=None, written_at=None)
+    assert over_rest["emotions"] == [] and over_rest["step"] is None
+    ack = phone(ben.access_token).call(
+        "repair.message",
+        {
+            "repair_id": repair["id"],
+            "client_id": str(uuid.uuid4()),
+            "body": "I hear you.",
+            "step": None,
+            "emotions": None,
+            "written_at": None,
+        },
+    )
+    assert ack["seq"] == 2 and ack["emotions"] == [], ack
+    assert [m["emotions"] for m in messages(client, ana, repair["id"])["items"]] == [[], []]
+
+
 def test_read_receipts_only_move_forward(client: ApiClient) -> None:
     ana, ben = client.couple()
     repair = start(client, ana)
