@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from flask import Flask, Response, after_this_request, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars
@@ -22,10 +24,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("reach.limits")
 
 
+class ShapeConverter(OpenAPIConverter):
+    """A schema of output fields only (a response's) lists every field as required: each is in
+    every answer, null when it has no value, and models generated from the document need not
+    treat `id` or `status` as optional."""
+
+    def fields2jsonschema(self, fields: Any, *, partial: Any = None) -> dict[str, Any]:
+        schema: dict[str, Any] = super().fields2jsonschema(fields, partial=partial)
+        if fields and all(field.dump_only for field in fields.values()):
+            schema["required"] = sorted(schema["properties"])
+        return schema
+
+
+class ShapePlugin(MarshmallowPlugin):
+    Converter = ShapeConverter
+
+
 class ReachApi(Api):
     """flask-smorest's Api, answering every HTTP error in the problem+json shape."""
 
     ERROR_SCHEMA = ProblemSchema
+
+    def __init__(self, app: Flask | None = None) -> None:
+        super().__init__(app, spec_kwargs={"marshmallow_plugin": ShapePlugin()})
 
     def _register_responses(self) -> None:
         """Error responses are documented as they are sent: application/problem+json."""

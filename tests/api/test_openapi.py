@@ -58,6 +58,7 @@ class DocumentedApi:
             content = documented[str(response.status_code)]["content"]["application/json"]
             schema = self._resolve(content["schema"])
             assert set(response.json()) <= set(schema["properties"]), (path, response.json())
+            assert set(schema.get("required", [])) <= set(response.json()), (path, schema)
         return response
 
 
@@ -126,3 +127,18 @@ def test_every_operation_documents_its_errors(client: ApiClient) -> None:
                 assert "401" in responses or "default" in responses, (method, path)
             if "requestBody" in op:
                 assert "422" in responses, (method, path)
+
+
+def test_response_shapes_say_every_field_is_always_sent(client: ApiClient) -> None:
+    """docs/mobile.md tells phones to generate their models from the document. A field a
+    response schema does not list as required is optional in every generated model (`id?`,
+    `status?`), though the service sends each one in every answer (null when it has none)."""
+    schemas = DocumentedApi(client).doc["components"]["schemas"]
+    responses = {
+        name: schema
+        for name, schema in schemas.items()
+        if all(prop.get("readOnly") for prop in schema["properties"].values())
+    }
+    assert {"Bid", "BidResponse", "Repair", "RepairMessage", "Event", "SyncPage"} <= set(responses)
+    for name, schema in responses.items():
+        assert sorted(schema.get("required", [])) == sorted(schema["properties"]), name
