@@ -29,3 +29,9 @@ class ProblemSchema(Schema):
         values=fields.List(fields.String()),
         metadata={"description": "Field name -> messages (validation errors only)"},
     )
+    retry_after = fields.Integer(
+        metadata={
+            "description": "Seconds to wait before trying again (429 and 503 only): the"
+            " Retry-After header's value, also in socket acks, which have no headers"
+        }
+    )

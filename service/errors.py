@@ -56,7 +56,10 @@ def problem_body(
     detail: str | None = None,
     code: str | None = None,
     errors: Mapping[str, list[str]] | None = None,
+    retry_after: int | None = None,
 ) -> dict[str, Any]:
+    """The problem object; `retry_after` (429, 503) repeats the Retry-After header in the body,
+    where a socket ack, which has no headers, carries it too."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
@@ -66,6 +69,8 @@ def problem_body(
     }
     if errors:
         body["errors"] = dict(errors)
+    if retry_after is not None:
+        body["retry_after"] = retry_after
     return body
 
 
@@ -80,7 +85,12 @@ def problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = N
 
 def from_reach_error(exc: ReachError) -> dict[str, Any]:
     return problem_body(
-        exc.status, title=exc.title, detail=exc.detail, code=exc.code, errors=exc.errors or None
+        exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        code=exc.code,
+        errors=exc.errors or None,
+        retry_after=exc.retry_after,
     )
 
 
@@ -121,7 +131,11 @@ def from_http_exception(exc: HTTPException) -> tuple[dict[str, Any], dict[str, s
     detail = _DETAILS.get(status)
     if status == 400 and exc.description and "JSON" in str(exc.description):
         detail = "The body is not valid JSON."
-    body = problem_body(status, title=exc.name, detail=detail, errors=errors)
+    retry = headers.get("Retry-After", "")
+    retry_after = int(retry) if retry.isdigit() and status in (429, 503) else None
+    body = problem_body(
+        status, title=exc.name, detail=detail, errors=errors, retry_after=retry_after
+    )
     return body, headers
 
 
@@ -136,7 +150,7 @@ def is_unavailable(exc: BaseException) -> bool:
 def server_problem(exc: BaseException) -> dict[str, Any]:
     """The problem for an unexpected error: 503 while the database is away, else 500."""
     if is_unavailable(exc):
-        return problem_body(503, title="Service unavailable")
+        return problem_body(503, title="Service unavailable", retry_after=UNAVAILABLE_RETRY_AFTER)
     return problem_body(500, title="Internal server error")
 
 

@@ -156,8 +156,10 @@ def test_while_postgresql_is_away_requests_and_phones_get_503_and_the_log_one_wa
         assert me.status_code == 503, me.text
         assert me.json()["code"] == "server_error"
         assert int(me.headers["Retry-After"]) > 0
+        assert me.json()["retry_after"] == int(me.headers["Retry-After"])
         assert phone.refusal["data"]["status"] == 503, phone.refusal
         assert (ack["status"], ack["code"]) == (503, "server_error"), ack
+        assert ack["retry_after"] == int(me.headers["Retry-After"]), ack  # no header in an ack
         # The request, the refused connect and the failed socket write: one warning line each.
         unavailable = ("WARNING", "database unavailable; answered 503", None, "OperationalError")
         logged = [

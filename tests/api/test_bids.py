@@ -255,6 +255,9 @@ def test_bids_sent_over_rest_and_the_socket_count_against_one_limit(
         assert over_rest.status_code == 429, over_rest.text
         refused = ana_phone.call("bid.send", {**body, "client_id": str(uuid.uuid4())})
         assert refused["code"] == "rate_limited", refused
+        # An ack has no headers: the wait is in the problem, as REST's Retry-After.
+        assert 0 < refused["retry_after"] <= int(over_rest.headers["Retry-After"]) + 1, refused
+        assert over_rest.json()["retry_after"] == int(over_rest.headers["Retry-After"])
     finally:
         ana_phone.disconnect()
 

@@ -191,3 +191,4 @@ def test_too_many_sign_ins_are_429_with_retry_after(
     problem = assert_problem(limited, 429, "rate_limited")
     assert 0 < int(limited.headers["Retry-After"]) <= 60
     assert "Retry-After" in problem["detail"]
+    assert problem["retry_after"] == int(limited.headers["Retry-After"])
