@@ -19,6 +19,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service import dashboard, logs, metrics, realtime
     from service.bodies import ReachRequest
     from service.config import (
+        check_choices,
+        check_database_url,
         check_database_waits,
         check_push_lease,
         check_secret_key,
@@ -31,10 +33,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service.services.members import RecentMembers
 
     settings = (settings or from_environment()).with_overrides(**overrides)
+    check_database_url(settings)
+    check_choices(settings)
     if not settings.is_sqlite and not settings.TESTING:
         check_secret_key(settings.SECRET_KEY)
-    if settings.SOCKET_TRANSPORT not in ("lean", "stock"):
-        raise RuntimeError(f"SOCKET_TRANSPORT is lean or stock, not {settings.SOCKET_TRANSPORT!r}.")
     check_push_lease(settings.PUSH_LEASE_SECONDS, settings.PUSH_TIMEOUT_SECONDS)
     check_database_waits(settings)
     logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)

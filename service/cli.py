@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 
-from service.config import Settings
+from service.config import Settings, SettingsError, from_environment
 
 
 def _create_app() -> Flask:
@@ -18,7 +19,26 @@ def _create_app() -> Flask:
     return create_app()
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+class ReachGroup(FlaskGroup):
+    """The commands, telling an operator's mistake in one line rather than a traceback: a
+    setting the service cannot run with, a database it cannot reach or that was never
+    migrated."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            return super().invoke(ctx)
+        except SettingsError as exc:
+            raise click.ClickException(str(exc)) from None
+        except DBAPIError as exc:
+            told = _database_unusable(exc)
+            if told is None:
+                raise
+            raise click.ClickException(told) from None
+
+
+@click.group(cls=ReachGroup, create_app=_create_app, add_version_option=False)
 def main() -> None:
     """Reach: bids, repair conversations and sync for couples' apps."""
 
@@ -60,10 +80,12 @@ def db_downgrade(revision: str) -> None:
 @click.option("--no-migrate", is_flag=True, help="Do not migrate the database first")
 def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
     """Serve the API and sockets with gunicorn + gevent (migrates the embedded database first)."""
-    from service.config import from_environment
+    from service.push.backends import check_backend
     from service.server import gunicorn_command
 
     settings = from_environment()
+    if settings.worker_inline:  # this process will send the pushes: refuse now, not at boot
+        check_backend(settings.PUSH_BACKEND, settings.FIREBASE_CREDENTIALS)
     if not no_migrate and settings.is_sqlite:
         from service import migrate
 
@@ -138,6 +160,25 @@ def demo() -> None:
     from service.demo import run_demo
 
     run_demo()
+
+
+def _database_unusable(exc: Exception) -> str | None:
+    """What to do about a database that refused a command, or None for a fault of the code."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    said = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    where = _safe_url(from_environment().database_url)
+    unmigrated = "no such table" in said or (
+        isinstance(exc, ProgrammingError) and "does not exist" in said and "relation" in said
+    )
+    if unmigrated:
+        return f"the database at {where} has no Reach tables ({said}): run `reach db upgrade`"
+    if isinstance(exc, OperationalError):
+        return (
+            f"cannot use the database at {where}: {said}. Is it running and reachable from "
+            f"here, and are DATABASE_URL's host, port, user and password right?"
+        )
+    return None
 
 
 def _safe_url(url: str) -> str:

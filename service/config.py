@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
@@ -21,6 +22,11 @@ def _bool(value: str) -> bool:
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+class SettingsError(ValueError):
+    """A setting the service cannot run with. The message names it and says what to set
+    instead: the `reach` command shows it without a traceback (an operator's mistake)."""
 
 
 @dataclass(frozen=True)
@@ -195,12 +201,19 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
         if f.type in ("bool", bool):
             values[f.name] = _bool(raw)
         elif f.type in ("int", int):
-            values[f.name] = int(raw)
+            values[f.name] = _int(f.name, raw)
         elif f.name == "ALLOWED_ORIGINS":
             values[f.name] = _list(raw)
         else:
             values[f.name] = raw
     return Settings(**values)
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
 
 
 _dev_secret: str | None = None
@@ -229,11 +242,11 @@ def check_secret_key(secret: str) -> None:
     access token and the operators' session cookie."""
     make_one = "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
     if not secret:
-        raise RuntimeError(
+        raise SettingsError(
             f"SECRET_KEY must be set when running on PostgreSQL (production): {make_one}"
         )
     if secret == PLACEHOLDER_SECRET or len(secret) < SECRET_KEY_MIN_LENGTH:
-        raise RuntimeError(
+        raise SettingsError(
             f"SECRET_KEY is the example's placeholder or shorter than {SECRET_KEY_MIN_LENGTH} "
             f"characters: {make_one}"
         )
@@ -248,7 +261,7 @@ def check_database_waits(settings: Settings) -> None:
     }
     for name, (at_least, unit) in least.items():
         if getattr(settings, name) < at_least:
-            raise RuntimeError(f"{name} is at least {at_least} ({unit}).")
+            raise SettingsError(f"{name} is at least {at_least} ({unit}).")
 
 
 def check_push_lease(lease_seconds: int, timeout_seconds: int) -> None:
@@ -257,15 +270,53 @@ def check_push_lease(lease_seconds: int, timeout_seconds: int) -> None:
     still be under way when another worker takes the job over and sends it again). It needs
     at least one PUSH_TIMEOUT_SECONDS to start sends in, or it would hardly send at all."""
     if timeout_seconds <= 0:
-        raise RuntimeError(f"PUSH_TIMEOUT_SECONDS must be 1 or more, not {timeout_seconds}")
+        raise SettingsError(f"PUSH_TIMEOUT_SECONDS must be 1 or more, not {timeout_seconds}")
     longest = longest_fcm_send(timeout_seconds)
     if sending_window(lease_seconds, longest) >= timeout_seconds:
         return
     least = math.ceil(longest + LEASE_SPARE_SECONDS + timeout_seconds)
-    raise RuntimeError(
+    raise SettingsError(
         f"PUSH_LEASE_SECONDS={lease_seconds} is too short for PUSH_TIMEOUT_SECONDS="
         f"{timeout_seconds}: one push send may take {longest:g} s (two connection attempts and "
         f"the answer, {timeout_seconds} s each), a worker's pass keeps {LEASE_SPARE_SECONDS:g} s "
         f"of its lease to record what it sent, and needs PUSH_TIMEOUT_SECONDS more to start "
         f"sends in. Set PUSH_LEASE_SECONDS to {least} or more, or lower PUSH_TIMEOUT_SECONDS."
     )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # logging's others pass too
+CHOICES = {
+    "WORKER_MODE": ("", "inline", "separate"),
+    "LOG_FORMAT": ("json", "text"),
+    "SOCKET_TRANSPORT": ("lean", "stock"),
+    "SOCKETIO_ASYNC_MODE": ("", "gevent", "threading"),
+}
+
+
+def check_choices(settings: Settings) -> None:
+    """Refuse a setting that names none of its choices: a typo would otherwise run the
+    service differently than meant (WORKER_MODE=inlin runs no worker at all)."""
+    for name, choices in CHOICES.items():
+        value = getattr(settings, name)
+        if value not in choices:
+            named = ", ".join(choice for choice in choices if choice)
+            raise SettingsError(f"{name} is one of {named}, not {value!r}")
+    if settings.LOG_LEVEL.upper() not in logging.getLevelNamesMapping():
+        named = ", ".join(LOG_LEVELS)
+        raise SettingsError(f"LOG_LEVEL is one of {named}, not {settings.LOG_LEVEL!r}")
+
+
+def check_database_url(settings: Settings) -> None:
+    """Refuse a DATABASE_URL the service cannot use, before anything reads it as PostgreSQL
+    (which would ask for a SECRET_KEY first). The message never shows its password."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    usable = "postgresql://user:password@host:5432/database, or unset for the embedded SQLite"
+    url = settings.database_url
+    try:
+        scheme = make_url(url).drivername
+    except (ArgumentError, ValueError):
+        raise SettingsError(f"DATABASE_URL is not a database URL: set it to {usable}") from None
+    if not (scheme.startswith("sqlite") or scheme == "postgresql+psycopg"):
+        raise SettingsError(f"DATABASE_URL names {scheme!r}, which Reach does not run on: {usable}")

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
     result = subprocess.run(
@@ -22,6 +24,22 @@ def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
+
+
+def reach_refuses(*args: str, env: dict[str, str], timeout: float = 60) -> str:
+    """Run a command an operator got wrong: it fails with one line saying what to do."""
+    result = subprocess.run(
+        [sys.executable, "-m", "service.entry", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
+    assert "Traceback" not in said, said
+    return result.stderr
 
 
 def test_help_lists_the_commands() -> None:
@@ -133,6 +151,7 @@ def test_a_worker_whose_lease_is_too_short_for_a_send_does_not_start(tmp_path: P
         check=False,
     )
     assert started.returncode != 0
+    assert "Traceback" not in started.stderr, started.stderr
     assert "PUSH_LEASE_SECONDS=30 is too short for PUSH_TIMEOUT_SECONDS=10" in started.stderr
     assert "Set PUSH_LEASE_SECONDS to 45 or more" in started.stderr
 
@@ -166,3 +185,59 @@ def test_a_worker_without_redis_says_what_phones_miss(tmp_path: Path) -> None:
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=30)
+
+
+LONG_SECRET = "cli-test-secret-key-0123456789abcdef"
+MISSING_CREDENTIALS = {"PUSH_BACKEND": "fcm", "FIREBASE_CREDENTIALS": "/nonexistent/firebase.json"}
+
+
+@pytest.mark.parametrize(
+    ("args", "settings", "says"),
+    [
+        (["db", "upgrade"], {"PUSH_BATCH": "32 jobs"}, "PUSH_BATCH must be a whole number"),
+        (["db", "upgrade"], {"WORKER_MODE": "inlin"}, "WORKER_MODE is one of inline, separate"),
+        (["db", "upgrade"], {"LOG_FORMAT": "xml"}, "LOG_FORMAT is one of json, text"),
+        (
+            ["db", "upgrade"],
+            {"DATABASE_URL": "mysql://reach:hunter2-pw@db.example/reach"},
+            "DATABASE_URL names 'mysql', which Reach does not run on: postgresql://",
+        ),
+        (
+            ["db", "upgrade"],
+            {"DATABASE_URL": "postgresql://reach:hunter2-pw@127.0.0.1:1/reach"},
+            "cannot use the database at postgresql+psycopg://reach:***@127.0.0.1:1/reach",
+        ),
+        (
+            ["worker"],
+            {"WORKER_MODE": "separate", **MISSING_CREDENTIALS},
+            "FIREBASE_CREDENTIALS points at /nonexistent/firebase.json, which is not a file",
+        ),
+        (
+            ["serve", "--port", "0"],
+            MISSING_CREDENTIALS,
+            "FIREBASE_CREDENTIALS points at /nonexistent/firebase.json, which is not a file",
+        ),
+        (
+            ["create-operator", "ops@example.test", "--password", "a long operator password"],
+            {},
+            "has no Reach tables (no such table: operators): run `reach db upgrade`",
+        ),
+    ],
+)
+def test_an_operators_mistake_is_told_in_one_line_without_a_traceback(
+    tmp_path: Path, args: list[str], settings: dict[str, str], says: str
+) -> None:
+    """A setting the service cannot run with, a database it cannot reach or that was never
+    migrated: the command says what is wrong and what to set, and never shows a password."""
+    env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL",)}
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'never-migrated.sqlite3'}",
+            "REACH_INSTANCE_DIR": str(tmp_path),
+            "SECRET_KEY": LONG_SECRET,
+            **settings,
+        }
+    )
+    said = reach_refuses(*args, env=env)
+    assert says in said
+    assert "hunter2-pw" not in said

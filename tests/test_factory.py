@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service import create_app
-from service.config import Settings, check_push_lease, from_environment
+from service.config import Settings, SettingsError, check_push_lease, from_environment
 
 
 def test_settings_come_from_the_environment() -> None:
@@ -34,13 +34,13 @@ def test_embedded_default_is_sqlite_with_the_worker_inline() -> None:
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:
-    with pytest.raises(RuntimeError, match="SECRET_KEY must be set"):
+    with pytest.raises(SettingsError, match="SECRET_KEY must be set"):
         create_app(Settings(DATABASE_URL="postgresql://u@127.0.0.1:1/none"))
 
 
 @pytest.mark.parametrize("secret", ["change-me", "short-but-not-empty"])
 def test_production_refuses_the_examples_placeholder_or_a_short_secret_key(secret: str) -> None:
-    with pytest.raises(RuntimeError, match="placeholder or shorter than 32"):
+    with pytest.raises(SettingsError, match="placeholder or shorter than 32"):
         create_app(Settings(DATABASE_URL="postgresql://u@127.0.0.1:1/none", SECRET_KEY=secret))
 
 
@@ -55,7 +55,7 @@ def test_production_refuses_the_examples_placeholder_or_a_short_secret_key(secre
 def test_waits_on_postgresql_too_short_to_serve_are_refused(
     setting: str, value: int, says: str
 ) -> None:
-    with pytest.raises(RuntimeError, match=f"{setting} is {says}"):
+    with pytest.raises(SettingsError, match=f"{setting} is {says}"):
         create_app(Settings(DATABASE_URL="sqlite://", **{setting: value}))
 
 
@@ -70,14 +70,14 @@ def test_a_push_lease_too_short_for_a_send_is_refused_at_start(
     start sends in: 4 x PUSH_TIMEOUT_SECONDS + 5 at least."""
     settings = from_environment({"PUSH_LEASE_SECONDS": lease, "PUSH_TIMEOUT_SECONDS": timeout})
     refused = rf"PUSH_LEASE_SECONDS={lease} is too short for PUSH_TIMEOUT_SECONDS={timeout}: "
-    with pytest.raises(RuntimeError, match=refused) as raised:
+    with pytest.raises(SettingsError, match=refused) as raised:
         create_app(settings)
     assert f"Set PUSH_LEASE_SECONDS to {least} or more" in str(raised.value)
     check_push_lease(least, int(timeout))  # one second more is enough
 
 
 def test_a_push_timeout_of_zero_is_refused() -> None:
-    with pytest.raises(RuntimeError, match="PUSH_TIMEOUT_SECONDS must be 1 or more, not 0"):
+    with pytest.raises(SettingsError, match="PUSH_TIMEOUT_SECONDS must be 1 or more, not 0"):
         create_app(Settings(PUSH_TIMEOUT_SECONDS=0))
 
 
@@ -104,3 +104,25 @@ def test_factory_builds_an_app_with_the_contract_routes(app) -> None:  # type: i
         "/readyz",
     ):
         assert path in rules
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "says"),
+    [
+        ("WORKER_MODE", "Inline", "WORKER_MODE is one of inline, separate, not 'Inline'"),
+        ("SOCKET_TRANSPORT", "fast", "SOCKET_TRANSPORT is one of lean, stock, not 'fast'"),
+        ("SOCKETIO_ASYNC_MODE", "eventlet", "SOCKETIO_ASYNC_MODE is one of gevent, threading"),
+        ("LOG_LEVEL", "LOUD", "LOG_LEVEL is one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("DATABASE_URL", "postgresql://u@host:port/db", "DATABASE_URL is not a database URL"),
+    ],
+)
+def test_a_setting_that_names_none_of_its_choices_is_refused(
+    setting: str, value: str, says: str
+) -> None:
+    with pytest.raises(SettingsError, match=says):
+        create_app(Settings(**{setting: value}))
+
+
+def test_a_setting_that_is_not_a_number_is_refused() -> None:
+    with pytest.raises(SettingsError, match="PUSH_BATCH must be a whole number, not 'many'"):
+        from_environment({"PUSH_BATCH": "many"})

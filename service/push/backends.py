@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from service.config import SettingsError
 from service.push import PushBackend
 from service.push.log import LogBackend
 
@@ -16,20 +17,8 @@ def build_backend(
     timeout_seconds: float = 10,
 ) -> PushBackend:
     """The backend PUSH_BACKEND names; "fcm" needs FIREBASE_CREDENTIALS."""
-    choice = push_backend.strip().lower() or "log"
-    if choice == "log":
+    if check_backend(push_backend, firebase_credentials) == "log":
         return LogBackend()
-    if choice != "fcm":
-        raise ValueError(
-            f"PUSH_BACKEND={push_backend!r} is not known: set it to one of {', '.join(CHOICES)}"
-        )
-    if not firebase_credentials.strip():
-        raise ValueError(
-            "PUSH_BACKEND=fcm needs FIREBASE_CREDENTIALS: the path of a Firebase service-account "
-            "JSON file (Firebase console > Project settings > Service accounts > Generate new "
-            "private key) or that JSON itself. Set FCM_ENDPOINT as well to use a local FCM "
-            "stand-in, or PUSH_BACKEND=log to print pushes instead of sending them."
-        )
     from service.push.fcm import FcmBackend  # firebase-admin is imported only when used
 
     return FcmBackend(
@@ -38,3 +27,26 @@ def build_backend(
         max_concurrency=max_concurrency,
         timeout_seconds=timeout_seconds,
     )
+
+
+def check_backend(push_backend: str, firebase_credentials: str) -> str:
+    """The backend PUSH_BACKEND names, or a SettingsError saying why it cannot send: checked
+    before a process that sends pushes starts (`reach serve` with the worker inline)."""
+    choice = push_backend.strip().lower() or "log"
+    if choice == "log":
+        return choice
+    if choice != "fcm":
+        raise SettingsError(
+            f"PUSH_BACKEND={push_backend!r} is not known: set it to one of {', '.join(CHOICES)}"
+        )
+    if not firebase_credentials.strip():
+        raise SettingsError(
+            "PUSH_BACKEND=fcm needs FIREBASE_CREDENTIALS: the path of a Firebase service-account "
+            "JSON file (Firebase console > Project settings > Service accounts > Generate new "
+            "private key) or that JSON itself. Set FCM_ENDPOINT as well to use a local FCM "
+            "stand-in, or PUSH_BACKEND=log to print pushes instead of sending them."
+        )
+    from service.push.fcm import load_certificate
+
+    load_certificate(firebase_credentials)
+    return choice

@@ -28,6 +28,7 @@ from google.auth.credentials import TokenState
 from google.auth.transport import requests as google_requests
 from urllib3.util.retry import Retry
 
+from service.config import SettingsError
 from service.push import Outcome, PushMessage, PushResult
 from service.push.timing import CONNECT_ATTEMPTS, deadline_passed, longest_fcm_send
 
@@ -129,25 +130,28 @@ def load_certificate(source: str) -> credentials.Certificate:
     """A service-account credential from FIREBASE_CREDENTIALS: a file path or the JSON itself."""
     text = source.strip()
     if not text:
-        raise ValueError("FIREBASE_CREDENTIALS is empty: set it to a service-account JSON file")
+        raise SettingsError("FIREBASE_CREDENTIALS is empty: set it to a service-account JSON file")
     cert: str | dict[str, Any]
     if text.startswith("{"):
         try:
             cert = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ValueError(
+            raise SettingsError(
                 f"FIREBASE_CREDENTIALS looks like JSON but does not parse "
                 f"(line {exc.lineno}, column {exc.colno})"
             ) from None
     else:
         path = Path(text).expanduser()
         if not path.is_file():
-            raise ValueError(f"FIREBASE_CREDENTIALS points at {path}, which is not a file")
+            raise SettingsError(
+                f"FIREBASE_CREDENTIALS points at {path}, which is not a file: set it to the "
+                f"path of the service-account JSON file (or to that JSON itself)"
+            )
         cert = str(path)
     try:
         return credentials.Certificate(cert)
     except (ValueError, OSError) as exc:
-        raise ValueError(
+        raise SettingsError(
             f"FIREBASE_CREDENTIALS is not a usable service-account key: {exc}"
         ) from exc
 
@@ -220,9 +224,9 @@ class FcmBackend:
         timeout_seconds: float = 10.0,
     ) -> None:
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+            raise SettingsError(f"PUSH_CONCURRENCY must be 1 or more, not {max_concurrency}")
         if endpoint and not endpoint.startswith(("http://", "https://")):
-            raise ValueError(
+            raise SettingsError(
                 f"FCM_ENDPOINT must be a base URL such as http://127.0.0.1:8681, not {endpoint!r}"
             )
         if firebase_admin.__version__ != PINNED_VERSION:
