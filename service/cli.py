@@ -93,6 +93,11 @@ def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
         migrate.upgrade(settings.database_url)
     if settings.is_sqlite and workers != 1:
         raise click.UsageError("the embedded default (SQLite) runs one process; use --workers 1")
+    if workers > 1 and not settings.REDIS_URL:
+        raise click.UsageError(
+            "--workers 2 or more needs REDIS_URL: without it an event reaches only the sockets "
+            "of the process that made it, and each process counts rate limits on its own"
+        )
     click.echo(f"serving Reach on http://{host}:{port} (Ctrl-C stops)")
     command = gunicorn_command(f"{host}:{port}", workers)
     # A fresh process: gunicorn's gevent worker patches before anything imports ssl.

@@ -241,3 +241,20 @@ def test_an_operators_mistake_is_told_in_one_line_without_a_traceback(
     said = reach_refuses(*args, env=env)
     assert says in said
     assert "hunter2-pw" not in said
+
+
+def test_serve_with_several_processes_needs_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Processes share socket events and rate limits through Redis only: `reach serve
+    --workers 2` without REDIS_URL is refused before gunicorn starts, not served half-deaf."""
+    from click.testing import CliRunner
+
+    from service import cli
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(cli.os, "execv", lambda path, command: started.append(command))
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    env = {"DATABASE_URL": "postgresql://reach@127.0.0.1:1/reach", "SECRET_KEY": LONG_SECRET}
+    result = CliRunner().invoke(cli.main, ["serve", "--workers", "2"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "--workers 2 or more needs REDIS_URL" in result.output
+    assert started == []
