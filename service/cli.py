@@ -22,15 +22,21 @@ def _create_app() -> Flask:
 class ReachGroup(FlaskGroup):
     """The commands, telling an operator's mistake in one line rather than a traceback: a
     setting the service cannot run with, a database it cannot reach or that was never
-    migrated."""
+    migrated, a migration revision that does not exist."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from alembic.util import CommandError
         from sqlalchemy.exc import DBAPIError
 
         try:
             return super().invoke(ctx)
         except SettingsError as exc:
             raise click.ClickException(str(exc)) from None
+        except CommandError as exc:  # a revision that does not exist, for one
+            raise click.ClickException(
+                f"{exc}: give heads, base, or a revision of service/migrations/versions "
+                f"(its number will do, e.g. 0014)"
+            ) from None
         except DBAPIError as exc:
             told = _database_unusable(exc)
             if told is None:

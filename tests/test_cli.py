@@ -218,6 +218,11 @@ MISSING_CREDENTIALS = {"PUSH_BACKEND": "fcm", "FIREBASE_CREDENTIALS": "/nonexist
             "FIREBASE_CREDENTIALS points at /nonexistent/firebase.json, which is not a file",
         ),
         (
+            ["db", "downgrade", "--revision", "0099"],
+            {},
+            "Can't locate revision identified by '0099': give heads, base, or a revision",
+        ),
+        (
             ["create-operator", "ops@example.test", "--password", "a long operator password"],
             {},
             "has no Reach tables (no such table: operators): run `reach db upgrade`",
