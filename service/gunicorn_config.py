@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 
+from service.config import SettingsError
 from service.server import gunicorn_settings
 
-_settings = gunicorn_settings()
+try:
+    _settings = gunicorn_settings()
+except SettingsError as exc:  # an operator's mistake: what to set, not a traceback
+    sys.exit(f"Error: {exc}")
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = 1

@@ -263,3 +263,40 @@ def test_serve_with_several_processes_needs_redis(monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 2, result.output
     assert "--workers 2 or more needs REDIS_URL" in result.output
     assert started == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"PUSH_BATCH": "32 jobs"}, "PUSH_BATCH must be a whole number, not '32 jobs'"),
+        ({"PUSH_LEASE_SECONDS": "30"}, "Set PUSH_LEASE_SECONDS to 45 or more"),
+    ],
+)
+def test_the_images_gunicorn_refuses_a_wrong_setting_without_a_traceback(
+    tmp_path: Path, settings: dict[str, str], says: str
+) -> None:
+    """The image's command (`gunicorn -c deploy/gunicorn.conf.py wsgi:app`) with a setting
+    the service cannot run with: it says what to set and stops, once."""
+    root = Path(__file__).resolve().parents[1]
+    env = {key: value for key, value in os.environ.items() if key not in ("REDIS_URL",)}
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'image.sqlite3'}",
+            "REACH_INSTANCE_DIR": str(tmp_path),
+            "BIND": "127.0.0.1:0",
+            **settings,
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=root,
+        check=False,
+    )
+    said = result.stdout + result.stderr
+    assert result.returncode != 0, said
+    assert says in said, said
+    assert "Traceback" not in said, said
