@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         check_database_url,
         check_database_waits,
         check_push_lease,
+        check_redis_url,
         check_secret_key,
         from_environment,
     )
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     settings = (settings or from_environment()).with_overrides(**overrides)
     check_database_url(settings)
+    check_redis_url(settings)
     check_choices(settings)
     if not settings.is_sqlite and not settings.TESTING:
         check_secret_key(settings.SECRET_KEY)

@@ -320,3 +320,15 @@ def check_database_url(settings: Settings) -> None:
         raise SettingsError(f"DATABASE_URL is not a database URL: set it to {usable}") from None
     if not (scheme.startswith("sqlite") or scheme == "postgresql+psycopg"):
         raise SettingsError(f"DATABASE_URL names {scheme!r}, which Reach does not run on: {usable}")
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_redis_url(settings: Settings) -> None:
+    """Refuse a REDIS_URL that redis-py (and the rate limiter's storage) cannot open."""
+    if settings.REDIS_URL and not settings.REDIS_URL.startswith(REDIS_SCHEMES):
+        raise SettingsError(
+            f"REDIS_URL starts with {', '.join(REDIS_SCHEMES)}: redis://host:6379/0, or unset "
+            f"with one process"
+        )

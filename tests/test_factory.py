@@ -114,6 +114,7 @@ def test_factory_builds_an_app_with_the_contract_routes(app) -> None:  # type: i
         ("SOCKETIO_ASYNC_MODE", "eventlet", "SOCKETIO_ASYNC_MODE is one of gevent, threading"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL is one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
         ("DATABASE_URL", "postgresql://u@host:port/db", "DATABASE_URL is not a database URL"),
+        ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL starts with redis://, rediss://, unix://"),
     ],
 )
 def test_a_setting_that_names_none_of_its_choices_is_refused(
