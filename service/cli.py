@@ -175,14 +175,12 @@ def demo() -> None:
 
 def _database_unusable(exc: Exception) -> str | None:
     """What to do about a database that refused a command, or None for a fault of the code."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import OperationalError
 
-    said = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    where = _safe_url(from_environment().database_url)
-    unmigrated = "no such table" in said or (
-        isinstance(exc, ProgrammingError) and "does not exist" in said and "relation" in said
-    )
-    if unmigrated:
+    from service.errors import database_said, is_unmigrated
+
+    said, where = database_said(exc), _safe_url(from_environment().database_url)
+    if is_unmigrated(exc):
         return f"the database at {where} has no Reach tables ({said}): run `reach db upgrade`"
     if isinstance(exc, OperationalError):
         return (

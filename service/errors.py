@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app
 from marshmallow import ValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -137,6 +137,21 @@ def from_http_exception(exc: HTTPException) -> tuple[dict[str, Any], dict[str, s
         status, title=exc.name, detail=detail, errors=errors, retry_after=retry_after
     )
     return body, headers
+
+
+def database_said(exc: BaseException) -> str:
+    """The first line of what the database driver said about `exc`."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def is_unmigrated(exc: BaseException) -> bool:
+    """The database has no Reach tables (it was never migrated): SQLite's "no such table",
+    PostgreSQL's "relation ... does not exist"."""
+    said = database_said(exc)
+    if isinstance(exc, OperationalError) and "no such table" in said:
+        return True
+    return isinstance(exc, ProgrammingError) and "relation" in said and "does not exist" in said
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -14,12 +14,17 @@ from flask import Flask
 
 from service.clock import clock
 from service.config import Settings
+from service.errors import database_said, is_unavailable, is_unmigrated
 from service.extensions import db
 from service.push.backends import build_backend
 from service.services import accounts, bids, push_outbox, repair_breaks
 from service.worker.dispatch import Dispatcher
 
 log = logging.getLogger("reach.worker")
+
+# The longest wait between two passes while passes fail (the database away): 0.5 s, then twice
+# as long after each failure, up to this.
+FAILED_PASS_PAUSE_MAX = 10.0
 
 
 @dataclass
@@ -139,19 +144,27 @@ class Worker:
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker": self.name})
         next_housekeeping = next_prune = 0.0
+        failures = 0  # passes failed in a row
         while not self._stop.is_set():
             started = time.monotonic()
             housekeeping = started >= next_housekeeping
             try:
                 if started >= next_prune:
                     # Pushes keep being sent between shares; a backlog is worked off pass by pass.
-                    next_prune = time.monotonic() + self.prune_seconds
-                    if self._prune_some().more:
-                        next_prune = 0.0
+                    more = self._prune_some().more
+                    next_prune = 0.0 if more else time.monotonic() + self.prune_seconds
                 tick = self.run_once(housekeeping)
-            except Exception:
-                log.exception("worker pass failed; retrying", extra={"worker": self.name})
+            except Exception as exc:
+                failures += 1
+                self._failed(exc, failures)
                 tick = Tick()
+            else:
+                if failures:
+                    log.info(
+                        "worker passes succeed again",
+                        extra={"worker": self.name, "failed_passes": failures},
+                    )
+                failures = 0
             if housekeeping and not (tick.expired_bids or tick.resumed_repairs):
                 # Found nothing due: look again in a while (at once while it finds some).
                 every = self.housekeeping_seconds
@@ -159,7 +172,7 @@ class Worker:
                     self.idle_seconds if every is None else every
                 )
             if not tick.more_due:
-                woken = self._wake.wait(self.idle_seconds)
+                woken = self._wake.wait(self._pause(failures))
                 # Woken by a commit soon after the last pass began: the commits until
                 # `gather_seconds` after it join this pass. A pass costs the same few statements
                 # for one push or a batch.
@@ -168,6 +181,31 @@ class Worker:
                     self._stop.wait(gather)
                 self._wake.clear()
         log.info("worker stopped", extra={"worker": self.name})
+
+    def _pause(self, failures: int) -> float:
+        """How long to wait for work before the next pass: longer and longer while passes
+        fail (the database away), up to FAILED_PASS_PAUSE_MAX seconds."""
+        if not failures:
+            return self.idle_seconds
+        return max(self.idle_seconds, min(FAILED_PASS_PAUSE_MAX, 0.5 * 2 ** min(failures, 8)))
+
+    def _failed(self, exc: Exception, failures: int) -> None:
+        """A failed pass, logged: one warning line, without a traceback, while the database is
+        away or was never migrated (expected while PostgreSQL restarts, or before the migration
+        of a deployment has run); anything else with its traceback."""
+        extra = {"worker": self.name, "failed_passes": failures, "error_type": type(exc).__name__}
+        if is_unmigrated(exc):
+            log.warning(
+                "worker pass failed: the database has no Reach tables; run `reach db upgrade`",
+                extra={**extra, "error": database_said(exc)},
+            )
+        elif is_unavailable(exc):
+            log.warning(
+                "worker pass failed: database unavailable; retrying",
+                extra={**extra, "error": database_said(exc)},
+            )
+        else:
+            log.exception("worker pass failed; retrying", extra=extra)
 
     def wake(self) -> None:
         """Start the next pass now (new work was committed in this process)."""
