@@ -112,6 +112,9 @@ def readiness_engine(url: str) -> Engine:
     return engine
 
 
+# The readiness probe's query: answered once the database has been migrated at least once.
+_MIGRATED = text("SELECT version_num FROM alembic_version LIMIT 1")
+
 # A connection back in use within this many seconds is trusted; one idle longer is pinged
 # first (a database restart or a dropped link then costs a reconnect, not a failed request).
 IDLE_PING_SECONDS = 5.0
@@ -221,15 +224,16 @@ class Database:
         return self._state().engine
 
     def answers(self) -> None:
-        """Raise unless the database answers a query within a few seconds: on PostgreSQL over
-        a connection of its own (`readiness_engine`), on SQLite through a session."""
+        """Raise unless the database answers a query within a few seconds, and has been
+        migrated (its Alembic version table is there): on PostgreSQL over a connection of its
+        own (`readiness_engine`), on SQLite through a session."""
         probe = self._state().probe
         if probe is None:
             with self.scope() as session:
-                session.execute(text("SELECT 1"))
+                session.execute(_MIGRATED)
             return
         with probe.connect() as connection:
-            connection.execute(text("SELECT 1"))
+            connection.execute(_MIGRATED)
 
     def bind_to_connection(self, connection: Connection) -> None:
         """Tests: every session joins the outer transaction of `connection` (rolled back later)."""

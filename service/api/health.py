@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, current_app
 
+from service.errors import is_unmigrated
 from service.extensions import db
 
 bp = Blueprint("health", __name__)
@@ -25,7 +26,10 @@ def readyz() -> tuple[dict[str, Any], int]:
         db.answers()
         checks["database"] = "ok"
     except Exception as exc:
-        checks["database"] = f"unreachable: {type(exc).__name__}"
+        if is_unmigrated(exc):
+            checks["database"] = "not migrated: run reach db upgrade"
+        else:
+            checks["database"] = f"unreachable: {type(exc).__name__}"
     redis_client = current_app.extensions.get("reach.redis")
     if redis_client is not None:
         try:
