@@ -290,9 +290,7 @@ def prune_expired_sign_ins(
 
 def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:
     # Held against a deletion from another phone meanwhile (its update would find no row).
-    if not members.hold_account(session, user.id):
-        session.rollback()
-        raise Unauthorized("The account or session no longer exists: sign in again.")
+    members.hold_live_account(session, user.id)
     if "display_name" in changes:
         user.display_name = changes["display_name"].strip()
     if "timezone" in changes:

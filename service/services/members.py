@@ -21,6 +21,9 @@ from service.models import AuthSession, Couple, User
 from service.models.base import table
 from service.security.tokens import TokenIssuer
 
+# Refusing a request whose account (or sign-in session) has gone meanwhile.
+GONE = "The account or session no longer exists: sign in again."
+
 
 @dataclass(frozen=True, slots=True)
 class Partner:
@@ -105,7 +108,7 @@ def live_member(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> 
         .first()
     )
     if row is None:
-        raise Unauthorized("The account or session no longer exists: sign in again.")
+        raise Unauthorized(GONE)
     name, disabled_at, revoked_at, couple_id, partner_id = row[:5]
     if revoked_at is not None:
         raise Unauthorized("The session has ended: sign in again.")
@@ -200,6 +203,13 @@ class RecentMembers:
         self._members.pop((user_id, session_id), None)
 
 
+def hold_live_account(session: Session, user_id: uuid.UUID) -> None:
+    """`hold_account`, refused (401, the transaction rolled back) once the account is gone."""
+    if not hold_account(session, user_id):
+        session.rollback()
+        raise Unauthorized(GONE)
+
+
 def hold_account(session: Session, user_id: uuid.UUID) -> bool:
     """Lock the account against its deletion until the transaction ends, before writing a row
     that names it (whose foreign key would wait for a deletion under way, then fail once it
@@ -213,7 +223,7 @@ def user_of(session: Session, member: Member) -> User:
     """The member's account row, for writes that change it or read more of it."""
     user = session.get(User, member.user_id)
     if user is None:
-        raise Unauthorized("The account or session no longer exists: sign in again.")
+        raise Unauthorized(GONE)
     return user
 
 

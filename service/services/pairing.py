@@ -40,9 +40,7 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
     # The invite names the account: held against a deletion (after its invites, in the
     # deletion's order), and read again, as a join of the caller's last code may have paired
     # them meanwhile.
-    if not members.hold_account(session, user.id):
-        session.rollback()
-        raise Unauthorized("The account or session no longer exists: sign in again.")
+    members.hold_live_account(session, user.id)
     if session.scalar(select(User.couple_id).where(User.id == user.id)) is not None:
         session.rollback()
         raise Conflict("You are already paired. Unpair first to invite someone else.")
@@ -106,7 +104,7 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
         raise invalid("code", "This code is no longer valid: ask your partner for a new one.")
     if me is None:  # deleted from another phone meanwhile
         session.rollback()
-        raise Unauthorized("The account or session no longer exists: sign in again.")
+        raise Unauthorized(members.GONE)
     if me.couple_id is not None:
         session.rollback()
         raise Conflict("You are already paired. Unpair first to join someone else.")
