@@ -105,7 +105,7 @@ def health(session: Session, window: timedelta = timedelta(days=1)) -> dict[str,
 
 def retry(session: Session, operator: Operator, job_id: int) -> PushJob:
     """Send a dead-lettered push again: the job and its failed deliveries start over, now or,
-    for a push that waits out quiet hours, when the recipient's end."""
+    for a push that waits out quiet hours or a break, when they end."""
     job = session.get(PushJob, job_id, with_for_update=True) if 0 < job_id <= BIG_ID_MAX else None
     if job is None:
         raise NotFound("There is no such push job.")
@@ -115,8 +115,10 @@ def retry(session: Session, operator: Operator, job_id: int) -> PushJob:
     if job.expires_at is not None and job.expires_at <= now:
         raise Conflict("This push has expired with what it announced; it cannot be sent again.")
     job.state, job.attempts = "pending", 0
-    # Now, or when the recipient's quiet hours end: a retry wakes nobody at night.
-    job.available_at = push_outbox.due_from(session, job, now)
+    # Now, or when the recipient's quiet hours end (a retry wakes nobody at night); a message's
+    # push, once its conversation's break is over, as the messages written during it.
+    start = max(now, push_outbox.break_end(session, job) or now)
+    job.available_at = push_outbox.due_from(session, job, start)
     job.finished_at = job.claimed_by = job.claimed_until = None
     job.last_error = "retry requested by an operator"
     reset = session.execute(

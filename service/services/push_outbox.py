@@ -325,6 +325,18 @@ def _retime(session: Session, dedupe_prefix: str, moment: datetime, *, held_only
     return retimed
 
 
+def break_end(session: Session, job: PushJob) -> datetime | None:
+    """When the break that a repair message's push waits for ends: its conversation's
+    `paused_until`, or None (no break, or not a message's push)."""
+    if job.kind != "repair.message":
+        return None
+    repair_id = uuid.UUID(job.dedupe_key.split(":")[1])
+    paused_until: datetime | None = session.scalar(
+        select(Repair.paused_until).where(Repair.id == repair_id)
+    )
+    return paused_until
+
+
 def due_from(session: Session, job: PushJob, moment: datetime) -> datetime:
     """When `job` may go out, from `moment` on: a non-urgent one waits out its recipient's
     quiet hours (as they are now)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import select
@@ -15,8 +15,10 @@ from service.models import Device, PushJob
 from service.worker.runner import Worker
 from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.dashboard.helpers import add_device, dead_letter, job_state, send_bid
+from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
+from tests.support.repairs import start, write
 
 
 def audit(ops: OpsClient) -> list[dict[str, str]]:
@@ -160,6 +162,42 @@ def test_a_retried_push_still_waits_out_the_recipients_quiet_hours(
     clock.freeze(datetime(2031, 5, 2, 5, 0, tzinfo=UTC))  # 07:00 in Berlin
     assert fcm_worker.run_once().pushes == 1
     assert job_state(fcm_worker, job_id) == "done"
+
+
+def test_a_retried_message_push_waits_for_the_conversations_break(
+    client: ApiClient, signed_in: OpsClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ana's message push failed until the worker gave up, then Ben took a break. An operator's
+    retry during it holds the push until the break ends, as the messages written in it are."""
+    ana, ben = client.couple("Ana", "Ben")
+    add_device(client, ben, "ben-phone")
+    attempts = fcm_worker.dispatcher.policy.max_attempts  # type: ignore[union-attr]
+    standin.script("ben-phone", *[fcm.internal()] * attempts)
+    clock.freeze(clock.now())
+    repair = start(client, client.fresh(ana))
+    write(client, client.fresh(ana), repair["id"], body="are you there?")
+    with fcm_worker.app.app_context(), db.scope() as session:
+        job_id = session.scalar(
+            select(PushJob.id).where(PushJob.dedupe_key == f"repair.message:{repair['id']}:1")
+        )
+    assert job_id is not None
+    for _ in range(attempts + 2):
+        fcm_worker.run_once()
+        clock.advance(timedelta(minutes=5))
+    assert job_state(fcm_worker, job_id) == "dead"
+    pause = {"minutes": 60}
+    paused = client.post(f"/api/v1/repairs/{repair['id']}/pause", as_=client.fresh(ben), json=pause)
+    assert paused.status_code == 200, paused.text
+    ends = clock.now() + timedelta(minutes=60)
+    tried = len(standin.messages())
+
+    retry(signed_in, job_id)
+    assert fcm_worker.run_once().pushes == 0
+    assert len(standin.messages()) == tried
+    clock.freeze(ends)
+    fcm_worker.run_once()
+    assert job_state(fcm_worker, job_id) == "done"
+    assert "repair.message" in [m["data"]["type"] for m in standin.messages()[tried:]]
 
 
 def test_a_dead_push_of_a_bid_answered_since_is_withdrawn_not_retried(
