@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -60,7 +61,17 @@ def dead_letter(
     token: str,
     note: str | None = None,
 ) -> int:
-    """Send a bid whose push fails with INTERNAL until the worker gives up; returns the job id.
+    """Send a bid whose push fails with INTERNAL until the worker gives up; returns the job id."""
+
+    def a_bid() -> str:
+        return f"bid.created:{send_bid(client, client.fresh(sender), note)['id']}"
+
+    return dead_letter_of(worker, standin, token, a_bid)
+
+
+def dead_letter_of(worker: Worker, standin: FcmStandIn, token: str, make: Callable[[], str]) -> int:
+    """The push that `make` queues (it returns the push's dedupe key), failing at `token` with
+    INTERNAL until the worker gives up; returns the job id.
 
     The stand-in fails exactly as often as the worker tries, so a retry afterwards succeeds.
     The service clock is frozen (now) and moved on, so backoffs pass without waiting.
@@ -69,12 +80,10 @@ def dead_letter(
     worker.run_once()  # pushes already queued go out first, so only this one fails
     standin.script(token, *[fcm.internal()] * attempts)
     clock.freeze(clock.now())
-    bid = send_bid(client, client.fresh(sender), note)
+    key = make()
     with worker.app.app_context(), db.scope() as session:
-        job_id = session.scalar(
-            select(PushJob.id).where(PushJob.dedupe_key == f"bid.created:{bid['id']}")
-        )
-    assert job_id is not None
+        job_id = session.scalar(select(PushJob.id).where(PushJob.dedupe_key == key))
+    assert job_id is not None, key
     for _ in range(attempts + 2):
         worker.run_once()
         clock.advance(timedelta(minutes=5))

@@ -14,8 +14,7 @@ from service.extensions import db
 from service.models import Device, PushJob
 from service.worker.runner import Worker
 from tests.dashboard.conftest import OperatorAccount, OpsClient
-from tests.dashboard.helpers import add_device, dead_letter, job_state, send_bid
-from tests.support import fcm_standin as fcm
+from tests.dashboard.helpers import add_device, dead_letter, dead_letter_of, job_state, send_bid
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.repairs import start, write
@@ -171,20 +170,13 @@ def test_a_retried_message_push_waits_for_the_conversations_break(
     retry during it holds the push until the break ends, as the messages written in it are."""
     ana, ben = client.couple("Ana", "Ben")
     add_device(client, ben, "ben-phone")
-    attempts = fcm_worker.dispatcher.policy.max_attempts  # type: ignore[union-attr]
-    standin.script("ben-phone", *[fcm.internal()] * attempts)
-    clock.freeze(clock.now())
     repair = start(client, client.fresh(ana))
-    write(client, client.fresh(ana), repair["id"], body="are you there?")
-    with fcm_worker.app.app_context(), db.scope() as session:
-        job_id = session.scalar(
-            select(PushJob.id).where(PushJob.dedupe_key == f"repair.message:{repair['id']}:1")
-        )
-    assert job_id is not None
-    for _ in range(attempts + 2):
-        fcm_worker.run_once()
-        clock.advance(timedelta(minutes=5))
-    assert job_state(fcm_worker, job_id) == "dead"
+
+    def a_message() -> str:
+        message = write(client, client.fresh(ana), repair["id"], body="are you there?")
+        return f"repair.message:{repair['id']}:{message['seq']}"
+
+    job_id = dead_letter_of(fcm_worker, standin, "ben-phone", a_message)
     pause = {"minutes": 60}
     paused = client.post(f"/api/v1/repairs/{repair['id']}/pause", as_=client.fresh(ben), json=pause)
     assert paused.status_code == 200, paused.text
