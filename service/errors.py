@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -131,12 +132,20 @@ def from_http_exception(exc: HTTPException) -> tuple[dict[str, Any], dict[str, s
     detail = _DETAILS.get(status)
     if status == 400 and exc.description and "JSON" in str(exc.description):
         detail = "The body is not valid JSON."
-    retry = headers.get("Retry-After", "")
-    retry_after = int(retry) if retry.isdigit() and status in (429, 503) else None
+    retry_after = _limit_resets_in() if status == 429 else None
     body = problem_body(
         status, title=exc.name, detail=detail, errors=errors, retry_after=retry_after
     )
     return body, headers
+
+
+def _limit_resets_in() -> int | None:
+    """Seconds until the rate limit this request broke resets: what flask-limiter's
+    Retry-After header, added to the response after its error handler, says."""
+    from service.extensions import limiter  # that module imports this one
+
+    current = limiter.current_limit
+    return None if current is None else max(0, int(current.reset_at - time.time()))
 
 
 def database_said(exc: BaseException) -> str:
@@ -178,10 +187,9 @@ def logged_server_problem(
     as `failure` with its traceback."""
     body = server_problem(exc)
     if body["status"] == 503:
-        cause = getattr(exc, "orig", None) or exc
         logger.warning(
             "database unavailable; answered 503",
-            extra={**fields, "error_type": type(exc).__name__, "error": str(cause).split("\n")[0]},
+            extra={**fields, "error_type": type(exc).__name__, "error": database_said(exc)},
         )
     else:
         logger.exception(failure, extra={**fields, "error_type": type(exc).__name__})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -59,12 +58,6 @@ class ReachApi(Api):
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         body, headers = from_http_exception(error)
-        if body["status"] == 429 and "retry_after" not in body:
-            # flask-limiter adds the Retry-After header to the response later, from this
-            # limit's reset: the body says the same.
-            current = limiter.current_limit
-            if current is not None:
-                body["retry_after"] = max(0, int(current.reset_at - time.time()))
         return body, body["status"], {**headers, "Content-Type": "application/problem+json"}
 
 

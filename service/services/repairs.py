@@ -153,9 +153,10 @@ def resolve(session: Session, user: User, repair_id: uuid.UUID) -> dict[str, Any
         repair.status, repair.resolved_at, kind = "resolved", now, "repair.resolved"
         if repair.paused_until is not None:
             end_break_early(session, repair)
-        # A break that ended already may have a reminder waiting out quiet hours: nothing is
-        # left to come back to.
-        push_outbox.cancel(session, f"repair.reminder:{repair.id}:")
+        else:
+            # A break that ended already may have a reminder waiting out quiet hours: nothing
+            # is left to come back to.
+            push_outbox.cancel(session, f"repair.reminder:{repair.id}:")
     view = present(repair)
     events.record(session, couple, kind, wire(view))
     session.commit()

@@ -94,8 +94,9 @@ class _Plan:
     # every delivery state of those jobs, by job; the planned ones are overwritten in _record
     states: dict[int, dict[int, str]]
     sends: list[_Planned]
-    # the quiet hours of the recipients of the non-urgent jobs with a send, by job
-    quiet: dict[int, QuietHours | None] = field(default_factory=dict)
+    # the quiet hours (start, end, time zone) of the recipients of the non-urgent jobs with a
+    # send, by job: read only if the job is to be retried
+    quiet: dict[int, tuple[str | None, str | None, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,7 +212,7 @@ class Dispatcher:
                     plan.states[job.id][row.id] = "skipped"
                     continue
                 if not job.urgent:
-                    plan.quiet[job.id] = QuietHours.of(row.quiet_start, row.quiet_end, row.timezone)
+                    plan.quiet[job.id] = (row.quiet_start, row.quiet_end, row.timezone)
                 message = PushMessage(
                     key=f"{job.id}:{row.device_id}",
                     device_id=row.device_id,
@@ -345,7 +346,7 @@ class Dispatcher:
                     delay = self.policy.delay(job.attempts + 1, retry_after[job.id])
                     due = now + timedelta(seconds=delay)
                     # A retry that would fall in the recipient's quiet hours waits them out.
-                    quiet = plan.quiet.get(job.id)
+                    quiet = QuietHours.of(*plan.quiet[job.id]) if job.id in plan.quiet else None
                     if quiet is not None:
                         due = quiet.reachable_from(due)
                 again.append({"job_id": job.id, "worker": worker, "available_at": due})
