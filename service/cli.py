@@ -175,14 +175,12 @@ def demo() -> None:
 
 def _database_unusable(exc: Exception) -> str | None:
     """What to do about a database that refused a command, or None for a fault of the code."""
-    from sqlalchemy.exc import OperationalError
-
-    from service.errors import database_said, is_unmigrated
+    from service.errors import database_said, is_unavailable, is_unmigrated
 
     said, where = database_said(exc), _safe_url(from_environment().database_url)
     if is_unmigrated(exc):
         return f"the database at {where} has no Reach tables ({said}): run `reach db upgrade`"
-    if isinstance(exc, OperationalError):
+    if is_unavailable(exc):
         return (
             f"cannot use the database at {where}: {said}. Is it running and reachable from "
             f"here, and are DATABASE_URL's host, port, user and password right?"
