@@ -427,6 +427,15 @@ def finish(session: Session) -> None:
         _run_after_commit(session)
 
 
+def end_read(session: Session) -> None:
+    """End the transaction a lookup began, before slow work that needs no database (hashing a
+    password: ~150 ms, more while the process's hashing slots are taken). Held open
+    meanwhile, it would keep a pooled connection (PostgreSQL), or the process's one writer
+    lock (SQLite), from every other request and socket write. What it read stays loaded."""
+    if session.in_transaction():
+        session.commit()
+
+
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run `callback` once the session's current transaction has committed."""
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)

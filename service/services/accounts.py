@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.db import end_read
 from service.domain.errors import Conflict, Unauthorized, invalid
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.passwords import hash_password, needs_rehash, verify_password
@@ -50,6 +51,7 @@ def register(
         raise invalid("email", f"Longer than {EMAIL_LENGTH} characters once lower-cased.")
     if session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict("An account with this email exists: sign in instead.")
+    end_read(session)
     user = User(
         email=email,
         password_hash=hash_password(password),
@@ -72,10 +74,12 @@ def login(
     session: Session, issuer: TokenIssuer, refresh_days: int, *, email: str, password: str
 ) -> SignedIn:
     user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    end_read(session)
     if not verify_password(user.password_hash if user else None, password) or user is None:
         raise Unauthorized("Email or password is wrong.")
     if user.disabled_at is not None:
         raise Unauthorized("This account is disabled. Contact support.")
+    rehashed = hash_password(password) if needs_rehash(user.password_hash) else None
     # Its new session names it: held against a deletion from another phone meanwhile, and
     # read again, as an operator disabling the account meanwhile ends only the sessions it sees.
     if not members.hold_account(session, user.id):
@@ -84,8 +88,8 @@ def login(
     if session.scalar(select(User.disabled_at).where(User.id == user.id)) is not None:
         session.rollback()
         raise Unauthorized("This account is disabled. Contact support.")
-    if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+    if rehashed is not None:
+        user.password_hash = rehashed
     signed_in = _start_session(session, issuer, refresh_days, user)
     session.commit()
     return signed_in

@@ -12,6 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.db import end_read
 from service.domain.errors import Conflict, Unauthorized, invalid
 from service.models import Operator, OperatorSession
 from service.security.passwords import hash_password, needs_rehash, verify_password
@@ -51,6 +52,7 @@ def create_operator(session: Session, email: str, password: str) -> Operator:
 def sign_in(session: Session, email: str, password: str, hours: int) -> SignedIn:
     """Check the password and open a new session with a fresh random id (never a given one)."""
     operator = session.scalar(select(Operator).where(Operator.email == normalize_email(email)))
+    end_read(session)  # no transaction holds the database while the password is checked
     if not verify_password(operator.password_hash if operator else None, password):
         raise Unauthorized("Email or password is wrong.")
     assert operator is not None
