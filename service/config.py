@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import secrets
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -226,10 +228,22 @@ def _development_secret() -> str:
         path = INSTANCE_DIR / "secret_key"
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            path.write_text(secrets.token_urlsafe(48))
-            path.chmod(0o600)
+            _create_secret(path)
         _dev_secret = path.read_text().strip()
     return _dev_secret
+
+
+def _create_secret(path: Path) -> None:
+    """A new secret, readable by its owner only from its first byte, that appears whole: a
+    process starting beside this one reads the same secret, never half of one or its own."""
+    fd, written = tempfile.mkstemp(dir=path.parent, prefix=".secret-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(48))
+        with contextlib.suppress(FileExistsError):  # another made it first: it is the one
+            os.link(written, path)
+    finally:
+        os.unlink(written)
 
 
 # The placeholder of deploy/env.example and deploy/k8s/secret.example.yaml.
