@@ -9,6 +9,8 @@ from typing import Any
 from flask import Flask
 from playwright.sync_api import expect
 
+from service.extensions import db
+from service.services import ops_accounts
 from service.worker.runner import Worker
 from tests.dashboard.conftest import OperatorAccount, screenshot, sign_in_in_browser
 from tests.dashboard.helpers import add_device, dead_letter, send_bid
@@ -150,3 +152,47 @@ def test_disabling_an_account_in_the_browser_refuses_its_next_api_call(
             operator.email
         )
     screenshot(page, "06-audit-log")
+
+
+HOSTILE = '<img src=x onerror="window.__ran=1">'
+
+
+def test_an_operator_whose_email_a_browser_field_would_refuse_signs_in(
+    page: Any, app: Flask
+) -> None:
+    account = OperatorAccount(f"jürgen-{uuid.uuid4().hex[:6]}@reach.test")
+    with app.app_context():
+        ops_accounts.create_operator(db.session, account.email, account.password)
+    sign_in_in_browser(page, account)
+    expect(page.locator(".signout .who")).to_have_text(account.email)
+
+
+def test_support_finds_every_email_the_api_accepts_and_runs_none_of_its_text(
+    page: Any, operator: OperatorAccount, client: ApiClient
+) -> None:
+    """The API accepts emails a browser's type=email field refuses (a local part with an
+    accent, or quoted): support must still find them, and their text must stay text."""
+    tag = uuid.uuid4().hex[:6]
+    emails = [f"zoë-{tag}@example.test", f'"<img/src=x/onerror=window.__ran=1>{tag}"@example.test']
+    people = []
+    for email in emails:
+        person = client.register(HOSTILE, email=email)
+        people.append(person)
+        device = {"platform": "web", "push_token": f"t-{uuid.uuid4().hex}", "app_version": HOSTILE}
+        assert client.post("/api/v1/devices", as_=person, json=device).status_code == 201
+    sign_in_in_browser(page, operator)
+    for person in people:
+        page.goto("/ops/support")
+        page.fill("input[name=email]", person.email)
+        page.click("button:has-text('Find')")
+        expect(page.locator("#account")).to_contain_text(person.email)
+        expect(page.locator("#devices")).to_contain_text(HOSTILE)
+    page.goto("/ops/support")
+    page.fill("input[name=email]", HOSTILE)
+    page.click("button:has-text('Find')")
+    expect(page.locator(".flash.error")).to_contain_text(f"No account has the email {HOSTILE}")
+    page.click("nav >> text=Audit log")
+    lookups = page.locator('#audit tr[data-action="support.lookup"]', has_text=operator.email)
+    expect(lookups).to_have_count(3)
+    assert page.evaluate("window.__ran") is None
+    assert page.locator("#devices img, .flash img, #account img").count() == 0
