@@ -6,9 +6,11 @@ import re
 import uuid
 from typing import Any
 
+import pytest
 from flask import Flask
 from playwright.sync_api import expect
 
+from service.dashboard import live
 from service.extensions import db
 from service.services import ops_accounts
 from service.worker.runner import Worker
@@ -196,3 +198,16 @@ def test_support_finds_every_email_the_api_accepts_and_runs_none_of_its_text(
     expect(lookups).to_have_count(3)
     assert page.evaluate("window.__ran") is None
     assert page.locator("#devices img, .flash img, #account img").count() == 0
+
+
+def test_the_overview_names_the_process_whose_figures_it_shows_live(
+    page: Any, operator: OperatorAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Behind a balancer the page comes from one process and its socket from another (nginx
+    hashes /socket.io/ by address, the rest goes to the least busy): the per-process figures
+    arriving live are the socket's process's, and the page must name that one."""
+    sign_in_in_browser(page, operator)
+    expect(page.locator("#live-status")).to_have_text("live")
+    expect(page.locator("#sockets-scope")).to_contain_text(live.PROCESS)
+    monkeypatch.setattr(live, "PROCESS", "api-2.example:4242")
+    expect(page.locator("#sockets-scope")).to_contain_text("(api-2.example:4242)")

@@ -36,7 +36,8 @@
     count: function (v) { return v === null || v === undefined ? "—" : String(v); },
     duration: duration,
     percent: function (v) { return v === null || v === undefined ? "—" : (v * 100).toFixed(1) + " %"; },
-    time: utc
+    time: utc,
+    text: function (v) { return v === null || v === undefined ? "—" : String(v); }
   };
 
   function niceMax(value) {
