@@ -7,11 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
+from sqlalchemy import func, select
 
 from service.clock import clock
+from service.extensions import db
+from service.models import Bid, PushJob
 from service.services import ops
 from tests.dashboard.conftest import OpsClient
-from tests.dashboard.helpers import send_bid
+from tests.dashboard.helpers import add_device, send_bid
 from tests.support.client import ApiClient, Person
 
 
@@ -74,3 +78,54 @@ def test_every_answered_bid_is_counted_however_many_there_are(
         "3-12 h": 0,
         "> 12 h": 0,
     }
+
+
+def test_figures_follow_unpairs_and_deleted_accounts(
+    client: ApiClient, signed_in: OpsClient, app: Flask
+) -> None:
+    def by_hand() -> dict[str, Any]:
+        with app.app_context():
+            now = clock.now()
+            jobs = dict(
+                db.session.execute(
+                    select(PushJob.state, func.count())
+                    .where(PushJob.available_at <= now)
+                    .group_by(PushJob.state)
+                ).all()
+            )
+            bids = db.session.scalar(
+                select(func.count()).select_from(Bid).where(Bid.created_at >= now - ops.DAY)
+            )
+            answered = db.session.scalar(
+                select(func.count())
+                .select_from(Bid)
+                .where(Bid.created_at >= now - ops.DAY, Bid.response_seconds.is_not(None))
+            )
+        return {"pending": jobs.get("pending", 0), "bids": bids, "answered": answered}
+
+    def shown() -> dict[str, Any]:
+        figures = overview(signed_in)
+        return {
+            "pending": figures["push"]["backlog_due"],
+            "bids": figures["bids"]["last_day"],
+            "answered": figures["response_time"]["answered"],
+        }
+
+    ana, ben = client.couple()
+    cat, dan = client.couple("Cat", "Dan")
+    for person in (ana, ben, cat, dan):
+        add_device(client, person, f"token-{uuid.uuid4().hex}")
+    answer(client, ben, send_bid(client, ana))
+    send_bid(client, ben)
+    answer(client, dan, send_bid(client, cat))
+    send_bid(client, dan)
+    first = shown()
+    assert first == by_hand() == {"pending": 2, "bids": 4, "answered": 2}
+    assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+    after_unpair = shown()
+    assert after_unpair == by_hand()
+    assert after_unpair["pending"] == 1  # Ben's bid's push is withdrawn with the couple
+    assert client.delete("/api/v1/me", as_=dan).status_code == 204
+    last = shown()
+    # The bids stay (without the deleted account's notes); Dan's couple ended with it.
+    assert last == by_hand() == {"pending": 0, "bids": 4, "answered": 2}
