@@ -220,6 +220,11 @@ class DatabaseCollector(Collector):
             "reach_push_deferred", "Push jobs waiting on purpose (quiet hours)", push["deferred"]
         )
         yield GaugeMetricFamily(
+            "reach_push_retrying",
+            "Push jobs waiting out their backoff to be tried again after a failure",
+            push["retrying"],
+        )
+        yield GaugeMetricFamily(
             "reach_push_oldest_pending_age_seconds",
             "How long the oldest due push job has waited",
             push["oldest_due_seconds"] or 0.0,

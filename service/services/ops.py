@@ -103,18 +103,23 @@ def push_outcomes(session: Session, since: datetime) -> list[dict[str, Any]]:
     ]
 
 
+def _count(condition: Any) -> Any:
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
 def push_backlog(session: Session, now: datetime) -> dict[str, Any]:
-    """The outbox: jobs due and waiting, deferred on purpose, claimed, dead; the oldest wait."""
+    """The outbox: jobs due and waiting, deferred on purpose, waiting to be tried again after
+    a failure, claimed, dead; the oldest wait."""
     pending = PushJob.state == "pending"
     due = and_(pending, PushJob.available_at <= now)
+    later = and_(pending, PushJob.available_at > now)
     row = session.execute(
         select(
-            func.coalesce(func.sum(case((due, 1), else_=0)), 0),
-            func.coalesce(
-                func.sum(case((and_(pending, PushJob.available_at > now), 1), else_=0)), 0
-            ),
-            func.coalesce(func.sum(case((PushJob.state == "claimed", 1), else_=0)), 0),
-            func.coalesce(func.sum(case((PushJob.state == "dead", 1), else_=0)), 0),
+            _count(due),
+            _count(and_(later, PushJob.attempts == 0)),
+            _count(and_(later, PushJob.attempts > 0)),
+            _count(PushJob.state == "claimed"),
+            _count(PushJob.state == "dead"),
         ).where(PushJob.state.in_(("pending", "claimed", "dead")))
     ).one()
     oldest = session.scalar(select(func.min(PushJob.available_at)).where(due))
@@ -123,8 +128,9 @@ def push_backlog(session: Session, now: datetime) -> dict[str, Any]:
     return {
         "backlog_due": int(row[0]),
         "deferred": int(row[1]),
-        "claimed": int(row[2]),
-        "dead": int(row[3]),
+        "retrying": int(row[2]),
+        "claimed": int(row[3]),
+        "dead": int(row[4]),
         "oldest_due_seconds": max(0.0, (now - oldest).total_seconds()) if oldest else None,
     }
 

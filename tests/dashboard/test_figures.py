@@ -14,9 +14,12 @@ from service.clock import clock
 from service.extensions import db
 from service.models import Bid, PushJob
 from service.services import ops
+from service.worker.runner import Worker
 from tests.dashboard.conftest import OpsClient
 from tests.dashboard.helpers import add_device, send_bid
+from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
+from tests.support.fcm_standin import FcmStandIn
 
 
 def overview(ops_client: OpsClient) -> dict[str, Any]:
@@ -129,3 +132,22 @@ def test_figures_follow_unpairs_and_deleted_accounts(
     last = shown()
     # The bids stay (without the deleted account's notes); Dan's couple ended with it.
     assert last == by_hand() == {"pending": 0, "bids": 4, "answered": 2}
+
+
+def test_a_push_waiting_to_be_retried_is_not_shown_as_deferred_for_quiet_hours(
+    client: ApiClient, signed_in: OpsClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """FCM failing for a while: its pushes wait out their backoff, and the overview and
+    /metrics say they are retrying, not that the partners are in their quiet hours."""
+    ana, ben = client.couple()
+    add_device(client, ben, "ben-flaky-phone")
+    standin.script("ben-flaky-phone", fcm.internal())
+    clock.freeze(clock.now())
+    send_bid(client, ana)
+    assert fcm_worker.run_once().pushes == 1
+    push = overview(signed_in)["push"]
+    assert (push["backlog_due"], push["deferred"]) == (0, 0)
+    assert push["retrying"] == 1
+    scraped = client.get("/metrics").text
+    assert "reach_push_deferred 0.0" in scraped
+    assert "reach_push_retrying 1.0" in scraped
