@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from playwright.sync_api import expect
 
+from service.clock import clock
 from service.dashboard import live
 from service.extensions import db
 from service.services import ops_accounts
@@ -211,3 +213,16 @@ def test_the_overview_names_the_process_whose_figures_it_shows_live(
     expect(page.locator("#sockets-scope")).to_contain_text(live.PROCESS)
     monkeypatch.setattr(live, "PROCESS", "api-2.example:4242")
     expect(page.locator("#sockets-scope")).to_contain_text("(api-2.example:4242)")
+
+
+def test_an_overview_whose_session_ended_says_so_instead_of_reconnecting(
+    page: Any, operator: OperatorAccount, app: Flask
+) -> None:
+    """The server closes the socket of a session that ended (and Socket.IO clients never
+    reconnect after that): the page must not claim to be reconnecting while its figures stop."""
+    sign_in_in_browser(page, operator)
+    expect(page.locator("#live-status")).to_have_text("live")
+    hours = app.extensions["reach.settings"].OPS_SESSION_HOURS
+    clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
+    expect(page.locator("#live-status")).to_contain_text("signed out")
+    expect(page.locator("#live-status")).to_have_class(re.compile(r"\boffline\b"))

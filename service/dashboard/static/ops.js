@@ -124,7 +124,11 @@
   if (document.body.getAttribute("data-page") === "overview" && window.io) {
     var socket = window.io("/ops", { transports: ["websocket"] });
     socket.on("connect", function () { status("live", true); });
-    socket.on("disconnect", function () { status("offline, reconnecting…", false); });
+    socket.on("disconnect", function (reason) {
+      // The server closes a socket only once its session has ended; the client won't retry.
+      if (reason === "io server disconnect") status("signed out: reload to sign in again", false);
+      else status("offline, reconnecting…", false);
+    });
     socket.on("connect_error", function () { status("not connected: sign in again?", false); });
     socket.on("ops.overview", apply);
   }
