@@ -49,7 +49,7 @@ def bids_per_hour(session: Session, now: datetime) -> list[dict[str, Any]]:
         inside = Bid.created_at >= bounds[i]
         if i < 23:
             inside = and_(inside, Bid.created_at < bounds[i + 1])
-        columns.append(func.coalesce(func.sum(case((inside, 1), else_=0)), 0))
+        columns.append(_count(inside))
     row = session.execute(select(*columns).where(Bid.created_at >= start)).one()
     return [{"start": iso(bounds[i]), "count": int(row[i] or 0)} for i in range(24)]
 
@@ -61,7 +61,7 @@ def _bucket_counts(answered: Any) -> list[Any]:
         inside = and_(answered, Bid.response_seconds >= lower)
         if upper is not None:
             inside = and_(inside, Bid.response_seconds < upper)
-        columns.append(func.coalesce(func.sum(case((inside, 1), else_=0)), 0))
+        columns.append(_count(inside))
         lower = upper or lower
     return columns
 
