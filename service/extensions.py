@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -12,7 +13,6 @@ from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from flask import Flask, Response, after_this_request, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars
-from flask_limiter.util import get_remote_address
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
@@ -181,11 +181,26 @@ def rate_limit_key() -> str:
     member = g.get("current_member")
     if member is not None:
         return account_limit_key(member.user_id)
-    return f"ip:{get_remote_address()}"
+    return f"ip:{client_address()}"
 
 
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    """The caller's address as per-address limits count it: an IPv4 address, or the /64 of an
+    IPv6 one (one subscriber or host holds a whole /64, and would otherwise get a fresh limit
+    for each of its 2^64 addresses)."""
+    return address_key(request.remote_addr or "unknown")
+
+
+def address_key(address: str) -> str:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 db = Database()

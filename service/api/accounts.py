@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Response, current_app, request
 from flask.views import MethodView
-from flask_limiter.util import get_remote_address
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
@@ -20,6 +19,7 @@ from service.domain.errors import Unauthorized
 from service.extensions import (
     auth_email_limit,
     auth_limit,
+    client_address,
     db,
     limit_setting,
     limiter,
@@ -51,7 +51,7 @@ def _submitted_email() -> str:
         # A lone surrogate (refused by the schema) has no UTF-8: the Redis key would fail.
         key = accounts.normalize_email(email)[:254].encode("utf-8", "backslashreplace")
         return f"email:{key.decode('utf-8')}"
-    return f"email-less:{get_remote_address()}"
+    return f"email-less:{client_address()}"
 
 
 def _refreshing_session() -> str:
@@ -66,7 +66,7 @@ def _refreshing_session() -> str:
         live = accounts.rotating_session(db.session, token, clock.now(), _reuse_grace())
         if live is not None:
             return f"session:{live}"
-    return f"refused:{get_remote_address()}"
+    return f"refused:{client_address()}"
 
 
 def _rotated(response: Response) -> bool:

@@ -6,13 +6,12 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_limiter.util import get_remote_address
 
 from schemas.couples import CoupleSchema, InviteSchema, JoinSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
 from service.domain import invites
-from service.extensions import db, limit_setting, limiter
+from service.extensions import client_address, db, limit_setting, limiter
 from service.services import pairing
 
 PREFIX = "/couple"
@@ -26,7 +25,7 @@ _join_address_limit = limit_setting("RATELIMIT_JOIN_ADDRESS")
 
 
 def _address() -> str:
-    return f"ip:{get_remote_address()}"
+    return f"ip:{client_address()}"
 
 
 @blp.route("/invites")

@@ -27,7 +27,14 @@ from service.dashboard import csrf
 from service.dashboard.blueprint import bp
 from service.domain.errors import Unauthorized
 from service.errors import problem_body, problem_response
-from service.extensions import auth_email_limit, auth_limit, db, limiter, only_refusals_count
+from service.extensions import (
+    auth_email_limit,
+    auth_limit,
+    client_address,
+    db,
+    limiter,
+    only_refusals_count,
+)
 from service.models import Operator
 from service.services import ops_accounts
 
@@ -122,7 +129,7 @@ def _safe_next(target: str | None) -> str:
 def _submitted_email() -> str:
     """The limit key of the operator account a sign-in names (none: the address)."""
     email = ops_accounts.normalize_email(request.form.get("email", ""))
-    return f"operator:{email[:254]}" if email else f"operator-less:{request.remote_addr}"
+    return f"operator:{email[:254]}" if email else f"operator-less:{client_address()}"
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -121,6 +121,17 @@ def test_sign_ins_from_one_address_are_throttled_across_accounts(server_with: Se
     assert login(client, emails[0], "wrong password", "203.0.113.10") == 401  # another address
 
 
+def test_an_ipv6_client_is_one_address_for_its_whole_64(server_with: Server) -> None:
+    """A host or subscriber holds a whole /64: a fresh address from it is no fresh limit."""
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH="3 per minute")
+    client = ApiClient(server.url)
+    emails = [f"nobody-{n}-{uuid.uuid4().hex[:6]}@example.test" for n in range(4)]
+    one_64 = ["2001:db8:7:9::1", "2001:db8:7:9::2", "2001:db8:7:9:ffff:1:2:3", "2001:db8:7:9::4"]
+    statuses = [login(client, e, "wrong password", a) for e, a in zip(emails, one_64, strict=True)]
+    assert statuses == [401, 401, 401, 429]
+    assert login(client, emails[0], "wrong password", "2001:db8:7:a::1") == 401  # another /64
+
+
 def test_sign_ups_are_throttled_per_email_and_per_address(server_with: Server) -> None:
     server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH="3 per minute")
     client = ApiClient(server.url)
