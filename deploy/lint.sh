@@ -202,6 +202,7 @@ if a is not None and b is not None and a != b:
     bad(f"nginx shared locations differ between reach.conf and the local template (line {diff + 1}: "
         f"{(a + [''])[diff]!r} vs {(b + [''])[diff]!r})")
 for needle in ("proxy_http_version 1.1", "$connection_upgrade", "X-Forwarded-For", "X-Forwarded-Proto",
+               "X-Forwarded-Host",
                "client_max_body_size 64k", "proxy_read_timeout 3600s", "hash $reach_affinity consistent"):
     for name, text in (("reach.conf", conf), ("reach.local.conf.template", template)):
         if needle not in text:
