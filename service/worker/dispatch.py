@@ -15,7 +15,9 @@ objects: the unit of work was most of the worker's CPU):
 3. one transaction: the jobs by outcome (one UPDATE for the done, one for the dead, one
    executemany for those that wait to be retried, one UPDATE for those none of whose pushes
    could be started, each only if any), then dead tokens (one UPDATE, only if any), then the
-   deliveries' results (one executemany UPDATE) and every attempt (one INSERT); COMMIT.
+   deliveries' results (one executemany UPDATE) and every attempt (one INSERT); COMMIT. The
+   pushes have left by then: a connection the database dropped meanwhile does not lose their
+   results (the transaction is tried again while the lease lasts), or they would go out again.
 """
 
 from __future__ import annotations
@@ -48,12 +50,18 @@ from sqlalchemy.orm import Session
 from service import metrics
 from service.clock import clock
 from service.domain.quiet_hours import QuietHours
+from service.errors import database_said, is_unavailable
 from service.models import Device, PushAttempt, PushDelivery, PushJob, User
 from service.push import PushBackend, PushMessage, PushResult
 from service.push.timing import LEASE_SPARE_SECONDS, sending_window
 from service.services import devices, scans
 
 log = logging.getLogger("reach.push")
+
+# While the database is away after a pass's pushes went out: the first wait before writing
+# their results again, doubled after each failure up to the second.
+RECORD_PAUSE_SECONDS = 0.2
+RECORD_PAUSE_MAX_SECONDS = 2.0
 
 TERMINAL = ("sent", "unregistered", "invalid", "failed", "dead", "skipped")
 
@@ -97,6 +105,19 @@ class _Plan:
     # the quiet hours (start, end, time zone) of the recipients of the non-urgent jobs with a
     # send, by job: read only if the job is to be retried
     quiet: dict[int, tuple[str | None, str | None, str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Recorded:
+    """The rows that record a pass's results, made once however often they are written."""
+
+    now: datetime
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    unregistered: dict[str, list[Any]] = field(default_factory=dict)
+    retry_after: dict[int, float] = field(default_factory=dict)
+    tried: set[int] = field(default_factory=set)  # the jobs some of whose pushes went out
+    unsent: int = 0
 
 
 @dataclass
@@ -162,8 +183,9 @@ class Dispatcher:
         sends = plan.sends
         deadline = leased + self.sending_seconds
         results = self.backend.send_batch([s.message for s in sends], deadline) if sends else []
-        self.last_unsent = self._record(session, sql, worker, plan, results, started)
-        session.commit()
+        recorded = self._results(worker, plan, results, started)
+        self.last_unsent = recorded.unsent
+        self._record(session, sql, worker, plan, recorded, leased + self.lease_seconds)
         return len(sends) - self.last_unsent
 
     def _claim(
@@ -225,30 +247,19 @@ class Dispatcher:
             session.execute(sql.skip, {"ids": skipped, "now": now})
         return plan
 
-    def _record(
-        self,
-        session: Session,
-        sql: _Statements,
-        worker: str,
-        plan: _Plan,
-        results: Sequence[PushResult],
-        started: datetime,
-    ) -> int:
-        """Write what became of every push sent; returns how many were left unsent."""
+    def _results(
+        self, worker: str, plan: _Plan, results: Sequence[PushResult], started: datetime
+    ) -> _Recorded:
+        """What became of every push sent, as the rows that record it (counted and logged)."""
         now = clock.now()
-        retry_after: dict[int, float] = {}
-        tried: set[int] = set()  # the jobs some of whose pushes went out
-        unsent = 0
-        deliveries: list[dict[str, Any]] = []
-        attempts: list[dict[str, Any]] = []
-        unregistered: dict[str, list[Any]] = {}
+        recorded = _Recorded(now)
         verbose = log.isEnabledFor(logging.INFO)
         for send, result in zip(plan.sends, results, strict=True):
             message = send.message
             if result.outcome == "unsent":
-                unsent += 1  # its delivery stays pending, with its attempts as they were
+                recorded.unsent += 1  # its delivery stays pending, with its attempts as they were
                 continue
-            tried.add(send.job_id)
+            recorded.tried.add(send.job_id)
             tries = send.attempts + 1
             state: str = result.outcome
             if state == "retry":
@@ -256,15 +267,15 @@ class Dispatcher:
                     state = "dead"
                 else:
                     state = "pending"
-                    wait = retry_after.get(send.job_id, 0.0)
-                    retry_after[send.job_id] = max(wait, result.retry_after or 0.0)
+                    wait = recorded.retry_after.get(send.job_id, 0.0)
+                    recorded.retry_after[send.job_id] = max(wait, result.retry_after or 0.0)
             elif state == "unregistered":
                 reason = devices.disabled_reason_of(result.error)
-                unregistered.setdefault(reason, []).append(message.device_id)
+                recorded.unregistered.setdefault(reason, []).append(message.device_id)
             plan.states[send.job_id][send.delivery_id] = state
             sent = state == "sent"
             # Only pending deliveries are sent, so message_id and sent_at were still empty.
-            deliveries.append(
+            recorded.deliveries.append(
                 {
                     "delivery_id": send.delivery_id,
                     "state": state,
@@ -275,7 +286,7 @@ class Dispatcher:
                     "updated_at": now,
                 }
             )
-            attempts.append(
+            recorded.attempts.append(
                 {
                     "delivery_id": send.delivery_id,
                     "worker": worker,
@@ -298,22 +309,60 @@ class Dispatcher:
                         "worker": worker,
                     },
                 )
+        if recorded.unsent:
+            metrics.pushes_unsent(recorded.unsent)
+            log.warning(
+                "pushes left for the next pass: the lease had no time left for their answers",
+                extra={
+                    "worker": worker,
+                    "pushes": recorded.unsent,
+                    "lease_seconds": self.lease_seconds,
+                },
+            )
+        return recorded
+
+    def _record(
+        self,
+        session: Session,
+        sql: _Statements,
+        worker: str,
+        plan: _Plan,
+        recorded: _Recorded,
+        lease_ends: float,
+    ) -> None:
+        """Write what became of the pushes sent, and commit. They have left: if the database
+        drops the connection meanwhile (a restart), the write is tried again on a new one while
+        the lease lasts. Given up, the lease would run out and the pushes go out a second time."""
+        pause = RECORD_PAUSE_SECONDS
+        while True:
+            try:
+                self._write(session, sql, worker, plan, recorded)
+                session.commit()
+                return
+            except Exception as exc:
+                if not is_unavailable(exc) or time.monotonic() + pause >= lease_ends:
+                    raise
+                log.warning(
+                    "recording pushes sent failed: database unavailable; trying again",
+                    extra={"worker": worker, "error": database_said(exc)},
+                )
+                session.rollback()
+            time.sleep(pause)
+            pause = min(2 * pause, RECORD_PAUSE_MAX_SECONDS)
+
+    def _write(
+        self, session: Session, sql: _Statements, worker: str, plan: _Plan, recorded: _Recorded
+    ) -> None:
         # The jobs, then the devices, then their deliveries: the order deleting an account (its
         # couple's jobs, then its devices, whose deliveries go with them) or a device takes
         # them. Any other order deadlocks with a deletion under way.
-        self._finish_jobs(session, sql, worker, plan, retry_after, tried, now)
-        for reason, device_ids in unregistered.items():
+        now = recorded.now
+        self._finish_jobs(session, sql, worker, plan, recorded.retry_after, recorded.tried, now)
+        for reason, device_ids in recorded.unregistered.items():
             session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
-        if deliveries:
-            session.execute(sql.delivered, deliveries)
-            session.execute(sql.attempts, attempts)
-        if unsent:
-            metrics.pushes_unsent(unsent)
-            log.warning(
-                "pushes left for the next pass: the lease had no time left for their answers",
-                extra={"worker": worker, "pushes": unsent, "lease_seconds": self.lease_seconds},
-            )
-        return unsent
+        if recorded.deliveries:
+            session.execute(sql.delivered, recorded.deliveries)
+            session.execute(sql.attempts, recorded.attempts)
 
     def _finish_jobs(
         self,
