@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 import logging
@@ -243,9 +242,7 @@ class FcmBackend:
         # FCM refused the token (401): the next batch fetches a new one, however fresh it looks.
         self._token_refused = threading.Event()
         self._token_session = requests.Session()
-        self._token_request = functools.partial(
-            google_requests.Request(self._token_session), timeout=timeout_seconds
-        )
+        self._token_request = _TokenRequest(self._token_session, timeout_seconds)
         self._app: firebase_admin.App | None = firebase_admin.initialize_app(
             certificate, {"httpTimeout": timeout_seconds}, name=f"reach-push-{uuid.uuid4().hex}"
         )
@@ -299,10 +296,16 @@ class FcmBackend:
         with self._token_lock:
             if self._token_lasts(deadline):
                 return None
+            self._token_request.last_status = None
             try:
                 self._credential.refresh(self._token_request)
             except auth_exceptions.GoogleAuthError as exc:
-                return _auth_failure(exc)
+                return _auth_failure(exc, self._token_request.last_status)
+            except (TypeError, ValueError) as exc:
+                # An answer google-auth cannot read (a proxy's or a portal's page, a JSON list)
+                # is not a refusal of the key: passing, like a gateway's error.
+                log.warning("push credential exchange failed: unreadable answer (%s)", exc)
+                return "retry"
             self._token_refused.clear()
         return None
 
@@ -363,10 +366,32 @@ class FcmBackend:
             log.warning("closing the firebase app failed", exc_info=True)
 
 
-def _auth_failure(exc: auth_exceptions.GoogleAuthError) -> Outcome:
-    """A token endpoint that cannot be reached is passing; a refused key is not."""
+class _TokenRequest:
+    """google-auth's HTTP request for the OAuth exchange, with our timeout, remembering the
+    status of its last answer: google-auth's errors do not say it, and a gateway's 502 in front
+    of the token endpoint is as passing as a 503."""
+
+    def __init__(self, session: requests.Session, timeout_seconds: float) -> None:
+        self._request = google_requests.Request(session)
+        self._timeout = timeout_seconds
+        self.last_status: int | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", self._timeout)
+        response = self._request(*args, **kwargs)
+        self.last_status = response.status
+        return response
+
+
+def _auth_failure(exc: auth_exceptions.GoogleAuthError, status: int | None = None) -> Outcome:
+    """A token endpoint that cannot be reached or answers a passing error (429, 5xx) is
+    passing; a refused key is not."""
     log.warning("push credential exchange failed: %s", exc)
-    transient = isinstance(exc, auth_exceptions.TransportError) or exc.retryable
+    transient = (
+        isinstance(exc, auth_exceptions.TransportError)
+        or exc.retryable
+        or status in _RETRY_STATUSES
+    )
     return "retry" if transient else "failed"
 
 

@@ -284,6 +284,33 @@ def test_an_unreachable_token_endpoint_is_retry_without_sending(
     assert standin.received() == []
 
 
+@pytest.mark.parametrize(
+    ("answer", "outcome"),
+    [
+        # A proxy or load balancer in front of the token endpoint, failing for a while.
+        ((502, "text/html", b"<html><body>502 Bad Gateway</body></html>"), "retry"),
+        # An answer that is not the token's JSON at all: a portal's page, a list.
+        ((200, "text/html", b"<html><body>Sign in to the network</body></html>"), "retry"),
+        ((200, "application/json", b"[]"), "retry"),
+        # The key itself refused: no later try will do better.
+        ((400, "application/json", b'{"error": "invalid_grant"}'), "failed"),
+    ],
+)
+def test_a_failing_token_endpoint_is_an_outcome_for_every_push_without_sending(
+    standin: FcmStandIn, credentials_file: Path, answer: tuple[int, str, bytes], outcome: str
+) -> None:
+    standin.token_failure = answer
+    sender = FcmBackend(str(credentials_file), standin.url, timeout_seconds=2)
+    try:
+        results = sender.send_batch([push("tok-1"), push("tok-2")])
+    finally:
+        sender.close()
+
+    assert [(r.outcome, r.error) for r in results] == [(outcome, "AUTH_FAILED")] * 2
+    assert len(standin.received("token")) == 1  # once for the batch
+    assert standin.received() == []
+
+
 def test_no_send_starts_after_the_deadline_and_the_rest_come_back_unsent(
     standin: FcmStandIn, credentials_file: Path
 ) -> None:

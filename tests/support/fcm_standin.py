@@ -176,6 +176,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _token(self, form: dict[str, str]) -> None:
         standin = self.server.standin
+        if standin.token_failure is not None:
+            status, content_type, raw = standin.token_failure
+            self._reply_raw(status, content_type, raw)
+            return
         try:
             # google-auth always addresses the assertion to Google's token endpoint.
             jwt.decode(
@@ -226,10 +230,14 @@ class _Handler(BaseHTTPRequestHandler):
                 state.in_flight -= 1
 
     def _reply(self, status: int, body: Any, extra: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+        self._reply_raw(status, "application/json; charset=UTF-8", json.dumps(body).encode(), extra)
+
+    def _reply_raw(
+        self, status: int, content_type: str, data: bytes, extra: dict[str, str] | None = None
+    ) -> None:
         try:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in (extra or {}).items():
                 self.send_header(name, value)
@@ -257,6 +265,8 @@ class FcmStandIn:
     def __init__(self, default_delay: float = 0.0, project_id: str = "reach-test") -> None:
         self.default_delay = default_delay
         self.token_seconds = 3600  # the access tokens' lifetime (expires_in)
+        # (status, content type, body) the token endpoint answers instead of a token, if set.
+        self.token_failure: tuple[int, str, bytes] | None = None
         self.project_id = project_id
         self.state = _State()
         self.stopping = threading.Event()
