@@ -14,6 +14,7 @@ from flask import Flask, Response, after_this_request, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars
 from flask_smorest import Api
+from limits import RateLimitItem
 from werkzeug.exceptions import HTTPException
 
 from schemas.errors import ProblemSchema
@@ -106,6 +107,22 @@ class RouteLimiter(Limiter):
         if in_middleware and not self.limit_manager._blueprint_limits:
             return
         super()._check_request_limit(callable_name=callable_name, in_middleware=in_middleware)
+
+    def hit_outside_a_route(self, item: RateLimitItem, *identifiers: str) -> bool | None:
+        """Count a hit of `item` as a route's check does (a socket write): once the store
+        (Redis) fails, in memory, where the routes count too until one of them finds it back.
+        Whether the hit is allowed; None if it could not be counted at all."""
+        try:
+            return self.limiter.hit(item, *identifiers)
+        except Exception:
+            if not self._in_memory_fallback_enabled or self._storage_dead:
+                return None
+        log.warning("rate limit store unreachable; counting in this process until it is back")
+        self._storage_dead = True
+        try:
+            return self.limiter.hit(item, *identifiers)
+        except Exception:
+            return None
 
 
 def configured_limit(name: str) -> str:

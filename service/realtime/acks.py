@@ -48,10 +48,9 @@ def check_rate(scope: str, member: Member, setting: str) -> None:
         return
     key = account_limit_key(member.user_id)
     for item in parse_many(configured_limit(setting)):  # "30 per minute;500 per day": each
-        try:
-            allowed = limiter.limiter.hit(item, key, scope)
-        except Exception:
-            # The limit store (Redis) is away: let the write through rather than fail it.
+        allowed = limiter.hit_outside_a_route(item, key, scope)
+        if allowed is None:
+            # No store could count it: let the write through rather than fail it.
             log.warning("rate limit store unreachable; not limiting", extra={"scope": scope})
             return
         if allowed:

@@ -18,6 +18,7 @@ import redis
 from service import create_app
 from service.extensions import SENDING_BIDS
 from tests.support.client import PASSWORD, ApiClient, Person
+from tests.support.phones import Phone
 from tests.support.redis_needed import REDIS_URL, require_redis
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
@@ -43,12 +44,17 @@ def limited(
 @pytest.fixture
 def behind_proxy(
     limited: Callable[..., LiveServer],
-) -> Iterator[tuple[Callable[[], LiveServer], TcpProxy]]:
+) -> Iterator[tuple[Callable[..., LiveServer], TcpProxy]]:
     """An API server that reaches Redis through a proxy the test can cut or hang."""
     proxy = TcpProxy(REDIS_AT.get("host", "127.0.0.1"), int(REDIS_AT.get("port", 6379))).up()
     url = f"redis://127.0.0.1:{proxy.port}/{REDIS_DB}"
     try:
-        yield lambda: limited(REDIS_URL=url, RATELIMIT_BIDS="100 per minute"), proxy
+        yield (
+            lambda **settings: limited(
+                **{"REDIS_URL": url, "RATELIMIT_BIDS": "100 per minute", **settings}
+            ),
+            proxy,
+        )
     finally:
         proxy.flow()
         proxy.down()
@@ -179,7 +185,7 @@ def test_a_limited_request_waits_on_redis_once(limited: Callable[..., LiveServer
 
 
 def test_while_redis_is_away_limits_are_counted_in_the_process_and_shared_again_once_it_is_back(
-    behind_proxy: tuple[Callable[[], LiveServer], TcpProxy],
+    behind_proxy: tuple[Callable[..., LiveServer], TcpProxy],
 ) -> None:
     start, proxy = behind_proxy
     server = start()
@@ -224,7 +230,7 @@ def test_an_app_built_after_anothers_redis_was_away_counts_in_redis_at_once(
 
 
 def test_requests_waiting_on_redis_when_it_hangs_are_all_answered(
-    behind_proxy: tuple[Callable[[], LiveServer], TcpProxy],
+    behind_proxy: tuple[Callable[..., LiveServer], TcpProxy],
 ) -> None:
     """The first request whose Redis call fails moves the process to in-memory counting; the
     others, which were already waiting on Redis, are let through, not failed."""
@@ -237,3 +243,29 @@ def test_requests_waiting_on_redis_when_it_hangs_are_all_answered(
     with ThreadPoolExecutor(len(senders)) as pool:
         answers = list(pool.map(lambda sender: post_bid(server, sender), senders))
     assert [a.status_code for a in answers] == [201] * 4, [a.text for a in answers]
+
+
+def test_while_redis_hangs_socket_writes_wait_on_it_once_and_are_counted_in_the_process(
+    behind_proxy: tuple[Callable[..., LiveServer], TcpProxy],
+) -> None:
+    """A bid sent over the socket counts against the same limit as POST /bids. With Redis hung,
+    the first such write gives up on it after REDIS_TIMEOUT_MS and moves the process to
+    counting in memory, as a REST request does: the writes after it neither wait on Redis nor
+    go uncounted."""
+    start, proxy = behind_proxy
+    server = start(RATELIMIT_BIDS="3 per minute")
+    ana, _ben = ApiClient(server.url).couple()
+    phone = Phone(server.url, ana.access_token).connect()
+    try:
+        proxy.stall()
+        took, acks = [], []
+        for _ in range(4):
+            began = time.monotonic()
+            acks.append(phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "connect"}))
+            took.append(time.monotonic() - began)
+    finally:
+        phone.disconnect()
+    assert [ack.get("code") for ack in acks] == [None, None, None, "rate_limited"], acks
+    assert acks[-1]["status"] == 429 and acks[-1]["retry_after"] > 0
+    assert took[0] < 2.0
+    assert max(took[1:]) < 0.3, took
