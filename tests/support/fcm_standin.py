@@ -65,6 +65,34 @@ INVALID_ARGUMENT = Answer(400, "INVALID_ARGUMENT")
 THIRD_PARTY_AUTH_ERROR = Answer(401, "THIRD_PARTY_AUTH_ERROR")
 
 
+# FCM's limit on a message's payload, and APNs' on what FCM hands it for an Apple device.
+MAX_PAYLOAD_BYTES = 4096
+# What FCM answers a message over that limit (HTTP v1: 400 INVALID_ARGUMENT, "Message is too big").
+TOO_BIG = Answer(400, "INVALID_ARGUMENT")
+
+
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def payload_bytes(message: dict[str, Any]) -> int:
+    """The larger of the two sizes FCM limits: the message's data and notification as FCM
+    reads them (UTF-8, no whitespace), and for an Apple device the APNs payload FCM makes (the
+    `aps` dictionary, its alert from the notification unless `apns` sets one, beside the data
+    keys)."""
+    part = {key: message[key] for key in ("data", "notification") if key in message}
+    size = _json_bytes(part)
+    apns = message.get("apns")
+    if isinstance(apns, dict):
+        payload = dict(apns.get("payload") or {})
+        aps = dict(payload.get("aps") or {})
+        if "alert" not in aps and message.get("notification"):
+            aps["alert"] = message["notification"]
+        payload = {**(message.get("data") or {}), **payload, "aps": aps}
+        size = max(size, _json_bytes(payload))
+    return size
+
+
 def quota_exceeded(retry_after: str | None = None) -> Answer:
     return Answer(429, "QUOTA_EXCEEDED", retry_after)
 
@@ -210,6 +238,8 @@ class _Handler(BaseHTTPRequestHandler):
             authorized_ok = authorized in state.access_tokens
             queue = state.scripts.get(target)
             answer = queue.popleft() if queue else SUCCESS
+            if isinstance(message, dict) and payload_bytes(message) > MAX_PAYLOAD_BYTES:
+                answer = TOO_BIG  # FCM refuses it whatever else would have happened
             state.received.append(Received("send", path, headers, body, time.time(), answer))
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
