@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from service.clock import clock
 from service.extensions import db
@@ -290,3 +290,57 @@ def test_pushes_wait_out_quiet_hours_but_the_socket_does_not(
     assert job.available_at == datetime(2031, 5, 1, 22, 30, tzinfo=UTC)
     clock.freeze(datetime(2031, 5, 1, 22, 30, tzinfo=UTC))
     assert fcm_worker.run_once().pushes == 1
+
+
+def test_one_devices_failure_neither_holds_up_nor_resends_the_others(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Every answer FCM can give, in one pass: each device's push is recorded by its own
+    outcome, another couple's push in the same batch is done, and the retry sends again only
+    to the devices FCM asked for it."""
+    ana, ben = client.couple("Ana", "Ben")
+    cat, dan = client.couple("Cat", "Dan")
+    answers = {
+        "ben-good-one": fcm.SUCCESS,
+        "ben-dead-one": fcm.UNREGISTERED,
+        "ben-quota-one": fcm.quota_exceeded("30"),
+        "ben-cut-off": fcm.HANG_UP,
+        "ben-apns-key": fcm.THIRD_PARTY_AUTH_ERROR,
+    }
+    for token, answer in answers.items():
+        device(client, ben, token, "ios")
+        standin.script(token, answer)
+    device(client, dan, "dan-good-one")
+    start = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    clock.freeze(start)
+    bid(client, client.fresh(ana))
+    bid(client, client.fresh(cat))
+
+    assert fcm_worker.run_once().pushes == 6
+
+    for_ben, for_dan = jobs(fcm_worker)
+    assert for_dan.state == "done"
+    assert for_ben.state == "pending"
+    assert for_ben.available_at >= start + timedelta(seconds=30)
+    with fcm_worker.app.app_context(), db.scope() as session:
+        rows = session.execute(
+            select(Device.push_token, PushDelivery.state, PushDelivery.attempts)
+            .join(Device, Device.id == PushDelivery.device_id)
+            .where(PushDelivery.job_id == for_ben.id)
+        ).all()
+        tried = session.scalar(select(func.count()).select_from(PushAttempt))
+    assert sorted(rows) == [
+        ("ben-apns-key", "failed", 1),
+        ("ben-cut-off", "pending", 1),
+        ("ben-dead-one", "unregistered", 1),
+        ("ben-good-one", "sent", 1),
+        ("ben-quota-one", "pending", 1),
+    ]
+    assert tried == 6
+
+    clock.freeze(for_ben.available_at)
+    assert fcm_worker.run_once().pushes == 2
+    tokens = sorted(m["token"] for m in standin.messages())
+    assert tokens == sorted([*answers, "dan-good-one", "ben-quota-one", "ben-cut-off"])
+    # Two devices got it on the second try; one cannot be reached: dead-lettered for operators.
+    assert [j.state for j in jobs(fcm_worker)] == ["dead", "done"]

@@ -133,6 +133,10 @@ def test_a_data_only_message_to_ios_uses_priority_5_and_content_available(
         (fcm.unavailable(), "retry", "UNAVAILABLE", None),
         (fcm.unavailable("3"), "retry", "UNAVAILABLE", 3.0),
         (fcm.internal(), "retry", "INTERNAL", None),
+        (fcm.quota_exceeded(), "retry", "QUOTA_EXCEEDED", None),
+        (fcm.Answer(502), "retry", "UNKNOWN", None),
+        (fcm.THIRD_PARTY_AUTH_ERROR, "failed", "THIRD_PARTY_AUTH_ERROR", None),
+        (fcm.HANG_UP, "retry", "UNAVAILABLE", None),  # the connection closed: sent once
     ],
 )
 def test_fcm_errors_map_to_outcomes_and_reach_fcm_once(

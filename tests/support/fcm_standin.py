@@ -44,6 +44,7 @@ class Answer:
     error_code: str | None = None
     retry_after: str | None = None
     delay: float | None = None
+    hang_up: bool = False  # close the connection without an answer
 
     def body(self, project: str) -> dict[str, Any]:
         if self.status == 200:
@@ -107,6 +108,9 @@ def unavailable(retry_after: str | None = None) -> Answer:
 
 def slow(delay: float) -> Answer:
     return Answer(delay=delay)
+
+
+HANG_UP = Answer(hang_up=True)
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,9 @@ class _Handler(BaseHTTPRequestHandler):
             delay = standin.default_delay if answer.delay is None else answer.delay
             if delay > 0:
                 standin.stopping.wait(delay)
+            if answer.hang_up:
+                self.close_connection = True
+                return
             if not authorized_ok:
                 self._reply(
                     401,
