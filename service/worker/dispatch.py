@@ -74,16 +74,19 @@ USERS = cast(Table, User.__table__)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter; FCM's Retry-After wins when it asks for longer."""
+    """Exponential backoff with jitter; FCM's Retry-After wins when it asks for longer, up to
+    `max_retry_after_seconds` (a day): an absurd one would overflow the retry's time and fail
+    the pass after its pushes went out, and they would all go out again after the lease."""
 
     base_seconds: float = 2.0
     max_seconds: float = 600.0
     max_attempts: int = 8
+    max_retry_after_seconds: float = 86400.0
 
     def delay(self, attempts: int, retry_after: float | None) -> float:
         backoff = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
         jittered = backoff * random.uniform(0.5, 1.0)
-        return max(jittered, retry_after or 0.0)
+        return max(jittered, min(retry_after or 0.0, self.max_retry_after_seconds))
 
 
 @dataclass

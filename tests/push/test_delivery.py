@@ -344,3 +344,28 @@ def test_one_devices_failure_neither_holds_up_nor_resends_the_others(
     assert tokens == sorted([*answers, "dan-good-one", "ben-quota-one", "ben-cut-off"])
     # Two devices got it on the second try; one cannot be reached: dead-lettered for operators.
     assert [j.state for j in jobs(fcm_worker)] == ["dead", "done"]
+
+
+def test_an_absurd_retry_after_neither_fails_the_pass_nor_parks_the_push_for_ever(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """A Retry-After past the calendar's end (a broken proxy's, or a misread header) would make
+    the retry's time overflow: the whole pass would fail after its pushes went out, and every
+    one of them go out again once its lease ran out. FCM is asked again within a day."""
+    ana, ben = client.couple("Ana", "Ben")
+    cat, dan = client.couple("Cat", "Dan")
+    device(client, ben, "ben-throttled")
+    device(client, dan, "dan-good-one")
+    standin.script("ben-throttled", fcm.quota_exceeded("99999999999999"))
+    start = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    clock.freeze(start)
+    bid(client, client.fresh(ana))
+    bid(client, client.fresh(cat))
+
+    assert fcm_worker.run_once().pushes == 2
+
+    for_ben, for_dan = jobs(fcm_worker)
+    assert (for_ben.state, for_dan.state) == ("pending", "done")
+    assert start < for_ben.available_at <= start + timedelta(days=1)
+    clock.freeze(start + timedelta(minutes=10))
+    assert fcm_worker.run_once().pushes == 0  # nothing sent twice
