@@ -268,4 +268,4 @@ def test_while_redis_hangs_socket_writes_wait_on_it_once_and_are_counted_in_the_
     assert [ack.get("code") for ack in acks] == [None, None, None, "rate_limited"], acks
     assert acks[-1]["status"] == 429 and acks[-1]["retry_after"] > 0
     assert took[0] < 2.0
-    assert max(took[1:]) < 0.3, took
+    assert max(took[1:]) < 0.45, took  # none waits REDIS_TIMEOUT_MS (0.5 s) again
