@@ -217,7 +217,9 @@ class DatabaseCollector(Collector):
             "reach_push_backlog", "Push jobs due now and waiting for a worker", push["backlog_due"]
         )
         yield GaugeMetricFamily(
-            "reach_push_deferred", "Push jobs waiting on purpose (quiet hours, a break)", push["deferred"]
+            "reach_push_deferred",
+            "Push jobs waiting on purpose (quiet hours, a break)",
+            push["deferred"],
         )
         yield GaugeMetricFamily(
             "reach_push_retrying",
