@@ -28,10 +28,22 @@ def _turned_toward() -> ColumnElement[bool]:
     )
 
 
-def _epoch(session: Session, column: Any) -> ColumnElement[Any]:
+def _whole_seconds(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
+    """Whole seconds from `start` to `end`, the fraction dropped as a response time's is.
+
+    PostgreSQL rounds when it casts to an integer, so the floor comes first. SQLite's
+    `strftime('%s')` drops each timestamp's fraction on its own: its microseconds (characters
+    21 to 26 of the stored text) are added back before dividing.
+    """
     if session.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", column)
-    return cast(func.strftime("%s", column), Integer)
+        return cast(func.floor(func.extract("epoch", end - start)), Integer)
+
+    def micros(column: Any) -> ColumnElement[Any]:
+        return cast(func.strftime("%s", column), Integer) * 1_000_000 + cast(
+            func.substr(column, 21, 6), Integer
+        )
+
+    return (micros(end) - micros(start)) // 1_000_000
 
 
 def _percentiles(
@@ -168,8 +180,8 @@ def _repair_figures(session: Session, couple_id: uuid.UUID, since: datetime) -> 
         )
         or 0
     )
-    seconds = _epoch(session, Repair.resolved_at) - _epoch(session, Repair.created_at)
-    median, _ = _percentiles(session, cast(seconds, Integer), where)
+    seconds = _whole_seconds(session, Repair.created_at, Repair.resolved_at)
+    median, _ = _percentiles(session, seconds, where)
     return {
         "repairs_started": int(started),
         "repairs_resolved": int(resolved),

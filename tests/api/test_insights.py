@@ -174,6 +174,33 @@ def test_a_bid_just_before_a_week_starts_counts_in_the_week_before(client: ApiCl
     assert [w["bids"] for w in month["weekly"]] == [1, 1, 0, 0, 0]
 
 
+def test_time_to_resolution_is_whole_seconds_cut_down_on_every_database(
+    client: ApiClient,
+) -> None:
+    """Like a response time, a conversation's time to resolution drops its fraction of a
+    second: 9.2 s is 9 and 10.6 s is 10, on SQLite and PostgreSQL alike (one counted whole
+    seconds on each clock, the other rounded)."""
+    ana, ben = client.couple()
+    d = Diary(client)
+
+    def converse(start: str, ana_heard: str, ben_heard: str) -> None:
+        who = d.when(start, ana)
+        repair = client.post("/api/v1/repairs", as_=who, json={"client_id": str(uuid.uuid4())})
+        assert repair.status_code == 201, repair.text
+        for moment, person in ((ana_heard, ana), (ben_heard, ben)):
+            heard = client.post(
+                f"/api/v1/repairs/{repair.json()['id']}/resolve", as_=d.when(moment, person)
+            )
+            assert heard.status_code == 200, heard.text
+
+    converse("2031-04-01T10:00:00.900000", "2031-04-01T10:00:05", "2031-04-01T10:00:10.100000")
+    first = d.insights("2031-04-02T10:00:00", ben, days=7)["couple"]
+    converse("2031-04-20T10:00:00.100000", "2031-04-20T10:00:05", "2031-04-20T10:00:10.700000")
+    second = d.insights("2031-04-21T10:00:00", ben, days=7)["couple"]
+    assert (first["repairs_resolved"], first["median_seconds_to_resolution"]) == (1, 9)
+    assert (second["repairs_resolved"], second["median_seconds_to_resolution"]) == (1, 10)
+
+
 def test_the_pursue_withdraw_cycle_is_named_kindly_with_its_numbers(client: ApiClient) -> None:
     ana, ben = client.couple()
     d = Diary(client)
