@@ -35,32 +35,37 @@ def _when(value: Any) -> str | None:
 
 
 def export(session: Session, user: User) -> dict[str, Any]:
-    """Everything the caller wrote, across every couple they were in; nothing the partner wrote."""
-    bids = session.scalars(select(Bid).where(Bid.sender_id == user.id).order_by(Bid.created_at))
+    """Everything the caller wrote, across every couple they were in; nothing the partner wrote.
+    Each list oldest first, rows of the same instant by id: the same order on every database."""
+    bids = session.scalars(
+        select(Bid).where(Bid.sender_id == user.id).order_by(Bid.created_at, Bid.id)
+    )
     responses = session.scalars(
         select(BidResponse)
         .where(BidResponse.responder_id == user.id)
-        .order_by(BidResponse.created_at)
+        .order_by(BidResponse.created_at, BidResponse.id)
     )
     repairs_started = session.scalars(
-        select(Repair).where(Repair.started_by == user.id).order_by(Repair.created_at)
+        select(Repair).where(Repair.started_by == user.id).order_by(Repair.created_at, Repair.id)
     )
     messages = session.scalars(
         select(RepairMessage)
         .where(RepairMessage.author_id == user.id)
-        .order_by(RepairMessage.created_at)
+        .order_by(RepairMessage.created_at, RepairMessage.id)
     )
     checkins = session.scalars(
         select(CheckInAnswer)
         .where(CheckInAnswer.user_id == user.id)
-        .order_by(CheckInAnswer.created_at)
+        .order_by(CheckInAnswer.created_at, CheckInAnswer.id)
     )
     couples = session.scalars(
         select(Couple)
         .where(or_(Couple.partner_a_id == user.id, Couple.partner_b_id == user.id))
-        .order_by(Couple.paired_at)
+        .order_by(Couple.paired_at, Couple.id)
     )
-    devices = session.scalars(select(Device).where(Device.user_id == user.id))
+    devices = session.scalars(
+        select(Device).where(Device.user_id == user.id).order_by(Device.created_at, Device.id)
+    )
     return {
         "exported_at": iso(clock.now()),
         "profile": {

@@ -67,6 +67,23 @@ def test_export_holds_everything_i_wrote_and_nothing_my_partner_wrote(client: Ap
     assert ANA_WORDS not in theirs.text
 
 
+def test_the_export_lists_what_was_written_at_one_moment_in_one_order_on_every_database(
+    client: ApiClient,
+) -> None:
+    """Rows of the same instant (a phone's outbox flushed at once) come out by id, not in
+    whatever order each database happens to read them."""
+    clock.freeze(datetime(2031, 6, 1, 9, 0, tzinfo=UTC))
+    ana, _ = client.couple()
+    sent = [
+        client.post(
+            "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+        ).json()["id"]
+        for _ in range(6)
+    ]
+    exported = client.get("/api/v1/me/export", as_=ana).json()["bids_sent"]
+    assert [bid["id"] for bid in exported] == sorted(sent)
+
+
 def test_after_unpairing_nothing_of_the_other_is_served(
     client: ApiClient, phone: Callable[[str | None], Phone]
 ) -> None:
