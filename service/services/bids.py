@@ -227,7 +227,7 @@ def respond(
     bid.response = kind
     bid.status = "answered"
     # A push still waiting (quiet hours) has nothing left to say.
-    push_outbox.cancel(session, f"bid.created:{bid.id}")
+    push_outbox.cancel(session, push_outbox.bid_push_of(bid.id))
     if bid.delivered_at is None:
         bid.delivered_at = now
         bid.delivery_seconds = max(0, int((now - bid.created_at).total_seconds()))
@@ -304,7 +304,7 @@ def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
         if bid is not None and bid.status in rules.OPEN_STATUSES and bid.expires_at <= now:
             bid.status = "expired"
             bid.expired_at = now
-            push_outbox.cancel(session, f"bid.created:{bid.id}")
+            push_outbox.cancel(session, push_outbox.bid_push_of(bid.id))
             if couple is not None and couple.ended_at is None:
                 events.record(session, couple, "bid.expired", wire(present(bid, now)))
             expired += 1

@@ -102,6 +102,27 @@ def wake_after_commit(session: Session) -> None:
         after_commit(session, wake)
 
 
+# Dedupe keys: what a job is about, made here only. A bid's push; a conversation's message
+# pushes, one per `seq`; its break reminders, one per break and person. The `*_of` prefixes
+# name every job of one bid or conversation, for `cancel`, `hold` and `release`.
+def bid_push_of(bid_id: Any) -> str:
+    return f"bid.created:{bid_id}"
+
+
+def message_pushes_of(repair_id: Any) -> str:
+    return f"repair.message:{repair_id}:"
+
+
+def reminders_of(repair_id: Any) -> str:
+    return f"repair.reminder:{repair_id}:"
+
+
+def _message_of(dedupe_key: str) -> tuple[uuid.UUID, int]:
+    """The conversation and `seq` of a message push's key (`message_pushes_of` + seq)."""
+    _, repair_id, seq = dedupe_key.split(":")
+    return uuid.UUID(repair_id), int(seq)
+
+
 def bid_created(
     bid: Mapping[str, Any], sender_name: str, recipient: Recipient, show_note: bool
 ) -> dict[str, Any]:
@@ -122,7 +143,7 @@ def bid_created(
         payload["note"] = bid["note"]
     return job(
         kind="bid.created",
-        dedupe_key=f"bid.created:{bid['id']}",
+        dedupe_key=bid_push_of(bid["id"]),
         recipient=recipient,
         couple_id=bid["couple_id"],
         payload=payload,
@@ -159,7 +180,7 @@ def repair_message(
     paused = repair.paused_until
     row = job(
         kind="repair.message",
-        dedupe_key=f"repair.message:{repair.id}:{message.seq}",
+        dedupe_key=f"{message_pushes_of(repair.id)}{message.seq}",
         recipient=recipient,
         couple_id=repair.couple_id,
         payload=_repair_payload(repair, title, "Open Reach to read it.", data),
@@ -190,7 +211,7 @@ def repair_reminders(
     for person in (pauser, partner):
         row = job(
             kind="repair.reminder",
-            dedupe_key=f"repair.reminder:{repair.id}:{repair.pause_count}:{person.id}",
+            dedupe_key=f"{reminders_of(repair.id)}{repair.pause_count}:{person.id}",
             recipient=person,
             couple_id=repair.couple_id,
             payload=_repair_payload(repair, *texts[person.id], data),
@@ -227,7 +248,7 @@ def withdraw_read_messages(
     """The reader has read up to `read_up_to`: their message pushes not sent yet (held by a
     break or quiet hours, queued, out to FCM, or dead-lettered) have nothing left to say.
     Returns how many."""
-    prefix = f"repair.message:{repair_id}:"
+    prefix = message_pushes_of(repair_id)
     waiting = session.execute(
         select(PushJob.id, PushJob.dedupe_key).where(
             PushJob.state.in_(UNSENT),
@@ -236,7 +257,7 @@ def withdraw_read_messages(
             PushJob.dedupe_key.startswith(prefix, autoescape=True),
         )
     ).all()
-    read = [job_id for job_id, key in waiting if int(key[len(prefix) :]) <= read_up_to]
+    read = [job_id for job_id, key in waiting if _message_of(key)[1] <= read_up_to]
     if not read:
         return 0
     result = session.execute(
@@ -330,7 +351,7 @@ def break_end(session: Session, job: PushJob) -> datetime | None:
     `paused_until`, or None (no break, or not a message's push)."""
     if job.kind != "repair.message":
         return None
-    repair_id = uuid.UUID(job.dedupe_key.split(":")[1])
+    repair_id, _ = _message_of(job.dedupe_key)
     paused_until: datetime | None = session.scalar(
         select(Repair.paused_until).where(Repair.id == repair_id)
     )

@@ -22,12 +22,12 @@ def pause(session: Session, user: User, repair_id: uuid.UUID, minutes: int) -> d
     repair, couple = visible(session, user, repair_id, lock=True)
     if repair.status == "resolved":
         raise Conflict("This conversation is resolved: there is nothing to pause.")
-    push_outbox.cancel(session, f"repair.reminder:{repair.id}:")
+    push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
     repair.paused_until = rules.pause_ends(clock.now(), minutes)
     repair.paused_by = user.id
     repair.pause_count += 1
     # Message pushes not sent yet wait for the end of this break, the last one's replaced.
-    push_outbox.hold(session, f"repair.message:{repair.id}:", repair.paused_until)
+    push_outbox.hold(session, push_outbox.message_pushes_of(repair.id), repair.paused_until)
     view = present(repair)
     cursor = events.record(session, couple, "repair.paused", wire(view))
     partner = session.get(User, couple.partner_of(user.id))
@@ -93,8 +93,8 @@ def resume_due(session: Session, now: datetime, batch: int = 200) -> int:
         couple = session.get(Couple, repair.couple_id, with_for_update=True, populate_existing=True)
         if couple is None or couple.ended_at is not None:
             # After an unpair nobody is told about a conversation they can no longer open.
-            push_outbox.cancel(session, f"repair.reminder:{repair.id}:")
-            push_outbox.cancel(session, f"repair.message:{repair.id}:")
+            push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
+            push_outbox.cancel(session, push_outbox.message_pushes_of(repair.id))
         else:
             events.record(session, couple, "repair.resumed", wire(present(repair)))
         session.commit()

@@ -156,7 +156,7 @@ def resolve(session: Session, user: User, repair_id: uuid.UUID) -> dict[str, Any
         else:
             # A break that ended already may have a reminder waiting out quiet hours: nothing
             # is left to come back to.
-            push_outbox.cancel(session, f"repair.reminder:{repair.id}:")
+            push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
     view = present(repair)
     events.record(session, couple, kind, wire(view))
     session.commit()
@@ -195,8 +195,8 @@ def _lock_cursor(session: Session, couple: Couple) -> None:
 
 def end_break_early(session: Session, repair: Repair) -> None:
     """The break ends before its time: no reminder, and held message pushes go now."""
-    push_outbox.cancel(session, f"repair.reminder:{repair.id}:")
-    push_outbox.release(session, f"repair.message:{repair.id}:")
+    push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
+    push_outbox.release(session, push_outbox.message_pushes_of(repair.id))
     repair.paused_until = repair.paused_by = None
 
 
