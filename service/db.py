@@ -436,6 +436,20 @@ def end_read(session: Session) -> None:
         session.commit()
 
 
+def read_snapshot(session: Session) -> None:
+    """From here to the end of the transaction that begins, every statement reads the same
+    snapshot: a figure computed in several statements never counts a row that another of them
+    missed. PostgreSQL's READ COMMITTED takes a snapshot per statement, so a new transaction
+    at REPEATABLE READ (the pool resets the level when the connection goes back); SQLite's
+    transaction reads one snapshot already. What was read before stays loaded. A session
+    bound to a connection whose transaction its owner holds (`bind_to_connection`) keeps it."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or isinstance(bind, Connection):
+        return
+    end_read(session)
+    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+
+
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
     """Run `callback` once the session's current transaction has committed."""
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
 from service.clock import clock
+from service.db import read_snapshot
 from service.domain.insights import PartnerFigures, pursue_withdraw
 from service.models import Bid, Couple, Repair, User
 from service.services import pairing
@@ -74,8 +76,19 @@ def _percentiles(
     )
 
 
-def _partner(session: Session, couple: Couple, user: User, since: datetime) -> dict[str, Any]:
-    in_couple = [Bid.couple_id == couple.id, Bid.created_at >= since]
+@dataclass(frozen=True)
+class _Window:
+    """The insights' window: from `since` to `until` (the moment of asking), both included."""
+
+    since: datetime
+    until: datetime
+
+    def of(self, column: Any) -> list[ColumnElement[bool]]:
+        return [column >= self.since, column <= self.until]
+
+
+def _partner(session: Session, couple: Couple, user: User, window: _Window) -> dict[str, Any]:
+    in_couple = [Bid.couple_id == couple.id, *window.of(Bid.created_at)]
     sent = session.scalar(select(func.count()).where(*in_couple, Bid.sender_id == user.id)) or 0
     received_where = [*in_couple, Bid.recipient_id == user.id]
     counts = session.execute(
@@ -104,10 +117,11 @@ def _partner(session: Session, couple: Couple, user: User, since: datetime) -> d
     }
 
 
-def _weekly(session: Session, couple: Couple, since: datetime, weeks: int) -> list[dict[str, Any]]:
+def _weekly(session: Session, couple: Couple, window: _Window, weeks: int) -> list[dict[str, Any]]:
     # Each bid's week by comparing it with the weeks' ends, to the microsecond (bucketing the
     # seconds since `since` put a bid of a week's last second in the next). The last week ends
     # at `until`: a bid of that very moment is in it too.
+    since = window.since
     ends = [since + timedelta(seconds=(index + 1) * WEEK) for index in range(weeks)]
     bucket = case(
         *((Bid.created_at < end, index) for index, end in enumerate(ends)), else_=weeks - 1
@@ -118,7 +132,7 @@ def _weekly(session: Session, couple: Couple, since: datetime, weeks: int) -> li
             func.count(),
             func.coalesce(func.sum(case((_turned_toward(), 1), else_=0)), 0),
         )
-        .where(Bid.couple_id == couple.id, Bid.created_at >= since)
+        .where(Bid.couple_id == couple.id, *window.of(Bid.created_at))
         .group_by(bucket)
     ).all()
     by_week = {int(week): (int(n), int(turned)) for week, n, turned in rows}
@@ -137,15 +151,17 @@ def _weekly(session: Session, couple: Couple, since: datetime, weeks: int) -> li
 
 
 def for_couple(session: Session, user: User, days: int) -> dict[str, Any]:
+    read_snapshot(session)  # the figures agree with each other, however many statements
     couple = pairing.require_couple(session, user)
     now = clock.now()
     since = now - timedelta(days=days)
+    window = _Window(since, now)
     ids = [uid for uid in couple.partner_ids if uid is not None]
     people = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))}
     me = people[user.id]
     partner_id = couple.partner_of(user.id)
     partner = people.get(partner_id) if partner_id else None
-    partners = [_partner(session, couple, p, since) for p in (me, partner) if p is not None]
+    partners = [_partner(session, couple, p, window) for p in (me, partner) if p is not None]
     figures = [
         PartnerFigures(
             str(p["user_id"]),
@@ -158,21 +174,21 @@ def for_couple(session: Session, user: User, days: int) -> dict[str, Any]:
         for p in partners
     ]
     pattern = pursue_withdraw(figures[0], figures[1]) if len(figures) == 2 else None
-    extra = _repair_figures(session, couple.id, since)
+    extra = _repair_figures(session, couple.id, window)
     return {
         "days": days,
         "since": since,
         "until": now,
         "partners": partners,
         "couple": {"bids": sum(p["bids_sent"] for p in partners), **extra},
-        "weekly": _weekly(session, couple, since, max(1, -(-days // 7))),
+        "weekly": _weekly(session, couple, window, max(1, -(-days // 7))),
         "pattern": pattern,
     }
 
 
-def _repair_figures(session: Session, couple_id: uuid.UUID, since: datetime) -> dict[str, Any]:
+def _repair_figures(session: Session, couple_id: uuid.UUID, window: _Window) -> dict[str, Any]:
     """Repairs started and resolved, and the median time to resolution."""
-    where = [Repair.couple_id == couple_id, Repair.created_at >= since]
+    where = [Repair.couple_id == couple_id, *window.of(Repair.created_at)]
     started = session.scalar(select(func.count()).select_from(Repair).where(*where)) or 0
     resolved = (
         session.scalar(
