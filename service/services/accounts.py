@@ -17,7 +17,7 @@ from service.domain.errors import Conflict, Unauthorized, invalid
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.passwords import hash_password, needs_rehash, verify_password
 from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
-from service.services import devices, members
+from service.services import devices, members, push_outbox
 
 # The longest email stored (as the schema takes it, and as the column holds it).
 EMAIL_LENGTH = 254
@@ -297,12 +297,16 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
     members.hold_live_account(session, user.id)
     if "display_name" in changes:
         user.display_name = changes["display_name"].strip()
+    quiet_before = (user.timezone, user.quiet_start, user.quiet_end)
     if "timezone" in changes:
         user.timezone = changes["timezone"]
     if "quiet_hours" in changes:
         quiet = changes["quiet_hours"]
         user.quiet_start = quiet["start"] if quiet else None
         user.quiet_end = quiet["end"] if quiet else None
+    if (user.timezone, user.quiet_start, user.quiet_end) != quiet_before:
+        # Pushes held for the old hours follow the new ones.
+        push_outbox.follow_quiet_hours(session, user.id)
     if "notes_on_lock_screen" in changes:
         # Pushes already queued follow it too: the worker reads it as it sends them.
         user.notes_on_lock_screen = changes["notes_on_lock_screen"]

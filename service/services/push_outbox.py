@@ -346,10 +346,33 @@ def _retime(session: Session, dedupe_prefix: str, moment: datetime, *, held_only
     return retimed
 
 
+def follow_quiet_hours(session: Session, recipient_id: uuid.UUID) -> int:
+    """The recipient changed their quiet hours or time zone: their pushes held and never tried
+    yet are due from now (or the end of the break they wait for) as the new hours say, not at
+    night in a zone they left, nor after hours they no longer keep. Returns how many."""
+    now = clock.now()
+    held = session.scalars(
+        select(PushJob).where(
+            PushJob.recipient_id == recipient_id,
+            PushJob.state == "pending",
+            PushJob.attempts == 0,
+            PushJob.urgent.is_(False),
+            PushJob.available_at > now,
+        )
+    )
+    retimed = 0
+    for job in held:
+        job.available_at = due_from(session, job, max(now, break_end(session, job) or now))
+        retimed += 1
+    if retimed:
+        wake_after_commit(session)
+    return retimed
+
+
 def break_end(session: Session, job: PushJob) -> datetime | None:
-    """When the break that a repair message's push waits for ends: its conversation's
-    `paused_until`, or None (no break, or not a message's push)."""
-    if job.kind != "repair.message":
+    """When the break that a repair push (a message's, or a break's reminder) waits for ends:
+    its conversation's `paused_until`, or None (no break, or not a repair push)."""
+    if job.kind not in ("repair.message", "repair.reminder"):
         return None
     repair_id, _ = _message_of(job.dedupe_key)
     paused_until: datetime | None = session.scalar(

@@ -1,0 +1,142 @@
+"""Pushes already waiting follow their recipient's quiet hours as they are now: a partner who
+flies to another time zone, or changes or turns off their quiet hours, is not woken at night
+by a push timed for the old ones, nor kept waiting for hours they no longer keep."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from service.clock import clock
+from service.extensions import db
+from service.models import PushJob
+from service.worker.runner import Worker
+from tests.support.client import ApiClient, Person
+from tests.support.fcm_standin import FcmStandIn
+from tests.support.repairs import start
+
+QUIET = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+
+
+def device(client: ApiClient, who: Person, token: str) -> None:
+    response = client.post(
+        "/api/v1/devices", as_=who, json={"platform": "android", "push_token": token}
+    )
+    assert response.status_code == 201, response.text
+
+
+def profile(client: ApiClient, who: Person, **changes: Any) -> None:
+    response = client.patch("/api/v1/me", as_=client.fresh(who), json=changes)
+    assert response.status_code == 200, response.text
+
+
+def due(worker: Worker, kind: str) -> dict[str, datetime]:
+    """When each waiting job of `kind` may go, by recipient."""
+    with worker.app.app_context(), db.scope() as session:
+        rows = session.scalars(select(PushJob).where(PushJob.kind == kind))
+        return {str(job.recipient_id): job.available_at for job in rows}
+
+
+def berliner_asleep(client: ApiClient) -> tuple[Person, Person]:
+    """Ana, and Ben in Berlin, who sleeps 22:00-07:00; both with a phone."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ana, "ana-token")
+    device(client, ben, "ben-token")
+    profile(client, ben, **QUIET)
+    return ana, ben
+
+
+def send_bid(client: ApiClient, sender: Person) -> dict[str, Any]:
+    body = {"client_id": str(uuid.uuid4()), "kind": "connect"}
+    response = client.post("/api/v1/bids", as_=client.fresh(sender), json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_a_held_bid_push_waits_for_the_morning_of_the_zone_the_partner_moved_to(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = berliner_asleep(client)
+    # 23:00 in Berlin (22:00Z in January): Ben's push waits for 07:00 Berlin, 06:00Z.
+    clock.freeze(datetime(2031, 1, 15, 22, 0, tzinfo=UTC))
+    bid = send_bid(client, ana)
+    assert due(fcm_worker, "bid.created") == {ben.id: datetime(2031, 1, 16, 6, 0, tzinfo=UTC)}
+    # He lands in New York at 23:00 there (04:00Z), where 06:00Z would be 01:00.
+    clock.freeze(datetime(2031, 1, 16, 4, 0, tzinfo=UTC))
+    profile(client, ben, timezone="America/New_York")
+    assert due(fcm_worker, "bid.created") == {ben.id: datetime(2031, 1, 16, 12, 0, tzinfo=UTC)}
+    clock.freeze(datetime(2031, 1, 16, 6, 0, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 0
+    clock.freeze(datetime(2031, 1, 16, 12, 0, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 1
+    assert standin.messages()[-1]["data"]["bid_id"] == bid["id"]
+
+
+def test_held_pushes_go_at_once_when_quiet_hours_are_turned_off(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = berliner_asleep(client)
+    clock.freeze(datetime(2031, 1, 15, 22, 0, tzinfo=UTC))
+    send_bid(client, ana)
+    assert fcm_worker.run_once().pushes == 0
+    clock.freeze(datetime(2031, 1, 15, 22, 30, tzinfo=UTC))
+    profile(client, ben, quiet_hours=None)
+    assert due(fcm_worker, "bid.created") == {ben.id: datetime(2031, 1, 15, 22, 30, tzinfo=UTC)}
+    assert fcm_worker.run_once().pushes == 1
+
+
+def test_repair_pushes_held_by_a_break_and_the_night_follow_new_quiet_hours(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = berliner_asleep(client)
+    # 20:00Z in January is 21:00 in Berlin; a break of 120 minutes ends at 22:00Z, 23:00 there.
+    clock.freeze(datetime(2031, 1, 15, 20, 0, tzinfo=UTC))
+    repair = start(client, client.fresh(ana))
+    pause = client.post(
+        f"/api/v1/repairs/{repair['id']}/pause", as_=client.fresh(ana), json={"minutes": 120}
+    )
+    assert pause.status_code == 200, pause.text
+    message = {"client_id": str(uuid.uuid4()), "body": "I'll be here"}
+    written = client.post(f"/api/v1/repairs/{repair['id']}/messages", as_=ana, json=message)
+    assert written.status_code == 201, written.text
+    morning = datetime(2031, 1, 16, 6, 0, tzinfo=UTC)
+    assert due(fcm_worker, "repair.message") == {ben.id: morning}
+    assert due(fcm_worker, "repair.reminder")[ben.id] == morning
+
+    # Ben now sleeps 21:00-23:30 Berlin time: after the break (22:00Z), both wait to 22:30Z.
+    clock.freeze(datetime(2031, 1, 15, 20, 30, tzinfo=UTC))
+    profile(client, ben, quiet_hours={"start": "21:00", "end": "23:30"})
+    after_break = datetime(2031, 1, 15, 22, 30, tzinfo=UTC)
+    assert due(fcm_worker, "repair.message") == {ben.id: after_break}
+    reminders = due(fcm_worker, "repair.reminder")
+    assert reminders == {ana.id: datetime(2031, 1, 15, 22, 0, tzinfo=UTC), ben.id: after_break}
+
+    # Without quiet hours, nothing goes before the break ends.
+    profile(client, ben, quiet_hours=None)
+    break_end = datetime(2031, 1, 15, 22, 0, tzinfo=UTC)
+    assert due(fcm_worker, "repair.message") == {ben.id: break_end}
+    assert due(fcm_worker, "repair.reminder")[ben.id] == break_end
+    clock.freeze(break_end - timedelta(seconds=1))
+    assert fcm_worker.run_once().pushes == 0
+
+
+def test_a_reminder_waiting_for_the_morning_after_its_break_follows_a_new_zone(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = berliner_asleep(client)
+    clock.freeze(datetime(2031, 1, 15, 20, 0, tzinfo=UTC))
+    repair = start(client, client.fresh(ana))
+    pause = client.post(
+        f"/api/v1/repairs/{repair['id']}/pause", as_=client.fresh(ana), json={"minutes": 60}
+    )
+    assert pause.status_code == 200, pause.text
+    clock.freeze(datetime(2031, 1, 15, 21, 0, tzinfo=UTC))  # 22:00 in Berlin: the break ends
+    assert fcm_worker.run_once().resumed_repairs == 1
+    assert due(fcm_worker, "repair.reminder")[ben.id] == datetime(2031, 1, 16, 6, 0, tzinfo=UTC)
+    # In Tokyo (UTC+9) 21:30Z is 06:30, quiet until 07:00 local, 22:00Z.
+    clock.freeze(datetime(2031, 1, 15, 21, 30, tzinfo=UTC))
+    profile(client, ben, timezone="Asia/Tokyo")
+    assert due(fcm_worker, "repair.reminder")[ben.id] == datetime(2031, 1, 15, 22, 0, tzinfo=UTC)
