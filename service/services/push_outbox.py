@@ -117,10 +117,14 @@ def reminders_of(repair_id: Any) -> str:
     return f"repair.reminder:{repair_id}:"
 
 
-def _message_of(dedupe_key: str) -> tuple[uuid.UUID, int]:
-    """The conversation and `seq` of a message push's key (`message_pushes_of` + seq)."""
-    _, repair_id, seq = dedupe_key.split(":")
-    return uuid.UUID(repair_id), int(seq)
+def _repair_of(dedupe_key: str) -> uuid.UUID:
+    """The conversation of a repair push's key (`message_pushes_of` or `reminders_of`, + ...)."""
+    return uuid.UUID(dedupe_key.split(":")[1])
+
+
+def _seq_of(dedupe_key: str) -> int:
+    """The `seq` of a message push's key (`message_pushes_of` + seq)."""
+    return int(dedupe_key.rsplit(":", 1)[1])
 
 
 def bid_created(
@@ -257,7 +261,7 @@ def withdraw_read_messages(
             PushJob.dedupe_key.startswith(prefix, autoescape=True),
         )
     ).all()
-    read = [job_id for job_id, key in waiting if _message_of(key)[1] <= read_up_to]
+    read = [job_id for job_id, key in waiting if _seq_of(key) <= read_up_to]
     if not read:
         return 0
     result = session.execute(
@@ -374,7 +378,7 @@ def break_end(session: Session, job: PushJob) -> datetime | None:
     its conversation's `paused_until`, or None (no break, or not a repair push)."""
     if job.kind not in ("repair.message", "repair.reminder"):
         return None
-    repair_id, _ = _message_of(job.dedupe_key)
+    repair_id = _repair_of(job.dedupe_key)
     paused_until: datetime | None = session.scalar(
         select(Repair.paused_until).where(Repair.id == repair_id)
     )
