@@ -76,12 +76,24 @@ def make_engine(
     if bounds is not None:
         kwargs.setdefault("pool_timeout", bounds.pool_seconds)
     engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, **kwargs)
+    _sessions_in_utc(engine)
     if bounds is not None:
         db_bounds.bound(
             engine, connect_seconds=bounds.connect_seconds, statement_ms=bounds.statement_ms
         )
     _ping_idle_connections(engine)
     return engine
+
+
+def _sessions_in_utc(engine: Engine) -> None:
+    """Every PostgreSQL session in UTC, whatever the server or role gives it (the server's
+    `timezone` follows its host's at initdb): psycopg reads a timestamp in the session's zone,
+    and a `written_at` of 0001-01-01T00:00Z, in New York, is a date BC it refuses to read. Added
+    after the URL's own options, so it wins."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        cparams["options"] = f"{cparams.get('options', '')} -c timezone=UTC".strip()
 
 
 @dataclass(frozen=True)
