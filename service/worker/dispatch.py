@@ -14,10 +14,11 @@ objects: the unit of work was most of the worker's CPU):
    (`service/push/timing.py`): what the pass could not start in time stays pending, untried;
 3. one transaction: the jobs by outcome (one UPDATE for the done, one for the dead, one
    executemany for those that wait to be retried, one UPDATE for those none of whose pushes
-   could be started, each only if any), then dead tokens (one UPDATE, only if any), then the
-   deliveries' results (one executemany UPDATE) and every attempt (one INSERT); COMMIT. The
-   pushes have left by then: a connection the database dropped meanwhile does not lose their
-   results (the transaction is tried again while the lease lasts), or they would go out again.
+   could be started, one executemany for those whose recipient is in quiet hours now, each only
+   if any), then dead tokens (one UPDATE, only if any), then the deliveries' results (one
+   executemany UPDATE) and every attempt (one INSERT); COMMIT. The pushes have left by then: a
+   connection the database dropped meanwhile does not lose their results (the transaction is
+   tried again while the lease lasts), or they would go out again.
 """
 
 from __future__ import annotations
@@ -106,8 +107,11 @@ class _Plan:
     states: dict[int, dict[int, str]]
     sends: list[_Planned]
     # the quiet hours (start, end, time zone) of the recipients of the non-urgent jobs with a
-    # send, by job: read only if the job is to be retried
+    # pending delivery, by job: a job is deferred by them, and a retry waits them out
     quiet: dict[int, tuple[str | None, str | None, str]] = field(default_factory=dict)
+    # the non-urgent jobs whose recipient is in quiet hours now (the workers were away when they
+    # came due, or the hours changed): none of their pushes go, and they wait until these end
+    deferred: dict[int, datetime] = field(default_factory=dict)
 
 
 @dataclass
@@ -238,6 +242,10 @@ class Dispatcher:
                     continue
                 if not job.urgent:
                     plan.quiet[job.id] = (row.quiet_start, row.quiet_end, row.timezone)
+                    reachable = _reachable(plan.quiet[job.id], now)
+                    if reachable > now:
+                        plan.deferred[job.id] = reachable
+                        continue
                 message = PushMessage(
                     key=f"{job.id}:{row.device_id}",
                     device_id=row.device_id,
@@ -388,9 +396,13 @@ class Dispatcher:
         dead: list[int] = []
         again: list[dict[str, Any]] = []
         released: list[int] = []
+        deferred: list[dict[str, Any]] = []
         for job in plan.jobs:
             states = plan.states[job.id].values()
-            if "pending" in states and job.id not in tried:
+            if job.id in plan.deferred:
+                until = plan.deferred[job.id]
+                deferred.append({"job_id": job.id, "worker": worker, "available_at": until})
+            elif "pending" in states and job.id not in tried:
                 released.append(job.id)
             elif "pending" in states:
                 due = now
@@ -414,6 +426,8 @@ class Dispatcher:
             session.execute(sql.again, again)
         if released:
             session.execute(sql.release, {"ids": released, "worker": worker})
+        if deferred:
+            session.execute(sql.defer, deferred)
 
 
 class _Statements:
@@ -545,6 +559,12 @@ class _Statements:
             .where(JOBS.c.id.in_(ids), held)
             .values(state="pending", claimed_by=None, claimed_until=None)
         )
+        # Not an attempt: the job waits for its recipient's quiet hours to end.
+        self.defer = (
+            update(JOBS)
+            .where(JOBS.c.id == bindparam("job_id"), held)
+            .values(state="pending", claimed_by=None, claimed_until=None)
+        )
 
 
 def _pick(now: BindParameter[Any], batch: int, lock: bool) -> Select[Any]:
@@ -590,6 +610,12 @@ def _insert_new(
 @functools.lru_cache(maxsize=16)
 def _statements(dialect: Dialect, batch: int) -> _Statements:
     return _Statements(dialect, batch)
+
+
+def _reachable(quiet: tuple[str | None, str | None, str], now: datetime) -> datetime:
+    """When a recipient with these quiet hours (start, end, time zone) can be reached."""
+    hours = QuietHours.of(*quiet)
+    return now if hours is None else hours.reachable_from(now)
 
 
 def _body(payload: dict[str, Any], notes_on_lock_screen: bool) -> str | None:

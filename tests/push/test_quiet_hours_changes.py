@@ -1,6 +1,7 @@
 """Pushes already waiting follow their recipient's quiet hours as they are now: a partner who
 flies to another time zone, or changes or turns off their quiet hours, is not woken at night
-by a push timed for the old ones, nor kept waiting for hours they no longer keep."""
+by a push timed for the old ones, nor kept waiting for hours they no longer keep; and a push
+that came due before quiet hours but is claimed in them waits for them to end."""
 
 from __future__ import annotations
 
@@ -140,3 +141,23 @@ def test_a_reminder_waiting_for_the_morning_after_its_break_follows_a_new_zone(
     clock.freeze(datetime(2031, 1, 15, 21, 30, tzinfo=UTC))
     profile(client, ben, timezone="Asia/Tokyo")
     assert due(fcm_worker, "repair.reminder")[ben.id] == datetime(2031, 1, 15, 22, 0, tzinfo=UTC)
+
+
+def test_a_push_due_before_quiet_hours_but_sent_in_them_waits_for_the_morning(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """The workers were away from 20:00 to midnight in Berlin: the bid's push, due at 20:00,
+    does not wake Ben when they are back; it goes when his quiet hours end."""
+    ana, ben = berliner_asleep(client)
+    clock.freeze(datetime(2031, 1, 15, 19, 0, tzinfo=UTC))  # 20:00 in Berlin
+    send_bid(client, ana)
+    assert due(fcm_worker, "bid.created") == {ben.id: datetime(2031, 1, 15, 19, 0, tzinfo=UTC)}
+    clock.freeze(datetime(2031, 1, 15, 23, 0, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 0
+    assert due(fcm_worker, "bid.created") == {ben.id: datetime(2031, 1, 16, 6, 0, tzinfo=UTC)}
+    with fcm_worker.app.app_context(), db.scope() as session:
+        (job,) = session.scalars(select(PushJob).where(PushJob.kind == "bid.created"))
+        assert (job.state, job.attempts, job.claimed_by) == ("pending", 0, None)
+    assert standin.messages() == []
+    clock.freeze(datetime(2031, 1, 16, 6, 0, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 1
