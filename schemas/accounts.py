@@ -87,7 +87,7 @@ class TokenPairSchema(Schema):
     user = fields.Nested(UserSchema, dump_only=True)
     access_token = fields.String(dump_only=True)
     refresh_token = fields.String(dump_only=True)
-    token_type = fields.String(dump_only=True, dump_default="Bearer")
+    token_type = fields.String(dump_only=True, dump_default="Bearer", metadata={"enum": ["Bearer"]})
     expires_in = fields.Integer(dump_only=True, metadata={"description": "Access token seconds"})
 
 

@@ -57,7 +57,7 @@ class BidResponseSchema(Schema):
     id = fields.UUID(dump_only=True)
     responder_id = fields.UUID(dump_only=True, allow_none=True)
     client_id = fields.UUID(dump_only=True)
-    kind = fields.String(dump_only=True)
+    kind = fields.String(dump_only=True, metadata={"enum": list(RESPONSE_KINDS)})
     note = fields.String(dump_only=True, allow_none=True)
     back_at = UTCDateTime(dump_only=True, allow_none=True)
     created_at = UTCDateTime(dump_only=True)
@@ -66,7 +66,7 @@ class BidResponseSchema(Schema):
 class BidSchema(Schema):
     id = fields.UUID(dump_only=True)
     client_id = fields.UUID(dump_only=True)
-    kind = fields.String(dump_only=True)
+    kind = fields.String(dump_only=True, metadata={"enum": list(KINDS)})
     note = fields.String(dump_only=True, allow_none=True)
     sender_id = fields.UUID(dump_only=True, allow_none=True)
     recipient_id = fields.UUID(dump_only=True, allow_none=True)
@@ -80,7 +80,11 @@ class BidSchema(Schema):
     seen_at = UTCDateTime(dump_only=True, allow_none=True)
     responded_at = UTCDateTime(dump_only=True, allow_none=True)
     expired_at = UTCDateTime(dump_only=True, allow_none=True)
-    response = fields.String(dump_only=True, allow_none=True)
+    response = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"enum": list(RESPONSE_KINDS), "description": "The latest response's kind"},
+    )
     response_seconds = fields.Integer(
         dump_only=True,
         allow_none=True,

@@ -30,7 +30,7 @@ class DeviceCreateSchema(Schema):
 
 class DeviceSchema(Schema):
     id = fields.UUID(dump_only=True)
-    platform = fields.String(dump_only=True)
+    platform = fields.String(dump_only=True, metadata={"enum": list(PLATFORMS)})
     app_version = fields.String(dump_only=True, allow_none=True)
     locale = fields.String(dump_only=True, allow_none=True)
     active = fields.Boolean(dump_only=True)

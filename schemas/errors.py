@@ -19,11 +19,17 @@ ERROR_CODES = (
 
 
 class ProblemSchema(Schema):
-    type = fields.String(metadata={"description": "A URI naming the problem type"})
-    title = fields.String(metadata={"description": "Short summary of the problem type"})
-    status = fields.Integer(metadata={"description": "The HTTP status code"})
-    detail = fields.String(metadata={"description": "What went wrong and what to do"})
-    code = fields.String(metadata={"description": "Stable error code", "enum": list(ERROR_CODES)})
+    type = fields.String(required=True, metadata={"description": "A URI naming the problem type"})
+    title = fields.String(
+        required=True, metadata={"description": "Short summary of the problem type"}
+    )
+    status = fields.Integer(required=True, metadata={"description": "The HTTP status code"})
+    detail = fields.String(
+        required=True, metadata={"description": "What went wrong and what to do"}
+    )
+    code = fields.String(
+        required=True, metadata={"description": "Stable error code", "enum": list(ERROR_CODES)}
+    )
     errors = fields.Dict(
         keys=fields.String(),
         values=fields.List(fields.String()),

@@ -47,8 +47,8 @@ class WeekSchema(Schema):
 
 class PatternSchema(Schema):
     name = fields.String(dump_only=True, metadata={"enum": ["pursue_withdraw"]})
-    reaching_partner_id = fields.String(dump_only=True)
-    withdrawing_partner_id = fields.String(dump_only=True)
+    reaching_partner_id = fields.String(dump_only=True, metadata={"format": "uuid"})
+    withdrawing_partner_id = fields.String(dump_only=True, metadata={"format": "uuid"})
     message = fields.String(dump_only=True)
     evidence = fields.Dict(dump_only=True)
 

@@ -147,7 +147,7 @@ class RepairMessageSchema(Schema):
     client_id = fields.UUID(dump_only=True)
     body = fields.String(dump_only=True)
     step = fields.String(dump_only=True, allow_none=True, metadata={"enum": list(STEPS)})
-    emotions = fields.List(fields.String(), dump_only=True)
+    emotions = fields.List(fields.String(metadata={"enum": list(EMOTIONS)}), dump_only=True)
     written_at = UTCDateTime(dump_only=True, allow_none=True)
     created_at = UTCDateTime(dump_only=True)
 

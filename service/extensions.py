@@ -36,6 +36,16 @@ class ShapeConverter(OpenAPIConverter):
             schema["required"] = sorted(schema["properties"])
         return schema
 
+    def field2property(self, field: Any) -> dict[str, Any]:
+        """A nullable field's enum names null too (as apispec does for a OneOf validator, not
+        for an enum given in metadata): else null, which the field is sent as, breaks it."""
+        prop: dict[str, Any] = super().field2property(field)
+        types = prop.get("type")
+        nullable = isinstance(types, list) and "null" in types
+        if nullable and "enum" in prop and None not in prop["enum"]:
+            prop["enum"] = [*prop["enum"], None]
+        return prop
+
 
 class ShapePlugin(MarshmallowPlugin):
     Converter = ShapeConverter

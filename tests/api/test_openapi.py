@@ -7,6 +7,8 @@ from typing import Any
 
 import requests
 
+from service.domain import bids as bid_rules
+from service.domain import repairs as repair_rules
 from tests.support.client import PASSWORD, ApiClient
 from tests.support.phones import Phone
 
@@ -142,3 +144,24 @@ def test_response_shapes_say_every_field_is_always_sent(client: ApiClient) -> No
     assert {"Bid", "BidResponse", "Repair", "RepairMessage", "Event", "SyncPage"} <= set(responses)
     for name, schema in responses.items():
         assert sorted(schema.get("required", [])) == sorted(schema["properties"]), name
+
+
+def test_fields_from_a_fixed_set_list_it(client: ApiClient) -> None:
+    """A generated model decodes these as enums; each lists what the service sends."""
+    schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+
+    def enum(schema: str, field: str) -> list[Any]:
+        prop = schemas[schema]["properties"][field]
+        return list(prop.get("items", prop).get("enum", []))
+
+    assert enum("Bid", "kind") == list(bid_rules.KINDS)
+    assert enum("Bid", "status") == ["sent", "delivered", "seen", "answered", "expired"]
+    assert enum("Bid", "response") == [*bid_rules.RESPONSE_KINDS, None]
+    assert enum("BidResponse", "kind") == list(bid_rules.RESPONSE_KINDS)
+    assert enum("Device", "platform") == ["ios", "android", "web"]
+    assert enum("Repair", "status") == list(repair_rules.STATUSES)
+    assert enum("RepairMessage", "step") == [*repair_rules.STEPS, None]
+    assert enum("RepairMessage", "emotions") == list(repair_rules.EMOTIONS)
+    assert enum("TokenPair", "token_type") == ["Bearer"]
+    problem = schemas["Problem"]
+    assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
