@@ -14,6 +14,7 @@ from flask import Flask, Response, after_this_request, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
 from limits import RateLimitItem
 from werkzeug.exceptions import HTTPException
 
@@ -47,8 +48,37 @@ class ShapeConverter(OpenAPIConverter):
         return prop
 
 
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again (the body's `retry_after` too)",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+# The shared responses of the errors a client waits out, each with its Retry-After header.
+WAITED_OUT = {429: "RATE_LIMITED", 503: "UNAVAILABLE"}
+_WAITED_OUT_SAYS = {
+    429: "Too many requests: wait Retry-After seconds, then try again",
+    503: "Briefly unavailable (the database is away or overloaded): wait Retry-After seconds,"
+    " then try again, a write with the same client_id",
+}
+
+
 class ShapePlugin(MarshmallowPlugin):
+    """Also documents the errors any operation may answer: 503 while the database is away,
+    and for a request body, 400 (not JSON, or nested too deeply) and 413 (too large)."""
+
     Converter = ShapeConverter
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().operation_helper(path=path, operations=operations, **kwargs)
+        for operation in (operations or {}).values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                responses.setdefault("400", "BAD_REQUEST")
+                responses.setdefault("413", "REQUEST_ENTITY_TOO_LARGE")
+            responses.setdefault("503", WAITED_OUT[503])
 
 
 class ReachApi(Api):
@@ -66,6 +96,14 @@ class ReachApi(Api):
             super()._register_responses()
         finally:
             del self.DEFAULT_RESPONSE_CONTENT_TYPE
+        for status, name in WAITED_OUT.items():
+            response = {
+                "description": _WAITED_OUT_SAYS[status],
+                "schema": self.ERROR_SCHEMA,
+                "headers": RETRY_AFTER,
+            }
+            prepare_response(response, self.spec, "application/problem+json")
+            self.spec.components.response(name, response, lazy=True)
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         body, headers = from_http_exception(error)

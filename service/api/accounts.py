@@ -103,7 +103,8 @@ class Register(MethodView):
 
     @blp.arguments(RegisterSchema)
     @blp.response(201, TokenPairSchema)
-    @blp.alt_response(409, description="The email is taken")
+    @blp.problem(409, "The email is taken")
+    @blp.problem(429)
     def post(self, body: dict[str, Any]) -> accounts.SignedIn:
         """Create an account and sign in"""
         return accounts.register(db.session, token_issuer(), _refresh_days(), **body)
@@ -120,7 +121,8 @@ class Login(MethodView):
 
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
-    @blp.alt_response(401, description="Wrong email or password")
+    @blp.problem(401, "Wrong email or password, or the account is disabled")
+    @blp.problem(429)
     def post(self, body: dict[str, Any]) -> accounts.SignedIn:
         """Sign in with email and password"""
         return accounts.login(db.session, token_issuer(), _refresh_days(), **body)
@@ -138,8 +140,8 @@ class Refresh(MethodView):
 
     @blp.arguments(RefreshSchema)
     @blp.response(200, TokenPairSchema)
-    @blp.alt_response(401, description="Unknown, used or expired refresh token")
-    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.problem(401, "Unknown, used or expired refresh token")
+    @blp.problem(429)
     def post(self, body: dict[str, Any]) -> accounts.SignedIn:
         """Trade a refresh token for a new pair; the old one stops working
 

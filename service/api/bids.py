@@ -53,7 +53,9 @@ class Bids(MethodView):
     @blp.arguments(BidCreateSchema)
     @blp.response(201, BidSchema, description="Sent")
     @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier send")
-    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.problem(404, "Not paired")
+    @blp.problem(409, "The client_id was used for another bid")
+    @blp.problem(429)
     @limiter.shared_limit(_bid_limit, scope=SENDING_BIDS)
     def post(self, body: dict[str, Any]) -> tuple[Response | dict[str, Any], int]:
         """Reach for the partner"""
@@ -65,6 +67,7 @@ class Bids(MethodView):
     @member
     @blp.arguments(BidQueryArgsSchema, location="query")
     @blp.response(200, BidListSchema)
+    @blp.problem(404, "Not paired")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """The couple's bids, newest first"""
         return bids.list_for(db.session, current_user(), **args)
@@ -76,6 +79,7 @@ class BidResource(MethodView):
 
     @member
     @blp.response(200, BidSchema)
+    @blp.problem(404, "No such bid the caller may see")
     def get(self, bid_id: uuid.UUID) -> dict[str, Any]:
         """One bid with its timeline"""
         return bids.get(db.session, current_user(), bid_id)
@@ -87,6 +91,8 @@ class Delivered(MethodView):
 
     @member
     @blp.response(200, BidSchema)
+    @blp.problem(403, "The caller sent this bid: only its recipient acknowledges it")
+    @blp.problem(404, "No such bid the caller may see")
     def post(self, bid_id: uuid.UUID) -> dict[str, Any]:
         """A device of the partner received the bid (idempotent)"""
         return bids.acknowledge(db.session, current_user(), bid_id, "delivered").bid
@@ -98,6 +104,8 @@ class Seen(MethodView):
 
     @member
     @blp.response(200, BidSchema)
+    @blp.problem(403, "The caller sent this bid: only its recipient acknowledges it")
+    @blp.problem(404, "No such bid the caller may see")
     def post(self, bid_id: uuid.UUID) -> dict[str, Any]:
         """The partner opened the bid (idempotent)"""
         return bids.acknowledge(db.session, current_user(), bid_id, "seen").bid
@@ -111,6 +119,13 @@ class Responses(MethodView):
     @blp.arguments(BidResponseCreateSchema)
     @blp.response(201, BidSchema, description="The bid with the response")
     @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier response")
+    @blp.problem(403, "The caller sent this bid: only its recipient answers it")
+    @blp.problem(404, "No such bid the caller may see")
+    @blp.problem(
+        409,
+        "The bid expired, was turned toward already, has its `later` already, or the"
+        " client_id was used for another response",
+    )
     def post(self, body: dict[str, Any], bid_id: uuid.UUID) -> tuple[dict[str, Any], int]:
         """Turn toward the bid now, or say when you will be back (`later`)"""
         return _status(bids.respond(db.session, current_user(), bid_id, **body))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 import flask
@@ -10,6 +11,9 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 
 from schemas.base import NestedTooDeep
+from schemas.errors import ProblemSchema
+from service.errors import PROBLEM_MIMETYPE
+from service.extensions import RETRY_AFTER, WAITED_OUT
 
 
 class BodyParser(FlaskParser):
@@ -44,3 +48,17 @@ class Blueprint(flask_smorest.Blueprint):
 
     def arguments(self, schema: Any, *args: Any, **kwargs: Any) -> Any:
         return super().arguments(schema() if isinstance(schema, type) else schema, *args, **kwargs)
+
+    def problem(self, status: int, description: str | None = None) -> Any:
+        """Document an error the operation answers: a problem+json body, said `description`
+        (HTTP's phrase if none); a 429 or 503 with its Retry-After header."""
+        if description is None:
+            name = WAITED_OUT.get(status) or HTTPStatus(status).name
+            return self.alt_response(status, response=name)
+        return self.alt_response(
+            status,
+            schema=ProblemSchema,
+            description=description,
+            content_type=PROBLEM_MIMETYPE,
+            headers=RETRY_AFTER if status in WAITED_OUT else None,
+        )

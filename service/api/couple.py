@@ -34,8 +34,8 @@ class Invites(MethodView):
 
     @member
     @blp.response(201, InviteSchema)
-    @blp.alt_response(409, description="The caller is already paired")
-    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.problem(409, "The caller is already paired")
+    @blp.problem(429)
     @limiter.limit(_pairing_limit)
     def post(self) -> dict[str, Any]:
         """Create an invite code for a partner (single use, expires)"""
@@ -57,7 +57,8 @@ class Join(MethodView):
     @member
     @blp.arguments(JoinSchema)
     @blp.response(201, CoupleSchema)
-    @blp.alt_response(409, description="The caller is already paired")
+    @blp.problem(409, "The caller, or the partner who made the code, is already paired")
+    @blp.problem(429)
     def post(self, body: dict[str, Any]) -> pairing.CoupleView:
         """Join a partner with their invite code"""
         return pairing.join(db.session, current_user(), body["code"])
@@ -69,12 +70,14 @@ class CoupleResource(MethodView):
 
     @member
     @blp.response(200, CoupleSchema)
+    @blp.problem(404, "Not paired")
     def get(self) -> pairing.CoupleView:
         """The caller's couple, or 404 when unpaired"""
         return pairing.current_couple(db.session, current_user())
 
     @member
     @blp.response(204)
+    @blp.problem(404, "Not paired")
     def delete(self) -> None:
         """Unpair; both phones are told"""
         pairing.unpair(db.session, current_user())

@@ -31,7 +31,7 @@ class Devices(MethodView):
     @member
     @blp.arguments(DeviceCreateSchema)
     @blp.response(201, DeviceSchema, description="Registered, or a known token refreshed")
-    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.problem(429)
     @limiter.limit(_registration_limit)
     def post(self, body: dict[str, Any]) -> Device:
         """Register a push token, or refresh a known one (upsert by token); pushes to it stop
@@ -55,6 +55,7 @@ class DeviceResource(MethodView):
 
     @member
     @blp.response(204)
+    @blp.problem(404, "No such device of the caller's")
     def delete(self, device_id: uuid.UUID) -> None:
         """Stop pushing to a device"""
         devices.delete(db.session, current_user(), device_id)

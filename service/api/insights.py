@@ -31,6 +31,7 @@ class Insights(MethodView):
     @member
     @blp.arguments(InsightsArgsSchema, location="query")
     @blp.response(200, InsightsSchema)
+    @blp.problem(404, "Not paired")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """How the two of you reach for and turn toward each other (7, 30 or 90 days)"""
         return insights.for_couple(db.session, current_user(), args["days"])
@@ -44,7 +45,10 @@ class CheckIns(MethodView):
     @blp.arguments(CheckInCreateSchema)
     @blp.response(201, CheckInRoundSchema)
     @blp.alt_response(200, schema=CheckInRoundSchema, description="A retry of an earlier answer")
-    @blp.alt_response(409, description="Already answered this round")
+    @blp.problem(404, "Not paired")
+    @blp.problem(
+        409, "Already answered this round, or the client_id was used in an earlier pairing"
+    )
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Answer the A.R.E. check-in (1-5 each); the partner's answers show once both answered"""
         client_id = body.pop("client_id")
@@ -54,6 +58,7 @@ class CheckIns(MethodView):
     @member
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, CheckInListSchema)
+    @blp.problem(404, "Not paired")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Revealed check-ins, newest first"""
         return checkins.history(db.session, current_user(), args["limit"], args["before"])
@@ -65,6 +70,7 @@ class CurrentCheckIn(MethodView):
 
     @member
     @blp.response(200, CheckInRoundSchema)
+    @blp.problem(404, "Not paired")
     def get(self) -> dict[str, Any]:
         """The current check-in round as you may see it"""
         return checkins.current(db.session, current_user())

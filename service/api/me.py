@@ -38,6 +38,7 @@ class Me(MethodView):
 
     @member
     @blp.response(204)
+    @blp.problem(409, "The pairing changed while the account was being deleted: try again")
     def delete(self) -> None:
         """Delete the account and everything you wrote; your partner is told and keeps theirs"""
         user_id = current_user().id

@@ -27,6 +27,7 @@ from service.services import repair_breaks, repair_messages, repairs
 PREFIX = "/repairs"
 blp = Blueprint("repairs", __name__, description="Coming back to a rocky moment")
 member = documented_member(blp)
+_NO_SUCH_REPAIR = "Not paired, or no such conversation the caller may see"
 
 
 def _status(written: repairs.Written) -> tuple[dict[str, Any], int]:
@@ -46,7 +47,9 @@ class Repairs(MethodView):
     @blp.arguments(RepairCreateSchema)
     @blp.response(201, RepairSchema, description="Started")
     @blp.alt_response(200, schema=RepairSchema, description="A retry of an earlier start")
-    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.problem(404, "Not paired")
+    @blp.problem(409, "The client_id was used for another conversation")
+    @blp.problem(429)
     @limiter.limit(_repair_limit)
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Start a repair conversation"""
@@ -55,6 +58,7 @@ class Repairs(MethodView):
     @member
     @blp.arguments(RepairQueryArgsSchema, location="query")
     @blp.response(200, RepairListSchema)
+    @blp.problem(404, "Not paired")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """The couple's repair conversations, newest first"""
         return repairs.list_for(db.session, current_user(), **args)
@@ -66,6 +70,7 @@ class RepairResource(MethodView):
 
     @member
     @blp.response(200, RepairSchema)
+    @blp.problem(404, _NO_SUCH_REPAIR)
     def get(self, repair_id: uuid.UUID) -> dict[str, Any]:
         """One conversation with each partner's read receipt and whether they feel heard"""
         return repairs.get(db.session, current_user(), repair_id)
@@ -79,8 +84,9 @@ class Messages(MethodView):
     @blp.arguments(RepairMessageCreateSchema)
     @blp.response(201, RepairMessageSchema, description="Written")
     @blp.alt_response(200, schema=RepairMessageSchema, description="A retry")
-    @blp.alt_response(409, description="The conversation is resolved")
-    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.problem(404, _NO_SUCH_REPAIR)
+    @blp.problem(409, "The conversation is resolved, or the client_id was used for another message")
+    @blp.problem(429)
     @limiter.shared_limit(_repair_limit, scope=WRITING_REPAIR_MESSAGES)
     def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> tuple[dict[str, Any], int]:
         """Write in the conversation"""
@@ -89,6 +95,7 @@ class Messages(MethodView):
     @member
     @blp.arguments(RepairMessageQueryArgsSchema, location="query")
     @blp.response(200, RepairMessageListSchema)
+    @blp.problem(404, _NO_SUCH_REPAIR)
     def get(self, args: dict[str, Any], repair_id: uuid.UUID) -> dict[str, Any]:
         """Messages after `after_seq`, in seq order"""
         return repair_messages.list_for(db.session, current_user(), repair_id, **args)
@@ -101,6 +108,7 @@ class Read(MethodView):
     @member
     @blp.arguments(ReadReceiptSchema)
     @blp.response(200, RepairSchema)
+    @blp.problem(404, _NO_SUCH_REPAIR)
     def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> dict[str, Any]:
         """Read receipt: this partner has read up to `seq` (never moves back)"""
         return repairs.read(db.session, current_user(), repair_id, body["seq"])
@@ -113,8 +121,9 @@ class Pause(MethodView):
     @member
     @blp.arguments(PauseSchema)
     @blp.response(200, RepairSchema)
-    @blp.alt_response(409, description="The conversation is resolved")
-    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.problem(404, _NO_SUCH_REPAIR)
+    @blp.problem(409, "The conversation is resolved")
+    @blp.problem(429)
     @limiter.limit(_repair_limit)
     def post(self, body: dict[str, Any], repair_id: uuid.UUID) -> dict[str, Any]:
         """Take a break when flooded; both phones are reminded when it ends"""
@@ -127,7 +136,8 @@ class Resume(MethodView):
 
     @member
     @blp.response(200, RepairSchema)
-    @blp.alt_response(429, response="TOO_MANY_REQUESTS")
+    @blp.problem(404, _NO_SUCH_REPAIR)
+    @blp.problem(429)
     @limiter.limit(_repair_limit)
     def post(self, repair_id: uuid.UUID) -> dict[str, Any]:
         """End a break early (idempotent)"""
@@ -140,6 +150,7 @@ class Resolve(MethodView):
 
     @member
     @blp.response(200, RepairSchema)
+    @blp.problem(404, _NO_SUCH_REPAIR)
     def post(self, repair_id: uuid.UUID) -> dict[str, Any]:
         """This partner feels heard; resolved once both do (idempotent)"""
         return repairs.resolve(db.session, current_user(), repair_id)

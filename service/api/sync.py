@@ -25,8 +25,8 @@ class Sync(MethodView):
     @member
     @blp.arguments(SyncArgsSchema, location="query")
     @blp.response(200, SyncPageSchema)
-    @blp.alt_response(404, description="Not paired, or no longer in the `couple_id` asked for")
-    @blp.alt_response(409, description="`since` is a cursor of an earlier pairing")
+    @blp.problem(404, "Not paired, or no longer in the `couple_id` asked for")
+    @blp.problem(409, "`since` is a cursor of an earlier pairing")
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Events after `since`, in cursor order; store the last cursor applied"""
         couple_id, since = current_member().couple_id, args["since"]

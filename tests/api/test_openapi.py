@@ -165,3 +165,20 @@ def test_fields_from_a_fixed_set_list_it(client: ApiClient) -> None:
     assert enum("TokenPair", "token_type") == ["Bearer"]
     problem = schemas["Problem"]
     assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
+
+
+def test_waited_out_errors_say_how_long_in_retry_after(client: ApiClient) -> None:
+    doc = client.get("/api/v1/openapi.json").json()
+    named = doc["components"]["responses"]
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            if method == "parameters":
+                continue
+            assert "503" in op["responses"], (method, path)
+            for status in ("429", "503"):
+                response = op["responses"].get(status)
+                if response is None:
+                    continue
+                response = named[response["$ref"].rsplit("/", 1)[-1]]
+                assert "Retry-After" in response["headers"], (method, path, status)
+                assert "application/problem+json" in response["content"], (method, path)
