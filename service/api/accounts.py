@@ -101,6 +101,7 @@ class Register(MethodView):
         limiter.limit(auth_email_limit, key_func=_submitted_email, methods=["POST"], scope="email"),
     ]
 
+    @blp.doc(operationId="register")
     @blp.arguments(RegisterSchema)
     @blp.response(201, TokenPairSchema)
     @blp.problem(409, "The email is taken")
@@ -119,6 +120,7 @@ class Login(MethodView):
         limiter.limit(auth_email_limit, key_func=_submitted_email, methods=["POST"], scope="email"),
     ]
 
+    @blp.doc(operationId="login")
     @blp.arguments(LoginSchema)
     @blp.response(200, TokenPairSchema)
     @blp.problem(401, "Wrong email or password, or the account is disabled")
@@ -138,6 +140,7 @@ class Refresh(MethodView):
         ),
     ]
 
+    @blp.doc(operationId="refreshTokens")
     @blp.arguments(RefreshSchema)
     @blp.response(200, TokenPairSchema)
     @blp.problem(401, "Unknown, used or expired refresh token")
@@ -168,6 +171,7 @@ class Refresh(MethodView):
 
 @blp.route("/logout")
 class Logout(MethodView):
+    @blp.doc(operationId="logout")
     @blp.arguments(RefreshSchema)
     @blp.response(204)
     def post(self, body: dict[str, Any]) -> None:

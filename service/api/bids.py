@@ -50,6 +50,7 @@ def _sent(written: bids.Written) -> tuple[Response | dict[str, Any], int]:
 class Bids(MethodView):
     @remembered_member_required
     @member
+    @blp.doc(operationId="sendBid")
     @blp.arguments(BidCreateSchema)
     @blp.response(201, BidSchema, description="Sent")
     @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier send")
@@ -65,6 +66,7 @@ class Bids(MethodView):
 
     @auth_required
     @member
+    @blp.doc(operationId="listBids")
     @blp.arguments(BidQueryArgsSchema, location="query")
     @blp.response(200, BidListSchema)
     @blp.problem(404, "Not paired")
@@ -78,6 +80,7 @@ class BidResource(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="getBid")
     @blp.response(200, BidSchema)
     @blp.problem(404, "No such bid the caller may see")
     def get(self, bid_id: uuid.UUID) -> dict[str, Any]:
@@ -90,6 +93,7 @@ class Delivered(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="markBidDelivered")
     @blp.response(200, BidSchema)
     @blp.problem(403, "The caller sent this bid: only its recipient acknowledges it")
     @blp.problem(404, "No such bid the caller may see")
@@ -103,6 +107,7 @@ class Seen(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="markBidSeen")
     @blp.response(200, BidSchema)
     @blp.problem(403, "The caller sent this bid: only its recipient acknowledges it")
     @blp.problem(404, "No such bid the caller may see")
@@ -116,6 +121,7 @@ class Responses(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="respondToBid")
     @blp.arguments(BidResponseCreateSchema)
     @blp.response(201, BidSchema, description="The bid with the response")
     @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier response")

@@ -33,6 +33,7 @@ class Invites(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="createInvite")
     @blp.response(201, InviteSchema)
     @blp.problem(409, "The caller is already paired")
     @blp.problem(429)
@@ -55,6 +56,7 @@ class Join(MethodView):
     ]
 
     @member
+    @blp.doc(operationId="joinCouple")
     @blp.arguments(JoinSchema)
     @blp.response(201, CoupleSchema)
     @blp.problem(409, "The caller, or the partner who made the code, is already paired")
@@ -69,6 +71,7 @@ class CoupleResource(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="getCouple")
     @blp.response(200, CoupleSchema)
     @blp.problem(404, "Not paired")
     def get(self) -> pairing.CoupleView:
@@ -76,6 +79,7 @@ class CoupleResource(MethodView):
         return pairing.current_couple(db.session, current_user())
 
     @member
+    @blp.doc(operationId="unpair")
     @blp.response(204)
     @blp.problem(404, "Not paired")
     def delete(self) -> None:

@@ -29,6 +29,7 @@ class Devices(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="registerDevice")
     @blp.arguments(DeviceCreateSchema)
     @blp.response(201, DeviceSchema, description="Registered, or a known token refreshed")
     @blp.problem(429)
@@ -42,6 +43,7 @@ class Devices(MethodView):
         )
 
     @member
+    @blp.doc(operationId="listDevices")
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, DeviceListSchema)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -54,6 +56,7 @@ class DeviceResource(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="deleteDevice")
     @blp.response(204)
     @blp.problem(404, "No such device of the caller's")
     def delete(self, device_id: uuid.UUID) -> None:

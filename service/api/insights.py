@@ -29,6 +29,7 @@ class Insights(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="getInsights")
     @blp.arguments(InsightsArgsSchema, location="query")
     @blp.response(200, InsightsSchema)
     @blp.problem(404, "Not paired")
@@ -42,6 +43,7 @@ class CheckIns(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="answerCheckIn")
     @blp.arguments(CheckInCreateSchema)
     @blp.response(201, CheckInRoundSchema)
     @blp.alt_response(200, schema=CheckInRoundSchema, description="A retry of an earlier answer")
@@ -56,6 +58,7 @@ class CheckIns(MethodView):
         return answered.round, 201 if answered.created else 200
 
     @member
+    @blp.doc(operationId="listCheckIns")
     @blp.arguments(PageArgsSchema, location="query")
     @blp.response(200, CheckInListSchema)
     @blp.problem(404, "Not paired")
@@ -69,6 +72,7 @@ class CurrentCheckIn(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="getCurrentCheckIn")
     @blp.response(200, CheckInRoundSchema)
     @blp.problem(404, "Not paired")
     def get(self) -> dict[str, Any]:

@@ -24,12 +24,14 @@ class Me(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="getProfile")
     @blp.response(200, UserSchema)
     def get(self) -> User:
         """The caller's profile"""
         return current_user()
 
     @member
+    @blp.doc(operationId="updateProfile")
     @blp.arguments(ProfileUpdateSchema)
     @blp.response(200, UserSchema)
     def patch(self, changes: dict[str, Any]) -> User:
@@ -37,6 +39,7 @@ class Me(MethodView):
         return accounts.update_profile(db.session, current_user(), changes)
 
     @member
+    @blp.doc(operationId="deleteAccount")
     @blp.response(204)
     @blp.problem(409, "The pairing changed while the account was being deleted: try again")
     def delete(self) -> None:
@@ -51,6 +54,7 @@ class Export(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="exportData")
     @blp.response(200, ExportSchema)
     def get(self) -> dict[str, Any]:
         """Everything you wrote, as JSON (yours to keep, also after unpairing)"""

@@ -44,6 +44,7 @@ class Repairs(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="startRepair")
     @blp.arguments(RepairCreateSchema)
     @blp.response(201, RepairSchema, description="Started")
     @blp.alt_response(200, schema=RepairSchema, description="A retry of an earlier start")
@@ -56,6 +57,7 @@ class Repairs(MethodView):
         return _status(repairs.start(db.session, current_user(), **body))
 
     @member
+    @blp.doc(operationId="listRepairs")
     @blp.arguments(RepairQueryArgsSchema, location="query")
     @blp.response(200, RepairListSchema)
     @blp.problem(404, "Not paired")
@@ -69,6 +71,7 @@ class RepairResource(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="getRepair")
     @blp.response(200, RepairSchema)
     @blp.problem(404, _NO_SUCH_REPAIR)
     def get(self, repair_id: uuid.UUID) -> dict[str, Any]:
@@ -81,6 +84,7 @@ class Messages(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="writeRepairMessage")
     @blp.arguments(RepairMessageCreateSchema)
     @blp.response(201, RepairMessageSchema, description="Written")
     @blp.alt_response(200, schema=RepairMessageSchema, description="A retry")
@@ -93,6 +97,7 @@ class Messages(MethodView):
         return _status(repair_messages.write(db.session, current_user(), repair_id, **body))
 
     @member
+    @blp.doc(operationId="listRepairMessages")
     @blp.arguments(RepairMessageQueryArgsSchema, location="query")
     @blp.response(200, RepairMessageListSchema)
     @blp.problem(404, _NO_SUCH_REPAIR)
@@ -106,6 +111,7 @@ class Read(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="markRepairRead")
     @blp.arguments(ReadReceiptSchema)
     @blp.response(200, RepairSchema)
     @blp.problem(404, _NO_SUCH_REPAIR)
@@ -119,6 +125,7 @@ class Pause(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="pauseRepair")
     @blp.arguments(PauseSchema)
     @blp.response(200, RepairSchema)
     @blp.problem(404, _NO_SUCH_REPAIR)
@@ -135,6 +142,7 @@ class Resume(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="resumeRepair")
     @blp.response(200, RepairSchema)
     @blp.problem(404, _NO_SUCH_REPAIR)
     @blp.problem(429)
@@ -149,6 +157,7 @@ class Resolve(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="resolveRepair")
     @blp.response(200, RepairSchema)
     @blp.problem(404, _NO_SUCH_REPAIR)
     def post(self, repair_id: uuid.UUID) -> dict[str, Any]:

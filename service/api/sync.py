@@ -23,6 +23,7 @@ class Sync(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="sync")
     @blp.arguments(SyncArgsSchema, location="query")
     @blp.response(200, SyncPageSchema)
     @blp.problem(404, "Not paired, or no longer in the `couple_id` asked for")

@@ -146,6 +146,62 @@ def test_response_shapes_say_every_field_is_always_sent(client: ApiClient) -> No
         assert sorted(schema.get("required", [])) == sorted(schema["properties"]), name
 
 
+# A generated client names its methods after these: renaming one breaks every app built on it.
+OPERATION_IDS = {
+    ("POST", "/api/v1/auth/register"): "register",
+    ("POST", "/api/v1/auth/login"): "login",
+    ("POST", "/api/v1/auth/refresh"): "refreshTokens",
+    ("POST", "/api/v1/auth/logout"): "logout",
+    ("GET", "/api/v1/me"): "getProfile",
+    ("PATCH", "/api/v1/me"): "updateProfile",
+    ("DELETE", "/api/v1/me"): "deleteAccount",
+    ("GET", "/api/v1/me/export"): "exportData",
+    ("POST", "/api/v1/couple/invites"): "createInvite",
+    ("POST", "/api/v1/couple/join"): "joinCouple",
+    ("GET", "/api/v1/couple"): "getCouple",
+    ("DELETE", "/api/v1/couple"): "unpair",
+    ("GET", "/api/v1/devices"): "listDevices",
+    ("POST", "/api/v1/devices"): "registerDevice",
+    ("DELETE", "/api/v1/devices/{device_id}"): "deleteDevice",
+    ("GET", "/api/v1/bids"): "listBids",
+    ("POST", "/api/v1/bids"): "sendBid",
+    ("GET", "/api/v1/bids/{bid_id}"): "getBid",
+    ("POST", "/api/v1/bids/{bid_id}/delivered"): "markBidDelivered",
+    ("POST", "/api/v1/bids/{bid_id}/seen"): "markBidSeen",
+    ("POST", "/api/v1/bids/{bid_id}/responses"): "respondToBid",
+    ("GET", "/api/v1/repairs"): "listRepairs",
+    ("POST", "/api/v1/repairs"): "startRepair",
+    ("GET", "/api/v1/repairs/{repair_id}"): "getRepair",
+    ("GET", "/api/v1/repairs/{repair_id}/messages"): "listRepairMessages",
+    ("POST", "/api/v1/repairs/{repair_id}/messages"): "writeRepairMessage",
+    ("POST", "/api/v1/repairs/{repair_id}/read"): "markRepairRead",
+    ("POST", "/api/v1/repairs/{repair_id}/pause"): "pauseRepair",
+    ("POST", "/api/v1/repairs/{repair_id}/resume"): "resumeRepair",
+    ("POST", "/api/v1/repairs/{repair_id}/resolve"): "resolveRepair",
+    ("GET", "/api/v1/insights"): "getInsights",
+    ("GET", "/api/v1/checkins"): "listCheckIns",
+    ("POST", "/api/v1/checkins"): "answerCheckIn",
+    ("GET", "/api/v1/checkins/current"): "getCurrentCheckIn",
+    ("GET", "/api/v1/sync"): "sync",
+}
+
+
+def test_every_operation_has_its_stable_operation_id(client: ApiClient) -> None:
+    """Without operationIds, Swift and Kotlin generators make method names from the path
+    (`apiV1BidsBidIdSeenPost`), and a new path parameter renames them."""
+    doc = client.get("/api/v1/openapi.json").json()
+    found = {
+        (method.upper(), path): op.get("operationId")
+        for path, operations in doc["paths"].items()
+        for method, op in operations.items()
+        if method != "parameters"
+    }
+    assert found == OPERATION_IDS
+    for path, operations in doc["paths"].items():
+        for parameter in operations.get("parameters", []):
+            assert parameter["schema"] == {"type": "string", "format": "uuid"}, (path, parameter)
+
+
 def test_fields_from_a_fixed_set_list_it(client: ApiClient) -> None:
     """A generated model decodes these as enums; each lists what the service sends."""
     schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
