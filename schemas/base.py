@@ -189,6 +189,24 @@ def name(max_length: int, *, required: bool = True) -> fields.String:
     return Trimmed(required=required, validate=[validate.Length(min=1, max=max_length), _shown])
 
 
+class Variants(fields.Nested):
+    """An object of one of several shapes, told apart by its `discriminator` field: dumped
+    with `nested` (the shapes' common base), documented as one of `variants` (the value of
+    the discriminator -> the schema of that shape)."""
+
+    def __init__(
+        self,
+        nested: type[Schema],
+        *,
+        discriminator: str,
+        variants: Mapping[str, type[Schema]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(nested, **kwargs)
+        self.discriminator = discriminator
+        self.variants = dict(variants)
+
+
 class PageArgsSchema(Schema):
     """`limit` (1..200, default 50) and `before` (the `next` of the previous page)."""
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.base import Schema
+from schemas.base import Schema, UTCDateTime, Variants
+from schemas.bids import BidSchema
+from schemas.repairs import RepairMessageSchema, RepairSchema
 
 EVENT_TYPES = (
     "couple.paired",
@@ -36,7 +38,116 @@ class EventSchema(Schema):
     )
     type = fields.String(dump_only=True, metadata={"enum": list(EVENT_TYPES)})
     at = fields.String(dump_only=True, metadata={"format": "date-time"})
-    data = fields.Dict(dump_only=True, metadata={"description": "The resource as REST shows it"})
+    data: fields.Field = fields.Dict(
+        dump_only=True, metadata={"description": "The resource as REST shows it"}
+    )
+
+
+class CouplePairedSchema(Schema):
+    couple_id = fields.UUID(dump_only=True)
+    partner_ids = fields.List(fields.UUID(), dump_only=True)
+    paired_at = UTCDateTime(dump_only=True)
+
+
+class CoupleEndedSchema(Schema):
+    couple_id = fields.UUID(dump_only=True)
+    ended_by = fields.UUID(dump_only=True, metadata={"description": "Who unpaired"})
+    ended_at = UTCDateTime(dump_only=True)
+    reason = fields.String(
+        dump_only=True,
+        metadata={
+            "enum": ["account_deleted"],
+            "description": "Only when the partner deleted their account; absent after an unpair",
+            "optional": True,
+        },
+    )
+
+
+class CheckInAnsweredSchema(Schema):
+    round_id = fields.UUID(dump_only=True)
+    number = fields.Integer(dump_only=True)
+    user_id = fields.UUID(dump_only=True, metadata={"description": "Who answered (never how)"})
+
+
+class CheckInAnswersSchema(Schema):
+    accessible = fields.Integer(dump_only=True, metadata={"minimum": 1, "maximum": 5})
+    responsive = fields.Integer(dump_only=True, metadata={"minimum": 1, "maximum": 5})
+    engaged = fields.Integer(dump_only=True, metadata={"minimum": 1, "maximum": 5})
+
+
+class CheckInRevealedSchema(Schema):
+    round_id = fields.UUID(dump_only=True)
+    number = fields.Integer(dump_only=True)
+    answers = fields.Dict(
+        keys=fields.UUID(),
+        values=fields.Nested(CheckInAnswersSchema),
+        dump_only=True,
+        metadata={"description": "Each partner's user id -> their answers"},
+    )
+
+
+def _types(prefix: str, *names: str) -> list[str]:
+    return [f"{prefix}.{name}" for name in names]
+
+
+class CouplePairedEventSchema(EventSchema):
+    type = fields.String(dump_only=True, metadata={"enum": ["couple.paired"]})
+    data = fields.Nested(CouplePairedSchema, dump_only=True)
+
+
+class CoupleEndedEventSchema(EventSchema):
+    type = fields.String(dump_only=True, metadata={"enum": ["couple.ended"]})
+    data = fields.Nested(CoupleEndedSchema, dump_only=True)
+
+
+class BidEventSchema(EventSchema):
+    type = fields.String(
+        dump_only=True,
+        metadata={"enum": _types("bid", "created", "delivered", "seen", "answered", "expired")},
+    )
+    data = fields.Nested(BidSchema, dump_only=True, metadata={"description": "The whole bid"})
+
+
+class RepairEventSchema(EventSchema):
+    type = fields.String(
+        dump_only=True,
+        metadata={
+            "enum": _types("repair", "started", "read", "paused", "resumed", "heard", "resolved")
+        },
+    )
+    data = fields.Nested(
+        RepairSchema, dump_only=True, metadata={"description": "The whole conversation"}
+    )
+
+
+class RepairMessageEventSchema(EventSchema):
+    type = fields.String(dump_only=True, metadata={"enum": ["repair.message"]})
+    data = fields.Nested(RepairMessageSchema, dump_only=True)
+
+
+class CheckInAnsweredEventSchema(EventSchema):
+    type = fields.String(dump_only=True, metadata={"enum": ["checkin.answered"]})
+    data = fields.Nested(CheckInAnsweredSchema, dump_only=True)
+
+
+class CheckInRevealedEventSchema(EventSchema):
+    type = fields.String(dump_only=True, metadata={"enum": ["checkin.revealed"]})
+    data = fields.Nested(CheckInRevealedSchema, dump_only=True)
+
+
+EVENT_SCHEMAS: dict[str, type[EventSchema]] = {
+    type_: schema
+    for schema in (
+        CouplePairedEventSchema,
+        CoupleEndedEventSchema,
+        BidEventSchema,
+        RepairEventSchema,
+        RepairMessageEventSchema,
+        CheckInAnsweredEventSchema,
+        CheckInRevealedEventSchema,
+    )
+    for type_ in schema._declared_fields["type"].metadata["enum"]
+}
 
 
 class SyncArgsSchema(Schema):
@@ -52,6 +163,8 @@ class SyncArgsSchema(Schema):
 
 class SyncPageSchema(Schema):
     couple_id = fields.UUID(dump_only=True, metadata={"description": "The caller's couple"})
-    events = fields.List(fields.Nested(EventSchema), dump_only=True)
+    events = fields.List(
+        Variants(EventSchema, discriminator="type", variants=EVENT_SCHEMAS), dump_only=True
+    )
     next = fields.Integer(dump_only=True, metadata={"description": "Pass as `since` next time"})
     has_more = fields.Boolean(dump_only=True)

@@ -18,6 +18,7 @@ from flask_smorest.utils import prepare_response
 from limits import RateLimitItem
 from werkzeug.exceptions import HTTPException
 
+from schemas.base import Variants
 from schemas.errors import ProblemSchema
 from service.db import Database
 from service.errors import from_http_exception
@@ -29,22 +30,44 @@ log = logging.getLogger("reach.limits")
 class ShapeConverter(OpenAPIConverter):
     """A schema of output fields only (a response's) lists every field as required: each is in
     every answer, null when it has no value, and models generated from the document need not
-    treat `id` or `status` as optional."""
+    treat `id` or `status` as optional. A field sent only sometimes says so in its metadata
+    (`"optional": True`)."""
 
     def fields2jsonschema(self, fields: Any, *, partial: Any = None) -> dict[str, Any]:
         schema: dict[str, Any] = super().fields2jsonschema(fields, partial=partial)
         if fields and all(field.dump_only for field in fields.values()):
-            schema["required"] = sorted(schema["properties"])
+            schema["required"] = sorted(
+                name
+                for name, field in fields.items()
+                if not field.metadata.get("optional") and name in schema["properties"]
+            )
         return schema
 
     def field2property(self, field: Any) -> dict[str, Any]:
-        """A nullable field's enum names null too (as apispec does for a OneOf validator, not
-        for an enum given in metadata): else null, which the field is sent as, breaks it."""
+        """`Variants` as oneOf its shapes, told apart by their discriminator; a nullable
+        field's enum names null too (as apispec does for a OneOf validator, not for an enum
+        given in metadata): else null, which the field is sent as, breaks it."""
+        if isinstance(field, Variants):
+            return self._variants(field)
         prop: dict[str, Any] = super().field2property(field)
         types = prop.get("type")
         nullable = isinstance(types, list) and "null" in types
         if nullable and "enum" in prop and None not in prop["enum"]:
             prop["enum"] = [*prop["enum"], None]
+        return prop
+
+    def _variants(self, field: Variants) -> dict[str, Any]:
+        refs = {
+            value: self.resolve_nested_schema(schema) for value, schema in field.variants.items()
+        }
+        shapes = list({ref["$ref"]: ref for ref in refs.values()}.values())
+        mapping = {value: ref["$ref"] for value, ref in refs.items()}
+        prop: dict[str, Any] = {
+            "oneOf": shapes,
+            "discriminator": {"propertyName": field.discriminator, "mapping": mapping},
+        }
+        if field.dump_only:
+            prop["readOnly"] = True
         return prop
 
 
