@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from openapi_spec_validator import validate
 
 from schemas.sync import EVENT_TYPES
 from service.clock import clock
@@ -156,6 +157,10 @@ def test_response_shapes_say_every_field_is_always_sent(client: ApiClient) -> No
     for name, schema in responses.items():
         always = set(schema["properties"]) - sometimes.get(name, set())
         assert sorted(schema.get("required", [])) == sorted(always), name
+
+
+def test_the_document_is_valid_openapi(client: ApiClient) -> None:
+    validate(client.get("/api/v1/openapi.json").json())
 
 
 # A generated client names its methods after these: renaming one breaks every app built on it.
