@@ -20,6 +20,7 @@ from service.models import Base
 from service.realtime import members
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
+from tests.support.documented import answers_documented
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
@@ -137,9 +138,13 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
 
 @pytest.fixture
 def client(live_server: LiveServer) -> Iterator[ApiClient]:
+    """A client of the live server; every answer it gets must be one the OpenAPI document
+    describes for its operation (`tests/support/documented.py`)."""
     api = ApiClient(live_server.url)
-    yield api
-    api.http.close()
+    try:
+        yield from answers_documented(api)
+    finally:
+        api.http.close()
 
 
 @pytest.fixture
