@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -18,6 +20,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     UniqueConstraint,
     create_engine,
+    func,
     insert,
     select,
     text,
@@ -29,7 +32,8 @@ from service.db import make_engine
 from service.extensions import db
 from service.models import Base, Device, PushDelivery, PushJob, User
 from tests.conftest import POSTGRES_URL
-from tests.support.client import ApiClient
+from tests.support import repairs
+from tests.support.client import ApiClient, Person
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 
@@ -312,3 +316,122 @@ def test_tokens_switched_off_for_another_project_can_come_back_after_0012(
     migrate.downgrade(empty_database, revision="0011_drop_bids_sender_created")
     assert reasons() == {other_project: "unregistered", uninstalled: "unregistered"}
     engine.dispose()
+
+
+@contextlib.contextmanager
+def _served(url: str) -> Iterator[ApiClient]:
+    app = create_app(make_settings(url))
+    server = LiveServer(app).start()
+    try:
+        yield ApiClient(server.url)
+    finally:
+        server.stop()
+        with app.app_context():
+            db.engine.dispose()
+
+
+def _what_they_see(client: ApiClient, ana: Person, ben: Person, repair_id: str) -> dict[str, Any]:
+    """Everything both partners read back: bids, answers, insights, repairs, sync, devices."""
+    seen: dict[str, Any] = {}
+    for who in (ana, ben):
+        for path in (
+            "/api/v1/me",
+            "/api/v1/bids",
+            "/api/v1/insights",
+            "/api/v1/checkins/current",
+            "/api/v1/repairs",
+            f"/api/v1/repairs/{repair_id}",
+            f"/api/v1/repairs/{repair_id}/messages",
+            "/api/v1/sync",
+            "/api/v1/devices",
+        ):
+            response = client.get(path, as_=client.fresh(who))
+            assert response.status_code == 200, (path, response.text)
+            seen[f"{who.user['display_name']} {path}"] = _timeless(response.json())
+    return seen
+
+
+MOMENTS = ("since", "until", "week_start")
+
+
+def _timeless(body: Any) -> Any:
+    """The body without the moments it was read at (insights count back from now)."""
+    if isinstance(body, dict):
+        return {k: _timeless(v) for k, v in body.items() if k not in MOMENTS}
+    if isinstance(body, list):
+        return [_timeless(item) for item in body]
+    return body
+
+
+def _rows(url: str) -> dict[str, int]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        counts = {
+            table.name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+            for table in Base.metadata.sorted_tables
+        }
+    engine.dispose()
+    return counts
+
+
+def test_stepping_back_and_up_again_keeps_every_row_and_what_the_partners_read(
+    empty_database: str,
+) -> None:
+    """An operator's rollback (`reach db downgrade --revision R`) and the upgrade after it, from
+    every revision since the history became one line, on a database holding a couple's bids and
+    answers, a repair with its messages, a check-in, devices, refresh tokens and push jobs."""
+    migrate.upgrade(empty_database)
+    with _served(empty_database) as client:
+        ana, ben = client.couple()
+        for n, kind in enumerate(("connect", "comfort", "share", "help")):
+            bid = client.post(
+                "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": kind}
+            ).json()
+            if n < 3:
+                assert client.post(f"/api/v1/bids/{bid['id']}/delivered", as_=ben).ok
+            if n == 1:
+                later = {
+                    "client_id": str(uuid.uuid4()),
+                    "kind": "later",
+                    "back_at": repairs.iso(datetime.now(UTC) + timedelta(hours=2)),
+                }
+                assert client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=later).ok
+            if n < 2:
+                toward = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+                assert client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=toward).ok
+        repair = repairs.start(client, ben, topic="the dishes")
+        repairs.write(client, ben, repair["id"])
+        repairs.write(client, ana, repair["id"], body="I heard you.")
+        scores = {"accessible": 4, "responsive": 3, "engaged": 5}
+        checkin = {"client_id": str(uuid.uuid4()), **scores}
+        assert client.post("/api/v1/checkins", as_=ana, json=checkin).ok
+        for who, token in ((ana, "ana-phone"), (ben, "ben-phone")):
+            device = {"platform": "android", "push_token": token}
+            assert client.post("/api/v1/devices", as_=who, json=device).ok
+        before = _what_they_see(client, ana, ben, repair["id"])
+    engine = make_engine(empty_database)
+    with engine.begin() as conn:  # the outbox in every state a job can be in
+        states = ("pending", "claimed", "done", "cancelled", "expired", "dead")
+        ids = conn.scalars(select(PushJob.__table__.c.id).order_by("id")).all()
+        assert len(ids) >= len(states)
+        for job_id, state in zip(ids, states, strict=False):
+            conn.execute(
+                PushJob.__table__.update().where(PushJob.__table__.c.id == job_id),
+                {"state": state},
+            )
+    engine.dispose()
+    rows = _rows(empty_database)
+    history = ScriptDirectory.from_config(migrate.alembic_config())
+    since_merge = [
+        script.revision
+        for script in history.walk_revisions("0005_merge", "heads")
+        if script.revision != history.get_current_head()
+    ]
+    for revision in since_merge:
+        migrate.downgrade(empty_database, revision=revision)
+        migrate.upgrade(empty_database)
+        assert _rows(empty_database) == rows, revision
+    with _served(empty_database) as client:
+        assert _what_they_see(client, ana, ben, repair["id"]) == before
+        refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token})
+        assert refreshed.status_code == 200, refreshed.text
