@@ -30,7 +30,7 @@ from sqlalchemy.engine import make_url
 from service import create_app, migrate
 from service.db import make_engine
 from service.extensions import db
-from service.models import Base, Device, PushDelivery, PushJob, User
+from service.models import Base, Bid, Device, PushDelivery, PushJob, User
 from tests.conftest import POSTGRES_URL
 from tests.support import repairs
 from tests.support.client import ApiClient, Person
@@ -435,3 +435,36 @@ def test_stepping_back_and_up_again_keeps_every_row_and_what_the_partners_read(
         assert _what_they_see(client, ana, ben, repair["id"]) == before
         refreshed = client.post("/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token})
         assert refreshed.status_code == 200, refreshed.text
+
+
+def test_bids_answered_before_the_insights_columns_keep_their_figures(
+    empty_database: str,
+) -> None:
+    """Migration 0004 fills the facts insights are computed from for the bids already there:
+    how each was first answered, kept promises, and how long each took to reach the phone."""
+    migrate.upgrade(empty_database)
+    with _served(empty_database) as client:
+        ana, ben = client.couple()
+        for n in range(3):
+            bid = client.post(
+                "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+            ).json()
+            assert client.post(f"/api/v1/bids/{bid['id']}/delivered", as_=ben).ok
+            if n == 0:
+                toward = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+                assert client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=toward).ok
+        engine = make_engine(empty_database)
+        with engine.begin() as conn:  # they took 40 s to reach Ben's phone
+            bids = Bid.__table__
+            for bid_id, created_at in conn.execute(select(bids.c.id, bids.c.created_at)).all():
+                conn.execute(
+                    bids.update().where(bids.c.id == bid_id),
+                    {"delivered_at": created_at + timedelta(seconds=40), "delivery_seconds": 40},
+                )
+        engine.dispose()
+        before = client.get("/api/v1/insights", as_=ana).json()["partners"]
+    assert [partner["median_delivery_seconds"] for partner in before] == [None, 40]
+    migrate.downgrade(empty_database, revision="0002")  # the release before insights
+    migrate.upgrade(empty_database)
+    with _served(empty_database) as client:
+        assert client.get("/api/v1/insights", as_=client.fresh(ana)).json()["partners"] == before

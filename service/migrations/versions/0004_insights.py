@@ -16,6 +16,13 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
+DELIVERY_SECONDS = {
+    "postgresql": "GREATEST(0, floor(extract(epoch FROM delivered_at - created_at)))::integer",
+    "sqlite": (
+        "MAX(0, CAST(ROUND((julianday(delivered_at) - julianday(created_at)) * 86400000) "
+        "/ 1000 AS INTEGER))"
+    ),
+}
 
 
 def upgrade() -> None:
@@ -35,6 +42,9 @@ def upgrade() -> None:
         "toward_at = (SELECT r.created_at FROM bid_responses r "
         "WHERE r.bid_id = bids.id AND r.kind = 'toward' ORDER BY r.created_at LIMIT 1)"
     )
+    # And how long each took to reach the phone, in whole seconds as bids.acknowledge counts.
+    seconds = DELIVERY_SECONDS[op.get_bind().dialect.name]
+    op.execute(f"UPDATE bids SET delivery_seconds = {seconds} WHERE delivered_at IS NOT NULL")
     op.create_index("ix_bids_recipient_created", "bids", ["recipient_id", "created_at"])
     op.create_index("ix_bids_sender_created", "bids", ["sender_id", "created_at"])
 
