@@ -536,3 +536,26 @@ def test_bids_are_written_and_read_while_the_insights_columns_are_added(
     engine.dispose()
     assert slowest < 1.5
     assert answered == 50_000
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_an_upgrade_is_not_cut_short_by_the_requests_statement_timeout(
+    empty_database: str,
+) -> None:
+    """Behind PgBouncer the statement timeout is set on the role (docs/operations.md), and
+    `reach db upgrade` connects as that role: filling 0004's columns or building an index on a
+    big table takes longer than any request may, and was cancelled every time it was rerun."""
+    migrate.upgrade(empty_database, revision="0002")
+    engine = make_engine(empty_database)
+    with engine.begin() as conn:
+        for statement in SEED_BIDS.split(";"):
+            conn.execute(text(statement), {"bids": 20_000})
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+        conn.execute(text(f"ALTER DATABASE {database} SET statement_timeout = '50ms'"))
+    engine.dispose()
+    migrate.upgrade(empty_database)
+    engine = make_engine(empty_database)
+    with engine.connect() as conn:
+        head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+        assert MigrationContext.configure(conn).get_current_revision() == head
+    engine.dispose()

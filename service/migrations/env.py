@@ -91,6 +91,15 @@ def one_at_a_time(connection: Connection) -> Iterator[None]:
             connection.commit()
 
 
+def without_statement_timeout(connection: Connection) -> None:
+    """A migration's statements (a batch of a backfill, an index built on a big table) may run
+    longer than any request may: the statement timeout set on the role or the database for the
+    API (behind PgBouncer, docs/operations.md) does not apply to this session."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SET statement_timeout = 0"))
+        connection.commit()
+
+
 def _foreign_keys(connection: Connection, state: str) -> None:
     _driver(connection).execute(f"PRAGMA foreign_keys={state}")
 
@@ -106,6 +115,8 @@ if connection is not None:
 else:
     url = config.get_main_option("sqlalchemy.url") or from_environment().database_url
     engine = make_engine(url)
-    with engine.connect() as conn, one_at_a_time(conn):
-        run(conn)
+    with engine.connect() as conn:
+        without_statement_timeout(conn)
+        with one_at_a_time(conn):
+            run(conn)
     engine.dispose()
