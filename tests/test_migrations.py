@@ -559,3 +559,33 @@ def test_an_upgrade_is_not_cut_short_by_the_requests_statement_timeout(
         head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
         assert MigrationContext.configure(conn).get_current_revision() == head
     engine.dispose()
+
+
+def test_bids_left_without_their_insights_facts_get_them(empty_database: str) -> None:
+    """Bids delivered before 0004 had no delivery_seconds, and one answered by the release
+    before 0004 while it still ran after the migration had none of its facts."""
+    migrate.upgrade(empty_database, revision="0015_refresh_token_successor")
+    with _served(empty_database) as client:
+        ana, ben = client.couple()
+        for n in range(3):
+            bid = client.post(
+                "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+            ).json()
+            assert client.post(f"/api/v1/bids/{bid['id']}/delivered", as_=ben).ok
+            if n < 2:
+                toward = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+                assert client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=toward).ok
+        before = client.get("/api/v1/insights", as_=ana).json()["partners"]
+    engine = make_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(
+            Bid.__table__.update().values(
+                first_response=None, toward_at=None, back_at=None, delivery_seconds=None
+            )
+        )
+    engine.dispose()
+    migrate.upgrade(empty_database)
+    with _served(empty_database) as client:
+        after = client.get("/api/v1/insights", as_=client.fresh(ana)).json()["partners"]
+    assert after == before
+    assert [partner["turn_toward_rate"] for partner in after] == [None, 0.6667]
