@@ -589,3 +589,42 @@ def test_bids_left_without_their_insights_facts_get_them(empty_database: str) ->
         after = client.get("/api/v1/insights", as_=client.fresh(ana)).json()["partners"]
     assert after == before
     assert [partner["turn_toward_rate"] for partner in after] == [None, 0.6667]
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_an_index_left_invalid_by_a_failed_build_is_built_again(empty_database: str) -> None:
+    """A CONCURRENTLY build that fails (0014's, here) leaves its column added and its index
+    INVALID, and Kubernetes retries the Job before anyone drops it: the retry must add nothing
+    twice, and not take the index as built (IF NOT EXISTS), leaving a uniqueness that does not
+    hold."""
+    migrate.upgrade(empty_database, revision="0013_refresh_token_expiry")
+    engine = make_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE checkin_answers ADD COLUMN client_id uuid"))
+        conn.execute(
+            text(
+                "CREATE UNIQUE INDEX uq_checkin_answers_user_client "
+                "ON checkin_answers (user_id, client_id)"
+            )
+        )
+        conn.execute(  # what the failed build left
+            text(
+                "UPDATE pg_index SET indisvalid = false "
+                "WHERE indexrelid = 'uq_checkin_answers_user_client'::regclass"
+            )
+        )
+    migrate.upgrade(empty_database)
+    with engine.connect() as conn:
+        invalid = conn.scalars(
+            text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE NOT i.indisvalid"
+            )
+        ).all()
+        unique = conn.scalar(
+            text("SELECT indisunique FROM pg_index WHERE indexrelid = :name ::regclass"),
+            {"name": "uq_checkin_answers_user_client"},
+        )
+    engine.dispose()
+    assert invalid == []
+    assert unique is True

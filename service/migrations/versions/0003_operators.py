@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from service.migrations.indexes import build_concurrently
 from sqlalchemy.dialects import postgresql
 
 revision = "0003_operators"
@@ -92,13 +94,7 @@ def upgrade() -> None:
         )
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
-            op.create_index(
-                "ix_bids_created_at",
-                "bids",
-                ["created_at"],
-                postgresql_concurrently=True,
-                if_not_exists=True,
-            )
+            build_concurrently("ix_bids_created_at", "bids", ["created_at"])
         return
     op.create_index("ix_bids_created_at", "bids", ["created_at"])
 

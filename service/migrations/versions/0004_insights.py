@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.migrations.indexes import build_concurrently
+
 revision = "0004_insights"
 down_revision = "0002"
 branch_labels = None
@@ -95,9 +97,7 @@ def upgrade() -> None:
     with op.get_context().autocommit_block():
         _fill(op.get_bind())
         for name, columns in INDEXES.items():
-            op.create_index(
-                name, "bids", columns, postgresql_concurrently=True, if_not_exists=True
-            )
+            build_concurrently(name, "bids", columns)
 
 
 def _create_checkins() -> None:

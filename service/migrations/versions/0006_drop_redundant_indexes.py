@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from service.migrations.indexes import build_concurrently
+
 revision = "0006_drop_redundant_indexes"
 down_revision = "0005_merge"
 branch_labels = None
@@ -44,9 +46,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
             for name, (table, column) in INDEXES.items():
-                op.create_index(
-                    name, table, [column], postgresql_concurrently=True, if_not_exists=True
-                )
+                build_concurrently(name, table, [column])
         return
     for name, (table, column) in INDEXES.items():
         op.create_index(name, table, [column])

@@ -10,8 +10,8 @@ also scanned `invites` and `repairs` (their `used_by_id` and `paused_by` are set
 
 On PostgreSQL the indexes are built CONCURRENTLY, outside the migration's transaction, so the
 worker and the API keep writing while they build. A build that fails leaves an INVALID index
-behind: drop it (`DROP INDEX CONCURRENTLY <name>`) and upgrade again; the indexes already built
-are kept (IF NOT EXISTS).
+behind, which upgrading again drops and builds anew; the indexes already built are kept
+(service/migrations/indexes.py).
 
 Revision ID: 0010_foreign_key_indexes
 Revises: 0009_outbox_coarse_statistics
@@ -21,6 +21,8 @@ Create Date: 2026-11-28
 from __future__ import annotations
 
 from alembic import op
+
+from service.migrations.indexes import build_concurrently
 
 revision = "0010_foreign_key_indexes"
 down_revision = "0009_outbox_coarse_statistics"
@@ -39,9 +41,7 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
             for name, (table, column) in INDEXES.items():
-                op.create_index(
-                    name, table, [column], postgresql_concurrently=True, if_not_exists=True
-                )
+                build_concurrently(name, table, [column])
         return
     for name, (table, column) in INDEXES.items():
         op.create_index(name, table, [column])

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from service.migrations.indexes import build_concurrently
+
 revision = "0011_drop_bids_sender_created"
 down_revision = "0010_foreign_key_indexes"
 branch_labels = None
@@ -38,8 +40,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
-            op.create_index(
-                NAME, TABLE, COLUMNS, postgresql_concurrently=True, if_not_exists=True
-            )
+            build_concurrently(NAME, TABLE, COLUMNS)
         return
     op.create_index(NAME, TABLE, COLUMNS)

@@ -26,6 +26,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.migrations.indexes import build_concurrently
+
 revision = "0012_devices_sessions"
 down_revision = "0011_drop_bids_sender_created"
 branch_labels = None
@@ -42,15 +44,19 @@ OTHER_PROJECT = sa.text(
 
 
 def upgrade() -> None:
+    # Both present if a failed index build came first (they were committed before it).
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    added = sa.inspect(op.get_bind()).get_foreign_keys(TABLE)
     with op.batch_alter_table(TABLE) as batch:
-        batch.add_column(sa.Column(COLUMN, sa.Uuid(), nullable=True))
-        batch.create_foreign_key(
-            FOREIGN_KEY, "auth_sessions", [COLUMN], ["id"], ondelete="SET NULL"
-        )
+        batch.add_column(sa.Column(COLUMN, sa.Uuid(), nullable=True), if_not_exists=postgresql)
+        if FOREIGN_KEY not in {key["name"] for key in added}:
+            batch.create_foreign_key(
+                FOREIGN_KEY, "auth_sessions", [COLUMN], ["id"], ondelete="SET NULL"
+            )
     op.execute(OTHER_PROJECT)
-    if op.get_bind().dialect.name == "postgresql":
+    if postgresql:
         with op.get_context().autocommit_block():
-            op.create_index(INDEX, TABLE, [COLUMN], postgresql_concurrently=True, if_not_exists=True)
+            build_concurrently(INDEX, TABLE, [COLUMN])
         return
     op.create_index(INDEX, TABLE, [COLUMN])
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from alembic import op
 
+from service.migrations.indexes import build_concurrently
+
 revision = "0013_refresh_token_expiry"
 down_revision = "0012_devices_sessions"
 branch_labels = None
@@ -27,7 +29,7 @@ NAME, TABLE, COLUMNS = "ix_refresh_tokens_expires_at", "refresh_tokens", ["expir
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
-            op.create_index(NAME, TABLE, COLUMNS, postgresql_concurrently=True, if_not_exists=True)
+            build_concurrently(NAME, TABLE, COLUMNS)
         return
     op.create_index(NAME, TABLE, COLUMNS)
 

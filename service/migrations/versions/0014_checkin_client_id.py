@@ -19,6 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from service.migrations.indexes import build_concurrently
+
 revision = "0014_checkin_client_id"
 down_revision = "0013_refresh_token_expiry"
 branch_labels = None
@@ -28,13 +30,12 @@ INDEX, TABLE, COLUMNS = "uq_checkin_answers_user_client", "checkin_answers", ["u
 
 
 def upgrade() -> None:
-    with op.batch_alter_table(TABLE) as batch:
-        batch.add_column(sa.Column("client_id", sa.Uuid(), nullable=True))
-    if op.get_bind().dialect.name == "postgresql":
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    with op.batch_alter_table(TABLE) as batch:  # present if a failed index build came first
+        batch.add_column(sa.Column("client_id", sa.Uuid(), nullable=True), if_not_exists=postgresql)
+    if postgresql:
         with op.get_context().autocommit_block():
-            op.create_index(
-                INDEX, TABLE, COLUMNS, unique=True, postgresql_concurrently=True, if_not_exists=True
-            )
+            build_concurrently(INDEX, TABLE, COLUMNS, unique=True)
         return
     op.create_index(INDEX, TABLE, COLUMNS, unique=True)
 

@@ -1,0 +1,27 @@
+"""Indexes built CONCURRENTLY by the migrations, on PostgreSQL, outside their transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+from sqlalchemy import text
+
+_INVALID = text(
+    "SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+    "WHERE c.relname = :name AND c.relnamespace = current_schema()::regnamespace "
+    "AND NOT i.indisvalid"
+)
+
+
+def build_concurrently(
+    name: str, table: str, columns: Sequence[str], *, unique: bool = False
+) -> None:
+    """Build an index without blocking writes (call it in an autocommit block). A build that
+    failed left it INVALID: never used, its uniqueness not to be trusted. A rerun (Kubernetes
+    retries the Job by itself) drops it and builds it again rather than taking it as done."""
+    if op.get_bind().scalar(_INVALID, {"name": name}):
+        op.drop_index(name, table_name=table, postgresql_concurrently=True)
+    op.create_index(
+        name, table, list(columns), unique=unique, postgresql_concurrently=True, if_not_exists=True
+    )
