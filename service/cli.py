@@ -76,7 +76,8 @@ def db_downgrade(revision: str) -> None:
 
     settings: Settings = current_app.extensions["reach.settings"]
     migrate.downgrade(settings.database_url, revision=revision)
-    click.echo(f"database is at {revision}")
+    at = migrate.current(settings.database_url)
+    click.echo(f"database is at {', '.join(at) or 'base'}")
 
 
 @main.command("serve")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -31,3 +32,15 @@ def downgrade(
     url: str | None = None, connection: Connection | None = None, revision: str = "base"
 ) -> None:
     command.downgrade(alembic_config(url, connection), revision)
+
+
+def current(url: str) -> list[str]:
+    """The revisions the database is at: one, or several between 0002 and 0005's merge."""
+    from service.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return sorted(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        engine.dispose()

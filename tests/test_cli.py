@@ -11,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
+
+from service import migrate
 
 
 def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
@@ -300,3 +303,20 @@ def test_the_images_gunicorn_refuses_a_wrong_setting_without_a_traceback(
     assert result.returncode != 0, said
     assert says in said, said
     assert "Traceback" not in said, said
+
+
+def test_db_downgrade_says_the_revision_the_database_is_at(tmp_path: Path) -> None:
+    """`--revision -1` steps back one migration: the database is then at the revision before
+    the newest, not at "-1"."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'back.sqlite3'}"}
+    reach("db", "upgrade", env=env)
+    out = reach("db", "downgrade", "--revision", "-1", env=env)
+    with sqlite3.connect(tmp_path / "back.sqlite3") as conn:
+        (revision,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert (
+        revision
+        == ScriptDirectory.from_config(migrate.alembic_config()).get_revision("heads").down_revision
+    )
+    assert f"database is at {revision}" in out, out
+    out = reach("db", "downgrade", "--revision", "base", env=env)
+    assert "database is at base" in out, out
