@@ -105,12 +105,11 @@ def _message_queue(app: Flask, settings: Settings) -> Any:
 
     import redis
 
-    from service.pubsub import Publications, client_options
+    from service.pubsub import Publications, connection_pool
     from service.realtime.queue import QueueManager
 
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, **client_options(settings.REDIS_TIMEOUT_MS / 1000)
-    )
+    pool = connection_pool(settings.REDIS_URL, settings.REDIS_TIMEOUT_MS / 1000)
+    client = redis.Redis(connection_pool=pool)
     publications = Publications(client)
     app.extensions["reach.redis"] = client
     app.extensions["reach.publications"] = publications
@@ -159,7 +158,7 @@ def _async_mode(settings: Settings) -> str:
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
-    from service.pubsub import client_options
+    from service.pubsub import connection_pool
     from service.security.rate_counters import storage_uri
 
     return {
@@ -174,7 +173,9 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
         "OPENAPI_SWAGGER_UI_PATH": None,
         "RATELIMIT_ENABLED": settings.RATELIMIT_ENABLED,
         "RATELIMIT_STORAGE_URI": storage_uri(settings.REDIS_URL),
-        "RATELIMIT_STORAGE_OPTIONS": client_options(settings.REDIS_TIMEOUT_MS / 1000)
+        "RATELIMIT_STORAGE_OPTIONS": {
+            "connection_pool": connection_pool(settings.REDIS_URL, settings.REDIS_TIMEOUT_MS / 1000)
+        }
         if settings.REDIS_URL
         else {},
         "RATELIMIT_HEADERS_ENABLED": True,

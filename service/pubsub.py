@@ -33,6 +33,15 @@ BACKLOG = 10_000
 # After a failed publish, messages are dropped at once for this long (no wait per message).
 RETRY_SECONDS = 2.0
 WARN_EVERY_SECONDS = 60.0
+# The connections one Redis client of the service holds at most. A burst of requests reaches
+# gunicorn's gevent worker all at once, each limited one wanting a connection of the rate-limit
+# store's client: redis-py's own pool refused the 101st ("Too many connections"), which
+# flask-limiter took for Redis gone away, counting in the process's memory with Redis healthy.
+# A round trip holds one well under a millisecond, but a holder waits its turn on the process's
+# CPU before it takes Redis's answer and gives the connection back: behind a burst of a thousand
+# requests, about a second. Past these, a request waits for one, up to POOL_WAIT_SECONDS.
+POOL_SIZE = 50
+POOL_WAIT_SECONDS = 5.0
 
 
 def client_options(timeout_seconds: float) -> dict[str, Any]:
@@ -44,6 +53,18 @@ def client_options(timeout_seconds: float) -> dict[str, Any]:
         "socket_connect_timeout": timeout_seconds,
         "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
     }
+
+
+def connection_pool(url: str, timeout_seconds: float) -> redis.BlockingConnectionPool:
+    """The connections of one Redis client of the service (`redis.Redis(connection_pool=...)`):
+    at most POOL_SIZE, made with `client_options`; a caller waits for a free one at most
+    POOL_WAIT_SECONDS, then fails as if Redis did not answer."""
+    return redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT_SECONDS,
+        **client_options(timeout_seconds),
+    )
 
 
 class Publications:
