@@ -17,7 +17,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from service import api as rest
     from service import dashboard, logs, metrics, realtime
-    from service.bodies import ReachRequest
+    from service.bodies import ReachRequest, read_first
     from service.config import (
         check_choices,
         check_database_url,
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     realtime.register(socketio, settings)
     dashboard.register(app, socketio)
     metrics.init_app(app)
+    app.before_request(read_first)
     if settings.worker_inline:
         app.extensions["reach.start_inline_worker"] = lambda: _start_inline_worker(app)
     elif settings.REDIS_URL:

@@ -1,10 +1,11 @@
-"""Reading request bodies: a streamed body is read whole or refused (413), never cut short."""
+"""Reading request bodies: whole before the database is touched; a streamed body is read whole
+or refused (413), never cut short."""
 
 from __future__ import annotations
 
 from typing import IO, cast
 
-from flask import Request
+from flask import Request, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
@@ -40,3 +41,15 @@ class ReachRequest(Request):
         if streamed and limit is not None and not self.shallow:
             return cast(IO[bytes], _NoLongerThan(self.input_stream, limit))
         return super().stream
+
+
+def read_first() -> None:
+    """Read the request's body whole (at most MAX_CONTENT_LENGTH) before anything else runs.
+
+    A member endpoint looks its caller up before its schema reads the body, and the lookup's
+    transaction stays open until the answer: a phone whose upload is slow (a weak signal, or a
+    client that stalls on purpose) held it all along, on PostgreSQL a pooled connection idle in
+    transaction, on SQLite the process's one writer lock, which every other request then
+    waited for. Read here, the body waits on its phone alone; the parsers read it from memory.
+    """
+    request.get_data(cache=True)
