@@ -82,6 +82,22 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def memory_app(**settings: Any) -> Any:
+    """The service's app on SQLite in memory, for in-process probes of a request's parts."""
+    from service import create_app
+    from service.config import Settings
+
+    return create_app(
+        Settings(
+            DATABASE_URL="sqlite://",
+            SECRET_KEY=SECRET,
+            WORKER_MODE="separate",
+            LOG_LEVEL="WARNING",
+            **settings,
+        )
+    )
+
+
 # --- processes --------------------------------------------------------------------------------
 
 _children: list[subprocess.Popen[Any]] = []

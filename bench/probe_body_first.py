@@ -21,20 +21,6 @@ from bench import common
 from bench.common import log
 
 
-def _app() -> Any:
-    from service import create_app
-    from service.config import Settings
-
-    return create_app(
-        Settings(
-            DATABASE_URL="sqlite://",
-            SECRET_KEY=common.SECRET,
-            WORKER_MODE="separate",
-            LOG_LEVEL="WARNING",
-        )
-    )
-
-
 def _per_request_us(app: Any, body: bytes, first: bool, calls: int) -> float:
     from flask import request
 
@@ -56,7 +42,7 @@ def main() -> None:
     p.add_argument("--calls", type=int, default=5000)
     p.add_argument("--reps", type=int, default=5)
     args = p.parse_args()
-    app = _app()
+    app = common.memory_app()
     body = json.dumps(
         {"client_id": str(uuid.uuid4()), "kind": "connect", "note": "thinking of you"}
     ).encode()

@@ -28,19 +28,7 @@ from bench.common import log
 
 
 def _app() -> Any:
-    from service import create_app
-    from service.config import Settings
-
-    return create_app(
-        Settings(
-            DATABASE_URL="sqlite://",
-            SECRET_KEY=common.SECRET,
-            WORKER_MODE="separate",
-            LOG_LEVEL="WARNING",
-            RATELIMIT_ENABLED=True,
-            **common.RATE_LIMITS,
-        )
-    )
+    return common.memory_app(RATELIMIT_ENABLED=True, **common.RATE_LIMITS)
 
 
 def parts(app: Any) -> dict[str, Callable[[], Any]]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from alembic import op
 from sqlalchemy import text
@@ -25,3 +25,15 @@ def build_concurrently(
     op.create_index(
         name, table, list(columns), unique=unique, postgresql_concurrently=True, if_not_exists=True
     )
+
+
+def create_indexes(indexes: Mapping[str, tuple[str, str]]) -> None:
+    """One-column indexes, name -> (table, column): CONCURRENTLY on PostgreSQL, where requests
+    go on writing the tables meanwhile; plainly on SQLite."""
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            for name, (table, column) in indexes.items():
+                build_concurrently(name, table, [column])
+        return
+    for name, (table, column) in indexes.items():
+        op.create_index(name, table, [column])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from service.migrations.indexes import build_concurrently
+from service.migrations.indexes import create_indexes
 
 revision = "0006_drop_redundant_indexes"
 down_revision = "0005_merge"
@@ -43,10 +43,4 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        with op.get_context().autocommit_block():
-            for name, (table, column) in INDEXES.items():
-                build_concurrently(name, table, [column])
-        return
-    for name, (table, column) in INDEXES.items():
-        op.create_index(name, table, [column])
+    create_indexes(INDEXES)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from alembic import op
 
-from service.migrations.indexes import build_concurrently
+from service.migrations.indexes import create_indexes
 
 revision = "0010_foreign_key_indexes"
 down_revision = "0009_outbox_coarse_statistics"
@@ -38,13 +38,7 @@ INDEXES = {
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        with op.get_context().autocommit_block():
-            for name, (table, column) in INDEXES.items():
-                build_concurrently(name, table, [column])
-        return
-    for name, (table, column) in INDEXES.items():
-        op.create_index(name, table, [column])
+    create_indexes(INDEXES)
 
 
 def downgrade() -> None:
