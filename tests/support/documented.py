@@ -3,10 +3,10 @@ status, its media type and its body (fields, types, enums, formats, null where a
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +32,8 @@ class Operation:
 class Document:
     doc: dict[str, Any]
     operations: tuple[Operation, ...]
+    # A validator per response schema, made once: each compiles the components' refs as it goes.
+    validators: dict[str, jsonschema.Draft202012Validator] = field(default_factory=dict)
 
     def operation(self, method: str, path: str) -> Operation | None:
         return next(
@@ -48,19 +50,31 @@ class Document:
 
     def body_faults(self, schema: dict[str, Any], body: Any) -> list[str]:
         """What in `body` breaks `schema` (refs into the document's components)."""
-        validator = jsonschema.Draft202012Validator(
-            {**schema, "components": self.doc["components"]},
-            format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
-        )
+        key = json.dumps(schema, sort_keys=True)
+        validator = self.validators.get(key)
+        if validator is None:
+            validator = self.validators[key] = jsonschema.Draft202012Validator(
+                {**schema, "components": self.doc["components"]},
+                format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
+            )
         return [
             f"{'/'.join(map(str, error.absolute_path))}: {error.message[:300]}"
             for error in validator.iter_errors(body)
         ]
 
 
-@cache
 def document(base_url: str) -> Document:
-    doc: dict[str, Any] = requests.get(f"{base_url}/api/v1/openapi.json", timeout=10).json()
+    """The document, read once per test process: every live server of it serves the same one
+    (generated from the code, not from settings), each on a port of its own."""
+    if not _READ:
+        _READ.append(_parsed(requests.get(f"{base_url}/api/v1/openapi.json", timeout=10).json()))
+    return _READ[0]
+
+
+_READ: list[Document] = []
+
+
+def _parsed(doc: dict[str, Any]) -> Document:
     found = []
     for path, methods in doc["paths"].items():
         pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$")
