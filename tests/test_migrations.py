@@ -439,6 +439,21 @@ def test_stepping_back_and_up_again_keeps_every_row_and_what_the_partners_read(
         assert refreshed.status_code == 200, refreshed.text
 
 
+def _three_delivered_bids(client: ApiClient, turned_toward: int) -> Person:
+    """Ana, paired with Ben: three bids of hers delivered to him, the first `turned_toward`
+    of them answered."""
+    ana, ben = client.couple()
+    for n in range(3):
+        bid = client.post(
+            "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+        ).json()
+        assert client.post(f"/api/v1/bids/{bid['id']}/delivered", as_=ben).ok
+        if n < turned_toward:
+            toward = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+            assert client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=toward).ok
+    return ana
+
+
 def test_bids_answered_before_the_insights_columns_keep_their_figures(
     empty_database: str,
 ) -> None:
@@ -446,15 +461,7 @@ def test_bids_answered_before_the_insights_columns_keep_their_figures(
     how each was first answered, kept promises, and how long each took to reach the phone."""
     migrate.upgrade(empty_database)
     with _served(empty_database) as client:
-        ana, ben = client.couple()
-        for n in range(3):
-            bid = client.post(
-                "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
-            ).json()
-            assert client.post(f"/api/v1/bids/{bid['id']}/delivered", as_=ben).ok
-            if n == 0:
-                toward = {"client_id": str(uuid.uuid4()), "kind": "toward"}
-                assert client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=toward).ok
+        ana = _three_delivered_bids(client, turned_toward=1)
         engine = make_engine(empty_database)
         with engine.begin() as conn:  # they took 40 s to reach Ben's phone
             bids = Bid.__table__
@@ -566,15 +573,7 @@ def test_bids_left_without_their_insights_facts_get_them(empty_database: str) ->
     before 0004 while it still ran after the migration had none of its facts."""
     migrate.upgrade(empty_database, revision="0015_refresh_token_successor")
     with _served(empty_database) as client:
-        ana, ben = client.couple()
-        for n in range(3):
-            bid = client.post(
-                "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
-            ).json()
-            assert client.post(f"/api/v1/bids/{bid['id']}/delivered", as_=ben).ok
-            if n < 2:
-                toward = {"client_id": str(uuid.uuid4()), "kind": "toward"}
-                assert client.post(f"/api/v1/bids/{bid['id']}/responses", as_=ben, json=toward).ok
+        ana = _three_delivered_bids(client, turned_toward=2)
         before = client.get("/api/v1/insights", as_=ana).json()["partners"]
     engine = make_engine(empty_database)
     with engine.begin() as conn:

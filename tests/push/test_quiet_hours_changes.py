@@ -41,6 +41,16 @@ def due(worker: Worker, kind: str) -> dict[str, datetime]:
         return {str(job.recipient_id): job.available_at for job in rows}
 
 
+def on_a_break(client: ApiClient, who: Person, minutes: int) -> dict[str, Any]:
+    """A conversation `who` starts and pauses for `minutes` at once."""
+    repair = start(client, client.fresh(who))
+    pause = client.post(
+        f"/api/v1/repairs/{repair['id']}/pause", as_=client.fresh(who), json={"minutes": minutes}
+    )
+    assert pause.status_code == 200, pause.text
+    return repair
+
+
 def berliner_asleep(client: ApiClient) -> tuple[Person, Person]:
     """Ana, and Ben in Berlin, who sleeps 22:00-07:00; both with a phone."""
     ana, ben = client.couple("Ana", "Ben")
@@ -95,11 +105,7 @@ def test_repair_pushes_held_by_a_break_and_the_night_follow_new_quiet_hours(
     ana, ben = berliner_asleep(client)
     # 20:00Z in January is 21:00 in Berlin; a break of 120 minutes ends at 22:00Z, 23:00 there.
     clock.freeze(datetime(2031, 1, 15, 20, 0, tzinfo=UTC))
-    repair = start(client, client.fresh(ana))
-    pause = client.post(
-        f"/api/v1/repairs/{repair['id']}/pause", as_=client.fresh(ana), json={"minutes": 120}
-    )
-    assert pause.status_code == 200, pause.text
+    repair = on_a_break(client, ana, 120)
     message = {"client_id": str(uuid.uuid4()), "body": "I'll be here"}
     written = client.post(f"/api/v1/repairs/{repair['id']}/messages", as_=ana, json=message)
     assert written.status_code == 201, written.text
@@ -129,11 +135,7 @@ def test_a_reminder_waiting_for_the_morning_after_its_break_follows_a_new_zone(
 ) -> None:
     ana, ben = berliner_asleep(client)
     clock.freeze(datetime(2031, 1, 15, 20, 0, tzinfo=UTC))
-    repair = start(client, client.fresh(ana))
-    pause = client.post(
-        f"/api/v1/repairs/{repair['id']}/pause", as_=client.fresh(ana), json={"minutes": 60}
-    )
-    assert pause.status_code == 200, pause.text
+    on_a_break(client, ana, 60)
     clock.freeze(datetime(2031, 1, 15, 21, 0, tzinfo=UTC))  # 22:00 in Berlin: the break ends
     assert fcm_worker.run_once().resumed_repairs == 1
     assert due(fcm_worker, "repair.reminder")[ben.id] == datetime(2031, 1, 16, 6, 0, tzinfo=UTC)

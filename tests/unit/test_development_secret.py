@@ -6,28 +6,38 @@ import os
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-# Imports first, then every process reads the secret at the same moment (argv[1], a time).
+# Imports first; then each process says it is ready and reads the secret once told to go, so
+# that all of them ask for it at the same moment.
 _READ_SECRET = """
-import sys, time
+import sys
 from service.config import Settings
-time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
-print(Settings().secret_key)
+print("ready", flush=True)
+sys.stdin.readline()
+print(Settings().secret_key, flush=True)
 """
 
 
 def _processes_reading_the_secret(instance: Path, count: int) -> list[str]:
     env = {**os.environ, "REACH_INSTANCE_DIR": str(instance)}
     env.pop("SECRET_KEY", None)
-    at = str(time.time() + 3.0)
     started = [
         subprocess.Popen(
-            [sys.executable, "-c", _READ_SECRET, at], env=env, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _READ_SECRET],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for _ in range(count)
     ]
+    for process in started:  # a barrier: every one has imported the service and waits
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    for process in started:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
     return [process.communicate(timeout=60)[0].strip() for process in started]
 
 
