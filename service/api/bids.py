@@ -98,7 +98,10 @@ class Delivered(MethodView):
     @blp.problem(403, "The caller sent this bid: only its recipient acknowledges it")
     @blp.problem(404, "No such bid the caller may see")
     def post(self, bid_id: uuid.UUID) -> dict[str, Any]:
-        """A device of the partner received the bid (idempotent)"""
+        """A device of the partner received the bid (idempotent)
+
+        An expired bid is returned unchanged.
+        """
         return bids.acknowledge(db.session, current_user(), bid_id, "delivered").bid
 
 
@@ -112,7 +115,10 @@ class Seen(MethodView):
     @blp.problem(403, "The caller sent this bid: only its recipient acknowledges it")
     @blp.problem(404, "No such bid the caller may see")
     def post(self, bid_id: uuid.UUID) -> dict[str, Any]:
-        """The partner opened the bid (idempotent)"""
+        """The partner opened the bid (idempotent)
+
+        An expired bid is returned unchanged.
+        """
         return bids.acknowledge(db.session, current_user(), bid_id, "seen").bid
 
 

@@ -147,12 +147,18 @@ def _write(
 
 
 def acknowledge(session: Session, user: User, bid_id: uuid.UUID, step: str) -> Written:
-    """The recipient's phone received (`delivered`) or opened (`seen`) the bid. Idempotent."""
+    """The recipient's phone received (`delivered`) or opened (`seen`) the bid. Idempotent.
+
+    An expired bid is over: acknowledging it changes nothing and emits nothing (a phone that
+    was away finds `bid.created` before `bid.expired` in its sync, and acknowledges it)."""
     bid, couple = _visible(session, user, bid_id, lock=True)
     if user.id != bid.recipient_id:
         raise Forbidden("Only the partner who received the bid acknowledges it.")
     now = clock.now()
     changed = False
+    if bid.status == "expired":
+        session.rollback()
+        return Written(present(bid), created=False)
     if bid.delivered_at is None:
         bid.delivered_at = now
         bid.delivery_seconds = max(0, int((now - bid.created_at).total_seconds()))

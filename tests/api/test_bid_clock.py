@@ -197,3 +197,29 @@ def test_a_look_for_overdue_bids_reads_about_as_many_as_it_expires(
     read = rows_read_after(worker.app, fill, filled, look, "bids", {})
 
     assert 20 <= read <= 3 * 20, f"read {read} of {overdue} overdue bids to expire 20"
+
+
+def test_acknowledging_an_expired_bid_changes_nothing(
+    client: ApiClient, worker: Worker, phone: Callable[[str | None], Phone]
+) -> None:
+    """Ben's phone comes back after a day away, syncs, and acknowledges the bid it finds: the
+    bid is over, and stays as it expired (a missed bid is not "seen" the day after)."""
+    ana, ben = client.couple()
+    clock.freeze(at("2031-03-01T10:00:00+00:00"))
+    bid = send(client, client.fresh(ana))
+    clock.freeze(at("2031-03-02T10:00:00+00:00"))
+    assert worker.run_once().expired_bids == 1
+    clock.freeze(at("2031-03-02T10:05:00+00:00"))
+    ben = client.fresh(ben)
+    expired = client.get(f"/api/v1/bids/{bid['id']}", as_=ben).json()
+    events = client.get("/api/v1/sync", as_=ben).json()["events"]
+
+    for step in ("delivered", "seen"):
+        acknowledged = client.post(f"/api/v1/bids/{bid['id']}/{step}", as_=ben)
+        assert acknowledged.status_code == 200, acknowledged.text
+        assert acknowledged.json() == expired
+    ack = phone(ben.access_token).call("bid.seen", {"bid_id": bid["id"]})
+    assert ack == expired
+    assert expired["delivered_at"] is None and expired["seen_at"] is None
+    assert client.get(f"/api/v1/bids/{bid['id']}", as_=ben).json() == expired
+    assert client.get("/api/v1/sync", as_=ben).json()["events"] == events
