@@ -122,6 +122,12 @@ def _repair_of(dedupe_key: str) -> uuid.UUID:
     return uuid.UUID(dedupe_key.split(":")[1])
 
 
+def _break_of(dedupe_key: str) -> int:
+    """The break (the conversation's `pause_count` then) of a reminder's key (`reminders_of` +
+    pause_count:person)."""
+    return int(dedupe_key.split(":")[2])
+
+
 def _seq_of(dedupe_key: str) -> int:
     """The `seq` of a message push's key (`message_pushes_of` + seq)."""
     return int(dedupe_key.rsplit(":", 1)[1])
@@ -375,13 +381,20 @@ def follow_quiet_hours(session: Session, recipient_id: uuid.UUID) -> int:
 
 def break_end(session: Session, job: PushJob) -> datetime | None:
     """When the break that a repair push (a message's, or a break's reminder) waits for ends:
-    its conversation's `paused_until`, or None (no break, or not a repair push)."""
+    its conversation's `paused_until`, or None (no break, or not a repair push). A reminder
+    waits only for its own break: one of a break that has ended, which a new break followed,
+    waits for nothing more."""
     if job.kind not in ("repair.message", "repair.reminder"):
         return None
     repair_id = _repair_of(job.dedupe_key)
-    paused_until: datetime | None = session.scalar(
-        select(Repair.paused_until).where(Repair.id == repair_id)
-    )
+    row = session.execute(
+        select(Repair.paused_until, Repair.pause_count).where(Repair.id == repair_id)
+    ).first()
+    if row is None:
+        return None
+    if job.kind == "repair.reminder" and _break_of(job.dedupe_key) != row.pause_count:
+        return None
+    paused_until: datetime | None = row.paused_until
     return paused_until
 
 

@@ -18,12 +18,17 @@ from service.services.repairs import end_break_early, present, visible, wire
 
 
 def pause(session: Session, user: User, repair_id: uuid.UUID, minutes: int) -> dict[str, Any]:
-    """A break while flooded; both phones are reminded when it ends. A new pause replaces one."""
+    """A break while flooded; both phones are reminded when it ends. A new pause replaces a
+    break still running, and its reminders; a break whose time has come ended on time (the
+    worker may not have ended it yet), and its reminders are owed and still go, as on `resume`.
+    """
     repair, couple = visible(session, user, repair_id, lock=True)
     if repair.status == "resolved":
         raise Conflict("This conversation is resolved: there is nothing to pause.")
-    push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
-    repair.paused_until = rules.pause_ends(clock.now(), minutes)
+    now = clock.now()
+    if rules.is_paused(repair.paused_until, now):
+        push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
+    repair.paused_until = rules.pause_ends(now, minutes)
     repair.paused_by = user.id
     repair.pause_count += 1
     # Message pushes not sent yet wait for the end of this break, the last one's replaced.

@@ -207,6 +207,52 @@ def test_a_new_break_replaces_the_reminders_of_the_last(
     assert fcm_worker.run_once().pushes == 3
 
 
+def test_a_new_break_leaves_the_reminders_of_a_break_that_ended(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ben's break ended at T0 + 30 min; before the worker came round, Ana took a break of her
+    own. Ben's break ended on time, so its reminders are owed, as they are when someone
+    resumes after the end (only a break still running has its reminders replaced)."""
+    ana, ben = paired_with_devices(client)
+    clock.freeze(T0)
+    repair = start(client, client.fresh(ana))
+    pause(client, client.fresh(ben), repair["id"], 30)
+    clock.freeze(T0 + timedelta(minutes=31))
+    pause(client, client.fresh(ana), repair["id"], 20)
+    tick = fcm_worker.run_once()
+    assert tick.pushes == 3
+    titles = {m["token"]: m["notification"]["title"] for m in standin.messages()}
+    assert titles["ana-token"] == "Ben's break is over"
+    assert titles["ben-android-token"] == "Your break is over"
+    clock.freeze(T0 + timedelta(minutes=51))
+    assert fcm_worker.run_once().pushes == 3
+    titles = {m["token"]: m["notification"]["title"] for m in standin.messages()[3:]}
+    assert titles["ana-token"] == "Your break is over"
+    assert titles["ben-android-token"] == "Ana's break is over"
+
+
+def test_a_reminder_waiting_for_the_morning_stays_with_its_break(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ana's break ended at night; Ben's reminder of it waits for his morning. Ana's new day-long
+    break neither withdraws it nor makes it wait for the new break, even once Ben's quiet
+    hours change and his held pushes are timed again."""
+    ana, ben = paired_with_devices(client)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    clock.freeze(datetime(2031, 5, 1, 19, 30, tzinfo=UTC))
+    repair = start(client, client.fresh(ana))
+    pause(client, client.fresh(ana), repair["id"], 60)  # ends 20:30Z = 22:30 for Ben
+    clock.freeze(datetime(2031, 5, 1, 20, 30, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 1  # Ana's reminder
+    clock.freeze(datetime(2031, 5, 1, 21, 0, tzinfo=UTC))
+    pause(client, client.fresh(ana), repair["id"], 1440)
+    quiet = {"quiet_hours": {"start": "23:00", "end": "06:00"}}
+    assert client.patch("/api/v1/me", as_=client.fresh(ben), json=quiet).status_code == 200
+    clock.freeze(datetime(2031, 5, 2, 4, 0, tzinfo=UTC))  # 06:00 in Berlin
+    assert fcm_worker.run_once().pushes == 2
+    assert {m["data"]["type"] for m in standin.messages()} == {"repair.reminder"}
+
+
 def written_in_a_break(
     client: ApiClient, minutes: int, body: str
 ) -> tuple[Person, Person, dict[str, Any]]:
