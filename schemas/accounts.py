@@ -15,6 +15,12 @@ def _check_timezone(value: str) -> None:
         raise ValidationError("Not a known IANA time zone, for example Europe/Berlin.")
 
 
+_TIMEZONE = {
+    "description": "An IANA place name (Area/Location) or UTC; not EST, GMT or Etc/GMT+5",
+    "example": "Europe/Berlin",
+}
+
+
 class QuietHoursSchema(Schema):
     start = fields.String(required=True, metadata={"example": "22:00"})
     end = fields.String(required=True, metadata={"example": "07:00"})
@@ -51,7 +57,7 @@ class RegisterSchema(Schema):
         required=True, load_only=True, validate=validate.Length(min=10, max=256)
     )
     display_name = name(60)
-    timezone = fields.String(required=True, validate=_check_timezone)
+    timezone = fields.String(required=True, validate=_check_timezone, metadata=_TIMEZONE)
 
 
 class LoginSchema(Schema):
@@ -76,7 +82,7 @@ class UserSchema(Schema):
 
 class ProfileUpdateSchema(Schema):
     display_name = name(60, required=False)
-    timezone = fields.String(validate=_check_timezone)
+    timezone = fields.String(validate=_check_timezone, metadata=_TIMEZONE)
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     notes_on_lock_screen = StrictBoolean(
         metadata={"description": "Show bid notes in lock-screen notifications"}

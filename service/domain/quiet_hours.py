@@ -12,9 +12,31 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
+# The IANA database's areas of places: a zone a person lives in is `Area/Location` (perhaps
+# `Area/Region/Location`). Its other names are no place: abbreviations and POSIX rules (`EST`
+# is UTC-5 all year, not New York's clock), offsets (`Etc/GMT+5` is UTC-5), aliases of UTC
+# (`GMT`, `Etc/UTC`), and legacy names of a country or a state (`US/Eastern`, `Japan`).
+PLACE_AREAS = frozenset(
+    {
+        "Africa",
+        "America",
+        "Antarctica",
+        "Arctic",
+        "Asia",
+        "Atlantic",
+        "Australia",
+        "Europe",
+        "Indian",
+        "Pacific",
+    }
+)
+
+
 def is_valid_timezone(name: str) -> bool:
-    """An IANA zone name the service knows. The name is looked up in the known list before any
-    file is opened: a directory ("Europe") or an overlong name never reaches ZoneInfo."""
+    """An IANA place name the service knows (`Area/Location`), or `UTC`. The name is looked up
+    in the known list before any file is opened: a directory ("Europe") or an overlong name
+    never reaches ZoneInfo. Names stored before this rule (`PST8PDT`) still load: this checks
+    what a caller sends, and QuietHours reads any zone ZoneInfo knows."""
     if not name or name != name.strip() or name not in _known_zones():
         return False
     try:
@@ -30,7 +52,8 @@ _ZONES: frozenset[str] | None = None
 def _known_zones() -> frozenset[str]:
     global _ZONES
     if _ZONES is None:
-        _ZONES = (frozenset(available_timezones()) | {"UTC"}) - NOT_ZONES
+        places = {zone for zone in available_timezones() if zone.split("/")[0] in PLACE_AREAS}
+        _ZONES = frozenset(places | {"UTC"}) - NOT_ZONES
     return _ZONES
 
 

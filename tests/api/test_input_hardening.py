@@ -13,11 +13,17 @@ import re
 import socket
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import socketio
+from flask import Flask
+from sqlalchemy import update
 
+from service.clock import clock
+from service.extensions import db
+from service.models import User
 from tests.api.test_errors import assert_problem
 from tests.support import repairs as repair_helpers
 from tests.support.client import PASSWORD, ApiClient, Person
@@ -311,11 +317,76 @@ def test_a_zone_directory_overlong_or_host_only_name_is_422(scene: Scene, zone: 
     assert "timezone" in assert_problem(registered, 422, "validation_error")["errors"]
 
 
-@pytest.mark.parametrize("zone", ["Europe/Berlin", "UTC", "Etc/GMT+5", "Pacific/Kiritimati"])
+# Names of the IANA database that are no place: abbreviations and POSIX rules (`EST` is a fixed
+# UTC-5 all year, not New York), offsets (`Etc/GMT+5` is UTC-5), aliases of UTC, and the legacy
+# links that name a country or a state instead of a place (`US/Eastern`, `Japan`).
+NOT_PLACES = [
+    "EST",
+    "MST",
+    "HST",
+    "PST8PDT",
+    "EST5EDT",
+    "CET",
+    "GMT",
+    "UCT",
+    "Zulu",
+    "Etc/UTC",
+    "Etc/GMT+5",
+    "US/Eastern",
+    "Japan",
+]
+
+
+@pytest.mark.parametrize("zone", NOT_PLACES)
+def test_abbreviations_offsets_and_legacy_names_are_422(scene: Scene, zone: str) -> None:
+    before = scene.seen_by_ana()
+    patched = scene.client.patch(f"{API}/me", as_=scene.ana, json={"timezone": zone})
+    assert "timezone" in assert_problem(patched, 422, "validation_error")["errors"]
+    assert scene.seen_by_ana() == before
+    registered = send(scene, "register", timezone=zone)
+    assert "timezone" in assert_problem(registered, 422, "validation_error")["errors"]
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        "Europe/Berlin",
+        "UTC",
+        "Pacific/Kiritimati",
+        "America/Argentina/Buenos_Aires",
+        "Asia/Kolkata",
+    ],
+)
 def test_iana_zones_are_still_accepted(scene: Scene, zone: str) -> None:
     patched = scene.client.patch(f"{API}/me", as_=scene.ana, json={"timezone": zone})
     assert patched.status_code == 200, patched.text
     assert patched.json()["timezone"] == zone
+
+
+def test_a_zone_stored_before_the_rule_still_works(scene: Scene, app: Flask) -> None:
+    """Accounts made when `PST8PDT` was accepted keep it: readable, quiet hours kept in it,
+    and a change of anything else does not ask for a new zone."""
+    with app.app_context(), db.scope() as session:
+        ana_id = uuid.UUID(scene.ana.id)
+        session.execute(update(User).where(User.id == ana_id).values(timezone="PST8PDT"))
+        session.commit()
+    client, ana = scene.client, scene.ana
+    quiet = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "display_name": "Ana B"}
+    patched = client.patch(f"{API}/me", as_=ana, json=quiet)
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["timezone"] == "PST8PDT"
+    clock.freeze(datetime(2031, 1, 15, 8, 0, tzinfo=UTC))  # 00:00 in Los Angeles
+    bid = client.post(
+        f"{API}/bids",
+        as_=client.fresh(scene.ben),
+        json={"client_id": str(uuid.uuid4()), "kind": "connect"},
+    )
+    assert bid.status_code == 201, bid.text
+    assert bid.json()["reachable_at"] == "2031-01-15T15:00:00.000000Z"  # 07:00 PST
+    assert (
+        client.get(f"{API}/couple", as_=client.fresh(scene.ben)).json()["partner"]["timezone"]
+        == "PST8PDT"
+    )
 
 
 # --- 4. quiet hours -------------------------------------------------------------------------

@@ -78,9 +78,18 @@ def test_zone_directories_long_names_and_host_files_are_not_zones(name: str) -> 
     assert is_valid_timezone(name) is False
 
 
-@pytest.mark.parametrize("name", ["Europe/Berlin", "UTC", "Etc/UTC", "Asia/Kathmandu", "EST5EDT"])
-def test_iana_zones_are_zones(name: str) -> None:
+@pytest.mark.parametrize(
+    "name", ["Europe/Berlin", "UTC", "Asia/Kathmandu", "America/Indiana/Knox", "Antarctica/Troll"]
+)
+def test_iana_place_names_are_zones(name: str) -> None:
     assert is_valid_timezone(name) is True
+
+
+@pytest.mark.parametrize(
+    "name", ["EST", "MST", "PST8PDT", "EST5EDT", "GMT", "Etc/UTC", "Etc/GMT-14", "US/Eastern", "NZ"]
+)
+def test_abbreviations_offsets_and_legacy_names_are_not_zones(name: str) -> None:
+    assert is_valid_timezone(name) is False
 
 
 class Numbers(Schema):
