@@ -163,3 +163,51 @@ def test_a_push_due_before_quiet_hours_but_sent_in_them_waits_for_the_morning(
     assert standin.messages() == []
     clock.freeze(datetime(2031, 1, 16, 6, 0, tzinfo=UTC))
     assert fcm_worker.run_once().pushes == 1
+
+
+def test_a_bid_that_expires_before_a_day_long_night_ends_is_never_pushed(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ben in New York keeps quiet hours from 07:00 to 06:30, 23.5 hours of his clock, and on
+    the night the clocks go back (2 November 2031) they last 24.5 hours: a bid sent as they
+    begin expires (after 24 hours; quiet hours don't extend it) before it could reach him.
+    Its push, held for the morning, is withdrawn with the bid, and never goes out, even when
+    the worker was away at the expiry and comes back after the morning."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-token")
+    profile(
+        client, ben, timezone="America/New_York", quiet_hours={"start": "07:00", "end": "06:30"}
+    )
+    clock.freeze(datetime(2031, 11, 1, 11, 0, tzinfo=UTC))  # 07:00 EDT
+    bid = send_bid(client, ana)
+    assert bid["expires_at"] == "2031-11-02T11:00:00.000000Z"
+    assert bid["reachable_at"] == "2031-11-02T11:30:00.000000Z"  # 06:30 EST
+    assert due(fcm_worker, "bid.created") == {ben.id: datetime(2031, 11, 2, 11, 30, tzinfo=UTC)}
+
+    # The worker away at the expiry: back after the morning, it sends nothing for the bid.
+    clock.freeze(datetime(2031, 11, 2, 11, 30, tzinfo=UTC))
+    assert fcm_worker.run_once(housekeeping=False).pushes == 0
+    assert fcm_worker.run_once().expired_bids == 1
+    assert standin.messages() == []
+    expired = client.get(f"/api/v1/bids/{bid['id']}", as_=client.fresh(ana)).json()
+    assert expired["status"] == "expired" and expired["outcome"] == "missed"
+
+
+def test_an_expired_bids_held_push_is_withdrawn_at_the_expiry(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-token")
+    profile(
+        client, ben, timezone="America/New_York", quiet_hours={"start": "07:00", "end": "06:30"}
+    )
+    clock.freeze(datetime(2031, 11, 1, 11, 0, tzinfo=UTC))
+    send_bid(client, ana)
+    clock.freeze(datetime(2031, 11, 2, 11, 0, tzinfo=UTC))
+    assert fcm_worker.run_once().expired_bids == 1
+    with fcm_worker.app.app_context(), db.scope() as session:
+        (job,) = session.scalars(select(PushJob).where(PushJob.kind == "bid.created"))
+        assert job.state == "cancelled"
+    clock.freeze(datetime(2031, 11, 2, 11, 30, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 0
+    assert standin.messages() == []
