@@ -7,12 +7,24 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from schemas.base import Schema, StrictBoolean, UTCDateTime, name
-from service.domain.quiet_hours import is_valid_timezone, parse_clock
+from service.domain.quiet_hours import (
+    TIMEZONE_MESSAGE,
+    is_known_zone,
+    is_valid_timezone,
+    parse_clock,
+)
 
 
 def _check_timezone(value: str) -> None:
     if not is_valid_timezone(value):
-        raise ValidationError("Not a known IANA time zone, for example Europe/Berlin.")
+        raise ValidationError(TIMEZONE_MESSAGE)
+
+
+def _check_known_zone(value: str) -> None:
+    """A profile change may send back a zone stored before the place rule (the service refuses
+    it unless it is the one stored: `accounts.update_profile`)."""
+    if not is_known_zone(value):
+        raise ValidationError(TIMEZONE_MESSAGE)
 
 
 _TIMEZONE = {
@@ -82,7 +94,7 @@ class UserSchema(Schema):
 
 class ProfileUpdateSchema(Schema):
     display_name = name(60, required=False)
-    timezone = fields.String(validate=_check_timezone, metadata=_TIMEZONE)
+    timezone = fields.String(validate=_check_known_zone, metadata=_TIMEZONE)
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True)
     notes_on_lock_screen = StrictBoolean(
         metadata={"description": "Show bid notes in lock-screen notifications"}

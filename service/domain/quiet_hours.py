@@ -32,11 +32,19 @@ PLACE_AREAS = frozenset(
 )
 
 
+TIMEZONE_MESSAGE = "Not a known IANA time zone, for example Europe/Berlin."
+
+
 def is_valid_timezone(name: str) -> bool:
-    """An IANA place name the service knows (`Area/Location`), or `UTC`. The name is looked up
-    in the known list before any file is opened: a directory ("Europe") or an overlong name
-    never reaches ZoneInfo. Names stored before this rule (`PST8PDT`) still load: this checks
-    what a caller sends, and QuietHours reads any zone ZoneInfo knows."""
+    """An IANA place name the service knows (`Area/Location`), or `UTC`: what an account may
+    choose. Names stored before this rule (`PST8PDT`) still load (`is_known_zone`)."""
+    return is_known_zone(name) and (name == "UTC" or name.split("/")[0] in PLACE_AREAS)
+
+
+def is_known_zone(name: str) -> bool:
+    """Any zone name of the IANA database that the service can load, place or not. The name is
+    looked up in the known list before any file is opened: a directory ("Europe") or an
+    overlong name never reaches ZoneInfo."""
     if not name or name != name.strip() or name not in _known_zones():
         return False
     try:
@@ -52,8 +60,7 @@ _ZONES: frozenset[str] | None = None
 def _known_zones() -> frozenset[str]:
     global _ZONES
     if _ZONES is None:
-        places = {zone for zone in available_timezones() if zone.split("/")[0] in PLACE_AREAS}
-        _ZONES = frozenset(places | {"UTC"}) - NOT_ZONES
+        _ZONES = (frozenset(available_timezones()) | {"UTC"}) - NOT_ZONES
     return _ZONES
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.db import end_read
 from service.domain.errors import Conflict, Unauthorized, invalid
+from service.domain.quiet_hours import TIMEZONE_MESSAGE, is_valid_timezone
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.passwords import hash_password, needs_rehash, verify_password
 from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
@@ -293,6 +294,10 @@ def prune_expired_sign_ins(
 
 
 def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:
+    zone = changes.get("timezone")
+    if zone is not None and zone != user.timezone and not is_valid_timezone(zone):
+        # A zone stored before the place rule (`PST8PDT`) may be sent back as is, not chosen.
+        raise invalid("timezone", TIMEZONE_MESSAGE)
     # Held against a deletion from another phone meanwhile (its update would find no row).
     members.hold_live_account(session, user.id)
     if "display_name" in changes:

@@ -375,6 +375,12 @@ def test_a_zone_stored_before_the_rule_still_works(scene: Scene, app: Flask) -> 
     patched = client.patch(f"{API}/me", as_=ana, json=quiet)
     assert patched.status_code == 200, patched.text
     assert patched.json()["timezone"] == "PST8PDT"
+    # A settings screen that sends the whole profile back, zone included, is not refused.
+    again = client.patch(f"{API}/me", as_=ana, json={**quiet, "timezone": "PST8PDT"})
+    assert again.status_code == 200, again.text
+    assert again.json() == patched.json()
+    other = client.patch(f"{API}/me", as_=ana, json={"timezone": "EST"})
+    assert "timezone" in assert_problem(other, 422, "validation_error")["errors"]
     clock.freeze(datetime(2031, 1, 15, 8, 0, tzinfo=UTC))  # 00:00 in Los Angeles
     bid = client.post(
         f"{API}/bids",
