@@ -156,6 +156,8 @@ class Settings:
     GC_REFREEZE_OBJECTS: int = 20_000
     GC_FULL_SECONDS: int = 3600
     GC_GEN0_THRESHOLD: int = 0
+    # The test suite's own settings (tests/support/settings.py): they skip the SECRET_KEY check
+    # and the /ops cookie's Secure flag. Never read from the environment (NOT_FROM_ENVIRONMENT).
     TESTING: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -192,12 +194,16 @@ class Settings:
         return replace(self, **overrides)
 
 
+# Fields no environment sets: a server's environment cannot make it a test run.
+NOT_FROM_ENVIRONMENT = frozenset({"TESTING", "extra"})
+
+
 def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings from the environment (or the given mapping)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for f in fields(Settings):
-        if f.name == "extra" or f.name not in env:
+        if f.name in NOT_FROM_ENVIRONMENT or f.name not in env:
             continue
         raw = env[f.name]
         if f.type in ("bool", bool):

@@ -38,6 +38,19 @@ def test_production_refuses_to_start_without_a_secret_key() -> None:
         create_app(Settings(DATABASE_URL="postgresql://u@127.0.0.1:1/none"))
 
 
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_the_environment_cannot_turn_off_what_production_refuses(value: str) -> None:
+    """TESTING is for the test suite's own settings: set in a server's environment (a CI
+    variable, a copied .env) it would serve PostgreSQL with no SECRET_KEY, signing tokens with
+    a key generated on the spot, and send the /ops cookie over plain HTTP."""
+    settings = from_environment(
+        {"DATABASE_URL": "postgresql://u@127.0.0.1:1/none", "TESTING": value}
+    )
+    assert settings.TESTING is False
+    with pytest.raises(SettingsError, match="SECRET_KEY must be set"):
+        create_app(settings)
+
+
 @pytest.mark.parametrize("secret", ["change-me", "short-but-not-empty"])
 def test_production_refuses_the_examples_placeholder_or_a_short_secret_key(secret: str) -> None:
     with pytest.raises(SettingsError, match="placeholder or shorter than 32"):
