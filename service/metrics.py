@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import logging
 import math
 import os
 import re
@@ -26,6 +27,9 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+
+log = logging.getLogger("reach.metrics")
 
 REQUEST_LATENCY = Histogram(
     "reach_http_request_duration_seconds",
@@ -206,12 +210,21 @@ def _observe(response: Response) -> Response:
 
 
 class DatabaseCollector(Collector):
-    """Gauges read from the database at scrape time, so any process reports the same truth."""
+    """Gauges read from the database at scrape time, so any process reports the same truth;
+    without figures (the database did not answer) only `reach_database_up` 0."""
 
-    def __init__(self, figures: dict[str, Any]) -> None:
+    def __init__(self, figures: dict[str, Any] | None) -> None:
         self.figures = figures
 
     def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "reach_database_up",
+            "1 when this scrape read the gauges from the database, 0 when the database did "
+            "not answer or was never migrated (those gauges are then left out)",
+            0 if self.figures is None else 1,
+        )
+        if self.figures is None:
+            return
         push = self.figures["push"]
         yield GaugeMetricFamily(
             "reach_push_backlog", "Push jobs due now and waiting for a worker", push["backlog_due"]
@@ -249,12 +262,24 @@ class DatabaseCollector(Collector):
 
 def scrape() -> Response:
     """Prometheus text format: this process (or all of them, in multiprocess mode) + DB gauges."""
+    from service.errors import database_said, is_unavailable, is_unmigrated
     from service.extensions import db
     from service.services.ops import scrape_figures
 
     settings = current_app.extensions["reach.settings"]
-    with db.scope() as session:
-        figures = scrape_figures(session)
+    figures: dict[str, Any] | None
+    try:
+        with db.scope() as session:
+            figures = scrape_figures(session)
+    except SQLAlchemyError as exc:
+        # The process's own figures (503s, sockets, Redis) matter most during an outage.
+        if not (is_unavailable(exc) or is_unmigrated(exc)):
+            raise
+        log.warning(
+            "metrics served without the gauges read from the database: it did not answer",
+            extra={"error": database_said(exc)},
+        )
+        figures = None
     database = CollectorRegistry(auto_describe=True)
     database.register(DatabaseCollector(figures))
     body = _process_metrics(settings.PROMETHEUS_MULTIPROC_DIR) + generate_latest(database)

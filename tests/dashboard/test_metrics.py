@@ -10,13 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import migrate
+from service import create_app, migrate
 from service.worker.runner import Worker
 from tests.dashboard.helpers import add_device, send_bid
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
+from tests.support.server import LiveServer
+from tests.support.settings import make_settings
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +57,7 @@ def test_metrics_count_requests_sockets_bids_and_pushes(
     worker.run_once()
     after = scrape(client)
 
+    assert value(after, "reach_database_up") == 1
     latency = "reach_http_request_duration_seconds_count"
     labels = {"endpoint": "/api/v1/bids", "method": "POST", "status": "201"}
     assert value(during, latency, **labels) == value(before, latency, **labels) + 1
@@ -164,3 +168,28 @@ def test_with_several_processes_any_process_reports_them_all(
     assert value(found, "reach_http_request_duration_seconds_count", **healthz) == 7
     assert value(found, "reach_socket_connections", namespace="members") == 0
     assert sockets == {"members": 0, "scope": "host"}
+
+
+@pytest.mark.parametrize("database", ["away", "never migrated"])
+def test_without_its_database_a_process_still_reports_its_own_metrics(
+    database: str, tmp_path: Path
+) -> None:
+    """During a database outage the 503s, sockets and Redis counters are what an operator
+    needs: /metrics answers with them, leaves out the gauges read from the database and says
+    so in reach_database_up, rather than failing the whole scrape."""
+    url = {
+        "away": "postgresql://reach@127.0.0.1:1/away",
+        "never migrated": f"sqlite:///{tmp_path}/never-migrated.sqlite3",
+    }[database]
+    server = LiveServer(create_app(make_settings(url))).start()
+    try:
+        assert requests.get(f"{server.url}/healthz", timeout=10).status_code == 200
+        answer = requests.get(f"{server.url}/metrics", timeout=10)
+    finally:
+        server.stop()
+    assert answer.status_code == 200, answer.text
+    found = samples(answer.text)
+    healthz = {"endpoint": "/healthz", "method": "GET", "status": "200"}
+    assert value(found, "reach_http_request_duration_seconds_count", **healthz) >= 1
+    assert found[("reach_database_up", ())] == 0
+    assert ("reach_push_backlog", ()) not in found
