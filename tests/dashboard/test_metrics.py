@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,55 @@ def test_metrics_count_requests_sockets_bids_and_pushes(
     assert value(after, "reach_push_attempts_last_hour", outcome="sent") == (
         value(before, "reach_push_attempts_last_hour", outcome="sent") + 1
     )
+
+
+def documented_metrics() -> dict[str, tuple[str, frozenset[str]]]:
+    """The metrics table of docs/operations.md: name -> (type, labels)."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    table = text.split("### Metrics", 1)[1].split("\n\n", 2)[1]
+    found = {}
+    for row in table.splitlines()[2:]:
+        named, kind = (cell.strip() for cell in row.strip("|").split("|")[:2])
+        match = re.fullmatch(r"`(reach_\w+)(?:\{([\w,]+)\})?`", named)
+        assert match is not None, f"not a metric: {row}"
+        found[match[1]] = (
+            kind.split()[0].strip(","),
+            frozenset(filter(None, (match[2] or "").split(","))),
+        )
+    return found
+
+
+def test_every_metric_the_runbook_names_is_served_as_documented(
+    client: ApiClient, worker: Worker, phone: Any
+) -> None:
+    """Alerts are written from docs/operations.md: each name, type and label set there is what
+    /metrics serves, and it serves nothing of Reach's that the table leaves out."""
+    ana, ben = client.couple()
+    add_device(client, ben, "ben-documented-token")
+    ben_phone: Phone = phone(ben.access_token)
+    send_bid(client, ana)
+    ben_phone.wait_for("bid.created")
+    worker.run_once()
+    text = client.get("/metrics").text
+
+    families = list(text_string_to_metric_families(text))
+    counted = {family.name for family in families if family.type in ("counter", "histogram")}
+    served: dict[str, tuple[str, frozenset[str]]] = {}
+    for family in families:
+        created_of = family.name.endswith("_created") and family.name[: -len("_created")]
+        if not family.name.startswith("reach_") or created_of in counted:
+            continue  # the creation times prometheus-client adds to counters and histograms
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        labels = {key for sample in family.samples for key in sample.labels} - {"le"}
+        served[name] = (family.type, frozenset(labels))
+    documented = documented_metrics()
+    assert sorted(served) == sorted(documented)
+    for name, (kind, labels) in documented.items():
+        assert served[name][0] == kind, name
+        # A labelled counter nothing has counted yet (no Redis here: pubsub) shows no labels.
+        assert served[name][1] in (labels, frozenset()), name
+    assert served["reach_push_outcomes_total"][1] == {"outcome", "platform"}
+    assert served["reach_socket_connections"][1] == {"namespace"}
 
 
 @pytest.fixture
