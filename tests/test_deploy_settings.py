@@ -13,9 +13,12 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from flask import request
 
+from service import create_app
 from service.cli import main
 from service.config import NOT_FROM_ENVIRONMENT, Settings, check_choices, from_environment
+from tests.support.settings import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {f.name: f for f in fields(Settings) if f.name not in NOT_FROM_ENVIRONMENT}
@@ -157,3 +160,51 @@ def test_the_readmes_commands_and_their_options_exist(command: str) -> None:
     assert result.exit_code == 0, f"{command}: {result.output}"
     assert f"Usage: main {' '.join(path)} " in result.output, result.output
     assert [flag for flag in flags if flag not in result.output] == []
+
+
+NGINX_CONFIGS = ("deploy/nginx/reach.conf", "deploy/nginx/reach.local.conf.template")
+
+
+@pytest.mark.parametrize("conf", NGINX_CONFIGS)
+def test_nginx_passes_the_scheme_a_terminator_in_front_was_asked_over(conf: str) -> None:
+    """A TLS terminator in front of nginx (docs/operations.md) sets X-Forwarded-Proto: https;
+    nginx adds its own scheme to it, as it adds the address to X-Forwarded-For, so that with
+    TRUSTED_PROXIES=2 the service sees https (overwritten with nginx's http, the /ops page's
+    socket was refused as another origin), and with 1 a client cannot claim https."""
+    text = (ROOT / conf).read_text()
+    chain = re.search(r"map \$http_x_forwarded_proto \$(\w+) \{([^}]*)\}", text)
+    assert chain is not None, "no map that chains X-Forwarded-Proto"
+    assert re.search(r'""\s+\$scheme;', chain[2]) and re.search(
+        r'default\s+"\$http_x_forwarded_proto, \$scheme";', chain[2]
+    )
+    protos = re.findall(r"proxy_set_header X-Forwarded-Proto (\S+);", text)
+    assert protos and set(protos) == {f"${chain[1]};".rstrip(";")}
+    assert text.count("X-Forwarded-For $proxy_add_x_forwarded_for") == len(protos)
+
+
+def test_behind_a_terminator_and_nginx_the_service_sees_the_client_and_https() -> None:
+    """What nginx now sends for a request a terminator took over HTTPS from 203.0.113.7."""
+    app = create_app(make_settings("sqlite://", TRUSTED_PROXIES=2))
+    headers = {
+        "Host": "reach.example.com",
+        "Origin": "https://reach.example.com",
+        "X-Forwarded-For": "203.0.113.7, 10.0.0.2",
+        "X-Forwarded-Proto": "https, http",
+        "X-Forwarded-Host": "reach.example.com",
+    }
+    seen = {}
+
+    @app.get("/test-proxy-view")
+    def _view() -> str:
+        seen.update(address=request.remote_addr, scheme=request.scheme)
+        return "ok"
+
+    client = app.test_client()
+    assert client.get("/test-proxy-view", headers=headers).status_code == 200
+    assert seen == {"address": "203.0.113.7", "scheme": "https"}
+    opened = client.get("/socket.io/?EIO=4&transport=polling", headers=headers)
+    assert opened.status_code == 200, opened.get_data(as_text=True)
+
+
+def test_compose_lets_deploy_env_set_the_proxies_in_front() -> None:
+    assert compose()["x-reach-environment"]["TRUSTED_PROXIES"] == "${TRUSTED_PROXIES:-1}"
