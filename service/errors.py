@@ -7,13 +7,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, has_request_context
 from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from service.domain.errors import ReachError
+from service.metrics import request_labels
 
 log = logging.getLogger("reach.errors")
 
@@ -211,9 +212,17 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return http_exception(exc)
-        body = logged_server_problem(exc, log, "unhandled error")
+        body = logged_server_problem(exc, log, "unhandled error", **_request_fields())
         retry = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if body["status"] == 503 else None
         return problem_response(body, retry)
+
+
+def _request_fields() -> dict[str, str]:
+    """The request a failure answered, as the metrics label it (endpoint, method)."""
+    if not has_request_context():
+        return {}
+    endpoint, method = request_labels()
+    return {"method": method, "endpoint": endpoint}
 
 
 def http_exception(exc: HTTPException) -> Response:

@@ -1,4 +1,4 @@
-"""Structured logs: one JSON object per line, with request ids."""
+"""Structured logs: one JSON object per line, with the fields each record was given."""
 
 from __future__ import annotations
 

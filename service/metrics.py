@@ -193,6 +193,13 @@ def init_app(app: Flask) -> None:
 HTTP_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
+def request_labels() -> tuple[str, str]:
+    """The current request's endpoint (its URL rule, never the path with its ids) and method,
+    as the metrics label them (and the logs name them)."""
+    rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    return rule, request.method if request.method in HTTP_METHODS else "other"
+
+
 def _start_timer() -> None:
     g._reach_started = time.perf_counter()
 
@@ -202,8 +209,7 @@ def _observe(response: Response) -> Response:
     if started is None:
         return response
     seconds = time.perf_counter() - started
-    rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-    method = request.method if request.method in HTTP_METHODS else "other"
+    rule, method = request_labels()
     REQUEST_LATENCY.labels(rule, method, str(response.status_code)).observe(seconds)
     requests_window.record(response.status_code, seconds)
     return response

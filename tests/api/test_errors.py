@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from service import create_app
 from tests.support.client import PASSWORD, ApiClient
 from tests.support.server import LiveServer
+from tests.support.settings import make_settings
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
@@ -178,6 +181,40 @@ def test_server_error_is_500_without_a_stack_trace(server_with: Callable[..., Li
     client = ApiClient(server.url)
     body = assert_problem(client.get("/boom"), 500, "server_error")
     assert "secret internal detail" not in json.dumps(body)
+
+
+def test_a_server_error_is_logged_with_the_request_it_answered(
+    server_with: Callable[..., LiveServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The 5xx alert comes by endpoint (reach_http_request_duration_seconds): the log line
+    with the traceback names the same endpoint, its URL rule (never the path and its ids)."""
+    server = server_with()
+
+    @server.app.get("/boom/<int:n>")
+    def boom(n: int) -> str:
+        raise RuntimeError("secret internal detail")
+
+    with caplog.at_level(logging.ERROR, logger="reach.errors"):
+        assert_problem(ApiClient(server.url).get("/boom/7"), 500, "server_error")
+    [record] = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert (record.__dict__["method"], record.__dict__["endpoint"]) == ("GET", "/boom/<int:n>")
+
+
+def test_a_503_while_the_database_is_away_is_logged_with_its_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = LiveServer(create_app(make_settings("postgresql://reach@127.0.0.1:1/away"))).start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="reach.errors"):
+            answer = ApiClient(server.url).post(
+                "/api/v1/auth/login", json={"email": "a@example.test", "password": PASSWORD}
+            )
+    finally:
+        server.stop()
+    assert_problem(answer, 503, "server_error")
+    [record] = [r for r in caplog.records if r.getMessage() == "database unavailable; answered 503"]
+    assert record.__dict__["method"] == "POST"
+    assert record.__dict__["endpoint"] == "/api/v1/auth/login"
 
 
 def test_too_many_sign_ins_are_429_with_retry_after(
