@@ -208,3 +208,19 @@ def test_behind_a_terminator_and_nginx_the_service_sees_the_client_and_https() -
 
 def test_compose_lets_deploy_env_set_the_proxies_in_front() -> None:
     assert compose()["x-reach-environment"]["TRUSTED_PROXIES"] == "${TRUSTED_PROXIES:-1}"
+
+
+def seconds(value: str) -> int:
+    match = re.fullmatch(r"(\d+)s?", str(value))
+    assert match is not None, value
+    return int(match[1])
+
+
+def test_a_stopping_worker_is_given_time_to_finish_its_pass() -> None:
+    """On SIGTERM a worker finishes its pass, which sends while its push lease has room and so
+    can last up to PUSH_LEASE_SECONDS while FCM answers slowly; killed before, what it sent is
+    not recorded, and another worker sends it again once the lease has run out."""
+    lease = SETTINGS["PUSH_LEASE_SECONDS"].default
+    worker = next(d for d in manifests() if d.get("metadata", {}).get("name") == "reach-worker")
+    assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > lease
+    assert seconds(compose()["services"]["worker"]["stop_grace_period"]) > lease
