@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -58,6 +59,24 @@ def test_db_upgrade_migrates_an_empty_sqlite_database(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "fresh.sqlite3") as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"users", "couples", "couple_events", "bids", "push_jobs"} <= tables
+
+
+def test_logs_are_one_json_object_per_line_with_the_documented_keys(tmp_path: Path) -> None:
+    """docs/operations.md, "Logs": what a log shipper parses."""
+    url = f"sqlite:///{tmp_path / 'logged.sqlite3'}"
+    result = subprocess.run(
+        [sys.executable, "-m", "service.entry", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DATABASE_URL": url, "REACH_INSTANCE_DIR": str(tmp_path)},
+        check=True,
+    )
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert lines, result.stderr
+    for line in lines:
+        assert list(line)[:4] == ["ts", "level", "logger", "msg"], line
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", line["ts"]), line
 
 
 def test_demo_tells_the_story_of_one_bid(tmp_path: Path) -> None:
