@@ -131,6 +131,19 @@ def test_every_metric_the_runbook_names_is_served_as_documented(
     assert served["reach_socket_connections"][1] == {"namespace"}
 
 
+def test_every_metric_the_runbook_mentions_is_one_the_table_lists() -> None:
+    """Alert expressions and runbook steps name only metrics /metrics serves (the test above)."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    series = set()
+    for name, (kind, _) in documented_metrics().items():
+        series.add(name)
+        if kind == "histogram":
+            series.update(f"{name}_{part}" for part in ("bucket", "count", "sum"))
+    mentioned = set(re.findall(r"\breach_[a-z_]+[a-z]", text))
+    named_otherwise = {"reach_affinity", "reach_ops", "reach_route", "reach_topology"}
+    assert sorted(mentioned - series - named_otherwise) == []
+
+
 @pytest.fixture
 def multiproc_env(tmp_path: Path) -> dict[str, str]:
     url = f"sqlite:///{tmp_path / 'metrics.sqlite3'}"
