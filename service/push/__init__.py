@@ -16,6 +16,10 @@ Outcome = Literal["sent", "retry", "unregistered", "invalid", "failed", "unsent"
 - invalid: FCM rejected the message itself (INVALID_ARGUMENT): do not retry;
 - failed: any other permanent failure (auth, configuration): do not retry this attempt;
 - unsent: not tried, the batch's deadline had come: nothing reached FCM, it is not an attempt.
+
+A send cut off at its time (its answer trickling in) is `sent` if FCM's 200 had come, with
+error ANSWER_CUT_OFF; otherwise `retry` (DEADLINE_EXCEEDED, or ANSWER_CUT_OFF after an error's
+status line): whether FCM took it is unknown, as after a timeout.
 """
 
 

@@ -13,7 +13,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -29,7 +29,13 @@ from urllib3.util.retry import Retry
 
 from service.config import SettingsError
 from service.push import Outcome, PushMessage, PushResult
-from service.push.timing import CONNECT_ATTEMPTS, deadline_passed, longest_fcm_send
+from service.push.cutoff import Send, Watchdog, WatchedAdapter
+from service.push.timing import (
+    CONNECT_ATTEMPTS,
+    CUT_GRACE_SECONDS,
+    deadline_passed,
+    longest_fcm_send,
+)
 
 log = logging.getLogger("reach.push.fcm")
 
@@ -208,8 +214,11 @@ class FcmBackend:
 
     The SDK's own retries are switched off: each attempt reaches FCM once and the worker
     retries with backoff (honouring Retry-After) from the outcome we return. Nor does a send
-    fetch an access token: the batch has one before its first send. So no send takes longer
-    than `longest_send` (`service/push/timing.py`), which the worker's lease is measured by.
+    fetch an access token: the batch has one before its first send. And a send whose answer is
+    still coming `longest_send` after it started is cut off (`service/push/cutoff.py`): an
+    answer trickling in a byte at a time, each within the timeout, holds it no longer. So no
+    send takes longer than `longest_send` (`service/push/timing.py`), which the worker's lease
+    is measured by.
     """
 
     name = "fcm"
@@ -241,7 +250,10 @@ class FcmBackend:
         self._token_lock = threading.Lock()
         # FCM refused the token (401): the next batch fetches a new one, however fresh it looks.
         self._token_refused = threading.Event()
+        self._watchdog = Watchdog()
         self._token_session = requests.Session()
+        for scheme in ("http://", "https://"):
+            self._token_session.mount(scheme, WatchedAdapter())
         self._token_request = _TokenRequest(self._token_session, timeout_seconds)
         self._app: firebase_admin.App | None = firebase_admin.initialize_app(
             certificate, {"httpTimeout": timeout_seconds}, name=f"reach-push-{uuid.uuid4().hex}"
@@ -252,6 +264,7 @@ class FcmBackend:
             )
         except Exception:
             firebase_admin.delete_app(self._app)
+            self._watchdog.close()
             raise
 
     def send_batch(
@@ -287,8 +300,21 @@ class FcmBackend:
         if auth_outcome is not None:
             return [PushResult(push.key, auth_outcome, error="AUTH_FAILED") for _, push, _ in ready]
         workers = min(self.max_concurrency, len(ready))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcm-send") as pool:
-            return list(pool.map(lambda item: self._send_one(item[1], item[2], deadline), ready))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcm-send")
+        futures = [
+            pool.submit(self._send_one, push, message, deadline) for _, push, message in ready
+        ]
+        # Every send started is cut off `longest_send` after it began: all are back by then.
+        # Should one not be (a thread held elsewhere), the batch does not wait for it: its
+        # outcome is unknown, and it sends nothing more (`cutoff`).
+        limit = None
+        if deadline is not None:
+            limit = max(0.0, deadline + self.longest_send + CUT_GRACE_SECONDS - time.monotonic())
+        wait(futures, timeout=limit)
+        pool.shutdown(wait=False, cancel_futures=True)
+        return [
+            _result_of(future, push) for future, (_, push, _) in zip(futures, ready, strict=True)
+        ]
 
     def _refresh_token(self, deadline: float | None = None) -> Outcome | None:
         """Fetch the access token once for the batch rather than once per sending thread, nor
@@ -298,8 +324,12 @@ class FcmBackend:
                 return None
             self._token_request.last_status = None
             try:
-                self._credential.refresh(self._token_request)
+                with self._watchdog.watch(self.longest_send) as watched:
+                    self._credential.refresh(self._token_request)
             except auth_exceptions.GoogleAuthError as exc:
+                if watched.cut:
+                    log.warning("push credential exchange cut off: its answer came too slowly")
+                    return "retry"
                 return _auth_failure(exc, self._token_request.last_status)
             except (TypeError, ValueError) as exc:
                 # An answer google-auth cannot read (a proxy's or a portal's page, a JSON list)
@@ -329,9 +359,16 @@ class FcmBackend:
     ) -> PushResult:
         if deadline_passed(deadline):
             return PushResult(push.key, "unsent")
-        try:
-            message_id = messaging.send(message, app=self._app)
-        except exceptions.FirebaseError as exc:
+        with self._watchdog.watch(self.longest_send) as watched:
+            try:
+                message_id = messaging.send(message, app=self._app)
+            except Exception as exc:
+                return _cut_off(push, watched) if watched.cut else self._failed(push, exc)
+        return PushResult(push.key, "sent", message_id=message_id)
+
+    def _failed(self, push: PushMessage, exc: Exception) -> PushResult:
+        """The result of a send that raised `exc`."""
+        if isinstance(exc, exceptions.FirebaseError):
             outcome, code = classify(exc)
             if code == "UNAUTHENTICATED":
                 self._token_refused.set()
@@ -347,12 +384,10 @@ class FcmBackend:
                 },
             )
             return PushResult(push.key, outcome, error=code, retry_after=after)
-        except auth_exceptions.GoogleAuthError as exc:
+        if isinstance(exc, auth_exceptions.GoogleAuthError):
             return PushResult(push.key, _auth_failure(exc), error="AUTH_FAILED")
-        except Exception:
-            log.exception("push failed unexpectedly", extra={"push_key": push.key})
-            return PushResult(push.key, "failed", error="UNEXPECTED")
-        return PushResult(push.key, "sent", message_id=message_id)
+        log.error("push failed unexpectedly", exc_info=exc, extra={"push_key": push.key})
+        return PushResult(push.key, "failed", error="UNEXPECTED")
 
     def close(self) -> None:
         app, self._app = self._app, None
@@ -360,10 +395,35 @@ class FcmBackend:
             return
         self._session.close()
         self._token_session.close()
+        self._watchdog.close()
         try:
             firebase_admin.delete_app(app)
         except Exception:
             log.warning("closing the firebase app failed", exc_info=True)
+
+
+def _cut_off(push: PushMessage, watched: Send) -> PushResult:
+    """A send cut off at its time. FCM answers 200 only once it has taken the message: with
+    that status line come, the push went, whatever became of the rest of the answer. Without
+    it, whether FCM took the message is unknown: tried again, as after a timeout."""
+    log.warning(
+        "push cut off: its answer came too slowly",
+        extra={"push_key": push.key, "device_id": str(push.device_id), "status": watched.status},
+    )
+    if watched.status == 200:
+        return PushResult(push.key, "sent", error="ANSWER_CUT_OFF")
+    error = "DEADLINE_EXCEEDED" if watched.status is None else "ANSWER_CUT_OFF"
+    return PushResult(push.key, "retry", error=error)
+
+
+def _result_of(future: Future[PushResult], push: PushMessage) -> PushResult:
+    """A send's result; one never started is unsent, one not back is of unknown outcome."""
+    if future.cancelled():
+        return PushResult(push.key, "unsent")
+    if not future.done():
+        log.warning("push not back after its cutoff", extra={"push_key": push.key})
+        return PushResult(push.key, "retry", error="DEADLINE_EXCEEDED")
+    return future.result()
 
 
 class _TokenRequest:
@@ -427,8 +487,6 @@ def _point_service_at(
     retries = Retry(
         total=again, connect=again, read=0, status=0, other=0, redirect=0, raise_on_status=False
     )
-    adapter = requests.adapters.HTTPAdapter(
-        pool_connections=1, pool_maxsize=pool_size, max_retries=retries
-    )
+    adapter = WatchedAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=retries)
     session.mount(base_url + "/", adapter)
     return url, session

@@ -14,6 +14,10 @@ CONNECT_ATTEMPTS = 2
 """Connection attempts per FCM send: the first, and one more when it could not connect (the
 request never left). An answer is never asked for twice (`service/push/fcm.py`)."""
 
+CUT_GRACE_SECONDS = 0.25
+"""How long a batch waits, past the last cutoff of its sends (`service/push/cutoff.py`), for a
+send cut off to come back; one that has not is of unknown outcome. Taken from the spare."""
+
 LEASE_SPARE_SECONDS = 5.0
 """What a pass keeps of its lease after its last answer can have come: to record the pass, and
 for worker hosts whose clocks differ a little."""
@@ -21,7 +25,8 @@ for worker hosts whose clocks differ a little."""
 
 def longest_fcm_send(timeout_seconds: float) -> float:
     """The longest one FCM send can take: each connection attempt, and then the wait for the
-    answer, gives up after `timeout_seconds`."""
+    answer, gives up after `timeout_seconds`; and the whole send is cut off after that long,
+    however the answer trickles in."""
     return timeout_seconds * (CONNECT_ATTEMPTS + 1)
 
 

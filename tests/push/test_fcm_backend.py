@@ -6,6 +6,8 @@ import inspect
 import json
 import logging
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -486,3 +488,74 @@ def test_log_backend_logs_one_line_per_push(caplog: pytest.LogCaptureFixture) ->
     }
     assert record.__dict__["title"] == "Alex is reaching for you"
     assert record.__dict__["data"] == DATA
+
+
+@pytest.mark.parametrize(
+    ("answer", "outcome", "error"),
+    [
+        # FCM's 200 had come: it took the message, whatever became of the rest.
+        (fcm.trickling(0.2, body_only=True), "sent", "ANSWER_CUT_OFF"),
+        # Not even the status line: unknown, tried again as after a timeout.
+        (fcm.trickling(0.2), "retry", "DEADLINE_EXCEEDED"),
+        (fcm.trickling(0.2, body_only=True, answer=fcm.unavailable()), "retry", "ANSWER_CUT_OFF"),
+    ],
+)
+def test_an_answer_trickling_in_is_cut_off_when_the_send_has_had_its_time(
+    standin: FcmStandIn,
+    credentials_file: Path,
+    answer: fcm.Answer,
+    outcome: str,
+    error: str,
+) -> None:
+    """A byte every 0.2 s: each within the 0.5 s timeout, the answer far longer than the 1.5 s
+    a send may take (`longest_send`). Cut off then, its connection shut."""
+    standin.script("tok-1", answer)
+    sender = FcmBackend(str(credentials_file), standin.url, timeout_seconds=0.5)
+    try:
+        began = time.monotonic()
+        results = sender.send_batch([push("tok-1"), push("tok-2")])
+        took = time.monotonic() - began
+    finally:
+        sender.close()
+
+    assert [(r.outcome, r.error) for r in results] == [(outcome, error), ("sent", None)]
+    assert sender.longest_send <= took < sender.longest_send + 1
+    assert len(standin.received()) == 2  # asked once
+    wait_until(lambda: standin.answers_cut == 1, 5, "the stand-in to see the hang-up")
+
+
+def test_a_trickling_answer_is_cut_off_in_a_process_patched_for_gevent() -> None:
+    """`reach worker` runs on gevent's patches: the cut ends a greenlet's read as a thread's."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.support.cutoff_child"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert report["outcomes"] == [
+        ["sent", "ANSWER_CUT_OFF"],
+        ["retry", "DEADLINE_EXCEEDED"],
+        ["sent", None],
+    ]
+    assert 1.5 <= report["seconds"] < 2.5
+
+
+def test_a_trickling_token_endpoint_is_cut_off_and_nothing_is_sent(
+    standin: FcmStandIn, credentials_file: Path
+) -> None:
+    """The OAuth exchange before a batch is cut off the same way: every push is tried again."""
+    standin.token_trickle = 0.2
+    sender = FcmBackend(str(credentials_file), standin.url, timeout_seconds=0.5)
+    try:
+        began = time.monotonic()
+        results = sender.send_batch([push("tok-1"), push("tok-2")])
+        took = time.monotonic() - began
+    finally:
+        sender.close()
+
+    assert [r.outcome for r in results] == ["retry", "retry"]
+    assert took < sender.longest_send + 1
+    assert standin.received() == []

@@ -5,6 +5,7 @@ untried, and goes out once, in a later pass."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from service.push.log import LogBackend
 from service.worker.dispatch import Dispatcher
 from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device, jobs
+from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.waiting import wait_until
@@ -274,3 +276,76 @@ def test_a_lease_with_no_time_to_start_a_send_is_refused() -> None:
     assert Dispatcher(Slow(), lease_seconds=36).sending_seconds == 1
     with pytest.raises(ValueError, match="a lease of 35 s leaves no time to start a send"):
         Dispatcher(Slow(), lease_seconds=35)
+
+
+def latest_attempt_error(worker: Worker) -> str | None:
+    with worker.app.app_context(), db.scope() as session:
+        last = select(PushAttempt.error).order_by(PushAttempt.id.desc()).limit(1)
+        return session.scalar(last)
+
+
+@pytest.mark.committed
+def test_an_answer_trickling_in_past_the_lease_is_cut_off_and_the_push_goes_once(
+    client: ApiClient,
+    leased_worker: Callable[[str], Worker],
+    slow_standin: FcmStandIn,
+) -> None:
+    """FCM takes the message and answers 200 at once, then the rest of its answer a byte every
+    0.5 s: each byte well within the 1 s timeout, the whole answer over 30 s, far past the 5 s
+    lease. The pass cuts the send off at its time and ends inside its lease, the push recorded
+    as sent; the worker that comes after the lease finds nothing to send again."""
+    ana, ben = client.couple()
+    device(client, ben, "ben-phone")
+    sent = bid(client, ana)
+    slow_standin.script("ben-phone", fcm.trickling(0.5, body_only=True))
+    first, second = leased_worker("first-worker"), leased_worker("second-worker")
+    ticks: list[Tick] = []
+    ended: list[float] = []
+
+    def first_pass() -> None:
+        ticks.append(first.run_once(housekeeping=False))
+        ended.append(time.monotonic())
+
+    began = time.monotonic()
+    passing = threading.Thread(target=first_pass, daemon=True)
+    passing.start()
+    lapsed = began + LEASE_SECONDS + 0.2
+    wait_until(lambda: time.monotonic() > lapsed, LEASE_SECONDS + 5, "the lease to run out")
+    taken_over = second.run_once(housekeeping=False)
+
+    assert [m["data"]["bid_id"] for m in slow_standin.messages()] == [sent["id"]]
+    assert taken_over.pushes == 0
+    assert ended and ended[0] - began < LEASE_SECONDS
+    assert ticks[0].pushes == 1
+    assert deliveries(second) == [("sent", 1)]
+    assert [(job.state, job.attempts) for job in jobs(second)] == [("done", 1)]
+    assert latest_attempt_error(second) == "ANSWER_CUT_OFF"
+    wait_until(lambda: slow_standin.answers_cut == 1, 5, "the stand-in to see the hang-up")
+
+
+def test_an_answer_trickling_from_its_first_byte_is_cut_off_and_tried_again(
+    leased_worker: Callable[[str], Worker],
+    slow_standin: FcmStandIn,
+    client: ApiClient,
+) -> None:
+    """Not even the status line has come when the send's time is up: whether FCM took the
+    message is unknown, so it is tried again after a backoff, as after a timeout."""
+    ana, ben = client.couple()
+    device(client, ben, "ben-phone")
+    bid(client, ana)
+    slow_standin.script("ben-phone", fcm.trickling(0.5))
+    worker = leased_worker("only-worker")
+
+    began = time.monotonic()
+    tick = worker.run_once(housekeeping=False)
+
+    assert time.monotonic() - began < LEASE_SECONDS - SPARE_SECONDS
+    assert tick.pushes == 1
+    assert deliveries(worker) == [("pending", 1)]
+    [job] = jobs(worker)
+    assert (job.state, job.attempts, job.last_error) == ("pending", 1, "retrying")
+    assert latest_attempt_error(worker) == "DEADLINE_EXCEEDED"
+
+    drain(worker, 30)
+    assert deliveries(worker) == [("sent", 2)]
+    assert len(slow_standin.messages()) == 2

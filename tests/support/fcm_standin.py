@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -26,6 +27,7 @@ SEND_PREFIX = "/v1/projects/"
 SEND_SUFFIX = "/messages:send"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 _FCM_ERROR_TYPE = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
+_BAD_REQUEST_TYPE = "type.googleapis.com/google.rpc.BadRequest"
 _STATUS = {
     400: "INVALID_ARGUMENT",
     403: "PERMISSION_DENIED",
@@ -45,17 +47,32 @@ class Answer:
     retry_after: str | None = None
     delay: float | None = None
     hang_up: bool = False  # close the connection without an answer
+    message: str | None = None  # the error's message, as FCM words it
+    # The fields FCM names as wrong (a google.rpc.BadRequest detail): {field: description}.
+    violations: tuple[tuple[str, str], ...] = ()
+    # Seconds between the bytes of the answer, each one well within a read timeout, the whole
+    # answer taking far longer; from its first byte, or (`trickle_body`) once the status line
+    # and headers are out.
+    trickle: float | None = None
+    trickle_body: bool = False
 
     def body(self, project: str) -> dict[str, Any]:
         if self.status == 200:
             return {"name": f"projects/{project}/messages/{uuid.uuid4().hex}"}
         error: dict[str, Any] = {
             "code": self.status,
-            "message": f"stand-in {self.error_code or _STATUS.get(self.status, 'UNKNOWN')}",
+            "message": self.message
+            or f"stand-in {self.error_code or _STATUS.get(self.status, 'UNKNOWN')}",
             "status": _STATUS.get(self.status, "UNKNOWN"),
         }
+        details: list[dict[str, Any]] = []
         if self.error_code:
-            error["details"] = [{"@type": _FCM_ERROR_TYPE, "errorCode": self.error_code}]
+            details.append({"@type": _FCM_ERROR_TYPE, "errorCode": self.error_code})
+        if self.violations:
+            violations = [{"field": f, "description": d} for f, d in self.violations]
+            details.append({"@type": _BAD_REQUEST_TYPE, "fieldViolations": violations})
+        if details:
+            error["details"] = details
         return {"error": error}
 
 
@@ -63,6 +80,27 @@ SUCCESS = Answer()
 UNREGISTERED = Answer(404, "UNREGISTERED")
 SENDER_ID_MISMATCH = Answer(403, "SENDER_ID_MISMATCH")
 INVALID_ARGUMENT = Answer(400, "INVALID_ARGUMENT")
+# What FCM answers for a registration token that is not one (mangled, truncated, an APNs
+# device token): INVALID_ARGUMENT as for a bad message, told apart only by its message...
+INVALID_TOKEN = Answer(
+    400,
+    "INVALID_ARGUMENT",
+    message="The registration token is not a valid FCM registration token",
+)
+# ... or, as FCM has also answered it, by the field it names.
+INVALID_TOKEN_FIELD = Answer(
+    400,
+    "INVALID_ARGUMENT",
+    message="Request contains an invalid argument.",
+    violations=(("message.token", "Invalid registration token"),),
+)
+# A message FCM refuses whatever the token: a data value of the wrong type.
+INVALID_DATA = Answer(
+    400,
+    "INVALID_ARGUMENT",
+    message="Invalid value at 'message.data[0].value' (TYPE_STRING), 7",
+    violations=(("message.data[0].value", "Invalid value at 'message.data[0].value'"),),
+)
 THIRD_PARTY_AUTH_ERROR = Answer(401, "THIRD_PARTY_AUTH_ERROR")
 
 
@@ -108,6 +146,11 @@ def unavailable(retry_after: str | None = None) -> Answer:
 
 def slow(delay: float) -> Answer:
     return Answer(delay=delay)
+
+
+def trickling(gap: float, *, body_only: bool = False, answer: Answer = Answer()) -> Answer:
+    """`answer`, written a byte every `gap` seconds (once its head is out, if `body_only`)."""
+    return dataclasses.replace(answer, trickle=gap, trickle_body=body_only)
 
 
 HANG_UP = Answer(hang_up=True)
@@ -175,6 +218,7 @@ class _State:
     access_tokens: set[str] = field(default_factory=set)
     in_flight: int = 0
     max_in_flight: int = 0
+    answers_cut: int = 0  # trickled answers whose client hung up before the last byte
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -230,7 +274,11 @@ class _Handler(BaseHTTPRequestHandler):
         with standin.state.lock:
             standin.state.access_tokens.add(token)
         lifetime = standin.token_seconds
-        self._reply(200, {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"})
+        body = {"access_token": token, "expires_in": lifetime, "token_type": "Bearer"}
+        if standin.token_trickle is not None:
+            self._trickle_raw(200, json.dumps(body).encode(), {}, standin.token_trickle, False)
+            return
+        self._reply(200, body)
 
     def _send(self, project: str, path: str, headers: dict[str, str], body: Any) -> None:
         standin = self.server.standin
@@ -261,10 +309,43 @@ class _Handler(BaseHTTPRequestHandler):
                 )
                 return
             extra = {"Retry-After": answer.retry_after} if answer.retry_after else {}
+            if answer.trickle is not None:
+                self._trickle(answer, project, extra)
+                return
             self._reply(answer.status, answer.body(project), extra)
         finally:
             with state.lock:
                 state.in_flight -= 1
+
+    def _trickle(self, answer: Answer, project: str, extra: dict[str, str]) -> None:
+        assert answer.trickle is not None
+        data = json.dumps(answer.body(project)).encode()
+        self._trickle_raw(answer.status, data, extra, answer.trickle, answer.trickle_body)
+
+    def _trickle_raw(
+        self, status: int, data: bytes, extra: dict[str, str], gap: float, body_only: bool
+    ) -> None:
+        """The answer a byte every `gap` seconds (the body's, once the head is out, if
+        `body_only`), until it is out or the client hangs up (counted in `answers_cut`)."""
+        head = [f"HTTP/1.1 {status} {self.responses[status][0]}"]
+        head += ["Content-Type: application/json; charset=UTF-8", f"Content-Length: {len(data)}"]
+        head += [f"{name}: {value}" for name, value in extra.items()]
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode()
+        whole, start = raw + data, len(raw) if body_only else 0
+        stopping = self.server.standin.stopping
+        try:
+            if start:
+                self.wfile.write(raw)
+                self.wfile.flush()
+            for index in range(start, len(whole)):
+                if stopping.wait(gap):
+                    break
+                self.wfile.write(whole[index : index + 1])
+                self.wfile.flush()
+        except OSError:
+            with self.server.standin.state.lock:
+                self.server.standin.state.answers_cut += 1
+        self.close_connection = True
 
     def _reply(self, status: int, body: Any, extra: dict[str, str] | None = None) -> None:
         self._reply_raw(status, "application/json; charset=UTF-8", json.dumps(body).encode(), extra)
@@ -302,6 +383,8 @@ class FcmStandIn:
     def __init__(self, default_delay: float = 0.0, project_id: str = "reach-test") -> None:
         self.default_delay = default_delay
         self.token_seconds = 3600  # the access tokens' lifetime (expires_in)
+        # Seconds between the bytes of the token endpoint's answers, if set (they trickle in).
+        self.token_trickle: float | None = None
         # (status, content type, body) the token endpoint answers instead of a token, if set.
         self.token_failure: tuple[int, str, bytes] | None = None
         self.project_id = project_id
@@ -349,6 +432,17 @@ class FcmStandIn:
     def messages(self) -> list[dict[str, Any]]:
         """The `message` objects of every send received, in arrival order."""
         return [r.body["message"] for r in self.received()]
+
+    @property
+    def answers_cut(self) -> int:
+        with self.state.lock:
+            return self.state.answers_cut
+
+    @property
+    def in_flight(self) -> int:
+        """Sends received and not answered yet (their answer still trickling)."""
+        with self.state.lock:
+            return self.state.in_flight
 
     @property
     def max_in_flight(self) -> int:
