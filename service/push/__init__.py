@@ -11,9 +11,10 @@ Outcome = Literal["sent", "retry", "unregistered", "invalid", "failed", "unsent"
 """What became of one message:
 - sent: FCM accepted it (message_id set);
 - retry: a passing failure (429, 500, 503, timeout); try again after `retry_after` or backoff;
-- unregistered: the token is dead (UNREGISTERED), or of another Firebase project than the
+- unregistered: the token is dead (UNREGISTERED), not a registration token at all
+  (INVALID_ARGUMENT about the token: INVALID_TOKEN), or of another Firebase project than the
   credentials (SENDER_ID_MISMATCH): disable the device;
-- invalid: FCM rejected the message itself (INVALID_ARGUMENT): do not retry;
+- invalid: FCM rejected the message itself (INVALID_ARGUMENT about the message): do not retry;
 - failed: any other permanent failure (auth, configuration): do not retry this attempt;
 - unsent: not tried, the batch's deadline had come: nothing reached FCM, it is not an attempt.
 

@@ -176,6 +176,8 @@ def classify(exc: exceptions.FirebaseError) -> tuple[Outcome, str]:
     if isinstance(exc, messaging.QuotaExceededError):
         return "retry", "QUOTA_EXCEEDED"
     if isinstance(exc, exceptions.InvalidArgumentError):
+        if token_refused(exc):
+            return "unregistered", "INVALID_TOKEN"
         return "invalid", "INVALID_ARGUMENT"
     response = exc.http_response
     if isinstance(
@@ -189,6 +191,27 @@ def classify(exc: exceptions.FirebaseError) -> tuple[Outcome, str]:
     if isinstance(exc, exceptions.UnknownError) and response is None:
         return "retry", str(exc.code)  # a transport failure without an HTTP answer
     return "failed", str(exc.code)
+
+
+def token_refused(exc: exceptions.InvalidArgumentError) -> bool:
+    """Whether FCM's INVALID_ARGUMENT is about the registration token itself rather than the
+    message: FCM answers both with it, and firebase-admin raises the same InvalidArgumentError.
+    Told apart by FCM's words (the exception's message, "The registration token is not a valid
+    FCM registration token") or the field its details name (`message.token`)."""
+    if "registration token" in str(exc).lower():
+        return True
+    response = exc.http_response
+    try:
+        error = response.json().get("error", {}) if response is not None else {}
+        details = error.get("details") or []
+    except (AttributeError, ValueError):
+        return False
+    return any(
+        isinstance(violation, dict) and violation.get("field") == "message.token"
+        for detail in details
+        if isinstance(detail, dict)
+        for violation in detail.get("fieldViolations") or []
+    )
 
 
 def retry_after(exc: exceptions.FirebaseError) -> float | None:

@@ -17,6 +17,11 @@ from service.services import members, pages
 
 # FCM said the token no longer reaches an app: it is never sent to again.
 UNREGISTERED = "unregistered"
+# FCM said the token is not a registration token at all (INVALID_ARGUMENT about the token,
+# not the message): it never becomes one, and is never sent to again either.
+INVALID_TOKEN = "invalid_token"
+# The reasons a token is dead for good: registering it again is refused.
+DEAD = frozenset({UNREGISTERED, INVALID_TOKEN})
 # FCM said the token belongs to another Firebase project than the credentials' (usually wrong
 # credentials): switched off, and back on when the phone registers it again.
 OTHER_PROJECT = "sender_id_mismatch"
@@ -41,8 +46,8 @@ def register(
     Two registrations of a new token at once (an app's start and its token callback) both find
     no row to lock; the one whose insert loses to the other's unique token updates the other's
     row instead. The account keeps its `keep` devices registered most recently; any older one
-    is switched off (`replaced`). A token that FCM reported unregistered is refused: the app
-    must ask for a new one.
+    is switched off (`replaced`). A token that FCM reported dead (unregistered, or not a
+    token at all) is refused: the app must ask for a new one.
     """
     fields = {"platform": platform, "app_version": app_version, "locale": locale}
     try:
@@ -76,13 +81,9 @@ def _upsert(
         session.rollback()
         raise Unauthorized("The session has ended: sign in again.")
     device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
-    if device is not None and device.disabled_reason == UNREGISTERED:
+    if device is not None and device.disabled_reason in DEAD:
         session.rollback()
-        raise invalid(
-            "push_token",
-            "FCM reported this token as no longer registered: delete it on the phone and "
-            "register the new token the platform gives.",
-        )
+        raise invalid("push_token", DEAD_TOKEN)
     if device is None:
         device = Device(user_id=user.id, push_token=push_token, created_at=now, **fields)
         session.add(device)
@@ -97,6 +98,12 @@ def _upsert(
     _switch_off_beyond(session, user.id, keep, now)
     session.commit()
     return device
+
+
+DEAD_TOKEN = (
+    "FCM reported this token as no longer registered: delete it on the phone and register "
+    "the new token the platform gives."
+)
 
 
 def _switch_off_beyond(session: Session, user_id: uuid.UUID, keep: int, now: datetime) -> None:
@@ -118,7 +125,9 @@ def _switch_off_beyond(session: Session, user_id: uuid.UUID, keep: int, now: dat
 
 def disabled_reason_of(fcm_error: str | None) -> str:
     """Why a device that FCM refused for good is switched off, by FCM's error code."""
-    return OTHER_PROJECT if fcm_error == "SENDER_ID_MISMATCH" else UNREGISTERED
+    if fcm_error == "SENDER_ID_MISMATCH":
+        return OTHER_PROJECT
+    return INVALID_TOKEN if fcm_error == "INVALID_TOKEN" else UNREGISTERED
 
 
 def sign_out(session: Session, ended: ColumnElement[bool], now: datetime) -> int:

@@ -154,6 +154,34 @@ def test_sender_id_mismatch_also_disables_the_token(
     assert again.status_code == 201 and again.json()["active"] is True
 
 
+def test_a_token_fcm_calls_malformed_is_disabled_and_refused_but_a_bad_message_is_not(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """FCM answers INVALID_ARGUMENT both for a registration token that is not one and for a
+    message it will not take. Only the first says anything about the device."""
+    ana, ben = client.couple()
+    device(client, ben, "ben-mangled-token")
+    device(client, ben, "ben-good-token")
+    standin.script("ben-mangled-token", fcm.INVALID_TOKEN)
+    standin.script("ben-good-token", fcm.INVALID_DATA)
+    bid(client, ana)
+    fcm_worker.run_once()
+
+    listed = {d["id"]: d for d in client.get("/api/v1/devices", as_=ben).json()["items"]}
+    states = sorted((d["active"], d["disabled_reason"]) for d in listed.values())
+    assert states == [(False, "invalid_token"), (True, None)]
+    bid(client, ana)
+    fcm_worker.run_once()
+    tokens = [m["token"] for m in standin.messages()]
+    assert (tokens.count("ben-mangled-token"), tokens.count("ben-good-token")) == (1, 2)
+    # A token that is not one never becomes one: the phone must register the one it has.
+    again = client.post(
+        "/api/v1/devices", as_=ben, json={"platform": "android", "push_token": "ben-mangled-token"}
+    )
+    assert again.status_code == 422, again.text
+    assert "push_token" in again.json()["errors"]
+
+
 def test_429_is_retried_no_sooner_than_fcm_asked(
     client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:

@@ -131,6 +131,9 @@ def test_a_data_only_message_to_ios_uses_priority_5_and_content_available(
         (fcm.UNREGISTERED, "unregistered", "UNREGISTERED", None),
         (fcm.SENDER_ID_MISMATCH, "unregistered", "SENDER_ID_MISMATCH", None),
         (fcm.INVALID_ARGUMENT, "invalid", "INVALID_ARGUMENT", None),
+        (fcm.INVALID_DATA, "invalid", "INVALID_ARGUMENT", None),  # the message: not the token
+        (fcm.INVALID_TOKEN, "unregistered", "INVALID_TOKEN", None),
+        (fcm.INVALID_TOKEN_FIELD, "unregistered", "INVALID_TOKEN", None),
         (fcm.quota_exceeded("7"), "retry", "QUOTA_EXCEEDED", 7.0),
         (fcm.unavailable(), "retry", "UNAVAILABLE", None),
         (fcm.unavailable("3"), "retry", "UNAVAILABLE", 3.0),
