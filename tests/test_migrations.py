@@ -32,7 +32,8 @@ from sqlalchemy.engine import make_url
 from service import create_app, migrate
 from service.db import make_engine
 from service.extensions import db
-from service.models import Base, Bid, Device, PushDelivery, PushJob, User
+from service.models import Base, Bid, DeadPushToken, Device, PushDelivery, PushJob, User
+from service.services import devices
 from tests.conftest import POSTGRES_URL
 from tests.support import repairs
 from tests.support.client import ApiClient, Person
@@ -315,6 +316,10 @@ def test_tokens_switched_off_for_another_project_can_come_back_after_0012(
 
     migrate.upgrade(empty_database)
     assert reasons() == {other_project: "sender_id_mismatch", uninstalled: "unregistered"}
+    # 0017: the dead one stays refused once its device is deleted; the other can come back.
+    with engine.connect() as conn:
+        dead = conn.execute(select(DeadPushToken.token_sha256, DeadPushToken.reason)).all()
+    assert dead == [(devices.token_sha256(f"token-{uninstalled}"), "unregistered")]
     migrate.downgrade(empty_database, revision="0011_drop_bids_sender_created")
     assert reasons() == {other_project: "unregistered", uninstalled: "unregistered"}
     engine.dispose()

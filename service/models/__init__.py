@@ -5,7 +5,7 @@ from service.models.base import Base
 from service.models.bids import Bid, BidResponse
 from service.models.checkins import CheckInAnswer, CheckInRound
 from service.models.couples import Couple, CoupleEvent, Invite
-from service.models.devices import Device
+from service.models.devices import DeadPushToken, Device
 from service.models.operators import AuditEntry, Operator, OperatorSession
 from service.models.push import PushAttempt, PushDelivery, PushJob
 from service.models.repairs import Repair, RepairMessage, RepairPartner
@@ -20,6 +20,7 @@ __all__ = [
     "CheckInRound",
     "Couple",
     "CoupleEvent",
+    "DeadPushToken",
     "Device",
     "Invite",
     "Operator",

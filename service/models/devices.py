@@ -30,3 +30,15 @@ class Device(Base):
     disabled_reason: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DeadPushToken(Base):
+    """A push token FCM declared dead for good (unregistered, or not a token at all), kept
+    after its device is deleted so that registering it again stays refused. Only its SHA-256
+    is kept: the token itself is of no further use."""
+
+    __tablename__ = "dead_push_tokens"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.domain.errors import NotFound, Unauthorized, invalid
-from service.models import AuthSession, Device, User
+from service.models import AuthSession, DeadPushToken, Device, User
 from service.services import members, pages
 
 # FCM said the token no longer reaches an app: it is never sent to again.
@@ -47,7 +48,7 @@ def register(
     no row to lock; the one whose insert loses to the other's unique token updates the other's
     row instead. The account keeps its `keep` devices registered most recently; any older one
     is switched off (`replaced`). A token that FCM reported dead (unregistered, or not a
-    token at all) is refused: the app must ask for a new one.
+    token at all) is refused, its device deleted since or not: the app must ask for a new one.
     """
     fields = {"platform": platform, "app_version": app_version, "locale": locale}
     try:
@@ -81,7 +82,7 @@ def _upsert(
         session.rollback()
         raise Unauthorized("The session has ended: sign in again.")
     device = session.scalar(select(Device).where(Device.push_token == push_token).with_for_update())
-    if device is not None and device.disabled_reason in DEAD:
+    if (device is not None and device.disabled_reason in DEAD) or is_dead(session, push_token):
         session.rollback()
         raise invalid("push_token", DEAD_TOKEN)
     if device is None:
@@ -104,6 +105,19 @@ DEAD_TOKEN = (
     "FCM reported this token as no longer registered: delete it on the phone and register "
     "the new token the platform gives."
 )
+
+
+def token_sha256(push_token: str) -> str:
+    """How a dead token is remembered (`DeadPushToken`)."""
+    return hashlib.sha256(push_token.encode()).hexdigest()
+
+
+def is_dead(session: Session, push_token: str) -> bool:
+    """Whether FCM declared this token dead, its device deleted since or not."""
+    dead = select(DeadPushToken.token_sha256).where(
+        DeadPushToken.token_sha256 == token_sha256(push_token)
+    )
+    return session.scalar(dead) is not None
 
 
 def _switch_off_beyond(session: Session, user_id: uuid.UUID, keep: int, now: datetime) -> None:

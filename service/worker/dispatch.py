@@ -15,7 +15,8 @@ objects: the unit of work was most of the worker's CPU):
 3. one transaction: the jobs by outcome (one UPDATE for the done, one for the dead, one
    executemany for those that wait to be retried, one UPDATE for those none of whose pushes
    could be started, one executemany for those whose recipient is in quiet hours now, each only
-   if any), then dead tokens (one UPDATE, only if any), then the deliveries' results (one
+   if any), then dead tokens (one UPDATE, and one INSERT remembering those dead for good, only
+   if any), then the deliveries' results (one
    executemany UPDATE) and every attempt (one INSERT); COMMIT. The pushes have left by then: a
    connection the database dropped meanwhile does not lose their results (the transaction is
    tried again while the lease lasts), or they would go out again.
@@ -52,7 +53,7 @@ from service import metrics
 from service.clock import clock
 from service.domain.quiet_hours import QuietHours
 from service.errors import database_said, is_unavailable
-from service.models import Device, PushAttempt, PushDelivery, PushJob, User
+from service.models import DeadPushToken, Device, PushAttempt, PushDelivery, PushJob, User
 from service.push import PushBackend, PushMessage, PushResult
 from service.push.timing import LEASE_SPARE_SECONDS, sending_window
 from service.services import devices, scans
@@ -70,6 +71,7 @@ JOBS = cast(Table, PushJob.__table__)
 DELIVERIES = cast(Table, PushDelivery.__table__)
 ATTEMPTS = cast(Table, PushAttempt.__table__)
 DEVICES = cast(Table, Device.__table__)
+DEAD_TOKENS = cast(Table, DeadPushToken.__table__)
 USERS = cast(Table, User.__table__)
 
 
@@ -122,6 +124,8 @@ class _Recorded:
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     unregistered: dict[str, list[Any]] = field(default_factory=dict)
+    # the tokens FCM declared dead for good, by their SHA-256: their reason
+    dead_tokens: dict[str, str] = field(default_factory=dict)
     retry_after: dict[int, float] = field(default_factory=dict)
     tried: set[int] = field(default_factory=set)  # the jobs some of whose pushes went out
     unsent: int = 0
@@ -283,6 +287,8 @@ class Dispatcher:
             elif state == "unregistered":
                 reason = devices.disabled_reason_of(result.error)
                 recorded.unregistered.setdefault(reason, []).append(message.device_id)
+                if reason in devices.DEAD:
+                    recorded.dead_tokens[devices.token_sha256(message.token)] = reason
             plan.states[send.job_id][send.delivery_id] = state
             sent = state == "sent"
             # Only pending deliveries are sent, so message_id and sent_at were still empty.
@@ -371,6 +377,11 @@ class Dispatcher:
         self._finish_jobs(session, sql, worker, plan, recorded.retry_after, recorded.tried, now)
         for reason, device_ids in recorded.unregistered.items():
             session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
+        if recorded.dead_tokens:
+            # Remembered beyond their devices: registering one again stays refused.
+            dead = sorted(recorded.dead_tokens.items())  # one order for every worker
+            rows = [{"token_sha256": h, "reason": r, "created_at": now} for h, r in dead]
+            session.execute(sql.bury, rows)
         if recorded.deliveries:
             session.execute(sql.delivered, recorded.deliveries)
             session.execute(sql.attempts, recorded.attempts)
@@ -484,7 +495,11 @@ class _Statements:
             .where(JOBS.c.id.in_(ids), DEVICES.c.active.is_(True))
         )
         self.add_missing = _insert_new(
-            dialect, DELIVERIES, ["job_id", "device_id", "platform", "updated_at"], pairs
+            dialect,
+            DELIVERIES,
+            ["job_id", "device_id"],
+            ["job_id", "device_id", "platform", "updated_at"],
+            pairs,
         )
         self.deliveries = (
             select(
@@ -529,6 +544,7 @@ class _Statements:
             ["delivery_id", *tried],
             select(delivery, *(param(name, ATTEMPTS.c[name]) for name in tried)).where(still_there),
         )
+        self.bury = _insert_new(dialect, DEAD_TOKENS, ["token_sha256"])
         self.unregister = (
             update(DEVICES)
             .where(DEVICES.c.id.in_(ids))
@@ -584,27 +600,28 @@ def _pick(now: BindParameter[Any], batch: int, lock: bool) -> Select[Any]:
 
 
 def _insert_new(
-    dialect: Dialect, table: Table, columns: list[str], rows: Select[Any]
+    dialect: Dialect,
+    table: Table,
+    keys: list[str],
+    columns: list[str] | None = None,
+    rows: Select[Any] | None = None,
 ) -> Executable:
-    """INSERT ... SELECT that skips the rows the unique (job_id, device_id) already has."""
-    keys = ["job_id", "device_id"]
+    """INSERT (... SELECT `rows`, if given) that skips the rows whose unique `keys` are there."""
     if dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql
 
-        return (
-            postgresql.insert(table)
-            .from_select(columns, rows)
-            .on_conflict_do_nothing(index_elements=keys)
-        )
-    if dialect.name == "sqlite":
+        statement: Any = postgresql.insert(table)
+    elif dialect.name == "sqlite":
         from sqlalchemy.dialects import sqlite
 
-        return (
-            sqlite.insert(table)
-            .from_select(columns, rows)
-            .on_conflict_do_nothing(index_elements=keys)
+        statement = sqlite.insert(table)
+    else:
+        raise NotImplementedError(
+            f"push dispatch supports PostgreSQL and SQLite, not {dialect.name}"
         )
-    raise NotImplementedError(f"push dispatch supports PostgreSQL and SQLite, not {dialect.name}")
+    if rows is not None:
+        statement = statement.from_select(columns, rows)
+    return statement.on_conflict_do_nothing(index_elements=keys)
 
 
 @functools.lru_cache(maxsize=16)

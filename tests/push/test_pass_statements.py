@@ -23,9 +23,10 @@ from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
 
-# Claim; add the missing deliveries; read them; results; attempts; dead tokens; expired, done,
-# dead-lettered and retried jobs (each of the last five only when there are any).
-MOST = 10
+# Claim; add the missing deliveries; read them; results; attempts; dead tokens and their
+# remembering; expired, done, dead-lettered and retried jobs (each of the last six only when
+# there are any).
+MOST = 11
 
 
 @contextmanager

@@ -109,3 +109,33 @@ def test_a_token_fcm_reported_unregistered_is_refused_when_registered_again(
     assert register(client, ben, "ben-reinstalled-token").status_code == 201
     reach(client, ana)
     assert pushed_to(standin, fcm_worker, 1) == ["ben-reinstalled-token"]
+
+
+def test_a_dead_token_stays_refused_after_its_device_is_deleted(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """A phone that reinstalls the app gets a new token; a dead one that comes back is a stale
+    copy (a backup restored, an app that cached it). Deleting its device must not make the
+    server take it, or every push to it fails again while the phone believes it is reachable."""
+    ana, ben = client.couple()
+    assert register(client, ben, "ben-dead-token").status_code == 201
+    assert register(client, ben, "ben-mangled-token").status_code == 201
+    standin.script("ben-dead-token", fcm.UNREGISTERED)
+    standin.script("ben-mangled-token", fcm.INVALID_TOKEN)
+    reach(client, ana)
+    fcm_worker.run_once()
+    listed = client.get("/api/v1/devices", as_=ben).json()["items"]
+    for gone in listed:
+        assert client.delete(f"/api/v1/devices/{gone['id']}", as_=ben).status_code == 204
+
+    for token in ("ben-dead-token", "ben-mangled-token"):
+        again = register(client, ben, token)
+        assert again.status_code == 422, again.text
+        assert "push_token" in again.json()["errors"]
+    reach(client, ana)
+    assert pushed_to(standin, fcm_worker, 2) == []
+    # Nor on another account, nor once the account that had it is gone.
+    cat, _ = client.couple("Cat", "Dan")
+    assert register(client, cat, "ben-dead-token").status_code == 422
+    assert client.delete("/api/v1/me", as_=ben).status_code == 204
+    assert register(client, cat, "ben-mangled-token").status_code == 422
