@@ -150,6 +150,8 @@ class Dispatcher:
     last_claimed: int = 0
     # How many pushes the last pass left untried, their turn past its deadline: due at once.
     last_unsent: int = 0
+    # FCM said it is overloaded (503 with Retry-After): no pass claims anything until then.
+    paused_until: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.sending_seconds <= 0:
@@ -169,9 +171,11 @@ class Dispatcher:
         sql = _statements(session.get_bind().dialect, self.batch)
         leased = time.monotonic()  # no later than the lease's start: the deadline errs early
         now = clock.now()
+        self.last_claimed = self.last_unsent = 0
+        if self.paused_until is not None and now < self.paused_until:
+            return 0  # every send would be refused, and count as one of its push's attempts
         claimed = self._claim(session, sql, worker, now)
         self.last_claimed = len(claimed)
-        self.last_unsent = 0
         if not claimed:
             session.commit()
             return 0
@@ -196,8 +200,27 @@ class Dispatcher:
         results = self.backend.send_batch([s.message for s in sends], deadline) if sends else []
         recorded = self._results(worker, plan, results, started)
         self.last_unsent = recorded.unsent
+        self._pause_for(worker, results, recorded.now)
         self._record(session, sql, worker, plan, recorded, leased + self.lease_seconds)
         return len(sends) - self.last_unsent
+
+    def _pause_for(self, worker: str, results: Sequence[PushResult], now: datetime) -> None:
+        """FCM answers 503 when it is overloaded, and its Retry-After is for every send, not
+        only that one: until then this worker claims nothing, rather than have each push it
+        would send refused too, one attempt nearer to being dead-lettered."""
+        overloaded = [
+            result.retry_after
+            for result in results
+            if result.error == "UNAVAILABLE" and result.retry_after
+        ]
+        if not overloaded:
+            return
+        seconds = min(max(overloaded), self.policy.max_seconds)  # an absurd one: 10 min
+        self.paused_until = now + timedelta(seconds=seconds)
+        log.warning(
+            "FCM is overloaded: no pushes are sent until its Retry-After has passed",
+            extra={"worker": worker, "retry_after": seconds},
+        )
 
     def _claim(
         self, session: Session, sql: _Statements, worker: str, now: datetime

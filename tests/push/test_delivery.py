@@ -248,6 +248,33 @@ def test_503_is_retried_with_backoff(
     assert len(standin.messages()) == 3
 
 
+def test_fcm_overloaded_holds_every_push_until_its_retry_after_not_only_the_refused_one(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """A 503 with Retry-After is FCM saying it is overloaded: until then the worker sends
+    nothing, rather than spend an attempt of every push queued meanwhile on a refusal."""
+    ana, ben = client.couple("Ana", "Ben")
+    cat, dan = client.couple("Cat", "Dan")
+    device(client, ben, "ben-token")
+    device(client, dan, "dan-token")
+    standin.script("ben-token", fcm.unavailable("30"))
+    start = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    clock.freeze(start)
+    bid(client, client.fresh(ana))
+    assert fcm_worker.run_once().pushes == 1
+    bid(client, client.fresh(cat))  # queued while FCM is overloaded
+
+    clock.freeze(start + timedelta(seconds=29))
+    assert fcm_worker.run_once().pushes == 0
+    assert [m["token"] for m in standin.messages()] == ["ben-token"]
+    assert [(j.state, j.attempts) for j in jobs(fcm_worker)] == [("pending", 1), ("pending", 0)]
+
+    clock.freeze(start + timedelta(seconds=31))
+    assert fcm_worker.run_once().pushes == 2
+    assert sorted(m["token"] for m in standin.messages()) == ["ben-token", "ben-token", "dan-token"]
+    assert [(j.state, j.attempts) for j in jobs(fcm_worker)] == [("done", 2), ("done", 1)]
+
+
 def test_a_retry_for_a_device_that_moved_meanwhile_ends_with_it(
     client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:
