@@ -107,17 +107,3 @@ class TokenPairSchema(Schema):
     refresh_token = fields.String(dump_only=True)
     token_type = fields.String(dump_only=True, dump_default="Bearer", metadata={"enum": ["Bearer"]})
     expires_in = fields.Integer(dump_only=True, metadata={"description": "Access token seconds"})
-
-
-class ExportSchema(Schema):
-    """Everything the caller wrote, in every couple they were part of."""
-
-    exported_at = fields.String(dump_only=True, metadata={"format": "date-time"})
-    profile = fields.Dict(dump_only=True)
-    couples = fields.List(fields.Dict(), dump_only=True)
-    devices = fields.List(fields.Dict(), dump_only=True)
-    bids_sent = fields.List(fields.Dict(), dump_only=True)
-    bid_responses = fields.List(fields.Dict(), dump_only=True)
-    repairs_started = fields.List(fields.Dict(), dump_only=True)
-    repair_messages = fields.List(fields.Dict(), dump_only=True)
-    checkins = fields.List(fields.Dict(), dump_only=True)

@@ -45,12 +45,21 @@ class WeekSchema(Schema):
     turn_toward_rate = fields.Float(dump_only=True, allow_none=True)
 
 
+class PatternEvidenceSchema(Schema):
+    bids = fields.Integer(dump_only=True, metadata={"description": "Bids in the window"})
+    share_sent_by_reaching_partner = fields.Float(dump_only=True)
+    turn_toward_rate_of_other = fields.Float(dump_only=True, allow_none=True)
+    median_response_seconds_of_other = fields.Integer(dump_only=True, allow_none=True)
+
+
 class PatternSchema(Schema):
     name = fields.String(dump_only=True, metadata={"enum": ["pursue_withdraw"]})
     reaching_partner_id = fields.String(dump_only=True, metadata={"format": "uuid"})
     withdrawing_partner_id = fields.String(dump_only=True, metadata={"format": "uuid"})
     message = fields.String(dump_only=True)
-    evidence = fields.Dict(dump_only=True)
+    evidence = fields.Nested(
+        PatternEvidenceSchema, dump_only=True, metadata={"description": "The figures behind it"}
+    )
 
 
 class InsightsSchema(Schema):

@@ -6,7 +6,8 @@ from typing import Any
 
 from flask.views import MethodView
 
-from schemas.accounts import ExportSchema, ProfileUpdateSchema, UserSchema
+from schemas.accounts import ProfileUpdateSchema, UserSchema
+from schemas.custody import ExportSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
 from service.extensions import db

@@ -30,10 +30,6 @@ from service.models import (
 from service.services import events
 
 
-def _when(value: Any) -> str | None:
-    return iso(value) if value is not None else None
-
-
 def export(session: Session, user: User) -> dict[str, Any]:
     """Everything the caller wrote, across every couple they were in; nothing the partner wrote.
     Each list oldest first, rows of the same instant by id: the same order on every database."""
@@ -66,86 +62,17 @@ def export(session: Session, user: User) -> dict[str, Any]:
     devices = session.scalars(
         select(Device).where(Device.user_id == user.id).order_by(Device.created_at, Device.id)
     )
+    # Dumped by schemas.custody.ExportSchema, the document's `Export`.
     return {
-        "exported_at": iso(clock.now()),
-        "profile": {
-            "id": str(user.id),
-            "email": user.email,
-            "display_name": user.display_name,
-            "timezone": user.timezone,
-            "quiet_hours": user.quiet_hours,
-            "notes_on_lock_screen": user.notes_on_lock_screen,
-            "created_at": iso(user.created_at),
-        },
-        "couples": [
-            {"id": str(c.id), "paired_at": iso(c.paired_at), "ended_at": _when(c.ended_at)}
-            for c in couples
-        ],
-        "devices": [
-            {
-                "id": str(d.id),
-                "platform": d.platform,
-                "app_version": d.app_version,
-                "locale": d.locale,
-                "active": d.active,
-                "created_at": iso(d.created_at),
-            }
-            for d in devices
-        ],
-        "bids_sent": [
-            {
-                "id": str(b.id),
-                "couple_id": str(b.couple_id),
-                "kind": b.kind,
-                "note": b.note,
-                "status": b.status,
-                "created_at": iso(b.created_at),
-            }
-            for b in bids
-        ],
-        "bid_responses": [
-            {
-                "id": str(r.id),
-                "bid_id": str(r.bid_id),
-                "kind": r.kind,
-                "note": r.note,
-                "back_at": _when(r.back_at),
-                "created_at": iso(r.created_at),
-            }
-            for r in responses
-        ],
-        "repairs_started": [
-            {
-                "id": str(r.id),
-                "couple_id": str(r.couple_id),
-                "topic": r.topic,
-                "created_at": iso(r.created_at),
-            }
-            for r in repairs_started
-        ],
-        "repair_messages": [
-            {
-                "id": str(m.id),
-                "repair_id": str(m.repair_id),
-                "seq": m.seq,
-                "body": m.body,
-                "step": m.step,
-                "emotions": list(m.emotions or []),
-                "written_at": _when(m.written_at),
-                "created_at": iso(m.created_at),
-            }
-            for m in messages
-        ],
-        "checkins": [
-            {
-                "round_id": str(a.round_id),
-                "accessible": a.accessible,
-                "responsive": a.responsive,
-                "engaged": a.engaged,
-                "created_at": iso(a.created_at),
-            }
-            for a in checkins
-        ],
+        "exported_at": clock.now(),
+        "profile": user,
+        "couples": couples.all(),
+        "devices": devices.all(),
+        "bids_sent": bids.all(),
+        "bid_responses": responses.all(),
+        "repairs_started": repairs_started.all(),
+        "repair_messages": messages.all(),
+        "checkins": checkins.all(),
     }
 
 

@@ -240,6 +240,31 @@ def test_fields_from_a_fixed_set_list_it(client: ApiClient) -> None:
     assert set(problem["required"]) == {"type", "title", "status", "detail", "code"}
 
 
+def test_every_answer_field_says_what_it_holds(client: ApiClient) -> None:
+    """A generated model decodes an object the document leaves open (`type: object` with no
+    properties) as an untyped map: `export.devices[0].platform` would not be there to use."""
+    schemas = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+
+    def open_object(prop: dict[str, Any]) -> bool:
+        if {"$ref", "oneOf", "anyOf"} & set(prop):
+            return False
+        types = prop.get("type", [])
+        types = types if isinstance(types, list) else [types]
+        if "array" in types:
+            return open_object(prop.get("items", {}))
+        return not types or (
+            "object" in types and "properties" not in prop and not prop.get("additionalProperties")
+        )
+
+    untyped = [
+        f"{name}.{field}"
+        for name, schema in schemas.items()
+        for field, prop in schema.get("properties", {}).items()
+        if prop.get("readOnly") and open_object(prop)
+    ]
+    assert untyped == []
+
+
 def test_waited_out_errors_say_how_long_in_retry_after(client: ApiClient) -> None:
     doc = client.get("/api/v1/openapi.json").json()
     named = doc["components"]["responses"]

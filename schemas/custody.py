@@ -1,0 +1,103 @@
+"""The export: everything a person wrote, in every couple they were part of."""
+
+from __future__ import annotations
+
+from marshmallow import fields
+
+from schemas.accounts import QuietHoursSchema
+from schemas.base import Schema, UTCDateTime
+from schemas.bids import STATUSES as BID_STATUSES
+from schemas.devices import PLATFORMS
+from service.domain.bids import KINDS, RESPONSE_KINDS
+from service.domain.repairs import EMOTIONS, STEPS
+
+
+class ExportProfileSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    email = fields.String(dump_only=True)
+    display_name = fields.String(dump_only=True)
+    timezone = fields.String(dump_only=True)
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, dump_only=True)
+    notes_on_lock_screen = fields.Boolean(dump_only=True)
+    created_at = UTCDateTime(dump_only=True)
+
+
+class ExportCoupleSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    paired_at = UTCDateTime(dump_only=True)
+    ended_at = UTCDateTime(dump_only=True, allow_none=True)
+
+
+class ExportDeviceSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    platform = fields.String(dump_only=True, metadata={"enum": list(PLATFORMS)})
+    app_version = fields.String(dump_only=True, allow_none=True)
+    locale = fields.String(dump_only=True, allow_none=True)
+    active = fields.Boolean(dump_only=True)
+    created_at = UTCDateTime(dump_only=True)
+
+
+class ExportBidSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    couple_id = fields.UUID(dump_only=True)
+    kind = fields.String(dump_only=True, metadata={"enum": list(KINDS)})
+    note = fields.String(dump_only=True, allow_none=True)
+    status = fields.String(dump_only=True, metadata={"enum": list(BID_STATUSES)})
+    created_at = UTCDateTime(dump_only=True)
+
+
+class ExportBidResponseSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    bid_id = fields.UUID(dump_only=True)
+    kind = fields.String(dump_only=True, metadata={"enum": list(RESPONSE_KINDS)})
+    note = fields.String(dump_only=True, allow_none=True)
+    back_at = UTCDateTime(dump_only=True, allow_none=True)
+    created_at = UTCDateTime(dump_only=True)
+
+
+class ExportRepairSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    couple_id = fields.UUID(dump_only=True)
+    topic = fields.String(dump_only=True, allow_none=True)
+    created_at = UTCDateTime(dump_only=True)
+
+
+class ExportRepairMessageSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    repair_id = fields.UUID(dump_only=True)
+    seq = fields.Integer(dump_only=True)
+    body = fields.String(dump_only=True)
+    step = fields.String(dump_only=True, allow_none=True, metadata={"enum": list(STEPS)})
+    emotions = fields.List(fields.String(metadata={"enum": list(EMOTIONS)}), dump_only=True)
+    written_at = UTCDateTime(dump_only=True, allow_none=True)
+    created_at = UTCDateTime(dump_only=True)
+
+
+def _score() -> fields.Integer:
+    return fields.Integer(dump_only=True, metadata={"minimum": 1, "maximum": 5})
+
+
+class ExportCheckInSchema(Schema):
+    round_id = fields.UUID(dump_only=True)
+    accessible = _score()
+    responsive = _score()
+    engaged = _score()
+    created_at = UTCDateTime(dump_only=True)
+
+
+def _each(schema: type[Schema]) -> fields.List:
+    return fields.List(fields.Nested(schema), dump_only=True)
+
+
+class ExportSchema(Schema):
+    """Everything the caller wrote, in every couple they were part of; each list oldest first."""
+
+    exported_at = UTCDateTime(dump_only=True)
+    profile = fields.Nested(ExportProfileSchema, dump_only=True)
+    couples = _each(ExportCoupleSchema)
+    devices = _each(ExportDeviceSchema)
+    bids_sent = _each(ExportBidSchema)
+    bid_responses = _each(ExportBidResponseSchema)
+    repairs_started = _each(ExportRepairSchema)
+    repair_messages = _each(ExportRepairMessageSchema)
+    checkins = _each(ExportCheckInSchema)
