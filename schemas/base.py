@@ -192,7 +192,8 @@ def name(max_length: int, *, required: bool = True) -> fields.String:
 class Variants(fields.Nested):
     """An object of one of several shapes, told apart by its `discriminator` field: dumped
     with `nested` (the shapes' common base), documented as one of `variants` (the value of
-    the discriminator -> the schema of that shape)."""
+    the discriminator -> the schema of that shape), or as `other` when the set is open: the
+    shape of any value `variants` does not name (one a later version may send)."""
 
     def __init__(
         self,
@@ -200,11 +201,13 @@ class Variants(fields.Nested):
         *,
         discriminator: str,
         variants: Mapping[str, type[Schema]],
+        other: type[Schema] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(nested, **kwargs)
         self.discriminator = discriminator
         self.variants = dict(variants)
+        self.other = other
 
 
 class PageArgsSchema(Schema):

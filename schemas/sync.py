@@ -135,6 +135,20 @@ class CheckInRevealedEventSchema(EventSchema):
     data = fields.Nested(CheckInRevealedSchema, dump_only=True)
 
 
+class OtherEventSchema(EventSchema):
+    """An event of a type this version does not name: a later one may add types."""
+
+    type = fields.String(
+        dump_only=True,
+        metadata={
+            "description": "A type none of the other event shapes names: skip the event and"
+            " still advance the cursor",
+            "not": {"enum": list(EVENT_TYPES)},
+        },
+    )
+    data = fields.Dict(dump_only=True, metadata={"description": "Whatever that type carries"})
+
+
 EVENT_SCHEMAS: dict[str, type[EventSchema]] = {
     type_: schema
     for schema in (
@@ -164,7 +178,9 @@ class SyncArgsSchema(Schema):
 class SyncPageSchema(Schema):
     couple_id = fields.UUID(dump_only=True, metadata={"description": "The caller's couple"})
     events = fields.List(
-        Variants(EventSchema, discriminator="type", variants=EVENT_SCHEMAS), dump_only=True
+        Variants(EventSchema, discriminator="type", variants=EVENT_SCHEMAS, other=OtherEventSchema),
+        dump_only=True,
+        metadata={"description": "New event types may come: each is an `OtherEvent` until then"},
     )
     next = fields.Integer(dump_only=True, metadata={"description": "Pass as `since` next time"})
     has_more = fields.Boolean(dump_only=True)

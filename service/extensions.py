@@ -44,9 +44,10 @@ class ShapeConverter(OpenAPIConverter):
         return schema
 
     def field2property(self, field: Any) -> dict[str, Any]:
-        """`Variants` as oneOf its shapes, told apart by their discriminator; a nullable
-        field's enum names null too (as apispec does for a OneOf validator, not for an enum
-        given in metadata): else null, which the field is sent as, breaks it."""
+        """`Variants` as oneOf its shapes (an open set's `other` last), told apart by their
+        discriminator; a nullable field's enum names null too (as apispec does for a OneOf
+        validator, not for an enum given in metadata): else null, which the field is sent as,
+        breaks it."""
         if isinstance(field, Variants):
             return self._variants(field)
         prop: dict[str, Any] = super().field2property(field)
@@ -62,6 +63,10 @@ class ShapeConverter(OpenAPIConverter):
         }
         shapes = list({ref["$ref"]: ref for ref in refs.values()}.values())
         mapping = {value: ref["$ref"] for value, ref in refs.items()}
+        if field.other is not None:
+            # Last: a decoder that tries the shapes in turn reaches it only for a value no
+            # other shape takes; one that routes by the mapping finds no entry for it.
+            shapes.append(self.resolve_nested_schema(field.other))
         prop: dict[str, Any] = {
             "oneOf": shapes,
             "discriminator": {"propertyName": field.discriminator, "mapping": mapping},

@@ -14,17 +14,24 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 
+from schemas.sync import EVENT_TYPES
 from service.clock import clock
+from service.extensions import db
+from service.models import Couple
+from service.services import events
 from service.worker.runner import Worker
-from tests.support.client import PASSWORD
+from tests.support.client import PASSWORD, ApiClient
+from tests.support.documented import document
+from tests.support.phones import Phone
 from tests.support.server import LiveServer
 
 PACKAGE = "reach_generated_client"
@@ -301,3 +308,50 @@ def test_a_couples_day_decodes_into_the_generated_models(
     problem(
         gen.api("me", "get_profile").sync_detailed(client=gen.signed_in("no.such.token")), 401, gen
     )
+
+
+def test_an_event_of_a_type_not_yet_named_decodes_as_other_event(
+    generated: Generated,
+    client: ApiClient,
+    app: Flask,
+    phone: Callable[[str | None], Phone],
+) -> None:
+    """docs/mobile.md: new event types may come; a phone skips one it does not know and still
+    advances its cursor. The document says so (`OtherEvent`), so a generated client decodes a
+    page holding one instead of failing on the whole page, and the known ones keep their
+    shapes."""
+    new_type = "bid.reacted"
+    assert new_type not in EVENT_TYPES
+    ana, ben = client.couple()
+    ana_phone = phone(ana.access_token)
+    sent = client.post(
+        "/api/v1/bids", as_=ben, json={"client_id": str(uuid.uuid4()), "kind": "share"}
+    )
+    assert sent.status_code == 201, sent.text
+    couple_id = uuid.UUID(client.get("/api/v1/couple", as_=ana).json()["id"])
+    with app.app_context():  # as a later version of the service would write it
+        couple = db.session.get(Couple, couple_id)
+        assert couple is not None
+        events.record(db.session, couple, new_type, {"bid_id": sent.json()["id"], "emoji": "*"})
+        db.session.commit()
+
+    # The socket's envelope and the sync page (checked by the `client` fixture) are documented.
+    pushed = ana_phone.wait_for(new_type)
+    doc = document(client.base_url)
+    shape = doc.doc["components"]["schemas"]["SyncPage"]["properties"]["events"]["items"]
+    assert doc.body_faults(shape, pushed) == []
+    assert client.get("/api/v1/sync", as_=ana).status_code == 200
+
+    m = generated.m
+    page = decoded(
+        generated.api("sync", "sync").sync_detailed(client=generated.signed_in(ana.access_token)),
+        200,
+        m.SyncPage,
+    )
+    shapes = [(type(event).__name__, str(event.type_)) for event in page.events]
+    assert shapes == [
+        ("CouplePairedEvent", "couple.paired"),
+        ("BidEvent", "bid.created"),
+        ("OtherEvent", new_type),
+    ]
+    assert page.next_ == page.events[-1].cursor == pushed["cursor"]

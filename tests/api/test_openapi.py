@@ -256,13 +256,15 @@ def test_every_answer_field_says_what_it_holds(client: ApiClient) -> None:
             "object" in types and "properties" not in prop and not prop.get("additionalProperties")
         )
 
+    # What an event of a type the document does not name yet carries is unknown until then.
+    open_by_design = {"OtherEvent.data"}
     untyped = [
         f"{name}.{field}"
         for name, schema in schemas.items()
         for field, prop in schema.get("properties", {}).items()
         if prop.get("readOnly") and open_object(prop)
     ]
-    assert untyped == []
+    assert set(untyped) == open_by_design
 
 
 def test_waited_out_errors_say_how_long_in_retry_after(client: ApiClient) -> None:
