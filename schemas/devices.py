@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, validate
 
 from schemas.base import Schema, UTCDateTime
+from service.domain.devices import DISABLED_REASONS
 
 PLATFORMS = ("ios", "android", "web")
 # A token is unique, so PostgreSQL indexes its whole text, at most about 2700 bytes a row:
@@ -34,7 +35,14 @@ class DeviceSchema(Schema):
     app_version = fields.String(dump_only=True, allow_none=True)
     locale = fields.String(dump_only=True, allow_none=True)
     active = fields.Boolean(dump_only=True)
-    disabled_reason = fields.String(dump_only=True, allow_none=True)
+    disabled_reason = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "enum": list(DISABLED_REASONS),
+            "description": "Why pushes to it stopped; null while it is active",
+        },
+    )
     created_at = UTCDateTime(dump_only=True)
     updated_at = UTCDateTime(dump_only=True)
 

@@ -12,22 +12,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.domain.devices import (
+    DEAD,
+    INVALID_TOKEN,
+    OTHER_PROJECT,
+    REPLACED,
+    SIGNED_OUT,
+    UNREGISTERED,
+)
 from service.domain.errors import NotFound, Unauthorized, invalid
 from service.models import AuthSession, DeadPushToken, Device, User
 from service.services import members, pages
-
-# FCM said the token no longer reaches an app: it is never sent to again.
-UNREGISTERED = "unregistered"
-# FCM said the token is not a registration token at all (INVALID_ARGUMENT about the token,
-# not the message): it never becomes one, and is never sent to again either.
-INVALID_TOKEN = "invalid_token"
-# The reasons a token is dead for good: registering it again is refused.
-DEAD = frozenset({UNREGISTERED, INVALID_TOKEN})
-# FCM said the token belongs to another Firebase project than the credentials' (usually wrong
-# credentials): switched off, and back on when the phone registers it again.
-OTHER_PROJECT = "sender_id_mismatch"
-# The sign-in session that registered the token ended (signed out, revoked).
-SIGNED_OUT = "signed_out"
 
 
 def register(
@@ -133,7 +128,7 @@ def _switch_off_beyond(session: Session, user_id: uuid.UUID, keep: int, now: dat
         session.execute(
             update(Device)
             .where(Device.id.in_(stale))
-            .values(active=False, disabled_reason="replaced", updated_at=now)
+            .values(active=False, disabled_reason=REPLACED, updated_at=now)
         )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.domain.devices import ACCOUNT_DISABLED, OPERATOR
 from service.domain.errors import Conflict, NotFound
 from service.models import AuthSession, Couple, Device, Operator, PushAttempt, PushDelivery, User
 from service.services import accounts, ops_audit
@@ -116,7 +117,7 @@ def disable_account(session: Session, operator: Operator, user_id: uuid.UUID) ->
     devices_off = session.execute(
         update(Device)
         .where(Device.user_id == user.id, Device.active.is_(True))
-        .values(active=False, disabled_reason="account_disabled", updated_at=now)
+        .values(active=False, disabled_reason=ACCOUNT_DISABLED, updated_at=now)
     )
     ended = accounts.revoke_all_sessions(session, user.id, "disabled_by_operator")
     detail = {
@@ -161,7 +162,7 @@ def disable_device(
         raise NotFound("This account has no such device.")
     if not device.active:
         raise Conflict("This device is disabled already.")
-    device.active, device.disabled_reason, device.updated_at = False, "operator", clock.now()
+    device.active, device.disabled_reason, device.updated_at = False, OPERATOR, clock.now()
     target = ops_audit.Target("device", str(device.id))
     ops_audit.record(session, operator, "device.disable", target, {"user_id": str(user_id)})
     session.commit()

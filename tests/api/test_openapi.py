@@ -13,6 +13,7 @@ from openapi_spec_validator import validate
 from schemas.sync import EVENT_TYPES
 from service.clock import clock
 from service.domain import bids as bid_rules
+from service.domain import devices as device_rules
 from service.domain import repairs as repair_rules
 from service.worker.runner import Worker
 from tests.support import repairs as repair_helpers
@@ -232,6 +233,7 @@ def test_fields_from_a_fixed_set_list_it(client: ApiClient) -> None:
     assert enum("Bid", "response") == [*bid_rules.RESPONSE_KINDS, None]
     assert enum("BidResponse", "kind") == list(bid_rules.RESPONSE_KINDS)
     assert enum("Device", "platform") == ["ios", "android", "web"]
+    assert enum("Device", "disabled_reason") == [*device_rules.DISABLED_REASONS, None]
     assert enum("Repair", "status") == list(repair_rules.STATUSES)
     assert enum("RepairMessage", "step") == [*repair_rules.STEPS, None]
     assert enum("RepairMessage", "emotions") == list(repair_rules.EMOTIONS)
