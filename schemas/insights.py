@@ -53,7 +53,14 @@ class PatternEvidenceSchema(Schema):
 
 
 class PatternSchema(Schema):
-    name = fields.String(dump_only=True, metadata={"enum": ["pursue_withdraw"]})
+    name = fields.String(
+        dump_only=True,
+        metadata={
+            "description": "`pursue_withdraw`, the only name today; later versions may add"
+            " names: treat a name you do not know as no pattern (null)",
+            "examples": ["pursue_withdraw"],
+        },
+    )
     reaching_partner_id = fields.String(dump_only=True, metadata={"format": "uuid"})
     withdrawing_partner_id = fields.String(dump_only=True, metadata={"format": "uuid"})
     message = fields.String(dump_only=True)

@@ -104,7 +104,29 @@ def decoded(response: Any, status: int, model: Any) -> Any:
     """The answer's body, decoded (by the generated client) into `model`."""
     assert response.status_code == status, (response.status_code, response.content[:500])
     assert isinstance(response.parsed, model), (type(response.parsed), response.content[:500])
+    assert undecoded(response.parsed) == [], response.content[:500]
     return response.parsed
+
+
+def undecoded(value: Any, where: str = "") -> list[str]:
+    """Where a generated model holds a bare JSON object instead of a model: a field of several
+    shapes (a nullable object is one) keeps the raw value when no shape decodes it."""
+    if isinstance(value, dict):
+        return [where or "."]
+    if isinstance(value, list):
+        return [found for i, item in enumerate(value) for found in undecoded(item, f"{where}[{i}]")]
+    fields = getattr(type(value), "__attrs_attrs__", ())
+    return [
+        found
+        for field in fields
+        if field.name != "additional_properties"
+        for found in undecoded(getattr(value, field.name), f"{where}.{field.name}")
+    ] + [
+        found
+        for key, item in (getattr(value, "additional_properties", None) or {}).items()
+        for found in undecoded(item, f"{where}[{key!r}]")
+        if not isinstance(item, dict) or type(value).__name__ != "OtherEventData"
+    ]
 
 
 def problem(response: Any, status: int, gen: Generated) -> Any:
@@ -355,3 +377,26 @@ def test_an_event_of_a_type_not_yet_named_decodes_as_other_event(
         ("OtherEvent", new_type),
     ]
     assert page.next_ == page.events[-1].cursor == pushed["cursor"]
+
+
+def test_a_pattern_of_a_name_not_yet_known_decodes(generated: Generated, client: ApiClient) -> None:
+    """docs/mobile.md: treat an unknown pattern `name` as null. A generated model must decode
+    it to let the phone do so, instead of failing on the whole insights answer."""
+    ana, _ = client.couple()
+    insights = client.get("/api/v1/insights", as_=ana).json()
+    insights["pattern"] = {
+        "name": "a_cycle_named_later",
+        "reaching_partner_id": ana.id,
+        "withdrawing_partner_id": str(uuid.uuid4()),
+        "message": "Over this period ...",
+        "evidence": {
+            "bids": 12,
+            "share_sent_by_reaching_partner": 0.75,
+            "turn_toward_rate_of_other": None,
+            "median_response_seconds_of_other": 5400,
+        },
+    }
+    parsed = generated.m.Insights.from_dict(insights)
+    assert undecoded(parsed) == []
+    assert isinstance(parsed.pattern, generated.m.Pattern)
+    assert parsed.pattern.name == "a_cycle_named_later"
