@@ -93,7 +93,9 @@ _WAITED_OUT_SAYS = {
 
 class ShapePlugin(MarshmallowPlugin):
     """Also documents the errors any operation may answer: 503 while the database is away,
-    and for a request body, 400 (not JSON, or nested too deeply) and 413 (too large)."""
+    413 for a body over MAX_CONTENT_LENGTH (every request's body is read first, one the
+    operation takes none of too: `service.bodies.read_first`), and for an operation that takes
+    a body, 400 (not JSON, or nested too deeply)."""
 
     Converter = ShapeConverter
 
@@ -105,7 +107,7 @@ class ShapePlugin(MarshmallowPlugin):
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("400", "BAD_REQUEST")
-                responses.setdefault("413", "REQUEST_ENTITY_TOO_LARGE")
+            responses.setdefault("413", "REQUEST_ENTITY_TOO_LARGE")
             responses.setdefault("503", WAITED_OUT[503])
 
 

@@ -269,6 +269,20 @@ def test_every_answer_field_says_what_it_holds(client: ApiClient) -> None:
     assert set(untyped) == open_by_design
 
 
+def test_a_body_too_large_is_a_documented_413_on_any_operation(client: ApiClient) -> None:
+    """Every request's body is read before its operation runs, one that takes no body too:
+    over 64 KiB it is refused with 413, which each operation documents (the `client` fixture
+    checks the answers against the document)."""
+    ana = client.register("Ana")
+    too_large = b"{" + b" " * 70_000 + b"}"
+    json_type = {"Content-Type": "application/json"}
+    for method, path in (("GET", "/api/v1/me"), ("GET", "/api/v1/sync"), ("DELETE", "/api/v1/me")):
+        refused = client.request(method, path, as_=ana, data=too_large, headers=json_type)
+        assert refused.status_code == 413, (method, path, refused.text)
+        assert refused.headers["Content-Type"].startswith("application/problem+json")
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+
+
 def test_waited_out_errors_say_how_long_in_retry_after(client: ApiClient) -> None:
     doc = client.get("/api/v1/openapi.json").json()
     named = doc["components"]["responses"]
