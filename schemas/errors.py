@@ -19,25 +19,33 @@ ERROR_CODES = (
 
 
 class ProblemSchema(Schema):
-    type = fields.String(required=True, metadata={"description": "A URI naming the problem type"})
+    """Sent, never read: every field is in every problem but `errors` and `retry_after`."""
+
+    type = fields.String(dump_only=True, metadata={"description": "A URI naming the problem type"})
     title = fields.String(
-        required=True, metadata={"description": "Short summary of the problem type"}
+        dump_only=True, metadata={"description": "Short summary of the problem type"}
     )
-    status = fields.Integer(required=True, metadata={"description": "The HTTP status code"})
+    status = fields.Integer(dump_only=True, metadata={"description": "The HTTP status code"})
     detail = fields.String(
-        required=True, metadata={"description": "What went wrong and what to do"}
+        dump_only=True, metadata={"description": "What went wrong and what to do"}
     )
     code = fields.String(
-        required=True, metadata={"description": "Stable error code", "enum": list(ERROR_CODES)}
+        dump_only=True, metadata={"description": "Stable error code", "enum": list(ERROR_CODES)}
     )
     errors = fields.Dict(
         keys=fields.String(),
         values=fields.List(fields.String()),
-        metadata={"description": "Field name -> messages (validation errors only)"},
+        dump_only=True,
+        metadata={
+            "description": "Field name -> messages (validation errors only)",
+            "optional": True,
+        },
     )
     retry_after = fields.Integer(
+        dump_only=True,
         metadata={
             "description": "Seconds to wait before trying again (429 and 503 only): the"
-            " Retry-After header's value, also in socket acks, which have no headers"
-        }
+            " Retry-After header's value, also in socket acks, which have no headers",
+            "optional": True,
+        },
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec.ext.marshmallow.common import get_fields
 from apispec.ext.marshmallow.openapi import OpenAPIConverter
 from flask import Flask, Response, after_this_request, current_app, request
 from flask_limiter import Limiter
@@ -31,7 +32,19 @@ class ShapeConverter(OpenAPIConverter):
     """A schema of output fields only (a response's) lists every field as required: each is in
     every answer, null when it has no value, and models generated from the document need not
     treat `id` or `status` as optional. A field sent only sometimes says so in its metadata
-    (`"optional": True`)."""
+    (`"optional": True`).
+
+    Such a schema does not forbid other fields (`additionalProperties: false`, which the
+    schemas' `unknown = RAISE` gives): answers may gain fields (docs/mobile.md), and a decoder
+    generated from a closed shape (swift-openapi-generator's) fails on the first new one.
+    Request bodies stay closed: the service refuses unknown fields in them."""
+
+    def schema2jsonschema(self, schema: Any) -> dict[str, Any]:
+        jsonschema: dict[str, Any] = super().schema2jsonschema(schema)
+        fields = get_fields(schema)
+        if fields and all(field.dump_only for field in fields.values()):
+            jsonschema.pop("additionalProperties", None)
+        return jsonschema
 
     def fields2jsonschema(self, fields: Any, *, partial: Any = None) -> dict[str, Any]:
         schema: dict[str, Any] = super().fields2jsonschema(fields, partial=partial)

@@ -153,11 +153,40 @@ def test_response_shapes_say_every_field_is_always_sent(client: ApiClient) -> No
     assert {"Bid", "BidResponse", "Repair", "RepairMessage", "BidEvent", "SyncPage"} <= set(
         responses
     )
-    # The one field sent only sometimes: couple.ended's `reason`, after an account deletion.
-    sometimes = {"CoupleEnded": {"reason"}}
+    # Sent only sometimes: couple.ended's `reason`, after an account deletion; a problem's
+    # field `errors` (validation) and `retry_after` (429, 503).
+    sometimes = {"CoupleEnded": {"reason"}, "Problem": {"errors", "retry_after"}}
     for name, schema in responses.items():
         always = set(schema["properties"]) - sometimes.get(name, set())
         assert sorted(schema.get("required", [])) == sorted(always), name
+
+
+def test_answers_may_gain_fields_and_request_bodies_may_not(client: ApiClient) -> None:
+    """docs/mobile.md: answers may gain fields, so a phone ignores those it does not know; the
+    service refuses unknown fields in a request body. A decoder generated from an answer's
+    shape with `additionalProperties: false` (swift-openapi-generator's) throws on the first
+    new field instead. The tests still hold every answer to the listed fields (`checked`)."""
+    doc = document(client.base_url)
+    schemas = doc.doc["components"]["schemas"]
+    answers = [name for name, schema in schemas.items() if _every_field_read_only(schema)]
+    assert {"Bid", "SyncPage", "Problem", "Export", "OtherEvent"} <= set(answers)
+    closed = [name for name in answers if "additionalProperties" in schemas[name]]
+    assert closed == []
+    bodies = {"Register", "BidCreate", "RepairMessageCreate", "DeviceCreate", "ProfileUpdate"}
+    assert all(schemas[name]["additionalProperties"] is False for name in bodies)
+
+    ana = client.register("Ana")
+    device = client.post(
+        "/api/v1/devices", as_=ana, json={"platform": "ios", "push_token": "gain-fields-1"}
+    ).json()
+    device_shape = {"$ref": "#/components/schemas/Device"}
+    assert doc.body_faults(device_shape, device) == []
+    assert doc.body_faults(device_shape, {**device, "nickname": "Ana's"}) != []
+
+
+def _every_field_read_only(schema: dict[str, Any]) -> bool:
+    properties = schema.get("properties", {}).values()
+    return bool(properties) and all(prop.get("readOnly") for prop in properties)
 
 
 def test_the_document_is_valid_openapi(client: ApiClient) -> None:

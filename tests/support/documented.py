@@ -32,6 +32,10 @@ class Operation:
 class Document:
     doc: dict[str, Any]
     operations: tuple[Operation, ...]
+    # The components as answers are checked against: an answer's shape, which the document
+    # leaves open to fields a later version adds, is closed here, so an answer with a field
+    # the document does not list is caught.
+    checked: dict[str, Any] = field(default_factory=dict)
     # A validator per response schema, made once: each compiles the components' refs as it goes.
     validators: dict[str, jsonschema.Draft202012Validator] = field(default_factory=dict)
 
@@ -54,7 +58,7 @@ class Document:
         validator = self.validators.get(key)
         if validator is None:
             validator = self.validators[key] = jsonschema.Draft202012Validator(
-                {**schema, "components": self.doc["components"]},
+                {**schema, "components": self.checked},
                 format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
             )
         return [
@@ -81,7 +85,16 @@ def _parsed(doc: dict[str, Any]) -> Document:
         for method, operation in methods.items():
             if method != "parameters":
                 found.append(Operation(method.upper(), path, pattern, operation["responses"]))
-    return Document(doc, tuple(found))
+    schemas = {
+        name: {**schema, "additionalProperties": False} if _answer_shape(schema) else schema
+        for name, schema in doc["components"]["schemas"].items()
+    }
+    return Document(doc, tuple(found), {**doc["components"], "schemas": schemas})
+
+
+def _answer_shape(schema: dict[str, Any]) -> bool:
+    properties = schema.get("properties", {}).values()
+    return bool(properties) and all(prop.get("readOnly") for prop in properties)
 
 
 @dataclass
