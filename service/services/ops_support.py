@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -44,18 +44,14 @@ def _user(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> User:
 def account(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
     """Account, couple and device state, as support sees it."""
     user = _user(session, user_id)
-    live_sessions = session.scalar(
-        select(func.count())
-        .select_from(AuthSession)
-        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
-    )
+    live_sessions = accounts.count_usable_sessions(session, user.id, clock.now())
     couple = session.get(Couple, user.couple_id) if user.couple_id else None
     return {
         "id": str(user.id),
         "email": user.email,
         "created_at": user.created_at,
         "disabled_at": user.disabled_at,
-        "live_sessions": int(live_sessions or 0),
+        "live_sessions": live_sessions,
         "couple": {
             "paired": couple is not None and couple.ended_at is None,
             "paired_at": couple.paired_at if couple else None,

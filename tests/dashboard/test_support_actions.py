@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -49,6 +50,39 @@ def test_revoking_sessions_signs_the_member_out_everywhere(
     listed = client.get("/api/v1/devices", as_=client.fresh(ana)).json()["items"]
     assert [(d["active"], d["disabled_reason"]) for d in listed] == [(False, "signed_out")]
     assert client.get("/api/v1/devices", as_=second).json()["items"][0]["active"] is True
+
+
+def live_sessions_shown(ops: OpsClient, user_id: str) -> int:
+    page = ops.get(f"/ops/support/users/{user_id}").text
+    found = re.search(r'<dd id="live-sessions">(\d+)</dd>', page)
+    assert found, page
+    return int(found.group(1))
+
+
+def test_signed_in_sessions_count_only_those_the_phone_can_still_use(
+    client: ApiClient, signed_in: OpsClient
+) -> None:
+    """A sign-in whose refresh token expired is over, though the hourly prune has not yet
+    deleted it; so is one signed out. Neither counts, nor is revoked again."""
+    clock.freeze(clock.now() - timedelta(days=31))  # REFRESH_TOKEN_DAYS ago, and one more
+    ana = client.register("Ana")
+    stale_refresh = ana.refresh_token
+    clock.unfreeze()
+    client.fresh(ana)
+    signed_out = client.post(
+        "/api/v1/auth/login", json={"email": ana.email, "password": ana.password}
+    )
+    client.post("/api/v1/auth/logout", json={"refresh_token": signed_out.json()["refresh_token"]})
+    expired = client.post("/api/v1/auth/refresh", json={"refresh_token": stale_refresh})
+    assert expired.status_code == 401, expired.text  # that phone cannot come back
+
+    assert live_sessions_shown(signed_in, ana.id) == 1
+    revoke = signed_in.post(
+        f"/ops/support/users/{ana.id}/revoke-sessions", data={"csrf_token": signed_in.csrf()}
+    )
+    assert revoke.status_code == 302
+    assert audit(signed_in)[0]["detail"] == {"sessions_revoked": 1}
+    assert live_sessions_shown(signed_in, ana.id) == 0
 
 
 def test_lookups_are_audited_and_unknown_accounts_say_so(signed_in: OpsClient) -> None:
