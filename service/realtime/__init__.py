@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_socketio import SocketIO
 
 from service.config import Settings
-from service.realtime import bids, handshake, inbound, members, repairs
+from service.realtime import bids, handshake, inbound, members, oversized, repairs
 from service.realtime.emitter import SocketPublisher, current_socketio
 from service.services import events
 
@@ -13,6 +13,7 @@ from service.services import events
 def register(socketio: SocketIO, settings: Settings) -> None:
     handshake.install(socketio.server, connect_timeout=settings.SOCKET_CONNECT_TIMEOUT)
     inbound.install(socketio.server)  # every namespace's, /ops too
+    oversized.install(socketio.server)  # after transport.install (create_app)
     members.register(socketio)
     bids.register(socketio)
     repairs.register(socketio)

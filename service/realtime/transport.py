@@ -12,7 +12,10 @@ and the handler also holds the whole HTTP request it was started by: about 67 KB
   when the queue is empty;
 - one pinger per server sends every socket's Engine.IO PING when it is due;
 - permessage-deflate is declined: Socket.IO packets are small, and a zlib stream pair would cost
-  a few hundred KB per phone (OkHttp offers it by default).
+  a few hundred KB per phone (OkHttp offers it by default);
+- a message over `max_http_buffer_size` is read and discarded past its head, never held
+  whole, and handed on as `Oversized` for the server's `on_oversized` to answer: the socket
+  stays open (a bare close told the phone nothing, and it would send the same event again).
 
 An idle phone costs its socket, its Engine.IO and Socket.IO state and nothing else. Under
 werkzeug's threaded server (development and the tests) the request's thread reads the socket,
@@ -33,6 +36,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from engineio import Server as EngineServer
@@ -85,7 +89,7 @@ def _handshake_response(environ: dict[str, Any]) -> bytes | None:
 def _linger(sock: Any) -> None:
     """Half-close, discard what the phone still sends until it closes (at most LINGER_SECONDS),
     then close: closing with unread data resets the connection, and the phone may lose the
-    closing frame (a 1009 for a message over the limit, say)."""
+    closing frame (a 1013 from a full process, say)."""
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_WR)
         sock.settimeout(LINGER_SECONDS)
@@ -94,6 +98,23 @@ def _linger(sock: Any) -> None:
             pass
     with contextlib.suppress(OSError):
         sock.close()
+
+
+# How much of a message over the size limit is kept: enough for its Engine.IO and Socket.IO
+# head (packet types, namespace, ack id, the event's name); the rest is read and discarded.
+OVERSIZED_HEAD_BYTES = 256
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """A message from the phone over `max_http_buffer_size`: its first bytes and its size.
+
+    It is handed on like a message, and the engineio server's `on_oversized(sid, message)`,
+    if set, answers it (service/realtime/oversized.py); the socket stays open."""
+
+    head: bytes
+    size: int
+    text: bool
 
 
 # Closed WebSockets still lingering, their descriptors open: a stopping process waits for them.
@@ -119,12 +140,13 @@ class WebSocket:
         self.environ: dict[str, Any] = {}
         self.sock: Any = None
         self._lock = _lock_for(server)
-        self._messages: collections.deque[str | bytes] = collections.deque()
+        self._messages: collections.deque[str | bytes | Oversized] = collections.deque()
         self._partial: bytearray | None = None
         self._partial_text = False
+        self._partial_size = 0  # bytes of the message being read; past the limit, only counted
         self._conn = Connection(ConnectionType.SERVER)
         self._watcher: Any = None
-        self._on_message: Callable[[str | bytes], object] | None = None
+        self._on_message: Callable[[str | bytes | Oversized], object] | None = None
         self._on_close: Callable[[], None] | None = None
 
     # -- the request ----------------------------------------------------------------------
@@ -155,7 +177,7 @@ class WebSocket:
 
     # -- reading, blocking (in the request's thread or greenlet) ---------------------------
 
-    def wait(self) -> str | bytes | None:
+    def wait(self) -> str | bytes | Oversized | None:
         """The next message from the phone, or None once the connection is gone."""
         while not self._messages:
             if not self.connected:
@@ -184,15 +206,19 @@ class WebSocket:
                 text = isinstance(event, TextMessage)
                 chunk = event.data.encode() if isinstance(event.data, str) else event.data
                 if self._partial is None:
-                    self._partial, self._partial_text = bytearray(), text
-                self._partial += chunk
-                if len(self._partial) > limit:
-                    self._partial = None
-                    self._close(CloseReason.MESSAGE_TOO_BIG, "message is too big")
-                    return
+                    self._partial, self._partial_text, self._partial_size = bytearray(), text, 0
+                self._partial_size += len(chunk)
+                if len(self._partial) <= limit:  # past it, only the head is kept
+                    self._partial += chunk
+                    if len(self._partial) > limit:
+                        del self._partial[OVERSIZED_HEAD_BYTES:]
                 if event.message_finished:
                     whole, self._partial = bytes(self._partial), None
-                    self._messages.append(whole.decode() if self._partial_text else whole)
+                    if self._partial_size > limit:
+                        oversized = Oversized(whole, self._partial_size, self._partial_text)
+                        self._messages.append(oversized)
+                    else:
+                        self._messages.append(whole.decode() if self._partial_text else whole)
             elif isinstance(event, Ping):
                 self._write(self._conn.send(event.response()))
             elif isinstance(event, CloseConnection):
@@ -204,7 +230,7 @@ class WebSocket:
     # -- reading, detached (gevent: a watcher on the event loop, no greenlet while idle) ----
 
     def detach(
-        self, on_message: Callable[[str | bytes], object], on_close: Callable[[], None]
+        self, on_message: Callable[[str | bytes | Oversized], object], on_close: Callable[[], None]
     ) -> None:
         """Leave the request: gunicorn's handler returns; the socket lives on, watched."""
         self.sock = self.sock.dup()  # gunicorn closes its own descriptor when the handler ends
@@ -408,8 +434,10 @@ class LeanSocket(Socket):
         ws.abort()
         return []
 
-    def _on_message(self, data: str | bytes) -> bool:
+    def _on_message(self, data: str | bytes | Oversized) -> bool:
         """Handle one packet from the phone; False when the socket should end."""
+        if isinstance(data, Oversized):
+            return self._on_oversized(data)
         try:
             received = packet.Packet(encoded_packet=data)
         except ValueError as exc:  # not Engine.IO (no packet type): a client bug, no traceback
@@ -430,6 +458,22 @@ class LeanSocket(Socket):
             return False
         return True
 
+    def _on_oversized(self, message: Oversized) -> bool:
+        """A message over the limit: answered by the server's `on_oversized`, not handled."""
+        log.info(
+            "socket %s: a message over the size limit, not handled",
+            self.sid,
+            extra={"bytes": message.size, "limit": self.server.max_http_buffer_size},
+        )
+        answer = getattr(self.server, "on_oversized", None)
+        if answer is None:
+            return True
+        try:
+            answer(self.sid, message)
+        except Exception:
+            log.exception("socket %s: could not answer a message over the limit", self.sid)
+        return True
+
     def _on_close(self) -> None:
         self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
         self.server.sockets.pop(self.sid, None)
@@ -439,12 +483,14 @@ class LeanSocket(Socket):
         self.upgrading = True
         try:
             probe = ws.wait()
-            if probe is None or packet.Packet(encoded_packet=probe).packet_type != packet.PING:
+            if not isinstance(probe, str | bytes):  # gone, or a message over the limit
+                return False
+            if packet.Packet(encoded_packet=probe).packet_type != packet.PING:
                 return False
             ws.send(packet.Packet(packet.PONG, data="probe").encode())
             self.queue.put(packet.Packet(packet.NOOP))  # ends the phone's pending poll
             confirm = ws.wait()
-            if confirm is None:
+            if not isinstance(confirm, str | bytes):
                 return False
             return packet.Packet(encoded_packet=confirm).packet_type == packet.UPGRADE
         finally:
@@ -465,6 +511,8 @@ class LeanServer(EngineServer):
     """engineio's server whose socket map turns new sockets into LeanSockets."""
 
     max_sockets: int
+    # Answers a message over max_http_buffer_size (socket sid, message); None: dropped.
+    on_oversized: Callable[[str, Oversized], None] | None = None
 
     @property
     def sockets(self) -> _Sockets:

@@ -246,11 +246,59 @@ def test_signing_out_closes_the_sessions_socket(
     wait_until(lambda: open_sockets(api) == before - 1, timeout=5)
 
 
-def test_a_message_over_the_size_limit_closes_the_socket(served: str, api: ApiClient) -> None:
+OVER_THE_LIMIT = "x" * 70_000  # MAX_CONTENT_LENGTH: 64 KiB
+
+
+def assert_too_large(problem: Any) -> None:
+    assert isinstance(problem, dict), problem
+    assert problem["status"] == 413 and problem["code"] == "bad_request", problem
+    assert problem["title"] == "Request Entity Too Large", problem
+    assert "65536 bytes" in problem["detail"], problem
+
+
+def test_an_event_over_the_size_limit_is_acked_with_413_and_the_socket_stays(
+    served: str, api: ApiClient, devices: list[Phone]
+) -> None:
+    """A phone that emits too much learns why (a problem in the ack, not a bare close it
+    would answer by reconnecting and sending the same event again), and keeps its socket."""
+    ana, ben = api.couple()
+    anas_phone = phone(served, devices, ana)
+    note = {"client_id": str(uuid.uuid4()), "kind": "share", "note": OVER_THE_LIMIT}
+    assert_too_large(anas_phone.call("bid.send", note))
+    attached = {"client_id": str(uuid.uuid4()), "kind": "share", "note": OVER_THE_LIMIT.encode()}
+    assert_too_large(anas_phone.call("bid.send", attached))  # a binary attachment
+    anas_phone.client.emit("typing", {"note": OVER_THE_LIMIT})  # no ack asked: dropped
+
+    assert anas_phone.client.connected and anas_phone.named("disconnect") == []
+    sent = anas_phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "share"})
+    assert sent["status"] == "sent", sent
+    assert [bid["id"] for bid in api.get("/api/v1/bids", as_=ben).json()["items"]] == [sent["id"]]
+
+
+def test_an_event_over_the_size_limit_is_answered_without_being_read_whole(
+    served: str, api: ApiClient
+) -> None:
+    """Sent by hand: the ack names the event's id, whatever follows the head; a connect whose
+    auth is too large is refused with the same problem."""
     _, ben = api.couple()
     ws = raw_member_socket(served, ben)
-    ws.send("42" + json.dumps(["typing", {"note": "x" * 70_000}]))  # MAX_CONTENT_LENGTH: 64 KiB
-    assert until_closed(ws, within=10) == 1009  # message too big
+    ws.send("4217" + json.dumps(["bid.send", {"note": OVER_THE_LIMIT}]))
+    answer = receive(ws)
+    while answer == "2":  # an Engine.IO PING may come first
+        ws.send("3")
+        answer = receive(ws)
+    assert answer is not None and answer.startswith("4317["), answer  # the ack of event 17
+    assert_too_large(json.loads(answer[4:])[0])
+    ws.close()
+
+    ws = raw_socket(served)
+    opened = receive(ws)
+    assert opened is not None and opened.startswith("0"), opened  # Engine.IO OPEN
+    ws.send("40" + json.dumps({"token": ben.access_token, "extra": OVER_THE_LIMIT}))
+    refused = receive(ws)
+    assert refused is not None and refused.startswith("44"), refused  # CONNECT_ERROR
+    assert_too_large(json.loads(refused[2:])["data"])
+    ws.close()
 
 
 def _handshake(served: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:

@@ -380,17 +380,39 @@ def test_a_long_polling_post_over_the_limit_is_answered_at_once(server_with: Ser
     assert http.get(session, timeout=5).status_code == 400  # the session is gone
 
 
-@pytest.mark.parametrize("transport", ["websocket", "polling"])
-def test_socket_messages_over_the_limit_close_the_connection(
-    transport: str, server_with: Server
+def test_a_websocket_event_over_the_limit_is_acked_with_413(server_with: Server) -> None:
+    """max_http_buffer_size follows MAX_CONTENT_LENGTH: a bigger event is answered, not run,
+    and the socket stays (werkzeug's threads read it here; tests/realtime/test_transport.py
+    covers gunicorn's event loop)."""
+    server = server_with(MAX_CONTENT_LENGTH=4096)
+    client = ApiClient(server.url)
+    ana, _ben = client.couple()
+    phone = Phone(server.url, ana.access_token).connect()
+    try:
+        big = {"client_id": str(uuid.uuid4()), "kind": "share", "note": "x" * 5000}
+        refused = phone.call("bid.send", big)
+        assert (refused["status"], refused["code"]) == (413, "bad_request"), refused
+        assert "4096 bytes" in refused["detail"], refused
+        small = phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "share"})
+        assert small["status"] == "sent", small
+        assert phone.client.connected
+        with server.app.app_context():
+            assert members.open_sockets().count(ana.id) == 1
+    finally:
+        phone.disconnect()
+    assert len(client.get("/api/v1/bids", as_=ana).json()["items"]) == 1
+
+
+def test_a_long_polling_message_over_the_limit_closes_the_connection(
+    server_with: Server,
 ) -> None:
-    """max_http_buffer_size follows MAX_CONTENT_LENGTH: a bigger frame or POST ends the socket."""
+    """Over long-polling the POST that carries it is refused (400) and the session ends."""
     server = server_with(MAX_CONTENT_LENGTH=4096)
     client = ApiClient(server.url)
     ana, _ben = client.couple()
     phone = Phone(server.url, ana.access_token)
     phone.client.connect(
-        server.url, auth={"token": ana.access_token}, transports=[transport], wait_timeout=5
+        server.url, auth={"token": ana.access_token}, transports=["polling"], wait_timeout=5
     )
     try:
         small = phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "share"})
