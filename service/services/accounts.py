@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -230,31 +230,18 @@ def logout(session: Session, token: str) -> None:
     session.commit()
 
 
-def usable_session(now: datetime) -> ColumnElement[bool]:
-    """A sign-in session its phone can still use at `now`: not ended, and holding a refresh
-    token that is neither expired nor traded. One whose tokens all expired is over (a refresh
-    is refused), though the worker's hourly prune (`prune_expired_sign_ins`) deletes it only
-    later."""
-    live_token = exists().where(
-        RefreshToken.session_id == AuthSession.id,
-        RefreshToken.expires_at > now,
-        RefreshToken.used_at.is_(None),
-    )
-    return and_(AuthSession.revoked_at.is_(None), live_token)
-
-
 def count_usable_sessions(session: Session, user_id: uuid.UUID, now: datetime) -> int:
     """How many sign-in sessions of the account its phones can still use."""
     usable = select(func.count()).select_from(AuthSession)
-    usable = usable.where(AuthSession.user_id == user_id, usable_session(now))
+    usable = usable.where(AuthSession.user_id == user_id, members.usable_session(now))
     return int(session.scalar(usable) or 0)
 
 
 def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> int:
     """End every sign-in session of the account; none of its phones gets pushes any more
     (each turns on again when it signs in and registers). Returns how many of them were
-    usable (`usable_session`): those whose refresh tokens expired end too (an access token
-    of theirs may still be valid for a few minutes) but were over already."""
+    usable (`members.usable_session`): those whose refresh tokens expired end too (an access
+    token of theirs may still be valid for a few minutes) but were over already."""
     now = clock.now()
     usable = count_usable_sessions(session, user_id, now)
     session.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, exists, select
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.domain.errors import Unauthorized
-from service.models import AuthSession, Couple, User
+from service.models import AuthSession, Couple, RefreshToken, User
 from service.models.base import table
 from service.security.tokens import TokenIssuer
 
@@ -63,6 +64,7 @@ class Member:
 
 _users = table(User)
 _sessions = table(AuthSession)
+_refresh_tokens = table(RefreshToken)
 _couples = table(Couple)
 _partners = _users.alias("partner")
 
@@ -227,14 +229,28 @@ def user_of(session: Session, member: Member) -> User:
     return user
 
 
+def usable_session(now: datetime) -> ColumnElement[bool]:
+    """A sign-in session its phone can still use at `now`: not ended, and holding a refresh
+    token that is neither expired nor traded. One whose tokens have all expired is over (its
+    refresh is refused), though the worker's hourly prune (`accounts.prune_expired_sign_ins`)
+    deletes it only later."""
+    live_token = exists().where(
+        _refresh_tokens.c.session_id == _sessions.c.id,
+        _refresh_tokens.c.expires_at > now,
+        _refresh_tokens.c.used_at.is_(None),
+    )
+    return and_(_sessions.c.revoked_at.is_(None), live_token)
+
+
 def live_sessions(session: Session, session_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these sign-in sessions still hold: not revoked, their account enabled."""
+    """Which of these sign-in sessions still hold: usable (`usable_session`), their account
+    enabled."""
     rows = session.execute(
         select(_sessions.c.id)
         .join(_users, _users.c.id == _sessions.c.user_id)
         .where(
             _sessions.c.id.in_(session_ids),
-            _sessions.c.revoked_at.is_(None),
+            usable_session(clock.now()),
             _users.c.disabled_at.is_(None),
         )
     )

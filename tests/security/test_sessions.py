@@ -22,8 +22,9 @@ from sqlalchemy import update
 from service import create_app
 from service.clock import clock
 from service.extensions import db
-from service.models import AuthSession
+from service.models import AuthSession, RefreshToken
 from service.realtime import members
+from service.security.tokens import hash_refresh_token
 from tests.security.conftest import create_operator, sign_in_operator
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
@@ -229,6 +230,31 @@ def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_next_check(
             .values(revoked_at=clock.now(), revoked_reason="test")
         )
         db.session.commit()
+    cut_off(ana_phone, "the next check of the sessions to close the socket")
+    still_open(ben_phone)
+
+
+def test_a_socket_whose_refresh_token_expired_is_closed_by_the_next_check(
+    server_with: Callable[..., LiveServer], phones: list[Phone]
+) -> None:
+    """A sign-in whose refresh token has expired is over (its phone cannot refresh), though
+    the worker's hourly prune deletes it only later: its socket must not go on receiving the
+    couple's events until then."""
+    server = server_with(SOCKET_RECHECK_SECONDS=1)
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    ana_phone = Phone(server.url, ana.access_token).connect()
+    ben_phone = Phone(server.url, ben.access_token).connect()
+    phones.extend([ana_phone, ben_phone])
+    with server.app.app_context():
+        db.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.token_hash == hash_refresh_token(ana.refresh_token))
+            .values(expires_at=clock.now() - timedelta(seconds=1))
+        )
+        db.session.commit()
+    expired = client.post("/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token})
+    assert expired.status_code == 401, expired.text
     cut_off(ana_phone, "the next check of the sessions to close the socket")
     still_open(ben_phone)
 
