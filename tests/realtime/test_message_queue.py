@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from service.config import Settings
 from service.pubsub import Publications, client_options
 from service.realtime.rooms import user_room
 from tests.support.client import ApiClient, Person
+from tests.support.guide import GuidedPhone
 from tests.support.phones import Phone
 from tests.support.queue import carries, from_server, listening
 from tests.support.redis_needed import REDIS_URL, require_redis
@@ -296,6 +298,44 @@ def test_bids_are_answered_at_once_while_redis_does_not_answer_and_cross_process
     _, after = timed_bid(here, ana)
     far.wait_for("bid.created", lambda e: e["data"]["id"] == after["id"])
     assert socket_events(here, "sent") > sent_before
+
+
+def test_a_phone_that_follows_the_guide_applies_every_event_once_in_order(
+    client: ApiClient,
+    proxy: TcpProxy,
+    joined: tuple[LiveServer, LiveServer],
+    phones: list[Phone],
+) -> None:
+    """A couple's events written in two processes reach a phone out of cursor order (the other
+    process's come through Redis), and some not at all (while Redis does not answer). A phone
+    that follows the sync loop of docs/mobile.md §7, syncing two events a page here, applies
+    each once, in order, and holds every bid."""
+    here, there = joined
+    ana, ben = client.couple()
+    near = Phone(here.url, ben.access_token).connect()
+    phones.append(near)
+    listening(there, near, ben.id)
+    couple_id = client.get("/api/v1/couple", as_=ben).json()["id"]
+    guided = GuidedPhone(ApiClient(here.url), ben, couple_id, page=2).connect(here.url)
+
+    def bids_to(server: LiveServer, count: int) -> list[str]:
+        return [timed_bid(server, ana)[1]["id"] for _ in range(count)]
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            sent = list(itertools.chain(*pool.map(bids_to, (here, there), (8, 8))))
+        proxy.stall()
+        sent += bids_to(there, 2)  # their events wait for Redis, or are dropped
+        sent += bids_to(here, 1)
+        proxy.flow()
+        sent += bids_to(here, 1)
+        stream = client.get("/api/v1/sync", as_=ben, params={"since": 0, "limit": 1000}).json()
+        head = stream["events"][-1]["cursor"]
+        guided.wait_for_cursor(head, timeout=20)
+        assert guided.applied == list(range(1, head + 1))
+        assert set(guided.bids) == set(sent)
+    finally:
+        guided.close()
 
 
 def test_a_stock_flask_socketio_emitter_reaches_phones_through_the_queue(
