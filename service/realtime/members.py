@@ -101,11 +101,16 @@ def on_connect(auth: Any = None) -> None:
         # The client's connect_error carries {message: detail, data: problem}.
         raise ConnectionRefusedError(exc.detail, from_reach_error(exc)) from exc
     session = socket_session()  # a KeyError if the socket closed meanwhile: nothing kept yet
-    limit = current_app.extensions["reach.settings"].SOCKETS_PER_USER
+    settings = current_app.extensions["reach.settings"]
+    limit = settings.SOCKETS_PER_USER
     sockets = open_sockets()
     if not sockets.add(str(member.user_id), claims.session_id, request.sid, limit):  # type: ignore[attr-defined]
+        # Worth trying again once a socket that died unseen (a phone that changed networks) is
+        # dropped for a missed ping: at most this long.
+        reaped = settings.SOCKET_PING_INTERVAL + settings.SOCKET_PING_TIMEOUT
         crowded = RateLimited(
-            f"This account has {limit} connections open already: close one and connect again."
+            f"This account has {limit} connections open already: close one and connect again.",
+            retry_after=reaped,
         )
         raise ConnectionRefusedError(crowded.detail, from_reach_error(crowded))
     session["user_id"] = str(member.user_id)

@@ -294,6 +294,11 @@ def test_an_account_may_hold_a_bounded_number_of_sockets(server_with: Server) ->
         assert extra.refusal["data"]["status"] == 429
         assert extra.refusal["data"]["code"] == "rate_limited"
         assert "2 connections" in extra.refusal["message"]
+        # As every 429 problem: how long to wait, here until a socket that died unseen is
+        # dropped (a ping missed), rather than a phone retrying at once.
+        settings = server.app.extensions["reach.settings"]
+        reaped = settings.SOCKET_PING_INTERVAL + settings.SOCKET_PING_TIMEOUT
+        assert extra.refusal["data"]["retry_after"] == reaped
         ben_phone = Phone(server.url, ben.access_token).connect()  # others are not affected
         opened.append(ben_phone)
         # Closing one makes room again, once the server has seen it go.
