@@ -15,35 +15,7 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from service import migrate
-
-
-def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "service.entry", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
-
-
-def reach_refuses(*args: str, env: dict[str, str], timeout: float = 60) -> str:
-    """Run a command an operator got wrong: it fails with one line saying what to do."""
-    result = subprocess.run(
-        [sys.executable, "-m", "service.entry", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-    )
-    said = result.stdout + result.stderr
-    assert result.returncode == 1, said
-    assert "Traceback" not in said, said
-    return result.stderr
+from tests.support.commands import reach, reach_refuses
 
 
 def test_help_lists_the_commands() -> None:

@@ -49,7 +49,7 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL suite only (TEST_DATABASE_URL)")
     server = make_url(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    name = f"reach_migrations_{uuid.uuid4().hex[:8]}"
+    name = f"{server.database}_{uuid.uuid4().hex[:8]}"  # beside the suite's own database
     admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"CREATE DATABASE {name}"))
