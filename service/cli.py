@@ -28,9 +28,11 @@ class ReachGroup(FlaskGroup):
         from alembic.util import CommandError
         from sqlalchemy.exc import DBAPIError
 
+        from service.migrations.session import MigrationError
+
         try:
             return super().invoke(ctx)
-        except SettingsError as exc:
+        except (SettingsError, MigrationError) as exc:
             raise click.ClickException(str(exc)) from None
         except CommandError as exc:  # a revision that does not exist, for one
             raise click.ClickException(
@@ -63,7 +65,8 @@ def db_upgrade(revision: str) -> None:
 
     settings: Settings = current_app.extensions["reach.settings"]
     click.echo(f"migrating {_safe_url(settings.database_url)} to {revision} ...")
-    migrate.upgrade(settings.database_url, revision=revision)
+    patience = migrate.Patience.from_settings(settings)
+    migrate.upgrade(settings.database_url, revision=revision, patience=patience)
     click.echo("database is up to date")
 
 
@@ -75,7 +78,8 @@ def db_downgrade(revision: str) -> None:
     from service import migrate
 
     settings: Settings = current_app.extensions["reach.settings"]
-    migrate.downgrade(settings.database_url, revision=revision)
+    patience = migrate.Patience.from_settings(settings)
+    migrate.downgrade(settings.database_url, revision=revision, patience=patience)
     at = migrate.current(settings.database_url)
     click.echo(f"database is at {', '.join(at) or 'base'}")
 

@@ -48,6 +48,14 @@ class Settings:
     DATABASE_POOL_TIMEOUT: int = 10
     DATABASE_CONNECT_TIMEOUT: int = 5
     DATABASE_STATEMENT_TIMEOUT_MS: int = 10_000
+    # `reach db upgrade` / `downgrade` on PostgreSQL (service/migrations/session.py): how long
+    # a run waits for another one holding the migration lock; after how long idle that one's
+    # session is taken for a run that is gone, ended, and the lock taken over (0: never); the
+    # lock_timeout of its statements, and how many more times a step that gave way is tried.
+    MIGRATION_LOCK_WAIT_SECONDS: int = 300
+    MIGRATION_ABANDONED_SECONDS: int = 60
+    MIGRATION_LOCK_TIMEOUT_MS: int = 3000
+    MIGRATION_LOCK_RETRIES: int = 4
     REDIS_URL: str = ""
     # How long a process waits for Redis before treating it as away: rate limits then count
     # in the process, and messages to the other processes are dropped until it answers.

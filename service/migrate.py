@@ -9,29 +9,43 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
+from service.migrations.session import MigrationError, Patience
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+__all__ = ["MigrationError", "Patience", "current", "downgrade", "upgrade"]
 
-def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
+
+def alembic_config(
+    url: str | None = None, connection: Connection | None = None, patience: Patience | None = None
+) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     if url:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     if connection is not None:
         config.attributes["connection"] = connection
+    if patience is not None:
+        config.attributes["patience"] = patience
     return config
 
 
 def upgrade(
-    url: str | None = None, connection: Connection | None = None, revision: str = "heads"
+    url: str | None = None,
+    connection: Connection | None = None,
+    revision: str = "heads",
+    patience: Patience | None = None,
 ) -> None:
-    command.upgrade(alembic_config(url, connection), revision)
+    command.upgrade(alembic_config(url, connection, patience), revision)
 
 
 def downgrade(
-    url: str | None = None, connection: Connection | None = None, revision: str = "base"
+    url: str | None = None,
+    connection: Connection | None = None,
+    revision: str = "base",
+    patience: Patience | None = None,
 ) -> None:
-    command.downgrade(alembic_config(url, connection), revision)
+    command.downgrade(alembic_config(url, connection, patience), revision)
 
 
 def current(url: str) -> list[str]:

@@ -28,10 +28,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from service import create_app, migrate
 from service.db import make_engine
 from service.extensions import db
+from service.migrations.session import MIGRATION_LOCK
 from service.models import Base, Bid, DeadPushToken, Device, PushDelivery, PushJob, User
 from service.services import devices
 from tests.conftest import POSTGRES_URL
@@ -39,6 +41,7 @@ from tests.support import repairs
 from tests.support.client import ApiClient, Person
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -632,3 +635,243 @@ def test_an_index_left_invalid_by_a_failed_build_is_built_again(empty_database: 
     engine.dispose()
     assert invalid == []
     assert unique is True
+
+
+SECRET = {"SECRET_KEY": "migrations-test-secret-0123456789abcdef"}
+
+
+def _libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def _reach_db(url: str, *args: str, **settings: str) -> Iterator[subprocess.Popen[str]]:
+    """`reach db ...` started as a deploy Job starts it; the caller waits for it."""
+    env = {**os.environ, "DATABASE_URL": url, "LOG_FORMAT": "text", **SECRET, **settings}
+    command = subprocess.Popen(
+        [sys.executable, "-m", "service.entry", "db", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        yield command
+    finally:
+        if command.poll() is None:
+            command.kill()
+            command.communicate()
+
+
+def _a_run_holding_the_lock(url: str, name: str) -> Any:
+    """A session holding the migration lock, as a `reach db upgrade` on another host holds it."""
+    import psycopg
+
+    holder = psycopg.connect(_libpq(url), application_name=name, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    return holder
+
+
+def _head(url: str) -> list[str]:
+    return migrate.current(url)
+
+
+def _sleeping(holder: Any) -> None:
+    with contextlib.suppress(Exception):  # cancelled when the test is done
+        holder.execute("SELECT pg_sleep(60)")
+
+
+HEAD = [ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()]
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_a_run_gone_with_the_migration_lock_is_named_ended_and_taken_over(
+    empty_database: str,
+) -> None:
+    """A migration whose pod was lost with its network keeps its session, and the lock, until
+    TCP keepalive ends it (two hours): the Job's retry stalled that long, saying nothing about
+    why. It names the session, ends it once it has sat idle MIGRATION_ABANDONED_SECONDS, and
+    migrates."""
+    import psycopg
+
+    lost = _a_run_holding_the_lock(empty_database, "reach-migrate lost-pod 7")
+    pid = lost.info.backend_pid
+    try:
+        with _reach_db(empty_database, "upgrade", MIGRATION_ABANDONED_SECONDS="1") as upgrade:
+            out, err = upgrade.communicate(timeout=60)
+        assert upgrade.returncode == 0, out + err
+        assert f"pid {pid} (application_name 'reach-migrate lost-pod 7'" in err, err
+        assert "its run is gone" in err, err
+        assert "database is up to date" in out
+        assert _head(empty_database) == HEAD
+        with pytest.raises(psycopg.OperationalError):  # its session was ended
+            lost.execute("SELECT 1")
+    finally:
+        lost.close()
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_a_run_waiting_for_a_working_migration_gives_up_in_time_saying_what_to_do(
+    empty_database: str,
+) -> None:
+    """A run holding the lock that is still working (its session running a statement) is never
+    ended: the other waits MIGRATION_LOCK_WAIT_SECONDS, visible in pg_stat_activity as a
+    migration, then stops saying which session it waited for and what to do."""
+    working = _a_run_holding_the_lock(empty_database, "reach-migrate busy-pod 9")
+    pid = working.info.backend_pid
+    statement = threading.Thread(target=_sleeping, args=(working,), daemon=True)
+    watcher = make_engine(empty_database)
+    names = text("SELECT pid, application_name, state FROM pg_stat_activity")
+
+    def seen() -> dict[int, tuple[str, str]]:
+        with watcher.connect() as conn:
+            return {row[0]: (row[1], row[2]) for row in conn.execute(names)}
+
+    try:
+        statement.start()
+        wait_until(lambda: seen()[pid][1] == "active", what="the working run's statement")
+        waits = {"MIGRATION_LOCK_WAIT_SECONDS": "2", "MIGRATION_ABANDONED_SECONDS": "1"}
+        with _reach_db(empty_database, "upgrade", **waits) as upgrade:
+            wait_until(
+                lambda: (
+                    upgrade.poll() is not None
+                    or any(
+                        name.startswith("reach-migrate ") and other != pid
+                        for other, (name, _) in seen().items()
+                    )
+                ),
+                timeout=30,
+                what="the waiting run's session, named",
+            )
+            out, err = upgrade.communicate(timeout=60)
+        assert upgrade.returncode == 1, out + err
+        assert "Traceback" not in err, err
+        assert "another migration of this database still holds its lock" in err, err
+        assert f"pid {pid} (application_name 'reach-migrate busy-pod 9'" in err, err
+        assert "MIGRATION_LOCK_WAIT_SECONDS=2" in err, err
+        assert f"SELECT pg_terminate_backend({pid})" in err, err
+        assert seen()[pid] == ("reach-migrate busy-pod 9", "active")  # left working
+    finally:
+        with watcher.connect() as conn:
+            conn.execute(text("SELECT pg_cancel_backend(:pid)"), {"pid": pid})
+        statement.join(timeout=30)
+        working.close()
+        watcher.dispose()
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_an_alter_table_waiting_behind_a_long_transaction_gives_way_to_the_requests(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """0015 adds a column to `refresh_tokens`: its ALTER TABLE waits for a transaction reading
+    the table, and every request after it waited behind it, for as long as that transaction
+    stayed open. With lock_timeout it gives way, lets them through, and tries again later."""
+    migrate.upgrade(empty_database, revision="0014_checkin_client_id")
+    engine = make_engine(empty_database)
+    patience = migrate.Patience(lock_timeout_ms=200, lock_retries=20, backoff_seconds=0.1)
+    gave_way = lambda: [r for r in caplog.records if "gave way" in r.getMessage()]  # noqa: E731
+    upgrading = threading.Thread(
+        target=migrate.upgrade, args=(empty_database,), kwargs={"patience": patience}
+    )
+    slowest = 0.0
+    with engine.connect() as long, engine.connect() as requests:
+        long.execute(text("SELECT count(*) FROM refresh_tokens"))  # and stays open
+        requests.execute(text("SET statement_timeout = '3s'"))
+        requests.commit()
+        upgrading.start()
+        deadline = time.monotonic() + 15
+        while len(gave_way()) < 3 and time.monotonic() < deadline:
+            started = time.monotonic()
+            with contextlib.suppress(DBAPIError):  # a statement timeout: waited 3 s
+                requests.execute(text("SELECT count(*) FROM refresh_tokens"))
+            requests.rollback()
+            slowest = max(slowest, time.monotonic() - started)
+            time.sleep(0.02)
+        long.rollback()
+    upgrading.join(timeout=60)
+    engine.dispose()
+    assert slowest < 1.0
+    assert len(gave_way()) >= 3
+    assert _head(empty_database) == HEAD
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_a_migration_that_keeps_giving_way_stops_saying_what_is_in_its_way(
+    empty_database: str,
+) -> None:
+    migrate.upgrade(empty_database, revision="0014_checkin_client_id")
+    engine = make_engine(empty_database)
+    with engine.connect() as long:
+        long.execute(text("SELECT count(*) FROM refresh_tokens"))
+        pid = long.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        timeouts = {"MIGRATION_LOCK_TIMEOUT_MS": "200", "MIGRATION_LOCK_RETRIES": "1"}
+        with _reach_db(empty_database, "upgrade", **timeouts) as upgrade:
+            out, err = upgrade.communicate(timeout=60)
+        long.rollback()
+    assert upgrade.returncode == 1, out + err
+    said = err.splitlines()[-1]
+    assert said.startswith(
+        "Error: a migration step gave way 2 times after waiting 200 ms (MIGRATION_LOCK_TIMEOUT_MS)"
+    ), said
+    assert "ALTER TABLE refresh_tokens ADD COLUMN successor_hash" in said
+    assert f"pid {pid} (" in said
+    assert "pg_terminate_backend(pid)" in said
+    assert "Traceback" not in err
+    assert _head(empty_database) == ["0014_checkin_client_id"]  # nothing half done
+    with engine.connect() as conn:
+        columns = conn.scalars(
+            text("SELECT column_name FROM information_schema.columns WHERE table_name = :t"),
+            {"t": "refresh_tokens"},
+        ).all()
+    engine.dispose()
+    assert "successor_hash" not in columns
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_an_index_built_concurrently_waits_out_a_long_transaction(empty_database: str) -> None:
+    """CREATE INDEX CONCURRENTLY waits for every transaction already open, holding up no
+    request meanwhile: the migrations' lock_timeout does not cut it short (which would leave an
+    INVALID index, and a migration failing every time one transaction outlasts it)."""
+    migrate.upgrade(empty_database, revision="0012_devices_sessions")
+    engine = make_engine(empty_database)
+    patience = migrate.Patience(lock_timeout_ms=100, lock_retries=0)
+    failed: list[BaseException] = []
+
+    def upgrade() -> None:
+        try:
+            migrate.upgrade(empty_database, revision="0013_refresh_token_expiry", patience=patience)
+        except BaseException as exc:
+            failed.append(exc)
+
+    building = threading.Thread(target=upgrade)
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'reach-migrate %' "
+        "AND wait_event_type = 'Lock'"
+    )
+    with engine.connect() as long, engine.connect() as watcher:
+        # A snapshot the build waits out, as pg_dump's (a repeatable read transaction).
+        long.execution_options(isolation_level="REPEATABLE READ")
+        long.execute(text("SELECT count(*) FROM users"))
+        building.start()
+
+        def build_waits() -> bool:
+            count = watcher.execute(waiting).scalar_one()
+            watcher.rollback()
+            return bool(count) or not building.is_alive()
+
+        wait_until(build_waits, what="the index build waiting for the open transaction")
+        building.join(timeout=0.5)  # five lock timeouts
+        assert building.is_alive(), failed
+        long.rollback()
+    building.join(timeout=60)
+    with engine.connect() as conn:
+        invalid = conn.scalars(
+            text(
+                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                "WHERE NOT i.indisvalid"
+            )
+        ).all()
+    engine.dispose()
+    assert failed == []
+    assert invalid == []
+    assert _head(empty_database) == ["0013_refresh_token_expiry"]

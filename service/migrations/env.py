@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import time
-from collections.abc import Iterator
 from typing import Any
 
 from alembic import context
-from sqlalchemy import Connection, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection
 
 from service.config import from_environment
 from service.db import make_engine
+from service.migrations import session
+from service.migrations.session import Patience
 from service.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-# The session lock every `reach db upgrade` / `downgrade` of a PostgreSQL database takes first.
-MIGRATION_LOCK = 0x7265616368  # "reach"
-LOCK_RETRY_SECONDS = 0.5
-LOCK_REPORT_SECONDS = 30.0
-log = logging.getLogger("reach.migrate")
 
 
 def run(connection: Connection) -> None:
@@ -54,52 +46,6 @@ def run(connection: Connection) -> None:
             )
 
 
-@contextlib.contextmanager
-def one_at_a_time(connection: Connection) -> Iterator[None]:
-    """On PostgreSQL, migrate only while holding MIGRATION_LOCK: a second upgrade started
-    meanwhile (two deploy jobs, a job retried) waits, then finds the schema current and does
-    nothing, rather than failing on a table the first one created. A session lock, since some
-    migrations commit on their way (indexes built CONCURRENTLY)."""
-    if connection.dialect.name != "postgresql":
-        yield
-        return
-    lock = {"key": MIGRATION_LOCK}
-    # Tried, not waited for: a statement waiting for the lock would hold a snapshot, and the
-    # holder's CREATE INDEX CONCURRENTLY waits for every older snapshot to go (a deadlock).
-    started = time.monotonic()
-    told = None
-    while not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), lock).scalar():
-        connection.commit()
-        waited = time.monotonic() - started
-        if told is None or waited - told >= LOCK_REPORT_SECONDS:
-            told = waited
-            log.warning(
-                "another migration of this database is running: waiting for it to finish"
-                " (%.0f s so far; its session holds pg_locks' advisory lock %d)",
-                waited,
-                MIGRATION_LOCK,
-            )
-        time.sleep(LOCK_RETRY_SECONDS)
-    connection.commit()
-    try:
-        yield
-    finally:
-        # On a broken connection this fails, and closing it lets the lock go anyway.
-        with contextlib.suppress(SQLAlchemyError):
-            connection.rollback()
-            connection.execute(text("SELECT pg_advisory_unlock(:key)"), lock)
-            connection.commit()
-
-
-def without_statement_timeout(connection: Connection) -> None:
-    """A migration's statements (a batch of a backfill, an index built on a big table) may run
-    longer than any request may: the statement timeout set on the role or the database for the
-    API (behind PgBouncer, docs/operations.md) does not apply to this session."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SET statement_timeout = 0"))
-        connection.commit()
-
-
 def _foreign_keys(connection: Connection, state: str) -> None:
     _driver(connection).execute(f"PRAGMA foreign_keys={state}")
 
@@ -114,9 +60,12 @@ if connection is not None:
     run(connection)
 else:
     url = config.get_main_option("sqlalchemy.url") or from_environment().database_url
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        without_statement_timeout(conn)
-        with one_at_a_time(conn):
-            run(conn)
-    engine.dispose()
+    patience = config.attributes.get("patience") or Patience.from_settings(from_environment())
+    named: dict[str, Any] = {"connect_args": {"application_name": session.application_name()}}
+    engine = make_engine(url, pool_size=1, **({} if url.startswith("sqlite") else named))
+    session.prepare(engine, patience)
+    try:
+        with engine.connect() as conn, session.one_at_a_time(conn, patience):
+            session.with_lock_retries(conn, patience, lambda: run(conn))
+    finally:
+        engine.dispose()
