@@ -45,6 +45,14 @@ def downgrade(
     revision: str = "base",
     patience: Patience | None = None,
 ) -> None:
+    if revision.startswith("-") and url:
+        at = current(url)
+        if len(at) > 1:
+            raise MigrationError(
+                f"the database is at {len(at)} revisions at once ({', '.join(at)}), so "
+                f"--revision {revision} does not say which of them to step back from: give the "
+                f"revision to go back to (`reach db history` lists them)"
+            )
     command.downgrade(alembic_config(url, connection, patience), revision)
 
 

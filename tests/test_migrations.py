@@ -39,6 +39,7 @@ from service.services import devices
 from tests.conftest import POSTGRES_URL
 from tests.support import repairs
 from tests.support.client import ApiClient, Person
+from tests.support.commands import reach, reach_refuses
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_until
@@ -875,3 +876,17 @@ def test_an_index_built_concurrently_waits_out_a_long_transaction(empty_database
     assert failed == []
     assert invalid == []
     assert _head(empty_database) == ["0013_refresh_token_expiry"]
+
+
+def test_stepping_back_one_from_several_heads_is_refused_naming_them(empty_database: str) -> None:
+    """Between 0002 and 0005's merge a database can be at several revisions at once: `--revision
+    -1` stepped back one of them, picked by Alembic (dropping every repair conversation, say)."""
+    env = {"DATABASE_URL": empty_database, **SECRET}
+    for revision in ("0003_operators", "0003_repairs"):
+        reach("db", "upgrade", "--revision", revision, env=env)
+    said = reach_refuses("db", "downgrade", "--revision", "-1", env={**os.environ, **env})
+    assert "the database is at 2 revisions at once (0003_operators, 0003_repairs)" in said
+    assert "give the revision to go back to (`reach db history` lists them)" in said
+    assert _head(empty_database) == ["0003_operators", "0003_repairs"]
+    out = reach("db", "downgrade", "--revision", "0002", env=env)
+    assert "database is at 0002" in out
