@@ -890,3 +890,24 @@ def test_stepping_back_one_from_several_heads_is_refused_naming_them(empty_datab
     assert _head(empty_database) == ["0003_operators", "0003_repairs"]
     out = reach("db", "downgrade", "--revision", "0002", env=env)
     assert "database is at 0002" in out
+
+
+def test_a_database_a_newer_release_migrated_is_told_as_such(empty_database: str) -> None:
+    """The release before runs its migration Job (a rollback) on a database the newer one
+    migrated: its revision is unknown here, and was answered "give heads, base, or a revision",
+    as though the operator had typed a wrong one."""
+    env = {"DATABASE_URL": empty_database, **SECRET}
+    reach("db", "upgrade", env=env)
+    engine = make_engine(empty_database)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_from_a_newer_release'"))
+    engine.dispose()
+    for command in (["upgrade"], ["downgrade", "--revision", HEAD[0]]):
+        said = reach_refuses("db", *command, env={**os.environ, **env})
+        assert (
+            "the database is at revision 0099_from_a_newer_release, which this release does "
+            f"not know (its newest is {HEAD[0]}): a newer release migrated it" in said
+        ), said
+        assert "give heads, base" not in said
+    out = reach("db", "current", env=env)
+    assert "0099_from_a_newer_release: not a revision of this release" in out

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
+from alembic.migration import MigrationContext
 from sqlalchemy import Connection
 
 from service.config import from_environment
 from service.db import make_engine
 from service.migrations import session
-from service.migrations.session import Patience
+from service.migrations.session import MigrationError, Patience
 from service.models import Base
 
 config = context.config
@@ -26,6 +27,7 @@ def run(connection: Connection) -> None:
         # migrations run (the pragma only takes outside a transaction) and checked after.
         _foreign_keys(connection, "OFF")
     try:
+        _known(connection)
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
@@ -44,6 +46,25 @@ def run(connection: Connection) -> None:
             raise RuntimeError(
                 f"the migration left rows whose foreign keys point nowhere: {tables}"
             )
+
+
+def _known(connection: Connection) -> None:
+    """Refuse a database a newer release migrated: its revision is none of this release's."""
+    script = context.script
+    newest = ", ".join(script.get_heads())
+    known = {revision.revision for revision in script.walk_revisions()}
+    at = MigrationContext.configure(connection).get_current_heads()
+    connection.commit()
+    unknown = sorted(set(at) - known)
+    if unknown:
+        raise MigrationError(
+            f"the database is at revision {', '.join(unknown)}, which this release does not "
+            f"know (its newest is {newest}): a newer release migrated it. Migrate it with "
+            f"that release; to run this one again, run its API and worker without migrating "
+            f"(each migration keeps the schema usable by the release before it), or first "
+            f"step the schema back with the newer release's `reach db downgrade --revision "
+            f"{newest}`"
+        )
 
 
 def _foreign_keys(connection: Connection, state: str) -> None:
