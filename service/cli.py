@@ -84,6 +84,38 @@ def db_downgrade(revision: str) -> None:
     click.echo(f"database is at {', '.join(at) or 'base'}")
 
 
+@db.command("current")
+@with_appcontext
+def db_current() -> None:
+    """Say which revision the database is at, and whether migrations are left to run."""
+    from service import migrate
+
+    settings: Settings = current_app.extensions["reach.settings"]
+    at = migrate.current(settings.database_url)
+    scripts = {script.revision: script for script in migrate.history()}
+    newest = [revision for revision, script in scripts.items() if script.is_head]
+    if not at:
+        click.echo("base: no migration has run (run `reach db upgrade`)")
+    for revision in at:
+        if revision not in scripts:
+            click.echo(f"{revision}: not a revision of this release (a newer one migrated it)")
+        elif revision in newest:
+            click.echo(f"{revision} (newest)")
+        else:
+            click.echo(f"{revision} (older than {', '.join(newest)}: run `reach db upgrade`)")
+
+
+@db.command("history")
+def db_history() -> None:
+    """List the migrations, newest first."""
+    from service import migrate
+
+    for script in migrate.history():
+        after = script.down_revision or "base"
+        below = ", ".join(after) if isinstance(after, tuple) else after
+        click.echo(f"{script.revision} (after {below}): {script.doc.splitlines()[0]}")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)

@@ -7,13 +7,14 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
 from sqlalchemy import Connection
 
 from service.migrations.session import MigrationError, Patience
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-__all__ = ["MigrationError", "Patience", "current", "downgrade", "upgrade"]
+__all__ = ["MigrationError", "Patience", "current", "downgrade", "history", "upgrade"]
 
 
 def alembic_config(
@@ -66,3 +67,8 @@ def current(url: str) -> list[str]:
             return sorted(MigrationContext.configure(conn).get_current_heads())
     finally:
         engine.dispose()
+
+
+def history() -> list[Script]:
+    """Every migration, newest first."""
+    return list(ScriptDirectory.from_config(alembic_config()).walk_revisions())

@@ -911,3 +911,18 @@ def test_a_database_a_newer_release_migrated_is_told_as_such(empty_database: str
         assert "give heads, base" not in said
     out = reach("db", "current", env=env)
     assert "0099_from_a_newer_release: not a revision of this release" in out
+
+
+def test_db_current_and_history_say_where_the_database_is(empty_database: str) -> None:
+    env = {"DATABASE_URL": empty_database, **SECRET}
+    assert reach("db", "current", env=env).startswith("base: no migration has run")
+    reach("db", "upgrade", "--revision", "0014", env=env)
+    out = reach("db", "current", env=env)
+    assert out == f"0014_checkin_client_id (older than {HEAD[0]}: run `reach db upgrade`)\n"
+    reach("db", "upgrade", env=env)
+    assert reach("db", "current", env=env) == f"{HEAD[0]} (newest)\n"
+    lines = reach("db", "history", env=env).splitlines()
+    assert lines[0].startswith(f"{HEAD[0]} (after ")
+    merge = "0005_merge (after 0003_repairs, 0003_operators, 0004_insights): one line of history"
+    assert any(line.startswith(merge) for line in lines), lines
+    assert lines[-1].startswith("0001 (after base): accounts, couples"), lines
