@@ -12,6 +12,7 @@ from marshmallow import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import HTTP_STATUS_CODES
 
 from service.domain.errors import ReachError
 from service.metrics import request_labels
@@ -54,14 +55,15 @@ def code_for(status: int) -> str:
 def problem_body(
     status: int,
     *,
-    title: str,
     detail: str | None = None,
     code: str | None = None,
     errors: Mapping[str, list[str]] | None = None,
     retry_after: int | None = None,
 ) -> dict[str, Any]:
     """The problem object; `retry_after` (429, 503) repeats the Retry-After header in the body,
-    where a socket ack, which has no headers, carries it too."""
+    where a socket ack, which has no headers, carries it too. Its type is about:blank, so its
+    title is the status's phrase (RFC 9457 4.2.1), the same over REST and in a socket ack."""
+    title = status_phrase(status)
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": title,
@@ -76,6 +78,11 @@ def problem_body(
     return body
 
 
+def status_phrase(status: int) -> str:
+    """ "Not Found" for 404: werkzeug's phrases, which its own errors are named by."""
+    return HTTP_STATUS_CODES.get(status, "Unknown Error")
+
+
 def problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
     response = Response(
         current_app.json.dumps(body), status=body["status"], mimetype=PROBLEM_MIMETYPE
@@ -88,7 +95,6 @@ def problem_response(body: dict[str, Any], headers: Mapping[str, str] | None = N
 def from_reach_error(exc: ReachError) -> dict[str, Any]:
     return problem_body(
         exc.status,
-        title=exc.title,
         detail=exc.detail,
         code=exc.code,
         errors=exc.errors or None,
@@ -134,9 +140,7 @@ def from_http_exception(exc: HTTPException) -> tuple[dict[str, Any], dict[str, s
     if status == 400 and exc.description and "JSON" in str(exc.description):
         detail = "The body is not valid JSON."
     retry_after = _limit_resets_in() if status == 429 else None
-    body = problem_body(
-        status, title=exc.name, detail=detail, errors=errors, retry_after=retry_after
-    )
+    body = problem_body(status, detail=detail, errors=errors, retry_after=retry_after)
     return body, headers
 
 
@@ -175,8 +179,8 @@ def is_unavailable(exc: BaseException) -> bool:
 def server_problem(exc: BaseException) -> dict[str, Any]:
     """The problem for an unexpected error: 503 while the database is away, else 500."""
     if is_unavailable(exc):
-        return problem_body(503, title="Service unavailable", retry_after=UNAVAILABLE_RETRY_AFTER)
-    return problem_body(500, title="Internal server error")
+        return problem_body(503, retry_after=UNAVAILABLE_RETRY_AFTER)
+    return problem_body(500)
 
 
 def logged_server_problem(
@@ -205,7 +209,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ValidationError)
     def _validation_error(exc: ValidationError) -> Response:
-        body = problem_body(422, title="Validation failed", errors=flatten_messages(exc.messages))
+        body = problem_body(422, errors=flatten_messages(exc.messages))
         return problem_response(body)
 
     @app.errorhandler(Exception)

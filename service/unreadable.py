@@ -28,9 +28,7 @@ _DETAILS = {
 def problem_bytes(status: int, reason: str) -> bytes:
     """The whole HTTP response for a request gunicorn could not read; it closes the
     connection, since what follows the request on it cannot be read either."""
-    body = json.dumps(
-        problem_body(status, title=reason, detail=_DETAILS.get(status, reason))
-    ).encode()
+    body = json.dumps(problem_body(status, detail=_DETAILS.get(status, reason))).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\n"
         "Connection: close\r\n"

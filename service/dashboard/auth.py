@@ -97,9 +97,7 @@ def require_operator() -> ResponseReturnValue | None:
     g.operator = ops_accounts.session_operator(db.session, session_token())
     if g.operator is None and request.endpoint not in PUBLIC_ENDPOINTS:
         if request.path.startswith("/ops/api/"):
-            body = problem_body(
-                401, title="Authentication required", detail="Sign in at /ops/login."
-            )
+            body = problem_body(401, detail="Sign in at /ops/login.")
             return problem_response(body)
         return redirect(url_for("ops.login", next=request.path))
     csrf.check()

@@ -142,7 +142,7 @@ def on_connect(auth: Any = None) -> None:
     token = session.get("ops_sid")
     operator = ops_accounts.session_operator(db.session, token if isinstance(token, str) else None)
     if operator is None or not isinstance(token, str):
-        refusal = problem_body(401, title="Unauthorized", detail="Sign in at /ops/login.")
+        refusal = problem_body(401, detail="Sign in at /ops/login.")
         raise ConnectionRefusedError(refusal["detail"], refusal)
     session_hash = ops_accounts.hash_session_token(token)
     join_room(ROOM)

@@ -72,7 +72,7 @@ def write(schema: Schema) -> Callable[[Handler], Callable[..., dict[str, Any]]]:
         @functools.wraps(handler)
         def on_event(*args: Any) -> dict[str, Any]:
             if len(args) > 1:
-                return problem_body(400, title="Bad request", detail=ONE_OBJECT)
+                return problem_body(400, detail=ONE_OBJECT)
             payload = args[0] if args else None
             try:
                 member = socket_member()
@@ -81,7 +81,7 @@ def write(schema: Schema) -> Callable[[Handler], Callable[..., dict[str, Any]]]:
                 return handler(member, schema.load(payload))
             except ValidationError as exc:
                 errors = flatten_messages(exc.messages)
-                return problem_body(422, title="Validation failed", errors=errors)
+                return problem_body(422, errors=errors)
             except ReachError as exc:
                 db.roll_back()
                 return from_reach_error(exc)

@@ -143,7 +143,7 @@ def _refuse(
     )
     if id is None:
         return
-    problem = problem_body(400, title="Bad request", detail=detail)
+    problem = problem_body(400, detail=detail)
     server._send_packet(
         eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
     )
@@ -158,4 +158,4 @@ def unknown_event(event: str, *_args: Any) -> dict[str, Any]:
     """An event the server does not know: the problem is the ack, if one was asked for."""
     log.debug("unknown client event", extra={"event": event[:NAME_SHOWN]})
     detail = f"Unknown event {event[:NAME_SHOWN]!r}; {GUIDE}."
-    return problem_body(404, title="Not found", detail=detail)
+    return problem_body(404, detail=detail)

@@ -12,6 +12,7 @@ import pytest
 
 from service import create_app
 from tests.support.client import PASSWORD, ApiClient
+from tests.support.phones import Phone
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 
@@ -229,3 +230,44 @@ def test_too_many_sign_ins_are_429_with_retry_after(
     assert 0 < int(limited.headers["Retry-After"]) <= 60
     assert "Retry-After" in problem["detail"]
     assert problem["retry_after"] == int(limited.headers["Retry-After"])
+
+
+def test_a_problems_title_is_its_status_phrase_whichever_way_it_came(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """RFC 9457: with type about:blank, the title is the status's phrase. The same status had
+    two titles ("Unprocessable Entity" from a schema, "Validation failed" from a rule or a
+    socket ack; "Too Many Requests" over REST, "Too many requests" in an ack)."""
+    titles = {
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not Found",
+        409: "Conflict",
+        422: "Unprocessable Entity",
+    }
+    ana, _ben = client.couple()
+    body = {"client_id": str(uuid.uuid4()), "kind": "help"}
+    bid = client.post("/api/v1/bids", as_=ana, json=body).json()
+    answered = [
+        client.get("/api/v1/me"),
+        client.get("/api/v1/me", headers={"Authorization": "Bearer nonsense"}),
+        client.post(f"/api/v1/bids/{bid['id']}/seen", as_=ana),
+        client.get(f"/api/v1/bids/{uuid.uuid4()}", as_=ana),
+        client.get("/api/v1/nothing-here"),
+        client.post("/api/v1/couple/invites", as_=ana),
+        client.post("/api/v1/couple/join", as_=client.register(), json={"code": "AAAA-AAAA"}),
+        client.post("/api/v1/bids", as_=ana, json={"kind": "nope"}),
+    ]
+    for response in answered:
+        body = response.json()
+        assert body["title"] == titles[body["status"]], body
+    device = phone(ana.access_token)
+    acks = [
+        device.call("bid.seen", {"bid_id": bid["id"]}),
+        device.call("bid.send", {"kind": "nope"}),
+        device.call("bid.delivered", {"bid_id": bid["id"]}),
+    ]
+    for ack in acks:
+        assert ack["title"] == titles[ack["status"]], ack
+    for ack in (device.call("connect", {}), device.client.call("bid.seen", ({}, 1), timeout=5)):
+        assert (ack["status"], ack["title"]) == (400, "Bad Request"), ack
