@@ -59,7 +59,7 @@ class Join(MethodView):
     @blp.doc(operationId="joinCouple")
     @blp.arguments(JoinSchema)
     @blp.response(201, CoupleSchema)
-    @blp.problem(409, "The caller, or the partner who made the code, is already paired")
+    @blp.problem(409, "The caller is already paired (a code whose maker has paired since is 422)")
     @blp.problem(429)
     def post(self, body: dict[str, Any]) -> pairing.CoupleView:
         """Join a partner with their invite code"""
