@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+
 from service.clock import clock
 from tests.support.client import ApiClient
 from tests.support.server import LiveServer
@@ -37,6 +39,26 @@ def test_codes_are_forgiving_to_type(client: ApiClient) -> None:
     code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
     typed = f" {code.replace('-', ' ').lower()} ".replace("0", "o").replace("1", "l")
     assert client.post("/api/v1/couple/join", as_=ben, json={"code": typed}).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("before", "dash", "after"),
+    [
+        ("", "-", "\n"),  # pasted with the message's line break
+        ("\t", "\u2010", ""),  # a tab; a typographic hyphen
+        ("\u00a0", "\u2013", "\u00a0"),  # no-break spaces around it; an en dash
+        ("", "\u2212", "\u200b"),  # a minus sign; a zero-width space
+    ],
+)
+def test_a_pasted_code_joins(client: ApiClient, before: str, dash: str, after: str) -> None:
+    """docs/mobile.md: the server ignores dashes and spaces, so a phone passes on what the user
+    typed or pasted. A code copied from a message comes with a line break, no-break spaces or
+    a typographic dash (a text app's smart punctuation): they were refused as a wrong code."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    pasted = f"{before}{code[:4]}{dash}{code[5:]}{after}"
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": pasted})
+    assert joined.status_code == 201, joined.text
 
 
 def test_a_stranger_sees_no_couple(client: ApiClient) -> None:
