@@ -63,8 +63,17 @@ def _check_clock(value: str) -> None:
         raise ValidationError(str(exc)) from exc
 
 
+class TrimmedEmail(fields.Email):
+    """An email address without the spaces around it, which a keyboard's suggestion adds;
+    sign-in drops them too (`accounts.normalize_email`)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
+        loaded: str = super()._deserialize(value, attr, data, **kwargs)
+        return loaded.strip()
+
+
 class RegisterSchema(Schema):
-    email = fields.Email(required=True, validate=validate.Length(max=254))
+    email = TrimmedEmail(required=True, validate=validate.Length(max=254))
     password = fields.String(
         required=True, load_only=True, validate=validate.Length(min=10, max=256)
     )

@@ -70,6 +70,22 @@ def test_register_twice_with_one_email_is_a_conflict(client: ApiClient) -> None:
     assert again.json()["code"] == "conflict"
 
 
+def test_an_email_with_spaces_around_it_signs_up_as_it_signs_in(client: ApiClient) -> None:
+    """A keyboard's suggestion (iOS QuickType, Gboard) inserts the address with a space after
+    it. Sign-in dropped the spaces, sign-up answered 422 "Not a valid email address."."""
+    email = "Maya.QuickType@Example.test"
+    body = {"password": PASSWORD, "display_name": "Maya", "timezone": "UTC"}
+    response = client.post("/api/v1/auth/register", json={**body, "email": f" {email} "})
+    assert response.status_code == 201, response.text
+    assert response.json()["user"]["email"] == email.lower()
+    signed_in = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
+    assert signed_in.status_code == 200, signed_in.text
+    again = client.post("/api/v1/auth/register", json={**body, "email": f"{email.lower()}\t"})
+    assert again.status_code == 409, again.text
+    inside = client.post("/api/v1/auth/register", json={**body, "email": "maya @example.test"})
+    assert inside.status_code == 422, inside.text
+
+
 def test_an_email_too_long_once_lower_cased_is_refused(client: ApiClient) -> None:
     """Emails are stored lower-cased, in at most 254 characters, and lower-casing can lengthen
     one: "İ" becomes "i" and a combining dot. 212 characters as typed, 412 as stored: a 422
