@@ -42,6 +42,8 @@ _DETAILS = {
     500: "Something went wrong on our side. Try again later.",
     503: "The service is briefly unavailable. Try again in a few seconds.",
 }
+# The challenge of every 401 of the API (RFC 6750): its access tokens are bearer tokens.
+BEARER_CHALLENGE = 'Bearer realm="reach"'
 # Seconds a client should wait before retrying when the database is away.
 UNAVAILABLE_RETRY_AFTER = 5
 
@@ -204,7 +206,11 @@ def logged_server_problem(
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ReachError)
     def _reach_error(exc: ReachError) -> Response:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        if exc.status == 401:
+            # Every 401 names the scheme to authenticate with (RFC 9110 11.6.1): some HTTP
+            # clients fail a 401 without it rather than hand the problem to the app.
+            headers["WWW-Authenticate"] = BEARER_CHALLENGE
         return problem_response(from_reach_error(exc), headers)
 
     @app.errorhandler(ValidationError)

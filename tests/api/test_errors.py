@@ -122,6 +122,22 @@ def test_missing_or_malformed_tokens_are_401(client: ApiClient, header: str | No
     assert_problem(client.get("/api/v1/me", headers=headers), 401, "unauthorized")
 
 
+def test_a_401_names_its_scheme(client: ApiClient) -> None:
+    """HTTP (RFC 9110 11.6.1) has every 401 carry WWW-Authenticate with a challenge; some
+    HTTP clients fail a 401 without one (Android's HttpURLConnection: "No authentication
+    challenges found") instead of handing the problem to the app."""
+    person = client.register()
+    refused = [
+        client.get("/api/v1/me"),
+        client.get("/api/v1/me", headers={"Authorization": "Bearer not.a.jwt"}),
+        client.post("/api/v1/auth/login", json={"email": person.email, "password": "wrong"}),
+        client.post("/api/v1/auth/refresh", json={"refresh_token": "rt_unknown"}),
+    ]
+    for response in refused:
+        assert_problem(response, 401, "unauthorized")
+        assert response.headers.get("WWW-Authenticate") == 'Bearer realm="reach"', response.text
+
+
 def _forge(token: str, **changes: object) -> str:
     header, payload, signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
