@@ -67,6 +67,29 @@ def test_export_holds_everything_i_wrote_and_nothing_my_partner_wrote(client: Ap
     assert ANA_WORDS not in theirs.text
 
 
+def test_no_answer_of_the_api_is_kept_in_a_cache(client: ApiClient) -> None:
+    """A phone's HTTP stack keeps answers it may cache on disk (iOS URLCache's Cache.db), and so
+    may a proxy: the couple's words (notes, messages, the export, tokens) must not be kept.
+    The answers said nothing about caching."""
+    ana, ben = client.couple()
+    ids = converse(client, ana, ben)
+    answers = [
+        client.get("/api/v1/me/export", as_=ana),
+        client.get("/api/v1/bids", as_=ana),
+        client.get(f"/api/v1/bids/{ids['bid']}", as_=ben),
+        client.get(f"/api/v1/repairs/{ids['repair']}/messages", as_=ben),
+        client.get("/api/v1/sync", as_=ben),
+        client.get("/api/v1/insights", as_=ben),
+        client.post("/api/v1/auth/login", json={"email": ana.email, "password": ana.password}),
+        client.get("/api/v1/me"),
+        client.get("/api/v1/no-such-thing", as_=ana),
+    ]
+    for answer in answers:
+        assert answer.headers.get("Cache-Control") == "no-store", answer.request.url
+    # The API's description is the same for everyone, and may be cached.
+    assert client.get("/api/v1/openapi.json").headers.get("Cache-Control") != "no-store"
+
+
 def test_the_export_lists_what_was_written_at_one_moment_in_one_order_on_every_database(
     client: ApiClient,
 ) -> None:
