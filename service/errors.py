@@ -81,7 +81,7 @@ def problem_body(
 
 
 def status_phrase(status: int) -> str:
-    """ "Not Found" for 404: werkzeug's phrases, which its own errors are named by."""
+    """The status's phrase ("Not Found" for 404), as werkzeug names its own errors."""
     return HTTP_STATUS_CODES.get(status, "Unknown Error")
 
 
