@@ -31,7 +31,6 @@ from service.realtime.transport import Oversized
 
 log = logging.getLogger("reach.realtime")
 
-TITLE = "Request Entity Too Large"  # as REST's 413 (werkzeug's name for it)
 # An Engine.IO MESSAGE ("4") holding a Socket.IO packet: its type, the attachments of a binary
 # one, the namespace (up to the comma; python-socketio drops a "?query"), the ack id.
 HEAD = re.compile(
@@ -51,7 +50,7 @@ def too_large(limit: int, size: int) -> dict[str, Any]:
         f"A socket message may have at most {limit} bytes; this one had {size}. "
         "It was not processed: don't send it again as it is."
     )
-    return problem_body(413, title=TITLE, detail=detail)
+    return problem_body(413, detail=detail)
 
 
 def answer(server: socketio.Server, eio_sid: str, message: Oversized) -> None:
