@@ -19,12 +19,26 @@ class PartnerInsightsSchema(Schema):
     bids_sent = fields.Integer(dump_only=True)
     bids_received = fields.Integer(dump_only=True)
     answered = fields.Integer(dump_only=True)
-    missed = fields.Integer(dump_only=True, metadata={"description": "Expired unanswered"})
-    response_rate = fields.Float(dump_only=True, allow_none=True)
+    missed = fields.Integer(
+        dump_only=True,
+        metadata={"description": "Expired unanswered, though they could reach this partner"},
+    )
+    unreachable = fields.Integer(
+        dump_only=True,
+        metadata={
+            "description": "Unanswered bids whose `reachable_at` is at or after `expires_at`:"
+            " quiet hours outlasted them. Not turning away: left out of `missed` and the rates"
+        },
+    )
+    response_rate = fields.Float(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "answered / (bids received - unreachable)"},
+    )
     turn_toward_rate = fields.Float(
         dump_only=True,
         allow_none=True,
-        metadata={"description": "(toward + kept later) / bids received"},
+        metadata={"description": "(toward + kept later) / (bids received - unreachable)"},
     )
     median_response_seconds = fields.Integer(dump_only=True, allow_none=True)
     p90_response_seconds = fields.Integer(dump_only=True, allow_none=True)
@@ -41,8 +55,15 @@ class CoupleInsightsSchema(Schema):
 class WeekSchema(Schema):
     week_start = UTCDateTime(dump_only=True)
     bids = fields.Integer(dump_only=True)
+    unreachable = fields.Integer(
+        dump_only=True, metadata={"description": "Of `bids`, those that could never reach"}
+    )
     turned_toward = fields.Integer(dump_only=True)
-    turn_toward_rate = fields.Float(dump_only=True, allow_none=True)
+    turn_toward_rate = fields.Float(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "turned_toward / (bids - unreachable)"},
+    )
 
 
 class PatternEvidenceSchema(Schema):

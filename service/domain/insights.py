@@ -16,7 +16,7 @@ class PartnerFigures:
     user_id: str
     name: str
     sent: int
-    received: int
+    received: int  # bids that could reach this partner before they expired
     turn_toward_rate: float | None
     median_response_seconds: int | None
 

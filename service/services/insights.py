@@ -30,6 +30,12 @@ def _turned_toward() -> ColumnElement[bool]:
     )
 
 
+def _unreachable() -> ColumnElement[bool]:
+    """Unanswered, and the recipient's quiet hours last until the bid expires or beyond: it could
+    never reach them (its push is never sent). Not turning away: left out of the rates."""
+    return and_(Bid.responded_at.is_(None), Bid.reachable_at >= Bid.expires_at)
+
+
 def _whole_seconds(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
     """Whole seconds from `start` to `end`, the fraction dropped as a response time's is.
 
@@ -46,6 +52,11 @@ def _whole_seconds(session: Session, start: Any, end: Any) -> ColumnElement[Any]
         )
 
     return (micros(end) - micros(start)) // 1_000_000
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    """How many rows meet `condition` (0 when there are none)."""
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 def _percentiles(
@@ -95,11 +106,13 @@ def _partner(session: Session, couple: Couple, user: User, window: _Window) -> d
         select(
             func.count(),
             func.count(Bid.responded_at),
-            func.coalesce(func.sum(case((_turned_toward(), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Bid.status == "expired", 1), else_=0)), 0),
+            _count(_turned_toward()),
+            _count(and_(Bid.status == "expired", ~_unreachable())),
+            _count(_unreachable()),
         ).where(*received_where)
     ).one()
-    received, answered, turned, missed = (int(v) for v in counts)
+    received, answered, turned, missed, unreachable = (int(v) for v in counts)
+    reachable = received - unreachable
     median_response, p90_response = _percentiles(session, Bid.response_seconds, received_where)
     median_delivery, _ = _percentiles(session, Bid.delivery_seconds, received_where)
     return {
@@ -109,8 +122,9 @@ def _partner(session: Session, couple: Couple, user: User, window: _Window) -> d
         "bids_received": received,
         "answered": answered,
         "missed": missed,
-        "response_rate": round(answered / received, 4) if received else None,
-        "turn_toward_rate": round(turned / received, 4) if received else None,
+        "unreachable": unreachable,
+        "response_rate": round(answered / reachable, 4) if reachable else None,
+        "turn_toward_rate": round(turned / reachable, 4) if reachable else None,
         "median_response_seconds": median_response,
         "p90_response_seconds": p90_response,
         "median_delivery_seconds": median_delivery,
@@ -130,21 +144,24 @@ def _weekly(session: Session, couple: Couple, window: _Window, weeks: int) -> li
         select(
             bucket.label("week"),
             func.count(),
-            func.coalesce(func.sum(case((_turned_toward(), 1), else_=0)), 0),
+            _count(_turned_toward()),
+            _count(_unreachable()),
         )
         .where(Bid.couple_id == couple.id, *window.of(Bid.created_at))
         .group_by(bucket)
     ).all()
-    by_week = {int(week): (int(n), int(turned)) for week, n, turned in rows}
+    by_week = {int(week): (int(n), int(turned), int(lost)) for week, n, turned, lost in rows}
     trend = []
     for index in range(weeks):
-        n, turned = by_week.get(index, (0, 0))
+        n, turned, unreachable = by_week.get(index, (0, 0, 0))
+        reachable = n - unreachable
         trend.append(
             {
                 "week_start": since + timedelta(seconds=index * WEEK),
                 "bids": n,
+                "unreachable": unreachable,
                 "turned_toward": turned,
-                "turn_toward_rate": round(turned / n, 4) if n else None,
+                "turn_toward_rate": round(turned / reachable, 4) if reachable else None,
             }
         )
     return trend
@@ -167,7 +184,7 @@ def for_couple(session: Session, user: User, days: int) -> dict[str, Any]:
             str(p["user_id"]),
             p["display_name"],
             p["bids_sent"],
-            p["bids_received"],
+            p["bids_received"] - p["unreachable"],
             p["turn_toward_rate"],
             p["median_response_seconds"],
         )

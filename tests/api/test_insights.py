@@ -94,6 +94,7 @@ def test_figures_match_a_hand_computed_week(client: ApiClient, worker: Worker) -
         "bids_received": 5,
         "answered": 4,
         "missed": 1,
+        "unreachable": 0,
         "response_rate": 0.8,
         "turn_toward_rate": 0.6,  # b1, b2 and the kept promise of b3
         "median_response_seconds": 300,  # of 60, 300, 600, 1800 (nearest rank)
@@ -107,6 +108,7 @@ def test_figures_match_a_hand_computed_week(client: ApiClient, worker: Worker) -
         "bids_received": 1,
         "answered": 1,
         "missed": 0,
+        "unreachable": 0,
         "response_rate": 1.0,
         "turn_toward_rate": 1.0,
         "median_response_seconds": 20,
@@ -123,6 +125,7 @@ def test_figures_match_a_hand_computed_week(client: ApiClient, worker: Worker) -
         {
             "week_start": "2031-01-10T12:00:00.000000Z",
             "bids": 6,
+            "unreachable": 0,
             "turned_toward": 4,
             "turn_toward_rate": 0.6667,
         }
@@ -354,3 +357,66 @@ def test_a_check_in_answer_needs_its_client_id(client: ApiClient) -> None:
     refused = client.post("/api/v1/checkins", as_=ana, json=scores)
     assert refused.status_code == 422
     assert "client_id" in refused.json()["errors"]
+
+
+def test_a_bid_that_could_never_reach_its_partner_is_not_turning_away(
+    client: ApiClient, worker: Worker
+) -> None:
+    """Quiet hours from 07:00 to 06:45 leave a quarter hour a day; the night New York's clocks
+    go back stretches them past the bid's 24 hours. Such a bid is `unreachable`: left out of
+    `missed` and of the rates. A bid of an ordinary night, reachable for its last 15 minutes,
+    is still missed; one answered during quiet hours still counts as answered."""
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "America/New_York")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "07:00", "end": "06:45"}})
+    d = Diary(client)
+
+    # 07:00 EDT on the Saturday before the clocks go back: quiet until 06:45 EST, 24 h 45 min.
+    never = d.bid("2031-11-01T11:00:00", ana)
+    assert d.client.get(f"/api/v1/bids/{never}", as_=ana).json()["reachable_at"] == (
+        "2031-11-02T11:45:00.000000Z"
+    )
+    answered = d.bid("2031-11-01T11:05:00", ana)
+    d.answer("2031-11-01T12:00:00", ben, answered)  # during quiet hours: 0 s
+
+    # While still open, the bid that cannot reach Ben before it expires does not lower his rates.
+    ben_now = d.insights("2031-11-01T12:30:00", ana)["partners"][1]
+    assert ben_now["display_name"] == "Ben"
+    assert (ben_now["bids_received"], ben_now["answered"]) == (2, 1)
+    assert (ben_now["missed"], ben_now["unreachable"]) == (0, 1)
+    assert (ben_now["response_rate"], ben_now["turn_toward_rate"]) == (1.0, 1.0)
+
+    missed = d.bid("2031-11-03T12:00:00", ana)  # 07:00 EST: reachable 11:45Z, expires 12:00Z
+    assert d.client.get(f"/api/v1/bids/{missed}", as_=ana).json()["reachable_at"] == (
+        "2031-11-04T11:45:00.000000Z"
+    )
+    clock.freeze(at("2031-11-04T13:00:00"))
+    assert worker.run_once().expired_bids == 2
+
+    figures = d.insights("2031-11-05T12:00:00", ben)
+    ben_figures = figures["partners"][0]
+    assert ben_figures | {"user_id": None} == {
+        "user_id": None,
+        "display_name": "Ben",
+        "bids_sent": 0,
+        "bids_received": 3,
+        "answered": 1,
+        "missed": 1,  # the ordinary night's bid only
+        "unreachable": 1,
+        "response_rate": 0.5,  # of the two bids that could reach him
+        "turn_toward_rate": 0.5,
+        "median_response_seconds": 0,
+        "p90_response_seconds": 0,
+        "median_delivery_seconds": 3300,  # delivered by the answer itself
+    }
+    assert figures["partners"][1]["unreachable"] == 0
+    assert figures["weekly"] == [
+        {
+            "week_start": "2031-10-29T12:00:00.000000Z",
+            "bids": 3,
+            "unreachable": 1,
+            "turned_toward": 1,
+            "turn_toward_rate": 0.5,
+        }
+    ]
