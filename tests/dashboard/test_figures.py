@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from schemas.base import iso
 from service.clock import clock
 from service.extensions import db
 from service.models import Bid, PushJob
@@ -81,6 +82,30 @@ def test_every_answered_bid_is_counted_however_many_there_are(
         "3-12 h": 0,
         "> 12 h": 0,
     }
+
+
+def test_a_response_time_runs_from_the_end_of_the_partners_quiet_hours(
+    client: ApiClient, signed_in: OpsClient
+) -> None:
+    """A bid sent while Ben sleeps, answered 10 minutes after his quiet hours end, took 600 s:
+    the night does not count (the bid's `response_seconds` runs from `reachable_at`)."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=6)
+    clock.freeze(start)
+    ana, ben = client.couple()
+    quiet = {
+        "start": (start - timedelta(hours=1)).strftime("%H:%M"),
+        "end": (start + timedelta(hours=2)).strftime("%H:%M"),
+    }
+    me = client.patch("/api/v1/me", as_=ben, json={"timezone": "UTC", "quiet_hours": quiet})
+    assert me.status_code == 200, me.text
+    bid = send_bid(client, ana)
+    assert bid["reachable_at"] == iso(start + timedelta(hours=2))
+    clock.freeze(start + timedelta(hours=2, minutes=10))
+    answer(client, client.fresh(ben), bid)
+    clock.unfreeze()
+    times = overview(signed_in)["response_time"]
+    assert (times["answered"], times["median_seconds"]) == (1, 600.0)
+    assert {row["label"]: row["count"] for row in times["histogram"]}["5-15 min"] == 1
 
 
 def test_figures_follow_unpairs_and_deleted_accounts(
