@@ -301,7 +301,12 @@ for (kind, name), (fname, doc) in objects.items():
             if "secretRef" in ref:
                 secret_refs.add(ref["secretRef"]["name"])
         ports = {p.get("name") for p in c.get("ports", []) or []} | {p.get("containerPort") for p in c.get("ports", []) or []}
-        if c.get("ports"):
+        if c.get("command") == ["reach", "worker"]:
+            # The worker serves /metrics and a liveness /healthz only; no Service routes to it.
+            http = (c.get("livenessProbe") or {}).get("httpGet") or {}
+            if http.get("path") != "/healthz" or http.get("port") not in ports:
+                bad(f"k8s {fname}: the worker needs livenessProbe httpGet /healthz on its port")
+        elif c.get("ports"):
             # Serving containers: readiness on /readyz, liveness on /healthz, on a declared port.
             for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
                 p = c.get(probe) or {}

@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         check_redis_url,
         check_secret_key,
         from_environment,
+        worker_metrics_address,
     )
     from service.dashboard.live import same_origin_or
     from service.errors import register_error_handlers
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     settings = (settings or from_environment()).with_overrides(**overrides)
     check_database_url(settings)
     check_redis_url(settings)
+    worker_metrics_address(settings)  # a malformed one stops every command, as others do
     check_choices(settings)
     if not settings.is_sqlite and not settings.TESTING:
         check_secret_key(settings.SECRET_KEY)

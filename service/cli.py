@@ -154,6 +154,8 @@ def worker(idle: float) -> None:
     """Run the worker: expire bids, send pushes from the outbox, fire reminders."""
     import signal
 
+    from service import metrics
+    from service.config import worker_metrics_address
     from service.worker import wakeups
     from service.worker.runner import Worker
 
@@ -171,12 +173,21 @@ def worker(idle: float) -> None:
             "its idle pass; set REDIS_URL as the API processes have it",
             extra={"worker": runner.name, "idle_seconds": idle},
         )
+    address = worker_metrics_address(app.extensions["reach.settings"])
+    # Its own counters (push outcomes) are scraped here: no API process serves them.
+    endpoint = metrics.serve_worker_endpoint(address, runner.stalled) if address else None
     click.echo(f"worker {runner.name} running (SIGTERM stops it after the current pass)")
+    if address is not None and endpoint is not None:
+        where = f"http://{address[0]}:{endpoint.server_port}"
+        click.echo(f"worker metrics on {where}/metrics, liveness on {where}/healthz")
     try:
         runner.run_forever()
     finally:
         if listener is not None:
             listener.stop()
+        if endpoint is not None:
+            endpoint.shutdown()
+            endpoint.server_close()
 
 
 @main.command("create-operator")

@@ -153,6 +153,9 @@ class Settings:
     # at an empty directory shared by them (prometheus-client reads the same variable).
     METRICS: bool = True
     PROMETHEUS_MULTIPROC_DIR: str = ""
+    # `reach worker`'s own HTTP endpoint, HOST:PORT (unset: none): GET /metrics (the worker
+    # process's counters) and GET /healthz (its loop made progress lately).
+    WORKER_METRICS_BIND: str = ""
     # The operators' dashboard: how often live figures are pushed, how long a sign-in lasts.
     OPS_REFRESH_SECONDS: int = 2
     OPS_SESSION_HOURS: int = 12
@@ -351,6 +354,19 @@ def check_database_url(settings: Settings) -> None:
 
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def worker_metrics_address(settings: Settings) -> tuple[str, int] | None:
+    """Where `reach worker` serves its metrics (WORKER_METRICS_BIND), or None."""
+    bind = settings.WORKER_METRICS_BIND.strip()
+    if not bind:
+        return None
+    host, colon, port = bind.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingsError(
+            f"WORKER_METRICS_BIND is HOST:PORT, e.g. 0.0.0.0:9102, or unset, not {bind!r}"
+        )
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def check_redis_url(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import math
 import os
@@ -10,9 +11,10 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from flask import Flask, Response, current_app, g, request
 from prometheus_client import (
@@ -23,8 +25,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
@@ -331,3 +335,42 @@ def host_member_sockets(multiproc_dir: str) -> int | None:
     MultiProcessCollector(registry, path=multiproc_dir)
     value = registry.get_sample_value("reach_socket_connections", {"namespace": "members"})
     return int(value or 0)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log line per scrape (the worker logs JSON; a probe every 10 s is noise)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def worker_endpoint(alive: Callable[[], str | None]) -> Callable[..., Iterable[bytes]]:
+    """`reach worker`'s WSGI app: GET /metrics, this process's metrics (its push outcomes,
+    what it left unsent, its Redis counters); GET /healthz, 200 while `alive()` says nothing
+    is wrong, else 503 with what it said; anything else 404."""
+    metrics_app = make_wsgi_app(REGISTRY)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/healthz":
+            problem = alive()
+            status = "200 OK" if problem is None else "503 Service Unavailable"
+            body = json.dumps({"status": "ok" if problem is None else problem}).encode()
+            start_response(status, [("Content-Type", "application/json")])
+            return [body]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"GET /metrics or /healthz\n"]
+
+    return app
+
+
+def serve_worker_endpoint(address: tuple[str, int], alive: Callable[[], str | None]) -> WSGIServer:
+    """Serve `worker_endpoint` at `address` on a daemon thread (a greenlet once gevent has
+    patched the process, as `reach worker` does); `.shutdown()` stops it."""
+    server = make_server(
+        address[0], address[1], worker_endpoint(alive), ThreadingWSGIServer, _QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
+    return server

@@ -25,6 +25,10 @@ log = logging.getLogger("reach.worker")
 # The longest wait between two passes while passes fail (the database away): 0.5 s, then twice
 # as long after each failure, up to this.
 FAILED_PASS_PAUSE_MAX = 10.0
+# What a pass may take beyond its lease's sending time before its loop counts as stalled: the
+# housekeeping and recording statements (each bounded by DATABASE_STATEMENT_TIMEOUT_MS), then
+# the pause before the next pass (FAILED_PASS_PAUSE_MAX at most).
+STALL_MARGIN = 60.0
 
 
 @dataclass
@@ -67,11 +71,19 @@ class Worker:
     prune_batch: int = 1000
     prune_batches: int = 20
     dispatcher: Dispatcher | None = None
+    # How long the loop may go without starting or ending a pass before `stalled` says so (the
+    # liveness probe of `reach worker`'s endpoint). None: PUSH_LEASE_SECONDS + STALL_MARGIN, as
+    # a pass sends for up to its lease and then waits at most FAILED_PASS_PAUSE_MAX.
+    stall_seconds: float | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
+    # When the loop last started or ended a pass (time.monotonic()); its start before the first.
+    _progress: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         settings: Settings = self.app.extensions["reach.settings"]
+        if self.stall_seconds is None:
+            self.stall_seconds = settings.PUSH_LEASE_SECONDS + STALL_MARGIN
         if self.gather_seconds is None:
             self.gather_seconds = settings.PUSH_GATHER_MS / 1000
         if self.dispatcher is None:
@@ -146,7 +158,7 @@ class Worker:
         next_housekeeping = next_prune = 0.0
         failures = 0  # passes failed in a row
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = self._progress = time.monotonic()
             housekeeping = started >= next_housekeeping
             try:
                 if started >= next_prune:
@@ -165,6 +177,7 @@ class Worker:
                         extra={"worker": self.name, "failed_passes": failures},
                     )
                 failures = 0
+            self._progress = time.monotonic()
             if housekeeping and not (tick.expired_bids or tick.resumed_repairs):
                 # Found nothing due: look again in a while (at once while it finds some).
                 every = self.housekeeping_seconds
@@ -181,6 +194,16 @@ class Worker:
                     self._stop.wait(gather)
                 self._wake.clear()
         log.info("worker stopped", extra={"worker": self.name})
+
+    def stalled(self) -> str | None:
+        """Why the loop looks stuck (no pass started or ended for `stall_seconds`), or None
+        while it makes progress, failing passes included (a database away is not cured by a
+        restart)."""
+        assert self.stall_seconds is not None
+        quiet = time.monotonic() - self._progress
+        if quiet <= self.stall_seconds:
+            return None
+        return f"stalled: no pass started or ended for {quiet:.0f} s"
 
     def _pause(self, failures: int) -> float:
         """How long to wait for work before the next pass: longer and longer while passes

@@ -4,7 +4,9 @@ nothing and records nothing as sent that was not; two workers never send one pus
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import uuid
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis as redis_client
+import requests
 from sqlalchemy import create_engine, text
 
 from service.worker import wakeups
@@ -304,3 +307,43 @@ def test_a_resting_worker_hears_wake_ups_again_after_a_redis_outage(
         worker.redis.close()
     finally:
         proxy.down()
+
+
+def free_port() -> int:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = int(probe.getsockname()[1])
+    probe.close()
+    return port
+
+
+def scraped(url: str) -> str:
+    """The endpoint's answer, or "" while it does not answer yet."""
+    try:
+        return requests.get(url, timeout=5).text
+    except requests.ConnectionError:
+        return ""
+
+
+def sent_counted(metrics: str) -> float:
+    found = re.search(
+        r'^reach_push_outcomes_total\{outcome="sent",platform="android"\} (\S+)$', metrics, re.M
+    )
+    return float(found[1]) if found else 0.0
+
+
+def test_a_worker_process_serves_its_push_outcomes_and_its_liveness(
+    client: ApiClient, start_worker: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    """No API process counts what a separate worker sent: it serves its own /metrics at
+    WORKER_METRICS_BIND for Prometheus to scrape, and /healthz for a liveness probe."""
+    ana, _tokens = couple_with_devices(client, "metrics", 1)
+    base = f"http://127.0.0.1:{free_port()}"
+    worker = start_worker("metrics", WORKER_METRICS_BIND=base.removeprefix("http://"))
+    send_bids(client, ana, 3)
+    wait_until(lambda: sent_counted(scraped(f"{base}/metrics")) == 3.0, 60, "3 sends counted")
+    alive = requests.get(f"{base}/healthz", timeout=5)
+    assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
+    assert requests.get(f"{base}/", timeout=5).status_code == 404
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == 0

@@ -1,0 +1,41 @@
+"""`reach worker`'s liveness answer (GET /healthz on WORKER_METRICS_BIND): 503 once its loop
+has neither started nor ended a pass for `stall_seconds` (a send hung, the loop stuck), 200
+again as soon as it moves on."""
+
+from __future__ import annotations
+
+import requests
+
+from service import metrics
+from service.worker.runner import Worker
+from tests.push.test_delivery import bid, device
+from tests.push.test_retention import running
+from tests.support.client import ApiClient
+from tests.support.fcm_standin import FcmStandIn, slow
+from tests.support.waiting import wait_until
+
+
+def liveness(url: str) -> int:
+    return requests.get(url, timeout=5).status_code
+
+
+def test_the_worker_is_not_alive_while_its_loop_is_stuck_and_alive_once_it_moves_on(
+    client: ApiClient, standin: FcmStandIn, fcm_worker: Worker
+) -> None:
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "stuck-phone")
+    standin.script("stuck-phone", slow(3.0))  # the pass's one send hangs for 3 s
+    bid(client, ana)
+    fcm_worker.stall_seconds = 0.5
+    fcm_worker.idle_seconds = 0.1
+    endpoint = metrics.serve_worker_endpoint(("127.0.0.1", 0), fcm_worker.stalled)
+    url = f"http://127.0.0.1:{endpoint.server_port}/healthz"
+    try:
+        with running(fcm_worker):
+            wait_until(lambda: liveness(url) == 503, 5, "the stuck loop reported")
+            assert requests.get(url, timeout=5).json()["status"].startswith("stalled: ")
+            wait_until(lambda: len(standin.messages()) == 1, 10, "the send answered")
+            wait_until(lambda: liveness(url) == 200, 5, "the loop alive again")
+    finally:
+        endpoint.shutdown()
+        endpoint.server_close()
