@@ -17,7 +17,13 @@ from flask import request
 
 from service import create_app
 from service.cli import main
-from service.config import NOT_FROM_ENVIRONMENT, Settings, check_choices, from_environment
+from service.config import (
+    NOT_FROM_ENVIRONMENT,
+    Settings,
+    SettingsError,
+    check_choices,
+    from_environment,
+)
 from tests.support.settings import make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,3 +230,9 @@ def test_a_stopping_worker_is_given_time_to_finish_its_pass() -> None:
     worker = next(d for d in manifests() if d.get("metadata", {}).get("name") == "reach-worker")
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > lease
     assert seconds(compose()["services"]["worker"]["stop_grace_period"]) > lease
+
+
+@pytest.mark.parametrize("bind", ["9102", "0.0.0.0:", "host:port", "0.0.0.0:70000"])
+def test_a_worker_metrics_bind_that_is_not_host_and_port_stops_the_service(bind: str) -> None:
+    with pytest.raises(SettingsError, match="WORKER_METRICS_BIND is HOST:PORT"):
+        create_app(make_settings("sqlite://", WORKER_METRICS_BIND=bind))
