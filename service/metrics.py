@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import re
+import socket
 import threading
 import time
 from collections import deque
@@ -369,8 +370,17 @@ def worker_endpoint(alive: Callable[[], str | None]) -> Callable[..., Iterable[b
 def serve_worker_endpoint(address: tuple[str, int], alive: Callable[[], str | None]) -> WSGIServer:
     """Serve `worker_endpoint` at `address` on a daemon thread (a greenlet once gevent has
     patched the process, as `reach worker` does); `.shutdown()` stops it."""
+    # The family the host names (an IPv6 bind such as [::]:9102 too), as prometheus-client's
+    # own server picks it.
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        address[0], address[1], type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+
+    class _Server(ThreadingWSGIServer):
+        address_family = family
+
     server = make_server(
-        address[0], address[1], worker_endpoint(alive), ThreadingWSGIServer, _QuietHandler
+        str(sockaddr[0]), address[1], worker_endpoint(alive), _Server, _QuietHandler
     )
     threading.Thread(target=server.serve_forever, name="worker-metrics", daemon=True).start()
     return server

@@ -4,9 +4,12 @@ again as soon as it moves on."""
 
 from __future__ import annotations
 
+import socket
+
 import requests
 
 from service import metrics
+from service.config import Settings, worker_metrics_address
 from service.worker.runner import Worker
 from tests.push.test_delivery import bid, device
 from tests.push.test_retention import running
@@ -39,3 +42,20 @@ def test_the_worker_is_not_alive_while_its_loop_is_stuck_and_alive_once_it_moves
     finally:
         endpoint.shutdown()
         endpoint.server_close()
+
+
+def test_the_endpoint_serves_an_ipv6_bind_as_the_setting_takes_it() -> None:
+    """WORKER_METRICS_BIND=[::1]:PORT: the server listens on IPv6, not on an IPv4 socket that
+    cannot bind that address."""
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings().with_overrides(WORKER_METRICS_BIND=f"[::1]:{port}")
+    address = worker_metrics_address(settings)
+    assert address == ("::1", port)
+    endpoint = metrics.serve_worker_endpoint(address, lambda: None)
+    try:
+        answer = requests.get(f"http://[::1]:{endpoint.server_port}/healthz", timeout=5)
+        assert answer.json() == {"status": "ok"}
+    finally:
+        endpoint.shutdown()
