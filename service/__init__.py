@@ -22,6 +22,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         check_choices,
         check_database_url,
         check_database_waits,
+        check_migration_waits,
         check_push_lease,
         check_redis_url,
         check_secret_key,
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         check_secret_key(settings.SECRET_KEY)
     check_push_lease(settings.PUSH_LEASE_SECONDS, settings.PUSH_TIMEOUT_SECONDS)
     check_database_waits(settings)
+    check_migration_waits(settings)
     logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)
 
     app = Flask(__name__, instance_relative_config=True)

@@ -57,13 +57,16 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@click.option("--revision", default="heads", show_default=True)
+@click.option(
+    "--revision", default="heads", show_default=True, help="Target revision, e.g. 0014 or +1"
+)
 @with_appcontext
 def db_upgrade(revision: str) -> None:
     """Migrate the database to the newest schema."""
     from service import migrate
 
     settings: Settings = current_app.extensions["reach.settings"]
+    revision = _named(settings, revision)
     click.echo(f"migrating {_safe_url(settings.database_url)} to {revision} ...")
     patience = migrate.Patience.from_settings(settings)
     migrate.upgrade(settings.database_url, revision=revision, patience=patience)
@@ -71,17 +74,32 @@ def db_upgrade(revision: str) -> None:
 
 
 @db.command("downgrade")
-@click.option("--revision", required=True, help="Target revision, e.g. base or 0001")
+@click.option("--revision", required=True, help="Target revision, e.g. base, 0001 or -1")
 @with_appcontext
 def db_downgrade(revision: str) -> None:
     """Step the schema back to an older revision."""
     from service import migrate
 
     settings: Settings = current_app.extensions["reach.settings"]
+    revision = _named(settings, revision)
+    click.echo(f"stepping {_safe_url(settings.database_url)} back to {revision} ...")
     patience = migrate.Patience.from_settings(settings)
     migrate.downgrade(settings.database_url, revision=revision, patience=patience)
     at = migrate.current(settings.database_url)
     click.echo(f"database is at {', '.join(at) or 'base'}")
+
+
+def _named(settings: Settings, revision: str) -> str:
+    """A relative --revision (-1, +2) as the revision it names from where the database is now,
+    said before anything runs: a step tried again after a lock timeout goes to the same one."""
+    from service import migrate
+
+    if not migrate.RELATIVE.match(revision):
+        return revision
+    at = migrate.current(settings.database_url)
+    named = migrate.resolve(revision, at)
+    click.echo(f"--revision {revision} from {', '.join(at) or 'base'} is {named}")
+    return named
 
 
 @db.command("current")

@@ -295,6 +295,23 @@ def check_database_waits(settings: Settings) -> None:
             raise SettingsError(f"{name} is at least {at_least} ({unit}).")
 
 
+MIGRATION_WAITS = {
+    "MIGRATION_LOCK_WAIT_SECONDS": "seconds",
+    "MIGRATION_ABANDONED_SECONDS": "seconds; 0: never take over",
+    "MIGRATION_LOCK_TIMEOUT_MS": "milliseconds; 0: wait without bound",
+    "MIGRATION_LOCK_RETRIES": "more tries; 0: none",
+}
+
+
+def check_migration_waits(settings: Settings) -> None:
+    """Refuse a negative migration wait: PostgreSQL refused lock_timeout=-1 only once the
+    migration had connected, and a negative wait or retry count ran as none at all."""
+    for name, unit in MIGRATION_WAITS.items():
+        value = getattr(settings, name)
+        if value < 0:
+            raise SettingsError(f"{name} is 0 or more ({unit}), not {value}.")
+
+
 def check_push_lease(lease_seconds: int, timeout_seconds: int) -> None:
     """Refuse a push lease too short for a send: a pass starts sends only while its lease has
     room for their answers and LEASE_SPARE_SECONDS more to record them (a later send could

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 from alembic import command
@@ -13,8 +15,19 @@ from sqlalchemy import Connection
 from service.migrations.session import MigrationError, Patience
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+RELATIVE = re.compile(r"^([+-])(\d+)$")
 
-__all__ = ["MigrationError", "Patience", "current", "downgrade", "history", "upgrade"]
+log = logging.getLogger("reach.migrate")
+
+__all__ = [
+    "MigrationError",
+    "Patience",
+    "current",
+    "downgrade",
+    "history",
+    "resolve",
+    "upgrade",
+]
 
 
 def alembic_config(
@@ -37,6 +50,8 @@ def upgrade(
     revision: str = "heads",
     patience: Patience | None = None,
 ) -> None:
+    if url and RELATIVE.match(revision):
+        revision = resolve(revision, current(url))
     command.upgrade(alembic_config(url, connection, patience), revision)
 
 
@@ -46,15 +61,73 @@ def downgrade(
     revision: str = "base",
     patience: Patience | None = None,
 ) -> None:
-    if revision.startswith("-") and url:
-        at = current(url)
-        if len(at) > 1:
-            raise MigrationError(
-                f"the database is at {len(at)} revisions at once ({', '.join(at)}), so "
-                f"--revision {revision} does not say which of them to step back from: give the "
-                f"revision to go back to (`reach db history` lists them)"
-            )
+    if url and RELATIVE.match(revision):
+        revision = resolve(revision, current(url))
     command.downgrade(alembic_config(url, connection, patience), revision)
+
+
+def resolve(relative: str, at: list[str]) -> str:
+    """The revision `-N` (or `+N`) names from where the database is now, worked out once before
+    anything runs: Alembic works a relative target out again on each attempt, so a step that
+    gave way to a lock and was tried again after the migrations before it had committed went
+    N steps on from there, further than asked."""
+    matched = RELATIVE.match(relative)
+    assert matched is not None
+    sign, count = matched.group(1), int(matched.group(2))
+    going = "back" if sign == "-" else "on"
+    if len(at) > 1:
+        raise MigrationError(
+            f"the database is at {len(at)} revisions at once ({', '.join(at)}), so "
+            f"--revision {relative} does not say which of them to step {going} from: give the "
+            f"revision to go {going} to (`reach db history` lists them)"
+        )
+    scripts = ScriptDirectory.from_config(alembic_config())
+    known = {script.revision for script in scripts.walk_revisions()}
+    if not set(at) <= known:
+        return relative  # a newer release migrated it: the migration says so, and runs nothing
+    here: str | None = at[0] if at else None
+    for step in range(count):
+        if sign == "-":
+            if here is None:
+                raise MigrationError(
+                    f"--revision {relative} steps back below base: {at[0] if at else 'base'} is "
+                    f"{step} step(s) above it"
+                )
+            below = _script(scripts, here).down_revision
+            if isinstance(below, (tuple, list)):
+                raise MigrationError(
+                    f"--revision {relative} steps back through {here}, which merges "
+                    f"{', '.join(below)}: give the revision to go back to (`reach db history` "
+                    f"lists them)"
+                )
+            here = below
+        else:
+            after = (
+                sorted(scripts.get_bases())
+                if here is None
+                else sorted(_script(scripts, here).nextrev)
+            )
+            if not after:
+                raise MigrationError(
+                    f"--revision {relative} steps on past the newest revision: "
+                    f"{at[0] if at else 'base'} is {step} step(s) below it"
+                )
+            if len(after) > 1:
+                raise MigrationError(
+                    f"--revision {relative} steps on from {here or 'base'} into "
+                    f"{', '.join(after)}: give the revision to go on to (`reach db history` "
+                    f"lists them)"
+                )
+            here = after[0]
+    target = here or "base"
+    log.info("--revision %s from %s is %s", relative, ", ".join(at) or "base", target)
+    return target
+
+
+def _script(scripts: ScriptDirectory, revision: str) -> Script:
+    script = scripts.get_revision(revision)
+    assert script is not None
+    return script
 
 
 def current(url: str) -> list[str]:

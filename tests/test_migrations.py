@@ -926,3 +926,76 @@ def test_db_current_and_history_say_where_the_database_is(empty_database: str) -
     merge = "0005_merge (after 0003_repairs, 0003_operators, 0004_insights): one line of history"
     assert any(line.startswith(merge) for line in lines), lines
     assert lines[-1].startswith("0001 (after base): accounts, couples"), lines
+
+
+@pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
+def test_stepping_back_tried_again_after_a_lock_timeout_stops_where_first_asked(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`--revision -3` from 0011: 0010's step commits what was done so far (its indexes are
+    dropped CONCURRENTLY), then 0009's ALTER TABLE gives way to a lock and is tried again. The
+    retry worked -3 out again from 0010, where the database then was, and stepped back to 0007:
+    four migrations, the last one never asked for. It is resolved to 0008 once, before."""
+    migrate.upgrade(empty_database, revision="0011_drop_bids_sender_created")
+    engine = make_engine(empty_database)
+    patience = migrate.Patience(lock_timeout_ms=200, lock_retries=20, backoff_seconds=0.1)
+    gave_way = lambda: [r for r in caplog.records if "gave way" in r.getMessage()]  # noqa: E731
+    failed: list[BaseException] = []
+
+    def downgrade() -> None:
+        try:
+            migrate.downgrade(empty_database, revision="-3", patience=patience)
+        except BaseException as exc:
+            failed.append(exc)
+
+    stepping_back = threading.Thread(target=downgrade)
+    with caplog.at_level("INFO", logger="reach.migrate"), engine.connect() as holding:
+        holding.execute(text("LOCK TABLE push_jobs IN SHARE MODE"))  # 0009's table, until told
+        stepping_back.start()
+        wait_until(lambda: bool(gave_way()) or not stepping_back.is_alive(), timeout=30)
+        holding.rollback()
+        stepping_back.join(timeout=60)
+    engine.dispose()
+    assert failed == []
+    assert gave_way(), "0009's step never waited for the lock"
+    assert _head(empty_database) == ["0008_outbox_statistics"]
+    said = [r.getMessage() for r in caplog.records]
+    assert "--revision -3 from 0011_drop_bids_sender_created is 0008_outbox_statistics" in said
+
+
+def test_relative_revisions_are_named_before_anything_runs(empty_database: str) -> None:
+    env = {"DATABASE_URL": empty_database, **SECRET}
+    out = reach("db", "upgrade", "--revision", "+1", env=env)
+    assert "--revision +1 from base is 0001\n" in out, out
+    reach("db", "upgrade", "--revision", "0009", env=env)
+    out = reach("db", "upgrade", "--revision", "+2", env=env)
+    assert (
+        "--revision +2 from 0009_outbox_coarse_statistics is 0011_drop_bids_sender_created" in out
+    )
+    out = reach("db", "downgrade", "--revision", "-3", env=env)
+    assert "--revision -3 from 0011_drop_bids_sender_created is 0008_outbox_statistics" in out
+    assert "database is at 0008_outbox_statistics" in out
+    said = reach_refuses("db", "downgrade", "--revision", "-9", env={**os.environ, **env})
+    assert "--revision -9 steps back through 0005_merge, which merges" in said, said
+    assert _head(empty_database) == ["0008_outbox_statistics"]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "MIGRATION_LOCK_WAIT_SECONDS",
+        "MIGRATION_ABANDONED_SECONDS",
+        "MIGRATION_LOCK_TIMEOUT_MS",
+        "MIGRATION_LOCK_RETRIES",
+    ],
+)
+def test_a_negative_migration_wait_is_refused_in_one_line(
+    empty_database: str, setting: str
+) -> None:
+    """A negative wait ran as none (a retry count, a lock wait) or failed on PostgreSQL with
+    its own error once connected (lock_timeout): refused before anything runs."""
+    env = {**os.environ, "DATABASE_URL": empty_database, **SECRET, setting: "-1"}
+    for command in (["upgrade"], ["downgrade", "--revision", "base"]):
+        said = reach_refuses("db", *command, env=env)
+        assert said.splitlines()[-1].startswith(f"Error: {setting} is 0 or more ("), said
+    assert _head(empty_database) == []

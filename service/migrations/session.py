@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from service.config import Settings
+from service.config import Settings, check_migration_waits
 
 log = logging.getLogger("reach.migrate")
 
@@ -55,6 +55,7 @@ class Patience:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Patience:
+        check_migration_waits(settings)
         return cls(
             lock_wait_seconds=settings.MIGRATION_LOCK_WAIT_SECONDS,
             abandoned_seconds=settings.MIGRATION_ABANDONED_SECONDS,
