@@ -85,6 +85,10 @@ class Settings:
     # How long a stopping API process lets its requests and sockets finish, and gunicorn's own
     # log level (its errors; the service logs through LOG_LEVEL).
     GUNICORN_GRACEFUL_TIMEOUT: int = 20
+    # A stopping API process closes its WebSockets spread over this many seconds rather than
+    # all at once, so that their phones do not all reconnect and sync in the same instant
+    # (within the graceful timeout, less what the exit and the last closes need; 0: at once).
+    SOCKET_CLOSE_SPREAD_SECONDS: int = 5
     GUNICORN_LOG_LEVEL: str = "warning"
     # Engine.IO heartbeat: the server pings every SOCKET_PING_INTERVAL seconds and drops a
     # socket whose PONG is SOCKET_PING_TIMEOUT seconds late.

@@ -12,7 +12,9 @@ This worker, on SIGTERM:
 1. stops accepting at once;
 2. closes every Socket.IO connection with an Engine.IO CLOSE: the client sees the server close
    it and reconnects (behind a balancer, to another process); a pending long-polling request
-   is answered with that CLOSE;
+   is answered with that CLOSE at once, the WebSockets are closed one after another, spread
+   evenly over SOCKET_CLOSE_SPREAD_SECONDS (see close_window): closed together, every phone
+   reconnected and synced against the remaining processes in the same instant;
 3. closes idle keep-alive connections at once, and every other one right after its current
    response;
 4. waits for the requests in flight, for `graceful_timeout` less `EXIT_SECONDS` at most, then
@@ -32,6 +34,7 @@ import atexit
 import contextlib
 import fcntl
 import logging
+import random
 import socket
 import struct
 import termios
@@ -53,6 +56,16 @@ log = logging.getLogger("reach.server")
 # Kept from graceful_timeout for what follows the wait: cutting the requests still running
 # (gevent gives them 1 s) and the exit hooks (the message flush waits 1 s at most).
 EXIT_SECONDS = 2.0
+# Kept from graceful_timeout after the last WebSocket's close is sent, for its peer to take it
+# (a closed WebSocket lingers LINGER_SECONDS at most, service/realtime/transport.py) and more.
+LAST_CLOSE_SECONDS = 3.0
+
+
+def close_window(spread_seconds: float, graceful_timeout: float) -> float:
+    """Over how many seconds a stopping process spreads its WebSockets' closes: as configured,
+    within the graceful timeout less the exit's and the last close's time."""
+    room = graceful_timeout - EXIT_SECONDS - LAST_CLOSE_SECONDS
+    return max(0.0, min(float(spread_seconds), room))
 
 
 def _unread_bytes(sock: Any) -> int:
@@ -167,9 +180,27 @@ class Worker(GeventWorker):
         closing = Group()
         eio = _engineio_of(self.wsgi)
         sids = list(eio.sockets) if eio is not None else []
-        for sid in sids:
+        # Long-polling ones at once: their pending poll is answered with the CLOSE, whereas a
+        # poll answered meanwhile would leave its client between two polls, on a connection
+        # this process closes, and reconnecting as after a transport error.
+        upgraded = [sid for sid in sids if getattr(eio.sockets.get(sid), "upgraded", False)]
+        polling = [sid for sid in sids if sid not in set(upgraded)]
+        random.shuffle(upgraded)
+        window = close_window(self._spread_seconds(), self.cfg.graceful_timeout)
+        for sid in polling:
             closing.spawn(_close_socket, eio, sid)
+        for n, sid in enumerate(upgraded):
+            closing.spawn(_close_socket, eio, sid, window * n / len(upgraded))
+        if upgraded and window:
+            log.info(
+                "closing the sockets spread over the close window",
+                extra={"websockets": len(upgraded), "window_seconds": round(window, 3)},
+            )
         return closing, len(sids)
+
+    def _spread_seconds(self) -> float:
+        settings = getattr(self.wsgi, "extensions", {}).get("reach.settings")
+        return float(getattr(settings, "SOCKET_CLOSE_SPREAD_SECONDS", 0))
 
     def _close_idle_connections(self) -> int:
         """Close the connections waiting for their next request; a request that is arriving
@@ -208,10 +239,12 @@ def _engineio_of(app: Any) -> Any:
     return getattr(getattr(socketio, "server", None), "eio", None)
 
 
-def _close_socket(eio: Any, sid: str) -> None:
-    """engineio's `disconnect(sid)`, except that only a WebSocket's close waits for the CLOSE
-    to be written: a long-polling one would wait for the client's next request, which need not
-    come (its pending request is answered with the CLOSE)."""
+def _close_socket(eio: Any, sid: str, after: float = 0.0) -> None:
+    """engineio's `disconnect(sid)`, `after` seconds from now, except that only a WebSocket's
+    close waits for the CLOSE to be written: a long-polling one would wait for the client's
+    next request, which need not come (its pending request is answered with the CLOSE)."""
+    if after:
+        gevent.sleep(after)
     sock = eio.sockets.get(sid)
     if sock is None:
         return

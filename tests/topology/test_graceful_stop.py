@@ -113,6 +113,7 @@ def test_sigterm_closes_every_connection_answers_requests_in_flight_and_exits_at
         GUNICORN_LOG_LEVEL="info",
         GUNICORN_GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT),
         SOCKET_TRANSPORT=transport,
+        SOCKET_CLOSE_SPREAD_SECONDS="0",  # all at once: tests/realtime/test_stopping.py spreads
     )
     log = tmp_path / "serve.log"
     phones: list[Phone] = []
