@@ -183,8 +183,11 @@ class Worker(GeventWorker):
         # Long-polling ones at once: their pending poll is answered with the CLOSE, whereas a
         # poll answered meanwhile would leave its client between two polls, on a connection
         # this process closes, and reconnecting as after a transport error.
-        upgraded = [sid for sid in sids if getattr(eio.sockets.get(sid), "upgraded", False)]
-        polling = [sid for sid in sids if sid not in set(upgraded)]
+        upgraded: list[str] = []
+        polling: list[str] = []
+        for sid in sids:
+            websocket = getattr(eio.sockets.get(sid), "upgraded", False)
+            (upgraded if websocket else polling).append(sid)
         random.shuffle(upgraded)
         window = close_window(self._spread_seconds(), self.cfg.graceful_timeout)
         for sid in polling:
