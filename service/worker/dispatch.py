@@ -12,12 +12,14 @@ objects: the unit of work was most of the worker's CPU):
    have expired: `Dispatcher.run`);
 2. the batch goes out, each send started only while the lease leaves room for its answer
    (`service/push/timing.py`): what the pass could not start in time stays pending, untried;
-3. one transaction: the jobs by outcome (one UPDATE for the done, one for the dead, one
+3. one transaction: the jobs still held with the pass's lease (one SELECT ... FOR NO KEY
+   UPDATE: only their results are recorded, not over those of a worker that took one over),
+   the jobs by outcome (one UPDATE for the done, one for the dead, one
    executemany for those that wait to be retried, one UPDATE for those none of whose pushes
    could be started, one executemany for those whose recipient is in quiet hours now, each only
    if any), then dead tokens (one UPDATE, and one INSERT remembering those dead for good, only
-   if any), then the deliveries' results (one
-   executemany UPDATE) and every attempt (one INSERT); COMMIT. The pushes have left by then: a
+   if any), then the held jobs' deliveries' results (one executemany UPDATE) and every
+   attempt (one INSERT); COMMIT. The pushes have left by then: a
    connection the database dropped meanwhile does not lose their results (the transaction is
    tried again while the lease lasts), or they would go out again.
 """
@@ -114,6 +116,9 @@ class _Plan:
     # the non-urgent jobs whose recipient is in quiet hours now (the workers were away when they
     # came due, or the hours changed): none of their pushes go, and they wait until these end
     deferred: dict[int, datetime] = field(default_factory=dict)
+    # the end of this pass's lease, as written in its claim: the jobs are its own only while
+    # they are still claimed by its worker with this very lease
+    until: datetime | None = None
 
 
 @dataclass
@@ -128,6 +133,7 @@ class _Recorded:
     dead_tokens: dict[str, str] = field(default_factory=dict)
     retry_after: dict[int, float] = field(default_factory=dict)
     tried: set[int] = field(default_factory=set)  # the jobs some of whose pushes went out
+    job_of: dict[int, int] = field(default_factory=dict)  # each delivery's job
     unsent: int = 0
 
 
@@ -174,7 +180,8 @@ class Dispatcher:
         self.last_claimed = self.last_unsent = 0
         if self.paused_until is not None and now < self.paused_until:
             return 0  # every send would be refused, and count as one of its push's attempts
-        claimed = self._claim(session, sql, worker, now)
+        until = now + timedelta(seconds=self.lease_seconds)
+        claimed = self._claim(session, sql, worker, now, until)
         self.last_claimed = len(claimed)
         if not claimed:
             session.commit()
@@ -191,8 +198,10 @@ class Dispatcher:
             # would lock its couple (FOR KEY SHARE): a bid's expiry or answer holds the couple
             # as it withdraws that very job, waiting for this claim -- a deadlock.
             session.commit()
-            session.execute(sql.expire, {"ids": gone, "worker": worker, "now": now})
+            lease = {"worker": worker, "until": until}
+            session.execute(sql.expire, {"ids": gone, "now": now, **lease})
         plan = self._plan(session, sql, live, now)
+        plan.until = until
         session.commit()  # claims and deliveries exist before anything leaves the process
         started = clock.now()
         sends = plan.sends
@@ -223,14 +232,11 @@ class Dispatcher:
         )
 
     def _claim(
-        self, session: Session, sql: _Statements, worker: str, now: datetime
+        self, session: Session, sql: _Statements, worker: str, now: datetime, until: datetime
     ) -> list[Row[Any]]:
-        """Take up to `batch` due jobs (or jobs whose worker's lease ran out), in due order."""
-        lease = {
-            "now": now,
-            "worker": worker,
-            "until": now + timedelta(seconds=self.lease_seconds),
-        }
+        """Take up to `batch` due jobs (or jobs whose worker's lease ran out), in due order,
+        leased until `until`."""
+        lease = {"now": now, "worker": worker, "until": until}
         if sql.claim is not None:
             rows = list(session.execute(sql.claim, lease))
         else:  # SQLite before 3.35: select, then update what was selected
@@ -298,6 +304,7 @@ class Dispatcher:
                 recorded.unsent += 1  # its delivery stays pending, with its attempts as they were
                 continue
             recorded.tried.add(send.job_id)
+            recorded.job_of[send.delivery_id] = send.job_id
             tries = send.attempts + 1
             state: str = result.outcome
             if state == "retry":
@@ -396,8 +403,18 @@ class Dispatcher:
         # The jobs, then the devices, then their deliveries: the order deleting an account (its
         # couple's jobs, then its devices, whose deliveries go with them) or a device takes
         # them. Any other order deadlocks with a deletion under way.
+        #
+        # Only what this pass still holds is recorded: a pass held up past its lease (by a lock,
+        # a database away) must not write over the results of the worker that took its jobs
+        # over. Its jobs are locked first, those still claimed with its lease, so none can be
+        # taken over before this commits; the rest belong to someone else now.
         now = recorded.now
-        self._finish_jobs(session, sql, worker, plan, recorded.retry_after, recorded.tried, now)
+        lease = {"worker": worker, "until": plan.until}
+        held: set[int] = set()
+        if plan.jobs:
+            ids = [job.id for job in plan.jobs]
+            held = set(session.scalars(sql.holding, {"ids": ids, **lease}))
+        self._finish_jobs(session, sql, plan, recorded.retry_after, recorded.tried, now, lease)
         for reason, device_ids in recorded.unregistered.items():
             session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
         if recorded.dead_tokens:
@@ -405,19 +422,21 @@ class Dispatcher:
             dead = sorted(recorded.dead_tokens.items())  # one order for every worker
             rows = [{"token_sha256": h, "reason": r, "created_at": now} for h, r in dead]
             session.execute(sql.bury, rows)
-        if recorded.deliveries:
-            session.execute(sql.delivered, recorded.deliveries)
+        ours = [row for row in recorded.deliveries if recorded.job_of[row["delivery_id"]] in held]
+        if ours:
+            session.execute(sql.delivered, ours)
+        if recorded.attempts:  # what went out, whoever holds its job now
             session.execute(sql.attempts, recorded.attempts)
 
     def _finish_jobs(
         self,
         session: Session,
         sql: _Statements,
-        worker: str,
         plan: _Plan,
         retry_after: dict[int, float],
         tried: set[int],
         now: datetime,
+        lease: dict[str, Any],
     ) -> None:
         """Done, dead-lettered, or pending again -- from every delivery's state: after a backoff
         if FCM asked for a retry, at once if only pushes left unsent wait, and untouched (not an
@@ -435,7 +454,7 @@ class Dispatcher:
             states = plan.states[job.id].values()
             if job.id in plan.deferred:
                 until = plan.deferred[job.id]
-                deferred.append({"job_id": job.id, "worker": worker, "available_at": until})
+                deferred.append({"job_id": job.id, "available_at": until, **lease})
             elif "pending" in states and job.id not in tried:
                 released.append(job.id)
             elif "pending" in states:
@@ -447,19 +466,19 @@ class Dispatcher:
                     quiet = QuietHours.of(*plan.quiet[job.id]) if job.id in plan.quiet else None
                     if quiet is not None:
                         due = quiet.reachable_from(due)
-                again.append({"job_id": job.id, "worker": worker, "available_at": due})
+                again.append({"job_id": job.id, "available_at": due, **lease})
             elif "dead" in states or "failed" in states:
                 dead.append(job.id)  # dead-lettered: operators can see it and send it again
             else:
                 done.append(job.id)
         if done:
-            session.execute(sql.done, {"ids": done, "worker": worker, "now": now})
+            session.execute(sql.done, {"ids": done, "now": now, **lease})
         if dead:
-            session.execute(sql.dead, {"ids": dead, "worker": worker, "now": now})
+            session.execute(sql.dead, {"ids": dead, "now": now, **lease})
         if again:
             session.execute(sql.again, again)
         if released:
-            session.execute(sql.release, {"ids": released, "worker": worker})
+            session.execute(sql.release, {"ids": released, **lease})
         if deferred:
             session.execute(sql.defer, deferred)
 
@@ -495,8 +514,16 @@ class _Statements:
             self.claim = claim.returning(*claimed)
         self.lease = update(JOBS).where(JOBS.c.id.in_(ids)).values(lease)
         self.claimed = select(*claimed).where(JOBS.c.id.in_(ids))
+        # Still this pass's: claimed by its worker with its lease (not taken over since, by
+        # another worker or by a later pass of the same one).
         held = and_(
-            JOBS.c.state == "claimed", JOBS.c.claimed_by == param("worker", JOBS.c.claimed_by)
+            JOBS.c.state == "claimed",
+            JOBS.c.claimed_by == param("worker", JOBS.c.claimed_by),
+            JOBS.c.claimed_until == param("until", JOBS.c.claimed_until),
+        )
+        # Locks them as their UPDATE would (FOR NO KEY UPDATE), before anything is recorded.
+        self.holding = (
+            select(JOBS.c.id).where(JOBS.c.id.in_(ids), held).with_for_update(key_share=True)
         )
         # Only while this worker holds them: a job withdrawn meanwhile stays cancelled.
         self.expire = (

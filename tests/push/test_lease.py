@@ -349,3 +349,54 @@ def test_an_answer_trickling_from_its_first_byte_is_cut_off_and_tried_again(
     drain(worker, 30)
     assert deliveries(worker) == [("sent", 2)]
     assert len(slow_standin.messages()) == 2
+
+
+class HeldUp(LogBackend):
+    """FCM asks for every push to be tried again, answering only once `meanwhile` has run: as
+    if the pass were held up (by a lock, a database away) until after its lease ran out."""
+
+    def __init__(self, meanwhile: Callable[[], object]) -> None:
+        super().__init__()
+        self.meanwhile = meanwhile
+
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[PushResult]:
+        self.meanwhile()
+        return [PushResult(m.key, "retry", error="UNAVAILABLE") for m in messages]
+
+
+@pytest.mark.parametrize("taker", ["second-worker", "held-up-worker"])
+def test_a_pass_held_up_past_its_lease_leaves_the_results_of_whoever_took_its_jobs_over(
+    app: Flask, client: ApiClient, worker: Worker, taker: str
+) -> None:
+    """Its lease ran out while its pushes were out; another worker (or a later pass of the same
+    one) took the job over and sent both pushes. The held-up pass's answers come last: they are
+    not written over the sent deliveries, nor does the job go back to the queue."""
+    bid_to_two_devices(client)
+    taking_over = Worker(app, name=taker, dispatcher=Dispatcher(LogBackend()))
+
+    def lease_runs_out_and_the_job_is_taken_over() -> None:
+        clock.advance(timedelta(seconds=LEASE_SECONDS + 1))
+        assert taking_over.run_once(housekeeping=False).pushes == 2
+
+    held_up = Worker(
+        app,
+        name="held-up-worker",
+        dispatcher=Dispatcher(
+            HeldUp(lease_runs_out_and_the_job_is_taken_over),
+            lease_seconds=LEASE_SECONDS,
+            spare_seconds=SPARE_SECONDS,
+        ),
+    )
+
+    assert held_up.run_once(housekeeping=False).pushes == 2
+
+    assert [(job.state, job.attempts) for job in jobs(worker)] == [("done", 1)]
+    assert deliveries(worker) == [("sent", 1), ("sent", 1)]
+    with worker.app.app_context(), db.scope() as session:
+        sent = session.execute(select(PushDelivery.message_id, PushDelivery.last_error)).all()
+        outcomes = sorted(session.scalars(select(PushAttempt.outcome)))
+    assert all(message_id is not None and error is None for message_id, error in sent), sent
+    assert outcomes == ["retry", "retry", "sent", "sent"]  # both passes' tries, as they were
+    assert worker.run_once(housekeeping=False).pushes == 0  # nothing to send again
