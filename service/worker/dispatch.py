@@ -77,19 +77,31 @@ DEAD_TOKENS = cast(Table, DeadPushToken.__table__)
 USERS = cast(Table, User.__table__)
 
 
+# The longest a worker claims nothing after FCM said it is overloaded (503 with Retry-After).
+MAX_PAUSE_SECONDS = 600.0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Exponential backoff with jitter; FCM's Retry-After wins when it asks for longer, up to
-    `max_retry_after_seconds` (a day): an absurd one would overflow the retry's time and fail
-    the pass after its pushes went out, and they would all go out again after the lease."""
+    """Exponential backoff with jitter, capped at `max_seconds`; FCM's Retry-After wins when it
+    asks for longer, up to `max_retry_after_seconds` (a day): an absurd one would overflow the
+    retry's time and fail the pass after its pushes went out, and they would all go out again
+    after the lease.
+
+    A push FCM could not take (429, 5xx, a timeout, FCM or the network away) is tried again for
+    as long as it is of use: until what it announces expires (a bid's push: its bid's expiry),
+    and at most `max_attempts` times per device -- at the capped backoff, over a day (a push with
+    no expiry of its own, a repair message's or a break's reminder, is given up after that).
+    Only then is it dead-lettered: an outage of FCM shorter than that loses no push."""
 
     base_seconds: float = 2.0
-    max_seconds: float = 600.0
-    max_attempts: int = 8
+    max_seconds: float = 300.0
+    max_attempts: int = 600
     max_retry_after_seconds: float = 86400.0
 
     def delay(self, attempts: int, retry_after: float | None) -> float:
-        backoff = min(self.max_seconds, self.base_seconds * 2 ** max(0, attempts - 1))
+        doublings = min(max(0, attempts - 1), 60)  # past the cap long before; never overflows
+        backoff = min(self.max_seconds, self.base_seconds * 2**doublings)
         jittered = backoff * random.uniform(0.5, 1.0)
         return max(jittered, min(retry_after or 0.0, self.max_retry_after_seconds))
 
@@ -133,6 +145,8 @@ class _Recorded:
     dead_tokens: dict[str, str] = field(default_factory=dict)
     retry_after: dict[int, float] = field(default_factory=dict)
     tried: set[int] = field(default_factory=set)  # the jobs some of whose pushes went out
+    # when each job FCM asked to try again is due again (`Dispatcher._schedule`)
+    due: dict[int, datetime] = field(default_factory=dict)
     job_of: dict[int, int] = field(default_factory=dict)  # each delivery's job
     unsent: int = 0
 
@@ -208,6 +222,7 @@ class Dispatcher:
         deadline = leased + self.sending_seconds
         results = self.backend.send_batch([s.message for s in sends], deadline) if sends else []
         recorded = self._results(worker, plan, results, started)
+        self._schedule(plan, recorded)
         self.last_unsent = recorded.unsent
         self._pause_for(worker, results, recorded.now)
         self._record(session, sql, worker, plan, recorded, leased + self.lease_seconds)
@@ -224,7 +239,7 @@ class Dispatcher:
         ]
         if not overloaded:
             return
-        seconds = min(max(overloaded), self.policy.max_seconds)  # an absurd one: 10 min
+        seconds = min(max(overloaded), MAX_PAUSE_SECONDS)  # an absurd one: 10 min
         self.paused_until = now + timedelta(seconds=seconds)
         log.warning(
             "FCM is overloaded: no pushes are sent until its Retry-After has passed",
@@ -368,6 +383,33 @@ class Dispatcher:
             )
         return recorded
 
+    def _schedule(self, plan: _Plan, recorded: _Recorded) -> None:
+        """When each job FCM asked to try again is due again: after its backoff (or FCM's
+        Retry-After), and if that falls in its recipient's quiet hours, when they end. A job
+        whose backoff ends only once what it announces has expired is of no more use: its
+        pushes FCM could not take are dead-lettered now. Decided once per pass, however often
+        its results must be written."""
+        given_up: set[int] = set()
+        for job in plan.jobs:
+            if job.id not in recorded.retry_after or "pending" not in plan.states[job.id].values():
+                continue
+            delay = self.policy.delay(job.attempts + 1, recorded.retry_after[job.id])
+            due = recorded.now + timedelta(seconds=delay)
+            if job.expires_at is not None and due >= job.expires_at:
+                given_up.add(job.id)
+                continue
+            # A retry that would fall in the recipient's quiet hours waits them out (a bid that
+            # expires meanwhile is then withdrawn as one never pushed, not dead-lettered).
+            quiet = QuietHours.of(*plan.quiet[job.id]) if job.id in plan.quiet else None
+            recorded.due[job.id] = quiet.reachable_from(due) if quiet is not None else due
+        if not given_up:
+            return
+        for row in recorded.deliveries:
+            job_id = recorded.job_of[row["delivery_id"]]
+            if job_id in given_up and row["state"] == "pending":
+                row["state"] = "dead"
+                plan.states[job_id][row["delivery_id"]] = "dead"
+
     def _record(
         self,
         session: Session,
@@ -414,7 +456,7 @@ class Dispatcher:
         if plan.jobs:
             ids = [job.id for job in plan.jobs]
             held = set(session.scalars(sql.holding, {"ids": ids, **lease}))
-        self._finish_jobs(session, sql, plan, recorded.retry_after, recorded.tried, now, lease)
+        self._finish_jobs(session, sql, plan, recorded.due, recorded.tried, now, lease)
         for reason, device_ids in recorded.unregistered.items():
             session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
         if recorded.dead_tokens:
@@ -433,7 +475,7 @@ class Dispatcher:
         session: Session,
         sql: _Statements,
         plan: _Plan,
-        retry_after: dict[int, float],
+        retry_due: dict[int, datetime],
         tried: set[int],
         now: datetime,
         lease: dict[str, Any],
@@ -458,14 +500,7 @@ class Dispatcher:
             elif "pending" in states and job.id not in tried:
                 released.append(job.id)
             elif "pending" in states:
-                due = now
-                if job.id in retry_after:
-                    delay = self.policy.delay(job.attempts + 1, retry_after[job.id])
-                    due = now + timedelta(seconds=delay)
-                    # A retry that would fall in the recipient's quiet hours waits them out.
-                    quiet = QuietHours.of(*plan.quiet[job.id]) if job.id in plan.quiet else None
-                    if quiet is not None:
-                        due = quiet.reachable_from(due)
+                due = retry_due.get(job.id, now)
                 again.append({"job_id": job.id, "available_at": due, **lease})
             elif "dead" in states or "failed" in states:
                 dead.append(job.id)  # dead-lettered: operators can see it and send it again
