@@ -99,11 +99,15 @@ class RetryPolicy:
     max_attempts: int = 600
     max_retry_after_seconds: float = 86400.0
 
-    def delay(self, attempts: int, retry_after: float | None) -> float:
+    def backoff(self, attempts: int) -> float:
+        """The wait after `attempts` tries, jittered."""
         doublings = min(max(0, attempts - 1), 60)  # past the cap long before; never overflows
         backoff = min(self.max_seconds, self.base_seconds * 2**doublings)
-        jittered = backoff * random.uniform(0.5, 1.0)
-        return max(jittered, min(retry_after or 0.0, self.max_retry_after_seconds))
+        return backoff * random.uniform(0.5, 1.0)
+
+    def asked(self, retry_after: float | None) -> float:
+        """The wait FCM's Retry-After asks for, an absurd one cut to a day."""
+        return min(retry_after or 0.0, self.max_retry_after_seconds)
 
 
 @dataclass
@@ -386,18 +390,22 @@ class Dispatcher:
     def _schedule(self, plan: _Plan, recorded: _Recorded) -> None:
         """When each job FCM asked to try again is due again: after its backoff (or FCM's
         Retry-After), and if that falls in its recipient's quiet hours, when they end. A job
-        whose backoff ends only once what it announces has expired is of no more use: its
+        whose own backoff ends only once what it announces has expired is of no more use: its
         pushes FCM could not take are dead-lettered now. Decided once per pass, however often
         its results must be written."""
         given_up: set[int] = set()
         for job in plan.jobs:
             if job.id not in recorded.retry_after or "pending" not in plan.states[job.id].values():
                 continue
-            delay = self.policy.delay(job.attempts + 1, recorded.retry_after[job.id])
-            due = recorded.now + timedelta(seconds=delay)
-            if job.expires_at is not None and due >= job.expires_at:
+            backoff = self.policy.backoff(job.attempts + 1)
+            next_try = recorded.now + timedelta(seconds=backoff)
+            if job.expires_at is not None and next_try >= job.expires_at:
                 given_up.add(job.id)
                 continue
+            # FCM may ask for longer: it is obeyed, and a push whose bid expires meanwhile is
+            # withdrawn with it (as one never pushed), not dead-lettered.
+            delay = max(backoff, self.policy.asked(recorded.retry_after[job.id]))
+            due = recorded.now + timedelta(seconds=delay)
             # A retry that would fall in the recipient's quiet hours waits them out (a bid that
             # expires meanwhile is then withdrawn as one never pushed, not dead-lettered).
             quiet = QuietHours.of(*plan.quiet[job.id]) if job.id in plan.quiet else None
