@@ -400,3 +400,41 @@ def test_a_pass_held_up_past_its_lease_leaves_the_results_of_whoever_took_its_jo
     assert all(message_id is not None and error is None for message_id, error in sent), sent
     assert outcomes == ["retry", "retry", "sent", "sent"]  # both passes' tries, as they were
     assert worker.run_once(housekeeping=False).pushes == 0  # nothing to send again
+
+
+def test_a_pass_held_up_past_its_lease_leaves_the_job_to_the_later_lease_of_its_own_worker(
+    app: Flask, client: ApiClient, worker: Worker
+) -> None:
+    """The same worker's later pass took the job over (a new lease, the same name) and its
+    pushes are out: the held-up pass's answers touch neither the job nor its deliveries."""
+    bid_to_two_devices(client)
+    later_lease = NOW + timedelta(seconds=2 * LEASE_SECONDS + 1)
+
+    def lease_runs_out_and_a_later_pass_claims_the_job() -> None:
+        clock.advance(timedelta(seconds=LEASE_SECONDS + 1))
+        with app.app_context(), db.scope() as session:
+            job = session.execute(select(PushJob)).scalar_one()
+            job.claimed_until = later_lease  # still "held-up-worker", with another lease
+            session.commit()
+
+    held_up = Worker(
+        app,
+        name="held-up-worker",
+        dispatcher=Dispatcher(
+            HeldUp(lease_runs_out_and_a_later_pass_claims_the_job),
+            lease_seconds=LEASE_SECONDS,
+            spare_seconds=SPARE_SECONDS,
+        ),
+    )
+
+    assert held_up.run_once(housekeeping=False).pushes == 2
+
+    [job] = jobs(worker)
+    assert (job.state, job.claimed_by, job.claimed_until, job.attempts) == (
+        "claimed",
+        "held-up-worker",
+        later_lease,
+        0,
+    )
+    assert deliveries(worker) == [("pending", 0), ("pending", 0)]
+    assert attempts(worker) == 2  # they did go out
