@@ -22,7 +22,7 @@ import requests
 from firebase_admin import credentials, messaging
 from google.auth.transport.requests import AuthorizedSession
 
-from service.push import PushMessage
+from service.push import PushMessage, PushResult
 from service.push.backends import build_backend
 from service.push.fcm import PINNED_VERSION, FcmBackend, apns_collapse_id, build_message
 from service.push.log import LogBackend
@@ -493,6 +493,20 @@ def test_log_backend_logs_one_line_per_push(caplog: pytest.LogCaptureFixture) ->
     assert record.__dict__["data"] == DATA
 
 
+def timed_batch(
+    standin: FcmStandIn, credentials_file: Path
+) -> tuple[FcmBackend, list[PushResult], float]:
+    """Two pushes (tok-1, tok-2) sent by a backend with a 0.5 s read timeout, closed after
+    them: the backend, its results and how long the batch took."""
+    sender = FcmBackend(str(credentials_file), standin.url, timeout_seconds=0.5)
+    try:
+        began = time.monotonic()
+        results = sender.send_batch([push("tok-1"), push("tok-2")])
+        return sender, results, time.monotonic() - began
+    finally:
+        sender.close()
+
+
 @pytest.mark.parametrize(
     ("answer", "outcome", "error"),
     [
@@ -513,13 +527,7 @@ def test_an_answer_trickling_in_is_cut_off_when_the_send_has_had_its_time(
     """A byte every 0.2 s: each within the 0.5 s timeout, the answer far longer than the 1.5 s
     a send may take (`longest_send`). Cut off then, its connection shut."""
     standin.script("tok-1", answer)
-    sender = FcmBackend(str(credentials_file), standin.url, timeout_seconds=0.5)
-    try:
-        began = time.monotonic()
-        results = sender.send_batch([push("tok-1"), push("tok-2")])
-        took = time.monotonic() - began
-    finally:
-        sender.close()
+    sender, results, took = timed_batch(standin, credentials_file)
 
     assert [(r.outcome, r.error) for r in results] == [(outcome, error), ("sent", None)]
     assert sender.longest_send <= took < sender.longest_send + 1
@@ -551,13 +559,7 @@ def test_a_trickling_token_endpoint_is_cut_off_and_nothing_is_sent(
 ) -> None:
     """The OAuth exchange before a batch is cut off the same way: every push is tried again."""
     standin.token_trickle = 0.2
-    sender = FcmBackend(str(credentials_file), standin.url, timeout_seconds=0.5)
-    try:
-        began = time.monotonic()
-        results = sender.send_batch([push("tok-1"), push("tok-2")])
-        took = time.monotonic() - began
-    finally:
-        sender.close()
+    sender, results, took = timed_batch(standin, credentials_file)
 
     assert [r.outcome for r in results] == ["retry", "retry"]
     assert took < sender.longest_send + 1

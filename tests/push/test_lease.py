@@ -366,6 +366,14 @@ class HeldUp(LogBackend):
         return [PushResult(m.key, "retry", error="UNAVAILABLE") for m in messages]
 
 
+def held_up_worker(app: Flask, meanwhile: Callable[[], object]) -> Worker:
+    """The worker "held-up-worker", whose pass is held up by `meanwhile` (`HeldUp`)."""
+    dispatcher = Dispatcher(
+        HeldUp(meanwhile), lease_seconds=LEASE_SECONDS, spare_seconds=SPARE_SECONDS
+    )
+    return Worker(app, name="held-up-worker", dispatcher=dispatcher)
+
+
 @pytest.mark.parametrize("taker", ["second-worker", "held-up-worker"])
 def test_a_pass_held_up_past_its_lease_leaves_the_results_of_whoever_took_its_jobs_over(
     app: Flask, client: ApiClient, worker: Worker, taker: str
@@ -380,15 +388,7 @@ def test_a_pass_held_up_past_its_lease_leaves_the_results_of_whoever_took_its_jo
         clock.advance(timedelta(seconds=LEASE_SECONDS + 1))
         assert taking_over.run_once(housekeeping=False).pushes == 2
 
-    held_up = Worker(
-        app,
-        name="held-up-worker",
-        dispatcher=Dispatcher(
-            HeldUp(lease_runs_out_and_the_job_is_taken_over),
-            lease_seconds=LEASE_SECONDS,
-            spare_seconds=SPARE_SECONDS,
-        ),
-    )
+    held_up = held_up_worker(app, lease_runs_out_and_the_job_is_taken_over)
 
     assert held_up.run_once(housekeeping=False).pushes == 2
 
@@ -417,15 +417,7 @@ def test_a_pass_held_up_past_its_lease_leaves_the_job_to_the_later_lease_of_its_
             job.claimed_until = later_lease  # still "held-up-worker", with another lease
             session.commit()
 
-    held_up = Worker(
-        app,
-        name="held-up-worker",
-        dispatcher=Dispatcher(
-            HeldUp(lease_runs_out_and_a_later_pass_claims_the_job),
-            lease_seconds=LEASE_SECONDS,
-            spare_seconds=SPARE_SECONDS,
-        ),
-    )
+    held_up = held_up_worker(app, lease_runs_out_and_a_later_pass_claims_the_job)
 
     assert held_up.run_once(housekeeping=False).pushes == 2
 
