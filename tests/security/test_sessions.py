@@ -211,12 +211,33 @@ def test_disabling_an_account_closes_its_sockets(
     assert note not in str(ana_phone.events)
 
 
+def _revoked_in_the_database_alone(person: Person) -> None:
+    """The session ends with no message at all (one lost with Redis away, say)."""
+    db.session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == uuid.UUID(person.id))
+        .values(revoked_at=clock.now(), revoked_reason="test")
+    )
+
+
+def _refresh_token_expired(person: Person) -> None:
+    """Over (its phone cannot refresh), though the worker's hourly prune deletes it only
+    later."""
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.token_hash == hash_refresh_token(person.refresh_token))
+        .values(expires_at=clock.now() - timedelta(seconds=1))
+    )
+
+
+@pytest.mark.parametrize("ending", [_revoked_in_the_database_alone, _refresh_token_expired])
 def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_next_check(
-    server_with: Callable[..., LiveServer], phones: list[Phone]
+    server_with: Callable[..., LiveServer], phones: list[Phone], ending: Callable[[Person], None]
 ) -> None:
-    """The message that closes a session's sockets can be lost (Redis away); each process also
-    looks its sockets' sessions up every SOCKET_RECHECK_SECONDS. Here the session ends in the
-    database alone, with no message at all."""
+    """The message that closes a session's sockets can be lost (Redis away), and a session
+    whose refresh token expired is over without one; each process also looks its sockets'
+    sessions up every SOCKET_RECHECK_SECONDS: the socket must not go on receiving the
+    couple's events."""
     server = server_with(SOCKET_RECHECK_SECONDS=1)
     client = ApiClient(server.url)
     ana, ben = client.couple()
@@ -224,37 +245,10 @@ def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_next_check(
     ben_phone = Phone(server.url, ben.access_token).connect()
     phones.extend([ana_phone, ben_phone])
     with server.app.app_context():
-        db.session.execute(
-            update(AuthSession)
-            .where(AuthSession.user_id == uuid.UUID(ana.id))
-            .values(revoked_at=clock.now(), revoked_reason="test")
-        )
+        ending(ana)
         db.session.commit()
-    cut_off(ana_phone, "the next check of the sessions to close the socket")
-    still_open(ben_phone)
-
-
-def test_a_socket_whose_refresh_token_expired_is_closed_by_the_next_check(
-    server_with: Callable[..., LiveServer], phones: list[Phone]
-) -> None:
-    """A sign-in whose refresh token has expired is over (its phone cannot refresh), though
-    the worker's hourly prune deletes it only later: its socket must not go on receiving the
-    couple's events until then."""
-    server = server_with(SOCKET_RECHECK_SECONDS=1)
-    client = ApiClient(server.url)
-    ana, ben = client.couple()
-    ana_phone = Phone(server.url, ana.access_token).connect()
-    ben_phone = Phone(server.url, ben.access_token).connect()
-    phones.extend([ana_phone, ben_phone])
-    with server.app.app_context():
-        db.session.execute(
-            update(RefreshToken)
-            .where(RefreshToken.token_hash == hash_refresh_token(ana.refresh_token))
-            .values(expires_at=clock.now() - timedelta(seconds=1))
-        )
-        db.session.commit()
-    expired = client.post("/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token})
-    assert expired.status_code == 401, expired.text
+    refused = client.post("/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token})
+    assert refused.status_code == 401, refused.text
     cut_off(ana_phone, "the next check of the sessions to close the socket")
     still_open(ben_phone)
 
