@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -677,6 +679,26 @@ def _head(url: str) -> list[str]:
     return migrate.current(url)
 
 
+def _in_background(
+    run: Callable[..., object], *args: Any, **kwargs: Any
+) -> tuple[threading.Thread, list[BaseException]]:
+    """`run(*args, **kwargs)` on a thread not started yet, and the list its failure goes to."""
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            run(*args, **kwargs)
+        except BaseException as exc:
+            failed.append(exc)
+
+    return threading.Thread(target=target), failed
+
+
+def _gave_way(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The migration's log lines saying a statement gave way to a lock (lock_timeout)."""
+    return [r for r in caplog.records if "gave way" in r.getMessage()]
+
+
 def _sleeping(holder: Any) -> None:
     with contextlib.suppress(Exception):  # cancelled when the test is done
         holder.execute("SELECT pg_sleep(60)")
@@ -770,7 +792,7 @@ def test_an_alter_table_waiting_behind_a_long_transaction_gives_way_to_the_reque
     migrate.upgrade(empty_database, revision="0014_checkin_client_id")
     engine = make_engine(empty_database)
     patience = migrate.Patience(lock_timeout_ms=200, lock_retries=20, backoff_seconds=0.1)
-    gave_way = lambda: [r for r in caplog.records if "gave way" in r.getMessage()]  # noqa: E731
+    gave_way = functools.partial(_gave_way, caplog)
     upgrading = threading.Thread(
         target=migrate.upgrade, args=(empty_database,), kwargs={"patience": patience}
     )
@@ -836,15 +858,9 @@ def test_an_index_built_concurrently_waits_out_a_long_transaction(empty_database
     migrate.upgrade(empty_database, revision="0012_devices_sessions")
     engine = make_engine(empty_database)
     patience = migrate.Patience(lock_timeout_ms=100, lock_retries=0)
-    failed: list[BaseException] = []
-
-    def upgrade() -> None:
-        try:
-            migrate.upgrade(empty_database, revision="0013_refresh_token_expiry", patience=patience)
-        except BaseException as exc:
-            failed.append(exc)
-
-    building = threading.Thread(target=upgrade)
+    building, failed = _in_background(
+        migrate.upgrade, empty_database, revision="0013_refresh_token_expiry", patience=patience
+    )
     waiting = text(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'reach-migrate %' "
         "AND wait_event_type = 'Lock'"
@@ -939,16 +955,10 @@ def test_stepping_back_tried_again_after_a_lock_timeout_stops_where_first_asked(
     migrate.upgrade(empty_database, revision="0011_drop_bids_sender_created")
     engine = make_engine(empty_database)
     patience = migrate.Patience(lock_timeout_ms=200, lock_retries=20, backoff_seconds=0.1)
-    gave_way = lambda: [r for r in caplog.records if "gave way" in r.getMessage()]  # noqa: E731
-    failed: list[BaseException] = []
-
-    def downgrade() -> None:
-        try:
-            migrate.downgrade(empty_database, revision="-3", patience=patience)
-        except BaseException as exc:
-            failed.append(exc)
-
-    stepping_back = threading.Thread(target=downgrade)
+    gave_way = functools.partial(_gave_way, caplog)
+    stepping_back, failed = _in_background(
+        migrate.downgrade, empty_database, revision="-3", patience=patience
+    )
     with caplog.at_level("INFO", logger="reach.migrate"), engine.connect() as holding:
         holding.execute(text("LOCK TABLE push_jobs IN SHARE MODE"))  # 0009's table, until told
         stepping_back.start()
