@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, routes_command, shell_command, with_appcontext
 
 from service.config import Settings, SettingsError, from_environment
 
@@ -46,9 +46,28 @@ class ReachGroup(FlaskGroup):
             raise click.ClickException(told) from None
 
 
-@click.group(cls=ReachGroup, create_app=_create_app, add_version_option=False)
+@click.group(
+    cls=ReachGroup,
+    create_app=_create_app,
+    add_version_option=False,
+    add_default_commands=False,
+)
 def main() -> None:
     """Reach: bids, repair conversations and sync for couples' apps."""
+
+
+main.add_command(shell_command)
+main.add_command(routes_command)
+
+
+@main.command("run", hidden=True, context_settings={"ignore_unknown_options": True})
+@click.argument("ignored", nargs=-1, type=click.UNPROCESSED)
+def run(ignored: tuple[str, ...]) -> None:
+    """Flask's development server, which Reach does not offer."""
+    raise click.ClickException(
+        "`reach run` would start Flask's development server, without gevent, the worker or "
+        "the socket limits: run `reach serve` (or `make run`)"
+    )
 
 
 @main.group()

@@ -24,6 +24,16 @@ def test_help_lists_the_commands() -> None:
         assert re.search(rf"^\s+{command}\b", out, re.MULTILINE), out
 
 
+def test_flask_development_server_is_not_offered(tmp_path: Path) -> None:
+    """`reach run` would start werkzeug's server: no gevent, no worker, no limits on sockets."""
+    assert not re.search(r"^\s+run\b", reach("--help"), re.MULTILINE)
+    env = {**os.environ, "REACH_INSTANCE_DIR": str(tmp_path)}
+    said = reach_refuses("run", env=env)
+    assert "reach serve" in said, said
+    for command in ("shell", "routes"):
+        assert "Usage" in reach(command, "--help")
+
+
 def test_db_upgrade_migrates_an_empty_sqlite_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     out = reach("db", "upgrade", env={"DATABASE_URL": url, "REACH_INSTANCE_DIR": str(tmp_path)})
