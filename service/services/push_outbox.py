@@ -104,7 +104,8 @@ def wake_after_commit(session: Session) -> None:
 
 # Dedupe keys: what a job is about, made here only. A bid's push; a conversation's message
 # pushes, one per `seq`; its break reminders, one per break and person. The `*_of` prefixes
-# name every job of one bid or conversation, for `cancel`, `hold` and `release`.
+# name every job of one bid or conversation (`reminders_of_break`: of one break), for `cancel`,
+# `hold` and `release`.
 def bid_push_of(bid_id: Any) -> str:
     return f"bid.created:{bid_id}"
 
@@ -115,6 +116,11 @@ def message_pushes_of(repair_id: Any) -> str:
 
 def reminders_of(repair_id: Any) -> str:
     return f"repair.reminder:{repair_id}:"
+
+
+def reminders_of_break(repair_id: Any, pause_count: int) -> str:
+    """The reminders of one break: the conversation's `pause_count` when it was taken."""
+    return f"{reminders_of(repair_id)}{pause_count}:"
 
 
 def _repair_of(dedupe_key: str) -> uuid.UUID:

@@ -27,7 +27,7 @@ def pause(session: Session, user: User, repair_id: uuid.UUID, minutes: int) -> d
         raise Conflict("This conversation is resolved: there is nothing to pause.")
     now = clock.now()
     if rules.is_paused(repair.paused_until, now):
-        push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
+        push_outbox.cancel(session, push_outbox.reminders_of_break(repair.id, repair.pause_count))
     repair.paused_until = rules.pause_ends(now, minutes)
     repair.paused_by = user.id
     repair.pause_count += 1

@@ -151,12 +151,13 @@ def resolve(session: Session, user: User, repair_id: uuid.UUID) -> dict[str, Any
     kind = "repair.heard"
     if rules.is_resolved([partner.resolved_at is not None for partner in repair.partners]):
         repair.status, repair.resolved_at, kind = "resolved", now, "repair.resolved"
+        # Every reminder goes, one of a break that ended already waiting out quiet hours too:
+        # nothing is left to come back to.
+        every_reminder = push_outbox.reminders_of(repair.id)
         if repair.paused_until is not None:
-            end_break_early(session, repair)
+            end_break_early(session, repair, reminders=every_reminder)
         else:
-            # A break that ended already may have a reminder waiting out quiet hours: nothing
-            # is left to come back to.
-            push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
+            push_outbox.cancel(session, every_reminder)
     view = present(repair)
     events.record(session, couple, kind, wire(view))
     session.commit()
@@ -193,9 +194,12 @@ def _lock_cursor(session: Session, couple: Couple) -> None:
     session.get(Couple, couple.id, with_for_update={"key_share": True}, populate_existing=True)
 
 
-def end_break_early(session: Session, repair: Repair) -> None:
-    """The break ends before its time: no reminder, and held message pushes go now."""
-    push_outbox.cancel(session, push_outbox.reminders_of(repair.id))
+def end_break_early(session: Session, repair: Repair, *, reminders: str | None = None) -> None:
+    """The break ends before its time: no reminder of it (or of `reminders`, a dedupe prefix),
+    and held message pushes go now. A reminder of an earlier break, which ended on time and
+    waits out quiet hours, is owed: it still goes."""
+    this_break = push_outbox.reminders_of_break(repair.id, repair.pause_count)
+    push_outbox.cancel(session, reminders or this_break)
     push_outbox.release(session, push_outbox.message_pushes_of(repair.id))
     repair.paused_until = repair.paused_by = None
 

@@ -253,6 +253,34 @@ def test_a_reminder_waiting_for_the_morning_stays_with_its_break(
     assert {m["data"]["type"] for m in standin.messages()} == {"repair.reminder"}
 
 
+def test_a_reminder_waiting_for_the_morning_outlasts_the_next_break(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ana's break ended at night; Ben's reminder of it waits for his morning. Ana's next break
+    is replaced, and the one after it ended early: each withdraws its own reminders, never the
+    one owed for the break that ended on time."""
+    ana, ben = paired_with_devices(client)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    clock.freeze(datetime(2031, 5, 1, 19, 30, tzinfo=UTC))
+    repair = start(client, client.fresh(ana))
+    pause(client, client.fresh(ana), repair["id"], 60)  # ends 20:30Z = 22:30 for Ben
+    clock.freeze(datetime(2031, 5, 1, 20, 30, tzinfo=UTC))
+    assert fcm_worker.run_once().pushes == 1  # Ana's reminder; Ben's waits for 07:00
+    clock.freeze(datetime(2031, 5, 1, 21, 0, tzinfo=UTC))
+    pause(client, client.fresh(ana), repair["id"], 1440)
+    clock.freeze(datetime(2031, 5, 1, 21, 5, tzinfo=UTC))
+    pause(client, client.fresh(ana), repair["id"], 1440)  # replaces the break of 21:00
+    clock.freeze(datetime(2031, 5, 1, 21, 10, tzinfo=UTC))
+    resumed = client.post(f"/api/v1/repairs/{repair['id']}/resume", as_=client.fresh(ben))
+    assert resumed.status_code == 200 and resumed.json()["paused_until"] is None
+    owed = [j for j in jobs(fcm_worker, "repair.reminder") if j.state == "pending"]
+    assert [str(j.recipient_id) for j in owed] == [ben.id]
+    clock.freeze(datetime(2031, 5, 2, 5, 0, tzinfo=UTC))  # 07:00 in Berlin
+    assert fcm_worker.run_once().pushes == 2  # Ben's two phones
+    titles = {m["notification"]["title"] for m in standin.messages()[1:]}
+    assert titles == {"Ana's break is over"}
+
+
 def written_in_a_break(
     client: ApiClient, minutes: int, body: str
 ) -> tuple[Person, Person, dict[str, Any]]:
