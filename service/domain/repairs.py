@@ -41,9 +41,13 @@ PAUSE_MAX_MINUTES = 24 * 60
 WRITTEN_AT_SKEW = timedelta(minutes=5)
 
 
-def written_at_believable(written_at: datetime | None, now: datetime) -> bool:
-    """A phone's offline writing time is kept as said, unless it lies in the future."""
-    return written_at is None or written_at <= now + WRITTEN_AT_SKEW
+def believable_written_at(written_at: datetime | None, now: datetime) -> datetime | None:
+    """A phone's offline writing time is kept as said, unless it lies further in the future
+    than a clock runs fast: then the message was written before `now`, when it arrived, at
+    the latest, and is dated so."""
+    if written_at is None or written_at <= now + WRITTEN_AT_SKEW:
+        return written_at
+    return now
 
 
 def pause_ends(now: datetime, minutes: int) -> datetime:

@@ -77,7 +77,7 @@ def test_socket_writes_refuse_bad_payloads_and_strangers(client: ApiClient, phon
             "written_at": future,
         },
     )
-    assert late["status"] == 422 and "written_at" in late["errors"]
+    assert late["written_at"] == late["created_at"], late  # a fast clock's message arrives
     intruder = sol_phone.call(
         "repair.message",
         {"repair_id": repair["id"], "client_id": str(uuid.uuid4()), "body": "let me in"},
@@ -88,7 +88,7 @@ def test_socket_writes_refuse_bad_payloads_and_strangers(client: ApiClient, phon
         {"repair_id": str(uuid.uuid4()), "client_id": str(uuid.uuid4()), "body": "?"},
     )
     assert unknown["status"] == 404
-    assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ben).json()["last_seq"] == 0
+    assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ben).json()["last_seq"] == 1
     assert sol_phone.events == []
 
 
