@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import ipaddress
 import logging
 from collections.abc import Callable
@@ -280,6 +282,16 @@ WRITING_REPAIR_MESSAGES = "repair-messages-written"
 def account_limit_key(user_id: Any) -> str:
     """The limit key of a member's account (REST and socket writes)."""
     return f"user:{user_id}"
+
+
+def email_limit_key(scope: str, email: str) -> str:
+    """The limit key of the account an (already normalised) email names: a keyed digest, never
+    the address. flask-limiter logs the key of every limit it refuses, and Redis holds it: a
+    password guesser's target would otherwise be written down once per try."""
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    # A lone surrogate (refused by the schemas, but read here before them) has no UTF-8.
+    named = email.encode("utf-8", "backslashreplace")
+    return f"{scope}:{hmac.new(secret, named, hashlib.sha256).hexdigest()[:32]}"
 
 
 def rate_limit_key() -> str:

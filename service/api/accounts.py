@@ -21,6 +21,7 @@ from service.extensions import (
     auth_limit,
     client_address,
     db,
+    email_limit_key,
     limit_setting,
     limiter,
     only_refusals_count,
@@ -48,9 +49,7 @@ def _submitted_email() -> str:
     body = _json_body()
     email = body.get("email") if isinstance(body, dict) else None
     if isinstance(email, str) and email.strip():
-        # A lone surrogate (refused by the schema) has no UTF-8: the Redis key would fail.
-        key = accounts.normalize_email(email)[:254].encode("utf-8", "backslashreplace")
-        return f"email:{key.decode('utf-8')}"
+        return email_limit_key("email", accounts.normalize_email(email)[:254])
     return f"email-less:{client_address()}"
 
 

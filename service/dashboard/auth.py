@@ -32,6 +32,7 @@ from service.extensions import (
     auth_limit,
     client_address,
     db,
+    email_limit_key,
     limiter,
     only_refusals_count,
 )
@@ -127,7 +128,9 @@ def _safe_next(target: str | None) -> str:
 def _submitted_email() -> str:
     """The limit key of the operator account a sign-in names (none: the address)."""
     email = ops_accounts.normalize_email(request.form.get("email", ""))
-    return f"operator:{email[:254]}" if email else f"operator-less:{client_address()}"
+    return (
+        email_limit_key("operator", email[:254]) if email else f"operator-less:{client_address()}"
+    )
 
 
 @bp.route("/login", methods=["GET", "POST"])

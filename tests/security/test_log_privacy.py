@@ -21,6 +21,7 @@ import pytest
 
 from service.clock import clock
 from service.logs import JsonFormatter
+from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.security.conftest import marker
 from tests.support import repairs as repair_helpers
 from tests.support.client import ApiClient, Person
@@ -238,3 +239,25 @@ def test_no_secret_or_partners_word_reaches_the_logs(
         if value in text
     ]
     assert leaks == [], "\n".join(leaks)
+
+
+def test_a_sign_in_limit_logs_no_email(
+    server_with: Callable[..., LiveServer], every_log_record: Capture
+) -> None:
+    """flask-limiter logs the key of every limit it refuses (INFO, the default level): the
+    per-account limits of sign-ins, sign-ups and operators' sign-ins were keyed by the email,
+    so a password guesser's target address landed in the log (and in Redis) once per try."""
+    server = server_with(RATELIMIT_AUTH_EMAIL="1 per minute")
+    client, ops = ApiClient(server.url), OpsClient(server.url)
+    member, operator = marker("member") + "@example.test", marker("operator") + "@reach.test"
+    signing_up = {"display_name": "X", "timezone": "UTC"}
+    for path, extra in (("/api/v1/auth/login", {}), ("/api/v1/auth/register", signing_up)):
+        body = {"email": member, "password": "not the password", **extra}
+        answers = [client.post(path, json=body) for _ in range(2)]
+        assert answers[-1].status_code == 429, answers[-1].text
+    guesses = [ops.sign_in(OperatorAccount(operator, "wrong")).status_code for _ in range(2)]
+    assert guesses[-1] == 429
+    records = every_log_record.texts()
+    refused = [text for name, text in records if name == "flask-limiter" and "exceeded" in text]
+    assert len(refused) >= 3, "no refused limit was logged"
+    assert [text for _, text in records if member in text or operator in text] == []
