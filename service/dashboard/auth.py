@@ -20,6 +20,7 @@ from flask import (
 )
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
 from schemas.base import text_faults
 from service.config import Settings
@@ -100,7 +101,7 @@ def require_operator() -> ResponseReturnValue | None:
         if request.path.startswith("/ops/api/"):
             body = problem_body(401, detail="Sign in at /ops/login.")
             return problem_response(body)
-        return redirect(url_for("ops.login", next=request.path))
+        return redirect(url_for("ops.login", next=_return_to()))
     csrf.check()
     return None
 
@@ -117,12 +118,36 @@ def form_text(name: str) -> str:
     return "" if text_faults(value) else value
 
 
+def _return_to() -> str | None:
+    """Where signing in leads back to: the page asked for; for a form sent (an action, whose
+    address takes only forms), the page it was sent from, which the operator presses it on
+    again (Referrer-Policy: same-origin). None for anything else: the overview."""
+    if request.method in csrf.SAFE_METHODS:
+        return request.path
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc != request.host:
+        return None
+    return referrer.path or None
+
+
 def _safe_next(target: str | None) -> str:
-    """Only a path inside /ops (never another host) is a place to go back to."""
+    """Only a page inside /ops (never another host, never an action's address: a GET of it is
+    a 405) is a place to go back to."""
     parts = urlsplit(target or "")
     if parts.scheme or parts.netloc or not parts.path.startswith("/ops/") or "\\" in parts.path:
         return url_for("ops.overview")
-    return parts.path
+    return parts.path if _is_page(parts.path) else url_for("ops.overview")
+
+
+def _is_page(path: str) -> bool:
+    """Whether `path` is a page of /ops a browser opens (a GET of the dashboard's own)."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        endpoint, _ = adapter.match(path, method="GET")
+    except HTTPException:  # no such page, only forms (405), or a redirect of its own
+        return False
+    ours = isinstance(endpoint, str) and endpoint.startswith("ops.")
+    return ours and endpoint not in PUBLIC_ENDPOINTS
 
 
 def _submitted_email() -> str:

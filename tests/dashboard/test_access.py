@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import uuid
 import zlib
 from collections.abc import Callable
@@ -336,3 +337,39 @@ def test_only_requests_with_the_cookie_read_a_session(
     assert browser.sign_in(operator).status_code == 302
     assert browser.get("/ops/").status_code == 200
     assert "/ops/" in signers
+
+
+def test_a_form_sent_after_the_session_ran_out_leads_back_to_its_page_after_signing_in(
+    app: Flask, client: ApiClient, signed_in: OpsClient, operator: OperatorAccount
+) -> None:
+    """An operator leaves an account's page open past OPS_SESSION_HOURS and presses an action:
+    the sign-in it is sent to leads back to that page, never to the action's address, which
+    only takes forms (a GET of it was a 405 page). The action itself waits to be pressed again."""
+    ana = client.register("Ana")
+    page = f"/ops/support/users/{ana.id}"
+    token = signed_in.csrf(page)
+    hours = app.extensions["reach.settings"].OPS_SESSION_HOURS
+    clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
+    for action in (f"{page}/disable", "/ops/logout"):
+        sent = signed_in.post(
+            action, data={"csrf_token": token}, headers={"Referer": signed_in.url(page)}
+        )
+        assert sent.status_code == 302
+        login = sent.headers["Location"]
+        assert login.startswith("/ops/login"), login
+        form = signed_in.get(login)
+        next_path = re.search(r'name="next" value="([^"]*)"', form.text)
+        assert next_path is not None
+        fields = {
+            "email": operator.email,
+            "password": operator.password,
+            "csrf_token": signed_in.csrf(login),
+            "next": next_path.group(1),
+        }
+        signed = signed_in.post("/ops/login", data=fields)
+        assert signed.status_code == 302
+        landed = signed_in.get(signed.headers["Location"])
+        assert landed.status_code == 200, (action, signed.headers["Location"], landed.status_code)
+        assert signed.headers["Location"] == page
+        assert client.get("/api/v1/me", as_=client.fresh(ana)).status_code == 200  # not disabled
+        clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
