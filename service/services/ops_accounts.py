@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.db import end_read
-from service.domain.errors import Conflict, Unauthorized, invalid
+from service.domain.errors import Conflict, NotFound, Unauthorized, invalid
 from service.models import Operator, OperatorSession
 from service.security.passwords import hash_password, needs_rehash, verify_password
 from service.services import ops_audit
@@ -35,12 +35,16 @@ def hash_session_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise invalid("password", f"Use at least {MIN_PASSWORD} characters.")
+
+
 def create_operator(session: Session, email: str, password: str) -> Operator:
     email = normalize_email(email)
     if "@" not in email:
         raise invalid("email", "Give the operator's email address.")
-    if len(password) < MIN_PASSWORD:
-        raise invalid("password", f"Use at least {MIN_PASSWORD} characters.")
+    _check_password(password)
     if session.scalar(select(Operator.id).where(Operator.email == email)) is not None:
         raise Conflict(f"An operator {email} exists already.")
     operator = Operator(email=email, password_hash=hash_password(password), created_at=clock.now())
@@ -126,3 +130,60 @@ def sign_out(session: Session, operator: Operator, token: str) -> None:
         session, operator, "operator.sign_out", ops_audit.Target("operator", str(operator.id))
     )
     session.commit()
+
+
+def disable_operator(session: Session, email: str) -> int:
+    """Someone who leaves: their sign-in is refused and every session of theirs ends now (an
+    open dashboard's socket at its next refresh). Returns the sessions ended."""
+    operator = _operator(session, email)
+    if operator.disabled_at is not None:
+        raise Conflict(f"The operator {operator.email} is disabled already.")
+    operator.disabled_at = clock.now()
+    ended = _end_sessions(session, operator)
+    session.commit()
+    return ended
+
+
+def enable_operator(session: Session, email: str) -> None:
+    """Let a disabled operator sign in again (their old sessions stay ended)."""
+    operator = _operator(session, email)
+    if operator.disabled_at is None:
+        raise Conflict(f"The operator {operator.email} is not disabled.")
+    operator.disabled_at = None
+    session.commit()
+
+
+def set_password(session: Session, email: str, password: str) -> int:
+    """A new password; every session signed in with the old one ends. Returns how many."""
+    _check_password(password)
+    hashed = hash_password(password)  # before the account is locked: it takes ~150 ms
+    operator = _operator(session, email)
+    operator.password_hash = hashed
+    ended = _end_sessions(session, operator)
+    session.commit()
+    return ended
+
+
+def _operator(session: Session, email: str) -> Operator:
+    """The operator account of `email`, locked; 404 if there is none."""
+    operator = session.scalar(
+        select(Operator).where(Operator.email == normalize_email(email)).with_for_update()
+    )
+    if operator is None:
+        raise NotFound(f"No operator {normalize_email(email)}.")
+    return operator
+
+
+def _end_sessions(session: Session, operator: Operator) -> int:
+    """End the operator's live sessions; how many there were."""
+    now = clock.now()
+    ended = session.execute(
+        update(OperatorSession)
+        .where(
+            OperatorSession.operator_id == operator.id,
+            OperatorSession.revoked_at.is_(None),
+            OperatorSession.expires_at > now,
+        )
+        .values(revoked_at=now)
+    )
+    return int(getattr(ended, "rowcount", 0) or 0)

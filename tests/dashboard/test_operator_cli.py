@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from service import migrate
+from service import create_app, migrate
 from service.cli import main
 from service.security.passwords import verify_password
+from tests.dashboard.conftest import OperatorAccount, OpsClient
+from tests.support.server import LiveServer
+from tests.support.settings import make_settings
 
 
 @pytest.fixture
@@ -67,6 +71,89 @@ def test_a_short_password_is_refused(env: dict[str, str]) -> None:
     assert operators(env) == {}
 
 
-def test_help_lists_create_operator() -> None:
+def test_help_lists_the_operator_commands() -> None:
     result = CliRunner().invoke(main, ["--help"])
-    assert "create-operator" in result.output
+    for command in ("create-operator", "disable-operator", "enable-operator"):
+        assert command in result.output
+    assert "set-operator-password" in result.output
+
+
+@pytest.fixture
+def dashboard(env: dict[str, str]) -> Iterator[LiveServer]:
+    """The service on the commands' database, serving /ops."""
+    server = LiveServer(create_app(make_settings(env["DATABASE_URL"]))).start()
+    yield server
+    server.stop()
+
+
+def signed_in_browser(server: LiveServer, account: OperatorAccount) -> OpsClient:
+    browser = OpsClient(server.url)
+    assert browser.sign_in(account).status_code == 302
+    assert browser.get("/ops/").status_code == 200
+    return browser
+
+
+def refused(browser: OpsClient) -> bool:
+    answer = browser.get("/ops/")
+    return answer.status_code == 302 and answer.headers["Location"].startswith("/ops/login")
+
+
+def test_an_operator_who_leaves_is_disabled_and_signed_out_everywhere(
+    env: dict[str, str], dashboard: LiveServer
+) -> None:
+    """Someone who leaves the team, or whose laptop is lost: their open dashboards stop working
+    at once and their password signs in no more, without touching the database by hand."""
+    account = OperatorAccount("leaver@example.test", "the leaver's password")
+    stays = OperatorAccount("stays@example.test", "the other one's password")
+    for who in (account, stays):
+        made = CliRunner().invoke(
+            main, ["create-operator", who.email, "--password", who.password], env=env
+        )
+        assert made.exit_code == 0, made.output
+    laptop, phone = signed_in_browser(dashboard, account), signed_in_browser(dashboard, account)
+    colleague = signed_in_browser(dashboard, stays)
+
+    result = CliRunner().invoke(main, ["disable-operator", "Leaver@Example.test"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "operator leaver@example.test disabled; 2 signed-in sessions ended" in result.output
+    assert refused(laptop) and refused(phone)
+    assert OpsClient(dashboard.url).sign_in(account).status_code == 401
+    assert colleague.get("/ops/").status_code == 200
+    again = CliRunner().invoke(main, ["disable-operator", account.email], env=env)
+    assert again.exit_code == 1 and "disabled already" in again.output
+
+    # Enabled again (a mistake, or back from leave): a new sign-in, the old sessions stay over.
+    result = CliRunner().invoke(main, ["enable-operator", account.email], env=env)
+    assert result.exit_code == 0, result.output
+    assert refused(laptop)
+    assert signed_in_browser(dashboard, account)
+    unknown = CliRunner().invoke(main, ["disable-operator", "nobody@example.test"], env=env)
+    assert unknown.exit_code == 1 and "No operator nobody@example.test" in unknown.output
+
+
+def test_a_new_password_ends_every_session_of_the_old_one(
+    env: dict[str, str], dashboard: LiveServer
+) -> None:
+    """A password that leaked is changed: whoever signed in with it is signed out."""
+    account = OperatorAccount("ops@example.test", "the password that leaked")
+    made = CliRunner().invoke(
+        main, ["create-operator", account.email, "--password", account.password], env=env
+    )
+    assert made.exit_code == 0, made.output
+    browser = signed_in_browser(dashboard, account)
+    short = CliRunner().invoke(
+        main, ["set-operator-password", account.email, "--password", "short"], env=env
+    )
+    assert short.exit_code == 1 and "at least 12 characters" in short.output
+    assert browser.get("/ops/").status_code == 200
+
+    answers = "a brand new password\na brand new password\n"
+    result = CliRunner().invoke(
+        main, ["set-operator-password", account.email], input=answers, env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "a brand new password" not in result.output
+    assert "1 signed-in session ended" in result.output
+    assert refused(browser)
+    assert OpsClient(dashboard.url).sign_in(account).status_code == 401
+    assert signed_in_browser(dashboard, OperatorAccount(account.email, "a brand new password"))
