@@ -7,10 +7,15 @@ import json
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
+import jwt
 import pytest
+from flask import Flask
 
 from service import create_app
+from service.clock import clock
+from service.security.tokens import LEEWAY_SECONDS
 from tests.support.client import PASSWORD, ApiClient
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
@@ -164,6 +169,42 @@ def test_tampered_tokens_are_401(client: ApiClient) -> None:
     # The refresh token is not an access token.
     response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {ana.refresh_token}"})
     assert_problem(response, 401, "unauthorized")
+
+
+def test_tokens_signed_with_the_key_that_are_not_this_services_access_tokens_are_401(
+    app: Flask, client: ApiClient
+) -> None:
+    """A token signed with the right key is still refused unless it is an access token
+    (`typ`) issued by this service (`iss`) for the app (`aud`); one signed with another key,
+    or naming a `kid` the service does not use, gets nothing more."""
+    ana = client.register("Ana")
+    claims = jwt.decode(ana.access_token, options={"verify_signature": False})
+    key = app.extensions["reach.tokens"].secret
+    forged = [
+        jwt.encode({**claims, "typ": "refresh"}, key, algorithm="HS256"),
+        jwt.encode({k: v for k, v in claims.items() if k != "typ"}, key, algorithm="HS256"),
+        jwt.encode({**claims, "aud": "reach-ops"}, key, algorithm="HS256"),
+        jwt.encode({**claims, "iss": "someone-else"}, key, algorithm="HS256"),
+        jwt.encode({k: v for k, v in claims.items() if k != "sid"}, key, algorithm="HS256"),
+        jwt.encode(claims, "another key, at least thirty-two bytes long", algorithm="HS256"),
+        jwt.encode(claims, "another key, at least thirty-two bytes long", headers={"kid": "x"}),
+    ]
+    for token in forged:
+        response = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response, 401, "unauthorized")
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+
+
+def test_an_access_token_is_taken_for_a_few_seconds_past_its_expiry_and_no_longer(
+    client: ApiClient,
+) -> None:
+    """Clocks of servers behind one balancer differ a little: LEEWAY_SECONDS, no more."""
+    ana = client.register("Ana")
+    expires = jwt.decode(ana.access_token, options={"verify_signature": False})["exp"]
+    clock.freeze(datetime.fromtimestamp(expires + LEEWAY_SECONDS - 1, UTC))
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+    clock.freeze(datetime.fromtimestamp(expires + LEEWAY_SECONDS, UTC))
+    assert_problem(client.get("/api/v1/me", as_=ana), 401, "unauthorized")
 
 
 def test_unknown_path_is_404_and_wrong_method_405(client: ApiClient) -> None:

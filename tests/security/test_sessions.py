@@ -73,6 +73,13 @@ def test_a_deleted_accounts_tokens_are_refused_everywhere(
     assert phone.refusal["data"]["code"] == "unauthorized"
     login = client.post("/api/v1/auth/login", json={"email": ana.email, "password": ana.password})
     assert login.status_code == 401
+    # The email signed up again is a new account: the old tokens open nothing of it either.
+    again = client.register("Ana", email=ana.email)
+    assert again.id != ana.id
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
+    refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": ana.refresh_token})
+    assert refresh.status_code == 401
+    assert client.get("/api/v1/me", as_=again).json()["id"] == again.id
 
 
 @pytest.mark.parametrize(
