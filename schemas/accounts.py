@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from schemas.base import Schema, StrictBoolean, UTCDateTime, name
+from service.domain import emails
 from service.domain.quiet_hours import (
     TIMEZONE_MESSAGE,
     is_known_zone,
@@ -65,11 +66,15 @@ def _check_clock(value: str) -> None:
 
 class TrimmedEmail(fields.Email):
     """An email address without the spaces around it, which a keyboard's suggestion adds;
-    sign-in drops them too (`accounts.normalize_email`)."""
+    sign-in drops them too. Its syntax is checked in NFKC (`emails.compatible`): a full-width
+    at sign or a decomposed accent is a valid address, stored as the usual one."""
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> str:
         loaded: str = super()._deserialize(value, attr, data, **kwargs)
         return loaded.strip()
+
+    def _validate(self, value: Any) -> None:
+        super()._validate(emails.compatible(value))
 
 
 class RegisterSchema(Schema):

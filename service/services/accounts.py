@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import ColumnElement, Select, case, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.db import end_read
+from service.domain import emails
 from service.domain.errors import Conflict, Unauthorized, invalid
 from service.domain.quiet_hours import TIMEZONE_MESSAGE, is_valid_timezone
 from service.models import AuthSession, Device, RefreshToken, User
@@ -33,7 +34,19 @@ class SignedIn:
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    return emails.normalize(email)
+
+
+def email_is(email: str) -> ColumnElement[bool]:
+    """An account of this address, in whichever form it was stored (`emails.stored_forms`)."""
+    return User.email.in_(emails.stored_forms(email))
+
+
+def account_by_email(email: str) -> Select[User]:
+    """The account this address signs in to: the one stored in today's form, else one stored
+    in an older form as typed (both may exist: an old one in full-width letters, say)."""
+    today = User.email == normalize_email(email)
+    return select(User).where(email_is(email)).order_by(case((today, 0), else_=1)).limit(1)
 
 
 def register(
@@ -46,11 +59,12 @@ def register(
     display_name: str,
     timezone: str,
 ) -> SignedIn:
+    taken = email_is(email)
     email = normalize_email(email)
     if len(email) > EMAIL_LENGTH:
         # Lower-casing can lengthen an address ("İ" becomes "i" and a combining dot).
         raise invalid("email", f"Longer than {EMAIL_LENGTH} characters once lower-cased.")
-    if session.scalar(select(User.id).where(User.email == email)) is not None:
+    if session.scalar(select(User.id).where(taken).limit(1)) is not None:
         raise Conflict("An account with this email exists: sign in instead.")
     end_read(session)
     user = User(
@@ -74,7 +88,7 @@ def register(
 def login(
     session: Session, issuer: TokenIssuer, refresh_days: int, *, email: str, password: str
 ) -> SignedIn:
-    user = session.scalar(select(User).where(User.email == normalize_email(email)))
+    user = session.scalar(account_by_email(email))
     end_read(session)
     if not verify_password(user.password_hash if user else None, password) or user is None:
         raise Unauthorized("Email or password is wrong.")

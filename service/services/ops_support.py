@@ -21,8 +21,8 @@ from service.services import accounts, ops_audit
 
 def find_user(session: Session, operator: Operator, email: str) -> uuid.UUID | None:
     """The account with this email; the lookup itself is audited (it reveals an account)."""
-    normalized = accounts.normalize_email(email)
-    user_id = session.scalar(select(User.id).where(User.email == normalized))
+    user = session.scalar(accounts.account_by_email(email))
+    user_id = user.id if user is not None else None
     ops_audit.record(
         session,
         operator,

@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 import requests
+from flask import Flask
+from sqlalchemy import update
 
 from service.clock import clock
+from service.extensions import db
+from service.models import User
 from tests.support.client import PASSWORD, ApiClient
 from tests.support.server import LiveServer
 
@@ -84,6 +89,60 @@ def test_an_email_with_spaces_around_it_signs_up_as_it_signs_in(client: ApiClien
     assert again.status_code == 409, again.text
     inside = client.post("/api/v1/auth/register", json={**body, "email": "maya @example.test"})
     assert inside.status_code == 422, inside.text
+
+
+def full_width(text: str) -> str:
+    """`text` as a keyboard in full-width mode types it: each ASCII letter, digit and sign as
+    its full-width form (U+FF01-U+FF5E)."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_an_email_typed_in_full_width_or_decomposed_letters_is_the_same_account(
+    client: ApiClient,
+) -> None:
+    """A Chinese or Japanese keyboard in full-width mode types "maya@example.com" in full-width
+    letters and at sign, and "ë" arrives composed from one keyboard, as "e" and a combining
+    diaeresis from another (text pasted from macOS). Each was refused (422) or made a second
+    account, and signing in with another form was refused: the address is now read in
+    Unicode's compatibility form (NFKC)."""
+    body = {"password": PASSWORD, "display_name": "Zoë", "timezone": "UTC"}
+    composed = "zo\u00eb.maya@example.test"
+    made = client.post("/api/v1/auth/register", json={**body, "email": composed})
+    assert made.status_code == 201, made.text
+    for other in (
+        "zoe\u0308.maya@example.test",
+        full_width("ZO") + "\u00cb." + full_width("MAYA@EXAMPLE") + ".test",
+        "zo\u00eb.maya@" + full_width("example") + ".test",
+    ):
+        twice = client.post("/api/v1/auth/register", json={**body, "email": other})
+        assert twice.status_code == 409, (other, twice.text)
+        signed_in = client.post("/api/v1/auth/login", json={"email": other, "password": PASSWORD})
+        assert signed_in.status_code == 200, (other, signed_in.text)
+        assert signed_in.json()["user"]["id"] == made.json()["user"]["id"]
+    wide = full_width("lee@example") + ".test"
+    made = client.post("/api/v1/auth/register", json={**body, "email": wide})
+    assert made.status_code == 201, made.text
+    assert made.json()["user"]["email"] == "lee@example.test"
+
+
+def test_an_account_whose_email_was_stored_in_another_form_still_signs_in(
+    app: Flask, client: ApiClient
+) -> None:
+    """Addresses stored before they were read as NFKC keep the form they were typed in: typed
+    that way, they still sign in (and a sign-up in that form is still taken)."""
+    person = client.register("Lee", email="lee.legacy@example.test")
+    stored = full_width("lee") + "@example.test"
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == uuid.UUID(person.id)).values(email=stored))
+        db.session.commit()
+    body = {"email": stored, "password": PASSWORD}
+    signed_in = client.post("/api/v1/auth/login", json=body)
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["user"]["id"] == person.id
+    again = client.post(
+        "/api/v1/auth/register", json={**body, "display_name": "Lee", "timezone": "UTC"}
+    )
+    assert again.status_code == 409, again.text
 
 
 def test_an_email_too_long_once_lower_cased_is_refused(client: ApiClient) -> None:
