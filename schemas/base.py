@@ -184,9 +184,19 @@ def optional_text(max_length: int, **metadata: Any) -> OptionalText:
     )
 
 
+def _one_line(value: str) -> None:
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ma.ValidationError("A name may not hold line breaks, tabs or control characters.")
+
+
 def name(max_length: int, *, required: bool = True) -> fields.String:
-    """A person's name as others see it: trimmed, and never blank (nor only invisible)."""
-    return Trimmed(required=required, validate=[validate.Length(min=1, max=max_length), _shown])
+    """A person's name as others see it (the partner's push titles): trimmed, never blank (nor
+    only invisible), and on one line, with no control character (a format character such as
+    the zero-width joiner of an emoji sequence is fine)."""
+    return Trimmed(
+        required=required,
+        validate=[validate.Length(min=1, max=max_length), _shown, _one_line],
+    )
 
 
 class Variants(fields.Nested):

@@ -411,3 +411,28 @@ def test_a_name_is_kept_without_the_spaces_around_it_and_never_blank(client: Api
     assert client.get("/api/v1/me", as_=ana).json()["display_name"] == "Ana B."
     emoji = client.patch("/api/v1/me", as_=ana, json={"display_name": "\u2764\ufe0f Ana"})
     assert emoji.json()["display_name"] == "\u2764\ufe0f Ana"
+
+
+def test_a_name_with_a_line_break_tab_or_other_control_character_is_refused(
+    client: ApiClient,
+) -> None:
+    """The name is the partner's push title ("Ana is reaching for you") and their couple
+    screen: a line break pushed the rest of the title to a second line, and a tab, a bell or a
+    terminal escape was stored and shown as is. Emoji joined with a zero-width joiner stay."""
+    ana = client.register("Ana")
+    body = {"password": PASSWORD, "timezone": "UTC"}
+    for control in ("Ana\nBen", "Ana\r\nBen", "Ana\tB.", "Ana\x07", "\x1b[31mAna", "Ana\x85B."):
+        made = client.post(
+            "/api/v1/auth/register",
+            json={**body, "email": "control@example.test", "display_name": control},
+        )
+        assert made.status_code == 422, (control, made.text)
+        assert "display_name" in made.json()["errors"]
+        renamed = client.patch("/api/v1/me", as_=ana, json={"display_name": control})
+        assert renamed.status_code == 422, (control, renamed.text)
+        assert "display_name" in renamed.json()["errors"]
+    assert client.get("/api/v1/me", as_=ana).json()["display_name"] == "Ana"
+    family = "Ana \U0001f469\u200d\u2764\ufe0f\u200d\U0001f468"
+    renamed = client.patch("/api/v1/me", as_=ana, json={"display_name": family})
+    assert renamed.status_code == 200, renamed.text
+    assert renamed.json()["display_name"] == family
