@@ -21,8 +21,10 @@ def new_code() -> str:
 
 
 def normalize(typed: str) -> str:
-    """Accept what people type or paste: any case, spaces, line breaks or dashes of any kind,
-    O for 0, I/L for 1."""
+    """Accept what people type or paste: any case, full-width letters and digits (a Chinese
+    or Japanese keyboard's full-width mode: read in NFKC), spaces, line breaks or dashes of any
+    kind, O for 0, I/L for 1."""
+    typed = unicodedata.normalize("NFKC", typed)
     cleaned = "".join(char for char in typed if not _separates(char))
     return cleaned.upper().translate(_LOOKALIKES)
 

@@ -61,6 +61,16 @@ def test_a_pasted_code_joins(client: ApiClient, before: str, dash: str, after: s
     assert joined.status_code == 201, joined.text
 
 
+def test_a_code_typed_in_full_width_joins(client: ApiClient) -> None:
+    """A Chinese or Japanese keyboard in full-width mode types the letters, digits and dash of
+    a code as their full-width forms (U+FF01-U+FF5E): the code was refused as a wrong one."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    typed = "".join(chr(ord(c) + 0xFEE0) for c in code.lower())
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": typed})
+    assert joined.status_code == 201, joined.text
+
+
 def test_a_stranger_sees_no_couple(client: ApiClient) -> None:
     client.couple()
     stranger = client.register("Sol")
