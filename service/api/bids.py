@@ -100,7 +100,7 @@ class Delivered(MethodView):
     def post(self, bid_id: uuid.UUID) -> dict[str, Any]:
         """A device of the partner received the bid (idempotent)
 
-        An expired bid is returned unchanged.
+        An expired bid (or one past its expires_at) is returned unchanged.
         """
         return bids.acknowledge(db.session, current_user(), bid_id, "delivered").bid
 
@@ -117,7 +117,7 @@ class Seen(MethodView):
     def post(self, bid_id: uuid.UUID) -> dict[str, Any]:
         """The partner opened the bid (idempotent)
 
-        An expired bid is returned unchanged.
+        An expired bid (or one past its expires_at) is returned unchanged.
         """
         return bids.acknowledge(db.session, current_user(), bid_id, "seen").bid
 

@@ -23,6 +23,12 @@ def reachable_at(created_at: datetime, quiet: QuietHours | None) -> datetime:
     return quiet.reachable_from(created_at)
 
 
+def overdue(status: str, expires_at: datetime, now: datetime) -> bool:
+    """An open bid whose time to live has passed: it is expired, whether or not the worker has
+    marked it yet (an acknowledgement or an answer then finds it over)."""
+    return status in OPEN_STATUSES and expires_at <= now
+
+
 def response_seconds(reachable: datetime, responded: datetime) -> int:
     """Seconds from when the bid could reach the partner to their first response (never < 0)."""
     return max(0, int((responded - reachable).total_seconds()))

@@ -150,7 +150,8 @@ def acknowledge(session: Session, user: User, bid_id: uuid.UUID, step: str) -> W
     """The recipient's phone received (`delivered`) or opened (`seen`) the bid. Idempotent.
 
     An expired bid is over: acknowledging it changes nothing and emits nothing (a phone that
-    was away finds `bid.created` before `bid.expired` in its sync, and acknowledges it)."""
+    was away finds `bid.created` before `bid.expired` in its sync, and acknowledges it). So is
+    one past its `expires_at` that the worker has not marked yet: it expires now instead."""
     bid, couple = _visible(session, user, bid_id, lock=True)
     if user.id != bid.recipient_id:
         raise Forbidden("Only the partner who received the bid acknowledges it.")
@@ -159,6 +160,11 @@ def acknowledge(session: Session, user: User, bid_id: uuid.UUID, step: str) -> W
     if bid.status == "expired":
         session.rollback()
         return Written(present(bid), created=False)
+    if rules.overdue(bid.status, bid.expires_at, now):
+        # Past its time to live, not marked yet: it expires now, as the worker would expire it.
+        _expire(session, bid, couple, now)
+        session.commit()
+        return Written(present(bid, now), created=False)
     if bid.delivered_at is None:
         bid.delivered_at = now
         bid.delivery_seconds = max(0, int((now - bid.created_at).total_seconds()))
@@ -201,6 +207,10 @@ def respond(
     if user.id != bid.recipient_id:
         raise Forbidden("You cannot answer your own bid.")
     now = clock.now()
+    if rules.overdue(bid.status, bid.expires_at, now):
+        # Past its time to live, not marked yet: it expires now, as the worker would expire it.
+        _expire(session, bid, couple, now)
+        session.commit()
     if bid.status == "expired":
         raise Conflict("This bid has expired; reach back with a bid of your own.")
     if any(r.kind == "toward" for r in bid.responses):
@@ -307,15 +317,21 @@ def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
         couple = session.get(Couple, couple_id, with_for_update=True, populate_existing=True)
         bid = session.get(Bid, bid_id, with_for_update=True, populate_existing=True)
         # Another worker, or an answer, may have come first.
-        if bid is not None and bid.status in rules.OPEN_STATUSES and bid.expires_at <= now:
-            bid.status = "expired"
-            bid.expired_at = now
-            push_outbox.cancel(session, push_outbox.bid_push_of(bid.id))
-            if couple is not None and couple.ended_at is None:
-                events.record(session, couple, "bid.expired", wire(present(bid, now)))
+        if bid is not None and rules.overdue(bid.status, bid.expires_at, now):
+            _expire(session, bid, couple, now)
             expired += 1
         session.commit()
     return expired
+
+
+def _expire(session: Session, bid: Bid, couple: Couple | None, now: datetime) -> None:
+    """Mark an overdue bid expired and withdraw its push; its couple (locked first) is told
+    unless it has ended."""
+    bid.status = "expired"
+    bid.expired_at = now
+    push_outbox.cancel(session, push_outbox.bid_push_of(bid.id))
+    if couple is not None and couple.ended_at is None:
+        events.record(session, couple, "bid.expired", wire(present(bid, now)))
 
 
 def _by_client_id(session: Session, sender_id: uuid.UUID, client_id: uuid.UUID) -> Bid | None:

@@ -144,7 +144,7 @@ def test_the_worker_expires_unanswered_bids_as_missed(
     assert expired["status"] == "expired" and expired["outcome"] == "missed"
     assert expired["turned_toward"] is False
     assert client.get(f"/api/v1/bids/{bid['id']}", as_=ana).json() == expired
-    # Reading never expires anything; only the worker does, and only once.
+    # Reading never expires anything, and a bid expires only once.
     assert worker.run_once().expired_bids == 0
     late = client.post(
         f"/api/v1/bids/{bid['id']}/responses",
@@ -223,3 +223,65 @@ def test_acknowledging_an_expired_bid_changes_nothing(
     assert expired["delivered_at"] is None and expired["seen_at"] is None
     assert client.get(f"/api/v1/bids/{bid['id']}", as_=ben).json() == expired
     assert client.get("/api/v1/sync", as_=ben).json()["events"] == events
+
+
+def events_of(client: ApiClient, who: Person) -> list[dict]:  # type: ignore[type-arg]
+    return list(client.get("/api/v1/sync", as_=who).json()["events"])
+
+
+@pytest.mark.parametrize("worker_ran", [True, False], ids=["expired", "not-yet-expired"])
+def test_an_acknowledgement_after_expires_at_finds_the_bid_expired(
+    client: ApiClient, worker: Worker, worker_ran: bool
+) -> None:
+    """Ben's phone acknowledges a bid after its `expires_at`: whether or not the worker has
+    expired it yet, the bid is over. It is not stamped delivered or seen (which the couple's
+    insights would count), and the phone gets it as it expired."""
+    ana, ben = client.couple()
+    clock.freeze(at("2031-03-01T10:00:00+00:00"))
+    bid = send(client, client.fresh(ana))
+    clock.freeze(at("2031-03-02T10:00:00+00:00"))  # exactly its expires_at
+    if worker_ran:
+        assert worker.run_once().expired_bids == 1
+    clock.freeze(at("2031-03-02T10:00:00+00:00"))
+    ben = client.fresh(ben)
+    for step in ("delivered", "seen"):
+        acknowledged = client.post(f"/api/v1/bids/{bid['id']}/{step}", as_=ben)
+        assert acknowledged.status_code == 200, acknowledged.text
+        got = acknowledged.json()
+        assert (got["status"], got["outcome"]) == ("expired", "missed"), got
+        assert got["delivered_at"] is None and got["seen_at"] is None, got
+        assert got["expired_at"] == "2031-03-02T10:00:00.000000Z"
+    assert worker.run_once().expired_bids == 0
+    assert client.get(f"/api/v1/bids/{bid['id']}", as_=ben).json() == got
+    types = [e["type"] for e in events_of(client, ben)]
+    assert types == ["couple.paired", "bid.created", "bid.expired"]
+    insights = client.get("/api/v1/insights", as_=ben, params={"days": 30}).json()
+    mine = next(p for p in insights["partners"] if p["user_id"] == ben.id)
+    assert mine["median_delivery_seconds"] is None, mine
+
+
+@pytest.mark.parametrize("worker_ran", [True, False], ids=["expired", "not-yet-expired"])
+def test_an_answer_after_expires_at_is_refused_whether_or_not_the_worker_ran(
+    client: ApiClient, worker: Worker, worker_ran: bool
+) -> None:
+    """A bid is `expired` once its time to live passes with no response: an answer after
+    `expires_at` is refused (409) and the bid is missed, however soon the worker comes."""
+    ana, ben = client.couple()
+    clock.freeze(at("2031-03-01T10:00:00+00:00"))
+    bid = send(client, client.fresh(ana))
+    clock.freeze(at("2031-03-02T10:00:01+00:00"))
+    if worker_ran:
+        assert worker.run_once().expired_bids == 1
+    ben = client.fresh(ben)
+    late = client.post(
+        f"/api/v1/bids/{bid['id']}/responses",
+        as_=ben,
+        json={"client_id": str(uuid.uuid4()), "kind": "toward"},
+    )
+    assert late.status_code == 409, late.text
+    assert late.json()["code"] == "conflict"
+    assert worker.run_once().expired_bids == 0
+    got = client.get(f"/api/v1/bids/{bid['id']}", as_=ben).json()
+    assert (got["status"], got["outcome"], got["responses"]) == ("expired", "missed", [])
+    types = [e["type"] for e in events_of(client, ben)]
+    assert types == ["couple.paired", "bid.created", "bid.expired"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,22 +15,25 @@ from sqlalchemy import event, select
 
 from service.clock import clock
 from service.extensions import db
-from service.models import Bid, PushJob
+from service.models import Bid, Couple, PushJob
+from service.services import bids
 from service.worker.runner import Worker
 from tests.push.test_delivery import bid, device
 from tests.support.client import ApiClient
-from tests.support.locks import lock_queue
+from tests.support.locks import lock_queue, rows_held
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
 
+@pytest.mark.parametrize("answer", ["responses", "seen"])
 def test_an_answer_as_the_worker_takes_the_expired_bids_push_is_no_deadlock(
-    client: ApiClient, app: Flask, worker: Worker
+    client: ApiClient, app: Flask, worker: Worker, answer: str
 ) -> None:
-    """Ben answers a bid past its `expires_at` (before the worker expired it) just as a pass
-    claims its push. The answer holds the couple and waits for the claimed push to withdraw
-    it; the pass, which finds the push expired, must not wait for the couple in turn (a
-    deadlock: the answer or the pass aborted, the answer a 503)."""
+    """Ben answers (or opens) a bid past its `expires_at`, before the worker expired it, just
+    as a pass claims its push. The answer finds the bid over and expires it: it holds the
+    couple and waits for the claimed push to withdraw it; the pass, which finds the push
+    expired, must not wait for the couple in turn (a deadlock: the answer or the pass
+    aborted, the answer a 503)."""
     ana, ben = client.couple()
     device(client, ben, "ben-phone")
     sent = bid(client, ana)
@@ -50,16 +53,63 @@ def test_an_answer_as_the_worker_takes_the_expired_bids_push_is_no_deadlock(
     try:
         with ThreadPoolExecutor(max_workers=2) as pool, lock_queue(app) as queued:
             passing = pool.submit(worker.run_once, False)
-            answer = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+            body = {"client_id": str(uuid.uuid4()), "kind": "toward"}
             claimed.wait(timeout=10)
             answered = ApiClient(client.base_url).post(
-                f"/api/v1/bids/{sent['id']}/responses", as_=client.fresh(ben), json=answer
+                f"/api/v1/bids/{sent['id']}/{answer}",
+                as_=client.fresh(ben),
+                json=body if answer == "responses" else None,
             )
             tick = passing.result(timeout=20)
     finally:
         event.remove(engine, "after_cursor_execute", hold_the_claim)
-    assert answered.status_code == 201, answered.text
+    assert answered.status_code == (409 if answer == "responses" else 200), answered.text
     assert tick.pushes == 0
     with app.app_context(), db.scope() as session:
-        assert session.scalar(select(Bid.status)) == "answered"
+        assert session.scalar(select(Bid.status)) == "expired"
         assert session.scalar(select(PushJob.state)) in ("cancelled", "expired")
+
+
+def test_an_answer_racing_the_expiry_at_expires_at_finds_the_bid_expired(
+    client: ApiClient, app: Flask
+) -> None:
+    """At the bid's `expires_at`, Ben's answer and a worker's expiry both wait for the couple
+    (another transaction holds it); the answer comes first. The bid is over either way: the
+    answer is refused (409), the bid expires once, with one `bid.expired`, and the worker,
+    coming second, finds it expired already."""
+    ana, ben = client.couple()
+    sent = bid(client, ana)
+    couple_id = uuid.UUID(client.get("/api/v1/couple", as_=ana).json()["id"])
+    expires_at = datetime.fromisoformat(sent["expires_at"])
+    clock.freeze(expires_at)
+    ben = client.fresh(ben)
+
+    def expire() -> int:
+        with app.app_context(), db.scope() as session:
+            return bids.expire_due(session, clock.now())
+
+    try:
+        with (
+            ThreadPoolExecutor(max_workers=2) as pool,
+            lock_queue(app) as queued,
+            rows_held(app, select(Couple).where(Couple.id == couple_id).with_for_update()),
+        ):
+            answering = pool.submit(
+                ApiClient(client.base_url).post,
+                f"/api/v1/bids/{sent['id']}/responses",
+                as_=ben,
+                json={"client_id": str(uuid.uuid4()), "kind": "toward"},
+            )
+            queued(1)
+            expiring = pool.submit(expire)
+            queued(2)
+        answered, expired = answering.result(timeout=10), expiring.result(timeout=10)
+        assert answered.status_code == 409, answered.text
+        assert expired == 0
+        ana = client.fresh(ana)
+        got = client.get(f"/api/v1/bids/{sent['id']}", as_=ana).json()
+        assert (got["status"], got["responses"]) == ("expired", [])
+        types = [e["type"] for e in client.get("/api/v1/sync", as_=ana).json()["events"]]
+        assert types == ["couple.paired", "bid.created", "bid.expired"]
+    finally:
+        clock.unfreeze()
