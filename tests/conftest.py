@@ -66,6 +66,7 @@ def db_connection(request: pytest.FixtureRequest, app: Flask) -> Iterator[Connec
     if "committed" in request.keywords:
         yield None
         _truncate_everything(app)
+        clock.unfreeze()
         return
     with app.app_context():
         connection = db.engine.connect()
