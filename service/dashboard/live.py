@@ -8,6 +8,7 @@ import socket
 import threading
 from collections.abc import Callable
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from flask import Flask, current_app, request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
@@ -41,6 +42,12 @@ def same_origin_or(configured: tuple[str, ...]) -> Callable[[str | None, dict[st
         return origin == own
 
     return allowed
+
+
+def _from_dashboard(origin: str | None, environ: dict[str, Any]) -> bool:
+    """Whether a page of this service's own host opened the socket (a TLS terminator may have
+    made the scheme http here; the host is what a foreign page cannot share)."""
+    return origin is None or urlsplit(origin).netloc == environ.get("HTTP_HOST", "")
 
 
 class LiveFigures:
@@ -138,7 +145,12 @@ def figures() -> LiveFigures:
 
 
 def on_connect(auth: Any = None) -> None:
-    """Only a browser with a live operator session cookie may listen; bearer tokens are ignored."""
+    """Only a browser with a live operator session cookie may listen; bearer tokens are ignored.
+    The page must be the dashboard's own: the members' web apps (ALLOWED_ORIGINS) may open
+    the members' namespace, not this one, though the cookie may reach them (SameSite=Lax)."""
+    if not _from_dashboard(request.headers.get("Origin"), request.environ):
+        refusal = problem_body(403, detail="The live overview opens only from /ops itself.")
+        raise ConnectionRefusedError(refusal["detail"], refusal)
     token = session.get("ops_sid")
     operator = ops_accounts.session_operator(db.session, token if isinstance(token, str) else None)
     if operator is None or not isinstance(token, str):

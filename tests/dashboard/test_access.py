@@ -159,6 +159,42 @@ def test_the_ops_socket_refuses_members_and_strangers(
     operator.disconnect()
 
 
+def test_the_ops_socket_takes_only_the_dashboards_own_origin(
+    server_with: Callable[..., LiveServer], signed_in: OpsClient
+) -> None:
+    """ALLOWED_ORIGINS are the members' web apps: a page of theirs (a script injected into
+    one, say) must not open the overview with an operator's cookie, which SameSite=Lax sends
+    between subdomains of one site. The members' namespace still takes them."""
+    server = server_with(ALLOWED_ORIGINS=("https://app.example",))
+    cookie = {"Cookie": f"reach_ops={signed_in.cookie}"}
+
+    def connect(origin: str, namespace: str, headers: dict[str, str]) -> list[Any]:
+        """Connect from a page of `origin`; the refusals the namespace answered."""
+        sock = socketio.Client(reconnection=False, websocket_extra_options={"origin": origin})
+        refusals: list[Any] = []
+        sock.on("connect_error", refusals.append, namespace=namespace)
+        try:
+            sock.connect(
+                server.url,
+                namespaces=[namespace],
+                transports=["websocket"],
+                headers=headers,
+                wait_timeout=5,
+            )
+        except socketio.exceptions.ConnectionError:
+            assert refusals, "refused by the engine, not the namespace"
+        finally:
+            sock.disconnect()
+        return refusals
+
+    refused = connect("https://app.example", "/ops", cookie)
+    assert [r["data"]["status"] for r in refused] == [403], refused
+    assert connect(server.url, "/ops", cookie) == []
+    # The members' namespace takes the web app's origin; this socket brings no token.
+    refused = connect("https://app.example", "/", {})
+    assert [r["data"]["status"] for r in refused] == [401], refused
+
+
 def test_signing_out_as_the_browser_closes_its_socket_stops_the_live_figures(
     app: Flask, live_server: LiveServer, signed_in: OpsClient, ops_quiet: None
 ) -> None:
