@@ -2,7 +2,7 @@
 
 A minimal Flask-SocketIO app on the same server stack as Reach (service/gunicorn_config.py:
 gunicorn, one gevent worker, the same WebSocket transport (SOCKET_TRANSPORT, lean by default:
-service/realtime/transport.py) and the same garbage-collection policy, service/gc_tuning.py),
+service/realtime/transport/) and the same garbage-collection policy, service/gc_tuning.py),
 with no database, no schemas, no auth beyond a room name:
 
 - Socket.IO connect with auth {token}: the token is the user's id ("u<N>"); the socket joins

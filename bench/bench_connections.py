@@ -238,7 +238,7 @@ def main() -> None:
         "--transports",
         default="lean,stock",
         help="WebSocket transports to measure each system on (SOCKET_TRANSPORT): lean is the "
-        "service's default (service/realtime/transport.py), stock is engineio + simple-websocket",
+        "service's default (service/realtime/transport/), stock is engineio + simple-websocket",
     )
     p.add_argument(
         "--gc-probe",

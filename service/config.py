@@ -76,7 +76,7 @@ class Settings:
     WORKER_MODE: str = ""
     # Socket.IO async mode: "gevent" or "threading"; empty picks by whether gevent is patched.
     SOCKETIO_ASYNC_MODE: str = ""
-    # WebSocket transport: "lean" (no greenlet per idle socket, service/realtime/transport.py)
+    # WebSocket transport: "lean" (no greenlet per idle socket, service/realtime/transport/)
     # or "stock" (engineio + simple-websocket as shipped, four greenlets per socket).
     SOCKET_TRANSPORT: str = "lean"
     # Connections one API process holds: gunicorn's gevent worker_connections (requests in

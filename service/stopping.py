@@ -57,7 +57,8 @@ log = logging.getLogger("reach.server")
 # (gevent gives them 1 s) and the exit hooks (the message flush waits 1 s at most).
 EXIT_SECONDS = 2.0
 # Kept from graceful_timeout after the last WebSocket's close is sent, for its peer to take it
-# (a closed WebSocket lingers LINGER_SECONDS at most, service/realtime/transport.py) and more.
+# (a closed WebSocket lingers LINGER_SECONDS at most, service/realtime/transport/lingering.py)
+# and more.
 LAST_CLOSE_SECONDS = 3.0
 
 
@@ -232,7 +233,7 @@ class Worker(GeventWorker):
                 if left <= 1.0:
                     return False
                 self.notify()
-        # Each lingers at most transport.LINGER_SECONDS.
+        # Each lingers at most LINGER_SECONDS (transport/lingering.py).
         return transport.wait_lingering(max(0.0, deadline - time.monotonic()))
 
 

@@ -1,6 +1,6 @@
 """Socket.IO messages over the size limit (MAX_CONTENT_LENGTH): answered, never handled.
 
-The WebSocket transport (service/realtime/transport.py) reads such a message without holding
+The WebSocket transport (service/realtime/transport/) reads such a message without holding
 it whole and hands on its head; the socket stays open. Closing it instead (1009) told the phone
 nothing it could act on: Socket.IO libraries report a bare `transport close` and reconnect, and
 an app following the guide sends an unacknowledged write again, with the same `client_id`:

@@ -29,7 +29,7 @@ def test_a_phone_connects_with_its_access_token(client: ApiClient, phone: Connec
 def test_sockets_are_served_by_the_lean_transport(
     client: ApiClient, phone: Connect, live_server: LiveServer
 ) -> None:
-    """engineio's server and sockets are the transport's (service/realtime/transport.py)."""
+    """engineio's server and sockets are the transport's (service/realtime/transport/)."""
     eio = live_server.app.extensions["socketio"].server.eio
     assert isinstance(eio, transport.LeanServer)
     device = phone(client.register("Ana").access_token)

@@ -2,7 +2,7 @@
 
 The rest of the suite serves Socket.IO from werkzeug's threads, where the request's thread reads
 the socket; here `reach serve` runs in a subprocess, so the event-loop watcher, the drain task
-and the pinger of service/realtime/transport.py are what carry every packet. Engine.IO pings
+and the pinger of service/realtime/transport/ are what carry every packet. Engine.IO pings
 every second (SOCKET_PING_INTERVAL=1) so that heartbeats and ping timeouts happen in seconds.
 """
 
