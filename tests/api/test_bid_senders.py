@@ -204,7 +204,7 @@ def test_a_bid_while_postgresql_is_away_gets_503(
         client = ApiClient(server_with(DATABASE_URL=url).url)
         ana, _ben = client.couple()
         assert post_bid(client, ana).status_code == 201  # remembered from now on
-        monkeypatch.setattr("service.db.IDLE_PING_SECONDS", 0.0)  # every checkout pings
+        monkeypatch.setattr("service.db.engines.IDLE_PING_SECONDS", 0.0)  # every checkout pings
         proxy.down()
         away = post_bid(client, ana)
         assert away.status_code == 503, away.text

@@ -1,0 +1,19 @@
+"""The database: engine, a session per request or job, and after-commit hooks."""
+
+from service.db.engines import Bounds, make_engine, readiness_engine
+from service.db.sessions import Database
+from service.db.statements import DriverStatement
+from service.db.transactions import after_commit, autocommits, end_read, finish, read_snapshot
+
+__all__ = [
+    "Bounds",
+    "Database",
+    "DriverStatement",
+    "after_commit",
+    "autocommits",
+    "end_read",
+    "finish",
+    "make_engine",
+    "read_snapshot",
+    "readiness_engine",
+]
