@@ -1,4 +1,5 @@
-"""The /ops Socket.IO namespace: operators' browsers get `ops.overview` every few seconds."""
+"""The /ops Socket.IO namespace: operators' browsers get `ops.overview` every few seconds, or
+`ops.overview.failed` (a problem object: 503 while the database is away) when it can't be made."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from flask import Flask, current_app, request, session
 from flask_socketio import ConnectionRefusedError, SocketIO, join_room
 
 from service import metrics
-from service.errors import problem_body
+from service.errors import database_said, problem_body, server_problem
 from service.extensions import db
 from service.services import ops, ops_accounts
 
@@ -22,6 +23,7 @@ log = logging.getLogger("reach.ops")
 
 NAMESPACE = "/ops"
 EVENT = "ops.overview"
+FAILED = "ops.overview.failed"
 PROCESS = f"{socket.gethostname()}:{os.getpid()}"
 # Watchers of this process; with a message queue every process streams its own figures.
 ROOM = f"ops-watchers:{PROCESS}"
@@ -66,6 +68,7 @@ class LiveFigures:
         self._wake = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
+        self._failing = False  # the last overview could not be made (logged once per outage)
 
     def watch(self, sid: str, session_hash: str) -> None:
         with self._lock:
@@ -110,8 +113,9 @@ class LiveFigures:
                         if session_hash not in live:
                             self.socketio.server.disconnect(sid, namespace=NAMESPACE)
                     self.socketio.emit(EVENT, payload, to=ROOM, namespace=NAMESPACE)
-                except Exception:
-                    log.exception("computing the ops overview failed")
+                    self._recovered()
+                except Exception as exc:
+                    self._failed(exc)
                 self._wake.wait(self.interval)
                 self._wake.clear()
         finally:
@@ -119,6 +123,29 @@ class LiveFigures:
                 if self._running:  # left by an unexpected error: the next watcher restarts it
                     self._running = False
                     self._idle.set()
+
+    def _failed(self, exc: Exception) -> None:
+        """Tell the watchers the figures stopped and why (their page would otherwise keep
+        showing the last ones as live); log it once, not every `interval`, until it recovers."""
+        problem = server_problem(exc)
+        if not self._failing:
+            self._failing = True
+            if problem["status"] == 503:
+                log.warning(
+                    "ops overview: database unavailable",
+                    extra={"error_type": type(exc).__name__, "error": database_said(exc)},
+                )
+            else:
+                log.exception("computing the ops overview failed")
+        try:
+            self.socketio.emit(FAILED, problem, to=ROOM, namespace=NAMESPACE)
+        except Exception:
+            log.exception("telling operators the ops overview failed")
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("ops overview: figures again")
 
     def compute(self, session_hashes: set[str]) -> tuple[dict[str, Any], set[str]]:
         """The overview, and which of `session_hashes` are of live operator sessions."""

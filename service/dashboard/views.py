@@ -32,7 +32,8 @@ def _jsonable(value: Any) -> Any:
 def overview() -> str:
     """Live health and aggregates over all couples."""
     figures = live.overview_now(db.session)
-    return render_template("ops/overview.html", figures=figures)
+    refresh = current_app.extensions["reach.settings"].OPS_REFRESH_SECONDS
+    return render_template("ops/overview.html", figures=figures, refresh_seconds=refresh)
 
 
 @bp.get("/api/overview")

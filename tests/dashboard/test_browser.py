@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from playwright.sync_api import expect
+from sqlalchemy import make_url
 
 from service.clock import clock
 from service.dashboard import live
 from service.extensions import db
 from service.services import ops_accounts
 from service.worker.runner import Worker
-from tests.dashboard.conftest import OperatorAccount, screenshot, sign_in_in_browser
+from tests.dashboard.conftest import (
+    OperatorAccount,
+    live_figures,
+    screenshot,
+    sign_in_in_browser,
+)
 from tests.dashboard.helpers import add_device, dead_letter, send_bid
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.phones import Phone
+from tests.support.server import LiveServer
+from tests.support.tcp_proxy import TcpProxy
 from tests.support.waiting import wait_until
 
 
@@ -226,3 +236,89 @@ def test_an_overview_whose_session_ended_says_so_instead_of_reconnecting(
     clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
     expect(page.locator("#live-status")).to_contain_text("signed out")
     expect(page.locator("#live-status")).to_have_class(re.compile(r"\boffline\b"))
+
+
+def test_an_overview_whose_figures_stop_arriving_says_they_are_stale(
+    page: Any, operator: OperatorAccount, live_server: LiveServer
+) -> None:
+    """A path that stops forwarding (a NAT entry dropped, a balancer hung) keeps the socket
+    open for Engine.IO's ping timeout, 45 s, while no figure arrives: the page must not keep
+    saying "live" over figures that have stopped."""
+    sign_in_in_browser(page, operator)
+    path = TcpProxy("127.0.0.1", live_server.port).up()
+    try:
+        page.goto(f"http://127.0.0.1:{path.port}/ops/")
+        expect(page.locator("#live-status")).to_have_text("live")
+        updates = int(page.locator("body").get_attribute("data-updates") or "0")
+        wait_until(
+            lambda: int(page.locator("body").get_attribute("data-updates") or "0") > updates,
+            what="a live update through the path",
+        )
+        shown = page.locator("#updated-at").inner_text()
+        path.black_hole()
+        expect(page.locator("#live-status")).to_contain_text("stale", timeout=15_000)
+        expect(page.locator("#live-status")).to_contain_text(shown)
+        expect(page.locator("#live-status")).to_have_class(re.compile(r"\boffline\b"))
+        screenshot(page, "07-overview-stale")
+    finally:
+        path.down()
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_an_overview_rides_out_a_database_outage_and_a_socket_dropped_meanwhile(
+    browser: Any,
+    database_url: str,
+    server_with: Callable[..., LiveServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While PostgreSQL is away no figure can be computed: the page says so (not "live" over
+    old figures). A socket that reconnects meanwhile is refused with a 503, which Socket.IO
+    clients never retry by themselves: the page must not send the operator to sign in again,
+    and must be live again by itself once the database is back."""
+    at = make_url(database_url)
+    database = TcpProxy(at.host or "127.0.0.1", at.port or 5432).up()
+    proxied = at.set(host="127.0.0.1", port=database.port).render_as_string(hide_password=False)
+    server = server_with(DATABASE_URL=proxied)
+    path = TcpProxy("127.0.0.1", server.port).up()
+    account = OperatorAccount(f"ops-{uuid.uuid4().hex[:8]}@reach.test")
+    with server.app.app_context():
+        ops_accounts.create_operator(db.session, account.email, account.password)
+    context = browser.new_context(base_url=f"http://127.0.0.1:{path.port}")
+    context.set_default_timeout(20_000)
+    try:
+        page = context.new_page()
+        status = page.locator("#live-status")
+        sign_in_in_browser(page, account)
+        expect(status).to_have_text("live")
+
+        database.down()
+        expect(status).to_contain_text("database unavailable", timeout=15_000)
+        expect(status).to_have_class(re.compile(r"\boffline\b"))
+        screenshot(page, "08-overview-database-unavailable")
+
+        path.down()  # the socket drops too, and reconnects while the database is still away
+        with caplog.at_level(logging.WARNING, logger="reach.realtime"):
+            path.up()
+            wait_until(
+                lambda: any(
+                    r.__dict__.get("namespace") == "/ops" and r.levelno == logging.WARNING
+                    for r in caplog.records
+                ),
+                timeout=20,
+                what="the reconnecting /ops socket to be refused",
+            )
+        expect(status).not_to_contain_text("sign in")
+        database.up()
+        expect(status).to_have_text("live", timeout=40_000)
+        updates = int(page.locator("body").get_attribute("data-updates") or "0")
+        wait_until(
+            lambda: int(page.locator("body").get_attribute("data-updates") or "0") > updates,
+            timeout=20,
+            what="figures again after the outage",
+        )
+    finally:
+        context.close()
+        path.down()
+        assert live_figures(server.app).wait_idle(15), "the /ops figures loop did not stop"
+        database.down()

@@ -116,20 +116,68 @@
 
   function status(text, online) {
     var node = document.getElementById("live-status");
-    if (!node) return;
+    if (!node || node.textContent === text) return;
     node.textContent = text;
     node.className = "status " + (online ? "online" : "offline");
   }
 
-  if (document.body.getAttribute("data-page") === "overview" && window.io) {
+  var live = document.querySelector("[data-refresh-seconds]");
+  if (document.body.getAttribute("data-page") === "overview" && window.io && live) {
+    // Figures arrive every OPS_REFRESH_SECONDS; none for three of those while the socket looks
+    // open means the stream stopped on the way (Engine.IO itself notices only after 45 s).
+    var staleAfter = (3 * (Number(live.getAttribute("data-refresh-seconds")) || 2) + 2) * 1000;
+    var updated = document.getElementById("updated-at");
+    var state = "connecting", lastArrival = Date.now(), retry = null;
+
+    var show = function (next, text) {
+      state = next;
+      status(text, next === "live");
+    };
+    var shownSince = function () {
+      return "figures of " + (updated ? updated.textContent : "—");
+    };
+    var why = function (problem) {
+      return problem.status === 503 ? "database unavailable" : "figures failed (" + problem.title + ")";
+    };
+
     var socket = window.io("/ops", { transports: ["websocket"] });
-    socket.on("connect", function () { status("live", true); });
+    socket.on("connect", function () {
+      lastArrival = Date.now();
+      show("live", "live");
+    });
     socket.on("disconnect", function (reason) {
       // The server closes a socket only once its session has ended; the client won't retry.
-      if (reason === "io server disconnect") status("signed out: reload to sign in again", false);
-      else status("offline, reconnecting…", false);
+      if (reason === "io server disconnect") show("ended", "signed out: reload to sign in again");
+      else show("offline", "offline, reconnecting… (" + shownSince() + ")");
     });
-    socket.on("connect_error", function () { status("not connected: sign in again?", false); });
-    socket.on("ops.overview", apply);
+    socket.on("connect_error", function (err) {
+      var problem = err && err.data;
+      if (!problem || typeof problem.status !== "number") {
+        // No answer from the service (restarting, unreachable): the client retries by itself.
+        show("offline", "offline, reconnecting… (" + shownSince() + ")");
+      } else if (problem.status === 401) {
+        show("ended", "signed out: reload to sign in again");
+      } else {
+        // Refused for another reason (503: the database is away): the client won't retry that.
+        show("offline", why(problem) + ", retrying… (" + shownSince() + ")");
+        clearTimeout(retry);
+        var wait = Math.min(30, Math.max(2, Number(problem.retry_after) || 5));
+        retry = setTimeout(function () { socket.connect(); }, wait * 1000);
+      }
+    });
+    socket.on("ops.overview", function (figures) {
+      lastArrival = Date.now();
+      apply(figures);
+      show("live", "live");
+    });
+    socket.on("ops.overview.failed", function (problem) {
+      lastArrival = Date.now();
+      show("failing", why(problem || {}) + ": " + shownSince());
+    });
+    setInterval(function () {
+      if (state === "live" && Date.now() - lastArrival > staleAfter) {
+        show("stale", "stale: nothing new since " + (updated ? updated.textContent : "—"));
+      }
+    }, 1000);
   }
 })();
