@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Flask, render_template, request
@@ -11,7 +12,20 @@ from werkzeug.exceptions import HTTPException
 from service.dashboard import auth, filters, live, support, views
 from service.dashboard.blueprint import bp
 from service.domain.errors import ReachError
-from service.errors import from_http_exception, from_reach_error, problem_response
+from service.errors import (
+    UNAVAILABLE_RETRY_AFTER,
+    from_http_exception,
+    from_reach_error,
+    logged_server_problem,
+    problem_response,
+)
+from service.metrics import request_labels
+
+log = logging.getLogger("reach.errors")
+UNAVAILABLE = (
+    "The database is unavailable, so this can't be shown or done now. "
+    f"Try again in {UNAVAILABLE_RETRY_AFTER} seconds; the overview page recovers by itself."
+)
 
 
 def _error_page(status: int, title: str, detail: str) -> Any:
@@ -31,6 +45,20 @@ def _http_error(exc: HTTPException) -> Any:
     body, headers = from_http_exception(exc)
     page = _error_page(body["status"], body["title"], exc.description or body["detail"])
     return page if page is not None else problem_response(body, headers)
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Any:
+    """An /ops page that failed (503 while the database is away) is a page too; /ops/api/
+    answers with the API's problem."""
+    endpoint, method = request_labels()
+    body = logged_server_problem(exc, log, "unhandled error", method=method, endpoint=endpoint)
+    headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)} if body["status"] == 503 else {}
+    detail = UNAVAILABLE if body["status"] == 503 else body["detail"]
+    page = _error_page(body["status"], body["title"], detail)
+    if page is None:
+        return problem_response(body, headers or None)
+    return (*page, headers)
 
 
 def register(app: Flask, socketio: SocketIO) -> None:

@@ -17,6 +17,7 @@ import requests
 import socketio
 from flask import Flask, request
 
+from service import create_app
 from service.clock import clock
 from tests.dashboard.conftest import OperatorAccount, OpsClient, live_figures
 from tests.dashboard.helpers import connect_to_ops
@@ -24,6 +25,7 @@ from tests.security.conftest import create_operator
 from tests.support.client import ApiClient
 from tests.support.races import server_disconnects_held, socket_closed
 from tests.support.server import LiveServer
+from tests.support.settings import make_settings
 from tests.support.waiting import wait_until
 
 PAGES = ["/ops/", "/ops/push", "/ops/support", "/ops/audit"]
@@ -409,3 +411,28 @@ def test_a_form_sent_after_the_session_ran_out_leads_back_to_its_page_after_sign
         assert signed.headers["Location"] == page
         assert client.get("/api/v1/me", as_=client.fresh(ana)).status_code == 200  # not disabled
         clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
+
+
+def test_while_the_database_is_away_pages_say_so_in_a_page(
+    signed_in: OpsClient, operator: OperatorAccount
+) -> None:
+    """An operator opening /ops during an outage gets a page that says the database is away
+    and when to try again, not the API's problem JSON as raw text; /ops/api/ keeps JSON."""
+    away = LiveServer(create_app(make_settings("postgresql://reach@127.0.0.1:1/away"))).start()
+    try:
+        pages = [signed_in.get(f"{away.url}{path}") for path in PAGES]
+        answers = [signed_in.get(f"{away.url}{path}") for path in JSON]
+        browser = OpsClient(away.url)
+        sign_in = browser.sign_in(operator)
+    finally:
+        away.stop()
+    for page in [*pages, sign_in]:
+        assert page.status_code == 503, page.text
+        assert page.headers["Content-Type"].startswith("text/html"), page.headers
+        assert int(page.headers["Retry-After"]) > 0
+        assert "503 · Service Unavailable" in page.text
+        assert "database" in page.text
+    for answer in answers:
+        assert answer.status_code == 503
+        assert answer.headers["Content-Type"] == "application/problem+json"
+        assert int(answer.headers["Retry-After"]) == answer.json()["retry_after"]
