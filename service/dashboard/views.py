@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from service.dashboard import live
@@ -42,16 +42,25 @@ def overview_json() -> Response:
     return jsonify(live.overview_now(db.session))
 
 
+def _push_health() -> dict[str, Any]:
+    """Push health with the page of dead letters that `before` (a cursor) asks for."""
+    before = request.args.get("before")
+    try:
+        cursor = ops_push.dead_letter_cursor(before) if before is not None else None
+    except ValueError:
+        abort(400, description="That page of dead letters does not exist: start from the newest.")
+    return ops_push.health(db.session, dead_before=cursor)
+
+
 @bp.get("/push")
 def push_health() -> str:
     """Push outcomes by platform and error; dead-lettered pushes with a retry action."""
-    health = ops_push.health(db.session)
-    return render_template("ops/push.html", health=health)
+    return render_template("ops/push.html", health=_push_health(), paged="before" in request.args)
 
 
 @bp.get("/api/push")
 def push_health_json() -> Response:
-    return jsonify(_jsonable(ops_push.health(db.session)))
+    return jsonify(_jsonable(_push_health()))
 
 
 @bp.post("/push/jobs/<int:job_id>/retry")

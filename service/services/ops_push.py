@@ -9,9 +9,10 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from schemas.base import iso
 from service.clock import clock
 from service.domain.errors import Conflict, NotFound
 from service.models import Operator, PushAttempt, PushDelivery, PushJob
@@ -20,6 +21,8 @@ from service.services import ops, ops_audit, push_outbox
 
 RETRYABLE_DELIVERIES = ("dead", "failed")
 DEAD_LETTER_PAGE = 100
+# Where a page of dead letters continues: the last one's finished_at and id.
+DeadLetterCursor = tuple[datetime, int]
 
 
 def outcomes_by_platform(session: Session, since: datetime) -> list[dict[str, Any]]:
@@ -72,15 +75,42 @@ def _jobs(session: Session, query: Any) -> list[dict[str, Any]]:
     return [{**job._asdict(), "deliveries": deliveries[job.id]} for job in jobs]
 
 
-def dead_letters(session: Session, limit: int = DEAD_LETTER_PAGE) -> list[dict[str, Any]]:
-    """Dead-lettered jobs, the most recently given up first."""
-    query = (
-        select(PushJob.id)
-        .where(PushJob.state == "dead")
-        .order_by(PushJob.finished_at.desc(), PushJob.id.desc())
-        .limit(limit)
+def dead_letters(
+    session: Session, before: DeadLetterCursor | None = None
+) -> tuple[list[dict[str, Any]], DeadLetterCursor | None]:
+    """A page of dead-lettered jobs, the most recently given up first, and the cursor of the
+    page after it (None: this is the last)."""
+    query = select(PushJob.id).where(PushJob.state == "dead")
+    if before is not None:
+        at, job_id = before
+        query = query.where(
+            or_(
+                PushJob.finished_at < at,
+                and_(PushJob.finished_at == at, PushJob.id < job_id),
+            )
+        )
+    page = DEAD_LETTER_PAGE
+    jobs = _jobs(
+        session,
+        query.order_by(PushJob.finished_at.desc(), PushJob.id.desc()).limit(page + 1),
     )
-    return _jobs(session, query)
+    if len(jobs) <= page:
+        return jobs, None
+    last = jobs[page - 1]
+    return jobs[:page], (last["finished_at"], last["id"])
+
+
+def dead_letter_cursor(value: str) -> DeadLetterCursor:
+    """A cursor that `format_cursor` wrote (ValueError for anything else)."""
+    at, _, job_id = value.partition("~")
+    moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    if moment.tzinfo is None or not job_id.isdigit() or not 0 < int(job_id) <= BIG_ID_MAX:
+        raise ValueError(value)
+    return moment, int(job_id)
+
+
+def format_cursor(cursor: DeadLetterCursor | None) -> str | None:
+    return None if cursor is None else f"{iso(cursor[0])}~{cursor[1]}"
 
 
 def recently_retried(session: Session, limit: int = 20) -> list[dict[str, Any]]:
@@ -93,12 +123,20 @@ def recently_retried(session: Session, limit: int = 20) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: order[row["id"]])
 
 
-def health(session: Session, window: timedelta = timedelta(days=1)) -> dict[str, Any]:
+def health(
+    session: Session,
+    window: timedelta = timedelta(days=1),
+    dead_before: DeadLetterCursor | None = None,
+) -> dict[str, Any]:
+    """Push figures, outcomes, a page of dead letters (`dead_letters_next`: the cursor of the
+    next page) and what operators retried lately."""
     now = clock.now()
+    dead, after = dead_letters(session, dead_before)
     return {
         "summary": ops.push_figures(session, now, window),
         "by_platform": outcomes_by_platform(session, now - window),
-        "dead_letters": dead_letters(session),
+        "dead_letters": dead,
+        "dead_letters_next": format_cursor(after),
         "recently_retried": recently_retried(session),
     }
 

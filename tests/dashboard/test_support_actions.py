@@ -7,12 +7,14 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from service.clock import clock
 from service.extensions import db
 from service.models import Device, PushJob
+from service.services import ops_push
 from service.worker.runner import Worker
 from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.dashboard.helpers import add_device, dead_letter, dead_letter_of, job_state, send_bid
@@ -286,3 +288,41 @@ def test_an_email_with_a_nul_is_no_account_not_a_server_error(
     refused = stranger.post("/ops/login", data={**form, "csrf_token": stranger.csrf("/ops/login")})
     assert refused.status_code == 401
     assert "Email or password is wrong." in refused.text
+
+
+def test_every_dead_lettered_push_can_be_reached_page_by_page(
+    client: ApiClient,
+    signed_in: OpsClient,
+    fcm_worker: Worker,
+    standin: FcmStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """More dead letters than a page holds: the page says how many it shows of how many, and
+    links to the older ones, so that none is out of an operator's reach."""
+    monkeypatch.setattr(ops_push, "DEAD_LETTER_PAGE", 2)
+    ana, ben = client.couple()
+    add_device(client, ben, "ben-broken-phone")
+    jobs = [dead_letter(client, fcm_worker, standin, ana, "ben-broken-phone") for _ in range(3)]
+
+    first = signed_in.get("/ops/push").text
+    older = re.search(r'href="(/ops/push\?before=[^"]+)"[^>]*>Older dead letters', first)
+    assert older, "no link to the older dead letters"
+    assert "latest 2 of 3" in first
+    assert dead_rows(first) == [jobs[2], jobs[1]]
+    second = signed_in.get(older.group(1).replace("&amp;", "&"))
+    assert second.status_code == 200
+    assert dead_rows(second.text) == [jobs[0]]
+    assert "Older dead letters" not in second.text
+    assert 'href="/ops/push">Newest' in second.text
+
+    listed = signed_in.get("/ops/api/push").json()
+    assert [job["id"] for job in listed["dead_letters"]] == [jobs[2], jobs[1]]
+    after = signed_in.get("/ops/api/push", params={"before": listed["dead_letters_next"]}).json()
+    assert [job["id"] for job in after["dead_letters"]] == [jobs[0]]
+    assert after["dead_letters_next"] is None
+    assert signed_in.get("/ops/push", params={"before": "not-a-cursor"}).status_code == 400
+
+
+def dead_rows(page: str) -> list[int]:
+    table = page.split('id="dead-letters"', 1)[1].split("</table>", 1)[0]
+    return [int(job) for job in re.findall(r'data-job="(\d+)"', table)]
