@@ -109,3 +109,10 @@ def audit_log_json() -> Response:
         for e in entries
     ]
     return jsonify({"items": items, "next": older})
+
+
+@bp.route("/<path:anything>", methods=["GET", "HEAD", "POST"])
+def no_page(anything: str) -> Response:
+    """Any other address under /ops (mistyped, or an action's opened as a page) is the
+    dashboard's own 404 page, not the API's problem JSON (/ops/api/ still answers JSON)."""
+    abort(404, description="There is no such page in the dashboard.")

@@ -436,3 +436,24 @@ def test_while_the_database_is_away_pages_say_so_in_a_page(
         assert answer.status_code == 503
         assert answer.headers["Content-Type"] == "application/problem+json"
         assert int(answer.headers["Retry-After"]) == answer.json()["retry_after"]
+
+
+def test_an_address_under_ops_that_is_no_page_answers_with_a_page(
+    signed_in: OpsClient, ops_client: Callable[[], OpsClient]
+) -> None:
+    """A mistyped /ops address, or one of an action opened as a page, is the dashboard's own
+    error page (with its navigation), not the API's problem JSON; /ops/api/ keeps JSON, and a
+    stranger is sent to the sign-in whatever the address, learning nothing of what exists."""
+    for path in ["/ops/nope", "/ops/support/users/nope", "/ops/logout", "/ops/push/jobs/1/retry"]:
+        page = signed_in.get(path)
+        assert page.status_code in (404, 405), path
+        assert page.headers["Content-Type"].startswith("text/html"), path
+        assert 'aria-label="Dashboard"' in page.text, path
+        assert "openapi" not in page.text, path
+    answer = signed_in.get("/ops/api/nope")
+    assert (answer.status_code, answer.headers["Content-Type"]) == (404, "application/problem+json")
+    stranger = ops_client()
+    for path in ["/ops/nope", "/ops/logout"]:
+        response = stranger.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/ops/login"), path

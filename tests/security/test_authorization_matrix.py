@@ -360,6 +360,14 @@ ROUTES: dict[tuple[str, str], Route] = {
         lambda w, c: c.request("POST", "/ops/push/jobs/2147483647/retry", form={}),
         operators(302),
     ),
+    ("GET", "/ops/<path:anything>"): Route(
+        lambda w, c: c.request("GET", "/ops/no-such-page"),
+        operators(404),
+        "any other address under /ops: the dashboard's 404 page, past the sign-in check",
+    ),
+    ("POST", "/ops/<path:anything>"): Route(
+        lambda w, c: c.request("POST", "/ops/no-such-page", form={}), operators(404)
+    ),
     ("POST", "/ops/logout"): Route(
         lambda w, c: c.request("POST", "/ops/logout", form={}),
         everyone(LOGIN),
