@@ -80,17 +80,20 @@ def retry_push(job_id: int) -> Response:
 
 
 def _audit_page() -> tuple[list[Any], int | None]:
+    """A page of entries and where the next (older) one starts: None when nothing is older."""
     before = request.args.get("before", type=int)
-    entries = ops_audit.recent(db.session, limit=AUDIT_PAGE, before=before)
-    older = entries[-1].id if len(entries) == AUDIT_PAGE else None
-    return entries, older
+    entries = ops_audit.recent(db.session, limit=AUDIT_PAGE + 1, before=before)
+    if len(entries) <= AUDIT_PAGE:
+        return entries, None
+    return entries[:AUDIT_PAGE], entries[AUDIT_PAGE - 1].id
 
 
 @bp.get("/audit")
 def audit_log() -> str:
     """Who did what to which target, and when."""
     entries, older = _audit_page()
-    return render_template("ops/audit.html", entries=entries, older=older)
+    paged = "before" in request.args
+    return render_template("ops/audit.html", entries=entries, older=older, paged=paged)
 
 
 @bp.get("/api/audit")

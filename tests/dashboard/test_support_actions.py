@@ -12,6 +12,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from service.clock import clock
+from service.dashboard import views
 from service.extensions import db
 from service.models import Device, PushJob
 from service.services import ops_push
@@ -326,3 +327,27 @@ def test_every_dead_lettered_push_can_be_reached_page_by_page(
 def dead_rows(page: str) -> list[int]:
     table = page.split('id="dead-letters"', 1)[1].split("</table>", 1)[0]
     return [int(job) for job in re.findall(r'data-job="(\d+)"', table)]
+
+
+def test_the_audit_log_links_to_older_entries_only_when_there_are_some(
+    signed_in: OpsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log that fills its page exactly has nothing older: no link to an empty page that
+    would say "Nothing recorded yet."; an older page links back to the newest entries."""
+    for email in ("one@example.test", "two@example.test"):
+        form = {"email": email, "csrf_token": signed_in.csrf("/ops/support")}
+        assert signed_in.post("/ops/support/search", data=form).status_code == 404
+    monkeypatch.setattr(views, "AUDIT_PAGE", 3)  # sign-in and two lookups: one full page
+    full = signed_in.get("/ops/audit").text
+    assert full.count("<tr data-action=") == 3
+    assert "Older entries" not in full
+    assert signed_in.get("/ops/api/audit").json()["next"] is None
+
+    monkeypatch.setattr(views, "AUDIT_PAGE", 2)
+    first = signed_in.get("/ops/audit").text
+    older = re.search(r'href="(/ops/audit\?before=\d+)">Older entries', first)
+    assert older and first.count("<tr data-action=") == 2
+    second = signed_in.get(older.group(1)).text
+    assert re.findall(r'<tr data-action="([^"]+)"', second) == ["operator.sign_in"]
+    assert "Older entries" not in second
+    assert 'href="/ops/audit">Newest entries' in second
