@@ -10,6 +10,7 @@ from flask import (
     Flask,
     Request,
     current_app,
+    flash,
     g,
     has_request_context,
     redirect,
@@ -101,6 +102,8 @@ def require_operator() -> ResponseReturnValue | None:
         if request.path.startswith("/ops/api/"):
             body = problem_body(401, detail="Sign in at /ops/login.")
             return problem_response(body)
+        if request.method not in csrf.SAFE_METHODS:
+            flash("Your session had ended, so that was not done: sign in, then try again.", "error")
         return redirect(url_for("ops.login", next=_return_to()))
     csrf.check()
     return None

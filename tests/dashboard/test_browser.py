@@ -322,3 +322,29 @@ def test_an_overview_rides_out_a_database_outage_and_a_socket_dropped_meanwhile(
         path.down()
         assert live_figures(server.app).wait_idle(15), "the /ops figures loop did not stop"
         database.down()
+
+
+def test_an_action_whose_session_ran_out_comes_back_to_its_page_after_signing_in(
+    page: Any, operator: OperatorAccount, client: ApiClient, app: Flask
+) -> None:
+    """A support page left open past OPS_SESSION_HOURS: its button leads to the sign-in, and
+    signing in goes back to the page the button was on (the action's own address takes only
+    POSTs: going there would be a 405), without doing the action behind the operator's back."""
+    ana = client.register("Ana")
+    sign_in_in_browser(page, operator)
+    page.goto("/ops/support")
+    page.fill("input[name=email]", ana.email)
+    page.click("button:has-text('Find')")
+    expect(page.locator("#account-state")).to_contain_text("active")
+    account_page = page.url
+    hours = app.extensions["reach.settings"].OPS_SESSION_HOURS
+    clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
+    page.click("button:has-text('Disable account')")
+    expect(page.locator("h1")).to_have_text("Operators sign in")
+    expect(page.locator(".flash.error")).to_contain_text("session had ended, so that was not done")
+    page.fill("input[name=email]", operator.email)
+    page.fill("input[name=password]", operator.password)
+    page.click("button[type=submit]")
+    expect(page.locator("#account")).to_contain_text(ana.email)
+    assert page.url == account_page
+    expect(page.locator("#account-state")).to_contain_text("active")
