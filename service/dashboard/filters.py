@@ -40,7 +40,8 @@ def percent(share: float | None) -> str:
 
 
 def hour_label(iso_start: str) -> str:
-    return iso_start[11:13] + "h"
+    """A bar's start to the minute, in UTC ("14:32"): the hours are rolling, ending now."""
+    return iso_start[11:16]
 
 
 def per_hour_bars(per_hour: list[dict[str, Any]]) -> list[tuple[str, float]]:

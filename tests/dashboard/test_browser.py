@@ -6,7 +6,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -78,6 +78,13 @@ def test_the_overview_updates_live_when_a_bid_is_sent_through_the_api(
     expect(figure("push.backlog_due")).to_have_text(str(before["push.backlog_due"] + 1))
     last_bar = page.locator("#chart-bids rect.bar").last
     expect(last_bar).to_have_attribute("data-value", str(before["bids.last_hour"] + 1))
+    # Each bar is the hour up to the next bar's start (the last one ends now): labelled with
+    # its start to the minute, in UTC as the caption says.
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%H:%M")
+    expect(last_bar).to_have_attribute("data-label", re.compile(r"^\d\d:\d\d$"))
+    apart = abs(_minutes(last_bar.get_attribute("data-label")) - _minutes(hour_ago))
+    assert min(apart, 24 * 60 - apart) <= 1
+    expect(page.locator("figure:has(#chart-bids) figcaption")).to_contain_text("UTC")
     expect(figure("sockets.members")).not_to_have_text("0")
     assert int(page.locator("body").get_attribute("data-updates") or "0") > updates
     ben_phone.wait_for("bid.created")
@@ -348,3 +355,9 @@ def test_an_action_whose_session_ran_out_comes_back_to_its_page_after_signing_in
     expect(page.locator("#account")).to_contain_text(ana.email)
     assert page.url == account_page
     expect(page.locator("#account-state")).to_contain_text("active")
+
+
+def _minutes(hh_mm: str | None) -> int:
+    """Minutes since midnight of an "HH:MM" label."""
+    hours, minutes = (int(part) for part in (hh_mm or "").split(":"))
+    return hours * 60 + minutes

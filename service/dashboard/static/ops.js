@@ -102,7 +102,7 @@
       node.textContent = format(pick(figures, node.getAttribute("data-figure")));
     });
     drawBars(document.getElementById("chart-bids"), figures.bids.per_hour.map(function (b) {
-      return [b.start.slice(11, 13) + "h", b.count];
+      return [b.start.slice(11, 16), b.count];
     }));
     drawBars(document.getElementById("chart-response"), figures.response_time.histogram.map(function (b) {
       return [b.label, b.count];
