@@ -24,6 +24,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from schemas.base import text_faults
+from service.clock import clock
 from service.config import Settings
 from service.dashboard import csrf
 from service.dashboard.blueprint import bp
@@ -111,7 +112,7 @@ def require_operator() -> ResponseReturnValue | None:
 
 @bp.context_processor
 def template_context() -> dict[str, Any]:
-    return {"operator": g.get("operator"), "csrf_token": csrf.token}
+    return {"operator": g.get("operator"), "csrf_token": csrf.token, "read_at": clock.now()}
 
 
 def form_text(name: str) -> str:

@@ -9,7 +9,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -457,3 +457,16 @@ def test_an_address_under_ops_that_is_no_page_answers_with_a_page(
         response = stranger.get(path)
         assert response.status_code == 302, path
         assert response.headers["Location"].startswith("/ops/login"), path
+
+
+def test_pages_that_do_not_update_say_when_they_were_read(signed_in: OpsClient) -> None:
+    """Push health, support and the audit log are read once: a tab left open must not pass
+    old figures off as current. The overview updates live and says so on its own."""
+    for path in PAGES[1:]:
+        page = signed_in.get(path)
+        assert page.status_code == 200, (path, page.text)
+        stamp = re.search(r'id="as-of"[^>]*>[^<]*?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC', page.text)
+        assert stamp, (path, page.text)
+        read_at = datetime.strptime(stamp[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+        assert abs(read_at - clock.now()) < timedelta(minutes=1), (path, stamp[0])
+    assert 'id="as-of"' not in signed_in.get("/ops/").text
