@@ -23,7 +23,7 @@ def _check_timezone(value: str) -> None:
 
 def _check_known_zone(value: str) -> None:
     """A profile change may send back a zone stored before the place rule (the service refuses
-    it unless it is the one stored: `accounts.update_profile`)."""
+    it unless it is the one stored: `profile.update_profile`)."""
     if not is_known_zone(value):
         raise ValidationError(TIMEZONE_MESSAGE)
 

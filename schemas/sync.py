@@ -6,11 +6,14 @@ from marshmallow import fields, validate
 
 from schemas.base import Schema, UTCDateTime, Variants
 from schemas.bids import BidSchema
+from schemas.couples import PartnerSchema
 from schemas.repairs import RepairMessageSchema, RepairSchema
 
 EVENT_TYPES = (
     "couple.paired",
     "couple.ended",
+    # A partner's name or time zone changed: what `GET /couple` shows of them.
+    "couple.partner_updated",
     "bid.created",
     "bid.delivered",
     "bid.seen",
@@ -100,6 +103,18 @@ class CoupleEndedEventSchema(EventSchema):
     data = fields.Nested(CoupleEndedSchema, dump_only=True)
 
 
+class CouplePartnerUpdatedEventSchema(EventSchema):
+    type = fields.String(dump_only=True, metadata={"enum": ["couple.partner_updated"]})
+    data = fields.Nested(
+        PartnerSchema,
+        dump_only=True,
+        metadata={
+            "description": "The partner who changed, as `GET /couple` shows a partner: the"
+            " other partner's phone, or the author's own (`id` is the caller)"
+        },
+    )
+
+
 class BidEventSchema(EventSchema):
     type = fields.String(
         dump_only=True,
@@ -154,6 +169,7 @@ EVENT_SCHEMAS: dict[str, type[EventSchema]] = {
     for schema in (
         CouplePairedEventSchema,
         CoupleEndedEventSchema,
+        CouplePartnerUpdatedEventSchema,
         BidEventSchema,
         RepairEventSchema,
         RepairMessageEventSchema,

@@ -13,7 +13,7 @@ from service.api.blueprint import Blueprint
 from service.extensions import db
 from service.models import User
 from service.realtime import members
-from service.services import accounts, custody
+from service.services import custody, profile
 
 PREFIX = "/me"
 blp = Blueprint("me", __name__, description="The caller's profile")
@@ -35,9 +35,10 @@ class Me(MethodView):
     @blp.doc(operationId="updateProfile")
     @blp.arguments(ProfileUpdateSchema)
     @blp.response(200, UserSchema)
+    @blp.problem(409, "The pairing changed while the profile was being saved: try again")
     def patch(self, changes: dict[str, Any]) -> User:
         """Change display name, time zone, quiet hours or lock-screen notes"""
-        return accounts.update_profile(db.session, current_user(), changes)
+        return profile.update_profile(db.session, current_user(), changes)
 
     @member
     @blp.doc(operationId="deleteAccount")

@@ -1,11 +1,10 @@
-"""Accounts and sessions: register, sign in, rotate refresh tokens, sign out, profile."""
+"""Accounts and sessions: register, sign in, rotate refresh tokens, sign out."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import ColumnElement, Select, case, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -15,11 +14,10 @@ from service.clock import clock
 from service.db import end_read
 from service.domain import emails
 from service.domain.errors import Conflict, Unauthorized, invalid
-from service.domain.quiet_hours import TIMEZONE_MESSAGE, is_valid_timezone
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.passwords import hash_password, needs_rehash, verify_password
 from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
-from service.services import devices, members, push_outbox
+from service.services import devices, members
 
 # The longest email stored (as the schema takes it, and as the column holds it).
 EMAIL_LENGTH = 254
@@ -315,32 +313,6 @@ def prune_expired_sign_ins(
         if len(expired) < batch:
             return SignInsPruned(tokens, sessions, more=False)
     return SignInsPruned(tokens, sessions, more=True)
-
-
-def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:
-    zone = changes.get("timezone")
-    if zone is not None and zone != user.timezone and not is_valid_timezone(zone):
-        # A zone stored before the place rule (`PST8PDT`) may be sent back as is, not chosen.
-        raise invalid("timezone", TIMEZONE_MESSAGE)
-    # Held against a deletion from another phone meanwhile (its update would find no row).
-    members.hold_live_account(session, user.id)
-    if "display_name" in changes:
-        user.display_name = changes["display_name"].strip()
-    quiet_before = (user.timezone, user.quiet_start, user.quiet_end)
-    if "timezone" in changes:
-        user.timezone = changes["timezone"]
-    if "quiet_hours" in changes:
-        quiet = changes["quiet_hours"]
-        user.quiet_start = quiet["start"] if quiet else None
-        user.quiet_end = quiet["end"] if quiet else None
-    if (user.timezone, user.quiet_start, user.quiet_end) != quiet_before:
-        # Pushes held for the old hours follow the new ones.
-        push_outbox.follow_quiet_hours(session, user.id)
-    if "notes_on_lock_screen" in changes:
-        # Pushes already queued follow it too: the worker reads it as it sends them.
-        user.notes_on_lock_screen = changes["notes_on_lock_screen"]
-    session.commit()
-    return user
 
 
 def _start_session(

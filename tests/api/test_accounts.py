@@ -15,10 +15,13 @@ from service.clock import clock
 from service.extensions import db
 from service.models import User
 from tests.support.client import PASSWORD, ApiClient
+from tests.support.phones import Phone
 from tests.support.server import LiveServer
 
 # REFRESH_REUSE_GRACE_SECONDS by default: how soon a reused refresh token may be a retry.
 GRACE = timedelta(seconds=30)
+# The event a change of a partner's name or time zone is.
+UPDATED = "couple.partner_updated"
 
 
 def refresh(client: ApiClient, token: str) -> requests.Response:
@@ -436,3 +439,82 @@ def test_a_name_with_a_line_break_tab_or_other_control_character_is_refused(
     renamed = client.patch("/api/v1/me", as_=ana, json={"display_name": family})
     assert renamed.status_code == 200, renamed.text
     assert renamed.json()["display_name"] == family
+
+
+def test_a_new_name_or_time_zone_reaches_both_phones_live_and_through_sync(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """The partner's phone shows the name and the time zone ("it's 3 am for Ben") as
+    `GET /couple` gave them: a change of either is an event in the couple's stream, carrying
+    the member as `GET /couple` shows a partner, to both phones and to sync."""
+    ana, ben = client.couple()
+    sol = client.register("Sol")
+    ana_phone, ben_phone, sol_phone = (phone(p.access_token) for p in (ana, ben, sol))
+    changes = {"display_name": " Ana B. ", "timezone": "Asia/Tokyo"}
+    assert client.patch("/api/v1/me", as_=ana, json=changes).status_code == 200
+
+    event = ben_phone.wait_for(UPDATED)
+    assert event["cursor"] == 2
+    assert event["data"] == {"id": ana.id, "display_name": "Ana B.", "timezone": "Asia/Tokyo"}
+    assert event["data"] == client.get("/api/v1/couple", as_=ben).json()["partner"]
+    assert ana_phone.wait_for(UPDATED) == event
+    synced = client.get("/api/v1/sync", as_=ben, params={"since": 1}).json()
+    assert synced["events"] == [event] and synced["next"] == 2
+
+    assert client.patch("/api/v1/me", as_=ben, json={"timezone": "UTC"}).status_code == 200
+    bens = ana_phone.wait_for(UPDATED, lambda e: e["cursor"] == 3)
+    assert bens["data"] == {"id": ben.id, "display_name": "Ben", "timezone": "UTC"}
+    assert bens["data"] == client.get("/api/v1/couple", as_=ana).json()["partner"]
+    assert ben_phone.wait_for(UPDATED, lambda e: e["cursor"] == 3) == bens
+    synced = client.get("/api/v1/sync", as_=ana, params={"since": 2}).json()
+    assert synced["events"] == [bens] and synced["next"] == 3
+    assert sol_phone.events == []
+
+
+def test_a_change_the_partner_cannot_see_is_no_event(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """The same name or zone sent again, quiet hours and lock-screen notes (which `GET /couple`
+    does not show the partner) write no event: the next change that is one takes cursor 2."""
+    ana, ben = client.couple()
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    for same in (
+        {"display_name": "Ana", "timezone": "Europe/Berlin"},
+        {"display_name": "  Ana "},
+        {"quiet_hours": {"start": "22:00", "end": "07:00"}, "notes_on_lock_screen": True},
+        {"timezone": "Europe/Berlin", "quiet_hours": None},
+    ):
+        assert client.patch("/api/v1/me", as_=ana, json=same).status_code == 200, same
+    assert client.patch("/api/v1/me", as_=ana, json={"display_name": "Ana B."}).ok
+    assert ben_phone.wait_for(UPDATED)["cursor"] == 2
+    assert ana_phone.wait_for(UPDATED)["cursor"] == 2
+    types = [e["type"] for e in client.get("/api/v1/sync", as_=ben).json()["events"]]
+    assert types == ["couple.paired", UPDATED]
+    assert [name for name, _ in ben_phone.events] == [UPDATED]
+
+
+def test_an_unpaired_change_is_no_event(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """Single, or after unpairing, a profile change goes to no stream: the former partner hears
+    nothing, and a new couple's stream starts with `couple.paired`."""
+    ana, ben = client.couple()
+    ben_phone = phone(ben.access_token)
+    assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+    ben_phone.wait_for("couple.ended")
+    sol = client.register("Sol")
+    sol_phone = phone(sol.access_token)
+    for who in (ana, sol):
+        renamed = client.patch(
+            "/api/v1/me", as_=who, json={"display_name": "New", "timezone": "UTC"}
+        )
+        assert renamed.status_code == 200, renamed.text
+    client.pair(sol, ben)
+    paired = sol_phone.wait_for("couple.paired")
+    assert paired["cursor"] == 1
+    assert ben_phone.wait_for("couple.paired") == paired
+    assert [name for name, _ in sol_phone.events] == ["couple.paired"]
+    assert [name for name, _ in ben_phone.events] == ["couple.ended", "couple.paired"]
+    assert [e["type"] for e in client.get("/api/v1/sync", as_=ben).json()["events"]] == [
+        "couple.paired"
+    ]

@@ -204,6 +204,10 @@ def test_a_couples_day_decodes_into_the_generated_models(
         == couple.id
     )
     assert me.id is not None
+    renamed = gen.api("me", "update_profile").sync_detailed(
+        client=ben, body=m.ProfileUpdate(display_name="Ben C.", timezone="America/Chicago")
+    )
+    assert decoded(renamed, 200, m.User).display_name == "Ben C."
 
     # Devices.
     device_body = m.DeviceCreate(platform=m.DeviceCreatePlatform.ANDROID, push_token="gen-token-1")
@@ -314,6 +318,9 @@ def test_a_couples_day_decodes_into_the_generated_models(
         m.SyncPage,
     )
     assert not page.has_more and len(page.events) == page.next_
+    updated = page.events[1]
+    assert isinstance(updated, m.CouplePartnerUpdatedEvent), type(updated)
+    assert isinstance(updated.data, m.Partner) and updated.data.display_name == "Ben C."
 
     # Export, delete a device, unpair, sign out.
     exported = decoded(gen.api("me", "export_data").sync_detailed(client=ben), 200, m.Export)

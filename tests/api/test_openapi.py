@@ -342,6 +342,8 @@ def test_every_event_type_is_described_and_what_is_sent_matches(
 
     ana, ben = client.couple()
     clock.freeze(datetime.now(UTC))
+    renamed = {"display_name": "Ana B.", "timezone": "Asia/Tokyo"}
+    assert client.patch("/api/v1/me", as_=ana, json=renamed).ok
     answered = send_bid(client, ben, "Thinking of you")
     for step in ("delivered", "seen"):
         assert client.post(f"/api/v1/bids/{answered['id']}/{step}", as_=ana).ok

@@ -164,3 +164,42 @@ def test_a_code_asked_for_as_a_join_pairs_its_maker_is_refused(
         finally:
             live.close()
     assert unused == []
+
+
+def test_a_new_name_saved_as_a_join_pairs_its_author_reaches_the_new_partner(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ben renames himself while Ana types his code. The join locks Ben's row first; the rename
+    read Ben unpaired and waits behind it. Once the join has committed, the rename finds Ben
+    paired: the new couple's stream tells Ana the new name, after `couple.paired`."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    bens_code = client.post("/api/v1/couple/invites", as_=ben).json()["code"]
+    bens_row = select(User).where(User.id == uuid.UUID(ben.id)).with_for_update()
+    changes = {"display_name": "Ben C.", "timezone": "America/Chicago"}
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, bens_row),
+    ):
+        joining = pool.submit(
+            ApiClient(client.base_url).post,
+            "/api/v1/couple/join",
+            as_=ana,
+            json={"code": bens_code},
+        )
+        queued(1)
+        renaming = pool.submit(
+            ApiClient(client.base_url).patch, "/api/v1/me", as_=ben, json=changes
+        )
+        queued(2)
+    assert joining.result(timeout=10).status_code == 201
+    renamed = renaming.result(timeout=10)
+    assert renamed.status_code == 200, renamed.text
+    partner = client.get("/api/v1/couple", as_=ana).json()["partner"]
+    assert partner == {"id": ben.id, **changes}
+    events = client.get("/api/v1/sync", as_=ana).json()["events"]
+    assert [(e["cursor"], e["type"]) for e in events] == [
+        (1, "couple.paired"),
+        (2, "couple.partner_updated"),
+    ]
+    assert events[1]["data"] == partner

@@ -154,3 +154,23 @@ def test_a_break_that_ends_as_the_couple_ends_is_told_to_nobody(
     assert tick.resumed_repairs == 1
     assert count(app, select(func.count()).select_from(CoupleEvent)) == 0
     assert count(app, select(func.count()).where(PushJob.state == "pending")) == 0
+
+
+def test_a_new_name_saved_as_the_couple_ends_is_kept_and_told_to_nobody(
+    client: ApiClient, app: Flask
+) -> None:
+    """A change of name and time zone waits for the couple before it changes the account, as
+    the unpair does (the other order would have each wait for the other until PostgreSQL
+    aborts one): once the unpair has committed, it is saved, and no event joins the stream."""
+    ana, ben = client.couple()
+    changes = {"display_name": "Ana B.", "timezone": "Asia/Tokyo"}
+    answer = race_unpair(
+        client,
+        app,
+        ben,
+        lambda: ApiClient(client.base_url).patch("/api/v1/me", as_=ana, json=changes),
+    )
+    assert answer.status_code == 200, answer.text
+    assert {k: answer.json()[k] for k in changes} == changes
+    assert answer.json()["couple_id"] is None
+    assert count(app, select(func.count()).select_from(CoupleEvent)) == 0

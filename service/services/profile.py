@@ -1,0 +1,86 @@
+"""The caller's own profile: its changes, and the event that tells the partner of them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from schemas.couples import PartnerSchema
+from service.domain.errors import Conflict, invalid
+from service.domain.quiet_hours import TIMEZONE_MESSAGE, is_valid_timezone
+from service.models import Couple, User
+from service.services import events, members, push_outbox
+
+_partner_schema = PartnerSchema()
+
+# What `GET /couple` shows of a partner, besides their id: a change of it is an event.
+PARTNER_VISIBLE = ("display_name", "timezone")
+
+
+def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:
+    zone = changes.get("timezone")
+    if zone is not None and zone != user.timezone and not is_valid_timezone(zone):
+        # A zone stored before the place rule (`PST8PDT`) may be sent back as is, not chosen.
+        raise invalid("timezone", TIMEZONE_MESSAGE)
+    if "display_name" in changes:
+        changes = {**changes, "display_name": changes["display_name"].strip()}
+    couple = _hold_for_profile(session, user, changes)
+    seen_before = _partner_view(user)
+    if "display_name" in changes:
+        user.display_name = changes["display_name"]
+    quiet_before = (user.timezone, user.quiet_start, user.quiet_end)
+    if "timezone" in changes:
+        user.timezone = changes["timezone"]
+    if "quiet_hours" in changes:
+        quiet = changes["quiet_hours"]
+        user.quiet_start = quiet["start"] if quiet else None
+        user.quiet_end = quiet["end"] if quiet else None
+    if (user.timezone, user.quiet_start, user.quiet_end) != quiet_before:
+        # Pushes held for the old hours follow the new ones.
+        push_outbox.follow_quiet_hours(session, user.id)
+    if "notes_on_lock_screen" in changes:
+        # Pushes already queued follow it too: the worker reads it as it sends them.
+        user.notes_on_lock_screen = changes["notes_on_lock_screen"]
+    seen_now = _partner_view(user)
+    if couple is not None and seen_now != seen_before:
+        # The partner's phone shows the name and the zone as `GET /couple` gave them.
+        events.record(session, couple, "couple.partner_updated", seen_now)
+    session.commit()
+    return user
+
+
+def _hold_for_profile(session: Session, user: User, changes: dict[str, Any]) -> Couple | None:
+    """Hold the account against a deletion from another phone meanwhile (its update would find
+    no row), and return its live couple, locked, when the change may be one its partner sees
+    (`PARTNER_VISIBLE`); the account is read again as it stands once they are held.
+
+    The couple is locked before the account, as unpairing and deleting an account lock them.
+    A join that committed after the couple was read (or an unpair, before its lock) moved the
+    account: the account is locked again with its new couple, and after three such moves the
+    caller is told to try again (409).
+    """
+    visible = any(key in changes for key in PARTNER_VISIBLE)
+    for _ in range(3):
+        couple = None
+        if visible:
+            couple_id = session.scalar(select(User.couple_id).where(User.id == user.id))
+            if couple_id is not None:
+                couple = session.get(
+                    Couple, couple_id, with_for_update=True, populate_existing=True
+                )
+                if couple is not None and couple.ended_at is not None:
+                    couple = None
+        members.hold_live_account(session, user.id)
+        session.refresh(user)
+        if not visible or user.couple_id == (couple.id if couple else None):
+            return couple
+        session.rollback()
+    raise Conflict("Your pairing changed while the profile was being saved: try again.")
+
+
+def _partner_view(user: User) -> dict[str, Any]:
+    """The member as `GET /couple` shows them to their partner."""
+    view: dict[str, Any] = _partner_schema.dump(user)
+    return view
