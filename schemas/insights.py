@@ -69,7 +69,14 @@ class WeekSchema(Schema):
 class PatternEvidenceSchema(Schema):
     bids = fields.Integer(dump_only=True, metadata={"description": "Bids in the window"})
     share_sent_by_reaching_partner = fields.Float(dump_only=True)
-    turn_toward_rate_of_other = fields.Float(dump_only=True, allow_none=True)
+    turn_toward_rate_of_other = fields.Float(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "Over the bids the other received whose outcome is known: open bids"
+            " and `later` answers whose back_at has not come are left out"
+        },
+    )
     median_response_seconds_of_other = fields.Integer(dump_only=True, allow_none=True)
 
 

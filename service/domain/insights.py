@@ -9,6 +9,7 @@ MIN_BIDS = 10  # fewer bids than this in the period: too thin to say anything
 PURSUER_SHARE = 0.7  # one partner sends at least this share of the bids
 SLOW_MEDIAN_SECONDS = 3600  # the other's typical answer takes longer than an hour
 RARE_TURN_TOWARD = 0.5  # or the other turns toward fewer than half of the bids
+MIN_OUTCOMES = 3  # fewer of the other's outcomes (or answers, for the median): too thin to read
 
 
 @dataclass(frozen=True)
@@ -16,9 +17,17 @@ class PartnerFigures:
     user_id: str
     name: str
     sent: int
-    received: int  # bids that could reach this partner before they expired
-    turn_toward_rate: float | None
+    # Received bids whose outcome is known: turned toward, a `later` kept or broken, or missed.
+    # Not those still open, nor a `later` whose back_at has not come: a partner asleep, or one
+    # who said "I'll be back at 9" at 8, has not turned away.
+    decided: int
+    turned_toward: int  # of `decided`
+    answered: int  # the responses the median is over
     median_response_seconds: int | None
+
+    @property
+    def turn_toward_rate(self) -> float | None:
+        return round(self.turned_toward / self.decided, 4) if self.decided else None
 
 
 def _duration(seconds: int) -> str:
@@ -36,10 +45,17 @@ def pursue_withdraw(a: PartnerFigures, b: PartnerFigures) -> dict[str, Any] | No
         return None
     reacher, other = (a, b) if a.sent >= b.sent else (b, a)
     share = reacher.sent / total
-    if share < PURSUER_SHARE or other.received == 0:
+    if share < PURSUER_SHARE:
         return None
-    slow = (other.median_response_seconds or 0) > SLOW_MEDIAN_SECONDS
-    rare = other.turn_toward_rate is not None and other.turn_toward_rate < RARE_TURN_TOWARD
+    slow = (
+        other.answered >= MIN_OUTCOMES
+        and (other.median_response_seconds or 0) > SLOW_MEDIAN_SECONDS
+    )
+    rare = (
+        other.decided >= MIN_OUTCOMES
+        and other.turn_toward_rate is not None
+        and other.turn_toward_rate < RARE_TURN_TOWARD
+    )
     if not (slow or rare):
         return None
     how = []

@@ -36,6 +36,17 @@ def _unreachable() -> ColumnElement[bool]:
     return and_(Bid.responded_at.is_(None), Bid.reachable_at >= Bid.expires_at)
 
 
+def _decided(now: datetime) -> ColumnElement[bool]:
+    """The outcome is known by `now`: toward, a `later` kept or broken (its back_at passed), or
+    missed (over unanswered, though it could reach). Open bids and promises not yet due are not:
+    the pattern is read on these only."""
+    return or_(
+        Bid.first_response == "toward",
+        and_(Bid.first_response == "later", or_(Bid.toward_at.is_not(None), Bid.back_at < now)),
+        and_(Bid.responded_at.is_(None), Bid.expires_at <= now, ~_unreachable()),
+    )
+
+
 def _whole_seconds(session: Session, start: Any, end: Any) -> ColumnElement[Any]:
     """Whole seconds from `start` to `end`, the fraction dropped as a response time's is.
 
@@ -98,9 +109,13 @@ class _Window:
         return [column >= self.since, column <= self.until]
 
 
-def _partner(session: Session, couple: Couple, user: User, window: _Window) -> dict[str, Any]:
+def _partner(
+    session: Session, couple: Couple, user: User, window: _Window
+) -> tuple[dict[str, Any], PartnerFigures]:
     in_couple = [Bid.couple_id == couple.id, *window.of(Bid.created_at)]
-    sent = session.scalar(select(func.count()).where(*in_couple, Bid.sender_id == user.id)) or 0
+    sent = int(
+        session.scalar(select(func.count()).where(*in_couple, Bid.sender_id == user.id)) or 0
+    )
     received_where = [*in_couple, Bid.recipient_id == user.id]
     counts = session.execute(
         select(
@@ -109,16 +124,20 @@ def _partner(session: Session, couple: Couple, user: User, window: _Window) -> d
             _count(_turned_toward()),
             _count(and_(Bid.status == "expired", ~_unreachable())),
             _count(_unreachable()),
+            _count(_decided(window.until)),
         ).where(*received_where)
     ).one()
-    received, answered, turned, missed, unreachable = (int(v) for v in counts)
+    received, answered, turned, missed, unreachable, decided = (int(v) for v in counts)
     reachable = received - unreachable
     median_response, p90_response = _percentiles(session, Bid.response_seconds, received_where)
     median_delivery, _ = _percentiles(session, Bid.delivery_seconds, received_where)
+    figures = PartnerFigures(
+        str(user.id), user.display_name, sent, decided, turned, answered, median_response
+    )
     return {
         "user_id": user.id,
         "display_name": user.display_name,
-        "bids_sent": int(sent),
+        "bids_sent": sent,
         "bids_received": received,
         "answered": answered,
         "missed": missed,
@@ -128,7 +147,7 @@ def _partner(session: Session, couple: Couple, user: User, window: _Window) -> d
         "median_response_seconds": median_response,
         "p90_response_seconds": p90_response,
         "median_delivery_seconds": median_delivery,
-    }
+    }, figures
 
 
 def _weekly(session: Session, couple: Couple, window: _Window, weeks: int) -> list[dict[str, Any]]:
@@ -178,18 +197,9 @@ def for_couple(session: Session, user: User, days: int) -> dict[str, Any]:
     me = people[user.id]
     partner_id = couple.partner_of(user.id)
     partner = people.get(partner_id) if partner_id else None
-    partners = [_partner(session, couple, p, window) for p in (me, partner) if p is not None]
-    figures = [
-        PartnerFigures(
-            str(p["user_id"]),
-            p["display_name"],
-            p["bids_sent"],
-            p["bids_received"] - p["unreachable"],
-            p["turn_toward_rate"],
-            p["median_response_seconds"],
-        )
-        for p in partners
-    ]
+    read = [_partner(session, couple, p, window) for p in (me, partner) if p is not None]
+    partners = [shown for shown, _ in read]
+    figures = [theirs for _, theirs in read]
     pattern = pursue_withdraw(figures[0], figures[1]) if len(figures) == 2 else None
     extra = _repair_figures(session, couple.id, window)
     return {

@@ -231,6 +231,70 @@ def test_the_pursue_withdraw_cycle_is_named_kindly_with_its_numbers(client: ApiC
         assert blame not in message.lower()
 
 
+def test_bids_a_sleeping_partner_has_not_seen_yet_name_no_cycle(
+    client: ApiClient, worker: Worker
+) -> None:
+    """Ten bids sent during Ben's quiet hours wait for his morning: that night they say nothing
+    about how he turns, so no cycle is named. Once they have expired unanswered, they do."""
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "Europe/Berlin")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    d = Diary(client)
+    for minute in range(10):
+        d.bid(f"2031-03-10T21:{minute:02d}:00", ana)  # 22:xx in Berlin: quiet until 06:00Z
+
+    night = d.insights("2031-03-10T22:00:00", ana)
+    assert night["partners"][1]["bids_received"] == 10
+    assert night["pattern"] is None
+
+    clock.freeze(at("2031-03-11T21:30:00"))
+    assert worker.run_once().expired_bids == 10
+    later = d.insights("2031-03-11T21:30:00", ana)
+    assert later["pattern"]["withdrawing_partner_id"] == ben.id
+    assert later["pattern"]["evidence"]["turn_toward_rate_of_other"] == 0.0
+
+
+def test_promises_to_come_back_not_yet_due_name_no_cycle(client: ApiClient) -> None:
+    """A "not now, I'll be back at 20:00" is turning toward if kept: before 20:00, ten such
+    answers do not make Ben the withdrawing partner. Once 20:00 has passed, the kept and the
+    broken promises are what the cycle is read on."""
+    ana, ben = client.couple()
+    d = Diary(client)
+    bids = []
+    for minute in range(10):
+        bid_id = d.bid(f"2031-03-10T18:{minute:02d}:00", ana)
+        d.answer(f"2031-03-10T18:{minute:02d}:30", ben, bid_id, "later", "2031-03-10T20:00:00Z")
+        bids.append(bid_id)
+
+    waiting = d.insights("2031-03-10T19:00:00", ana)
+    assert waiting["partners"][1]["answered"] == 10
+    assert waiting["pattern"] is None
+
+    for bid_id in bids[:4]:
+        d.answer("2031-03-10T19:30:00", ben, bid_id)  # kept
+    d.answer("2031-03-10T20:10:00", ben, bids[4])  # back after 20:00: broken
+    past = d.insights("2031-03-10T20:30:00", ana)
+    assert past["partners"][1]["turn_toward_rate"] == 0.4
+    assert past["pattern"]["evidence"]["turn_toward_rate_of_other"] == 0.4
+    assert "Ben turned toward 40% of them" in past["pattern"]["message"]
+
+
+def test_one_slow_answer_among_bids_still_open_names_no_cycle(client: ApiClient) -> None:
+    """Ana sent ten bids today; Ben has answered one, after two hours, and the rest are still
+    open. A median of one answer, and a rate over bids he may yet answer, are too thin to name
+    a cycle with."""
+    ana, ben = client.couple()
+    d = Diary(client)
+    first = d.bid("2031-03-10T08:00:00", ana)
+    for hour in range(9, 18):
+        d.bid(f"2031-03-10T{hour:02d}:00:00", ana)
+    d.answer("2031-03-10T10:00:00", ben, first)
+    figures = d.insights("2031-03-10T18:00:00", ben)
+    assert figures["partners"][0]["median_response_seconds"] == 7200
+    assert figures["pattern"] is None
+
+
 def test_a_stranger_gets_no_insights(client: ApiClient) -> None:
     client.couple()
     stranger = client.register("Sol")
