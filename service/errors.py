@@ -37,6 +37,7 @@ _DETAILS = {
     404: "There is nothing here you can see.",
     405: "This method is not allowed on this path; see /api/v1/openapi.json.",
     413: "The request body is too large.",
+    415: "The body must be JSON: send it with Content-Type: application/json.",
     422: "Some fields are not valid; see `errors`.",
     429: "Too many requests; wait for Retry-After seconds and try again.",
     500: "Something went wrong on our side. Try again later.",

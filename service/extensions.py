@@ -110,7 +110,7 @@ class ShapePlugin(MarshmallowPlugin):
     """Also documents the errors any operation may answer: 503 while the database is away,
     413 for a body over MAX_CONTENT_LENGTH (every request's body is read first, one the
     operation takes none of too: `service.bodies.read_first`), and for an operation that takes
-    a body, 400 (not JSON, or nested too deeply)."""
+    a body, 400 (not JSON, or nested too deeply) and 415 (sent with a type other than JSON)."""
 
     Converter = ShapeConverter
 
@@ -122,6 +122,7 @@ class ShapePlugin(MarshmallowPlugin):
             responses = operation.setdefault("responses", {})
             if "requestBody" in operation:
                 responses.setdefault("400", "BAD_REQUEST")
+                responses.setdefault("415", "UNSUPPORTED_MEDIA_TYPE")
             responses.setdefault("413", "REQUEST_ENTITY_TOO_LARGE")
             responses.setdefault("503", WAITED_OUT[503])
 

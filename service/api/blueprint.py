@@ -9,6 +9,7 @@ import flask
 import flask_smorest
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import UnsupportedMediaType
 
 from schemas.base import NestedTooDeep
 from schemas.errors import ProblemSchema
@@ -17,8 +18,13 @@ from service.extensions import RETRY_AFTER, WAITED_OUT
 
 
 class BodyParser(FlaskParser):
-    """webargs' Flask parser, with a body too deeply nested to parse refused as 400, and a
-    byte order mark before the JSON ignored, as RFC 8259 allows (some HTTP clients write one).
+    """webargs' Flask parser, with a body not sent as JSON refused as 415, a body too deeply
+    nested to parse refused as 400, and a byte order mark before the JSON ignored, as RFC 8259
+    allows (some HTTP clients write one).
+
+    webargs reads a body whose Content-Type is not JSON (text/plain, a form, none at all) as no
+    body: a profile change answered 200 and changed nothing, a write 422 "Missing data" for
+    fields it had sent. Only an empty body is no body, whatever its type says.
 
     `json.loads` recurses once per nested object or array: a body of some thousand `[` (a few
     KiB) raises RecursionError, which is a malformed body, not a server error. Shallower but
@@ -27,6 +33,8 @@ class BodyParser(FlaskParser):
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         if not is_json_request(req):
+            if req.get_data(cache=True):
+                raise UnsupportedMediaType()
             return core.missing
         try:
             return core.parse_json(req.get_data(cache=True), encoding="utf-8-sig")

@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import jwt
 import pytest
@@ -223,10 +224,64 @@ def test_too_large_body_is_413(client: ApiClient) -> None:
     assert_problem(response, 413, "bad_request")
 
 
-def test_wrong_content_type_is_a_clear_error(client: ApiClient) -> None:
-    response = client.post("/api/v1/auth/login", data="email=a&password=b")
-    assert response.status_code in (400, 415, 422)
-    assert response.headers["Content-Type"].startswith("application/problem+json")
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "text/json"]
+)
+def test_a_body_not_sent_as_json_is_415_and_changes_nothing(
+    client: ApiClient, content_type: str | None
+) -> None:
+    """A body whose Content-Type is missing or not JSON was read as no body: a profile change
+    answered 200 and changed nothing (the phone believed it saved), a sign-in 422 "Missing
+    data for required field" for fields it had sent."""
+    ana = client.register("Ana")
+    headers = {"Content-Type": content_type} if content_type else {}
+    changed = json.dumps({"display_name": "Ana B"}).encode()
+    response = client.patch("/api/v1/me", as_=ana, data=changed, headers=headers)
+    problem = assert_problem(response, 415, "bad_request")
+    assert "Content-Type: application/json" in problem["detail"]
+    assert client.get("/api/v1/me", as_=ana).json()["display_name"] == "Ana"
+
+    sign_in = {"email": ana.email, "password": ana.password}
+    for body in (json.dumps(sign_in).encode(), urlencode(sign_in).encode()):
+        refused = client.post("/api/v1/auth/login", data=body, headers=headers)
+        assert_problem(refused, 415, "bad_request")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON; charset=UTF-8",
+        "application/merge-patch+json",
+        "application/vnd.reach+json",
+    ],
+)
+def test_every_json_media_type_is_read(client: ApiClient, content_type: str) -> None:
+    ana = client.register("Ana")
+    changed = json.dumps({"display_name": "Ana B"}).encode()
+    response = client.patch(
+        "/api/v1/me", as_=ana, data=changed, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["display_name"] == "Ana B"
+
+
+def test_a_request_without_a_body_needs_no_content_type(client: ApiClient) -> None:
+    """Only a body is refused for its type: an empty one is no body, whatever its type says
+    (some HTTP clients send a form type with every POST), and operations that take none
+    (marking a bid seen) are called without one."""
+    ana, ben = client.couple()
+    bid = client.post(
+        "/api/v1/bids", as_=ana, json={"client_id": str(uuid.uuid4()), "kind": "share"}
+    )
+    assert bid.status_code == 201, bid.text
+    for content_type in (None, "application/x-www-form-urlencoded", "text/plain"):
+        headers = {"Content-Type": content_type} if content_type else {}
+        seen = client.post(f"/api/v1/bids/{bid.json()['id']}/seen", as_=ben, headers=headers)
+        assert seen.status_code == 200, (content_type, seen.text)
+        empty = client.post("/api/v1/auth/logout", data=b"", headers=headers)
+        assert "refresh_token" in assert_problem(empty, 422, "validation_error")["errors"]
 
 
 def test_server_error_is_500_without_a_stack_trace(server_with: Callable[..., LiveServer]) -> None:

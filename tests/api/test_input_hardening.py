@@ -281,6 +281,27 @@ def test_a_deeply_nested_body_is_400_on_every_endpoint(scene: Scene, name: str) 
         assert "nested too deeply" in problem["detail"], (depth, problem)
 
 
+@pytest.mark.parametrize("name", sorted(BODY_ENDPOINTS))
+def test_a_body_sent_as_text_is_415_on_every_endpoint_and_changes_nothing(
+    scene: Scene, name: str
+) -> None:
+    """A JSON body whose Content-Type is not JSON (text/plain, as some HTTP clients send a
+    string by default) was read as no body: a write that needs none answered 2xx unchanged."""
+    method, template, who = BODY_ENDPOINTS[name]
+    body = body_of(WRITES[name][3], scene) if name in WRITES else {}
+    before = scene.seen_by_ana()
+    response = scene.client.request(
+        method,
+        scene.path(template),
+        as_=scene.who(who) if who else None,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+    )
+    problem = assert_problem(response, 415, "bad_request")
+    assert "Content-Type: application/json" in problem["detail"]
+    assert scene.seen_by_ana() == before
+
+
 def test_nesting_up_to_the_limit_is_read_as_usual(scene: Scene) -> None:
     """32 levels (the body and 31 arrays) are read: the unknown field is named (422)."""
     response = scene.client.post(

@@ -138,6 +138,8 @@ def test_every_operation_documents_its_errors(client: ApiClient) -> None:
                 assert "401" in responses or "default" in responses, (method, path)
             if "requestBody" in op:
                 assert "422" in responses, (method, path)
+            # A body not sent as JSON: only an operation that reads one refuses it.
+            assert ("415" in responses) == ("requestBody" in op), (method, path)
 
 
 def test_response_shapes_say_every_field_is_always_sent(client: ApiClient) -> None:
