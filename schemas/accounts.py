@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from schemas.base import Schema, StrictBoolean, UTCDateTime, name
-from service.domain import emails
+from service.domain import emails, passwords
 from service.domain.quiet_hours import (
     TIMEZONE_MESSAGE,
     is_known_zone,
@@ -77,10 +77,25 @@ class TrimmedEmail(fields.Email):
         super()._validate(emails.compatible(value))
 
 
+class PasswordLength(validate.Length):
+    """A password's length in characters once normalised (`passwords.length`): one password
+    has one length whichever keyboard typed it (its accents composed or not)."""
+
+    def __call__(self, value: Any) -> Any:
+        super().__call__(passwords.normalize(value))
+        return value
+
+
+_PASSWORD = {"description": "Counted in characters in Unicode's NFKC form, which is what is hashed"}
+
+
 class RegisterSchema(Schema):
     email = TrimmedEmail(required=True, validate=validate.Length(max=254))
     password = fields.String(
-        required=True, load_only=True, validate=validate.Length(min=10, max=256)
+        required=True,
+        load_only=True,
+        validate=PasswordLength(min=10, max=256),
+        metadata=_PASSWORD,
     )
     display_name = name(60)
     timezone = fields.String(required=True, validate=_check_timezone, metadata=_TIMEZONE)
@@ -88,7 +103,9 @@ class RegisterSchema(Schema):
 
 class LoginSchema(Schema):
     email = fields.String(required=True, validate=validate.Length(min=1, max=254))
-    password = fields.String(required=True, load_only=True, validate=validate.Length(max=256))
+    password = fields.String(
+        required=True, load_only=True, validate=PasswordLength(max=256), metadata=_PASSWORD
+    )
 
 
 class RefreshSchema(Schema):

@@ -8,17 +8,24 @@ of the GIL while it hashes, so under gevent the hash runs on a thread of gevent'
 loop goes on serving; at most `HASHING_AT_ONCE` at a time per process, since each holds its
 64 MiB while it runs and more than the machine's cores would not finish sooner. Without
 gevent (threads, the CLI, tests) the calling thread hashes.
+
+Passwords are hashed in NFKC form (`service.domain.passwords.normalize`). Those hashed before
+were hashed as typed: a sign-in checks the NFKC form, then the password as typed, and a match
+of the latter is stale, to be hashed again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from gevent import get_hub, monkey
 from gevent.lock import BoundedSemaphore
+
+from service.domain.passwords import normalize
 
 HASHING_AT_ONCE = 2
 
@@ -35,21 +42,51 @@ _DUMMY_HASH = (
 _hashing = BoundedSemaphore(HASHING_AT_ONCE)
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What a sign-in's password check found: whether it `matches`, and whether the stored
+    hash is `stale` (made with other argon2 parameters than the hasher's, or of the password
+    as typed, before passwords were normalised): to be made again with `hash_password`."""
+
+    matches: bool
+    stale: bool = False
+
+
 def hash_password(password: str) -> str:
-    return _off_the_loop(_hasher.hash, password)
+    """The argon2id hash of the password's NFKC form."""
+    return _off_the_loop(_hasher.hash, normalize(password))
+
+
+def check_password(password_hash: str | None, password: str) -> Checked:
+    """Check a password against an account's hash (None: no such account, which never
+    matches, at the cost of a real check)."""
+    return _off_the_loop(_check, password_hash, password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    return _off_the_loop(_verify, password_hash, password)
+    return check_password(password_hash, password).matches
 
 
 def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
-def _verify(password_hash: str | None, password: str) -> bool:
+def _check(password_hash: str | None, password: str) -> Checked:
+    stored = password_hash or _DUMMY_HASH
+    normal = normalize(password)
+    if _matches(stored, normal):
+        known = password_hash is not None
+        return Checked(known, stale=known and _hasher.check_needs_rehash(stored))
+    # A hash made before passwords were normalised is of the password as typed. Checked for an
+    # unknown account too (against the dummy hash), so that one costs what a known one does.
+    if normal != password and _matches(stored, password):
+        return Checked(password_hash is not None, stale=True)
+    return Checked(False)
+
+
+def _matches(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+        return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -15,7 +15,7 @@ from service.db import end_read
 from service.domain import emails
 from service.domain.errors import Conflict, Unauthorized, invalid
 from service.models import AuthSession, Device, RefreshToken, User
-from service.security.passwords import hash_password, needs_rehash, verify_password
+from service.security.passwords import check_password, hash_password
 from service.security.tokens import TokenIssuer, hash_refresh_token, new_refresh_token
 from service.services import devices, members
 
@@ -88,11 +88,12 @@ def login(
 ) -> SignedIn:
     user = session.scalar(account_by_email(email))
     end_read(session)
-    if not verify_password(user.password_hash if user else None, password) or user is None:
+    checked = check_password(user.password_hash if user else None, password)
+    if not checked.matches or user is None:
         raise Unauthorized("Email or password is wrong.")
     if user.disabled_at is not None:
         raise Unauthorized("This account is disabled. Contact support.")
-    rehashed = hash_password(password) if needs_rehash(user.password_hash) else None
+    rehashed = hash_password(password) if checked.stale else None
     # Its new session names it: held against a deletion from another phone meanwhile, and
     # read again, as an operator disabling the account meanwhile ends only the sessions it sees.
     if not members.hold_account(session, user.id):

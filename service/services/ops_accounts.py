@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.db import end_read
+from service.domain import passwords
 from service.domain.errors import Conflict, NotFound, Unauthorized, invalid
 from service.models import Operator, OperatorSession
-from service.security.passwords import hash_password, needs_rehash, verify_password
+from service.security.passwords import check_password, hash_password
 from service.services import ops_audit
 
 MIN_PASSWORD = 12
@@ -36,7 +37,7 @@ def hash_session_token(token: str) -> str:
 
 
 def _check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
+    if passwords.length(password) < MIN_PASSWORD:
         raise invalid("password", f"Use at least {MIN_PASSWORD} characters.")
 
 
@@ -57,12 +58,13 @@ def sign_in(session: Session, email: str, password: str, hours: int) -> SignedIn
     """Check the password and open a new session with a fresh random id (never a given one)."""
     operator = session.scalar(select(Operator).where(Operator.email == normalize_email(email)))
     end_read(session)  # no transaction holds the database while the password is checked
-    if not verify_password(operator.password_hash if operator else None, password):
+    checked = check_password(operator.password_hash if operator else None, password)
+    if not checked.matches:
         raise Unauthorized("Email or password is wrong.")
     assert operator is not None
     if operator.disabled_at is not None:
         raise Unauthorized("This operator account is disabled.")
-    if needs_rehash(operator.password_hash):
+    if checked.stale:
         operator.password_hash = hash_password(password)
     now = clock.now()
     session.execute(delete(OperatorSession).where(OperatorSession.expires_at < now))

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 import requests
+from argon2 import PasswordHasher
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from service.clock import clock
 from service.extensions import db
@@ -177,6 +179,79 @@ def test_login_and_wrong_password(client: ApiClient) -> None:
     unknown = client.post("/api/v1/auth/login", json={"email": "no@one.test", "password": "x"})
     assert unknown.status_code == 401
     assert unknown.json()["detail"] == wrong.json()["detail"]
+
+
+# One password, typed two ways: an accent composed with its letter (most keyboards), or as a
+# letter and a combining accent (text pasted from macOS, some iOS input methods).
+COMPOSED = "cr\u00e8me br\u00fbl\u00e9e \u00e0 deux"
+DECOMPOSED = unicodedata.normalize("NFD", COMPOSED)
+
+
+def sign_in(client: ApiClient, email: str, password: str) -> requests.Response:
+    return client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+def sign_up(client: ApiClient, email: str, password: str) -> requests.Response:
+    body = {"email": email, "password": password, "display_name": "Zoe", "timezone": "UTC"}
+    return client.post("/api/v1/auth/register", json=body)
+
+
+def test_a_password_signs_in_however_its_accents_were_typed(client: ApiClient) -> None:
+    """NIST SP 800-63B: passwords are normalised (NFKC) before they are hashed. An accented
+    password typed on another keyboard (a letter and a combining accent rather than the one
+    composed letter) was a wrong password; so were full-width digits (a CJK keyboard)."""
+    assert COMPOSED != DECOMPOSED
+    for made, typed in ((COMPOSED, DECOMPOSED), (DECOMPOSED, COMPOSED)):
+        email = f"zoe-{uuid.uuid4().hex[:8]}@example.test"
+        assert sign_up(client, email, made).status_code == 201
+        for password in (typed, made):
+            assert sign_in(client, email, password).status_code == 200, (made, password)
+        assert sign_in(client, email, COMPOSED.replace("\u00e8", "e")).status_code == 401
+    email = f"zoe-{uuid.uuid4().hex[:8]}@example.test"
+    assert sign_up(client, email, "pin 1234 and more").status_code == 201
+    wide_digits = "pin \uff11\uff12\uff13\uff14 and more"
+    assert sign_in(client, email, wide_digits).status_code == 200
+
+
+def test_a_password_hashed_as_typed_before_normalising_signs_in_and_is_hashed_again(
+    app: Flask, client: ApiClient
+) -> None:
+    """An account whose password was hashed as typed (decomposed) keeps signing in that way;
+    that sign-in hashes it again in NFKC form, so from then on either way of typing it does."""
+    person = client.register("Lee")
+    with app.app_context():
+        legacy = PasswordHasher().hash(DECOMPOSED)
+        db.session.execute(
+            update(User).where(User.id == uuid.UUID(person.id)).values(password_hash=legacy)
+        )
+        db.session.commit()
+    assert sign_in(client, person.email, COMPOSED).status_code == 401
+    assert sign_in(client, person.email, DECOMPOSED).status_code == 200
+    with app.app_context():
+        rehashed = db.session.scalar(
+            select(User.password_hash).where(User.id == uuid.UUID(person.id))
+        )
+    assert rehashed != legacy
+    assert sign_in(client, person.email, COMPOSED).status_code == 200
+    assert sign_in(client, person.email, DECOMPOSED).status_code == 200
+
+
+def test_a_passwords_length_is_counted_once_normalised(client: ApiClient) -> None:
+    """9 accented letters typed with combining accents are 18 code points but 9 characters:
+    too short. 200 accented letters signed up composed are 400 code points typed decomposed:
+    the sign-in takes them (it refused them as over 256)."""
+    short = unicodedata.normalize("NFD", "\u00e9" * 9)
+    assert len(short) == 18
+    refused = sign_up(client, f"zoe-{uuid.uuid4().hex[:8]}@example.test", short)
+    assert refused.status_code == 422
+    assert "password" in refused.json()["errors"]
+    email = f"zoe-{uuid.uuid4().hex[:8]}@example.test"
+    assert sign_up(client, email, "\u00e9" * 200).status_code == 201
+    typed = unicodedata.normalize("NFD", "\u00e9" * 200)
+    assert sign_in(client, email, typed).status_code == 200
+    over = sign_up(client, f"zoe-{uuid.uuid4().hex[:8]}@example.test", "\ufb03" * 90)
+    assert over.status_code == 422  # 90 ligatures are 270 letters once normalised
+    assert "password" in over.json()["errors"]
 
 
 def test_refresh_rotates_and_the_old_token_stops_working(client: ApiClient) -> None:

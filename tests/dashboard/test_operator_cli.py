@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from click.testing import CliRunner
 
 from service import create_app, migrate
@@ -157,3 +159,36 @@ def test_a_new_password_ends_every_session_of_the_old_one(
     assert refused(browser)
     assert OpsClient(dashboard.url).sign_in(account).status_code == 401
     assert signed_in_browser(dashboard, OperatorAccount(account.email, "a brand new password"))
+
+
+def test_an_operator_password_signs_in_however_its_accents_were_typed(
+    env: dict[str, str], dashboard: LiveServer
+) -> None:
+    """Operator passwords are hashed in NFKC form too (NIST SP 800-63B), and one hashed as typed
+    before that is hashed again at its next sign-in; the 12-character rule counts characters
+    once normalised (11 accented letters typed with combining accents are 22 code points)."""
+    composed = "cr\u00e8me br\u00fbl\u00e9e \u00e0 deux"
+    decomposed = unicodedata.normalize("NFD", composed)
+    made = CliRunner().invoke(
+        main, ["create-operator", "ops@example.test", "--password", decomposed], env=env
+    )
+    assert made.exit_code == 0, made.output
+    assert signed_in_browser(dashboard, OperatorAccount("ops@example.test", composed))
+
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    legacy = PasswordHasher().hash(decomposed)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE operators SET password_hash = ?", (legacy,))
+    assert (
+        OpsClient(dashboard.url).sign_in(OperatorAccount("ops@example.test", composed)).status_code
+        == 401
+    )
+    assert signed_in_browser(dashboard, OperatorAccount("ops@example.test", decomposed))
+    assert operators(env)["ops@example.test"] != legacy
+    assert signed_in_browser(dashboard, OperatorAccount("ops@example.test", composed))
+
+    short = unicodedata.normalize("NFD", "\u00e9" * 11)
+    refused = CliRunner().invoke(
+        main, ["create-operator", "ops2@example.test", "--password", short], env=env
+    )
+    assert refused.exit_code == 1 and "at least 12 characters" in refused.output
