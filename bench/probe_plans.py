@@ -6,12 +6,12 @@ the event and the push job, guarded by the sender's proof), as the service build
 transaction rolled back, so every one is new. Reports the medians (the first 10 left out: caches,
 statistics) of its execution, its planning, and each foreign-key check's trigger time.
 
-`claim`: how the worker's claim of due push jobs (`service/worker/dispatch.py`, its `SELECT ...
-FOR UPDATE SKIP LOCKED` of due or lapsed jobs) costs as the outbox's dead versions pile up between
-vacuums: jobs go pending -> claimed -> done without a vacuum, up to each of `--dead` jobs, then
-20 due jobs are claimed (in a transaction rolled back) `--reps` times by the service's query, then
-`--reps` times by the claim as one condition for due and lapsed jobs (`ONE_CONDITION`, the
-service's form before "What changed" 36), whose visits the first form's can only have made
+`claim`: how the worker's claim of due push jobs (`service/worker/dispatch/statements.py`, its
+`SELECT ... FOR UPDATE SKIP LOCKED` of due or lapsed jobs) costs as the outbox's dead versions pile
+up between vacuums: jobs go pending -> claimed -> done without a vacuum, up to each of `--dead`
+jobs, then 20 due jobs are claimed (in a transaction rolled back) `--reps` times by the service's
+query, then `--reps` times by the claim as one condition for due and lapsed jobs (`ONE_CONDITION`,
+the service's form before "What changed" 36), whose visits the first form's can only have made
 cheaper; medians of the last two thirds. Then once more after a VACUUM.
 
 `backlog`: the same two forms with a queue of `--backlog` jobs all due at once (a worker that was
@@ -120,11 +120,11 @@ class ProbeDatabase:
     def __init__(self, url: str, reps: int) -> None:
         from sqlalchemy.dialects.postgresql import psycopg
 
-        from service.worker import dispatch
+        from service.worker.dispatch.statements import _statements
 
         common.seed_couples(url, 2)
         dialect = psycopg.dialect()
-        self.pick = dispatch._statements(dialect, 32).pick.compile(dialect=dialect)
+        self.pick = _statements(dialect, 32).pick.compile(dialect=dialect)
         self.conn = raw_connection(url)
         self.recipient = self.conn.execute("select id from users limit 1").fetchone()[0]
         self.reps = reps

@@ -145,7 +145,7 @@ def bid_created(
     """The partner's phone shows "<name> is reaching for you"; the note only if they opted in.
 
     The note is kept apart from the body, and only for a partner who shows notes now: the
-    worker sends it as the body only if they still do when it sends (`dispatch._body`)."""
+    worker sends it as the body only if they still do when it sends (`dispatch.plan._body`)."""
     payload: dict[str, Any] = {
         "title": f"{sender_name} is reaching for you",
         "body": BID_BODIES[bid["kind"]],

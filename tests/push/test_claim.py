@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 from service.clock import clock
 from service.extensions import db
 from service.models import PushJob
-from service.worker import dispatch
+from service.worker.dispatch.statements import _statements
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
 from tests.support.plans import rows_read_after
@@ -107,7 +107,7 @@ def test_a_pass_reads_about_as_many_jobs_as_it_takes_however_long_the_queue(
         "FROM generate_series(1, :queued) AS i"
     )
     filled = {"recipient": ben.id, "payload": json.dumps(PAYLOAD), "queued": queued}
-    pick = dispatch._statements(postgresql.psycopg.dialect(), 32).pick
+    pick = _statements(postgresql.psycopg.dialect(), 32).pick
     now = {"now": datetime.now(UTC)}
     read = rows_read_after(worker.app, fill, filled, pick, "push_jobs", now)
 

@@ -16,7 +16,7 @@ from sqlalchemy import event, select
 from service.clock import clock
 from service.extensions import db
 from service.models import Device, PushAttempt, PushDelivery, PushJob
-from service.worker import dispatch
+from service.worker.dispatch.statements import _statements
 from service.worker.runner import Worker
 from tests.push.test_delivery import bid, device
 from tests.support import fcm_standin as fcm
@@ -61,10 +61,10 @@ def claim_style(request: pytest.FixtureRequest, app: Flask) -> Iterator[str]:
     native = dialect.update_returning
     if request.param == "select-then-update":
         dialect.update_returning = False
-    dispatch._statements.cache_clear()
+    _statements.cache_clear()
     yield str(request.param)
     dialect.update_returning = native
-    dispatch._statements.cache_clear()
+    _statements.cache_clear()
 
 
 def fallback(worker: Worker) -> int:
