@@ -12,7 +12,7 @@ import time
 
 CONNECT_ATTEMPTS = 2
 """Connection attempts per FCM send: the first, and one more when it could not connect (the
-request never left). An answer is never asked for twice (`service/push/fcm.py`)."""
+request never left). An answer is never asked for twice (`service/push/fcm/sdk.py`)."""
 
 CUT_GRACE_SECONDS = 0.25
 """How long a batch waits, past the last cutoff of its sends (`service/push/cutoff.py`), for a

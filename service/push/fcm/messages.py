@@ -1,0 +1,98 @@
+"""The firebase-admin Message of one push, per platform, and the part of it FCM limits."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import threading
+import time
+import warnings
+
+from firebase_admin import messaging
+
+from service.push import PushMessage
+
+MAX_PAYLOAD_BYTES = 4096
+ANDROID_CHANNEL = "bids"
+_WEB_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_token_warning_lock = threading.Lock()
+
+
+def build_message(push: PushMessage, now: float | None = None) -> messaging.Message:
+    """The firebase-admin Message for one push: visible when title or body is set, else
+    data-only. `push.extra` may set `channel_id`, `sound` and `thread_id`."""
+    visible = push.title is not None or push.body is not None
+    android = apns = webpush = None
+    if push.platform == "android":
+        channel = push.extra.get("channel_id", ANDROID_CHANNEL)
+        android = messaging.AndroidConfig(
+            collapse_key=push.collapse_key or None,
+            priority=push.priority,
+            ttl=push.ttl_seconds,
+            notification=messaging.AndroidNotification(channel_id=channel) if visible else None,
+        )
+    elif push.platform == "ios":
+        apns = _apns_config(push, visible, time.time() if now is None else now)
+    else:
+        headers = {"TTL": str(push.ttl_seconds), "Urgency": push.priority}
+        if push.collapse_key:
+            headers["Topic"] = _web_topic(push.collapse_key)
+        webpush = messaging.WebpushConfig(headers=headers)
+    notification = messaging.Notification(title=push.title, body=push.body) if visible else None
+    # FCM registration tokens belong in `token`; `fid` is for Firebase installation IDs.
+    with _token_warning_lock, warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Message\.token is deprecated", category=DeprecationWarning
+        )
+        return messaging.Message(
+            token=push.token,
+            data=dict(push.data) or None,
+            notification=notification,
+            android=android,
+            apns=apns,
+            webpush=webpush,
+        )
+
+
+def _apns_config(push: PushMessage, visible: bool, now: float) -> messaging.APNSConfig:
+    headers = {
+        "apns-priority": "10" if visible and push.priority == "high" else "5",
+        "apns-push-type": "alert" if visible else "background",
+        "apns-expiration": str(int(now) + push.ttl_seconds) if push.ttl_seconds > 0 else "0",
+    }
+    if push.collapse_key:
+        headers["apns-collapse-id"] = apns_collapse_id(push.collapse_key)
+    aps = messaging.Aps(
+        alert=messaging.ApsAlert(title=push.title, body=push.body) if visible else None,
+        badge=push.badge,
+        sound=push.extra.get("sound", "default") if visible else None,
+        category=push.category,
+        thread_id=push.extra.get("thread_id", push.category),
+        mutable_content=visible,
+        content_available=not visible,
+    )
+    return messaging.APNSConfig(headers=headers, payload=messaging.APNSPayload(aps=aps))
+
+
+def apns_collapse_id(collapse_key: str) -> str:
+    """APNs allows 64 bytes: longer keys become their SHA-256 (64 hex characters)."""
+    if len(collapse_key.encode()) <= 64:
+        return collapse_key
+    return hashlib.sha256(collapse_key.encode()).hexdigest()
+
+
+def _web_topic(collapse_key: str) -> str:
+    """Web Push `Topic`: at most 32 URL-safe base64 characters."""
+    if _WEB_TOPIC.fullmatch(collapse_key):
+        return collapse_key
+    digest = hashlib.sha256(collapse_key.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:32]
+
+
+def payload_size(message: messaging.Message) -> int:
+    """Bytes of the encoded data + notification, the part FCM limits to 4096."""
+    encoded = json.loads(str(message))
+    part = {key: encoded[key] for key in ("data", "notification") if key in encoded}
+    return len(json.dumps(part, separators=(",", ":"), ensure_ascii=False).encode())
