@@ -1,0 +1,98 @@
+"""When held pushes may go: at a break's end, after quiet hours, as those hours change."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.domain.quiet_hours import QuietHours
+from service.models import PushJob, Repair, User
+from service.services.push_outbox.jobs import wake_after_commit
+from service.services.push_outbox.keys import _break_of, _repair_of
+
+
+def release(session: Session, dedupe_prefix: str) -> int:
+    """Let held jobs (never tried yet) go now; non-urgent ones still wait out quiet hours."""
+    released = _retime(session, dedupe_prefix, clock.now(), held_only=True)
+    if released:
+        wake_after_commit(session)
+    return released
+
+
+def hold(session: Session, dedupe_prefix: str, until: datetime) -> int:
+    """Hold the jobs not tried yet until `until` (a break's end, a new break's included), then
+    non-urgent ones still wait out quiet hours. Returns how many."""
+    return _retime(session, dedupe_prefix, until, held_only=False)
+
+
+def _retime(session: Session, dedupe_prefix: str, moment: datetime, *, held_only: bool) -> int:
+    now = clock.now()
+    moment = max(now, moment)
+    conditions = [
+        PushJob.state == "pending",
+        PushJob.attempts == 0,
+        PushJob.dedupe_key.startswith(dedupe_prefix, autoescape=True),
+    ]
+    if held_only:
+        conditions.append(PushJob.available_at > now)
+    retimed = 0
+    for job in session.scalars(select(PushJob).where(*conditions)):
+        job.available_at = due_from(session, job, moment)
+        retimed += 1
+    return retimed
+
+
+def follow_quiet_hours(session: Session, recipient_id: uuid.UUID) -> int:
+    """The recipient changed their quiet hours or time zone: their pushes held and never tried
+    yet are due from now (or the end of the break they wait for) as the new hours say, not at
+    night in a zone they left, nor after hours they no longer keep. Returns how many."""
+    now = clock.now()
+    held = session.scalars(
+        select(PushJob).where(
+            PushJob.recipient_id == recipient_id,
+            PushJob.state == "pending",
+            PushJob.attempts == 0,
+            PushJob.urgent.is_(False),
+            PushJob.available_at > now,
+        )
+    )
+    retimed = 0
+    for job in held:
+        job.available_at = due_from(session, job, max(now, break_end(session, job) or now))
+        retimed += 1
+    if retimed:
+        wake_after_commit(session)
+    return retimed
+
+
+def break_end(session: Session, job: PushJob) -> datetime | None:
+    """When the break that a repair push (a message's, or a break's reminder) waits for ends:
+    its conversation's `paused_until`, or None (no break, or not a repair push). A reminder
+    waits only for its own break: one of a break that has ended, which a new break followed,
+    waits for nothing more."""
+    if job.kind not in ("repair.message", "repair.reminder"):
+        return None
+    repair_id = _repair_of(job.dedupe_key)
+    row = session.execute(
+        select(Repair.paused_until, Repair.pause_count).where(Repair.id == repair_id)
+    ).first()
+    if row is None:
+        return None
+    if job.kind == "repair.reminder" and _break_of(job.dedupe_key) != row.pause_count:
+        return None
+    paused_until: datetime | None = row.paused_until
+    return paused_until
+
+
+def due_from(session: Session, job: PushJob, moment: datetime) -> datetime:
+    """When `job` may go out, from `moment` on: a non-urgent one waits out its recipient's
+    quiet hours (as they are now)."""
+    recipient = session.get(User, job.recipient_id)
+    if recipient is None or job.urgent:
+        return moment
+    quiet = QuietHours.of(recipient.quiet_start, recipient.quiet_end, recipient.timezone)
+    return quiet.reachable_from(moment) if quiet else moment

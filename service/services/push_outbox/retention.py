@@ -1,0 +1,58 @@
+"""Deleting the jobs that finished long enough ago, a batch at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from service.models import PushJob
+from service.models.base import table
+
+# A job in one of these states is over: nothing will send it again.
+FINISHED = ("done", "cancelled", "expired", "dead")
+_JOBS = table(PushJob)
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What one call of `prune_finished` did: jobs deleted, and whether it stopped short."""
+
+    deleted: int
+    more: bool
+
+
+def prune_finished(
+    session: Session, before: datetime, *, batch: int = 1000, most_batches: int = 20
+) -> Pruned:
+    """Delete the jobs that finished before `before`, with their deliveries and attempts (the
+    foreign keys cascade). Walks the jobs oldest first by primary key, a batch per transaction,
+    and stops at the first batch that reaches jobs created since `before` (done), or after
+    `most_batches` (`more`: call again to go on). Pending and claimed jobs are never deleted."""
+    deleted, after = 0, 0
+    for _ in range(most_batches):
+        rows = session.execute(
+            select(_JOBS.c.id, _JOBS.c.state, _JOBS.c.finished_at, _JOBS.c.created_at)
+            .where(_JOBS.c.id > after)
+            .order_by(_JOBS.c.id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return Pruned(deleted, more=False)
+        over = [
+            row.id
+            for row in rows
+            if row.state in FINISHED and row.finished_at is not None and row.finished_at < before
+        ]
+        if over:
+            result = session.execute(
+                delete(_JOBS).where(_JOBS.c.id.in_(over), _JOBS.c.state.in_(FINISHED))
+            )
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+        session.commit()
+        after = rows[-1].id
+        if rows[-1].created_at >= before:
+            return Pruned(deleted, more=False)
+    return Pruned(deleted, more=True)
