@@ -231,19 +231,29 @@ def test_a_new_break_leaves_the_reminders_of_a_break_that_ended(
     assert titles["ben-android-token"] == "Ana's break is over"
 
 
+def break_ended_in_bens_night(
+    client: ApiClient, fcm_worker: Worker
+) -> tuple[Person, Person, dict[str, Any]]:
+    """Ana's hour-long break ends at 20:30Z, 22:30 in Ben's Berlin: the worker ends it and
+    sends her reminder; his waits for his quiet hours (22:00-07:00) to end. Ana, Ben, the talk."""
+    ana, ben = paired_with_devices(client)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    clock.freeze(datetime(2031, 5, 1, 19, 30, tzinfo=UTC))
+    repair = start(client, client.fresh(ana))
+    pause(client, client.fresh(ana), repair["id"], 60)
+    clock.freeze(datetime(2031, 5, 1, 20, 30, tzinfo=UTC))
+    tick = fcm_worker.run_once()
+    assert (tick.resumed_repairs, tick.pushes) == (1, 1)
+    return ana, ben, repair
+
+
 def test_a_reminder_waiting_for_the_morning_stays_with_its_break(
     client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:
     """Ana's break ended at night; Ben's reminder of it waits for his morning. Ana's new day-long
     break neither withdraws it nor makes it wait for the new break, even once Ben's quiet
     hours change and his held pushes are timed again."""
-    ana, ben = paired_with_devices(client)
-    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
-    clock.freeze(datetime(2031, 5, 1, 19, 30, tzinfo=UTC))
-    repair = start(client, client.fresh(ana))
-    pause(client, client.fresh(ana), repair["id"], 60)  # ends 20:30Z = 22:30 for Ben
-    clock.freeze(datetime(2031, 5, 1, 20, 30, tzinfo=UTC))
-    assert fcm_worker.run_once().pushes == 1  # Ana's reminder
+    ana, ben, repair = break_ended_in_bens_night(client, fcm_worker)
     clock.freeze(datetime(2031, 5, 1, 21, 0, tzinfo=UTC))
     pause(client, client.fresh(ana), repair["id"], 1440)
     quiet = {"quiet_hours": {"start": "23:00", "end": "06:00"}}
@@ -259,13 +269,7 @@ def test_a_reminder_waiting_for_the_morning_outlasts_the_next_break(
     """Ana's break ended at night; Ben's reminder of it waits for his morning. Ana's next break
     is replaced, and the one after it ended early: each withdraws its own reminders, never the
     one owed for the break that ended on time."""
-    ana, ben = paired_with_devices(client)
-    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
-    clock.freeze(datetime(2031, 5, 1, 19, 30, tzinfo=UTC))
-    repair = start(client, client.fresh(ana))
-    pause(client, client.fresh(ana), repair["id"], 60)  # ends 20:30Z = 22:30 for Ben
-    clock.freeze(datetime(2031, 5, 1, 20, 30, tzinfo=UTC))
-    assert fcm_worker.run_once().pushes == 1  # Ana's reminder; Ben's waits for 07:00
+    ana, ben, repair = break_ended_in_bens_night(client, fcm_worker)
     clock.freeze(datetime(2031, 5, 1, 21, 0, tzinfo=UTC))
     pause(client, client.fresh(ana), repair["id"], 1440)
     clock.freeze(datetime(2031, 5, 1, 21, 5, tzinfo=UTC))
@@ -363,14 +367,7 @@ def test_a_reminder_waiting_for_the_morning_is_withdrawn_once_the_conversation_i
 ) -> None:
     """The break ended at night, Ben's reminder waits for his morning, and they resolve the
     conversation meanwhile: nothing is left to come back to, so no reminder wakes him."""
-    ana, ben = paired_with_devices(client)
-    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
-    clock.freeze(datetime(2031, 5, 1, 19, 30, tzinfo=UTC))
-    repair = start(client, client.fresh(ana))
-    pause(client, client.fresh(ana), repair["id"], 60)  # ends 20:30Z = 22:30 for Ben
-    clock.freeze(datetime(2031, 5, 1, 20, 30, tzinfo=UTC))
-    tick = fcm_worker.run_once()
-    assert (tick.resumed_repairs, tick.pushes) == (1, 1)  # Ana's reminder
+    ana, ben, repair = break_ended_in_bens_night(client, fcm_worker)
     clock.freeze(datetime(2031, 5, 1, 21, 0, tzinfo=UTC))
     for who in (ana, ben):
         heard = client.post(f"/api/v1/repairs/{repair['id']}/resolve", as_=client.fresh(who))
