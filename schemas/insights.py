@@ -21,7 +21,10 @@ class PartnerInsightsSchema(Schema):
     answered = fields.Integer(dump_only=True)
     missed = fields.Integer(
         dump_only=True,
-        metadata={"description": "Expired unanswered, though they could reach this partner"},
+        metadata={
+            "description": "Over unanswered (`expires_at` passed), though they could reach this"
+            " partner"
+        },
     )
     unreachable = fields.Integer(
         dump_only=True,
@@ -30,15 +33,29 @@ class PartnerInsightsSchema(Schema):
             " quiet hours outlasted them. Not turning away: left out of `missed` and the rates"
         },
     )
+    open = fields.Integer(
+        dump_only=True,
+        metadata={
+            "description": "Received bids whose outcome is not known yet: no response and"
+            " `expires_at` not passed (not `unreachable`), or a `later` whose `back_at` has not"
+            " come. Left out of `turn_toward_rate` until decided"
+        },
+    )
     response_rate = fields.Float(
         dump_only=True,
         allow_none=True,
-        metadata={"description": "answered / (bids received - unreachable)"},
+        metadata={
+            "description": "answered / (answered + missed): open bids without a response are"
+            " left out until answered or over; null when there are none of either"
+        },
     )
     turn_toward_rate = fields.Float(
         dump_only=True,
         allow_none=True,
-        metadata={"description": "(toward + kept later) / (bids received - unreachable)"},
+        metadata={
+            "description": "(toward + kept later) / (bids received - unreachable - open): over"
+            " the bids whose outcome is known; null when there are none"
+        },
     )
     median_response_seconds = fields.Integer(dump_only=True, allow_none=True)
     p90_response_seconds = fields.Integer(dump_only=True, allow_none=True)
@@ -58,11 +75,18 @@ class WeekSchema(Schema):
     unreachable = fields.Integer(
         dump_only=True, metadata={"description": "Of `bids`, those that could never reach"}
     )
+    open = fields.Integer(
+        dump_only=True,
+        metadata={"description": "Of `bids`, those whose outcome is not known yet, as per partner"},
+    )
     turned_toward = fields.Integer(dump_only=True)
     turn_toward_rate = fields.Float(
         dump_only=True,
         allow_none=True,
-        metadata={"description": "turned_toward / (bids - unreachable)"},
+        metadata={
+            "description": "turned_toward / (bids - unreachable - open); null when no bid's"
+            " outcome is known"
+        },
     )
 
 
@@ -73,8 +97,9 @@ class PatternEvidenceSchema(Schema):
         dump_only=True,
         allow_none=True,
         metadata={
-            "description": "Over the bids the other received whose outcome is known: open bids"
-            " and `later` answers whose back_at has not come are left out"
+            "description": "Over the bids the other received whose outcome is known, as their"
+            " `turn_toward_rate`: open bids and `later` answers whose back_at has not come are"
+            " left out"
         },
     )
     median_response_seconds_of_other = fields.Integer(dump_only=True, allow_none=True)

@@ -19,7 +19,8 @@ class PartnerFigures:
     sent: int
     # Received bids whose outcome is known: turned toward, a `later` kept or broken, or missed.
     # Not those still open, nor a `later` whose back_at has not come: a partner asleep, or one
-    # who said "I'll be back at 9" at 8, has not turned away.
+    # who said "I'll be back at 9" at 8, has not turned away. The partner's shown
+    # `turn_toward_rate` is this one.
     decided: int
     turned_toward: int  # of `decided`
     answered: int  # the responses the median is over

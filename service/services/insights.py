@@ -36,14 +36,21 @@ def _unreachable() -> ColumnElement[bool]:
     return and_(Bid.responded_at.is_(None), Bid.reachable_at >= Bid.expires_at)
 
 
+def _missed(now: datetime) -> ColumnElement[bool]:
+    """Over unanswered by `now` (its expires_at has come, whether or not the worker has marked
+    it expired yet), though it could reach the recipient."""
+    return and_(Bid.responded_at.is_(None), Bid.expires_at <= now, ~_unreachable())
+
+
 def _decided(now: datetime) -> ColumnElement[bool]:
     """The outcome is known by `now`: toward, a `later` kept or broken (its back_at passed), or
-    missed (over unanswered, though it could reach). Open bids and promises not yet due are not:
-    the pattern is read on these only."""
+    missed. Open bids (no answer yet, still able to get one) and promises not yet due are not:
+    the rates and the pattern are read on these only, so a bid the partner could not have
+    answered yet (asleep in quiet hours, or sent a minute ago) never lowers them."""
     return or_(
         Bid.first_response == "toward",
         and_(Bid.first_response == "later", or_(Bid.toward_at.is_not(None), Bid.back_at < now)),
-        and_(Bid.responded_at.is_(None), Bid.expires_at <= now, ~_unreachable()),
+        _missed(now),
     )
 
 
@@ -63,6 +70,11 @@ def _whole_seconds(session: Session, start: Any, end: Any) -> ColumnElement[Any]
         )
 
     return (micros(end) - micros(start)) // 1_000_000
+
+
+def _rate(part: int, whole: int) -> float | None:
+    """`part / whole` to 4 places; None when there is nothing to divide by."""
+    return round(part / whole, 4) if whole else None
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
@@ -122,13 +134,12 @@ def _partner(
             func.count(),
             func.count(Bid.responded_at),
             _count(_turned_toward()),
-            _count(and_(Bid.status == "expired", ~_unreachable())),
+            _count(_missed(window.until)),
             _count(_unreachable()),
             _count(_decided(window.until)),
         ).where(*received_where)
     ).one()
     received, answered, turned, missed, unreachable, decided = (int(v) for v in counts)
-    reachable = received - unreachable
     median_response, p90_response = _percentiles(session, Bid.response_seconds, received_where)
     median_delivery, _ = _percentiles(session, Bid.delivery_seconds, received_where)
     figures = PartnerFigures(
@@ -142,8 +153,10 @@ def _partner(
         "answered": answered,
         "missed": missed,
         "unreachable": unreachable,
-        "response_rate": round(answered / reachable, 4) if reachable else None,
-        "turn_toward_rate": round(turned / reachable, 4) if reachable else None,
+        "open": received - unreachable - decided,
+        # A response is known once given (a `later` too); no response, once the bid is over.
+        "response_rate": _rate(answered, answered + missed),
+        "turn_toward_rate": figures.turn_toward_rate,
         "median_response_seconds": median_response,
         "p90_response_seconds": p90_response,
         "median_delivery_seconds": median_delivery,
@@ -165,22 +178,23 @@ def _weekly(session: Session, couple: Couple, window: _Window, weeks: int) -> li
             func.count(),
             _count(_turned_toward()),
             _count(_unreachable()),
+            _count(_decided(window.until)),
         )
         .where(Bid.couple_id == couple.id, *window.of(Bid.created_at))
         .group_by(bucket)
     ).all()
-    by_week = {int(week): (int(n), int(turned), int(lost)) for week, n, turned, lost in rows}
+    by_week = {int(row[0]): tuple(int(v) for v in row[1:]) for row in rows}
     trend = []
     for index in range(weeks):
-        n, turned, unreachable = by_week.get(index, (0, 0, 0))
-        reachable = n - unreachable
+        n, turned, unreachable, decided = by_week.get(index, (0, 0, 0, 0))
         trend.append(
             {
                 "week_start": since + timedelta(seconds=index * WEEK),
                 "bids": n,
                 "unreachable": unreachable,
+                "open": n - unreachable - decided,
                 "turned_toward": turned,
-                "turn_toward_rate": round(turned / reachable, 4) if reachable else None,
+                "turn_toward_rate": _rate(turned, decided),
             }
         )
     return trend

@@ -95,6 +95,7 @@ def test_figures_match_a_hand_computed_week(client: ApiClient, worker: Worker) -
         "answered": 4,
         "missed": 1,
         "unreachable": 0,
+        "open": 0,
         "response_rate": 0.8,
         "turn_toward_rate": 0.6,  # b1, b2 and the kept promise of b3
         "median_response_seconds": 300,  # of 60, 300, 600, 1800 (nearest rank)
@@ -109,6 +110,7 @@ def test_figures_match_a_hand_computed_week(client: ApiClient, worker: Worker) -
         "answered": 1,
         "missed": 0,
         "unreachable": 0,
+        "open": 0,
         "response_rate": 1.0,
         "turn_toward_rate": 1.0,
         "median_response_seconds": 20,
@@ -126,6 +128,7 @@ def test_figures_match_a_hand_computed_week(client: ApiClient, worker: Worker) -
             "week_start": "2031-01-10T12:00:00.000000Z",
             "bids": 6,
             "unreachable": 0,
+            "open": 0,
             "turned_toward": 4,
             "turn_toward_rate": 0.6667,
         }
@@ -293,6 +296,99 @@ def test_one_slow_answer_among_bids_still_open_names_no_cycle(client: ApiClient)
     figures = d.insights("2031-03-10T18:00:00", ben)
     assert figures["partners"][0]["median_response_seconds"] == 7200
     assert figures["pattern"] is None
+
+
+def test_bids_sent_while_the_partner_sleeps_leave_the_rates_as_they_were(
+    client: ApiClient, worker: Worker
+) -> None:
+    """Ben turned toward two of Ana's three bids yesterday. Tonight she sends ten while he
+    sleeps in quiet hours: until he wakes and answers, or they expire, they say nothing about
+    how he turns, so his rates (and the week's) stay what they were, and the ten are `open`.
+    Once decided they count: four answered in the morning, six expired unanswered."""
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "Europe/Berlin")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    d = Diary(client)
+    for hour in (8, 9):
+        d.answer(f"2031-03-09T{hour:02d}:10:00", ben, d.bid(f"2031-03-09T{hour:02d}:00:00", ana))
+    d.bid("2031-03-09T10:00:00", ana)  # expires unanswered at 2031-03-10T10:00Z
+
+    def ben_and_week(moment: str) -> tuple[Any, ...]:
+        figures = d.insights(moment, ana)
+        ben_figures, week = figures["partners"][1], figures["weekly"][-1]
+        return (
+            ben_figures["open"],
+            ben_figures["response_rate"],
+            ben_figures["turn_toward_rate"],
+            week["open"],
+            week["turn_toward_rate"],
+        )
+
+    assert ben_and_week("2031-03-10T20:00:00") == (0, 0.6667, 0.6667, 0, 0.6667)
+    night = []
+    for minute in range(10):
+        night.append(d.bid(f"2031-03-10T21:{minute:02d}:00", ana))  # 22:xx: quiet until 06:00Z
+    assert ben_and_week("2031-03-10T21:30:00") == (10, 0.6667, 0.6667, 10, 0.6667)
+    assert ben_and_week("2031-03-11T05:59:00") == (10, 0.6667, 0.6667, 10, 0.6667)
+
+    for bid_id in night[:4]:
+        d.answer("2031-03-11T06:30:00", ben, bid_id)
+    assert ben_and_week("2031-03-11T07:00:00") == (6, 0.8571, 0.8571, 6, 0.8571)
+    clock.freeze(at("2031-03-11T21:30:00"))
+    assert worker.run_once().expired_bids == 7  # with yesterday's, already counted missed
+    after = d.insights("2031-03-11T21:30:00", ana)["partners"][1]
+    assert (after["answered"], after["missed"], after["open"]) == (6, 7, 0)
+    assert (after["response_rate"], after["turn_toward_rate"]) == (0.4615, 0.4615)
+
+
+def test_a_bid_sent_a_minute_ago_is_open_not_a_zero(client: ApiClient) -> None:
+    """A couple's first bid, sent a minute ago, has no outcome yet: the rates are null, as with
+    no bid at all, not 0.0, and the bid is counted as `open` so a phone can say "1 still open".
+    An unanswered bid is decided at its `expires_at`, before the worker marks it expired."""
+    ana, ben = client.couple()
+    d = Diary(client)
+    d.bid("2031-03-10T12:00:00", ana)
+    figures = d.insights("2031-03-10T12:01:00", ben)
+    ben_figures, week = figures["partners"][0], figures["weekly"][0]
+    assert (ben_figures["bids_received"], ben_figures["open"]) == (1, 1)
+    assert (ben_figures["response_rate"], ben_figures["turn_toward_rate"]) == (None, None)
+    assert (week["bids"], week["open"], week["turn_toward_rate"]) == (1, 1, None)
+
+    over = d.insights("2031-03-11T12:00:00", ben)  # its expires_at; the worker has not run
+    ben_figures, week = over["partners"][0], over["weekly"][0]
+    assert (ben_figures["missed"], ben_figures["open"]) == (1, 0)
+    assert (ben_figures["response_rate"], ben_figures["turn_toward_rate"]) == (0.0, 0.0)
+    assert (week["open"], week["turn_toward_rate"]) == (0, 0.0)
+
+
+def test_a_promise_not_yet_due_leaves_the_rate_as_it_was(client: ApiClient) -> None:
+    """Ben turned toward Ana's first bid; to her second he says "not now, I'll be back at
+    20:00". Before 20:00 the promise may yet be kept: his turn-toward rate stays 1.0 and the
+    bid is `open` (his response rate counts it: a `later` is a response). After 20:00 without
+    a `toward` it is broken and counts; a promise kept counts as turning toward at once."""
+    ana, ben = client.couple()
+    d = Diary(client)
+    d.answer("2031-03-10T09:05:00", ben, d.bid("2031-03-10T09:00:00", ana))
+    promised = d.bid("2031-03-10T18:00:00", ana)
+    d.answer("2031-03-10T18:01:00", ben, promised, "later", "2031-03-10T20:00:00Z")
+
+    waiting = d.insights("2031-03-10T19:00:00", ana)
+    ben_figures, week = waiting["partners"][1], waiting["weekly"][0]
+    assert (ben_figures["answered"], ben_figures["open"]) == (2, 1)
+    assert (ben_figures["response_rate"], ben_figures["turn_toward_rate"]) == (1.0, 1.0)
+    assert (week["open"], week["turned_toward"], week["turn_toward_rate"]) == (1, 1, 1.0)
+
+    broken = d.insights("2031-03-10T20:00:01", ana)
+    ben_figures, week = broken["partners"][1], broken["weekly"][0]
+    assert (ben_figures["open"], ben_figures["turn_toward_rate"]) == (0, 0.5)
+    assert (week["open"], week["turn_toward_rate"]) == (0, 0.5)
+
+    kept = d.bid("2031-03-10T21:00:00", ana)
+    d.answer("2031-03-10T21:01:00", ben, kept, "later", "2031-03-10T23:00:00Z")
+    d.answer("2031-03-10T21:30:00", ben, kept)
+    ben_figures = d.insights("2031-03-10T21:31:00", ana)["partners"][1]
+    assert (ben_figures["open"], ben_figures["turn_toward_rate"]) == (0, 0.6667)
 
 
 def test_a_stranger_gets_no_insights(client: ApiClient) -> None:
@@ -468,6 +564,7 @@ def test_a_bid_that_could_never_reach_its_partner_is_not_turning_away(
         "answered": 1,
         "missed": 1,  # the ordinary night's bid only
         "unreachable": 1,
+        "open": 0,
         "response_rate": 0.5,  # of the two bids that could reach him
         "turn_toward_rate": 0.5,
         "median_response_seconds": 0,
@@ -480,6 +577,7 @@ def test_a_bid_that_could_never_reach_its_partner_is_not_turning_away(
             "week_start": "2031-10-29T12:00:00.000000Z",
             "bids": 3,
             "unreachable": 1,
+            "open": 0,
             "turned_toward": 1,
             "turn_toward_rate": 0.5,
         }
