@@ -1,6 +1,6 @@
 """What writing one bid costs at each layer, in the client and in PostgreSQL, one process, no HTTP.
 
-  service     `bids._write` as POST /bids runs it: rows, the wire dump, the statement
+  service     `bids.sending._write` as POST /bids runs it: rows, the wire dump, the statement
               autocommitted on a pooled connection's driver (`DriverStatement.first_row_alone`),
               the session's commit and its hooks
   rows        the same with the statement left out: building the bid, event and push job
@@ -37,8 +37,8 @@ Variant = Callable[[int], float | None]
 
 class NewBids:
     """The service's app (its context pushed) on `url`, one paired member of it, and new bids
-    for that member as `bids._write` builds them: through the service, or as the parameters of
-    the one statement (`bid_writes`) for psycopg alone."""
+    for that member as `bids.sending._write` builds them: through the service, or as the
+    parameters of the one statement (`bid_writes`) for psycopg alone."""
 
     def __init__(self, url: str) -> None:
         from sqlalchemy import select
@@ -63,19 +63,19 @@ class NewBids:
 
     @staticmethod
     def request() -> Any:
-        from service.services import bids
+        from service.services.bids import sending
 
-        return bids._BidRequest(uuid.uuid4(), "connect", "hello", 3600)
+        return sending._BidRequest(uuid.uuid4(), "connect", "hello", 3600)
 
     def service(self, n: int) -> None:
         """`n` bids written as POST /bids writes them."""
         from service.extensions import db
-        from service.services import bids
+        from service.services.bids import sending
 
         for _ in range(n):
             session = db.new_session()
             try:
-                written = bids._write(session, self.member, self.request(), proof=self.member)
+                written = sending._write(session, self.member, self.request(), proof=self.member)
                 assert written is not None
             finally:
                 session.close()
@@ -83,7 +83,8 @@ class NewBids:
     def captured(self) -> dict[str, Any]:
         """The rows of one new bid, as `_write` builds them (nothing is written)."""
         from service.extensions import db
-        from service.services import bid_writes, bids
+        from service.services import bid_writes
+        from service.services.bids import sending
 
         got: dict[str, Any] = {}
         real = bid_writes._write_in_one_statement
@@ -95,7 +96,7 @@ class NewBids:
         bid_writes._write_in_one_statement = capture  # type: ignore[assignment]
         session = db.new_session()
         try:
-            bids._write(session, self.member, self.request(), proof=self.member)
+            sending._write(session, self.member, self.request(), proof=self.member)
         finally:
             session.close()
             bid_writes._write_in_one_statement = real
