@@ -258,9 +258,10 @@ def test_serve_with_several_processes_needs_redis(monkeypatch: pytest.MonkeyPatc
     from click.testing import CliRunner
 
     from service import cli
+    from service.cli import serve
 
     started: list[list[str]] = []
-    monkeypatch.setattr(cli.os, "execv", lambda path, command: started.append(command))
+    monkeypatch.setattr(serve.os, "execv", lambda path, command: started.append(command))
     monkeypatch.delenv("REDIS_URL", raising=False)
     env = {"DATABASE_URL": "postgresql://reach@127.0.0.1:1/reach", "SECRET_KEY": LONG_SECRET}
     result = CliRunner().invoke(cli.main, ["serve", "--workers", "2"], env=env)
