@@ -48,7 +48,7 @@ class Settings:
     DATABASE_POOL_TIMEOUT: int = 10
     DATABASE_CONNECT_TIMEOUT: int = 5
     DATABASE_STATEMENT_TIMEOUT_MS: int = 10_000
-    # `reach db upgrade` / `downgrade` on PostgreSQL (service/migrations/session.py): how long
+    # `reach db upgrade` / `downgrade` on PostgreSQL (service/migrations/session/): how long
     # a run waits for another one holding the migration lock; after how long idle that one's
     # session is taken for a run that is gone, ended, and the lock taken over (0: never); the
     # lock_timeout of its statements, and how many more times a step that gave way is tried.
