@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import click
 from flask.cli import with_appcontext
 
 from service.cli import main
+
+T = TypeVar("T")
+
+
+def _carried_out(action: Callable[..., T], *args: str) -> T:
+    """`action(session, *args)` on the app's session; a refusal is one line, not a traceback."""
+    from service.domain.errors import ReachError
+    from service.extensions import db as database
+
+    try:
+        return action(database.session, *args)
+    except ReachError as exc:
+        raise click.ClickException(exc.detail) from exc
 
 
 @main.command("create-operator")
@@ -20,14 +36,9 @@ from service.cli import main
 @with_appcontext
 def create_operator(email: str, password: str) -> None:
     """Create an operator account for the /ops dashboard (not a member account)."""
-    from service.domain.errors import ReachError
-    from service.extensions import db as database
     from service.services import ops_accounts
 
-    try:
-        operator = ops_accounts.create_operator(database.session, email, password)
-    except ReachError as exc:
-        raise click.ClickException(exc.detail) from exc
+    operator = _carried_out(ops_accounts.create_operator, email, password)
     click.echo(f"operator {operator.email} created; sign in at /ops/login")
 
 
@@ -42,14 +53,9 @@ def _sessions_ended(count: int) -> str:
 def disable_operator(email: str) -> None:
     """Disable an operator account (someone who leaves): /ops refuses its sign-in and ends
     every session of it now."""
-    from service.domain.errors import ReachError
-    from service.extensions import db as database
     from service.services import ops_accounts
 
-    try:
-        ended = ops_accounts.disable_operator(database.session, email)
-    except ReachError as exc:
-        raise click.ClickException(exc.detail) from exc
+    ended = _carried_out(ops_accounts.disable_operator, email)
     email = ops_accounts.normalize_email(email)
     click.echo(f"operator {email} disabled; {_sessions_ended(ended)}")
 
@@ -59,14 +65,9 @@ def disable_operator(email: str) -> None:
 @with_appcontext
 def enable_operator(email: str) -> None:
     """Let a disabled operator account sign in to /ops again."""
-    from service.domain.errors import ReachError
-    from service.extensions import db as database
     from service.services import ops_accounts
 
-    try:
-        ops_accounts.enable_operator(database.session, email)
-    except ReachError as exc:
-        raise click.ClickException(exc.detail) from exc
+    _carried_out(ops_accounts.enable_operator, email)
     click.echo(f"operator {ops_accounts.normalize_email(email)} enabled; it signs in anew")
 
 
@@ -82,13 +83,8 @@ def enable_operator(email: str) -> None:
 @with_appcontext
 def set_operator_password(email: str, password: str) -> None:
     """Give an operator account a new password; every session signed in with the old one ends."""
-    from service.domain.errors import ReachError
-    from service.extensions import db as database
     from service.services import ops_accounts
 
-    try:
-        ended = ops_accounts.set_password(database.session, email, password)
-    except ReachError as exc:
-        raise click.ClickException(exc.detail) from exc
+    ended = _carried_out(ops_accounts.set_password, email, password)
     email = ops_accounts.normalize_email(email)
     click.echo(f"operator {email} has a new password; {_sessions_ended(ended)}")
