@@ -1,0 +1,36 @@
+"""Accounts and sessions: register, sign in, rotate refresh tokens, sign out."""
+
+from service.services.accounts.rotation import refresh, rotating_session
+from service.services.accounts.sessions import (
+    SignInsPruned,
+    count_usable_sessions,
+    logout,
+    prune_expired_sign_ins,
+    revoke_all_sessions,
+)
+from service.services.accounts.sign_in import (
+    EMAIL_LENGTH,
+    SignedIn,
+    account_by_email,
+    email_is,
+    login,
+    normalize_email,
+    register,
+)
+
+__all__ = [
+    "EMAIL_LENGTH",
+    "SignInsPruned",
+    "SignedIn",
+    "account_by_email",
+    "count_usable_sessions",
+    "email_is",
+    "login",
+    "logout",
+    "normalize_email",
+    "prune_expired_sign_ins",
+    "refresh",
+    "register",
+    "revoke_all_sessions",
+    "rotating_session",
+]

@@ -1,0 +1,104 @@
+"""Ending sign-in sessions: sign-out, every session of an account, and the expired ones pruned."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from service.clock import clock
+from service.models import AuthSession, Device, RefreshToken
+from service.security.tokens import hash_refresh_token
+from service.services import devices, members
+
+
+def logout(session: Session, token: str) -> None:
+    """Revoke the session the refresh token belongs to (idempotent)."""
+    stored = session.get(RefreshToken, hash_refresh_token(token))
+    if stored is None:
+        return
+    now = clock.now()
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.id == stored.session_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason="logout")
+    )
+    # The phone signed out: it shows no more of the couple's pushes.
+    devices.sign_out(session, Device.session_id == stored.session_id, now)
+    session.commit()
+
+
+def count_usable_sessions(session: Session, user_id: uuid.UUID, now: datetime) -> int:
+    """How many sign-in sessions of the account its phones can still use."""
+    usable = select(func.count()).select_from(AuthSession)
+    usable = usable.where(AuthSession.user_id == user_id, members.usable_session(now))
+    return int(session.scalar(usable) or 0)
+
+
+def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> int:
+    """End every sign-in session of the account; none of its phones gets pushes any more
+    (each turns on again when it signs in and registers). Returns how many of them were
+    usable (`members.usable_session`): those whose refresh tokens expired end too (an access
+    token of theirs may still be valid for a few minutes) but were over already."""
+    now = clock.now()
+    usable = count_usable_sessions(session, user_id, now)
+    session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+    devices.sign_out(session, Device.user_id == user_id, now)
+    return usable
+
+
+@dataclass(frozen=True)
+class SignInsPruned:
+    """What one call of `prune_expired_sign_ins` deleted, and whether it stopped short."""
+
+    tokens: int
+    sessions: int
+    more: bool
+
+
+def prune_expired_sign_ins(
+    session: Session, now: datetime, *, batch: int = 1000, most_batches: int = 20
+) -> SignInsPruned:
+    """Delete the refresh tokens that have expired (refused anyway; a used one is kept until
+    then to reveal its reuse), `batch` per transaction and at most `most_batches` of them, and
+    the sign-in sessions left with no token: those phones are signed out, and so are their
+    devices (`devices.sign_out`)."""
+    tokens = sessions = 0
+    for _ in range(most_batches):
+        expired = session.execute(
+            select(RefreshToken.token_hash, RefreshToken.session_id)
+            .where(RefreshToken.expires_at <= now)
+            .limit(batch)
+        ).all()
+        if not expired:
+            return SignInsPruned(tokens, sessions, more=False)
+        session.execute(
+            delete(RefreshToken).where(RefreshToken.token_hash.in_([t for t, _ in expired]))
+        )
+        tokens += len(expired)
+        # Sessions before their devices, in the order a registration takes them.
+        ended = list(
+            session.scalars(
+                select(AuthSession.id)
+                .where(
+                    AuthSession.id.in_({s for _, s in expired}),
+                    ~exists().where(RefreshToken.session_id == AuthSession.id),
+                )
+                .with_for_update()
+            )
+        )
+        if ended:
+            devices.sign_out(session, Device.session_id.in_(ended), now)
+            session.execute(delete(AuthSession).where(AuthSession.id.in_(ended)))
+            sessions += len(ended)
+        session.commit()
+        if len(expired) < batch:
+            return SignInsPruned(tokens, sessions, more=False)
+    return SignInsPruned(tokens, sessions, more=True)
