@@ -1,6 +1,6 @@
-"""The service's rate limiter (service/extensions.py `RouteLimiter`): limits on routes and
-blueprints hold as flask-limiter enforces them, no work before requests it does not limit,
-app-wide limits refused."""
+"""The service's rate limiter (service/extensions/route_limiter.py `RouteLimiter`): limits on
+routes and blueprints hold as flask-limiter enforces them, no work before requests it does not
+limit, app-wide limits refused."""
 
 from __future__ import annotations
 
