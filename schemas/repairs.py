@@ -23,6 +23,7 @@ from service.domain.repairs import (
     STATUSES,
     STEPS,
     TOPIC_MAX,
+    WRITTEN_AT_SKEW,
 )
 
 
@@ -64,7 +65,12 @@ class RepairMessageCreateSchema(Schema):
     written_at = UTCDateTime(
         load_default=None,
         allow_none=True,
-        metadata={"description": "When the phone wrote it (perhaps offline); never in the future"},
+        metadata={
+            "description": "When the phone wrote it (perhaps offline), with a time zone; for"
+            f" display only. Kept as sent unless over {WRITTEN_AT_SKEW.seconds // 60} minutes"
+            " ahead of the server's clock (a phone whose clock runs fast): then it is the time"
+            " the server received the message"
+        },
     )
 
     @validates("body")
