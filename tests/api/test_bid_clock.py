@@ -285,3 +285,16 @@ def test_an_answer_after_expires_at_is_refused_whether_or_not_the_worker_ran(
     assert (got["status"], got["outcome"], got["responses"]) == ("expired", "missed", [])
     types = [e["type"] for e in events_of(client, ben)]
     assert types == ["couple.paired", "bid.created", "bid.expired"]
+
+
+def test_a_toward_after_a_later_is_taken_past_expires_at(client: ApiClient, worker: Worker) -> None:
+    """Answered bids never expire: only a bid with no response is over at `expires_at`, so a
+    `later` may still be kept by a `toward` after it (its back_at within 7 days)."""
+    ana, ben = client.couple()
+    clock.freeze(at("2031-03-01T10:00:00+00:00"))
+    bid = send(client, client.fresh(ana))
+    answer(client, client.fresh(ben), bid["id"], "later", back_at="2031-03-03T10:00:00Z")
+    clock.freeze(at("2031-03-02T12:00:00+00:00"))
+    assert worker.run_once().expired_bids == 0
+    got = answer(client, client.fresh(ben), bid["id"])
+    assert (got["status"], got["outcome"]) == ("answered", "later_kept")
