@@ -48,7 +48,10 @@ def _push_health() -> dict[str, Any]:
     try:
         cursor = ops_push.dead_letter_cursor(before) if before is not None else None
     except ValueError:
-        abort(400, description="That page of dead letters does not exist: start from the newest.")
+        # A domain error, so /ops/api/ answers this detail too (an HTTP abort's is generic there).
+        raise ReachError(
+            "That page of dead letters does not exist: start from the newest."
+        ) from None
     return ops_push.health(db.session, dead_before=cursor)
 
 

@@ -324,6 +324,16 @@ def test_every_dead_lettered_push_can_be_reached_page_by_page(
     assert signed_in.get("/ops/push", params={"before": "not-a-cursor"}).status_code == 400
 
 
+def test_a_dead_letter_cursor_it_did_not_give_is_a_400_saying_so(signed_in: OpsClient) -> None:
+    """A script paging /ops/api/push with a cursor it made up (or kept from another version)
+    is told the page does not exist, not to send a JSON body it never needed."""
+    refused = signed_in.get("/ops/api/push", params={"before": "not-a-cursor"})
+    assert refused.status_code == 400
+    problem = refused.json()
+    assert problem["code"] == "bad_request"
+    assert "page of dead letters does not exist" in problem["detail"], problem
+
+
 def dead_rows(page: str) -> list[int]:
     table = page.split('id="dead-letters"', 1)[1].split("</table>", 1)[0]
     return [int(job) for job in re.findall(r'data-job="(\d+)"', table)]
