@@ -154,7 +154,7 @@ def history(session: Session, user: User, limit: int, before: str | None) -> dic
     query = select(CheckInRound).where(
         CheckInRound.couple_id == couple.id, CheckInRound.revealed_at.is_not(None)
     )
-    if before is not None:
+    if before:  # an empty `before` asks for the first page, as on every other list
         query = query.where(CheckInRound.number < _round_number(before))
     rounds = list(session.scalars(query.order_by(CheckInRound.number.desc()).limit(limit + 1)))
     page = rounds[:limit]

@@ -461,6 +461,20 @@ def test_revealed_check_ins_come_a_page_at_a_time(client: ApiClient) -> None:
         assert "before" in wrong.json()["errors"]
 
 
+def test_an_empty_before_asks_for_the_first_page_of_check_ins(client: ApiClient) -> None:
+    """A phone that builds `?before=` from a `next` it does not have yet gets the first page,
+    as on `/bids`, `/repairs` and `/devices`, not a 422."""
+    ana, ben = client.couple()
+    scores = {"accessible": 4, "responsive": 3, "engaged": 5}
+    for who in (ana, ben):
+        assert client.post("/api/v1/checkins", as_=who, json=answer(scores)).status_code == 201
+    first = client.get("/api/v1/checkins", as_=ben, params={"limit": 1, "before": ""})
+    assert first.status_code == 200, first.text
+    assert [r["number"] for r in first.json()["items"]] == [1]
+    for listed in ("/api/v1/bids", "/api/v1/repairs", "/api/v1/devices"):
+        assert client.get(listed, as_=ben, params={"before": ""}).status_code == 200, listed
+
+
 def test_bad_check_ins_are_refused(client: ApiClient) -> None:
     ana, _ = client.couple()
     for body in (
