@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
-from service.domain.errors import Conflict, invalid
+from service.domain.errors import Conflict, NotFound, invalid
 from service.models import CheckInAnswer, CheckInRound, Couple, User
 from service.services import events, pairing
 
@@ -91,7 +91,11 @@ class Answered:
 def answer(session: Session, user: User, client_id: uuid.UUID, scores: dict[str, int]) -> Answered:
     """Answer the open round; a retry with the same `client_id` returns its round again."""
     couple = pairing.require_couple(session, user)
-    session.get(Couple, couple.id, with_for_update=True)  # one answer at a time per couple
+    # One answer at a time per couple; read again once locked: an unpair that held the lock
+    # has ended the couple, and a retry must not show the ended couple's round (404).
+    session.get(Couple, couple.id, with_for_update=True, populate_existing=True)
+    if couple.ended_at is not None:
+        raise NotFound("You are not paired.")
     # Looked up under the couple's lock: a racing retry that won is visible by now.
     earlier = session.scalar(
         select(CheckInAnswer.round_id).where(

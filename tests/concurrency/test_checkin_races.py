@@ -76,3 +76,32 @@ def test_an_answer_given_as_the_couple_ends_is_not_kept(
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(CheckInAnswer)) == 0
         assert db.session.scalar(select(func.count()).select_from(CheckInRound)) == 0
+
+
+def test_a_retried_answer_that_waits_on_an_unpair_shows_nothing_of_the_ended_couple(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ana's phone never heard the answer to its answer; Ben answered since (the round is
+    revealed) and unpairs as the retry arrives. Once the unpair has committed, the retry finds
+    the couple ended: 404 as for every other write, not Ben's answers with 200."""
+    ana, ben = client.couple()
+    couple_id = uuid.UUID(client.get("/api/v1/couple", as_=ana).json()["id"])
+    mine = {**SCORES, "client_id": str(uuid.uuid4())}
+    assert client.post("/api/v1/checkins", as_=ana, json=mine).status_code == 201
+    theirs = {"accessible": 2, "responsive": 2, "engaged": 2, "client_id": str(uuid.uuid4())}
+    assert client.post("/api/v1/checkins", as_=ben, json=theirs).status_code == 201
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, select(Couple).where(Couple.id == couple_id).with_for_update()),
+    ):
+        ended = pool.submit(ApiClient(client.base_url).delete, "/api/v1/couple", as_=ben)
+        queued(1)
+        retried = pool.submit(
+            ApiClient(client.base_url).post, "/api/v1/checkins", as_=ana, json=mine
+        )
+        queued(2)
+    assert ended.result(timeout=10).status_code == 204
+    answer = retried.result(timeout=10)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["code"] == "not_found"
