@@ -56,8 +56,11 @@ def behind_proxy(
             proxy,
         )
     finally:
-        proxy.flow()
-        proxy.down()
+        # Left forwarding: REDIS_URL is these servers' Socket.IO message queue too, whose
+        # listener thread (python-socketio's, which has no way to stop) stays subscribed through
+        # the proxy until the test process ends. Cut, it would retry every 2 s for the rest of
+        # the run and log into streams pytest has closed (as tests/realtime's proxy is left).
+        proxy.forwarding()
 
 
 def post_bid(server: LiveServer, sender: Person) -> Any:

@@ -39,6 +39,11 @@ class TcpProxy:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
         return self
 
+    def forwarding(self) -> TcpProxy:
+        """Forward again, whatever the test left: listening, and passing bytes on."""
+        self.flow()
+        return self if self._listener is not None else self.up()
+
     def down(self) -> None:
         """Stop listening and cut every open connection (the service is gone)."""
         listener, self._listener = self._listener, None
