@@ -8,12 +8,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.db import end_read
-from service.domain import passwords
+from service.domain import emails, passwords
 from service.domain.errors import Conflict, NotFound, Unauthorized, invalid
 from service.models import Operator, OperatorSession
 from service.security.passwords import check_password, hash_password
@@ -29,7 +29,13 @@ class SignedIn:
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    """An operator's address as members' are read (`service.domain.emails`)."""
+    return emails.normalize(email)
+
+
+def _by_email(email: str) -> ColumnElement[bool]:
+    """The operator of `email`, stored in today's form or as typed before it (as members')."""
+    return Operator.email.in_(emails.stored_forms(email))
 
 
 def hash_session_token(token: str) -> str:
@@ -42,11 +48,11 @@ def _check_password(password: str) -> None:
 
 
 def create_operator(session: Session, email: str, password: str) -> Operator:
-    email = normalize_email(email)
+    typed, email = email, normalize_email(email)
     if "@" not in email:
         raise invalid("email", "Give the operator's email address.")
     _check_password(password)
-    if session.scalar(select(Operator.id).where(Operator.email == email)) is not None:
+    if session.scalar(select(Operator.id).where(_by_email(typed))) is not None:
         raise Conflict(f"An operator {email} exists already.")
     operator = Operator(email=email, password_hash=hash_password(password), created_at=clock.now())
     session.add(operator)
@@ -56,7 +62,7 @@ def create_operator(session: Session, email: str, password: str) -> Operator:
 
 def sign_in(session: Session, email: str, password: str, hours: int) -> SignedIn:
     """Check the password and open a new session with a fresh random id (never a given one)."""
-    operator = session.scalar(select(Operator).where(Operator.email == normalize_email(email)))
+    operator = session.scalar(select(Operator).where(_by_email(email)))
     end_read(session)  # no transaction holds the database while the password is checked
     checked = check_password(operator.password_hash if operator else None, password)
     if not checked.matches:
@@ -168,9 +174,7 @@ def set_password(session: Session, email: str, password: str) -> int:
 
 def _operator(session: Session, email: str) -> Operator:
     """The operator account of `email`, locked; 404 if there is none."""
-    operator = session.scalar(
-        select(Operator).where(Operator.email == normalize_email(email)).with_for_update()
-    )
+    operator = session.scalar(select(Operator).where(_by_email(email)).with_for_update())
     if operator is None:
         raise NotFound(f"No operator {normalize_email(email)}.")
     return operator

@@ -192,3 +192,34 @@ def test_an_operator_password_signs_in_however_its_accents_were_typed(
         main, ["create-operator", "ops2@example.test", "--password", short], env=env
     )
     assert refused.exit_code == 1 and "at least 12 characters" in refused.output
+
+
+def test_an_operators_email_is_one_however_a_keyboard_typed_it(env: dict[str, str]) -> None:
+    """As members' addresses: full-width letters (a Chinese or Japanese keyboard) are the ASCII
+    ones; an operator made before, stored as typed, is still found by its own form."""
+    password = "a long operator password"
+    made = CliRunner().invoke(
+        main, ["create-operator", f"{wide('OPS')}@Example.test", "--password", password], env=env
+    )
+    assert made.exit_code == 0, made.output
+    assert list(operators(env)) == ["ops@example.test"]
+    again = CliRunner().invoke(
+        main, ["create-operator", "ops@example.test", "--password", password], env=env
+    )
+    assert "exists already" in again.output
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:  # stored before addresses were read in NFKC
+        conn.execute(
+            "INSERT INTO operators (id, email, password_hash, created_at) "
+            "VALUES ('00000000000040008000000000000001', ?, ?, "
+            "'2026-01-01 00:00:00')",
+            (f"{wide('old')}@example.test", operators(env)["ops@example.test"]),
+        )
+    for email in (f"{wide('OLD')}@example.test", f"ops@{wide('example')}.test"):
+        disabled = CliRunner().invoke(main, ["disable-operator", email], env=env)
+        assert disabled.exit_code == 0, (email, disabled.output)
+
+
+def wide(text: str) -> str:
+    """`text` as a keyboard in full-width mode types it (U+FF01-FF5E for ASCII's 0x21-0x7E)."""
+    return "".join(chr(ord(letter) + 0xFEE0) for letter in text)
