@@ -39,12 +39,21 @@ def _scores(answer: CheckInAnswer | None) -> dict[str, Any] | None:
     return {name: getattr(answer, name) for name in SCORES} | {"answered_at": answer.created_at}
 
 
-def view(session: Session, round_: CheckInRound, user: User, couple: Couple) -> dict[str, Any]:
-    """The round as this partner may see it: the partner's answers only after the reveal."""
-    answers = {
-        a.user_id: a
-        for a in session.scalars(select(CheckInAnswer).where(CheckInAnswer.round_id == round_.id))
-    }
+# A round's answers by who gave them (None: an account deleted since).
+ByUser = dict[uuid.UUID | None, CheckInAnswer]
+
+
+def view(
+    session: Session,
+    round_: CheckInRound,
+    user: User,
+    couple: Couple,
+    answers: ByUser | None = None,
+) -> dict[str, Any]:
+    """The round as this partner may see it: the partner's answers only after the reveal.
+    `answers` by user, when read already (`_answers_of`)."""
+    if answers is None:
+        answers = _answers_of(session, [round_.id]).get(round_.id, {})
     partner_id = couple.partner_of(user.id)
     partner_answer = answers.get(partner_id) if partner_id else None
     revealed = round_.revealed_at is not None
@@ -57,6 +66,16 @@ def view(session: Session, round_: CheckInRound, user: User, couple: Couple) -> 
         "partner_answered": partner_answer is not None,
         "partner": _scores(partner_answer) if revealed else None,
     }
+
+
+def _answers_of(session: Session, round_ids: list[uuid.UUID]) -> dict[uuid.UUID, ByUser]:
+    """The answers of these rounds, by round and then by user, in one read."""
+    answers: dict[uuid.UUID, ByUser] = {}
+    if round_ids:
+        query = select(CheckInAnswer).where(CheckInAnswer.round_id.in_(round_ids))
+        for a in session.scalars(query):
+            answers.setdefault(a.round_id, {})[a.user_id] = a
+    return answers
 
 
 def current(session: Session, user: User) -> dict[str, Any]:
@@ -162,8 +181,9 @@ def history(session: Session, user: User, limit: int, before: str | None) -> dic
         query = query.where(CheckInRound.number < _round_number(before))
     rounds = list(session.scalars(query.order_by(CheckInRound.number.desc()).limit(limit + 1)))
     page = rounds[:limit]
+    answers = _answers_of(session, [r.id for r in page])
     return {
-        "items": [view(session, r, user, couple) for r in page],
+        "items": [view(session, r, user, couple, answers.get(r.id, {})) for r in page],
         "next": str(page[-1].number) if len(rounds) > limit else None,
     }
 

@@ -3,12 +3,17 @@ kept and broken promises, expired bids; the pattern read; the blind A.R.E. revea
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import Flask
+from sqlalchemy import event
+
 from service.clock import clock
+from service.extensions import db
 from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
@@ -459,6 +464,35 @@ def test_revealed_check_ins_come_a_page_at_a_time(client: ApiClient) -> None:
         wrong = client.get("/api/v1/checkins", as_=ben, params={"before": forged})
         assert wrong.status_code == 422, (forged, wrong.text)
         assert "before" in wrong.json()["errors"]
+
+
+def test_a_page_of_check_ins_reads_its_answers_at_once(client: ApiClient, app: Flask) -> None:
+    """A page of 200 rounds is one read of their answers, not one per round."""
+    ana, ben = client.couple()
+    scores = {"accessible": 4, "responsive": 3, "engaged": 5}
+    reads: list[str] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM checkin_answers\b", statement, re.DOTALL):
+            reads.append(statement)
+
+    def answers_read(rounds: int) -> int:
+        reads.clear()
+        page = client.get("/api/v1/checkins", as_=ben, params={"limit": 200}).json()
+        assert len(page["items"]) == rounds
+        return len(reads)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        for rounds in range(1, 4):
+            for who in (ana, ben):
+                posted = client.post("/api/v1/checkins", as_=who, json=answer(scores))
+                assert posted.status_code == 201
+            assert answers_read(rounds) == 1, (rounds, reads)
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
 
 
 def test_an_empty_before_asks_for_the_first_page_of_check_ins(client: ApiClient) -> None:
