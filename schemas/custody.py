@@ -49,6 +49,7 @@ class ExportBidSchema(Schema):
 class ExportBidResponseSchema(Schema):
     id = fields.UUID(dump_only=True)
     bid_id = fields.UUID(dump_only=True)
+    couple_id = fields.UUID(dump_only=True, metadata={"description": "The couple of the bid"})
     kind = fields.String(dump_only=True, metadata={"enum": list(RESPONSE_KINDS)})
     note = fields.String(dump_only=True, allow_none=True)
     back_at = UTCDateTime(dump_only=True, allow_none=True)
@@ -62,9 +63,24 @@ class ExportRepairSchema(Schema):
     created_at = UTCDateTime(dump_only=True)
 
 
+class ExportRepairJoinedSchema(Schema):
+    repair_id = fields.UUID(dump_only=True)
+    couple_id = fields.UUID(dump_only=True)
+    last_read_seq = fields.Integer(
+        dump_only=True, metadata={"description": "How far the caller had read (0: nothing)"}
+    )
+    heard = fields.Boolean(dump_only=True, metadata={"description": "The caller feels heard"})
+    resolved_at = UTCDateTime(
+        dump_only=True, allow_none=True, metadata={"description": "When the caller said so"}
+    )
+
+
 class ExportRepairMessageSchema(Schema):
     id = fields.UUID(dump_only=True)
     repair_id = fields.UUID(dump_only=True)
+    couple_id = fields.UUID(
+        dump_only=True, metadata={"description": "The couple of the conversation"}
+    )
     seq = fields.Integer(dump_only=True)
     body = fields.String(dump_only=True)
     step = fields.String(dump_only=True, allow_none=True, metadata={"enum": list(STEPS)})
@@ -79,6 +95,10 @@ def _score() -> fields.Integer:
 
 class ExportCheckInSchema(Schema):
     round_id = fields.UUID(dump_only=True)
+    couple_id = fields.UUID(dump_only=True, metadata={"description": "The couple of the round"})
+    round_number = fields.Integer(
+        dump_only=True, metadata={"description": "The round's number in its couple (from 1)"}
+    )
     accessible = _score()
     responsive = _score()
     engaged = _score()
@@ -99,5 +119,6 @@ class ExportSchema(Schema):
     bids_sent = _each(ExportBidSchema)
     bid_responses = _each(ExportBidResponseSchema)
     repairs_started = _each(ExportRepairSchema)
+    repairs_joined = _each(ExportRepairJoinedSchema)
     repair_messages = _each(ExportRepairMessageSchema)
     checkins = _each(ExportCheckInSchema)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
@@ -17,6 +17,7 @@ from service.models import (
     Bid,
     BidResponse,
     CheckInAnswer,
+    CheckInRound,
     Couple,
     CoupleEvent,
     Device,
@@ -25,6 +26,7 @@ from service.models import (
     RefreshToken,
     Repair,
     RepairMessage,
+    RepairPartner,
     User,
 )
 from service.services import events
@@ -32,47 +34,97 @@ from service.services import events
 
 def export(session: Session, user: User) -> dict[str, Any]:
     """Everything the caller wrote, across every couple they were in; nothing the partner wrote.
-    Each list oldest first, rows of the same instant by id: the same order on every database."""
-    bids = session.scalars(
-        select(Bid).where(Bid.sender_id == user.id).order_by(Bid.created_at, Bid.id)
+    Each list oldest first, rows of the same instant by id: the same order on every database.
+    Each item names its couple, so an export made after several pairings says which one it was
+    about. Rows are read as plain columns: a large account's export builds no ORM objects."""
+    me = user.id
+    bids = select(Bid.id, Bid.couple_id, Bid.kind, Bid.note, Bid.status, Bid.created_at).where(
+        Bid.sender_id == me
     )
-    responses = session.scalars(
-        select(BidResponse)
-        .where(BidResponse.responder_id == user.id)
-        .order_by(BidResponse.created_at, BidResponse.id)
+    responses = (
+        select(
+            BidResponse.id,
+            BidResponse.bid_id,
+            Bid.couple_id,
+            BidResponse.kind,
+            BidResponse.note,
+            BidResponse.back_at,
+            BidResponse.created_at,
+        )
+        .join(Bid, Bid.id == BidResponse.bid_id)
+        .where(BidResponse.responder_id == me)
     )
-    repairs_started = session.scalars(
-        select(Repair).where(Repair.started_by == user.id).order_by(Repair.created_at, Repair.id)
+    started = select(Repair.id, Repair.couple_id, Repair.topic, Repair.created_at).where(
+        Repair.started_by == me
     )
-    messages = session.scalars(
-        select(RepairMessage)
-        .where(RepairMessage.author_id == user.id)
-        .order_by(RepairMessage.created_at, RepairMessage.id)
+    joined = (
+        select(
+            RepairPartner.repair_id,
+            Repair.couple_id,
+            RepairPartner.last_read_seq,
+            RepairPartner.resolved_at.is_not(None).label("heard"),
+            RepairPartner.resolved_at,
+        )
+        .join(Repair, Repair.id == RepairPartner.repair_id)
+        .where(RepairPartner.user_id == me)
     )
-    checkins = session.scalars(
-        select(CheckInAnswer)
-        .where(CheckInAnswer.user_id == user.id)
-        .order_by(CheckInAnswer.created_at, CheckInAnswer.id)
+    messages = (
+        select(
+            RepairMessage.id,
+            RepairMessage.repair_id,
+            Repair.couple_id,
+            RepairMessage.seq,
+            RepairMessage.body,
+            RepairMessage.step,
+            RepairMessage.emotions,
+            RepairMessage.written_at,
+            RepairMessage.created_at,
+        )
+        .join(Repair, Repair.id == RepairMessage.repair_id)
+        .where(RepairMessage.author_id == me)
     )
-    couples = session.scalars(
-        select(Couple)
-        .where(or_(Couple.partner_a_id == user.id, Couple.partner_b_id == user.id))
+    checkins = (
+        select(
+            CheckInAnswer.round_id,
+            CheckInRound.couple_id,
+            CheckInRound.number.label("round_number"),
+            CheckInAnswer.accessible,
+            CheckInAnswer.responsive,
+            CheckInAnswer.engaged,
+            CheckInAnswer.created_at,
+        )
+        .join(CheckInRound, CheckInRound.id == CheckInAnswer.round_id)
+        .where(CheckInAnswer.user_id == me)
+    )
+    couples = (
+        select(Couple.id, Couple.paired_at, Couple.ended_at)
+        .where(or_(Couple.partner_a_id == me, Couple.partner_b_id == me))
         .order_by(Couple.paired_at, Couple.id)
     )
-    devices = session.scalars(
-        select(Device).where(Device.user_id == user.id).order_by(Device.created_at, Device.id)
-    )
+    devices = select(
+        Device.id,
+        Device.platform,
+        Device.app_version,
+        Device.locale,
+        Device.active,
+        Device.created_at,
+    ).where(Device.user_id == me)
+
+    def rows(query: Select[*tuple[Any, ...]], *order: Any) -> list[Any]:
+        return list(session.execute(query.order_by(*order)).mappings())
+
     # Dumped by schemas.custody.ExportSchema, the document's `Export`.
     return {
         "exported_at": clock.now(),
         "profile": user,
-        "couples": couples.all(),
-        "devices": devices.all(),
-        "bids_sent": bids.all(),
-        "bid_responses": responses.all(),
-        "repairs_started": repairs_started.all(),
-        "repair_messages": messages.all(),
-        "checkins": checkins.all(),
+        "couples": rows(couples),
+        "devices": rows(devices, Device.created_at, Device.id),
+        "bids_sent": rows(bids, Bid.created_at, Bid.id),
+        "bid_responses": rows(responses, BidResponse.created_at, BidResponse.id),
+        "repairs_started": rows(started, Repair.created_at, Repair.id),
+        "repairs_joined": rows(joined, Repair.created_at, Repair.id),
+        "repair_messages": rows(messages, RepairMessage.created_at, RepairMessage.id),
+        "checkins": rows(checkins, CheckInAnswer.created_at, CheckInAnswer.id),
     }
 
 

@@ -270,3 +270,72 @@ def test_a_bid_left_open_by_an_unpair_expires_without_telling_either_of_them(
     with app.app_context():
         old_stream = select(func.count()).where(CoupleEvent.couple_id == uuid.UUID(old_couple))
         assert db.session.scalar(old_stream) == 0
+
+
+def test_everything_i_did_in_each_pairing_says_which_pairing_it_was(client: ApiClient) -> None:
+    """Ana answers Ben's bid, writes in Ben's conversation, reads it, feels heard and answers a
+    check-in; they unpair and she does the same with Cat. Her responses, messages and answers
+    were exported with only the ids of things her partners wrote (a bid, a conversation, a
+    round), which the export does not hold: she could not tell which pairing or round any of
+    them was about, nor that she had read a conversation or said she felt heard."""
+    ana = client.register("Ana")
+    done = []
+    for name in ("Ben", "Cat"):
+        partner = client.register(name)
+        couple = client.pair(partner, ana)["id"]
+        bid = client.post(
+            "/api/v1/bids",
+            as_=partner,
+            json={"client_id": str(uuid.uuid4()), "kind": "comfort", "note": BEN_WORDS},
+        ).json()
+        answered = client.post(
+            f"/api/v1/bids/{bid['id']}/responses",
+            as_=ana,
+            json={"client_id": str(uuid.uuid4()), "kind": "toward", "note": f"{name} {ANA_WORDS}"},
+        )
+        assert answered.status_code == 201, answered.text
+        repair = client.post(
+            "/api/v1/repairs",
+            as_=partner,
+            json={"client_id": str(uuid.uuid4()), "topic": BEN_WORDS},
+        ).json()
+        written = client.post(
+            f"/api/v1/repairs/{repair['id']}/messages",
+            as_=ana,
+            json={"client_id": str(uuid.uuid4()), "body": f"{name} {ANA_WORDS}"},
+        )
+        assert written.status_code == 201, written.text
+        assert (
+            client.post(
+                f"/api/v1/repairs/{repair['id']}/read", as_=ana, json={"seq": 1}
+            ).status_code
+            == 200
+        )
+        heard = client.post(f"/api/v1/repairs/{repair['id']}/resolve", as_=ana)
+        assert heard.status_code == 200, heard.text
+        checked_in = client.post(
+            "/api/v1/checkins",
+            as_=ana,
+            json={"client_id": str(uuid.uuid4()), "accessible": 4, "responsive": 3, "engaged": 5},
+        )
+        assert checked_in.status_code in (200, 201), checked_in.text
+        assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+        done.append((couple, name, repair["id"]))
+
+    exported = client.get("/api/v1/me/export", as_=ana).json()
+    assert [c["id"] for c in exported["couples"]] == [couple for couple, _, _ in done]
+    assert [(r["couple_id"], r["note"]) for r in exported["bid_responses"]] == [
+        (couple, f"{name} {ANA_WORDS}") for couple, name, _ in done
+    ]
+    assert [(m["couple_id"], m["body"]) for m in exported["repair_messages"]] == [
+        (couple, f"{name} {ANA_WORDS}") for couple, name, _ in done
+    ]
+    assert [(c["couple_id"], c["round_number"]) for c in exported["checkins"]] == [
+        (couple, 1) for couple, _, _ in done
+    ]
+    joined = exported["repairs_joined"]
+    assert [(r["repair_id"], r["couple_id"], r["last_read_seq"], r["heard"]) for r in joined] == [
+        (repair, couple, 1, True) for couple, _, repair in done
+    ]
+    assert all(r["resolved_at"] for r in joined)
+    assert BEN_WORDS not in str(exported)
