@@ -143,6 +143,8 @@ class Settings:
     # ACCESS_TOKEN_SECONDS); each stores a token, kept until it expires. A refresh that fails
     # (an unknown, used or ended token) is never limited.
     RATELIMIT_REFRESH: str = "30 per hour"
+    # Data exports per account: each reads and encodes everything the account ever wrote.
+    RATELIMIT_EXPORT: str = "10 per hour"
     # Live member sockets one account may hold in one process; more are refused.
     SOCKETS_PER_USER: int = 10
     # Active devices (push tokens) one account keeps; registering another switches off the one

@@ -10,7 +10,7 @@ from schemas.accounts import ProfileUpdateSchema, UserSchema
 from schemas.custody import ExportSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
-from service.extensions import db
+from service.extensions import db, limit_setting, limiter
 from service.models import User
 from service.realtime import members
 from service.services import custody, profile
@@ -18,6 +18,8 @@ from service.services import custody, profile
 PREFIX = "/me"
 blp = Blueprint("me", __name__, description="The caller's profile")
 member = documented_member(blp)
+
+_export_limit = limit_setting("RATELIMIT_EXPORT")
 
 
 @blp.route("")
@@ -58,6 +60,8 @@ class Export(MethodView):
     @member
     @blp.doc(operationId="exportData")
     @blp.response(200, ExportSchema)
+    @blp.problem(429)
+    @limiter.limit(_export_limit)
     def get(self) -> dict[str, Any]:
         """Everything you wrote, as JSON (yours to keep, also after unpairing)"""
         return custody.export(db.session, current_user())

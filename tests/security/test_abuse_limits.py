@@ -435,3 +435,14 @@ def test_a_long_polling_message_over_the_limit_closes_the_connection(
     finally:
         phone.disconnect()
     assert len(client.get("/api/v1/bids", as_=ana).json()["items"]) == 1
+
+
+def test_exports_are_limited_per_account(server_with: Server) -> None:
+    """An export reads and encodes everything an account ever wrote (about a second of the
+    process's time for 20,000 bids): one token asking in a loop held the process without end."""
+    server = server_with(RATELIMIT_EXPORT="2 per hour")
+    client = ApiClient(server.url)
+    ana, ben = client.register("Ana"), client.register("Ben")
+    assert [client.get("/api/v1/me/export", as_=ana).status_code for _ in range(2)] == [200, 200]
+    assert_limited(client.get("/api/v1/me/export", as_=ana))
+    assert client.get("/api/v1/me/export", as_=ben).status_code == 200
