@@ -20,6 +20,12 @@ blp = Blueprint("me", __name__, description="The caller's profile")
 member = documented_member(blp)
 
 _export_limit = limit_setting("RATELIMIT_EXPORT")
+_EXPORT_HEADERS = {
+    "Content-Disposition": {
+        "description": 'attachment; filename="reach-export-YYYY-MM-DD.json" (the local day)',
+        "schema": {"type": "string"},
+    }
+}
 
 
 @blp.route("")
@@ -59,9 +65,10 @@ class Export(MethodView):
 
     @member
     @blp.doc(operationId="exportData")
-    @blp.response(200, ExportSchema)
+    @blp.response(200, ExportSchema, headers=_EXPORT_HEADERS)
     @blp.problem(429)
     @limiter.limit(_export_limit)
-    def get(self) -> dict[str, Any]:
+    def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
         """Everything you wrote, as JSON (yours to keep, also after unpairing)"""
-        return custody.export(db.session, current_user())
+        exported = custody.export(db.session, current_user())
+        return exported, 200, {"Content-Disposition": custody.export_disposition(exported)}

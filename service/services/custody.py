@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, delete, or_, select, update
 from sqlalchemy.orm import Session
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 from schemas.base import iso
 from service.clock import clock
 from service.domain.errors import Conflict
+from service.domain.quiet_hours import is_known_zone
 from service.models import (
     AuthSession,
     Bid,
@@ -126,6 +128,15 @@ def export(session: Session, user: User) -> dict[str, Any]:
         "repair_messages": rows(messages, RepairMessage.created_at, RepairMessage.id),
         "checkins": rows(checkins, CheckInAnswer.created_at, CheckInAnswer.id),
     }
+
+
+def export_disposition(exported: dict[str, Any]) -> str:
+    """The export offered as a file, named for the day it was made in the caller's time zone
+    (in UTC for a zone this server cannot load: the export never fails on its name)."""
+    zone = exported["profile"].timezone
+    made: datetime = exported["exported_at"]
+    day = made.astimezone(ZoneInfo(zone)).date() if is_known_zone(zone) else made.date()
+    return f'attachment; filename="reach-export-{day.isoformat()}.json"'
 
 
 def forget_couple_history(session: Session, couple_id: Any) -> None:

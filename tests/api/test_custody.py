@@ -339,3 +339,19 @@ def test_everything_i_did_in_each_pairing_says_which_pairing_it_was(client: ApiC
     ]
     assert all(r["resolved_at"] for r in joined)
     assert BEN_WORDS not in str(exported)
+
+
+def test_the_export_is_offered_as_a_file_named_for_its_day(client: ApiClient) -> None:
+    """A phone that downloads the export (URLSession's download task, Android's DownloadManager)
+    or a browser names the file from the answer: it came without a name, saved as `export`
+    with no extension, the same for every export. The day is the caller's own."""
+    clock.freeze(datetime(2031, 6, 1, 23, 30, tzinfo=UTC))  # 01:30 on 2 June in Berlin
+    ana = client.fresh(client.register("Ana", "Europe/Berlin"))
+    answer = client.get("/api/v1/me/export", as_=ana)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "application/json"
+    assert (
+        answer.headers.get("Content-Disposition")
+        == 'attachment; filename="reach-export-2031-06-02.json"'
+    )
+    assert answer.headers["Cache-Control"] == "no-store"
