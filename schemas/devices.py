@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from marshmallow import ValidationError, fields, validate
 
 from schemas.base import Schema, UTCDateTime
@@ -11,19 +14,35 @@ PLATFORMS = ("ios", "android", "web")
 # A token is unique, so PostgreSQL indexes its whole text, at most about 2700 bytes a row:
 # FCM's tokens (about 160 ASCII characters) fit many times over.
 PUSH_TOKEN_LENGTH = 2048
+# An FCM registration token is printable ASCII without spaces (letters, digits, `:`, `-`, `_`).
+_TOKEN_CHARACTERS = re.compile(r"[!-~]+")
+
+
+class PushToken(fields.String):
+    """The token without the whitespace around it (a line break read with it, a paste): the
+    same token, so the same device, rather than a second one FCM refuses as not a token."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        return super()._deserialize(value, attr, data, **kwargs).strip()
 
 
 def _check_push_token(value: str) -> None:
-    if not value.isascii():
-        raise ValidationError("An FCM registration token has only ASCII characters.")
+    if not _TOKEN_CHARACTERS.fullmatch(value):
+        raise ValidationError(
+            "An FCM registration token has only printable ASCII characters: no spaces, no "
+            "control characters."
+        )
 
 
 class DeviceCreateSchema(Schema):
     platform = fields.String(required=True, validate=validate.OneOf(PLATFORMS))
-    push_token = fields.String(
+    push_token = PushToken(
         required=True,
         validate=[validate.Length(min=8, max=PUSH_TOKEN_LENGTH), _check_push_token],
-        metadata={"description": "The FCM registration token: ASCII characters"},
+        metadata={
+            "description": "The FCM registration token: printable ASCII characters, no spaces "
+            "(whitespace around it is ignored)"
+        },
     )
     app_version = fields.String(load_default=None, validate=validate.Length(max=40))
     locale = fields.String(load_default=None, validate=validate.Length(max=35))

@@ -110,6 +110,47 @@ def test_bad_device_bodies(client: ApiClient) -> None:
     assert client.delete("/api/v1/devices/not-a-uuid", as_=ana).status_code == 404
 
 
+def test_a_token_is_taken_without_the_whitespace_around_it(client: ApiClient) -> None:
+    """An app that reads its token with a line break or spaces around it (from a file, a
+    bridge, a paste) means the same token: the same device, not a second one for the phone,
+    whose every push FCM refuses as "not a valid FCM registration token"."""
+    ana = client.register("Ana")
+    token = "dGhpcy1pcy1h:APA91bE-ana_phone"
+    plain = client.post(
+        "/api/v1/devices", as_=ana, json={"platform": "android", "push_token": token}
+    )
+    assert plain.status_code == 201, plain.text
+    for padded in (f" {token}", f"{token}\n", f"\t{token} \r\n"):
+        again = client.post(
+            "/api/v1/devices", as_=ana, json={"platform": "android", "push_token": padded}
+        )
+        assert again.status_code == 201, again.text
+        assert again.json()["id"] == plain.json()["id"]
+    assert [d["id"] for d in client.get("/api/v1/devices", as_=ana).json()["items"]] == [
+        plain.json()["id"]
+    ]
+
+
+def test_a_token_with_spaces_or_control_characters_is_refused(client: ApiClient) -> None:
+    """No FCM registration token holds a space or a control character: such a token (or one
+    of spaces only) can never get a push, so it is refused at once rather than registered."""
+    ana = client.register("Ana")
+    for token in (
+        " " * 12,
+        "ana phone token",
+        "ana-phone\ttoken",
+        "ana-phone\ntoken",
+        "ana-phone\x7ftoken",
+        "ana-phone\x01token",
+        "  short \n",
+    ):
+        body = {"platform": "android", "push_token": token}
+        refused = client.post("/api/v1/devices", as_=ana, json=body)
+        assert refused.status_code == 422, (token, refused.text)
+        assert list(refused.json()["errors"]) == ["push_token"]
+    assert client.get("/api/v1/devices", as_=ana).json()["items"] == []
+
+
 def test_the_longest_push_token_registers_and_a_longer_one_is_refused(
     client: ApiClient,
 ) -> None:

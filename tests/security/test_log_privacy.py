@@ -144,7 +144,7 @@ def test_no_secret_or_partners_word_reaches_the_logs(
     wrong_code = client.post("/api/v1/couple/join", as_=ana, json={"code": "ZZZZ-ZZZZ"})
     assert wrong_code.status_code == 409
     for who, platform in ((ana, "android"), (ben, "ios"), (ben, "web")):
-        token = secret(f"{who.user['display_name']} {platform} push token")
+        token = secret(f"{who.user['display_name']}-{platform}-push-token")
         device = client.post(
             "/api/v1/devices", as_=who, json={"platform": platform, "push_token": token}
         )
