@@ -16,6 +16,9 @@ PLATFORMS = ("ios", "android", "web")
 PUSH_TOKEN_LENGTH = 2048
 # An FCM registration token is printable ASCII without spaces (letters, digits, `:`, `-`, `_`).
 _TOKEN_CHARACTERS = re.compile(r"[!-~]+")
+# An APNs device token (32 bytes as hex) is never an FCM registration token: FCM refuses every
+# push to it, and the token is then buried for good (`dead_push_tokens`).
+_APNS_DEVICE_TOKEN = re.compile(r"[0-9A-Fa-f]{64}")
 
 
 class PushToken(fields.String):
@@ -31,6 +34,11 @@ def _check_push_token(value: str) -> None:
         raise ValidationError(
             "An FCM registration token has only printable ASCII characters: no spaces, no "
             "control characters."
+        )
+    if _APNS_DEVICE_TOKEN.fullmatch(value):
+        raise ValidationError(
+            "This is an APNs device token, not an FCM registration token: register the token "
+            "Firebase Messaging gives (`Messaging.messaging().fcmToken`)."
         )
 
 

@@ -151,6 +151,25 @@ def test_a_token_with_spaces_or_control_characters_is_refused(client: ApiClient)
     assert client.get("/api/v1/devices", as_=ana).json()["items"] == []
 
 
+def test_a_raw_apns_device_token_is_refused_when_registered(client: ApiClient) -> None:
+    """An iPhone app that registers the APNs device token (64 hex digits) instead of the FCM
+    registration token used to get a 201 and an active device, and the partner's first bid
+    then never reached the phone: FCM refused the push and the token was buried for good.
+    It is refused at once, with what to send instead."""
+    ana = client.register("Ana")
+    apns = "9f3c2b7e" * 8
+    for token, platform in ((apns, "ios"), (apns.upper(), "ios"), (apns, "android")):
+        body = {"platform": platform, "push_token": token}
+        refused = client.post("/api/v1/devices", as_=ana, json=body)
+        assert refused.status_code == 422, refused.text
+        assert "APNs" in " ".join(refused.json()["errors"]["push_token"])
+    assert client.get("/api/v1/devices", as_=ana).json()["items"] == []
+    # Hex digits that are not 64 of them are no APNs token.
+    for token in (apns[:63], apns + "0"):
+        body = {"platform": "ios", "push_token": token}
+        assert client.post("/api/v1/devices", as_=ana, json=body).status_code == 201
+
+
 def test_the_longest_push_token_registers_and_a_longer_one_is_refused(
     client: ApiClient,
 ) -> None:
