@@ -162,7 +162,10 @@ def list_for(session: Session, user: User, *, limit: int, before: str | None) ->
 
 
 def delete(session: Session, user: User, device_id: uuid.UUID) -> None:
-    device = session.get(Device, device_id)
+    """Remove one of the account's devices. Locked as it is read: a registration that moves the
+    device to another account (`register`) and commits first makes it that account's, not one
+    this removes."""
+    device = session.get(Device, device_id, with_for_update=True)
     if device is None or device.user_id != user.id:
         raise NotFound("No such device.")
     session.delete(device)

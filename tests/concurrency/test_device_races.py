@@ -1,5 +1,5 @@
 """Real concurrency on PostgreSQL: an app registers its new push token twice at once, or as
-its session signs out."""
+its session signs out, or as another account takes it over."""
 
 from __future__ import annotations
 
@@ -124,3 +124,41 @@ def test_a_new_token_registered_as_the_account_is_deleted_is_no_deadlock(
             db.session.scalars(select(Device).where(Device.push_token == body["push_token"])).all()
             == []
         )
+
+
+def test_a_device_removed_as_it_moves_to_another_account_stays_with_that_account(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ana removes the family tablet from her devices just as Ben, signed in on it, registers
+    its token, which moves the device to him. His registration commits first (it holds the
+    device while her DELETE waits): the device is his now, so her DELETE is a 404 and his
+    tablet keeps its pushes, instead of her removing the device he has just registered."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    body = {"platform": "android", "push_token": f"family-tablet-{uuid.uuid4().hex}"}
+    registered = client.post("/api/v1/devices", as_=ana, json=body)
+    assert registered.status_code == 201, registered.text
+    device_id = uuid.UUID(registered.json()["id"])
+    with app.app_context():
+        moving = db.engine.connect()
+    try:
+        # What Ben's POST /devices writes to the device, not committed yet.
+        bens_session = moving.execute(
+            select(AuthSession.id).where(AuthSession.user_id == uuid.UUID(ben.id))
+        ).scalar_one()
+        moving.execute(
+            update(Device)
+            .where(Device.id == device_id)
+            .values(user_id=uuid.UUID(ben.id), session_id=bens_session, updated_at=clock.now())
+        )
+        with ThreadPoolExecutor(max_workers=1) as pool, lock_queue(app) as queued:
+            removing = pool.submit(
+                ApiClient(client.base_url).delete, f"/api/v1/devices/{device_id}", as_=ana
+            )
+            queued(1)
+            moving.commit()
+            answer = removing.result(timeout=10)
+    finally:
+        moving.close()
+    assert answer.status_code == 404, answer.text
+    listed = client.get("/api/v1/devices", as_=ben).json()["items"]
+    assert [(d["id"], d["active"]) for d in listed] == [(str(device_id), True)]
