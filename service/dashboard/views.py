@@ -85,6 +85,9 @@ def retry_push(job_id: int) -> Response:
 def _audit_page() -> tuple[list[Any], int | None]:
     """A page of entries and where the next (older) one starts: None when nothing is older."""
     before = request.args.get("before", type=int)
+    if before is None and "before" in request.args:
+        # Not a bound at all: the same answer as push health's, not the newest page again.
+        raise ReachError("That page of the audit log does not exist: start from the newest.")
     entries = ops_audit.recent(db.session, limit=AUDIT_PAGE + 1, before=before)
     if len(entries) <= AUDIT_PAGE:
         return entries, None

@@ -334,6 +334,18 @@ def test_a_dead_letter_cursor_it_did_not_give_is_a_400_saying_so(signed_in: OpsC
     assert "page of dead letters does not exist" in problem["detail"], problem
 
 
+@pytest.mark.parametrize("before", ["zzz", "", "1.5", "0x10"])
+def test_an_audit_log_cursor_it_did_not_give_is_a_400_not_the_newest_page(
+    signed_in: OpsClient, before: str
+) -> None:
+    """A script paging /ops/api/audit with a cursor it made up got the newest entries again, as
+    if it had reached the start: it is told the page does not exist, as push health tells it."""
+    refused = signed_in.get("/ops/api/audit", params={"before": before})
+    assert refused.status_code == 400, refused.text
+    assert "page of the audit log does not exist" in refused.json()["detail"]
+    assert signed_in.get("/ops/audit", params={"before": before}).status_code == 400
+
+
 def dead_rows(page: str) -> list[int]:
     table = page.split('id="dead-letters"', 1)[1].split("</table>", 1)[0]
     return [int(job) for job in re.findall(r'data-job="(\d+)"', table)]
