@@ -14,12 +14,14 @@ T = TypeVar("T")
 
 
 def _carried_out(action: Callable[..., T], *args: str) -> T:
-    """`action(session, *args)` on the app's session; a refusal is one line, not a traceback."""
+    """`action(session, *args)` on the app's session, in the audit log as taken on this command
+    line; a refusal is one line, not a traceback."""
     from service.domain.errors import ReachError
     from service.extensions import db as database
+    from service.services import ops_audit
 
     try:
-        return action(database.session, *args)
+        return action(database.session, *args, by=ops_audit.CommandLine.here())
     except ReachError as exc:
         raise click.ClickException(exc.detail) from exc
 

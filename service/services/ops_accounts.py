@@ -47,7 +47,9 @@ def _check_password(password: str) -> None:
         raise invalid("password", f"Use at least {MIN_PASSWORD} characters.")
 
 
-def create_operator(session: Session, email: str, password: str) -> Operator:
+def create_operator(
+    session: Session, email: str, password: str, *, by: ops_audit.Actor
+) -> Operator:
     typed, email = email, normalize_email(email)
     if "@" not in email:
         raise invalid("email", "Give the operator's email address.")
@@ -56,6 +58,8 @@ def create_operator(session: Session, email: str, password: str) -> Operator:
         raise Conflict(f"An operator {email} exists already.")
     operator = Operator(email=email, password_hash=hash_password(password), created_at=clock.now())
     session.add(operator)
+    session.flush()  # its id, for the log
+    _record(session, by, "operator.create", operator)
     session.commit()
     return operator
 
@@ -140,7 +144,7 @@ def sign_out(session: Session, operator: Operator, token: str) -> None:
     session.commit()
 
 
-def disable_operator(session: Session, email: str) -> int:
+def disable_operator(session: Session, email: str, *, by: ops_audit.Actor) -> int:
     """Someone who leaves: their sign-in is refused and every session of theirs ends now (an
     open dashboard's socket at its next refresh). Returns the sessions ended."""
     operator = _operator(session, email)
@@ -148,28 +152,42 @@ def disable_operator(session: Session, email: str) -> int:
         raise Conflict(f"The operator {operator.email} is disabled already.")
     operator.disabled_at = clock.now()
     ended = _end_sessions(session, operator)
+    _record(session, by, "operator.disable", operator, {"sessions_ended": ended})
     session.commit()
     return ended
 
 
-def enable_operator(session: Session, email: str) -> None:
+def enable_operator(session: Session, email: str, *, by: ops_audit.Actor) -> None:
     """Let a disabled operator sign in again (their old sessions stay ended)."""
     operator = _operator(session, email)
     if operator.disabled_at is None:
         raise Conflict(f"The operator {operator.email} is not disabled.")
     operator.disabled_at = None
+    _record(session, by, "operator.enable", operator)
     session.commit()
 
 
-def set_password(session: Session, email: str, password: str) -> int:
+def set_password(session: Session, email: str, password: str, *, by: ops_audit.Actor) -> int:
     """A new password; every session signed in with the old one ends. Returns how many."""
     _check_password(password)
     hashed = hash_password(password)  # before the account is locked: it takes ~150 ms
     operator = _operator(session, email)
     operator.password_hash = hashed
     ended = _end_sessions(session, operator)
+    _record(session, by, "operator.set_password", operator, {"sessions_ended": ended})
     session.commit()
     return ended
+
+
+def _record(
+    session: Session,
+    by: ops_audit.Actor,
+    action: str,
+    operator: Operator,
+    detail: dict[str, int] | None = None,
+) -> None:
+    target = ops_audit.Target("operator", str(operator.id))
+    ops_audit.record(session, by, action, target, {"email": operator.email, **(detail or {})})
 
 
 def _operator(session: Session, email: str) -> Operator:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,17 +24,40 @@ class Target:
     id: str
 
 
+@dataclass(frozen=True)
+class CommandLine:
+    """Who ran a `reach` operator command: no operator account acts there, so the log names the
+    shell's user and host (in the column that names an operator's email)."""
+
+    who: str
+
+    @classmethod
+    def here(cls) -> CommandLine:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # a container's uid without a passwd entry
+            user = f"uid {os.getuid()}"
+        return cls(f"command line: {user}@{socket.gethostname()}"[:254])
+
+
+Actor: TypeAlias = Operator | CommandLine
+
+
 def record(
     session: Session,
-    operator: Operator,
+    actor: Actor,
     action: str,
     target: Target,
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
     """Add an entry in the caller's transaction: the action and its record commit together."""
+    if isinstance(actor, Operator):
+        operator_id, name = actor.id, actor.email
+    else:
+        operator_id, name = None, actor.who
     entry = AuditEntry(
-        operator_id=operator.id,
-        operator_email=operator.email,
+        operator_id=operator_id,
+        operator_email=name,
         action=action,
         target_type=target.type,
         target_id=target.id,

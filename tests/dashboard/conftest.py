@@ -18,6 +18,7 @@ from service.dashboard.live import LiveFigures
 from service.extensions import db
 from service.push.fcm import FcmBackend
 from service.services import ops_accounts
+from service.services.ops_audit import CommandLine
 from service.worker.dispatch import Dispatcher, RetryPolicy
 from service.worker.runner import Worker
 from tests.support.fcm_standin import FcmStandIn
@@ -50,7 +51,9 @@ def operator(app: Flask) -> OperatorAccount:
     """An operator account in the test's transaction."""
     account = OperatorAccount(f"ops-{os.urandom(4).hex()}@reach.test")
     with app.app_context():
-        ops_accounts.create_operator(db.session, account.email, account.password)
+        ops_accounts.create_operator(
+            db.session, account.email, account.password, by=CommandLine.here()
+        )
     return account
 
 

@@ -18,6 +18,7 @@ from service.clock import clock
 from service.dashboard import live
 from service.extensions import db
 from service.services import ops_accounts
+from service.services.ops_audit import CommandLine
 from service.worker.runner import Worker
 from tests.dashboard.conftest import (
     OperatorAccount,
@@ -183,7 +184,9 @@ def test_an_operator_whose_email_a_browser_field_would_refuse_signs_in(
 ) -> None:
     account = OperatorAccount(f"jürgen-{uuid.uuid4().hex[:6]}@reach.test")
     with app.app_context():
-        ops_accounts.create_operator(db.session, account.email, account.password)
+        ops_accounts.create_operator(
+            db.session, account.email, account.password, by=CommandLine.here()
+        )
     sign_in_in_browser(page, account)
     expect(page.locator(".signout .who")).to_have_text(account.email)
 
@@ -290,7 +293,9 @@ def test_an_overview_rides_out_a_database_outage_and_a_socket_dropped_meanwhile(
     path = TcpProxy("127.0.0.1", server.port).up()
     account = OperatorAccount(f"ops-{uuid.uuid4().hex[:8]}@reach.test")
     with server.app.app_context():
-        ops_accounts.create_operator(db.session, account.email, account.password)
+        ops_accounts.create_operator(
+            db.session, account.email, account.password, by=CommandLine.here()
+        )
     context = browser.new_context(base_url=f"http://127.0.0.1:{path.port}")
     context.set_default_timeout(20_000)
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
 import sqlite3
 import unicodedata
 from collections.abc import Iterator
@@ -223,3 +225,43 @@ def test_an_operators_email_is_one_however_a_keyboard_typed_it(env: dict[str, st
 def wide(text: str) -> str:
     """`text` as a keyboard in full-width mode types it (U+FF01-FF5E for ASCII's 0x21-0x7E)."""
     return "".join(chr(ord(letter) + 0xFEE0) for letter in text)
+
+
+def test_each_operator_command_is_in_the_audit_log_under_who_ran_it(
+    env: dict[str, str], dashboard: LiveServer
+) -> None:
+    """Who made, disabled, enabled or re-keyed an operator account was in no log: the audit log
+    shows each command, by the shell's user and host (no operator account runs them), and a
+    refused command leaves nothing there."""
+    account = OperatorAccount("ops@example.test", "the first long password")
+    commands = [
+        ["create-operator", account.email, "--password", account.password],
+        ["disable-operator", account.email],
+        ["enable-operator", account.email],
+        ["set-operator-password", account.email, "--password", "the second long password"],
+    ]
+    for command in commands:
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 0, result.output
+    refused = CliRunner().invoke(main, ["enable-operator", account.email], env=env)
+    assert refused.exit_code == 1, refused.output
+
+    browser = signed_in_browser(
+        dashboard, OperatorAccount(account.email, "the second long password")
+    )
+    entries = browser.get("/ops/api/audit").json()["items"]
+    by_cli = [e for e in entries if e["action"] != "operator.sign_in"]
+    assert [e["action"] for e in reversed(by_cli)] == [
+        "operator.create",
+        "operator.disable",
+        "operator.enable",
+        "operator.set_password",
+    ]
+    here = f"command line: {getpass.getuser()}@{socket.gethostname()}"
+    assert {e["operator"] for e in by_cli} == {here}
+    assert {(e["target_type"], e["detail"]["email"]) for e in by_cli} == {
+        ("operator", account.email)
+    }
+    assert "the second long password" not in str(entries)
+    page = browser.get("/ops/audit").text
+    assert here in page and "operator.set_password" in page

@@ -115,7 +115,7 @@ def test_actions_that_do_not_apply_are_refused_with_a_message(
     assert "This account has no such device." in signed_in.get(page).text
     signed_in.post("/ops/push/jobs/999999/retry", data={"csrf_token": signed_in.csrf()})
     assert "There is no such push job." in signed_in.get("/ops/push").text
-    assert [e["action"] for e in audit(signed_in)] == ["operator.sign_in"]
+    assert [e["action"] for e in audit(signed_in)] == ["operator.sign_in", "operator.create"]
 
 
 def test_a_push_that_is_not_dead_cannot_be_retried(
@@ -359,9 +359,9 @@ def test_the_audit_log_links_to_older_entries_only_when_there_are_some(
     for email in ("one@example.test", "two@example.test"):
         form = {"email": email, "csrf_token": signed_in.csrf("/ops/support")}
         assert signed_in.post("/ops/support/search", data=form).status_code == 404
-    monkeypatch.setattr(views, "AUDIT_PAGE", 3)  # sign-in and two lookups: one full page
+    monkeypatch.setattr(views, "AUDIT_PAGE", 4)  # made, signed in, two lookups: one full page
     full = signed_in.get("/ops/audit").text
-    assert full.count("<tr data-action=") == 3
+    assert full.count("<tr data-action=") == 4
     assert "Older entries" not in full
     assert signed_in.get("/ops/api/audit").json()["next"] is None
 
@@ -370,6 +370,9 @@ def test_the_audit_log_links_to_older_entries_only_when_there_are_some(
     older = re.search(r'href="(/ops/audit\?before=\d+)">Older entries', first)
     assert older and first.count("<tr data-action=") == 2
     second = signed_in.get(older.group(1)).text
-    assert re.findall(r'<tr data-action="([^"]+)"', second) == ["operator.sign_in"]
+    assert re.findall(r'<tr data-action="([^"]+)"', second) == [
+        "operator.sign_in",
+        "operator.create",
+    ]
     assert "Older entries" not in second
     assert 'href="/ops/audit">Newest entries' in second

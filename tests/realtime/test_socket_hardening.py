@@ -18,6 +18,7 @@ from service.dashboard.live import NAMESPACE as OPS
 from service.extensions import db
 from service.realtime import members
 from service.services import ops_accounts
+from service.services.ops_audit import CommandLine
 from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.support import repairs as repair_helpers
 from tests.support.client import ApiClient, Person
@@ -231,7 +232,9 @@ def test_a_binary_event_whose_attachments_do_not_fit_leaves_the_socket_working(
 def ops_cookie(app: Flask, live_server: LiveServer) -> Iterator[str]:
     account = OperatorAccount(f"ops-{uuid.uuid4().hex[:8]}@reach.test")
     with app.app_context():
-        ops_accounts.create_operator(db.session, account.email, account.password)
+        ops_accounts.create_operator(
+            db.session, account.email, account.password, by=CommandLine.here()
+        )
     browser = OpsClient(live_server.url)
     assert browser.sign_in(account).status_code == 302
     assert browser.cookie is not None

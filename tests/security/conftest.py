@@ -14,6 +14,7 @@ from flask import Flask
 
 from service.extensions import db
 from service.services import ops_accounts
+from service.services.ops_audit import CommandLine
 from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.support import repairs as repair_helpers
 from tests.support.client import ApiClient, Person
@@ -104,7 +105,9 @@ def send_bid(client: ApiClient, sender: Person, note: str, kind: str = "comfort"
 def create_operator(app: Flask) -> OperatorAccount:
     account = OperatorAccount(f"ops-{os.urandom(4).hex()}@reach.test")
     with app.app_context():
-        ops_accounts.create_operator(db.session, account.email, account.password)
+        ops_accounts.create_operator(
+            db.session, account.email, account.password, by=CommandLine.here()
+        )
     return account
 
 
