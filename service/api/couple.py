@@ -58,12 +58,16 @@ class Join(MethodView):
     @member
     @blp.doc(operationId="joinCouple")
     @blp.arguments(JoinSchema)
-    @blp.response(201, CoupleSchema)
+    @blp.response(201, CoupleSchema, description="Paired")
+    @blp.alt_response(
+        200, schema=CoupleSchema, description="The same code sent again by the person it paired"
+    )
     @blp.problem(409, "The caller is already paired (a code whose maker has paired since is 422)")
     @blp.problem(429)
-    def post(self, body: dict[str, Any]) -> pairing.CoupleView:
+    def post(self, body: dict[str, Any]) -> tuple[pairing.CoupleView, int]:
         """Join a partner with their invite code"""
-        return pairing.join(db.session, current_user(), body["code"])
+        joined = pairing.join(db.session, current_user(), body["code"])
+        return joined.couple, 201 if joined.created else 200
 
 
 @blp.route("")

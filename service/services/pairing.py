@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
@@ -25,6 +25,14 @@ class CoupleView:
     id: uuid.UUID
     partner: User
     paired_at: datetime
+
+
+@dataclass(frozen=True)
+class Joined:
+    """A join's result: the couple as the joiner sees it, and whether this call paired them."""
+
+    couple: CoupleView
+    created: bool
 
 
 def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
@@ -59,10 +67,15 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
     return invite
 
 
-def join(session: Session, user: User, typed_code: str) -> CoupleView:
+def join(session: Session, user: User, typed_code: str) -> Joined:
+    """Pair the caller with the code's maker. The same code sent again by the person it paired,
+    while that couple lasts (a phone whose answer was lost), answers the couple again."""
     now = clock.now()
     code = invites.normalize(typed_code)
     if user.couple_id is not None:
+        earlier = _joined_with(session, user, code)
+        if earlier is not None:
+            return Joined(earlier, created=False)
         raise Conflict("You are already paired. Unpair first to join someone else.")
     # Claim the invite atomically: of two people racing for one code, one wins. Who used it is
     # written once both accounts are locked: writing it here would lock the caller's account
@@ -76,6 +89,10 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
     ).one_or_none()
     if claim is None:
         session.rollback()
+        # Sent again while the first join was pairing them: that join has committed by now.
+        earlier = _joined_with(session, user, code)
+        if earlier is not None:
+            return Joined(earlier, created=False)
         raise invalid("code", "This code is not valid: it may be mistyped, used or expired.")
     inviter_id, invited_at = claim
     if inviter_id == user.id:
@@ -125,7 +142,32 @@ def join(session: Session, user: User, typed_code: str) -> CoupleView:
         },
     )
     session.commit()
-    return CoupleView(couple.id, inviter, couple.paired_at)
+    return Joined(CoupleView(couple.id, inviter, couple.paired_at), created=True)
+
+
+def _joined_with(session: Session, user: User, code: str) -> CoupleView | None:
+    """The caller's live couple if this code made it: the caller used it, and the couple pairs
+    them with its maker at the moment it was used."""
+    made = session.scalar(
+        select(Couple)
+        .join(User, User.couple_id == Couple.id)
+        .join(
+            Invite,
+            and_(
+                Invite.code == code,
+                Invite.used_by_id == User.id,
+                Invite.inviter_id == Couple.partner_a_id,
+                Invite.used_at == Couple.paired_at,
+            ),
+        )
+        .where(User.id == user.id, Couple.partner_b_id == user.id, Couple.ended_at.is_(None))
+    )
+    inviter = session.get(User, made.partner_a_id) if made and made.partner_a_id else None
+    if made is None or inviter is None:
+        session.rollback()
+        return None
+    session.commit()
+    return CoupleView(made.id, inviter, made.paired_at)
 
 
 def _paired_since(session: Session, user_id: uuid.UUID, moment: datetime) -> bool:

@@ -114,6 +114,30 @@ def test_a_new_invite_replaces_the_old_one(client: ApiClient) -> None:
     assert client.post("/api/v1/couple/join", as_=ben, json={"code": new}).status_code == 201
 
 
+def test_a_join_sent_again_after_its_answer_was_lost_gets_the_couple(client: ApiClient) -> None:
+    """The phone's join paired Ben, but its answer was lost on the way (a train tunnel), and the
+    phone sent the same code again: Ben was told 409 "You are already paired. Unpair first to
+    join someone else.", pointing him at an unpair. A join sent again by the person the code
+    paired, while that couple lasts, answers the couple again (200), as a retried write does."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": code})
+    assert joined.status_code == 201
+    again = client.post("/api/v1/couple/join", as_=ben, json={"code": code.lower()})
+    assert again.status_code == 200, again.text
+    assert again.json() == joined.json()
+    events = client.get("/api/v1/sync?since=0", as_=ana).json()["events"]
+    assert [event["type"] for event in events] == ["couple.paired"]
+    # Anyone else's code, or the maker's own, is still a paired person's join: 409.
+    cats = client.post("/api/v1/couple/invites", as_=client.register("Cat")).json()["code"]
+    assert client.post("/api/v1/couple/join", as_=ben, json={"code": cats}).status_code == 409
+    assert client.post("/api/v1/couple/join", as_=ana, json={"code": code}).status_code == 409
+    # Once they unpair, the code is spent.
+    assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+    late = client.post("/api/v1/couple/join", as_=ben, json={"code": code})
+    assert late.status_code == 422, late.text
+
+
 def test_invites_are_limited_per_account(server_with: Callable[..., LiveServer]) -> None:
     """Each invite is a row (only the newest code works): an account makes RATELIMIT_JOIN."""
     client = ApiClient(server_with(RATELIMIT_JOIN="2 per hour").url)

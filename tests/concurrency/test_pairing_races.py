@@ -49,6 +49,33 @@ def test_whoever_joins_second_is_told_they_are_paired(client: ApiClient, app: Fl
     assert client.post("/api/v1/couple/join", as_=cat, json={"code": yuis_code}).status_code == 201
 
 
+def test_a_join_sent_again_while_the_first_still_pairs_gets_the_couple(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ben's phone gave up on its join and sent the code again while the first join, which has
+    claimed the code, waits for Ben's row. The second waits for the code's row; once the first
+    has paired them it found the code used, and Ben was told it "may be mistyped, used or
+    expired" (422) though the code had just paired him: it answers the couple (200)."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    bens_row = select(User).where(User.id == uuid.UUID(ben.id)).with_for_update()
+    join = ApiClient(client.base_url).post
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, bens_row),
+    ):
+        first = pool.submit(join, "/api/v1/couple/join", as_=ben, json={"code": code})
+        queued(1)
+        again = pool.submit(join, "/api/v1/couple/join", as_=ben, json={"code": code})
+        queued(2)
+    assert first.result(timeout=10).status_code == 201
+    retried = again.result(timeout=10)
+    assert retried.status_code == 200, retried.text
+    assert retried.json() == client.get("/api/v1/couple", as_=ben).json()
+    assert retried.json()["partner"]["id"] == ana.id
+
+
 def test_two_people_joining_each_others_codes_at_once_pair_once(
     client: ApiClient, app: Flask
 ) -> None:
