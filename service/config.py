@@ -134,8 +134,8 @@ class Settings:
     RATELIMIT_JOIN: str = "10 per hour"
     # Per submitted email (besides RATELIMIT_AUTH per address): failed sign-ins, and sign-ups.
     RATELIMIT_AUTH_EMAIL: str = "10 per minute;50 per hour"
-    # Invite-code guessing from one address, over every account behind it (RATELIMIT_JOIN is
-    # per account).
+    # Invite-code guessing from one address, over every account behind it: wrong codes only
+    # (RATELIMIT_JOIN is per account, every join).
     RATELIMIT_JOIN_ADDRESS: str = "30 per hour"
     # Push-token registrations per account (an app registers at every start and token change).
     RATELIMIT_DEVICES: str = "60 per hour"

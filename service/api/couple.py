@@ -11,7 +11,13 @@ from schemas.couples import CoupleSchema, InviteSchema, JoinSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
 from service.domain import invites
-from service.extensions import client_address, db, limit_setting, limiter
+from service.extensions import (
+    client_address,
+    db,
+    limit_setting,
+    limiter,
+    only_refusals_count,
+)
 from service.services import pairing
 
 PREFIX = "/couple"
@@ -48,8 +54,10 @@ class Invites(MethodView):
 @blp.route("/join")
 class Join(MethodView):
     # Per account, and per address over every account behind it (guessing codes with many
-    # accounts). auth_required runs first: the per-account key needs the caller.
+    # accounts). auth_required runs first: the per-account key needs the caller. Per address
+    # only wrong codes (422) stay counted: couples pairing behind one NAT are not guessing.
     decorators = [
+        only_refusals_count("address", refused=422),
         limiter.limit(_pairing_limit, methods=["POST"]),
         limiter.limit(_join_address_limit, key_func=_address, methods=["POST"], scope="address"),
         auth_required,

@@ -31,8 +31,9 @@ auth_limit = limit_setting("RATELIMIT_AUTH")
 auth_email_limit = limit_setting("RATELIMIT_AUTH_EMAIL")
 
 
-def only_refusals_count(scope: str) -> Callable[[F], F]:
-    """For a sign-in under the limits of `scope`: only a refused one (401) stays counted.
+def only_refusals_count(scope: str, refused: int = 401) -> Callable[[F], F]:
+    """For a sign-in under the limits of `scope`: only a refused one (`refused`, 401 unless
+    told: a wrong invite code is a 422) stays counted.
 
     The limits count every sign-in on arrival, one atomic count each, so sign-ins sent at once
     cannot all pass before any is counted (a limit that counted refusals once they were
@@ -45,7 +46,7 @@ def only_refusals_count(scope: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             @after_this_request
             def settle(response: Response) -> Response:
-                if response.status_code != 401:
+                if response.status_code != refused:
                     give_back(scope)
                 return response
 

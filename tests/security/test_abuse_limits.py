@@ -264,6 +264,35 @@ def test_invite_codes_cannot_be_guessed_with_many_accounts_from_one_address(
     assert guess(guessers[3], "203.0.113.6").status_code == 422  # another address
 
 
+def test_couples_pairing_behind_one_address_are_not_taken_for_guessers(
+    server_with: Server,
+) -> None:
+    """Phones on one carrier's NAT, or one office's Wi-Fi, share an address. Every join from it
+    was counted against the limit of code guessing from an address, those that paired too: past
+    it, the next couple there to type a right code was refused (429). Only wrong codes count."""
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_JOIN_ADDRESS="2 per hour")
+    client = ApiClient(server.url)
+    shared = from_address("203.0.113.5")
+    for n in range(3):
+        inviter, joiner = client.register(f"I{n}"), client.register(f"J{n}")
+        code = client.post("/api/v1/couple/invites", as_=inviter).json()["code"]
+        joined = client.post("/api/v1/couple/join", as_=joiner, json={"code": code}, headers=shared)
+        assert joined.status_code == 201, (n, joined.text)
+    guessers = [client.register(f"G{n}") for n in range(3)]
+    wrong = [
+        client.post(
+            "/api/v1/couple/join", as_=who, json={"code": "ZZZZ-ZZZZ"}, headers=shared
+        ).status_code
+        for who in guessers[:2]
+    ]
+    assert wrong == [422, 422]
+    assert_limited(
+        client.post(
+            "/api/v1/couple/join", as_=guessers[2], json={"code": "ZZZZ-ZZZZ"}, headers=shared
+        )
+    )
+
+
 def test_invite_codes_cannot_be_guessed_by_one_account_from_many_addresses(
     server_with: Server,
 ) -> None:
