@@ -55,7 +55,7 @@ class Bids(MethodView):
     @blp.response(201, BidSchema, description="Sent")
     @blp.alt_response(200, schema=BidSchema, description="A retry of an earlier send")
     @blp.problem(404, "Not paired")
-    @blp.problem(409, "The client_id was used for another bid")
+    @blp.problem(409, "The client_id was used for another bid, or couple_id is an ended one")
     @blp.problem(429)
     @limiter.shared_limit(_bid_limit, scope=SENDING_BIDS)
     def post(self, body: dict[str, Any]) -> tuple[Response | dict[str, Any], int]:

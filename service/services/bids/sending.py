@@ -31,9 +31,11 @@ def send(
     kind: str,
     note: str | None,
     ttl_seconds: int,
+    couple_id: uuid.UUID | None = None,
     recheck: Callable[[], Member] | None = None,
 ) -> Written:
     """Reach for the partner. A retry with the same `client_id` returns the first bid (200).
+    With `couple_id` (the couple the phone wrote it in), a bid of an ended pairing is refused.
 
     With `recheck`, `sender` was remembered rather than looked up in this transaction: the
     write proves it still holds (`members.STILL_LIVE`) and, if it does not (or the bid is a
@@ -41,11 +43,17 @@ def send(
     """
     request = _BidRequest(client_id, kind, note, ttl_seconds)
     if recheck is not None:
-        written = _write(session, sender, request, proof=sender)
-        if written is not None:
-            return written
-        session.rollback()
-        sender = recheck()
+        if _written_in(sender, couple_id):
+            written = _write(session, sender, request, proof=sender)
+            if written is not None:
+                return written
+            session.rollback()
+        sender = recheck()  # remembered in another couple, or no longer as remembered
+    if not _written_in(sender, couple_id):
+        raise Conflict(
+            "This bid was written for a pairing that has ended: drop the draft, it would reach "
+            "your new partner."
+        )
     written = _write(session, sender, request)
     if written is not None:
         return written
@@ -59,6 +67,12 @@ def send(
         # A bid of an earlier pairing: it, and the ex-partner's answers, are not the caller's.
         raise Conflict("This client_id was used for another bid: generate a new one.")
     return Written(present(existing), created=False)
+
+
+def _written_in(sender: Member, couple_id: uuid.UUID | None) -> bool:
+    """Whether a bid the phone wrote in `couple_id` (None: not said) is for the sender's couple;
+    one not paired at all gets the usual 404 from the write."""
+    return couple_id is None or sender.couple is None or sender.couple.id == couple_id
 
 
 @dataclass(frozen=True, slots=True)
