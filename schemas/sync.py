@@ -49,6 +49,14 @@ class EventSchema(Schema):
 class CouplePairedSchema(Schema):
     couple_id = fields.UUID(dump_only=True)
     partner_ids = fields.List(fields.UUID(), dump_only=True)
+    partners = fields.List(
+        fields.Nested(PartnerSchema),
+        dump_only=True,
+        metadata={
+            "description": "Both partners as `GET /couple` shows a partner, in `partner_ids`'s"
+            " order: each phone shows the one whose `id` is not the caller's"
+        },
+    )
     paired_at = UTCDateTime(dump_only=True)
 
 

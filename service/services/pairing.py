@@ -11,11 +11,14 @@ from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
+from schemas.couples import PartnerSchema
 from service.clock import clock
 from service.domain import invites
 from service.domain.errors import Conflict, NotFound, Unauthorized, invalid
 from service.models import Couple, Invite, User
 from service.services import custody, events, members
+
+_partners = PartnerSchema(many=True)
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ def join(session: Session, user: User, typed_code: str) -> Joined:
         {
             "couple_id": str(couple.id),
             "partner_ids": [str(inviter.id), str(me.id)],
+            # The inviter's phone learns whom it paired with from this event alone.
+            "partners": _partners.dump([inviter, me]),
             "paired_at": iso(now),
         },
     )

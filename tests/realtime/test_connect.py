@@ -95,6 +95,13 @@ def test_both_phones_hear_of_the_pairing_with_the_same_envelope(
         assert event["type"] == "couple.paired"
         assert event["at"].endswith("Z")
         assert event["data"]["couple_id"] == couple["id"]
+        # The inviter's phone shows whom it paired with without asking GET /couple.
+        assert event["data"]["partners"] == [
+            {"id": ana.id, "display_name": "Ana", "timezone": "Europe/Berlin"},
+            {"id": ben.id, "display_name": "Ben", "timezone": "Europe/Berlin"},
+        ]
+        assert event["data"]["partner_ids"] == [ana.id, ben.id]
+    assert client.get("/api/v1/couple", as_=ana).json()["partner"] in event["data"]["partners"]
     synced = client.get("/api/v1/sync", as_=ana, params={"since": 0}).json()
     assert synced["couple_id"] == couple["id"]
     assert synced["events"] == [ana_phone.wait_for("couple.paired")]
