@@ -393,9 +393,25 @@ def worker_metrics_address(settings: Settings) -> tuple[str, int] | None:
 
 
 def check_redis_url(settings: Settings) -> None:
-    """Refuse a REDIS_URL that redis-py (and the rate limiter's storage) cannot open."""
-    if settings.REDIS_URL and not settings.REDIS_URL.startswith(REDIS_SCHEMES):
+    """Refuse a REDIS_URL that redis-py (and the rate limiter's storage) cannot open, or whose
+    database is not a number (redis-py would use database 0). The message never shows its
+    password."""
+    from urllib.parse import urlsplit
+
+    from redis.connection import parse_url
+
+    url = settings.REDIS_URL
+    usable = "redis://host:6379/0, or unset with one process"
+    if url and not url.startswith(REDIS_SCHEMES):
+        raise SettingsError(f"REDIS_URL starts with {', '.join(REDIS_SCHEMES)}: {usable}")
+    if not url:
+        return
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise SettingsError(f"REDIS_URL is not a Redis URL ({exc}): set it to {usable}") from None
+    database = urlsplit(url).path.strip("/") if not url.startswith("unix://") else ""
+    if database and not database.isdigit():
         raise SettingsError(
-            f"REDIS_URL starts with {', '.join(REDIS_SCHEMES)}: redis://host:6379/0, or unset "
-            f"with one process"
+            f"REDIS_URL names the database {database!r}, which is not a number: {usable}"
         )

@@ -212,6 +212,16 @@ MISSING_CREDENTIALS = {"PUSH_BACKEND": "fcm", "FIREBASE_CREDENTIALS": "/nonexist
             "cannot use the database at postgresql+psycopg://reach:***@127.0.0.1:1/reach",
         ),
         (
+            ["db", "upgrade"],
+            {"REDIS_URL": "redis://:hunter2-pw@redis.internal:6379x/0"},
+            "REDIS_URL is not a Redis URL (Port could not be cast to integer value as '6379x')",
+        ),
+        (
+            ["db", "upgrade"],
+            {"REDIS_URL": "redis://:hunter2-pw@redis.internal:6379/reach"},
+            "REDIS_URL names the database 'reach', which is not a number: redis://host:6379/0",
+        ),
+        (
             ["worker"],
             {"WORKER_MODE": "separate", **MISSING_CREDENTIALS},
             "FIREBASE_CREDENTIALS points at /nonexistent/firebase.json, which is not a file",
