@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         check_database_waits,
         check_migration_waits,
         check_push_lease,
+        check_rate_limits,
         check_redis_url,
         check_secret_key,
         from_environment,
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     check_redis_url(settings)
     worker_metrics_address(settings)  # a malformed one stops every command, as others do
     check_choices(settings)
+    check_rate_limits(settings)
     if not settings.is_sqlite and not settings.TESTING:
         check_secret_key(settings.SECRET_KEY)
     check_push_lease(settings.PUSH_LEASE_SECONDS, settings.PUSH_TIMEOUT_SECONDS)

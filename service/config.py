@@ -376,6 +376,25 @@ def check_database_url(settings: Settings) -> None:
         raise SettingsError(f"DATABASE_URL names {scheme!r}, which Reach does not run on: {usable}")
 
 
+def check_rate_limits(settings: Settings) -> None:
+    """Refuse a RATELIMIT_* limit that flask-limiter cannot read: it reads a route's limit at
+    each request, logs one it cannot parse and lets the request through unlimited, while a
+    socket write under it fails."""
+    from limits import parse_many
+
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if not f.name.startswith("RATELIMIT_") or not isinstance(value, str):
+            continue
+        try:
+            parse_many(value)
+        except ValueError:
+            raise SettingsError(
+                f"{f.name} is a limit such as '10 per minute' or '10 per minute;50 per hour', "
+                f"not {value!r} (RATELIMIT_ENABLED=false turns every limit off)"
+            ) from None
+
+
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 

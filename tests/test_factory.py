@@ -140,3 +140,20 @@ def test_a_setting_that_names_none_of_its_choices_is_refused(
 def test_a_setting_that_is_not_a_number_is_refused() -> None:
     with pytest.raises(SettingsError, match="PUSH_BATCH must be a whole number, not 'many'"):
         from_environment({"PUSH_BATCH": "many"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("RATELIMIT_AUTH", "ten per minute"),
+        ("RATELIMIT_AUTH_EMAIL", "10 per minute;50 an hour"),
+        ("RATELIMIT_BIDS", ""),
+    ],
+)
+def test_a_rate_limit_that_is_not_one_is_refused_at_start(setting: str, value: str) -> None:
+    """flask-limiter reads a route's limit at each request: one it cannot parse was logged
+    and skipped, so sign-ins went unlimited (guessing passwords), and a socket write under it
+    failed. The service refuses to start instead, saying what a limit looks like."""
+    says = rf"{setting} is a limit such as '10 per minute' or '10 per minute;50 per hour', not "
+    with pytest.raises(SettingsError, match=says):
+        create_app(Settings(**{setting: value}))
