@@ -18,8 +18,17 @@ from service.push.timing import LEASE_SPARE_SECONDS, longest_fcm_send, sending_w
 INSTANCE_DIR = Path(os.environ.get("REACH_INSTANCE_DIR", Path.cwd() / "instance"))
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+SWITCH_ON = frozenset({"1", "true", "yes", "on"})
+SWITCH_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def _bool(name: str, value: str) -> bool:
+    """A switch: a word that is neither on nor off is refused (RATELIMIT_ENABLED=flase turned
+    every limit off)."""
+    word = value.strip().lower()
+    if word not in SWITCH_ON | SWITCH_OFF:
+        raise SettingsError(f"{name} is true or false, not {value!r}")
+    return word in SWITCH_ON
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -224,7 +233,7 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Settings:
             continue
         raw = env[f.name]
         if f.type in ("bool", bool):
-            values[f.name] = _bool(raw)
+            values[f.name] = _bool(f.name, raw)
         elif f.type in ("int", int):
             values[f.name] = _int(f.name, raw)
         elif f.name == "ALLOWED_ORIGINS":

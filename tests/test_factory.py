@@ -157,3 +157,16 @@ def test_a_rate_limit_that_is_not_one_is_refused_at_start(setting: str, value: s
     says = rf"{setting} is a limit such as '10 per minute' or '10 per minute;50 per hour', not "
     with pytest.raises(SettingsError, match=says):
         create_app(Settings(**{setting: value}))
+
+
+@pytest.mark.parametrize("value", ["flase", "enabled", ""])
+def test_a_switch_that_is_neither_on_nor_off_is_refused(value: str) -> None:
+    """RATELIMIT_ENABLED=flase (or any word but true's) read as false: a typo turned every
+    rate limit off, REST and socket."""
+    with pytest.raises(SettingsError, match=f"RATELIMIT_ENABLED is true or false, not '{value}'"):
+        from_environment({"RATELIMIT_ENABLED": value})
+
+
+@pytest.mark.parametrize(("value", "read"), [("0", False), ("Off", False), (" TRUE ", True)])
+def test_a_switch_is_read_in_its_usual_spellings(value: str, read: bool) -> None:
+    assert from_environment({"METRICS": value}).METRICS is read
