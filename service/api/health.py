@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from flask import Blueprint, current_app
@@ -23,8 +24,7 @@ def readyz() -> tuple[dict[str, Any], int]:
     """The database (and Redis, when configured) answer, within a few seconds each."""
     checks: dict[str, str] = {}
     try:
-        db.answers()
-        checks["database"] = "ok"
+        checks["database"] = _schema_check(db.answers())
     except Exception as exc:
         if is_unmigrated(exc):
             checks["database"] = "not migrated: run reach db upgrade"
@@ -39,3 +39,31 @@ def readyz() -> tuple[dict[str, Any], int]:
             checks["redis"] = f"unreachable: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
     return {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+
+
+@functools.cache
+def _revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """This release's migrations: every revision, and the newest (heads)."""
+    from alembic.script import ScriptDirectory
+
+    from service.migrate import alembic_config
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    known = frozenset(script.revision for script in scripts.walk_revisions())
+    return known, frozenset(scripts.get_heads())
+
+
+def _schema_check(at: list[str]) -> str:
+    """What the readiness probe says of the revisions the database is at: ok unless it is
+    behind this release's migrations, when the requests using what they add would fail. A
+    revision this release does not know is a newer release's, whose schema it serves on (a
+    rollback needs no migration)."""
+    known, newest = _revisions()
+    if not at:
+        return "not migrated: run reach db upgrade"
+    if set(at) - known or set(at) == newest:
+        return "ok"
+    return (
+        f"not migrated: at {', '.join(at)}, this release needs {', '.join(sorted(newest))}: "
+        "run reach db upgrade"
+    )

@@ -18,8 +18,9 @@ from service.db.transactions import AUTOCOMMIT_KEY, _drop_after_commit, _run_aft
 
 log = logging.getLogger("reach.db")
 
-# The readiness probe's query: answered once the database has been migrated at least once.
-_MIGRATED = text("SELECT version_num FROM alembic_version LIMIT 1")
+# The readiness probe's query: the revisions the database was migrated to (an error before
+# it was migrated at all).
+_MIGRATED = text("SELECT version_num FROM alembic_version")
 
 
 def _sessions(**kwargs: Any) -> sessionmaker[Session]:
@@ -69,17 +70,16 @@ class Database:
     def engine(self) -> Engine:
         return self._state().engine
 
-    def answers(self) -> None:
-        """Raise unless the database answers a query within a few seconds, and has been
-        migrated (its Alembic version table is there): on PostgreSQL over a connection of its
-        own (`readiness_engine`), on SQLite through a session."""
+    def answers(self) -> list[str]:
+        """The revisions the database was migrated to; raise unless it answers within a few
+        seconds and has been migrated (its Alembic version table is there): on PostgreSQL
+        over a connection of its own (`readiness_engine`), on SQLite through a session."""
         probe = self._state().probe
         if probe is None:
             with self.scope() as session:
-                session.execute(_MIGRATED)
-            return
+                return sorted(session.scalars(_MIGRATED))
         with probe.connect() as connection:
-            connection.execute(_MIGRATED)
+            return sorted(connection.scalars(_MIGRATED))
 
     def bind_to_connection(self, connection: Connection) -> None:
         """Tests: every session joins the outer transaction of `connection` (rolled back later)."""
