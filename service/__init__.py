@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         check_database_url,
         check_database_waits,
         check_migration_waits,
+        check_push_batch,
         check_push_lease,
         check_rate_limits,
         check_redis_url,
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     if not settings.is_sqlite and not settings.TESTING:
         check_secret_key(settings.SECRET_KEY)
     check_push_lease(settings.PUSH_LEASE_SECONDS, settings.PUSH_TIMEOUT_SECONDS)
+    check_push_batch(settings.PUSH_BATCH)
     check_database_waits(settings)
     check_migration_waits(settings)
     logs.configure(settings.LOG_LEVEL, settings.LOG_FORMAT)

@@ -327,6 +327,13 @@ def check_migration_waits(settings: Settings) -> None:
             raise SettingsError(f"{name} is 0 or more ({unit}), not {value}.")
 
 
+def check_push_batch(batch: int) -> None:
+    """Refuse a batch that claims nothing: the worker took its empty claim for a whole batch,
+    so more due at once, and passed again without a pause, spinning and sending nothing."""
+    if batch < 1:
+        raise SettingsError(f"PUSH_BATCH must be 1 or more, not {batch}")
+
+
 def check_push_lease(lease_seconds: int, timeout_seconds: int) -> None:
     """Refuse a push lease too short for a send: a pass starts sends only while its lease has
     room for their answers and LEASE_SPARE_SECONDS more to record them (a later send could

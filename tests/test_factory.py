@@ -170,3 +170,11 @@ def test_a_switch_that_is_neither_on_nor_off_is_refused(value: str) -> None:
 @pytest.mark.parametrize(("value", "read"), [("0", False), ("Off", False), (" TRUE ", True)])
 def test_a_switch_is_read_in_its_usual_spellings(value: str, read: bool) -> None:
     assert from_environment({"METRICS": value}).METRICS is read
+
+
+@pytest.mark.parametrize("batch", [0, -1])
+def test_a_push_batch_that_claims_nothing_is_refused(batch: int) -> None:
+    """A worker with PUSH_BATCH=0 claimed no push, took its empty claim for a whole batch
+    (more due at once) and passed again without a pause: it spun on a core and sent nothing."""
+    with pytest.raises(SettingsError, match=f"PUSH_BATCH must be 1 or more, not {batch}"):
+        create_app(Settings(PUSH_BATCH=batch))
