@@ -332,3 +332,12 @@ def test_db_downgrade_says_the_revision_the_database_is_at(tmp_path: Path) -> No
     assert f"database is at {revision}" in out, out
     out = reach("db", "downgrade", "--revision", "base", env=env)
     assert "database is at base" in out, out
+
+
+def test_db_upgrade_to_an_older_revision_says_where_the_database_is(tmp_path: Path) -> None:
+    """`--revision 0014` stops there: the database is not up to date, it is at 0014."""
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'partly.sqlite3'}"}
+    out = reach("db", "upgrade", "--revision", "0014", env=env)
+    assert "database is up to date" not in out, out
+    assert "database is at 0014_checkin_client_id" in out, out
+    assert "database is up to date" in reach("db", "upgrade", env=env)

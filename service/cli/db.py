@@ -29,7 +29,12 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"migrating {_safe_url(settings.database_url)} to {revision} ...")
     patience = migrate.Patience.from_settings(settings)
     migrate.upgrade(settings.database_url, revision=revision, patience=patience)
-    click.echo("database is up to date")
+    at = migrate.current(settings.database_url)
+    newest = {script.revision for script in migrate.history() if script.is_head}
+    if set(at) == newest:
+        click.echo("database is up to date")
+    else:  # an older --revision
+        click.echo(f"database is at {', '.join(at) or 'base'}")
 
 
 @db.command("downgrade")
