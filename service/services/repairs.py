@@ -196,11 +196,12 @@ def _lock_cursor(session: Session, couple: Couple) -> None:
 
 def end_break_early(session: Session, repair: Repair, *, reminders: str | None = None) -> None:
     """The break ends before its time: no reminder of it (or of `reminders`, a dedupe prefix),
-    and held message pushes go now. A reminder of an earlier break, which ended on time and
-    waits out quiet hours, is owed: it still goes."""
+    and held message pushes (those FCM asked to try again included) go now. A reminder of an
+    earlier break, which ended on time and waits out quiet hours, is owed: it still goes."""
     this_break = push_outbox.reminders_of_break(repair.id, repair.pause_count)
     push_outbox.cancel(session, reminders or this_break)
-    push_outbox.release(session, push_outbox.message_pushes_of(repair.id))
+    messages = push_outbox.message_pushes_of(repair.id)
+    push_outbox.release(session, messages, held_until=repair.paused_until)
     repair.paused_until = repair.paused_by = None
 
 

@@ -14,6 +14,7 @@ from service.clock import clock
 from service.extensions import db
 from service.models import PushJob
 from service.worker.runner import Worker
+from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.phones import Phone
@@ -311,6 +312,37 @@ def test_messages_during_a_break_are_held_until_it_ends(
     client.post(f"/api/v1/repairs/{repair['id']}/resume", as_=client.fresh(ben))
     assert fcm_worker.run_once().pushes == 2
     assert {m["data"]["type"] for m in standin.messages()} == {"repair.message"}
+
+
+def test_a_message_push_fcm_asked_to_retry_waits_for_a_break_taken_meanwhile(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """FCM could not take the push of Ana's message and asked to come back in a minute; Ben
+    takes a break meanwhile. The retry waits for the break, as the pushes of messages written in
+    it do, and goes when he comes back early."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-busy-token")
+    clock.freeze(T0)
+    repair = start(client, client.fresh(ana))
+    assert write(client, client.fresh(ana), repair["id"], "are you there?").status_code == 201
+    standin.script("ben-busy-token", fcm.quota_exceeded("60"))
+    assert fcm_worker.run_once().pushes == 1
+    (job,) = jobs(fcm_worker, "repair.message")
+    assert job.state == "pending" and job.attempts == 1
+    assert job.available_at >= T0 + timedelta(seconds=60)
+
+    clock.freeze(T0 + timedelta(seconds=30))
+    pause(client, client.fresh(ben), repair["id"], 30)
+    clock.freeze(T0 + timedelta(minutes=2))  # the retry's time, in the break
+    fcm_worker.run_once()
+    assert len(standin.messages()) == 1, "a message push went out during the break"
+
+    clock.freeze(T0 + timedelta(minutes=10))
+    resumed = client.post(f"/api/v1/repairs/{repair['id']}/resume", as_=client.fresh(ben))
+    assert resumed.status_code == 200, resumed.text
+    assert fcm_worker.run_once().pushes == 1
+    assert [m["data"]["type"] for m in standin.messages()] == ["repair.message"] * 2
+    assert [j.state for j in jobs(fcm_worker, "repair.message")] == ["done"]
 
 
 def test_a_new_break_holds_the_message_pushes_until_it_ends(

@@ -15,33 +15,51 @@ from service.services.push_outbox.jobs import wake_after_commit
 from service.services.push_outbox.keys import _break_of, _repair_of
 
 
-def release(session: Session, dedupe_prefix: str) -> int:
-    """Let held jobs (never tried yet) go now; non-urgent ones still wait out quiet hours."""
-    released = _retime(session, dedupe_prefix, clock.now(), held_only=True)
+def release(session: Session, dedupe_prefix: str, held_until: datetime | None = None) -> int:
+    """Let held jobs go now; non-urgent ones still wait out quiet hours. `held_until`: the end
+    of the break that held them, from which a job FCM asked to try again (held with the rest,
+    `hold`) goes now too; one due before it waits out only its own backoff, as before."""
+    released = _retime(session, dedupe_prefix, clock.now(), held_only=True, held_until=held_until)
     if released:
         wake_after_commit(session)
     return released
 
 
 def hold(session: Session, dedupe_prefix: str, until: datetime) -> int:
-    """Hold the jobs not tried yet until `until` (a break's end, a new break's included), then
-    non-urgent ones still wait out quiet hours. Returns how many."""
+    """Hold the jobs not sent yet until `until` (a break's end, a new break's included), then
+    non-urgent ones still wait out quiet hours; one FCM asked to try again later than that
+    keeps its own time. Returns how many."""
     return _retime(session, dedupe_prefix, until, held_only=False)
 
 
-def _retime(session: Session, dedupe_prefix: str, moment: datetime, *, held_only: bool) -> int:
+def _retime(
+    session: Session,
+    dedupe_prefix: str,
+    moment: datetime,
+    *,
+    held_only: bool,
+    held_until: datetime | None = None,
+) -> int:
     now = clock.now()
     moment = max(now, moment)
     conditions = [
         PushJob.state == "pending",
-        PushJob.attempts == 0,
         PushJob.dedupe_key.startswith(dedupe_prefix, autoescape=True),
     ]
     if held_only:
         conditions.append(PushJob.available_at > now)
     retimed = 0
     for job in session.scalars(select(PushJob).where(*conditions)):
-        job.available_at = due_from(session, job, moment)
+        due = due_from(session, job, moment)
+        if job.attempts == 0:
+            job.available_at = due
+        elif not held_only:
+            # Tried already: due again after its backoff (FCM's Retry-After), or the break.
+            job.available_at = max(job.available_at, due)
+        elif held_until is not None and job.available_at >= held_until:
+            job.available_at = due
+        else:
+            continue
         retimed += 1
     return retimed
 
