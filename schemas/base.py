@@ -184,8 +184,11 @@ def optional_text(max_length: int, **metadata: Any) -> OptionalText:
     )
 
 
+_BREAKS_OR_CONTROLS = frozenset({"Cc", "Zl", "Zp"})  # Zl, Zp: Unicode's line and paragraph breaks
+
+
 def _one_line(value: str) -> None:
-    if any(unicodedata.category(char) == "Cc" for char in value):
+    if any(unicodedata.category(char) in _BREAKS_OR_CONTROLS for char in value):
         raise ma.ValidationError("A name may not hold line breaks, tabs or control characters.")
 
 

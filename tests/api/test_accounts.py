@@ -499,7 +499,8 @@ def test_a_name_with_a_line_break_tab_or_other_control_character_is_refused(
     terminal escape was stored and shown as is. Emoji joined with a zero-width joiner stay."""
     ana = client.register("Ana")
     body = {"password": PASSWORD, "timezone": "UTC"}
-    for control in ("Ana\nBen", "Ana\r\nBen", "Ana\tB.", "Ana\x07", "\x1b[31mAna", "Ana\x85B."):
+    breaks = ("Ana\nBen", "Ana\r\nBen", "Ana\u2028Ben", "Ana\u2029Ben", "Ana\x85B.")
+    for control in (*breaks, "Ana\tB.", "Ana\x07", "\x1b[31mAna"):
         made = client.post(
             "/api/v1/auth/register",
             json={**body, "email": "control@example.test", "display_name": control},
