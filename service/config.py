@@ -154,6 +154,9 @@ class Settings:
     RATELIMIT_REFRESH: str = "30 per hour"
     # Data exports per account: each reads and encodes everything the account ever wrote.
     RATELIMIT_EXPORT: str = "10 per hour"
+    # Profile changes (PATCH /me) per account: a name or time zone changed is an event the
+    # couple's stream keeps and the partner's phones receive.
+    RATELIMIT_PROFILE: str = "60 per hour"
     # Live member sockets one account may hold in one process; more are refused.
     SOCKETS_PER_USER: int = 10
     # Active devices (push tokens) one account keeps; registering another switches off the one

@@ -20,6 +20,7 @@ blp = Blueprint("me", __name__, description="The caller's profile")
 member = documented_member(blp)
 
 _export_limit = limit_setting("RATELIMIT_EXPORT")
+_profile_limit = limit_setting("RATELIMIT_PROFILE")
 _EXPORT_HEADERS = {
     "Content-Disposition": {
         "description": 'attachment; filename="reach-export-YYYY-MM-DD.json" (the local day)',
@@ -44,6 +45,8 @@ class Me(MethodView):
     @blp.arguments(ProfileUpdateSchema)
     @blp.response(200, UserSchema)
     @blp.problem(409, "The pairing changed while the profile was being saved: try again")
+    @blp.problem(429)
+    @limiter.limit(_profile_limit, methods=["PATCH"])
     def patch(self, changes: dict[str, Any]) -> User:
         """Change display name, time zone, quiet hours or lock-screen notes"""
         return profile.update_profile(db.session, current_user(), changes)

@@ -475,3 +475,19 @@ def test_exports_are_limited_per_account(server_with: Server) -> None:
     assert [client.get("/api/v1/me/export", as_=ana).status_code for _ in range(2)] == [200, 200]
     assert_limited(client.get("/api/v1/me/export", as_=ana))
     assert client.get("/api/v1/me/export", as_=ben).status_code == 200
+
+
+def test_profile_changes_are_limited_per_account(server_with: Server) -> None:
+    """Each new name or time zone is an event the couple's stream keeps for good and every
+    phone of the partner receives: an app saving the profile in a loop filled both."""
+    server = server_with(RATELIMIT_PROFILE="3 per hour")
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    names = [
+        client.patch("/api/v1/me", as_=ana, json={"display_name": f"Ana {n}"}) for n in range(3)
+    ]
+    assert [answer.status_code for answer in names] == [200, 200, 200]
+    assert_limited(client.patch("/api/v1/me", as_=ana, json={"display_name": "Ana 4"}))
+    assert client.get("/api/v1/me", as_=ana).json()["display_name"] == "Ana 2"
+    assert client.get("/api/v1/me", as_=ana).status_code == 200  # reading is not limited
+    assert client.patch("/api/v1/me", as_=ben, json={"display_name": "Ben"}).status_code == 200
