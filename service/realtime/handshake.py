@@ -24,7 +24,10 @@ leave the namespace pending forever and the phone waiting for an answer.
 
 A socket that joins no namespace within `connect_timeout` seconds of opening is closed: it
 has not authenticated, and it would otherwise hold one of the process's socket slots for as
-long as it answers pings.
+long as it answers pings. So is one that leaves its last namespace (the client's DISCONNECT
+packet, or the server's cut at a sign-out) and stays open without joining again within as
+long: its account no longer counts it (SOCKETS_PER_USER), so joining and leaving in turn held
+as many of the process's slots as a client liked.
 
 `install(server, connect_timeout)` applies all four to one python-socketio server.
 """
@@ -72,6 +75,12 @@ def install(server: socketio.Server, connect_timeout: float) -> None:
         finally:
             with lock:
                 claims.discard(key)
+        watch_if_left(eio_sid)
+
+    def watch_if_left(eio_sid: str) -> None:
+        """A socket still open in no namespace is closed unless it joins one in time."""
+        if not _gone(server, eio_sid) and not _joined(server, eio_sid):
+            deadlines.add(eio_sid)
 
     def handle_connect(eio_sid: str, namespace: str | None, data: Any) -> None:
         try:
@@ -117,6 +126,7 @@ def install(server: socketio.Server, connect_timeout: float) -> None:
                     gone_meanwhile.discard(eio_sid)
             if forget:
                 server.environ.pop(eio_sid, None)
+        watch_if_left(eio_sid)
 
     def handle_eio_connect(eio_sid: str, environ: Any) -> Any:
         accepted = eio_connect(eio_sid, environ)
@@ -155,11 +165,14 @@ def _refuse(server: socketio.Server, eio_sid: str, namespace: str, problem: dict
 
 
 def _close_if_not_joined(server: socketio.Server, eio_sid: str) -> None:
-    """The socket's connect deadline: closed unless it has joined (or is joining) a namespace."""
-    if eio_sid not in server.eio.sockets:
-        return  # closed already
-    manager = server.manager
-    if any(manager.sid_from_eio_sid(eio_sid, ns) for ns in list(manager.get_namespaces())):
-        return
+    """The socket's deadline: closed unless it has joined (or is joining) a namespace."""
+    if eio_sid not in server.eio.sockets or _joined(server, eio_sid):
+        return  # closed already, or in a namespace
     log.info("socket closed: it joined no namespace in time")
     server.eio.disconnect(eio_sid)
+
+
+def _joined(server: socketio.Server, eio_sid: str) -> bool:
+    """Whether the socket is in a namespace, or joining one."""
+    manager = server.manager
+    return any(manager.sid_from_eio_sid(eio_sid, ns) for ns in list(manager.get_namespaces()))

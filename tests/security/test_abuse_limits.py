@@ -381,6 +381,64 @@ def test_a_socket_that_never_authenticates_is_closed(server_with: Server) -> Non
         phone.disconnect()
 
 
+def test_a_socket_that_leaves_its_namespace_is_closed_as_one_that_never_joined(
+    server_with: Server,
+) -> None:
+    """A client that connects with its token and then leaves the namespace (a Socket.IO
+    DISCONNECT packet) while keeping the Engine.IO socket open frees its SOCKETS_PER_USER
+    slot. Such a socket must be closed as one that never joined, SOCKET_CONNECT_TIMEOUT after
+    it left, or one account could hold as many of the process's socket slots as it likes,
+    joining and leaving in turn."""
+    server = server_with(SOCKET_CONNECT_TIMEOUT=1, SOCKETS_PER_USER=1)
+    ana = ApiClient(server.url).register("Ana")
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    held: list[websocket.WebSocket] = []
+    try:
+        for _ in range(2):
+            left = websocket.create_connection(url, timeout=5)
+            held.append(left)
+            assert str(left.recv()).startswith("0")  # Engine.IO OPEN
+            left.send("40" + json.dumps({"token": ana.access_token}))
+            joined = str(left.recv())
+            assert joined.startswith("40{"), joined  # joined "/": the account's one socket
+            time.sleep(1.5)  # past the connect deadline
+            left.send("41")  # leaves "/", the Engine.IO socket stays open
+            with server.app.app_context():
+                wait_until(
+                    lambda: members.open_sockets().count(ana.id) == 0, 5, "the slot given back"
+                )
+        for left in held:
+            closed_after = seconds_until_closed(left, within=5)
+            assert closed_after is not None, "a socket in no namespace is still open"
+        phone = Phone(server.url, ana.access_token).connect()  # the slot is the phone's
+        phone.disconnect()
+    finally:
+        for left in held:
+            left.close()
+
+
+def test_a_socket_that_stays_open_after_its_sign_out_is_closed(server_with: Server) -> None:
+    """The server cuts a signed-out session's socket out of its namespace; a client that
+    ignores that and keeps the Engine.IO socket open is closed SOCKET_CONNECT_TIMEOUT later."""
+    server = server_with(SOCKET_CONNECT_TIMEOUT=1)
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    url = server.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket"
+    kept = websocket.create_connection(url, timeout=5)
+    try:
+        assert str(kept.recv()).startswith("0")
+        kept.send("40" + json.dumps({"token": ana.access_token}))
+        assert str(kept.recv()).startswith("40{")
+        time.sleep(1.5)  # past the connect deadline
+        signed_out = client.post("/api/v1/auth/logout", json={"refresh_token": ana.refresh_token})
+        assert signed_out.status_code == 204
+        assert str(kept.recv()) == "41"  # the server's DISCONNECT; the client stays
+        closed_after = seconds_until_closed(kept, within=5)
+        assert closed_after is not None, "a signed-out socket in no namespace is still open"
+    finally:
+        kept.close()
+
+
 def test_rest_bodies_over_the_limit_are_refused_with_413(server_with: Server) -> None:
     server = server_with(MAX_CONTENT_LENGTH=4096)
     client = ApiClient(server.url)
