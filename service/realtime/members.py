@@ -94,6 +94,11 @@ def on_connect(auth: Any = None) -> None:
     if not isinstance(token, str) or not token:
         refusal = Unauthorized("Connect with auth: {token: <access token>}.")
         raise ConnectionRefusedError(refusal.detail, from_reach_error(refusal))
+    if token[:7].lower() == "bearer ":
+        # The REST header's value, scheme and all: "not valid, sign in again" would send the
+        # app refreshing and signing in for a token that was never at fault.
+        refusal = Unauthorized("Send the access token alone as auth.token, without 'Bearer '.")
+        raise ConnectionRefusedError(refusal.detail, from_reach_error(refusal))
     try:
         claims = token_issuer().read_access_token(token, clock.now())
         member = members.live_member(db.session, claims.user_id, claims.session_id)

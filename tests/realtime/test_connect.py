@@ -75,6 +75,22 @@ def test_a_tampered_or_expired_token_is_refused(client: ApiClient, phone: Connec
         phone(ana.access_token)
 
 
+def test_a_token_sent_with_its_bearer_scheme_is_refused_saying_so(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """`auth.token` is the access token alone. An app that copies the REST header's value
+    into it was told that the token is not valid and to sign in again; following the guide
+    (refresh on 401, sign in when that fails) it refreshed and was refused in a loop."""
+    ana = client.register("Ana")
+    for scheme in ("Bearer ", "bearer "):
+        device = Phone(live_server.url, scheme + ana.access_token)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            device.connect()
+        assert device.refusal["data"]["status"] == 401
+        assert "without 'Bearer '" in device.refusal["data"]["detail"], device.refusal
+        assert "sign in" not in device.refusal["data"]["detail"]
+
+
 def test_a_signed_out_session_cannot_connect(client: ApiClient, phone: Connect) -> None:
     ana = client.register("Ana")
     client.post("/api/v1/auth/logout", json={"refresh_token": ana.refresh_token})
