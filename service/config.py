@@ -109,6 +109,9 @@ class Settings:
     # A socket's `typing` is passed on to the partner at most this often; the rest are dropped
     # (a phone shows the indicator for about 5 s after each).
     SOCKET_TYPING_EVERY_MS: int = 1000
+    # Events of one socket handled at once; more, sent before those are answered, are refused
+    # (429 in the ack), so one socket cannot flood its process with work.
+    SOCKET_EVENTS_IN_FLIGHT: int = 16
     JWT_ISSUER: str = "reach"
     JWT_AUDIENCE: str = "reach-mobile"
     ACCESS_TOKEN_SECONDS: int = 900

@@ -12,7 +12,8 @@ from service.services import events
 
 def register(socketio: SocketIO, settings: Settings) -> None:
     handshake.install(socketio.server, connect_timeout=settings.SOCKET_CONNECT_TIMEOUT)
-    inbound.install(socketio.server)  # every namespace's, /ops too
+    # Every namespace's, /ops too.
+    inbound.install(socketio.server, in_flight=settings.SOCKET_EVENTS_IN_FLIGHT)
     oversized.install(socketio.server)  # after transport.install (create_app)
     members.register(socketio)
     bids.register(socketio)

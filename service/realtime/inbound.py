@@ -25,6 +25,13 @@ its attachments, taking every later packet of the socket for one, so the phone's
 ack and did nothing while its socket stayed open. Such an event is answered with a 400 problem
 when the client asked for an acknowledgement.
 
+A socket has at most `in_flight` events handled at once (SOCKET_EVENTS_IN_FLIGHT): python-
+socketio starts a greenlet for every event as it arrives, so one socket sending thousands
+without waiting for their answers held its process's database and CPU for seconds (another
+member's `GET /me` went from 18 to ~420 ms). An event past that is answered at once with a 429
+problem (when the client asked for an acknowledgement) and not handled; a phone that waits for
+each answer, as the guide's outbox does, never meets it.
+
 Events with no handler of their own reach `unknown_event`, the member namespace's catch-all
 (Flask-SocketIO's "*" handler, looked up only after the event's own): acked with a 404
 problem when the client asked for an acknowledgement, else dropped. /ops has none: its
@@ -34,6 +41,7 @@ browsers only listen.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import socketio
@@ -65,26 +73,64 @@ class Unreadable(ValueError):
     """A Socket.IO packet that could not be decoded."""
 
 
-def install(server: socketio.Server) -> None:
-    """Put the gate in front of every client event `server` receives."""
+TOO_MANY = "Too many events at once on this socket: wait for their answers, then send again."
+
+
+def install(server: socketio.Server, in_flight: int = 16) -> None:
+    """Put the gate in front of every client event `server` receives: at most `in_flight` of
+    one socket's events are handled at once."""
     if getattr(server, "_reach_inbound", False):
         return
     _drop_unreadable_packets(server)
     handle_event = server._handle_event
+    handle_internal = server._handle_event_internal
     reserved = RESERVED | frozenset(server.reserved_events)
+    busy: dict[str, int] = {}  # eio sid -> its events being handled
+    lock = threading.Lock()
 
     def screened(eio_sid: str, namespace: str | None, id: int | None, data: Any) -> None:
         name = data[0] if isinstance(data, list) and data else None
-        if isinstance(name, str) and name not in reserved:
-            handle_event(eio_sid, namespace, id, data)
+        if not isinstance(name, str) or name in reserved:
+            if isinstance(name, str):
+                detail = f"{name!r} is the name of a connection event; a client may not send it."
+            else:
+                detail = 'Name the event with a string: ["<event>", <payload>].'
+            _refuse(server, eio_sid, namespace or "/", id, name, detail)
             return
-        if isinstance(name, str):
-            detail = f"{name!r} is the name of a connection event; a client may not send it."
-        else:
-            detail = 'Name the event with a string: ["<event>", <payload>].'
-        _refuse(server, eio_sid, namespace or "/", id, name, detail)
+        sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        if not server.manager.is_connected(sid, namespace or "/"):
+            handle_event(eio_sid, namespace, id, data)  # python-socketio drops it, logged
+            return
+        with lock:
+            taken = busy.get(eio_sid, 0) < in_flight
+            if taken:
+                busy[eio_sid] = busy.get(eio_sid, 0) + 1
+        if not taken:
+            _refuse(server, eio_sid, namespace or "/", id, name, TOO_MANY, status=429)
+            return
+        try:
+            handle_event(eio_sid, namespace, id, data)  # starts `handled`, which gives it back
+        except BaseException:
+            _given_back(eio_sid)
+            raise
+
+    def handled(*args: Any) -> None:
+        # (server, sid, eio_sid, data, namespace, id): as python-socketio calls it.
+        try:
+            handle_internal(*args)
+        finally:
+            _given_back(args[2])
+
+    def _given_back(eio_sid: str) -> None:
+        with lock:
+            left = busy.get(eio_sid, 1) - 1
+            if left > 0:
+                busy[eio_sid] = left
+            else:
+                busy.pop(eio_sid, None)
 
     server._handle_event = screened
+    server._handle_event_internal = handled
     server._reach_inbound = True
 
 
@@ -132,18 +178,31 @@ def _drop_unreadable_packets(server: socketio.Server) -> None:
 
 
 def _refuse(
-    server: socketio.Server, eio_sid: str, namespace: str, id: int | None, name: Any, detail: str
+    server: socketio.Server,
+    eio_sid: str,
+    namespace: str,
+    id: int | None,
+    name: Any,
+    detail: str,
+    status: int = 400,
 ) -> None:
     sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
     if not server.manager.is_connected(sid, namespace):
         return  # as python-socketio does: nothing is answered outside a joined namespace
-    log.info(
+    # A flood's refusals are one debug line each, not a line of the process's log per packet.
+    log.log(
+        logging.DEBUG if status == 429 else logging.INFO,
         "client event refused",
-        extra={"event": repr(name)[:NAME_SHOWN], "namespace": namespace, "acked": id is not None},
+        extra={
+            "event": repr(name)[:NAME_SHOWN],
+            "namespace": namespace,
+            "acked": id is not None,
+            "status": status,
+        },
     )
     if id is None:
         return
-    problem = problem_body(400, detail=detail)
+    problem = problem_body(status, detail=detail, retry_after=1 if status == 429 else None)
     server._send_packet(
         eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
     )

@@ -62,6 +62,14 @@ def test_the_gate_sits_where_python_socketio_dispatches_client_events(app: Flask
     parameters = list(inspect.signature(socketio.Server._handle_event).parameters)
     assert parameters == ["self", "eio_sid", "namespace", "id", "data"]
     assert server._handle_event.__qualname__.startswith("install.")
+    # The cap on a socket's events in flight: each is handed to `_handle_event_internal`, with
+    # the Engine.IO sid third, in a background task once it is let through.
+    internal = list(inspect.signature(socketio.Server._handle_event_internal).parameters)
+    assert internal == ["self", "server", "sid", "eio_sid", "data", "namespace", "id"]
+    assert "self._handle_event_internal, self, sid," in inspect.getsource(
+        socketio.Server._handle_event
+    )
+    assert server._handle_event_internal.__qualname__.startswith("install.")
     assert {"connect", "disconnect"} <= set(server.reserved_events)
     # Unreadable packets: decoded by `packet_class` inside the Engine.IO message handler.
     assert "self.packet_class(encoded_packet=data)" in inspect.getsource(
