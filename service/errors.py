@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -148,12 +149,19 @@ def from_http_exception(exc: HTTPException) -> tuple[dict[str, Any], dict[str, s
 
 
 def _limit_resets_in() -> int | None:
-    """Seconds until the rate limit this request broke resets: what flask-limiter's
-    Retry-After header, added to the response after its error handler, says."""
+    """Seconds until the rate limit this request broke resets (`wait_for`); the limiter's
+    Retry-After header is made to say the same (`RouteLimiter`)."""
     from service.extensions import limiter  # that module imports this one
 
     current = limiter.current_limit
-    return None if current is None else max(0, int(current.reset_at - time.time()))
+    return None if current is None else wait_for(current.reset_at)
+
+
+def wait_for(reset_at: float) -> int:
+    """Whole seconds to wait for a rate limit's window that ends at `reset_at` (unix time):
+    rounded up, and at least 1, so that a client that waits as long is let in. Rounded down,
+    2.9 s left said 2, and the retry after 2 s was refused again, told to wait 0."""
+    return max(1, math.ceil(reset_at - time.time()))
 
 
 def database_said(exc: BaseException) -> str:

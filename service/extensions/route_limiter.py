@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars
 from limits import RateLimitItem
@@ -46,6 +46,9 @@ class RouteLimiter(Limiter):
         declared = [name for name in self.APP_WIDE_CONFIG if app.config.get(name)]
         if declared:
             raise ValueError(f"RouteLimiter takes limits on routes only; remove {declared}")
+        # Before flask-limiter's own after_request hook, so run after it (Flask runs them in
+        # reverse): its Retry-After rounds down, a 429's says what the problem's does.
+        app.after_request(_retry_after_as_the_problem_says)
         super().init_app(app)
         # init_app builds a new storage but keeps flask-limiter's verdict on the old one. A
         # process builds one app, but the tests build many: one whose Redis was cut would
@@ -74,3 +77,15 @@ class RouteLimiter(Limiter):
             return self.limiter.hit(item, *identifiers)
         except Exception:
             return None
+
+
+def _retry_after_as_the_problem_says(response: Response) -> Response:
+    """A 429's Retry-After header says what its problem's `retry_after` says: the seconds to
+    wait rounded up (`service.errors.wait_for`). flask-limiter writes the header after the
+    error handler, rounded down: 2.9 s left said 2, and a client that waited 2 s was refused
+    again."""
+    if response.status_code == 429 and response.is_json:
+        said = (response.get_json(silent=True) or {}).get("retry_after")
+        if isinstance(said, int):
+            response.headers["Retry-After"] = str(said)
+    return response

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from service.errors import (
     from_reach_error,
     logged_server_problem,
     problem_body,
+    wait_for,
 )
 from service.extensions import account_limit_key, configured_limit, db, limiter
 from service.realtime.members import socket_session
@@ -56,7 +56,7 @@ def check_rate(scope: str, member: Member, setting: str) -> None:
         if allowed:
             continue
         reset, _ = limiter.limiter.get_window_stats(item, key, scope)
-        retry = max(1, int(reset - time.time()))
+        retry = wait_for(reset)
         raise RateLimited(f"Too many requests; retry in {retry} seconds.", retry_after=retry)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -342,6 +343,24 @@ def test_too_many_sign_ins_are_429_with_retry_after(
     assert 0 < int(limited.headers["Retry-After"]) <= 60
     assert "Retry-After" in problem["detail"]
     assert problem["retry_after"] == int(limited.headers["Retry-After"])
+
+
+def test_waiting_out_retry_after_is_enough(server_with: Callable[..., LiveServer]) -> None:
+    """Retry-After is rounded up: a phone that waits as long as it says is let in. Rounded
+    down, a window with 2.9 s left said 2, the retry after 2 s was refused again, and that
+    429 said 0: wait nothing, and be refused until the window ended."""
+    client = ApiClient(server_with(RATELIMIT_AUTH="1 per 3 seconds").url)
+    body = {"email": "nobody@example.test", "password": "wrong password"}
+    opened = time.time()  # the window opens with the first sign-in, at this moment or after
+    assert client.post("/api/v1/auth/login", json=body).status_code == 401
+    limited = client.post("/api/v1/auth/login", json=body)
+    answered = time.time()
+    problem = assert_problem(limited, 429, "rate_limited")
+    said = int(limited.headers["Retry-After"])
+    assert problem["retry_after"] == said
+    assert said >= opened + 3 - answered, (said, answered - opened)
+    time.sleep(said)
+    assert client.post("/api/v1/auth/login", json=body).status_code == 401
 
 
 def test_a_problems_title_is_its_status_phrase_whichever_way_it_came(
