@@ -6,7 +6,7 @@ Push payloads can carry a bid note (when the partner opted in), so no query here
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
@@ -101,12 +101,16 @@ def dead_letters(
 
 
 def dead_letter_cursor(value: str) -> DeadLetterCursor:
-    """A cursor that `format_cursor` wrote (ValueError for anything else)."""
+    """A cursor that `format_cursor` wrote (ValueError for anything else, a time that is not
+    in the years 1-9999 in UTC too)."""
     at, _, job_id = value.partition("~")
     moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
     if moment.tzinfo is None or not job_id.isdigit() or not 0 < int(job_id) <= BIG_ID_MAX:
         raise ValueError(value)
-    return moment, int(job_id)
+    try:
+        return moment.astimezone(UTC), int(job_id)
+    except OverflowError as exc:
+        raise ValueError(value) from exc
 
 
 def format_cursor(cursor: DeadLetterCursor | None) -> str | None:

@@ -334,6 +334,16 @@ def test_a_dead_letter_cursor_it_did_not_give_is_a_400_saying_so(signed_in: OpsC
     assert "page of dead letters does not exist" in problem["detail"], problem
 
 
+def test_a_dead_letter_cursor_outside_the_calendar_in_utc_is_a_400(signed_in: OpsClient) -> None:
+    """A made-up cursor whose time, read in UTC, falls before the year 1 or after 9999 (its
+    offset pushing it over) is no page either: it was a 500, the time failing to convert as
+    the query was built."""
+    for before in ("0001-01-01T00:00:00+01:00~5", "9999-12-31T23:59:59-01:00~5"):
+        refused = signed_in.get("/ops/api/push", params={"before": before})
+        assert refused.status_code == 400, (before, refused.text)
+        assert "page of dead letters does not exist" in refused.json()["detail"]
+
+
 @pytest.mark.parametrize("before", ["zzz", "", "1.5", "0x10"])
 def test_an_audit_log_cursor_it_did_not_give_is_a_400_not_the_newest_page(
     signed_in: OpsClient, before: str
