@@ -98,6 +98,9 @@ class UTCDateTime(fields.DateTime):
         return iso(value)
 
     def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        if isinstance(value, str) and value.endswith("z"):
+            # RFC 3339 (OpenAPI's date-time) lets `Z` be lower case; Python reads only `Z`.
+            value = value[:-1] + "Z"
         parsed: datetime = super()._deserialize(value, attr, data, **kwargs)
         if parsed.tzinfo is None:
             raise self.make_error("invalid", input=value, obj_type="datetime with a time zone")

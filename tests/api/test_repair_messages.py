@@ -61,6 +61,23 @@ def test_the_phones_writing_time_is_kept_but_seq_decides_the_order(client: ApiCl
     ]
 
 
+def test_every_rfc_3339_spelling_of_a_time_is_read(client: ApiClient) -> None:
+    """The OpenAPI document's `date-time` is RFC 3339's, which lets `T` and `Z` be lower case
+    and the fraction have any number of digits: a lower-case `z` was refused with 422 (which
+    an outbox never retries), while a lower-case `t` was read."""
+    ana, _ben = client.couple()
+    repair = start(client, ana)
+    for sent in (
+        "2021-06-01T10:00:00.25z",
+        "2021-06-01t10:00:00.25Z",
+        "2021-06-01t10:00:00.250000001z",
+        "2021-06-01T12:00:00.25+02:00",
+        "2021-06-01T10:00:00.25-00:00",
+    ):
+        written = write(client, ana, repair["id"], written_at=sent)
+        assert written["written_at"] == "2021-06-01T10:00:00.250000Z", (sent, written)
+
+
 def test_a_phone_whose_clock_runs_fast_still_gets_its_words_through(client: ApiClient) -> None:
     """A `written_at` ahead of the server's clock (beyond a little skew) cannot be when the
     phone wrote it: the message is stored, dated when the server received it. Refusing it
