@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -17,6 +18,8 @@ from service.domain.errors import ReachError
 # service takes is at most 3 deep; far deeper is never a phone's data (and a recursive walk
 # of it would overflow the stack).
 MAX_NESTING = 32
+# The longest integer `json.loads` reads (Python's limit on int-from-text conversion).
+MAX_DIGITS = sys.get_int_max_str_digits()
 NUL_MESSAGE = "Text may not contain NUL."
 SURROGATE_MESSAGE = "Text may not contain a lone surrogate (U+D800-U+DFFF): send valid Unicode."
 BINARY_MESSAGE = "Send JSON values, not binary data."
@@ -30,6 +33,14 @@ class NestedTooDeep(ReachError):
         super().__init__(
             f"The body is nested too deeply: at most {MAX_NESTING} levels of objects and arrays."
         )
+
+
+class NumberTooLong(ReachError):
+    """A body with an integer longer than Python reads (400): well-formed JSON, but
+    `json.loads` refuses it with a plain ValueError (sys.get_int_max_str_digits)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"The body holds a number too long to read: at most {MAX_DIGITS} digits.")
 
 
 class Schema(ma.Schema):

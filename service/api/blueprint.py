@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 from typing import Any
 
@@ -11,7 +12,7 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from schemas.base import NestedTooDeep
+from schemas.base import NestedTooDeep, NumberTooLong
 from schemas.errors import ProblemSchema
 from service.errors import PROBLEM_MIMETYPE
 from service.extensions import RETRY_AFTER, WAITED_OUT
@@ -29,6 +30,8 @@ class BodyParser(FlaskParser):
     `json.loads` recurses once per nested object or array: a body of some thousand `[` (a few
     KiB) raises RecursionError, which is a malformed body, not a server error. Shallower but
     still unreasonable nesting is refused by the schemas (`schemas.base.text_faults`).
+    An integer longer than Python converts from text (4300 digits) raises a ValueError that
+    is no JSONDecodeError: refused as 400 too.
     """
 
     def _raw_load_json(self, req: flask.Request) -> Any:
@@ -40,6 +43,10 @@ class BodyParser(FlaskParser):
             return core.parse_json(req.get_data(cache=True), encoding="utf-8-sig")
         except RecursionError as exc:
             raise NestedTooDeep() from exc
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise  # webargs' own: a 400 saying the body is not valid JSON
+        except ValueError as exc:  # an integer of more digits than Python converts
+            raise NumberTooLong() from exc
 
 
 class Blueprint(flask_smorest.Blueprint):

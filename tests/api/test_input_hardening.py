@@ -282,6 +282,34 @@ def test_a_deeply_nested_body_is_400_on_every_endpoint(scene: Scene, name: str) 
 
 
 @pytest.mark.parametrize("name", sorted(BODY_ENDPOINTS))
+def test_a_number_too_long_to_read_is_400_on_every_endpoint(scene: Scene, name: str) -> None:
+    """Python reads integers of at most 4300 digits (sys.get_int_max_str_digits): a longer
+    one, well-formed JSON of 5 KB, made `json.loads` raise a ValueError that was no JSON
+    error, and every endpoint answered 500. One digit fewer is read, and no field takes it."""
+    method, template, who = BODY_ENDPOINTS[name]
+    before = scene.seen_by_ana()
+    for number in ("1" * 4301, "-" + "9" * 4301, "1" * 60_000):
+        response = scene.client.request(
+            method,
+            scene.path(template),
+            as_=scene.who(who) if who else None,
+            data=f'{{"x": {number}}}',
+            headers={"Content-Type": "application/json"},
+        )
+        problem = assert_problem(response, 400, "bad_request")
+        assert "4300 digits" in problem["detail"], problem
+    longest = scene.client.request(
+        method,
+        scene.path(template),
+        as_=scene.who(who) if who else None,
+        data=f'{{"x": {"1" * 4300}}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert "x" in assert_problem(longest, 422, "validation_error")["errors"]
+    assert scene.seen_by_ana() == before
+
+
+@pytest.mark.parametrize("name", sorted(BODY_ENDPOINTS))
 def test_a_body_sent_as_text_is_415_on_every_endpoint_and_changes_nothing(
     scene: Scene, name: str
 ) -> None:
