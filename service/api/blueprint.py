@@ -14,8 +14,22 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from schemas.base import NestedTooDeep, NumberTooLong
 from schemas.errors import ProblemSchema
+from service.domain.errors import ReachError
 from service.errors import PROBLEM_MIMETYPE
 from service.extensions import RETRY_AFTER, WAITED_OUT
+
+
+class CompressedBody(ReachError):
+    """A body sent with a Content-Encoding (gzip): the service reads bodies as sent, and
+    RFC 9110 (8.4) answers a coding it does not undo with 415."""
+
+    status = 415
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The body is compressed (Content-Encoding): send it uncompressed, with no "
+            "Content-Encoding header."
+        )
 
 
 class BodyParser(FlaskParser):
@@ -26,6 +40,8 @@ class BodyParser(FlaskParser):
     webargs reads a body whose Content-Type is not JSON (text/plain, a form, none at all) as no
     body: a profile change answered 200 and changed nothing, a write 422 "Missing data" for
     fields it had sent. Only an empty body is no body, whatever its type says.
+
+    A body with a Content-Encoding (gzip) is refused as 415 too: it is not read as sent.
 
     `json.loads` recurses once per nested object or array: a body of some thousand `[` (a few
     KiB) raises RecursionError, which is a malformed body, not a server error. Shallower but
@@ -39,6 +55,9 @@ class BodyParser(FlaskParser):
             if req.get_data(cache=True):
                 raise UnsupportedMediaType()
             return core.missing
+        encoding = req.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in ("", "identity") and req.get_data(cache=True):
+            raise CompressedBody()
         try:
             return core.parse_json(req.get_data(cache=True), encoding="utf-8-sig")
         except RecursionError as exc:

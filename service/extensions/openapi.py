@@ -97,7 +97,8 @@ class ShapePlugin(MarshmallowPlugin):
     """Also documents the errors any operation may answer: 503 while the database is away,
     413 for a body over MAX_CONTENT_LENGTH (every request's body is read first, one the
     operation takes none of too: `service.bodies.read_first`), and for an operation that takes
-    a body, 400 (not JSON, or nested too deeply) and 415 (sent with a type other than JSON)."""
+    a body, 400 (not JSON, or nested too deeply) and 415 (sent with a type other than JSON, or
+    compressed)."""
 
     Converter = ShapeConverter
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import logging
 import time
@@ -246,6 +247,24 @@ def test_a_body_not_sent_as_json_is_415_and_changes_nothing(
     for body in (json.dumps(sign_in).encode(), urlencode(sign_in).encode()):
         refused = client.post("/api/v1/auth/login", data=body, headers=headers)
         assert_problem(refused, 415, "bad_request")
+
+
+def test_a_compressed_body_is_415_saying_to_send_it_uncompressed(client: ApiClient) -> None:
+    """A client that gzips its request bodies (an OkHttp interceptor, Ktor's ContentEncoding)
+    got 400 "Send a JSON body with Content-Type: application/json", which it had done; a body
+    whose Content-Encoding the service does not undo is refused as RFC 9110 has it (415),
+    saying what to change, and an identity one is read as usual."""
+    ana = client.register("Ana")
+    changed = json.dumps({"display_name": "Ana B"}).encode()
+    for encoding, body in (("gzip", gzip.compress(changed)), ("br", changed), ("GZIP", changed)):
+        headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+        response = client.patch("/api/v1/me", as_=ana, data=body, headers=headers)
+        problem = assert_problem(response, 415, "bad_request")
+        assert "Content-Encoding" in problem["detail"], problem
+    assert client.get("/api/v1/me", as_=ana).json()["display_name"] == "Ana"
+    headers = {"Content-Type": "application/json", "Content-Encoding": "identity"}
+    response = client.patch("/api/v1/me", as_=ana, data=changed, headers=headers)
+    assert response.status_code == 200 and response.json()["display_name"] == "Ana B"
 
 
 @pytest.mark.parametrize(
