@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 import flask
 import flask_smorest
@@ -32,6 +32,19 @@ class CompressedBody(ReachError):
         )
 
 
+class NotJson(ReachError):
+    """A body sent as JSON that is not: what is wrong, and where (400)."""
+
+    def __init__(self, error: json.JSONDecodeError | UnicodeDecodeError) -> None:
+        if isinstance(error, UnicodeDecodeError):
+            where = f"it is not UTF-8 (byte {error.start})"
+        elif error.msg.startswith("Bytes decoding error"):  # webargs' UnicodeDecodeError
+            where = f"it is not UTF-8 (byte {error.pos})"
+        else:
+            where = f"{error.msg} at line {error.lineno} column {error.colno}"
+        super().__init__(f"The body is not valid JSON: {where}.")
+
+
 class BodyParser(FlaskParser):
     """webargs' Flask parser, with a body not sent as JSON refused as 415, a body too deeply
     nested to parse refused as 400, and a byte order mark before the JSON ignored, as RFC 8259
@@ -41,7 +54,8 @@ class BodyParser(FlaskParser):
     body: a profile change answered 200 and changed nothing, a write 422 "Missing data" for
     fields it had sent. Only an empty body is no body, whatever its type says.
 
-    A body with a Content-Encoding (gzip) is refused as 415 too: it is not read as sent.
+    A body with a Content-Encoding (gzip) is refused as 415 too: it is not read as sent. A body
+    that is not JSON is a 400 saying what is wrong where, not only that it could not be read.
 
     `json.loads` recurses once per nested object or array: a body of some thousand `[` (a few
     KiB) raises RecursionError, which is a malformed body, not a server error. Shallower but
@@ -63,9 +77,18 @@ class BodyParser(FlaskParser):
         except RecursionError as exc:
             raise NestedTooDeep() from exc
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise  # webargs' own: a 400 saying the body is not valid JSON
+            raise  # webargs' own: refused as NotJson (`_handle_invalid_json_error`)
         except ValueError as exc:  # an integer of more digits than Python converts
             raise NumberTooLong() from exc
+
+    def _handle_invalid_json_error(
+        self,
+        error: json.JSONDecodeError | UnicodeDecodeError,
+        req: flask.Request,
+        *args: Any,
+        **kwargs: Any,
+    ) -> NoReturn:
+        raise NotJson(error) from error
 
 
 class Blueprint(flask_smorest.Blueprint):

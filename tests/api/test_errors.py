@@ -48,6 +48,26 @@ def test_malformed_json_is_400(client: ApiClient) -> None:
     assert "JSON" in body["detail"]
 
 
+def test_a_malformed_body_is_400_saying_what_is_wrong_where(client: ApiClient) -> None:
+    """A body sent as JSON that is not (a trailing comma, a Latin-1 accent) got "The request
+    could not be read. Send a JSON body with Content-Type: application/json.", which the
+    client had done: the problem now says the body is not valid JSON, and where."""
+    ana = client.register("Ana")
+    headers = {"Content-Type": "application/json"}
+    trailing = client.patch(
+        "/api/v1/me", as_=ana, data=b'{"display_name": "Ana B",}', headers=headers
+    )
+    detail = assert_problem(trailing, 400, "bad_request")["detail"]
+    assert detail.startswith("The body is not valid JSON"), detail
+    assert "line 1 column 26" in detail, detail
+    latin1 = client.patch(
+        "/api/v1/me", as_=ana, data=b'{"display_name": "Zo\xeb"}', headers=headers
+    )
+    detail = assert_problem(latin1, 400, "bad_request")["detail"]
+    assert detail.startswith("The body is not valid JSON") and "UTF-8" in detail, detail
+    assert client.get("/api/v1/me", as_=ana).json()["display_name"] == "Ana"
+
+
 def test_a_byte_order_mark_before_the_json_is_ignored(client: ApiClient) -> None:
     """RFC 8259 lets a parser ignore a BOM; some HTTP clients write one before UTF-8 JSON."""
     body = json.dumps(
