@@ -38,6 +38,9 @@ def test_a_route_limit_holds_and_answers_with_its_headers() -> None:
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert [a.headers["X-RateLimit-Remaining"] for a in answers] == ["1", "0", "0"]
     assert int(answers[2].headers["Retry-After"]) in range(1, 61)
+    # Only the refusal says to wait: a client honouring Retry-After on any answer paused
+    # after each accepted request.
+    assert [("Retry-After" in a.headers) for a in answers] == [False, False, True]
 
 
 def test_a_request_without_route_limits_is_not_looked_at() -> None:
