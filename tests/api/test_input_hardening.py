@@ -1,7 +1,7 @@
 """Hostile but well-formed input is refused with a problem, never a 500, and changes nothing.
 
 Lone surrogates, deep nesting, odd zone names, non-ASCII clock digits, numbers and booleans of
-the wrong JSON type, and chunked bodies over the size limit (/tmp/audit/fuzz/REPORT.md #1-5 and #9).
+the wrong JSON type, chunked bodies over the size limit, and query parameters given twice.
 """
 
 from __future__ import annotations
@@ -618,3 +618,24 @@ def test_unreadable_sign_ins_log_no_error(
     assert raw_post(live_server, f"{API}/auth/login", big, {})[0] == 413
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "field"),
+    [
+        ("/bids", "status=sent&status=seen", "status"),
+        ("/bids", "limit=1&limit=50", "limit"),
+        ("/sync", "since=0&since=1", "since"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused_not_cut_to_its_first(
+    client: ApiClient, path: str, query: str, field: str
+) -> None:
+    """`?status=sent&status=seen` answered the `sent` bids alone, as if the app had asked for
+    those only, and `?since=0&since=1` read 0: a parameter given twice is a 422 naming it."""
+    ana, _ben = client.couple()
+    answer = client.get(f"{API}{path}?{query}", as_=ana)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"] == {field: ["Give this parameter once."]}
+    # Once is fine; an unknown parameter is still ignored, however often it is given.
+    assert client.get(f"{API}{path}?{query.split('&')[0]}&x=1&x=2", as_=ana).status_code == 200
