@@ -29,6 +29,9 @@ FAILED_PASS_PAUSE_MAX = 10.0
 # housekeeping and recording statements (each bounded by DATABASE_STATEMENT_TIMEOUT_MS), then
 # the pause before the next pass (FAILED_PASS_PAUSE_MAX at most).
 STALL_MARGIN = 60.0
+# How long after a failed prune the worker tries it again (sooner if `prune_seconds` is less):
+# each try may wait the statement timeout, and the pushes wait for no prune.
+PRUNE_RETRY_SECONDS = 60.0
 
 
 @dataclass
@@ -153,6 +156,24 @@ class Worker:
             )
         return push_outbox.Pruned(pruned.deleted, more=pruned.more or sign_ins.more)
 
+    def _prune_share(self) -> float:
+        """Prune one share; when the next is due (a `time.monotonic()` reading): at once while
+        more are left, after `prune_seconds` once none are. One that fails (a finished push
+        locked by a transaction left open, a share that outlasts the statement timeout) is
+        logged and tried again after PRUNE_RETRY_SECONDS: the pushes are sent meanwhile."""
+        try:
+            more = self._prune_some().more
+        except Exception as exc:
+            retry = min(self.prune_seconds, PRUNE_RETRY_SECONDS)
+            extra = {"worker": self.name, "error_type": type(exc).__name__, "retry_seconds": retry}
+            message = "worker prune failed; pushes go on, the prune is tried again later"
+            if is_unavailable(exc) or is_unmigrated(exc):
+                log.warning(message, extra={**extra, "error": database_said(exc)})
+            else:
+                log.exception(message, extra=extra)
+            return time.monotonic() + retry
+        return 0.0 if more else time.monotonic() + self.prune_seconds
+
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker": self.name})
         next_housekeeping = next_prune = 0.0
@@ -160,11 +181,10 @@ class Worker:
         while not self._stop.is_set():
             started = self._progress = time.monotonic()
             housekeeping = started >= next_housekeeping
+            if started >= next_prune:
+                # Pushes keep being sent between shares; a backlog is worked off pass by pass.
+                next_prune = self._prune_share()
             try:
-                if started >= next_prune:
-                    # Pushes keep being sent between shares; a backlog is worked off pass by pass.
-                    more = self._prune_some().more
-                    next_prune = 0.0 if more else time.monotonic() + self.prune_seconds
                 tick = self.run_once(housekeeping)
             except Exception as exc:
                 failures += 1

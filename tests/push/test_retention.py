@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
+from service import create_app
 from service.clock import clock
 from service.extensions import db
 from service.models import PushAttempt, PushDelivery, PushJob
@@ -22,6 +23,7 @@ from service.services.push_outbox import Pruned
 from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device
 from tests.support.client import ApiClient
+from tests.support.settings import make_settings
 from tests.support.waiting import wait_until
 
 T0 = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
@@ -189,3 +191,35 @@ def test_prune_deletes_everything_due_however_many_shares_it_takes(
     small = Worker(app, name="small-shares", prune_batch=1, prune_batches=2)
     assert small.prune() == 3
     assert pushes(worker) == {}
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_prune_that_cannot_finish_does_not_hold_up_the_pushes(
+    database_url: str, client: ApiClient, worker: Worker
+) -> None:
+    """A month-old push locked by a transaction left open (a `psql` session): the prune's
+    DELETE waits for it until the statement timeout, every time. New pushes still go."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    old = bid(client, client.fresh(ana))
+    worker.run_once()
+    clock.freeze(T0 + timedelta(days=31))
+    app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=500))
+    loop = Worker(app, name="pruning-worker", idle_seconds=0.05)
+    locker = create_engine(database_url)
+    holding = locker.connect()
+    try:
+        holding.execute(
+            text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE"),
+            {"key": f"bid.created:{old['id']}"},
+        )
+        with running(loop):
+            new = bid(client, client.fresh(ana))
+            key = f"bid.created:{new['id']}"
+            wait_until(lambda: pushes(worker).get(key) == ("done", 1, 1), 10, "the new push")
+    finally:
+        holding.rollback()
+        holding.close()
+        locker.dispose()
