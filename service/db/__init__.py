@@ -3,16 +3,26 @@
 from service.db.engines import Bounds, make_engine, readiness_engine
 from service.db.sessions import Database
 from service.db.statements import DriverStatement
-from service.db.transactions import after_commit, autocommits, end_read, finish, read_snapshot
+from service.db.transactions import (
+    Busy,
+    after_commit,
+    autocommits,
+    end_read,
+    finish,
+    lock_unless_busy,
+    read_snapshot,
+)
 
 __all__ = [
     "Bounds",
+    "Busy",
     "Database",
     "DriverStatement",
     "after_commit",
     "autocommits",
     "end_read",
     "finish",
+    "lock_unless_busy",
     "make_engine",
     "read_snapshot",
     "readiness_engine",

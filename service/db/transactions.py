@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 AFTER_COMMIT_KEY = "reach.after_commit"
 # Set on sessions that may autocommit a transaction of one statement (PostgreSQL, own engine).
@@ -70,3 +72,20 @@ def _run_after_commit(session: Session) -> None:
 def _drop_after_commit(session: Session, previous_transaction: Any) -> None:
     if previous_transaction.parent is None:
         session.info.pop(AFTER_COMMIT_KEY, None)
+
+
+class Busy(Exception):
+    """The row is locked by another transaction: a background job comes back to it later."""
+
+
+def lock_unless_busy(session: Session, model: type[T], key: Any) -> T | None:
+    """`session.get(model, key)` locked for update, read again; None if there is no such row.
+    On PostgreSQL a row another transaction holds raises `Busy` at once instead of waiting:
+    a worker's housekeeping must not wait out the statement timeout behind a transaction left
+    open (a `psql` session), fail the pass and so hold up every push behind it."""
+    if session.get_bind().dialect.name != "postgresql":
+        return session.get(model, key, with_for_update=True, populate_existing=True)
+    found = session.get(model, key, with_for_update={"skip_locked": True}, populate_existing=True)
+    if found is None and session.get(model, key, populate_existing=True) is not None:
+        raise Busy(f"{model.__name__} {key} is locked")
+    return found

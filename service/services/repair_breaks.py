@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.db import Busy, lock_unless_busy
 from service.domain import repairs as rules
 from service.domain.errors import Conflict
 from service.models import Couple, Repair, User
@@ -92,10 +93,15 @@ def resume_due(session: Session, now: datetime, batch: int = 200) -> int:
         if repair is None:  # resumed meanwhile, or another worker is ending it
             session.rollback()
             continue
+        # Locked and read again: an unpair that committed since the pick ends it here. A couple
+        # another transaction holds is left for a later pass, as a held conversation is.
+        try:
+            couple = lock_unless_busy(session, Couple, repair.couple_id)
+        except Busy:
+            session.rollback()
+            continue
         repair.paused_until = repair.paused_by = None
         resumed += 1
-        # Locked and read again: an unpair that committed since the pick ends it here.
-        couple = session.get(Couple, repair.couple_id, with_for_update=True, populate_existing=True)
         if couple is None or couple.ended_at is not None:
             # After an unpair nobody is told about a conversation they can no longer open.
             push_outbox.cancel(session, push_outbox.reminders_of(repair.id))

@@ -22,6 +22,7 @@ from service.models import PushAttempt, PushDelivery, PushJob
 from service.services.push_outbox import Pruned
 from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device
+from tests.support import repairs as repair_helpers
 from tests.support.client import ApiClient
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_until
@@ -223,3 +224,51 @@ def test_a_prune_that_cannot_finish_does_not_hold_up_the_pushes(
         holding.rollback()
         holding.close()
         locker.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+@pytest.mark.parametrize("due", ["a bid to expire", "a break to end"])
+def test_housekeeping_behind_a_couple_left_locked_does_not_hold_up_the_pushes(
+    database_url: str, client: ApiClient, worker: Worker, due: str
+) -> None:
+    """A couple held by a transaction left open (a `psql` session): expiring its overdue bid,
+    or ending its break, waited out the statement timeout and failed the whole pass, every
+    pass, so no other couple's push went out. It is left for a later pass; once the couple
+    is free it is done."""
+    clock.freeze(T0)
+    ana, ben = client.couple("Ana", "Ben")
+    cat, dan = client.couple("Cat", "Dan")
+    device(client, dan, "dan-phone-token")
+    if due == "a bid to expire":
+        old = bid(client, client.fresh(ana))
+        clock.freeze(T0 + timedelta(days=2))
+    else:
+        repair = repair_helpers.start(client, client.fresh(ana))
+        paused = client.post(
+            f"/api/v1/repairs/{repair['id']}/pause", as_=client.fresh(ben), json={"minutes": 20}
+        )
+        assert paused.status_code == 200, paused.text
+        clock.freeze(T0 + timedelta(hours=1))
+    couple = client.get("/api/v1/couple", as_=client.fresh(ana)).json()["id"]
+    app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=500))
+    loop = Worker(app, name="housekeeping-worker", idle_seconds=0.05, housekeeping_seconds=0.05)
+    locker = create_engine(database_url)
+    holding = locker.connect()
+    try:
+        holding.execute(text("SELECT id FROM couples WHERE id = :id FOR UPDATE"), {"id": couple})
+        with running(loop):
+            new = bid(client, client.fresh(cat))
+            key = f"bid.created:{new['id']}"
+            wait_until(lambda: pushes(worker).get(key) == ("done", 1, 1), 10, "Dan's push")
+    finally:
+        holding.rollback()
+        holding.close()
+        locker.dispose()
+    worker.run_once()
+    if due == "a bid to expire":
+        shown = client.get(f"/api/v1/bids/{old['id']}", as_=client.fresh(ben)).json()
+        assert shown["status"] == "expired"
+    else:
+        shown = client.get(f"/api/v1/repairs/{repair['id']}", as_=client.fresh(ben)).json()
+        assert shown["paused_until"] is None

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from service.db import Busy, lock_unless_busy
 from service.domain import bids as rules
 from service.models import Bid, Couple
 from service.services import events, push_outbox, scans
@@ -39,15 +40,22 @@ def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
 
     Each bid in a transaction of its own that locks its couple, then the bid: the order in which
     requests lock them (`_visible`), so the worker never holds a bid that an answer waits for
-    while it waits for that answer's couple. A bid of a couple that has ended expires silently:
-    after an unpair nobody is told, and its stream is gone (`custody.forget_couple_history`).
+    while it waits for that answer's couple. One whose couple or bid another transaction holds
+    is left for a later pass (`lock_unless_busy`): the pass goes on to the pushes. A bid of a
+    couple that has ended expires silently: after an unpair nobody is told, and its stream is
+    gone (`custody.forget_couple_history`).
     """
     due = session.execute(overdue(now, batch)).all()
     session.commit()
     expired = 0
     for bid_id, couple_id in due:
-        couple = session.get(Couple, couple_id, with_for_update=True, populate_existing=True)
-        bid = session.get(Bid, bid_id, with_for_update=True, populate_existing=True)
+        try:
+            couple = lock_unless_busy(session, Couple, couple_id)
+            bid = lock_unless_busy(session, Bid, bid_id)
+        except Busy:
+            session.rollback()  # held by a request, or a transaction left open: a later pass
+            continue
+
         # Another worker, or an answer, may have come first.
         if bid is not None and rules.overdue(bid.status, bid.expires_at, now):
             _expire(session, bid, couple, now)
