@@ -1,5 +1,6 @@
 """A phone that follows the sync loop of docs/mobile.md §7 ends with every event applied once,
-in cursor order, whatever the socket brings and when (tests/support/guide.py)."""
+in cursor order, whatever the socket brings and when, and holds what the GET endpoints show
+(tests/support/guide.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,29 @@ def stream_head(api: ApiClient, person: Person) -> int:
     return int(events["events"][-1]["cursor"])
 
 
+def another_phone(api: ApiClient, person: Person) -> Person:
+    """The same account signed in on a second phone (a session of its own)."""
+    body = {"email": person.email, "password": person.password}
+    response = api.post("/api/v1/auth/login", json=body)
+    assert response.status_code == 200, response.text
+    signed_in = response.json()
+    return Person(
+        person.email,
+        person.password,
+        signed_in["user"],
+        signed_in["access_token"],
+        signed_in["refresh_token"],
+    )
+
+
+def couple_id_of(api: ApiClient, person: Person) -> str:
+    return str(api.get("/api/v1/couple", as_=person).json()["id"])
+
+
+def applied_once(phone: GuidedPhone) -> bool:
+    return len(phone.history) == len(set(phone.history))
+
+
 def test_an_event_that_arrives_while_a_sync_is_reading_is_not_lost(
     client: ApiClient, live_server: LiveServer
 ) -> None:
@@ -43,9 +67,41 @@ def test_an_event_that_arrives_while_a_sync_is_reading_is_not_lost(
     phone.after_reading = meanwhile
     try:
         phone.connect(live_server.url)
+        phone.settle()  # the bids' `bid.delivered`, which the phone posts, included
         head = stream_head(client, ben)
-        phone.wait_for_cursor(head)
         assert phone.applied == list(range(1, head + 1))
         assert set(phone.bids) == set(bids)
     finally:
         phone.close()
+
+
+def test_a_check_in_answered_on_one_phone_is_not_the_partners_on_the_other(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ana answers from her phone: both her phones, told by `checkin.answered` who answered,
+    still ask her nothing and show Ben's turn, as GET /checkins/current says; Ben's phone
+    shows that Ana answered. (The guide marked the partner answered on every such event, so
+    Ana's phones invited her to answer a round she had answered: 409.)"""
+    ana, ben = client.couple()
+    couple_id = couple_id_of(client, ana)
+    people = (ana, another_phone(client, ana), ben)
+    phones = [GuidedPhone(client, who, couple_id) for who in people]
+    try:
+        for phone in phones:
+            phone.connect(live_server.url)
+        body = {"client_id": str(uuid.uuid4()), "accessible": 4, "responsive": 3, "engaged": 5}
+        answered = client.post("/api/v1/checkins", as_=ana, json=body)
+        assert answered.status_code == 201, answered.text
+        round_id = answered.json()["id"]
+        for phone in phones:
+            phone.settle()
+            current = client.get("/api/v1/checkins/current", as_=phone.person).json()
+            assert phone.partner_answered.get(round_id, False) == current["partner_answered"]
+        assert [phone.partner_answered.get(round_id, False) for phone in phones] == [
+            False,
+            False,
+            True,
+        ]
+    finally:
+        for phone in phones:
+            phone.close()

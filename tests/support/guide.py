@@ -1,17 +1,25 @@
-"""A phone that keeps its copy of the couple's stream as docs/mobile.md §7 tells an app to.
+"""A phone that keeps its copy of the couple's stream as docs/mobile.md §7 and §11 tell an app to.
 
-It follows the guide's pseudo-code step by step: socket events and sync pages go to one serial
-queue (a thread here), `apply` ignores what it has, applies `last + 1`, and syncs on a gap;
-`sync_now` runs one sync at a time, and runs once more when asked again meanwhile. Only bids
-are kept (upserted by id); every applied cursor is recorded, so a test can see that each
-event was applied once, in order.
+It follows the guide's pseudo-code step by step: socket events, sync pages and the messages
+its outbox gets back go to one serial queue (a thread here); `apply` ignores what it has,
+applies `last + 1`, and syncs on a gap; `sync_now` runs one sync at a time, and runs once more
+when asked again meanwhile; an event of another couple, or a sync's 404 or 409, goes to
+`handleUnpaired`. It keeps
+what the guide says to keep, built only from what the guide tells it to read: bids, repair
+conversations and their messages (`applyMessage`), the partner, check-ins, and a repair outbox
+sent one message at a time. Every applied event is recorded, so a test can see that each was
+applied once, in order; `state()` is what the phone holds, in the shape of the GET endpoints
+(`server_state`).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import socketio
@@ -19,30 +27,75 @@ import socketio
 from tests.support.client import ApiClient, Person
 from tests.support.waiting import wait_until
 
+BID_EVENTS = ("bid.created", "bid.delivered", "bid.seen", "bid.answered", "bid.expired")
+REPAIR_EVENTS = (
+    "repair.started",
+    "repair.read",
+    "repair.paused",
+    "repair.resumed",
+    "repair.heard",
+    "repair.resolved",
+)
+
+
+@dataclass
+class Draft:
+    """A message of the outbox: saved before the first try, retried with the same ids."""
+
+    repair_id: str
+    client_id: str
+    written_at: str
+    body: str
+    failed: dict[str, Any] | None = None
+
 
 class GuidedPhone:
-    def __init__(self, api: ApiClient, person: Person, couple_id: str, page: int = 200) -> None:
+    def __init__(
+        self, api: ApiClient, person: Person, couple_id: str | None, page: int = 200
+    ) -> None:
         self.api, self.person, self.page = api, person, page
+        self.me = person.id
         self.couple_id, self.last = couple_id, 0  # "persisted"
         self.applied: list[int] = []
+        self.history: list[tuple[str, int]] = []  # (couple, cursor) of every event applied
         self.bids: dict[str, dict[str, Any]] = {}
+        self.repairs: dict[str, dict[str, Any]] = {}
+        self.messages: dict[str, dict[str, dict[str, Any]]] = {}  # repair id -> message id
+        self.partner: dict[str, Any] | None = None
+        self.answered: dict[str, bool] = {}  # round id -> this account answered it
+        self.partner_answered: dict[str, bool] = {}  # round id -> the partner answered it
+        self.revealed: dict[str, dict[str, Any]] = {}
+        self.ended: list[dict[str, Any]] = []
+        self.outbox: list[Draft] = []
         self.received: list[int] = []  # cursors as the socket brought them
-        # Test seam: called in a sync between reading a page and queueing its events.
+        # Test seams: called in a sync before it asks for a page, and between reading a page
+        # and queueing its events; asked whether to lose a socket event (as a socket may).
+        self.before_asking: Callable[[dict[str, Any]], None] | None = None
         self.after_reading: Callable[[dict[str, Any]], None] | None = None
+        self.lose: Callable[[dict[str, Any]], bool] | None = None
         self._lock = threading.Lock()
         self._syncing = self._sync_again = False
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._queue: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._applier = threading.Thread(target=self._apply_queued, daemon=True)
         self._applier.start()
-        self.socket = socketio.Client(reconnection=False)
-        self.socket.on("*", self._on_socket_event)
+        self.socket = self._new_socket()
 
     # -- the socket -------------------------------------------------------------------------
+
+    def _new_socket(self) -> socketio.Client:
+        sock = socketio.Client(reconnection=False)
+        sock.on("*", self._on_socket_event)
+        return sock
 
     def connect(self, url: str) -> GuidedPhone:
         self.socket.connect(url, auth={"token": self.person.access_token}, transports=["websocket"])
         self.sync_now()  # after every successful connect
         return self
+
+    def go_offline(self) -> None:
+        if self.socket.connected:
+            self.socket.disconnect()
+        self.socket = self._new_socket()
 
     def close(self) -> None:
         if self.socket.connected:
@@ -53,7 +106,12 @@ class GuidedPhone:
     def _on_socket_event(self, name: str, data: Any = None) -> None:
         if isinstance(data, dict) and "cursor" in data:  # couple.*, bid.*, repair.*, checkin.*
             self.received.append(data["cursor"])
-            self._queue.put(data)
+            if self.lose is not None and self.lose(data):
+                return
+            self.enqueue(data)
+
+    def enqueue(self, event: dict[str, Any]) -> None:
+        self._queue.put(lambda: self._apply(event))
 
     # -- sync: one at a time; asked again meanwhile, it runs once more --------------------------
 
@@ -68,14 +126,24 @@ class GuidedPhone:
                 self._sync_again = False
             since = self.last
             while True:
-                params = {"since": since, "couple_id": self.couple_id, "limit": self.page}
+                params: dict[str, Any] = {"since": since, "limit": self.page}
+                if self.couple_id is not None:
+                    params["couple_id"] = self.couple_id
+                if self.before_asking is not None:
+                    self.before_asking(params)
                 response = self.api.get("/api/v1/sync", as_=self.person, params=params)
+                if response.status_code in (404, 409):
+                    with self._lock:
+                        self._syncing = False
+                    named = params.get("couple_id")
+                    self._queue.put(lambda named=named: self._handle_unpaired(named))
+                    return
                 assert response.status_code == 200, response.text
                 body = response.json()
                 if self.after_reading is not None:
                     self.after_reading(body)
                 for event in body["events"]:
-                    self._queue.put(event)
+                    self.enqueue(event)
                 since = body["next"]
                 if not body["has_more"]:
                     break
@@ -87,9 +155,9 @@ class GuidedPhone:
     # -- apply: one serial queue ------------------------------------------------------------
 
     def _apply_queued(self) -> None:
-        while (event := self._queue.get()) is not None:
+        while (job := self._queue.get()) is not None:
             try:
-                self._apply(event)
+                job()
             finally:
                 self._queue.task_done()
 
@@ -98,16 +166,225 @@ class GuidedPhone:
         return self._queue.unfinished_tasks == 0
 
     def _apply(self, event: dict[str, Any]) -> None:
-        assert event["couple_id"] == self.couple_id, event  # one couple in these tests
+        if event["couple_id"] != self.couple_id:
+            if event["type"] != "couple.paired":
+                self._handle_unpaired(event["couple_id"])  # never under our cursor
+                return
+            self._start_stream(event["couple_id"])  # a new stream
         if event["cursor"] <= self.last:
             return  # duplicate
         if event["cursor"] > self.last + 1:
             self.sync_now()  # gap: fetch what is missing
             return
-        if event["type"].startswith("bid."):
-            self.bids[event["data"]["id"]] = event["data"]
+        kind, data = event["type"], event["data"]
+        if kind in BID_EVENTS:
+            self.bids[data["id"]] = data
+        elif kind in REPAIR_EVENTS:
+            self._upsert_repair(data)
+        elif kind == "repair.message":
+            self._apply_message(data)
+        elif kind == "checkin.answered":
+            self._mark_answered(data)
+        elif kind == "checkin.revealed":
+            self.revealed[data["round_id"]] = data
+        elif kind == "couple.paired":
+            self.partner = next(p for p in data["partners"] if p["id"] != self.me)
+        elif kind == "couple.partner_updated":
+            if data["id"] != self.me:
+                self.partner = data
+        elif kind == "couple.ended":
+            self.ended.append(data)
         self.applied.append(event["cursor"])
+        self.history.append((event["couple_id"], event["cursor"]))
         self.last = event["cursor"]
+        if kind == "bid.created" and data["recipient_id"] == self.me and not data["delivered_at"]:
+            self.api.post(f"/api/v1/bids/{data['id']}/delivered", as_=self.person)
+        if kind == "couple.ended":
+            self._clear_stream_state()
+
+    def _mark_answered(self, data: dict[str, Any]) -> None:
+        """checkin.answered names who answered: this account (from another of its phones),
+        or the partner."""
+        answered = self.answered if data["user_id"] == self.me else self.partner_answered
+        answered[data["round_id"]] = True
+
+    def _upsert_repair(self, data: dict[str, Any]) -> None:
+        """By id; keep each partner's last_read_seq, and last_seq, as the highest seen."""
+        held = self.repairs.get(data["id"])
+        merged = dict(data)
+        if held is not None:
+            merged["last_seq"] = max(held["last_seq"], data["last_seq"])
+            before = {p["user_id"]: p["last_read_seq"] for p in held["partners"]}
+            merged["partners"] = [
+                {**p, "last_read_seq": max(before.get(p["user_id"], 0), p["last_read_seq"])}
+                for p in data["partners"]
+            ]
+        self.repairs[data["id"]] = merged
+
+    def _apply_message(self, message: dict[str, Any]) -> None:
+        """`applyMessage` of §11: from an ack, a REST response or an event."""
+        rid = message["repair_id"]
+        held = self.highest_seq(rid)
+        if message["seq"] > held + 1:
+            self._fetch_messages(rid, held)
+        self.messages.setdefault(rid, {})[message["id"]] = message
+        if rid in self.repairs:
+            repair = self.repairs[rid]
+            repair["last_seq"] = max(repair["last_seq"], message["seq"])
+        if message["author_id"] == self.me:
+            self.outbox = [d for d in self.outbox if d.client_id != message["client_id"]]
+
+    def _fetch_messages(self, repair_id: str, after_seq: int) -> None:
+        while True:
+            params = {"after_seq": after_seq, "limit": 200}
+            response = self.api.get(
+                f"/api/v1/repairs/{repair_id}/messages", as_=self.person, params=params
+            )
+            if response.status_code != 200:
+                return
+            page = response.json()
+            for message in page["items"]:
+                self.messages.setdefault(repair_id, {})[message["id"]] = message
+            if page["next"] is None:
+                return
+            after_seq = page["next"]
+
+    def highest_seq(self, repair_id: str) -> int:
+        return max((m["seq"] for m in self.messages.get(repair_id, {}).values()), default=0)
+
+    def _handle_unpaired(self, named: str | None) -> None:
+        """`named`: the couple the failed sync, or the other couple's event, named."""
+        couple = self.api.get("/api/v1/couple", as_=self.person)
+        if couple.status_code == 404:
+            self._clear_stream_state()
+            return
+        assert couple.status_code == 200, couple.text
+        current = couple.json()["id"]
+        if current != self.couple_id or current == named:
+            # Another couple; or ours, whose stream is behind our cursor (a 409).
+            self._start_stream(current)
+            self.partner = couple.json()["partner"]
+        self.sync_now()
+
+    def _start_stream(self, couple_id: str) -> None:
+        """Read this couple's stream from cursor 0."""
+        self.couple_id, self.last, self.applied = couple_id, 0, []
+
+    def _clear_stream_state(self) -> None:
+        self.couple_id, self.last, self.applied = None, 0, []
+
+    def joined(self, couple_id: str) -> None:
+        """The phone that typed the code: `POST /couple/join` gave the couple's id, which the
+        socket's `couple.paired` may have brought first."""
+
+        def start_unless_started() -> None:
+            if self.couple_id != couple_id:
+                self._start_stream(couple_id)
+            self.sync_now()
+
+        self._queue.put(start_unless_started)
 
     def wait_for_cursor(self, cursor: int, timeout: float = 10) -> None:
         wait_until(lambda: self.last >= cursor, timeout, f"the phone to apply cursor {cursor}")
+
+    def settle(self, timeout: float = 10) -> None:
+        """Wait until the phone holds its couple's whole stream and has nothing left to do."""
+
+        def settled() -> bool:
+            if not self.idle() or self._syncing:
+                return False
+            return self.couple_id is None or self.last >= stream_head(self.api, self.person)
+
+        wait_until(settled, timeout, "the phone to apply its couple's stream")
+
+    # -- the outbox of §11 ----------------------------------------------------------------
+
+    def write(self, repair_id: str, body: str) -> Draft:
+        """The user taps send: saved in the outbox before the first try (not sent yet)."""
+        written_at = datetime.now(UTC).isoformat()
+        draft = Draft(repair_id, str(uuid.uuid4()), written_at, body)
+        self.outbox.append(draft)
+        return draft
+
+    def payload(self, draft: Draft) -> dict[str, Any]:
+        return {"client_id": draft.client_id, "body": draft.body, "written_at": draft.written_at}
+
+    def flush(self, repair_id: str, over: str = "socket") -> None:
+        """Send the conversation's outbox one message at a time, oldest first."""
+        for draft in [d for d in self.outbox if d.repair_id == repair_id and d.failed is None]:
+            if over == "socket":
+                try:
+                    answer = self.socket.call(
+                        "repair.message", {"repair_id": repair_id, **self.payload(draft)}, timeout=5
+                    )
+                except socketio.exceptions.SocketIOError:  # a timeout, or not connected
+                    return  # retry later, same client_id
+            else:
+                response = self.api.post(
+                    f"/api/v1/repairs/{repair_id}/messages",
+                    as_=self.person,
+                    json=self.payload(draft),
+                )
+                answer = response.json()
+            if answer.get("code") is not None:
+                assert answer["status"] < 500 and answer["code"] != "rate_limited", answer
+                draft.failed = answer  # 404, 409, 422: keep the text
+                continue
+            self._queue.put(lambda message=answer: self._apply_message(message))
+            self._queue.put(lambda cid=draft.client_id: self._drop_draft(cid))
+
+    def _drop_draft(self, client_id: str) -> None:
+        self.outbox = [d for d in self.outbox if d.client_id != client_id]
+
+    # -- what the phone holds, in the shape of the GET endpoints --------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "bids": dict(self.bids),
+            "repairs": dict(self.repairs),
+            "messages": {
+                rid: sorted(held.values(), key=lambda m: m["seq"])
+                for rid, held in self.messages.items()
+            },
+        }
+
+
+def stream_head(api: ApiClient, person: Person) -> int:
+    """The last cursor of the person's couple (0 when unpaired)."""
+    since = 0
+    while True:
+        response = api.get("/api/v1/sync", as_=person, params={"since": since, "limit": 1000})
+        if response.status_code == 404:
+            return 0
+        page = response.json()
+        since = page["next"]
+        if not page["has_more"]:
+            return int(since)
+
+
+def server_state(api: ApiClient, person: Person) -> dict[str, Any]:
+    """What GET /bids, /repairs and /repairs/{id}/messages show the person, as `state()`."""
+    state: dict[str, Any] = {"bids": {}, "repairs": {}, "messages": {}}
+    for name in ("bids", "repairs"):
+        before = None
+        while True:
+            params = {"limit": 200, **({"before": before} if before else {})}
+            response = api.get(f"/api/v1/{name}", as_=person, params=params)
+            if response.status_code == 404:
+                break
+            page = response.json()
+            state[name].update({item["id"]: item for item in page["items"]})
+            if (before := page["next"]) is None:
+                break
+    for rid in state["repairs"]:
+        items: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            params = {"after_seq": after, "limit": 200}
+            page = api.get(f"/api/v1/repairs/{rid}/messages", as_=person, params=params).json()
+            items += page["items"]
+            if (after := page["next"]) is None:
+                break
+        if items:
+            state["messages"][rid] = items
+    return state
