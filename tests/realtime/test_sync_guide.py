@@ -105,3 +105,56 @@ def test_a_check_in_answered_on_one_phone_is_not_the_partners_on_the_other(
     finally:
         for phone in phones:
             phone.close()
+
+
+def test_the_phone_that_joined_applies_the_new_couples_events_once(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ben types Ana's code on a connected phone: `couple.paired` comes over the socket before
+    his phone has read the join's answer. Taking the couple from the answer then starts nothing
+    again (the guide reset the cursor to 0 there, and the phone applied the stream twice)."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    phone = GuidedPhone(client, ben, None)
+    try:
+        phone.connect(live_server.url)
+        invite = client.post("/api/v1/couple/invites", as_=ana)
+        joined = client.post("/api/v1/couple/join", as_=ben, json={"code": invite.json()["code"]})
+        assert joined.status_code == 201, joined.text
+        phone.wait_for_cursor(1)  # the socket's couple.paired, applied
+        phone.joined(joined.json()["id"])
+        send_bid(client, ana)
+        phone.settle()
+        assert phone.couple_id == joined.json()["id"]
+        head = stream_head(client, ben)  # the pairing, the bid, its delivery
+        assert phone.history == [(phone.couple_id, cursor) for cursor in range(1, head + 1)]
+    finally:
+        phone.close()
+
+
+def test_a_sync_about_the_couple_just_left_does_not_start_the_new_one_again(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ben's phone comes back after Ana unpaired; while its first sync (naming the ended
+    couple) is on its way, they pair again and the socket's `couple.paired` starts the new
+    stream. The sync's 404 then finds the phone in the couple GET /couple names: it syncs,
+    and applies nothing twice."""
+    ana, ben = client.couple()
+    phone = GuidedPhone(client, ben, couple_id_of(client, ben))
+    new_couple: list[str] = []
+
+    def pair_meanwhile(params: dict[str, Any]) -> None:
+        phone.before_asking = None
+        new_couple.append(client.pair(ben, ana)["id"])
+        phone.wait_for_cursor(1)  # the new couple's first event, over the socket
+
+    try:
+        assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+        phone.before_asking = pair_meanwhile
+        phone.connect(live_server.url)
+        send_bid(client, ana)
+        phone.settle()
+        assert phone.couple_id == new_couple[0]
+        head = stream_head(client, ben)
+        assert phone.history == [(new_couple[0], cursor) for cursor in range(1, head + 1)]
+    finally:
+        phone.close()
