@@ -8,7 +8,8 @@ import uuid
 from typing import Any
 
 from tests.support.client import ApiClient, Person
-from tests.support.guide import GuidedPhone
+from tests.support.guide import GuidedPhone, server_state
+from tests.support.repairs import start, write
 from tests.support.server import LiveServer
 from tests.support.waiting import wait_until
 
@@ -158,3 +159,48 @@ def test_a_sync_about_the_couple_just_left_does_not_start_the_new_one_again(
         assert phone.history == [(new_couple[0], cursor) for cursor in range(1, head + 1)]
     finally:
         phone.close()
+
+
+def test_a_phone_back_after_an_unpair_and_a_new_pairing_holds_only_the_new_couple(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ben's tablet sleeps while Ana unpairs and they pair again. Back online, it finds the new
+    couple (sync's 404, then GET /couple) and holds what GET /bids and /repairs show: none of
+    the ended couple's bids or conversations, which neither partner can read any more (the
+    guide never said to drop them, so the tablet kept showing them among the new ones). Its
+    unsent message to the old conversation fails with 404 and keeps its text."""
+    ana, ben = client.couple()
+    couple_id = couple_id_of(client, ana)
+    phones = [GuidedPhone(client, who, couple_id) for who in (ana, ben, another_phone(client, ben))]
+    tablet = phones[2]
+    try:
+        for phone in phones:
+            phone.connect(live_server.url)
+        old_repair = start(client, ana)["id"]
+        write(client, ben, old_repair, body="What I heard was that you felt alone.")
+        send_bid(client, ana)
+        tablet.settle()
+        assert tablet.state() == server_state(client, tablet.person)
+        tablet.go_offline()
+        draft = tablet.write(old_repair, "Written on the train, sent after the unpair.")
+
+        assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+        new_couple = client.pair(ben, ana)["id"]
+        send_bid(client, ana)
+        start(client, ben)
+        for phone in phones[:2]:
+            phone.settle()
+            assert phone.couple_id == new_couple
+        tablet.connect(live_server.url)
+        tablet.settle()
+        tablet.flush(old_repair)
+        assert tablet.couple_id == new_couple
+        for phone in phones:
+            phone.settle()
+            assert phone.state() == server_state(client, phone.person)
+            assert applied_once(phone)
+        assert draft.failed is not None and draft.failed["status"] == 404
+        assert [d.body for d in tablet.outbox] == [draft.body]
+    finally:
+        for phone in phones:
+            phone.close()

@@ -4,7 +4,7 @@ It follows the guide's pseudo-code step by step: socket events, sync pages and t
 its outbox gets back go to one serial queue (a thread here); `apply` ignores what it has,
 applies `last + 1`, and syncs on a gap; `sync_now` runs one sync at a time, and runs once more
 when asked again meanwhile; an event of another couple, or a sync's 404 or 409, goes to
-`handleUnpaired`. It keeps
+`handleUnpaired`, and a new stream starts with nothing of the couple held before. It keeps
 what the guide says to keep, built only from what the guide tells it to read: bids, repair
 conversations and their messages (`applyMessage`), the partner, check-ins, and a repair outbox
 sent one message at a time. Every applied event is recorded, so a test can see that each was
@@ -267,11 +267,19 @@ class GuidedPhone:
         self.sync_now()
 
     def _start_stream(self, couple_id: str) -> None:
-        """Read this couple's stream from cursor 0."""
+        """Hold nothing of the couple held before, and read this one's stream from cursor 0."""
+        self._drop_couple_copy()
         self.couple_id, self.last, self.applied = couple_id, 0, []
 
     def _clear_stream_state(self) -> None:
+        self._drop_couple_copy()
         self.couple_id, self.last, self.applied = None, 0, []
+
+    def _drop_couple_copy(self) -> None:
+        """The couple's bids, conversations, messages and check-ins (the outbox stays)."""
+        self.bids, self.repairs, self.messages = {}, {}, {}
+        self.answered, self.partner_answered, self.revealed = {}, {}, {}
+        self.partner = None
 
     def joined(self, couple_id: str) -> None:
         """The phone that typed the code: `POST /couple/join` gave the couple's id, which the
