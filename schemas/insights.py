@@ -151,6 +151,13 @@ class CheckInCreateSchema(Schema):
     accessible = _score()
     responsive = _score()
     engaged = _score()
+    couple_id = fields.UUID(
+        load_default=None,
+        metadata={
+            "description": "The couple the answer was written in (`GET /couple`'s `id`): an "
+            "answer kept past an unpair is refused (409) rather than given to a new partner"
+        },
+    )
 
 
 class CheckInScoresSchema(Schema):

@@ -49,12 +49,14 @@ class CheckIns(MethodView):
     @blp.alt_response(200, schema=CheckInRoundSchema, description="A retry of an earlier answer")
     @blp.problem(404, "Not paired")
     @blp.problem(
-        409, "Already answered this round, or the client_id was used in an earlier pairing"
+        409,
+        "Already answered this round, the client_id was used in an earlier pairing, or "
+        "`couple_id` names a pairing that has ended",
     )
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Answer the A.R.E. check-in (1-5 each); the partner's answers show once both answered"""
-        client_id = body.pop("client_id")
-        answered = checkins.answer(db.session, current_user(), client_id, body)
+        client_id, couple_id = body.pop("client_id"), body.pop("couple_id")
+        answered = checkins.answer(db.session, current_user(), client_id, body, couple_id=couple_id)
         return answered.round, 201 if answered.created else 200
 
     @member

@@ -107,14 +107,27 @@ class Answered:
     created: bool
 
 
-def answer(session: Session, user: User, client_id: uuid.UUID, scores: dict[str, int]) -> Answered:
-    """Answer the open round; a retry with the same `client_id` returns its round again."""
+def answer(
+    session: Session,
+    user: User,
+    client_id: uuid.UUID,
+    scores: dict[str, int],
+    *,
+    couple_id: uuid.UUID | None = None,
+) -> Answered:
+    """Answer the open round; a retry with the same `client_id` returns its round again. With
+    `couple_id` (the couple the phone wrote it in), an answer of an ended pairing is refused."""
     couple = pairing.require_couple(session, user)
     # One answer at a time per couple; read again once locked: an unpair that held the lock
     # has ended the couple, and a retry must not show the ended couple's round (404).
     session.get(Couple, couple.id, with_for_update=True, populate_existing=True)
     if couple.ended_at is not None:
         raise NotFound("You are not paired.")
+    if couple_id is not None and couple_id != couple.id:
+        raise Conflict(
+            "This answer was written for a pairing that has ended: drop it, it would reach "
+            "your new partner."
+        )
     # Looked up under the couple's lock: a racing retry that won is visible by now.
     earlier = session.scalar(
         select(CheckInAnswer.round_id).where(
