@@ -87,6 +87,8 @@ class PasswordLength(validate.Length):
 
 
 _PASSWORD = {"description": "Counted in characters in Unicode's NFKC form, which is what is hashed"}
+# The length of a password an account is given: at sign-up, and when it is changed.
+NEW_PASSWORD_LENGTH = PasswordLength(min=10, max=256)
 
 
 class RegisterSchema(Schema):
@@ -94,7 +96,7 @@ class RegisterSchema(Schema):
     password = fields.String(
         required=True,
         load_only=True,
-        validate=PasswordLength(min=10, max=256),
+        validate=NEW_PASSWORD_LENGTH,
         metadata=_PASSWORD,
     )
     display_name = name(60)
@@ -105,6 +107,21 @@ class LoginSchema(Schema):
     email = fields.String(required=True, validate=validate.Length(min=1, max=254))
     password = fields.String(
         required=True, load_only=True, validate=PasswordLength(max=256), metadata=_PASSWORD
+    )
+
+
+class PasswordChangeSchema(Schema):
+    current_password = fields.String(
+        required=True,
+        load_only=True,
+        validate=PasswordLength(min=1, max=256),
+        metadata={"description": "The password the account signs in with now"},
+    )
+    new_password = fields.String(
+        required=True,
+        load_only=True,
+        validate=NEW_PASSWORD_LENGTH,
+        metadata={"description": "As at sign-up: 10-256 characters. " + _PASSWORD["description"]},
     )
 
 

@@ -160,6 +160,9 @@ class Settings:
     # Profile changes (PATCH /me) per account: a name or time zone changed is an event the
     # couple's stream keeps and the partner's phones receive.
     RATELIMIT_PROFILE: str = "60 per hour"
+    # Password changes per account, right or wrong (each checks one argon2 hash and makes
+    # another): guessing the current password with a stolen access token is held to it.
+    RATELIMIT_PASSWORD: str = "5 per hour"
     # Live member sockets one account may hold in one process; more are refused.
     SOCKETS_PER_USER: int = 10
     # Active devices (push tokens) one account keeps; registering another switches off the one

@@ -6,14 +6,14 @@ from typing import Any
 
 from flask.views import MethodView
 
-from schemas.accounts import ProfileUpdateSchema, UserSchema
+from schemas.accounts import PasswordChangeSchema, ProfileUpdateSchema, UserSchema
 from schemas.custody import ExportSchema
-from service.api.auth import auth_required, current_user, documented_member
+from service.api.auth import auth_required, current_member, current_user, documented_member
 from service.api.blueprint import Blueprint
 from service.extensions import db, limit_setting, limiter
 from service.models import User
 from service.realtime import members
-from service.services import custody, profile
+from service.services import accounts, custody, profile
 
 PREFIX = "/me"
 blp = Blueprint("me", __name__, description="The caller's profile")
@@ -21,6 +21,7 @@ member = documented_member(blp)
 
 _export_limit = limit_setting("RATELIMIT_EXPORT")
 _profile_limit = limit_setting("RATELIMIT_PROFILE")
+_password_limit = limit_setting("RATELIMIT_PASSWORD")
 _EXPORT_HEADERS = {
     "Content-Disposition": {
         "description": 'attachment; filename="reach-export-YYYY-MM-DD.json" (the local day)',
@@ -75,3 +76,49 @@ class Export(MethodView):
         """Everything you wrote, as JSON (yours to keep, also after unpairing)"""
         exported = custody.export(db.session, current_user())
         return exported, 200, {"Content-Disposition": custody.export_disposition(exported)}
+
+
+@blp.route("/password")
+class Password(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.doc(operationId="changePassword")
+    @blp.arguments(PasswordChangeSchema)
+    @blp.response(204)
+    @blp.problem(409, "Another change of the password committed at the same moment: try again")
+    @blp.problem(429)
+    @limiter.limit(_password_limit)
+    def post(self, body: dict[str, str]) -> None:
+        """Change the password; every other phone signed in to the account is signed out
+
+        A wrong `current_password` is a 422 naming it in `errors` (the caller is signed in: a
+        401 would send the app's refresh-and-retry path after a token that is fine). This
+        phone's tokens keep working; every other session's refresh and access tokens stop,
+        its sockets close and its devices get no more pushes. Each change tried, right or
+        wrong, counts against RATELIMIT_PASSWORD (5 an hour) for the account.
+        """
+        caller = current_member()
+        ended = accounts.change_password(
+            db.session, caller, body["current_password"], body["new_password"]
+        )
+        for session_id in ended:  # their open sockets close, in every process
+            members.disconnect_session(session_id)
+
+
+@blp.route("/sessions")
+class Sessions(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.doc(operationId="signOutEverywhere")
+    @blp.response(204)
+    def delete(self) -> None:
+        """Sign out of every phone, this one included: every session of the account ends
+
+        Every refresh and access token of the account stops working, its sockets close and
+        its devices get no more pushes; signing in again starts afresh.
+        """
+        user_id = current_member().user_id
+        accounts.sign_out_everywhere(db.session, user_id)
+        members.disconnect_user(user_id)  # the account's open sockets close, in every process

@@ -205,6 +205,8 @@ OPERATION_IDS = {
     ("PATCH", "/api/v1/me"): "updateProfile",
     ("DELETE", "/api/v1/me"): "deleteAccount",
     ("GET", "/api/v1/me/export"): "exportData",
+    ("POST", "/api/v1/me/password"): "changePassword",
+    ("DELETE", "/api/v1/me/sessions"): "signOutEverywhere",
     ("POST", "/api/v1/couple/invites"): "createInvite",
     ("POST", "/api/v1/couple/join"): "joinCouple",
     ("GET", "/api/v1/couple"): "getCouple",

@@ -1,6 +1,6 @@
 """Abuse limits: sign-in and sign-up per address and per account, refreshes per sign-in
-session, invite-code guessing per account and per address, open sockets per account, and
-request sizes (REST and sockets).
+session, password changes per account, invite-code guessing per account and per address, open
+sockets per account, and request sizes (REST and sockets).
 
 Addresses are simulated with X-Forwarded-For on a server that trusts one proxy hop.
 """
@@ -549,3 +549,46 @@ def test_profile_changes_are_limited_per_account(server_with: Server) -> None:
     assert client.get("/api/v1/me", as_=ana).json()["display_name"] == "Ana 2"
     assert client.get("/api/v1/me", as_=ana).status_code == 200  # reading is not limited
     assert client.patch("/api/v1/me", as_=ben, json={"display_name": "Ben"}).status_code == 200
+
+
+def change_password(client: ApiClient, who: Person, current: str, new: str) -> int:
+    body = {"current_password": current, "new_password": new}
+    return client.post("/api/v1/me/password", as_=who, json=body).status_code
+
+
+def test_password_changes_are_limited_per_account_right_or_wrong(server_with: Server) -> None:
+    """A stolen access token must not guess the current password without end, and each try
+    costs an argon2 check (a right one, a second hash besides). A body refused before any
+    check (a new password too short) is not counted."""
+    server = server_with(RATELIMIT_PASSWORD="2 per hour")
+    client = ApiClient(server.url)
+    ana, ben = client.register("Ana"), client.register("Ben")
+    assert change_password(client, ana, PASSWORD, "too short") == 422
+    assert change_password(client, ana, "wrong password", "a new passphrase") == 422
+    assert change_password(client, ana, PASSWORD, "a new passphrase") == 204
+    limited = client.post(
+        "/api/v1/me/password",
+        as_=ana,
+        json={"current_password": "a new passphrase", "new_password": "another passphrase"},
+    )
+    assert_limited(limited)
+    assert change_password(client, ben, PASSWORD, "a new passphrase") == 204
+
+
+def test_wrong_current_passwords_sent_at_once_are_held_to_the_accounts_limit(
+    server_with: Server,
+) -> None:
+    """Each change counts as it arrives: guesses in flight together cannot all be checked."""
+    server = server_with(RATELIMIT_PASSWORD="3 per hour")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+
+    def guess(n: int) -> int:
+        body = {"current_password": f"wrong password {n}", "new_password": "a new passphrase"}
+        url = f"{server.url}/api/v1/me/password"
+        return requests.post(url, json=body, headers=ana.headers, timeout=60).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(guess, range(8)))
+    assert statuses == [422] * 3 + [429] * 5
+    assert change_password(client, ana, PASSWORD, "a new passphrase") == 429

@@ -129,6 +129,18 @@ def repair_path(w: World, tail: str = "") -> str:
     return f"/api/v1/repairs/{w.repair['id']}{tail}"
 
 
+def signed_out_everywhere(w: World, c: Caller) -> requests.Response:
+    """DELETE /me/sessions as the caller; a member then signs in again, for the routes after."""
+    response = c.request("DELETE", "/api/v1/me/sessions")
+    if c.person is not None and response.status_code == 204:
+        body = {"email": c.person.email, "password": PASSWORD}
+        again = w.client.post("/api/v1/auth/login", json=body)
+        assert again.status_code == 200, again.text
+        c.person.access_token = again.json()["access_token"]
+        c.person.refresh_token = again.json()["refresh_token"]
+    return response
+
+
 def target_path(w: World, tail: str = "") -> str:
     return f"/ops/support/users/{w.target.id}{tail}"
 
@@ -378,6 +390,20 @@ ROUTES: dict[tuple[str, str], Route] = {
         lambda w, c: c.request("DELETE", "/api/v1/couple"),
         members_only(404, partner=204, stranger=204, former=404),
         "the partner (acting before the owner) ends C1; the owner is then single (404)",
+    ),
+    ("POST", "/api/v1/me/password"): Route(
+        lambda w, c: c.request(
+            "POST",
+            "/api/v1/me/password",
+            json={"current_password": PASSWORD, "new_password": PASSWORD},
+        ),
+        own(204),
+        "the caller's own password (kept as it was, so the accounts still sign in)",
+    ),
+    ("DELETE", "/api/v1/me/sessions"): Route(
+        signed_out_everywhere,
+        own(204),
+        "every session of the caller's own account ends; the caller then signs in again",
     ),
     ("DELETE", "/api/v1/me"): Route(lambda w, c: c.request("DELETE", "/api/v1/me"), own(204)),
 }

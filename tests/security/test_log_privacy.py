@@ -1,12 +1,13 @@
 """Logs keep no secrets and no partner's words.
 
 A realistic flow runs against a server at LOG_LEVEL=DEBUG with the log push backend and the
-worker: sign-up, sign-in (also a wrong password), refresh and its reuse, pairing, devices with
-push tokens, bids with notes over REST and the socket, responses, a repair conversation with
-messages over REST and the socket, check-ins, pushes, sync, export, account deletion. Every
-log record of every logger in the process is captured (and stdout/stderr besides); none may
-contain a password, an access or refresh token, a push token, an invite code, a bid or
-response note, a repair topic or message text.
+worker: sign-up, sign-in (also a wrong password), refresh and its reuse, a password change
+(also a wrong current password and a new one too short), pairing, devices with push tokens,
+bids with notes over REST and the socket, responses, a repair conversation with messages over
+REST and the socket, check-ins, pushes, sync, export, account deletion, signing out
+everywhere. Every log record of every logger in the process is captured (and stdout/stderr
+besides); none may contain a password or its hash, an access or refresh token, a push token,
+an invite code, a bid or response note, a repair topic or message text.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from service.clock import clock
+from service.extensions import db
 from service.logs import JsonFormatter
+from service.models import User
 from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.security.conftest import marker
 from tests.support import repairs as repair_helpers
@@ -136,6 +140,28 @@ def test_no_secret_or_partners_word_reaches_the_logs(
     bad_token = {"Authorization": f"Bearer {secret('forged token')}"}
     assert client.get("/api/v1/me", headers=bad_token).status_code == 401
 
+    # --- a new password: a wrong current one, one too short, then the change --------------
+    def password_hash() -> str:
+        with server.app.app_context():
+            stored = db.session.scalar(select(User.password_hash).where(User.id == ana_id))
+            db.session.rollback()
+        assert stored is not None
+        return stored
+
+    ana_id = uuid.UUID(ana.id)
+    secrets["Ana's old password hash"] = password_hash()
+    secrets["too short a password"] = uuid.uuid4().hex[:9]
+    for current, new, status in (
+        (secret("wrong current password"), secret("unused new password"), 422),
+        (ana.password, secrets["too short a password"], 422),
+        (ana.password, secret("Ana new password"), 204),
+    ):
+        body = {"current_password": current, "new_password": new}
+        changed = client.post("/api/v1/me/password", as_=ana, json=body)
+        assert changed.status_code == status, changed.text
+    ana.password = secrets["Ana new password"]
+    secrets["Ana's new password hash"] = password_hash()
+
     # --- pairing and devices -------------------------------------------------------------
     invite = client.post("/api/v1/couple/invites", as_=ana).json()
     secrets["invite code"] = invite["code"]
@@ -222,6 +248,7 @@ def test_no_secret_or_partners_word_reaches_the_logs(
         ana_phone.disconnect()
         ben_phone.disconnect()
     assert client.delete("/api/v1/me", as_=ben).status_code == 204
+    assert client.delete("/api/v1/me/sessions", as_=ana).status_code == 204
     logout = client.post(
         "/api/v1/auth/logout", json={"refresh_token": signed_in.json()["refresh_token"]}
     )

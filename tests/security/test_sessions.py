@@ -1,5 +1,6 @@
-"""Sessions end for real: deleted, disabled, signed-out and revoked credentials stop working
-over REST and sockets, open sockets are cut, and sockets take tokens only from `auth`.
+"""Sessions end for real: deleted, disabled, signed-out and revoked credentials (and the other
+phones' after a password change) stop working over REST and sockets, open sockets are cut,
+and sockets take tokens only from `auth`.
 
 Refresh-token reuse revoking the whole session family is covered in
 tests/api/test_accounts.py::test_reusing_a_refresh_token_revokes_the_whole_family; here we only
@@ -335,3 +336,22 @@ def test_an_operator_disabling_an_account_cuts_its_sockets_in_every_process(
     finally:
         ops.http.close()
     cut_off(far, "the disabled account's socket on the other process to close")
+
+
+def test_a_new_password_cuts_the_other_phones_sockets_in_every_process(
+    client: ApiClient, two_processes: tuple[LiveServer, LiveServer], phones: list[Phone]
+) -> None:
+    """The change is served by one process; the other phone's socket is held by another, and
+    this phone's own socket, there too, stays open."""
+    here, there = two_processes
+    ana = client.register("Ana")
+    other = client.post("/api/v1/auth/login", json={"email": ana.email, "password": ana.password})
+    this_socket = Phone(there.url, ana.access_token).connect()
+    other_socket = Phone(there.url, other.json()["access_token"]).connect()
+    phones.extend([this_socket, other_socket])
+    listening(here, other_socket, ana.id)
+    body = {"current_password": ana.password, "new_password": "a new passphrase"}
+    changed = ApiClient(here.url).post("/api/v1/me/password", as_=ana, json=body)
+    assert changed.status_code == 204, changed.text
+    cut_off(other_socket, "the other process to close the other phone's socket")
+    still_open(this_socket)

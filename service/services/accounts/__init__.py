@@ -1,5 +1,6 @@
-"""Accounts and sessions: register, sign in, rotate refresh tokens, sign out."""
+"""Accounts and sessions: register, sign in, rotate refresh tokens, sign out, change passwords."""
 
+from service.services.accounts.password_change import change_password
 from service.services.accounts.rotation import refresh, rotating_session
 from service.services.accounts.sessions import (
     SignInsPruned,
@@ -7,6 +8,8 @@ from service.services.accounts.sessions import (
     logout,
     prune_expired_sign_ins,
     revoke_all_sessions,
+    revoke_other_sessions,
+    sign_out_everywhere,
 )
 from service.services.accounts.sign_in import (
     EMAIL_LENGTH,
@@ -23,6 +26,7 @@ __all__ = [
     "SignInsPruned",
     "SignedIn",
     "account_by_email",
+    "change_password",
     "count_usable_sessions",
     "email_is",
     "login",
@@ -32,5 +36,7 @@ __all__ = [
     "refresh",
     "register",
     "revoke_all_sessions",
+    "revoke_other_sessions",
     "rotating_session",
+    "sign_out_everywhere",
 ]

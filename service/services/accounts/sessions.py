@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -52,6 +52,44 @@ def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> in
     )
     devices.sign_out(session, Device.user_id == user_id, now)
     return usable
+
+
+def revoke_other_sessions(
+    session: Session, user_id: uuid.UUID, keep: uuid.UUID, reason: str
+) -> list[uuid.UUID]:
+    """End every sign-in session of the account but `keep`, and stop pushing to the devices
+    those sessions registered, and to those of no known session (registered before devices
+    named theirs: migration 0012; the phone of `keep` turns its own on again by registering).
+    Returns the sessions ended, to close their sockets once committed. Locked in id order,
+    before their devices, as `ops_support.disable_account` takes them."""
+    now = clock.now()
+    ended = list(
+        session.scalars(
+            select(AuthSession.id)
+            .where(
+                AuthSession.user_id == user_id,
+                AuthSession.id != keep,
+                AuthSession.revoked_at.is_(None),
+            )
+            .order_by(AuthSession.id)
+            .with_for_update()
+        )
+    )
+    if ended:
+        session.execute(
+            update(AuthSession)
+            .where(AuthSession.id.in_(ended))
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+    theirs = or_(Device.session_id.in_(ended), Device.session_id.is_(None))
+    devices.sign_out(session, and_(Device.user_id == user_id, theirs), now)
+    return ended
+
+
+def sign_out_everywhere(session: Session, user_id: uuid.UUID) -> None:
+    """The member's own "sign out of all devices": every session of the account ends."""
+    revoke_all_sessions(session, user_id, "signed_out_everywhere")
+    session.commit()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,216 @@
+"""A member changes their password (the other phones are signed out, this one goes on), and
+signs out of every phone at once."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+import socketio
+from flask import Flask
+from sqlalchemy import update
+
+from service.extensions import db
+from service.models import Device
+from tests.support.client import PASSWORD, ApiClient, Person
+from tests.support.phones import Phone
+from tests.support.waiting import wait_until
+
+Connect = Callable[[str | None], Phone]
+NEW = "a brand new passphrase"
+
+
+def change(client: ApiClient, who: Person, current: str, new: str) -> requests.Response:
+    body = {"current_password": current, "new_password": new}
+    return client.post("/api/v1/me/password", as_=who, json=body)
+
+
+def sign_in(client: ApiClient, email: str, password: str) -> requests.Response:
+    return client.post("/api/v1/auth/login", json={"email": email, "password": password})
+
+
+def refresh(client: ApiClient, token: str) -> requests.Response:
+    return client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+def another_phone(client: ApiClient, who: Person) -> Person:
+    """The same account signed in on another phone: a session of its own."""
+    signed_in = sign_in(client, who.email, who.password)
+    assert signed_in.status_code == 200, signed_in.text
+    body = signed_in.json()
+    return Person(
+        who.email, who.password, body["user"], body["access_token"], body["refresh_token"]
+    )
+
+
+def register_device(client: ApiClient, who: Person, token: str) -> str:
+    body = {"platform": "android", "push_token": token}
+    response = client.post("/api/v1/devices", as_=who, json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def device_states(client: ApiClient, who: Person) -> dict[str, tuple[bool, str | None]]:
+    items = client.get("/api/v1/devices", as_=who).json()["items"]
+    return {item["id"]: (item["active"], item["disabled_reason"]) for item in items}
+
+
+def cut_off(phone: Phone, what: str) -> None:
+    wait_until(lambda: not phone.client.connected, timeout=5, what=what)
+
+
+def still_open(phone: Phone) -> None:
+    """A round trip on the connection (an ack) proves the server still serves it."""
+    answer = phone.call("bid.seen", {})
+    assert answer["status"] == 422, answer
+
+
+def refused(connect: Callable[[], Any]) -> None:
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        connect()
+
+
+def test_a_new_password_signs_out_the_other_phones_and_this_one_goes_on(
+    client: ApiClient, phone: Connect
+) -> None:
+    ana = client.register("Ana")
+    other = another_phone(client, ana)
+    this_device = register_device(client, ana, f"ana-phone-{uuid.uuid4().hex}")
+    other_device = register_device(client, other, f"ana-tablet-{uuid.uuid4().hex}")
+    this_socket, other_socket = phone(ana.access_token), phone(other.access_token)
+
+    changed = change(client, ana, PASSWORD, NEW)
+    assert changed.status_code == 204, changed.text
+    assert changed.content == b""
+
+    # The other phone: its socket closes, its tokens stop working, its pushes stop.
+    cut_off(other_socket, "the other phone's socket to close")
+    ended = client.get("/api/v1/me", as_=other)
+    assert ended.status_code == 401
+    assert ended.json()["code"] == "unauthorized"
+    assert refresh(client, other.refresh_token).status_code == 401
+    refused(lambda: phone(other.access_token))
+    # This phone: the same socket, access token and refresh token go on.
+    still_open(this_socket)
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+    rotated = refresh(client, ana.refresh_token)
+    assert rotated.status_code == 200, rotated.text
+    assert device_states(client, ana) == {
+        this_device: (True, None),
+        other_device: (False, "signed_out"),
+    }
+    # The old password signs in no more; the new one does.
+    assert sign_in(client, ana.email, PASSWORD).status_code == 401
+    assert sign_in(client, ana.email, NEW).status_code == 200
+
+
+def test_a_wrong_current_password_is_a_422_naming_it_and_changes_nothing(
+    client: ApiClient,
+) -> None:
+    """The caller is signed in: a 401 would send the app to refresh its tokens and retry (or
+    to the sign-in screen), for a password the user mistyped."""
+    ana = client.register("Ana")
+    other = another_phone(client, ana)
+    wrong = change(client, ana, "not the password at all", NEW)
+    assert wrong.status_code == 422, wrong.text
+    assert wrong.headers["Content-Type"] == "application/problem+json"
+    problem = wrong.json()
+    assert problem["code"] == "validation_error"
+    assert list(problem["errors"]) == ["current_password"]
+    assert client.get("/api/v1/me", as_=other).status_code == 200
+    assert sign_in(client, ana.email, PASSWORD).status_code == 200
+    assert sign_in(client, ana.email, NEW).status_code == 401
+
+
+def test_the_new_password_follows_the_sign_up_rules(client: ApiClient) -> None:
+    """10-256 characters once normalised (NFKC), as at sign-up; both fields are required."""
+    ana = client.register("Ana")
+    short = unicodedata.normalize("NFD", "\u00e9" * 9)  # 18 code points, 9 characters
+    too_long = "\ufb03" * 90  # 90 ligatures: 270 letters once normalised
+    for new in (short, too_long, ""):
+        refused = change(client, ana, PASSWORD, new)
+        assert refused.status_code == 422, (new, refused.text)
+        assert list(refused.json()["errors"]) == ["new_password"], refused.text
+    missing = client.post("/api/v1/me/password", as_=ana, json={"new_password": NEW})
+    assert missing.status_code == 422
+    assert list(missing.json()["errors"]) == ["current_password"]
+    extra = {"current_password": PASSWORD, "new_password": NEW, "email": "x@example.test"}
+    assert client.post("/api/v1/me/password", as_=ana, json=extra).status_code == 422
+    assert sign_in(client, ana.email, PASSWORD).status_code == 200
+    # 200 accented letters typed decomposed are 400 code points but 200 characters: taken.
+    assert change(client, ana, PASSWORD, unicodedata.normalize("NFD", "\u00e9" * 200)).ok
+
+
+def test_passwords_are_compared_however_their_accents_were_typed(client: ApiClient) -> None:
+    """Both passwords are read in NFKC form, as at sign-up and sign-in."""
+    composed = "cr\u00e8me br\u00fbl\u00e9e \u00e0 deux"
+    decomposed = unicodedata.normalize("NFD", composed)
+    ana = client.register("Ana")
+    assert change(client, ana, PASSWORD, decomposed).status_code == 204
+    assert sign_in(client, ana.email, composed).status_code == 200
+    assert change(client, ana, composed, "pin \uff11\uff12\uff13\uff14 and more").status_code == 204
+    assert sign_in(client, ana.email, "pin 1234 and more").status_code == 200
+
+
+def test_changing_the_password_needs_a_live_session(client: ApiClient) -> None:
+    ana = client.register("Ana")
+    body = {"current_password": PASSWORD, "new_password": NEW}
+    anonymous = client.post("/api/v1/me/password", json=body)
+    assert anonymous.status_code == 401
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": ana.refresh_token}).ok
+    signed_out = change(client, ana, PASSWORD, NEW)
+    assert signed_out.status_code == 401
+    assert signed_out.json()["code"] == "unauthorized"
+    assert sign_in(client, ana.email, PASSWORD).status_code == 200
+
+
+def test_a_device_of_no_known_session_is_switched_off_by_a_change(
+    app: Flask, client: ApiClient
+) -> None:
+    """A push token registered before devices named their session (migration 0012) may be a
+    phone that is now signed out: it gets no more pushes until it registers again."""
+    ana = client.register("Ana")
+    token = f"ana-old-{uuid.uuid4().hex}"
+    old = register_device(client, ana, token)
+    with app.app_context():
+        db.session.execute(
+            update(Device).where(Device.id == uuid.UUID(old)).values(session_id=None)
+        )
+        db.session.commit()
+    assert change(client, ana, PASSWORD, NEW).status_code == 204
+    assert device_states(client, ana) == {old: (False, "signed_out")}
+    assert register_device(client, ana, token) == old
+    assert device_states(client, ana) == {old: (True, None)}
+
+
+def test_signing_out_everywhere_ends_every_session_this_one_included(
+    client: ApiClient, phone: Connect
+) -> None:
+    ana, ben = client.couple()
+    other = another_phone(client, ana)
+    devices = [
+        register_device(client, ana, f"ana-phone-{uuid.uuid4().hex}"),
+        register_device(client, other, f"ana-tablet-{uuid.uuid4().hex}"),
+    ]
+    sockets = [phone(ana.access_token), phone(other.access_token)]
+    ben_socket = phone(ben.access_token)
+
+    out = client.delete("/api/v1/me/sessions", as_=ana)
+    assert out.status_code == 204, out.text
+    for n, socket in enumerate(sockets):
+        cut_off(socket, f"socket {n} of the account to close")
+    for who in (ana, other):
+        assert client.get("/api/v1/me", as_=who).status_code == 401
+        assert refresh(client, who.refresh_token).status_code == 401
+        refused(lambda who=who: phone(who.access_token))
+    still_open(ben_socket)
+    assert client.get("/api/v1/me", as_=ben).status_code == 200
+    # Signing in again starts afresh; the devices turn on as each phone registers again.
+    back = another_phone(client, ana)
+    assert device_states(client, back) == dict.fromkeys(devices, (False, "signed_out"))
+    assert client.delete("/api/v1/me/sessions", as_=back).status_code == 204
+    assert client.delete("/api/v1/me/sessions", as_=back).status_code == 401
