@@ -1,10 +1,13 @@
-"""Real concurrency on PostgreSQL: a password change races another change of the same
-password."""
+"""Real concurrency on PostgreSQL: a password change races a sign-in with the old password,
+or another change of the same password."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import requests
@@ -13,6 +16,8 @@ from sqlalchemy import func, select
 
 from service.extensions import db
 from service.models import AuthSession, User
+from service.security import passwords
+from service.services.accounts import sign_in as sign_in_module
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.locks import lock_queue, rows_held
 
@@ -39,6 +44,44 @@ def live_sessions(app: Flask, user_id: str) -> int:
             )
             or 0
         )
+
+
+@pytest.fixture
+def sign_in_held_after_its_check(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A sign-in's password check runs as always, then holds until told to go on: the
+    moment between the check and the session it starts. Yields (checked, go) events."""
+    checked, go = threading.Event(), threading.Event()
+
+    def check_then_hold(password_hash: str | None, password: str) -> passwords.Checked:
+        result = passwords.check_password(password_hash, password)
+        checked.set()
+        assert go.wait(10), "the test never let the sign-in go on"
+        return result
+
+    monkeypatch.setattr(sign_in_module, "check_password", check_then_hold)
+    try:
+        yield checked, go
+    finally:
+        go.set()
+
+
+def test_a_sign_in_that_checked_the_old_password_as_it_changed_starts_no_session(
+    client: ApiClient, app: Flask, sign_in_held_after_its_check: Any
+) -> None:
+    """Someone who knows the old password signs in at the moment its owner changes it: the
+    check passed against the old hash, and the session it then started outlived the change
+    that was to sign out every other phone."""
+    checked, go = sign_in_held_after_its_check
+    ana = client.register("Ana")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        intruder = pool.submit(sign_in, client.base_url, ana.email, PASSWORD)
+        assert checked.wait(10), "the sign-in never checked the password"
+        changed = change(client.base_url, ana, PASSWORD, "a new passphrase")
+        go.set()
+        late = intruder.result(timeout=10)
+    assert changed.status_code == 204, changed.text
+    assert late.status_code == 401, late.text
+    assert live_sessions(app, ana.id) == 1  # the owner's own
 
 
 def test_two_changes_at_once_one_wins_and_the_other_is_told(client: ApiClient, app: Flask) -> None:

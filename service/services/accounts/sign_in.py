@@ -87,20 +87,28 @@ def login(
 ) -> SignedIn:
     user = session.scalar(account_by_email(email))
     end_read(session)
-    checked = check_password(user.password_hash if user else None, password)
+    password_hash = user.password_hash if user else None
+    checked = check_password(password_hash, password)
     if not checked.matches or user is None:
         raise Unauthorized("Email or password is wrong.")
     if user.disabled_at is not None:
         raise Unauthorized("This account is disabled. Contact support.")
     rehashed = hash_password(password) if checked.stale else None
     # Its new session names it: held against a deletion from another phone meanwhile, and
-    # read again, as an operator disabling the account meanwhile ends only the sessions it sees.
+    # read again, as an operator disabling the account, or a change of its password, meanwhile
+    # ends only the sessions it sees: the password checked must still be the account's.
     if not members.hold_account(session, user.id):
         session.rollback()
         raise Unauthorized("Email or password is wrong.")
-    if session.scalar(select(User.disabled_at).where(User.id == user.id)) is not None:
+    now = session.execute(
+        select(User.disabled_at, User.password_hash).where(User.id == user.id)
+    ).one()
+    if now.disabled_at is not None:
         session.rollback()
         raise Unauthorized("This account is disabled. Contact support.")
+    if now.password_hash != password_hash:
+        session.rollback()
+        raise Unauthorized("Email or password is wrong.")
     if rehashed is not None:
         user.password_hash = rehashed
     signed_in = _start_session(session, issuer, refresh_days, user)
