@@ -35,6 +35,13 @@ class RepairCreateSchema(Schema):
         allow_none=True,
         metadata={"description": "The couple's bid this conversation comes back to"},
     )
+    couple_id = fields.UUID(
+        load_default=None,
+        metadata={
+            "description": "The couple it was started in (`GET /couple`'s `id`): one drafted "
+            "before an unpair is refused (409) rather than opened with a new partner"
+        },
+    )
 
 
 class Emotions(fields.List):

@@ -64,3 +64,12 @@ class RateLimited(ReachError):
 def invalid(field: str, message: str) -> ValidationFailed:
     """A 422 naming one field."""
     return ValidationFailed(message, errors={field: [message]})
+
+
+def of_an_ended_pairing(what: str) -> Conflict:
+    """A 409 for a write the phone made in a couple (its `couple_id`) that has ended since: the
+    caller is paired again, and it would reach the new partner."""
+    return Conflict(
+        f"This {what} was written for a pairing that has ended: drop it, it would reach your "
+        "new partner."
+    )

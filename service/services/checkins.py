@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
-from service.domain.errors import Conflict, NotFound, invalid
+from service.domain.errors import Conflict, NotFound, invalid, of_an_ended_pairing
 from service.models import CheckInAnswer, CheckInRound, Couple, User
 from service.services import events, pairing
 
@@ -124,10 +124,7 @@ def answer(
     if couple.ended_at is not None:
         raise NotFound("You are not paired.")
     if couple_id is not None and couple_id != couple.id:
-        raise Conflict(
-            "This answer was written for a pairing that has ended: drop it, it would reach "
-            "your new partner."
-        )
+        raise of_an_ended_pairing("answer")
     # Looked up under the couple's lock: a racing retry that won is visible by now.
     earlier = session.scalar(
         select(CheckInAnswer.round_id).where(

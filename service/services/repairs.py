@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from schemas.repairs import RepairSchema
 from service.clock import clock
 from service.domain import repairs as rules
-from service.domain.errors import Conflict, NotFound, invalid
+from service.domain.errors import Conflict, NotFound, invalid, of_an_ended_pairing
 from service.models import Bid, Couple, Repair, RepairPartner, User
 from service.services import events, pages, pairing, push_outbox
 
@@ -56,8 +56,13 @@ def start(
     client_id: uuid.UUID,
     topic: str | None,
     bid_id: uuid.UUID | None,
+    couple_id: uuid.UUID | None = None,
 ) -> Written:
+    """Start a conversation; a retry with the same `client_id` returns it again. With
+    `couple_id` (the couple the phone started it in), one of an ended pairing is refused."""
     couple = pairing.require_couple(session, user)
+    if couple_id is not None and couple_id != couple.id:
+        raise of_an_ended_pairing("conversation")
     existing = _by_client_id(session, user.id, client_id)
     if existing is not None:
         return _replay(existing, couple)

@@ -15,7 +15,7 @@ from service import metrics
 from service.clock import clock
 from service.db import finish
 from service.domain import bids as rules
-from service.domain.errors import Conflict, NotFound
+from service.domain.errors import Conflict, NotFound, of_an_ended_pairing
 from service.domain.quiet_hours import QuietHours
 from service.models import Bid
 from service.services import bid_writes, events, push_outbox
@@ -50,10 +50,7 @@ def send(
             session.rollback()
         sender = recheck()  # remembered in another couple, or no longer as remembered
     if not _written_in(sender, couple_id):
-        raise Conflict(
-            "This bid was written for a pairing that has ended: drop the draft, it would reach "
-            "your new partner."
-        )
+        raise of_an_ended_pairing("bid")
     written = _write(session, sender, request)
     if written is not None:
         return written
