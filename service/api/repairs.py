@@ -49,7 +49,9 @@ class Repairs(MethodView):
     @blp.response(201, RepairSchema, description="Started")
     @blp.alt_response(200, schema=RepairSchema, description="A retry of an earlier start")
     @blp.problem(404, "Not paired")
-    @blp.problem(409, "The client_id was used for another conversation, or couple_id is an ended one")
+    @blp.problem(
+        409, "The client_id was used for another conversation, or couple_id is an ended one"
+    )
     @blp.problem(429)
     @limiter.limit(_repair_limit)
     def post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
