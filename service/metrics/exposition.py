@@ -37,7 +37,10 @@ class DatabaseCollector(Collector):
             return
         push = self.figures["push"]
         yield GaugeMetricFamily(
-            "reach_push_backlog", "Push jobs due now and waiting for a worker", push["backlog_due"]
+            "reach_push_backlog",
+            "Push jobs due now and waiting for a worker (those a stopped worker held too, once "
+            "its lease has run out)",
+            push["backlog_due"],
         )
         yield GaugeMetricFamily(
             "reach_push_deferred",

@@ -108,31 +108,44 @@ def _count(condition: Any) -> Any:
 
 
 def push_backlog(session: Session, now: datetime) -> dict[str, Any]:
-    """The outbox: jobs due and waiting, deferred on purpose, waiting to be tried again after
-    a failure, claimed, dead; the oldest wait."""
+    """The outbox: jobs due and waiting (those a stopped worker held, once its lease has run
+    out, too: the next pass takes them first), deferred on purpose, waiting to be tried again
+    after a failure, being sent, dead; the oldest wait."""
     pending = PushJob.state == "pending"
+    claimed = PushJob.state == "claimed"
     due = and_(pending, PushJob.available_at <= now)
+    lapsed = and_(claimed, PushJob.claimed_until < now)
     later = and_(pending, PushJob.available_at > now)
     row = session.execute(
         select(
             _count(due),
+            _count(lapsed),
             _count(and_(later, PushJob.attempts == 0)),
             _count(and_(later, PushJob.attempts > 0)),
-            _count(PushJob.state == "claimed"),
+            _count(claimed),
             _count(PushJob.state == "dead"),
         ).where(PushJob.state.in_(("pending", "claimed", "dead")))
     ).one()
-    oldest = session.scalar(select(func.min(PushJob.available_at)).where(due))
-    if isinstance(oldest, str):  # SQLite hands aggregates back untyped
-        oldest = datetime.fromisoformat(oldest).replace(tzinfo=now.tzinfo)
+    # Apart, so each reads the first row of ix_push_jobs_due however long the queue.
+    waiting = [
+        _as_time(session.scalar(select(func.min(PushJob.available_at)).where(kind)), now)
+        for kind in (due, lapsed)
+    ]
+    oldest = min((at for at in waiting if at is not None), default=None)
     return {
-        "backlog_due": int(row[0]),
-        "deferred": int(row[1]),
-        "retrying": int(row[2]),
-        "claimed": int(row[3]),
-        "dead": int(row[4]),
+        "backlog_due": int(row[0]) + int(row[1]),
+        "deferred": int(row[2]),
+        "retrying": int(row[3]),
+        "claimed": int(row[4]) - int(row[1]),
+        "dead": int(row[5]),
         "oldest_due_seconds": max(0.0, (now - oldest).total_seconds()) if oldest else None,
     }
+
+
+def _as_time(value: Any, now: datetime) -> datetime | None:
+    if isinstance(value, str):  # SQLite hands aggregates back untyped
+        return datetime.fromisoformat(value).replace(tzinfo=now.tzinfo)
+    return value
 
 
 def push_figures(session: Session, now: datetime, window: timedelta = DAY) -> dict[str, Any]:

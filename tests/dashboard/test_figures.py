@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,10 @@ from schemas.base import iso
 from service.clock import clock
 from service.extensions import db
 from service.models import Bid, PushJob
+from service.push import PushMessage, PushResult
+from service.push.log import LogBackend
 from service.services import ops
+from service.worker.dispatch import Dispatcher
 from service.worker.runner import Worker
 from tests.dashboard.conftest import OpsClient
 from tests.dashboard.helpers import add_device, send_bid
@@ -106,6 +110,45 @@ def test_a_response_time_runs_from_the_end_of_the_partners_quiet_hours(
     times = overview(signed_in)["response_time"]
     assert (times["answered"], times["median_seconds"]) == (1, 600.0)
     assert {row["label"]: row["count"] for row in times["histogram"]}["5-15 min"] == 1
+
+
+class Killed(BaseException):
+    """The worker's process ends mid-pass (OOM, SIGKILL): nothing after the send runs."""
+
+
+class KilledWhileSending(LogBackend):
+    def send_batch(
+        self, messages: Sequence[PushMessage], deadline: float | None = None
+    ) -> list[PushResult]:
+        raise Killed
+
+
+def test_a_push_whose_worker_was_killed_is_due_once_its_lease_has_run_out(
+    client: ApiClient, signed_in: OpsClient, app: Flask
+) -> None:
+    """The only worker dies holding its claim: the push waits for another worker to take it
+    over, so the backlog, the oldest due push and /metrics say so once the lease is over,
+    instead of showing it 'being sent' for good."""
+    start = clock.now()
+    clock.freeze(start)
+    ana, ben = client.couple()
+    add_device(client, ben, "ben-phone-of-a-killed-worker")
+    send_bid(client, ana)
+    dying = Worker(
+        app, name="killed", dispatcher=Dispatcher(KilledWhileSending(), lease_seconds=60)
+    )
+    with pytest.raises(Killed):
+        dying.run_once()
+    push = overview(signed_in)["push"]
+    assert (push["backlog_due"], push["claimed"]) == (0, 1)  # its lease still runs
+
+    clock.freeze(start + timedelta(minutes=10))
+    push = overview(signed_in)["push"]
+    assert (push["backlog_due"], push["claimed"]) == (1, 0)
+    assert push["oldest_due_seconds"] == 600.0
+    scraped = client.get("/metrics").text
+    assert "reach_push_backlog 1.0" in scraped
+    assert "reach_push_oldest_pending_age_seconds 600.0" in scraped
 
 
 def test_figures_follow_unpairs_and_deleted_accounts(
