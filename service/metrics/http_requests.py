@@ -17,12 +17,14 @@ from service.metrics.exposition import scrape
 
 @dataclass
 class RequestWindow:
-    """This process's HTTP requests over the last hour: counts per minute, recent latencies."""
+    """This process's HTTP requests over the last hour: counts per minute, and the latencies
+    of the latest 2000 of them (none older than the hour)."""
 
     minutes: int = 60
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _buckets: deque[list[int]] = field(default_factory=deque)  # [minute, total, 5xx]
-    _latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
+    # (minute, seconds)
+    _latencies: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=2000))
 
     def record(self, status: int, seconds: float, now: float | None = None) -> None:
         minute = int((now if now is not None else time.time()) // 60)
@@ -32,12 +34,14 @@ class RequestWindow:
             bucket = self._buckets[-1]
             bucket[1] += 1
             bucket[2] += 1 if status >= 500 else 0
-            self._latencies.append(seconds)
+            self._latencies.append((minute, seconds))
             self._trim(minute)
 
     def _trim(self, minute: int) -> None:
         while self._buckets and self._buckets[0][0] <= minute - self.minutes:
             self._buckets.popleft()
+        while self._latencies and self._latencies[0][0] <= minute - self.minutes:
+            self._latencies.popleft()
 
     def summary(self, now: float | None = None) -> dict[str, Any]:
         minute = int((now if now is not None else time.time()) // 60)
@@ -45,7 +49,7 @@ class RequestWindow:
             self._trim(minute)
             total = sum(b[1] for b in self._buckets)
             errors = sum(b[2] for b in self._buckets)
-            latencies = sorted(self._latencies)
+            latencies = sorted(seconds for _, seconds in self._latencies)
         return {
             "requests": total,
             "errors": errors,

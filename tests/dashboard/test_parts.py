@@ -62,6 +62,18 @@ def test_the_request_window_forgets_what_is_older_than_an_hour() -> None:
     assert RequestWindow().summary()["error_rate"] is None
 
 
+def test_the_request_window_gives_no_latency_of_requests_older_than_an_hour() -> None:
+    """A process idle for a while shows no latency figure from before the hour it covers."""
+    window = RequestWindow()
+    window.record(200, 4.0, now=0)
+    window.record(200, 0.010, now=3000)
+    assert window.summary(now=3100)["latency_p90_ms"] == 4000.0
+    later = window.summary(now=3600 + 60)
+    assert (later["requests"], later["latency_p50_ms"], later["latency_p90_ms"]) == (1, 10.0, 10.0)
+    idle = window.summary(now=3 * 3600)
+    assert (idle["requests"], idle["latency_p50_ms"], idle["latency_p90_ms"]) == (0, None, None)
+
+
 def test_sockets_accept_configured_origins_and_the_services_own() -> None:
     allowed = same_origin_or(("https://app.example",))
     environ = {"wsgi.url_scheme": "https", "HTTP_HOST": "reach.example"}
