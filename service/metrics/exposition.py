@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -12,7 +13,7 @@ from typing import Any
 from flask import Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -112,11 +113,14 @@ _LIVE_FILE = re.compile(r"gauge_live\w*?_(\d+)\.db$")
 
 
 def reap_dead_processes(path: str) -> None:
-    """Drop live gauges of processes that are gone (gunicorn restarts workers with new pids)."""
+    """Drop live gauges of processes that are gone (gunicorn restarts workers with new pids),
+    as prometheus-client's `mark_process_dead` does; another process scraping at the same
+    moment may have dropped a file first."""
     for name in glob.glob(os.path.join(path, "gauge_live*_*.db")):
         found = _LIVE_FILE.search(os.path.basename(name))
         if found and not _alive(int(found.group(1))):
-            mark_process_dead(int(found.group(1)), path)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(name)
 
 
 def _alive(pid: int) -> bool:

@@ -7,11 +7,14 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import create_app, migrate
@@ -256,3 +259,41 @@ def test_without_its_database_a_process_still_reports_its_own_metrics(
     assert value(found, "reach_http_request_duration_seconds_count", **healthz) >= 1
     assert found[("reach_database_up", ())] == 0
     assert ("reach_push_backlog", ()) not in found
+
+
+def exited_processes_gauges(directory: Path, count: int) -> None:
+    """The socket gauge files that `count` API processes left when they exited (pids above
+    the kernel's pid_max: no process has them)."""
+    first = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    key = mmap_key(
+        "reach_socket_connections",
+        "reach_socket_connections",
+        ["namespace"],
+        ["members"],
+        "Connected Socket.IO clients",
+    )
+    for pid in range(first, first + count):
+        gauge = MmapedDict(str(directory / f"gauge_livesum_{pid}.db"))
+        gauge.write_value(key, 1.0, 0.0)
+        gauge.close()
+
+
+def test_processes_scraped_at_once_after_others_exited_all_answer(
+    server_with: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    """Each scrape drops the files of exited processes; two processes of a host scraped at the
+    same moment (two Prometheus servers, an open /ops overview) drop the same ones: neither
+    fails because the other was first."""
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    server = server_with(PROMETHEUS_MULTIPROC_DIR=str(directory))
+
+    def scrape_status(_: int) -> int:
+        return requests.get(f"{server.url}/metrics", timeout=30).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(10):
+            exited_processes_gauges(directory, 200)
+            assert list(pool.map(scrape_status, range(4))) == [200] * 4
+    found = samples(requests.get(f"{server.url}/metrics", timeout=30).text)
+    assert value(found, "reach_socket_connections", namespace="members") == 0
