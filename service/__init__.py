@@ -12,6 +12,12 @@ if TYPE_CHECKING:
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     """Build the app: read settings, bind extensions, register endpoints and socket handlers."""
+    from service.config import check_metrics_directory, from_environment
+
+    settings = (settings or from_environment()).with_overrides(**overrides)
+    # Before service.metrics is imported: prometheus-client writes there as it makes a metric.
+    check_metrics_directory(settings)
+
     from flask import Flask
     from flask_socketio import SocketIO
 
@@ -28,7 +34,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         check_rate_limits,
         check_redis_url,
         check_secret_key,
-        from_environment,
         worker_metrics_address,
     )
     from service.dashboard.live import same_origin_or
@@ -37,7 +42,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service.security.tokens import TokenIssuer
     from service.services.members import RecentMembers
 
-    settings = (settings or from_environment()).with_overrides(**overrides)
     check_database_url(settings)
     check_redis_url(settings)
     worker_metrics_address(settings)  # a malformed one stops every command, as others do

@@ -436,6 +436,19 @@ def worker_metrics_address(settings: Settings) -> tuple[str, int] | None:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
+def check_metrics_directory(settings: Settings) -> None:
+    """Refuse a PROMETHEUS_MULTIPROC_DIR that is not a directory this process can write to:
+    prometheus-client writes each metric there from the moment it is made (so that import
+    would fail with its traceback), and /metrics reads it."""
+    path = settings.PROMETHEUS_MULTIPROC_DIR
+    if path and not (os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)):
+        raise SettingsError(
+            f"PROMETHEUS_MULTIPROC_DIR is {path}, which is not a directory this process can "
+            f"write to: create it, empty, before the service starts, or unset it with one "
+            f"process per host"
+        )
+
+
 def check_redis_url(settings: Settings) -> None:
     """Refuse a REDIS_URL that redis-py (and the rate limiter's storage) cannot open, or whose
     database is not a number (redis-py would use database 0). The message never shows its

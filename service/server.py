@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.config import Settings, from_environment
+from service.config import Settings, check_metrics_directory, from_environment
 
 
 def gunicorn_settings() -> dict[str, Any]:
     """The settings every Reach process runs with (also read by deploy/gunicorn.conf.py)."""
     settings = from_environment()
+    # Before gunicorn loads its worker class, whose imports make the metrics.
+    check_metrics_directory(settings)
     return {
         # Flask-SocketIO needs exactly one worker per process; scale with processes. gunicorn's
         # gevent worker, whose stop on SIGTERM ends when its work does (service/stopping.py).

@@ -232,6 +232,16 @@ MISSING_CREDENTIALS = {"PUSH_BACKEND": "fcm", "FIREBASE_CREDENTIALS": "/nonexist
             "FIREBASE_CREDENTIALS points at /nonexistent/firebase.json, which is not a file",
         ),
         (
+            ["db", "upgrade"],
+            {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/reach-metrics"},
+            "PROMETHEUS_MULTIPROC_DIR is /nonexistent/reach-metrics, which is not a directory",
+        ),
+        (
+            ["worker"],
+            {"WORKER_MODE": "separate", "PROMETHEUS_MULTIPROC_DIR": "/nonexistent/reach-metrics"},
+            "PROMETHEUS_MULTIPROC_DIR is /nonexistent/reach-metrics, which is not a directory",
+        ),
+        (
             ["db", "downgrade", "--revision", "0099"],
             {},
             "Can't locate revision identified by '0099': give heads, base, or a revision",
@@ -285,6 +295,10 @@ def test_serve_with_several_processes_needs_redis(monkeypatch: pytest.MonkeyPatc
     [
         ({"PUSH_BATCH": "32 jobs"}, "PUSH_BATCH must be a whole number, not '32 jobs'"),
         ({"PUSH_LEASE_SECONDS": "30"}, "Set PUSH_LEASE_SECONDS to 45 or more"),
+        (
+            {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/reach-metrics"},
+            "PROMETHEUS_MULTIPROC_DIR is /nonexistent/reach-metrics, which is not a directory",
+        ),
     ],
 )
 def test_the_images_gunicorn_refuses_a_wrong_setting_without_a_traceback(
