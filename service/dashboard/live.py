@@ -171,7 +171,7 @@ def figures() -> LiveFigures:
     return cast(LiveFigures, current_app.extensions["reach.ops_live"])
 
 
-def on_connect(auth: Any = None) -> None:
+def on_connect(auth: Any = None) -> bool | None:
     """Only a browser with a live operator session cookie may listen; bearer tokens are ignored.
     The page must be the dashboard's own: the members' web apps (ALLOWED_ORIGINS) may open
     the members' namespace, not this one, though the cookie may reach them (SameSite=Lax)."""
@@ -183,11 +183,26 @@ def on_connect(auth: Any = None) -> None:
     if operator is None or not isinstance(token, str):
         refusal = problem_body(401, detail="Sign in at /ops/login.")
         raise ConnectionRefusedError(refusal["detail"], refusal)
+    if _gone(request.sid):  # type: ignore[attr-defined]
+        # The browser went while its session was looked up (the tab closed): its disconnect
+        # has come and gone, so nothing may be kept for it (no count, and no watcher that the
+        # figures would be computed for every OPS_REFRESH_SECONDS for good).
+        return False
     session_hash = ops_accounts.hash_session_token(token)
     join_room(ROOM)
     join_room(session_room(session_hash))
     metrics.sockets.connected("ops", request.sid)  # type: ignore[attr-defined]
     figures().watch(request.sid, session_hash)  # type: ignore[attr-defined]
+    return None
+
+
+def _gone(sid: str) -> bool:
+    """Whether the socket `sid` has closed (the Socket.IO server no longer knows it)."""
+    try:
+        cast(SocketIO, current_app.extensions["socketio"]).server.get_session(sid, NAMESPACE)
+    except KeyError:
+        return True
+    return False
 
 
 def on_disconnect(reason: Any = None) -> None:

@@ -18,10 +18,13 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 
 from service import create_app, migrate
+from service.dashboard.live import NAMESPACE as OPS
 from service.worker.runner import Worker
+from tests.dashboard.conftest import OperatorAccount, OpsClient, live_figures
 from tests.dashboard.helpers import add_device, send_bid
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
+from tests.support.races import hang_up_while_connecting
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 
@@ -297,3 +300,22 @@ def test_processes_scraped_at_once_after_others_exited_all_answer(
             assert list(pool.map(scrape_status, range(4))) == [200] * 4
     found = samples(requests.get(f"{server.url}/metrics", timeout=30).text)
     assert value(found, "reach_socket_connections", namespace="members") == 0
+
+
+def test_an_overview_closed_while_connecting_is_not_counted_nor_kept_up_to_date(
+    server_with: Callable[..., LiveServer], operator: OperatorAccount
+) -> None:
+    """An operator's browser that goes away while its /ops socket's session is still being
+    looked up (the tab closed, the network dropped) leaves no socket counted in
+    reach_socket_connections, and no overview computed every OPS_REFRESH_SECONDS for nobody."""
+    server = server_with()
+    ops = OpsClient(server.url)
+    assert ops.sign_in(operator).status_code == 302
+    assert ops.cookie is not None
+    before = samples(requests.get(f"{server.url}/metrics", timeout=10).text)
+    hang_up_while_connecting(server.app, server.url, OPS, cookies={"reach_ops": ops.cookie})
+    after = samples(requests.get(f"{server.url}/metrics", timeout=10).text)
+    ops_sockets = ("reach_socket_connections", (("namespace", "ops"),))
+    assert after.get(ops_sockets, 0.0) == before.get(ops_sockets, 0.0)
+    figures = live_figures(server.app)
+    assert (figures.watchers, figures.wait_idle(5)) == (0, True)

@@ -31,13 +31,16 @@ def hang_up_while_connecting(
     url: str,
     namespace: str,
     auth: dict[str, Any] | None = None,
+    cookies: dict[str, str] | None = None,
 ) -> None:
     """Over long-polling, ask to join `namespace`, then give up (Engine.IO CLOSE) while the
     server's connect handler still waits for the database (the test holds it), like a phone
-    whose network drops mid-handshake. Returns once the connect handler has finished."""
+    whose network drops mid-handshake (`cookies`: a browser's, for /ops). Returns once the
+    connect handler has finished."""
     server = app.extensions["socketio"].server
     polling = f"{url}/socket.io/?EIO=4&transport=polling"
     http = requests.Session()
+    http.cookies.update(cookies or {})
     opened = http.get(polling, timeout=5).text
     assert opened.startswith("0"), opened  # Engine.IO OPEN
     eio_sid = json.loads(opened[1:])["sid"]
