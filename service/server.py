@@ -25,6 +25,7 @@ def gunicorn_settings() -> dict[str, Any]:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.GUNICORN_LOG_LEVEL,
+        "on_starting": on_starting,
         "post_worker_init": post_worker_init,
         "worker_exit": worker_exit,
         # gunicorn's control socket (`gunicornc`) is one path per user by default, so every
@@ -32,6 +33,18 @@ def gunicorn_settings() -> dict[str, Any]:
         # are managed by signals (Kubernetes, compose, systemd), so none is opened.
         "control_socket_disable": True,
     }
+
+
+def on_starting(server: Any) -> None:
+    """Before the master starts its workers, drop the live gauges (sockets) that processes no
+    longer running left in PROMETHEUS_MULTIPROC_DIR. A container restarted with the same
+    directory (an emptyDir outlives it) gives its new worker the pid of the old one, which
+    would otherwise go on from the sockets the old one held when it died."""
+    directory = from_environment().PROMETHEUS_MULTIPROC_DIR
+    if directory:
+        from service.metrics import reap_dead_processes
+
+        reap_dead_processes(directory)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from tests.support.phones import Phone
 from tests.support.races import hang_up_while_connecting
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,3 +324,67 @@ def test_an_overview_closed_while_connecting_is_not_counted_nor_kept_up_to_date(
     assert after.get(ops_sockets, 0.0) == before.get(ops_sockets, 0.0)
     figures = live_figures(server.app)
     assert (figures.watchers, figures.wait_idle(5)) == (0, True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc")
+
+
+@contextmanager
+def container(env: dict[str, str], port: int) -> Iterator[str]:
+    """The image's command in a PID namespace of its own, as a container runs it (its master
+    is pid 1, and its worker gets the same pid each time the container starts); its URL. It
+    dies at once on leaving, as a container that crashed."""
+    command = [*UNSHARE, sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"]
+    process = subprocess.Popen(
+        [*command, "wsgi:app"],
+        env={**env, "BIND": f"127.0.0.1:{port}"},
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: answers(f"{url}/healthz"), timeout=30, what="gunicorn to serve")
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
+
+def answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_after_a_container_restart_the_sockets_of_the_one_before_are_not_counted(
+    multiproc_env: dict[str, str],
+) -> None:
+    """An emptyDir outlives a container restart (a crash, a failed liveness probe), and the
+    new container's processes get the pids of the old one's: the sockets open when it died
+    are not counted as the new worker's, which holds none."""
+    env = {k: v for k, v in multiproc_env.items() if k != "SOCKETIO_ASYNC_MODE"}
+    port = free_port()
+    phones: list[Phone] = []
+    try:
+        with container(env, port) as url:
+            client = ApiClient(url)
+            ana, ben = client.couple()
+            phones = [Phone(url, who.access_token).connect() for who in (ana, ben)]
+            found = samples(requests.get(f"{url}/metrics", timeout=10).text)
+            assert value(found, "reach_socket_connections", namespace="members") == 2
+    finally:
+        for held in phones:
+            held.client.disconnect()
+    with container(env, port) as url:
+        found = samples(requests.get(f"{url}/metrics", timeout=10).text)
+        assert value(found, "reach_socket_connections", namespace="members") == 0
