@@ -43,13 +43,23 @@ class PushMessage:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+# What the outbox keeps of a send's error (`push_attempts.error`, `push_deliveries.last_error`).
+ERROR_MAX = 80
+
+
 @dataclass(frozen=True)
 class PushResult:
     key: str
     outcome: Outcome
     message_id: str | None = None
+    # FCM's code, or a short reason; cut to ERROR_MAX (firebase-admin's text of a message it
+    # refuses to build is as long as it likes, and a longer one failed the results' write).
     error: str | None = None
     retry_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.error is not None and len(self.error) > ERROR_MAX:
+            object.__setattr__(self, "error", self.error[: ERROR_MAX - 3] + "...")
 
 
 class PushBackend(Protocol):

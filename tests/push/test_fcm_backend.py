@@ -22,7 +22,7 @@ import requests
 from firebase_admin import credentials, messaging
 from google.auth.transport.requests import AuthorizedSession
 
-from service.push import PushMessage, PushResult
+from service.push import ERROR_MAX, PushMessage, PushResult
 from service.push.backends import build_backend
 from service.push.fcm import PINNED_VERSION, FcmBackend, apns_collapse_id, build_message
 from service.push.log import LogBackend
@@ -564,3 +564,12 @@ def test_a_trickling_token_endpoint_is_cut_off_and_nothing_is_sent(
     assert [r.outcome for r in results] == ["retry", "retry"]
     assert took < sender.longest_send + 1
     assert standin.received() == []
+
+
+def test_an_error_longer_than_the_outbox_keeps_is_cut_to_fit() -> None:
+    """firebase-admin's text for a message it refuses to build is as long as it likes; the
+    outbox keeps ERROR_MAX characters of it (a longer one failed the write of the results)."""
+    long = PushResult("key", "invalid", error="INVALID_MESSAGE: " + "x" * 200)
+    assert long.error is not None and len(long.error) == ERROR_MAX
+    assert long.error.startswith("INVALID_MESSAGE: x") and long.error.endswith("...")
+    assert PushResult("key", "retry", error="UNAVAILABLE").error == "UNAVAILABLE"
