@@ -176,25 +176,3 @@ def test_listing_pages_newest_first(client: ApiClient) -> None:
     assert bad.status_code == 422 and "before" in bad.json()["errors"]
     bad_page = client.get(f"/api/v1/repairs/{made[0]['id']}/messages", as_=ana, params={"limit": 0})
     assert bad_page.status_code == 422 and "limit" in bad_page.json()["errors"]
-
-
-def test_a_conversation_drafted_before_an_unpair_never_opens_with_the_new_partner(
-    client: ApiClient,
-) -> None:
-    """Ben started a conversation offline ("about last night"); Ana unpaired meanwhile and Ben
-    paired with Cat before his phone sent it. With the couple it was started in, it is
-    refused, not opened with Cat; in the couple it names, or without one, it starts."""
-    ana, ben = client.couple()
-    started_in = client.get("/api/v1/couple", as_=ben).json()["id"]
-    assert client.delete("/api/v1/couple", as_=ana).status_code == 204
-    cat = client.register("Cat")
-    client.pair(cat, ben)
-    draft = {"client_id": str(uuid.uuid4()), "topic": "about last night", "couple_id": started_in}
-    refused = client.post("/api/v1/repairs", as_=ben, json=draft)
-    assert refused.status_code == 409, refused.text
-    assert "pairing that has ended" in refused.json()["detail"]
-    assert client.get("/api/v1/repairs", as_=cat).json()["items"] == []
-    now_in = client.get("/api/v1/couple", as_=ben).json()["id"]
-    started = client.post("/api/v1/repairs", as_=ben, json={**draft, "couple_id": now_in})
-    assert started.status_code == 201, started.text
-    assert event_types(client, cat)[-1] == "repair.started"
