@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import TextClause, create_engine, func, select, text
 
 from service import create_app
 from service.clock import clock
@@ -115,6 +116,21 @@ def running(loop: Worker) -> Iterator[None]:
     assert not thread.is_alive()
 
 
+@contextmanager
+def left_open(database_url: str, locking: TextClause, **params: Any) -> Iterator[None]:
+    """The rows `locking` locks, held for the block by a transaction left open on a connection
+    of its own (a `psql` session someone forgot)."""
+    locker = create_engine(database_url)
+    holding = locker.connect()
+    try:
+        holding.execute(locking, params)
+        yield
+    finally:
+        holding.rollback()
+        holding.close()
+        locker.dispose()
+
+
 def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,21 +225,11 @@ def test_a_prune_that_cannot_finish_does_not_hold_up_the_pushes(
     clock.freeze(T0 + timedelta(days=31))
     app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=500))
     loop = Worker(app, name="pruning-worker", idle_seconds=0.05)
-    locker = create_engine(database_url)
-    holding = locker.connect()
-    try:
-        holding.execute(
-            text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE"),
-            {"key": f"bid.created:{old['id']}"},
-        )
-        with running(loop):
-            new = bid(client, client.fresh(ana))
-            key = f"bid.created:{new['id']}"
-            wait_until(lambda: pushes(worker).get(key) == ("done", 1, 1), 10, "the new push")
-    finally:
-        holding.rollback()
-        holding.close()
-        locker.dispose()
+    held = text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE")
+    with left_open(database_url, held, key=f"bid.created:{old['id']}"), running(loop):
+        new = bid(client, client.fresh(ana))
+        key = f"bid.created:{new['id']}"
+        wait_until(lambda: pushes(worker).get(key) == ("done", 1, 1), 10, "the new push")
 
 
 @pytest.mark.postgres
@@ -253,18 +259,11 @@ def test_housekeeping_behind_a_couple_left_locked_does_not_hold_up_the_pushes(
     couple = client.get("/api/v1/couple", as_=client.fresh(ana)).json()["id"]
     app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=500))
     loop = Worker(app, name="housekeeping-worker", idle_seconds=0.05, housekeeping_seconds=0.05)
-    locker = create_engine(database_url)
-    holding = locker.connect()
-    try:
-        holding.execute(text("SELECT id FROM couples WHERE id = :id FOR UPDATE"), {"id": couple})
-        with running(loop):
-            new = bid(client, client.fresh(cat))
-            key = f"bid.created:{new['id']}"
-            wait_until(lambda: pushes(worker).get(key) == ("done", 1, 1), 10, "Dan's push")
-    finally:
-        holding.rollback()
-        holding.close()
-        locker.dispose()
+    held = text("SELECT id FROM couples WHERE id = :id FOR UPDATE")
+    with left_open(database_url, held, id=couple), running(loop):
+        new = bid(client, client.fresh(cat))
+        key = f"bid.created:{new['id']}"
+        wait_until(lambda: pushes(worker).get(key) == ("done", 1, 1), 10, "Dan's push")
     worker.run_once()
     if due == "a bid to expire":
         shown = client.get(f"/api/v1/bids/{old['id']}", as_=client.fresh(ben)).json()
