@@ -116,3 +116,31 @@ def test_a_signed_out_phone_can_no_longer_write(
         db.session.commit()
     answer = ana_phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "connect"})
     assert answer["status"] == 401
+
+
+def test_a_bid_sent_over_the_socket_names_the_couple_it_was_written_in(
+    client: ApiClient, phone: Connect
+) -> None:
+    """docs/mobile.md §8: `bid.send` takes the REST body, `couple_id` included. Ben's socket
+    opened while he was with Ana (the process remembers him in that couple); Ana unpaired and
+    Ben paired with Cat before his phone sent the bid it kept: the ack is the 409, and Cat's
+    phone gets only the bid Ben then sends in their own couple."""
+    ana, ben = client.couple()
+    written_in = client.get("/api/v1/couple", as_=ben).json()["id"]
+    ben_phone = phone(ben.access_token)
+    warm = ben_phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "connect"})
+    assert warm["status"] == "sent"
+    assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+    cat = client.register("Cat")
+    client.pair(cat, ben)
+    cat_phone = phone(cat.access_token)
+    draft = {"client_id": str(uuid.uuid4()), "kind": "comfort", "couple_id": written_in}
+
+    refused = ben_phone.call("bid.send", draft)
+    assert refused["status"] == 409 and refused["code"] == "conflict", refused
+    assert "pairing that has ended" in refused["detail"]
+    now_in = client.get("/api/v1/couple", as_=ben).json()["id"]
+    taken = ben_phone.call("bid.send", {**draft, "couple_id": now_in})
+    assert taken["status"] == "sent" and taken["recipient_id"] == cat.id
+    assert cat_phone.wait_for("bid.created")["data"] == taken
+    assert [name for name, _ in cat_phone.events if name == "bid.created"] == ["bid.created"]
