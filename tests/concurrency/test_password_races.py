@@ -7,16 +7,19 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import requests
+from argon2 import PasswordHasher
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from service.extensions import db
 from service.models import AuthSession, User
 from service.security import passwords
+from service.services.accounts import password_change
 from service.services.accounts import sign_in as sign_in_module
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.locks import lock_queue, rows_held
@@ -110,3 +113,87 @@ def test_two_changes_at_once_one_wins_and_the_other_is_told(client: ApiClient, a
     assert answers[lost].json()["code"] == "conflict"
     assert sign_in(client.base_url, ana.email, won).status_code == 200
     assert sign_in(client.base_url, ana.email, lost).status_code == 401
+
+
+def _stale_hash(app: Flask, user_id: str) -> str:
+    """Give the account a hash of its own password made before today's parameters (as after
+    an upgrade of argon2's costs): the next sign-in makes it again."""
+    stale = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    with app.app_context():
+        db.session.execute(
+            update(User).where(User.id == uuid.UUID(user_id)).values(password_hash=stale)
+        )
+        db.session.commit()
+    return stale
+
+
+@contextmanager
+def first_call_held(
+    monkeypatch: pytest.MonkeyPatch, module: Any, name: str
+) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """The first call of `module.name` runs, then holds until told to go on; later calls run
+    as always. Yields (reached, go) events."""
+    reached, go = threading.Event(), threading.Event()
+    original = getattr(module, name)
+
+    def then_hold(*args: Any) -> Any:
+        result = original(*args)
+        if not reached.is_set():
+            reached.set()
+            assert go.wait(10), "the test never let the first call go on"
+        return result
+
+    monkeypatch.setattr(module, name, then_hold)
+    try:
+        yield reached, go
+    finally:
+        go.set()
+
+
+def test_a_sign_in_is_not_refused_because_another_one_renewed_a_stale_hash(
+    client: ApiClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sign-ins with the right password at once (a double tap, two phones) on an account
+    whose hash is made again at sign-in: the one that committed first gave the account a new
+    hash of the same password, and the other took that for a change of the password (401)."""
+    ana = client.register("Ana")
+    stale = _stale_hash(app, ana.id)
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        first_call_held(monkeypatch, sign_in_module, "check_password") as (checked, go),
+    ):
+        first = pool.submit(sign_in, client.base_url, ana.email, PASSWORD)
+        assert checked.wait(10), "the first sign-in never checked the password"
+        second = sign_in(client.base_url, ana.email, PASSWORD)
+        go.set()
+        late = first.result(timeout=10)
+    assert second.status_code == 200, second.text
+    assert late.status_code == 200, late.text
+    with app.app_context():
+        renewed = db.session.scalar(select(User.password_hash).where(User.id == uuid.UUID(ana.id)))
+    assert renewed != stale
+    assert live_sessions(app, ana.id) == 3  # sign-up, and both sign-ins
+
+
+def test_a_change_is_not_refused_because_a_sign_in_renewed_a_stale_hash(
+    client: ApiClient, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sign-in on another phone that makes a stale hash again while the owner changes the
+    password did not change the password: the change goes through (it answered 409, 'the
+    password was changed by another request', and told the app to ask for a new password)."""
+    ana = client.register("Ana")
+    _stale_hash(app, ana.id)
+    with (
+        ThreadPoolExecutor(max_workers=1) as pool,
+        first_call_held(monkeypatch, password_change, "hash_password") as (hashed, go),
+    ):
+        changing = pool.submit(change, client.base_url, ana, PASSWORD, "a new passphrase")
+        assert hashed.wait(10), "the change never hashed the new password"
+        other_phone = sign_in(client.base_url, ana.email, PASSWORD)
+        go.set()
+        changed = changing.result(timeout=10)
+    assert other_phone.status_code == 200, other_phone.text
+    assert changed.status_code == 204, changed.text
+    assert sign_in(client.base_url, ana.email, "a new passphrase").status_code == 200
+    assert sign_in(client.base_url, ana.email, PASSWORD).status_code == 401
+    assert live_sessions(app, ana.id) == 2  # the owner's, and the sign-in after the change

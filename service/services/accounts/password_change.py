@@ -25,32 +25,41 @@ def change_password(session: Session, member: Member, current: str, new: str) ->
     Returns the sessions ended, whose sockets the caller closes once this has committed.
 
     Both hashes are made outside any transaction (`end_read`), as a sign-in's check is. The
-    account is then locked and read again: a change that committed meanwhile (the same phone
-    sending it twice) makes this one a 409, as the password checked is no longer the
-    account's; a session or account ended meanwhile, a 401."""
-    stored = session.scalar(select(User.password_hash).where(User.id == member.user_id))
-    end_read(session)
-    if stored is None:
-        raise Unauthorized(members.GONE)
-    if not check_password(stored, current).matches:
-        raise invalid("current_password", WRONG)
-    new_hash = hash_password(new)
-    user = session.get(User, member.user_id, with_for_update=True, populate_existing=True)
-    if user is None:
-        session.rollback()
-        raise Unauthorized(members.GONE)
-    try:
-        members.live_member(session, member.user_id, member.session_id)
-    except Unauthorized:
-        session.rollback()
-        raise
-    if user.password_hash != stored:
-        session.rollback()
-        raise Conflict(
-            "The password was changed by another request at the same moment: send the change "
-            "again with the password that one set."
-        )
-    user.password_hash = new_hash
-    ended = revoke_other_sessions(session, user.id, member.session_id, "password_changed")
-    session.commit()
-    return ended
+    account is then locked and read again. Its hash may have changed meanwhile: a sign-in
+    made a stale hash of the same password again (`current` is checked once more against the
+    new hash, and the change goes on), or a change committed (the same phone sending it twice:
+    this one is a 409, as the password checked is no longer the account's). A session or
+    account ended meanwhile is a 401."""
+    new_hash: str | None = None
+    for again in (False, True):
+        stored = session.scalar(select(User.password_hash).where(User.id == member.user_id))
+        end_read(session)
+        if stored is None:
+            raise Unauthorized(members.GONE)
+        if not check_password(stored, current).matches:
+            raise _changed_meanwhile() if again else invalid("current_password", WRONG)
+        new_hash = new_hash or hash_password(new)
+        user = session.get(User, member.user_id, with_for_update=True, populate_existing=True)
+        if user is None:
+            session.rollback()
+            raise Unauthorized(members.GONE)
+        try:
+            members.live_member(session, member.user_id, member.session_id)
+        except Unauthorized:
+            session.rollback()
+            raise
+        if user.password_hash != stored:
+            session.rollback()
+            continue
+        user.password_hash = new_hash
+        ended = revoke_other_sessions(session, user.id, member.session_id, "password_changed")
+        session.commit()
+        return ended
+    raise _changed_meanwhile()  # changed again while it was checked again
+
+
+def _changed_meanwhile() -> Conflict:
+    return Conflict(
+        "The password was changed by another request at the same moment: send the change "
+        "again with the password that one set."
+    )

@@ -85,6 +85,21 @@ def register(
 def login(
     session: Session, issuer: TokenIssuer, refresh_days: int, *, email: str, password: str
 ) -> SignedIn:
+    """Start a session for the right password. The account's hash may change between the
+    check and the session: a change of the password refuses it (401), while another sign-in
+    that made a stale hash of the same password again does not, so the password is checked
+    once more against the hash it finds (a 401 if that changed again meanwhile)."""
+    for _ in range(2):
+        signed_in = _login(session, issuer, refresh_days, email, password)
+        if signed_in is not None:
+            return signed_in
+    raise Unauthorized("Email or password is wrong.")
+
+
+def _login(
+    session: Session, issuer: TokenIssuer, refresh_days: int, email: str, password: str
+) -> SignedIn | None:
+    """`login` once; None if the account's hash is no longer the one checked."""
     user = session.scalar(account_by_email(email))
     end_read(session)
     password_hash = user.password_hash if user else None
@@ -108,7 +123,7 @@ def login(
         raise Unauthorized("This account is disabled. Contact support.")
     if now.password_hash != password_hash:
         session.rollback()
-        raise Unauthorized("Email or password is wrong.")
+        return None
     if rehashed is not None:
         user.password_hash = rehashed
     signed_in = _start_session(session, issuer, refresh_days, user)
