@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -61,6 +61,7 @@ def account(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
 
 
 def devices(session: Session, user_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The account's devices, each with its last push attempt, all read at once."""
     rows = session.execute(
         select(
             Device.id,
@@ -73,23 +74,37 @@ def devices(session: Session, user_id: uuid.UUID) -> list[dict[str, Any]]:
         .where(Device.user_id == user_id)
         .order_by(Device.created_at)
     ).all()
-    listed = []
-    for row in rows:
-        last = session.execute(
-            select(PushAttempt.outcome, PushAttempt.error, PushAttempt.finished_at)
-            .join(PushDelivery, PushDelivery.id == PushAttempt.delivery_id)
-            .where(PushDelivery.device_id == row.id)
-            .order_by(PushAttempt.finished_at.desc(), PushAttempt.id.desc())
-            .limit(1)
-        ).first()
-        listed.append(
-            {
-                **row._asdict(),
-                "id": str(row.id),
-                "last_push": dict(last._asdict()) if last else None,
-            }
+    last = _last_pushes(session, [row.id for row in rows])
+    return [{**row._asdict(), "id": str(row.id), "last_push": last.get(row.id)} for row in rows]
+
+
+def _last_pushes(session: Session, device_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:
+    """The latest push attempt of each of these devices (none for a device never pushed to),
+    in one statement: each device's attempts ranked newest first, the first of each kept."""
+    if not device_ids:
+        return {}
+    newest_first = (PushAttempt.finished_at.desc(), PushAttempt.id.desc())
+    ranked = (
+        select(
+            PushDelivery.device_id,
+            PushAttempt.outcome,
+            PushAttempt.error,
+            PushAttempt.finished_at,
+            func.row_number()
+            .over(partition_by=PushDelivery.device_id, order_by=newest_first)
+            .label("rank"),
         )
-    return listed
+        .join(PushDelivery, PushDelivery.id == PushAttempt.delivery_id)
+        .where(PushDelivery.device_id.in_(device_ids))
+        .subquery()
+    )
+    latest = select(
+        ranked.c.device_id, ranked.c.outcome, ranked.c.error, ranked.c.finished_at
+    ).where(ranked.c.rank == 1)
+    return {
+        device_id: {"outcome": outcome, "error": error, "finished_at": finished_at}
+        for device_id, outcome, error, finished_at in session.execute(latest)
+    }
 
 
 def disable_account(session: Session, operator: Operator, user_id: uuid.UUID) -> int:

@@ -6,10 +6,11 @@ import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from service.clock import clock
 from service.dashboard import views
@@ -86,6 +87,54 @@ def test_signed_in_sessions_count_only_those_the_phone_can_still_use(
     assert revoke.status_code == 302
     assert audit(signed_in)[0]["detail"] == {"sessions_revoked": 1}
     assert live_sessions_shown(signed_in, ana.id) == 0
+
+
+def last_pushes_shown(page: str) -> dict[str, str]:
+    """The Last push cell of each device row on a support page, by device id."""
+    rows = re.findall(r'<tr data-device="([^"]+)">(.*?)</tr>', page, re.DOTALL)
+    return {device: re.findall(r"<td>(.*?)</td>", row, re.DOTALL)[4] for device, row in rows}
+
+
+def test_the_last_push_of_every_device_is_read_at_once(
+    client: ApiClient, signed_in: OpsClient, app: Flask, worker: Worker
+) -> None:
+    """The support page of an account with many phones (old ones stay listed, switched off)
+    reads their last pushes in one statement, not one per device, each its own latest."""
+    ana, ben = client.couple()
+    page, pushed = f"/ops/support/users/{ben.id}", dict[str, str]()
+    reads: list[str] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if re.search(r"\bFROM push_attempts\b", statement):
+            reads.append(statement)
+
+    def shown() -> dict[str, str]:
+        reads.clear()
+        cells = last_pushes_shown(signed_in.get(page).text)
+        assert len(reads) == 1, (len(cells), reads)
+        return cells
+
+    with app.app_context():
+        engine = db.engine
+    clock.freeze(clock.now().replace(microsecond=0))
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        for devices in range(1, 4):
+            clock.advance(timedelta(minutes=1))
+            phone = add_device(client, client.fresh(ben), f"ben-phone-{devices}")
+            send_bid(client, client.fresh(ana))
+            assert worker.run_once().pushes == 1  # the earlier phones are switched off
+            pushed[phone] = clock.now().strftime("%Y-%m-%d %H:%M:%S UTC")
+            off = signed_in.post(
+                f"{page}/devices/{phone}/disable", data={"csrf_token": signed_in.csrf()}
+            )
+            assert off.status_code == 302
+            cells = shown()
+            assert {d: cells[d].rsplit("· ", 1)[-1] for d in pushed} == pushed, cells
+        spare = add_device(client, client.fresh(ben), "ben-spare-phone")
+        assert "none yet" in shown()[spare]
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
 
 
 def test_lookups_are_audited_and_unknown_accounts_say_so(signed_in: OpsClient) -> None:
