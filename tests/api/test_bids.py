@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from flask import Flask
+from sqlalchemy import event, text
 
+from service.extensions import db
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
+from tests.support.plans import rows_examined
 from tests.support.server import LiveServer
 
 
@@ -220,6 +226,56 @@ def test_listing_filters_and_pages_newest_first(client: ApiClient) -> None:
     bad = client.get("/api/v1/bids", as_=ana, params={"before": "garbage!", "limit": 500})
     assert bad.status_code == 422
     assert {"before", "limit"} <= set(bad.json()["errors"]) or "limit" in bad.json()["errors"]
+
+
+@pytest.mark.postgres
+def test_a_page_of_bids_of_one_status_reads_that_page_not_the_couples_history(
+    client: ApiClient, app: Flask
+) -> None:
+    """Years of answered bids and two missed ones at the start: the list of missed bids (and
+    one of a status the couple has none of) finds them without reading the whole history,
+    nor every other couple's bids of that status."""
+    ana, ben = client.couple()
+    cat, dan = client.couple("Cat", "Dan")
+    fill = (
+        "INSERT INTO bids (id, couple_id, sender_id, recipient_id, client_id, kind, status, "
+        "created_at, reachable_at, expires_at) SELECT gen_random_uuid(), :couple, :sender, "
+        ":recipient, gen_random_uuid(), 'connect', :status, t, t, t + interval '1 day' "
+        "FROM generate_series(1, :n) AS i, LATERAL (SELECT now() - i * interval '1 hour') AS at(t)"
+    )
+    history = 3000
+    ours, theirs = (client.get("/api/v1/couple", as_=p).json()["id"] for p in (ana, cat))
+    with app.app_context(), db.scope() as session:
+        for couple, (sender, recipient), status, n, skip in (
+            (ours, (ana, ben), "answered", history, 0),
+            (ours, (ana, ben), "expired", 2, history),
+            (theirs, (cat, dan), "expired", history, 0),
+        ):
+            shifted = fill.replace("i * interval", f"(i + {skip}) * interval")
+            params = {"couple": couple, "sender": sender.id, "recipient": recipient.id}
+            session.execute(text(shifted), {**params, "status": status, "n": n})
+
+    pages: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM bids\b", statement, re.DOTALL):
+            pages.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        missed = client.get("/api/v1/bids", as_=ben, params={"status": "expired"}).json()
+        none = client.get("/api/v1/bids", as_=ben, params={"status": "delivered"}).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
+    assert [b["status"] for b in missed["items"]] == ["expired", "expired"]
+    assert none["items"] == []
+    assert len(pages) == 2, pages
+    with app.app_context(), db.scope() as session:
+        for statement, parameters in pages:
+            read = rows_examined(session.connection(), statement, parameters, "bids")
+            assert read <= 10, f"read {read} bids for a page of {history} of history"
 
 
 def test_too_many_bids_are_429_with_retry_after(server_with: Callable[..., LiveServer]) -> None:

@@ -47,3 +47,29 @@ def rows_read_from(node: dict[str, Any], table: str) -> int:
     if node.get("Relation Name") == table:
         own = int(node["Actual Rows"]) * int(node.get("Actual Loops", 1))
     return own + sum(rows_read_from(child, table) for child in node.get("Plans", []))
+
+
+def rows_examined(connection: Connection, sql: str, params: Any, table: str) -> int:
+    """How many rows and index entries of `table` PostgreSQL looked at to run `sql` (as the
+    driver was given it, with `params`), those its filters then threw away included: a page
+    that finds nothing after reading a couple's whole history examined all of it."""
+    connection.exec_driver_sql(f"ANALYZE {table}")
+    indexes = set(
+        connection.exec_driver_sql(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %(table)s", {"table": table}
+        ).scalars()
+    )
+    plan = connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).scalar_one()
+    return _examined(plan[0]["Plan"], table, indexes)
+
+
+def _examined(node: dict[str, Any], table: str, indexes: set[str]) -> int:
+    own = 0
+    if node.get("Relation Name") == table or (
+        node.get("Node Type") == "Bitmap Index Scan" and node.get("Index Name") in indexes
+    ):
+        seen = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+        own = int(seen + node.get("Rows Removed by Index Recheck", 0)) * int(
+            node.get("Actual Loops", 1)
+        )
+    return own + sum(_examined(child, table, indexes) for child in node.get("Plans", []))
