@@ -45,6 +45,8 @@ class AuditEntry(Base):
     """One operator action: who did what to which target, and when (never any member's words)."""
 
     __tablename__ = "ops_audit_log"
+    # The latest entries of one action (the push page's "recently retried") however long the log.
+    __table_args__ = (Index("ix_ops_audit_log_action_id", "action", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     operator_id: Mapped[uuid.UUID | None] = mapped_column(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from service.clock import clock
 from service.dashboard import views
@@ -22,6 +22,7 @@ from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.dashboard.helpers import add_device, dead_letter, dead_letter_of, job_state, send_bid
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
+from tests.support.plans import rows_examined
 from tests.support.repairs import start, write
 
 
@@ -302,6 +303,39 @@ def test_a_dead_push_of_a_bid_answered_since_is_withdrawn_not_retried(
     )
     assert fcm_worker.run_once().pushes == 0
     assert len(standin.messages()) == tried
+
+
+@pytest.mark.postgres
+def test_the_push_page_finds_the_retried_pushes_without_reading_the_whole_audit_log(
+    signed_in: OpsClient, app: Flask
+) -> None:
+    """A year of sign-ins and lookups in the audit log, and no push retried: the push page's
+    "recently retried" reads the entries of retries, not every entry ever made."""
+    entries = 3000
+    fill = (
+        "INSERT INTO ops_audit_log (operator_email, action, target_type, target_id, detail, at) "
+        "SELECT 'ops@reach.test', 'support.lookup', 'user', '-', '{}', "
+        "now() - i * interval '1 minute' FROM generate_series(1, :n) AS i"
+    )
+    with app.app_context(), db.scope() as session:
+        session.execute(text(fill), {"n": entries})
+    looks: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.search(r"\bFROM ops_audit_log\b.*\baction\b", statement, re.DOTALL):
+            looks.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        assert signed_in.get("/ops/push").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
+    assert len(looks) == 1, looks
+    with app.app_context(), db.scope() as session:
+        read = rows_examined(session.connection(), *looks[0], "ops_audit_log")
+    assert read <= 10, f"read {read} of {entries} audit entries to find no retry"
 
 
 def test_ids_past_what_the_database_holds_are_not_found_not_a_server_error(
