@@ -323,7 +323,9 @@ def test_a_failing_token_endpoint_is_an_outcome_for_every_push_without_sending(
 def test_no_send_starts_after_the_deadline_and_the_rest_come_back_unsent(
     standin: FcmStandIn, credentials_file: Path
 ) -> None:
-    """One at a time, half a second each: three start before the deadline, 1.25 s away."""
+    """One at a time, half a second each: three start before the deadline, 1.25 s away (fewer
+    on a machine so busy that the first send's token and connection take longer), and the rest
+    come back unsent, never started."""
     standin.default_delay = 0.5
     sender = FcmBackend(str(credentials_file), standin.url, max_concurrency=1, timeout_seconds=5)
     try:
@@ -333,15 +335,13 @@ def test_no_send_starts_after_the_deadline_and_the_rest_come_back_unsent(
     finally:
         sender.close()
 
+    started = len(standin.messages())
+    assert 1 <= started <= 3, started
     assert [(r.key, r.outcome) for r in results] == [
-        ("key-tok-0", "sent"),
-        ("key-tok-1", "sent"),
-        ("key-tok-2", "sent"),
-        ("key-tok-3", "unsent"),
-        ("key-tok-4", "unsent"),
+        (f"key-tok-{i}", "sent" if i < started else "unsent") for i in range(5)
     ]
-    assert all(r.message_id is None and r.error is None for r in results[3:])
-    assert [m["token"] for m in standin.messages()] == ["tok-0", "tok-1", "tok-2"]
+    assert all(r.message_id is None and r.error is None for r in results[started:])
+    assert [m["token"] for m in standin.messages()] == [f"tok-{i}" for i in range(started)]
     assert max(r.at for r in standin.received()) < wall
     assert finished < wall + 0.5 + 0.25  # the last one started had its answer, no more waited
 
