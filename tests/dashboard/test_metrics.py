@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -365,7 +364,6 @@ def answers(url: str) -> bool:
         return False
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
 def test_after_a_container_restart_the_sockets_of_the_one_before_are_not_counted(
     multiproc_env: dict[str, str],
 ) -> None:
