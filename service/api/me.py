@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from flask.views import MethodView
+from werkzeug.exceptions import MethodNotAllowed
 
 from schemas.accounts import PasswordChangeSchema, ProfileUpdateSchema, UserSchema
 from schemas.custody import ExportSchema
@@ -66,6 +68,13 @@ class Me(MethodView):
 @blp.route("/export")
 class Export(MethodView):
     decorators = [auth_required]
+
+    def dispatch_request(self, **kwargs: Any) -> Any:
+        # Flask answers HEAD with the GET view: it would build the whole export, and count it
+        # against the account's exports, to send none of it.
+        if request.method == "HEAD":
+            raise MethodNotAllowed(valid_methods=["GET"])
+        return super().dispatch_request(**kwargs)
 
     @member
     @blp.doc(operationId="exportData")

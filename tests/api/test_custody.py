@@ -15,6 +15,7 @@ from service.models import CoupleEvent, PushJob
 from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
+from tests.support.server import LiveServer
 
 ANA_WORDS = "ana-private-" + uuid.uuid4().hex
 BEN_WORDS = "ben-private-" + uuid.uuid4().hex
@@ -355,3 +356,22 @@ def test_the_export_is_offered_as_a_file_named_for_its_day(client: ApiClient) ->
         == 'attachment; filename="reach-export-2031-06-02.json"'
     )
     assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_asking_for_the_exports_headers_alone_builds_no_export(
+    server_with: Callable[..., LiveServer],
+) -> None:
+    """A HEAD of the export (a download manager checking the file before fetching it) was
+    answered by building the whole export and counted as one: two HEADs used up an account's
+    two exports an hour, and the export itself was refused. It is not a method of the export."""
+    server = server_with(RATELIMIT_EXPORT="2 per hour")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    for _ in range(3):
+        head = client.request("HEAD", "/api/v1/me/export", as_=ana)
+        assert head.status_code == 405
+        assert head.headers["Allow"] == "GET"
+        assert head.headers["Content-Type"] == "application/problem+json"
+        assert "Content-Disposition" not in head.headers
+    assert client.request("HEAD", "/api/v1/me/export").status_code == 401
+    assert [client.get("/api/v1/me/export", as_=ana).status_code for _ in range(2)] == [200, 200]
