@@ -109,8 +109,11 @@ def _follow_pushes(stream: Any, story: Story) -> None:
             entry = json.loads(raw)
         except ValueError:
             continue
-        if entry.get("logger") == "reach.push" and entry.get("title"):
-            story.say("push", f'{entry["platform"]} device: "{entry["title"]}" {entry["data"]}')
+        # The log backend's line says what kind of push went, never its title (it names the
+        # sender) or its text.
+        if entry.get("logger") == "reach.push" and entry.get("notification"):
+            kind, data = entry["notification"], entry["data"]
+            story.say("push", f"{entry['platform']} device: {kind} {data}")
 
 
 @contextlib.contextmanager

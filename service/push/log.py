@@ -13,8 +13,8 @@ log = logging.getLogger("reach.push")
 
 
 class LogBackend:
-    """Logs pushes to "reach.push" and reports them sent. The body (it may carry a note)
-    and the token (a secret) are never logged."""
+    """Logs pushes to "reach.push" and reports them sent. The title (it names the sender), the
+    body (it may carry a note) and the token (a secret) are never logged."""
 
     name = "log"
     longest_send = 0.0
@@ -33,19 +33,18 @@ class LogBackend:
             message_id = f"log-{uuid.uuid4().hex}"
             kind = "data-only" if push.title is None and push.body is None else "visible"
             self._log.info(
-                "push %s %s to %s device %s collapse=%s title=%r data=%s",
+                "push %s %s to %s device %s collapse=%s data=%s",
                 push.priority,
                 kind,
                 push.platform,
                 push.device_id,
                 push.collapse_key,
-                push.title,
                 push.data,
                 extra={
                     "platform": push.platform,
+                    "notification": kind,
                     "device_id": str(push.device_id),
                     "collapse_key": push.collapse_key,
-                    "title": push.title,
                     "data": dict(push.data),
                     "push_key": push.key,
                     "message_id": message_id,

@@ -22,6 +22,7 @@ import requests
 from firebase_admin import credentials, messaging
 from google.auth.transport.requests import AuthorizedSession
 
+from service.logs import JsonFormatter
 from service.push import ERROR_MAX, PushMessage, PushResult
 from service.push.backends import build_backend
 from service.push.fcm import PINNED_VERSION, FcmBackend, apns_collapse_id, build_message
@@ -480,16 +481,17 @@ def test_log_backend_logs_one_line_per_push(caplog: pytest.LogCaptureFixture) ->
     [record] = [r for r in caplog.records if r.name == "reach.push"]
     text = record.getMessage()
     assert text.startswith("push high visible to android device")
-    assert "Alex is reaching for you" in text
+    assert "Alex" not in JsonFormatter().format(record), "the title names the sender"
     assert "secret-token" not in text
     assert "private note" not in text
-    fields = {name: record.__dict__[name] for name in ("platform", "device_id", "collapse_key")}
+    named = ("platform", "notification", "device_id", "collapse_key")
+    fields = {name: record.__dict__[name] for name in named}
     assert fields == {
         "platform": "android",
+        "notification": "visible",
         "device_id": str(message.device_id),
         "collapse_key": "bid-b-1",
     }
-    assert record.__dict__["title"] == "Alex is reaching for you"
     assert record.__dict__["data"] == DATA
 
 
