@@ -375,3 +375,23 @@ def test_asking_for_the_exports_headers_alone_builds_no_export(
         assert "Content-Disposition" not in head.headers
     assert client.request("HEAD", "/api/v1/me/export").status_code == 401
     assert [client.get("/api/v1/me/export", as_=ana).status_code for _ in range(2)] == [200, 200]
+
+
+def test_a_deletion_sent_again_after_its_answer_was_lost_says_the_account_is_gone(
+    client: ApiClient,
+) -> None:
+    """A phone that lost the 204 (the connection dropped) sends the DELETE again, from the same
+    phone or another of the account's: it is told the account no longer exists, the same way
+    every call of a deleted account is, and nothing else changes."""
+    ana, ben = client.couple()
+    other_phone = client.fresh(
+        Person(ana.email, ana.password, ana.user, ana.access_token, ana.refresh_token)
+    )
+    assert client.delete("/api/v1/me", as_=ana).status_code == 204
+    for who in (ana, other_phone):
+        again = client.delete("/api/v1/me", as_=who)
+        assert again.status_code == 401, again.text
+        assert again.json()["code"] == "unauthorized"
+        assert again.json()["detail"] == "The account or session no longer exists: sign in again."
+        assert again.headers["WWW-Authenticate"].startswith("Bearer")
+    assert client.get("/api/v1/me", as_=ben).status_code == 200

@@ -313,6 +313,23 @@ def test_cutting_a_session_reaches_sockets_in_other_processes(
     still_open(far_second)
 
 
+def test_deleting_the_account_closes_its_sockets_in_every_process(
+    client: ApiClient, two_processes: tuple[LiveServer, LiveServer], phones: list[Phone]
+) -> None:
+    """The deletion is served by one process; the account's phone holds its socket on
+    another, where its partner's phone stays connected and is told the couple ended."""
+    here, there = two_processes
+    ana, ben = client.couple()
+    far = Phone(there.url, ana.access_token).connect()
+    ben_far = Phone(there.url, ben.access_token).connect()
+    phones.extend([far, ben_far])
+    listening(here, far, ana.id)
+    assert ApiClient(here.url).delete("/api/v1/me", as_=ana).status_code == 204
+    cut_off(far, "the deleted account's socket on the other process to close")
+    assert ben_far.wait_for("couple.ended")["data"]["reason"] == "account_deleted"
+    still_open(ben_far)
+
+
 def test_an_operator_disabling_an_account_cuts_its_sockets_in_every_process(
     app: Flask,
     client: ApiClient,
