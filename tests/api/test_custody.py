@@ -53,6 +53,9 @@ def converse(client: ApiClient, ana: Person, ben: Person) -> dict[str, str]:
 
 def test_export_holds_everything_i_wrote_and_nothing_my_partner_wrote(client: ApiClient) -> None:
     ana, ben = client.couple()
+    token = f"ana-phone-{uuid.uuid4().hex}"
+    device = client.post("/api/v1/devices", as_=ana, json={"platform": "ios", "push_token": token})
+    assert device.status_code == 201, device.text
     converse(client, ana, ben)
     mine = client.get("/api/v1/me/export", as_=ana)
     assert mine.status_code == 200
@@ -61,10 +64,15 @@ def test_export_holds_everything_i_wrote_and_nothing_my_partner_wrote(client: Ap
     assert [b["note"] for b in exported["bids_sent"]] == [ANA_WORDS]
     assert [m["body"] for m in exported["repair_messages"]] == [f"I felt {ANA_WORDS}"]
     assert len(exported["checkins"]) == 1 and len(exported["couples"]) == 1
+    assert [d["id"] for d in exported["devices"]] == [device.json()["id"]]
+    # Ben's conversation: Ana was in it, its topic is his.
+    assert exported["repairs_started"] == [] and len(exported["repairs_joined"]) == 1
     assert BEN_WORDS not in mine.text
-    assert "password" not in mine.text and "push_token" not in mine.text
+    assert "password" not in mine.text and "push_token" not in mine.text and token not in mine.text
     theirs = client.get("/api/v1/me/export", as_=ben)
     assert [r["note"] for r in theirs.json()["bid_responses"]] == [BEN_WORDS]
+    assert [r["topic"] for r in theirs.json()["repairs_started"]] == [BEN_WORDS]
+    assert theirs.json()["devices"] == []
     assert ANA_WORDS not in theirs.text
 
 
@@ -395,3 +403,38 @@ def test_a_deletion_sent_again_after_its_answer_was_lost_says_the_account_is_gon
         assert again.json()["detail"] == "The account or session no longer exists: sign in again."
         assert again.headers["WWW-Authenticate"].startswith("Bearer")
     assert client.get("/api/v1/me", as_=ben).status_code == 200
+
+
+def test_no_push_for_or_from_a_deleted_account_goes_out(
+    app: Flask, client: ApiClient, worker: Worker
+) -> None:
+    """Ben sleeps through quiet hours, so Ana's bid waits for the morning; Ben's bid to Ana waits
+    in the outbox. She deletes her account: neither goes out, and none keeps her words."""
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "Asia/Tokyo")
+    client.pair(ana, ben)
+    client.patch(
+        "/api/v1/me",
+        as_=ben,
+        json={"quiet_hours": {"start": "23:00", "end": "07:30"}, "notes_on_lock_screen": True},
+    )
+    client.post("/api/v1/devices", as_=ben, json={"platform": "ios", "push_token": "ben-phone"})
+    client.post("/api/v1/devices", as_=ana, json={"platform": "ios", "push_token": "ana-phone"})
+    clock.freeze(datetime(2031, 5, 1, 16, 0, tzinfo=UTC))  # 01:00 in Tokyo, 18:00 in Berlin
+    ana, ben = client.fresh(ana), client.fresh(ben)
+    for sender, words in ((ana, ANA_WORDS), (ben, BEN_WORDS)):
+        sent = client.post(
+            "/api/v1/bids",
+            as_=sender,
+            json={"client_id": str(uuid.uuid4()), "kind": "share", "note": words},
+        )
+        assert sent.status_code == 201, sent.text
+    assert client.delete("/api/v1/me", as_=ana).status_code == 204
+    with app.app_context():
+        left = [
+            (job.recipient_id, job.state, job.payload)
+            for job in db.session.scalars(select(PushJob))
+        ]
+    assert left == [(uuid.UUID(ben.id), "cancelled", {})]
+    clock.freeze(datetime(2031, 5, 1, 22, 30, tzinfo=UTC))  # 07:30 in Tokyo
+    assert worker.run_once().pushes == 0
