@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
@@ -19,6 +19,9 @@ from service.models import Couple, Invite, User
 from service.services import custody, events, members
 
 _partners = PartnerSchema(many=True)
+
+# PostgreSQL advisory locks (two-key form) of a member's invite codes: the first key names them.
+_INVITES_LOCK = 0x494E5654  # "INVT"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Joined:
 def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
     if user.couple_id is not None:
         raise Conflict("You are already paired. Unpair first to invite someone else.")
+    _one_change_of_codes_at_a_time(session, user.id)
     now = clock.now()
     # Older unused invites of this user stop working: one live code at a time.
     session.execute(
@@ -68,6 +72,18 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
     session.add(invite)
     session.commit()
     return invite
+
+
+def _one_change_of_codes_at_a_time(session: Session, user_id: uuid.UUID) -> None:
+    """Wait for any other request changing this member's codes to end. Two asked for at once
+    each expired the codes it could see, not the other's uncommitted one, and both added
+    theirs: two live codes. Not the account's row: a join holds its code's row while it waits
+    for the accounts, and this request expires that code, so the other order would deadlock.
+    SQLite runs one write transaction at a time already."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    member = int.from_bytes(user_id.bytes[-4:], "big", signed=True)
+    session.execute(select(func.pg_advisory_xact_lock(_INVITES_LOCK, member)))
 
 
 def join(session: Session, user: User, typed_code: str) -> Joined:

@@ -15,7 +15,7 @@ from service.clock import clock
 from service.extensions import db
 from service.models import Couple, Invite, User
 from tests.support.client import ApiClient
-from tests.support.locks import lock_queue, lock_waiters, rows_held
+from tests.support.locks import first_statement_held, lock_queue, lock_waiters, rows_held
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -230,3 +230,83 @@ def test_a_new_name_saved_as_a_join_pairs_its_author_reaches_the_new_partner(
         (2, "couple.partner_updated"),
     ]
     assert events[1]["data"] == partner
+
+
+def test_invites_asked_for_at_once_leave_one_live_code(client: ApiClient, app: Flask) -> None:
+    """Ana taps "invite" on two phones (or twice) at the same moment. Each request expired her
+    earlier codes, found none of the other's uncommitted one, and made its own: two codes
+    lived for a day, one of them never shown to her. However many arrive at once, one code is
+    live afterwards: the one made last; every other is refused as a used or expired code."""
+    ana = client.register("Ana")
+    ana_id = uuid.UUID(ana.id)
+    many = 3
+    with app.app_context():
+        engine = db.engine
+    replaced: set[int] = set()
+    guard = threading.Lock()
+    ask = ApiClient(client.base_url).post
+    with lock_waiters(app) as waiting:
+
+        def hold_after_the_replacement(*args: Any) -> None:
+            if not args[2].startswith("UPDATE invites"):
+                return
+            with guard:
+                replaced.add(threading.get_ident())
+            wait_until(
+                lambda: len(replaced) == many or waiting() > 0,
+                what="the other requests to replace the codes or wait for a lock",
+            )
+
+        event.listen(engine, "after_cursor_execute", hold_after_the_replacement)
+        try:
+            with ThreadPoolExecutor(max_workers=many) as pool:
+                asked = [pool.submit(ask, "/api/v1/couple/invites", as_=ana) for _ in range(many)]
+                answers = [future.result(timeout=20) for future in asked]
+        finally:
+            event.remove(engine, "after_cursor_execute", hold_after_the_replacement)
+    assert [a.status_code for a in answers] == [201] * many, [a.text for a in answers]
+    with app.app_context():
+        live = db.engine.connect()
+        try:
+            codes = live.execute(
+                select(Invite.code).where(
+                    Invite.inviter_id == ana_id,
+                    Invite.used_at.is_(None),
+                    Invite.expires_at > clock.now(),
+                )
+            ).all()
+        finally:
+            live.close()
+    assert len(codes) == 1, codes
+    shown = [answer.json()["code"] for answer in answers]
+    ben = client.register("Ben")
+    for code in shown:
+        if code.replace("-", "") != codes[0].code:
+            refused = client.post("/api/v1/couple/join", as_=ben, json={"code": code})
+            assert refused.status_code == 422, refused.text
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": codes[0].code})
+    assert joined.status_code == 201, joined.text
+
+
+def test_a_code_asked_for_while_a_join_claims_the_last_one_is_refused_without_a_deadlock(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ben types Ana's code as she asks for a new one. The join holds the code's row from its
+    claim until it has paired them, and waits for Ana's account meanwhile; her request expires
+    that code, so it waits for the join: it must not hold her account while it waits (each
+    would wait for the other, and one be answered 503). The join pairs them; Ana gets 409."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        first_statement_held(app, lambda sql: sql.startswith("UPDATE invites")) as claimed,
+    ):
+        joining = pool.submit(
+            ApiClient(client.base_url).post, "/api/v1/couple/join", as_=ben, json={"code": code}
+        )
+        assert claimed.wait(10)
+        asking = pool.submit(ApiClient(client.base_url).post, "/api/v1/couple/invites", as_=ana)
+        joined, refused = joining.result(timeout=20), asking.result(timeout=20)
+    assert joined.status_code == 201, joined.text
+    assert refused.status_code == 409, refused.text
+    assert client.get("/api/v1/couple", as_=ana).json()["partner"]["id"] == ben.id
