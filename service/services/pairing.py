@@ -47,11 +47,7 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
     _one_change_of_codes_at_a_time(session, user.id)
     now = clock.now()
     # Older unused invites of this user stop working: one live code at a time.
-    session.execute(
-        update(Invite)
-        .where(Invite.inviter_id == user.id, Invite.used_at.is_(None), Invite.expires_at > now)
-        .values(expires_at=now)
-    )
+    _end_live_codes(session, user.id, now)
     # The invite names the account: held against a deletion (after its invites, in the
     # deletion's order), and read again, as a join of the caller's last code may have paired
     # them meanwhile.
@@ -72,6 +68,17 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
     session.add(invite)
     session.commit()
     return invite
+
+
+def _end_live_codes(session: Session, user_id: uuid.UUID, now: datetime) -> None:
+    """The member's live codes stop working. Their expiry becomes the moment they were made,
+    not now: a join on its way read the clock before this, and would find a code expiring
+    now still unexpired (its claim compares the expiry with the time it read)."""
+    session.execute(
+        update(Invite)
+        .where(Invite.inviter_id == user_id, Invite.used_at.is_(None), Invite.expires_at > now)
+        .values(expires_at=Invite.created_at)
+    )
 
 
 def _one_change_of_codes_at_a_time(session: Session, user_id: uuid.UUID) -> None:

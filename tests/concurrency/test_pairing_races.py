@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -310,3 +312,49 @@ def test_a_code_asked_for_while_a_join_claims_the_last_one_is_refused_without_a_
     assert joined.status_code == 201, joined.text
     assert refused.status_code == 409, refused.text
     assert client.get("/api/v1/couple", as_=ana).json()["partner"]["id"] == ben.id
+
+
+@contextmanager
+def claims_held(app: Flask) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """Hold the first join's claim of its code just before it runs (the join has read the
+    clock), until the test lets go. Yields (held, go)."""
+    with app.app_context():
+        engine = db.engine
+    held, go = threading.Event(), threading.Event()
+
+    def hold(*args: Any) -> None:
+        if held.is_set() or not args[2].startswith("UPDATE invites SET used_at"):
+            return
+        held.set()
+        go.wait(10)
+
+    event.listen(engine, "before_cursor_execute", hold)
+    try:
+        yield held, go
+    finally:
+        go.set()
+        event.remove(engine, "before_cursor_execute", hold)
+
+
+def test_a_code_replaced_while_a_join_of_it_is_on_its_way_does_not_pair(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ana makes a new code while Ben's join of her old one is on its way: the join read the
+    clock, then Ana's request ended the old code (its expiry set to that moment, later than
+    the join's), and the join found it still unexpired and paired them with the code Ana had
+    just replaced. Once replaced, a code pairs nobody."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    old = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    with ThreadPoolExecutor(max_workers=1) as pool, claims_held(app) as (held, go):
+        joining = pool.submit(
+            ApiClient(client.base_url).post, "/api/v1/couple/join", as_=ben, json={"code": old}
+        )
+        assert held.wait(10)
+        new = client.post("/api/v1/couple/invites", as_=ana)
+        go.set()
+        late = joining.result(timeout=10)
+    assert new.status_code == 201, new.text
+    assert late.status_code == 422, late.text
+    assert client.get("/api/v1/couple", as_=ana).status_code == 404
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": new.json()["code"]})
+    assert joined.status_code == 201, joined.text
