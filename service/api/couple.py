@@ -18,6 +18,7 @@ from service.extensions import (
     limiter,
     only_refusals_count,
 )
+from service.models import Invite
 from service.services import pairing
 
 PREFIX = "/couple"
@@ -48,7 +49,28 @@ class Invites(MethodView):
         """Create an invite code for a partner (single use, expires)"""
         ttl = int(current_app.config["INVITE_TTL_MINUTES"])
         invite = pairing.create_invite(db.session, current_user(), ttl)
-        return {"code": invites.display(invite.code), "expires_at": invite.expires_at}
+        return _shown(invite)
+
+    @member
+    @blp.doc(operationId="getInvite")
+    @blp.response(200, InviteSchema)
+    @blp.problem(404, "The caller has no code that still works")
+    @blp.problem(409, "The caller is already paired")
+    def get(self) -> dict[str, Any]:
+        """The caller's own invite code that still works (shown to its maker alone)"""
+        return _shown(pairing.live_invite(db.session, current_user()))
+
+    @member
+    @blp.doc(operationId="withdrawInvite")
+    @blp.response(204)
+    @blp.problem(409, "The caller is already paired (the code may just have paired them)")
+    def delete(self) -> None:
+        """Withdraw the caller's invite code: a join with it is refused as an expired one"""
+        pairing.withdraw_invite(db.session, current_user())
+
+
+def _shown(invite: Invite) -> dict[str, Any]:
+    return {"code": invites.display(invite.code), "expires_at": invite.expires_at}
 
 
 @blp.route("/join")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Select, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
@@ -19,6 +19,7 @@ from service.models import Couple, Invite, User
 from service.services import custody, events, members
 
 _partners = PartnerSchema(many=True)
+_PAIRED = "You are already paired: invite codes are for finding a partner."
 
 # PostgreSQL advisory locks (two-key form) of a member's invite codes: the first key names them.
 _INVITES_LOCK = 0x494E5654  # "INVT"
@@ -68,6 +69,41 @@ def create_invite(session: Session, user: User, ttl_minutes: int) -> Invite:
     session.add(invite)
     session.commit()
     return invite
+
+
+def live_invite(session: Session, user: User) -> Invite:
+    """The caller's code that still pairs: theirs alone to read back (an app restarted)."""
+    if user.couple_id is not None:
+        raise Conflict(_PAIRED)
+    invite = session.scalar(_live_codes(user.id, clock.now()).order_by(Invite.created_at.desc()))
+    if invite is None:
+        raise NotFound("You have no invite code that still works: create one.")
+    return invite
+
+
+def withdraw_invite(session: Session, user: User) -> None:
+    """The caller's code stops working; nothing to withdraw is no error (a retried withdrawal)."""
+    if user.couple_id is not None:
+        raise Conflict(_PAIRED)
+    _one_change_of_codes_at_a_time(session, user.id)
+    _end_live_codes(session, user.id, clock.now())
+    # A join of the code may have paired them while this waited for the code's row.
+    if session.scalar(select(User.couple_id).where(User.id == user.id)) is not None:
+        session.rollback()
+        raise Conflict(_PAIRED)
+    session.commit()
+
+
+def _live_codes(user_id: uuid.UUID, now: datetime) -> Select[Invite]:
+    """The member's codes a join would still take: unused, unexpired, made since they last
+    paired with anyone."""
+    partner = or_(Couple.partner_a_id == user_id, Couple.partner_b_id == user_id)
+    return select(Invite).where(
+        Invite.inviter_id == user_id,
+        Invite.used_at.is_(None),
+        Invite.expires_at > now,
+        ~exists().where(partner, Couple.paired_at > Invite.created_at),
+    )
 
 
 def _end_live_codes(session: Session, user_id: uuid.UUID, now: datetime) -> None:

@@ -190,6 +190,9 @@ def test_a_couples_day_decodes_into_the_generated_models(
 
     # Pairing.
     invite = decoded(gen.api("couple", "create_invite").sync_detailed(client=ana), 201, m.Invite)
+    shown = decoded(gen.api("couple", "get_invite").sync_detailed(client=ana), 200, m.Invite)
+    assert (shown.code, shown.expires_at) == (invite.code, invite.expires_at)
+    assert gen.api("couple", "withdraw_invite").sync_detailed(client=ben).status_code == 204
     wrong = gen.api("couple", "join_couple").sync_detailed(
         client=ben, body=m.Join(code="AAAA-AAAA")
     )

@@ -208,6 +208,8 @@ OPERATION_IDS = {
     ("POST", "/api/v1/me/password"): "changePassword",
     ("DELETE", "/api/v1/me/sessions"): "signOutEverywhere",
     ("POST", "/api/v1/couple/invites"): "createInvite",
+    ("GET", "/api/v1/couple/invites"): "getInvite",
+    ("DELETE", "/api/v1/couple/invites"): "withdrawInvite",
     ("POST", "/api/v1/couple/join"): "joinCouple",
     ("GET", "/api/v1/couple"): "getCouple",
     ("DELETE", "/api/v1/couple"): "unpair",

@@ -209,3 +209,59 @@ def test_unpair_ends_the_couple_for_both(client: ApiClient) -> None:
     # Both are free to pair again.
     client.pair(ana, client.register("Cat"))
     assert client.delete("/api/v1/couple", as_=ben).status_code == 404
+
+
+def test_the_inviter_reads_back_the_code_that_still_works(client: ApiClient) -> None:
+    """Ana's app restarted while she waited for Ben: her code was gone from the screen and
+    nothing gave it back but a new one. `GET /couple/invites` shows her live code, to her."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    none_yet = client.get("/api/v1/couple/invites", as_=ana)
+    assert none_yet.status_code == 404
+    assert none_yet.json()["code"] == "not_found"
+    client.post("/api/v1/couple/invites", as_=ana)
+    made = client.post("/api/v1/couple/invites", as_=ana).json()
+    assert client.get("/api/v1/couple/invites", as_=ana).json() == made
+    # Only its maker sees it: anyone else is asked about their own.
+    assert client.get("/api/v1/couple/invites", as_=ben).status_code == 404
+    assert (
+        client.post("/api/v1/couple/join", as_=ben, json={"code": made["code"]}).status_code == 201
+    )
+    for paired in (ana, ben):
+        refused = client.get("/api/v1/couple/invites", as_=paired)
+        assert refused.status_code == 409
+        assert refused.json()["code"] == "conflict"
+
+
+def test_a_code_that_no_longer_works_is_not_read_back(client: ApiClient) -> None:
+    """Expired, or spent by its maker pairing with someone else (it stays so after they
+    unpair): a code a join would refuse is not shown as if it worked."""
+    ana, cat = client.register("Ana"), client.register("Cat")
+    client.post("/api/v1/couple/invites", as_=ana)
+    client.pair(cat, ana)
+    assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+    assert client.get("/api/v1/couple/invites", as_=ana).status_code == 404
+    client.post("/api/v1/couple/invites", as_=ana)
+    clock.freeze(clock.now() + timedelta(days=1, minutes=1))
+    expired = client.get("/api/v1/couple/invites", as_=client.fresh(ana))
+    assert expired.status_code == 404
+
+
+def test_a_withdrawn_code_pairs_nobody(client: ApiClient) -> None:
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    assert client.delete("/api/v1/couple/invites", as_=ana).status_code == 204
+    assert client.get("/api/v1/couple/invites", as_=ana).status_code == 404
+    refused = client.post("/api/v1/couple/join", as_=ben, json={"code": code})
+    assert refused.status_code == 422
+    assert refused.json()["errors"]["code"]
+    # Sent again (its answer lost), or with nothing to withdraw: done already.
+    assert client.delete("/api/v1/couple/invites", as_=ana).status_code == 204
+    assert client.delete("/api/v1/couple/invites", as_=ben).status_code == 204
+    # Withdrawing touches only the caller's own code.
+    bens_code = client.post("/api/v1/couple/invites", as_=ben).json()["code"]
+    assert client.delete("/api/v1/couple/invites", as_=ana).status_code == 204
+    joined = client.post("/api/v1/couple/join", as_=ana, json={"code": bens_code})
+    assert joined.status_code == 201
+    paired = client.delete("/api/v1/couple/invites", as_=ben)
+    assert paired.status_code == 409
+    assert paired.json()["code"] == "conflict"

@@ -358,3 +358,48 @@ def test_a_code_replaced_while_a_join_of_it_is_on_its_way_does_not_pair(
     assert client.get("/api/v1/couple", as_=ana).status_code == 404
     joined = client.post("/api/v1/couple/join", as_=ben, json={"code": new.json()["code"]})
     assert joined.status_code == 201, joined.text
+
+
+def test_a_code_withdrawn_while_a_join_of_it_is_on_its_way_does_not_pair(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ana withdraws her code as Ben's join of it, which has read the clock, is on its way: the
+    join is refused as it is for an expired code, and Ana stays unpaired."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    with ThreadPoolExecutor(max_workers=1) as pool, claims_held(app) as (held, go):
+        joining = pool.submit(
+            ApiClient(client.base_url).post, "/api/v1/couple/join", as_=ben, json={"code": code}
+        )
+        assert held.wait(10)
+        withdrawn = client.delete("/api/v1/couple/invites", as_=ana)
+        go.set()
+        late = joining.result(timeout=10)
+    assert withdrawn.status_code == 204, withdrawn.text
+    assert late.status_code == 422, late.text
+    assert client.get("/api/v1/couple", as_=ana).status_code == 404
+
+
+def test_a_code_withdrawn_as_it_pairs_its_maker_is_told_they_are_paired(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ben's join has claimed Ana's code when she withdraws it: the withdrawal waits for the
+    join, which pairs them. Ana is told 409 (already paired), not 204 as if the code were
+    dead while her phone still waits for a partner."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        first_statement_held(app, lambda sql: sql.startswith("UPDATE invites SET used_at")) as held,
+    ):
+        joining = pool.submit(
+            ApiClient(client.base_url).post, "/api/v1/couple/join", as_=ben, json={"code": code}
+        )
+        assert held.wait(10)
+        withdrawing = pool.submit(
+            ApiClient(client.base_url).delete, "/api/v1/couple/invites", as_=ana
+        )
+        joined, refused = joining.result(timeout=20), withdrawing.result(timeout=20)
+    assert joined.status_code == 201, joined.text
+    assert refused.status_code == 409, refused.text
+    assert client.get("/api/v1/couple", as_=ana).json()["partner"]["id"] == ben.id

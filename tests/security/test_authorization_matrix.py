@@ -215,6 +215,16 @@ ROUTES: dict[tuple[str, str], Route] = {
         own(409, unpaired=201),
         "the paired may not invite",
     ),
+    ("GET", "/api/v1/couple/invites"): Route(
+        lambda w, c: c.request("GET", "/api/v1/couple/invites"),
+        own(409, unpaired=200),
+        "the caller's own code alone (the unpaired one made it just above)",
+    ),
+    ("DELETE", "/api/v1/couple/invites"): Route(
+        lambda w, c: c.request("DELETE", "/api/v1/couple/invites"),
+        own(409, unpaired=204),
+        "the caller's own code alone",
+    ),
     ("POST", "/api/v1/couple/join"): Route(
         lambda w, c: c.request("POST", "/api/v1/couple/join", json={"code": "ZZZZ-ZZZZ"}),
         own(409, unpaired=422),
