@@ -22,11 +22,17 @@ def new_code() -> str:
 
 def normalize(typed: str) -> str:
     """Accept what people type or paste: any case, full-width letters and digits (a Chinese
-    or Japanese keyboard's full-width mode: read in NFKC), spaces, line breaks or dashes of any
-    kind, O for 0, I/L for 1."""
+    or Japanese keyboard's full-width mode: read in NFKC), digits of any script (an Arabic,
+    Persian or Hindi keyboard's own), spaces, line breaks or dashes of any kind, O for 0, I/L
+    for 1."""
     typed = unicodedata.normalize("NFKC", typed)
-    cleaned = "".join(char for char in typed if not _separates(char))
+    cleaned = "".join(_digit(char) for char in typed if not _separates(char))
     return cleaned.upper().translate(_LOOKALIKES)
+
+
+def _digit(char: str) -> str:
+    """A decimal digit of any script as its ASCII one; anything else as it is."""
+    return str(unicodedata.decimal(char)) if unicodedata.category(char) == "Nd" else char
 
 
 def _separates(char: str) -> bool:

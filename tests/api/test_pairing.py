@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 
 from service.clock import clock
+from service.domain import invites
 from tests.support.client import ApiClient
 from tests.support.server import LiveServer
 
@@ -67,6 +68,20 @@ def test_a_code_typed_in_full_width_joins(client: ApiClient) -> None:
     ana, ben = client.register("Ana"), client.register("Ben")
     code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
     typed = "".join(chr(ord(c) + 0xFEE0) for c in code.lower())
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": typed})
+    assert joined.status_code == 201, joined.text
+
+
+@pytest.mark.parametrize("zero", ["\u0660", "\u06f0", "\u0966"])
+def test_a_code_typed_with_another_scripts_digits_joins(
+    client: ApiClient, monkeypatch: pytest.MonkeyPatch, zero: str
+) -> None:
+    """An Arabic, Persian or Hindi keyboard types digits as its own (Arabic-Indic, Persian
+    or Devanagari: U+0663 for 3): the code was refused as a wrong one."""
+    monkeypatch.setattr(invites, "new_code", lambda: "7KQ2M9XD")
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    typed = "".join(chr(ord(zero) + int(c)) if c.isdigit() else c for c in code)
     joined = client.post("/api/v1/couple/join", as_=ben, json={"code": typed})
     assert joined.status_code == 201, joined.text
 
