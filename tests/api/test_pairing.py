@@ -86,6 +86,28 @@ def test_a_code_typed_with_another_scripts_digits_joins(
     assert joined.status_code == 201, joined.text
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "\u0420\u0410\u0421 4 \u0422\u0415\u0425\u041d",  # Cyrillic capitals
+        "\u0440\u0430\u0441-4\u0442\u0435\u0445\u043d",  # Cyrillic small letters
+        "\u03a1\u0391C4-\u03a4\u0395\u03a7\u0397",  # Greek capitals
+        "\u0420A\u04214TEX\u041d",  # some letters typed before switching the layout
+    ],
+)
+def test_a_code_typed_in_a_cyrillic_or_greek_layout_joins(
+    client: ApiClient, monkeypatch: pytest.MonkeyPatch, typed: str
+) -> None:
+    """PAC4-TEXH typed on a phone left in a Russian, Ukrainian or Greek layout: its letters
+    look the same but are that alphabet's (Cyrillic ER for P), and the code was refused as a
+    wrong one."""
+    monkeypatch.setattr(invites, "new_code", lambda: "PAC4TEXH")
+    ana, ben = client.register("Ana"), client.register("Ben")
+    assert client.post("/api/v1/couple/invites", as_=ana).json()["code"] == "PAC4-TEXH"
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": typed})
+    assert joined.status_code == 201, joined.text
+
+
 def test_a_stranger_sees_no_couple(client: ApiClient) -> None:
     client.couple()
     stranger = client.register("Sol")
