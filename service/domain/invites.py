@@ -21,9 +21,11 @@ _LATIN_LOOKALIKES = str.maketrans(
     "ABCEHIJKMOPSTXYQWabcehijkmopstxyqwABEZHIKMNOPTYXaikvoptx",
 )
 # What sits between or around a code that was pasted rather than typed: spaces of any kind and
-# line breaks (Z*, Cc), invisible format characters such as a zero-width space (Cf), and dashes
-# of any kind (Pd: a text app's smart punctuation makes an en dash of "-"), and the minus sign.
-_SEPARATORS = ("Z", "Cc", "Cf", "Pd")
+# line breaks (Z*, Cc), invisible format characters such as a zero-width space (Cf), dashes of
+# any kind (Pd: a text app's smart punctuation makes an en dash of "-") and the minus sign, and
+# any other punctuation (P*), which no code contains: the full stop or the quotes of a sentence
+# the code was copied out of.
+_SEPARATORS = ("Z", "Cc", "Cf", "P")
 _MINUS = "\u2212"
 
 
@@ -35,7 +37,7 @@ def normalize(typed: str) -> str:
     """Accept what people type or paste: any case, full-width letters and digits (a Chinese
     or Japanese keyboard's full-width mode: read in NFKC), digits of any script (an Arabic,
     Persian or Hindi keyboard's own), Cyrillic and Greek letters drawn as Latin ones, spaces,
-    line breaks or dashes of any kind, O for 0, I/L for 1."""
+    line breaks, dashes or other punctuation of any kind, O for 0, I/L for 1."""
     typed = unicodedata.normalize("NFKC", typed)
     cleaned = "".join(_digit(char) for char in typed if not _separates(char))
     return cleaned.translate(_LATIN_LOOKALIKES).upper().translate(_LOOKALIKES)

@@ -62,6 +62,27 @@ def test_a_pasted_code_joins(client: ApiClient, before: str, dash: str, after: s
     assert joined.status_code == 201, joined.text
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("", "."),  # the end of "my code is AD6T-DKWE."
+        ("\u201c", "\u201d"),  # in a text app's quotes
+        ('"', '",'),  # in plain quotes, then a comma
+        ("(", ")"),
+        ("\u300c", "\u3002"),  # a Japanese corner bracket; an ideographic full stop
+    ],
+)
+def test_a_code_copied_with_the_punctuation_around_it_joins(
+    client: ApiClient, before: str, after: str
+) -> None:
+    """Copied out of a sentence ("my code is AD6T-DKWE."), a code comes with the full stop or
+    the quotes around it, which no code contains: it was refused as a wrong one."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    joined = client.post("/api/v1/couple/join", as_=ben, json={"code": before + code + after})
+    assert joined.status_code == 201, joined.text
+
+
 def test_a_code_typed_in_full_width_joins(client: ApiClient) -> None:
     """A Chinese or Japanese keyboard in full-width mode types the letters, digits and dash of
     a code as their full-width forms (U+FF01-U+FF5E): the code was refused as a wrong one."""
