@@ -70,13 +70,20 @@ def resume_due(session: Session, now: datetime, batch: int = 200) -> int:
     breaks before while it waited for the next one's, and another worker's pass (or an account's
     deletion, which locks each couple it was in) taking two of them in the other order deadlocked
     with it.
+
+    On PostgreSQL a break whose conversation or couple another transaction holds is not
+    picked (each row locked as it is read, until the pick commits): it would be left for a
+    later pass, and a batch of them picked first, pass after pass, kept every other break from
+    ending.
     """
     due = list(
         session.scalars(
             select(Repair.id)
+            .join(Couple, Couple.id == Repair.couple_id)
             .where(Repair.paused_until.is_not(None), Repair.paused_until <= now)
             .order_by(Repair.paused_until)
             .limit(batch)
+            .with_for_update(of=(Repair, Couple), skip_locked=True)
         )
     )
     session.commit()

@@ -20,9 +20,10 @@ from sqlalchemy import event, func, select, text
 
 from service.clock import clock
 from service.extensions import db
-from service.models import CoupleEvent, Repair
+from service.models import Couple, CoupleEvent, Repair
 from service.services import repair_breaks
 from tests.support.client import ApiClient, Person
+from tests.support.locks import rows_held
 from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
@@ -111,3 +112,35 @@ def count_and_end_breaks_side_by_side(app: Flask) -> list[Any]:
     finally:
         event.remove(engine, "after_cursor_execute", hold)
         watcher.close()
+
+
+def test_breaks_of_couples_held_elsewhere_do_not_keep_the_others_from_ending(
+    client: ApiClient, app: Flask
+) -> None:
+    """As many ended breaks of held couples (a request, a transaction left open) as a pass
+    takes: each pass took those same breaks first, left every one for later, and never reached
+    Eve's, which stayed on long past its end. A pass skips the held couples' breaks."""
+    held = []
+    clock.freeze(clock.now())
+    try:
+        for first, second in (("Ana", "Ben"), ("Cat", "Dan")):
+            who, _ = client.couple(first, second)
+            take_a_break(client, who)
+            held.append(uuid.UUID(client.get("/api/v1/couple", as_=who).json()["id"]))
+        clock.advance(timedelta(seconds=1))
+        eve, _ = client.couple("Eve", "Fay")
+        take_a_break(client, eve)
+        clock.advance(timedelta(minutes=30))
+
+        def end_breaks() -> int:
+            with app.app_context(), db.scope() as session:
+                return repair_breaks.resume_due(session, clock.now(), batch=2)
+
+        with rows_held(app, select(Couple).where(Couple.id.in_(held)).with_for_update()):
+            assert [end_breaks(), end_breaks()] == [1, 0]
+        assert end_breaks() == 2  # once free, the held couples' breaks end too
+    finally:
+        clock.unfreeze()
+    with app.app_context():
+        paused = select(func.count()).where(Repair.paused_until.is_not(None))
+        assert db.session.scalar(paused) == 0

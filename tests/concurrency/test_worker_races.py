@@ -113,3 +113,36 @@ def test_an_answer_racing_the_expiry_at_expires_at_finds_the_bid_expired(
         assert types == ["couple.paired", "bid.created", "bid.expired"]
     finally:
         clock.unfreeze()
+
+
+def test_bids_of_couples_held_elsewhere_do_not_keep_the_others_from_expiring(
+    client: ApiClient, app: Flask
+) -> None:
+    """As many overdue bids of held couples (a request, a transaction left open) as a pass
+    takes: each pass took those same bids first, left every one for later, and never reached
+    Eve's, which stayed open long past its expiry. A pass skips the held couples' bids."""
+    t0 = clock.now()
+    clock.freeze(t0)
+    try:
+        held = []
+        for sender, partner in (("Ana", "Ben"), ("Cat", "Dan")):
+            who, _ = client.couple(sender, partner)
+            bid(client, who)
+            held.append(uuid.UUID(client.get("/api/v1/couple", as_=who).json()["id"]))
+        clock.freeze(t0 + timedelta(minutes=1))
+        eve, fay = client.couple("Eve", "Fay")
+        due_last = bid(client, client.fresh(eve))
+        clock.freeze(t0 + timedelta(days=2))
+
+        def expire() -> int:
+            with app.app_context(), db.scope() as session:
+                return bids.expire_due(session, clock.now(), batch=2)
+
+        with rows_held(app, select(Couple).where(Couple.id.in_(held)).with_for_update()):
+            assert [expire(), expire()] == [1, 0]
+        fay = client.fresh(fay)
+        shown = client.get(f"/api/v1/bids/{due_last['id']}", as_=fay).json()
+        assert shown["status"] == "expired"
+        assert expire() == 2  # once free, the held couples' bids expire too
+    finally:
+        clock.unfreeze()
