@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -52,6 +53,16 @@ class Tick:
         that claimed less than a batch took every push due; what is queued after its claim
         comes with a wake-up (or is found by the idle pass). What it left unsent is due now."""
         return bool(self.full or self.unsent or self.expired_bids or self.resumed_repairs)
+
+
+@dataclass
+class _Prune:
+    """One of the loop's prunes: `share` deletes a bounded share and says whether more are
+    left; `due` is when its next share is (a `time.monotonic()` reading; 0: at once)."""
+
+    what: str
+    share: Callable[[], bool]
+    due: float = 0.0
 
 
 @dataclass
@@ -121,29 +132,44 @@ class Worker:
     def prune(self) -> int:
         """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago, and the expired
         sign-ins (`accounts.prune_expired_sign_ins`). How many pushes went."""
+        while self._prune_sign_ins():
+            pass
         deleted = 0
-        while (pruned := self._prune_some()).more:
+        while (pruned := self._prune_pushes()).more:
             deleted += pruned.deleted
         return deleted + pruned.deleted
 
-    def _prune_some(self) -> push_outbox.Pruned:
-        """One bounded share of `prune` (`prune_batches` transactions of `prune_batch` jobs,
-        and as many of expired sign-ins); `more` while either has more left."""
+    def _prunes(self) -> list[_Prune]:
+        """What the loop deletes once a period, each on its own schedule: one held up (a
+        finished push locked by a transaction left open) holds up none of the others. The
+        sign-ins first: a phone whose sign-in expired stops getting pushes."""
+        return [
+            _Prune("expired sign-ins", self._prune_sign_ins),
+            _Prune("finished pushes", lambda: self._prune_pushes().more),
+        ]
+
+    def _prune_pushes(self) -> push_outbox.Pruned:
+        """One bounded share of the pushes' prune (`prune_batches` transactions of
+        `prune_batch` jobs); `more` while more are left."""
         with self.app.app_context():
             settings: Settings = self.app.extensions["reach.settings"]
-            now = clock.now()
-            before = now - timedelta(days=settings.PUSH_RETENTION_DAYS)
+            before = clock.now() - timedelta(days=settings.PUSH_RETENTION_DAYS)
             with db.scope() as session:
                 pruned = push_outbox.prune_finished(
                     session, before, batch=self.prune_batch, most_batches=self.prune_batches
                 )
-            with db.scope() as session:
-                sign_ins = accounts.prune_expired_sign_ins(
-                    session, now, batch=self.prune_batch, most_batches=self.prune_batches
-                )
         if pruned.deleted:
             log.info(
                 "finished pushes deleted", extra={"worker": self.name, "pushes": pruned.deleted}
+            )
+        return pruned
+
+    def _prune_sign_ins(self) -> bool:
+        """One bounded share of the expired sign-ins' prune (`prune_batches` transactions of
+        `prune_batch` refresh tokens); whether more are left."""
+        with self.app.app_context(), db.scope() as session:
+            sign_ins = accounts.prune_expired_sign_ins(
+                session, clock.now(), batch=self.prune_batch, most_batches=self.prune_batches
             )
         if sign_ins.tokens:
             log.info(
@@ -154,18 +180,24 @@ class Worker:
                     "sessions": sign_ins.sessions,
                 },
             )
-        return push_outbox.Pruned(pruned.deleted, more=pruned.more or sign_ins.more)
+        return sign_ins.more
 
-    def _prune_share(self) -> float:
-        """Prune one share; when the next is due (a `time.monotonic()` reading): at once while
-        more are left, after `prune_seconds` once none are. One that fails (a finished push
-        locked by a transaction left open, a share that outlasts the statement timeout) is
-        logged and tried again after PRUNE_RETRY_SECONDS: the pushes are sent meanwhile."""
+    def _prune_share(self, prune: _Prune) -> float:
+        """Prune one share of `prune`; when its next is due (a `time.monotonic()` reading): at
+        once while more are left, after `prune_seconds` once none are. One that fails (a
+        finished push locked by a transaction left open, a share that outlasts the statement
+        timeout) is logged and tried again after PRUNE_RETRY_SECONDS: the pushes are sent, and
+        the other prunes go on, meanwhile."""
         try:
-            more = self._prune_some().more
+            more = prune.share()
         except Exception as exc:
             retry = min(self.prune_seconds, PRUNE_RETRY_SECONDS)
-            extra = {"worker": self.name, "error_type": type(exc).__name__, "retry_seconds": retry}
+            extra = {
+                "worker": self.name,
+                "prune": prune.what,
+                "error_type": type(exc).__name__,
+                "retry_seconds": retry,
+            }
             message = "worker prune failed; pushes go on, the prune is tried again later"
             if is_unavailable(exc) or is_unmigrated(exc):
                 log.warning(message, extra={**extra, "error": database_said(exc)})
@@ -176,14 +208,16 @@ class Worker:
 
     def run_forever(self) -> None:
         log.info("worker started", extra={"worker": self.name})
-        next_housekeeping = next_prune = 0.0
+        next_housekeeping = 0.0
+        prunes = self._prunes()
         failures = 0  # passes failed in a row
         while not self._stop.is_set():
             started = self._progress = time.monotonic()
             housekeeping = started >= next_housekeeping
-            if started >= next_prune:
-                # Pushes keep being sent between shares; a backlog is worked off pass by pass.
-                next_prune = self._prune_share()
+            for prune in prunes:
+                if started >= prune.due:
+                    # Pushes keep being sent between shares; a backlog is worked off pass by pass.
+                    prune.due = self._prune_share(prune)
             try:
                 tick = self.run_once(housekeeping)
             except Exception as exc:

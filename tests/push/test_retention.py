@@ -19,7 +19,7 @@ from sqlalchemy import TextClause, create_engine, func, select, text
 from service import create_app
 from service.clock import clock
 from service.extensions import db
-from service.models import PushAttempt, PushDelivery, PushJob
+from service.models import AuthSession, PushAttempt, PushDelivery, PushJob
 from service.services.push_outbox import Pruned
 from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device
@@ -143,7 +143,7 @@ def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
     loop = Worker(app, name="pruning-worker", idle_seconds=0.02, prune_seconds=1.0)
     prunes: list[float] = []
     passes: list[float] = []
-    prune, run_once = loop._prune_some, loop.run_once
+    prune, run_once = loop._prune_pushes, loop.run_once
 
     def counted_prune() -> Pruned:
         prunes.append(time.monotonic())
@@ -153,7 +153,7 @@ def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
         passes.append(time.monotonic())
         return run_once(housekeeping)
 
-    monkeypatch.setattr(loop, "_prune_some", counted_prune)
+    monkeypatch.setattr(loop, "_prune_pushes", counted_prune)
     monkeypatch.setattr(loop, "run_once", counted_pass)
     # A month on, Ben's phone has signed in again (its sign-in expired: the prune ends it).
     device(client, client.fresh(ben), "ben-phone-token")
@@ -223,6 +223,8 @@ def test_a_prune_that_cannot_finish_does_not_hold_up_the_pushes(
     old = bid(client, client.fresh(ana))
     worker.run_once()
     clock.freeze(T0 + timedelta(days=31))
+    # Ben's phone has signed in again (its sign-in expired: the prune ends it).
+    device(client, client.fresh(ben), "ben-phone-token")
     app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=500))
     loop = Worker(app, name="pruning-worker", idle_seconds=0.05)
     held = text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE")
@@ -271,3 +273,33 @@ def test_housekeeping_behind_a_couple_left_locked_does_not_hold_up_the_pushes(
     else:
         shown = client.get(f"/api/v1/repairs/{repair['id']}", as_=client.fresh(ben)).json()
         assert shown["paused_until"] is None
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_expired_sign_ins_go_while_the_pushes_prune_is_held_up(
+    database_url: str, client: ApiClient, worker: Worker
+) -> None:
+    """A month-old push locked by a transaction left open fails the pushes' prune, every
+    try. The expired sign-ins were deleted only after it, in the same share: none went, and
+    their phones kept their pushes, for as long as the push was held. They go regardless,
+    and a backlog of them is worked off share after share."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    old = bid(client, client.fresh(ana))
+    worker.run_once()
+    clock.freeze(T0 + timedelta(days=31))  # every sign-in so far has expired
+    app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=500))
+    # One expired refresh token per share: several shares are needed.
+    loop = Worker(app, name="pruning-worker", idle_seconds=0.05, prune_batch=1, prune_batches=1)
+
+    def sign_ins() -> int:
+        with app.app_context(), db.scope() as session:
+            return int(session.scalar(select(func.count()).select_from(AuthSession)) or 0)
+
+    assert sign_ins() > 2
+    held = text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE")
+    with left_open(database_url, held, key=f"bid.created:{old['id']}"), running(loop):
+        wait_until(lambda: sign_ins() == 0, 10, "the expired sign-ins deleted")
+    assert f"bid.created:{old['id']}" in pushes(worker)
