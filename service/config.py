@@ -138,6 +138,10 @@ class Settings:
     # deliveries and attempts this many days after they finished (the worker looks hourly, and
     # keeps going between passes while more are due).
     PUSH_RETENTION_DAYS: int = 30
+    # The SHA-256 of a push token FCM declared dead (`dead_push_tokens`) refuses its
+    # registration again, its device deleted or not, for this many days after FCM said so; the
+    # worker's hourly prune then deletes it. FCM never hands a dead token out again.
+    DEAD_PUSH_TOKEN_RETENTION_DAYS: int = 365
     MAX_CONTENT_LENGTH: int = 64 * 1024
     RATELIMIT_ENABLED: bool = True
     RATELIMIT_AUTH: str = "10 per minute"

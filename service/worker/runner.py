@@ -78,9 +78,9 @@ class Worker:
     # two transactions, too dear for every pass under load. None: as often as an idle loop does
     # (every `idle_seconds`), so nothing is later than when the worker is idle.
     housekeeping_seconds: float | None = None
-    # How often a running loop deletes the pushes past PUSH_RETENTION_DAYS and the expired
-    # sign-ins (first at start), and how many it deletes at a time: while more are left it
-    # goes on after the next pass.
+    # How often a running loop deletes the pushes past PUSH_RETENTION_DAYS, the expired
+    # sign-ins and the dead tokens past DEAD_PUSH_TOKEN_RETENTION_DAYS (first at start), and
+    # how many it deletes at a time: while more are left it goes on after the next pass.
     prune_seconds: float = 3600.0
     prune_batch: int = 1000
     prune_batches: int = 20
@@ -130,9 +130,12 @@ class Worker:
         return tick
 
     def prune(self) -> int:
-        """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago, and the expired
-        sign-ins (`accounts.prune_expired_sign_ins`). How many pushes went."""
+        """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago, the expired
+        sign-ins (`accounts.prune_expired_sign_ins`), and the dead tokens FCM declared dead
+        more than DEAD_PUSH_TOKEN_RETENTION_DAYS ago. How many pushes went."""
         while self._prune_sign_ins():
+            pass
+        while self._prune_dead_tokens():
             pass
         deleted = 0
         while (pruned := self._prune_pushes()).more:
@@ -145,6 +148,7 @@ class Worker:
         sign-ins first: a phone whose sign-in expired stops getting pushes."""
         return [
             _Prune("expired sign-ins", self._prune_sign_ins),
+            _Prune("dead push tokens", self._prune_dead_tokens),
             _Prune("finished pushes", lambda: self._prune_pushes().more),
         ]
 
@@ -181,6 +185,22 @@ class Worker:
                 },
             )
         return sign_ins.more
+
+    def _prune_dead_tokens(self) -> bool:
+        """One bounded share of the dead tokens' prune (`prune_batches` transactions of
+        `prune_batch` tokens); whether more are left."""
+        with self.app.app_context():
+            settings: Settings = self.app.extensions["reach.settings"]
+            before = clock.now() - timedelta(days=settings.DEAD_PUSH_TOKEN_RETENTION_DAYS)
+            with db.scope() as session:
+                pruned = push_outbox.prune_dead_tokens(
+                    session, before, batch=self.prune_batch, most_batches=self.prune_batches
+                )
+        if pruned.deleted:
+            log.info(
+                "dead push tokens forgotten", extra={"worker": self.name, "tokens": pruned.deleted}
+            )
+        return pruned.more
 
     def _prune_share(self, prune: _Prune) -> float:
         """Prune one share of `prune`; when its next is due (a `time.monotonic()` reading): at

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from service.clock import clock
@@ -134,6 +135,42 @@ def test_a_dead_token_is_disabled_at_once_and_never_tried_again(
     assert tokens.count("ben-dead-token") == 1
     assert tokens.count("ben-live-token") == 2
     assert [j.state for j in jobs(fcm_worker)] == ["done", "done"]
+
+
+def test_a_dead_tokens_refusal_is_forgotten_after_the_retention_operators_set(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SHA-256 of a token FCM declared dead was kept for ever. It goes with the worker's
+    prune once DEAD_PUSH_TOKEN_RETENTION_DAYS have passed: until then registering the token
+    again is refused, its device deleted or not; after, it is taken as any new token."""
+    settings = fcm_worker.app.extensions["reach.settings"]
+    monkeypatch.setitem(
+        fcm_worker.app.extensions,
+        "reach.settings",
+        settings.with_overrides(DEAD_PUSH_TOKEN_RETENTION_DAYS=90),
+    )
+    t0 = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    clock.freeze(t0)
+    ana, ben = client.couple()
+    dead = device(client, ben, "ben-dead-token")
+    standin.script("ben-dead-token", fcm.UNREGISTERED)
+    bid(client, ana)
+    fcm_worker.run_once()
+    assert client.delete(f"/api/v1/devices/{dead['id']}", as_=ben).status_code == 204
+    body = {"platform": "android", "push_token": "ben-dead-token"}
+
+    def register() -> int:
+        return client.post("/api/v1/devices", as_=client.fresh(ben), json=body).status_code
+
+    assert register() == 422
+    clock.freeze(t0 + timedelta(days=89))
+    fcm_worker.prune()
+    assert register() == 422
+    clock.freeze(t0 + timedelta(days=91))
+    fcm_worker.prune()
+    assert register() == 201
+    listed = client.get("/api/v1/devices", as_=ben).json()["items"]
+    assert [(d["active"], d["disabled_reason"]) for d in listed] == [(True, None)]
 
 
 def test_sender_id_mismatch_also_disables_the_token(

@@ -20,7 +20,12 @@ from service.services.push_outbox.notifications import (
     repair_message,
     repair_reminders,
 )
-from service.services.push_outbox.retention import FINISHED, Pruned, prune_finished
+from service.services.push_outbox.retention import (
+    FINISHED,
+    Pruned,
+    prune_dead_tokens,
+    prune_finished,
+)
 from service.services.push_outbox.withdrawals import UNSENT, cancel, withdraw_read_messages
 
 __all__ = [
@@ -39,6 +44,7 @@ __all__ = [
     "job",
     "message_pushes_of",
     "on_enqueued",
+    "prune_dead_tokens",
     "prune_finished",
     "queue",
     "release",

@@ -1,4 +1,5 @@
-"""Deleting the jobs that finished long enough ago, a batch at a time."""
+"""Deleting what the outbox no longer needs, a batch at a time: the jobs that finished long
+enough ago, and the dead tokens remembered long enough."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from service.models import PushJob
+from service.models import DeadPushToken, PushJob
 from service.models.base import table
 
 # A job in one of these states is over: nothing will send it again.
@@ -54,5 +55,29 @@ def prune_finished(
         session.commit()
         after = rows[-1].id
         if rows[-1].created_at >= before:
+            return Pruned(deleted, more=False)
+    return Pruned(deleted, more=True)
+
+
+def prune_dead_tokens(
+    session: Session, before: datetime, *, batch: int = 1000, most_batches: int = 20
+) -> Pruned:
+    """Forget the tokens FCM declared dead before `before` (`DeadPushToken`): registering one
+    again is no longer refused, unless a device still has it. `batch` per transaction, at most
+    `most_batches` of them (`more`: call again to go on)."""
+    deleted = 0
+    for _ in range(most_batches):
+        old = session.scalars(
+            select(DeadPushToken.token_sha256).where(DeadPushToken.created_at < before).limit(batch)
+        ).all()
+        if old:
+            result = session.execute(
+                delete(DeadPushToken).where(
+                    DeadPushToken.token_sha256.in_(old), DeadPushToken.created_at < before
+                )
+            )
+            deleted += int(getattr(result, "rowcount", 0) or 0)
+        session.commit()
+        if len(old) < batch:
             return Pruned(deleted, more=False)
     return Pruned(deleted, more=True)
