@@ -15,6 +15,7 @@ from service.clock import clock
 from service.extensions import db
 from service.models import PushJob
 from service.worker.runner import Worker
+from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.repairs import start
@@ -143,6 +144,49 @@ def test_a_reminder_waiting_for_the_morning_after_its_break_follows_a_new_zone(
     clock.freeze(datetime(2031, 1, 15, 21, 30, tzinfo=UTC))
     profile(client, ben, timezone="Asia/Tokyo")
     assert due(fcm_worker, "repair.reminder")[ben.id] == datetime(2031, 1, 15, 22, 0, tzinfo=UTC)
+
+
+def test_a_retry_held_for_the_night_follows_quiet_hours_turned_off(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """FCM asks, at 21:55 in Berlin, to try Ben's push again in an hour: that falls in his
+    quiet hours (from 22:00), so it waits for 07:00. At 22:30 he turns them off: the push
+    goes when FCM asked, at 22:55, not the next morning (it kept the old hours' time)."""
+    ana, ben = berliner_asleep(client)
+    standin.script("ben-token", fcm.quota_exceeded("3600"))
+    clock.freeze(datetime(2031, 1, 15, 20, 55, tzinfo=UTC))  # 21:55 in Berlin
+    bid = send_bid(client, ana)
+    assert fcm_worker.run_once().pushes == 1
+    assert due(fcm_worker, "bid.created") == {ben.id: datetime(2031, 1, 16, 6, 0, tzinfo=UTC)}
+    clock.freeze(datetime(2031, 1, 15, 21, 30, tzinfo=UTC))
+    profile(client, ben, quiet_hours=None)
+    asked = datetime(2031, 1, 15, 21, 55, tzinfo=UTC)
+    assert due(fcm_worker, "bid.created") == {ben.id: asked}
+    assert fcm_worker.run_once().pushes == 0
+    clock.freeze(asked)
+    assert fcm_worker.run_once().pushes == 1
+    assert [m["data"]["bid_id"] for m in standin.messages()] == [bid["id"], bid["id"]]
+
+
+def test_a_retry_held_for_the_night_follows_its_recipient_to_an_earlier_morning(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """FCM fails Ben's push just before his quiet hours begin in Berlin: its retry, a moment
+    later, waits for 07:00 there (06:00Z). He lands in Tokyo at 06:30 there (21:30Z): his
+    quiet hours end at 07:00 Tokyo time, 22:00Z, and the retry goes then, not 8 hours later."""
+    ana, ben = berliner_asleep(client)
+    standin.script("ben-token", fcm.unavailable())
+    clock.freeze(datetime(2031, 1, 15, 20, 59, 59, tzinfo=UTC))  # 21:59:59 in Berlin
+    send_bid(client, ana)
+    assert fcm_worker.run_once().pushes == 1
+    assert due(fcm_worker, "bid.created") == {ben.id: datetime(2031, 1, 16, 6, 0, tzinfo=UTC)}
+    clock.freeze(datetime(2031, 1, 15, 21, 30, tzinfo=UTC))
+    profile(client, ben, timezone="Asia/Tokyo")
+    tokyo_morning = datetime(2031, 1, 15, 22, 0, tzinfo=UTC)
+    assert due(fcm_worker, "bid.created") == {ben.id: tokyo_morning}
+    clock.freeze(tokyo_morning)
+    assert fcm_worker.run_once().pushes == 1
+    assert len(standin.messages()) == 2
 
 
 def test_a_push_due_before_quiet_hours_but_sent_in_them_waits_for_the_morning(

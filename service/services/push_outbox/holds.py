@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.domain.quiet_hours import QuietHours
-from service.models import PushJob, Repair, User
+from service.models import PushAttempt, PushDelivery, PushJob, Repair, User
 from service.services.push_outbox.jobs import wake_after_commit
 from service.services.push_outbox.keys import _break_of, _repair_of
 
@@ -65,26 +65,49 @@ def _retime(
 
 
 def follow_quiet_hours(session: Session, recipient_id: uuid.UUID) -> int:
-    """The recipient changed their quiet hours or time zone: their pushes held and never tried
-    yet are due from now (or the end of the break they wait for) as the new hours say, not at
-    night in a zone they left, nor after hours they no longer keep. Returns how many."""
+    """The recipient changed their quiet hours or time zone: their pushes held are due from
+    now (or the end of the break they wait for) as the new hours say, not at night in a zone
+    they left, nor after hours they no longer keep. One FCM asked to try again is due from
+    when it asked, no sooner (`_asked_for`). Returns how many."""
     now = clock.now()
     held = session.scalars(
         select(PushJob).where(
             PushJob.recipient_id == recipient_id,
             PushJob.state == "pending",
-            PushJob.attempts == 0,
             PushJob.urgent.is_(False),
             PushJob.available_at > now,
         )
     )
     retimed = 0
     for job in held:
-        job.available_at = due_from(session, job, max(now, break_end(session, job) or now))
+        start = max(now, break_end(session, job) or now)
+        if job.attempts:
+            start = max(start, _asked_for(session, job))
+        job.available_at = due_from(session, job, start)
         retimed += 1
     if retimed:
         wake_after_commit(session)
     return retimed
+
+
+def _asked_for(session: Session, job: PushJob) -> datetime:
+    """When a job FCM asked to try again was due again, whatever quiet hours held it: its
+    last try's end and the Retry-After FCM gave then (the longest of that pass's pushes; the
+    worker's own backoff of seconds to minutes is not kept), at most the time it has now."""
+    tried = (
+        select(PushAttempt.finished_at, PushAttempt.retry_after)
+        .join(PushDelivery, PushDelivery.id == PushAttempt.delivery_id)
+        .where(PushDelivery.job_id == job.id)
+    )
+    last = tried.with_only_columns(func.max(PushAttempt.finished_at)).scalar_subquery()
+    rows = session.execute(tried.where(PushAttempt.finished_at == last)).all()
+    if not rows:
+        return job.available_at
+    finished: datetime = rows[0].finished_at
+    wait = max(row.retry_after or 0.0 for row in rows)
+    # Its time now is at least the one asked for: an absurd Retry-After is cut to it.
+    most = max(0.0, (job.available_at - finished).total_seconds())
+    return finished + timedelta(seconds=min(wait, most))
 
 
 def break_end(session: Session, job: PushJob) -> datetime | None:
