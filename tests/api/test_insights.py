@@ -403,6 +403,34 @@ def test_a_stranger_gets_no_insights(client: ApiClient) -> None:
     assert client.get("/api/v1/checkins/current", as_=stranger).status_code == 404
 
 
+def test_insights_read_the_couples_bids_twice_however_many_there_are(
+    client: ApiClient, app: Flask
+) -> None:
+    """Each partner's counts, the weekly trend and the times are read from the window's bids in
+    two statements (the counts, and the medians), not two for each figure of each partner."""
+    ana, ben = client.couple()
+    d = Diary(client)
+    for day in range(10, 14):
+        d.answer(f"2031-03-{day}T10:05:00", ben, d.bid(f"2031-03-{day}T10:00:00", ana))
+    d.bid("2031-03-14T10:00:00", ben)
+    reads: list[str] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if re.search(r"\bFROM bids\b", statement):
+            reads.append(statement)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        figures = d.insights("2031-03-20T10:00:00", ana, days=90)
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
+    assert (figures["partners"][0]["bids_sent"], figures["partners"][1]["answered"]) == (4, 4)
+    assert figures["partners"][1]["median_response_seconds"] == 300
+    assert len(reads) == 2, reads
+
+
 def answer(scores: dict[str, Any], client_id: str | None = None) -> dict[str, Any]:
     """A check-in answer as a phone sends it: the scores and the write's own `client_id`."""
     return {**scores, "client_id": client_id or str(uuid.uuid4())}
