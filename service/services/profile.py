@@ -11,7 +11,7 @@ from schemas.couples import PartnerSchema
 from service.domain.errors import Conflict, invalid
 from service.domain.quiet_hours import TIMEZONE_MESSAGE, is_valid_timezone
 from service.models import Couple, User
-from service.services import events, members, push_outbox
+from service.services import bids, events, members, push_outbox
 
 _partner_schema = PartnerSchema()
 
@@ -38,7 +38,8 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
         user.quiet_start = quiet["start"] if quiet else None
         user.quiet_end = quiet["end"] if quiet else None
     if (user.timezone, user.quiet_start, user.quiet_end) != quiet_before:
-        # Pushes held for the old hours follow the new ones.
+        # Bids not yet reachable, and pushes held for the old hours, follow the new ones.
+        bids.follow_quiet_hours(session, user)
         push_outbox.follow_quiet_hours(session, user.id)
     if "notes_on_lock_screen" in changes:
         # Pushes already queued follow it too: the worker reads it as it sends them.

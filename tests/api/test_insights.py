@@ -658,3 +658,34 @@ def test_a_bid_that_could_never_reach_its_partner_is_not_turning_away(
             "turn_toward_rate": 0.5,
         }
     ]
+
+
+def test_a_partner_who_travels_is_timed_from_the_end_of_the_night_they_are_in(
+    client: ApiClient,
+) -> None:
+    """Ben keeps quiet hours from 22:00 to 07:00. Ana's bid reaches New York at 23:00, to wait
+    for 07:00 there (12:00Z); Ben has flown to Los Angeles, and at 23:00 there he sets his time
+    zone: the bid waits for 07:00 in Los Angeles (15:00Z), as its push does. Answered at 07:05
+    there, it took him five minutes, not three hours of a night the service kept it from him."""
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "America/New_York")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    d = Diary(client)
+    bid = d.bid("2031-01-14T04:00:00", ana)  # 23:00 in New York
+    assert client.get(f"/api/v1/bids/{bid}", as_=ana).json()["reachable_at"] == (
+        "2031-01-14T12:00:00.000000Z"
+    )
+    moved = client.patch(
+        "/api/v1/me",
+        as_=d.when("2031-01-14T07:00:00", ben),  # 23:00 in Los Angeles
+        json={"timezone": "America/Los_Angeles"},
+    )
+    assert moved.status_code == 200, moved.text
+    shown = client.get(f"/api/v1/bids/{bid}", as_=d.when("2031-01-14T07:00:00", ana)).json()
+    assert shown["reachable_at"] == "2031-01-14T15:00:00.000000Z"
+    d.answer("2031-01-14T15:05:00", ben, bid)
+    answered = client.get(f"/api/v1/bids/{bid}", as_=d.when("2031-01-14T15:05:00", ana)).json()
+    assert answered["response_seconds"] == 300
+    ben_figures = d.insights("2031-01-15T12:00:00", ana)["partners"][1]
+    assert ben_figures["median_response_seconds"] == 300
