@@ -689,3 +689,31 @@ def test_a_partner_who_travels_is_timed_from_the_end_of_the_night_they_are_in(
     assert answered["response_seconds"] == 300
     ben_figures = d.insights("2031-01-15T12:00:00", ana)["partners"][1]
     assert ben_figures["median_response_seconds"] == 300
+
+
+def test_an_earlier_pairing_of_the_same_two_counts_nowhere(client: ApiClient) -> None:
+    """Ana and Ben unpair and pair again: the new pairing's insights and check-ins start from
+    nothing, the bids, conversation and check-in answer of the earlier one left out."""
+    ana, ben = client.couple()
+    d = Diary(client)
+    d.answer("2031-03-10T10:05:00", ben, d.bid("2031-03-10T10:00:00", ana))
+    d.bid("2031-03-10T11:00:00", ben)
+    who = d.when("2031-03-10T12:00:00", ana)
+    scores = {"accessible": 4, "responsive": 3, "engaged": 5}
+    assert client.post("/api/v1/checkins", as_=who, json=answer(scores)).status_code == 201
+    started = client.post("/api/v1/repairs", as_=who, json={"client_id": str(uuid.uuid4())})
+    assert started.status_code == 201, started.text
+    assert client.delete("/api/v1/couple", as_=client.fresh(ben)).status_code == 204
+    client.pair(client.fresh(ana), client.fresh(ben))
+
+    figures = d.insights("2031-03-10T13:00:00", ben)
+    assert figures["couple"] == {
+        "bids": 0,
+        "repairs_started": 0,
+        "repairs_resolved": 0,
+        "median_seconds_to_resolution": None,
+    }
+    assert [(p["bids_sent"], p["bids_received"]) for p in figures["partners"]] == [(0, 0)] * 2
+    assert [w["bids"] for w in figures["weekly"]] == [0]
+    current = client.get("/api/v1/checkins/current", as_=ben).json()
+    assert (current["number"], current["partner_answered"]) == (0, False)
