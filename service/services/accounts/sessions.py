@@ -6,11 +6,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
-from service.models import AuthSession, Device, RefreshToken
+from service.models import AuthSession, Device, RefreshToken, User
 from service.security.tokens import hash_refresh_token
 from service.services import devices, members
 
@@ -44,12 +44,9 @@ def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> in
     usable (`members.usable_session`): those whose refresh tokens expired end too (an access
     token of theirs may still be valid for a few minutes) but were over already."""
     now = clock.now()
+    ended = _hold_live_sessions(session, user_id, true())
     usable = count_usable_sessions(session, user_id, now)
-    session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-    )
+    _end(session, ended, reason, now)
     devices.sign_out(session, Device.user_id == user_id, now)
     return usable
 
@@ -60,30 +57,42 @@ def revoke_other_sessions(
     """End every sign-in session of the account but `keep`, and stop pushing to the devices
     those sessions registered, and to those of no known session (registered before devices
     named theirs: migration 0012; the phone of `keep` turns its own on again by registering).
-    Returns the sessions ended, to close their sockets once committed. Locked in id order,
-    before their devices, as `ops_support.disable_account` takes them."""
+    Returns the sessions ended, to close their sockets once committed."""
     now = clock.now()
-    ended = list(
+    ended = _hold_live_sessions(session, user_id, AuthSession.id != keep)
+    _end(session, ended, reason, now)
+    theirs = or_(Device.session_id.in_(ended), Device.session_id.is_(None))
+    devices.sign_out(session, and_(Device.user_id == user_id, theirs), now)
+    return ended
+
+
+def _hold_live_sessions(
+    session: Session, user_id: uuid.UUID, which: ColumnElement[bool]
+) -> list[uuid.UUID]:
+    """Lock the account's sessions not ended yet that `which` selects, to end them: the account
+    row first, then the sessions in id order (their devices come after, as the caller switches
+    them off). Every ending of more than one session of an account (signing out of every
+    phone, a password change, an operator's disabling) takes them in this order, so two at once
+    take turns: each taking the sessions in its own order, they deadlocked. The account is
+    locked FOR NO KEY UPDATE: a sign-in, or a write naming the account (FOR KEY SHARE), goes on."""
+    session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+    return list(
         session.scalars(
             select(AuthSession.id)
-            .where(
-                AuthSession.user_id == user_id,
-                AuthSession.id != keep,
-                AuthSession.revoked_at.is_(None),
-            )
+            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), which)
             .order_by(AuthSession.id)
             .with_for_update()
         )
     )
+
+
+def _end(session: Session, ended: list[uuid.UUID], reason: str, now: datetime) -> None:
     if ended:
         session.execute(
             update(AuthSession)
             .where(AuthSession.id.in_(ended))
             .values(revoked_at=now, revoked_reason=reason)
         )
-    theirs = or_(Device.session_id.in_(ended), Device.session_id.is_(None))
-    devices.sign_out(session, and_(Device.user_id == user_id, theirs), now)
-    return ended
 
 
 def sign_out_everywhere(session: Session, user_id: uuid.UUID) -> None:
