@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
 
 from schemas.base import Schema, StrictBoolean, UTCDateTime, name
+from schemas.devices import PLATFORMS
 from service.domain import emails, passwords
 from service.domain.quiet_hours import (
     TIMEZONE_MESSAGE,
@@ -155,3 +156,39 @@ class TokenPairSchema(Schema):
     refresh_token = fields.String(dump_only=True)
     token_type = fields.String(dump_only=True, dump_default="Bearer", metadata={"enum": ["Bearer"]})
     expires_in = fields.Integer(dump_only=True, metadata={"description": "Access token seconds"})
+
+
+class SessionDeviceSchema(Schema):
+    """The device a sign-in session registered last (`POST /devices`)."""
+
+    platform = fields.String(dump_only=True, metadata={"enum": list(PLATFORMS)})
+    app_version = fields.String(dump_only=True, allow_none=True)
+
+
+class SessionSchema(Schema):
+    """A phone signed in to the caller's account."""
+
+    id = fields.UUID(dump_only=True)
+    created_at = UTCDateTime(dump_only=True, metadata={"description": "When it signed in"})
+    last_refreshed_at = UTCDateTime(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "When it last traded its refresh token for a new pair (an app in "
+            "use does about every 15 minutes); null before its first refresh"
+        },
+    )
+    current = fields.Boolean(
+        dump_only=True, metadata={"description": "true for the session of the caller's token"}
+    )
+    device = fields.Nested(
+        SessionDeviceSchema,
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The device it registered last; null if it registered none"},
+    )
+
+
+class SessionListSchema(Schema):
+    items = fields.List(fields.Nested(SessionSchema), dump_only=True)
+    next = fields.String(dump_only=True, allow_none=True)

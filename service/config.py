@@ -167,6 +167,8 @@ class Settings:
     # Password changes per account, right or wrong (each checks one argon2 hash and makes
     # another): guessing the current password with a stolen access token is held to it.
     RATELIMIT_PASSWORD: str = "5 per hour"
+    # Lists of the account's sign-in sessions, and sessions ended one at a time, per account.
+    RATELIMIT_SESSIONS: str = "60 per hour"
     # Live member sockets one account may hold in one process; more are refused.
     SOCKETS_PER_USER: int = 10
     # Active devices (push tokens) one account keeps; registering another switches off the one

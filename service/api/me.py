@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from flask import request
 from flask.views import MethodView
 from werkzeug.exceptions import MethodNotAllowed
 
-from schemas.accounts import PasswordChangeSchema, ProfileUpdateSchema, UserSchema
+from schemas.accounts import (
+    PasswordChangeSchema,
+    ProfileUpdateSchema,
+    SessionListSchema,
+    UserSchema,
+)
+from schemas.base import PageArgsSchema
 from schemas.custody import ExportSchema
 from service.api.auth import auth_required, current_member, current_user, documented_member
 from service.api.blueprint import Blueprint
@@ -24,6 +31,7 @@ member = documented_member(blp)
 _export_limit = limit_setting("RATELIMIT_EXPORT")
 _profile_limit = limit_setting("RATELIMIT_PROFILE")
 _password_limit = limit_setting("RATELIMIT_PASSWORD")
+_sessions_limit = limit_setting("RATELIMIT_SESSIONS")
 _EXPORT_HEADERS = {
     "Content-Disposition": {
         "description": 'attachment; filename="reach-export-YYYY-MM-DD.json" (the local day)',
@@ -120,6 +128,21 @@ class Sessions(MethodView):
     decorators = [auth_required]
 
     @member
+    @blp.doc(operationId="listSessions")
+    @blp.arguments(PageArgsSchema, location="query")
+    @blp.response(200, SessionListSchema)
+    @blp.problem(429)
+    @limiter.limit(_sessions_limit, methods=["GET"])
+    def get(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Where the account is signed in: its live sessions, newest first
+
+        Each phone signed in (a session that can still refresh its tokens, and the caller's
+        own, marked `current`), with when it signed in, when it last refreshed its tokens, and
+        the device it registered last. Counts against RATELIMIT_SESSIONS for the account.
+        """
+        return accounts.list_sessions(db.session, current_member(), **args)
+
+    @member
     @blp.doc(operationId="signOutEverywhere")
     @blp.response(204)
     def delete(self) -> None:
@@ -131,3 +154,24 @@ class Sessions(MethodView):
         user_id = current_member().user_id
         accounts.sign_out_everywhere(db.session, user_id)
         members.disconnect_user(user_id)  # the account's open sockets close, in every process
+
+
+@blp.route("/sessions/<uuid:session_id>")
+class SessionResource(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.doc(operationId="endSession")
+    @blp.response(204)
+    @blp.problem(404, "No live session of the caller's account has this id")
+    @blp.problem(429)
+    @limiter.limit(_sessions_limit)
+    def delete(self, session_id: uuid.UUID) -> None:
+        """Sign one phone out: that session ends (the caller's own too, as a logout)
+
+        Its refresh and access tokens stop working, its sockets close and its devices get no
+        more pushes, as when every phone is signed out; the account's other sessions go on.
+        Counts against RATELIMIT_SESSIONS for the account.
+        """
+        accounts.end_session(db.session, current_member(), session_id)
+        members.disconnect_session(session_id)  # its open sockets close, in every process

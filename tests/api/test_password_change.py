@@ -1,5 +1,5 @@
-"""A member changes their password (the other phones are signed out, this one goes on), and
-signs out of every phone at once."""
+"""A member changes their password (the other phones are signed out, this one goes on), sees
+where the account is signed in, signs one phone out, and signs out of every phone at once."""
 
 from __future__ import annotations
 
@@ -214,3 +214,120 @@ def test_signing_out_everywhere_ends_every_session_this_one_included(
     assert device_states(client, back) == dict.fromkeys(devices, (False, "signed_out"))
     assert client.delete("/api/v1/me/sessions", as_=back).status_code == 204
     assert client.delete("/api/v1/me/sessions", as_=back).status_code == 401
+
+
+def sessions(client: ApiClient, who: Person, **params: Any) -> requests.Response:
+    return client.get("/api/v1/me/sessions", as_=who, params=params)
+
+
+def own_session(client: ApiClient, who: Person) -> str:
+    """The id of the caller's own session, as the list marks it."""
+    listed = sessions(client, who)
+    assert listed.status_code == 200, listed.text
+    (current,) = [item for item in listed.json()["items"] if item["current"]]
+    return str(current["id"])
+
+
+def end(client: ApiClient, who: Person, session_id: str) -> requests.Response:
+    return client.delete(f"/api/v1/me/sessions/{session_id}", as_=who)
+
+
+def test_a_member_sees_where_the_account_is_signed_in(client: ApiClient) -> None:
+    """Each live session of the account, newest first, the caller's marked, with the device
+    it registered last; never another account's, nor one that has ended."""
+    ana, ben = client.couple()
+    tablet = another_phone(client, ana)
+    body = {"platform": "ios", "push_token": f"ana-tablet-{uuid.uuid4().hex}", "app_version": "2.1"}
+    assert client.post("/api/v1/devices", as_=tablet, json=body).status_code == 201
+    laptop = another_phone(client, ana)
+    assert refresh(client, laptop.refresh_token).status_code == 200
+    gone = another_phone(client, ana)
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": gone.refresh_token}).ok
+
+    listed = sessions(client, tablet)
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert page["next"] is None
+    items = page["items"]
+    assert [item["id"] for item in items] == [
+        own_session(client, laptop),
+        own_session(client, tablet),
+        own_session(client, ana),
+    ]
+    assert [item["current"] for item in items] == [False, True, False]
+    assert set(items[0]) == {"id", "created_at", "last_refreshed_at", "current", "device"}
+    laptop_item, tablet_item, ana_item = items
+    assert laptop_item["last_refreshed_at"] is not None
+    assert laptop_item["last_refreshed_at"] >= laptop_item["created_at"]
+    assert tablet_item["last_refreshed_at"] is None
+    assert tablet_item["device"] == {"platform": "ios", "app_version": "2.1"}
+    assert ana_item["device"] is None and laptop_item["device"] is None
+    assert own_session(client, ben) not in {item["id"] for item in items}
+    # A page at a time, as every list.
+    first = sessions(client, ana, limit=2).json()
+    assert [item["id"] for item in first["items"]] == [item["id"] for item in items[:2]]
+    rest = sessions(client, ana, limit=2, before=first["next"]).json()
+    assert [item["id"] for item in rest["items"]] == [items[2]["id"]]
+    assert rest["next"] is None
+
+
+def test_ending_one_session_signs_that_phone_out_and_no_other(
+    client: ApiClient, phone: Connect
+) -> None:
+    ana, ben = client.couple()
+    other = another_phone(client, ana)
+    this_device = register_device(client, ana, f"ana-phone-{uuid.uuid4().hex}")
+    other_device = register_device(client, other, f"ana-tablet-{uuid.uuid4().hex}")
+    this_socket, other_socket = phone(ana.access_token), phone(other.access_token)
+    ben_socket = phone(ben.access_token)
+
+    ended = end(client, ana, own_session(client, other))
+    assert ended.status_code == 204, ended.text
+    assert ended.content == b""
+    # That phone: its socket closes, its tokens stop working, its pushes stop.
+    cut_off(other_socket, "the ended session's socket to close")
+    assert client.get("/api/v1/me", as_=other).status_code == 401
+    assert refresh(client, other.refresh_token).status_code == 401
+    refused(lambda: phone(other.access_token))
+    # This phone and the partner's go on.
+    still_open(this_socket)
+    still_open(ben_socket)
+    assert [item["id"] for item in sessions(client, ana).json()["items"]] == [
+        own_session(client, ana)
+    ]
+    assert refresh(client, ana.refresh_token).status_code == 200
+    assert device_states(client, ana) == {
+        this_device: (True, None),
+        other_device: (False, "signed_out"),
+    }
+
+
+def test_a_session_not_the_callers_or_ended_is_not_found(client: ApiClient) -> None:
+    """Another account's session (the partner's too) is a 404, and goes on; so is one that
+    has ended, or an id of no session."""
+    ana, ben = client.couple()
+    bens = own_session(client, ben)
+    gone = another_phone(client, ana)
+    gone_id = own_session(client, gone)
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": gone.refresh_token}).ok
+    for session_id in (bens, gone_id, str(uuid.uuid4())):
+        missing = end(client, ana, session_id)
+        assert missing.status_code == 404, missing.text
+        assert missing.headers["Content-Type"] == "application/problem+json"
+        assert missing.json()["code"] == "not_found"
+    assert client.get("/api/v1/me", as_=ben).status_code == 200
+    assert refresh(client, ben.refresh_token).status_code == 200
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+    assert end(client, ana, "not-a-session").status_code == 404
+
+
+def test_ending_the_callers_own_session_signs_it_out(client: ApiClient, phone: Connect) -> None:
+    ana = client.register("Ana")
+    other = another_phone(client, ana)
+    socket = phone(ana.access_token)
+    assert end(client, ana, own_session(client, ana)).status_code == 204
+    cut_off(socket, "the caller's own socket to close")
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
+    assert refresh(client, ana.refresh_token).status_code == 401
+    assert client.get("/api/v1/me", as_=other).status_code == 200
+    assert sessions(client, ana).status_code == 401

@@ -575,6 +575,26 @@ def test_password_changes_are_limited_per_account_right_or_wrong(server_with: Se
     assert change_password(client, ben, PASSWORD, "a new passphrase") == 204
 
 
+def test_listing_and_ending_sessions_are_limited_per_account(server_with: Server) -> None:
+    """Each list reads every live session of the account and its devices; each session ended
+    locks the account. Signing out of every phone at once is not counted."""
+    server = server_with(RATELIMIT_SESSIONS="2 per hour")
+    client = ApiClient(server.url)
+    ana, ben = client.register("Ana"), client.register("Ben")
+    listed = client.get("/api/v1/me/sessions", as_=ana)
+    assert listed.status_code == 200, listed.text
+    assert client.get("/api/v1/me/sessions", as_=ana).status_code == 200
+    assert_limited(client.get("/api/v1/me/sessions", as_=ana))
+    (own,) = listed.json()["items"]
+    for _ in range(2):
+        missing = client.delete(f"/api/v1/me/sessions/{uuid.uuid4()}", as_=ana)
+        assert missing.status_code == 404, missing.text
+    assert_limited(client.delete(f"/api/v1/me/sessions/{own['id']}", as_=ana))
+    assert client.get("/api/v1/me", as_=ana).status_code == 200  # not ended
+    assert client.get("/api/v1/me/sessions", as_=ben).status_code == 200
+    assert client.delete("/api/v1/me/sessions", as_=ana).status_code == 204
+
+
 def test_wrong_current_passwords_sent_at_once_are_held_to_the_accounts_limit(
     server_with: Server,
 ) -> None:

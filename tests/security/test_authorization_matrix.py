@@ -141,6 +141,18 @@ def signed_out_everywhere(w: World, c: Caller) -> requests.Response:
     return response
 
 
+def owners_other_session(w: World) -> str:
+    """The id of a new session of the owner's: signed in on another phone."""
+    body = {"email": w.owner.email, "password": PASSWORD}
+    signed_in = w.client.post("/api/v1/auth/login", json=body)
+    assert signed_in.status_code == 200, signed_in.text
+    headers = {"Authorization": f"Bearer {signed_in.json()['access_token']}"}
+    listed = w.client.get("/api/v1/me/sessions", headers=headers)
+    assert listed.status_code == 200, listed.text
+    (current,) = [item["id"] for item in listed.json()["items"] if item["current"]]
+    return str(current)
+
+
 def target_path(w: World, tail: str = "") -> str:
     return f"/ops/support/users/{w.target.id}{tail}"
 
@@ -209,6 +221,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ),
     ("GET", "/api/v1/me/export"): Route(
         lambda w, c: c.request("GET", "/api/v1/me/export"), own(200)
+    ),
+    ("GET", "/api/v1/me/sessions"): Route(
+        lambda w, c: c.request("GET", "/api/v1/me/sessions"), own(200)
+    ),
+    ("DELETE", "/api/v1/me/sessions/<uuid:session_id>"): Route(
+        lambda w, c: c.request("DELETE", f"/api/v1/me/sessions/{owners_other_session(w)}"),
+        members_only(204, partner=404),
+        "a session of the owner's other phone: not even the partner may end it",
     ),
     ("POST", "/api/v1/couple/invites"): Route(
         lambda w, c: c.request("POST", "/api/v1/couple/invites"),

@@ -1,10 +1,13 @@
-"""Accounts and sessions: register, sign in, rotate refresh tokens, sign out, change passwords."""
+"""Accounts and sessions: register, sign in, rotate refresh tokens, list and end sessions, sign
+out, change passwords."""
 
 from service.services.accounts.password_change import change_password
 from service.services.accounts.rotation import refresh, rotating_session
 from service.services.accounts.sessions import (
     SignInsPruned,
     count_usable_sessions,
+    end_session,
+    list_sessions,
     logout,
     prune_expired_sign_ins,
     revoke_all_sessions,
@@ -29,6 +32,8 @@ __all__ = [
     "change_password",
     "count_usable_sessions",
     "email_is",
+    "end_session",
+    "list_sessions",
     "login",
     "logout",
     "normalize_email",

@@ -5,14 +5,17 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.domain.errors import NotFound
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.tokens import hash_refresh_token
-from service.services import devices, members
+from service.services import devices, members, pages
+from service.services.members import Member
 
 
 def logout(session: Session, token: str) -> None:
@@ -98,6 +101,65 @@ def _end(session: Session, ended: list[uuid.UUID], reason: str, now: datetime) -
 def sign_out_everywhere(session: Session, user_id: uuid.UUID) -> None:
     """The member's own "sign out of all devices": every session of the account ends."""
     revoke_all_sessions(session, user_id, "signed_out_everywhere")
+    session.commit()
+
+
+def _signed_in(member: Member, now: datetime) -> ColumnElement[bool]:
+    """The member's account's sessions that a phone is signed in with: those it can still use
+    (`members.usable_session`), and the caller's own (its access token works)."""
+    live = or_(members.usable_session(now), AuthSession.id == member.session_id)
+    return and_(AuthSession.user_id == member.user_id, AuthSession.revoked_at.is_(None), live)
+
+
+def list_sessions(
+    session: Session, member: Member, *, limit: int, before: str | None
+) -> dict[str, Any]:
+    """Where the member's account is signed in, newest first, a page at a time (`pages`):
+    each session with the device it registered last (None if none), the caller's marked."""
+    query = select(AuthSession).where(_signed_in(member, clock.now()))
+    if before:
+        query = query.where(pages.older_than(AuthSession, before))
+    rows = list(
+        session.scalars(
+            query.order_by(AuthSession.created_at.desc(), AuthSession.id.desc()).limit(limit + 1)
+        )
+    )
+    shown = rows[:limit]
+    phones: dict[uuid.UUID, Device] = {}
+    for device in session.scalars(
+        select(Device)
+        .where(Device.session_id.in_([row.id for row in shown]))
+        .order_by(Device.updated_at, Device.id)
+    ):
+        assert device.session_id is not None
+        phones[device.session_id] = device  # the one it registered last wins
+    items = [
+        {
+            "id": row.id,
+            "created_at": row.created_at,
+            "last_refreshed_at": row.last_refreshed_at,
+            "current": row.id == member.session_id,
+            "device": phones.get(row.id),
+        }
+        for row in shown
+    ]
+    return {"items": items, "next": pages.next_of(rows, limit)}
+
+
+def end_session(session: Session, member: Member, session_id: uuid.UUID) -> None:
+    """End one session of the member's account that a phone is signed in with (the caller's own
+    too: a sign-out), as signing out of every phone ends each: its refresh and access tokens
+    stop working and its devices get no more pushes. Its sockets close once this has committed
+    (the caller closes them). Any other session, of another account or ended, is a 404."""
+    now = clock.now()
+    ended = _hold_live_sessions(
+        session, member.user_id, and_(AuthSession.id == session_id, _signed_in(member, now))
+    )
+    if not ended:
+        session.rollback()
+        raise NotFound("No such session of yours: it has ended, or was never this account's.")
+    _end(session, ended, "ended_by_member", now)
+    devices.sign_out(session, Device.session_id.in_(ended), now)
     session.commit()
 
 
