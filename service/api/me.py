@@ -112,8 +112,10 @@ class Password(MethodView):
         A wrong `current_password` is a 422 naming it in `errors` (the caller is signed in: a
         401 would send the app's refresh-and-retry path after a token that is fine). This
         phone's tokens keep working; every other session's refresh and access tokens stop,
-        its sockets close and its devices get no more pushes. Each change tried, right or
-        wrong, counts against RATELIMIT_PASSWORD (5 an hour) for the account.
+        its sockets close and its devices get no more pushes. The same change sent again by
+        this phone within 5 minutes (its answer was lost) is answered 204 and changes nothing.
+        Each change tried, right or wrong, counts against RATELIMIT_PASSWORD (5 an hour) for
+        the account.
         """
         caller = current_member()
         ended = accounts.change_password(

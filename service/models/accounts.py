@@ -27,6 +27,10 @@ class User(Base):
     )
     disabled_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The last change of the password, and the sign-in session that made it: that session
+    # sending the same change again soon after is its retry (`accounts.change_password`).
+    password_changed_at: Mapped[datetime | None]
+    password_changed_by: Mapped[uuid.UUID | None]
 
     @property
     def quiet_hours(self) -> dict[str, str] | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,8 +15,10 @@ import socketio
 from flask import Flask
 from sqlalchemy import update
 
+from service.clock import clock
 from service.extensions import db
 from service.models import Device
+from service.services.accounts import password_change
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.phones import Phone
 from tests.support.waiting import wait_until
@@ -124,6 +127,54 @@ def test_a_wrong_current_password_is_a_422_naming_it_and_changes_nothing(
     assert client.get("/api/v1/me", as_=other).status_code == 200
     assert sign_in(client, ana.email, PASSWORD).status_code == 200
     assert sign_in(client, ana.email, NEW).status_code == 401
+
+
+def test_a_change_retried_after_its_answer_was_lost_is_answered_again(
+    client: ApiClient, phone: Connect
+) -> None:
+    """The phone sent its change and the answer never came (a tunnel, the app suspended): the
+    change was made. Sent again as it was, it was told 422 "not the account's password", and
+    the user thought the new password was not taken. The retry is answered 204 and changes
+    nothing: the other phones stay signed out, one signed in since with the new password stays
+    signed in."""
+    ana = client.register("Ana")
+    other = another_phone(client, ana)
+    assert change(client, ana, PASSWORD, NEW).status_code == 204
+    since = another_phone(client, Person(ana.email, NEW, ana.user, "", ""))
+    since_socket = phone(since.access_token)
+
+    retried = change(client, ana, PASSWORD, NEW)
+    assert retried.status_code == 204, retried.text
+    assert retried.content == b""
+    assert client.get("/api/v1/me", as_=other).status_code == 401
+    assert refresh(client, other.refresh_token).status_code == 401
+    still_open(since_socket)
+    assert client.get("/api/v1/me", as_=since).status_code == 200
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+    assert sign_in(client, ana.email, NEW).status_code == 200
+    assert sign_in(client, ana.email, PASSWORD).status_code == 401
+
+
+def test_only_the_same_change_by_the_same_phone_soon_after_counts_as_its_retry(
+    client: ApiClient,
+) -> None:
+    """Any other mismatch stays a 422: another new password, another phone sending the same
+    change, or the same change sent again minutes later."""
+    ana = client.register("Ana")
+    assert change(client, ana, PASSWORD, NEW).status_code == 204
+    since = another_phone(client, Person(ana.email, NEW, ana.user, "", ""))
+    for who, new in ((ana, "yet another passphrase"), (since, NEW)):
+        wrong = change(client, who, PASSWORD, new)
+        assert wrong.status_code == 422, wrong.text
+        assert list(wrong.json()["errors"]) == ["current_password"]
+    clock.freeze(clock.now())
+    clock.advance(password_change.RETRY_WINDOW + timedelta(seconds=1))
+    rotated = refresh(client, ana.refresh_token)  # the same session, its token fresh
+    assert rotated.status_code == 200, rotated.text
+    ana.access_token = rotated.json()["access_token"]
+    late = change(client, ana, PASSWORD, NEW)
+    assert late.status_code == 422, late.text
+    assert sign_in(client, ana.email, NEW).status_code == 200
 
 
 def test_the_new_password_follows_the_sign_up_rules(client: ApiClient) -> None:

@@ -115,6 +115,33 @@ def test_two_changes_at_once_one_wins_and_the_other_is_told(client: ApiClient, a
     assert sign_in(client.base_url, ana.email, lost).status_code == 401
 
 
+def test_the_same_change_sent_twice_at_once_is_answered_204_twice(
+    client: ApiClient, app: Flask
+) -> None:
+    """The same phone sends the same change twice (a retry while the first was still under
+    way): the second finds the change made, and is answered as its retry."""
+    ana = client.register("Ana")
+    other = ApiClient(client.base_url).post(
+        "/api/v1/auth/login", json={"email": ana.email, "password": PASSWORD}
+    )
+    assert other.status_code == 200, other.text
+    user_row = select(User).where(User.id == uuid.UUID(ana.id)).with_for_update()
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, user_row),
+    ):
+        first = pool.submit(change, client.base_url, ana, PASSWORD, "a new passphrase")
+        queued(1)
+        second = pool.submit(change, client.base_url, ana, PASSWORD, "a new passphrase")
+        queued(2)
+    answers = [first.result(timeout=10), second.result(timeout=10)]
+    assert [answer.status_code for answer in answers] == [204, 204], [a.text for a in answers]
+    assert sign_in(client.base_url, ana.email, "a new passphrase").status_code == 200
+    assert sign_in(client.base_url, ana.email, PASSWORD).status_code == 401
+    assert live_sessions(app, ana.id) == 2  # the owner's, and the sign-in just now
+
+
 def _stale_hash(app: Flask, user_id: str) -> str:
     """Give the account a hash of its own password made before today's parameters (as after
     an upgrade of argon2's costs): the next sign-in makes it again."""
