@@ -18,6 +18,8 @@ class Repair(Base):
     __table_args__ = (
         UniqueConstraint("started_by", "client_id", name="uq_repairs_started_by_client"),
         Index("ix_repairs_couple_created", "couple_id", "created_at"),
+        # A page of one status (`GET /repairs?status=open`) without reading the whole history.
+        Index("ix_repairs_couple_status_created", "couple_id", "status", "created_at"),
         Index("ix_repairs_paused_until", "paused_until"),
     )
 

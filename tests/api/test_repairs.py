@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from flask import Flask
+from sqlalchemy import event, text
+
+from service.extensions import db
 from tests.support.client import ApiClient, Person
+from tests.support.plans import rows_examined
 from tests.support.repairs import event_types, post_message, start, write
 
 
@@ -176,3 +183,93 @@ def test_listing_pages_newest_first(client: ApiClient) -> None:
     assert bad.status_code == 422 and "before" in bad.json()["errors"]
     bad_page = client.get(f"/api/v1/repairs/{made[0]['id']}/messages", as_=ana, params={"limit": 0})
     assert bad_page.status_code == 422 and "limit" in bad_page.json()["errors"]
+
+
+def test_a_page_of_one_status_keeps_the_order_and_cursors_of_the_whole_list(
+    client: ApiClient,
+) -> None:
+    """Open and resolved conversations interleaved: a status's pages are the whole list's
+    conversations of that status, newest first, and each `next` leads to the rest."""
+    ana, ben = client.couple()
+    made = [start(client, ana if i % 2 else ben, topic=f"moment {i}") for i in range(7)]
+    for repair in made[1::2]:
+        for who in (ana, ben):
+            client.post(f"/api/v1/repairs/{repair['id']}/resolve", as_=who)
+    everything = client.get("/api/v1/repairs", as_=ana, params={"limit": 50}).json()["items"]
+    assert [r["id"] for r in everything] == [r["id"] for r in reversed(made)]
+    for status in ("open", "resolved"):
+        expected = [r for r in everything if r["status"] == status]
+        seen: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"status": status, "limit": 2}
+        while True:
+            page = client.get("/api/v1/repairs", as_=ben, params=params).json()
+            assert len(page["items"]) <= 2
+            seen += page["items"]
+            if page["next"] is None:
+                break
+            params["before"] = page["next"]
+        assert seen == expected, status
+        # A cursor of the whole list leads to the same rest of one status's list.
+        whole = client.get("/api/v1/repairs", as_=ana, params={"limit": 3}).json()
+        rest = client.get(
+            "/api/v1/repairs", as_=ana, params={"status": status, "before": whole["next"]}
+        ).json()
+        assert rest["items"] == [r for r in everything[3:] if r["status"] == status]
+    bad = client.get("/api/v1/repairs", as_=ana, params={"status": "paused"})
+    assert bad.status_code == 422 and "status" in bad.json()["errors"]
+
+
+@pytest.mark.postgres
+def test_a_page_of_one_status_reads_that_page_not_the_couples_history(
+    client: ApiClient, app: Flask
+) -> None:
+    """Years of resolved conversations between an open one at the start and one open now:
+    each page of the open ones is found without reading the couple's whole history, nor
+    every other couple's conversations of that status."""
+    ana, ben = client.couple()
+    cat, _ = client.couple("Cat", "Dan")
+    fill = (
+        "INSERT INTO repairs (id, couple_id, started_by, client_id, status, created_at, "
+        "last_seq, pause_count, resolved_at) SELECT gen_random_uuid(), :couple, :starter, "
+        "gen_random_uuid(), CAST(:status AS text), t, 0, 0, "
+        "CASE WHEN CAST(:status AS text) = 'resolved' THEN t END "
+        "FROM generate_series(1, :n) AS i, "
+        "LATERAL (SELECT now() - (i + :skip) * interval '1 hour') AS at(t)"
+    )
+    history = 3000
+    ours, theirs = (client.get("/api/v1/couple", as_=p).json()["id"] for p in (ana, cat))
+    with app.app_context(), db.scope() as session:
+        for couple, starter, status, n, skip in (
+            (ours, ben, "open", 1, -1),
+            (ours, ana, "resolved", history, 0),
+            (ours, ben, "open", 1, history),
+            (theirs, cat, "open", history, 0),
+        ):
+            params = {"couple": couple, "starter": starter.id, "status": status}
+            session.execute(text(fill), {**params, "n": n, "skip": skip})
+
+    pages: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM repairs\b", statement, re.DOTALL):
+            pages.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        first = client.get("/api/v1/repairs", as_=ben, params={"status": "open", "limit": 1})
+        rest = client.get(
+            "/api/v1/repairs",
+            as_=ben,
+            params={"status": "open", "limit": 1, "before": first.json()["next"]},
+        ).json()
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
+    assert [r["status"] for r in first.json()["items"] + rest["items"]] == ["open", "open"]
+    assert rest["next"] is None
+    assert len(pages) == 2, pages
+    with app.app_context(), db.scope() as session:
+        for statement, parameters in pages:
+            read = rows_examined(session.connection(), statement, parameters, "repairs")
+            assert read <= 10, f"read {read} conversations for a page of {history} of history"
