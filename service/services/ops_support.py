@@ -60,22 +60,38 @@ def account(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
     }
 
 
-def devices(session: Session, user_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The account's devices, each with its last push attempt, all read at once."""
-    rows = session.execute(
-        select(
-            Device.id,
-            Device.platform,
-            Device.active,
-            Device.disabled_reason,
-            Device.app_version,
-            Device.created_at,
-        )
-        .where(Device.user_id == user_id)
-        .order_by(Device.created_at)
+# The switched-off devices listed: the latest few. Years of reinstalls leave hundreds, each
+# off for good; the page counts the rest.
+SWITCHED_OFF_SHOWN = 5
+
+
+def devices(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
+    """The account's live devices and the latest switched off (`shown`), each with its last
+    push attempt, and how many older switched-off devices are not shown (`not_shown`)."""
+    columns = (
+        Device.id,
+        Device.platform,
+        Device.active,
+        Device.disabled_reason,
+        Device.app_version,
+        Device.created_at,
+    )
+    live = session.execute(
+        select(*columns)
+        .where(Device.user_id == user_id, Device.active.is_(True))
+        .order_by(Device.created_at, Device.id)
     ).all()
+    switched_off = session.execute(
+        select(*columns, func.count().over().label("switched_off"))
+        .where(Device.user_id == user_id, Device.active.is_(False))
+        .order_by(Device.updated_at.desc(), Device.id.desc())
+        .limit(SWITCHED_OFF_SHOWN)
+    ).all()
+    rows = [*live, *switched_off]
     last = _last_pushes(session, [row.id for row in rows])
-    return [{**row._asdict(), "id": str(row.id), "last_push": last.get(row.id)} for row in rows]
+    shown = [{**row._asdict(), "id": str(row.id), "last_push": last.get(row.id)} for row in rows]
+    total_off = switched_off[0].switched_off if switched_off else 0
+    return {"shown": shown, "not_shown": total_off - len(switched_off)}
 
 
 def _last_pushes(session: Session, device_ids: list[uuid.UUID]) -> dict[uuid.UUID, dict[str, Any]]:

@@ -469,3 +469,55 @@ def test_the_audit_log_links_to_older_entries_only_when_there_are_some(
     ]
     assert "Older entries" not in second
     assert 'href="/ops/audit">Newest entries' in second
+
+
+def test_an_account_with_years_of_phones_shows_the_live_ones_and_the_latest_switched_off(
+    client: ApiClient, signed_in: OpsClient, app: Flask
+) -> None:
+    """Hundreds of reinstalls leave hundreds of switched-off devices: the support page lists
+    the live ones, the few switched off last, and how many more there are, reading no more
+    rows than it shows (and no push of a device it does not show)."""
+    ben = client.register("Ben")
+    live = [add_device(client, ben, f"ben-live-{n}") for n in range(2)]
+    old = 300
+    start_at = clock.now() - timedelta(days=old + 1)
+    with app.app_context(), db.scope() as session:
+        session.add_all(
+            Device(
+                user_id=uuid.UUID(ben.id),
+                platform="ios" if n % 2 else "android",
+                push_token=f"ben-reinstall-{n}",
+                active=False,
+                disabled_reason="unregistered",
+                created_at=start_at + timedelta(days=n),
+                updated_at=start_at + timedelta(days=n, hours=1),
+            )
+            for n in range(old)
+        )
+    newest_off = [f"ben-reinstall-{n}" for n in range(old - 1, old - 6, -1)]
+    with app.app_context(), db.scope() as session:
+        tokens = {
+            token: str(id_) for token, id_ in session.execute(select(Device.push_token, Device.id))
+        }
+    reads: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.search(r"\bFROM (devices|push_attempts)\b", statement):
+            reads.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        page = signed_in.get(f"/ops/support/users/{ben.id}")
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
+    assert page.status_code == 200
+    shown = re.findall(r'<tr data-device="([^"]+)">', page.text)
+    assert shown == live + [tokens[t] for t in newest_off], shown
+    assert re.search(r'id="devices-not-shown"[^>]*>\s*295 older switched-off devices', page.text)
+    assert len(reads) <= 3, [s for s, _ in reads]
+    pushes = [p for s, p in reads if re.search(r"\bFROM push_attempts\b", s)]
+    asked = {str(v) for p in pushes for v in (p.values() if isinstance(p, dict) else p)}
+    hidden = set(tokens.values()) - set(shown)
+    assert len(pushes) == 1 and not asked & hidden, "the pushes of devices not shown were read"
