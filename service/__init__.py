@@ -22,7 +22,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from flask_socketio import SocketIO
 
     from service import api as rest
-    from service import dashboard, logs, metrics, realtime
+    from service import dashboard, logs, metrics, realtime, wire_json
     from service.bodies import ReachRequest, read_first
     from service.config import (
         check_choices,
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     app.request_class = ReachRequest
     app.config.from_mapping(_flask_config(settings))
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = wire_json.JSONProvider(app)
     app.extensions["reach.settings"] = settings
     app.extensions["reach.tokens"] = TokenIssuer(
         settings.secret_key,
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         # The configured browser origins, and the service's own (the /ops dashboard).
         cors_allowed_origins=same_origin_or(settings.ALLOWED_ORIGINS),
         json=None,
+        serializer=wire_json.Packet,
         ping_interval=settings.SOCKET_PING_INTERVAL,
         ping_timeout=settings.SOCKET_PING_TIMEOUT,
         max_http_buffer_size=settings.MAX_CONTENT_LENGTH,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -274,3 +275,43 @@ def test_too_many_messages_are_429_over_rest_and_socket(
         phone.disconnect()
         ana_phone.disconnect()
     assert messages(client, ana, repair["id"])["items"][-1]["seq"] == 4
+
+
+# Emoji outside the BMP (one with a skin tone), a variation selector, accents, a CJK word.
+WORDS = "I felt \U0001f614 and then \u2764\ufe0f \U0001f44b\U0001f3fd caf\u00e9 \u5bc2\u3057\u3044"
+
+
+def test_text_outside_ascii_goes_out_as_utf8_byte_for_byte(client: ApiClient) -> None:
+    """A message sent as UTF-8 comes back in the same bytes from the write, the conversation's
+    messages and sync: not escaped (an emoji's `\\ud83d\\ude14` is 12 bytes, its UTF-8 4)."""
+    ana, ben = client.couple()
+    topic = "\U0001f614 the dishes"
+    repair = start(client, ana, topic=topic)
+    body = {"client_id": str(uuid.uuid4()), "body": WORDS}
+    sent = json.dumps(body, ensure_ascii=False).encode()
+    written = client.post(
+        f"/api/v1/repairs/{repair['id']}/messages",
+        as_=ana,
+        data=sent,
+        headers={"Content-Type": "application/json"},
+    )
+    assert written.status_code == 201, written.text
+    answers = {
+        "write": written,
+        "messages": client.get(f"/api/v1/repairs/{repair['id']}/messages", as_=ben),
+        "sync": client.get("/api/v1/sync", as_=ben),
+    }
+    listed = client.get("/api/v1/repairs", as_=ben)
+    assert listed.json()["items"][0]["topic"] == topic and topic.encode() in listed.content
+    for name, answer in answers.items():
+        assert answer.status_code == 200 or name == "write", (name, answer.text)
+        kind, _, parameters = answer.headers["Content-Type"].partition(";")
+        assert kind == "application/json", (name, answer.headers["Content-Type"])
+        assert parameters.strip().lower() in ("", "charset=utf-8"), (name, parameters)
+        text = answer.content.decode("utf-8")  # strictly: valid UTF-8
+        assert json.loads(text) == answer.json()
+        assert "\\u" not in text, (name, text)
+        assert WORDS.encode() in answer.content, name
+    assert answers["messages"].json()["items"][0]["body"] == WORDS
+    page = answers["sync"].json()["events"]
+    assert [e["data"]["body"] for e in page if e["type"] == "repair.message"] == [WORDS]

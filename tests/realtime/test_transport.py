@@ -346,6 +346,46 @@ def test_bid_events_reach_every_socket_of_the_recipient(
         device.wait_for("bid.created", lambda e: e["data"]["id"] == bid["id"])
 
 
+def frame_starting(ws: websocket.WebSocket, prefix: bytes, within: float = 5) -> bytes:
+    """The next text frame that starts with `prefix`, as its bytes (PINGs answered)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            _, data = ws.recv_data()
+        except websocket.WebSocketTimeoutException:
+            continue
+        if data == b"2":
+            ws.send("3")
+        elif data.startswith(prefix):
+            return bytes(data)
+    raise AssertionError(f"no frame starting {prefix!r} within {within} s")
+
+
+def test_text_outside_ascii_crosses_the_socket_as_utf8_byte_for_byte(
+    served: str, api: ApiClient
+) -> None:
+    """A message written over the socket in UTF-8 comes back in its ack and reaches the
+    partner in the same bytes, not escaped (`\\ud83d\\ude14`: 12 bytes for an emoji of 4)."""
+    ana, ben = api.couple()
+    started = {"client_id": str(uuid.uuid4()), "topic": "\U0001f614"}
+    repair = api.post("/api/v1/repairs", as_=ana, json=started).json()
+    words = "I felt \U0001f614 and then \u2764\ufe0f \U0001f44b\U0001f3fd caf\u00e9"
+    ana_ws, ben_ws = raw_member_socket(served, ana), raw_member_socket(served, ben)
+    try:
+        message = {"repair_id": repair["id"], "client_id": str(uuid.uuid4()), "body": words}
+        ana_ws.send("421" + json.dumps(["repair.message", message], ensure_ascii=False))
+        ack = frame_starting(ana_ws, b"431")
+        event = frame_starting(ben_ws, b'42["repair.message"')
+    finally:
+        ana_ws.close()
+        ben_ws.close()
+    for frame in (ack, event):
+        text = frame.decode("utf-8")  # strictly: valid UTF-8
+        assert words.encode() in frame and "\\u" not in text, text
+    assert json.loads(ack[3:])[0]["body"] == words
+    assert json.loads(event[2:])[1]["data"]["body"] == words
+
+
 def test_a_full_process_refuses_one_more_socket_with_1013(tmp_path_factory: Any) -> None:
     with reach_serve(
         tmp_path_factory.mktemp("full"),
