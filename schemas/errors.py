@@ -46,6 +46,7 @@ class ProblemSchema(Schema):
         metadata={
             "description": "Seconds to wait before trying again (429 and 503 only): the"
             " Retry-After header's value, also in socket acks, which have no headers",
+            "minimum": 1,
             "optional": True,
         },
     )

@@ -81,7 +81,7 @@ class ShapeConverter(OpenAPIConverter):
 RETRY_AFTER = {
     "Retry-After": {
         "description": "Seconds to wait before trying again (the body's `retry_after` too)",
-        "schema": {"type": "integer", "minimum": 0},
+        "schema": {"type": "integer", "minimum": 1},
     }
 }
 # The shared responses of the errors a client waits out, each with its Retry-After header.

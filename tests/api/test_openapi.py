@@ -337,6 +337,17 @@ def test_waited_out_errors_say_how_long_in_retry_after(client: ApiClient) -> Non
                 assert "application/problem+json" in response["content"], (method, path)
 
 
+def test_retry_after_is_documented_as_at_least_one_second(client: ApiClient) -> None:
+    """The service waits a client out for 1 s or more (`service.errors.wait_for`, the 503's
+    5 s): a generated client that trusts a documented 0 may retry at once, in a loop."""
+    doc = client.get("/api/v1/openapi.json").json()
+    for name in ("RATE_LIMITED", "UNAVAILABLE"):
+        header = doc["components"]["responses"][name]["headers"]["Retry-After"]
+        assert header["schema"] == {"type": "integer", "minimum": 1}, name
+    retry_after = doc["components"]["schemas"]["Problem"]["properties"]["retry_after"]
+    assert retry_after["minimum"] == 1
+
+
 def test_every_event_type_is_described_and_what_is_sent_matches(
     client: ApiClient, worker: Worker, phone: Callable[[str | None], Phone]
 ) -> None:
