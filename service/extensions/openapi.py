@@ -139,6 +139,12 @@ class ReachApi(Api):
             prepare_response(response, self.spec, "application/problem+json")
             self.spec.components.response(name, response, lazy=True)
 
+    def _register_pagination_header(self) -> None:
+        """Not registered: flask-smorest's page-number pagination (its X-Pagination header and
+        PaginationMetadata schema) is not the API's, whose lists page by cursor (`next`,
+        `before`). Registered, the schema was in the document, used by no operation, and every
+        generator made a model of it."""
+
     def handle_http_exception(self, error: HTTPException) -> Any:
         body, headers = from_http_exception(error)
         return body, body["status"], {**headers, "Content-Type": "application/problem+json"}
