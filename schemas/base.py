@@ -132,13 +132,50 @@ def text(max_length: int, *, required: bool = True, min_length: int = 1) -> fiel
 class StrictInteger(fields.Integer):
     """An integer in a JSON body: a JSON integer, or a number with no fraction (30.0 is 30, as
     JSON Schema's `integer` has it); a fraction (4.9), a string ("30") or a boolean is refused,
-    never truncated or converted (query strings, which are text, use fields.Integer)."""
+    never truncated or converted (query strings, which are text, use QueryInteger)."""
 
     def _validated(self, value: Any) -> int:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
             raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
+ASCII_DIGITS_MESSAGE = "Not a valid integer: write it in the digits 0-9."
+
+
+def read_integer(value: str) -> int:
+    """An integer written as the API writes one: ASCII digits, a minus sign at most. Python's
+    int() reads more (other scripts' digits, "\\u0661" is 1; spaces around, a plus sign,
+    underscores), which no client means; ValueError for anything else."""
+    if not _ASCII_INTEGER.fullmatch(value):
+        raise ValueError(f"not an integer in ASCII digits: {value!r}")
+    return int(value)
+
+
+class QueryInteger(fields.Integer):
+    """An integer in a query string (text): written in ASCII digits (`read_integer`), or
+    refused as not an integer."""
+
+    default_error_messages = {"invalid": ASCII_DIGITS_MESSAGE}
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, str):
+            try:
+                value = read_integer(value)
+            except ValueError as exc:
+                raise self.make_error("invalid", input=value) from exc
+        return super()._validated(value)
+
+
+class QueryUUID(fields.UUID):
+    """A UUID in a query string: written in ASCII (uuid.UUID reads other scripts' digits)."""
+
+    def _validated(self, value: Any) -> Any:
+        if isinstance(value, str) and not value.isascii():
+            raise self.make_error("invalid_uuid")
         return super()._validated(value)
 
 
@@ -240,5 +277,5 @@ class Variants(fields.Nested):
 class PageArgsSchema(Schema):
     """`limit` (1..200, default 50) and `before` (the `next` of the previous page)."""
 
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=200))
     before = fields.String(load_default=None, validate=validate.Length(max=200))

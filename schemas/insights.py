@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.base import Schema, StrictInteger, UTCDateTime
+from schemas.base import QueryInteger, Schema, StrictInteger, UTCDateTime
 
 WINDOWS = (7, 30, 90)
 
 
 class InsightsArgsSchema(Schema):
-    days = fields.Integer(load_default=30, validate=validate.OneOf(WINDOWS))
+    days = QueryInteger(load_default=30, validate=validate.OneOf(WINDOWS))
 
 
 class PartnerInsightsSchema(Schema):

@@ -8,6 +8,7 @@ from marshmallow import ValidationError, fields, validate, validates
 
 from schemas.base import (
     PageArgsSchema,
+    QueryInteger,
     Schema,
     StrictInteger,
     UTCDateTime,
@@ -175,5 +176,5 @@ class RepairMessageListSchema(Schema):
 
 
 class RepairMessageQueryArgsSchema(Schema):
-    after_seq = fields.Integer(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
-    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    after_seq = QueryInteger(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
+    limit = QueryInteger(load_default=50, validate=validate.Range(min=1, max=200))

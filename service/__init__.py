@@ -23,7 +23,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from service import api as rest
     from service import dashboard, logs, metrics, realtime, wire_json
-    from service.bodies import ReachRequest, read_first
+    from service.bodies import AsciiIntegerConverter, ReachRequest, read_first
     from service.config import (
         check_choices,
         check_database_url,
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     app = Flask(__name__, instance_relative_config=True)
     app.request_class = ReachRequest
+    app.url_map.converters["int"] = AsciiIntegerConverter  # before any route is declared
     app.config.from_mapping(_flask_config(settings))
     app.json = wire_json.JSONProvider(app)
     app.extensions["reach.settings"] = settings

@@ -1,5 +1,5 @@
-"""Reading request bodies: whole before the database is touched; a streamed body is read whole
-or refused (413), never cut short."""
+"""Reading requests: bodies whole before the database is touched (a streamed body is read whole
+or refused, 413, never cut short), and a path's numbers in ASCII digits only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import IO, cast
 
 from flask import Request, request
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
 
@@ -53,3 +54,11 @@ def read_first() -> None:
     waited for. Read here, the body waits on its phone alone; the parsers read it from memory.
     """
     request.get_data(cache=True)
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    """A path's `<int:...>`: ASCII digits only. Werkzeug's matches `\\d+`, which Python's regular
+    expressions take as any script's digits, and int() reads them: /ops/push/jobs/\\u0661/retry
+    retried job 1."""
+
+    regex = "[0-9]+"

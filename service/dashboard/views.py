@@ -8,6 +8,7 @@ from typing import Any
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from schemas.base import read_integer
 from service.dashboard import live
 from service.dashboard.auth import current_operator
 from service.dashboard.blueprint import bp
@@ -84,7 +85,7 @@ def retry_push(job_id: int) -> Response:
 
 def _audit_page() -> tuple[list[Any], int | None]:
     """A page of entries and where the next (older) one starts: None when nothing is older."""
-    before = request.args.get("before", type=int)
+    before = request.args.get("before", type=read_integer)
     if before is None and "before" in request.args:
         # Not a bound at all: the same answer as push health's, not the newest page again.
         raise ReachError("That page of the audit log does not exist: start from the newest.")

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from schemas.base import iso
+from schemas.base import iso, read_integer
 from service.clock import clock
 from service.domain.errors import Conflict, NotFound
 from service.models import Operator, PushAttempt, PushDelivery, PushJob
@@ -105,10 +105,11 @@ def dead_letter_cursor(value: str) -> DeadLetterCursor:
     in the years 1-9999 in UTC too)."""
     at, _, job_id = value.partition("~")
     moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
-    if moment.tzinfo is None or not job_id.isdigit() or not 0 < int(job_id) <= BIG_ID_MAX:
+    number = read_integer(job_id)
+    if moment.tzinfo is None or not 0 < number <= BIG_ID_MAX:
         raise ValueError(value)
     try:
-        return moment.astimezone(UTC), int(job_id)
+        return moment.astimezone(UTC), number
     except OverflowError as exc:
         raise ValueError(value) from exc
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -42,12 +43,16 @@ def next_of(rows: Sequence[Listed], limit: int) -> str | None:
 
 
 def _decode(token: str) -> tuple[datetime, uuid.UUID]:
+    """The time and id a `next` holds. Read strictly: base64 skips characters outside its
+    alphabet (a cursor with a `.` or `!` in it read as the one it was made from), and
+    uuid.UUID reads other scripts' digits; neither is a cursor the API wrote."""
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        padded = (token + "=" * (-len(token) % 4)).encode("ascii")
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True).decode("ascii")
         created, last_id = raw.split("|")
         moment = datetime.fromisoformat(created.replace("Z", "+00:00"))
         if moment.tzinfo is None:
             raise ValueError("a page cursor's time has no time zone")
         return moment.astimezone(UTC), uuid.UUID(last_id)
-    except (ValueError, UnicodeDecodeError, OverflowError) as exc:
+    except (ValueError, UnicodeError, binascii.Error, OverflowError) as exc:
         raise invalid("before", "Not a page cursor from this API: pass `next` as is.") from exc

@@ -6,6 +6,7 @@ the wrong JSON type, chunked bodies over the size limit, and query parameters gi
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import math
@@ -536,6 +537,77 @@ def test_boolean_fields_take_only_json_booleans(scene: Scene) -> None:
 def test_query_strings_still_read_numbers_from_text(scene: Scene, query: str) -> None:
     response = scene.client.get(scene.path(query), as_=scene.ana)
     assert response.status_code == 200, response.text
+
+
+# Python's int() and uuid.UUID() read more than a client means: other scripts' digits
+# ("\u0661" is 1, "\uff15" is 5), spaces around, a plus sign, underscores between digits.
+def in_other_digits(number: str, zero: int = 0x0660) -> str:
+    return number.translate({ord(digit): zero + int(digit) for digit in "0123456789"})
+
+
+def odd_forms(number: str) -> list[str]:
+    return [
+        in_other_digits(number),
+        in_other_digits(number, 0xFF10),
+        f" {number}",
+        f"{number} ",
+        f"+{number}",
+        f"{number[:-1] or 0}_{number[-1]}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "number"),
+    [
+        ("/bids?limit=", "10"),
+        ("/repairs?limit=", "10"),
+        ("/devices?limit=", "10"),
+        ("/checkins?limit=", "10"),
+        ("/checkins?before=", "10"),
+        ("/sync?since=", "1"),
+        ("/sync?limit=", "10"),
+        ("/repairs/{repair}/messages?after_seq=", "0"),
+        ("/repairs/{repair}/messages?limit=", "10"),
+        ("/insights?days=", "30"),
+    ],
+)
+def test_a_query_number_is_ascii_digits_only(scene: Scene, query: str, number: str) -> None:
+    """`?since=\u0661` read 1 and `?limit=+5` read 5: a number in a query is written in ASCII
+    digits (0-9) or refused, 422 naming the parameter, as an unreadable one is."""
+    field = query.rsplit("?", 1)[1].rstrip("=")
+    assert scene.client.get(scene.path(query + number), as_=scene.ana).ok
+    for odd in odd_forms(number):
+        answer = scene.client.get(scene.path(query + odd), as_=scene.ana)
+        assert_problem(answer, 422, "validation_error")
+        assert list(answer.json()["errors"]) == [field], (odd, answer.text)
+
+
+def test_a_page_cursor_is_read_as_the_api_wrote_it(scene: Scene) -> None:
+    """A `before` the API did not write is a 422: one whose id is in other digits than ASCII
+    (uuid.UUID reads them) or with characters base64 skips read as the cursor it was made from."""
+    for _ in range(2):
+        sent = {"client_id": str(uuid.uuid4()), "kind": "share"}
+        assert scene.client.post(f"{API}/bids", as_=scene.ben, json=sent).status_code == 201
+    cursor = scene.client.get(f"{API}/bids?limit=1", as_=scene.ana).json()["next"]
+    assert scene.client.get(f"{API}/bids?limit=1&before={cursor}", as_=scene.ana).ok
+    raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    moment, last_id = raw.split("|")
+    made_up = base64.urlsafe_b64encode(f"{moment}|{in_other_digits(last_id)}".encode())
+    made_up = made_up.decode().rstrip("=")
+    for before in (made_up, f"{cursor[:4]}.{cursor[4:]}", f"{cursor}!"):
+        answer = scene.client.get(f"{API}/bids", params={"before": before}, as_=scene.ana)
+        assert_problem(answer, 422, "validation_error")
+        assert list(answer.json()["errors"]) == ["before"], (before, answer.text)
+
+
+def test_a_couple_id_in_a_query_is_in_ascii(scene: Scene) -> None:
+    """`?couple_id=` with the couple's id written in Arabic-Indic digits synced the couple."""
+    couple_id = scene.client.get(f"{API}/couple", as_=scene.ana).json()["id"]
+    arabic = in_other_digits(couple_id)
+    assert scene.client.get(f"{API}/sync", params={"couple_id": couple_id}, as_=scene.ana).ok
+    answer = scene.client.get(f"{API}/sync", params={"couple_id": arabic}, as_=scene.ana)
+    assert_problem(answer, 422, "validation_error")
+    assert list(answer.json()["errors"]) == ["couple_id"], answer.text
 
 
 # --- 6. chunked bodies over the limit -------------------------------------------------------

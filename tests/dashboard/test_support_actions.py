@@ -417,6 +417,20 @@ def test_a_dead_letter_cursor_it_did_not_give_is_a_400_saying_so(signed_in: OpsC
     assert "page of dead letters does not exist" in problem["detail"], problem
 
 
+def test_numbers_in_ops_paths_and_cursors_are_ascii_digits(signed_in: OpsClient) -> None:
+    """A job id or a cursor's id in other digits than 0-9 (Python reads "\u0661" as 1) named
+    the job of that number: it names nothing."""
+    for job in ("\u0661", "\uff11"):
+        retried = signed_in.post(
+            f"/ops/push/jobs/{job}/retry", data={"csrf_token": signed_in.csrf()}
+        )
+        assert retried.status_code == 404, (job, retried.text)
+    for job in ("\u0661", "\u00b2"):
+        refused = signed_in.get("/ops/api/push", params={"before": f"2026-01-01T00:00:00Z~{job}"})
+        assert refused.status_code == 400, (job, refused.text)
+        assert "page of dead letters does not exist" in refused.json()["detail"]
+
+
 def test_a_dead_letter_cursor_outside_the_calendar_in_utc_is_a_400(signed_in: OpsClient) -> None:
     """A made-up cursor whose time, read in UTC, falls before the year 1 or after 9999 (its
     offset pushing it over) is no page either: it was a 500, the time failing to convert as
@@ -427,7 +441,8 @@ def test_a_dead_letter_cursor_outside_the_calendar_in_utc_is_a_400(signed_in: Op
         assert "page of dead letters does not exist" in refused.json()["detail"]
 
 
-@pytest.mark.parametrize("before", ["zzz", "", "1.5", "0x10"])
+# Python's int() reads other scripts' digits ("\u0661" is 1), a plus sign, spaces, underscores.
+@pytest.mark.parametrize("before", ["zzz", "", "1.5", "0x10", "\u0661", "+5", " 5", "1_0"])
 def test_an_audit_log_cursor_it_did_not_give_is_a_400_not_the_newest_page(
     signed_in: OpsClient, before: str
 ) -> None:
