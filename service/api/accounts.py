@@ -25,6 +25,7 @@ from service.extensions import (
     limit_setting,
     limiter,
     only_refusals_count,
+    unread_requests_do_not_count,
 )
 from service.models import AuthSession, RefreshToken
 from service.realtime import members
@@ -96,6 +97,9 @@ def _revoked_session(refresh_token: str) -> uuid.UUID | None:
 @blp.route("/register")
 class Register(MethodView):
     decorators = [
+        # Only a sign-up read whole counts: one that could create an account, or say that the
+        # email has one (409).
+        unread_requests_do_not_count,
         limiter.limit(auth_limit, methods=["POST"]),
         limiter.limit(auth_email_limit, key_func=_submitted_email, methods=["POST"], scope="email"),
     ]
@@ -115,6 +119,7 @@ class Login(MethodView):
     decorators = [
         # Guessing one account's password from many addresses: only failures stay counted.
         only_refusals_count("email"),
+        unread_requests_do_not_count,
         limiter.limit(auth_limit, methods=["POST"]),
         limiter.limit(auth_email_limit, key_func=_submitted_email, methods=["POST"], scope="email"),
     ]

@@ -24,6 +24,7 @@ from service.extensions.route_limits import (
     give_back,
     limit_setting,
     only_refusals_count,
+    unread_requests_do_not_count,
 )
 from service.extensions.unbound import db, limiter
 
@@ -49,4 +50,5 @@ __all__ = [
     "limiter",
     "only_refusals_count",
     "rate_limit_key",
+    "unread_requests_do_not_count",
 ]

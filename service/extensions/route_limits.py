@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-from flask import Response, after_this_request, current_app, request
+from flask import Response, after_this_request, current_app, g, request
 
 from service.extensions.route_limiter import log
 from service.extensions.unbound import limiter
@@ -57,13 +57,42 @@ def only_refusals_count(scope: str, refused: int = 401) -> Callable[[F], F]:
     return decorate
 
 
-def give_back(scope: str) -> None:
-    """Undo this request's counts under the limits of `scope` (a failure leaves them counted)."""
+# The answers to a sign-up or sign-in refused before it was read (a body not JSON, too large,
+# sent as a form or text, a field missing or malformed): it could neither create an account
+# nor try a password, and reveals nothing of either.
+UNREAD = frozenset({400, 413, 415, 422})
+
+
+def unread_requests_do_not_count(view: F) -> F:
+    """For a sign-up or sign-in: one refused before it was read (UNREAD) is given back under
+    every limit it was counted by, so an app whose HTTP client sent its first tries as a form
+    is not then told to wait with the right body. Inside the limits, as `only_refusals_count`."""
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        @after_this_request
+        def settle(response: Response) -> Response:
+            if response.status_code in UNREAD:
+                give_back()
+            return response
+
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+def give_back(scope: str | None = None) -> None:
+    """Undo this request's counts under the limits of `scope`, of every limit if None (a
+    failure leaves them counted); each count is given back once, however often asked."""
     # flask-limiter scopes a route's limit by its endpoint too ("auth.Login:email").
-    scopes = {scope, f"{request.endpoint}:{scope}"}
+    scopes = None if scope is None else {scope, f"{request.endpoint}:{scope}"}
+    given: set[str] = g.setdefault("reach_given_back", set())
     for counted in limiter.current_limits:
-        if counted.request_args[-1] not in scopes:
+        if scopes is not None and counted.request_args[-1] not in scopes:
             continue
+        if counted.key in given:
+            continue
+        given.add(counted.key)
         try:
             limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
         except Exception:

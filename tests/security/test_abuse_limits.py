@@ -157,6 +157,40 @@ def test_sign_ups_are_throttled_per_email_and_per_address(server_with: Server) -
     assert statuses == [201, 409, 429]
 
 
+@pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/auth/login"])
+def test_a_sign_up_or_sign_in_refused_unread_does_not_use_up_the_limits(
+    server_with: Server, path: str
+) -> None:
+    """A phone whose HTTP client sent its first tries as a form or text (415), broken JSON
+    (400) or a field short (422) had used up its address's sign-ups and its email's, and was
+    told to wait when it sent the right body. Only a request read whole counts: one that
+    could create an account (201, or 409 for an email taken) or sign in (200, 401)."""
+    server = server_with(
+        TRUSTED_PROXIES=1, RATELIMIT_AUTH="3 per minute", RATELIMIT_AUTH_EMAIL="3 per minute"
+    )
+    client = ApiClient(server.url)
+    email = f"first-{uuid.uuid4().hex[:8]}@example.test"
+    if path.endswith("/login"):
+        client.register("Ana", email=email)
+    body = {"email": email, "password": PASSWORD, "display_name": "X", "timezone": "UTC"}
+    if path.endswith("/login"):
+        body = {"email": email, "password": PASSWORD}
+    here = from_address("203.0.113.1")
+    form = client.post(path, data=body, headers=here)
+    text = client.post(path, data=json.dumps(body), headers={**here, "Content-Type": "text/plain"})
+    broken = client.post(
+        path, data=json.dumps(body)[:-1], headers={**here, "Content-Type": "application/json"}
+    )
+    short = client.post(path, json={"email": email}, headers=here)
+    assert [r.status_code for r in (form, text, broken, short)] == [415, 415, 400, 422]
+    assert client.post(path, json=body, headers=here).status_code in (200, 201)
+    # What was read counts as before: two more from the address, then it waits.
+    other = {**body, "email": f"other-{uuid.uuid4().hex[:8]}@example.test"}
+    assert client.post(path, json=other, headers=here).status_code in (201, 401)
+    assert client.post(path, json=other, headers=here).status_code in (409, 401)
+    assert_limited(client.post(path, json=body, headers=here))
+
+
 def test_push_token_registrations_are_limited_per_account(server_with: Server) -> None:
     server = server_with(RATELIMIT_DEVICES="2 per hour")
     client = ApiClient(server.url)
