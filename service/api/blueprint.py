@@ -11,6 +11,7 @@ import flask_smorest
 import marshmallow as ma
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import UnsupportedMediaType
 
 from schemas.base import NestedTooDeep, NumberTooLong
@@ -68,7 +69,11 @@ class BodyParser(FlaskParser):
     def load_querystring(self, req: flask.Request, schema: ma.Schema) -> Any:
         """The query, with a parameter given more than once refused (422) unless it is a list:
         `?status=sent&status=seen` answered the `sent` bids alone, as if the app had asked
-        for those, and `?since=1&since=2` read 1."""
+        for those, and `?since=1&since=2` read 1.
+
+        A parameter with an empty value (`?status=`) is one left out, on every operation: an
+        app that builds its query from optional values writes an empty one for none, and
+        `?before=` was the first page where `?status=` and `?limit=` were 422."""
         repeated = sorted(
             key
             for key, values in req.args.lists()
@@ -78,7 +83,8 @@ class BodyParser(FlaskParser):
         )
         if repeated:
             raise ma.ValidationError({key: ["Give this parameter once."] for key in repeated})
-        return super().load_querystring(req, schema)
+        given = MultiDict([(key, value) for key, value in req.args.items(multi=True) if value])
+        return self._makeproxy(given, schema)
 
     def _raw_load_json(self, req: flask.Request) -> Any:
         if not is_json_request(req):

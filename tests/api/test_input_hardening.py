@@ -582,6 +582,35 @@ def test_a_query_number_is_ascii_digits_only(scene: Scene, query: str, number: s
         assert list(answer.json()["errors"]) == [field], (odd, answer.text)
 
 
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        ("/bids", ["limit", "before", "status"]),
+        ("/repairs", ["limit", "before", "status"]),
+        ("/devices", ["limit", "before"]),
+        ("/checkins", ["limit", "before"]),
+        ("/sync", ["since", "limit", "couple_id"]),
+        ("/repairs/{repair}/messages", ["after_seq", "limit"]),
+        ("/insights", ["days"]),
+    ],
+)
+def test_an_empty_query_value_is_the_parameter_left_out(
+    scene: Scene, path: str, names: list[str]
+) -> None:
+    """`?before=` was the first page but `?status=` a 422, `?limit=` and `?since=` too: an app
+    that builds its query from optional values (an empty string for none) got either. Every
+    empty value is the parameter left out."""
+    clock.freeze(datetime.now(UTC))  # the insights' window is the same in every answer
+    left_out = scene.client.get(scene.path(path), as_=scene.ana)
+    assert left_out.status_code == 200, left_out.text
+    for name in names:
+        empty = scene.client.get(scene.path(f"{path}?{name}="), as_=scene.ana)
+        assert empty.status_code == 200, (name, empty.text)
+        assert empty.json() == left_out.json(), name
+    every = "&".join(f"{name}=" for name in names)
+    assert scene.client.get(scene.path(f"{path}?{every}"), as_=scene.ana).json() == left_out.json()
+
+
 def test_a_page_cursor_is_read_as_the_api_wrote_it(scene: Scene) -> None:
     """A `before` the API did not write is a 422: one whose id is in other digits than ASCII
     (uuid.UUID reads them) or with characters base64 skips read as the cursor it was made from."""
