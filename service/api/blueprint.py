@@ -47,6 +47,47 @@ class NotJson(ReachError):
         super().__init__(f"The body is not valid JSON: {where}.")
 
 
+class _Members(dict[str, Any]):
+    """A JSON object in which `twice` names were given more than once (the last value kept)."""
+
+    twice: list[str]
+
+
+def _loads(text: str) -> Any:
+    """`text` as JSON, refusing (422) a name given more than once in any of its objects."""
+    marked: list[_Members] = []
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        found = dict(pairs)
+        if len(found) == len(pairs):
+            return found
+        names = [name for name, _ in pairs]
+        twice = _Members(found)
+        twice.twice = sorted({name for name in names if names.count(name) > 1})
+        marked.append(twice)
+        return twice
+
+    body = json.loads(text, object_pairs_hook=members)
+    if marked:
+        raise ma.ValidationError({name: ["Give this field once."] for name in _given_twice(body)})
+    return body
+
+
+def _given_twice(body: Any) -> list[str]:
+    """The dotted names (`quiet_hours.end`) given more than once in any object of `body`.
+    Iterative: the parser has already refused a body nested too deeply for the stack."""
+    found: list[str] = []
+    stack: list[tuple[Any, str]] = [(body, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            found.extend(f"{path}{name}" for name in getattr(item, "twice", ()))
+            stack.extend((value, f"{path}{name}.") for name, value in item.items())
+        elif isinstance(item, list):
+            stack.extend((value, f"{path}{index}.") for index, value in enumerate(item))
+    return sorted(found)
+
+
 class BodyParser(FlaskParser):
     """webargs' Flask parser, with a body not sent as JSON refused as 415, a body too deeply
     nested to parse refused as 400, and a byte order mark before the JSON ignored, as RFC 8259
@@ -63,7 +104,9 @@ class BodyParser(FlaskParser):
     KiB) raises RecursionError, which is a malformed body, not a server error. Shallower but
     still unreasonable nesting is refused by the schemas (`schemas.base.text_faults`).
     An integer longer than Python converts from text (4300 digits) raises a ValueError that
-    is no JSONDecodeError: refused as 400 too.
+    is no JSONDecodeError: refused as 400 too. A name given twice in one object is refused as
+    422 naming it: parsers differ on which value they keep, so an app's (or a proxy's) reading
+    of the body could differ from the service's.
     """
 
     def load_querystring(self, req: flask.Request, schema: ma.Schema) -> Any:
@@ -95,7 +138,7 @@ class BodyParser(FlaskParser):
         if encoding not in ("", "identity") and req.get_data(cache=True):
             raise CompressedBody()
         try:
-            return core.parse_json(req.get_data(cache=True), encoding="utf-8-sig")
+            return _loads(req.get_data(cache=True).decode("utf-8-sig"))
         except RecursionError as exc:
             raise NestedTooDeep() from exc
         except (json.JSONDecodeError, UnicodeDecodeError):

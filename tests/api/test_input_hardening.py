@@ -639,6 +639,41 @@ def test_a_couple_id_in_a_query_is_in_ascii(scene: Scene) -> None:
     assert list(answer.json()["errors"]) == ["couple_id"], answer.text
 
 
+# --- a field given twice in a body -----------------------------------------------------------
+
+
+def test_a_field_given_twice_in_a_body_is_refused_not_read_as_its_last(scene: Scene) -> None:
+    """`{"display_name": "Ana", "display_name": "Bo"}` renamed Ana "Bo": JSON parsers differ on
+    which of the two they keep (a proxy or a log may read the first), so the app's and the
+    server's reading of one request could differ. A name given twice in any object is a 422
+    naming it, as a query parameter given twice is, and changes nothing."""
+    before = scene.seen_by_ana()
+    json_type = {"Content-Type": "application/json"}
+    bid_id = str(uuid.uuid4())
+    twice = [
+        ("PATCH", "/me", '{"display_name": "Ana", "display_name": "Bo"}', "display_name"),
+        (
+            "PATCH",
+            "/me",
+            '{"quiet_hours": {"start": "22:00", "end": "07:00", "end": "08:00"}}',
+            "quiet_hours.end",
+        ),
+        (
+            "POST",
+            "/bids",
+            f'{{"client_id": "{bid_id}", "kind": "share", "kind": "help"}}',
+            "kind",
+        ),
+    ]
+    for method, path, body, field in twice:
+        answer = scene.client.request(
+            method, f"{API}{path}", as_=scene.ana, data=body, headers=json_type
+        )
+        problem = assert_problem(answer, 422, "validation_error")
+        assert problem["errors"] == {field: ["Give this field once."]}, (body, problem)
+    assert scene.seen_by_ana() == before
+
+
 # --- 6. chunked bodies over the limit -------------------------------------------------------
 
 
