@@ -23,6 +23,7 @@ MAX_DIGITS = sys.get_int_max_str_digits()
 NUL_MESSAGE = "Text may not contain NUL."
 SURROGATE_MESSAGE = "Text may not contain a lone surrogate (U+D800-U+DFFF): send valid Unicode."
 BINARY_MESSAGE = "Send JSON values, not binary data."
+UUID_MESSAGE = "Not a valid UUID."
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -55,8 +56,8 @@ class Schema(ma.Schema):
         """Refuse (422) text that cannot be stored: NUL (PostgreSQL text cannot hold it) and
         lone surrogates (no UTF-8 encoding: the database driver and the password hasher fail
         on them), in any key or value; binary data, which no JSON body holds (a socket payload
-        can: marshmallow takes bytes as text, NUL included); and (400) a body nested deeper
-        than MAX_NESTING."""
+        can: marshmallow takes bytes as text, NUL included); an id (a UUID field, in a body or
+        a query) not in ASCII; and (400) a body nested deeper than MAX_NESTING."""
         if not isinstance(data, Mapping):
             text_faults(data)
             return data
@@ -65,9 +66,17 @@ class Schema(ma.Schema):
             faults = text_faults(key) | text_faults(value, depth=2)
             if faults:
                 errors[str(key)] = sorted(faults)
+            elif _uuid_not_in_ascii(self.fields.get(key), value):
+                errors[str(key)] = [UUID_MESSAGE]
         if errors:
             raise ma.ValidationError(errors)
         return data
+
+
+def _uuid_not_in_ascii(field: fields.Field | None, value: Any) -> bool:
+    """An id written in other digits than 0-9 ("\\u0661"): uuid.UUID reads any script's digits,
+    and took it for the id in ASCII."""
+    return isinstance(field, fields.UUID) and isinstance(value, str) and not value.isascii()
 
 
 def text_faults(value: Any, *, depth: int = 1) -> set[str]:
@@ -167,15 +176,6 @@ class QueryInteger(fields.Integer):
                 value = read_integer(value)
             except ValueError as exc:
                 raise self.make_error("invalid", input=value) from exc
-        return super()._validated(value)
-
-
-class QueryUUID(fields.UUID):
-    """A UUID in a query string: written in ASCII (uuid.UUID reads other scripts' digits)."""
-
-    def _validated(self, value: Any) -> Any:
-        if isinstance(value, str) and not value.isascii():
-            raise self.make_error("invalid_uuid")
         return super()._validated(value)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields, validate
 
-from schemas.base import QueryInteger, QueryUUID, Schema, UTCDateTime, Variants
+from schemas.base import QueryInteger, Schema, UTCDateTime, Variants
 from schemas.bids import BidSchema
 from schemas.couples import PartnerSchema
 from schemas.repairs import RepairMessageSchema, RepairSchema
@@ -191,7 +191,7 @@ EVENT_SCHEMAS: dict[str, type[EventSchema]] = {
 class SyncArgsSchema(Schema):
     since = QueryInteger(load_default=0, validate=validate.Range(min=0, max=2**31 - 1))
     limit = QueryInteger(load_default=200, validate=validate.Range(min=1, max=1000))
-    couple_id = QueryUUID(
+    couple_id = fields.UUID(
         metadata={
             "description": "The couple the phone's cursor belongs to: 404 when the caller is no"
             " longer paired in it"

@@ -639,6 +639,35 @@ def test_a_couple_id_in_a_query_is_in_ascii(scene: Scene) -> None:
     assert list(answer.json()["errors"]) == ["couple_id"], answer.text
 
 
+def test_an_id_in_a_body_is_in_ascii(scene: Scene) -> None:
+    """A `client_id` or `couple_id` written in Arabic-Indic digits was read as the id in 0-9
+    (uuid.UUID reads any script's digits): a 422 naming the field, as in a query."""
+    before = scene.seen_by_ana()
+    couple_id = scene.client.get(f"{API}/couple", as_=scene.ana).json()["id"]
+    writes = [
+        ("/bids", {"client_id": in_other_digits(str(uuid.uuid4())), "kind": "help"}, "client_id"),
+        (
+            "/bids",
+            {
+                "client_id": str(uuid.uuid4()),
+                "kind": "help",
+                "couple_id": in_other_digits(couple_id),
+            },
+            "couple_id",
+        ),
+        (
+            "/repairs",
+            {"client_id": str(uuid.uuid4()), "bid_id": in_other_digits(scene.bid_id)},
+            "bid_id",
+        ),
+    ]
+    for path, body, field in writes:
+        answer = scene.client.post(f"{API}{path}", as_=scene.ana, json=body)
+        problem = assert_problem(answer, 422, "validation_error")
+        assert list(problem["errors"]) == [field], (body, problem)
+    assert scene.seen_by_ana() == before
+
+
 # --- a field given twice in a body -----------------------------------------------------------
 
 
