@@ -77,6 +77,7 @@ class CoupleEndedSchema(Schema):
 class CheckInAnsweredSchema(Schema):
     round_id = fields.UUID(dump_only=True)
     number = fields.Integer(dump_only=True)
+    opened_at = UTCDateTime(dump_only=True, metadata={"description": "As the round shows it"})
     user_id = fields.UUID(dump_only=True, metadata={"description": "Who answered (never how)"})
 
 
@@ -84,11 +85,14 @@ class CheckInAnswersSchema(Schema):
     accessible = fields.Integer(dump_only=True, metadata={"minimum": 1, "maximum": 5})
     responsive = fields.Integer(dump_only=True, metadata={"minimum": 1, "maximum": 5})
     engaged = fields.Integer(dump_only=True, metadata={"minimum": 1, "maximum": 5})
+    answered_at = UTCDateTime(dump_only=True)
 
 
 class CheckInRevealedSchema(Schema):
     round_id = fields.UUID(dump_only=True)
     number = fields.Integer(dump_only=True)
+    opened_at = UTCDateTime(dump_only=True)
+    revealed_at = UTCDateTime(dump_only=True)
     answers = fields.Dict(
         keys=fields.UUID(),
         values=fields.Nested(CheckInAnswersSchema),

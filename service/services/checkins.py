@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from schemas.base import iso
 from service.clock import clock
 from service.domain.errors import Conflict, NotFound, invalid, of_an_ended_pairing
 from service.models import CheckInAnswer, CheckInRound, Couple, User
@@ -156,8 +157,10 @@ def answer(
     count = session.scalar(select(func.count()).where(CheckInAnswer.round_id == round_.id))
     if count == 2:
         round_.revealed_at = now
+        # Each partner's phone saves the round from this event as GET /checkins shows it.
         both = {
             str(a.user_id): {name: getattr(a, name) for name in SCORES}
+            | {"answered_at": iso(a.created_at)}
             for a in session.scalars(
                 select(CheckInAnswer).where(CheckInAnswer.round_id == round_.id)
             )
@@ -166,19 +169,21 @@ def answer(
             session,
             couple,
             "checkin.revealed",
-            {"round_id": str(round_.id), "number": round_.number, "answers": both},
+            {**_round_event(round_), "revealed_at": iso(now), "answers": both},
         )
     else:
         # The partner learns that an answer waits for them, never what it says.
         events.record(
-            session,
-            couple,
-            "checkin.answered",
-            {"round_id": str(round_.id), "number": round_.number, "user_id": str(user.id)},
+            session, couple, "checkin.answered", {**_round_event(round_), "user_id": str(user.id)}
         )
     result = view(session, round_, user, couple)
     session.commit()
     return Answered(result, created=True)
+
+
+def _round_event(round_: CheckInRound) -> dict[str, Any]:
+    """What every check-in event says of its round."""
+    return {"round_id": str(round_.id), "number": round_.number, "opened_at": iso(round_.opened_at)}
 
 
 def history(session: Session, user: User, limit: int, before: str | None) -> dict[str, Any]:

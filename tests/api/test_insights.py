@@ -464,7 +464,7 @@ def test_check_in_answers_stay_hidden_until_both_answered(
     assert theirs["revealed_at"] is not None
     assert theirs["partner"]["responsive"] == 2
     revealed = ben_phone.wait_for("checkin.revealed")["data"]["answers"]
-    assert revealed[ana.id] == scores
+    assert revealed[ana.id] == scores | {"answered_at": mine.json()["you"]["answered_at"]}
     shown = client.get("/api/v1/checkins/current", as_=ana).json()
     assert shown["partner"]["engaged"] == 4
     assert len(client.get("/api/v1/checkins", as_=ana).json()["items"]) == 1

@@ -49,6 +49,29 @@ def applied_once(phone: GuidedPhone) -> bool:
     return len(phone.history) == len(set(phone.history))
 
 
+def differences(held: Any, shown: Any, path: str = "") -> list[str]:
+    """Where what a phone holds differs from what the GET endpoints show: `path: held != shown`."""
+    if isinstance(held, dict) and isinstance(shown, dict):
+        return [
+            line
+            for key in sorted(held.keys() | shown.keys())
+            for line in differences(
+                held.get(key, "<absent>"), shown.get(key, "<absent>"), f"{path}.{key}"
+            )
+        ]
+    if isinstance(held, list) and isinstance(shown, list) and len(held) == len(shown):
+        return [
+            line
+            for index, (a, b) in enumerate(zip(held, shown, strict=True))
+            for line in differences(a, b, f"{path}[{index}]")
+        ]
+    return [] if held == shown else [f"{path}: {held!r} != {shown!r}"]
+
+
+def partner_answered(phone: GuidedPhone, round_id: str) -> bool:
+    return bool(phone.rounds.get(round_id, {}).get("partner_answered", False))
+
+
 def test_an_event_that_arrives_while_a_sync_is_reading_is_not_lost(
     client: ApiClient, live_server: LiveServer
 ) -> None:
@@ -97,8 +120,8 @@ def test_a_check_in_answered_on_one_phone_is_not_the_partners_on_the_other(
         for phone in phones:
             phone.settle()
             current = client.get("/api/v1/checkins/current", as_=phone.person).json()
-            assert phone.partner_answered.get(round_id, False) == current["partner_answered"]
-        assert [phone.partner_answered.get(round_id, False) for phone in phones] == [
+            assert partner_answered(phone, round_id) == current["partner_answered"]
+        assert [partner_answered(phone, round_id) for phone in phones] == [
             False,
             False,
             True,
@@ -106,6 +129,29 @@ def test_a_check_in_answered_on_one_phone_is_not_the_partners_on_the_other(
     finally:
         for phone in phones:
             phone.close()
+
+
+def test_a_check_in_kept_from_its_events_has_the_dates_get_checkins_shows(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ben's phone keeps the check-in rounds from `checkin.answered` and `checkin.revealed`, as
+    the guide's `saveRevealedRound` does: each holds the round as GET /checkins and
+    /checkins/current show it, with when it opened, when each answered and when it was
+    revealed. (The events carried none of those dates, so a round kept from them had none.)"""
+    ana, ben = client.couple()
+    ben_phone = GuidedPhone(client, ben, couple_id_of(client, ben))
+    scores = {"accessible": 4, "responsive": 3, "engaged": 5}
+    try:
+        ben_phone.connect(live_server.url)
+        for who in (ana, ben, ana):  # round 1 revealed, round 2 waits for Ben
+            body = {"client_id": str(uuid.uuid4()), **scores}
+            assert client.post("/api/v1/checkins", as_=who, json=body).status_code == 201
+        ben_phone.settle()
+        shown = server_state(client, ben)["checkins"]
+        assert [r["number"] for r in shown.values()] == [1, 2]
+        assert differences(ben_phone.rounds, shown) == []
+    finally:
+        ben_phone.close()
 
 
 def test_the_phone_that_joined_applies_the_new_couples_events_once(

@@ -7,9 +7,10 @@ when asked again meanwhile; an event of another couple, or a sync's 404 or 409, 
 `handleUnpaired`, and a new stream starts with nothing of the couple held before. It keeps
 what the guide says to keep, built only from what the guide tells it to read: bids, repair
 conversations and their messages (`applyMessage`), the partner, check-ins, and a repair outbox
-sent one message at a time. Every applied event is recorded, so a test can see that each was
-applied once, in order; `state()` is what the phone holds, in the shape of the GET endpoints
-(`server_state`).
+sent one message at a time; its own profile, from the sign-in and from the answers of the
+changes it makes. Every applied event is recorded, so a test can see that each was applied
+once, in order; `state()` is what the phone holds, in the shape of the GET endpoints
+(`server_state`), bids shown as §6 says (a `later` whose `back_at` has passed is broken).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 import socketio
 
+from service.clock import clock
 from tests.support.client import ApiClient, Person
 from tests.support.waiting import wait_until
 
@@ -62,9 +64,8 @@ class GuidedPhone:
         self.repairs: dict[str, dict[str, Any]] = {}
         self.messages: dict[str, dict[str, dict[str, Any]]] = {}  # repair id -> message id
         self.partner: dict[str, Any] | None = None
-        self.answered: dict[str, bool] = {}  # round id -> this account answered it
-        self.partner_answered: dict[str, bool] = {}  # round id -> the partner answered it
-        self.revealed: dict[str, dict[str, Any]] = {}
+        self.profile: dict[str, Any] = dict(person.user)  # as the sign-in gave it
+        self.rounds: dict[str, dict[str, Any]] = {}  # check-in rounds, as GET /checkins shows
         self.ended: list[dict[str, Any]] = []
         self.outbox: list[Draft] = []
         self.received: list[int] = []  # cursors as the socket brought them
@@ -186,11 +187,13 @@ class GuidedPhone:
         elif kind == "checkin.answered":
             self._mark_answered(data)
         elif kind == "checkin.revealed":
-            self.revealed[data["round_id"]] = data
+            self._save_revealed_round(data)
         elif kind == "couple.paired":
             self.partner = next(p for p in data["partners"] if p["id"] != self.me)
         elif kind == "couple.partner_updated":
-            if data["id"] != self.me:
+            if data["id"] == self.me:
+                self.profile.update(data)  # saveOwnProfile
+            else:
                 self.partner = data
         elif kind == "couple.ended":
             self.ended.append(data)
@@ -202,11 +205,46 @@ class GuidedPhone:
         if kind == "couple.ended":
             self._clear_stream_state()
 
+    def _round(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The round an event names, as held, or as GET /checkins/current shows a new one."""
+        return self.rounds.setdefault(
+            data["round_id"],
+            {
+                "id": data["round_id"],
+                "number": data["number"],
+                "opened_at": data.get("opened_at"),
+                "revealed_at": None,
+                "you": None,
+                "partner_answered": False,
+                "partner": None,
+            },
+        )
+
     def _mark_answered(self, data: dict[str, Any]) -> None:
         """checkin.answered names who answered: this account (from another of its phones),
         or the partner."""
-        answered = self.answered if data["user_id"] == self.me else self.partner_answered
-        answered[data["round_id"]] = True
+        held = self._round(data)
+        if data["user_id"] != self.me:
+            held["partner_answered"] = True
+
+    def _save_revealed_round(self, data: dict[str, Any]) -> None:
+        """`saveRevealedRound`: both answers, keyed by user id."""
+        held = self._round(data)
+        answers = data["answers"]
+        partner = next((uid for uid in answers if uid != self.me), None)
+        held.update(
+            opened_at=data.get("opened_at"),
+            revealed_at=data.get("revealed_at"),
+            you=answers.get(self.me),
+            partner_answered=partner is not None,
+            partner=answers.get(partner) if partner else None,
+        )
+
+    def _save_answered_round(self, round_: dict[str, Any]) -> None:
+        """A `POST /checkins` answer: the round as it is, unless an event showed more."""
+        held = self.rounds.get(round_["id"])
+        if held is None or held["revealed_at"] is None:
+            self.rounds[round_["id"]] = round_
 
     def _upsert_repair(self, data: dict[str, Any]) -> None:
         """By id; keep each partner's last_read_seq, and last_seq, as the highest seen."""
@@ -278,8 +316,7 @@ class GuidedPhone:
     def _drop_couple_copy(self) -> None:
         """The couple's bids, conversations, messages and check-ins (the outbox stays)."""
         self.bids, self.repairs, self.messages = {}, {}, {}
-        self.answered, self.partner_answered, self.revealed = {}, {}, {}
-        self.partner = None
+        self.rounds, self.partner = {}, None
 
     def joined(self, couple_id: str) -> None:
         """The phone that typed the code: `POST /couple/join` gave the couple's id, which the
@@ -344,17 +381,47 @@ class GuidedPhone:
     def _drop_draft(self, client_id: str) -> None:
         self.outbox = [d for d in self.outbox if d.client_id != client_id]
 
+    # -- writes whose answers the phone shows at once (§7, rule 6) --------------------------
+
+    def answer_checkin(self, accessible: int, responsive: int, engaged: int) -> dict[str, Any]:
+        scores = {"accessible": accessible, "responsive": responsive, "engaged": engaged}
+        body = {"client_id": str(uuid.uuid4()), "couple_id": self.couple_id, **scores}
+        response = self.api.post("/api/v1/checkins", as_=self.person, json=body)
+        assert response.status_code == 201, response.text
+        round_ = response.json()
+        self._queue.put(lambda: self._save_answered_round(round_))
+        return dict(round_)
+
+    def update_profile(self, **changes: Any) -> dict[str, Any]:
+        response = self.api.patch("/api/v1/me", as_=self.person, json=changes)
+        assert response.status_code == 200, response.text
+        user = response.json()
+        self._queue.put(lambda: self.profile.update(user))
+        return dict(user)
+
     # -- what the phone holds, in the shape of the GET endpoints --------------------------
 
     def state(self) -> dict[str, Any]:
         return {
-            "bids": dict(self.bids),
+            "bids": {bid_id: shown_bid(bid) for bid_id, bid in self.bids.items()},
             "repairs": dict(self.repairs),
             "messages": {
                 rid: sorted(held.values(), key=lambda m: m["seq"])
                 for rid, held in self.messages.items()
             },
+            "checkins": dict(self.rounds),
+            "partner": self.partner,
+            "me": {**self.profile, "couple_id": self.couple_id},
         }
+
+
+def shown_bid(bid: dict[str, Any]) -> dict[str, Any]:
+    """The bid as §6 says to show it: a `later` whose `back_at` has passed is broken."""
+    later = next((r for r in bid["responses"] if r["kind"] == "later"), None)
+    broken = later is not None and clock.now() > datetime.fromisoformat(later["back_at"])
+    if bid["outcome"] == "later_pending" and broken:
+        return {**bid, "outcome": "later_broken", "turned_toward": False}
+    return bid
 
 
 def stream_head(api: ApiClient, person: Person) -> int:
@@ -371,9 +438,10 @@ def stream_head(api: ApiClient, person: Person) -> int:
 
 
 def server_state(api: ApiClient, person: Person) -> dict[str, Any]:
-    """What GET /bids, /repairs and /repairs/{id}/messages show the person, as `state()`."""
-    state: dict[str, Any] = {"bids": {}, "repairs": {}, "messages": {}}
-    for name in ("bids", "repairs"):
+    """What GET /bids, /repairs and /repairs/{id}/messages, /checkins and /checkins/current,
+    /couple and /me show the person, as `state()`."""
+    state: dict[str, Any] = {"bids": {}, "repairs": {}, "messages": {}, "checkins": {}}
+    for name in ("bids", "repairs", "checkins"):
         before = None
         while True:
             params = {"limit": 200, **({"before": before} if before else {})}
@@ -384,6 +452,12 @@ def server_state(api: ApiClient, person: Person) -> dict[str, Any]:
             state[name].update({item["id"]: item for item in page["items"]})
             if (before := page["next"]) is None:
                 break
+    current = api.get("/api/v1/checkins/current", as_=person)
+    if current.status_code == 200 and current.json()["id"] is not None:
+        state["checkins"][current.json()["id"]] = current.json()
+    couple = api.get("/api/v1/couple", as_=person)
+    state["partner"] = couple.json()["partner"] if couple.status_code == 200 else None
+    state["me"] = api.get("/api/v1/me", as_=person).json()
     for rid in state["repairs"]:
         items: list[dict[str, Any]] = []
         after = 0
