@@ -154,6 +154,28 @@ def test_a_check_in_kept_from_its_events_has_the_dates_get_checkins_shows(
         ben_phone.close()
 
 
+def test_a_check_in_answered_on_another_phone_shows_the_answer_there_too(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ben answers on his tablet: his phone, told by `checkin.answered` that he answered (never
+    what: the partner's phones get the event too), reads his answer as the guide says, and
+    shows the round as GET /checkins/current does. (It showed no answer of his at all.)"""
+    _ana, ben = client.couple()
+    ben_phone = GuidedPhone(client, ben, couple_id_of(client, ben))
+    tablet = GuidedPhone(client, another_phone(client, ben), ben_phone.couple_id)
+    try:
+        ben_phone.connect(live_server.url)
+        tablet.connect(live_server.url)
+        round_id = tablet.answer_checkin(5, 5, 4)["id"]
+        for phone in (ben_phone, tablet):
+            phone.settle()
+            assert differences(phone.rounds, server_state(client, ben)["checkins"]) == []
+        assert ben_phone.rounds[round_id]["you"]["engaged"] == 4
+    finally:
+        ben_phone.close()
+        tablet.close()
+
+
 def test_the_phone_that_joined_applies_the_new_couples_events_once(
     client: ApiClient, live_server: LiveServer
 ) -> None:

@@ -226,6 +226,10 @@ class GuidedPhone:
         held = self._round(data)
         if data["user_id"] != self.me:
             held["partner_answered"] = True
+        elif held["you"] is None:  # answered on another phone: read what (never in events)
+            current = self.api.get("/api/v1/checkins/current", as_=self.person)
+            if current.status_code == 200 and current.json()["id"] == held["id"]:
+                held.update(current.json())
 
     def _save_revealed_round(self, data: dict[str, Any]) -> None:
         """`saveRevealedRound`: both answers, keyed by user id."""
