@@ -176,6 +176,25 @@ def test_a_check_in_answered_on_another_phone_shows_the_answer_there_too(
         tablet.close()
 
 
+def test_quiet_hours_set_on_one_phone_reach_the_accounts_other_phone(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ben sets quiet hours and lock-screen notes on his phone (no event: his partner never
+    sees them); his tablet, opened afterwards, shows them as GET /me does, as the guide says to
+    read the profile after every connect. (The guide said to keep the profile only from
+    `couple.partner_updated`, so the tablet kept the hours it signed in with.)"""
+    _ana, ben = client.couple()
+    tablet = GuidedPhone(client, another_phone(client, ben), couple_id_of(client, ben))
+    try:
+        changes = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "notes_on_lock_screen": True}
+        assert client.patch("/api/v1/me", as_=ben, json=changes).status_code == 200
+        tablet.connect(live_server.url)
+        tablet.settle()
+        assert tablet.state()["me"] == server_state(client, ben)["me"]
+    finally:
+        tablet.close()
+
+
 def test_the_phone_that_joined_applies_the_new_couples_events_once(
     client: ApiClient, live_server: LiveServer
 ) -> None:

@@ -90,8 +90,16 @@ class GuidedPhone:
 
     def connect(self, url: str) -> GuidedPhone:
         self.socket.connect(url, auth={"token": self.person.access_token}, transports=["websocket"])
-        self.sync_now()  # after every successful connect
+        self.read_profile()  # after every successful connect, with sync
+        self.sync_now()
         return self
+
+    def read_profile(self) -> None:
+        """§10: the account's own settings changed on another phone are no event."""
+        response = self.api.get("/api/v1/me", as_=self.person)
+        assert response.status_code == 200, response.text
+        user = response.json()
+        self._queue.put(lambda: self.profile.update(user))
 
     def go_offline(self) -> None:
         if self.socket.connected:
