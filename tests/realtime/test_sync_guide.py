@@ -5,8 +5,11 @@ in cursor order, whatever the socket brings and when, and holds what the GET end
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from service.clock import clock
+from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
 from tests.support.guide import GuidedPhone, server_state
 from tests.support.repairs import start, write
@@ -288,6 +291,94 @@ def test_a_phone_back_after_an_unpair_and_a_new_pairing_holds_only_the_new_coupl
             assert applied_once(phone)
         assert draft.failed is not None and draft.failed["status"] == 404
         assert [d.body for d in tablet.outbox] == [draft.body]
+    finally:
+        for phone in phones:
+            phone.close()
+
+
+def test_after_a_couples_day_each_phone_holds_what_the_get_endpoints_show(
+    client: ApiClient, live_server: LiveServer, worker: Worker
+) -> None:
+    """Ana's phone, Ben's phone and Ben's tablet follow the guide through a day: bids answered
+    every way, a repair conversation with a break, check-ins answered and revealed, names and
+    quiet hours changed. Each then holds what GET /bids, /repairs, /repairs/{id}/messages,
+    /checkins, /checkins/current, /couple and /me show its account, built from events alone."""
+    clock.freeze(datetime(2031, 3, 12, 9, 0, tzinfo=UTC))  # 10:00 in Berlin, where both live
+    ana, ben = client.couple()
+    couple_id = couple_id_of(client, ana)
+    phones = [GuidedPhone(client, who, couple_id) for who in (ana, ben, another_phone(client, ben))]
+    ana_phone, ben_phone, ben_tablet = phones
+
+    def settled_and_equal() -> None:
+        for phone in phones:
+            phone.settle()
+        gaps = [
+            f"{name}'s {gap}"
+            for name, phone in zip(("Ana", "Ben", "Ben's tablet"), phones, strict=True)
+            for gap in differences(phone.state(), server_state(client, phone.person))
+        ]
+        assert not gaps, "\n".join(gaps)
+        for phone in phones:
+            assert applied_once(phone)
+
+    def answer(bid_id: str, who: Person, kind: str, **more: Any) -> None:
+        body = {"client_id": str(uuid.uuid4()), "kind": kind, **more}
+        response = client.post(f"/api/v1/bids/{bid_id}/responses", as_=who, json=body)
+        assert response.status_code == 201, response.text
+
+    def in_minutes(minutes: int) -> str:
+        return (clock.now() + timedelta(minutes=minutes)).isoformat()
+
+    try:
+        for phone in phones:
+            phone.connect(live_server.url)
+        toward = send_bid(client, ana)
+        assert client.post(f"/api/v1/bids/{toward}/seen", as_=ben).status_code == 200
+        answer(toward, ben, "toward")
+        kept = send_bid(client, ben)
+        answer(kept, ana, "later", back_at=in_minutes(60))
+        answer(kept, ana, "toward")
+        broken = send_bid(client, ana)
+        answer(broken, ben, "later", back_at=in_minutes(30))
+        send_bid(client, ben)  # left to expire
+        ben_tablet.go_offline()  # on the shelf while Ben sets his quiet hours on his phone
+        ben_phone.update_profile(quiet_hours={"start": "09:00", "end": "12:00"})
+        ben_phone.update_profile(quiet_hours={"start": "09:00", "end": "11:00"})
+        send_bid(client, ana)  # reaches Ben when his quiet hours end
+        ben_tablet.connect(live_server.url)
+        ana_phone.update_profile(display_name="Ana Maria")
+        ana_phone.update_profile(timezone="Europe/Lisbon")
+        ben_phone.update_profile(display_name="Benjamin")
+
+        repair = start(client, ana, topic="Sunday")["id"]
+        ana_phone.write(repair, "When you left the room I felt alone.")
+        ana_phone.flush(repair)
+        seq = write(client, ben, repair, body="I needed air; I am sorry it felt like leaving.")
+        read = client.post(f"/api/v1/repairs/{repair}/read", as_=ana, json={"seq": seq["seq"]})
+        assert read.status_code == 200, read.text
+        paused = client.post(f"/api/v1/repairs/{repair}/pause", as_=ben, json={"minutes": 20})
+        assert paused.status_code == 200, paused.text
+
+        ana_phone.answer_checkin(4, 3, 5)
+        ben_phone.answer_checkin(3, 4, 4)  # revealed
+        ben_tablet.answer_checkin(5, 5, 4)  # the next round, from Ben's other phone
+        settled_and_equal()
+
+        clock.advance(timedelta(hours=25))  # the later broken, a bid expired, the break over
+        for phone in phones:
+            client.fresh(phone.person)
+        worker.run_once()
+        for who in (ana, ben):
+            resolved = client.post(f"/api/v1/repairs/{repair}/resolve", as_=who)
+            assert resolved.status_code == 200, resolved.text
+        ana_phone.answer_checkin(2, 3, 3)  # revealed
+        settled_and_equal()
+        day = server_state(client, ana)
+        outcomes = sorted(bid["outcome"] for bid in day["bids"].values())
+        assert outcomes == ["later_broken", "later_kept", "missed", "missed", "toward"]
+        assert [r["status"] for r in day["repairs"].values()] == ["resolved"]
+        assert len(day["messages"][repair]) == 2
+        assert [r["revealed_at"] is not None for r in day["checkins"].values()] == [True, True]
     finally:
         for phone in phones:
             phone.close()
