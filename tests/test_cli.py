@@ -356,3 +356,30 @@ def test_db_upgrade_to_an_older_revision_says_where_the_database_is(tmp_path: Pa
     assert "database is up to date" not in out, out
     assert "database is at 0014_checkin_client_id" in out, out
     assert "database is up to date" in reach("db", "upgrade", env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "99999"], "Invalid value for '--port': 99999 is not in the range"),
+        (["--port", "-1"], "Invalid value for '--port': -1 is not in the range"),
+        (["--workers", "0"], "Invalid value for '--workers': 0 is not in the range"),
+    ],
+)
+def test_serve_refuses_a_port_or_process_count_out_of_range(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], says: str
+) -> None:
+    """`reach serve --port 99999` showed gunicorn's traceback, and `--workers 0` started a
+    server with no process to answer: each is refused with what the option takes."""
+    from click.testing import CliRunner
+
+    from service import cli
+    from service.cli import serve
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(serve.os, "execv", lambda path, command: started.append(command))
+    env = {"DATABASE_URL": "postgresql://reach@127.0.0.1:1/reach", "SECRET_KEY": LONG_SECRET}
+    result = CliRunner().invoke(cli.main, ["serve", *args], env=env)
+    assert result.exit_code == 2, result.output
+    assert says in result.output, result.output
+    assert started == []

@@ -11,9 +11,21 @@ from service.config import from_environment
 
 
 @main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="gunicorn processes")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
+@click.option(
+    "--port",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on",
+)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="gunicorn processes (more than 1 needs PostgreSQL and REDIS_URL)",
+)
 @click.option("--no-migrate", is_flag=True, help="Do not migrate the database first")
 def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
     """Serve the API and sockets with gunicorn + gevent (migrates the embedded database first)."""
