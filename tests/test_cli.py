@@ -383,3 +383,27 @@ def test_serve_refuses_a_port_or_process_count_out_of_range(
     assert result.exit_code == 2, result.output
     assert says in result.output, result.output
     assert started == []
+
+
+@pytest.mark.parametrize("idle", ["0", "-1"])
+def test_a_worker_that_would_never_rest_does_not_start(tmp_path: Path, idle: str) -> None:
+    """`reach worker --idle 0` passed again at once after every idle pass, querying the
+    database as fast as it could for nothing: it is refused with what `--idle` takes."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'worker.sqlite3'}",
+        "REACH_INSTANCE_DIR": str(tmp_path),
+        "WORKER_MODE": "separate",
+    }
+    reach("db", "upgrade", env=env)
+    started = subprocess.run(
+        [sys.executable, "-m", "service.entry", "worker", "--idle", idle],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+    assert started.returncode == 2, started.stdout + started.stderr
+    assert "Invalid value for '--idle'" in started.stderr
+    assert "Traceback" not in started.stderr, started.stderr

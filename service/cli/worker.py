@@ -12,7 +12,13 @@ from service.cli import main
 
 
 @main.command("worker")
-@click.option("--idle", default=0.5, show_default=True, help="Seconds to rest when idle")
+@click.option(
+    "--idle",
+    default=0.5,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to rest when idle (more than 0)",
+)
 @with_appcontext
 def worker(idle: float) -> None:
     """Run the worker: expire bids, send pushes from the outbox, fire reminders."""
