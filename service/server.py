@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from service.config import Settings, check_metrics_directory, from_environment
+from service.config import Settings, SettingsError, check_metrics_directory, from_environment
 
 
 def gunicorn_settings() -> dict[str, Any]:
@@ -57,7 +58,11 @@ def post_worker_init(worker: Any) -> None:
     extensions = getattr(app, "extensions", {})
     starter = extensions.get("reach.start_inline_worker")
     if starter is not None:
-        starter()
+        try:
+            starter()
+        except SettingsError as exc:  # its push backend: what to set, once, as wsgi.py says
+            print(f"Error: {exc}", file=sys.stderr)
+            raise SystemExit(4) from None  # gunicorn's "App failed to load": it stops
     # Any app served with these settings gets both (the bench relay too).
     settings = extensions.get("reach.settings") or from_environment()
     _fit_open_files(worker, extensions.get("socketio"), settings)

@@ -300,6 +300,14 @@ def test_serve_with_several_processes_needs_redis(monkeypatch: pytest.MonkeyPatc
             {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/reach-metrics"},
             "PROMETHEUS_MULTIPROC_DIR is /nonexistent/reach-metrics, which is not a directory",
         ),
+        (  # the worker inline (SQLite) sends the pushes
+            MISSING_CREDENTIALS,
+            "FIREBASE_CREDENTIALS points at /nonexistent/firebase.json, which is not a file",
+        ),
+        (
+            {"WORKER_MODE": "inline", "PUSH_BACKEND": "fmc"},
+            "PUSH_BACKEND='fmc' is not known: set it to one of log, fcm",
+        ),
     ],
 )
 def test_the_images_gunicorn_refuses_a_wrong_setting_without_a_traceback(
