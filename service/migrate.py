@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import Connection
 
 from service.migrations.session import MigrationError, Patience
@@ -22,6 +24,7 @@ log = logging.getLogger("reach.migrate")
 __all__ = [
     "MigrationError",
     "Patience",
+    "below",
     "current",
     "downgrade",
     "history",
@@ -122,6 +125,21 @@ def resolve(relative: str, at: list[str]) -> str:
     target = here or "base"
     log.info("--revision %s from %s is %s", relative, ", ".join(at) or "base", target)
     return target
+
+
+def below(target: str, at: list[str]) -> tuple[str, bool] | None:
+    """The revision `target` names, and whether it is below where the database is (one of the
+    migrations it has passed) rather than above it; None when it is where the database is, or
+    when that cannot be told (heads, base, a revision of another release): Alembic says so."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    try:
+        script = scripts.get_revision(target)
+        passed = {step.revision for step in scripts.iterate_revisions(tuple(at), "base")}
+    except (CommandError, RevisionError):
+        return None
+    if script is None or script.revision in at:
+        return None
+    return script.revision, script.revision in passed
 
 
 def _script(scripts: ScriptDirectory, revision: str) -> Script:

@@ -415,3 +415,26 @@ def test_a_worker_that_would_never_rest_does_not_start(tmp_path: Path, idle: str
     assert started.returncode == 2, started.stdout + started.stderr
     assert "Invalid value for '--idle'" in started.stderr
     assert "Traceback" not in started.stderr, started.stderr
+
+
+def test_db_upgrade_never_steps_back_and_downgrade_never_goes_on(tmp_path: Path) -> None:
+    """`reach db upgrade --revision -2` (or an older revision) did nothing and exited 0, and
+    `downgrade` to a newer revision was told to give "heads, base, or a revision": each is
+    refused, naming the command that goes that way, and the database stays where it is."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'ways.sqlite3'}",
+        "REACH_INSTANCE_DIR": str(tmp_path),
+    }
+    reach("db", "upgrade", "--revision", "0014", env=env)
+    said = reach_refuses("db", "upgrade", "--revision", "0012", env=env)
+    assert "0012_devices_sessions is below 0014_checkin_client_id, where the database is" in said
+    assert "`reach db downgrade --revision 0012_devices_sessions` steps back" in said
+    said = reach_refuses("db", "upgrade", "--revision", "-2", env=env)
+    assert "`reach db downgrade --revision 0012_devices_sessions` steps back" in said
+    said = reach_refuses("db", "downgrade", "--revision", "0016", env=env)
+    assert (
+        "0016_bid_facts_filled is not below 0014_checkin_client_id, where the database is" in said
+    )
+    assert "`reach db upgrade --revision 0016_bid_facts_filled` goes on" in said
+    assert "0014_checkin_client_id (older than" in reach("db", "current", env=env)

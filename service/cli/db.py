@@ -26,6 +26,7 @@ def db_upgrade(revision: str) -> None:
 
     settings: Settings = current_app.extensions["reach.settings"]
     revision = _named(settings, revision)
+    _one_way(settings, revision, upgrading=True)
     click.echo(f"migrating {_safe_url(settings.database_url)} to {revision} ...")
     patience = migrate.Patience.from_settings(settings)
     migrate.upgrade(settings.database_url, revision=revision, patience=patience)
@@ -46,11 +47,34 @@ def db_downgrade(revision: str) -> None:
 
     settings: Settings = current_app.extensions["reach.settings"]
     revision = _named(settings, revision)
+    _one_way(settings, revision, upgrading=False)
     click.echo(f"stepping {_safe_url(settings.database_url)} back to {revision} ...")
     patience = migrate.Patience.from_settings(settings)
     migrate.downgrade(settings.database_url, revision=revision, patience=patience)
     at = migrate.current(settings.database_url)
     click.echo(f"database is at {', '.join(at) or 'base'}")
+
+
+def _one_way(settings: Settings, revision: str, upgrading: bool) -> None:
+    """Refuse an upgrade to a revision below where the database is (Alembic did nothing and
+    said nothing) and a downgrade to one that is not below it, naming the command that goes
+    there."""
+    from service import migrate
+
+    at = migrate.current(settings.database_url)
+    found = migrate.below(revision, at)
+    if found is None or found[1] != upgrading:
+        return
+    target, where = found[0], ", ".join(at) or "base"
+    if upgrading:
+        raise click.ClickException(
+            f"{target} is below {where}, where the database is, and `reach db upgrade` only "
+            f"goes on: `reach db downgrade --revision {target}` steps back"
+        )
+    raise click.ClickException(
+        f"{target} is not below {where}, where the database is, and `reach db downgrade` only "
+        f"steps back: `reach db upgrade --revision {target}` goes on"
+    )
 
 
 def _named(settings: Settings, revision: str) -> str:
