@@ -188,8 +188,9 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def server_problem(exc: BaseException) -> dict[str, Any]:
-    """The problem for an unexpected error: 503 while the database is away, else 500."""
-    if is_unavailable(exc):
+    """The problem for an unexpected error: 503 while the database is away or not migrated yet
+    (API processes started before `reach db upgrade` ran), else 500."""
+    if is_unavailable(exc) or is_unmigrated(exc):
         return problem_body(503, retry_after=UNAVAILABLE_RETRY_AFTER)
     return problem_body(500)
 
@@ -202,7 +203,12 @@ def logged_server_problem(
     message (an outage would otherwise bury the log in tracebacks); anything else is logged
     as `failure` with its traceback."""
     body = server_problem(exc)
-    if body["status"] == 503:
+    if is_unmigrated(exc):
+        logger.warning(
+            "the database has no Reach tables: run `reach db upgrade`; answered 503",
+            extra={**fields, "error_type": type(exc).__name__, "error": database_said(exc)},
+        )
+    elif body["status"] == 503:
         logger.warning(
             "database unavailable; answered 503",
             extra={**fields, "error_type": type(exc).__name__, "error": database_said(exc)},

@@ -1013,3 +1013,24 @@ def test_a_negative_migration_wait_is_refused_in_one_line(
         said = reach_refuses("db", *command, env=env)
         assert said.splitlines()[-1].startswith(f"Error: {setting} is 0 or more ("), said
     assert _head(empty_database) == []
+
+
+def test_an_api_on_a_database_never_migrated_answers_503_saying_what_to_run(
+    empty_database: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """API processes started before `reach db upgrade` ran: on PostgreSQL every request was a
+    500 logged with its traceback, on SQLite a 503 logged as "database unavailable". Each is
+    a 503, logged in one line that says what to run."""
+    app = create_app(make_settings(empty_database))
+    body = {"email": "ana@example.test", "password": "correct horse battery"}
+    with caplog.at_level(logging.WARNING, logger="reach.errors"):
+        answer = app.test_client().post("/api/v1/auth/login", json=body)
+    with app.app_context():
+        db.engine.dispose()
+    assert answer.status_code == 503, answer.get_json()
+    assert answer.headers["Retry-After"]
+    logged = [r for r in caplog.records if r.name == "reach.errors"]
+    assert [r.getMessage() for r in logged] == [
+        "the database has no Reach tables: run `reach db upgrade`; answered 503"
+    ]
+    assert logged[0].exc_info is None
