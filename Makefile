@@ -38,7 +38,7 @@ test-postgres: install browser
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check service schemas tests wsgi.py
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 clean:
