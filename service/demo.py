@@ -162,8 +162,10 @@ def run_demo(on_server: Callable[[str], None] | None = None) -> None:
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "INFO",
         }
-        env.pop("DATABASE_URL", None)
-        env.pop("REDIS_URL", None)
+        # A production shell's settings are not the embedded service's: its own worker sends
+        # the pushes the story shows.
+        for name in ("DATABASE_URL", "REDIS_URL", "WORKER_MODE"):
+            env.pop(name, None)
         story.say("reach", "starting the embedded service (SQLite, inline worker)")
         with embedded_service(env, stderr=subprocess.PIPE) as (base, server):
             story.say("reach", f"serving on {base}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from service.cli import main
 
 
-@main.command("demo")
+@main.command("demo", with_appcontext=False)  # its service is its own, never this shell's
 def demo() -> None:
     """Start the embedded service and two simulated phones; print the story of one bid."""
     from service.demo import run_demo
