@@ -444,3 +444,24 @@ def test_db_upgrade_never_steps_back_and_downgrade_never_goes_on(tmp_path: Path)
     )
     assert "`reach db upgrade --revision 0016_bid_facts_filled` goes on" in said
     assert "0014_checkin_client_id (older than" in reach("db", "current", env=env)
+
+
+def test_a_dotenv_file_where_reach_runs_sets_nothing(tmp_path: Path) -> None:
+    """Settings come from the environment alone (docs/operations.md): a `.env` left in the
+    directory an operator runs `reach` from, or any above it, is not read (Flask's CLI reads
+    one with python-dotenv installed, and would take its DATABASE_URL)."""
+    stray = tmp_path / "stray.sqlite3"
+    (tmp_path / ".env").write_text(f"DATABASE_URL=sqlite:///{stray}\n")
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env |= {"REACH_INSTANCE_DIR": str(tmp_path), "PYTHONPATH": str(Path.cwd())}
+    result = subprocess.run(
+        [sys.executable, "-m", "service.entry", "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not stray.exists(), "the stray .env's DATABASE_URL was used"

@@ -49,6 +49,9 @@ class ReachGroup(FlaskGroup):
     create_app=_create_app,
     add_version_option=False,
     add_default_commands=False,
+    # Settings come from the environment alone: a `.env` left where `reach` runs, or in a
+    # directory above, is not read (Flask's CLI reads one when python-dotenv is installed).
+    load_dotenv=False,
 )
 def main() -> None:
     """Reach: bids, repair conversations and sync for couples' apps."""
