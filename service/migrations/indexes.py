@@ -27,6 +27,25 @@ def build_concurrently(
     )
 
 
+def create_index(name: str, table: str, columns: Sequence[str]) -> None:
+    """An index: CONCURRENTLY on PostgreSQL, where requests go on writing the table meanwhile;
+    plainly on SQLite."""
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            build_concurrently(name, table, columns)
+        return
+    op.create_index(name, table, list(columns))
+
+
+def drop_index(name: str, table: str) -> None:
+    """`create_index` undone: CONCURRENTLY on PostgreSQL, plainly on SQLite."""
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+        return
+    op.drop_index(name, table_name=table)
+
+
 def create_indexes(indexes: Mapping[str, tuple[str, str]]) -> None:
     """One-column indexes, name -> (table, column): CONCURRENTLY on PostgreSQL, where requests
     go on writing the tables meanwhile; plainly on SQLite."""

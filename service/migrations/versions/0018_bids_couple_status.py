@@ -14,9 +14,7 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
-from alembic import op
-
-from service.migrations.indexes import build_concurrently
+from service.migrations.indexes import create_index, drop_index
 
 revision = "0018_bids_couple_status"
 down_revision = "0017_dead_push_tokens"
@@ -28,16 +26,8 @@ COLUMNS = ["couple_id", "status", "created_at"]
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        with op.get_context().autocommit_block():
-            build_concurrently(NAME, TABLE, COLUMNS)
-        return
-    op.create_index(NAME, TABLE, COLUMNS)
+    create_index(NAME, TABLE, COLUMNS)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        with op.get_context().autocommit_block():
-            op.drop_index(NAME, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
-        return
-    op.drop_index(NAME, table_name=TABLE)
+    drop_index(NAME, TABLE)
