@@ -21,7 +21,8 @@ from service.cli import main
 )
 @with_appcontext
 def worker(idle: float) -> None:
-    """Run the worker: expire bids, send pushes from the outbox, fire reminders."""
+    """Run the worker: send pushes from the outbox, expire bids, end repair breaks (their
+    reminders go as pushes), and delete what is past its retention."""
     import signal
 
     from service import metrics
