@@ -19,6 +19,8 @@ EVENT_TYPES = (
     "bid.seen",
     "bid.answered",
     "bid.expired",
+    # The recipient's new quiet hours or time zone moved a bid's `reachable_at`.
+    "bid.rescheduled",
     "repair.started",
     "repair.message",
     "repair.read",
@@ -130,7 +132,11 @@ class CouplePartnerUpdatedEventSchema(EventSchema):
 class BidEventSchema(EventSchema):
     type = fields.String(
         dump_only=True,
-        metadata={"enum": _types("bid", "created", "delivered", "seen", "answered", "expired")},
+        metadata={
+            "enum": _types(
+                "bid", "created", "delivered", "seen", "answered", "expired", "rescheduled"
+            )
+        },
     )
     data = fields.Nested(BidSchema, dump_only=True, metadata={"description": "The whole bid"})
 

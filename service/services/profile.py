@@ -1,4 +1,4 @@
-"""The caller's own profile: its changes, and the event that tells the partner of them."""
+"""The caller's own profile: its changes, and the events that tell the couple of them."""
 
 from __future__ import annotations
 
@@ -17,6 +17,9 @@ _partner_schema = PartnerSchema()
 
 # What `GET /couple` shows of a partner, besides their id: a change of it is an event.
 PARTNER_VISIBLE = ("display_name", "timezone")
+# What may write to the couple's stream: that, and the hours that time the bids to the member
+# (`bid.rescheduled`).
+STREAM_CHANGES = (*PARTNER_VISIBLE, "quiet_hours")
 
 
 def update_profile(session: Session, user: User, changes: dict[str, Any]) -> User:
@@ -39,7 +42,7 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
         user.quiet_end = quiet["end"] if quiet else None
     if (user.timezone, user.quiet_start, user.quiet_end) != quiet_before:
         # Bids not yet reachable, and pushes held for the old hours, follow the new ones.
-        bids.follow_quiet_hours(session, user)
+        bids.follow_quiet_hours(session, user, couple)
         push_outbox.follow_quiet_hours(session, user.id)
     if "notes_on_lock_screen" in changes:
         # Pushes already queued follow it too: the worker reads it as it sends them.
@@ -54,18 +57,18 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
 
 def _hold_for_profile(session: Session, user: User, changes: dict[str, Any]) -> Couple | None:
     """Hold the account against a deletion from another phone meanwhile (its update would find
-    no row), and return its live couple, locked, when the change may be one its partner sees
-    (`PARTNER_VISIBLE`); the account is read again as it stands once they are held.
+    no row), and return its live couple, locked, when the change may write to its stream
+    (`STREAM_CHANGES`); the account is read again as it stands once they are held.
 
     The couple is locked before the account, as unpairing and deleting an account lock them.
     A join that committed after the couple was read (or an unpair, before its lock) moved the
     account: the account is locked again with its new couple, and after three such moves the
     caller is told to try again (409).
     """
-    visible = any(key in changes for key in PARTNER_VISIBLE)
+    streamed = any(key in changes for key in STREAM_CHANGES)
     for _ in range(3):
         couple = None
-        if visible:
+        if streamed:
             couple_id = session.scalar(select(User.couple_id).where(User.id == user.id))
             if couple_id is not None:
                 couple = session.get(
@@ -75,7 +78,7 @@ def _hold_for_profile(session: Session, user: User, changes: dict[str, Any]) -> 
                     couple = None
         members.hold_live_account(session, user.id)
         session.refresh(user)
-        if not visible or user.couple_id == (couple.id if couple else None):
+        if not streamed or user.couple_id == (couple.id if couple else None):
             return couple
         session.rollback()
     raise Conflict("Your pairing changed while the profile was being saved: try again.")

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 from openapi_spec_validator import validate
@@ -405,7 +406,12 @@ def test_every_event_type_is_described_and_what_is_sent_matches(
         scores = {"accessible": 4, "responsive": 3, "engaged": 5}
         checkin = {"client_id": str(uuid.uuid4()), **scores}
         assert client.post("/api/v1/checkins", as_=who, json=checkin).ok
-    send_bid(client, ben, None)
+    in_tokyo = clock.now().astimezone(ZoneInfo("Asia/Tokyo"))
+    hour = timedelta(hours=1)
+    quiet = {"start": f"{in_tokyo - hour:%H:%M}", "end": f"{in_tokyo + hour:%H:%M}"}
+    assert client.patch("/api/v1/me", as_=ana, json={"quiet_hours": quiet}).ok
+    send_bid(client, ben, None)  # it waits for the end of Ana's quiet hours
+    assert client.patch("/api/v1/me", as_=ana, json={"quiet_hours": None}).ok
     clock.advance(timedelta(days=2))
     assert worker.run_once().expired_bids == 1
     ana = client.fresh(ana)

@@ -198,6 +198,39 @@ def test_quiet_hours_set_on_one_phone_reach_the_accounts_other_phone(
         tablet.close()
 
 
+def test_a_bid_waiting_out_quiet_hours_moves_on_every_phone_when_they_change(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ana's bid reaches Ben at 23:00 in Berlin, to wait for 07:00; he then moves the end of
+    his quiet hours to 09:00. The bid's `reachable_at` follows, and every phone (Ana's, Ben's,
+    Ben's tablet) holds it as GET /bids/{id} shows it, told by the stream. (No event said so:
+    the phones kept the `reachable_at` of the old hours.)"""
+    clock.freeze(datetime(2031, 1, 15, 22, 0, tzinfo=UTC))  # 23:00 in Berlin
+    ana, ben = client.couple()
+    quiet = {"quiet_hours": {"start": "22:00", "end": "07:00"}}
+    assert client.patch("/api/v1/me", as_=ben, json=quiet).status_code == 200
+    couple_id = couple_id_of(client, ana)
+    phones = [GuidedPhone(client, who, couple_id) for who in (ana, ben, another_phone(client, ben))]
+    try:
+        for phone in phones:
+            phone.connect(live_server.url)
+        bid = send_bid(client, ana)
+        for phone in phones:
+            phone.settle()
+        later = {"quiet_hours": {"start": "22:00", "end": "09:00"}}
+        assert client.patch("/api/v1/me", as_=ben, json=later).status_code == 200
+        shown = client.get(f"/api/v1/bids/{bid}", as_=ana).json()
+        assert shown["reachable_at"] == "2031-01-16T08:00:00.000000Z"  # 09:00 in Berlin
+        for phone in phones:
+            phone.settle()
+            held = phone.state()["bids"]
+            assert differences(held, server_state(client, phone.person)["bids"]) == []
+            assert applied_once(phone)
+    finally:
+        for phone in phones:
+            phone.close()
+
+
 def test_the_phone_that_joined_applies_the_new_couples_events_once(
     client: ApiClient, live_server: LiveServer
 ) -> None:

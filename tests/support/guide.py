@@ -29,7 +29,14 @@ from service.clock import clock
 from tests.support.client import ApiClient, Person
 from tests.support.waiting import wait_until
 
-BID_EVENTS = ("bid.created", "bid.delivered", "bid.seen", "bid.answered", "bid.expired")
+BID_EVENTS = (
+    "bid.created",
+    "bid.delivered",
+    "bid.seen",
+    "bid.answered",
+    "bid.expired",
+    "bid.rescheduled",
+)
 REPAIR_EVENTS = (
     "repair.started",
     "repair.read",
