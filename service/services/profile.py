@@ -1,4 +1,5 @@
-"""The caller's own profile: its changes, and the events that tell the couple of them."""
+"""The caller's own profile: its changes, and the events that tell the account's other phones
+and the couple of them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from schemas.accounts import UserSchema
 from schemas.couples import PartnerSchema
 from service.domain.errors import Conflict, invalid
 from service.domain.quiet_hours import TIMEZONE_MESSAGE, is_valid_timezone
@@ -14,6 +16,10 @@ from service.models import Couple, User
 from service.services import bids, events, members, push_outbox
 
 _partner_schema = PartnerSchema()
+_user_schema = UserSchema()
+
+# The socket event that brings the account's own phones its profile as `GET /me` shows it.
+ME_UPDATED = "me.updated"
 
 # What `GET /couple` shows of a partner, besides their id: a change of it is an event.
 PARTNER_VISIBLE = ("display_name", "timezone")
@@ -30,6 +36,7 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
     if "display_name" in changes:
         changes = {**changes, "display_name": changes["display_name"].strip()}
     couple = _hold_for_profile(session, user, changes)
+    shown_before = _own_view(user)
     seen_before = _partner_view(user)
     if "display_name" in changes:
         user.display_name = changes["display_name"]
@@ -51,6 +58,11 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
     if couple is not None and seen_now != seen_before:
         # The partner's phone shows the name and the zone as `GET /couple` gave them.
         events.record(session, couple, "couple.partner_updated", seen_now)
+    shown_now = _own_view(user)
+    if shown_now != shown_before:
+        # The account's other phones (a tablet left connected) show it at once; not the
+        # partner's, who see what is theirs to see in `couple.partner_updated`.
+        events.notify_user(session, user.id, ME_UPDATED, shown_now)
     session.commit()
     return user
 
@@ -82,6 +94,12 @@ def _hold_for_profile(session: Session, user: User, changes: dict[str, Any]) -> 
             return couple
         session.rollback()
     raise Conflict("Your pairing changed while the profile was being saved: try again.")
+
+
+def _own_view(user: User) -> dict[str, Any]:
+    """The member as `GET /me` shows them."""
+    view: dict[str, Any] = _user_schema.dump(user)
+    return view
 
 
 def _partner_view(user: User) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from tests.support.server import LiveServer
 GRACE = timedelta(seconds=30)
 # The event a change of a partner's name or time zone is.
 UPDATED = "couple.partner_updated"
+# The socket event that brings the account's own phones its profile.
+ME = "me.updated"
 
 
 def refresh(client: ApiClient, token: str) -> requests.Response:
@@ -569,11 +571,37 @@ def test_a_change_the_partner_cannot_see_is_no_event(
     assert [name for name, _ in ben_phone.events] == [UPDATED]
 
 
+def test_the_accounts_own_phones_get_the_profile_as_get_me_shows_it_and_nobody_else(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """A change of the profile goes to every connected phone of the account as `me.updated`,
+    the profile as `GET /me` shows it, never to the partner's nor anyone else's; sending the
+    values already stored sends nothing."""
+    ana, ben = client.couple()
+    sol = client.register("Sol")
+    ana_phone, ana_tablet = phone(ana.access_token), phone(client.fresh(ana).access_token)
+    ben_phone, sol_phone = phone(ben.access_token), phone(sol.access_token)
+    assert client.patch("/api/v1/me", as_=ben, json={"timezone": "UTC"}).ok
+    assert ben_phone.wait_for(ME) == client.get("/api/v1/me", as_=ben).json()
+    same = {"display_name": "Ana", "quiet_hours": None, "notes_on_lock_screen": False}
+    assert client.patch("/api/v1/me", as_=ana, json=same).status_code == 200
+    changes = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "notes_on_lock_screen": True}
+    answer = client.patch("/api/v1/me", as_=ana, json=changes)
+    assert answer.status_code == 200, answer.text
+    shown = client.get("/api/v1/me", as_=ana).json()
+    assert answer.json() == shown
+    for device in (ana_phone, ana_tablet):  # after anything sent before it
+        assert device.wait_for(ME) == shown
+    assert [len(device.named(ME)) for device in (ana_phone, ana_tablet, ben_phone)] == [1, 1, 1]
+    assert sol_phone.events == []
+
+
 def test_an_unpaired_change_is_no_event(
     client: ApiClient, phone: Callable[[str | None], Phone]
 ) -> None:
     """Single, or after unpairing, a profile change goes to no stream: the former partner hears
-    nothing, and a new couple's stream starts with `couple.paired`."""
+    nothing (only the account's own phones do, `me.updated`), and a new couple's stream starts
+    with `couple.paired`."""
     ana, ben = client.couple()
     ben_phone = phone(ben.access_token)
     assert client.delete("/api/v1/couple", as_=ana).status_code == 204
@@ -589,7 +617,7 @@ def test_an_unpaired_change_is_no_event(
     paired = sol_phone.wait_for("couple.paired")
     assert paired["cursor"] == 1
     assert ben_phone.wait_for("couple.paired") == paired
-    assert [name for name, _ in sol_phone.events] == ["couple.paired"]
+    assert [name for name, _ in sol_phone.events] == [ME, "couple.paired"]  # her own phone's
     assert [name for name, _ in ben_phone.events] == ["couple.ended", "couple.paired"]
     assert [e["type"] for e in client.get("/api/v1/sync", as_=ben).json()["events"]] == [
         "couple.paired"

@@ -198,6 +198,40 @@ def test_quiet_hours_set_on_one_phone_reach_the_accounts_other_phone(
         tablet.close()
 
 
+def test_a_profile_changed_on_one_phone_shows_at_once_on_the_accounts_connected_tablet(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ben sets quiet hours and lock-screen notes on his phone while his tablet stays connected:
+    the tablet shows them as GET /me does, told by `me.updated`, without connecting again.
+    Ana's phone is not told (her partner's own settings are not hers to see). (The tablet
+    showed the old values until its next connect, launch or return to the foreground.)"""
+    ana, ben = client.couple()
+    couple_id = couple_id_of(client, ben)
+    ben_phone, tablet, ana_phone = (
+        GuidedPhone(client, who, couple_id) for who in (ben, another_phone(client, ben), ana)
+    )
+    phones = (ben_phone, tablet, ana_phone)
+    try:
+        for phone in phones:
+            phone.connect(live_server.url)
+            phone.settle()
+        changes = {"quiet_hours": {"start": "22:00", "end": "07:00"}, "notes_on_lock_screen": True}
+        ben_phone.update_profile(**changes)
+        shown = server_state(client, ben)["me"]
+        wait_until(lambda: tablet.idle() and tablet.state()["me"] == shown, 5, "me.updated")
+        wait_until(lambda: "me.updated" in ben_phone.heard, 5, "me.updated on Ben's phone")
+        ana_phone.update_profile(display_name="Ana Maria")  # after Ben's, over the same socket
+        wait_until(lambda: "me.updated" in ana_phone.heard, 5, "Ana's own me.updated")
+        assert ana_phone.heard.count("me.updated") == 1
+        assert tablet.heard.count("me.updated") == ben_phone.heard.count("me.updated") == 1
+        for phone in phones:
+            phone.settle()
+            assert phone.state()["me"] == server_state(client, phone.person)["me"]
+    finally:
+        for phone in phones:
+            phone.close()
+
+
 def test_a_bid_waiting_out_quiet_hours_moves_on_every_phone_when_they_change(
     client: ApiClient, live_server: LiveServer
 ) -> None:

@@ -7,10 +7,11 @@ when asked again meanwhile; an event of another couple, or a sync's 404 or 409, 
 `handleUnpaired`, and a new stream starts with nothing of the couple held before. It keeps
 what the guide says to keep, built only from what the guide tells it to read: bids, repair
 conversations and their messages (`applyMessage`), the partner, check-ins, and a repair outbox
-sent one message at a time; its own profile, from the sign-in and from the answers of the
-changes it makes. Every applied event is recorded, so a test can see that each was applied
-once, in order; `state()` is what the phone holds, in the shape of the GET endpoints
-(`server_state`), bids shown as §6 says (a `later` whose `back_at` has passed is broken).
+sent one message at a time; its own profile, from the sign-in, from the answers of the
+changes it makes, from `me.updated` and from GET /me after each connect. Every applied event
+is recorded, so a test can see that each was applied once, in order; `state()` is what the
+phone holds, in the shape of the GET endpoints (`server_state`), bids shown as §6 says (a
+`later` whose `back_at` has passed is broken).
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class GuidedPhone:
         self.ended: list[dict[str, Any]] = []
         self.outbox: list[Draft] = []
         self.received: list[int] = []  # cursors as the socket brought them
+        self.heard: list[str] = []  # the name of every socket event, in the order it came
         # Test seams: called in a sync before it asks for a page, and between reading a page
         # and queueing its events; asked whether to lose a socket event (as a socket may).
         self.before_asking: Callable[[dict[str, Any]], None] | None = None
@@ -102,7 +104,8 @@ class GuidedPhone:
         return self
 
     def read_profile(self) -> None:
-        """§10: the account's own settings changed on another phone are no event."""
+        """§10: the account's own settings changed on another phone while this one was not
+        connected (`me.updated` is not sent again)."""
         response = self.api.get("/api/v1/me", as_=self.person)
         assert response.status_code == 200, response.text
         user = response.json()
@@ -120,6 +123,10 @@ class GuidedPhone:
         self._applier.join(timeout=5)
 
     def _on_socket_event(self, name: str, data: Any = None) -> None:
+        self.heard.append(name)
+        if name == "me.updated" and isinstance(data, dict):  # §10: this account's profile
+            self._queue.put(lambda: self.profile.update(data))
+            return
         if isinstance(data, dict) and "cursor" in data:  # couple.*, bid.*, repair.*, checkin.*
             self.received.append(data["cursor"])
             if self.lose is not None and self.lose(data):
