@@ -131,6 +131,14 @@ def left_open(database_url: str, locking: TextClause, **params: Any) -> Iterator
         locker.dispose()
 
 
+# The deliveries of the push with this dedupe key (a finished push's is held by nothing else).
+HELD_DELIVERY = text(
+    "SELECT push_deliveries.id FROM push_deliveries JOIN push_jobs"
+    " ON push_jobs.id = push_deliveries.job_id WHERE push_jobs.dedupe_key = :key"
+    " FOR UPDATE OF push_deliveries"
+)
+
+
 def test_the_running_worker_prunes_as_it_starts_and_then_once_a_period(
     app: Flask, client: ApiClient, worker: Worker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -215,8 +223,8 @@ def test_prune_deletes_everything_due_however_many_shares_it_takes(
 def test_a_prune_that_cannot_finish_does_not_hold_up_the_pushes(
     database_url: str, client: ApiClient, worker: Worker
 ) -> None:
-    """A month-old push locked by a transaction left open (a `psql` session): the prune's
-    DELETE waits for it until the statement timeout, every time. New pushes still go."""
+    """A month-old push's delivery locked by a transaction left open (a `psql` session): the
+    prune's DELETE waits for it until the statement timeout, every time. New pushes still go."""
     ana, ben = client.couple("Ana", "Ben")
     device(client, ben, "ben-phone-token")
     clock.freeze(T0)
@@ -227,7 +235,7 @@ def test_a_prune_that_cannot_finish_does_not_hold_up_the_pushes(
     device(client, client.fresh(ben), "ben-phone-token")
     app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=500))
     loop = Worker(app, name="pruning-worker", idle_seconds=0.05)
-    held = text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE")
+    held = HELD_DELIVERY
     with left_open(database_url, held, key=f"bid.created:{old['id']}"), running(loop):
         new = bid(client, client.fresh(ana))
         key = f"bid.created:{new['id']}"
@@ -280,8 +288,8 @@ def test_housekeeping_behind_a_couple_left_locked_does_not_hold_up_the_pushes(
 def test_expired_sign_ins_go_while_the_pushes_prune_is_held_up(
     database_url: str, client: ApiClient, worker: Worker
 ) -> None:
-    """A month-old push locked by a transaction left open fails the pushes' prune, every
-    try. The expired sign-ins were deleted only after it, in the same share: none went, and
+    """A month-old push's delivery locked by a transaction left open fails the pushes' prune,
+    every try. The expired sign-ins were deleted only after it, in the same share: none went, and
     their phones kept their pushes, for as long as the push was held. They go regardless,
     and a backlog of them is worked off share after share."""
     ana, ben = client.couple("Ana", "Ben")
@@ -299,7 +307,33 @@ def test_expired_sign_ins_go_while_the_pushes_prune_is_held_up(
             return int(session.scalar(select(func.count()).select_from(AuthSession)) or 0)
 
     assert sign_ins() > 2
-    held = text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE")
+    held = HELD_DELIVERY
     with left_open(database_url, held, key=f"bid.created:{old['id']}"), running(loop):
         wait_until(lambda: sign_ins() == 0, 10, "the expired sign-ins deleted")
     assert f"bid.created:{old['id']}" in pushes(worker)
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_finished_push_held_by_a_transaction_left_open_is_passed_over_not_waited_for(
+    database_url: str, client: ApiClient, worker: Worker
+) -> None:
+    """One of three month-old pushes locked by a transaction left open (a `psql` session): the
+    prune waited for it until the statement timeout, then failed and deleted none, every try,
+    and the pushes waited with it. It deletes the other two at once, and the held one once it
+    is free."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    old = [bid(client, client.fresh(ana)) for _ in range(3)]
+    assert worker.run_once().pushes == 3
+    clock.freeze(T0 + timedelta(days=31))
+    held = f"bid.created:{old[1]['id']}"
+    locking = text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE")
+    with left_open(database_url, locking, key=held):
+        started = time.monotonic()
+        assert worker.prune() == 2
+        assert time.monotonic() - started < 1.0
+        assert set(pushes(worker)) == {held}
+    assert worker.prune() == 1
+    assert pushes(worker) == {}

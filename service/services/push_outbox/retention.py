@@ -31,7 +31,9 @@ def prune_finished(
     """Delete the jobs that finished before `before`, with their deliveries and attempts (the
     foreign keys cascade). Walks the jobs oldest first by primary key, a batch per transaction,
     and stops at the first batch that reaches jobs created since `before` (done), or after
-    `most_batches` (`more`: call again to go on). Pending and claimed jobs are never deleted."""
+    `most_batches` (`more`: call again to go on). Pending and claimed jobs are never deleted.
+    A job another transaction holds (one left open: a `psql` session, a stuck request) is
+    passed over, not waited for: a later prune deletes it."""
     deleted, after = 0, 0
     for _ in range(most_batches):
         rows = session.execute(
@@ -48,10 +50,16 @@ def prune_finished(
             if row.state in FINISHED and row.finished_at is not None and row.finished_at < before
         ]
         if over:
-            result = session.execute(
-                delete(_JOBS).where(_JOBS.c.id.in_(over), _JOBS.c.state.in_(FINISHED))
-            )
-            deleted += int(getattr(result, "rowcount", 0) or 0)
+            free = session.scalars(
+                select(_JOBS.c.id)
+                .where(_JOBS.c.id.in_(over), _JOBS.c.state.in_(FINISHED))
+                .with_for_update(skip_locked=True)
+            ).all()
+            if free:
+                result = session.execute(
+                    delete(_JOBS).where(_JOBS.c.id.in_(free), _JOBS.c.state.in_(FINISHED))
+                )
+                deleted += int(getattr(result, "rowcount", 0) or 0)
         session.commit()
         after = rows[-1].id
         if rows[-1].created_at >= before:
