@@ -3,16 +3,20 @@ stores one), and the sessions left with none, whose phones then get no more push
 
 from __future__ import annotations
 
+import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from service.clock import clock
 from service.extensions import db
-from service.models import AuthSession, RefreshToken
+from service.models import AuthSession, Device, RefreshToken
 from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
+from tests.support.locks import rows_held
 
 T0 = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -69,3 +73,39 @@ def test_expired_sign_ins_go_and_their_phones_stop_getting_pushes(
     assert gone.status_code == 401
     still = client.post("/api/v1/auth/refresh", json={"refresh_token": other.refresh_token})
     assert still.status_code == 200
+
+
+def phones(app: Flask) -> set[tuple[bool, str | None]]:
+    with app.app_context():
+        states = db.session.execute(select(Device.active, Device.disabled_reason)).all()
+        db.session.rollback()
+    return {(active, reason) for active, reason in states}
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_an_expired_sign_in_held_by_a_transaction_left_open_is_passed_over_not_waited_for(
+    app: Flask, client: ApiClient
+) -> None:
+    """Ben's expired sign-in is locked by a transaction left open (a `psql` session, a stuck
+    request): the prune waited for it until the statement timeout and failed, every try. The
+    others go at once, a token per transaction; his, with its token and his phone's pushes,
+    once it is free."""
+    clock.freeze(T0)
+    ben = client.register("Ben")
+    register_phone(client, ben, "ben-phone-token")
+    for name in ("Ana", "Cat", "Dan"):
+        client.register(name)
+    clock.freeze(T0 + timedelta(days=31))
+    assert rows(app) == (4, 4)
+    small = Worker(app, name="small-shares", prune_batch=1, prune_batches=1)
+    held = text("SELECT id FROM auth_sessions WHERE user_id = :user FOR UPDATE")
+    with rows_held(app, held.bindparams(user=uuid.UUID(ben.id))):
+        started = time.monotonic()
+        small.prune()
+        assert time.monotonic() - started < 1.0
+        assert rows(app) == (1, 1)
+        assert phones(app) == {(True, None)}
+    small.prune()
+    assert rows(app) == (0, 0)
+    assert phones(app) == {(False, "signed_out")}

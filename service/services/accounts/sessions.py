@@ -178,13 +178,19 @@ def prune_expired_sign_ins(
     """Delete the refresh tokens that have expired (refused anyway; a used one is kept until
     then to reveal its reuse), `batch` per transaction and at most `most_batches` of them, and
     the sign-in sessions left with no token: those phones are signed out, and so are their
-    devices (`devices.sign_out`)."""
+    devices (`devices.sign_out`). A token, or its session, that another transaction holds (one
+    left open: a `psql` session, a stuck request) is passed over, not waited for: the session
+    keeps its expired tokens until a later prune, which ends it."""
     tokens = sessions = 0
     for _ in range(most_batches):
+        # Each token with its session, as a refresh takes them, and before their devices, in
+        # the order a registration takes them.
         expired = session.execute(
             select(RefreshToken.token_hash, RefreshToken.session_id)
+            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
             .where(RefreshToken.expires_at <= now)
             .limit(batch)
+            .with_for_update(of=(RefreshToken, AuthSession), skip_locked=True)
         ).all()
         if not expired:
             return SignInsPruned(tokens, sessions, more=False)
@@ -192,15 +198,12 @@ def prune_expired_sign_ins(
             delete(RefreshToken).where(RefreshToken.token_hash.in_([t for t, _ in expired]))
         )
         tokens += len(expired)
-        # Sessions before their devices, in the order a registration takes them.
         ended = list(
             session.scalars(
-                select(AuthSession.id)
-                .where(
+                select(AuthSession.id).where(
                     AuthSession.id.in_({s for _, s in expired}),
                     ~exists().where(RefreshToken.session_id == AuthSession.id),
                 )
-                .with_for_update()
             )
         )
         if ended:
