@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import uuid
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from flask import Flask
+from sqlalchemy import Connection, event, text
 
+from service.extensions import db
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
+from tests.support.plans import rows_examined
 from tests.support.server import LiveServer
 
 
@@ -220,3 +226,62 @@ def test_an_account_keeps_its_devices_registered_most_recently(
     listed = {d["id"]: d for d in client.get("/api/v1/devices", as_=ben).json()["items"]}
     assert [i for i in ids if listed[i]["active"]] == [ids[0], ids[2], ids[3]]
     assert listed[ids[1]]["disabled_reason"] == "replaced"
+
+
+# `:n` reinstalls of an account, one a day up to yesterday, each switched off for good.
+_REINSTALLS = (
+    "INSERT INTO devices (id, user_id, platform, push_token, active, disabled_reason, "
+    "created_at, updated_at) SELECT gen_random_uuid(), :user, 'android', "
+    "'reinstall-' || gen_random_uuid(), false, 'unregistered', t, t "
+    "FROM generate_series(1, :n) AS i, LATERAL (SELECT now() - i * interval '1 day') AS at(t)"
+)
+# `:n` other accounts (copies of `:user`), with a phone each.
+_OTHERS = (
+    "INSERT INTO users SELECT (jsonb_populate_record(u, jsonb_build_object('id', "
+    "gen_random_uuid(), 'email', 'other-' || i || '-' || u.email))).* "
+    "FROM users AS u, generate_series(1, :n) AS i WHERE u.id = :user"
+)
+_THEIR_PHONES = (
+    "INSERT INTO devices (id, user_id, platform, push_token, active, created_at, updated_at) "
+    "SELECT gen_random_uuid(), id, 'ios', 'phone-' || id, true, now(), now() FROM users "
+    "WHERE email LIKE 'other-%'"
+)
+
+
+def reinstalled(connection: Connection, user: str, n: int) -> None:
+    """`n` switched-off devices of the account `user`, among the live phones of 20,000 others:
+    the table as PostgreSQL sees it in service, where no account holds much of it."""
+    connection.execute(text(_REINSTALLS), {"user": user, "n": n})
+    connection.execute(text(_OTHERS), {"user": user, "n": 20_000})
+    connection.execute(text(_THEIR_PHONES))
+
+
+@pytest.mark.postgres
+def test_registering_reads_the_accounts_live_devices_not_every_reinstall(
+    client: ApiClient, app: Flask
+) -> None:
+    """Years of reinstalls leave hundreds of switched-off devices: registering one more finds
+    the active ones to keep without reading them all."""
+    ana = client.register("Ana")
+    history = 500
+    with app.app_context(), db.scope() as session:
+        reinstalled(session.connection(), ana.id, history)
+    reads: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM devices\b", statement, re.DOTALL):
+            reads.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        body = {"platform": "android", "push_token": "ana-phone-token"}
+        assert client.post("/api/v1/devices", as_=ana, json=body).status_code == 201
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
+    assert reads
+    with app.app_context(), db.scope() as session:
+        for statement, parameters in reads:
+            read = rows_examined(session.connection(), statement, parameters, "devices")
+            assert read <= 10, f"read {read} devices of {history} switched off: {statement}"
