@@ -81,9 +81,12 @@ def devices(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
         .where(Device.user_id == user_id, Device.active.is_(True))
         .order_by(Device.created_at, Device.id)
     ).all()
+    off = (Device.user_id == user_id, Device.active.is_(False))
+    # Counted from the index (`ix_devices_user_active_updated`), the rows not read.
+    counted = select(func.count()).select_from(Device).where(*off).scalar_subquery()
     switched_off = session.execute(
-        select(*columns, func.count().over().label("switched_off"))
-        .where(Device.user_id == user_id, Device.active.is_(False))
+        select(*columns, counted.label("switched_off"))
+        .where(*off)
         .order_by(Device.updated_at.desc(), Device.id.desc())
         .limit(SWITCHED_OFF_SHOWN)
     ).all()

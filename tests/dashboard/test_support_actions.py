@@ -18,11 +18,12 @@ from service.extensions import db
 from service.models import Device, PushJob
 from service.services import ops_push
 from service.worker.runner import Worker
+from tests.api.test_devices import reinstalled
 from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.dashboard.helpers import add_device, dead_letter, dead_letter_of, job_state, send_bid
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
-from tests.support.plans import rows_examined
+from tests.support.plans import rows_examined, rows_fetched
 from tests.support.repairs import start, write
 
 
@@ -484,6 +485,45 @@ def test_the_audit_log_links_to_older_entries_only_when_there_are_some(
     ]
     assert "Older entries" not in second
     assert 'href="/ops/audit">Newest entries' in second
+
+
+@pytest.mark.postgres
+@pytest.mark.committed  # vacuumed, as autovacuum leaves a table of old rows
+def test_the_support_page_reads_the_switched_off_devices_it_shows_and_counts_the_rest(
+    client: ApiClient, signed_in: OpsClient, app: Flask
+) -> None:
+    """500 reinstalls: the page read every switched-off device of the account to show five
+    and count the rest. It reads the five, and counts the rest from the index."""
+    ben = client.register("Ben")
+    live = [add_device(client, ben, f"ben-live-{n}") for n in range(2)]
+    history = 500
+    with app.app_context():
+        engine = db.engine
+    with engine.begin() as conn:
+        reinstalled(conn, ben.id, history)
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "VACUUM ANALYZE devices"
+        )
+    reads: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM devices\b", statement, re.DOTALL):
+            reads.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", on)
+    try:
+        page = signed_in.get(f"/ops/support/users/{ben.id}")
+    finally:
+        event.remove(engine, "before_cursor_execute", on)
+    assert page.status_code == 200
+    assert re.findall(r'<tr data-device="([^"]+)">', page.text)[:2] == live
+    not_shown = rf'id="devices-not-shown"[^>]*>\s*{history - 5} older switched-off devices'
+    assert re.search(not_shown, page.text)
+    assert reads
+    with engine.connect() as conn:
+        fetched = sum(rows_fetched(conn, sql, params, "devices") for sql, params in reads)
+    assert fetched <= 10, f"read {fetched} devices of {history} switched off to show five"
 
 
 def test_an_account_with_years_of_phones_shows_the_live_ones_and_the_latest_switched_off(

@@ -73,3 +73,22 @@ def _examined(node: dict[str, Any], table: str, indexes: set[str]) -> int:
             node.get("Actual Loops", 1)
         )
     return own + sum(_examined(child, table, indexes) for child in node.get("Plans", []))
+
+
+def rows_fetched(connection: Connection, sql: str, params: Any, table: str) -> int:
+    """How many rows of `table` PostgreSQL fetched from the table itself to run `sql` (as the
+    driver was given it, with `params`), those its filters threw away included: an index-only
+    scan counts only what it had to look up in the table (vacuumed, none)."""
+    plan = connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).scalar_one()
+    return _fetched(plan[0]["Plan"], table)
+
+
+def _fetched(node: dict[str, Any], table: str) -> int:
+    own = 0
+    if node.get("Relation Name") == table:
+        if node["Node Type"] == "Index Only Scan":
+            own = int(node.get("Heap Fetches", 0))
+        else:
+            seen = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+            own = int(seen) * int(node.get("Actual Loops", 1))
+    return own + sum(_fetched(child, table) for child in node.get("Plans", []))
