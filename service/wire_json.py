@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, cast
 
 from engineio import json as engineio_json
@@ -53,11 +54,78 @@ class JSONProvider(DefaultJSONProvider):
         return answer(body, mimetype=self.mimetype)
 
 
+GIVE_ONCE = "Give this field once."
+
+
+class _Members(dict[str, Any]):
+    """A JSON object in which `twice` names were given more than once (the last value kept)."""
+
+    twice: list[str]
+
+
+def read(text: str, parse: Callable[..., Any] = json.loads) -> tuple[Any, list[str]]:
+    """`text` as JSON, and the dotted names (`quiet_hours.end`, `1.note` in an array) given
+    more than once in any of its objects, which keep the last value: parsers differ on which
+    value they keep, so an app's (or a proxy's) reading could differ from the service's."""
+    marked = False
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal marked
+        found = dict(pairs)
+        if len(found) == len(pairs):
+            return found
+        names = [name for name, _ in pairs]
+        twice = _Members(found)
+        twice.twice = sorted({name for name in names if names.count(name) > 1})
+        marked = True
+        return twice
+
+    body = parse(text, object_pairs_hook=members)
+    return body, (_given_twice(body) if marked else [])
+
+
+def _given_twice(body: Any) -> list[str]:
+    """The dotted names given more than once in any object of `body`. Iterative: the parser
+    has already refused JSON nested too deeply for the stack."""
+    found: list[str] = []
+    stack: list[tuple[Any, str]] = [(body, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, dict):
+            found.extend(f"{path}{name}" for name in getattr(item, "twice", ()))
+            stack.extend((value, f"{path}{name}.") for name, value in item.items())
+        elif isinstance(item, list):
+            stack.extend((value, f"{path}{index}.") for index, value in enumerate(item))
+    return sorted(found)
+
+
+def given_once(names: list[str]) -> dict[str, list[str]]:
+    """The 422 problem's `errors` for names given more than once."""
+    return {name: [GIVE_ONCE] for name in names}
+
+
+class GivenTwice(list[Any]):
+    """A packet's arguments (`["bid.send", {...}]`) in which an object gave a name more than
+    once: `twice` names them, as `read` does. The event is refused (`realtime.inbound`)."""
+
+    twice: list[str]
+
+
+def _packet_loads(text: str) -> Any:
+    """A packet's JSON; integers of more than 100 digits refused, as Engine.IO's JSON does."""
+    body, twice = read(text, engineio_json.loads)
+    if twice and isinstance(body, list):
+        marked = GivenTwice(body)
+        marked.twice = twice
+        return marked
+    return body
+
+
 class _PacketJSON:
     """The JSON module of Socket.IO packets (and of the message queue between processes)."""
 
     dumps = staticmethod(dumps)
-    loads = staticmethod(engineio_json.loads)  # refuses integers of more than 100 digits
+    loads = staticmethod(_packet_loads)
 
 
 class Packet(packet.Packet):

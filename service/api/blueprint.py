@@ -16,6 +16,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from schemas.base import NestedTooDeep, NumberTooLong
 from schemas.errors import ProblemSchema
+from service import wire_json
 from service.domain.errors import ReachError
 from service.errors import PROBLEM_MIMETYPE
 from service.extensions import RETRY_AFTER, WAITED_OUT
@@ -47,45 +48,12 @@ class NotJson(ReachError):
         super().__init__(f"The body is not valid JSON: {where}.")
 
 
-class _Members(dict[str, Any]):
-    """A JSON object in which `twice` names were given more than once (the last value kept)."""
-
-    twice: list[str]
-
-
 def _loads(text: str) -> Any:
     """`text` as JSON, refusing (422) a name given more than once in any of its objects."""
-    marked: list[_Members] = []
-
-    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        found = dict(pairs)
-        if len(found) == len(pairs):
-            return found
-        names = [name for name, _ in pairs]
-        twice = _Members(found)
-        twice.twice = sorted({name for name in names if names.count(name) > 1})
-        marked.append(twice)
-        return twice
-
-    body = json.loads(text, object_pairs_hook=members)
-    if marked:
-        raise ma.ValidationError({name: ["Give this field once."] for name in _given_twice(body)})
+    body, twice = wire_json.read(text)
+    if twice:
+        raise ma.ValidationError(wire_json.given_once(twice))
     return body
-
-
-def _given_twice(body: Any) -> list[str]:
-    """The dotted names (`quiet_hours.end`) given more than once in any object of `body`.
-    Iterative: the parser has already refused a body nested too deeply for the stack."""
-    found: list[str] = []
-    stack: list[tuple[Any, str]] = [(body, "")]
-    while stack:
-        item, path = stack.pop()
-        if isinstance(item, dict):
-            found.extend(f"{path}{name}" for name in getattr(item, "twice", ()))
-            stack.extend((value, f"{path}{name}.") for name, value in item.items())
-        elif isinstance(item, list):
-            stack.extend((value, f"{path}{index}.") for index, value in enumerate(item))
-    return sorted(found)
 
 
 class BodyParser(FlaskParser):

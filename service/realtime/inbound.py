@@ -32,6 +32,10 @@ member's `GET /me` went from 18 to ~420 ms). An event past that is answered at o
 problem (when the client asked for an acknowledgement) and not handled; a phone that waits for
 each answer, as the guide's outbox does, never meets it.
 
+An event whose payload gives a name twice (`{"note": "a", "note": "b"}`) is answered with the
+422 problem a REST body gets (`wire_json.read`, which marks such packets as it decodes them)
+and not handled: which value counts would depend on the parser.
+
 Events with no handler of their own reach `unknown_event`, the member namespace's catch-all
 (Flask-SocketIO's "*" handler, looked up only after the event's own): acked with a 404
 problem when the client asked for an acknowledgement, else dropped. /ops has none: its
@@ -49,6 +53,7 @@ from flask_socketio import SocketIO
 from socketio import packet
 
 from service.errors import problem_body
+from service.wire_json import GivenTwice, given_once
 
 log = logging.getLogger("reach.realtime")
 
@@ -96,6 +101,11 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
             else:
                 detail = 'Name the event with a string: ["<event>", <payload>].'
             _refuse(server, eio_sid, namespace or "/", id, name, detail)
+            return
+        if isinstance(data, GivenTwice):
+            # Refused as REST refuses such a body; named in the payload, not in the packet.
+            twice = [n.removeprefix("1.") for n in data.twice]
+            _refuse(server, eio_sid, namespace or "/", id, name, None, 422, given_once(twice))
             return
         sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
         if not server.manager.is_connected(sid, namespace or "/"):
@@ -183,8 +193,9 @@ def _refuse(
     namespace: str,
     id: int | None,
     name: Any,
-    detail: str,
+    detail: str | None,
     status: int = 400,
+    errors: dict[str, list[str]] | None = None,
 ) -> None:
     sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
     if not server.manager.is_connected(sid, namespace):
@@ -202,7 +213,8 @@ def _refuse(
     )
     if id is None:
         return
-    problem = problem_body(status, detail=detail, retry_after=1 if status == 429 else None)
+    retry_after = 1 if status == 429 else None
+    problem = problem_body(status, detail=detail, errors=errors, retry_after=retry_after)
     server._send_packet(
         eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
     )

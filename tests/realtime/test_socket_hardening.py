@@ -233,6 +233,38 @@ def test_a_binary_event_whose_attachments_do_not_fit_leaves_the_socket_working(
     assert len(client.get("/api/v1/bids", as_=ana).json()["items"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ('{{"client_id": "{id}", "kind": "comfort", "note": "a", "note": "b"}}', "note"),
+        ('{{"client_id": "{id}", "kind": "share", "kind": "help"}}', "kind"),
+    ],
+    ids=["note", "kind"],
+)
+def test_an_event_giving_a_field_twice_is_refused_as_a_rest_body_is(
+    client: ApiClient, phone: Connect, payload: str, field: str
+) -> None:
+    """`{"note": "a", "note": "b"}` over the socket kept the last value (a bid with note "b"),
+    where the same body over REST is a 422 naming the field: the ack is that 422, and no bid
+    is written. The phone's next event is handled as usual."""
+    ana, _ = client.couple()
+    device = phone(ana.access_token)
+    answers: list[Any] = []
+    ack_id = device.client._generate_ack_id("/", lambda *args: answers.append(args))
+    body = payload.format(id=uuid.uuid4())
+    device.client.eio.send(f'2{ack_id}["bid.send", {body}]')  # an EVENT asking for an ack
+    wait_until(lambda: bool(answers), what="the ack")
+    rest = client.post(
+        "/api/v1/bids", as_=ana, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert rest.status_code == 422, rest.text
+    assert answers == [(rest.json(),)], answers
+    assert rest.json()["errors"] == {field: ["Give this field once."]}
+    assert client.get("/api/v1/bids", as_=ana).json()["items"] == []
+    bid = device.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "help"})
+    assert bid["sender_id"] == ana.id, bid
+
+
 # --- the /ops namespace ----------------------------------------------------------------------
 
 
