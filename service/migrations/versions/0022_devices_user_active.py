@@ -17,9 +17,7 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
-from alembic import op
-
-from service.migrations.indexes import build_concurrently
+from service.migrations.indexes import create_index, drop_index
 
 revision = "0022_devices_user_active"
 down_revision = "0021_repairs_couple_status"
@@ -32,20 +30,10 @@ OLD, OLD_COLUMNS = "ix_devices_user_id", ["user_id"]
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        with op.get_context().autocommit_block():
-            build_concurrently(NAME, TABLE, COLUMNS)
-            op.drop_index(OLD, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
-        return
-    op.create_index(NAME, TABLE, COLUMNS)
-    op.drop_index(OLD, table_name=TABLE)
+    create_index(NAME, TABLE, COLUMNS)
+    drop_index(OLD, TABLE)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        with op.get_context().autocommit_block():
-            build_concurrently(OLD, TABLE, OLD_COLUMNS)
-            op.drop_index(NAME, table_name=TABLE, postgresql_concurrently=True, if_exists=True)
-        return
-    op.create_index(OLD, TABLE, OLD_COLUMNS)
-    op.drop_index(NAME, table_name=TABLE)
+    create_index(OLD, TABLE, OLD_COLUMNS)
+    drop_index(NAME, TABLE)
