@@ -57,10 +57,10 @@ def only_refusals_count(scope: str, refused: int = 401) -> Callable[[F], F]:
     return decorate
 
 
-# The answers to a sign-up or sign-in refused before it was read (a body not JSON, too large,
-# sent as a form or text, a field missing or malformed): it could neither create an account
-# nor try a password, and reveals nothing of either.
-UNREAD = frozenset({400, 413, 415, 422})
+# The answers to a sign-up or sign-in whose body could not be read (not JSON, too large, sent
+# as a form or text): it could neither create an account nor try a password. A body read and
+# refused (422, a field missing or malformed) is an attempt like any other, and counts.
+UNREAD = frozenset({400, 413, 415})
 
 
 def unread_requests_do_not_count(view: F) -> F:
