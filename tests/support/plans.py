@@ -77,18 +77,17 @@ def _examined(node: dict[str, Any], table: str, indexes: set[str]) -> int:
 
 def rows_fetched(connection: Connection, sql: str, params: Any, table: str) -> int:
     """How many rows of `table` PostgreSQL fetched from the table itself to run `sql` (as the
-    driver was given it, with `params`), those its filters threw away included: an index-only
-    scan counts only what it had to look up in the table (vacuumed, none)."""
+    driver was given it, with `params`), those its filters threw away included. An index-only
+    scan counts none: its look-ups in the table (Heap Fetches) are visibility checks, as many
+    as the pages a vacuum could not mark all-visible while another test's snapshot was open,
+    whatever the statement."""
     plan = connection.exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).scalar_one()
     return _fetched(plan[0]["Plan"], table)
 
 
 def _fetched(node: dict[str, Any], table: str) -> int:
     own = 0
-    if node.get("Relation Name") == table:
-        if node["Node Type"] == "Index Only Scan":
-            own = int(node.get("Heap Fetches", 0))
-        else:
-            seen = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
-            own = int(seen) * int(node.get("Actual Loops", 1))
+    if node.get("Relation Name") == table and node["Node Type"] != "Index Only Scan":
+        seen = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+        own = int(seen) * int(node.get("Actual Loops", 1))
     return own + sum(_fetched(child, table) for child in node.get("Plans", []))
