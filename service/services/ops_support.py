@@ -90,10 +90,14 @@ def devices(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
         .order_by(Device.updated_at.desc(), Device.id.desc())
         .limit(SWITCHED_OFF_SHOWN)
     ).all()
-    rows = [*live, *switched_off]
-    last = _last_pushes(session, [row.id for row in rows])
-    shown = [{**row._asdict(), "id": str(row.id), "last_push": last.get(row.id)} for row in rows]
     total_off = switched_off[0].switched_off if switched_off else 0
+    # The count rides on each switched-off row: the page needs it once, not on each device.
+    rows = [
+        {name: value for name, value in row._asdict().items() if name != "switched_off"}
+        for row in [*live, *switched_off]
+    ]
+    last = _last_pushes(session, [row["id"] for row in rows])
+    shown = [{**row, "id": str(row["id"]), "last_push": last.get(row["id"])} for row in rows]
     return {"shown": shown, "not_shown": total_off - len(switched_off)}
 
 
