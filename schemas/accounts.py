@@ -139,6 +139,13 @@ class UserSchema(Schema):
     notes_on_lock_screen = fields.Boolean(dump_only=True)
     couple_id = fields.UUID(allow_none=True, dump_only=True)
     created_at = UTCDateTime(dump_only=True)
+    profile_version = fields.Integer(
+        dump_only=True,
+        metadata={
+            "description": "Counts the `PATCH /me` that changed the profile; of two copies of"
+            " it (a `me.updated` and an answer) the higher is the later"
+        },
+    )
 
 
 class ProfileUpdateSchema(Schema):

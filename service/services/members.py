@@ -205,20 +205,22 @@ class RecentMembers:
         self._members.pop((user_id, session_id), None)
 
 
-def hold_live_account(session: Session, user_id: uuid.UUID) -> None:
+def hold_live_account(session: Session, user_id: uuid.UUID, *, to_change: bool = False) -> None:
     """`hold_account`, refused (401, the transaction rolled back) once the account is gone."""
-    if not hold_account(session, user_id):
+    if not hold_account(session, user_id, to_change=to_change):
         session.rollback()
         raise Unauthorized(GONE)
 
 
-def hold_account(session: Session, user_id: uuid.UUID) -> bool:
+def hold_account(session: Session, user_id: uuid.UUID, *, to_change: bool = False) -> bool:
     """Lock the account against its deletion until the transaction ends, before writing a row
     that names it (whose foreign key would wait for a deletion under way, then fail once it
     commits): FOR KEY SHARE, which only a deletion's or an operator's FOR UPDATE waits for.
-    False once the account is gone."""
+    `to_change` the account row itself, read again once held: FOR NO KEY UPDATE, which another
+    change of it waits for too, but a write naming it does not. False once the account is gone."""
     held = select(_users.c.id).where(_users.c.id == user_id)
-    return session.execute(held.with_for_update(read=True, key_share=True)).first() is not None
+    lock = held.with_for_update(read=not to_change, key_share=True)
+    return session.execute(lock).first() is not None
 
 
 def user_of(session: Session, member: Member) -> User:

@@ -58,18 +58,21 @@ def update_profile(session: Session, user: User, changes: dict[str, Any]) -> Use
     if couple is not None and seen_now != seen_before:
         # The partner's phone shows the name and the zone as `GET /couple` gave them.
         events.record(session, couple, "couple.partner_updated", seen_now)
-    shown_now = _own_view(user)
-    if shown_now != shown_before:
+    if _own_view(user) != shown_before:
+        # Numbered, so that a phone given two changes' events in the other order keeps the
+        # later (the account is held: changes take turns).
+        user.profile_version += 1
         # The account's other phones (a tablet left connected) show it at once; not the
         # partner's, who see what is theirs to see in `couple.partner_updated`.
-        events.notify_user(session, user.id, ME_UPDATED, shown_now)
+        events.notify_user(session, user.id, ME_UPDATED, _own_view(user))
     session.commit()
     return user
 
 
 def _hold_for_profile(session: Session, user: User, changes: dict[str, Any]) -> Couple | None:
     """Hold the account against a deletion from another phone meanwhile (its update would find
-    no row), and return its live couple, locked, when the change may write to its stream
+    no row) and against another change of it (which would write over this one's reading of
+    it), and return its live couple, locked, when the change may write to its stream
     (`STREAM_CHANGES`); the account is read again as it stands once they are held.
 
     The couple is locked before the account, as unpairing and deleting an account lock them.
@@ -88,7 +91,7 @@ def _hold_for_profile(session: Session, user: User, changes: dict[str, Any]) -> 
                 )
                 if couple is not None and couple.ended_at is not None:
                     couple = None
-        members.hold_live_account(session, user.id)
+        members.hold_live_account(session, user.id, to_change=True)
         session.refresh(user)
         if not streamed or user.couple_id == (couple.id if couple else None):
             return couple

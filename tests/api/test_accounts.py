@@ -596,6 +596,22 @@ def test_the_accounts_own_phones_get_the_profile_as_get_me_shows_it_and_nobody_e
     assert sol_phone.events == []
 
 
+def test_a_change_numbers_the_profile_and_sending_it_again_does_not(client: ApiClient) -> None:
+    """`profile_version` starts at 0, counts each `PATCH /me` that changed the profile, and is
+    in the sign-in's answer, `GET /me` and the `PATCH` answer alike."""
+    ana = client.register("Ana")
+    assert ana.user["profile_version"] == 0
+    assert client.get("/api/v1/me", as_=ana).json()["profile_version"] == 0
+    changed = client.patch("/api/v1/me", as_=ana, json={"display_name": "Anna"})
+    assert changed.json()["profile_version"] == 1
+    again = client.patch("/api/v1/me", as_=ana, json={"display_name": "Anna"})
+    assert again.json()["profile_version"] == 1
+    signed_in = client.post(
+        "/api/v1/auth/login", json={"email": ana.email, "password": ana.password}
+    )
+    assert signed_in.json()["user"]["profile_version"] == 1
+
+
 def test_an_unpaired_change_is_no_event(
     client: ApiClient, phone: Callable[[str | None], Phone]
 ) -> None:
