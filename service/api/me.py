@@ -17,7 +17,13 @@ from schemas.accounts import (
 )
 from schemas.base import PageArgsSchema
 from schemas.custody import ExportSchema
-from service.api.auth import auth_required, current_member, current_user, documented_member
+from service.api.auth import (
+    auth_required,
+    current_member,
+    current_user,
+    documented_member,
+    token_issuer,
+)
 from service.api.blueprint import Blueprint
 from service.extensions import db, limit_setting, limiter
 from service.models import User
@@ -138,11 +144,13 @@ class Sessions(MethodView):
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Where the account is signed in: its live sessions, newest first
 
-        Each phone signed in (a session that can still refresh its tokens, and the caller's
-        own, marked `current`), with when it signed in, when it last refreshed its tokens, and
-        the device it registered last. Counts against RATELIMIT_SESSIONS for the account.
+        Each phone signed in (a session that can still refresh its tokens, or whose access
+        token still works, and the caller's own, marked `current`), with when it signed in,
+        when it last refreshed its tokens, and the device it registered last. Counts against
+        RATELIMIT_SESSIONS for the account.
         """
-        return accounts.list_sessions(db.session, current_member(), **args)
+        access_seconds = token_issuer().access_seconds
+        return accounts.list_sessions(db.session, current_member(), access_seconds, **args)
 
     @member
     @blp.doc(operationId="signOutEverywhere")
@@ -175,5 +183,6 @@ class SessionResource(MethodView):
         more pushes, as when every phone is signed out; the account's other sessions go on.
         Counts against RATELIMIT_SESSIONS for the account.
         """
-        accounts.end_session(db.session, current_member(), session_id)
+        access_seconds = token_issuer().access_seconds
+        accounts.end_session(db.session, current_member(), session_id, access_seconds)
         members.disconnect_session(session_id)  # its open sockets close, in every process

@@ -10,17 +10,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, exists, select
+from sqlalchemy import ColumnElement, and_, bindparam, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.domain.errors import Unauthorized
 from service.models import AuthSession, Couple, RefreshToken, User
 from service.models.base import table
-from service.security.tokens import TokenIssuer
+from service.security.tokens import LEEWAY_SECONDS, TokenIssuer
 
 # Refusing a request whose account (or sign-in session) has gone meanwhile.
 GONE = "The account or session no longer exists: sign in again."
@@ -242,6 +242,17 @@ def usable_session(now: datetime) -> ColumnElement[bool]:
         _refresh_tokens.c.used_at.is_(None),
     )
     return and_(_sessions.c.revoked_at.is_(None), live_token)
+
+
+def signed_in_session(now: datetime, access_seconds: int) -> ColumnElement[bool]:
+    """A sign-in session a phone is signed in with at `now`: usable (`usable_session`), or not
+    ended and holding an access token that still works. Its refresh tokens may all have
+    expired while the access token it got last, issued when it signed in or last refreshed,
+    works for up to `access_seconds` more: until then it can still be seen, and ended."""
+    issued = func.coalesce(_sessions.c.last_refreshed_at, _sessions.c.created_at)
+    since = now - timedelta(seconds=access_seconds + LEEWAY_SECONDS)
+    access_works = and_(_sessions.c.revoked_at.is_(None), issued > since)
+    return or_(usable_session(now), access_works)
 
 
 def live_sessions(session: Session, session_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:

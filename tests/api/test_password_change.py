@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from service.clock import clock
 from service.extensions import db
-from service.models import Device
+from service.models import Device, RefreshToken
 from service.services.accounts import password_change
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.phones import Phone
@@ -382,3 +382,36 @@ def test_ending_the_callers_own_session_signs_it_out(client: ApiClient, phone: C
     assert refresh(client, ana.refresh_token).status_code == 401
     assert client.get("/api/v1/me", as_=other).status_code == 200
     assert sessions(client, ana).status_code == 401
+
+
+def test_a_session_whose_refresh_tokens_ran_out_is_listed_and_ended_while_its_access_works(
+    app: Flask, client: ApiClient, phone: Connect
+) -> None:
+    """A stolen phone's refresh tokens have all expired, but the access token it got last still
+    works for a few minutes: it was neither listed nor endable (404), so the member who saw it
+    signed in could not sign it out. It is listed, and ending it signs it out at once."""
+    ana = client.register("Ana")
+    stolen = another_phone(client, ana)
+    stolen_id = own_session(client, stolen)
+    stolen_device = register_device(client, stolen, f"ana-stolen-{uuid.uuid4().hex}")
+    stolen_socket = phone(stolen.access_token)
+    with app.app_context():
+        db.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.session_id == uuid.UUID(stolen_id))
+            .values(expires_at=clock.now() - timedelta(seconds=1))
+        )
+        db.session.commit()
+    assert client.get("/api/v1/me", as_=stolen).status_code == 200
+
+    listed = [item["id"] for item in sessions(client, ana).json()["items"]]
+    assert stolen_id in listed, listed
+    ended = end(client, ana, stolen_id)
+    assert ended.status_code == 204, ended.text
+    cut_off(stolen_socket, "the ended session's socket to close")
+    assert client.get("/api/v1/me", as_=stolen).status_code == 401
+    refused(lambda: phone(stolen.access_token))
+    assert device_states(client, ana)[stolen_device] == (False, "signed_out")
+    assert [item["id"] for item in sessions(client, ana).json()["items"]] == [
+        own_session(client, ana)
+    ]

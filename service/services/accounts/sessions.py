@@ -104,19 +104,20 @@ def sign_out_everywhere(session: Session, user_id: uuid.UUID) -> None:
     session.commit()
 
 
-def _signed_in(member: Member, now: datetime) -> ColumnElement[bool]:
-    """The member's account's sessions that a phone is signed in with: those it can still use
-    (`members.usable_session`), and the caller's own (its access token works)."""
-    live = or_(members.usable_session(now), AuthSession.id == member.session_id)
+def _signed_in(member: Member, now: datetime, access_seconds: int) -> ColumnElement[bool]:
+    """The member's account's sessions that a phone is signed in with: those it can still use,
+    or whose access token still works (`members.signed_in_session`), and the caller's own."""
+    live = or_(members.signed_in_session(now, access_seconds), AuthSession.id == member.session_id)
     return and_(AuthSession.user_id == member.user_id, AuthSession.revoked_at.is_(None), live)
 
 
 def list_sessions(
-    session: Session, member: Member, *, limit: int, before: str | None
+    session: Session, member: Member, access_seconds: int, *, limit: int, before: str | None
 ) -> dict[str, Any]:
     """Where the member's account is signed in, newest first, a page at a time (`pages`):
-    each session with the device it registered last (None if none), the caller's marked."""
-    query = select(AuthSession).where(_signed_in(member, clock.now()))
+    each session with the device it registered last (None if none), the caller's marked.
+    `access_seconds` is how long an access token works (ACCESS_TOKEN_SECONDS)."""
+    query = select(AuthSession).where(_signed_in(member, clock.now(), access_seconds))
     if before:
         query = query.where(pages.older_than(AuthSession, before))
     rows = list(
@@ -146,14 +147,19 @@ def list_sessions(
     return {"items": items, "next": pages.next_of(rows, limit)}
 
 
-def end_session(session: Session, member: Member, session_id: uuid.UUID) -> None:
+def end_session(
+    session: Session, member: Member, session_id: uuid.UUID, access_seconds: int
+) -> None:
     """End one session of the member's account that a phone is signed in with (the caller's own
-    too: a sign-out), as signing out of every phone ends each: its refresh and access tokens
-    stop working and its devices get no more pushes. Its sockets close once this has committed
-    (the caller closes them). Any other session, of another account or ended, is a 404."""
+    too: a sign-out; one whose refresh tokens expired while an access token of it still works,
+    `access_seconds` long, too), as signing out of every phone ends each: its refresh and access
+    tokens stop working and its devices get no more pushes. Its sockets close once this has
+    committed (the caller closes them). Any other session, of another account or ended, is a
+    404."""
     now = clock.now()
+    signed_in = _signed_in(member, now, access_seconds)
     ended = _hold_live_sessions(
-        session, member.user_id, and_(AuthSession.id == session_id, _signed_in(member, now))
+        session, member.user_id, and_(AuthSession.id == session_id, signed_in)
     )
     if not ended:
         session.rollback()
