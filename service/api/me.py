@@ -119,7 +119,8 @@ class Password(MethodView):
         401 would send the app's refresh-and-retry path after a token that is fine). This
         phone's tokens keep working; every other session's refresh and access tokens stop,
         its sockets close and its devices get no more pushes. The same change sent again by
-        this phone within 5 minutes (its answer was lost) is answered 204 and changes nothing.
+        this phone within 5 minutes (its answer was lost) is answered 204 and changes nothing
+        but closing any socket of the sessions that change ended still open.
         Each change tried, right or wrong, counts against RATELIMIT_PASSWORD (5 an hour) for
         the account.
         """

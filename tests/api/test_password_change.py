@@ -18,9 +18,11 @@ from sqlalchemy import update
 from service.clock import clock
 from service.extensions import db
 from service.models import Device, RefreshToken
+from service.realtime import members
 from service.services.accounts import password_change
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.phones import Phone
+from tests.support.server import LiveServer
 from tests.support.waiting import wait_until
 
 Connect = Callable[[str | None], Phone]
@@ -153,6 +155,35 @@ def test_a_change_retried_after_its_answer_was_lost_is_answered_again(
     assert client.get("/api/v1/me", as_=ana).status_code == 200
     assert sign_in(client, ana.email, NEW).status_code == 200
     assert sign_in(client, ana.email, PASSWORD).status_code == 401
+
+
+def test_a_retried_change_closes_the_other_phones_sockets_the_first_left_open(
+    server_with: Callable[..., LiveServer], phones: list[Phone], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first change committed, but its word to close the other phones' sockets was lost
+    (Redis away drops it; the process stopped right after the commit), and so was its answer.
+    The retry was answered 204, "every other phone signed out", and closed nothing: the other
+    phone's socket went on receiving the couple's events until the next sweep of the sockets'
+    sessions. The retry closes the sockets of the sessions that change ended."""
+    server = server_with(SOCKET_RECHECK_SECONDS=3600)  # no sweep closes them meanwhile
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    other = another_phone(client, ana)
+    phones.extend(Phone(server.url, who.access_token) for who in (ana, other))
+    this_socket, other_socket = (device.connect() for device in phones)
+
+    with monkeypatch.context() as lost:
+        lost.setattr(members, "disconnect_session", lambda session_id: None)
+        assert change(client, ana, PASSWORD, NEW).status_code == 204
+    # Its session has ended, its socket is still served.
+    assert other_socket.call("bid.seen", {})["status"] == 401
+    assert client.get("/api/v1/me", as_=other).status_code == 401
+
+    retried = change(client, ana, PASSWORD, NEW)
+    assert retried.status_code == 204, retried.text
+    cut_off(other_socket, "the other phone's socket to close on the retry")
+    still_open(this_socket)
+    client.http.close()
 
 
 def test_only_the_same_change_by_the_same_phone_soon_after_counts_as_its_retry(

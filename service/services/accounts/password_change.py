@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.db import end_read
 from service.domain.errors import Conflict, Unauthorized, invalid
-from service.models import User
+from service.models import AuthSession, User
 from service.security.passwords import check_password, hash_password
 from service.services import members
 from service.services.accounts.sessions import revoke_other_sessions
@@ -21,6 +21,8 @@ WRONG = "This is not the account's password."
 # A change sent again this soon after by the session that made it is its retry: the phone never
 # got the first answer (a tunnel, the app suspended mid-request).
 RETRY_WINDOW = timedelta(minutes=5)
+# Why the sessions a change ends have ended.
+ENDED_REASON = "password_changed"
 
 
 def change_password(session: Session, member: Member, current: str, new: str) -> list[uuid.UUID]:
@@ -31,7 +33,8 @@ def change_password(session: Session, member: Member, current: str, new: str) ->
 
     The same change sent again by the session that made it, within RETRY_WINDOW (its answer
     was lost: `current` is now the old password, `new` the account's), is answered again and
-    changes nothing: it returns no sessions.
+    changes nothing: it returns the sessions that change ended, whose sockets may still be
+    open (the first answer's closing of them may have been lost with it).
 
     Both hashes are made outside any transaction (`end_read`), as a sign-in's check is. The
     account is then locked and read again. Its hash may have changed meanwhile: a sign-in
@@ -52,7 +55,7 @@ def change_password(session: Session, member: Member, current: str, new: str) ->
         stored = account.password_hash
         if not check_password(stored, current).matches:
             if _retried(account, member, new):
-                return []
+                return _ended_by_change(session, member, account.password_changed_at)
             raise _changed_meanwhile() if again else invalid("current_password", WRONG)
         new_hash = new_hash or hash_password(new)
         user = session.get(User, member.user_id, with_for_update=True, populate_existing=True)
@@ -70,7 +73,7 @@ def change_password(session: Session, member: Member, current: str, new: str) ->
         user.password_hash = new_hash
         user.password_changed_at = clock.now()
         user.password_changed_by = member.session_id
-        ended = revoke_other_sessions(session, user.id, member.session_id, "password_changed")
+        ended = revoke_other_sessions(session, user.id, member.session_id, ENDED_REASON)
         session.commit()
         return ended
     raise _changed_meanwhile()  # changed again while it was checked again
@@ -87,6 +90,26 @@ def _retried(
     if clock.now() >= changed_at + RETRY_WINDOW:
         return False
     return check_password(account.password_hash, new).matches
+
+
+def _ended_by_change(
+    session: Session, member: Member, changed_at: datetime | None
+) -> list[uuid.UUID]:
+    """The sessions the change made at `changed_at` ended, whose sockets its retry closes (the
+    first answer may never have closed them: its process stopped after the commit, or the word
+    to the other processes was lost). Later changes and sign-ins end none of these."""
+    ended = list(
+        session.scalars(
+            select(AuthSession.id).where(
+                AuthSession.user_id == member.user_id,
+                AuthSession.id != member.session_id,
+                AuthSession.revoked_reason == ENDED_REASON,
+                AuthSession.revoked_at >= changed_at,
+            )
+        )
+    )
+    end_read(session)
+    return ended
 
 
 def _changed_meanwhile() -> Conflict:
