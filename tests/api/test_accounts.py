@@ -277,6 +277,8 @@ def test_reusing_a_refresh_token_revokes_the_whole_family(client: ApiClient) -> 
     replay = client.post("/api/v1/auth/refresh", json={"refresh_token": person.refresh_token})
     assert replay.status_code == 401
     assert "already used" in replay.json()["detail"]
+    # As every refusal that ends a session, it says what the phone does now.
+    assert replay.json()["detail"].endswith(": sign in again."), replay.json()["detail"]
     after = client.post("/api/v1/auth/refresh", json={"refresh_token": new_pair["refresh_token"]})
     assert after.status_code == 401
     me = client.get("/api/v1/me", headers={"Authorization": f"Bearer {new_pair['access_token']}"})

@@ -53,7 +53,9 @@ def refresh(
         if replaced is None:
             _revoke_for_reuse(session, auth_session, now)
             session.commit()
-            raise Unauthorized("This refresh token was already used; the session is revoked.")
+            raise Unauthorized(
+                "This refresh token was already used; the session is revoked: sign in again."
+            )
     if stored.expires_at <= now:
         raise Unauthorized("The refresh token has expired: sign in again.")
     user = session.get(User, auth_session.user_id)
