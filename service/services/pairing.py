@@ -138,7 +138,11 @@ def join(session: Session, user: User, typed_code: str) -> Joined:
         earlier = _joined_with(session, user, code)
         if earlier is not None:
             return Joined(earlier, created=False)
-        raise Conflict("You are already paired. Unpair first to join someone else.")
+        # Read again: an unpair may have ended the couple since the caller was read (a join
+        # sent again as the partner unpairs), and the caller, now unpaired, joins as anyone.
+        if session.scalar(select(User.couple_id).where(User.id == user.id)) is not None:
+            raise Conflict("You are already paired. Unpair first to join someone else.")
+        session.rollback()
     # Claim the invite atomically: of two people racing for one code, one wins. Who used it is
     # written once both accounts are locked: writing it here would lock the caller's account
     # (its foreign key) before the inviter's, and two people joining each other's codes at

@@ -403,3 +403,45 @@ def test_a_code_withdrawn_as_it_pairs_its_maker_is_told_they_are_paired(
     assert joined.status_code == 201, joined.text
     assert refused.status_code == 409, refused.text
     assert client.get("/api/v1/couple", as_=ana).json()["partner"]["id"] == ben.id
+
+
+def test_a_join_sent_again_as_the_partner_unpairs_is_not_told_it_is_paired(
+    client: ApiClient, app: Flask
+) -> None:
+    """Ben's join paired him with Ana, its answer was lost, and his phone sends the code again
+    as Ana unpairs. The retry read Ben paired, then looked for the couple the code made once
+    the unpair had ended it: it told Ben 409 "You are already paired. Unpair first to join
+    someone else." though he no longer was. It answers as a retry after the unpair does: the
+    code is spent (422), and Ben is not paired."""
+    ana, ben = client.register("Ana"), client.register("Ben")
+    code = client.post("/api/v1/couple/invites", as_=ana).json()["code"]
+    assert client.post("/api/v1/couple/join", as_=ben, json={"code": code}).status_code == 201
+    with app.app_context():
+        engine = db.engine
+    held, go = threading.Event(), threading.Event()
+
+    def hold_the_search_for_the_couple(*args: Any) -> None:
+        if held.is_set() or "JOIN invites" not in args[2]:
+            return
+        held.set()
+        go.wait(10)
+
+    event.listen(engine, "before_cursor_execute", hold_the_search_for_the_couple)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            retrying = pool.submit(
+                ApiClient(client.base_url).post,
+                "/api/v1/couple/join",
+                as_=ben,
+                json={"code": code},
+            )
+            assert held.wait(10)
+            assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+            go.set()
+            retried = retrying.result(timeout=10)
+    finally:
+        go.set()
+        event.remove(engine, "before_cursor_execute", hold_the_search_for_the_couple)
+    assert retried.status_code == 422, retried.text
+    assert "code" in retried.json()["errors"]
+    assert client.get("/api/v1/couple", as_=ben).status_code == 404
