@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -62,9 +63,10 @@ def write(
     """Add a message; a retry with the same `client_id` returns the original and adds nothing."""
     repair, couple = visible(session, author, repair_id, lock=True)
     # Looked up under the repair's lock: a racing retry that won is visible by now.
+    words = _Words(body, step, frozenset(emotions))
     existing = _by_client_id(session, author.id, client_id)
     if existing is not None:
-        return _replay(session, existing, repair)
+        return _replay(session, existing, repair, words)
     if repair.status == "resolved":
         raise Conflict("This conversation is resolved: start a new one to talk again.")
     now = clock.now()
@@ -88,7 +90,7 @@ def write(
         existing = _by_client_id(session, author.id, client_id)
         if existing is None:
             raise
-        return _replay(session, existing, repair)
+        return _replay(session, existing, repair, words)
     view = present(message)
     cursor = events.record(session, couple, "repair.message", wire(view))
     partner = session.get(User, couple.partner_of(author.id))
@@ -128,8 +130,22 @@ def _by_client_id(
     )
 
 
-def _replay(session: Session, existing: RepairMessage, repair: Repair) -> Written:
-    if existing.repair_id != repair.id:
+@dataclass(frozen=True, slots=True)
+class _Words:
+    """What a message says: a retry says the same (its `written_at` is for display only)."""
+
+    body: str
+    step: str | None
+    emotions: frozenset[str]
+
+
+def _replay(session: Session, existing: RepairMessage, repair: Repair, words: _Words) -> Written:
+    """The stored message again, for a retry of it. Other words under its client_id are
+    another message, refused rather than answered with the first one (the phone would take
+    them as sent, and they would reach nobody)."""
+    said = _Words(existing.body, existing.step, frozenset(existing.emotions or ()))
+    if existing.repair_id != repair.id or said != words:
+        session.rollback()
         raise Conflict("This client_id was used for another message: generate a new one.")
     view = present(existing)
     session.rollback()

@@ -29,7 +29,15 @@ def test_messages_take_gapless_seqs_and_retries_return_the_original(client: ApiC
     assert first["seq"] == 1 and first["author_id"] == ana.id
     assert first["step"] == "the_cycle" and first["emotions"] == ["overwhelm", "fear"]
     assert first["written_at"] is None and first["repair_id"] == repair["id"]
-    retry = post_message(client, ana, repair["id"], client_id=client_id, body="changed text")
+    retry = post_message(
+        client,
+        ana,
+        repair["id"],
+        client_id=client_id,
+        body="I shut down when you raised your voice.",
+        step="the_cycle",
+        emotions=["fear", "overwhelm"],
+    )
     assert retry.status_code == 200 and retry.json() == first
     second = write(client, ben, repair["id"], step="what_i_heard")
     third = write(client, ana, repair["id"])
@@ -44,6 +52,45 @@ def test_messages_take_gapless_seqs_and_retries_return_the_original(client: ApiC
     assert messages(client, ana, repair["id"], after_seq=3) == {"items": [], "next": None}
     assert client.get(f"/api/v1/repairs/{repair['id']}", as_=ana).json()["last_seq"] == 3
     assert event_types(client, ana).count("repair.message") == 3
+
+
+def test_a_client_id_sent_again_with_other_words_is_refused(
+    client: ApiClient, phone: Callable[[str | None], Phone]
+) -> None:
+    """A phone that sent a second message under the first one's client_id was answered 200
+    with the first message: it took its words as sent and dropped them from its outbox, and
+    they never reached the partner. Other words (body, step or emotions) under a client_id
+    are another message: 409, nothing written, over REST and the socket alike."""
+    ana, ben = client.couple()
+    repair = start(client, ana)
+    client_id = str(uuid.uuid4())
+    first = write(client, ana, repair["id"], client_id=client_id, body="I felt alone.")
+    for changed in (
+        {"body": "I felt alone, and scared."},
+        {"step": "what_i_felt"},
+        {"emotions": ["hurt"]},
+    ):
+        sent = {"client_id": client_id, "body": "I felt alone.", **changed}
+        refused = post_message(client, ana, repair["id"], **sent)
+        assert refused.status_code == 409, (changed, refused.text)
+        assert refused.json()["code"] == "conflict"
+    ack = phone(ana.access_token).call(
+        "repair.message",
+        {"repair_id": repair["id"], "client_id": client_id, "body": "Something else."},
+    )
+    assert ack["status"] == 409, ack
+    # The same words again, with a written_at the phone read again, are the same message.
+    again = post_message(
+        client,
+        ana,
+        repair["id"],
+        client_id=client_id,
+        body="I felt alone.",
+        written_at="2026-01-01T00:00:00Z",
+    )
+    assert again.status_code == 200 and again.json() == first
+    assert messages(client, ben, repair["id"])["items"] == [first]
+    assert event_types(client, ben).count("repair.message") == 1
 
 
 def test_the_phones_writing_time_is_kept_but_seq_decides_the_order(client: ApiClient) -> None:
