@@ -63,9 +63,10 @@ def start(
     couple = pairing.require_couple(session, user)
     if couple_id is not None and couple_id != couple.id:
         raise of_an_ended_pairing("conversation")
+    asked = (topic or None, bid_id)
     existing = _by_client_id(session, user.id, client_id)
     if existing is not None:
-        return _replay(existing, couple)
+        return _replay(existing, couple, asked)
     # Before the new row names the bid (a key-share lock on it): a bid write locks the couple,
     # then the bid, and the other order would deadlock with it.
     _lock_cursor(session, couple)
@@ -97,7 +98,7 @@ def start(
         existing = _by_client_id(session, user.id, client_id)
         if existing is None:
             raise
-        return _replay(existing, couple)
+        return _replay(existing, couple, asked)
     view = present(repair)
     events.record(session, couple, "repair.started", wire(view))
     session.commit()
@@ -223,7 +224,11 @@ def _by_client_id(session: Session, user_id: uuid.UUID, client_id: uuid.UUID) ->
     )
 
 
-def _replay(existing: Repair, couple: Couple) -> Written:
-    if existing.couple_id != couple.id:
+def _replay(
+    existing: Repair, couple: Couple, asked: tuple[str | None, uuid.UUID | None]
+) -> Written:
+    """The conversation again, for a retry of its start. Another topic or bid under its
+    client_id is another conversation, refused rather than answered with the first one."""
+    if existing.couple_id != couple.id or (existing.topic, existing.bid_id) != asked:
         raise Conflict("This client_id was used for another conversation: generate a new one.")
     return Written(present(existing), created=False)

@@ -37,6 +37,30 @@ def test_a_conversation_starts_open_for_both_partners(client: ApiClient) -> None
     assert client.get("/api/v1/repairs", as_=ben).json() == {"items": [repair], "next": None}
 
 
+def test_a_client_id_sent_again_for_another_conversation_is_refused(client: ApiClient) -> None:
+    """A phone that started a second conversation under the first one's client_id was answered
+    200 with the first: its topic (or the bid it came back to) was dropped unseen. Another
+    topic or bid under a client_id is another conversation: 409, nothing started. The same
+    topic again, however it was spaced, is a retry."""
+    ana, ben = client.couple()
+    bid = client.post(
+        "/api/v1/bids", as_=ben, json={"client_id": str(uuid.uuid4()), "kind": "comfort"}
+    ).json()
+    client_id = str(uuid.uuid4())
+    first = start(client, ana, client_id=client_id, topic="Saturday's argument")
+    for changed in ({"topic": "The trip"}, {"topic": None}, {"bid_id": bid["id"]}):
+        body = {"client_id": client_id, "topic": "Saturday's argument", **changed}
+        refused = client.post("/api/v1/repairs", as_=ana, json=body)
+        assert refused.status_code == 409, (changed, refused.text)
+        assert refused.json()["code"] == "conflict"
+    retry = client.post(
+        "/api/v1/repairs", as_=ana, json={"client_id": client_id, "topic": " Saturday's argument "}
+    )
+    assert retry.status_code == 200 and retry.json() == first
+    assert client.get("/api/v1/repairs", as_=ben).json()["items"] == [first]
+    assert event_types(client, ben) == ["couple.paired", "bid.created", "repair.started"]
+
+
 def test_a_topic_is_trimmed_and_a_blank_one_is_none(client: ApiClient) -> None:
     ana, _ben = client.couple()
     assert start(client, ana, topic="  Saturday's argument \n")["topic"] == "Saturday's argument"
