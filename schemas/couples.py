@@ -16,6 +16,15 @@ class JoinSchema(Schema):
     code = fields.String(required=True, validate=validate.Length(min=1, max=20))
 
 
+class UnpairArgsSchema(Schema):
+    couple_id = fields.UUID(
+        metadata={
+            "description": "The couple to end (`GET /couple`'s `id`): 404 when the caller is no"
+            " longer paired in it, so an unpair sent again ends no later couple"
+        }
+    )
+
+
 class PartnerSchema(Schema):
     id = fields.UUID(dump_only=True)
     display_name = fields.String(dump_only=True)

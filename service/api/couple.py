@@ -7,7 +7,7 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 
-from schemas.couples import CoupleSchema, InviteSchema, JoinSchema
+from schemas.couples import CoupleSchema, InviteSchema, JoinSchema, UnpairArgsSchema
 from service.api.auth import auth_required, current_user, documented_member
 from service.api.blueprint import Blueprint
 from service.domain import invites
@@ -114,8 +114,9 @@ class CoupleResource(MethodView):
 
     @member
     @blp.doc(operationId="unpair")
+    @blp.arguments(UnpairArgsSchema, location="query")
     @blp.response(204)
-    @blp.problem(404, "Not paired")
-    def delete(self) -> None:
+    @blp.problem(404, "Not paired, or no longer in the `couple_id` named")
+    def delete(self, args: dict[str, Any]) -> None:
         """Unpair; both phones are told"""
-        pairing.unpair(db.session, current_user())
+        pairing.unpair(db.session, current_user(), args.get("couple_id"))

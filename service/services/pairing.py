@@ -264,10 +264,14 @@ def require_couple(session: Session, user: User) -> Couple:
     return couple
 
 
-def unpair(session: Session, user: User) -> None:
+def unpair(session: Session, user: User, couple_id: uuid.UUID | None = None) -> None:
+    """End the caller's couple. With `couple_id`, only that couple: an unpair sent again after
+    its answer was lost, once the caller has paired anew, ends nothing."""
     couple = session.get(Couple, user.couple_id, with_for_update=True) if user.couple_id else None
     if couple is None or couple.ended_at is not None:
         raise NotFound("You are not paired.")
+    if couple_id is not None and couple.id != couple_id:
+        raise NotFound("You are not paired in that couple any more: see GET /couple.")
     now = clock.now()
     data: dict[str, Any] = {
         "couple_id": str(couple.id),

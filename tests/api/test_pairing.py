@@ -269,6 +269,29 @@ def test_unpair_ends_the_couple_for_both(client: ApiClient) -> None:
     assert client.delete("/api/v1/couple", as_=ben).status_code == 404
 
 
+def test_an_unpair_sent_again_after_a_new_pairing_leaves_the_new_couple(
+    client: ApiClient,
+) -> None:
+    """Ana's tablet unpaired her from Ben, but its answer was lost, and the tablet sent the
+    unpair again once it was back online, after Ana had paired with Cat on her phone: the
+    retry ended the couple with Cat. An unpair that names its couple (`couple_id`) ends that
+    couple or none: 404 once it has ended, whoever the caller is paired with now."""
+    ana, ben = client.couple()
+    with_ben = client.get("/api/v1/couple", as_=ana).json()["id"]
+    assert client.delete(f"/api/v1/couple?couple_id={with_ben}", as_=ana).status_code == 204
+    cat = client.register("Cat")
+    with_cat = client.pair(cat, ana)["id"]
+    again = client.delete(f"/api/v1/couple?couple_id={with_ben}", as_=ana)
+    assert again.status_code == 404, again.text
+    assert again.json()["code"] == "not_found"
+    assert client.get("/api/v1/couple", as_=cat).json()["id"] == with_cat
+    junk = client.delete("/api/v1/couple?couple_id=not-a-uuid", as_=ana)
+    assert junk.status_code == 422 and "couple_id" in junk.json()["errors"]
+    assert client.delete(f"/api/v1/couple?couple_id={with_cat}", as_=ana).status_code == 204
+    assert client.get("/api/v1/couple", as_=cat).status_code == 404
+    assert client.get("/api/v1/couple", as_=ben).status_code == 404
+
+
 def test_the_inviter_reads_back_the_code_that_still_works(client: ApiClient) -> None:
     """Ana's app restarted while she waited for Ben: her code was gone from the screen and
     nothing gave it back but a new one. `GET /couple/invites` shows her live code, to her."""
