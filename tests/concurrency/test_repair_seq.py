@@ -104,3 +104,37 @@ def test_a_retry_racing_the_original_writes_one_message(client: ApiClient) -> No
     assert {(message_id, seq) for _, message_id, seq in results} == {(results[0][1], 1)}
     types = [e["type"] for e in all_events(client, ana)]
     assert types == ["couple.paired", "repair.started", "repair.message"]
+
+
+def test_two_phones_sending_other_words_under_one_client_id_at_once_keep_one(
+    client: ApiClient,
+) -> None:
+    """Ana's phone and tablet each send a message under the same client_id at once, with other
+    words: one is stored (201), the other refused (409) rather than answered with the first,
+    in one conversation or two."""
+    ana, _ = client.couple()
+    repairs = [
+        client.post("/api/v1/repairs", as_=ana, json={"client_id": str(uuid.uuid4())}).json()
+        for _ in range(2)
+    ]
+    for first, second in ((repairs[0], repairs[0]), (repairs[0], repairs[1])):
+        client_id = str(uuid.uuid4())
+        sent = [(first, "From the phone.", client_id), (second, "From the tablet.", client_id)]
+
+        def send(which: tuple[dict[str, Any], str, str]) -> int:
+            repair, body, client_id = which
+            return (
+                ApiClient(client.base_url)
+                .post(
+                    f"/api/v1/repairs/{repair['id']}/messages",
+                    as_=ana,
+                    json={"client_id": client_id, "body": body},
+                )
+                .status_code
+            )
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            statuses = sorted(pool.map(send, sent))
+        assert statuses == [201, 409]
+    said = [e["data"]["body"] for e in all_events(client, ana) if e["type"] == "repair.message"]
+    assert len(said) == 2
