@@ -128,14 +128,18 @@ def answer(
         raise of_an_ended_pairing("answer")
     # Looked up under the couple's lock: a racing retry that won is visible by now.
     earlier = session.scalar(
-        select(CheckInAnswer.round_id).where(
+        select(CheckInAnswer).where(
             CheckInAnswer.user_id == user.id, CheckInAnswer.client_id == client_id
         )
     )
     if earlier is not None:
-        answered = session.get(CheckInRound, earlier)
+        answered = session.get(CheckInRound, earlier.round_id)
         if answered is None or answered.couple_id != couple.id:
             raise Conflict("This client_id was used in an earlier pairing: generate a new one.")
+        if any(getattr(earlier, name) != scores[name] for name in SCORES):
+            # Another answer, not a retry: answered with the round, the phone would take it
+            # as stored.
+            raise Conflict("This client_id was used for another answer: generate a new one.")
         result = view(session, answered, user, couple)
         session.commit()
         return Answered(result, created=False)

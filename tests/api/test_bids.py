@@ -6,6 +6,7 @@ import base64
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -100,6 +101,44 @@ def test_retrying_a_response_returns_the_original(client: ApiClient) -> None:
     other = send(client, ana)
     reused = respond(client, ben, other["id"], kind="toward", client_id=client_id)
     assert reused.status_code == 409
+
+
+def test_a_client_id_sent_again_with_another_bid_is_refused(client: ApiClient) -> None:
+    """Another kind or note under a bid's `client_id` is another bid, not a retry: 409, never
+    the first bid answered as if it were the one sent (the phone would take it as sent, and it
+    would reach nobody). The same words, trimmed as they are stored, are a retry."""
+    ana, _ = client.couple()
+    client_id = str(uuid.uuid4())
+    first = send(client, ana, "comfort", "Call me?", client_id=client_id)
+    for other in ({"kind": "connect", "note": "Call me?"}, {"kind": "comfort", "note": "Now?"}):
+        refused = client.post("/api/v1/bids", as_=ana, json={"client_id": client_id, **other})
+        assert refused.status_code == 409, refused.text
+        assert "client_id" in refused.json()["detail"]
+    again = {"client_id": client_id, "kind": "comfort", "note": " Call me? "}
+    retry = client.post("/api/v1/bids", as_=ana, json=again)
+    assert (retry.status_code, retry.json()) == (200, first)
+    assert len(client.get("/api/v1/bids", as_=ana).json()["items"]) == 1
+
+
+def test_a_client_id_sent_again_with_another_response_is_refused(client: ApiClient) -> None:
+    """Another kind, note or `back_at` under a response's `client_id` is another response: 409;
+    the same response again is a retry, 200 with the bid."""
+    ana, ben = client.couple()
+    bid = send(client, ana)
+    client_id = str(uuid.uuid4())
+    back_at = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
+    later = {"client_id": client_id, "kind": "later", "note": "At 6", "back_at": back_at}
+    first = respond(client, ben, bid["id"], **later)
+    assert first.status_code == 201, first.text
+    hour_later = (datetime.now(UTC) + timedelta(hours=3)).isoformat()
+    for other in ({"kind": "toward", "note": "At 6"}, {"note": "At 7"}, {"back_at": hour_later}):
+        body = {**later, **other}
+        if body["kind"] == "toward":
+            body.pop("back_at")
+        refused = respond(client, ben, bid["id"], **body)
+        assert refused.status_code == 409, (other, refused.text)
+    retry = respond(client, ben, bid["id"], **later)
+    assert (retry.status_code, retry.json()) == (200, first.json())
 
 
 def test_a_partner_cannot_answer_their_own_bid(client: ApiClient) -> None:

@@ -574,6 +574,19 @@ def test_a_retried_check_in_answer_returns_its_round_and_stores_nothing(
     assert types == ["couple.paired", "checkin.answered", "checkin.revealed"]
 
 
+def test_a_check_in_client_id_sent_again_with_other_scores_is_refused(client: ApiClient) -> None:
+    """Other scores under an answer's `client_id` are another answer, not a retry: 409, never
+    the round answered as if they had been stored."""
+    ana, _ = client.couple()
+    scores, client_id = {"accessible": 4, "responsive": 2, "engaged": 5}, str(uuid.uuid4())
+    assert client.post("/api/v1/checkins", as_=ana, json=answer(scores, client_id)).ok
+    other = answer({**scores, "engaged": 1}, client_id)
+    refused = client.post("/api/v1/checkins", as_=ana, json=other)
+    assert refused.status_code == 409, refused.text
+    assert "client_id" in refused.json()["detail"]
+    assert client.get("/api/v1/checkins/current", as_=ana).json()["you"]["engaged"] == 5
+
+
 def test_a_check_in_client_id_of_an_earlier_pairing_is_a_conflict(client: ApiClient) -> None:
     ana, ben = client.couple()
     client_id = str(uuid.uuid4())

@@ -53,11 +53,12 @@ def test_socket_writes_answer_with_the_resource(client: ApiClient, phone: Connec
     ana, ben = client.couple()
     ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
     client_id = str(uuid.uuid4())
-    bid = ana_phone.call("bid.send", {"client_id": client_id, "kind": "share", "note": "news!"})
+    body = {"client_id": client_id, "kind": "share", "note": "news!"}
+    bid = ana_phone.call("bid.send", body)
     assert bid["sender_id"] == ana.id and bid["note"] == "news!"
     assert ben_phone.wait_for("bid.created")["data"] == bid
     # A retry over the socket returns the original and emits nothing new.
-    assert ana_phone.call("bid.send", {"client_id": client_id, "kind": "share"}) == bid
+    assert ana_phone.call("bid.send", body) == bid
 
     seen = ben_phone.call("bid.seen", {"bid_id": bid["id"]})
     assert seen["status"] == "seen"

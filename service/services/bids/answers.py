@@ -73,7 +73,9 @@ def respond(
         )
     )
     if earlier is not None:
-        if earlier.bid_id != bid.id:
+        said = (earlier.bid_id, earlier.kind, earlier.note, earlier.back_at)
+        if said != (bid.id, kind, note or None, back_at):
+            # Another response (to another bid, or saying something else), not a retry.
             raise Conflict("This client_id was used for another response: generate a new one.")
         session.rollback()
         return Written(present(bid), created=False)

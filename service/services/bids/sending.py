@@ -63,6 +63,9 @@ def send(
     if sender.couple is None or existing.couple_id != sender.couple.id:
         # A bid of an earlier pairing: it, and the ex-partner's answers, are not the caller's.
         raise Conflict("This client_id was used for another bid: generate a new one.")
+    if (existing.kind, existing.note) != (kind, note or None):
+        # Another bid, not a retry: answered with the first, the phone would take it as sent.
+        raise Conflict("This client_id was used for another bid: generate a new one.")
     return Written(present(existing), created=False)
 
 
