@@ -100,7 +100,7 @@ def test_sends_the_exact_v1_message_for_each_platform(
             "collapse_key": "bid-b-1",
             "priority": "high",
             "ttl": "3600s",
-            "notification": {"channel_id": "bids"},
+            "notification": {"channel_id": "bids", "tag": "bid-b-1"},
         },
     }
     assert sends["web-1"].body["message"] == {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ import pytest
 from service.clock import clock
 from service.services.push_outbox import BID_BODIES
 from service.worker.runner import Worker
+from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.repairs import start, write
@@ -75,7 +76,7 @@ def test_a_bid_push_is_the_message_the_guide_shows_on_each_platform(
         "notification": notification,
         "android": {
             "collapse_key": f"bid:{bid['id']}",
-            "notification": {"channel_id": "bids"},
+            "notification": {"channel_id": "bids", "tag": f"bid:{bid['id']}"},
             "priority": "high",
         },
     }
@@ -162,7 +163,7 @@ def test_a_repair_message_push_is_the_message_the_guide_shows(
         "notification": notification,
         "android": {
             "collapse_key": f"repair:{repair['id']}",
-            "notification": {"channel_id": "repairs"},
+            "notification": {"channel_id": "repairs", "tag": f"repair:{repair['id']}"},
             "priority": "normal",
             "ttl": "86400s",
         },
@@ -226,7 +227,7 @@ def test_a_break_reminder_carries_the_cursor_of_the_pause(
             assert message["notification"] == {"title": title, "body": body}
         assert sent["android"]["android"] == {
             "collapse_key": f"repair:{repair['id']}",
-            "notification": {"channel_id": "repairs"},
+            "notification": {"channel_id": "repairs", "tag": f"repair:{repair['id']}"},
             "priority": "normal",
             "ttl": "86400s",
         }
@@ -236,3 +237,30 @@ def test_a_break_reminder_carries_the_cursor_of_the_pause(
         assert sent["web"]["webpush"]["headers"]["Urgency"] == "normal"
     # The worker ended the break after the reminders' cursor: a phone syncs on a reminder.
     assert cursor_of(client, client.fresh(maya), "repair.resumed") > int(cursor)
+
+
+def test_a_push_sent_again_replaces_its_android_notification_rather_than_adding_one(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """A collapse key only collapses what FCM still holds for an offline phone: one that is
+    online shows every push it gets. The notification's tag is what replaces one already shown
+    (a push sent again after FCM's answer was lost, a newer message of the same conversation),
+    and what the app removes once sync says the bid or the messages are done with."""
+    maya, sam = client.couple("Maya", "Sam")
+    body = {"platform": "android", "push_token": "sam-android-token"}
+    assert client.post("/api/v1/devices", as_=sam, json=body).status_code == 201
+    standin.script("sam-android-token", fcm.internal())
+    bid = client.post(
+        "/api/v1/bids", as_=maya, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    ).json()
+    fcm_worker.run_once()  # FCM's answer: 500, whether or not the phone got it
+    clock.freeze(clock.now() + timedelta(seconds=5))
+    assert fcm_worker.run_once().pushes == 1
+    repair = start(client, maya)
+    write(client, maya, repair["id"], body="First.")
+    fcm_worker.run_once()
+    write(client, maya, repair["id"], body="Second.")
+    fcm_worker.run_once()
+
+    tags = [m["android"]["notification"].get("tag") for m in standin.messages()]
+    assert tags == [f"bid:{bid['id']}"] * 2 + [f"repair:{repair['id']}"] * 2

@@ -22,16 +22,22 @@ _token_warning_lock = threading.Lock()
 
 def build_message(push: PushMessage, now: float | None = None) -> messaging.Message:
     """The firebase-admin Message for one push: visible when title or body is set, else
-    data-only. `push.extra` may set `channel_id`, `sound` and `thread_id`."""
+    data-only. `push.extra` may set `channel_id`, `sound` and `thread_id`.
+
+    A visible notification is tagged with the collapse key on Android and, as its identifier,
+    on Apple devices (`apns-collapse-id`): a push sent again, or a newer one about the same
+    thing, replaces the notification shown rather than adding one. The collapse key alone
+    only collapses what FCM still holds for an offline phone."""
     visible = push.title is not None or push.body is not None
     android = apns = webpush = None
     if push.platform == "android":
         channel = push.extra.get("channel_id", ANDROID_CHANNEL)
+        shown = messaging.AndroidNotification(channel_id=channel, tag=push.collapse_key or None)
         android = messaging.AndroidConfig(
             collapse_key=push.collapse_key or None,
             priority=push.priority,
             ttl=push.ttl_seconds,
-            notification=messaging.AndroidNotification(channel_id=channel) if visible else None,
+            notification=shown if visible else None,
         )
     elif push.platform == "ios":
         apns = _apns_config(push, visible, time.time() if now is None else now)
