@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 Outcome = Literal["sent", "retry", "unregistered", "invalid", "failed", "unsent"]
@@ -41,6 +42,15 @@ class PushMessage:
     badge: int | None = None
     category: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # When what it announces is over (a bid's expiry): its time to live is what is left of it
+    # when it is sent (`ttl_at`), `ttl_seconds` only without one.
+    expires_at: datetime | None = None
+
+    def ttl_at(self, now: datetime) -> int:
+        """The push's time to live if it is sent at `now`: at least a second."""
+        if self.expires_at is None:
+            return self.ttl_seconds
+        return max(1, int((self.expires_at - now).total_seconds()))
 
 
 # What the outbox keeps of a send's error (`push_attempts.error`, `push_deliveries.last_error`).

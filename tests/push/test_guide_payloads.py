@@ -6,12 +6,16 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from service.clock import clock
+from service.push.fcm import FcmBackend
 from service.services.push_outbox import BID_BODIES
+from service.worker.dispatch import Dispatcher
 from service.worker.runner import Worker
 from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient, Person
@@ -264,3 +268,32 @@ def test_a_push_sent_again_replaces_its_android_notification_rather_than_adding_
 
     tags = [m["android"]["notification"].get("tag") for m in standin.messages()]
     assert tags == [f"bid:{bid['id']}"] * 2 + [f"repair:{repair['id']}"] * 2
+
+
+def test_a_bid_push_sent_late_in_its_pass_lives_no_longer_than_its_bid(
+    app: Flask, client: ApiClient, standin: FcmStandIn, credentials_file: Path
+) -> None:
+    """The time to live is counted when the push is sent, not when its pass began: with FCM
+    answering slowly a batch's last sends go out seconds after its first, and a push that
+    outlived its bid would show the phone a bid that is over."""
+    maya, sam = client.couple("Maya", "Sam")
+    for index in range(3):
+        body = {"platform": "android", "push_token": f"sam-android-{index}"}
+        assert client.post("/api/v1/devices", as_=sam, json=body).status_code == 201
+    body = {"client_id": str(uuid.uuid4()), "kind": "connect"}
+    expires = datetime.fromisoformat(
+        client.post("/api/v1/bids", as_=maya, json=body).json()["expires_at"]
+    ).timestamp()
+    standin.default_delay = 1.5
+    backend = FcmBackend(str(credentials_file), standin.url, max_concurrency=1, timeout_seconds=5)
+    try:
+        worker = Worker(app, name="one-at-a-time", dispatcher=Dispatcher(backend))
+        assert worker.run_once().pushes == 3
+    finally:
+        backend.close()
+
+    received = standin.received()
+    assert received[-1].at - received[0].at >= 2.5
+    for send in received:
+        ttl = int(send.body["message"]["android"]["ttl"].removesuffix("s"))
+        assert ttl <= expires - send.at + 1

@@ -182,6 +182,10 @@ class FcmBackend:
     ) -> PushResult:
         if deadline_passed(deadline):
             return PushResult(push.key, "unsent")
+        if push.expires_at is not None:
+            # Built again as it leaves: its time to live is what is left then, not when the
+            # batch began (a send may wait for a thread while FCM answers slowly).
+            message = build_message(push)
         with self._watchdog.watch(self.longest_send) as watched:
             try:
                 message_id = messaging.send(message, app=self._app)

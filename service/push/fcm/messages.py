@@ -7,11 +7,12 @@ import hashlib
 import json
 import re
 import threading
-import time
 import warnings
+from datetime import datetime
 
 from firebase_admin import messaging
 
+from service.clock import clock
 from service.push import PushMessage
 
 MAX_PAYLOAD_BYTES = 4096
@@ -20,15 +21,19 @@ _WEB_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _token_warning_lock = threading.Lock()
 
 
-def build_message(push: PushMessage, now: float | None = None) -> messaging.Message:
-    """The firebase-admin Message for one push: visible when title or body is set, else
-    data-only. `push.extra` may set `channel_id`, `sound` and `thread_id`.
+def build_message(push: PushMessage, now: datetime | None = None) -> messaging.Message:
+    """The firebase-admin Message for one push sent at `now` (default: now): visible when title
+    or body is set, else data-only. `push.extra` may set `channel_id`, `sound` and `thread_id`.
+    Its time to live is what is left of the push's `expires_at` then (`PushMessage.ttl_at`),
+    and on Apple devices `apns-expiration` is that very moment.
 
     A visible notification is tagged with the collapse key on Android and, as its identifier,
     on Apple devices (`apns-collapse-id`): a push sent again, or a newer one about the same
     thing, replaces the notification shown rather than adding one. The collapse key alone
     only collapses what FCM still holds for an offline phone."""
     visible = push.title is not None or push.body is not None
+    now = clock.now() if now is None else now
+    ttl = push.ttl_at(now)
     android = apns = webpush = None
     if push.platform == "android":
         channel = push.extra.get("channel_id", ANDROID_CHANNEL)
@@ -36,13 +41,13 @@ def build_message(push: PushMessage, now: float | None = None) -> messaging.Mess
         android = messaging.AndroidConfig(
             collapse_key=push.collapse_key or None,
             priority=push.priority,
-            ttl=push.ttl_seconds,
+            ttl=ttl,
             notification=shown if visible else None,
         )
     elif push.platform == "ios":
-        apns = _apns_config(push, visible, time.time() if now is None else now)
+        apns = _apns_config(push, visible, _apns_expiration(push, ttl, now))
     else:
-        headers = {"TTL": str(push.ttl_seconds), "Urgency": push.priority}
+        headers = {"TTL": str(ttl), "Urgency": push.priority}
         if push.collapse_key:
             headers["Topic"] = _web_topic(push.collapse_key)
         webpush = messaging.WebpushConfig(headers=headers)
@@ -62,11 +67,18 @@ def build_message(push: PushMessage, now: float | None = None) -> messaging.Mess
         )
 
 
-def _apns_config(push: PushMessage, visible: bool, now: float) -> messaging.APNSConfig:
+def _apns_expiration(push: PushMessage, ttl: int, now: datetime) -> str:
+    """When APNs gives up on the push: its `expires_at`, else `ttl` from `now` ("0": at once)."""
+    if push.expires_at is not None:
+        return str(int(push.expires_at.timestamp()))
+    return str(int(now.timestamp()) + ttl) if ttl > 0 else "0"
+
+
+def _apns_config(push: PushMessage, visible: bool, expiration: str) -> messaging.APNSConfig:
     headers = {
         "apns-priority": "10" if visible and push.priority == "high" else "5",
         "apns-push-type": "alert" if visible else "background",
-        "apns-expiration": str(int(now) + push.ttl_seconds) if push.ttl_seconds > 0 else "0",
+        "apns-expiration": expiration,
     }
     if push.collapse_key:
         headers["apns-collapse-id"] = apns_collapse_id(push.collapse_key)

@@ -54,7 +54,7 @@ def _plan(session: Session, sql: _Statements, jobs: list[Row[Any]], now: datetim
         by_job[row.job_id].append(row)
     skipped: list[int] = []
     for job in jobs:
-        common = _common(job.payload, job.expires_at, now)
+        common = _common(job.payload, job.expires_at)
         for row in by_job[job.id]:
             if row.state != "pending":
                 continue
@@ -99,11 +99,9 @@ def _body(payload: dict[str, Any], notes_on_lock_screen: bool) -> str | None:
     return None if body is None else str(body)
 
 
-def _common(payload: dict[str, Any], expires_at: datetime | None, now: datetime) -> dict[str, Any]:
-    """The parts of a job's message that are the same for every device."""
-    ttl = 86400
-    if expires_at is not None:
-        ttl = max(1, int((expires_at - now).total_seconds()))
+def _common(payload: dict[str, Any], expires_at: datetime | None) -> dict[str, Any]:
+    """The parts of a job's message that are the same for every device. One that expires
+    (a bid's) lives what is left of it when it is sent; the others a day."""
     extra = {key: payload[key] for key in ("thread_id", "channel_id") if payload.get(key)}
     return {
         "data": {k: str(v) for k, v in payload["data"].items()},
@@ -111,7 +109,8 @@ def _common(payload: dict[str, Any], expires_at: datetime | None, now: datetime)
         "title": payload.get("title"),
         "body": payload.get("body"),
         "priority": payload.get("priority", "high"),
-        "ttl_seconds": ttl,
+        "ttl_seconds": 86400,
+        "expires_at": expires_at,
         "category": payload.get("category"),
         "extra": extra,
     }
