@@ -17,7 +17,8 @@ Outcome = Literal["sent", "retry", "unregistered", "invalid", "failed", "unsent"
   credentials (SENDER_ID_MISMATCH): disable the device;
 - invalid: FCM rejected the message itself (INVALID_ARGUMENT about the message): do not retry;
 - failed: any other permanent failure (auth, configuration): do not retry this attempt;
-- unsent: not tried, the batch's deadline had come: nothing reached FCM, it is not an attempt.
+- unsent: not tried, the batch's deadline had come (or, error EXPIRED, what the push announces
+  expired while it waited for its turn): nothing reached FCM, it is not an attempt.
 
 A send cut off at its time (its answer trickling in) is `sent` if FCM's 200 had come, with
 error ANSWER_CUT_OFF; otherwise `retry` (DEADLINE_EXCEEDED, or ANSWER_CUT_OFF after an error's
@@ -52,6 +53,9 @@ class PushMessage:
             return self.ttl_seconds
         return max(1, int((self.expires_at - now).total_seconds()))
 
+
+# The error of a push not sent because what it announces (a bid) expired before its turn came.
+EXPIRED = "EXPIRED"
 
 # What the outbox keeps of a send's error (`push_attempts.error`, `push_deliveries.last_error`).
 ERROR_MAX = 80

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -297,3 +298,34 @@ def test_a_bid_push_sent_late_in_its_pass_lives_no_longer_than_its_bid(
     for send in received:
         ttl = int(send.body["message"]["android"]["ttl"].removesuffix("s"))
         assert ttl <= expires - send.at + 1
+
+
+def test_a_bid_that_expires_while_its_pass_is_sending_is_not_pushed_after(
+    app: Flask, client: ApiClient, standin: FcmStandIn, credentials_file: Path
+) -> None:
+    """A push whose bid expires while it waits for its turn in a slow pass does not leave:
+    the phone would be told of a bid that is over. The next pass finds its job expired."""
+    maya, sam = client.couple("Maya", "Sam")
+    for token in ("sam-first", "sam-second"):
+        body = {"platform": "android", "push_token": token}
+        assert client.post("/api/v1/devices", as_=sam, json=body).status_code == 201
+    body = {"client_id": str(uuid.uuid4()), "kind": "connect"}
+    bid = client.post("/api/v1/bids", as_=maya, json=body).json()
+    expires = datetime.fromisoformat(bid["expires_at"])
+    clock.freeze(expires - timedelta(seconds=1))
+    standin.script("sam-first", fcm.slow(1.5))
+    # The bid's expiry comes while the first send waits for FCM's answer.
+    timer = threading.Timer(0.5, clock.freeze, args=(expires + timedelta(seconds=1),))
+    backend = FcmBackend(str(credentials_file), standin.url, max_concurrency=1, timeout_seconds=5)
+    try:
+        worker = Worker(app, name="one-at-a-time", dispatcher=Dispatcher(backend))
+        timer.start()
+        worker.run_once(housekeeping=False)
+        timer.join()
+        assert [m["token"] for m in standin.messages()] == ["sam-first"]
+        assert worker.run_once().pushes == 0
+    finally:
+        backend.close()
+    assert [m["token"] for m in standin.messages()] == ["sam-first"]
+    answer = client.get(f"/api/v1/bids/{bid['id']}", as_=client.fresh(sam))
+    assert answer.json()["status"] == "expired"

@@ -16,8 +16,9 @@ from firebase_admin import exceptions, messaging
 from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import TokenState
 
+from service.clock import clock
 from service.config import SettingsError
-from service.push import Outcome, PushMessage, PushResult
+from service.push import EXPIRED, Outcome, PushMessage, PushResult
 from service.push.cutoff import Watchdog, WatchedAdapter
 from service.push.fcm.credentials import _TokenRequest, load_certificate
 from service.push.fcm.messages import MAX_PAYLOAD_BYTES, build_message, payload_size
@@ -183,9 +184,14 @@ class FcmBackend:
         if deadline_passed(deadline):
             return PushResult(push.key, "unsent")
         if push.expires_at is not None:
+            now = clock.now()
+            if push.expires_at <= now:
+                # What it announces expired while it waited for its turn: it has nothing left
+                # to say. Not an attempt: the next pass finds its job expired.
+                return PushResult(push.key, "unsent", error=EXPIRED)
             # Built again as it leaves: its time to live is what is left then, not when the
             # batch began (a send may wait for a thread while FCM answers slowly).
-            message = build_message(push)
+            message = build_message(push, now)
         with self._watchdog.watch(self.longest_send) as watched:
             try:
                 message_id = messaging.send(message, app=self._app)

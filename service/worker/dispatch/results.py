@@ -11,7 +11,7 @@ from typing import Any
 from service import metrics
 from service.clock import clock
 from service.domain.quiet_hours import QuietHours
-from service.push import PushResult
+from service.push import EXPIRED, PushResult
 from service.services import devices
 from service.worker.dispatch.plan import _Plan
 from service.worker.dispatch.policy import RetryPolicy
@@ -52,7 +52,10 @@ def _results(
     for send, result in zip(plan.sends, results, strict=True):
         message = send.message
         if result.outcome == "unsent":
-            recorded.unsent += 1  # its delivery stays pending, with its attempts as they were
+            # Its delivery stays pending, with its attempts as they were. One whose bid expired
+            # meanwhile is not due again: the next pass finds its job expired.
+            if result.error != EXPIRED:
+                recorded.unsent += 1
             continue
         recorded.tried.add(send.job_id)
         recorded.job_of[send.delivery_id] = send.job_id
