@@ -107,7 +107,10 @@ def test_sends_the_exact_v1_message_for_each_platform(
         "token": "web-1",
         "data": DATA,
         "notification": notification,
-        "webpush": {"headers": {"TTL": "3600", "Urgency": "high", "Topic": "bid-b-1"}},
+        "webpush": {
+            "headers": {"TTL": "3600", "Urgency": "high", "Topic": "bid-b-1"},
+            "notification": {"tag": "bid-b-1"},
+        },
     }
 
 

@@ -110,7 +110,7 @@ def test_a_bid_push_is_the_message_the_guide_shows_on_each_platform(
         "token": "sam-web-token",
         "data": data,
         "notification": notification,
-        "webpush": {"headers": {"Urgency": "high"}},
+        "webpush": {"headers": {"Urgency": "high"}, "notification": {"tag": f"bid:{bid['id']}"}},
     }
 
 
@@ -198,7 +198,10 @@ def test_a_repair_message_push_is_the_message_the_guide_shows(
         "token": "sam-web-token",
         "data": data,
         "notification": notification,
-        "webpush": {"headers": {"TTL": "86400", "Urgency": "normal"}},
+        "webpush": {
+            "headers": {"TTL": "86400", "Urgency": "normal"},
+            "notification": {"tag": f"repair:{repair['id']}"},
+        },
     }
 
 
@@ -329,3 +332,23 @@ def test_a_bid_that_expires_while_its_pass_is_sending_is_not_pushed_after(
     assert [m["token"] for m in standin.messages()] == ["sam-first"]
     answer = client.get(f"/api/v1/bids/{bid['id']}", as_=client.fresh(sam))
     assert answer.json()["status"] == "expired"
+
+
+def test_a_push_sent_again_replaces_its_browser_notification_rather_than_adding_one(
+    client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Web Push's Topic, like a collapse key, replaces only what the push service still holds:
+    the notification's tag is what replaces one a browser shows already."""
+    maya, sam = client.couple("Maya", "Sam")
+    body = {"platform": "web", "push_token": "sam-web-token"}
+    assert client.post("/api/v1/devices", as_=sam, json=body).status_code == 201
+    standin.script("sam-web-token", fcm.internal())
+    bid = client.post(
+        "/api/v1/bids", as_=maya, json={"client_id": str(uuid.uuid4()), "kind": "connect"}
+    ).json()
+    fcm_worker.run_once()
+    clock.freeze(clock.now() + timedelta(seconds=5))
+    assert fcm_worker.run_once().pushes == 1
+
+    tags = [m["webpush"].get("notification", {}).get("tag") for m in standin.messages()]
+    assert tags == [f"bid:{bid['id']}"] * 2

@@ -27,10 +27,10 @@ def build_message(push: PushMessage, now: datetime | None = None) -> messaging.M
     Its time to live is what is left of the push's `expires_at` then (`PushMessage.ttl_at`),
     and on Apple devices `apns-expiration` is that very moment.
 
-    A visible notification is tagged with the collapse key on Android and, as its identifier,
-    on Apple devices (`apns-collapse-id`): a push sent again, or a newer one about the same
-    thing, replaces the notification shown rather than adding one. The collapse key alone
-    only collapses what FCM still holds for an offline phone."""
+    A visible notification is tagged with the collapse key on Android and in browsers and, as
+    its identifier, on Apple devices (`apns-collapse-id`): a push sent again, or a newer one
+    about the same thing, replaces the notification shown rather than adding one. The collapse
+    key alone only collapses what FCM still holds for an offline phone."""
     visible = push.title is not None or push.body is not None
     now = clock.now() if now is None else now
     ttl = push.ttl_at(now)
@@ -48,9 +48,12 @@ def build_message(push: PushMessage, now: datetime | None = None) -> messaging.M
         apns = _apns_config(push, visible, _apns_expiration(push, ttl, now))
     else:
         headers = {"TTL": str(ttl), "Urgency": push.priority}
+        shown_web = None
         if push.collapse_key:
             headers["Topic"] = _web_topic(push.collapse_key)
-        webpush = messaging.WebpushConfig(headers=headers)
+            if visible:
+                shown_web = messaging.WebpushNotification(tag=push.collapse_key)
+        webpush = messaging.WebpushConfig(headers=headers, notification=shown_web)
     notification = messaging.Notification(title=push.title, body=push.body) if visible else None
     # FCM registration tokens belong in `token`; `fid` is for Firebase installation IDs.
     with _token_warning_lock, warnings.catch_warnings():
