@@ -98,9 +98,10 @@ class FcmBackend:
             raise RuntimeError("the FCM backend is closed")
         results: list[PushResult | None] = [None] * len(messages)
         ready: list[tuple[int, PushMessage, messaging.Message]] = []
+        built = clock.now()
         for index, push in enumerate(messages):
             try:
-                message = build_message(push)
+                message = build_message(push, built)
                 size = payload_size(message)
             except ValueError as exc:
                 results[index] = PushResult(push.key, "invalid", error=f"INVALID_MESSAGE: {exc}")
@@ -110,14 +111,19 @@ class FcmBackend:
                 continue
             ready.append((index, push, message))
         if ready:
-            for (index, _, _), result in zip(ready, self._send_ready(ready, deadline), strict=True):
+            sent = self._send_ready(ready, built, deadline)
+            for (index, _, _), result in zip(ready, sent, strict=True):
                 results[index] = result
         return [result for result in results if result is not None]
 
     def _send_ready(
-        self, ready: list[tuple[int, PushMessage, messaging.Message]], deadline: float | None
+        self,
+        ready: list[tuple[int, PushMessage, messaging.Message]],
+        built: datetime,
+        deadline: float | None,
     ) -> list[PushResult]:
-        """The well-formed messages' results: each sent unless the deadline had come first."""
+        """The well-formed messages' results: each sent unless the deadline had come first.
+        `built`: when the messages were built, for their time to live."""
         if deadline_passed(deadline):  # not even a token: nothing would be sent with it
             return [PushResult(push.key, "unsent") for _, push, _ in ready]
         auth_outcome = self._refresh_token(deadline)
@@ -126,7 +132,8 @@ class FcmBackend:
         workers = min(self.max_concurrency, len(ready))
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fcm-send")
         futures = [
-            pool.submit(self._send_one, push, message, deadline) for _, push, message in ready
+            pool.submit(self._send_one, push, message, built, deadline)
+            for _, push, message in ready
         ]
         # Every send started is cut off `longest_send` after it began: all are back by then.
         # Should one not be (a thread held elsewhere), the batch does not wait for it: its
@@ -179,7 +186,11 @@ class FcmBackend:
         return now + timedelta(seconds=last_answer) < expiry - TOKEN_KEPT_FROM_EXPIRY
 
     def _send_one(
-        self, push: PushMessage, message: messaging.Message, deadline: float | None
+        self,
+        push: PushMessage,
+        message: messaging.Message,
+        built: datetime,
+        deadline: float | None,
     ) -> PushResult:
         if deadline_passed(deadline):
             return PushResult(push.key, "unsent")
@@ -189,9 +200,10 @@ class FcmBackend:
                 # What it announces expired while it waited for its turn: it has nothing left
                 # to say. Not an attempt: the next pass finds its job expired.
                 return PushResult(push.key, "unsent", error=EXPIRED)
-            # Built again as it leaves: its time to live is what is left then, not when the
-            # batch began (a send may wait for a thread while FCM answers slowly).
-            message = build_message(push, now)
+            if push.ttl_at(now) != push.ttl_at(built):
+                # Built again as it leaves: its time to live is what is left then, not when
+                # the batch began (a send may wait for a thread while FCM answers slowly).
+                message = build_message(push, now)
         with self._watchdog.watch(self.longest_send) as watched:
             try:
                 message_id = messaging.send(message, app=self._app)
