@@ -248,6 +248,32 @@ def test_an_overview_whose_session_ended_says_so_instead_of_reconnecting(
     expect(page.locator("#live-status")).to_have_class(re.compile(r"\boffline\b"))
 
 
+def test_without_javascript_the_overview_says_it_is_read_once_and_the_forms_still_work(
+    browser: Any, live_server: LiveServer, operator: OperatorAccount, client: ApiClient
+) -> None:
+    """With scripts blocked nothing connects: the overview must not say "connecting…" for
+    ever, but that it was read once, as the other pages do; every form works without them."""
+    ana = client.register("Ana")
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    try:
+        page = context.new_page()
+        sign_in_in_browser(page, operator)
+        status = page.locator("#live-status")
+        expect(status).to_have_text("not live: reload for newer figures")
+        expect(status).to_have_class(re.compile(r"\boffline\b"))
+        page.goto("/ops/support")
+        page.fill("input[name=email]", ana.email)
+        page.click("button:has-text('Find')")
+        page.click("button:has-text('Disable account')")
+        expect(page.locator("#account-state")).to_contain_text("disabled")
+        page.click(".signout button")
+        expect(page.locator("h1")).to_have_text("Operators sign in")
+    finally:
+        context.close()
+    assert live_figures(live_server.app).watchers == 0
+
+
 def test_an_overview_whose_figures_stop_arriving_says_they_are_stale(
     page: Any, operator: OperatorAccount, live_server: LiveServer
 ) -> None:

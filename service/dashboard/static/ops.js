@@ -140,6 +140,8 @@
       return problem.status === 503 ? "database unavailable" : "figures failed (" + problem.title + ")";
     };
 
+    // The page says "not live" as served (no script runs, or the client failed to load).
+    show("connecting", "connecting…");
     var socket = window.io("/ops", { transports: ["websocket"] });
     socket.on("connect", function () {
       lastArrival = Date.now();
