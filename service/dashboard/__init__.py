@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, render_template, request
+from flask import Flask, g, render_template, request
 from flask_socketio import SocketIO
 from werkzeug.exceptions import HTTPException
 
@@ -43,8 +43,17 @@ def _reach_error(exc: ReachError) -> Any:
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> Any:
     body, headers = from_http_exception(exc)
-    page = _error_page(body["status"], body["title"], exc.description or body["detail"])
-    return page if page is not None else problem_response(body, headers)
+    page = _error_page(body["status"], body["title"], _page_detail(exc, body))
+    return (*page, headers) if page is not None else problem_response(body, headers)
+
+
+def _page_detail(exc: HTTPException, body: dict[str, Any]) -> str:
+    """What the page tells the operator: a refusal for too many tries says how long to wait
+    (the limiter's own description is the limit, "5 per 1 minute")."""
+    if body["status"] == 429 and body.get("retry_after") is not None:
+        g.retry_after = body["retry_after"]  # the Retry-After header says the same
+        return f"Too many attempts: try again in {body['retry_after']} s."
+    return exc.description or str(body["detail"])
 
 
 @bp.errorhandler(Exception)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, g
 from flask_limiter import Limiter
 from flask_limiter.constants import ConfigVars
 from limits import RateLimitItem
@@ -80,15 +80,17 @@ class RouteLimiter(Limiter):
 
 
 def _retry_after_as_the_problem_says(response: Response) -> Response:
-    """A 429's Retry-After header says what its problem's `retry_after` says: the seconds to
-    wait rounded up (`service.errors.wait_for`). flask-limiter writes the header after the
-    error handler, rounded down: 2.9 s left said 2, and a client that waited 2 s was refused
-    again. On any other answer than a 429 or a 503 it is taken off: flask-limiter put it on
+    """A 429's Retry-After header says what its problem's `retry_after` (or its /ops page) says:
+    the seconds to wait rounded up (`service.errors.wait_for`). flask-limiter writes the header
+    after the error handler, rounded down: 2.9 s left said 2, and a client that waited 2 s was
+    refused again. On any other answer than a 429 or a 503 it is taken off: flask-limiter put it on
     every answer of a limited route, a 200 or a 201 too, where an HTTP client that honours
     Retry-After wherever it finds one waited before its next request for nothing."""
     if response.status_code == 429:
         said = (
-            (response.get_json(silent=True) or {}).get("retry_after") if response.is_json else None
+            (response.get_json(silent=True) or {}).get("retry_after")
+            if response.is_json
+            else g.get("retry_after")  # a page's (/ops): it says the wait in its text
         )
         if isinstance(said, int):
             response.headers["Retry-After"] = str(said)

@@ -316,6 +316,21 @@ def test_failed_sign_ins_are_limited_per_operator_from_any_address(
     assert OpsClient(server.url).sign_in(other).status_code == 302
 
 
+def test_a_sign_in_refused_for_too_many_tries_says_how_long_to_wait(
+    app: Flask, server_with: Callable[..., LiveServer]
+) -> None:
+    """The refusal is a page an operator can act on: not the limiter's "2 per 1 minute"."""
+    server = server_with(RATELIMIT_AUTH_EMAIL="2 per minute")
+    wrong = OperatorAccount(create_operator(app).email, "not the password at all")
+    assert [OpsClient(server.url).sign_in(wrong).status_code for _ in range(2)] == [401, 401]
+    refused = OpsClient(server.url).sign_in(wrong)
+    assert refused.status_code == 429
+    wait = int(refused.headers["Retry-After"])
+    assert 0 < wait <= 61  # the window's end, in whole seconds, rounded up
+    assert f"Too many attempts: try again in {wait} s." in refused.text
+    assert "per 1 minute" not in refused.text
+
+
 def test_pages_forbid_framing_and_foreign_scripts(signed_in: OpsClient) -> None:
     response = signed_in.get("/ops/")
     policy = response.headers["Content-Security-Policy"]
