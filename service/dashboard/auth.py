@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from flask import (
     Flask,
@@ -136,22 +136,26 @@ def _return_to() -> str | None:
 
 def _safe_next(target: str | None) -> str:
     """Only a page inside /ops (never another host, never an action's address: a GET of it is
-    a 405) is a place to go back to."""
+    a 405) is a place to go back to; never a path with dot segments, which the browser
+    resolves before it goes there (`/ops/../api/` is out of /ops)."""
     parts = urlsplit(target or "")
-    if parts.scheme or parts.netloc or not parts.path.startswith("/ops/") or "\\" in parts.path:
+    path = parts.path
+    dots = {".", ".."} & set(unquote(path).split("/"))
+    if parts.scheme or parts.netloc or not path.startswith("/ops/") or "\\" in path or dots:
         return url_for("ops.overview")
-    return parts.path if _is_page(parts.path) else url_for("ops.overview")
+    return path if _is_page(path) else url_for("ops.overview")
 
 
 def _is_page(path: str) -> bool:
-    """Whether `path` is a page of /ops a browser opens (a GET of the dashboard's own)."""
+    """Whether `path` is a page of /ops a browser opens (a GET of the dashboard's own, not the
+    404 page of an address that is none)."""
     adapter = current_app.url_map.bind_to_environ(request.environ)
     try:
         endpoint, _ = adapter.match(path, method="GET")
     except HTTPException:  # no such page, only forms (405), or a redirect of its own
         return False
     ours = isinstance(endpoint, str) and endpoint.startswith("ops.")
-    return ours and endpoint not in PUBLIC_ENDPOINTS
+    return ours and endpoint not in PUBLIC_ENDPOINTS and endpoint != "ops.no_page"
 
 
 def _submitted_email() -> str:

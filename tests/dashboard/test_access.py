@@ -349,6 +349,11 @@ def test_next_never_leaves_ops(
         ("https://evil.example/ops/", "/ops/"),
         ("//evil.example/ops/", "/ops/"),
         ("/api/v1/me", "/ops/"),
+        # Dot segments a browser resolves before following the redirect: out of /ops.
+        ("/ops/../api/v1/me", "/ops/"),
+        ("/ops/%2e%2E/api/v1/me", "/ops/"),
+        ("/ops/./../api/v1/me", "/ops/"),
+        ("/ops/no-such-page", "/ops/"),
     ]:
         browser = ops_client()
         token = browser.csrf("/ops/login")
