@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from flask import flash, redirect, render_template, url_for
+from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from service.dashboard.auth import current_operator, form_text
@@ -24,11 +24,13 @@ def support() -> str:
 
 @bp.post("/support/search")
 def support_search() -> Response | tuple[str, int]:
-    email = form_text("email").strip()
+    typed = request.form.get("email", "").strip()
+    if not typed:  # spaces pass the field's `required`
+        return render_template("ops/support.html", account=None, no_email=True), 400
+    email = form_text("email").strip()  # empty if no stored email could be it (a NUL)
     user_id = ops_support.find_user(db.session, current_operator(), email) if email else None
     if user_id is None:
-        page = render_template("ops/support.html", account=None, not_found=email or None)
-        return page, 404
+        return render_template("ops/support.html", account=None, not_found=typed), 404
     return redirect(url_for("ops.support_account", user_id=user_id))
 
 

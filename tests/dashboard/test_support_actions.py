@@ -153,6 +153,21 @@ def test_lookups_are_audited_and_unknown_accounts_say_so(signed_in: OpsClient) -
     assert "There is no such account" in missing.text
 
 
+def test_a_search_without_an_email_says_so(signed_in: OpsClient) -> None:
+    """Spaces pass the field's `required`: the page says what is missing, not a bare 404 that
+    looks as if nothing happened; nothing was looked up, so nothing is in the audit log."""
+    token = signed_in.csrf("/ops/support")
+    for typed in ("   ", ""):
+        response = signed_in.post("/ops/support/search", data={"email": typed, "csrf_token": token})
+        assert response.status_code == 400
+        assert "Type the email of the account to find." in response.text
+    assert [e["action"] for e in audit(signed_in)] == ["operator.sign_in", "operator.create"]
+    unreadable = {"email": "\x00nobody@example.test", "csrf_token": token}
+    response = signed_in.post("/ops/support/search", data=unreadable)
+    assert response.status_code == 404
+    assert "No account has the email" in response.text
+
+
 def test_actions_that_do_not_apply_are_refused_with_a_message(
     client: ApiClient, signed_in: OpsClient
 ) -> None:
