@@ -98,6 +98,22 @@ def test_the_overview_updates_live_when_a_bid_is_sent_through_the_api(
     screenshot(page, "02-overview")
 
 
+def test_the_overviews_time_says_when_its_figures_were_made_to_people_and_to_machines(
+    page: Any, operator: OperatorAccount
+) -> None:
+    """The `<time>` of the figures shown: its text and its `datetime` (what assistive
+    technology and scripts read) name the same moment after every live update."""
+    sign_in_in_browser(page, operator)
+    updated = page.locator("#updated-at")
+    served = updated.inner_text()
+    expect(updated).not_to_have_text(served, timeout=10_000)  # figures made since
+    text, at = page.eval_on_selector(
+        "#updated-at", "node => [node.textContent, node.getAttribute('datetime')]"
+    )
+    moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    assert moment.strftime("%Y-%m-%d %H:%M:%S UTC") == text
+
+
 def test_a_dead_lettered_push_is_retried_from_the_browser(
     page: Any,
     operator: OperatorAccount,

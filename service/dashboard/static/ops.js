@@ -99,7 +99,9 @@
   function apply(figures) {
     document.querySelectorAll("[data-figure]").forEach(function (node) {
       var format = FORMATS[node.getAttribute("data-format")] || FORMATS.count;
-      node.textContent = format(pick(figures, node.getAttribute("data-figure")));
+      var value = pick(figures, node.getAttribute("data-figure"));
+      node.textContent = format(value);
+      if (node.hasAttribute("datetime")) node.setAttribute("datetime", value || "");
     });
     drawBars(document.getElementById("chart-bids"), figures.bids.per_hour.map(function (b) {
       return [b.start.slice(11, 16), b.count];
