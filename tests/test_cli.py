@@ -24,6 +24,52 @@ def test_help_lists_the_commands() -> None:
         assert re.search(rf"^\s+{command}\b", out, re.MULTILINE), out
 
 
+FOREIGN_COMMANDS = ("openapi", "limiter")
+
+
+def test_help_lists_reachs_commands_and_options_only(tmp_path: Path) -> None:
+    """`reach --help` listed flask-smorest's `openapi`, flask-limiter's `limiter` and Flask's
+    -A/--app, -e/--env-file and --debug, none of which Reach uses; and to list the commands it
+    built the app, so a setting it cannot run with showed a traceback above the help."""
+    env = {
+        **os.environ,
+        "REACH_INSTANCE_DIR": str(tmp_path),
+        "DATABASE_URL": "mysql://reach:hunter2-pw@db.example/reach",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "service.entry", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == "", result.stderr
+    listed = re.findall(r"^  (\S+)", result.stdout.split("Commands:")[1], re.MULTILINE)
+    assert sorted(listed) == sorted(
+        [
+            "create-operator",
+            "db",
+            "demo",
+            "disable-operator",
+            "enable-operator",
+            "routes",
+            "serve",
+            "set-operator-password",
+            "shell",
+            "worker",
+        ]
+    )
+    options = result.stdout.split("Options:")[1].split("Commands:")[0]
+    assert re.findall(r"^\s+(-\S+)", options, re.MULTILINE) == ["--help"], options
+    for command in FOREIGN_COMMANDS:
+        said = reach_refuses(command, "--help", env={**env, "DATABASE_URL": ""}, exit_code=2)
+        assert f"No such command '{command}'" in said, said
+    said = reach_refuses("--app", "wsgi", "db", "current", env=env, exit_code=2)
+    assert "No such option '--app'" in said, said
+
+
 def test_flask_development_server_is_not_offered(tmp_path: Path) -> None:
     """`reach run` would start werkzeug's server: no gevent, no worker, no limits on sockets."""
     assert not re.search(r"^\s+run\b", reach("--help"), re.MULTILINE)

@@ -20,7 +20,26 @@ def _create_app() -> Flask:
 class ReachGroup(FlaskGroup):
     """The commands, telling an operator's mistake in one line rather than a traceback: a
     setting the service cannot run with, a database it cannot reach or that was never
-    migrated, a migration revision that does not exist."""
+    migrated, a migration revision that does not exist.
+
+    Only Reach's own commands and options: not those other packages add (flask-limiter's
+    `limiter`, flask-smorest's `openapi`), nor Flask's -A/--app, -e/--env-file and --debug.
+    Listing or finding a command builds no app, so `reach --help` shows with any settings."""
+
+    FLASKS_OPTIONS = frozenset({"app", "env_file", "debug"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.params = [param for param in self.params if param.name not in self.FLASKS_OPTIONS]
+
+    def _load_plugin_commands(self) -> None:
+        """Commands other packages declare for Flask's CLI are not Reach's: none is loaded."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return self.commands.get(name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands)
 
     def invoke(self, ctx: click.Context) -> Any:
         from alembic.util import CommandError

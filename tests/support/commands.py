@@ -21,8 +21,9 @@ def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -
     return result.stdout
 
 
-def reach_refuses(*args: str, env: dict[str, str], timeout: float = 60) -> str:
-    """Run a command an operator got wrong: it fails with one line saying what to do."""
+def reach_refuses(*args: str, env: dict[str, str], timeout: float = 60, exit_code: int = 1) -> str:
+    """Run a command an operator got wrong: it fails with one line saying what to do (exit
+    code 1; 2 for a command line click refuses)."""
     result = subprocess.run(
         [sys.executable, "-m", "service.entry", *args],
         capture_output=True,
@@ -32,6 +33,6 @@ def reach_refuses(*args: str, env: dict[str, str], timeout: float = 60) -> str:
         check=False,
     )
     said = result.stdout + result.stderr
-    assert result.returncode == 1, said
+    assert result.returncode == exit_code, said
     assert "Traceback" not in said, said
     return result.stderr
