@@ -455,6 +455,21 @@ def check_metrics_directory(settings: Settings) -> None:
         )
 
 
+def redis_address(url: str) -> str:
+    """Where a Redis URL points, host:port (or its socket's path), never its password."""
+    from urllib.parse import urlsplit
+
+    if url.startswith("unix://"):
+        return urlsplit(url).path
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 6379
+    except ValueError:  # check_redis_url refuses it at start
+        port = 6379
+    host = parts.hostname or "localhost"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def check_redis_url(settings: Settings) -> None:
     """Refuse a REDIS_URL that redis-py (and the rate limiter's storage) cannot open, or whose
     database is not a number (redis-py would use database 0). The message never shows its

@@ -24,9 +24,6 @@ def test_help_lists_the_commands() -> None:
         assert re.search(rf"^\s+{command}\b", out, re.MULTILINE), out
 
 
-FOREIGN_COMMANDS = ("openapi", "limiter")
-
-
 def test_help_lists_reachs_commands_and_options_only(tmp_path: Path) -> None:
     """`reach --help` listed flask-smorest's `openapi`, flask-limiter's `limiter` and Flask's
     -A/--app, -e/--env-file and --debug, none of which Reach uses; and to list the commands it
@@ -54,6 +51,7 @@ def test_help_lists_reachs_commands_and_options_only(tmp_path: Path) -> None:
             "demo",
             "disable-operator",
             "enable-operator",
+            "clear-rate-limits",
             "routes",
             "serve",
             "set-operator-password",
@@ -63,9 +61,10 @@ def test_help_lists_reachs_commands_and_options_only(tmp_path: Path) -> None:
     )
     options = result.stdout.split("Options:")[1].split("Commands:")[0]
     assert re.findall(r"^\s+(-\S+)", options, re.MULTILINE) == ["--help"], options
-    for command in FOREIGN_COMMANDS:
-        said = reach_refuses(command, "--help", env={**env, "DATABASE_URL": ""}, exit_code=2)
-        assert f"No such command '{command}'" in said, said
+    said = reach_refuses("openapi", "print", env={**env, "DATABASE_URL": ""}, exit_code=2)
+    assert "No such command 'openapi'" in said, said
+    said = reach_refuses("limiter", "--help", env={**env, "DATABASE_URL": ""})
+    assert "reach clear-rate-limits" in said, said  # audited, unlike flask-limiter's
     said = reach_refuses("--app", "wsgi", "db", "current", env=env, exit_code=2)
     assert "No such option '--app'" in said, said
 

@@ -112,6 +112,6 @@ def _safe_url(url: str) -> str:
 
 
 # The commands, each registered on `main` by its module.
-from service.cli import db, demo, operators, serve, worker  # noqa: E402, F401
+from service.cli import db, demo, operators, rate_limits, serve, worker  # noqa: E402, F401
 
 __all__ = ["ReachGroup", "main"]

@@ -23,12 +23,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import g, has_app_context
 from limits.storage import RedisStorage, Storage
 
+if TYPE_CHECKING:
+    from redis import Redis
+
 SCHEME_PREFIX = "reach+"
+# What limits names a counter with, before the limit's key (`RateLimitItem.key_for`).
+COUNTER_NAMESPACE = "LIMITER"
 # Counts the current request has taken, by key: (count, when its window ends, unix seconds).
 _TAKEN = "_reach_rate_counts"
 
@@ -71,9 +76,22 @@ class RedisRateCounters(RedisStorage):
         taken = _taken(key)
         return taken[0] if taken else super().get(key)
 
+    def clear_counted_under(self, limit_key: str) -> int:
+        """Delete every counter of the limits counted under `limit_key` (`user:<id>`), whatever
+        their scope and window; how many there were."""
+        connection = cast("Redis", self.get_connection())
+        pattern = self.prefixed_key(f"{COUNTER_NAMESPACE}/{_glob_escaped(limit_key)}/*")
+        found = list(connection.scan_iter(match=pattern, count=1000))
+        return int(connection.delete(*found)) if found else 0
+
     def get_expiry(self, key: str) -> float:
         taken = _taken(key)
         return taken[1] if taken else super().get_expiry(key)
+
+
+def _glob_escaped(text: str) -> str:
+    """`text` matched as itself in a Redis SCAN pattern."""
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
 
 
 def _taken(key: str) -> tuple[int, float] | None:
@@ -141,6 +159,15 @@ class MemoryRateCounters(Storage):
     def clear(self, key: str) -> None:
         with self._lock:
             self._windows.pop(key, None)
+
+    def clear_counted_under(self, limit_key: str) -> int:
+        """As RedisRateCounters's, in this process (of no use to another)."""
+        prefix = f"{COUNTER_NAMESPACE}/{limit_key}/"
+        with self._lock:
+            found = [key for key in self._windows if key.startswith(prefix)]
+            for key in found:
+                del self._windows[key]
+        return len(found)
 
     def _sweep(self, now: float) -> None:
         self._windows = {key: w for key, w in self._windows.items() if w[1] > now}

@@ -6,6 +6,7 @@ import getpass
 import socket
 import sqlite3
 import unicodedata
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from service import create_app, migrate
 from service.cli import main
 from service.security.passwords import verify_password
 from tests.dashboard.conftest import OperatorAccount, OpsClient
+from tests.support.client import ApiClient, Person
+from tests.support.redis_needed import require_redis
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 
@@ -265,3 +268,104 @@ def test_each_operator_command_is_in_the_audit_log_under_who_ran_it(
     assert "the second long password" not in str(entries)
     page = browser.get("/ops/audit").text
     assert here in page and "operator.set_password" in page
+
+
+@pytest.fixture
+def limited(env: dict[str, str]) -> Iterator[tuple[dict[str, str], LiveServer]]:
+    """The service on the commands' database, its rate limits in Redis (as in production),
+    with two wrong sign-ins a minute per email and two bids a minute per account."""
+    env = {**env, "REDIS_URL": require_redis("rate limits shared with the command line")}
+    settings = make_settings(
+        env["DATABASE_URL"],
+        SECRET_KEY=env["SECRET_KEY"],  # the command finds an email's keyed limit by it
+        REDIS_URL=env["REDIS_URL"],
+        RATELIMIT_AUTH_EMAIL="2 per minute",
+        RATELIMIT_BIDS="2 per minute",
+    )
+    server = LiveServer(create_app(settings)).start()
+    yield env, server
+    server.stop()
+
+
+def send_bid(client: ApiClient, who: Person) -> int:
+    body = {"client_id": str(uuid.uuid4()), "kind": "connect"}
+    return client.post("/api/v1/bids", as_=who, json=body).status_code
+
+
+def test_an_operator_clears_a_members_rate_limits_and_the_audit_log_says_so(
+    limited: tuple[dict[str, str], LiveServer],
+) -> None:
+    """`reach limiter clear` (flask-limiter's) reset limits with no trace of who did it, and
+    needed the limit's key, an email's keyed digest for a sign-in. `reach clear-rate-limits
+    --email` clears every limit counted for the member the address names, and the audit log
+    shows who ran it, when, and what it cleared (never the address itself)."""
+    env, server = limited
+    client = ApiClient(server.url)
+    ana, ben = client.couple()
+    wrong = {"email": ana.email, "password": "not Ana's password"}
+    assert [client.post("/api/v1/auth/login", json=wrong).status_code for _ in range(3)] == [
+        401,
+        401,
+        429,
+    ]
+    assert [send_bid(client, ana) for _ in range(3)] == [201, 201, 429]
+    assert [send_bid(client, ben) for _ in range(3)] == [201, 201, 429]
+
+    flasks = CliRunner().invoke(main, ["limiter", "clear", "--key", f"user:{ana.id}"], env=env)
+    assert flasks.exit_code == 1, flasks.output
+    assert "reach clear-rate-limits" in flasks.output
+
+    result = CliRunner().invoke(main, ["clear-rate-limits", "--email", ana.email.upper()], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"rate limits of account {ana.id} cleared" in result.output, result.output
+    assert client.post("/api/v1/auth/login", json=wrong).status_code == 401
+    assert send_bid(client, ana) == 201
+    assert send_bid(client, ben) == 429  # only Ana's limits
+
+    account = OperatorAccount("ops@example.test", "the operator's long password")
+    made = CliRunner().invoke(
+        main, ["create-operator", account.email, "--password", account.password], env=env
+    )
+    assert made.exit_code == 0, made.output
+    entries = signed_in_browser(server, account).get("/ops/api/audit").json()["items"]
+    (cleared,) = [e for e in entries if e["action"] == "rate_limits.clear"]
+    assert cleared["operator"] == f"command line: {getpass.getuser()}@{socket.gethostname()}"
+    assert (cleared["target_type"], cleared["target_id"]) == ("user", ana.id)
+    assert cleared["detail"]["counters"] >= 2, cleared
+    assert f"user:{ana.id}" in cleared["detail"]["keys"], cleared
+    assert ana.email not in str(cleared) and ana.email.split("@")[0] not in str(cleared)
+
+
+def test_clearing_an_addresss_rate_limits_is_audited_too(
+    limited: tuple[dict[str, str], LiveServer],
+) -> None:
+    """A shared office address held at its sign-in limit: `--address` clears its limits."""
+    env, server = limited
+    address = "198.51.100.7"
+    result = CliRunner().invoke(main, ["clear-rate-limits", "--address", address], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"rate limits of address {address} cleared" in result.output
+    nothing = CliRunner().invoke(main, ["clear-rate-limits"], env=env)
+    assert nothing.exit_code == 2 and "--email or --address" in nothing.output
+    bad = CliRunner().invoke(main, ["clear-rate-limits", "--address", "office"], env=env)
+    assert bad.exit_code == 2 and "not an IP address" in bad.output
+    without_redis = {key: value for key, value in env.items() if key != "REDIS_URL"}
+    told = CliRunner().invoke(
+        main, ["clear-rate-limits", "--address", address], env={**without_redis, "REDIS_URL": ""}
+    )
+    assert told.exit_code == 1 and "restarting it clears them" in told.output, told.output
+    away = {**env, "REDIS_URL": "redis://:hunter2-pw@127.0.0.1:1/4", "REDIS_TIMEOUT_MS": "200"}
+    told = CliRunner().invoke(main, ["clear-rate-limits", "--address", address], env=away)
+    assert told.exit_code == 1, told.output
+    assert (
+        "cannot reach Redis at 127.0.0.1:1" in told.output and "Nothing was cleared" in told.output
+    )
+    assert "hunter2-pw" not in told.output
+
+    account = OperatorAccount("ops@example.test", "the operator's long password")
+    CliRunner().invoke(
+        main, ["create-operator", account.email, "--password", account.password], env=env
+    )
+    entries = signed_in_browser(server, account).get("/ops/api/audit").json()["items"]
+    cleared = [e for e in entries if e["action"] == "rate_limits.clear"]
+    assert [(e["target_type"], e["target_id"]) for e in cleared] == [("address", address)]
