@@ -49,9 +49,9 @@ def on_starting(server: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Start the in-process worker when asked (embedded default, WORKER_MODE=inline); fit the
-    connections the process holds to its open-files limit (service/open_files.py); then tame
-    the garbage collector (service/gc_tuning.py)."""
+    """Start the in-process worker when asked (embedded default, WORKER_MODE=inline); say if
+    Redis does not answer; fit the connections the process holds to its open-files limit
+    (service/open_files.py); then tame the garbage collector (service/gc_tuning.py)."""
     from service import gc_tuning
 
     app = worker.wsgi
@@ -65,6 +65,10 @@ def post_worker_init(worker: Any) -> None:
             raise SystemExit(4) from None  # gunicorn's "App failed to load": it stops
     # Any app served with these settings gets both (the bench relay too).
     settings = extensions.get("reach.settings") or from_environment()
+    if extensions.get("reach.redis") is not None:
+        from service.redis_check import say_if_unreachable
+
+        say_if_unreachable(extensions["reach.redis"], settings.REDIS_URL)
     _fit_open_files(worker, extensions.get("socketio"), settings)
     gc_tuning.install(gc_tuning.policy_of(settings))
 

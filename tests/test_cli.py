@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -510,3 +511,67 @@ def test_a_dotenv_file_where_reach_runs_sets_nothing(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert not stray.exists(), "the stray .env's DATABASE_URL was used"
+
+
+def logged_until(process: subprocess.Popen[str], wanted: str, seconds: float) -> list[str]:
+    """The lines a process wrote until one containing `wanted` (or `seconds` passed)."""
+    import queue
+    import threading
+
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            seen.append(lines.get(timeout=deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if wanted in seen[-1]:
+            break
+    return seen
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
+def test_a_process_whose_redis_does_not_answer_says_what_to_check(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """With REDIS_URL set and Redis away, a starting API process or worker said nothing until
+    flask-limiter's `Rate limit storage unreachable` at the first limited request, naming no
+    setting and no address. It says so once as it starts: the setting, where it points (never
+    its password) and what to check."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'redis-away.sqlite3'}",
+        "REACH_INSTANCE_DIR": str(tmp_path),
+        "WORKER_MODE": "separate",
+        "REDIS_URL": "redis://:hunter2-pw@127.0.0.1:1/0",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "WARNING",
+    }
+    reach("db", "upgrade", env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.entry", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = logged_until(process, '"setting": "REDIS_URL"', 30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    told = [json.loads(line) for line in lines if '"setting": "REDIS_URL"' in line]
+    assert len(told) == 1, lines
+    (line,) = told
+    assert line["level"] == "warning" and line["redis"] == "127.0.0.1:1", line
+    assert "REDIS_URL" in line["msg"] and "127.0.0.1:1" in line["msg"], line
+    assert "is Redis running" in line["msg"], line
+    assert not any("hunter2-pw" in said for said in lines), lines

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from service import create_app
-from service.config import Settings, SettingsError, check_push_lease, from_environment
+from service.config import (
+    Settings,
+    SettingsError,
+    check_push_lease,
+    from_environment,
+    redis_address,
+)
 
 
 def test_settings_come_from_the_environment() -> None:
@@ -178,3 +184,16 @@ def test_a_push_batch_that_claims_nothing_is_refused(batch: int) -> None:
     (more due at once) and passed again without a pause: it spun on a core and sent nothing."""
     with pytest.raises(SettingsError, match=f"PUSH_BATCH must be 1 or more, not {batch}"):
         create_app(Settings(PUSH_BATCH=batch))
+
+
+@pytest.mark.parametrize(
+    ("url", "where"),
+    [
+        ("redis://:hunter2-pw@redis.internal:6380/0", "redis.internal:6380"),
+        ("rediss://user:hunter2-pw@redis.internal/1", "redis.internal:6379"),
+        ("redis://[::1]:6379/0", "[::1]:6379"),
+        ("unix:///run/redis.sock?password=hunter2-pw", "/run/redis.sock"),
+    ],
+)
+def test_where_redis_is_said_without_its_password(url: str, where: str) -> None:
+    assert redis_address(url) == where

@@ -35,6 +35,10 @@ def worker(idle: float) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: runner.stop())
     redis = app.extensions.get("reach.redis")
+    if redis is not None:
+        from service.redis_check import say_if_unreachable
+
+        say_if_unreachable(redis, app.extensions["reach.settings"].REDIS_URL)
     # With Redis, the API processes wake this worker as soon as they queue a push.
     listener = wakeups.Listener(redis, runner.wake).start() if redis is not None else None
     if redis is None:
