@@ -41,11 +41,13 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service.extensions import db, limiter
     from service.security.tokens import TokenIssuer
     from service.services.members import RecentMembers
+    from service.setting_bounds import check_least_values
 
     check_database_url(settings)
     check_redis_url(settings)
     worker_metrics_address(settings)  # a malformed one stops every command, as others do
     check_choices(settings)
+    check_least_values(settings)
     check_rate_limits(settings)
     if not settings.is_sqlite and not settings.TESTING:
         check_secret_key(settings.SECRET_KEY)

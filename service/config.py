@@ -370,6 +370,7 @@ def check_push_lease(lease_seconds: int, timeout_seconds: int) -> None:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")  # logging's others pass too
+GUNICORN_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 CHOICES = {
     "WORKER_MODE": ("", "inline", "separate"),
     "LOG_FORMAT": ("json", "text"),
@@ -389,6 +390,11 @@ def check_choices(settings: Settings) -> None:
     if settings.LOG_LEVEL.upper() not in logging.getLevelNamesMapping():
         named = ", ".join(LOG_LEVELS)
         raise SettingsError(f"LOG_LEVEL is one of {named}, not {settings.LOG_LEVEL!r}")
+    if settings.GUNICORN_LOG_LEVEL.lower() not in GUNICORN_LOG_LEVELS:  # gunicorn: info then
+        named = ", ".join(GUNICORN_LOG_LEVELS)
+        raise SettingsError(
+            f"GUNICORN_LOG_LEVEL is one of {named}, not {settings.GUNICORN_LOG_LEVEL!r}"
+        )
 
 
 def check_database_url(settings: Settings) -> None:

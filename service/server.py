@@ -10,9 +10,13 @@ from service.config import Settings, SettingsError, check_metrics_directory, fro
 
 def gunicorn_settings() -> dict[str, Any]:
     """The settings every Reach process runs with (also read by deploy/gunicorn.conf.py)."""
+    from service.setting_bounds import check_least_values
+
     settings = from_environment()
     # Before gunicorn loads its worker class, whose imports make the metrics.
     check_metrics_directory(settings)
+    # Before gunicorn reads its own (worker_connections): it refuses -1 naming none of ours.
+    check_least_values(settings)
     return {
         # Flask-SocketIO needs exactly one worker per process; scale with processes. gunicorn's
         # gevent worker, whose stop on SIGTERM ends when its work does (service/stopping.py).

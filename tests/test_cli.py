@@ -256,6 +256,11 @@ MISSING_CREDENTIALS = {"PUSH_BACKEND": "fcm", "FIREBASE_CREDENTIALS": "/nonexist
         (["db", "upgrade"], {"LOG_FORMAT": "xml"}, "LOG_FORMAT is one of json, text"),
         (
             ["db", "upgrade"],
+            {"ACCESS_TOKEN_SECONDS": "-60"},
+            "ACCESS_TOKEN_SECONDS is 1 or more (seconds), not -60",
+        ),
+        (
+            ["db", "upgrade"],
             {"DATABASE_URL": "mysql://reach:hunter2-pw@db.example/reach"},
             "DATABASE_URL names 'mysql', which Reach does not run on: postgresql://",
         ),
@@ -348,6 +353,11 @@ def test_serve_with_several_processes_needs_redis(monkeypatch: pytest.MonkeyPatc
     [
         ({"PUSH_BATCH": "32 jobs"}, "PUSH_BATCH must be a whole number, not '32 jobs'"),
         ({"PUSH_LEASE_SECONDS": "30"}, "Set PUSH_LEASE_SECONDS to 45 or more"),
+        (
+            {"GUNICORN_WORKER_CONNECTIONS": "-1"},
+            "GUNICORN_WORKER_CONNECTIONS is 1 or more (connections), not -1",
+        ),
+        ({"GUNICORN_GRACEFUL_TIMEOUT": "-5"}, "GUNICORN_GRACEFUL_TIMEOUT is 0 or more"),
         (
             {"PROMETHEUS_MULTIPROC_DIR": "/nonexistent/reach-metrics"},
             "PROMETHEUS_MULTIPROC_DIR is /nonexistent/reach-metrics, which is not a directory",

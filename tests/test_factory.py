@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import fields
+
 import pytest
 
 from service import create_app
@@ -132,6 +135,7 @@ def test_factory_builds_an_app_with_the_contract_routes(app) -> None:  # type: i
         ("SOCKET_TRANSPORT", "fast", "SOCKET_TRANSPORT is one of lean, stock, not 'fast'"),
         ("SOCKETIO_ASYNC_MODE", "eventlet", "SOCKETIO_ASYNC_MODE is one of gevent, threading"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL is one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("GUNICORN_LOG_LEVEL", "warn", "GUNICORN_LOG_LEVEL is one of debug, info, warning"),
         ("DATABASE_URL", "postgresql://u@host:port/db", "DATABASE_URL is not a database URL"),
         ("REDIS_URL", "127.0.0.1:6379", "REDIS_URL starts with redis://, rediss://, unix://"),
     ],
@@ -197,3 +201,46 @@ def test_a_push_batch_that_claims_nothing_is_refused(batch: int) -> None:
 )
 def test_where_redis_is_said_without_its_password(url: str, where: str) -> None:
     assert redis_address(url) == where
+
+
+WHOLE_NUMBERS = [f.name for f in fields(Settings) if f.type in ("int", int)]
+
+
+@pytest.mark.parametrize("setting", WHOLE_NUMBERS)
+def test_a_negative_number_setting_is_refused_naming_it(setting: str) -> None:
+    """ACCESS_TOKEN_SECONDS=-60 issued tokens that had expired when issued, BID_TTL_SECONDS=-1
+    bids expired when sent, DATABASE_MAX_OVERFLOW=-1 opened PostgreSQL connections without
+    bound: no number setting of the service means anything below 0."""
+    with pytest.raises(SettingsError, match=rf"^{setting} is (at least )?\d+ or more|^{setting}"):
+        create_app(Settings(DATABASE_URL="sqlite://", **{setting: -1}))
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("ACCESS_TOKEN_SECONDS", "ACCESS_TOKEN_SECONDS is 1 or more (seconds), not 0"),
+        ("DATABASE_POOL_SIZE", "DATABASE_POOL_SIZE is 1 or more (connections), not 0"),
+        ("SOCKET_PING_INTERVAL", "SOCKET_PING_INTERVAL is 1 or more (seconds), not 0"),
+        ("REDIS_TIMEOUT_MS", "REDIS_TIMEOUT_MS is 1 or more (milliseconds), not 0"),
+        ("DEVICES_PER_USER", "DEVICES_PER_USER is 1 or more (devices), not 0"),
+        ("MAX_CONTENT_LENGTH", "MAX_CONTENT_LENGTH is 1 or more (bytes), not 0"),
+    ],
+)
+def test_a_zero_where_nothing_would_work_is_refused(setting: str, says: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(says)):
+        create_app(Settings(DATABASE_URL="sqlite://", **{setting: 0}))
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "SOCKET_CLOSE_SPREAD_SECONDS",
+        "REFRESH_REUSE_GRACE_SECONDS",
+        "GC_FULL_SECONDS",
+        "TRUSTED_PROXIES",
+        "SOCKET_TYPING_EVERY_MS",
+        "DATABASE_MAX_OVERFLOW",
+    ],
+)
+def test_a_zero_with_a_documented_meaning_is_taken(setting: str) -> None:
+    create_app(Settings(DATABASE_URL="sqlite://", **{setting: 0}))
