@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service.dashboard.live import same_origin_or
     from service.errors import register_error_handlers
     from service.extensions import db, limiter
+    from service.push.backends import backend_named
     from service.security.tokens import TokenIssuer
     from service.services.members import RecentMembers
     from service.setting_bounds import check_least_values
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     worker_metrics_address(settings)  # a malformed one stops every command, as others do
     check_choices(settings)
     check_least_values(settings)
+    backend_named(settings.PUSH_BACKEND)
     check_rate_limits(settings)
     if not settings.is_sqlite and not settings.TESTING:
         check_secret_key(settings.SECRET_KEY)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +17,7 @@ from service.config import (
     from_environment,
     redis_address,
 )
+from tests.support.commands import reach_refuses
 
 
 def test_settings_come_from_the_environment() -> None:
@@ -244,3 +247,24 @@ def test_a_zero_where_nothing_would_work_is_refused(setting: str, says: str) -> 
 )
 def test_a_zero_with_a_documented_meaning_is_taken(setting: str) -> None:
     create_app(Settings(DATABASE_URL="sqlite://", **{setting: 0}))
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["db", "current"]])
+def test_an_unknown_push_backend_stops_every_command(tmp_path: Path, command: list[str]) -> None:
+    """PUSH_BACKEND=fmc was refused only by what sends pushes (`reach worker`): the migration
+    Job and the API processes sharing its settings started with it, and the typo showed only
+    as a worker that would not start. Every command names it (its credentials are still read
+    only where pushes are sent: the file may be mounted there alone)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'backend.sqlite3'}",
+        "REACH_INSTANCE_DIR": str(tmp_path),
+        "WORKER_MODE": "separate",
+        "PUSH_BACKEND": "fmc",
+    }
+    said = reach_refuses(*command, env=env)
+    assert "PUSH_BACKEND='fmc' is not known: set it to one of log, fcm" in said, said
+    with pytest.raises(SettingsError, match="PUSH_BACKEND='FMC' is not known"):
+        create_app(Settings(DATABASE_URL="sqlite://", WORKER_MODE="separate", PUSH_BACKEND="FMC"))
+    fcm = Settings(DATABASE_URL="sqlite://", WORKER_MODE="separate", PUSH_BACKEND=" FCM ")
+    create_app(fcm)  # no FIREBASE_CREDENTIALS here: the worker checks them

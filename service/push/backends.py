@@ -29,16 +29,23 @@ def build_backend(
     )
 
 
-def check_backend(push_backend: str, firebase_credentials: str) -> str:
-    """The backend PUSH_BACKEND names, or a SettingsError saying why it cannot send: checked
-    before a process that sends pushes starts (`reach serve` with the worker inline)."""
+def backend_named(push_backend: str) -> str:
+    """The backend PUSH_BACKEND names, or a SettingsError: checked by every process (a typo
+    shows at the first command, not only in the worker); the credentials where pushes go."""
     choice = push_backend.strip().lower() or "log"
-    if choice == "log":
-        return choice
-    if choice != "fcm":
+    if choice not in CHOICES:
         raise SettingsError(
             f"PUSH_BACKEND={push_backend!r} is not known: set it to one of {', '.join(CHOICES)}"
         )
+    return choice
+
+
+def check_backend(push_backend: str, firebase_credentials: str) -> str:
+    """The backend PUSH_BACKEND names, or a SettingsError saying why it cannot send: checked
+    before a process that sends pushes starts (`reach serve` with the worker inline)."""
+    choice = backend_named(push_backend)
+    if choice == "log":
+        return choice
     if not firebase_credentials.strip():
         raise SettingsError(
             "PUSH_BACKEND=fcm needs FIREBASE_CREDENTIALS: the path of a Firebase service-account "
