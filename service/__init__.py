@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
     from service import api as rest
     from service import dashboard, logs, metrics, realtime, wire_json
+    from service.allowed_origins import check_allowed_origins
     from service.bodies import AsciiIntegerConverter, ReachRequest, read_first
     from service.config import (
         check_choices,
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     check_choices(settings)
     check_least_values(settings)
     backend_named(settings.PUSH_BACKEND)
+    check_allowed_origins(settings)
     check_rate_limits(settings)
     if not settings.is_sqlite and not settings.TESTING:
         check_secret_key(settings.SECRET_KEY)

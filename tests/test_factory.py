@@ -268,3 +268,29 @@ def test_an_unknown_push_backend_stops_every_command(tmp_path: Path, command: li
         create_app(Settings(DATABASE_URL="sqlite://", WORKER_MODE="separate", PUSH_BACKEND="FMC"))
     fcm = Settings(DATABASE_URL="sqlite://", WORKER_MODE="separate", PUSH_BACKEND=" FCM ")
     create_app(fcm)  # no FIREBASE_CREDENTIALS here: the worker checks them
+
+
+@pytest.mark.parametrize(
+    ("origin", "written"),
+    [
+        ("https://app.example.com/", "https://app.example.com"),
+        ("app.example.com", None),
+        ("https://App.Example.com", "https://app.example.com"),
+        ("https://app.example.com:443", "https://app.example.com"),
+        ("*", None),
+    ],
+)
+def test_an_allowed_origin_no_browser_sends_is_refused(origin: str, written: str | None) -> None:
+    """A browser's Origin is scheme://host[:port], lowercase, without a default port or a
+    path, and is compared as it comes: `https://app.example.com/` never matched, and the
+    members' web app was refused CORS and its socket with nothing logged."""
+    says = f"ALLOWED_ORIGINS holds {origin!r}, which no browser sends as an Origin"
+    with pytest.raises(SettingsError, match=re.escape(says)) as raised:
+        create_app(Settings(DATABASE_URL="sqlite://", ALLOWED_ORIGINS=("https://ok.test", origin)))
+    if written:
+        assert f"write it as {written}" in str(raised.value)
+
+
+def test_allowed_origins_as_browsers_send_them_are_taken() -> None:
+    origins = ("https://app.example.com", "http://localhost:5173", "https://[::1]:8443")
+    create_app(Settings(DATABASE_URL="sqlite://", ALLOWED_ORIGINS=origins))
