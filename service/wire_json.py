@@ -111,14 +111,30 @@ class GivenTwice(list[Any]):
     twice: list[str]
 
 
+class AuthGivenTwice(dict[str, Any]):
+    """A connect packet's `auth` in which an object gave a name more than once: `twice` names
+    them. The connection is refused (`realtime.inbound`)."""
+
+    twice: list[str]
+
+
+def _marked(body: Any, twice: list[str]) -> Any:
+    """`body` marked with the names it gave twice (a packet's arguments or a connect's auth)."""
+    marked: GivenTwice | AuthGivenTwice
+    if isinstance(body, list):
+        marked = GivenTwice(body)
+    elif isinstance(body, dict):
+        marked = AuthGivenTwice(body)
+    else:
+        return body
+    marked.twice = twice
+    return marked
+
+
 def _packet_loads(text: str) -> Any:
     """A packet's JSON; integers of more than 100 digits refused, as Engine.IO's JSON does."""
     body, twice = read(text, engineio_json.loads)
-    if twice and isinstance(body, list):
-        marked = GivenTwice(body)
-        marked.twice = twice
-        return marked
-    return body
+    return _marked(body, twice) if twice else body
 
 
 class _PacketJSON:
@@ -133,3 +149,11 @@ class Packet(packet.Packet):
     this process) stay as they are."""
 
     json = _PacketJSON
+
+    @classmethod
+    def reconstruct_binary(cls, data: Any, attachments: list[Any]) -> Any:
+        """A binary event's arguments with its attachments in place, marked as its JSON was:
+        python-socketio builds them anew, and the names given twice would go unseen."""
+        rebuilt = super().reconstruct_binary(data, attachments)
+        twice = getattr(data, "twice", None)
+        return _marked(rebuilt, twice) if twice else rebuilt

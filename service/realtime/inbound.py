@@ -33,8 +33,9 @@ problem (when the client asked for an acknowledgement) and not handled; a phone 
 each answer, as the guide's outbox does, never meets it.
 
 An event whose payload gives a name twice (`{"note": "a", "note": "b"}`) is answered with the
-422 problem a REST body gets (`wire_json.read`, which marks such packets as it decodes them)
-and not handled: which value counts would depend on the parser.
+422 problem a REST body gets (`wire_json.read`, which marks such packets as it decodes them, a
+binary event's once its attachments are in place) and not handled: which value counts would
+depend on the parser. A connect whose `auth` does is refused with that problem.
 
 Events with no handler of their own reach `unknown_event`, the member namespace's catch-all
 (Flask-SocketIO's "*" handler, looked up only after the event's own): acked with a 404
@@ -53,7 +54,7 @@ from flask_socketio import SocketIO
 from socketio import packet
 
 from service.errors import problem_body
-from service.wire_json import GivenTwice, given_once
+from service.wire_json import AuthGivenTwice, GivenTwice, given_once
 
 log = logging.getLogger("reach.realtime")
 
@@ -87,6 +88,7 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
     if getattr(server, "_reach_inbound", False):
         return
     _drop_unreadable_packets(server)
+    _refuse_auth_given_twice(server)
     handle_event = server._handle_event
     handle_internal = server._handle_event_internal
     reserved = RESERVED | frozenset(server.reserved_events)
@@ -185,6 +187,26 @@ def _drop_unreadable_packets(server: socketio.Server) -> None:
 
     server._handle_eio_message = readable
     server.eio.on("message", readable)  # Engine.IO holds the method it was given at start
+
+
+def _refuse_auth_given_twice(server: socketio.Server) -> None:
+    """A connect whose `auth` gives a name twice is refused with the 422 problem, in the shape
+    of the connect handler's refusals, before any handler reads it."""
+    handle_connect = server._handle_connect
+
+    def screened(eio_sid: str, namespace: str | None, data: Any) -> None:
+        if not isinstance(data, AuthGivenTwice):
+            handle_connect(eio_sid, namespace, data)
+            return
+        log.info("socket connect refused: a name given twice in auth")
+        problem = problem_body(422, errors=given_once(data.twice))
+        refusal = {"message": problem["detail"], "data": problem}
+        server._send_packet(
+            eio_sid,
+            server.packet_class(packet.CONNECT_ERROR, data=refusal, namespace=namespace or "/"),
+        )
+
+    server._handle_connect = screened
 
 
 def _refuse(

@@ -4,6 +4,7 @@ as ordinary events, events with more than one argument, events the server does n
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import threading
 import uuid
@@ -263,6 +264,96 @@ def test_an_event_giving_a_field_twice_is_refused_as_a_rest_body_is(
     assert client.get("/api/v1/bids", as_=ana).json()["items"] == []
     bid = device.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "help"})
     assert bid["sender_id"] == ana.id, bid
+
+
+@pytest.mark.parametrize("acked", [True, False], ids=["bid-acked", "typing-unacked"])
+def test_a_binary_event_giving_a_field_twice_is_refused_as_a_json_one_is(
+    client: ApiClient, phone: Connect, acked: bool
+) -> None:
+    """A BINARY_EVENT (one with a bytes attachment) kept the last of a field given twice, as
+    python-socketio put its payload together again: a `typing` with `repair_id` twice reached
+    the partner with the second. It is refused as the same event without an attachment is."""
+    ana, ben = client.couple()
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    first, last = str(uuid.uuid4()), str(uuid.uuid4())
+    answers: list[Any] = []
+    attachment = '"photo": {"_placeholder": true, "num": 0}'
+    if acked:
+        ack_id = ana_phone.client._generate_ack_id("/", lambda *args: answers.append(args))
+        body = f'{{"client_id": "{uuid.uuid4()}", "kind": "share", "kind": "help", {attachment}}}'
+        ana_phone.client.eio.send(f'51-{ack_id}["bid.send", {body}]')
+    else:
+        body = f'{{"repair_id": "{first}", "repair_id": "{last}", {attachment}}}'
+        ana_phone.client.eio.send(f'51-["typing", {body}]')
+    ana_phone.client.eio.send(b"\x00")
+    if acked:
+        wait_until(lambda: bool(answers), what="the ack")
+        assert len(answers) == 1 and is_problem(answers[0][0], 422, "validation_error"), answers
+        assert answers[0][0]["errors"] == {"kind": ["Give this field once."]}
+        assert client.get("/api/v1/bids", as_=ana).json()["items"] == []
+    # The socket works on: the next typing is the first the partner hears.
+    ana_phone.client.emit("typing", {})
+    assert ben_phone.wait_for("typing") == {"user_id": ana.id}
+    assert ben_phone.named("typing") == [{"user_id": ana.id}]
+
+
+class _RawAuth:
+    """An `auth` written as it is given (JSON with a name twice, which `json.dumps` of a dict
+    never writes)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class _RawAuthJSON:
+    @staticmethod
+    def dumps(obj: Any, **kwargs: Any) -> str:
+        return obj.text if isinstance(obj, _RawAuth) else json.dumps(obj, **kwargs)
+
+    loads = staticmethod(json.loads)
+
+
+class _RawAuthPacket(socketio.packet.Packet):
+    json = _RawAuthJSON
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        '{{"token": "{token}", "token": "{token}"}}',
+        '{{"token": "not-a-token", "token": "{token}"}}',
+        '{{"token": "{token}", "device": {{"os": "ios", "os": "android"}}}}',
+    ],
+    ids=["same-token", "last-token-valid", "nested"],
+)
+def test_a_connect_giving_a_field_twice_in_auth_is_refused(
+    client: ApiClient, live_server: LiveServer, auth: str
+) -> None:
+    """The connect's `auth` kept the last value of a name given twice: a connect whose first
+    `token` was not valid was let in on its second. It is refused with a 422 problem naming
+    the field, in the shape of the other connect refusals."""
+    ana = client.register("Ana")
+    refusals: list[Any] = []
+    device = socketio.Client(reconnection=False, serializer=_RawAuthPacket)
+    device.on("connect_error", lambda data=None: refusals.append(data))
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            device.connect(
+                live_server.url,
+                auth=_RawAuth(auth.format(token=ana.access_token)),
+                transports=["websocket"],
+                wait_timeout=5,
+            )
+    finally:
+        device.disconnect()
+    assert len(refusals) == 1, refusals
+    problem = refusals[0]["data"]
+    field = "device.os" if "device" in auth else "token"
+    assert is_problem(problem, 422, "validation_error"), refusals
+    assert problem["errors"] == {field: ["Give this field once."]}
+    assert refusals[0]["message"] == problem["detail"]
+    with live_server.app.app_context():
+        assert members.open_sockets().count(ana.id) == 0
 
 
 # --- the /ops namespace ----------------------------------------------------------------------
