@@ -16,8 +16,9 @@ and disconnect paths; a guard inside each life-cycle handler could not tell a fa
 from a real one that races it, and every new namespace would need its own.
 tests/realtime/test_socket_hardening.py fails if python-socketio moves it.
 
-A packet that is not Socket.IO at all (an unknown packet type, JSON that does not parse, or
-nests deeper than Python's parser goes) is dropped with one log line; python-socketio raised
+A packet that is not Socket.IO at all (an unknown packet type, an ack id or attachment count
+in digits other than ASCII ones, JSON that does not parse, or nests deeper than Python's parser
+goes) is dropped with one log line; python-socketio raised
 on it, and Engine.IO logged a traceback for every such packet a client cared to send. So is a
 binary event whose attachments do not fit its placeholders (one names an attachment that is not
 there, or not by number): python-socketio raised while putting it together and kept waiting for
@@ -46,6 +47,7 @@ browsers only listen.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any
 
@@ -73,6 +75,9 @@ NAME_SHOWN = 64  # characters of a client's event name kept in a log line or a d
 
 # The packet types a client sends: CONNECT, DISCONNECT, EVENT, ACK, BINARY_EVENT, BINARY_ACK.
 CLIENT_PACKET_TYPES = frozenset("012356")
+# A packet's head as python-socketio reads it: its attachment count and ack id in whatever
+# digits `str.isdigit` takes ("\u0661" is an ack id 1 there), which must be ASCII ones.
+HEAD_DIGITS = re.compile(r".(?:(?P<attachments>\d+)-)?(?:/[^,]*,)?(?P<id>\d*)")
 
 
 class Unreadable(ValueError):
@@ -153,6 +158,10 @@ def _drop_unreadable_packets(server: socketio.Server) -> None:
 
     class Packet(base):
         def decode(self, encoded_packet: Any) -> Any:
+            if isinstance(encoded_packet, str):
+                head = HEAD_DIGITS.match(encoded_packet)
+                if head is not None and not all(d.isascii() for d in head.groups("")):
+                    raise Unreadable("digits outside ASCII in the head")
             try:
                 return super().decode(encoded_packet)
             except (ValueError, RecursionError) as exc:

@@ -32,9 +32,11 @@ from service.realtime.transport import Oversized
 log = logging.getLogger("reach.realtime")
 
 # An Engine.IO MESSAGE ("4") holding a Socket.IO packet: its type, the attachments of a binary
-# one, the namespace (up to the comma; python-socketio drops a "?query"), the ack id.
+# one, the namespace (up to the comma; python-socketio drops a "?query"), the ack id. Digits
+# are ASCII ones (`\d` takes any script's: "\u0661" would answer the phone's call number 1);
+# a packet written otherwise is not read as one (service/realtime/inbound.py).
 HEAD = re.compile(
-    r"4(?P<type>[0-6])(?:(?P<attachments>\d+)-)?(?:(?P<namespace>/[^,]*),)?(?P<id>\d{1,18})?"
+    r"4(?P<type>[0-6])(?:(?P<attachments>[0-9]+)-)?(?:(?P<namespace>/[^,]*),)?(?P<id>[0-9]{1,18})?"
 )
 
 

@@ -297,6 +297,44 @@ def test_a_binary_event_giving_a_field_twice_is_refused_as_a_json_one_is(
     assert ben_phone.named("typing") == [{"user_id": ana.id}]
 
 
+ARABIC_INDIC = str.maketrans(
+    "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+)
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["2{id}", "51-{id}", "5{one}-{ascii_id}"],
+    ids=["event-id", "binary-event-id", "attachment-count"],
+)
+def test_ack_ids_and_attachment_counts_are_read_in_ascii_digits_only(
+    client: ApiClient, phone: Connect, caplog: pytest.LogCaptureFixture, head: str
+) -> None:
+    """python-socketio read a packet's ack id and attachment count with `str.isdigit`, which
+    takes any script's digits: `2\u0661[...]` was handled and its answer sent as the ack of
+    the phone's call number 1, which may be another event waiting for its own answer. Socket.IO
+    writes them in ASCII digits; a packet written otherwise is not one, and is dropped (its
+    attachment with it)."""
+    ana, _ = client.couple()
+    device = phone(ana.access_token)
+    misread: list[Any] = []
+    ack_id = device.client._generate_ack_id("/", lambda *args: misread.append(args))
+    written = head.format(
+        id=str(ack_id).translate(ARABIC_INDIC), one="1".translate(ARABIC_INDIC), ascii_id=ack_id
+    )
+    payload = {"client_id": str(uuid.uuid4()), "kind": "share"}
+    with caplog.at_level(logging.INFO):
+        device.client.eio.send(written + json.dumps(["bid.send", payload]))
+        if written.startswith("5"):
+            device.client.eio.send(b"\x00")
+        # Packets of one socket are read in order: this answer comes after the ones above.
+        assert is_problem(device.call("no.such.event", {}), 404, "not_found")
+    assert misread == []
+    assert "unreadable socket packet dropped" in [r.getMessage() for r in caplog.records]
+    assert client.get("/api/v1/bids", as_=ana).json()["items"] == []
+    assert device.client.connected
+
+
 class _RawAuth:
     """An `auth` written as it is given (JSON with a name twice, which `json.dumps` of a dict
     never writes)."""

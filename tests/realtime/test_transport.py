@@ -301,6 +301,31 @@ def test_an_event_over_the_size_limit_is_answered_without_being_read_whole(
     ws.close()
 
 
+ARABIC_INDIC = str.maketrans(
+    "0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+)
+
+
+def test_an_ack_id_over_the_size_limit_is_read_in_ascii_digits_only(
+    served: str, api: ApiClient, devices: list[Phone]
+) -> None:
+    """The head of an event over the limit was read with `\\d`, which takes any script's
+    digits: `2\u0661[...]` had its 413 sent as the ack of the phone's call number 1, which may
+    be another event waiting for its own answer. Socket.IO writes ack ids in ASCII digits; an
+    event written otherwise asked for no ack, and is dropped."""
+    ana, _ = api.couple()
+    device = phone(served, devices, ana)
+    misread: list[Any] = []
+    ack_id = device.client._generate_ack_id("/", lambda *args: misread.append(args))
+    head = "2" + str(ack_id).translate(ARABIC_INDIC)
+    device.client.eio.send(head + json.dumps(["bid.send", {"note": OVER_THE_LIMIT}]))
+    # Packets of one socket are read in order: this answer comes after the one above.
+    sent = device.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "share"})
+    assert sent["status"] == "sent", sent
+    assert misread == []
+    assert device.client.connected
+
+
 def _handshake(served: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
     port = int(served.rsplit(":", 1)[1])
     lines = ["GET /socket.io/?EIO=4&transport=websocket HTTP/1.1", f"Host: 127.0.0.1:{port}"]
