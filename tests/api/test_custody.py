@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import requests
 from flask import Flask
 from sqlalchemy import func, select, text
 
@@ -366,6 +367,11 @@ def test_the_export_is_offered_as_a_file_named_for_its_day(client: ApiClient) ->
     assert answer.headers["Cache-Control"] == "no-store"
 
 
+def allowed(answer: requests.Response) -> set[str]:
+    """The methods an answer's `Allow` header names."""
+    return {method.strip() for method in answer.headers["Allow"].split(",")}
+
+
 def test_asking_for_the_exports_headers_alone_builds_no_export(
     server_with: Callable[..., LiveServer],
 ) -> None:
@@ -378,11 +384,24 @@ def test_asking_for_the_exports_headers_alone_builds_no_export(
     for _ in range(3):
         head = client.request("HEAD", "/api/v1/me/export", as_=ana)
         assert head.status_code == 405
-        assert head.headers["Allow"] == "GET"
+        assert allowed(head) == {"GET", "OPTIONS"}
         assert head.headers["Content-Type"] == "application/problem+json"
         assert "Content-Disposition" not in head.headers
-    assert client.request("HEAD", "/api/v1/me/export").status_code == 401
+    # As any other method the export does not have (PUT), whoever asks.
+    assert client.request("HEAD", "/api/v1/me/export").status_code == 405
     assert [client.get("/api/v1/me/export", as_=ana).status_code for _ in range(2)] == [200, 200]
+
+
+def test_the_exports_allowed_methods_are_the_ones_it_answers(client: ApiClient) -> None:
+    """`OPTIONS /me/export` and a 405 of another method listed HEAD among the export's
+    methods, which is refused with 405: a client that trusts `Allow` tried it in vain."""
+    ana = client.register("Ana")
+    options = client.request("OPTIONS", "/api/v1/me/export", as_=ana)
+    assert options.status_code == 200
+    assert allowed(options) == {"GET", "OPTIONS"}
+    put = client.request("PUT", "/api/v1/me/export", as_=ana, json={})
+    assert put.status_code == 405
+    assert allowed(put) == {"GET", "OPTIONS"}
 
 
 def test_a_deletion_sent_again_after_its_answer_was_lost_says_the_account_is_gone(
