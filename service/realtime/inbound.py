@@ -16,15 +16,7 @@ and disconnect paths; a guard inside each life-cycle handler could not tell a fa
 from a real one that races it, and every new namespace would need its own.
 tests/realtime/test_socket_hardening.py fails if python-socketio moves it.
 
-A packet that is not Socket.IO at all (an unknown packet type, an ack id or attachment count
-in digits other than ASCII ones, JSON that does not parse, or nests deeper than Python's parser
-goes) is dropped with one log line; python-socketio raised
-on it, and Engine.IO logged a traceback for every such packet a client cared to send. So is a
-binary event whose attachments do not fit its placeholders (one names an attachment that is not
-there, or not by number): python-socketio raised while putting it together and kept waiting for
-its attachments, taking every later packet of the socket for one, so the phone's writes got no
-ack and did nothing while its socket stayed open. Such an event is answered with a 400 problem
-when the client asked for an acknowledgement.
+Packets that cannot be read are dropped, or answered, in `realtime.packets`.
 
 A socket has at most `in_flight` events handled at once (SOCKET_EVENTS_IN_FLIGHT): python-
 socketio starts a greenlet for every event as it arrives, so one socket sending thousands
@@ -47,7 +39,6 @@ browsers only listen.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from typing import Any
 
@@ -56,6 +47,8 @@ from flask_socketio import SocketIO
 from socketio import packet
 
 from service.errors import problem_body
+from service.realtime import packets
+from service.realtime.refusals import NAME_SHOWN, refuse
 from service.wire_json import AuthGivenTwice, GivenTwice, given_once
 
 log = logging.getLogger("reach.realtime")
@@ -69,19 +62,6 @@ RESERVED = frozenset(
     | {"*"}
 )
 GUIDE = "see the socket events in the mobile guide"
-UNFIT_ATTACHMENTS = "The binary attachments do not fit the event's placeholders."
-NAME_SHOWN = 64  # characters of a client's event name kept in a log line or a detail
-
-
-# The packet types a client sends: CONNECT, DISCONNECT, EVENT, ACK, BINARY_EVENT, BINARY_ACK.
-CLIENT_PACKET_TYPES = frozenset("012356")
-# A packet's head as python-socketio reads it: its attachment count and ack id in whatever
-# digits `str.isdigit` takes ("\u0661" is an ack id 1 there), which must be ASCII ones.
-HEAD_DIGITS = re.compile(r".(?:(?P<attachments>\d+)-)?(?:/[^,]*,)?(?P<id>\d*)")
-
-
-class Unreadable(ValueError):
-    """A Socket.IO packet that could not be decoded."""
 
 
 TOO_MANY = "Too many events at once on this socket: wait for their answers, then send again."
@@ -92,7 +72,7 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
     one socket's events are handled at once."""
     if getattr(server, "_reach_inbound", False):
         return
-    _drop_unreadable_packets(server)
+    packets.drop_unreadable(server)
     _refuse_auth_given_twice(server)
     handle_event = server._handle_event
     handle_internal = server._handle_event_internal
@@ -107,12 +87,12 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
                 detail = f"{name!r} is the name of a connection event; a client may not send it."
             else:
                 detail = 'Name the event with a string: ["<event>", <payload>].'
-            _refuse(server, eio_sid, namespace or "/", id, name, detail)
+            refuse(server, eio_sid, namespace or "/", id, name, detail)
             return
         if isinstance(data, GivenTwice):
             # Refused as REST refuses such a body; named in the payload, not in the packet.
             twice = [n.removeprefix("1.") for n in data.twice]
-            _refuse(server, eio_sid, namespace or "/", id, name, None, 422, given_once(twice))
+            refuse(server, eio_sid, namespace or "/", id, name, None, 422, given_once(twice))
             return
         sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
         if not server.manager.is_connected(sid, namespace or "/"):
@@ -123,7 +103,7 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
             if taken:
                 busy[eio_sid] = busy.get(eio_sid, 0) + 1
         if not taken:
-            _refuse(server, eio_sid, namespace or "/", id, name, TOO_MANY, status=429)
+            refuse(server, eio_sid, namespace or "/", id, name, TOO_MANY, status=429)
             return
         try:
             handle_event(eio_sid, namespace, id, data)  # starts `handled`, which gives it back
@@ -151,53 +131,6 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
     server._reach_inbound = True
 
 
-def _drop_unreadable_packets(server: socketio.Server) -> None:
-    """Decode a client's packets through a class whose decoding fails with `Unreadable`, and
-    drop (and log, without a traceback) what fails, or has a type a client never sends."""
-    base: Any = server.packet_class
-
-    class Packet(base):
-        def decode(self, encoded_packet: Any) -> Any:
-            if isinstance(encoded_packet, str):
-                head = HEAD_DIGITS.match(encoded_packet)
-                if head is not None and not all(d.isascii() for d in head.groups("")):
-                    raise Unreadable("digits outside ASCII in the head")
-            try:
-                return super().decode(encoded_packet)
-            except (ValueError, RecursionError) as exc:
-                raise Unreadable(type(exc).__name__) from None
-
-        def add_attachment(self, attachment: Any) -> bool:
-            try:
-                return bool(super().add_attachment(attachment))
-            except (LookupError, TypeError, ValueError, RecursionError) as exc:
-                raise Unreadable(f"binary attachments: {type(exc).__name__}") from None
-
-    server.packet_class = Packet
-    handle_message = server._handle_eio_message
-
-    def readable(eio_sid: str, data: Any) -> None:
-        try:
-            if isinstance(data, str) and data[:1] not in CLIENT_PACKET_TYPES:
-                raise Unreadable(f"packet type {data[:1]!r}")
-            handle_message(eio_sid, data)
-        except Unreadable as exc:
-            log.info(
-                "unreadable socket packet dropped",
-                extra={"error": str(exc)[:NAME_SHOWN], "characters": len(data)},
-            )
-            # A binary packet waiting for its attachments is dropped with them: the socket's
-            # next packets are packets again.
-            waiting = server._binary_packet.pop(eio_sid, None)
-            if waiting is not None and waiting.packet_type == packet.BINARY_EVENT:
-                name = waiting.data[0] if isinstance(waiting.data, list) and waiting.data else None
-                namespace = waiting.namespace or "/"
-                _refuse(server, eio_sid, namespace, waiting.id, name, UNFIT_ATTACHMENTS)
-
-    server._handle_eio_message = readable
-    server.eio.on("message", readable)  # Engine.IO holds the method it was given at start
-
-
 def _refuse_auth_given_twice(server: socketio.Server) -> None:
     """A connect whose `auth` gives a name twice is refused with the 422 problem, in the shape
     of the connect handler's refusals, before any handler reads it."""
@@ -216,39 +149,6 @@ def _refuse_auth_given_twice(server: socketio.Server) -> None:
         )
 
     server._handle_connect = screened
-
-
-def _refuse(
-    server: socketio.Server,
-    eio_sid: str,
-    namespace: str,
-    id: int | None,
-    name: Any,
-    detail: str | None,
-    status: int = 400,
-    errors: dict[str, list[str]] | None = None,
-) -> None:
-    sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
-    if not server.manager.is_connected(sid, namespace):
-        return  # as python-socketio does: nothing is answered outside a joined namespace
-    # A flood's refusals are one debug line each, not a line of the process's log per packet.
-    log.log(
-        logging.DEBUG if status == 429 else logging.INFO,
-        "client event refused",
-        extra={
-            "event": repr(name)[:NAME_SHOWN],
-            "namespace": namespace,
-            "acked": id is not None,
-            "status": status,
-        },
-    )
-    if id is None:
-        return
-    retry_after = 1 if status == 429 else None
-    problem = problem_body(status, detail=detail, errors=errors, retry_after=retry_after)
-    server._send_packet(
-        eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
-    )
 
 
 def register(socketio: SocketIO, namespace: str) -> None:

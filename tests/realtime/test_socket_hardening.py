@@ -76,7 +76,7 @@ def test_the_gate_sits_where_python_socketio_dispatches_client_events(app: Flask
     assert "self.packet_class(encoded_packet=data)" in inspect.getsource(
         socketio.Server._handle_eio_message
     )
-    assert server.eio.handlers["message"].__qualname__.startswith("_drop_unreadable_packets.")
+    assert server.eio.handlers["message"].__qualname__.startswith("drop_unreadable.")
 
 
 def test_fake_disconnects_do_not_lift_the_cap_on_an_accounts_sockets(
@@ -192,6 +192,37 @@ def test_unreadable_packets_are_dropped_without_a_traceback(
     assert [r.exc_info for r in caplog.records if r.exc_info] == []
     assert "unreadable socket packet dropped" in [r.getMessage() for r in caplog.records]
     assert device.client.connected
+
+
+@pytest.mark.parametrize(
+    ("payload", "said"),
+    [
+        ('{"client_id": "x", "kind": "share", "note": ' + "9" * 101 + "}", "at most 100 digits"),
+        ('{"client_id": "x", "kind": ', "not valid JSON"),
+        ("[" * 5000, "nested too deeply"),
+    ],
+    ids=["long-integer", "broken-json", "too-deep-to-parse"],
+)
+def test_an_event_whose_payload_cannot_be_read_is_answered_when_it_asks(
+    client: ApiClient, phone: Connect, caplog: pytest.LogCaptureFixture, payload: str, said: str
+) -> None:
+    """An event asking for an ack whose JSON could not be read (an integer longer than the
+    socket's JSON reads, JSON cut short, nesting deeper than the parser goes) was dropped
+    without an answer: the phone waited out its timeout and sent the same again. Its head
+    names the ack: the answer is the 400 REST gives such a body, and nothing is written."""
+    ana, _ = client.couple()
+    device = phone(ana.access_token)
+    answers: list[Any] = []
+    ack_id = device.client._generate_ack_id("/", lambda *args: answers.append(args))
+    with caplog.at_level(logging.INFO):
+        device.client.eio.send(f'2{ack_id}["bid.send", {payload}]')
+        wait_until(lambda: bool(answers), what="the ack")
+    assert len(answers) == 1 and is_problem(answers[0][0], 400, "bad_request"), answers
+    assert said in answers[0][0]["detail"], answers
+    assert [r.exc_info for r in caplog.records if r.exc_info] == []
+    assert client.get("/api/v1/bids", as_=ana).json()["items"] == []
+    bid = device.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "help"})
+    assert bid["sender_id"] == ana.id, bid
 
 
 @pytest.mark.parametrize("frame", ["zz", ""], ids=["no-packet-type", "empty"])

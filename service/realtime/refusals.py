@@ -1,0 +1,48 @@
+"""A client's event refused: logged, and answered with a problem when it asked for an ack."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+from socketio import packet
+
+from service.errors import problem_body
+
+log = logging.getLogger("reach.realtime")
+
+NAME_SHOWN = 64  # characters of a client's event name kept in a log line or a detail
+
+
+def refuse(
+    server: socketio.Server,
+    eio_sid: str,
+    namespace: str,
+    id: int | None,
+    name: Any,
+    detail: str | None,
+    status: int = 400,
+    errors: dict[str, list[str]] | None = None,
+) -> None:
+    sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
+    if not server.manager.is_connected(sid, namespace):
+        return  # as python-socketio does: nothing is answered outside a joined namespace
+    # A flood's refusals are one debug line each, not a line of the process's log per packet.
+    log.log(
+        logging.DEBUG if status == 429 else logging.INFO,
+        "client event refused",
+        extra={
+            "event": repr(name)[:NAME_SHOWN],
+            "namespace": namespace,
+            "acked": id is not None,
+            "status": status,
+        },
+    )
+    if id is None:
+        return
+    retry_after = 1 if status == 429 else None
+    problem = problem_body(status, detail=detail, errors=errors, retry_after=retry_after)
+    server._send_packet(
+        eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
+    )
