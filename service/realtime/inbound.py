@@ -16,7 +16,10 @@ and disconnect paths; a guard inside each life-cycle handler could not tell a fa
 from a real one that races it, and every new namespace would need its own.
 tests/realtime/test_socket_hardening.py fails if python-socketio moves it.
 
-Packets that cannot be read are dropped, or answered, in `realtime.packets`.
+Packets that cannot be read are dropped, or answered, in `realtime.packets`. An event to a
+namespace the socket has not joined (another one, or before its connect is answered) and an
+ACK of nothing the server waits for are dropped with a debug line: python-socketio logged a
+warning for each, and a client could write the process's log full at its packets' pace.
 
 A socket has at most `in_flight` events handled at once (SOCKET_EVENTS_IN_FLIGHT): python-
 socketio starts a greenlet for every event as it arrives, so one socket sending thousands
@@ -74,6 +77,7 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
         return
     packets.drop_unreadable(server)
     _refuse_auth_given_twice(server)
+    _drop_stray_acks(server)
     handle_event = server._handle_event
     handle_internal = server._handle_event_internal
     reserved = RESERVED | frozenset(server.reserved_events)
@@ -96,7 +100,8 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
             return
         sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
         if not server.manager.is_connected(sid, namespace or "/"):
-            handle_event(eio_sid, namespace, id, data)  # python-socketio drops it, logged
+            # Not joined (yet): dropped, as python-socketio does, without its warning per packet.
+            log.debug("client event outside a joined namespace dropped", extra=_where(namespace))
             return
         with lock:
             taken = busy.get(eio_sid, 0) < in_flight
@@ -129,6 +134,25 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
     server._handle_event = screened
     server._handle_event_internal = handled
     server._reach_inbound = True
+
+
+def _where(namespace: str | None) -> dict[str, str]:
+    return {"namespace": (namespace or "/")[:NAME_SHOWN]}
+
+
+def _drop_stray_acks(server: socketio.Server) -> None:
+    """A client's ACK of nothing the server waits for is dropped with a debug line (python-
+    socketio logged a warning for each; an ACK numbered 0 would call its id counter)."""
+    handle_ack = server._handle_ack
+
+    def screened(eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        sid = server.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        if id and id in server.manager.callbacks.get(sid, {}):
+            handle_ack(eio_sid, namespace, id, data)
+        else:
+            log.debug("client ack of nothing awaited dropped", extra=_where(namespace))
+
+    server._handle_ack = screened
 
 
 def _refuse_auth_given_twice(server: socketio.Server) -> None:

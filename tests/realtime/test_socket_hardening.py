@@ -225,6 +225,27 @@ def test_an_event_whose_payload_cannot_be_read_is_answered_when_it_asks(
     assert bid["sender_id"] == ana.id, bid
 
 
+def test_events_outside_a_joined_namespace_and_stray_acks_log_no_warnings(
+    client: ApiClient, phone: Connect, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An event to a namespace the socket has not joined (another one, or before its connect
+    is answered) and an ACK the server never asked for were each logged as a warning by
+    python-socketio: a client could write the process's log full at its packets' pace. They
+    are dropped with a debug line; nothing is answered outside a joined namespace."""
+    device = phone(client.register("Ana").access_token)
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(3):
+            device.client.eio.send('2/nope,["bid.send", {}]')
+            device.client.eio.send('2/ops,7["ops.overview", {}]')
+            device.client.eio.send('37["x"]')  # an ACK of nothing the server asked
+            device.client.eio.send('61-8[{"_placeholder": true, "num": 0}]')
+            device.client.eio.send(b"\x00")
+        # Packets of one socket are read in order: this answer comes after the ones above.
+        assert is_problem(device.call("no.such.event", {}), 404, "not_found")
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert device.client.connected
+
+
 @pytest.mark.parametrize("frame", ["zz", ""], ids=["no-packet-type", "empty"])
 def test_a_frame_that_is_not_engine_io_closes_the_socket_without_a_traceback(
     client: ApiClient, phone: Connect, caplog: pytest.LogCaptureFixture, frame: str
