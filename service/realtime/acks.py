@@ -12,6 +12,7 @@ from flask import current_app
 from limits import parse_many
 from marshmallow import Schema, ValidationError
 
+from service.clock import clock
 from service.domain.errors import RateLimited, ReachError, Unauthorized
 from service.errors import (
     flatten_messages,
@@ -31,12 +32,16 @@ Handler = Callable[[Member, dict[str, Any]], dict[str, Any]]
 
 
 def socket_member() -> Member:
-    """The connection's member, checked again on every write (signed out or disabled: refused)."""
+    """The connection's member, checked again on every write (signed out, disabled, or its
+    refresh tokens expired: refused)."""
     session = socket_session()
     if not session.get("user_id"):
         raise Unauthorized()
     return members.live_member(
-        db.session, uuid.UUID(session["user_id"]), uuid.UUID(session["auth_session_id"])
+        db.session,
+        uuid.UUID(session["user_id"]),
+        uuid.UUID(session["auth_session_id"]),
+        usable_at=clock.now(),
     )
 
 

@@ -100,8 +100,9 @@ def on_connect(auth: Any = None) -> None:
         refusal = Unauthorized("Send the access token alone as auth.token, without 'Bearer '.")
         raise ConnectionRefusedError(refusal.detail, from_reach_error(refusal))
     try:
-        claims = token_issuer().read_access_token(token, clock.now())
-        member = members.live_member(db.session, claims.user_id, claims.session_id)
+        now = clock.now()
+        claims = token_issuer().read_access_token(token, now)
+        member = members.live_member(db.session, claims.user_id, claims.session_id, usable_at=now)
     except ReachError as exc:
         # The client's connect_error carries {message: detail, data: problem}.
         raise ConnectionRefusedError(exc.detail, from_reach_error(exc)) from exc
@@ -166,7 +167,10 @@ def on_typing(*args: Any) -> None:
     session["typing_at"] = now
     try:
         member = members.live_member(
-            db.session, uuid.UUID(session["user_id"]), uuid.UUID(session["auth_session_id"])
+            db.session,
+            uuid.UUID(session["user_id"]),
+            uuid.UUID(session["auth_session_id"]),
+            usable_at=clock.now(),
         )
     except (KeyError, ReachError):
         return

@@ -102,17 +102,28 @@ _LIVE_MEMBER = (
 )
 
 
-def live_member(session: Session, user_id: uuid.UUID, session_id: uuid.UUID) -> Member:
-    """The member of a signed-in session, refused once the session or the account is gone."""
+def live_member(
+    session: Session,
+    user_id: uuid.UUID,
+    session_id: uuid.UUID,
+    *,
+    usable_at: datetime | None = None,
+) -> Member:
+    """The member of a signed-in session, refused once the session or the account is gone.
+
+    With `usable_at`, also once the session can no longer be refreshed then (its refresh
+    tokens expired, `usable_session`): a socket's, whose access token was read once, on
+    connect, and which would otherwise write until the next sweep of the sessions."""
+    query = _LIVE_MEMBER
+    if usable_at is not None:
+        query = query.add_columns(usable_session(usable_at).label("usable"))
     row = (
-        session.connection()
-        .execute(_LIVE_MEMBER, {"user_id": user_id, "session_id": session_id})
-        .first()
+        session.connection().execute(query, {"user_id": user_id, "session_id": session_id}).first()
     )
     if row is None:
         raise Unauthorized(GONE)
     name, disabled_at, revoked_at, couple_id, partner_id = row[:5]
-    if revoked_at is not None:
+    if revoked_at is not None or (usable_at is not None and not row[10]):
         raise Unauthorized("The session has ended: sign in again.")
     if disabled_at is not None:
         raise Unauthorized("This account is disabled. Contact support.")

@@ -261,6 +261,29 @@ def test_a_socket_whose_session_ended_unannounced_is_closed_by_the_next_check(
     still_open(ben_phone)
 
 
+def test_a_socket_whose_refresh_token_expired_writes_nothing_before_the_next_check(
+    app: Flask, client: ApiClient, phone: Connect
+) -> None:
+    """A session whose refresh token expired is over, but until the next check of the
+    sessions (SOCKET_RECHECK_SECONDS, a minute) its socket's writes were done and its typing
+    passed on, and it could open another socket with an access token still valid: only a
+    revoked session was refused. Each write's ack is now the 401 of an ended session."""
+    ana, ben = client.couple()
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    with app.app_context():
+        _refresh_token_expired(ana)
+        db.session.commit()
+    answer = ana_phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "share"})
+    assert answer["status"] == 401 and answer["code"] == "unauthorized", answer
+    assert "session has ended" in answer["detail"], answer
+    ana_phone.client.emit("typing", {})
+    refused(lambda: phone(ana.access_token))
+    # Ben's socket is served as before, and heard nothing of Ana's.
+    still_open(ben_phone)
+    assert client.get("/api/v1/bids", as_=ben).json()["items"] == []
+    assert ben_phone.named("typing") == []
+
+
 # --- several processes: a message queue between two servers ----------------------------
 
 
