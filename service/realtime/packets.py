@@ -10,7 +10,8 @@ for its own answer.
 An event whose head is readable but whose payload is not (JSON that does not parse, an integer
 of more than 100 digits, which Engine.IO's JSON refuses, nesting deeper than Python's parser
 goes) is answered, when its head asks for an ack, with the 400 problem REST gives such a body;
-it was dropped, and the phone waited out its timeout to send the same again. So is a binary
+it was dropped, and the phone waited out its timeout to send the same again. A connect whose
+`auth` is such is refused with that problem, as the connect handler's refusals are. So is a binary
 event whose attachments do not fit its placeholders (one names an attachment that is not there,
 or not by number): python-socketio raised while putting it together and kept waiting for its
 attachments, taking every later packet of the socket for one, so the phone's writes got no ack
@@ -28,6 +29,7 @@ import socketio
 from socketio import packet
 
 from schemas.base import MAX_NESTING
+from service.errors import problem_body
 from service.realtime.refusals import NAME_SHOWN, refuse
 
 log = logging.getLogger("reach.realtime")
@@ -47,7 +49,7 @@ HEAD_DIGITS = re.compile(r".(?:(?P<attachments>\d+)-)?(?:/[^,]*,)?(?P<id>\d*)")
 
 class Unreadable(ValueError):
     """A Socket.IO packet that could not be decoded. `detail`, when set, is the 400 problem's
-    for an event whose head was read: its namespace and ack id."""
+    for a connect or an event whose head was read: its namespace and ack id."""
 
     def __init__(
         self,
@@ -56,9 +58,11 @@ class Unreadable(ValueError):
         detail: str | None = None,
         namespace: str | None = None,
         id: int | None = None,
+        connect: bool = False,
     ) -> None:
         super().__init__(error)
         self.detail, self.namespace, self.id = detail, namespace, id
+        self.connect = connect
 
 
 class _UnreadablePayload(ValueError):
@@ -106,10 +110,15 @@ def drop_unreadable(server: socketio.Server) -> None:
                 return super().decode(encoded_packet)
             except _UnreadablePayload as exc:
                 # The head was read whole before the payload: its namespace and ack id hold.
-                if self.packet_type not in (packet.EVENT, packet.BINARY_EVENT):
+                if self.packet_type not in (packet.CONNECT, packet.EVENT, packet.BINARY_EVENT):
                     raise Unreadable(str(exc)) from None
-                where = {"namespace": self.namespace, "id": self.id}
-                raise Unreadable(str(exc), detail=exc.detail, **where) from None
+                raise Unreadable(
+                    str(exc),
+                    detail=exc.detail,
+                    namespace=self.namespace,
+                    id=self.id,
+                    connect=self.packet_type == packet.CONNECT,
+                ) from None
             except (ValueError, RecursionError) as exc:
                 raise Unreadable(type(exc).__name__) from None
 
@@ -132,7 +141,9 @@ def drop_unreadable(server: socketio.Server) -> None:
                 "unreadable socket packet dropped",
                 extra={"error": str(exc)[:NAME_SHOWN], "characters": len(data)},
             )
-            if exc.detail is not None:
+            if exc.detail is not None and exc.connect:
+                _refuse_connect(server, eio_sid, exc.namespace or "/", exc.detail)
+            elif exc.detail is not None:
                 refuse(server, eio_sid, exc.namespace or "/", exc.id, None, exc.detail)
             # A binary packet waiting for its attachments is dropped with them: the socket's
             # next packets are packets again.
@@ -144,3 +155,12 @@ def drop_unreadable(server: socketio.Server) -> None:
 
     server._handle_eio_message = readable
     server.eio.on("message", readable)  # Engine.IO holds the method it was given at start
+
+
+def _refuse_connect(server: socketio.Server, eio_sid: str, namespace: str, detail: str) -> None:
+    """A connect whose `auth` could not be read, refused as the connect handler refuses."""
+    problem = problem_body(400, detail=detail)
+    refusal = {"message": problem["detail"], "data": problem}
+    server._send_packet(
+        eio_sid, server.packet_class(packet.CONNECT_ERROR, data=refusal, namespace=namespace)
+    )

@@ -446,6 +446,33 @@ def test_a_connect_giving_a_field_twice_in_auth_is_refused(
         assert members.open_sockets().count(ana.id) == 0
 
 
+@pytest.mark.parametrize(
+    ("auth", "said"),
+    [('{"token": ' + "1" * 101 + "}", "at most 100 digits"), ('{"token": "x', "not valid JSON")],
+    ids=["long-integer", "broken-json"],
+)
+def test_a_connect_whose_auth_cannot_be_read_is_refused(
+    live_server: LiveServer, auth: str, said: str
+) -> None:
+    """A connect whose `auth` was not JSON the server reads got no answer at all: the phone
+    waited out its connect timeout, and tried again the same way. It is refused with the 400
+    problem, in the shape of the other connect refusals."""
+    refusals: list[Any] = []
+    device = socketio.Client(reconnection=False, serializer=_RawAuthPacket)
+    device.on("connect_error", lambda data=None: refusals.append(data))
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            device.connect(
+                live_server.url, auth=_RawAuth(auth), transports=["websocket"], wait_timeout=5
+            )
+    finally:
+        device.disconnect()
+    assert len(refusals) == 1, refusals
+    assert is_problem(refusals[0]["data"], 400, "bad_request"), refusals
+    assert said in refusals[0]["data"]["detail"]
+    assert refusals[0]["message"] == refusals[0]["data"]["detail"]
+
+
 # --- the /ops namespace ----------------------------------------------------------------------
 
 
