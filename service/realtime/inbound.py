@@ -19,7 +19,8 @@ tests/realtime/test_socket_hardening.py fails if python-socketio moves it.
 Packets that cannot be read are dropped, or answered, in `realtime.packets`. An event to a
 namespace the socket has not joined (another one, or before its connect is answered) and an
 ACK of nothing the server waits for are dropped with a debug line: python-socketio logged a
-warning for each, and a client could write the process's log full at its packets' pace.
+warning for each, and a client could write the process's log full at its packets' pace. A
+connect to a namespace the server does not have is refused with a 404 problem.
 
 A socket has at most `in_flight` events handled at once (SOCKET_EVENTS_IN_FLIGHT): python-
 socketio starts a greenlet for every event as it arrives, so one socket sending thousands
@@ -47,11 +48,10 @@ from typing import Any
 
 import socketio
 from flask_socketio import SocketIO
-from socketio import packet
 
 from service.errors import problem_body
 from service.realtime import packets
-from service.realtime.refusals import NAME_SHOWN, refuse
+from service.realtime.refusals import NAME_SHOWN, refuse, refuse_connect
 from service.wire_json import AuthGivenTwice, GivenTwice, given_once
 
 log = logging.getLogger("reach.realtime")
@@ -76,7 +76,7 @@ def install(server: socketio.Server, in_flight: int = 16) -> None:
     if getattr(server, "_reach_inbound", False):
         return
     packets.drop_unreadable(server)
-    _refuse_auth_given_twice(server)
+    _screen_connects(server)
     _drop_stray_acks(server)
     handle_event = server._handle_event
     handle_internal = server._handle_event_internal
@@ -155,24 +155,36 @@ def _drop_stray_acks(server: socketio.Server) -> None:
     server._handle_ack = screened
 
 
-def _refuse_auth_given_twice(server: socketio.Server) -> None:
-    """A connect whose `auth` gives a name twice is refused with the 422 problem, in the shape
-    of the connect handler's refusals, before any handler reads it."""
+def _screen_connects(server: socketio.Server) -> None:
+    """Connects refused before any handler reads them, with a problem in the shape of the
+    connect handler's refusals: to a namespace the server does not have (404; python-socketio
+    answered a bare "Unable to connect"), or whose `auth` gives a name twice (422)."""
     handle_connect = server._handle_connect
 
     def screened(eio_sid: str, namespace: str | None, data: Any) -> None:
-        if not isinstance(data, AuthGivenTwice):
+        where = namespace or "/"
+        if not _served(server, where):
+            log.info("socket connect refused: no such namespace", extra=_where(where))
+            detail = f"There is no namespace {where[:NAME_SHOWN]!r}: connect to the namespace '/'."
+            refuse_connect(server, eio_sid, where, problem_body(404, detail=detail))
+        elif isinstance(data, AuthGivenTwice):
+            log.info("socket connect refused: a name given twice in auth")
+            problem = problem_body(422, errors=given_once(data.twice))
+            refuse_connect(server, eio_sid, where, problem)
+        else:
             handle_connect(eio_sid, namespace, data)
-            return
-        log.info("socket connect refused: a name given twice in auth")
-        problem = problem_body(422, errors=given_once(data.twice))
-        refusal = {"message": problem["detail"], "data": problem}
-        server._send_packet(
-            eio_sid,
-            server.packet_class(packet.CONNECT_ERROR, data=refusal, namespace=namespace or "/"),
-        )
 
     server._handle_connect = screened
+
+
+def _served(server: socketio.Server, namespace: str) -> bool:
+    """Whether python-socketio would take a connect to `namespace` (`Server._handle_connect`)."""
+    return (
+        namespace in server.handlers
+        or namespace in server.namespace_handlers
+        or server.namespaces == "*"
+        or namespace in server.namespaces
+    )
 
 
 def register(socketio: SocketIO, namespace: str) -> None:

@@ -30,7 +30,7 @@ from socketio import packet
 
 from schemas.base import MAX_NESTING
 from service.errors import problem_body
-from service.realtime.refusals import NAME_SHOWN, refuse
+from service.realtime.refusals import NAME_SHOWN, refuse, refuse_connect
 
 log = logging.getLogger("reach.realtime")
 
@@ -142,7 +142,8 @@ def drop_unreadable(server: socketio.Server) -> None:
                 extra={"error": str(exc)[:NAME_SHOWN], "characters": len(data)},
             )
             if exc.detail is not None and exc.connect:
-                _refuse_connect(server, eio_sid, exc.namespace or "/", exc.detail)
+                problem = problem_body(400, detail=exc.detail)
+                refuse_connect(server, eio_sid, exc.namespace or "/", problem)
             elif exc.detail is not None:
                 refuse(server, eio_sid, exc.namespace or "/", exc.id, None, exc.detail)
             # A binary packet waiting for its attachments is dropped with them: the socket's
@@ -155,12 +156,3 @@ def drop_unreadable(server: socketio.Server) -> None:
 
     server._handle_eio_message = readable
     server.eio.on("message", readable)  # Engine.IO holds the method it was given at start
-
-
-def _refuse_connect(server: socketio.Server, eio_sid: str, namespace: str, detail: str) -> None:
-    """A connect whose `auth` could not be read, refused as the connect handler refuses."""
-    problem = problem_body(400, detail=detail)
-    refusal = {"message": problem["detail"], "data": problem}
-    server._send_packet(
-        eio_sid, server.packet_class(packet.CONNECT_ERROR, data=refusal, namespace=namespace)
-    )

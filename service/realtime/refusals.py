@@ -1,4 +1,5 @@
-"""A client's event refused: logged, and answered with a problem when it asked for an ack."""
+"""A client's event or connect refused: an event's answered with a problem when it asked for an
+ack, a connect's with the problem in CONNECT_ERROR, as the connect handler's refusals are."""
 
 from __future__ import annotations
 
@@ -45,4 +46,14 @@ def refuse(
     problem = problem_body(status, detail=detail, errors=errors, retry_after=retry_after)
     server._send_packet(
         eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
+    )
+
+
+def refuse_connect(
+    server: socketio.Server, eio_sid: str, namespace: str, problem: dict[str, Any]
+) -> None:
+    """The client's `connect_error` gets `{message: detail, data: problem}`."""
+    refusal = {"message": problem["detail"], "data": problem}
+    server._send_packet(
+        eio_sid, server.packet_class(packet.CONNECT_ERROR, data=refusal, namespace=namespace)
     )

@@ -473,6 +473,35 @@ def test_a_connect_whose_auth_cannot_be_read_is_refused(
     assert refusals[0]["message"] == refusals[0]["data"]["detail"]
 
 
+@pytest.mark.parametrize("namespace", ["/nope", "/Ops", "/ops/"])
+def test_a_connect_to_a_namespace_that_does_not_exist_is_refused_with_a_problem(
+    client: ApiClient, live_server: LiveServer, namespace: str
+) -> None:
+    """A connect to a namespace the server does not have (a typo in the app's URL) was refused
+    with the bare string "Unable to connect", where every other refusal carries `message`
+    and a problem object in `data`: an app reading `data.code` read nothing."""
+    ana = client.register("Ana")
+    refusals: list[Any] = []
+    device = socketio.Client(reconnection=False)
+    device.on("connect_error", lambda data=None: refusals.append(data), namespace=namespace)
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            device.connect(
+                live_server.url,
+                namespaces=[namespace],
+                auth={"token": ana.access_token},
+                transports=["websocket"],
+                wait_timeout=5,
+            )
+    finally:
+        device.disconnect()
+    assert len(refusals) == 1, refusals
+    assert isinstance(refusals[0], dict), refusals
+    assert is_problem(refusals[0]["data"], 404, "not_found"), refusals
+    assert refusals[0]["message"] == refusals[0]["data"]["detail"]
+    assert "connect to the namespace '/'" in refusals[0]["message"]
+
+
 # --- the /ops namespace ----------------------------------------------------------------------
 
 
