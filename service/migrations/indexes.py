@@ -15,7 +15,7 @@ _INVALID = text(
 
 
 def build_concurrently(
-    name: str, table: str, columns: Sequence[str], *, unique: bool = False
+    name: str, table: str, columns: Sequence[str], *, unique: bool = False, where: str | None = None
 ) -> None:
     """Build an index without blocking writes (call it in an autocommit block). A build that
     failed left it INVALID: never used, its uniqueness not to be trusted. A rerun (Kubernetes
@@ -23,18 +23,32 @@ def build_concurrently(
     if op.get_bind().scalar(_INVALID, {"name": name}):
         op.drop_index(name, table_name=table, postgresql_concurrently=True)
     op.create_index(
-        name, table, list(columns), unique=unique, postgresql_concurrently=True, if_not_exists=True
+        name,
+        table,
+        list(columns),
+        unique=unique,
+        postgresql_concurrently=True,
+        if_not_exists=True,
+        postgresql_where=text(where) if where else None,
     )
 
 
-def create_index(name: str, table: str, columns: Sequence[str]) -> None:
-    """An index: CONCURRENTLY on PostgreSQL, where requests go on writing the table meanwhile;
-    plainly on SQLite."""
+def create_index(
+    name: str,
+    table: str,
+    columns: Sequence[str],
+    *,
+    postgresql_where: str | None = None,
+    sqlite_where: str | None = None,
+) -> None:
+    """An index (partial, of the rows `*_where` selects, if given): CONCURRENTLY on PostgreSQL,
+    where requests go on writing the table meanwhile; plainly on SQLite."""
     if op.get_bind().dialect.name == "postgresql":
         with op.get_context().autocommit_block():
-            build_concurrently(name, table, columns)
+            build_concurrently(name, table, columns, where=postgresql_where)
         return
-    op.create_index(name, table, list(columns))
+    where = text(sqlite_where) if sqlite_where else None
+    op.create_index(name, table, list(columns), sqlite_where=where)
 
 
 def drop_index(name: str, table: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.models.base import Base, id_column, utcnow
@@ -17,6 +17,17 @@ class Device(Base):
         # An account's devices; its active ones, or its latest switched off, without reading
         # every reinstall it ever had.
         Index("ix_devices_user_active_updated", "user_id", "active", "updated_at"),
+        # An account's switched-off devices newest first, a page at a time from where the last
+        # one ended (`GET /devices`; the live ones are few). Partial: a look for active devices
+        # never takes it, reading every reinstall.
+        Index(
+            "ix_devices_user_off_created",
+            "user_id",
+            "created_at",
+            "id",
+            postgresql_where=text("active IS false"),
+            sqlite_where=text("active IS 0"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = id_column()

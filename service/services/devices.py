@@ -151,13 +151,19 @@ def sign_out(session: Session, ended: ColumnElement[bool], now: datetime) -> int
 
 
 def list_for(session: Session, user: User, *, limit: int, before: str | None) -> dict[str, Any]:
-    """The account's devices, newest first, a page at a time (`pages`)."""
-    query = select(Device).where(Device.user_id == user.id)
-    if before:
-        query = query.where(pages.older_than(Device, before))
-    rows = list(
-        session.scalars(query.order_by(Device.created_at.desc(), Device.id.desc()).limit(limit + 1))
-    )
+    """The account's devices, switched off ones included, newest first, a page at a time
+    (`pages`). The live ones are few (the account keeps `keep`); the switched-off ones, every
+    reinstall it ever had, are read through `ix_devices_user_off_created` from where the last
+    page ended, a page's worth."""
+    page: list[Device] = []
+    for active in (True, False):
+        query = select(Device).where(Device.user_id == user.id, Device.active.is_(active))
+        if before:
+            query = query.where(pages.older_than_key(Device, before))
+        newest = query.order_by(Device.created_at.desc(), Device.id.desc()).limit(limit + 1)
+        page += session.scalars(newest)
+    page.sort(key=lambda device: (device.created_at, device.id), reverse=True)
+    rows = page[: limit + 1]
     return {"items": rows[:limit], "next": pages.next_of(rows, limit)}
 
 

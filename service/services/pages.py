@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, and_, or_, tuple_
 
 from schemas.base import iso
 from service.domain.errors import invalid
@@ -31,6 +31,14 @@ def older_than(model: Any, before: str) -> ColumnElement[bool]:
     """The rows of `model` after the page that ended with `before`."""
     created, last_id = _decode(before)
     return or_(model.created_at < created, and_(model.created_at == created, model.id < last_id))
+
+
+def older_than_key(model: Any, before: str) -> ColumnElement[bool]:
+    """`older_than` as one comparison of `(created_at, id)`: an index ending with those two
+    columns starts the page where the one before it ended, rather than reading every row
+    newer than that to throw them away."""
+    created, last_id = _decode(before)
+    return tuple_(model.created_at, model.id) < tuple_(created, last_id)
 
 
 def next_of(rows: Sequence[Listed], limit: int) -> str | None:

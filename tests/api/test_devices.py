@@ -16,7 +16,7 @@ from sqlalchemy import Connection, event, text
 from service.extensions import db
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
-from tests.support.plans import rows_examined
+from tests.support.plans import rows_examined, rows_fetched
 from tests.support.server import LiveServer
 
 
@@ -285,3 +285,53 @@ def test_registering_reads_the_accounts_live_devices_not_every_reinstall(
         for statement, parameters in reads:
             read = rows_examined(session.connection(), statement, parameters, "devices")
             assert read <= 10, f"read {read} devices of {history} switched off: {statement}"
+
+
+# The others' phones registered over the years, and many of them since switched off (signed
+# out, replaced, uninstalled), as in service.
+_REGISTERED_OVER_YEARS = (
+    "UPDATE devices SET created_at = now() - random() * interval '1000 days', "
+    "active = random() < 0.5 WHERE user_id <> :user"
+)
+
+
+@pytest.mark.postgres
+def test_listing_reads_the_page_it_shows_not_every_reinstall(client: ApiClient, app: Flask) -> None:
+    """Years of reinstalls leave hundreds of switched-off devices: each page of the list reads
+    the devices it shows (and the one that says there are more), not every one the account
+    ever had, however far down the list it is."""
+    ana = client.register("Ana")
+    history = 500
+    with app.app_context(), db.scope() as session:
+        reinstalled(session.connection(), ana.id, history)
+        session.execute(text(_REGISTERED_OVER_YEARS), {"user": ana.id})
+        session.connection().exec_driver_sql("ANALYZE devices")
+    body = {"platform": "android", "push_token": "ana-phone-token"}
+    live = client.post("/api/v1/devices", as_=ana, json=body).json()
+    reads: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM devices\b", statement, re.DOTALL):
+            reads.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    limit, shown, before = 20, [], None
+    for _ in range(3):
+        query = f"?limit={limit}" + (f"&before={before}" if before else "")
+        event.listen(engine, "before_cursor_execute", on)
+        try:
+            page = client.get(f"/api/v1/devices{query}", as_=ana)
+        finally:
+            event.remove(engine, "before_cursor_execute", on)
+        assert page.status_code == 200, page.text
+        shown += page.json()["items"]
+        before = page.json()["next"]
+    assert shown[0] == live
+    assert len(shown) == 3 * limit and len({d["id"] for d in shown}) == 3 * limit
+    assert all(not d["active"] and d["disabled_reason"] == "unregistered" for d in shown[1:])
+    assert len(reads) == 6  # the live devices, and the switched-off ones, of each page
+    with app.app_context(), db.scope() as session:
+        for statement, parameters in reads:
+            fetched = rows_fetched(session.connection(), statement, parameters, "devices")
+            assert fetched <= limit + 1, f"read {fetched} devices of {history}: {statement}"
