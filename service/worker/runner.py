@@ -93,6 +93,8 @@ class Worker:
     _wake: threading.Event = field(default_factory=threading.Event)
     # When the loop last started or ended a pass (time.monotonic()); its start before the first.
     _progress: float = field(default_factory=time.monotonic)
+    # The last push the pushes' prune walked past, while it is under way (0: it starts over).
+    _pushes_pruned_to: int = 0
 
     def __post_init__(self) -> None:
         settings: Settings = self.app.extensions["reach.settings"]
@@ -154,14 +156,20 @@ class Worker:
 
     def _prune_pushes(self) -> push_outbox.Pruned:
         """One bounded share of the pushes' prune (`prune_batches` transactions of
-        `prune_batch` jobs); `more` while more are left."""
+        `prune_batch` jobs), going on where the share before it ended; `more` while more are
+        left. A share that deletes nothing (pushes still to be sent, or held) still moves on."""
         with self.app.app_context():
             settings: Settings = self.app.extensions["reach.settings"]
             before = clock.now() - timedelta(days=settings.PUSH_RETENTION_DAYS)
             with db.scope() as session:
                 pruned = push_outbox.prune_finished(
-                    session, before, batch=self.prune_batch, most_batches=self.prune_batches
+                    session,
+                    before,
+                    after=self._pushes_pruned_to,
+                    batch=self.prune_batch,
+                    most_batches=self.prune_batches,
                 )
+        self._pushes_pruned_to = pruned.after
         if pruned.deleted:
             log.info(
                 "finished pushes deleted", extra={"worker": self.name, "pushes": pruned.deleted}

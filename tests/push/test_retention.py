@@ -337,3 +337,65 @@ def test_a_finished_push_held_by_a_transaction_left_open_is_passed_over_not_wait
         assert set(pushes(worker)) == {held}
     assert worker.prune() == 1
     assert pushes(worker) == {}
+
+
+def shares_until_done(loop: Worker, most: int) -> tuple[int, int]:
+    """Calls the loop's prune of pushes, share after share, until it says none are left (at
+    most `most` shares): how many shares it took, and how many pushes they deleted."""
+    deleted = 0
+    for share in range(1, most + 1):
+        pruned = loop._prune_pushes()
+        deleted += pruned.deleted
+        if not pruned.more:
+            return share, deleted
+    raise AssertionError(f"{most} shares deleted {deleted} pushes and still said more were left")
+
+
+def test_shares_that_find_nothing_to_delete_move_on_and_end(
+    app: Flask, client: ApiClient, worker: Worker
+) -> None:
+    """A month-old push still waiting (Ben's quiet hours), before two finished ones. Each share
+    began again from the first push: with a share of one push, every share found the waiting
+    one, deleted nothing and said more were left, so the loop ran the prune every pass for
+    ever and never reached the finished ones. Each share goes on where the last one ended."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ana, "ana-phone-token")
+    device(client, ben, "ben-phone-token")
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    clock.freeze(T0 + timedelta(hours=11))  # 23:00Z: Ben sleeps
+    waiting = bid(client, client.fresh(ana))
+    sent = [bid(client, client.fresh(ben)) for _ in range(2)]
+    assert worker.run_once(housekeeping=False).pushes == 2
+    clock.freeze(T0 + timedelta(days=31))
+    small = Worker(app, name="small-shares", prune_batch=1, prune_batches=1)
+    assert set(pushes(worker)) == {f"bid.created:{b['id']}" for b in [waiting, *sent]}
+    shares, deleted = shares_until_done(small, 10)
+    # One share for each push, and one that finds no more.
+    assert (shares, deleted) == (4, 2)
+    assert pushes(worker) == {f"bid.created:{waiting['id']}": ("pending", 0, 0)}
+    # The next prune starts from the first push again, and finds nothing more to delete.
+    assert shares_until_done(small, 10) == (2, 0)
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_shares_that_find_only_held_pushes_move_on_and_end(
+    database_url: str, app: Flask, client: ApiClient, worker: Worker
+) -> None:
+    """The first of three month-old pushes locked by a transaction left open (a `psql`
+    session): with a share of one push, every share found it, passed over it, and said more
+    were left, for ever. The shares go on past it, and the next prune deletes it once free."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    old = [bid(client, client.fresh(ana)) for _ in range(3)]
+    assert worker.run_once().pushes == 3
+    clock.freeze(T0 + timedelta(days=31))
+    small = Worker(app, name="small-shares", prune_batch=1, prune_batches=1)
+    held = f"bid.created:{old[0]['id']}"
+    locking = text("SELECT id FROM push_jobs WHERE dedupe_key = :key FOR UPDATE")
+    with left_open(database_url, locking, key=held):
+        assert shares_until_done(small, 10) == (4, 2)
+        assert set(pushes(worker)) == {held}
+    assert shares_until_done(small, 10) == (2, 1)
+    assert pushes(worker) == {}

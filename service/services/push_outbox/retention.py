@@ -19,22 +19,32 @@ _JOBS = table(PushJob)
 
 @dataclass(frozen=True)
 class Pruned:
-    """What one call of `prune_finished` did: jobs deleted, and whether it stopped short."""
+    """What one call of a prune did: rows deleted, and whether it stopped short (`more`). For
+    `prune_finished`, `after` is where the next call goes on (0 once it is done)."""
 
     deleted: int
     more: bool
+    after: int = 0
 
 
 def prune_finished(
-    session: Session, before: datetime, *, batch: int = 1000, most_batches: int = 20
+    session: Session,
+    before: datetime,
+    *,
+    after: int = 0,
+    batch: int = 1000,
+    most_batches: int = 20,
 ) -> Pruned:
     """Delete the jobs that finished before `before`, with their deliveries and attempts (the
-    foreign keys cascade). Walks the jobs oldest first by primary key, a batch per transaction,
-    and stops at the first batch that reaches jobs created since `before` (done), or after
-    `most_batches` (`more`: call again to go on). Pending and claimed jobs are never deleted.
-    A job another transaction holds (one left open: a `psql` session, a stuck request) is
-    passed over, not waited for: a later prune deletes it."""
-    deleted, after = 0, 0
+    foreign keys cascade). Walks the jobs oldest first by primary key from past `after` (the
+    `after` of the call before, which stopped short; 0 to begin), a batch per transaction, and
+    stops at the first batch that reaches jobs created since `before` (done), or after
+    `most_batches` (`more`: call again with its `after` to go on). Every call moves on by at
+    least a batch, whatever it deletes: a share of jobs it must keep (still to be sent, or held)
+    is not read again until the next prune starts over. Pending and claimed jobs are never
+    deleted. A job another transaction holds (one left open: a `psql` session, a stuck
+    request) is passed over, not waited for: a later prune deletes it."""
+    deleted = 0
     for _ in range(most_batches):
         rows = session.execute(
             select(_JOBS.c.id, _JOBS.c.state, _JOBS.c.finished_at, _JOBS.c.created_at)
@@ -64,7 +74,7 @@ def prune_finished(
         after = rows[-1].id
         if rows[-1].created_at >= before:
             return Pruned(deleted, more=False)
-    return Pruned(deleted, more=True)
+    return Pruned(deleted, more=True, after=after)
 
 
 def prune_dead_tokens(
