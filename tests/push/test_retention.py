@@ -399,3 +399,40 @@ def test_shares_that_find_only_held_pushes_move_on_and_end(
         assert set(pushes(worker)) == {held}
     assert shares_until_done(small, 10) == (2, 1)
     assert pushes(worker) == {}
+
+
+# The attempts of the push with this dedupe key.
+HELD_ATTEMPT = text(
+    "SELECT push_attempts.id FROM push_attempts JOIN push_deliveries"
+    " ON push_deliveries.id = push_attempts.delivery_id JOIN push_jobs"
+    " ON push_jobs.id = push_deliveries.job_id WHERE push_jobs.dedupe_key = :key"
+    " FOR UPDATE OF push_attempts"
+)
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+@pytest.mark.parametrize("locking", [HELD_DELIVERY, HELD_ATTEMPT], ids=["delivery", "attempt"])
+def test_a_finished_push_whose_delivery_or_attempt_is_held_is_passed_over_not_waited_for(
+    database_url: str, client: ApiClient, worker: Worker, locking: TextClause
+) -> None:
+    """The delivery, or the attempt, of one of three month-old pushes locked by a transaction
+    left open (a `psql` session): deleting the push deletes them with it, which waited for the
+    lock until the statement timeout, then failed and deleted none, every try. The prune
+    deletes the other two at once, and the held one once it is free."""
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "ben-phone-token")
+    clock.freeze(T0)
+    old = [bid(client, client.fresh(ana)) for _ in range(3)]
+    assert worker.run_once().pushes == 3
+    clock.freeze(T0 + timedelta(days=31))
+    app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=3000))
+    loop = Worker(app, name="pruning-worker")
+    held = f"bid.created:{old[1]['id']}"
+    with left_open(database_url, locking, key=held):
+        started = time.monotonic()
+        assert loop.prune() == 2
+        assert time.monotonic() - started < 1.0
+        assert pushes(worker) == {held: ("done", 1, 1)}
+    assert loop.prune() == 1
+    assert pushes(worker) == {}

@@ -3,18 +3,23 @@ enough ago, and the dead tokens remembered long enough."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, Table, delete, select
 from sqlalchemy.orm import Session
 
-from service.models import DeadPushToken, PushJob
+from service.models import DeadPushToken, PushAttempt, PushDelivery, PushJob
 from service.models.base import table
 
 # A job in one of these states is over: nothing will send it again.
 FINISHED = ("done", "cancelled", "expired", "dead")
 _JOBS = table(PushJob)
+_DELIVERIES = table(PushDelivery)
+_ATTEMPTS = table(PushAttempt)
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,8 @@ def prune_finished(
     least a batch, whatever it deletes: a share of jobs it must keep (still to be sent, or held)
     is not read again until the next prune starts over. Pending and claimed jobs are never
     deleted. A job another transaction holds (one left open: a `psql` session, a stuck
-    request) is passed over, not waited for: a later prune deletes it."""
+    request), or one of its deliveries or attempts, is passed over, not waited for: a later
+    prune deletes it."""
     deleted = 0
     for _ in range(most_batches):
         rows = session.execute(
@@ -65,6 +71,7 @@ def prune_finished(
                 .where(_JOBS.c.id.in_(over), _JOBS.c.state.in_(FINISHED))
                 .with_for_update(skip_locked=True)
             ).all()
+            free = _whole(session, free)
             if free:
                 result = session.execute(
                     delete(_JOBS).where(_JOBS.c.id.in_(free), _JOBS.c.state.in_(FINISHED))
@@ -75,6 +82,39 @@ def prune_finished(
         if rows[-1].created_at >= before:
             return Pruned(deleted, more=False)
     return Pruned(deleted, more=True, after=after)
+
+
+def _whole(session: Session, jobs: Sequence[int]) -> list[int]:
+    """Of `jobs` (locked), those none of whose deliveries and attempts another transaction
+    holds, each of them locked now: deleting a job deletes them with it (the foreign keys
+    cascade), which would wait for one held until the statement timeout."""
+    if not jobs:
+        return []
+    deliveries = select(_DELIVERIES.c.id, _DELIVERIES.c.job_id).where(
+        _DELIVERIES.c.job_id.in_(jobs)
+    )
+    held = _held(session, deliveries, _DELIVERIES)
+    whole = [job for job in jobs if job not in held]
+    if not whole:
+        return []
+    attempts = (
+        select(_ATTEMPTS.c.id, _DELIVERIES.c.job_id)
+        .join_from(_ATTEMPTS, _DELIVERIES, _DELIVERIES.c.id == _ATTEMPTS.c.delivery_id)
+        .where(_DELIVERIES.c.job_id.in_(whole))
+    )
+    held = _held(session, attempts, _ATTEMPTS)
+    return [job for job in whole if job not in held]
+
+
+def _held(session: Session, rows: Select[Any], of: Table) -> set[int]:
+    """The jobs some of whose `rows` (id, job id; rows of `of`) another transaction holds;
+    the others' locked. Locked first, then counted: no row of a locked job or delivery is
+    added meanwhile (adding one locks the row it refers to)."""
+    locked = Counter(
+        job for _, job in session.execute(rows.with_for_update(of=of, skip_locked=True))
+    )
+    every = Counter(job for _, job in session.execute(rows))
+    return {job for job, count in every.items() if locked[job] < count}
 
 
 def prune_dead_tokens(
