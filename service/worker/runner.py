@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -95,6 +96,9 @@ class Worker:
     _progress: float = field(default_factory=time.monotonic)
     # The last push the pushes' prune walked past, while it is under way (0: it starts over).
     _pushes_pruned_to: int = 0
+    # The expired sign-ins the sign-ins' prune passed over (a device of theirs held), while it
+    # is under way: the shares after it pass over them too, rather than read them again.
+    _sign_ins_passed_over: frozenset[uuid.UUID] = frozenset()
 
     def __post_init__(self) -> None:
         settings: Settings = self.app.extensions["reach.settings"]
@@ -181,8 +185,13 @@ class Worker:
         `prune_batch` refresh tokens); whether more are left."""
         with self.app.app_context(), db.scope() as session:
             sign_ins = accounts.prune_expired_sign_ins(
-                session, clock.now(), batch=self.prune_batch, most_batches=self.prune_batches
+                session,
+                clock.now(),
+                batch=self.prune_batch,
+                most_batches=self.prune_batches,
+                passed_over=self._sign_ins_passed_over,
             )
+        self._sign_ins_passed_over = sign_ins.passed_over if sign_ins.more else frozenset()
         if sign_ins.tokens:
             log.info(
                 "expired sign-ins deleted",

@@ -109,3 +109,32 @@ def test_an_expired_sign_in_held_by_a_transaction_left_open_is_passed_over_not_w
     small.prune()
     assert rows(app) == (0, 0)
     assert phones(app) == {(False, "signed_out")}
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_an_expired_sign_in_whose_phone_is_held_is_passed_over_not_waited_for(
+    app: Flask, client: ApiClient
+) -> None:
+    """Ben's phone, of an expired sign-in, is locked by a transaction left open (a `psql`
+    session, a stuck request): switching it off waited for it until the statement timeout, and
+    the prune failed, every try, ending none. The other sign-ins end at once; his, with his
+    phone's pushes, once it is free."""
+    clock.freeze(T0)
+    ben = client.register("Ben")
+    register_phone(client, ben, "ben-phone-token")
+    for name in ("Ana", "Cat", "Dan"):
+        client.register(name)
+    clock.freeze(T0 + timedelta(days=31))
+    assert rows(app) == (4, 4)
+    small = Worker(app, name="small-shares", prune_batch=1, prune_batches=1)
+    held = text("SELECT id FROM devices WHERE push_token = 'ben-phone-token' FOR UPDATE")
+    with rows_held(app, held):
+        started = time.monotonic()
+        small.prune()
+        assert time.monotonic() - started < 1.0
+        assert rows(app) == (1, 1)
+        assert phones(app) == {(True, None)}
+    small.prune()
+    assert rows(app) == (0, 0)
+    assert phones(app) == {(False, "signed_out")}

@@ -2,14 +2,13 @@
 out, change passwords."""
 
 from service.services.accounts.password_change import change_password
+from service.services.accounts.pruning import SignInsPruned, prune_expired_sign_ins
 from service.services.accounts.rotation import refresh, rotating_session
 from service.services.accounts.sessions import (
-    SignInsPruned,
     count_usable_sessions,
     end_session,
     list_sessions,
     logout,
-    prune_expired_sign_ins,
     revoke_all_sessions,
     revoke_other_sessions,
     sign_out_everywhere,

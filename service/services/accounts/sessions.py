@@ -1,13 +1,12 @@
-"""Ending sign-in sessions: sign-out, every session of an account, and the expired ones pruned."""
+"""Ending sign-in sessions: sign-out, every session of an account, one of them."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -167,56 +166,3 @@ def end_session(
     _end(session, ended, "ended_by_member", now)
     devices.sign_out(session, Device.session_id.in_(ended), now)
     session.commit()
-
-
-@dataclass(frozen=True)
-class SignInsPruned:
-    """What one call of `prune_expired_sign_ins` deleted, and whether it stopped short."""
-
-    tokens: int
-    sessions: int
-    more: bool
-
-
-def prune_expired_sign_ins(
-    session: Session, now: datetime, *, batch: int = 1000, most_batches: int = 20
-) -> SignInsPruned:
-    """Delete the refresh tokens that have expired (refused anyway; a used one is kept until
-    then to reveal its reuse), `batch` per transaction and at most `most_batches` of them, and
-    the sign-in sessions left with no token: those phones are signed out, and so are their
-    devices (`devices.sign_out`). A token, or its session, that another transaction holds (one
-    left open: a `psql` session, a stuck request) is passed over, not waited for: the session
-    keeps its expired tokens until a later prune, which ends it."""
-    tokens = sessions = 0
-    for _ in range(most_batches):
-        # Each token with its session, as a refresh takes them, and before their devices, in
-        # the order a registration takes them.
-        expired = session.execute(
-            select(RefreshToken.token_hash, RefreshToken.session_id)
-            .join(AuthSession, AuthSession.id == RefreshToken.session_id)
-            .where(RefreshToken.expires_at <= now)
-            .limit(batch)
-            .with_for_update(of=(RefreshToken, AuthSession), skip_locked=True)
-        ).all()
-        if not expired:
-            return SignInsPruned(tokens, sessions, more=False)
-        session.execute(
-            delete(RefreshToken).where(RefreshToken.token_hash.in_([t for t, _ in expired]))
-        )
-        tokens += len(expired)
-        ended = list(
-            session.scalars(
-                select(AuthSession.id).where(
-                    AuthSession.id.in_({s for _, s in expired}),
-                    ~exists().where(RefreshToken.session_id == AuthSession.id),
-                )
-            )
-        )
-        if ended:
-            devices.sign_out(session, Device.session_id.in_(ended), now)
-            session.execute(delete(AuthSession).where(AuthSession.id.in_(ended)))
-            sessions += len(ended)
-        session.commit()
-        if len(expired) < batch:
-            return SignInsPruned(tokens, sessions, more=False)
-    return SignInsPruned(tokens, sessions, more=True)
