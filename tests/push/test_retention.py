@@ -20,11 +20,14 @@ from service import create_app
 from service.clock import clock
 from service.extensions import db
 from service.models import AuthSession, PushAttempt, PushDelivery, PushJob
+from service.services import devices
 from service.services.push_outbox import Pruned
 from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device
+from tests.support import fcm_standin as fcm
 from tests.support import repairs as repair_helpers
 from tests.support.client import ApiClient
+from tests.support.fcm_standin import FcmStandIn
 from tests.support.settings import make_settings
 from tests.support.waiting import wait_until
 
@@ -436,3 +439,40 @@ def test_a_finished_push_whose_delivery_or_attempt_is_held_is_passed_over_not_wa
         assert pushes(worker) == {held: ("done", 1, 1)}
     assert loop.prune() == 1
     assert pushes(worker) == {}
+
+
+@pytest.mark.postgres
+@pytest.mark.committed
+def test_a_dead_token_held_by_a_transaction_left_open_is_passed_over_not_waited_for(
+    database_url: str, client: ApiClient, fcm_worker: Worker, standin: FcmStandIn
+) -> None:
+    """One of two tokens FCM declared dead a year ago locked by a transaction left open (a
+    `psql` session): forgetting it waited for the lock until the statement timeout, then failed
+    and forgot neither, every try. The other is forgotten at once; the held one once free."""
+    clock.freeze(T0)
+    ana, ben = client.couple("Ana", "Ben")
+    tokens = ["ben-old-phone-token", "ben-old-tablet-token"]
+    for token in tokens:
+        device(client, ben, token)
+        standin.script(token, fcm.UNREGISTERED)
+    bid(client, ana)
+    fcm_worker.run_once()
+    clock.freeze(T0 + timedelta(days=366))
+    app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=3000))
+    loop = Worker(app, name="pruning-worker")
+
+    def registered(token: str) -> int:
+        body = {"platform": "android", "push_token": token}
+        return client.post("/api/v1/devices", as_=client.fresh(ben), json=body).status_code
+
+    locking = text("SELECT token_sha256 FROM dead_push_tokens WHERE token_sha256 = :sha FOR UPDATE")
+    with left_open(database_url, locking, sha=devices.token_sha256(tokens[0])):
+        started = time.monotonic()
+        loop.prune()
+        assert time.monotonic() - started < 1.0
+    # The devices still have their tokens: delete them, as the phones' users would.
+    for listed in client.get("/api/v1/devices", as_=client.fresh(ben)).json()["items"]:
+        client.delete(f"/api/v1/devices/{listed['id']}", as_=client.fresh(ben))
+    assert [registered(token) for token in tokens] == [422, 201]
+    loop.prune()
+    assert registered(tokens[0]) == 201

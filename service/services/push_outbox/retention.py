@@ -122,11 +122,15 @@ def prune_dead_tokens(
 ) -> Pruned:
     """Forget the tokens FCM declared dead before `before` (`DeadPushToken`): registering one
     again is no longer refused, unless a device still has it. `batch` per transaction, at most
-    `most_batches` of them (`more`: call again to go on)."""
+    `most_batches` of them (`more`: call again to go on). One another transaction holds is
+    passed over, not waited for: a later prune forgets it."""
     deleted = 0
     for _ in range(most_batches):
         old = session.scalars(
-            select(DeadPushToken.token_sha256).where(DeadPushToken.created_at < before).limit(batch)
+            select(DeadPushToken.token_sha256)
+            .where(DeadPushToken.created_at < before)
+            .limit(batch)
+            .with_for_update(skip_locked=True)
         ).all()
         if old:
             result = session.execute(
