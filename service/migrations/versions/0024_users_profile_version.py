@@ -8,8 +8,8 @@ account row in turn): `GET /me`, the `PATCH` answer and `me.updated` carry it.
 Every existing account starts at 0. Adding a column with a constant default does not rewrite the
 table on PostgreSQL 11 and later.
 
-Revision ID: 0025_users_profile_version
-Revises: 0022_devices_user_active
+Revision ID: 0024_users_profile_version
+Revises: 0023_devices_user_created
 Create Date: 2026-12-07
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0025_users_profile_version"
-down_revision = "0022_devices_user_active"
+revision = "0024_users_profile_version"
+down_revision = "0023_devices_user_created"
 branch_labels = None
 depends_on = None
 
