@@ -21,7 +21,7 @@ from service.extensions import db
 from service.realtime import sweep
 from service.realtime.emitter import current_socketio
 from service.realtime.rooms import session_room, user_room
-from service.services import members
+from service.services import members, repairs
 
 log = logging.getLogger("reach.realtime")
 
@@ -154,7 +154,8 @@ def on_typing(*args: Any) -> None:
     reaches the former partner, and a new partner hears it without a reconnect. A socket's
     typing is passed on at most once every SOCKET_TYPING_EVERY_MS; the rest are dropped before
     any lookup, so a phone that sends them without pause costs the database nothing more.
-    A `typing` with more than one argument is dropped.
+    A `repair_id` must be a conversation of the caller's live couple (one lookup by its key);
+    a `typing` naming any other is dropped, as is one with more than one argument.
     """
     if len(args) > 1:
         return
@@ -180,6 +181,10 @@ def on_typing(*args: Any) -> None:
     data = {"user_id": str(member.user_id)}
     repair_id = _repair_id(payload)
     if repair_id is not None:
+        if member.couple_id is None:
+            return
+        if not repairs.of_couple(db.session, uuid.UUID(repair_id), member.couple_id):
+            return  # a former couple's conversation, another couple's, or none at all
         data["repair_id"] = repair_id
     emit("typing", data, to=user_room(partner_id), namespace="/")
 

@@ -194,6 +194,12 @@ def visible(
     return repair, couple
 
 
+def of_couple(session: Session, repair_id: uuid.UUID, couple_id: uuid.UUID) -> bool:
+    """Whether the conversation is the couple's: one lookup by primary key (a `typing` asks)."""
+    found = select(Repair.id).where(Repair.id == repair_id, Repair.couple_id == couple_id)
+    return session.execute(found).first() is not None
+
+
 def _lock_cursor(session: Session, couple: Couple) -> None:
     """Lock the couple's row as taking its next cursor does (FOR NO KEY UPDATE), and read it
     again: an unpair that committed meanwhile shows in `ended_at`."""

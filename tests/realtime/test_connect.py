@@ -12,6 +12,7 @@ import socketio
 
 from service.clock import clock
 from service.realtime import members, rooms, transport
+from tests.support import repairs as repair_helpers
 from tests.support.client import ApiClient
 from tests.support.phones import Phone
 from tests.support.races import hang_up_while_connecting
@@ -146,9 +147,9 @@ def test_typing_reaches_only_the_partner(client: ApiClient, phone: Connect) -> N
         phone(ben.access_token),
         phone(stranger.access_token),
     )
-    repair_id = uuid.uuid4()
-    ana_phone.client.emit("typing", {"repair_id": str(repair_id).upper()})
-    assert ben_phone.wait_for("typing") == {"user_id": ana.id, "repair_id": str(repair_id)}
+    repair_id = repair_helpers.start(client, ana)["id"]
+    ana_phone.client.emit("typing", {"repair_id": repair_id.upper()})
+    assert ben_phone.wait_for("typing") == {"user_id": ana.id, "repair_id": repair_id}
     watcher.client.emit("typing", {})
     ben_phone.client.emit("typing", {})
     ana_phone.wait_for("typing")
@@ -167,7 +168,7 @@ def test_typing_follows_the_couple_as_it_is_now(client: ApiClient, phone: Connec
     ana_phone.client.emit("typing", {})
     assert cat_phone.wait_for("typing") == {"user_id": ana.id}
     ben_phone.client.emit("typing", {})  # Ben is single now: nobody hears it
-    again = str(uuid.uuid4())
+    again = repair_helpers.start(client, cat)["id"]
     ana_phone.client.emit("typing", {"repair_id": again})
     cat_phone.wait_for("typing", lambda data: data.get("repair_id") == again)
     assert ben_phone.named("typing") == []
@@ -185,7 +186,8 @@ def test_a_socket_passes_typing_on_at_most_once_a_second(
     ana_phone = Phone(server.url, ana.access_token).connect()
     ana_tablet = Phone(server.url, ana.access_token).connect()
     ben_phone = Phone(server.url, ben.access_token).connect()
-    burst, tablet = [str(uuid.uuid4()) for _ in range(5)], str(uuid.uuid4())
+    started = [repair_helpers.start(ApiClient(server.url), ana)["id"] for _ in range(6)]
+    burst, tablet = started[:5], started[5]
     try:
         for repair_id in burst:
             ana_phone.client.emit("typing", {"repair_id": repair_id})
@@ -222,6 +224,27 @@ def test_a_phone_that_hangs_up_while_connecting_leaves_no_socket_behind(
         ana_phone.wait_for("bid.created", lambda event: event["data"]["id"] == sent.json()["id"])
     finally:
         ana_phone.disconnect()
+
+
+def test_typing_about_a_conversation_not_of_the_couple_is_dropped(
+    client: ApiClient, phone: Connect
+) -> None:
+    """A `repair_id` names one of the caller's live couple's conversations or nothing is passed
+    on: not a former couple's, not another couple's, not an id made up."""
+    ana, fay = client.couple("Ana", "Fay")
+    old = repair_helpers.start(client, fay)["id"]
+    client.delete("/api/v1/couple", as_=ana)
+    ben = client.register("Ben")
+    client.pair(ana, ben)
+    cy, _dee = client.couple("Cy", "Dee")
+    theirs = repair_helpers.start(client, cy)["id"]
+    ours = repair_helpers.start(client, ben)["id"]
+    ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
+    for named in (old, theirs, str(uuid.uuid4())):
+        ana_phone.client.emit("typing", {"repair_id": named})
+    ana_phone.client.emit("typing", {"repair_id": ours})
+    ben_phone.wait_for("typing", lambda data: data.get("repair_id") == ours)
+    assert ben_phone.named("typing") == [{"user_id": ana.id, "repair_id": ours}]
 
 
 @pytest.mark.parametrize("named", ["r-1", "\ud800", "", 7, ["x"]])

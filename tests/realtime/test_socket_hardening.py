@@ -327,7 +327,7 @@ def test_a_binary_event_giving_a_field_twice_is_refused_as_a_json_one_is(
     the partner with the second. It is refused as the same event without an attachment is."""
     ana, ben = client.couple()
     ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
-    first, last = str(uuid.uuid4()), str(uuid.uuid4())
+    first, last = (repair_helpers.start(client, ana)["id"] for _ in range(2))
     answers: list[Any] = []
     attachment = '"photo": {"_placeholder": true, "num": 0}'
     if acked:
@@ -596,7 +596,7 @@ def test_typing_with_more_than_one_argument_is_dropped_quietly(
 ) -> None:
     ana, ben = client.couple()
     ana_phone, ben_phone = phone(ana.access_token), phone(ben.access_token)
-    one, two, three = (str(uuid.uuid4()) for _ in range(3))
+    one, two, three = (repair_helpers.start(client, ana)["id"] for _ in range(3))
     ana_phone.client.emit("typing", ({"repair_id": two}, 2))
     assert ana_phone.client.call("typing", ({"repair_id": three}, 2, 3), timeout=5) is None
     ana_phone.client.emit("typing", {"repair_id": one})

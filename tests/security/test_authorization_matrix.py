@@ -602,36 +602,45 @@ def ack(s: Sockets, actor: str, event: str, payload: dict[str, Any]) -> Outcome:
     return int(answer["status"]) if "code" in answer else OK
 
 
-def about(repair_id: str) -> Callable[[Any], bool]:
-    return lambda data: isinstance(data, dict) and data.get("repair_id") == repair_id
-
-
 def typing(s: Sockets, actor: str) -> Outcome:
-    """Who in the couple hears this actor type: the partner only, or nobody."""
+    """Who in the couple hears this actor type in C1's conversation: the partner only, or
+    nobody (the stranger's partner neither: C1's conversation id is not theirs to hear)."""
     phone = s.members.get(actor)
     if phone is None:
         return REFUSED
-    said = str(uuid.uuid4())  # a conversation id: the only repair_id passed on
-    phone.client.emit("typing", {"repair_id": said})
+    said = s.world.repair["id"]
     couple = ("owner", "partner")
+    heard_before = {who: len(about_it(s.members[who], said)) for who in couple}
+    phone.client.emit("typing", {"repair_id": said})
     listener = {"owner": "partner", "partner": "owner"}.get(actor)
     if listener is not None:
-        s.members[listener].wait_for("typing", about(said))
+        wait_until(
+            lambda: len(about_it(s.members[listener], said)) > heard_before[listener],
+            what="the partner to hear the typing",
+        )
     else:
-        if actor == "stranger":  # Dee, the stranger's partner, hears it: the handler ran
-            s.listeners["stranger_partner"].wait_for("typing", about(said))
-        # A barrier: each partner hears the other's later typing.
-        for speaker, hearer in (("owner", "partner"), ("partner", "owner")):
-            after = str(uuid.uuid4())
-            s.members[speaker].client.emit("typing", {"repair_id": after})
-            s.members[hearer].wait_for("typing", about(after))
+        # A barrier: each partner, and the stranger's partner, hears a later bare `typing`.
+        pairs = [("owner", s.members["partner"]), ("partner", s.members["owner"])]
+        if actor == "stranger":
+            pairs.append((actor, s.listeners["stranger_partner"]))
+        for speaker, hearer in pairs:
+            bare = len(about_it(hearer, None))
+            s.members[speaker].client.emit("typing", {})
+            wait_until(
+                lambda hearer=hearer, bare=bare: len(about_it(hearer, None)) > bare,
+                what="a bare typing",
+            )
     heard = [
         who
         for who in couple
-        if who != actor
-        and any(data.get("repair_id") == said for data in s.members[who].named("typing"))
+        if who != actor and len(about_it(s.members[who], said)) > heard_before[who]
     ]
     return "heard by " + (", ".join(heard) or "nobody")
+
+
+def about_it(phone: Phone, repair_id: str | None) -> list[Any]:
+    """The `typing` this phone heard about the conversation (None: about none)."""
+    return [data for data in phone.named("typing") if data.get("repair_id") == repair_id]
 
 
 def disconnect_member(s: Sockets, actor: str) -> Outcome:
