@@ -126,8 +126,25 @@ class PasswordChangeSchema(Schema):
     )
 
 
+class _RefreshTokenLength(validate.Length):
+    """1-200 characters (the OpenAPI document says so), but an access token (a JWT: its header,
+    base64 of `{"`, begins "eyJ") sent in the refresh token's place is named as such: "too
+    long" would not tell the app which token to send."""
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, str) and value.startswith("eyJ") and value.count(".") == 2:
+            raise ValidationError(
+                "This is the access token: send the refresh token (rt_...) that sign-in gave."
+            )
+        return super().__call__(value)
+
+
 class RefreshSchema(Schema):
-    refresh_token = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    refresh_token = fields.String(
+        required=True,
+        validate=_RefreshTokenLength(min=1, max=200),
+        metadata={"description": "The refresh token (rt_...) of the last sign-in or refresh."},
+    )
 
 
 class UserSchema(Schema):

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 import requests
 from argon2 import PasswordHasher
 from flask import Flask
@@ -395,6 +396,23 @@ def test_logout_revokes_the_session(client: ApiClient) -> None:
     assert (
         client.post("/api/v1/auth/logout", json={"refresh_token": "rt_unknown"}).status_code == 204
     )
+
+
+@pytest.mark.parametrize("route", ["/api/v1/auth/refresh", "/api/v1/auth/logout"])
+def test_an_access_token_sent_as_the_refresh_token_says_which_to_send(
+    client: ApiClient, route: str
+) -> None:
+    """The access token (a JWT) where the refresh token belongs: the 422 says which token this is
+    and which to send, not that it is too long; nothing is refreshed or signed out."""
+    person = client.register("Ana")
+    response = client.post(route, json={"refresh_token": person.access_token})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == {
+        "refresh_token": [
+            "This is the access token: send the refresh token (rt_...) that sign-in gave."
+        ]
+    }
+    assert client.get("/api/v1/me", as_=person).status_code == 200
 
 
 def test_expired_access_token_is_refused(client: ApiClient) -> None:
