@@ -153,6 +153,48 @@ def test_an_account_whose_email_was_stored_in_another_form_still_signs_in(
     assert again.status_code == 409, again.text
 
 
+def test_an_email_whose_domain_is_in_unicode_or_punycode_is_one_account(
+    client: ApiClient,
+) -> None:
+    """ "bücher.example" and its ASCII form "xn--bcher-kva.example" are one mailbox: each made an
+    account of its own. The domain is kept in Unicode, which ever form was typed."""
+    body = {"password": PASSWORD, "display_name": "Ana", "timezone": "UTC"}
+    made = client.post("/api/v1/auth/register", json={**body, "email": "ana@b\u00fccher.example"})
+    assert made.status_code == 201, made.text
+    for other in ("ana@xn--bcher-kva.example", "Ana@XN--BCHER-KVA.example"):
+        twice = client.post("/api/v1/auth/register", json={**body, "email": other})
+        assert twice.status_code == 409, (other, twice.text)
+        signed_in = client.post("/api/v1/auth/login", json={"email": other, "password": PASSWORD})
+        assert signed_in.status_code == 200, (other, signed_in.text)
+        assert signed_in.json()["user"]["id"] == made.json()["user"]["id"]
+    made = client.post("/api/v1/auth/register", json={**body, "email": "lee@xn--mnchen-3ya.test"})
+    assert made.status_code == 201, made.text
+    assert made.json()["user"]["email"] == "lee@m\u00fcnchen.test"
+    twice = client.post("/api/v1/auth/register", json={**body, "email": "lee@m\u00fcnchen.test"})
+    assert twice.status_code == 409, twice.text
+
+
+def test_an_account_stored_with_a_punycode_domain_still_signs_in(
+    app: Flask, client: ApiClient
+) -> None:
+    """An address stored before domains were kept in Unicode, as "xn--" typed it, signs in typed
+    either way (and a sign-up in either form is taken)."""
+    person = client.register("Ana", email="ana.legacy@example.test")
+    stored = "ana@xn--bcher-kva.example"
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == uuid.UUID(person.id)).values(email=stored))
+        db.session.commit()
+    for typed in (stored, "ana@b\u00fccher.example", "ANA@B\u00dcCHER.example"):
+        body = {"email": typed, "password": PASSWORD}
+        signed_in = client.post("/api/v1/auth/login", json=body)
+        assert signed_in.status_code == 200, (typed, signed_in.text)
+        assert signed_in.json()["user"]["id"] == person.id
+        again = client.post(
+            "/api/v1/auth/register", json={**body, "display_name": "Ana", "timezone": "UTC"}
+        )
+        assert again.status_code == 409, (typed, again.text)
+
+
 def test_an_email_too_long_once_lower_cased_is_refused(client: ApiClient) -> None:
     """Emails are stored lower-cased, in at most 254 characters, and lower-casing can lengthen
     one: "İ" becomes "i" and a combining dot. 212 characters as typed, 412 as stored: a 422

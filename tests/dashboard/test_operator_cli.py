@@ -225,6 +225,30 @@ def test_an_operators_email_is_one_however_a_keyboard_typed_it(env: dict[str, st
         assert disabled.exit_code == 0, (email, disabled.output)
 
 
+def test_an_operators_email_domain_is_one_in_unicode_or_punycode(env: dict[str, str]) -> None:
+    """ "bücher.example" and "xn--bcher-kva.example" are one mailbox: one operator, stored with
+    the domain in Unicode; one stored before in punycode is found typed either way."""
+    password = "a long operator password"
+    made = CliRunner().invoke(
+        main, ["create-operator", "ops@xn--bcher-kva.example", "--password", password], env=env
+    )
+    assert made.exit_code == 0, made.output
+    assert list(operators(env)) == ["ops@b\u00fccher.example"]
+    again = CliRunner().invoke(
+        main, ["create-operator", "ops@b\u00fccher.example", "--password", password], env=env
+    )
+    assert "exists already" in again.output
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:  # stored before domains were kept in Unicode
+        conn.execute(
+            "INSERT INTO operators (id, email, password_hash, created_at) "
+            "VALUES ('00000000000040008000000000000002', ?, ?, '2026-01-01 00:00:00')",
+            ("old@xn--mnchen-3ya.test", operators(env)["ops@b\u00fccher.example"]),
+        )
+    disabled = CliRunner().invoke(main, ["disable-operator", "old@m\u00fcnchen.test"], env=env)
+    assert disabled.exit_code == 0, disabled.output
+
+
 def wide(text: str) -> str:
     """`text` as a keyboard in full-width mode types it (U+FF01-FF5E for ASCII's 0x21-0x7E)."""
     return "".join(chr(ord(letter) + 0xFEE0) for letter in text)
