@@ -39,6 +39,14 @@ class _Plan:
     # the end of this pass's lease, as written in its claim: the jobs are its own only while
     # they are still claimed by its worker with this very lease
     until: datetime | None = None
+    # the jobs with a device that had no delivery yet and that another transaction held as the
+    # deliveries were added (a registration or a deletion of that phone): that push is not
+    # sent in this pass, and its job waits for a later one
+    held: set[int] = field(default_factory=set)
+
+    def waits(self, job_id: int) -> bool:
+        """Whether some push of this job is still to go: a pending delivery, or a held device."""
+        return job_id in self.held or "pending" in self.states[job_id].values()
 
 
 def _plan(session: Session, sql: _Statements, jobs: list[Row[Any]], now: datetime) -> _Plan:
@@ -50,6 +58,9 @@ def _plan(session: Session, sql: _Statements, jobs: list[Row[Any]], now: datetim
     session.execute(sql.add_missing, {"ids": ids, "now": now})
     by_job: dict[int, list[Any]] = {job_id: [] for job_id in ids}
     for row in session.execute(sql.deliveries, {"ids": ids}):
+        if row.id is None:  # a device held elsewhere: left out, not waited for
+            plan.held.add(row.job_id)
+            continue
         plan.states[row.job_id][row.id] = row.state
         by_job[row.job_id].append(row)
     skipped: list[int] = []

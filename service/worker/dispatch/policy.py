@@ -8,6 +8,11 @@ from dataclasses import dataclass
 # The longest a worker claims nothing after FCM said it is overloaded (503 with Retry-After).
 MAX_PAUSE_SECONDS = 600.0
 
+# How long a push waits, not an attempt, when its device was held by another transaction (a
+# registration or a deletion of that phone): long enough that the queue behind it goes first,
+# as short as a registration takes.
+HELD_DEVICE_SECONDS = 1.0
+
 
 @dataclass(frozen=True)
 class RetryPolicy:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from service.errors import database_said, is_unavailable
 from service.worker.dispatch.plan import _Plan
+from service.worker.dispatch.policy import HELD_DEVICE_SECONDS
 from service.worker.dispatch.results import _Recorded
 from service.worker.dispatch.statements import _Statements
 
@@ -94,7 +95,8 @@ def _finish_jobs(
 ) -> None:
     """Done, dead-lettered, or pending again -- from every delivery's state: after a backoff
     if FCM asked for a retry, at once if only pushes left unsent wait, and untouched (not an
-    attempt, its place in the queue kept) if none of its pushes could be started.
+    attempt, its place in the queue kept) if none of its pushes could be started, and a
+    moment later if a device of its recipient was held by another transaction (`_Plan.held`).
 
     Only the jobs this worker still holds: one cancelled meanwhile (an unpair, a deleted
     account) stays cancelled, and one whose lease ran out belongs to whoever took it over.
@@ -104,15 +106,22 @@ def _finish_jobs(
     again: list[dict[str, Any]] = []
     released: list[int] = []
     deferred: list[dict[str, Any]] = []
+    # A job with a device held elsewhere waits a moment, not an attempt: at once, a batch of
+    # them would be claimed again pass after pass, ahead of every push behind them.
+    held_until = now + timedelta(seconds=HELD_DEVICE_SECONDS)
     for job in plan.jobs:
         states = plan.states[job.id].values()
         if job.id in plan.deferred:
             until = plan.deferred[job.id]
             deferred.append({"job_id": job.id, "available_at": until, **lease})
-        elif "pending" in states and job.id not in tried:
+        elif job.id in plan.held and job.id not in tried:
+            deferred.append({"job_id": job.id, "available_at": held_until, **lease})
+        elif plan.waits(job.id) and job.id not in tried:
             released.append(job.id)
-        elif "pending" in states:
+        elif plan.waits(job.id):
             due = retry_due.get(job.id, now)
+            if job.id in plan.held:
+                due = max(due, held_until)
             again.append({"job_id": job.id, "available_at": due, **lease})
         elif "dead" in states or "failed" in states:
             dead.append(job.id)  # dead-lettered: operators can see it and send it again

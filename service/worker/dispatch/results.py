@@ -131,7 +131,7 @@ def _schedule(policy: RetryPolicy, plan: _Plan, recorded: _Recorded) -> None:
     its results must be written."""
     given_up: set[int] = set()
     for job in plan.jobs:
-        if job.id not in recorded.retry_after or "pending" not in plan.states[job.id].values():
+        if job.id not in recorded.retry_after or not plan.waits(job.id):
             continue
         backoff = policy.backoff(job.attempts + 1)
         next_try = recorded.now + timedelta(seconds=backoff)

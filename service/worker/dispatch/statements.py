@@ -15,7 +15,10 @@ from sqlalchemy import (
     and_,
     bindparam,
     insert,
+    literal,
+    null,
     select,
+    union_all,
     update,
 )
 
@@ -87,11 +90,23 @@ class _Statements:
             )
         )
 
-        # Every (job, active device of its recipient) pair that has no delivery yet.
-        pairs = (
-            select(JOBS.c.id, DEVICES.c.id, DEVICES.c.platform, now)
+        # Every (job, active device of its recipient) pair that has no delivery yet, the device
+        # locked as its delivery's foreign key locks it (FOR KEY SHARE). One that another
+        # transaction holds (FOR UPDATE: a registration or a deletion under way, or left open)
+        # is left out rather than waited for: its job waits for a later pass (`held`).
+        undelivered = (
+            select(JOBS.c.id, DEVICES.c.id)
             .join_from(JOBS, DEVICES, DEVICES.c.user_id == JOBS.c.recipient_id)
-            .where(JOBS.c.id.in_(ids), DEVICES.c.active.is_(True))
+            .where(
+                JOBS.c.id.in_(ids),
+                DEVICES.c.active.is_(True),
+                ~select(DELIVERIES.c.id)
+                .where(DELIVERIES.c.job_id == JOBS.c.id, DELIVERIES.c.device_id == DEVICES.c.id)
+                .exists(),
+            )
+        )
+        pairs = undelivered.add_columns(DEVICES.c.platform, now).with_for_update(
+            read=True, key_share=True, of=DEVICES, skip_locked=True
         )
         self.add_missing = _insert_new(
             dialect,
@@ -100,7 +115,9 @@ class _Statements:
             ["job_id", "device_id", "platform", "updated_at"],
             pairs,
         )
-        self.deliveries = (
+        # Every delivery of the jobs, and (with no id, state "held") the active devices of their
+        # recipients still without one: held elsewhere as the deliveries were added.
+        existing = (
             select(
                 DELIVERIES.c.id,
                 DELIVERIES.c.job_id,
@@ -119,8 +136,16 @@ class _Statements:
             .join_from(DELIVERIES, DEVICES, DEVICES.c.id == DELIVERIES.c.device_id)
             .join(USERS, USERS.c.id == DEVICES.c.user_id)
             .where(DELIVERIES.c.job_id.in_(ids))
-            .order_by(DELIVERIES.c.id)
         )
+        held_devices = undelivered.with_only_columns(
+            null().label("id"),
+            JOBS.c.id.label("job_id"),
+            literal("held", DELIVERIES.c.state.type).label("state"),
+            literal(0, DELIVERIES.c.attempts.type).label("attempts"),
+            *existing.selected_columns[4:],
+        ).join(USERS, USERS.c.id == DEVICES.c.user_id)
+        both = union_all(existing, held_devices).subquery("deliveries")
+        self.deliveries = select(both).order_by(both.c.id)
 
         self.skip = (
             update(DELIVERIES)

@@ -1,0 +1,107 @@
+"""A pass never waits for a device another transaction holds (a registration or a deletion of
+that phone left open, or just slow): the other pushes go, the held device's waits for a later
+pass."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from service import create_app
+from service.clock import clock
+from service.extensions import db
+from service.models import Device, PushAttempt, PushDelivery, PushJob
+from service.push.fcm import FcmBackend
+from service.worker.dispatch import Dispatcher, RetryPolicy
+from service.worker.runner import Worker
+from tests.push.test_delivery import bid, device
+from tests.support.client import ApiClient
+from tests.support.fcm_standin import FcmStandIn
+from tests.support.locks import rows_held
+from tests.support.settings import make_settings
+
+pytestmark = [pytest.mark.postgres, pytest.mark.committed]
+
+STATEMENT_MS = 1000
+
+
+@pytest.fixture
+def impatient_worker(
+    database_url: str, standin: FcmStandIn, credentials_file: Path
+) -> Iterator[Worker]:
+    """The real worker, sending to the stand-in, whose statements give up after a second."""
+    app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=STATEMENT_MS))
+    backend = FcmBackend(str(credentials_file), standin.url, max_concurrency=8, timeout_seconds=5)
+    policy = RetryPolicy(base_seconds=2.0, max_seconds=60.0, max_attempts=4)
+    yield Worker(app, name="impatient-worker", dispatcher=Dispatcher(backend, policy))
+    backend.close()
+
+
+def held(token: str) -> object:
+    return select(Device).where(Device.push_token == token).with_for_update()
+
+
+def by_token(worker: Worker) -> dict[str, tuple[str, int, int]]:
+    """Each push by its recipient's (only) device token: its state, deliveries and attempts."""
+    with worker.app.app_context(), db.scope() as session:
+        rows = session.execute(
+            select(
+                Device.push_token,
+                PushJob.state,
+                func.count(PushDelivery.id.distinct()),
+                func.count(PushAttempt.id),
+            )
+            .join(PushJob, PushJob.recipient_id == Device.user_id)
+            .outerjoin(PushDelivery, PushDelivery.job_id == PushJob.id)
+            .outerjoin(PushAttempt, PushAttempt.delivery_id == PushDelivery.id)
+            .group_by(Device.push_token, PushJob.id, PushJob.state)
+        ).all()
+    return {token: (state, deliveries, attempts) for token, state, deliveries, attempts in rows}
+
+
+def passing(worker: Worker) -> int:
+    """One pass of the pushes, which must not wait out a statement timeout."""
+    started = time.monotonic()
+    pushes = worker.run_once(housekeeping=False).pushes
+    assert time.monotonic() - started < STATEMENT_MS / 1000
+    return pushes
+
+
+def test_a_device_held_elsewhere_holds_up_neither_the_pass_nor_the_other_pushes(
+    client: ApiClient, app: Flask, impatient_worker: Worker, standin: FcmStandIn
+) -> None:
+    t0 = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    clock.freeze(t0)
+    ana, ben = client.couple("Ana", "Ben")
+    cat, dan = client.couple("Cat", "Dan")
+    device(client, ben, "ben-phone-token")
+    device(client, dan, "dan-phone-token")
+    bid(client, client.fresh(ana))
+    bid(client, client.fresh(cat))
+    with rows_held(app, held("ben-phone-token")):
+        assert passing(impatient_worker) == 1
+        assert [m["token"] for m in standin.messages()] == ["dan-phone-token"]
+        assert by_token(impatient_worker) == {
+            "ben-phone-token": ("pending", 0, 0),  # left for a later pass, not an attempt
+            "dan-phone-token": ("done", 1, 1),
+        }
+        with impatient_worker.app.app_context(), db.scope() as session:
+            job = session.scalar(select(PushJob).where(PushJob.state == "pending"))
+            assert job is not None
+            # A moment later, behind the pushes queued meanwhile; not an attempt.
+            assert (job.available_at, job.attempts) == (t0 + timedelta(seconds=1), 0)
+        clock.freeze(t0 + timedelta(seconds=1))
+        assert passing(impatient_worker) == 0  # still held: still left, still no wait
+    clock.freeze(t0 + timedelta(seconds=2))
+    assert passing(impatient_worker) == 1
+    assert [m["token"] for m in standin.messages()] == ["dan-phone-token", "ben-phone-token"]
+    assert by_token(impatient_worker) == {
+        "ben-phone-token": ("done", 1, 1),
+        "dan-phone-token": ("done", 1, 1),
+    }
