@@ -1,6 +1,6 @@
 """A pass never waits for a device another transaction holds (a registration or a deletion of
 that phone left open, or just slow): the other pushes go, the held device's waits for a later
-pass."""
+pass, and the held device FCM declared dead is switched off at the next report."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from service.push.fcm import FcmBackend
 from service.worker.dispatch import Dispatcher, RetryPolicy
 from service.worker.runner import Worker
 from tests.push.test_delivery import bid, device
+from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.locks import rows_held
@@ -105,3 +106,50 @@ def test_a_device_held_elsewhere_holds_up_neither_the_pass_nor_the_other_pushes(
         "ben-phone-token": ("done", 1, 1),
         "dan-phone-token": ("done", 1, 1),
     }
+
+
+def test_a_dead_token_on_a_held_device_is_switched_off_at_its_next_report(
+    client: ApiClient, app: Flask, impatient_worker: Worker, standin: FcmStandIn
+) -> None:
+    """FCM reports Ben's token dead while his device is held: switching it off would wait. The
+    pass is recorded without it (the token is remembered dead at once); the device is switched
+    off when a later push to it is refused again."""
+    clock.freeze(datetime(2031, 5, 1, 12, 0, tzinfo=UTC))
+    ana, ben = client.couple("Ana", "Ben")
+    cat, dan = client.couple("Cat", "Dan")
+    device(client, ben, "ben-phone-token")
+    device(client, dan, "dan-phone-token")
+    standin.script("ben-phone-token", fcm.unavailable(), fcm.UNREGISTERED, fcm.UNREGISTERED)
+    standin.script("dan-phone-token", fcm.UNREGISTERED)
+    bid(client, client.fresh(ana))
+    assert passing(impatient_worker) == 1  # Ben's push is refused for now: tried again later
+    with impatient_worker.app.app_context(), db.scope() as session:
+        due = session.scalar(select(PushJob.available_at))
+    assert due is not None
+    clock.freeze(due)
+    bid(client, client.fresh(cat))
+
+    def reasons() -> dict[str, tuple[bool, str | None]]:
+        with impatient_worker.app.app_context(), db.scope() as session:
+            rows = session.execute(select(Device.push_token, Device.active, Device.disabled_reason))
+            return {token: (active, reason) for token, active, reason in rows}
+
+    with rows_held(app, held("ben-phone-token")):
+        assert passing(impatient_worker) == 2
+        assert by_token(impatient_worker) == {
+            "ben-phone-token": ("done", 1, 2),
+            "dan-phone-token": ("done", 1, 1),
+        }
+    assert reasons() == {
+        "ben-phone-token": (True, None),
+        "dan-phone-token": (False, "unregistered"),
+    }
+    again = client.post(
+        "/api/v1/devices",
+        as_=client.fresh(ben),
+        json={"platform": "android", "push_token": "ben-phone-token"},
+    )
+    assert again.status_code == 422, again.text  # remembered dead already
+    bid(client, client.fresh(ana))
+    assert passing(impatient_worker) == 1
+    assert reasons()["ben-phone-token"] == (False, "unregistered")

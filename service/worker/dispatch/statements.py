@@ -169,9 +169,13 @@ class _Statements:
             select(delivery, *(param(name, ATTEMPTS.c[name]) for name in tried)).where(still_there),
         )
         self.bury = _insert_new(dialect, DEAD_TOKENS, ["token_sha256"])
+        # Only the devices free now: one another transaction holds (a registration, a sign-out)
+        # is not waited for, but stays on until a later push to it is refused again.
+        free = select(DEVICES.c.id).where(DEVICES.c.id.in_(ids))
+        free = free.with_for_update(key_share=True, skip_locked=True)
         self.unregister = (
             update(DEVICES)
-            .where(DEVICES.c.id.in_(ids))
+            .where(DEVICES.c.id.in_(free))
             .values(
                 active=False,
                 disabled_reason=param("reason", DEVICES.c.disabled_reason),
