@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, text
+from sqlalchemy import event, text, update
 
 from service.extensions import db
+from service.models import Bid
 from tests.support.client import ApiClient, Person
 from tests.support.phones import Phone
-from tests.support.plans import rows_examined
+from tests.support.plans import rows_examined, rows_fetched
 from tests.support.server import LiveServer
 
 
@@ -267,6 +268,27 @@ def test_listing_filters_and_pages_newest_first(client: ApiClient) -> None:
     assert {"before", "limit"} <= set(bad.json()["errors"]) or "limit" in bad.json()["errors"]
 
 
+def test_bids_sent_at_one_moment_page_each_once(client: ApiClient, app: Flask) -> None:
+    """Bids with one `created_at` (a burst of retries the server stamped alike): the pages
+    show every one once, in the order of their ids, wherever a page ends among them."""
+    ana, ben = client.couple()
+    sent = [send(client, ana if i % 2 else ben)["id"] for i in range(7)]
+    with app.app_context(), db.scope() as session:
+        moment = datetime.now(UTC).replace(microsecond=0)
+        ids = [uuid.UUID(bid_id) for bid_id in sent]
+        session.execute(update(Bid).where(Bid.id.in_(ids)).values(created_at=moment))
+    shown: list[str] = []
+    before = None
+    for _ in range(len(sent)):
+        params: dict[str, Any] = {"limit": 2, **({"before": before} if before else {})}
+        page = client.get("/api/v1/bids", as_=ana, params=params).json()
+        shown += [bid["id"] for bid in page["items"]]
+        before = page["next"]
+        if before is None:
+            break
+    assert shown == sorted(sent, key=uuid.UUID, reverse=True)
+
+
 @pytest.mark.postgres
 def test_a_page_of_bids_of_one_status_reads_that_page_not_the_couples_history(
     client: ApiClient, app: Flask
@@ -315,6 +337,63 @@ def test_a_page_of_bids_of_one_status_reads_that_page_not_the_couples_history(
         for statement, parameters in pages:
             read = rows_examined(session.connection(), statement, parameters, "bids")
             assert read <= 10, f"read {read} bids for a page of {history} of history"
+
+
+_HISTORY = (
+    "INSERT INTO bids (id, couple_id, sender_id, recipient_id, client_id, kind, status, "
+    "created_at, reachable_at, expires_at) SELECT gen_random_uuid(), :couple, :sender, "
+    ":recipient, gen_random_uuid(), 'connect', 'answered', t, t, t + interval '1 day' "
+    "FROM generate_series(1, :n) AS i, "
+    "LATERAL (SELECT now() - (i / 3) * interval '1 hour') AS at(t)"
+)
+
+
+@pytest.mark.postgres
+def test_a_deep_page_of_bids_reads_that_page_not_every_newer_bid(
+    client: ApiClient, app: Flask
+) -> None:
+    """Years of bids, three at a time at one moment: paging back through them all shows each
+    bid once, newest first, and the last page reads its own bids, not the couple's thousands
+    of newer ones it comes after (nor another couple's)."""
+    ana, ben = client.couple()
+    cat, dan = client.couple("Cat", "Dan")
+    history, limit = 3000, 200
+    ours, theirs = (client.get("/api/v1/couple", as_=p).json()["id"] for p in (ana, cat))
+    with app.app_context(), db.scope() as session:
+        for couple, sender, recipient in ((ours, ana, ben), (theirs, cat, dan)):
+            params = {"couple": couple, "sender": sender.id, "recipient": recipient.id}
+            session.execute(text(_HISTORY), {**params, "n": history})
+        newest_first = "SELECT id FROM bids WHERE couple_id = :c ORDER BY created_at DESC, id DESC"
+        expected = [str(bid_id) for bid_id in session.scalars(text(newest_first), {"c": ours})]
+    reads: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM bids\b", statement, re.DOTALL):
+            reads.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    shown: list[str] = []
+    before = None
+    while True:
+        params: dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
+        event.listen(engine, "before_cursor_execute", on)
+        try:
+            page = client.get("/api/v1/bids", as_=ben, params=params)
+        finally:
+            event.remove(engine, "before_cursor_execute", on)
+        assert page.status_code == 200, page.text
+        shown += [bid["id"] for bid in page.json()["items"]]
+        before = page.json()["next"]
+        if before is None:
+            break
+    assert shown == expected and len(expected) == history
+    assert len(reads) == history // limit, reads
+    with app.app_context(), db.scope() as session:
+        session.connection().exec_driver_sql("ANALYZE bids")
+        for number, (statement, parameters) in enumerate(reads, 1):
+            read = rows_fetched(session.connection(), statement, parameters, "bids")
+            assert read <= limit + 10, f"read {read} bids of {history} for page {number}"
 
 
 def test_too_many_bids_are_429_with_retry_after(server_with: Callable[..., LiveServer]) -> None:

@@ -75,7 +75,9 @@ def list_for(
     if status:
         query = query.where(Bid.status == status)
     if before:
-        query = query.where(pages.older_than(Bid, before))
+        # One comparison of (created_at, id): ix_bids_couple_created (or its status's) starts
+        # the page where the last one ended, rather than reading every newer bid first.
+        query = query.where(pages.older_than_key(Bid, before))
     rows = list(
         session.scalars(query.order_by(Bid.created_at.desc(), Bid.id.desc()).limit(limit + 1))
     )
