@@ -118,7 +118,9 @@ def list_for(
     if status:
         query = query.where(Repair.status == status)
     if before:
-        query = query.where(pages.older_than(Repair, before))
+        # One comparison of (created_at, id): ix_repairs_couple_created (or its status's)
+        # starts the page where the last one ended, rather than reading every newer one first.
+        query = query.where(pages.older_than_key(Repair, before))
     order = (Repair.created_at.desc(), Repair.id.desc())
     rows = list(session.scalars(query.order_by(*order).limit(limit + 1)))
     return {

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, text
+from sqlalchemy import event, text, update
 
 from service.extensions import db
+from service.models import Repair
 from tests.support.client import ApiClient, Person
-from tests.support.plans import rows_examined
+from tests.support.plans import rows_examined, rows_fetched
 from tests.support.repairs import event_types, post_message, start, write
 
 
@@ -241,6 +242,84 @@ def test_a_page_of_one_status_keeps_the_order_and_cursors_of_the_whole_list(
         assert rest["items"] == [r for r in everything[3:] if r["status"] == status]
     bad = client.get("/api/v1/repairs", as_=ana, params={"status": "paused"})
     assert bad.status_code == 422 and "status" in bad.json()["errors"]
+
+
+def test_conversations_started_at_one_moment_page_each_once(client: ApiClient, app: Flask) -> None:
+    """Conversations with one `created_at`: the pages show every one once, in the order of
+    their ids, wherever a page ends among them."""
+    ana, ben = client.couple()
+    started = [start(client, ana if i % 2 else ben)["id"] for i in range(7)]
+    with app.app_context(), db.scope() as session:
+        moment = datetime.now(UTC).replace(microsecond=0)
+        ids = [uuid.UUID(repair_id) for repair_id in started]
+        session.execute(update(Repair).where(Repair.id.in_(ids)).values(created_at=moment))
+    shown: list[str] = []
+    before = None
+    for _ in range(len(started)):
+        params: dict[str, Any] = {"limit": 2, **({"before": before} if before else {})}
+        page = client.get("/api/v1/repairs", as_=ana, params=params).json()
+        shown += [repair["id"] for repair in page["items"]]
+        before = page["next"]
+        if before is None:
+            break
+    assert shown == sorted(started, key=uuid.UUID, reverse=True)
+
+
+_HISTORY = (
+    "INSERT INTO repairs (id, couple_id, started_by, client_id, status, created_at, "
+    "last_seq, pause_count, resolved_at) SELECT gen_random_uuid(), :couple, :starter, "
+    "gen_random_uuid(), 'resolved', t, 0, 0, t FROM generate_series(1, :n) AS i, "
+    "LATERAL (SELECT now() - (i / 3) * interval '1 hour') AS at(t)"
+)
+
+
+@pytest.mark.postgres
+def test_a_deep_page_of_conversations_reads_that_page_not_every_newer_one(
+    client: ApiClient, app: Flask
+) -> None:
+    """Years of conversations, three at a time at one moment: paging back through them all
+    shows each once, newest first, and each page reads its own conversations, not the
+    couple's thousands of newer ones it comes after, nor every older one."""
+    ana, ben = client.couple()
+    cat, _ = client.couple("Cat", "Dan")
+    history, limit = 3000, 200
+    ours, theirs = (client.get("/api/v1/couple", as_=p).json()["id"] for p in (ana, cat))
+    with app.app_context(), db.scope() as session:
+        for couple, starter in ((ours, ana), (theirs, cat)):
+            session.execute(text(_HISTORY), {"couple": couple, "starter": starter.id, "n": history})
+        newest_first = (
+            "SELECT id FROM repairs WHERE couple_id = :c ORDER BY created_at DESC, id DESC"
+        )
+        expected = [str(row) for row in session.scalars(text(newest_first), {"c": ours})]
+    reads: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if re.match(r"\s*SELECT\b.*\bFROM repairs\b", statement, re.DOTALL):
+            reads.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    shown: list[str] = []
+    before = None
+    while True:
+        params: dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
+        event.listen(engine, "before_cursor_execute", on)
+        try:
+            page = client.get("/api/v1/repairs", as_=ben, params=params)
+        finally:
+            event.remove(engine, "before_cursor_execute", on)
+        assert page.status_code == 200, page.text
+        shown += [repair["id"] for repair in page.json()["items"]]
+        before = page.json()["next"]
+        if before is None:
+            break
+    assert shown == expected and len(expected) == history
+    assert len(reads) == history // limit, reads
+    with app.app_context(), db.scope() as session:
+        session.connection().exec_driver_sql("ANALYZE repairs")
+        for number, (statement, parameters) in enumerate(reads, 1):
+            read = rows_fetched(session.connection(), statement, parameters, "repairs")
+            assert read <= limit + 10, f"read {read} conversations of {history} for page {number}"
 
 
 @pytest.mark.postgres
