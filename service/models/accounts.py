@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.models.base import Base, id_column, utcnow
@@ -45,6 +45,18 @@ class AuthSession(Base):
     """One signed-in device: a family of rotating refresh tokens."""
 
     __tablename__ = "auth_sessions"
+    __table_args__ = (
+        # An account's sessions not ended, newest first, a page at a time from where the last
+        # one ended (`GET /me/sessions`), never reading the ones a sign-out ended.
+        Index(
+            "ix_auth_sessions_user_live_created",
+            "user_id",
+            "created_at",
+            "id",
+            postgresql_where=text("revoked_at IS NULL"),
+            sqlite_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = id_column()
     user_id: Mapped[uuid.UUID] = mapped_column(

@@ -13,15 +13,16 @@ import pytest
 import requests
 import socketio
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import event, text, update
 
 from service.clock import clock
 from service.extensions import db
-from service.models import Device, RefreshToken
+from service.models import AuthSession, Device, RefreshToken
 from service.realtime import members
 from service.services.accounts import password_change
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.phones import Phone
+from tests.support.plans import rows_fetched
 from tests.support.server import LiveServer
 from tests.support.waiting import wait_until
 
@@ -446,3 +447,87 @@ def test_a_session_whose_refresh_tokens_ran_out_is_listed_and_ended_while_its_ac
     assert [item["id"] for item in sessions(client, ana).json()["items"]] == [
         own_session(client, ana)
     ]
+
+
+def test_sessions_signed_in_at_one_moment_page_each_once(client: ApiClient, app: Flask) -> None:
+    """Sessions with one `created_at`: the pages show every one once, in the order of their
+    ids, wherever a page ends among them."""
+    ana, _ = client.couple()
+    phones = [ana] + [another_phone(client, ana) for _ in range(6)]
+    with app.app_context(), db.scope() as session:
+        moment = clock.now().replace(microsecond=0)
+        mine = AuthSession.user_id == uuid.UUID(ana.id)
+        session.execute(update(AuthSession).where(mine).values(created_at=moment))
+    shown: list[str] = []
+    before = None
+    for _ in phones:
+        params: dict[str, Any] = {"limit": 2, **({"before": before} if before else {})}
+        page = sessions(client, ana, **params).json()
+        shown += [item["id"] for item in page["items"]]
+        before = page["next"]
+        if before is None:
+            break
+    everyone = {own_session(client, phone) for phone in phones}
+    assert shown == sorted(everyone, key=uuid.UUID, reverse=True)
+
+
+_SIGNED_IN_OVER_A_MONTH = (
+    "INSERT INTO auth_sessions (id, user_id, created_at) SELECT gen_random_uuid(), :user, "
+    "now() - (1 + i / 3) * interval '10 minutes' FROM generate_series(1, :n) AS i"
+)
+_THEIR_TOKENS = (
+    "INSERT INTO refresh_tokens (token_hash, session_id, issued_at, expires_at) "
+    "SELECT encode(sha256(CAST(CAST(s.id AS text) AS bytea)), 'hex'), s.id, s.created_at, "
+    "now() + interval '29 days' FROM auth_sessions AS s WHERE s.user_id = :user "
+    "AND NOT EXISTS (SELECT 1 FROM refresh_tokens AS t WHERE t.session_id = s.id)"
+)
+
+
+@pytest.mark.postgres
+def test_a_deep_page_of_sessions_reads_that_page_not_every_newer_one(
+    client: ApiClient, app: Flask
+) -> None:
+    """An account signed in thousands of times this month, three sign-ins at a time at one
+    moment: paging back through them all shows each session once, newest first, and each
+    page reads its own sessions, not the thousands of newer ones it comes after, nor every
+    older one (nor another account's)."""
+    ana, ben = client.couple()
+    history, limit = 3000, 200
+    with app.app_context(), db.scope() as session:
+        for user in (ana, ben):
+            session.execute(text(_SIGNED_IN_OVER_A_MONTH), {"user": user.id, "n": history})
+            session.execute(text(_THEIR_TOKENS), {"user": user.id})
+        newest_first = (
+            "SELECT id FROM auth_sessions WHERE user_id = :u ORDER BY created_at DESC, id DESC"
+        )
+        expected = [str(row) for row in session.scalars(text(newest_first), {"u": ana.id})]
+    reads: list[tuple[str, Any]] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "ORDER BY auth_sessions.created_at DESC" in statement:
+            reads.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    shown: list[str] = []
+    before = None
+    while True:
+        params: dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
+        event.listen(engine, "before_cursor_execute", on)
+        try:
+            page = sessions(client, ana, **params)
+        finally:
+            event.remove(engine, "before_cursor_execute", on)
+        assert page.status_code == 200, page.text
+        shown += [item["id"] for item in page.json()["items"]]
+        before = page.json()["next"]
+        if before is None:
+            break
+    assert shown == expected and len(expected) == history + 1
+    assert len(reads) == history // limit + 1, reads
+    with app.app_context(), db.scope() as session:
+        session.connection().exec_driver_sql("ANALYZE auth_sessions")
+        session.connection().exec_driver_sql("ANALYZE refresh_tokens")
+        for number, (statement, parameters) in enumerate(reads, 1):
+            read = rows_fetched(session.connection(), statement, parameters, "auth_sessions")
+            assert read <= limit + 10, f"read {read} sessions of {history} for page {number}"
