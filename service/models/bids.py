@@ -15,9 +15,10 @@ class Bid(Base):
     __tablename__ = "bids"
     __table_args__ = (
         UniqueConstraint("sender_id", "client_id", name="uq_bids_sender_client"),
-        Index("ix_bids_couple_created", "couple_id", "created_at"),
+        # A page of the couple's bids, newest first, from where the last one ended (`pages`).
+        Index("ix_bids_couple_created_id", "couple_id", "created_at", "id"),
         # A page of one status (`GET /bids?status=expired`) without reading the whole history.
-        Index("ix_bids_couple_status_created", "couple_id", "status", "created_at"),
+        Index("ix_bids_couple_status_created_id", "couple_id", "status", "created_at", "id"),
         Index("ix_bids_open_expiry", "status", "expires_at"),
         Index("ix_bids_recipient_created", "recipient_id", "created_at"),
     )

@@ -17,9 +17,10 @@ class Repair(Base):
     __tablename__ = "repairs"
     __table_args__ = (
         UniqueConstraint("started_by", "client_id", name="uq_repairs_started_by_client"),
-        Index("ix_repairs_couple_created", "couple_id", "created_at"),
+        # A page of the couple's conversations, newest first, from where the last one ended.
+        Index("ix_repairs_couple_created_id", "couple_id", "created_at", "id"),
         # A page of one status (`GET /repairs?status=open`) without reading the whole history.
-        Index("ix_repairs_couple_status_created", "couple_id", "status", "created_at"),
+        Index("ix_repairs_couple_status_created_id", "couple_id", "status", "created_at", "id"),
         Index("ix_repairs_paused_until", "paused_until"),
     )
 

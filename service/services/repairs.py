@@ -118,7 +118,7 @@ def list_for(
     if status:
         query = query.where(Repair.status == status)
     if before:
-        # One comparison of (created_at, id): ix_repairs_couple_created (or its status's)
+        # One comparison of (created_at, id): ix_repairs_couple_created_id (or its status's)
         # starts the page where the last one ended, rather than reading every newer one first.
         query = query.where(pages.older_than_key(Repair, before))
     order = (Repair.created_at.desc(), Repair.id.desc())

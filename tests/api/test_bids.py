@@ -16,6 +16,7 @@ from sqlalchemy import event, text, update
 from service.extensions import db
 from service.models import Bid
 from tests.support.client import ApiClient, Person
+from tests.support.history import other_couples
 from tests.support.phones import Phone
 from tests.support.plans import rows_examined, rows_fetched
 from tests.support.server import LiveServer
@@ -349,20 +350,21 @@ _HISTORY = (
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("status", [None, "answered"], ids=["all", "answered"])
 def test_a_deep_page_of_bids_reads_that_page_not_every_newer_bid(
-    client: ApiClient, app: Flask
+    client: ApiClient, app: Flask, status: str | None
 ) -> None:
-    """Years of bids, three at a time at one moment: paging back through them all shows each
-    bid once, newest first, and the last page reads its own bids, not the couple's thousands
-    of newer ones it comes after (nor another couple's)."""
+    """Years of bids, three at a time at one moment, among a thousand other couples': paging
+    back through them all (or those of one status) shows each bid once, newest first, and
+    each page reads its own bids, not the couple's thousands of newer ones it comes after,
+    nor every older one, nor other couples'."""
     ana, ben = client.couple()
-    cat, dan = client.couple("Cat", "Dan")
     history, limit = 3000, 200
-    ours, theirs = (client.get("/api/v1/couple", as_=p).json()["id"] for p in (ana, cat))
+    ours = client.get("/api/v1/couple", as_=ana).json()["id"]
     with app.app_context(), db.scope() as session:
-        for couple, sender, recipient in ((ours, ana, ben), (theirs, cat, dan)):
-            params = {"couple": couple, "sender": sender.id, "recipient": recipient.id}
-            session.execute(text(_HISTORY), {**params, "n": history})
+        params = {"couple": ours, "sender": ana.id, "recipient": ben.id}
+        session.execute(text(_HISTORY), {**params, "n": history})
+        other_couples(session.connection())
         newest_first = "SELECT id FROM bids WHERE couple_id = :c ORDER BY created_at DESC, id DESC"
         expected = [str(bid_id) for bid_id in session.scalars(text(newest_first), {"c": ours})]
     reads: list[tuple[str, Any]] = []
@@ -377,6 +379,8 @@ def test_a_deep_page_of_bids_reads_that_page_not_every_newer_bid(
     before = None
     while True:
         params: dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
+        if status:
+            params["status"] = status
         event.listen(engine, "before_cursor_execute", on)
         try:
             page = client.get("/api/v1/bids", as_=ben, params=params)
@@ -393,7 +397,11 @@ def test_a_deep_page_of_bids_reads_that_page_not_every_newer_bid(
         session.connection().exec_driver_sql("ANALYZE bids")
         for number, (statement, parameters) in enumerate(reads, 1):
             read = rows_fetched(session.connection(), statement, parameters, "bids")
-            assert read <= limit + 10, f"read {read} bids of {history} for page {number}"
+            # A page; near the end of the history, PostgreSQL may rather read what is left
+            # of it (a few pages at most) and sort that.
+            left = len(expected) - (number - 1) * limit
+            tail = left <= 5 * limit and read <= left + 10
+            assert read <= limit + 10 or tail, f"read {read} bids of {history} for page {number}"
 
 
 def test_too_many_bids_are_429_with_retry_after(server_with: Callable[..., LiveServer]) -> None:

@@ -530,4 +530,10 @@ def test_a_deep_page_of_sessions_reads_that_page_not_every_newer_one(
         session.connection().exec_driver_sql("ANALYZE refresh_tokens")
         for number, (statement, parameters) in enumerate(reads, 1):
             read = rows_fetched(session.connection(), statement, parameters, "auth_sessions")
-            assert read <= limit + 10, f"read {read} sessions of {history} for page {number}"
+            # A page; near the end of the history, PostgreSQL may rather read what is left
+            # of it (a few pages at most) and sort that.
+            left = len(expected) - (number - 1) * limit
+            tail = left <= 5 * limit and read <= left + 10
+            assert read <= limit + 10 or tail, (
+                f"read {read} sessions of {history} for page {number}"
+            )

@@ -14,6 +14,7 @@ from sqlalchemy import event, text, update
 from service.extensions import db
 from service.models import Repair
 from tests.support.client import ApiClient, Person
+from tests.support.history import other_couples
 from tests.support.plans import rows_examined, rows_fetched
 from tests.support.repairs import event_types, post_message, start, write
 
@@ -274,19 +275,20 @@ _HISTORY = (
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("status", [None, "resolved"], ids=["all", "resolved"])
 def test_a_deep_page_of_conversations_reads_that_page_not_every_newer_one(
-    client: ApiClient, app: Flask
+    client: ApiClient, app: Flask, status: str | None
 ) -> None:
-    """Years of conversations, three at a time at one moment: paging back through them all
-    shows each once, newest first, and each page reads its own conversations, not the
-    couple's thousands of newer ones it comes after, nor every older one."""
+    """Years of conversations, three at a time at one moment, among a thousand other
+    couples': paging back through them all (or those of one status) shows each once, newest
+    first, and each page reads its own conversations, not the couple's thousands of newer
+    ones it comes after, nor every older one, nor other couples'."""
     ana, ben = client.couple()
-    cat, _ = client.couple("Cat", "Dan")
     history, limit = 3000, 200
-    ours, theirs = (client.get("/api/v1/couple", as_=p).json()["id"] for p in (ana, cat))
+    ours = client.get("/api/v1/couple", as_=ana).json()["id"]
     with app.app_context(), db.scope() as session:
-        for couple, starter in ((ours, ana), (theirs, cat)):
-            session.execute(text(_HISTORY), {"couple": couple, "starter": starter.id, "n": history})
+        session.execute(text(_HISTORY), {"couple": ours, "starter": ana.id, "n": history})
+        other_couples(session.connection())
         newest_first = (
             "SELECT id FROM repairs WHERE couple_id = :c ORDER BY created_at DESC, id DESC"
         )
@@ -303,6 +305,8 @@ def test_a_deep_page_of_conversations_reads_that_page_not_every_newer_one(
     before = None
     while True:
         params: dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
+        if status:
+            params["status"] = status
         event.listen(engine, "before_cursor_execute", on)
         try:
             page = client.get("/api/v1/repairs", as_=ben, params=params)
@@ -319,7 +323,13 @@ def test_a_deep_page_of_conversations_reads_that_page_not_every_newer_one(
         session.connection().exec_driver_sql("ANALYZE repairs")
         for number, (statement, parameters) in enumerate(reads, 1):
             read = rows_fetched(session.connection(), statement, parameters, "repairs")
-            assert read <= limit + 10, f"read {read} conversations of {history} for page {number}"
+            # A page; near the end of the history, PostgreSQL may rather read what is left
+            # of it (a few pages at most) and sort that.
+            left = len(expected) - (number - 1) * limit
+            tail = left <= 5 * limit and read <= left + 10
+            assert read <= limit + 10 or tail, (
+                f"read {read} conversations of {history} for page {number}"
+            )
 
 
 @pytest.mark.postgres

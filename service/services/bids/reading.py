@@ -75,7 +75,7 @@ def list_for(
     if status:
         query = query.where(Bid.status == status)
     if before:
-        # One comparison of (created_at, id): ix_bids_couple_created (or its status's) starts
+        # One comparison of (created_at, id): ix_bids_couple_created_id (or its status's) starts
         # the page where the last one ended, rather than reading every newer bid first.
         query = query.where(pages.older_than_key(Bid, before))
     rows = list(

@@ -24,7 +24,7 @@ def follow_quiet_hours(session: Session, recipient: User, couple: Couple | None)
 
     `couple` is the recipient's live couple, locked by the caller before anything else: a
     response locks its couple, then its bid, and this takes them in the same order. Read
-    through the couple's open bids (`ix_bids_couple_status_created`), never the recipient's
+    through the couple's open bids (`ix_bids_couple_status_created_id`), never the recipient's
     whole history. Run before the pushes are retimed: a response locks its bid before the
     push it withdraws, and this takes them in the same order too."""
     if couple is None or recipient.couple_id != couple.id:
