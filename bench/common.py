@@ -491,7 +491,7 @@ def seed_couples(database_url: str, count: int, devices: bool = True) -> list[Co
     from service import create_app
     from service.config import Settings
     from service.extensions import db
-    from service.models import AuthSession, Device, User
+    from service.models import AuthSession, Device, RefreshToken, User
     from service.models import Couple as CoupleRow
     from service.security.passwords import hash_password
 
@@ -537,6 +537,18 @@ def seed_couples(database_url: str, count: int, devices: bool = True) -> list[Co
             sa = AuthSession(id=uuid.uuid4(), user_id=a.id, created_at=now)
             sb = AuthSession(id=uuid.uuid4(), user_id=b.id, created_at=now)
             session.add_all([sa, sb])
+            session.flush()
+            # Each session holds a refresh token, as a sign-in's does: a socket's session is
+            # live while it can refresh (`members.usable_session`).
+            session.add_all(
+                RefreshToken(
+                    token_hash=uuid.uuid4().hex + uuid.uuid4().hex,
+                    session_id=signed_in.id,
+                    issued_at=now,
+                    expires_at=now + timedelta(days=30),
+                )
+                for signed_in in (sa, sb)
+            )
             if devices:
                 for u in (a, b):
                     session.add(
