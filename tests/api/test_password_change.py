@@ -13,7 +13,7 @@ import pytest
 import requests
 import socketio
 from flask import Flask
-from sqlalchemy import event, text, update
+from sqlalchemy import text, update
 
 from service.clock import clock
 from service.extensions import db
@@ -21,8 +21,8 @@ from service.models import AuthSession, Device, RefreshToken
 from service.realtime import members
 from service.services.accounts import password_change
 from tests.support.client import PASSWORD, ApiClient, Person
+from tests.support.paging import assert_each_page_reads_a_page, every_page
 from tests.support.phones import Phone
-from tests.support.plans import rows_fetched
 from tests.support.server import LiveServer
 from tests.support.waiting import wait_until
 
@@ -501,39 +501,15 @@ def test_a_deep_page_of_sessions_reads_that_page_not_every_newer_one(
             "SELECT id FROM auth_sessions WHERE user_id = :u ORDER BY created_at DESC, id DESC"
         )
         expected = [str(row) for row in session.scalars(text(newest_first), {"u": ana.id})]
-    reads: list[tuple[str, Any]] = []
-
-    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "ORDER BY auth_sessions.created_at DESC" in statement:
-            reads.append((statement, parameters))
-
-    with app.app_context():
-        engine = db.engine
-    shown: list[str] = []
-    before = None
-    while True:
-        params: dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
-        event.listen(engine, "before_cursor_execute", on)
-        try:
-            page = sessions(client, ana, **params)
-        finally:
-            event.remove(engine, "before_cursor_execute", on)
-        assert page.status_code == 200, page.text
-        shown += [item["id"] for item in page.json()["items"]]
-        before = page.json()["next"]
-        if before is None:
-            break
+    shown, reads = every_page(
+        app,
+        lambda page: sessions(client, ana, **page),
+        lambda statement: "ORDER BY auth_sessions.created_at DESC" in statement,
+        {"limit": limit},
+    )
     assert shown == expected and len(expected) == history + 1
     assert len(reads) == history // limit + 1, reads
     with app.app_context(), db.scope() as session:
         session.connection().exec_driver_sql("ANALYZE auth_sessions")
         session.connection().exec_driver_sql("ANALYZE refresh_tokens")
-        for number, (statement, parameters) in enumerate(reads, 1):
-            read = rows_fetched(session.connection(), statement, parameters, "auth_sessions")
-            # A page; near the end of the history, PostgreSQL may rather read what is left
-            # of it (a few pages at most) and sort that.
-            left = len(expected) - (number - 1) * limit
-            tail = left <= 5 * limit and read <= left + 10
-            assert read <= limit + 10 or tail, (
-                f"read {read} sessions of {history} for page {number}"
-            )
+    assert_each_page_reads_a_page(app, reads, "auth_sessions", history + 1, limit, "sessions")

@@ -15,7 +15,8 @@ from service.extensions import db
 from service.models import Repair
 from tests.support.client import ApiClient, Person
 from tests.support.history import other_couples
-from tests.support.plans import rows_examined, rows_fetched
+from tests.support.paging import assert_each_page_reads_a_page, every_page
+from tests.support.plans import rows_examined
 from tests.support.repairs import event_types, post_message, start, write
 
 
@@ -293,43 +294,20 @@ def test_a_deep_page_of_conversations_reads_that_page_not_every_newer_one(
             "SELECT id FROM repairs WHERE couple_id = :c ORDER BY created_at DESC, id DESC"
         )
         expected = [str(row) for row in session.scalars(text(newest_first), {"c": ours})]
-    reads: list[tuple[str, Any]] = []
-
-    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if re.match(r"\s*SELECT\b.*\bFROM repairs\b", statement, re.DOTALL):
-            reads.append((statement, parameters))
-
-    with app.app_context():
-        engine = db.engine
-    shown: list[str] = []
-    before = None
-    while True:
-        params: dict[str, Any] = {"limit": limit, **({"before": before} if before else {})}
-        if status:
-            params["status"] = status
-        event.listen(engine, "before_cursor_execute", on)
-        try:
-            page = client.get("/api/v1/repairs", as_=ben, params=params)
-        finally:
-            event.remove(engine, "before_cursor_execute", on)
-        assert page.status_code == 200, page.text
-        shown += [repair["id"] for repair in page.json()["items"]]
-        before = page.json()["next"]
-        if before is None:
-            break
+    params: dict[str, Any] = {"limit": limit, **({"status": status} if status else {})}
+    shown, reads = every_page(
+        app,
+        lambda page: client.get("/api/v1/repairs", as_=ben, params=page),
+        lambda statement: (
+            re.match(r"\s*SELECT\b.*\bFROM repairs\b", statement, re.DOTALL) is not None
+        ),
+        params,
+    )
     assert shown == expected and len(expected) == history
     assert len(reads) == history // limit, reads
     with app.app_context(), db.scope() as session:
         session.connection().exec_driver_sql("ANALYZE repairs")
-        for number, (statement, parameters) in enumerate(reads, 1):
-            read = rows_fetched(session.connection(), statement, parameters, "repairs")
-            # A page; near the end of the history, PostgreSQL may rather read what is left
-            # of it (a few pages at most) and sort that.
-            left = len(expected) - (number - 1) * limit
-            tail = left <= 5 * limit and read <= left + 10
-            assert read <= limit + 10 or tail, (
-                f"read {read} conversations of {history} for page {number}"
-            )
+    assert_each_page_reads_a_page(app, reads, "repairs", history, limit, "conversations")
 
 
 @pytest.mark.postgres

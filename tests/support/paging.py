@@ -1,0 +1,60 @@
+"""Paging back through a long list, and what each page read (PostgreSQL reading plans)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from flask import Flask
+from sqlalchemy import event
+
+from service.extensions import db
+from tests.support.plans import rows_fetched
+
+Read = tuple[str, Any]
+
+
+def every_page(
+    app: Flask,
+    page_of: Callable[[dict[str, Any]], requests.Response],
+    reads: Callable[[str], bool],
+    params: dict[str, Any],
+) -> tuple[list[str], list[Read]]:
+    """Each item's id, page after page of `page_of(params)` (its `before` from the page before),
+    and the statements `reads` picks out of those the pages ran, with their parameters."""
+    with app.app_context():
+        engine = db.engine
+    picked: list[Read] = []
+
+    def on(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if reads(statement):
+            picked.append((statement, parameters))
+
+    shown: list[str] = []
+    before = None
+    while True:
+        event.listen(engine, "before_cursor_execute", on)
+        try:
+            page = page_of({**params, **({"before": before} if before else {})})
+        finally:
+            event.remove(engine, "before_cursor_execute", on)
+        assert page.status_code == 200, page.text
+        shown += [item["id"] for item in page.json()["items"]]
+        before = page.json()["next"]
+        if before is None:
+            return shown, picked
+
+
+def assert_each_page_reads_a_page(
+    app: Flask, picked: list[Read], table: str, total: int, limit: int, what: str
+) -> None:
+    """Each of the pages' statements fetched about a page of `table`'s rows: `limit` and a few
+    more, or, in the last five pages' worth of the `total`, what was left (PostgreSQL may rather
+    read and sort that than walk an index)."""
+    with app.app_context(), db.scope() as session:
+        for number, (statement, parameters) in enumerate(picked, 1):
+            read = rows_fetched(session.connection(), statement, parameters, table)
+            left = total - (number - 1) * limit
+            tail = left <= 5 * limit and read <= left + 10
+            assert read <= limit + 10 or tail, f"read {read} {what} of {total} for page {number}"
