@@ -279,15 +279,8 @@ def test_bids_sent_at_one_moment_page_each_once(client: ApiClient, app: Flask) -
         moment = datetime.now(UTC).replace(microsecond=0)
         ids = [uuid.UUID(bid_id) for bid_id in sent]
         session.execute(update(Bid).where(Bid.id.in_(ids)).values(created_at=moment))
-    shown: list[str] = []
-    before = None
-    for _ in range(len(sent)):
-        params: dict[str, Any] = {"limit": 2, **({"before": before} if before else {})}
-        page = client.get("/api/v1/bids", as_=ana, params=params).json()
-        shown += [bid["id"] for bid in page["items"]]
-        before = page["next"]
-        if before is None:
-            break
+    pages = lambda page: client.get("/api/v1/bids", as_=ana, params=page)  # noqa: E731
+    shown, _ = every_page(app, pages, lambda _: False, {"limit": 2}, most_pages=len(sent))
     assert shown == sorted(sent, key=uuid.UUID, reverse=True)
 
 

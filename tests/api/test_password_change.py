@@ -458,15 +458,8 @@ def test_sessions_signed_in_at_one_moment_page_each_once(client: ApiClient, app:
         moment = clock.now().replace(microsecond=0)
         mine = AuthSession.user_id == uuid.UUID(ana.id)
         session.execute(update(AuthSession).where(mine).values(created_at=moment))
-    shown: list[str] = []
-    before = None
-    for _ in phones:
-        params: dict[str, Any] = {"limit": 2, **({"before": before} if before else {})}
-        page = sessions(client, ana, **params).json()
-        shown += [item["id"] for item in page["items"]]
-        before = page["next"]
-        if before is None:
-            break
+    pages = lambda page: sessions(client, ana, **page)  # noqa: E731
+    shown, _ = every_page(app, pages, lambda _: False, {"limit": 2}, most_pages=len(phones))
     everyone = {own_session(client, phone) for phone in phones}
     assert shown == sorted(everyone, key=uuid.UUID, reverse=True)
 

@@ -255,15 +255,8 @@ def test_conversations_started_at_one_moment_page_each_once(client: ApiClient, a
         moment = datetime.now(UTC).replace(microsecond=0)
         ids = [uuid.UUID(repair_id) for repair_id in started]
         session.execute(update(Repair).where(Repair.id.in_(ids)).values(created_at=moment))
-    shown: list[str] = []
-    before = None
-    for _ in range(len(started)):
-        params: dict[str, Any] = {"limit": 2, **({"before": before} if before else {})}
-        page = client.get("/api/v1/repairs", as_=ana, params=params).json()
-        shown += [repair["id"] for repair in page["items"]]
-        before = page["next"]
-        if before is None:
-            break
+    pages = lambda page: client.get("/api/v1/repairs", as_=ana, params=page)  # noqa: E731
+    shown, _ = every_page(app, pages, lambda _: False, {"limit": 2}, most_pages=len(started))
     assert shown == sorted(started, key=uuid.UUID, reverse=True)
 
 

@@ -20,9 +20,11 @@ def every_page(
     page_of: Callable[[dict[str, Any]], requests.Response],
     reads: Callable[[str], bool],
     params: dict[str, Any],
+    most_pages: int = 1000,
 ) -> tuple[list[str], list[Read]]:
     """Each item's id, page after page of `page_of(params)` (its `before` from the page before),
-    and the statements `reads` picks out of those the pages ran, with their parameters."""
+    and the statements `reads` picks out of those the pages ran, with their parameters. More
+    than `most_pages` pages fails: a cursor that never ends."""
     with app.app_context():
         engine = db.engine
     picked: list[Read] = []
@@ -33,7 +35,7 @@ def every_page(
 
     shown: list[str] = []
     before = None
-    while True:
+    for _ in range(most_pages):
         event.listen(engine, "before_cursor_execute", on)
         try:
             page = page_of({**params, **({"before": before} if before else {})})
@@ -44,6 +46,7 @@ def every_page(
         before = page.json()["next"]
         if before is None:
             return shown, picked
+    raise AssertionError(f"still a next page after {most_pages} pages")
 
 
 def assert_each_page_reads_a_page(
