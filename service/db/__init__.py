@@ -9,6 +9,7 @@ from service.db.transactions import (
     autocommits,
     end_read,
     finish,
+    groups_held,
     lock_unless_busy,
     read_snapshot,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "autocommits",
     "end_read",
     "finish",
+    "groups_held",
     "lock_unless_busy",
     "make_engine",
     "read_snapshot",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Select
 from sqlalchemy.orm import Session
 
 T = TypeVar("T")
@@ -89,3 +90,16 @@ def lock_unless_busy(session: Session, model: type[T], key: Any) -> T | None:
     if found is None and session.get(model, key, populate_existing=True) is not None:
         raise Busy(f"{model.__name__} {key} is locked")
     return found
+
+
+def groups_held(session: Session, rows: Select[Any, Any], of: Any = None) -> set[Any]:
+    """Of `rows` (each a row's id and the group it is of: a job, a session), lock those no
+    other transaction holds (SKIP LOCKED; of the table `of` when the select joins others), and
+    return the groups some of whose rows another transaction holds. Locked first, then counted:
+    a row added meanwhile would lock the group's own row, which the caller holds. A prune passes
+    over such a group rather than wait for it until the statement timeout."""
+    locked = Counter(
+        group for _, group in session.execute(rows.with_for_update(of=of, skip_locked=True))
+    )
+    every = Counter(group for _, group in session.execute(rows))
+    return {group for group, count in every.items() if locked[group] < count}

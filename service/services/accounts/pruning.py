@@ -4,7 +4,6 @@ whose devices are signed out."""
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
+from service.db import groups_held
 from service.models import AuthSession, Device, RefreshToken
 from service.services import devices
 
@@ -100,6 +100,4 @@ def _phones_held(session: Session, ending: Collection[uuid.UUID]) -> set[uuid.UU
     if not ending:
         return set()
     phones = select(Device.id, Device.session_id).where(Device.session_id.in_(ending))
-    locked = Counter(of for _, of in session.execute(phones.with_for_update(skip_locked=True)))
-    every = Counter(of for _, of in session.execute(phones))
-    return {of for of, count in every.items() if of is not None and locked[of] < count}
+    return groups_held(session, phones)

@@ -3,15 +3,14 @@ enough ago, and the dead tokens remembered long enough."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Select, Table, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from service.db import groups_held
 from service.models import DeadPushToken, PushAttempt, PushDelivery, PushJob
 from service.models.base import table
 
@@ -93,7 +92,7 @@ def _whole(session: Session, jobs: Sequence[int]) -> list[int]:
     deliveries = select(_DELIVERIES.c.id, _DELIVERIES.c.job_id).where(
         _DELIVERIES.c.job_id.in_(jobs)
     )
-    held = _held(session, deliveries, _DELIVERIES)
+    held = groups_held(session, deliveries, _DELIVERIES)
     whole = [job for job in jobs if job not in held]
     if not whole:
         return []
@@ -102,19 +101,8 @@ def _whole(session: Session, jobs: Sequence[int]) -> list[int]:
         .join_from(_ATTEMPTS, _DELIVERIES, _DELIVERIES.c.id == _ATTEMPTS.c.delivery_id)
         .where(_DELIVERIES.c.job_id.in_(whole))
     )
-    held = _held(session, attempts, _ATTEMPTS)
+    held = groups_held(session, attempts, _ATTEMPTS)
     return [job for job in whole if job not in held]
-
-
-def _held(session: Session, rows: Select[Any], of: Table) -> set[int]:
-    """The jobs some of whose `rows` (id, job id; rows of `of`) another transaction holds;
-    the others' locked. Locked first, then counted: no row of a locked job or delivery is
-    added meanwhile (adding one locks the row it refers to)."""
-    locked = Counter(
-        job for _, job in session.execute(rows.with_for_update(of=of, skip_locked=True))
-    )
-    every = Counter(job for _, job in session.execute(rows))
-    return {job for job, count in every.items() if locked[job] < count}
 
 
 def prune_dead_tokens(
