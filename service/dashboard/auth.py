@@ -123,15 +123,20 @@ def form_text(name: str) -> str:
 
 
 def _return_to() -> str | None:
-    """Where signing in leads back to: the page asked for; for a form sent (an action, whose
-    address takes only forms), the page it was sent from, which the operator presses it on
-    again (Referrer-Policy: same-origin). None for anything else: the overview."""
+    """Where signing in leads back to: the page asked for, with its query (the audit log's
+    older page); for a form sent (an action, whose address takes only forms), the page it was
+    sent from, which the operator presses it on again (Referrer-Policy: same-origin). None for
+    anything else: the overview."""
     if request.method in csrf.SAFE_METHODS:
-        return request.path
+        return _with_query(request.path, request.query_string.decode("latin-1"))
     referrer = urlsplit(request.referrer or "")
-    if referrer.netloc != request.host:
+    if referrer.netloc != request.host or not referrer.path:
         return None
-    return referrer.path or None
+    return _with_query(referrer.path, referrer.query)
+
+
+def _with_query(path: str, query: str) -> str:
+    return f"{path}?{query}" if query else path
 
 
 def _safe_next(target: str | None) -> str:
@@ -143,7 +148,7 @@ def _safe_next(target: str | None) -> str:
     dots = {".", ".."} & set(unquote(path).split("/"))
     if parts.scheme or parts.netloc or not path.startswith("/ops/") or "\\" in path or dots:
         return url_for("ops.overview")
-    return path if _is_page(path) else url_for("ops.overview")
+    return _with_query(path, parts.query) if _is_page(path) else url_for("ops.overview")
 
 
 def _is_page(path: str) -> bool:
@@ -173,8 +178,8 @@ def _submitted_email() -> str:
 @only_refusals_count("ops-email")
 def login() -> Any:
     """Sign in; the session id and the CSRF token are new afterwards (no fixation)."""
-    if g.get("operator") is not None:
-        return redirect(url_for("ops.overview"))
+    if g.get("operator") is not None:  # already signed in: where the link leads
+        return redirect(_safe_next(request.args.get("next")))
     error, status = None, 200
     if request.method == "POST":
         settings: Settings = current_app.extensions["reach.settings"]

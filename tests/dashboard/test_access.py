@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import uuid
@@ -490,3 +491,29 @@ def test_pages_that_do_not_update_say_when_they_were_read(signed_in: OpsClient) 
         read_at = datetime.strptime(stamp[1], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
         assert abs(read_at - clock.now()) < timedelta(minutes=1), (path, stamp[0])
     assert 'id="as-of"' not in signed_in.get("/ops/").text
+
+
+def test_signing_in_leads_back_to_the_page_asked_for_with_its_query(
+    app: Flask, signed_in: OpsClient, operator: OperatorAccount
+) -> None:
+    """An operator on the audit log's older page whose session ran out signs in and lands on
+    that page again, not on its first; one already signed in who follows a sign-in link with
+    `next` goes there rather than to the overview."""
+    hours = app.extensions["reach.settings"].OPS_SESSION_HOURS
+    clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
+    page = "/ops/audit?before=12"
+    sent = signed_in.get(page)
+    assert sent.status_code == 302
+    form = signed_in.get(sent.headers["Location"])
+    next_path = re.search(r'name="next" value="([^"]*)"', form.text)
+    assert next_path is not None
+    fields = {
+        "email": operator.email,
+        "password": operator.password,
+        "csrf_token": signed_in.csrf("/ops/login"),
+        "next": html.unescape(next_path.group(1)),
+    }
+    signed = signed_in.post("/ops/login", data=fields)
+    assert signed.headers["Location"] == page
+    again = signed_in.get("/ops/login?next=/ops/push%3Fbefore%3D3")
+    assert (again.status_code, again.headers["Location"]) == (302, "/ops/push?before=3")
