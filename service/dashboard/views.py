@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Response
 
 from schemas.base import read_integer
@@ -17,6 +18,7 @@ from service.extensions import db
 from service.services import ops_audit, ops_push
 
 AUDIT_PAGE = 100
+NO_DASHBOARD_METHODS = ["PUT", "PATCH", "DELETE"]  # no page or form of /ops takes them
 
 
 def _jsonable(value: Any) -> Any:
@@ -126,3 +128,29 @@ def no_page(anything: str) -> Response:
     """Any other address under /ops (mistyped, or an action's opened as a page) is the
     dashboard's own 404 page, not the API's problem JSON (/ops/api/ still answers JSON)."""
     abort(404, description="There is no such page in the dashboard.")
+
+
+@bp.route("/", methods=NO_DASHBOARD_METHODS, defaults={"anything": ""})
+@bp.route("/<path:anything>", methods=NO_DASHBOARD_METHODS)
+def wrong_method(anything: str) -> NoReturn:
+    """PUT, PATCH or DELETE anywhere under /ops: the dashboard's own 405 page (routing's own
+    would be the API's JSON, without the pages' headers), naming what the address takes; an
+    address that is no page is the 404 page. It does nothing, so it asks for no CSRF token."""
+    taken = _methods_taken(request.path)
+    if not taken:
+        abort(404, description="There is no such page in the dashboard.")
+    raise MethodNotAllowed(valid_methods=taken)
+
+
+def _methods_taken(path: str) -> list[str]:
+    """The methods a dashboard address answers (GET brings HEAD), besides the 404 page's."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    taken: set[str] = set()
+    for method in ("GET", "POST"):
+        try:
+            endpoint, _ = adapter.match(path, method=method)
+        except HTTPException:  # not with this method, or a redirect of its own
+            continue
+        if endpoint != "ops.no_page":
+            taken |= {method, "HEAD"} if method == "GET" else {method}
+    return sorted(taken | {"OPTIONS"}) if taken else []

@@ -493,6 +493,34 @@ def test_pages_that_do_not_update_say_when_they_were_read(signed_in: OpsClient) 
     assert 'id="as-of"' not in signed_in.get("/ops/").text
 
 
+def test_a_method_no_dashboard_address_takes_answers_with_the_dashboards_page(
+    signed_in: OpsClient,
+) -> None:
+    """PUT, PATCH or DELETE on a page (a script, an extension, a mistaken tool) gets the
+    dashboard's own error page under its security headers, naming what the address takes; an
+    address that is no page stays a 404. /ops/api/ keeps the API's problem JSON."""
+    for method, path, status in [
+        ("PUT", "/ops/push", 405),
+        ("DELETE", "/ops/", 405),
+        ("PATCH", "/ops/support/search", 405),
+        ("DELETE", "/ops/nope", 404),
+    ]:
+        page = signed_in.http.request(method, signed_in.url(path), timeout=10)
+        assert page.status_code == status, (method, path)
+        assert page.headers["Content-Type"].startswith("text/html"), (method, path)
+        assert 'aria-label="Dashboard"' in page.text, (method, path)
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"], path
+        if status == 405:
+            assert method not in page.headers["Allow"], (method, path)
+    assert signed_in.http.put(signed_in.url("/ops/push"), timeout=10).headers["Allow"] in (
+        "GET, HEAD, OPTIONS",
+        "HEAD, GET, OPTIONS",
+    )
+    answer = signed_in.http.delete(signed_in.url("/ops/api/push"), timeout=10)
+    assert answer.status_code == 405
+    assert answer.headers["Content-Type"] == "application/problem+json"
+
+
 def test_signing_in_leads_back_to_the_page_asked_for_with_its_query(
     app: Flask, signed_in: OpsClient, operator: OperatorAccount
 ) -> None:
