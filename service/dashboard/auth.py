@@ -104,7 +104,9 @@ def require_operator() -> ResponseReturnValue | None:
         if request.path.startswith("/ops/api/"):
             body = problem_body(401, detail="Sign in at /ops/login.")
             return problem_response(body)
-        if request.method not in csrf.SAFE_METHODS:
+        if request.endpoint == "ops.logout":  # what it asked for is already so
+            flash("You are signed out: your session had already ended.", "ok")
+        elif request.method not in csrf.SAFE_METHODS:
             flash("Your session had ended, so that was not done: sign in, then try again.", "error")
         return redirect(url_for("ops.login", next=_return_to()))
     if request.endpoint != DOES_NOTHING:

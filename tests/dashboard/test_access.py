@@ -545,3 +545,18 @@ def test_signing_in_leads_back_to_the_page_asked_for_with_its_query(
     assert signed.headers["Location"] == page
     again = signed_in.get("/ops/login?next=/ops/push%3Fbefore%3D3")
     assert (again.status_code, again.headers["Location"]) == (302, "/ops/push?before=3")
+
+
+def test_signing_out_after_the_session_ran_out_says_it_is_signed_out(
+    app: Flask, signed_in: OpsClient
+) -> None:
+    """Signing out is what an ended session already is: the sign-in page says so, rather than
+    that the sign-out "was not done" and must be tried again after signing in."""
+    token = signed_in.csrf("/ops/")
+    hours = app.extensions["reach.settings"].OPS_SESSION_HOURS
+    clock.freeze(clock.now() + timedelta(hours=hours, minutes=1))
+    sent = signed_in.post("/ops/logout", data={"csrf_token": token})
+    assert sent.status_code == 302
+    page = signed_in.get(sent.headers["Location"])
+    assert "You are signed out: your session had already ended." in page.text
+    assert "not done" not in page.text
