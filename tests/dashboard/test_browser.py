@@ -13,6 +13,7 @@ import pytest
 from flask import Flask
 from playwright.sync_api import expect
 from sqlalchemy import make_url
+from sqlalchemy.exc import OperationalError
 
 from service.clock import clock
 from service.dashboard import live
@@ -312,6 +313,32 @@ def test_an_overview_whose_figures_stop_arriving_says_they_are_stale(
         expect(page.locator("#live-status")).to_contain_text(shown)
         expect(page.locator("#live-status")).to_have_class(re.compile(r"\boffline\b"))
         screenshot(page, "07-overview-stale")
+    finally:
+        path.down()
+
+
+def test_an_overview_saying_its_figures_are_failing_says_stale_once_nothing_arrives(
+    page: Any,
+    operator: OperatorAccount,
+    live_server: LiveServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """"Failing" is news the server sends each period: once even that stops arriving (the path
+    went silent), the page must say so rather than keep the last failure as current."""
+    sign_in_in_browser(page, operator)
+    path = TcpProxy("127.0.0.1", live_server.port).up()
+    try:
+        page.goto(f"http://127.0.0.1:{path.port}/ops/")
+        expect(page.locator("#live-status")).to_have_text("live")
+
+        def unavailable(_sessions: set[str]) -> Any:
+            raise OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+        monkeypatch.setattr(live_figures(live_server.app), "compute", unavailable)
+        expect(page.locator("#live-status")).to_contain_text("database unavailable")
+        path.black_hole()
+        expect(page.locator("#live-status")).to_contain_text("stale", timeout=15_000)
+        expect(page.locator("#live-status")).to_have_class(re.compile(r"\boffline\b"))
     finally:
         path.down()
 

@@ -179,7 +179,7 @@
       show("failing", why(problem || {}) + ": " + shownSince());
     });
     setInterval(function () {
-      if (state === "live" && Date.now() - lastArrival > staleAfter) {
+      if ((state === "live" || state === "failing") && Date.now() - lastArrival > staleAfter) {
         show("stale", "stale: nothing new since " + (updated ? updated.textContent : "—"));
       }
     }, 1000);
