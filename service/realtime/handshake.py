@@ -39,10 +39,10 @@ import threading
 from typing import Any
 
 import socketio
-from socketio import packet
 
 from service.errors import logged_server_problem, server_problem
 from service.realtime.deadlines import Deadlines
+from service.realtime.refusals import refuse_connect
 
 log = logging.getLogger("reach.realtime")
 
@@ -151,14 +151,7 @@ def _gone(server: socketio.Server, eio_sid: str) -> bool:
 
 def _refuse(server: socketio.Server, eio_sid: str, namespace: str, problem: dict[str, Any]) -> None:
     """What python-socketio does when a connect handler refuses, after one that failed."""
-    server._send_packet(
-        eio_sid,
-        server.packet_class(
-            packet.CONNECT_ERROR,
-            data={"message": problem["detail"], "data": problem},
-            namespace=namespace,
-        ),
-    )
+    refuse_connect(server, eio_sid, namespace, problem)
     sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
     if sid is not None:
         server.manager.disconnect(sid, namespace, ignore_queue=True)

@@ -27,6 +27,7 @@ from socketio import packet
 
 from service.errors import problem_body
 from service.realtime import transport
+from service.realtime.refusals import answer_call, refuse_connect
 from service.realtime.transport import Oversized
 
 log = logging.getLogger("reach.realtime")
@@ -71,11 +72,7 @@ def answer(server: socketio.Server, eio_sid: str, message: Oversized) -> None:
     if kind in (packet.EVENT, packet.BINARY_EVENT):
         _ack(server, eio_sid, namespace, ack_id, problem)
     elif kind == packet.CONNECT:
-        refusal = {"message": problem["detail"], "data": problem}
-        connect_error = packet.CONNECT_ERROR
-        server._send_packet(
-            eio_sid, server.packet_class(connect_error, data=refusal, namespace=namespace)
-        )
+        refuse_connect(server, eio_sid, namespace, problem)
 
 
 def _ack(
@@ -86,6 +83,4 @@ def _ack(
     sid = server.manager.sid_from_eio_sid(eio_sid, namespace)
     if sid is None or not server.manager.is_connected(sid, namespace):
         return  # as python-socketio does: nothing is answered outside a joined namespace
-    server._send_packet(
-        eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=ack_id, data=[problem])
-    )
+    answer_call(server, eio_sid, namespace, ack_id, problem)

@@ -44,6 +44,13 @@ def refuse(
         return
     retry_after = 1 if status == 429 else None
     problem = problem_body(status, detail=detail, errors=errors, retry_after=retry_after)
+    answer_call(server, eio_sid, namespace, id, problem)
+
+
+def answer_call(
+    server: socketio.Server, eio_sid: str, namespace: str, id: int, problem: dict[str, Any]
+) -> None:
+    """The problem as the answer (ACK) to the client's call `id`."""
     server._send_packet(
         eio_sid, server.packet_class(packet.ACK, namespace=namespace, id=id, data=[problem])
     )
