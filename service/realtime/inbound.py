@@ -20,7 +20,8 @@ Packets that cannot be read are dropped, or answered, in `realtime.packets`. An 
 namespace the socket has not joined (another one, or before its connect is answered) and an
 ACK of nothing the server waits for are dropped with a debug line: python-socketio logged a
 warning for each, and a client could write the process's log full at its packets' pace. A
-connect to a namespace the server does not have is refused with a 404 problem.
+connect to a namespace the server does not have is refused with a 404 problem, one to a namespace
+the socket is in already (joined, or joining) with a 409.
 
 A socket has at most `in_flight` events handled at once (SOCKET_EVENTS_IN_FLIGHT): python-
 socketio starts a greenlet for every event as it arrives, so one socket sending thousands
@@ -158,7 +159,8 @@ def _drop_stray_acks(server: socketio.Server) -> None:
 def _screen_connects(server: socketio.Server) -> None:
     """Connects refused before any handler reads them, with a problem in the shape of the
     connect handler's refusals: to a namespace the server does not have (404; python-socketio
-    answered a bare "Unable to connect"), or whose `auth` gives a name twice (422)."""
+    answered a bare "Unable to connect", as to a namespace the socket is in already: 409), or
+    whose `auth` gives a name twice (422)."""
     handle_connect = server._handle_connect
 
     def screened(eio_sid: str, namespace: str | None, data: Any) -> None:
@@ -167,6 +169,13 @@ def _screen_connects(server: socketio.Server) -> None:
             log.info("socket connect refused: no such namespace", extra=_where(where))
             detail = f"There is no namespace {where[:NAME_SHOWN]!r}: connect to the namespace '/'."
             refuse_connect(server, eio_sid, where, problem_body(404, detail=detail))
+        elif server.manager.sid_from_eio_sid(eio_sid, where) is not None:
+            log.info("socket connect refused: already in the namespace", extra=_where(where))
+            detail = (
+                f"This socket is already connected to {where[:NAME_SHOWN]!r}: send events on it, "
+                "or disconnect before connecting again."
+            )
+            refuse_connect(server, eio_sid, where, problem_body(409, detail=detail))
         elif isinstance(data, AuthGivenTwice):
             log.info("socket connect refused: a name given twice in auth")
             problem = problem_body(422, errors=given_once(data.twice))

@@ -528,3 +528,31 @@ def test_a_process_whose_hard_limit_is_too_low_holds_fewer_sockets_and_still_ans
         for ws in held:
             ws.close()
         api.http.close()
+
+
+def test_a_second_connect_to_a_joined_namespace_is_refused_with_a_problem(
+    served: str, api: ApiClient
+) -> None:
+    """A client that sends CONNECT again on a socket already in '/' (a reconnect loop's bug)
+    got python-socketio's bare "Unable to connect", where every refusal carries a problem; the
+    socket stays in the namespace it joined, its events still answered."""
+    _, ben = api.couple()
+    ws = raw_member_socket(served, ben)
+    try:
+        ws.send("40" + json.dumps({"token": ben.access_token}))
+        refused = receive(ws)
+        while refused == "2":  # an Engine.IO PING may come first
+            ws.send("3")
+            refused = receive(ws)
+        assert refused is not None and refused.startswith("44"), refused
+        refusal = json.loads(refused[2:])
+        assert refusal["data"]["status"] == 409 and refusal["data"]["code"] == "conflict"
+        assert refusal["message"] == refusal["data"]["detail"]
+        ws.send('421["no.such.event"]')  # an event with ack id 1: still answered in '/'
+        answered = receive(ws)
+        while answered == "2":
+            ws.send("3")
+            answered = receive(ws)
+        assert answered is not None and answered.startswith("431"), answered
+    finally:
+        ws.close()
