@@ -449,3 +449,33 @@ def test_after_a_couples_day_each_phone_holds_what_the_get_endpoints_show(
     finally:
         for phone in phones:
             phone.close()
+
+
+def test_a_new_phone_reading_a_long_history_acknowledges_only_the_bids_still_open(
+    client: ApiClient, live_server: LiveServer, worker: Worker
+) -> None:
+    """Ben signs in on a new tablet after a couple's months: its first sync brings every
+    `bid.created` ever sent to him, each carrying the bid as it was created (not delivered).
+    It acknowledges only the one still open: a bid answered or over stamps nothing, so the
+    guide's phone posted `delivered` for every bid of the couple's history, one request (and
+    a lock of the couple) each."""
+    clock.freeze(datetime(2031, 3, 12, 9, 0, tzinfo=UTC))
+    ana, ben = client.couple()
+    answered = send_bid(client, ana)
+    body = {"client_id": str(uuid.uuid4()), "kind": "toward"}
+    response = client.post(f"/api/v1/bids/{answered}/responses", as_=ben, json=body)
+    assert response.status_code == 201, response.text
+    for _ in range(3):
+        send_bid(client, ana)  # left to expire
+    clock.advance(timedelta(hours=25))
+    client.fresh(ana)
+    worker.run_once()
+    still_open = send_bid(client, ana)
+    tablet = GuidedPhone(client, another_phone(client, ben), None)
+    try:
+        tablet.connect(live_server.url)
+        tablet.settle()
+        assert tablet.acknowledged == [still_open]
+        assert tablet.state() == server_state(client, tablet.person)
+    finally:
+        tablet.close()

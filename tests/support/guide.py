@@ -76,6 +76,7 @@ class GuidedPhone:
         self.rounds: dict[str, dict[str, Any]] = {}  # check-in rounds, as GET /checkins shows
         self.ended: list[dict[str, Any]] = []
         self.outbox: list[Draft] = []
+        self.acknowledged: list[str] = []  # the bids this phone posted `delivered` for
         self.received: list[int] = []  # cursors as the socket brought them
         self.heard: list[str] = []  # the name of every socket event, in the order it came
         # Test seams: called in a sync before it asks for a page, and between reading a page
@@ -222,10 +223,16 @@ class GuidedPhone:
         self.applied.append(event["cursor"])
         self.history.append((event["couple_id"], event["cursor"]))
         self.last = event["cursor"]
-        if kind == "bid.created" and data["recipient_id"] == self.me and not data["delivered_at"]:
+        if kind == "bid.created" and self._to_acknowledge(data):
+            self.acknowledged.append(data["id"])
             self.api.post(f"/api/v1/bids/{data['id']}/delivered", as_=self.person)
         if kind == "couple.ended":
             self._clear_stream_state()
+
+    def _to_acknowledge(self, bid: dict[str, Any]) -> bool:
+        """A bid sent to this account, not delivered when created, and still open (§6)."""
+        still_open = datetime.fromisoformat(bid["expires_at"]) > clock.now()
+        return bid["recipient_id"] == self.me and not bid["delivered_at"] and still_open
 
     def _round(self, data: dict[str, Any]) -> dict[str, Any]:
         """The round an event names, as held, or as GET /checkins/current shows a new one."""
