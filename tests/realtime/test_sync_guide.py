@@ -278,7 +278,7 @@ def test_the_phone_that_joined_applies_the_new_couples_events_once(
         invite = client.post("/api/v1/couple/invites", as_=ana)
         joined = client.post("/api/v1/couple/join", as_=ben, json={"code": invite.json()["code"]})
         assert joined.status_code == 201, joined.text
-        phone.wait_for_cursor(1)  # the socket's couple.paired, applied
+        phone.wait_for_cursor(1)  # the socket's couple.paired: GET /couple, then a sync
         phone.joined(joined.json()["id"])
         send_bid(client, ana)
         phone.settle()
@@ -303,7 +303,9 @@ def test_a_sync_about_the_couple_just_left_does_not_start_the_new_one_again(
     def pair_meanwhile(params: dict[str, Any]) -> None:
         phone.before_asking = None
         new_couple.append(client.pair(ben, ana)["id"])
-        phone.wait_for_cursor(1)  # the new couple's first event, over the socket
+        # The new couple's first event, over the socket: the phone checks GET /couple and
+        # switches (its sync, once the one under way has ended, brings the event).
+        wait_until(lambda: phone.couple_id == new_couple[0], 10, "the phone to switch couples")
 
     try:
         assert client.delete("/api/v1/couple", as_=ana).status_code == 204
@@ -479,3 +481,34 @@ def test_a_new_phone_reading_a_long_history_acknowledges_only_the_bids_still_ope
         assert tablet.state() == server_state(client, tablet.person)
     finally:
         tablet.close()
+
+
+def test_a_late_couple_paired_of_a_couple_left_does_not_switch_the_phone_back(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ben's phone follows Ben from Ana to Cat. Then the socket brings, late, the `couple.paired`
+    of his couple with Ana (a hung Redis delivering what it held, out of order with what came
+    by sync). It belongs to another stream: the phone checks GET /couple and stays with Cat.
+    (The guide started a stream for any `couple.paired` of another couple, so the phone went
+    back to the ended couple, showed Ana as the partner, and dropped Cat's bids.)"""
+    ana, ben = client.couple()
+    first = client.get("/api/v1/sync", as_=ben).json()["events"][0]
+    assert first["type"] == "couple.paired"
+    phone = GuidedPhone(client, ben, couple_id_of(client, ben))
+    try:
+        phone.connect(live_server.url)
+        send_bid(client, ana)
+        phone.settle()
+        assert client.delete("/api/v1/couple", as_=ana).status_code == 204
+        cat = client.register("Cat")
+        second = client.pair(ben, cat)["id"]
+        send_bid(client, cat)
+        phone.settle()
+        assert phone.couple_id == second
+        phone.enqueue(first)  # late, from the socket
+        wait_until(lambda: phone.idle() and not phone.syncing(), 5, "the late event handled")
+        assert phone.couple_id == second
+        assert phone.state() == server_state(client, ben)
+        assert phone.history[-1][0] == second
+    finally:
+        phone.close()

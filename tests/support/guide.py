@@ -185,16 +185,20 @@ class GuidedPhone:
             finally:
                 self._queue.task_done()
 
+    def syncing(self) -> bool:
+        """A sync is under way."""
+        with self._lock:
+            return self._syncing
+
     def idle(self) -> bool:
         """Nothing queued or being applied."""
         return self._queue.unfinished_tasks == 0
 
     def _apply(self, event: dict[str, Any]) -> None:
         if event["couple_id"] != self.couple_id:
-            if event["type"] != "couple.paired":
-                self._handle_unpaired(event["couple_id"])  # never under our cursor
-                return
-            self._start_stream(event["couple_id"])  # a new stream
+            # A new pairing's, or a late one of a couple left: GET /couple says which.
+            self._handle_unpaired(event["couple_id"])
+            return
         if event["cursor"] <= self.last:
             return  # duplicate
         if event["cursor"] > self.last + 1:
