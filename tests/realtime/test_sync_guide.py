@@ -512,3 +512,44 @@ def test_a_late_couple_paired_of_a_couple_left_does_not_switch_the_phone_back(
         assert phone.history[-1][0] == second
     finally:
         phone.close()
+
+
+def test_phones_of_a_partner_whose_account_was_deleted_start_clean_with_someone_else(
+    client: ApiClient, live_server: LiveServer
+) -> None:
+    """Ana deletes her account: Ben's phone, connected, applies `couple.ended` and clears;
+    his tablet, asleep, learns it from sync's 404 and GET /couple. Ben then pairs with Cat:
+    both hold the new couple alone, each event applied once, as the GET endpoints show."""
+    ana, ben = client.couple()
+    couple_id = couple_id_of(client, ben)
+    phones = [GuidedPhone(client, who, couple_id) for who in (ben, another_phone(client, ben))]
+    phone, tablet = phones
+    try:
+        for each in phones:
+            each.connect(live_server.url)
+        send_bid(client, ana)
+        start(client, ana)
+        for each in phones:
+            each.settle()
+        tablet.go_offline()
+        body = {"password": ana.password}
+        assert client.request("DELETE", "/api/v1/me", as_=ana, json=body).status_code == 204
+        wait_until(lambda: phone.couple_id is None, 5, "the phone to apply couple.ended")
+        assert [ended.get("reason") for ended in phone.ended] == ["account_deleted"]
+        tablet.connect(live_server.url)
+        tablet.settle()
+        for each in phones:
+            assert each.state() == server_state(client, each.person)
+
+        cat = client.register("Cat")
+        new_couple = client.pair(ben, cat)["id"]
+        send_bid(client, cat)
+        for each in phones:
+            each.settle()
+            assert each.couple_id == new_couple
+            assert each.state() == server_state(client, each.person)
+            assert applied_once(each)
+            assert {held for held, _ in each.history} == {couple_id, new_couple}
+    finally:
+        for each in phones:
+            each.close()
