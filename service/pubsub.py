@@ -7,8 +7,9 @@ A process tells the others two things: Socket.IO events for the phones whose soc
 round trip. So a request never waits on Redis for them, and a Redis that is slow, hung or gone
 costs no request its time: while it does not answer, messages are dropped (counted in
 `reach_pubsub_messages_total{outcome="dropped"}` and logged once a minute), as Redis drops a
-message that nobody listens to anyway. What they announce is already committed: phones catch up
-through GET /sync, workers find the pushes on their idle pass.
+message that nobody listens to anyway. What they announce is already committed: workers find the
+pushes on their idle pass, and phones catch up through GET /sync, told to by the message a
+channel's `on_dropped` names, published once Redis takes messages again.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -85,6 +87,17 @@ class Publications:
         self._task_pid = 0
         self._resting_until = 0.0
         self._warned_at = -WARN_EVERY_SECONDS
+        # Per channel, the message telling its listeners that some of its messages were dropped;
+        # the channels whose message is owed (dropped since), until Redis takes it.
+        self._recoveries: dict[str, Callable[[], bytes | str]] = {}
+        self._owed: set[str] = set()
+
+    def on_dropped(self, channel: str, recovery: Callable[[], bytes | str]) -> None:
+        """Once messages of `channel` have been dropped, publish `recovery()` on it as soon as
+        Redis takes messages again: tried every RETRY_SECONDS, whether or not anything else is
+        published meanwhile, until it goes out."""
+        with self._ready:
+            self._recoveries[channel] = recovery
 
     def publish(self, channel: str, message: bytes | str) -> None:
         with self._ready:
@@ -128,13 +141,14 @@ class Publications:
     def _run(self) -> None:
         while True:
             with self._ready:
-                while not (self._messages or self._notices):
-                    self._ready.wait()
+                while not (self._messages or self._notices or self._owed_due()):
+                    self._ready.wait(self._owed_wait())
                 messages, self._messages = self._messages, deque()
                 notices, self._notices = list(self._notices), {}
+                owed = sorted(self._owed) if self._owed_due() else []
                 self._sending = True
             try:
-                self._send(messages, notices)
+                self._send(messages, notices, owed)
             except Exception:  # the task must outlive any one batch
                 log.exception("publishing to the other processes failed")
             finally:
@@ -142,23 +156,35 @@ class Publications:
                     self._sending = False
                     self._ready.notify_all()
 
-    def _send(self, messages: deque[tuple[str, bytes | str]], notices: list[str]) -> None:
+    def _owed_due(self) -> bool:
+        """Under the lock: whether a recovery message is owed and may be tried now."""
+        return bool(self._owed) and time.monotonic() >= self._resting_until
+
+    def _owed_wait(self) -> float | None:
+        """Under the lock: how long the task may sleep before an owed message is due."""
+        return max(self._resting_until - time.monotonic(), 0.0) if self._owed else None
+
+    def _send(
+        self, messages: deque[tuple[str, bytes | str]], notices: list[str], owed: list[str]
+    ) -> None:
         channels = Counter(channel for channel, _ in messages)
         channels.update(notices)
         if time.monotonic() < self._resting_until:
-            self._count(channels, "dropped")
+            self._dropped(channels)
             return
         pipeline = self.client.pipeline(transaction=False)
         for channel, message in messages:
             pipeline.publish(channel, message)
         for channel in notices:
             pipeline.publish(channel, b"")
+        for channel in owed:
+            pipeline.publish(channel, self._recoveries[channel]())
         try:
             pipeline.execute()
         except Exception as exc:
             now = time.monotonic()
             self._resting_until = now + RETRY_SECONDS
-            self._count(channels, "dropped")
+            self._dropped(channels)
             if now - self._warned_at >= WARN_EVERY_SECONDS:
                 self._warned_at = now
                 log.warning(
@@ -169,6 +195,19 @@ class Publications:
                 )
         else:
             self._count(channels, "sent")
+            if owed:
+                with self._ready:
+                    self._owed.difference_update(owed)
+                log.warning(
+                    "Redis takes messages for the other processes again; told the listeners of "
+                    "what was dropped to catch up",
+                    extra={"channels": owed},
+                )
+
+    def _dropped(self, channels: Counter[str]) -> None:
+        self._count(channels, "dropped")
+        with self._ready:
+            self._owed.update(channel for channel in channels if channel in self._recoveries)
 
     @staticmethod
     def _count(channels: Counter[str], outcome: str) -> None:

@@ -19,6 +19,12 @@ written elsewhere with nothing in the metrics or logs to show it. After `check_s
 a message the listener pings Redis; an answer that takes as long again ends the connection, and
 the process subscribes again on a new one (counted, logged), so a dead link is found within
 twice `check_seconds` (`REDIS_RECEIVE_CHECK_SECONDS`) of the last thing Redis sent.
+
+Events lost on the way (a process that could not publish, or could not receive) are in the
+couple's stream, but a phone learns of them only at its next event, reconnect or foreground.
+So the phones are told to sync (`sync.needed`, `{within_seconds}`: at a moment of their own
+within that, so they do not all come at once): every process's, by a process whose events were
+dropped once it publishes again; its own, by a process that receives again after failing to.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ CHANNEL = "flask-socketio"
 # Seconds between attempts to subscribe again while Redis is away: doubling from the first,
 # never more than the last (python-socketio's own double up to 60 s).
 RECEIVE_RETRY_FIRST, RECEIVE_RETRY_MAX = 0.5, 2.0
+# The event telling phones that socket events may have been lost: sync, at a moment of their
+# own within SYNC_SPREAD_SECONDS.
+SYNC_NEEDED = "sync.needed"
+SYNC_SPREAD_SECONDS = 10
 
 
 def listener_options(check_seconds: float) -> dict[str, Any]:
@@ -71,6 +81,31 @@ class QueueManager(socketio.RedisManager):
         super().__init__(url, channel=channel, redis_options=listener_options(check_seconds))
         self.publications = publications
         self.check_seconds = check_seconds
+        publications.on_dropped(self.channel, self._sync_needed_everywhere)
+
+    def _sync_needed_everywhere(self) -> str:
+        """The message (python-socketio's emit, as `PubSubManager.emit` publishes it) telling
+        every process's phones to sync."""
+        message = {
+            "method": "emit",
+            "event": SYNC_NEEDED,
+            "data": [{"within_seconds": SYNC_SPREAD_SECONDS}],
+            "binary": False,
+            "namespace": "/",
+            "room": None,
+            "skip_sid": None,
+            "callback": None,
+            "host_id": self.host_id,
+        }
+        return str(self.json.dumps(message))
+
+    def _sync_needed_here(self) -> None:
+        """Tell this process's phones to sync: what the others sent meanwhile never came."""
+        data = {"within_seconds": SYNC_SPREAD_SECONDS}
+        try:
+            self.emit(SYNC_NEEDED, data, namespace="/", ignore_queue=True)
+        except Exception:  # the receiving goes on: the phones still catch up at their next event
+            log.exception("telling this process's phones to sync failed")
 
     def _publish(self, data: Any) -> None:
         self.publications.publish(self.channel, self.json.dumps(data))
@@ -107,6 +142,7 @@ class QueueManager(socketio.RedisManager):
                     if failed:
                         log.warning("receiving from redis again", extra={"channel": self.channel})
                         retry_sleep, failed = RECEIVE_RETRY_FIRST, False
+                        self._sync_needed_here()
                     if message["type"] != "pong":
                         yield message
             except Exception as exc:

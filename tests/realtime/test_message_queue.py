@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service import create_app
 from service.config import Settings
 from service.pubsub import Publications, client_options
+from service.realtime.queue import SYNC_SPREAD_SECONDS
 from service.realtime.rooms import user_room
 from tests.support.client import ApiClient, Person
 from tests.support.guide import GuidedPhone, stream_head
@@ -374,6 +375,93 @@ def test_a_process_receives_again_soon_after_a_long_redis_outage(
     carries(from_server(here, ben.id), far, timeout=4)
     assert time.monotonic() - back < 4
     assert any("receiving from redis again" in r.getMessage() for r in caplog.records)
+
+
+def test_a_process_that_receives_again_tells_its_phones_to_sync(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the other processes sent while this one could not receive never comes: its phones
+    learnt of it only at their next event, reconnect or foreground (a partner's `bid.seen`
+    with nothing after it stayed unseen). Once it receives again, it tells them to sync."""
+    here, _there, ben, far = listening_pair(client, proxy, queued, phones)
+    proxy.down()
+    wait_until(lambda: receive_errors(proxy, caplog), timeout=20, what="a failure to receive")
+    from_server(here, ben.id)({"probe": "lost"})  # dropped: Redis is away
+    assert not far.named("sync.needed")
+    proxy.up()
+    told = far.wait_for("sync.needed", timeout=10)
+    assert told == {"within_seconds": SYNC_SPREAD_SECONDS}
+    assert not [p for p in far.named("probe") if p.get("probe") == "lost"]
+
+
+def test_a_process_whose_events_were_dropped_tells_every_phone_to_sync_once_it_publishes(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+) -> None:
+    """Redis did not take `here`'s events for a while (its link broke) while the
+    other processes heard Redis fine: those phones never got the events and were not told.
+    Once `here` publishes again, unasked (nothing else need be sent), every phone is told to
+    sync."""
+    require_redis("the message-queue tests")
+    here = queued(REDIS_URL=through(proxy), REDIS_TIMEOUT_MS=200)
+    there = queued(REDIS_URL=REDIS_URL)
+    ana, ben = client.couple()
+    far = Phone(there.url, ben.access_token).connect()
+    phones.append(far)
+    listening(here, far, ben.id)
+
+    dropped_before = socket_events(here, "dropped")
+    proxy.down()
+    _, lost = timed_bid(here, ana)
+    wait_until(
+        lambda: socket_events(here, "dropped") > dropped_before,
+        timeout=5,
+        what="the bid's event to be dropped",
+    )
+    proxy.up()
+    told = far.wait_for("sync.needed", timeout=10)
+    assert told == {"within_seconds": SYNC_SPREAD_SECONDS}
+    assert not [e for e in far.named("bid.created") if e["data"]["id"] == lost["id"]]
+    assert len(far.named("sync.needed")) == 1
+
+
+def test_a_phone_that_follows_the_guide_holds_a_bid_whose_event_was_lost_in_an_outage(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bid written while Redis was away reached neither the phone nor, with nothing written
+    after it, the phone's sync: it stayed unknown to the phone until its next reconnect. A
+    phone following docs/mobile.md §7 holds it once Redis is back, with nothing else sent."""
+    url = through(proxy)
+    here, there = queued(REDIS_URL=url, REDIS_TIMEOUT_MS=200), queued(REDIS_URL=url)
+    ana, ben = client.couple()
+    probe = Phone(there.url, ben.access_token).connect()
+    phones.append(probe)
+    listening(here, probe, ben.id)
+    couple_id = client.get("/api/v1/couple", as_=ben).json()["id"]
+    guided = GuidedPhone(ApiClient(there.url), ben, couple_id).connect(there.url)
+    try:
+        proxy.down()
+        wait_until(lambda: receive_errors(proxy, caplog), timeout=20, what="a failure to receive")
+        _, lost = timed_bid(here, ana)
+        proxy.up()
+        wait_until(
+            lambda: lost["id"] in guided.bids,
+            timeout=SYNC_SPREAD_SECONDS + 10,
+            what="the phone to hold the bid written during the outage",
+        )
+        assert "bid.created" not in guided.heard
+    finally:
+        guided.close()
 
 
 # --- A link to Redis that dies without a word ---------------------------------------------

@@ -17,6 +17,7 @@ phone holds, in the shape of the GET endpoints (`server_state`), bids shown as �
 from __future__ import annotations
 
 import queue
+import random
 import threading
 import uuid
 from collections.abc import Callable
@@ -79,6 +80,7 @@ class GuidedPhone:
         self.acknowledged: list[str] = []  # the bids this phone posted `delivered` for
         self.received: list[int] = []  # cursors as the socket brought them
         self.heard: list[str] = []  # the name of every socket event, in the order it came
+        self._timers: list[threading.Timer] = []  # syncs asked for by `sync.needed`, waiting
         # Test seams: called in a sync before it asks for a page, and between reading a page
         # and queueing its events; asked whether to lose a socket event (as a socket may).
         self.before_asking: Callable[[dict[str, Any]], None] | None = None
@@ -118,6 +120,8 @@ class GuidedPhone:
         self.socket = self._new_socket()
 
     def close(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
         if self.socket.connected:
             self.socket.disconnect()
         self._queue.put(None)
@@ -127,6 +131,12 @@ class GuidedPhone:
         self.heard.append(name)
         if name == "me.updated" and isinstance(data, dict):  # §10: this account's profile
             self._queue.put(lambda: self.profile.update(data))
+            return
+        if name == "sync.needed" and isinstance(data, dict):  # §7 rule 2: at a random moment
+            wait = random.uniform(0, float(data.get("within_seconds", 0)))
+            timer = threading.Timer(wait, self.sync_now)
+            self._timers.append(timer)
+            timer.start()
             return
         if isinstance(data, dict) and "cursor" in data:  # couple.*, bid.*, repair.*, checkin.*
             self.received.append(data["cursor"])
