@@ -8,9 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from service.clock import clock
 from service.extensions import db
+from service.models import Bid
 from service.services import bids
 from service.worker.runner import Worker
 from tests.support.client import ApiClient, Person
@@ -171,8 +173,11 @@ def test_the_worker_expires_the_longest_overdue_bids_first_whatever_their_status
     clock.freeze(at("2031-03-02T11:00:00+00:00"))  # all three a day and an hour old
     with worker.app.app_context(), db.scope() as session:
         assert bids.expire_due(session, clock.now(), batch=2) == 2
-    ana = client.fresh(ana)
-    status = {b: client.get(f"/api/v1/bids/{b}", as_=ana).json()["status"] for b in sent}
+    with worker.app.app_context(), db.scope() as session:  # as marked (GET shows all expired)
+        marked = session.execute(
+            select(Bid.id, Bid.status).where(Bid.id.in_(map(uuid.UUID, sent)))
+        ).all()
+    status = {str(bid_id): status for bid_id, status in marked}
     assert status == {seen: "expired", delivered: "expired", still_sent: "sent"}
 
 
@@ -258,6 +263,44 @@ def test_an_acknowledgement_after_expires_at_finds_the_bid_expired(
     insights = client.get("/api/v1/insights", as_=ben, params={"days": 30}).json()
     mine = next(p for p in insights["partners"] if p["user_id"] == ben.id)
     assert mine["median_delivery_seconds"] is None, mine
+
+
+def test_a_bid_past_expires_at_reads_as_expired_before_the_worker_marks_it(
+    client: ApiClient, worker: Worker
+) -> None:
+    """An unanswered bid is over at its `expires_at`, whether or not the worker has marked it
+    yet (the worker was away, or behind): GET shows it expired and missed, `?status=expired`
+    lists it and `?status=sent` does not. When the worker marks it, GET shows it as before,
+    and `bid.expired` brings that same bid."""
+    ana, ben = client.couple()
+    clock.freeze(at("2031-03-01T10:00:00+00:00"))
+    over = send(client, client.fresh(ana))
+    clock.freeze(at("2031-03-02T09:00:00+00:00"))
+    still_open = send(client, client.fresh(ana))
+    clock.freeze(at("2031-03-02T10:00:00+00:00"))  # exactly the first one's expires_at
+    ben = client.fresh(ben)
+
+    def listed(**params: str) -> list[dict]:  # type: ignore[type-arg]
+        return list(client.get("/api/v1/bids", as_=ben, params=params).json()["items"])
+
+    shown = client.get(f"/api/v1/bids/{over['id']}", as_=ben).json()
+    assert (shown["status"], shown["outcome"], shown["turned_toward"]) == (
+        "expired",
+        "missed",
+        False,
+    ), shown
+    assert shown["expired_at"] == over["expires_at"]
+    assert [b["id"] for b in listed()] == [still_open["id"], over["id"]]
+    assert listed()[1] == shown
+    assert listed(status="expired") == [shown]
+    assert [b["id"] for b in listed(status="sent")] == [still_open["id"]]
+
+    clock.freeze(at("2031-03-02T10:00:07+00:00"))
+    assert worker.run_once().expired_bids == 1
+    ben = client.fresh(ben)
+    assert client.get(f"/api/v1/bids/{over['id']}", as_=ben).json() == shown
+    last = events_of(client, ben)[-1]
+    assert (last["type"], last["data"]) == ("bid.expired", shown)
 
 
 @pytest.mark.parametrize("worker_ran", [True, False], ids=["expired", "not-yet-expired"])

@@ -11,7 +11,7 @@ sent one message at a time; its own profile, from the sign-in, from the answers 
 changes it makes, from `me.updated` and from GET /me after each connect. Every applied event
 is recorded, so a test can see that each was applied once, in order; `state()` is what the
 phone holds, in the shape of the GET endpoints (`server_state`), bids shown as §6 says (a
-`later` whose `back_at` has passed is broken).
+`later` whose `back_at` has passed is broken, an unanswered bid past `expires_at` expired).
 """
 
 from __future__ import annotations
@@ -463,7 +463,12 @@ class GuidedPhone:
 
 
 def shown_bid(bid: dict[str, Any]) -> dict[str, Any]:
-    """The bid as §6 says to show it: a `later` whose `back_at` has passed is broken."""
+    """The bid as §6 says to show it: a `later` whose `back_at` has passed is broken, and an
+    unanswered bid is expired (at its `expires_at`) once that has passed."""
+    open_ = bid["status"] in ("sent", "delivered", "seen")
+    if open_ and clock.now() >= datetime.fromisoformat(bid["expires_at"]):
+        over = {"status": "expired", "expired_at": bid["expires_at"]}
+        return {**bid, **over, "outcome": "missed", "turned_toward": False}
     later = next((r for r in bid["responses"] if r["kind"] == "later"), None)
     broken = later is not None and clock.now() > datetime.fromisoformat(later["back_at"])
     if bid["outcome"] == "later_pending" and broken:

@@ -72,10 +72,10 @@ def expire_due(session: Session, now: datetime, batch: int = 200) -> int:
 
 
 def _expire(session: Session, bid: Bid, couple: Couple | None, now: datetime) -> None:
-    """Mark an overdue bid expired and withdraw its push; its couple (locked first) is told
-    unless it has ended."""
+    """Mark an overdue bid expired (at its `expires_at`, as reads showed it meanwhile) and
+    withdraw its push; its couple (locked first) is told unless it has ended."""
     bid.status = "expired"
-    bid.expired_at = now
+    bid.expired_at = bid.expires_at
     push_outbox.cancel(session, push_outbox.bid_push_of(bid.id))
     if couple is not None and couple.ended_at is None:
         events.record(session, couple, "bid.expired", wire(present(bid, now)))

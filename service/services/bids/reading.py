@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Subquery, select
+from sqlalchemy.orm import Session, aliased
 
 from schemas.bids import BidSchema
 from service.clock import clock
@@ -16,10 +16,11 @@ from service.domain import bids as rules
 from service.domain.errors import NotFound
 from service.models import Bid, BidResponse, Couple, User
 from service.models.base import table
-from service.services import pages, pairing
+from service.services import pages, pairing, scans
 
 _bid_schema = BidSchema()
 _VIEW_COLUMNS = [name for name in _bid_schema.fields if name in table(Bid).c]
+_NEWEST_FIRST = (Bid.created_at.desc(), Bid.id.desc())
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ def present(bid: Bid, now: datetime | None = None) -> dict[str, Any]:
 def _with_outcome(
     view: dict[str, Any], responses: list[BidResponse], now: datetime
 ) -> dict[str, Any]:
+    if rules.overdue(view["status"], view["expires_at"], now):
+        # Over at its expires_at, as the worker will mark it (`expiry._expire`): shown so now.
+        view["status"], view["expired_at"] = "expired", view["expires_at"]
     facts = [rules.ResponseFact(r.kind, r.created_at, r.back_at) for r in responses]
     outcome = rules.outcome(view["status"], facts, now)
     view["responses"] = responses
@@ -71,19 +75,38 @@ def list_for(
     status: str | None = None,
 ) -> dict[str, Any]:
     couple = pairing.require_couple(session, user)
+    now = clock.now()
     query = select(Bid).where(Bid.couple_id == couple.id)
-    if status:
-        query = query.where(Bid.status == status)
     if before:
         # One comparison of (created_at, id): ix_bids_couple_created_id (or its status's) starts
         # the page where the last one ended, rather than reading every newer bid first.
         query = query.where(pages.older_than_key(Bid, before))
-    rows = list(
-        session.scalars(query.order_by(Bid.created_at.desc(), Bid.id.desc()).limit(limit + 1))
-    )
-    now = clock.now()
+    if status == "expired":
+        page = aliased(Bid, _expired_page(query, now, limit + 1))
+        query = select(page).order_by(page.created_at.desc(), page.id.desc())
+    else:
+        if status:
+            # An open bid past its expires_at is expired, marked yet or not (`present`).
+            query = query.where(Bid.status == status)
+        if status in rules.OPEN_STATUSES:
+            query = query.where(Bid.expires_at > now)
+        query = query.order_by(*_NEWEST_FIRST)
+    rows = list(session.scalars(query.limit(limit + 1)))
     items = [present(bid, now) for bid in rows[:limit]]
     return {"items": items, "next": pages.next_of(rows, limit)}
+
+
+def _expired_page(query: Select[Bid], now: datetime, most: int) -> Subquery:
+    """The newest `most` bids of `query` that are expired: marked, or open and past their
+    expires_at. One scan per status, each stopping at `most` (`scans.first_of_each`), as a
+    page of another status reads: `status IN (...)` would read the couple's every expired bid
+    and sort them."""
+    marked = query.where(Bid.status == "expired")
+    overdue = [
+        query.where(Bid.status == status, Bid.expires_at <= now) for status in rules.OPEN_STATUSES
+    ]
+    each = [scan.order_by(*_NEWEST_FIRST) for scan in [marked, *overdue]]
+    return scans.first_of_each(each, most, "expired_page")
 
 
 def _visible(
