@@ -4,8 +4,10 @@ pass, and the held device FCM declared dead is switched off at the next report."
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.locks import rows_held
 from tests.support.settings import make_settings
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.postgres, pytest.mark.committed]
 
@@ -111,22 +114,19 @@ def test_a_device_held_elsewhere_holds_up_neither_the_pass_nor_the_other_pushes(
 def test_a_dead_token_on_a_held_device_is_switched_off_at_its_next_report(
     client: ApiClient, app: Flask, impatient_worker: Worker, standin: FcmStandIn
 ) -> None:
-    """FCM reports Ben's token dead while his device is held: switching it off would wait. The
-    pass is recorded without it (the token is remembered dead at once); the device is switched
-    off when a later push to it is refused again."""
+    """FCM reports Ben's token dead after another transaction took hold of his device (while
+    the push was out): switching it off would wait. The pass is recorded without it (the token
+    is remembered dead at once); the device is switched off when a later push to it is refused
+    again."""
     clock.freeze(datetime(2031, 5, 1, 12, 0, tzinfo=UTC))
     ana, ben = client.couple("Ana", "Ben")
     cat, dan = client.couple("Cat", "Dan")
     device(client, ben, "ben-phone-token")
     device(client, dan, "dan-phone-token")
-    standin.script("ben-phone-token", fcm.unavailable(), fcm.UNREGISTERED, fcm.UNREGISTERED)
+    slowly_refused = dataclasses.replace(fcm.UNREGISTERED, delay=0.3)
+    standin.script("ben-phone-token", slowly_refused, fcm.UNREGISTERED)
     standin.script("dan-phone-token", fcm.UNREGISTERED)
     bid(client, client.fresh(ana))
-    assert passing(impatient_worker) == 1  # Ben's push is refused for now: tried again later
-    with impatient_worker.app.app_context(), db.scope() as session:
-        due = session.scalar(select(PushJob.available_at))
-    assert due is not None
-    clock.freeze(due)
     bid(client, client.fresh(cat))
 
     def reasons() -> dict[str, tuple[bool, str | None]]:
@@ -134,12 +134,18 @@ def test_a_dead_token_on_a_held_device_is_switched_off_at_its_next_report(
             rows = session.execute(select(Device.push_token, Device.active, Device.disabled_reason))
             return {token: (active, reason) for token, active, reason in rows}
 
-    with rows_held(app, held("ben-phone-token")):
-        assert passing(impatient_worker) == 2
-        assert by_token(impatient_worker) == {
-            "ben-phone-token": ("done", 1, 2),
-            "dan-phone-token": ("done", 1, 1),
-        }
+    def out_to_ben() -> bool:
+        return "ben-phone-token" in [m["token"] for m in standin.messages()]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        one_pass = pool.submit(passing, impatient_worker)
+        wait_until(out_to_ben, what="Ben's push out to FCM")
+        with rows_held(app, held("ben-phone-token")):
+            assert one_pass.result(timeout=10) == 2
+            assert by_token(impatient_worker) == {
+                "ben-phone-token": ("done", 1, 1),
+                "dan-phone-token": ("done", 1, 1),
+            }
     assert reasons() == {
         "ben-phone-token": (True, None),
         "dan-phone-token": (False, "unregistered"),
@@ -153,3 +159,32 @@ def test_a_dead_token_on_a_held_device_is_switched_off_at_its_next_report(
     bid(client, client.fresh(ana))
     assert passing(impatient_worker) == 1
     assert reasons()["ben-phone-token"] == (False, "unregistered")
+
+
+def test_a_retry_to_a_held_device_waits_for_it_as_a_first_push_does(
+    client: ApiClient, app: Flask, impatient_worker: Worker, standin: FcmStandIn
+) -> None:
+    """Ben's tablet is to be tried again when a registration takes hold of it (Cat signing in
+    on it, say): the retry is not sent to a phone that may be someone else's once that
+    commits. It waits a moment, not an attempt, as a first push to a held device does."""
+    t0 = datetime(2031, 5, 1, 12, 0, tzinfo=UTC)
+    clock.freeze(t0)
+    ana, ben = client.couple("Ana", "Ben")
+    device(client, ben, "shared-tablet-token")
+    standin.script("shared-tablet-token", fcm.unavailable())
+    bid(client, client.fresh(ana))
+    assert passing(impatient_worker) == 1  # FCM could not take it: to be tried again
+    with impatient_worker.app.app_context(), db.scope() as session:
+        due = session.scalar(select(PushJob.available_at))
+    assert due is not None
+    clock.freeze(due)
+    with rows_held(app, held("shared-tablet-token")):
+        assert passing(impatient_worker) == 0
+        assert len(standin.messages()) == 1  # the first try only
+        assert by_token(impatient_worker) == {"shared-tablet-token": ("pending", 1, 1)}
+        with impatient_worker.app.app_context(), db.scope() as session:
+            job = session.scalars(select(PushJob)).one()
+            assert (job.available_at, job.attempts) == (due + timedelta(seconds=1), 1)
+    clock.freeze(due + timedelta(seconds=1))
+    assert passing(impatient_worker) == 1
+    assert by_token(impatient_worker) == {"shared-tablet-token": ("done", 1, 2)}

@@ -39,9 +39,9 @@ class _Plan:
     # the end of this pass's lease, as written in its claim: the jobs are its own only while
     # they are still claimed by its worker with this very lease
     until: datetime | None = None
-    # the jobs with a device that had no delivery yet and that another transaction held as the
-    # deliveries were added (a registration or a deletion of that phone): that push is not
-    # sent in this pass, and its job waits for a later one
+    # the jobs with a device that another transaction held as the pass read it (a registration
+    # or a deletion of that phone), whether it had no delivery yet or one still pending (a
+    # retry): that push is not sent in this pass, and its job waits for a later one
     held: set[int] = field(default_factory=set)
 
     def waits(self, job_id: int) -> bool:
@@ -58,11 +58,13 @@ def _plan(session: Session, sql: _Statements, jobs: list[Row[Any]], now: datetim
     session.execute(sql.add_missing, {"ids": ids, "now": now})
     by_job: dict[int, list[Any]] = {job_id: [] for job_id in ids}
     for row in session.execute(sql.deliveries, {"ids": ids}):
-        if row.id is None:  # a device held elsewhere: left out, not waited for
+        if row.held:  # a device held elsewhere: left out, not waited for
             plan.held.add(row.job_id)
+        if row.id is None:  # (one still without a delivery)
             continue
         plan.states[row.job_id][row.id] = row.state
-        by_job[row.job_id].append(row)
+        if not row.held:
+            by_job[row.job_id].append(row)
     skipped: list[int] = []
     for job in jobs:
         common = _common(job.payload, job.expires_at)

@@ -14,10 +14,13 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
+    false,
     insert,
     literal,
     null,
     select,
+    true,
     union_all,
     update,
 )
@@ -116,13 +119,26 @@ class _Statements:
             pairs,
         )
         # Every delivery of the jobs, and (with no id, state "held") the active devices of their
-        # recipients still without one: held elsewhere as the deliveries were added.
+        # recipients still without one: held elsewhere as the deliveries were added. A pending
+        # delivery's device is locked as a new one's is (FOR KEY SHARE, SKIP LOCKED): one that
+        # another transaction holds (a registration that may move it to someone else, or a
+        # deletion) is `held`, its push not sent in this pass. No statement more: one lookup
+        # of the device by its key per pending delivery (a new one's lock is this pass's own).
+        again = DEVICES.alias("device_again")
+        device_free = (
+            select(again.c.id)
+            .where(again.c.id == DELIVERIES.c.device_id)
+            .with_for_update(read=True, key_share=True, skip_locked=True)
+            .exists()
+        )
+        device_held = case((DELIVERIES.c.state == "pending", ~device_free), else_=false())
         existing = (
             select(
                 DELIVERIES.c.id,
                 DELIVERIES.c.job_id,
                 DELIVERIES.c.state,
                 DELIVERIES.c.attempts,
+                device_held.label("held"),
                 DEVICES.c.id.label("device_id"),
                 DEVICES.c.user_id,
                 DEVICES.c.platform,
@@ -142,7 +158,8 @@ class _Statements:
             JOBS.c.id.label("job_id"),
             literal("held", DELIVERIES.c.state.type).label("state"),
             literal(0, DELIVERIES.c.attempts.type).label("attempts"),
-            *existing.selected_columns[4:],
+            true().label("held"),
+            *existing.selected_columns[5:],
         ).join(USERS, USERS.c.id == DEVICES.c.user_id)
         both = union_all(existing, held_devices).subquery("deliveries")
         self.deliveries = select(both).order_by(both.c.id)
