@@ -19,7 +19,9 @@ from service.models import Operator, PushAttempt, PushDelivery, PushJob
 from service.models.push import BIG_ID_MAX
 from service.services import ops, ops_audit, push_outbox
 
-RETRYABLE_DELIVERIES = ("dead", "failed")
+# A delivery FCM refused the message of (`invalid`: too large, a field it will not take) is
+# sent again too: what made it so may be gone (a note no longer shown, a release since).
+RETRYABLE_DELIVERIES = ("dead", "failed", "invalid")
 DEAD_LETTER_PAGE = 100
 # Where a page of dead letters continues: the last one's finished_at and id.
 DeadLetterCursor = tuple[datetime, int]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from service.worker.runner import Worker
 from tests.api.test_devices import reinstalled
 from tests.dashboard.conftest import OperatorAccount, OpsClient
 from tests.dashboard.helpers import add_device, dead_letter, dead_letter_of, job_state, send_bid
+from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient
 from tests.support.fcm_standin import FcmStandIn
 from tests.support.plans import rows_examined, rows_fetched
@@ -319,6 +321,54 @@ def test_a_dead_push_of_a_bid_answered_since_is_withdrawn_not_retried(
     )
     assert fcm_worker.run_once().pushes == 0
     assert len(standin.messages()) == tried
+
+
+def test_a_push_fcm_refuses_as_a_message_is_dead_lettered_for_operators_to_see(
+    client: ApiClient,
+    signed_in: OpsClient,
+    fcm_worker: Worker,
+    standin: FcmStandIn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """FCM refuses the message itself (INVALID_ARGUMENT about one of its fields, not the
+    token): Ben never got the push. Operators see it with the dead letters, FCM's code beside
+    it; the worker's log names the job and the code, never what anyone wrote; the phone stays
+    on, and an operator's retry sends it again."""
+    ana, ben = client.couple("Ana", "Ben")
+    client.patch("/api/v1/me", as_=ben, json={"notes_on_lock_screen": True})
+    add_device(client, ben, "ben-phone")
+    standin.script("ben-phone", fcm.INVALID_DATA)
+    send_bid(client, ana, note="our secret words")
+    with caplog.at_level(logging.INFO):
+        assert fcm_worker.run_once().pushes == 1
+    listed = signed_in.get("/ops/api/push").json()
+    assert [(job["kind"], job["deliveries"]) for job in listed["dead_letters"]] == [
+        (
+            "bid.created",
+            [
+                {
+                    "platform": "android",
+                    "state": "invalid",
+                    "attempts": 1,
+                    "error": "INVALID_ARGUMENT",
+                }
+            ],
+        )
+    ]
+    assert listed["summary"]["dead"] == 1
+    job_id = listed["dead_letters"][0]["id"]
+    refused = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [
+        (r.getMessage(), getattr(r, "job_id", None), getattr(r, "error", None)) for r in refused
+    ] == [("push refused for good: dead-lettered", job_id, "INVALID_ARGUMENT")]
+    assert "our secret words" not in caplog.text
+    devices = client.get("/api/v1/devices", as_=client.fresh(ben)).json()["items"]
+    assert [d["active"] for d in devices] == [True]
+
+    retry(signed_in, job_id)
+    assert fcm_worker.run_once().pushes == 1
+    assert job_state(fcm_worker, job_id) == "done"
+    assert len(standin.messages()) == 2
 
 
 @pytest.mark.postgres

@@ -149,7 +149,7 @@ def test_every_outcome_in_one_pass_is_recorded_in_a_bounded_number_of_statements
     assert jobs == {
         "sent-token": "done",
         "dead-token": "done",
-        "invalid-token": "done",
+        "invalid-token": "dead",
         "failed-token": "dead",
         "busy-token": "pending",
         "late-token": "expired",

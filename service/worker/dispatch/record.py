@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from service.errors import database_said, is_unavailable
 from service.worker.dispatch.plan import _Plan
 from service.worker.dispatch.policy import HELD_DEVICE_SECONDS
-from service.worker.dispatch.results import _Recorded
+from service.worker.dispatch.results import GAVE_UP, _Recorded
 from service.worker.dispatch.statements import _Statements
 
 log = logging.getLogger("reach.push")
@@ -123,7 +123,7 @@ def _finish_jobs(
             if job.id in plan.held:
                 due = max(due, held_until)
             again.append({"job_id": job.id, "available_at": due, **lease})
-        elif "dead" in states or "failed" in states:
+        elif any(state in GAVE_UP for state in states):
             dead.append(job.id)  # dead-lettered: operators can see it and send it again
         else:
             done.append(job.id)

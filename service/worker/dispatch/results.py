@@ -13,10 +13,14 @@ from service.clock import clock
 from service.domain.quiet_hours import QuietHours
 from service.push import EXPIRED, PushResult
 from service.services import devices
-from service.worker.dispatch.plan import _Plan
+from service.worker.dispatch.plan import _Plan, _Planned
 from service.worker.dispatch.policy import RetryPolicy
 
 log = logging.getLogger("reach.push")
+
+# The deliveries that failed for good (FCM refused the message itself, a permanent failure,
+# retries given up): their job is dead-lettered, for operators to see and send again.
+GAVE_UP = ("invalid", "failed", "dead")
 
 
 @dataclass
@@ -99,6 +103,8 @@ def _results(
             }
         )
         metrics.push_outcome(result.outcome, message.platform)
+        if state in ("invalid", "failed"):
+            _refused(worker, send, result)
         if verbose:
             log.info(
                 "push %s",
@@ -121,6 +127,22 @@ def _results(
             },
         )
     return recorded
+
+
+def _refused(worker: str, send: _Planned, result: PushResult) -> None:
+    """One line for operators about a push refused for good: its job, what it announces and
+    FCM's code (or our reason), never the message's words nor FCM's text about them."""
+    log.warning(
+        "push refused for good: dead-lettered",
+        extra={
+            "job_id": send.job_id,
+            "push_kind": send.message.data.get("type"),
+            "platform": send.message.platform,
+            "outcome": result.outcome,
+            "error": result.error,
+            "worker": worker,
+        },
+    )
 
 
 def _schedule(policy: RetryPolicy, plan: _Plan, recorded: _Recorded) -> None:
