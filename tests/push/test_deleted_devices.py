@@ -4,6 +4,7 @@ deleted as the pass records its push does not deadlock with it."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ import pytest
 from flask import Flask
 
 from service.clock import clock
-from service.worker.runner import Worker
+from service.worker.runner import Tick, Worker
 from tests.push.test_delivery import bid, device, jobs
 from tests.support import fcm_standin as fcm
 from tests.support.client import ApiClient
@@ -48,22 +49,34 @@ def test_an_account_deleted_as_a_push_to_it_is_recorded_does_not_deadlock(
     client: ApiClient, app: Flask, fcm_worker: Worker, standin: FcmStandIn
 ) -> None:
     """Ben deletes his account as the worker records the push to his phone: the deletion has
-    cancelled his couple's jobs and is about to take his device and its delivery. The worker
-    must take the jobs before the deliveries, as the deletion does, or each waits for the
-    other until PostgreSQL aborts one: the whole pass, whose pushes go out again."""
+    cancelled his couple's jobs and is about to take his device and its delivery. Had the
+    worker waited for the jobs, and the deletion then for the delivery the worker took, each
+    would wait for the other until PostgreSQL aborts one: the whole pass, whose pushes go out
+    again. The worker passes over the jobs the deletion holds: the deletion waits for nobody."""
     ana, ben = client.couple()
     device(client, ben, "ben-phone")
     standin.script("ben-phone", fcm.Answer(delay=1.0))
     bid(client, ana)
     api = ApiClient(client.base_url)
+    passed = threading.Event()
+
+    def one_pass() -> Tick:
+        try:
+            return fcm_worker.run_once()
+        finally:
+            passed.set()
+
     with (
         ThreadPoolExecutor(max_workers=2) as pool,
-        first_statement_held(app, lambda sql: sql.startswith("UPDATE push_jobs SET payload")),
+        first_statement_held(
+            app, lambda sql: sql.startswith("UPDATE push_jobs SET payload"), until=passed.is_set
+        ) as held,
     ):
-        sending = pool.submit(fcm_worker.run_once)
+        sending = pool.submit(one_pass)
         wait_until(lambda: len(standin.messages()) == 1, what="the push on its way to FCM")
         deleting = pool.submit(api.delete, "/api/v1/me", as_=ben)
         deleted, tick = deleting.result(timeout=20), sending.result(timeout=20)
+    assert held.is_set()  # the deletion held the jobs as the pass recorded
     assert deleted.status_code == 204, deleted.text
     assert tick.pushes == 1
     assert jobs(fcm_worker) == []  # Ben's went with his account

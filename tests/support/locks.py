@@ -63,20 +63,25 @@ def rows_held(app: Flask, locking: Executable) -> Iterator[None]:
 
 
 @contextmanager
-def first_statement_held(app: Flask, matches: Callable[[str], bool]) -> Iterator[threading.Event]:
+def first_statement_held(
+    app: Flask, matches: Callable[[str], bool], until: Callable[[], bool] | None = None
+) -> Iterator[threading.Event]:
     """The first statement of the app whose SQL `matches` is held once it has run (its locks
-    taken), until another session of the database waits for a lock. Yields an event set once
-    it is held."""
+    taken), until another session of the database waits for a lock (or, if given, `until`
+    holds). Yields an event set once it is held."""
     with app.app_context():
         engine = db.engine
     held = threading.Event()
     with lock_waiters(app) as waiting:
 
+        def released() -> bool:
+            return until() if until is not None else waiting() > 0
+
         def hold(*args: Any) -> None:
             if held.is_set() or not matches(args[2]):
                 return
             held.set()
-            wait_until(lambda: waiting() > 0, what="another session to wait for a lock")
+            wait_until(released, what="the statement's hold to end")
 
         event.listen(engine, "after_cursor_execute", hold)
         try:

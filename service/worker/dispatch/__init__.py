@@ -13,7 +13,9 @@ objects: the unit of work was most of the worker's CPU):
 2. the batch goes out, each send started only while the lease leaves room for its answer
    (`service/push/timing.py`): what the pass could not start in time stays pending, untried;
 3. one transaction: the jobs still held with the pass's lease (one SELECT ... FOR NO KEY
-   UPDATE: only their results are recorded, not over those of a worker that took one over),
+   UPDATE SKIP LOCKED: only their results are recorded, not over those of a worker that took
+   one over; only if it passed over some, one SELECT more tells those another transaction
+   holds, whose deliveries' results are written without waiting for them),
    the jobs by outcome (one UPDATE for the done, one for the dead, one
    executemany for those that wait to be retried, one UPDATE for those none of whose pushes
    could be started, one executemany for those whose recipient is in quiet hours now, each only

@@ -63,13 +63,31 @@ def _write(
     # a database away) must not write over the results of the worker that took its jobs
     # over. Its jobs are locked first, those still claimed with its lease, so none can be
     # taken over before this commits; the rest belong to someone else now.
+    #
+    # A job another transaction holds (a request withdrawing it, or one left open) is not
+    # waited for: waited for, the statement timeout failed the write, again until the lease
+    # ran out, and the pushes sent went out again after it. Still claimed with this lease
+    # (read without a lock: only then, one statement more), its deliveries' results are
+    # written now, so none of them goes twice; the job itself stays claimed, and the first
+    # pass after its lease finishes it.
     now = recorded.now
     lease = {"worker": worker, "until": plan.until}
     held: set[int] = set()
+    ours: set[int] = set()
     if plan.jobs:
         ids = [job.id for job in plan.jobs]
-        held = set(session.scalars(sql.holding, {"ids": ids, **lease}))
-    _finish_jobs(session, sql, plan, recorded.due, recorded.tried, now, lease)
+        held = ours = set(session.scalars(sql.holding, {"ids": ids, **lease}))
+        rest = [job_id for job_id in ids if job_id not in held]
+        if rest:
+            busy = set(session.scalars(sql.ours, {"ids": rest, **lease}))
+            ours = held | busy
+            if busy:
+                log.warning(
+                    "push jobs held by another transaction: their pushes' results are "
+                    "recorded, the jobs finish after their lease",
+                    extra={"worker": worker, "jobs": sorted(busy)},
+                )
+    _finish_jobs(session, sql, plan, held, recorded.due, recorded.tried, now, lease)
     for reason, device_ids in recorded.unregistered.items():
         session.execute(sql.unregister, {"ids": device_ids, "reason": reason, "now": now})
     if recorded.dead_tokens:
@@ -77,9 +95,9 @@ def _write(
         dead = sorted(recorded.dead_tokens.items())  # one order for every worker
         rows = [{"token_sha256": h, "reason": r, "created_at": now} for h, r in dead]
         session.execute(sql.bury, rows)
-    ours = [row for row in recorded.deliveries if recorded.job_of[row["delivery_id"]] in held]
-    if ours:
-        session.execute(sql.delivered, ours)
+    rows = [row for row in recorded.deliveries if recorded.job_of[row["delivery_id"]] in ours]
+    if rows:
+        session.execute(sql.delivered, rows)
     if recorded.attempts:  # what went out, whoever holds its job now
         session.execute(sql.attempts, recorded.attempts)
 
@@ -88,6 +106,7 @@ def _finish_jobs(
     session: Session,
     sql: _Statements,
     plan: _Plan,
+    held: set[int],
     retry_due: dict[int, datetime],
     tried: set[int],
     now: datetime,
@@ -98,8 +117,9 @@ def _finish_jobs(
     attempt, its place in the queue kept) if none of its pushes could be started, and a
     moment later if a device of its recipient was held by another transaction (`_Plan.held`).
 
-    Only the jobs this worker still holds: one cancelled meanwhile (an unpair, a deleted
-    account) stays cancelled, and one whose lease ran out belongs to whoever took it over.
+    Only the jobs this worker still holds, locked (`held`): one cancelled meanwhile (an
+    unpair, a deleted account) stays cancelled, one whose lease ran out belongs to whoever
+    took it over, and one another transaction holds is not waited for.
     """
     done: list[int] = []
     dead: list[int] = []
@@ -110,6 +130,8 @@ def _finish_jobs(
     # them would be claimed again pass after pass, ahead of every push behind them.
     held_until = now + timedelta(seconds=HELD_DEVICE_SECONDS)
     for job in plan.jobs:
+        if job.id not in held:
+            continue
         states = plan.states[job.id].values()
         if job.id in plan.deferred:
             until = plan.deferred[job.id]

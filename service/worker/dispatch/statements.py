@@ -76,10 +76,10 @@ class _Statements:
             JOBS.c.claimed_by == param("worker", JOBS.c.claimed_by),
             JOBS.c.claimed_until == param("until", JOBS.c.claimed_until),
         )
-        # Locks them as their UPDATE would (FOR NO KEY UPDATE), before anything is recorded.
-        self.holding = (
-            select(JOBS.c.id).where(JOBS.c.id.in_(ids), held).with_for_update(key_share=True)
-        )
+        # Locks them as their UPDATE would (FOR NO KEY UPDATE), before anything is recorded;
+        # one another transaction holds is passed over, not waited for (SKIP LOCKED).
+        self.ours = select(JOBS.c.id).where(JOBS.c.id.in_(ids), held)
+        self.holding = self.ours.with_for_update(key_share=True, skip_locked=True)
         # Only while this worker holds them: a job withdrawn meanwhile stays cancelled.
         self.expire = (
             update(JOBS)
