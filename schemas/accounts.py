@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates, validates_schema
@@ -126,12 +127,23 @@ class PasswordChangeSchema(Schema):
     )
 
 
+# `Authorization`'s scheme copied into the body with the token ("Bearer rt_...").
+_BEARER = re.compile(r"bearer\s", re.IGNORECASE)
+
+
 class _RefreshTokenLength(validate.Length):
     """1-200 characters (the OpenAPI document says so), but an access token (a JWT: its header,
     base64 of `{"`, begins "eyJ") sent in the refresh token's place is named as such: "too
-    long" would not tell the app which token to send."""
+    long" would not tell the app which token to send. So is a token sent with a "Bearer "
+    prefix: as an unknown token it would be refused (401, as if the session were over) or
+    signed out of nothing (204)."""
 
     def __call__(self, value: Any) -> Any:
+        if isinstance(value, str) and _BEARER.match(value):
+            raise ValidationError(
+                "Send the refresh token (rt_...) alone, without 'Bearer ': only the access token "
+                "goes in the Authorization header with it."
+            )
         if isinstance(value, str) and value.startswith("eyJ") and value.count(".") == 2:
             raise ValidationError(
                 "This is the access token: send the refresh token (rt_...) that sign-in gave."

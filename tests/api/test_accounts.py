@@ -457,6 +457,28 @@ def test_an_access_token_sent_as_the_refresh_token_says_which_to_send(
     assert client.get("/api/v1/me", as_=person).status_code == 200
 
 
+@pytest.mark.parametrize("route", ["/api/v1/auth/refresh", "/api/v1/auth/logout"])
+@pytest.mark.parametrize("prefix", ["Bearer ", "bearer  "])
+@pytest.mark.parametrize("which", ["refresh_token", "access_token"])
+def test_a_token_sent_with_a_bearer_prefix_says_to_send_it_alone(
+    client: ApiClient, route: str, prefix: str, which: str
+) -> None:
+    """`Authorization`'s "Bearer " copied into the body: the 422 says to send the refresh token
+    alone, not that it is too long (an access token) or that the session is over (a refresh
+    token, which would send the app to sign-in); nothing is refreshed or signed out."""
+    person = client.register("Ana")
+    response = client.post(route, json={"refresh_token": prefix + getattr(person, which)})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == {
+        "refresh_token": [
+            "Send the refresh token (rt_...) alone, without 'Bearer ': only the access token "
+            "goes in the Authorization header with it."
+        ]
+    }
+    assert client.get("/api/v1/me", as_=person).status_code == 200
+    assert refresh(client, person.refresh_token).status_code == 200
+
+
 def test_expired_access_token_is_refused(client: ApiClient) -> None:
     person = client.register("Ana")
     clock.freeze(clock.now() + timedelta(minutes=16))
