@@ -44,6 +44,11 @@ def bearer_token() -> str:
     return token.strip()
 
 
+def access_claims() -> AccessClaims:
+    """The caller's access token, checked (signature, times); its session is not looked up."""
+    return token_issuer().read_access_token(bearer_token(), clock.now())
+
+
 def current_member() -> Member:
     member: Member | None = g.get("current_member")
     if member is None:
@@ -73,7 +78,7 @@ def remembered_member_required(view: F) -> F:
 
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        claims = token_issuer().read_access_token(bearer_token(), clock.now())
+        claims = access_claims()
         remembered = recent_members().get(claims.user_id, claims.session_id)
         if remembered is None:
             _look_up(claims)

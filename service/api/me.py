@@ -17,6 +17,7 @@ from schemas.accounts import (
 from schemas.base import PageArgsSchema
 from schemas.custody import ExportSchema
 from service.api.auth import (
+    access_claims,
     auth_required,
     current_member,
     current_user,
@@ -137,8 +138,8 @@ class Password(MethodView):
 
 @blp.route("/sessions")
 class Sessions(MethodView):
-    decorators = [auth_required]
-
+    # Each method checks the token first; a sign-out's retry is let through (`delete`).
+    @auth_required
     @member
     @blp.doc(operationId="listSessions")
     @blp.arguments(PageArgsSchema, location="query")
@@ -163,11 +164,18 @@ class Sessions(MethodView):
         """Sign out of every phone, this one included: every session of the account ends
 
         Every refresh and access token of the account stops working, its sockets close and
-        its devices get no more pushes; signing in again starts afresh.
+        its devices get no more pushes; signing in again starts afresh. Sent again with the
+        same access token (its answer was lost) it is answered 204 and ends nothing more: a
+        phone signed in since stays signed in.
         """
-        user_id = current_member().user_id
-        accounts.sign_out_everywhere(db.session, user_id)
-        members.disconnect_user(user_id)  # the account's open sockets close, in every process
+        claims = access_claims()  # its session may have ended: by this call's first answer
+        signed_out = accounts.sign_out_everywhere(db.session, claims.user_id, claims.session_id)
+        # The sockets of the sessions it ended close, in every process.
+        if signed_out.sessions is None:
+            members.disconnect_user(claims.user_id)
+        else:
+            for session_id in signed_out.sessions:
+                members.disconnect_session(session_id)
 
 
 @blp.route("/sessions/<uuid:session_id>")

@@ -296,7 +296,76 @@ def test_signing_out_everywhere_ends_every_session_this_one_included(
     back = another_phone(client, ana)
     assert device_states(client, back) == dict.fromkeys(devices, (False, "signed_out"))
     assert client.delete("/api/v1/me/sessions", as_=back).status_code == 204
-    assert client.delete("/api/v1/me/sessions", as_=back).status_code == 401
+
+
+def test_signing_out_everywhere_retried_after_its_answer_was_lost_is_answered_done(
+    client: ApiClient, phone: Connect
+) -> None:
+    """The phone asked to sign out of every phone and the answer never came (a tunnel, the app
+    suspended): it was done. Sent again with the same token, it was told 401, which the app
+    reads as "this session is over" (for any reason: a password changed elsewhere, an operator)
+    and cannot tell the user whether every phone was signed out. The retry is answered 204 and
+    ends nothing more: a phone signed in since stays signed in, its socket open."""
+    ana = client.register("Ana")
+    other = another_phone(client, ana)
+    assert client.delete("/api/v1/me/sessions", as_=ana).status_code == 204
+    since = another_phone(client, ana)
+    since_socket = phone(since.access_token)
+
+    retried = client.delete("/api/v1/me/sessions", as_=ana)
+    assert retried.status_code == 204, retried.text
+    assert retried.content == b""
+    for who in (ana, other):
+        assert client.get("/api/v1/me", as_=who).status_code == 401
+        assert refresh(client, who.refresh_token).status_code == 401
+    still_open(since_socket)
+    assert client.get("/api/v1/me", as_=since).status_code == 200
+    assert refresh(client, since.refresh_token).status_code == 200
+
+
+def test_signing_out_everywhere_with_a_session_ended_otherwise_is_refused(
+    client: ApiClient,
+) -> None:
+    """Only the session that sign-out ended is answered as done: one signed out on its own, or
+    ended by a password change on another phone, gets 401, and nothing more ends."""
+    ana = client.register("Ana")
+    signed_out, changed_away = another_phone(client, ana), another_phone(client, ana)
+    assert client.post("/api/v1/auth/logout", json={"refresh_token": signed_out.refresh_token}).ok
+    assert change(client, ana, PASSWORD, NEW).status_code == 204
+    for who in (signed_out, changed_away):
+        refused_call = client.delete("/api/v1/me/sessions", as_=who)
+        assert refused_call.status_code == 401, refused_call.text
+        assert refused_call.json()["code"] == "unauthorized"
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+
+
+def test_a_retried_sign_out_everywhere_closes_the_sockets_the_first_left_open(
+    server_with: Callable[..., LiveServer], phones: list[Phone], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first sign-out committed, but its word to close the account's sockets was lost
+    (Redis away; the process stopped right after the commit), and so was its answer. The retry
+    closes the sockets of the sessions that sign-out ended, and of no session signed in since."""
+    server = server_with(SOCKET_RECHECK_SECONDS=3600)  # no sweep closes them meanwhile
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    other = another_phone(client, ana)
+    phones.extend(Phone(server.url, who.access_token) for who in (ana, other))
+    this_socket, other_socket = (device.connect() for device in phones)
+
+    with monkeypatch.context() as lost:
+        lost.setattr(members, "disconnect_user", lambda user_id: None)
+        assert client.delete("/api/v1/me/sessions", as_=ana).status_code == 204
+    since = another_phone(client, ana)
+    phones.append(Phone(server.url, since.access_token))
+    since_socket = phones[-1].connect()
+    assert other_socket.call("bid.seen", {})["status"] == 401  # ended, still served
+
+    retried = client.delete("/api/v1/me/sessions", as_=ana)
+    assert retried.status_code == 204, retried.text
+    cut_off(this_socket, "this phone's socket to close on the retry")
+    cut_off(other_socket, "the other phone's socket to close on the retry")
+    still_open(since_socket)
+    client.http.close()
 
 
 def sessions(client: ApiClient, who: Person, **params: Any) -> requests.Response:

@@ -5,6 +5,7 @@ from service.services.accounts.password_change import change_password
 from service.services.accounts.pruning import SignInsPruned, prune_expired_sign_ins
 from service.services.accounts.rotation import refresh, rotating_session
 from service.services.accounts.sessions import (
+    SignedOutEverywhere,
     count_usable_sessions,
     end_session,
     list_sessions,
@@ -27,6 +28,7 @@ __all__ = [
     "EMAIL_LENGTH",
     "SignInsPruned",
     "SignedIn",
+    "SignedOutEverywhere",
     "account_by_email",
     "change_password",
     "count_usable_sessions",

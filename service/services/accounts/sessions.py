@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -10,11 +11,14 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
-from service.domain.errors import NotFound
+from service.domain.errors import NotFound, Unauthorized
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.tokens import hash_refresh_token
 from service.services import devices, members, pages
 from service.services.members import Member
+
+# Why the sessions a member's sign-out of every phone ended have ended.
+SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
 
 
 def logout(session: Session, token: str) -> None:
@@ -97,10 +101,60 @@ def _end(session: Session, ended: list[uuid.UUID], reason: str, now: datetime) -
         )
 
 
-def sign_out_everywhere(session: Session, user_id: uuid.UUID) -> None:
-    """The member's own "sign out of all devices": every session of the account ends."""
-    revoke_all_sessions(session, user_id, "signed_out_everywhere")
+@dataclass(frozen=True)
+class SignedOutEverywhere:
+    """What a sign-out of every phone ended, whose sockets the caller closes once committed:
+    every session of the account (`sessions` None), or, answering its retry, the sessions it
+    ended then (one signed in since goes on)."""
+
+    sessions: tuple[uuid.UUID, ...] | None
+
+
+def sign_out_everywhere(
+    session: Session, user_id: uuid.UUID, session_id: uuid.UUID
+) -> SignedOutEverywhere:
+    """The member's own "sign out of all devices", asked with an access token of `session_id`:
+    every session of the account ends.
+
+    A session that this ended asking again is its retry (the phone never got the answer): it
+    was done, and is answered so, ending nothing more; its sockets, and those of the other
+    sessions it ended, close again (the first answer's closing may have been lost with it).
+    Any other session ended, or account gone, is a 401."""
+    try:
+        members.live_member(session, user_id, session_id)
+    except Unauthorized:
+        ended = _ended_by_sign_out(session, user_id, session_id)
+        if ended is None:
+            raise
+        return SignedOutEverywhere(tuple(ended))
+    revoke_all_sessions(session, user_id, SIGNED_OUT_EVERYWHERE)
     session.commit()
+    return SignedOutEverywhere(None)
+
+
+def _ended_by_sign_out(
+    session: Session, user_id: uuid.UUID, session_id: uuid.UUID
+) -> list[uuid.UUID] | None:
+    """The sessions ended with `session_id` by one sign-out of every phone (its own first
+    among them), if a sign-out of every phone ended it; else None."""
+    ended_at = session.scalar(
+        select(AuthSession.revoked_at).where(
+            AuthSession.id == session_id,
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_reason == SIGNED_OUT_EVERYWHERE,
+        )
+    )
+    if ended_at is None:
+        return None
+    ended = session.scalars(
+        select(AuthSession.id).where(
+            AuthSession.user_id == user_id,
+            AuthSession.revoked_reason == SIGNED_OUT_EVERYWHERE,
+            AuthSession.revoked_at == ended_at,
+        )
+    )
+    others = [ended_id for ended_id in ended if ended_id != session_id]
+    return [session_id, *others]
 
 
 def _signed_in(member: Member, now: datetime, access_seconds: int) -> ColumnElement[bool]:
