@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import current_app, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from service.dashboard.auth import current_operator, form_text
@@ -14,6 +14,11 @@ from service.domain.errors import ReachError
 from service.extensions import db
 from service.realtime import members
 from service.services import ops_support
+
+
+def _access_seconds() -> int:
+    """How long a member's access token works: a session counts while its last one does."""
+    return int(current_app.extensions["reach.settings"].ACCESS_TOKEN_SECONDS)
 
 
 @bp.get("/support")
@@ -37,7 +42,7 @@ def support_search() -> Response | tuple[str, int]:
 @bp.get("/support/users/<uuid:user_id>")
 def support_account(user_id: uuid.UUID) -> str:
     """Account, couple and device state of one account."""
-    account = ops_support.account(db.session, user_id)
+    account = ops_support.account(db.session, user_id, _access_seconds())
     return render_template("ops/support.html", account=account)
 
 
@@ -57,7 +62,7 @@ def disable_account(user_id: uuid.UUID) -> Response:
     """Disable the account: every session ends and its next API call is refused."""
 
     def disable() -> None:
-        ops_support.disable_account(db.session, current_operator(), user_id)
+        ops_support.disable_account(db.session, current_operator(), user_id, _access_seconds())
         members.disconnect_user(user_id)
 
     return _act(user_id, disable, "The account is disabled and signed out everywhere.")
@@ -75,7 +80,7 @@ def enable_account(user_id: uuid.UUID) -> Response:
 @bp.post("/support/users/<uuid:user_id>/revoke-sessions")
 def revoke_sessions(user_id: uuid.UUID) -> Response:
     def revoke() -> None:
-        ops_support.revoke_sessions(db.session, current_operator(), user_id)
+        ops_support.revoke_sessions(db.session, current_operator(), user_id, _access_seconds())
         members.disconnect_user(user_id)
 
     return _act(user_id, revoke, "Every session of the account has ended.")

@@ -41,10 +41,11 @@ def _user(session: Session, user_id: uuid.UUID, *, lock: bool = False) -> User:
     return user
 
 
-def account(session: Session, user_id: uuid.UUID) -> dict[str, Any]:
-    """Account, couple and device state, as support sees it."""
+def account(session: Session, user_id: uuid.UUID, access_seconds: int) -> dict[str, Any]:
+    """Account, couple and device state, as support sees it: its sessions a phone is signed in
+    with (`accounts.count_signed_in_sessions`; an access token works `access_seconds`)."""
     user = _user(session, user_id)
-    live_sessions = accounts.count_usable_sessions(session, user.id, clock.now())
+    live_sessions = accounts.count_signed_in_sessions(session, user.id, clock.now(), access_seconds)
     couple = session.get(Couple, user.couple_id) if user.couple_id else None
     return {
         "id": str(user.id),
@@ -130,11 +131,14 @@ def _last_pushes(session: Session, device_ids: list[uuid.UUID]) -> dict[uuid.UUI
     }
 
 
-def disable_account(session: Session, operator: Operator, user_id: uuid.UUID) -> int:
+def disable_account(
+    session: Session, operator: Operator, user_id: uuid.UUID, access_seconds: int
+) -> int:
     """Disable the account, end every session (its next call is refused) and stop pushing to
     its devices: a phone that is signed out for good shows no more of the partner's bids on
     its lock screen. Once enabled, the app's next registration turns each device on again.
-    Returns the sessions ended."""
+    Returns how many sessions a phone was signed in with (an access token works
+    `access_seconds`)."""
     user = _user(session, user_id, lock=True)
     if user.disabled_at is not None:
         raise Conflict("This account is disabled already.")
@@ -153,7 +157,7 @@ def disable_account(session: Session, operator: Operator, user_id: uuid.UUID) ->
         .where(Device.user_id == user.id, Device.active.is_(True))
         .values(active=False, disabled_reason=ACCOUNT_DISABLED, updated_at=now)
     )
-    ended = accounts.revoke_all_sessions(session, user.id, "disabled_by_operator")
+    ended = accounts.revoke_all_sessions(session, user.id, "disabled_by_operator", access_seconds)
     detail = {
         "sessions_revoked": ended,
         "devices_disabled": int(getattr(devices_off, "rowcount", 0) or 0),
@@ -175,10 +179,13 @@ def enable_account(session: Session, operator: Operator, user_id: uuid.UUID) -> 
     session.commit()
 
 
-def revoke_sessions(session: Session, operator: Operator, user_id: uuid.UUID) -> int:
-    """Sign the account out everywhere; it can sign in again."""
+def revoke_sessions(
+    session: Session, operator: Operator, user_id: uuid.UUID, access_seconds: int
+) -> int:
+    """Sign the account out everywhere; it can sign in again. Returns how many sessions a phone
+    was signed in with (an access token works `access_seconds`)."""
     user = _user(session, user_id)
-    ended = accounts.revoke_all_sessions(session, user.id, "revoked_by_operator")
+    ended = accounts.revoke_all_sessions(session, user.id, "revoked_by_operator", access_seconds)
     target = ops_audit.Target("user", str(user.id))
     ops_audit.record(
         session, operator, "account.revoke_sessions", target, {"sessions_revoked": ended}

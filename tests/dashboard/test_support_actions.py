@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select, text, update
 
 from service.clock import clock
 from service.dashboard import views
 from service.extensions import db
-from service.models import Device, PushJob
+from service.models import AuthSession, Device, PushJob, RefreshToken
 from service.services import ops_push
 from service.worker.runner import Worker
 from tests.api.test_devices import reinstalled
@@ -90,6 +90,37 @@ def test_signed_in_sessions_count_only_those_the_phone_can_still_use(
     )
     assert revoke.status_code == 302
     assert audit(signed_in)[0]["detail"] == {"sessions_revoked": 1}
+    assert live_sessions_shown(signed_in, ana.id) == 0
+
+
+def test_a_sign_in_whose_access_token_still_works_is_counted_and_revoked(
+    app: Flask, client: ApiClient, signed_in: OpsClient
+) -> None:
+    """A phone whose refresh tokens ran out still calls with the access token it got last, for
+    a few minutes (the member's own list shows it, and can end it). The support page counted
+    no signed-in session, and revoking them audited none ended, so support took the account
+    for signed out while that phone still wrote. It is counted, and so is its revoking."""
+    ana = client.register("Ana")
+    with app.app_context():
+        db.session.execute(
+            update(RefreshToken)
+            .where(
+                RefreshToken.session_id.in_(
+                    select(AuthSession.id).where(AuthSession.user_id == uuid.UUID(ana.id))
+                )
+            )
+            .values(expires_at=clock.now() - timedelta(seconds=1))
+        )
+        db.session.commit()
+    assert client.get("/api/v1/me", as_=ana).status_code == 200
+
+    assert live_sessions_shown(signed_in, ana.id) == 1
+    revoke = signed_in.post(
+        f"/ops/support/users/{ana.id}/revoke-sessions", data={"csrf_token": signed_in.csrf()}
+    )
+    assert revoke.status_code == 302
+    assert audit(signed_in)[0]["detail"] == {"sessions_revoked": 1}
+    assert client.get("/api/v1/me", as_=ana).status_code == 401
     assert live_sessions_shown(signed_in, ana.id) == 0
 
 

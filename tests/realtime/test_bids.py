@@ -113,7 +113,7 @@ def test_a_signed_out_phone_can_no_longer_write(
     ana, _ = client.couple()
     ana_phone = phone(ana.access_token)
     with app.app_context():  # the session ends without anyone closing the socket
-        accounts.revoke_all_sessions(db.session, uuid.UUID(ana.id), "logout")
+        accounts.revoke_all_sessions(db.session, uuid.UUID(ana.id), "logout", 900)
         db.session.commit()
     answer = ana_phone.call("bid.send", {"client_id": str(uuid.uuid4()), "kind": "connect"})
     assert answer["status"] == 401

@@ -6,7 +6,7 @@ from service.services.accounts.pruning import SignInsPruned, prune_expired_sign_
 from service.services.accounts.rotation import refresh, rotating_session
 from service.services.accounts.sessions import (
     SignedOutEverywhere,
-    count_usable_sessions,
+    count_signed_in_sessions,
     end_session,
     list_sessions,
     logout,
@@ -31,7 +31,7 @@ __all__ = [
     "SignedOutEverywhere",
     "account_by_email",
     "change_password",
-    "count_usable_sessions",
+    "count_signed_in_sessions",
     "email_is",
     "end_session",
     "list_sessions",

@@ -37,24 +37,40 @@ def logout(session: Session, token: str) -> None:
     session.commit()
 
 
-def count_usable_sessions(session: Session, user_id: uuid.UUID, now: datetime) -> int:
-    """How many sign-in sessions of the account its phones can still use."""
-    usable = select(func.count()).select_from(AuthSession)
-    usable = usable.where(AuthSession.user_id == user_id, members.usable_session(now))
-    return int(session.scalar(usable) or 0)
+def count_signed_in_sessions(
+    session: Session, user_id: uuid.UUID, now: datetime, access_seconds: int
+) -> int:
+    """How many sign-in sessions of the account a phone is signed in with: those it can still
+    refresh, and those whose refresh tokens ran out while the access token it got last still
+    works, `access_seconds` long (`members.signed_in_session`), as the member's own list shows
+    them."""
+    signed_in = select(func.count()).select_from(AuthSession)
+    signed_in = signed_in.where(
+        AuthSession.user_id == user_id, members.signed_in_session(now, access_seconds)
+    )
+    return int(session.scalar(signed_in) or 0)
 
 
-def revoke_all_sessions(session: Session, user_id: uuid.UUID, reason: str) -> int:
+def revoke_all_sessions(
+    session: Session, user_id: uuid.UUID, reason: str, access_seconds: int
+) -> int:
     """End every sign-in session of the account; none of its phones gets pushes any more
-    (each turns on again when it signs in and registers). Returns how many of them were
-    usable (`members.usable_session`): those whose refresh tokens expired end too (an access
-    token of theirs may still be valid for a few minutes) but were over already."""
+    (each turns on again when it signs in and registers). Returns how many of them a phone was
+    signed in with (`count_signed_in_sessions`): those whose refresh and access tokens had
+    all expired end too, but were over already."""
     now = clock.now()
     ended = _hold_live_sessions(session, user_id, true())
-    usable = count_usable_sessions(session, user_id, now)
+    signed_in = count_signed_in_sessions(session, user_id, now, access_seconds)
+    _end_all(session, user_id, ended, reason, now)
+    return signed_in
+
+
+def _end_all(
+    session: Session, user_id: uuid.UUID, ended: list[uuid.UUID], reason: str, now: datetime
+) -> None:
+    """End the account's sessions `ended` (held: all of them) and switch off its devices."""
     _end(session, ended, reason, now)
     devices.sign_out(session, Device.user_id == user_id, now)
-    return usable
 
 
 def revoke_other_sessions(
@@ -127,7 +143,9 @@ def sign_out_everywhere(
         if ended is None:
             raise
         return SignedOutEverywhere(tuple(ended))
-    revoke_all_sessions(session, user_id, SIGNED_OUT_EVERYWHERE)
+    now = clock.now()
+    ended = _hold_live_sessions(session, user_id, true())
+    _end_all(session, user_id, ended, SIGNED_OUT_EVERYWHERE, now)
     session.commit()
     return SignedOutEverywhere(None)
 
