@@ -1034,3 +1034,46 @@ def test_an_api_on_a_database_never_migrated_answers_503_saying_what_to_run(
         "the database has no Reach tables: run `reach db upgrade`; answered 503"
     ]
     assert logged[0].exc_info is None
+
+
+def test_addresses_stored_with_a_punycode_domain_are_kept_in_unicode(
+    empty_database: str,
+) -> None:
+    """Accounts made before domains were kept in Unicode showed their address in punycode
+    (`GET /me`, the support page, the export) where every newer one shows Unicode. Each is
+    rewritten, unless another account already holds that form (the same mailbox signed up
+    twice then): it keeps its own, and each signs in as before."""
+    migrate.upgrade(empty_database)
+    with _served(empty_database) as client:
+        legacy, twice, holder, odd = (
+            client.register("Ana", email=f"{who}@example.test")
+            for who in ("legacy", "twice", "holder", "odd")
+        )
+    migrate.downgrade(empty_database, revision="0025_list_page_indexes")
+    stored = [
+        (legacy, "ana@xn--bcher-kva.example"),
+        (twice, "lee@xn--mnchen-3ya.test"),
+        (holder, "lee@m\u00fcnchen.test"),
+        (odd, "bo@xn--abc.example"),  # no well-formed A-label: as it is
+    ]
+    engine = make_engine(empty_database)
+    with engine.begin() as conn:
+        for who, email in stored:
+            conn.execute(
+                User.__table__.update().where(User.id == uuid.UUID(who.id)).values(email=email)
+            )
+    engine.dispose()
+    migrate.upgrade(empty_database)
+    with _served(empty_database) as client:
+        shown = {who.id: client.get("/api/v1/me", as_=who).json()["email"] for who, _ in stored}
+        assert shown == {
+            legacy.id: "ana@b\u00fccher.example",
+            twice.id: "lee@xn--mnchen-3ya.test",
+            holder.id: "lee@m\u00fcnchen.test",
+            odd.id: "bo@xn--abc.example",
+        }
+        for typed in ("ana@xn--bcher-kva.example", "ana@b\u00fccher.example"):
+            body = {"email": typed, "password": legacy.password}
+            signed_in = client.post("/api/v1/auth/login", json=body)
+            assert signed_in.status_code == 200, signed_in.text
+            assert signed_in.json()["user"]["id"] == legacy.id
