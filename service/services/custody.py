@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 
 from schemas.base import iso
 from service.clock import clock
-from service.domain.errors import Conflict
+from service.db import read_snapshot
+from service.domain.errors import Conflict, Unauthorized
 from service.domain.quiet_hours import is_known_zone
 from service.models import (
     AuthSession,
@@ -32,14 +33,21 @@ from service.models import (
     User,
 )
 from service.services import events
+from service.services.members import GONE
 
 
 def export(session: Session, user: User) -> dict[str, Any]:
     """Everything the caller wrote, across every couple they were in; nothing the partner wrote.
     Each list oldest first, rows of the same instant by id: the same order on every database.
     Each item names its couple, so an export made after several pairings says which one it was
-    about. Rows are read as plain columns: a large account's export builds no ORM objects."""
+    about. Rows are read as plain columns: a large account's export builds no ORM objects.
+    Every list, and the profile, is read from one snapshot: a write committing meanwhile (a
+    conversation and its first message) is wholly in the export or wholly out of it."""
+    read_snapshot(session)
     me = user.id
+    profile = session.get(User, me, populate_existing=True)
+    if profile is None:
+        raise Unauthorized(GONE)
     bids = select(Bid.id, Bid.couple_id, Bid.kind, Bid.note, Bid.status, Bid.created_at).where(
         Bid.sender_id == me
     )
@@ -118,7 +126,7 @@ def export(session: Session, user: User) -> dict[str, Any]:
     # Dumped by schemas.custody.ExportSchema, the document's `Export`.
     return {
         "exported_at": clock.now(),
-        "profile": user,
+        "profile": profile,
         "couples": rows(couples),
         "devices": rows(devices, Device.created_at, Device.id),
         "bids_sent": rows(bids, Bid.created_at, Bid.id),
