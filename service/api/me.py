@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from flask import Response
 from flask.blueprints import BlueprintSetupState
 from flask.views import MethodView
 
@@ -28,7 +29,7 @@ from service.api.blueprint import Blueprint
 from service.extensions import db, limit_setting, limiter
 from service.models import User
 from service.realtime import members
-from service.services import accounts, custody, profile
+from service.services import accounts, custody, exports, profile
 
 PREFIX = "/me"
 blp = Blueprint("me", __name__, description="The caller's profile")
@@ -88,10 +89,14 @@ class Export(MethodView):
     @blp.response(200, ExportSchema, headers=_EXPORT_HEADERS)
     @blp.problem(429)
     @limiter.limit(_export_limit)
-    def get(self) -> tuple[dict[str, Any], int, dict[str, str]]:
+    def get(self) -> Response:
         """Everything you wrote, as JSON (yours to keep, also after unpairing)"""
-        exported = custody.export(db.session, current_user())
-        return exported, 200, {"Content-Disposition": custody.export_disposition(exported)}
+        exported = exports.export(db.session, current_user())
+        return Response(
+            exports.export_file(exported),
+            mimetype="application/json",
+            headers={"Content-Disposition": exports.export_disposition(exported)},
+        )
 
 
 @blp.record

@@ -1,150 +1,32 @@
-"""Data custody: export what a person wrote; delete an account and the words in it."""
+"""Data custody: forget a couple's shared history; delete an account and the words in it."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
 from typing import Any, NamedTuple
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, delete, or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from schemas.base import iso
 from service.clock import clock
-from service.db import read_snapshot
-from service.domain.errors import Conflict, Unauthorized
-from service.domain.quiet_hours import is_known_zone
+from service.domain.errors import Conflict
 from service.models import (
     AuthSession,
     Bid,
     BidResponse,
     CheckInAnswer,
-    CheckInRound,
     Couple,
     CoupleEvent,
-    Device,
     Invite,
     PushJob,
     RefreshToken,
     Repair,
     RepairMessage,
-    RepairPartner,
     User,
 )
 from service.services import events
-from service.services.members import GONE
-
-
-def export(session: Session, user: User) -> dict[str, Any]:
-    """Everything the caller wrote, across every couple they were in; nothing the partner wrote.
-    Each list oldest first, rows of the same instant by id: the same order on every database.
-    Each item names its couple, so an export made after several pairings says which one it was
-    about. Rows are read as plain columns: a large account's export builds no ORM objects.
-    Every list, and the profile, is read from one snapshot: a write committing meanwhile (a
-    conversation and its first message) is wholly in the export or wholly out of it."""
-    read_snapshot(session)
-    me = user.id
-    profile = session.get(User, me, populate_existing=True)
-    if profile is None:
-        raise Unauthorized(GONE)
-    bids = select(Bid.id, Bid.couple_id, Bid.kind, Bid.note, Bid.status, Bid.created_at).where(
-        Bid.sender_id == me
-    )
-    responses = (
-        select(
-            BidResponse.id,
-            BidResponse.bid_id,
-            Bid.couple_id,
-            BidResponse.kind,
-            BidResponse.note,
-            BidResponse.back_at,
-            BidResponse.created_at,
-        )
-        .join(Bid, Bid.id == BidResponse.bid_id)
-        .where(BidResponse.responder_id == me)
-    )
-    started = select(Repair.id, Repair.couple_id, Repair.topic, Repair.created_at).where(
-        Repair.started_by == me
-    )
-    joined = (
-        select(
-            RepairPartner.repair_id,
-            Repair.couple_id,
-            RepairPartner.last_read_seq,
-            RepairPartner.resolved_at.is_not(None).label("heard"),
-            RepairPartner.resolved_at,
-        )
-        .join(Repair, Repair.id == RepairPartner.repair_id)
-        .where(RepairPartner.user_id == me)
-    )
-    messages = (
-        select(
-            RepairMessage.id,
-            RepairMessage.repair_id,
-            Repair.couple_id,
-            RepairMessage.seq,
-            RepairMessage.body,
-            RepairMessage.step,
-            RepairMessage.emotions,
-            RepairMessage.written_at,
-            RepairMessage.created_at,
-        )
-        .join(Repair, Repair.id == RepairMessage.repair_id)
-        .where(RepairMessage.author_id == me)
-    )
-    checkins = (
-        select(
-            CheckInAnswer.round_id,
-            CheckInRound.couple_id,
-            CheckInRound.number.label("round_number"),
-            CheckInAnswer.accessible,
-            CheckInAnswer.responsive,
-            CheckInAnswer.engaged,
-            CheckInAnswer.created_at,
-        )
-        .join(CheckInRound, CheckInRound.id == CheckInAnswer.round_id)
-        .where(CheckInAnswer.user_id == me)
-    )
-    couples = (
-        select(Couple.id, Couple.paired_at, Couple.ended_at)
-        .where(or_(Couple.partner_a_id == me, Couple.partner_b_id == me))
-        .order_by(Couple.paired_at, Couple.id)
-    )
-    devices = select(
-        Device.id,
-        Device.platform,
-        Device.app_version,
-        Device.locale,
-        Device.active,
-        Device.created_at,
-    ).where(Device.user_id == me)
-
-    def rows(query: Select[*tuple[Any, ...]], *order: Any) -> list[Any]:
-        return list(session.execute(query.order_by(*order)).mappings())
-
-    # Dumped by schemas.custody.ExportSchema, the document's `Export`.
-    return {
-        "exported_at": clock.now(),
-        "profile": profile,
-        "couples": rows(couples),
-        "devices": rows(devices, Device.created_at, Device.id),
-        "bids_sent": rows(bids, Bid.created_at, Bid.id),
-        "bid_responses": rows(responses, BidResponse.created_at, BidResponse.id),
-        "repairs_started": rows(started, Repair.created_at, Repair.id),
-        "repairs_joined": rows(joined, Repair.created_at, Repair.id),
-        "repair_messages": rows(messages, RepairMessage.created_at, RepairMessage.id),
-        "checkins": rows(checkins, CheckInAnswer.created_at, CheckInAnswer.id),
-    }
-
-
-def export_disposition(exported: dict[str, Any]) -> str:
-    """The export offered as a file, named for the day it was made in the caller's time zone
-    (in UTC for a zone this server cannot load: the export never fails on its name)."""
-    zone = exported["profile"].timezone
-    made: datetime = exported["exported_at"]
-    day = made.astimezone(ZoneInfo(zone)).date() if is_known_zone(zone) else made.date()
-    return f'attachment; filename="reach-export-{day.isoformat()}.json"'
 
 
 def forget_couple_history(session: Session, couple_id: Any) -> None:
