@@ -11,7 +11,7 @@ address, so the two stay apart, and each signs in as before (`accounts.account_b
 Only the accounts whose address holds `xn--` are read. Nothing to undo downgrading: the release
 before this one stores, finds and shows addresses in Unicode too.
 
-Revision ID: 0027_unicode_email_domains
+Revision ID: 0026_unicode_email_domains
 Revises: 0025_list_page_indexes
 Create Date: 2026-12-07
 """
@@ -23,7 +23,7 @@ from alembic import op
 
 from service.domain import emails
 
-revision = "0027_unicode_email_domains"
+revision = "0026_unicode_email_domains"
 down_revision = "0025_list_page_indexes"
 branch_labels = None
 depends_on = None
