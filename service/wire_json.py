@@ -28,6 +28,15 @@ def dumps(obj: Any, **kwargs: Any) -> str:
     return text
 
 
+def encode(obj: Any, **kwargs: Any) -> bytes:
+    """`dumps` as UTF-8 bytes, encoded once: a lone surrogate shows as its UTF-8 fails (rather
+    than by searching megabytes of text for one), and the text is made escaped."""
+    try:
+        return json.dumps(obj, **{**kwargs, "ensure_ascii": False}).encode()
+    except UnicodeEncodeError:
+        return json.dumps(obj, **{**kwargs, "ensure_ascii": True}).encode()
+
+
 class JSONProvider(DefaultJSONProvider):
     """Flask's JSON (answers, problem objects, the dashboard's), keys in their own order."""
 
@@ -40,16 +49,12 @@ class JSONProvider(DefaultJSONProvider):
         return dumps(obj, **kwargs)
 
     def response(self, *args: Any, **kwargs: Any) -> AnyResponse:
-        """An answer, encoded once: a lone surrogate shows as its UTF-8 fails (rather than by
-        searching a sync page of megabytes for one), and the answer is made escaped."""
+        """An answer, encoded once (`encode`)."""
         obj = self._prepare_response_obj(args, kwargs)
         indented = (self.compact is None and self._app.debug) or self.compact is False
         layout: dict[str, Any] = {"indent": 2} if indented else {"separators": (",", ":")}
         options = {"default": self.default, "sort_keys": self.sort_keys, **layout}
-        try:
-            body = f"{json.dumps(obj, ensure_ascii=False, **options)}\n".encode()
-        except UnicodeEncodeError:
-            body = f"{json.dumps(obj, **options)}\n".encode()
+        body = encode(obj, **options) + b"\n"
         answer = cast(type[Response], self._app.response_class)
         return answer(body, mimetype=self.mimetype)
 

@@ -7,7 +7,6 @@ its process for seconds: every other request, bid and socket event of the proces
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy import Select, or_, select
 from sqlalchemy.orm import Session
 
 from schemas.custody import ExportSchema
+from service import wire_json
 from service.clock import clock
 from service.db import end_read, read_snapshot
 from service.domain.errors import Unauthorized
@@ -192,7 +192,4 @@ def let_others_run() -> None:
 def _encode(value: Any) -> bytes:
     """As the service's answers are (`wire_json`): compact, text as it is; escaped should it
     hold a lone surrogate, which has no UTF-8."""
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    except UnicodeEncodeError:
-        return json.dumps(value, separators=(",", ":")).encode()
+    return wire_json.encode(value, separators=(",", ":"))
