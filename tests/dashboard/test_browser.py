@@ -323,7 +323,7 @@ def test_an_overview_saying_its_figures_are_failing_says_stale_once_nothing_arri
     live_server: LiveServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """"Failing" is news the server sends each period: once even that stops arriving (the path
+    """The "failing" status is news sent each period: once even that stops arriving (the path
     went silent), the page must say so rather than keep the last failure as current."""
     sign_in_in_browser(page, operator)
     path = TcpProxy("127.0.0.1", live_server.port).up()
