@@ -89,6 +89,16 @@ class ExportRepairMessageSchema(Schema):
     created_at = UTCDateTime(dump_only=True)
 
 
+class ExportRepairBreakSchema(Schema):
+    repair_id = fields.UUID(dump_only=True)
+    couple_id = fields.UUID(
+        dump_only=True, metadata={"description": "The couple of the conversation"}
+    )
+    paused_until = UTCDateTime(
+        dump_only=True, metadata={"description": "When the break the caller asked for ends"}
+    )
+
+
 def _score() -> fields.Integer:
     return fields.Integer(dump_only=True, metadata={"minimum": 1, "maximum": 5})
 
@@ -121,4 +131,12 @@ class ExportSchema(Schema):
     repairs_started = _each(ExportRepairSchema)
     repairs_joined = _each(ExportRepairJoinedSchema)
     repair_messages = _each(ExportRepairMessageSchema)
+    repair_breaks = fields.List(
+        fields.Nested(ExportRepairBreakSchema),
+        dump_only=True,
+        metadata={
+            "description": "The breaks the caller is taking now: a conversation keeps only the "
+            "break being taken, not the ones before it"
+        },
+    )
     checkins = _each(ExportCheckInSchema)

@@ -102,6 +102,11 @@ def export(session: Session, user: User) -> dict[str, Any]:
         .join(Repair, Repair.id == RepairMessage.repair_id)
         .where(RepairMessage.author_id == me)
     )
+    # A conversation keeps the break being taken now (who asked, until when), not the ones
+    # before it; `pause_count` counts both partners' breaks: it is not the caller's.
+    breaks = select(Repair.id.label("repair_id"), Repair.couple_id, Repair.paused_until).where(
+        Repair.paused_by == me
+    )
     checkins = (
         select(
             CheckInAnswer.round_id,
@@ -148,6 +153,7 @@ def export(session: Session, user: User) -> dict[str, Any]:
         "repairs_started": rows(started, Repair.created_at, Repair.id),
         "repairs_joined": rows(joined, Repair.created_at, Repair.id),
         "repair_messages": rows(messages, RepairMessage.created_at, RepairMessage.id),
+        "repair_breaks": rows(breaks, Repair.paused_until, Repair.id),
         "checkins": rows(checkins, CheckInAnswer.created_at, CheckInAnswer.id),
     }
     end_read(session)  # all is read: writing it out needs no database

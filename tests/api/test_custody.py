@@ -457,3 +457,25 @@ def test_no_push_for_or_from_a_deleted_account_goes_out(
     assert left == [(uuid.UUID(ben.id), "cancelled", {})]
     clock.freeze(datetime(2031, 5, 1, 22, 30, tzinfo=UTC))  # 07:30 in Tokyo
     assert worker.run_once().pushes == 0
+
+
+def test_the_break_i_am_taking_in_a_conversation_is_exported_and_not_my_partners(
+    client: ApiClient,
+) -> None:
+    """Ana asked for a break while flooded; the export left it out. A conversation keeps the
+    break being taken now: hers is in her export, and not in Ben's (nor is his topic in hers)."""
+    ana, ben = client.couple()
+    ids = converse(client, ana, ben)
+    paused = client.post(f"/api/v1/repairs/{ids['repair']}/pause", as_=ana, json={"minutes": 20})
+    assert paused.status_code == 200, paused.text
+    mine = client.get("/api/v1/me/export", as_=ana)
+    couple = client.get("/api/v1/couple", as_=ana).json()["id"]
+    assert mine.json()["repair_breaks"] == [
+        {
+            "repair_id": ids["repair"],
+            "couple_id": couple,
+            "paused_until": paused.json()["paused_until"],
+        }
+    ]
+    assert BEN_WORDS not in mine.text
+    assert client.get("/api/v1/me/export", as_=ben).json()["repair_breaks"] == []
