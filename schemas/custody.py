@@ -46,6 +46,17 @@ class ExportBidSchema(Schema):
     created_at = UTCDateTime(dump_only=True)
 
 
+class ExportBidReceiptSchema(Schema):
+    bid_id = fields.UUID(dump_only=True)
+    couple_id = fields.UUID(dump_only=True, metadata={"description": "The couple of the bid"})
+    delivered_at = UTCDateTime(
+        dump_only=True, metadata={"description": "When the caller's phone got the bid"}
+    )
+    seen_at = UTCDateTime(
+        dump_only=True, allow_none=True, metadata={"description": "When the caller opened it"}
+    )
+
+
 class ExportBidResponseSchema(Schema):
     id = fields.UUID(dump_only=True)
     bid_id = fields.UUID(dump_only=True)
@@ -127,6 +138,11 @@ class ExportSchema(Schema):
     couples = _each(ExportCoupleSchema)
     devices = _each(ExportDeviceSchema)
     bids_sent = _each(ExportBidSchema)
+    bid_receipts = fields.List(
+        fields.Nested(ExportBidReceiptSchema),
+        dump_only=True,
+        metadata={"description": "The bids the caller's phone said it got, or the caller opened"},
+    )
     bid_responses = _each(ExportBidResponseSchema)
     repairs_started = _each(ExportRepairSchema)
     repairs_joined = _each(ExportRepairJoinedSchema)

@@ -60,6 +60,10 @@ def export(session: Session, user: User) -> dict[str, Any]:
     bids = select(Bid.id, Bid.couple_id, Bid.kind, Bid.note, Bid.status, Bid.created_at).where(
         Bid.sender_id == me
     )
+    # The caller's phone's receipts of a bid; the bid (its kind, its note) is the partner's.
+    receipts = select(Bid.id.label("bid_id"), Bid.couple_id, Bid.delivered_at, Bid.seen_at).where(
+        Bid.recipient_id == me, Bid.delivered_at.is_not(None)
+    )
     responses = (
         select(
             BidResponse.id,
@@ -149,6 +153,7 @@ def export(session: Session, user: User) -> dict[str, Any]:
         "couples": rows(couples),
         "devices": rows(devices, Device.created_at, Device.id),
         "bids_sent": rows(bids, Bid.created_at, Bid.id),
+        "bid_receipts": rows(receipts, Bid.delivered_at, Bid.id),
         "bid_responses": rows(responses, BidResponse.created_at, BidResponse.id),
         "repairs_started": rows(started, Repair.created_at, Repair.id),
         "repairs_joined": rows(joined, Repair.created_at, Repair.id),

@@ -479,3 +479,36 @@ def test_the_break_i_am_taking_in_a_conversation_is_exported_and_not_my_partners
     ]
     assert BEN_WORDS not in mine.text
     assert client.get("/api/v1/me/export", as_=ben).json()["repair_breaks"] == []
+
+
+def test_when_i_got_and_opened_a_bid_is_exported_without_my_partners_note(
+    client: ApiClient,
+) -> None:
+    """Ben's phone told the service it got Ana's bid, then that he opened it: his acts, left out
+    of his export. They are in it now, naming the bid; her note is hers and stays out."""
+    ana, ben = client.couple()
+    bid = client.post(
+        "/api/v1/bids",
+        as_=ana,
+        json={"client_id": str(uuid.uuid4()), "kind": "share", "note": ANA_WORDS},
+    ).json()
+    unopened = client.post(
+        "/api/v1/bids",
+        as_=ana,
+        json={"client_id": str(uuid.uuid4()), "kind": "connect", "note": ANA_WORDS},
+    ).json()
+    for step in ("delivered", "seen"):
+        acknowledged = client.post(f"/api/v1/bids/{bid['id']}/{step}", as_=ben)
+        assert acknowledged.status_code in (200, 201), acknowledged.text
+    timeline = client.get(f"/api/v1/bids/{bid['id']}", as_=ben).json()
+    theirs = client.get("/api/v1/me/export", as_=ben)
+    assert theirs.json()["bid_receipts"] == [
+        {
+            "bid_id": bid["id"],
+            "couple_id": client.get("/api/v1/couple", as_=ben).json()["id"],
+            "delivered_at": timeline["delivered_at"],
+            "seen_at": timeline["seen_at"],
+        }
+    ]
+    assert ANA_WORDS not in theirs.text and unopened["id"] not in theirs.text
+    assert client.get("/api/v1/me/export", as_=ana).json()["bid_receipts"] == []
