@@ -17,14 +17,17 @@ from service.api.blueprint import Blueprint
 from service.clock import clock
 from service.domain.errors import Unauthorized
 from service.extensions import (
+    Counted,
     auth_email_limit,
     auth_limit,
     client_address,
+    count_as_route,
     db,
     email_limit_key,
     limit_setting,
     limiter,
     only_refusals_count,
+    rate_limit_key,
     unread_requests_do_not_count,
 )
 from service.models import AuthSession, RefreshToken
@@ -106,12 +109,49 @@ class Register(MethodView):
 
     @blp.doc(operationId="register")
     @blp.arguments(RegisterSchema)
-    @blp.response(201, TokenPairSchema)
+    @blp.response(201, TokenPairSchema, description="Account made and signed in")
+    @blp.alt_response(
+        200,
+        schema=TokenPairSchema,
+        description="A sign-up sent again soon after it made the account: signed in to it",
+    )
     @blp.problem(409, "The email is taken")
     @blp.problem(429)
-    def post(self, body: dict[str, Any]) -> accounts.SignedIn:
-        """Create an account and sign in"""
-        return accounts.register(db.session, token_issuer(), _refresh_days(), **body)
+    def post(self, body: dict[str, Any]) -> tuple[accounts.SignedIn, int]:
+        """Create an account and sign in
+
+        A sign-up sent again whose answer was lost (the same email and password, within
+        10 minutes of the account's making) signs in to the account it made: 200, not 201,
+        as any write sent again returns what the first made, and with a new sign-in session.
+        The account is returned as stored: the retry's `display_name` and `timezone` are not
+        read. It is a sign-in under the sign-in's limits, per address and per email, where a
+        wrong password counts as a failed sign-in and is answered 409 as any taken email is.
+        """
+        try:
+            return accounts.register(db.session, token_issuer(), _refresh_days(), **body), 201
+        except accounts.EmailTaken:
+            if not accounts.may_be_a_retry(db.session, body["email"]):
+                raise
+        email_counts = _count_as_a_sign_in()
+        signed_in = accounts.sign_up_again(
+            db.session,
+            token_issuer(),
+            _refresh_days(),
+            email=body["email"],
+            password=body["password"],
+        )
+        # As a sign-in that succeeds, it gives back its count against the account.
+        for counted in email_counts:
+            counted.give_back()
+        return signed_in, 200
+
+
+def _count_as_a_sign_in() -> list[Counted]:
+    """Count this request as `Login` counts a sign-in: per address and per submitted email
+    (429 once either is spent); its counts against the email."""
+    login = f"{blp.name}.{Login.__name__}"
+    count_as_route("RATELIMIT_AUTH", rate_limit_key(), login)
+    return count_as_route("RATELIMIT_AUTH_EMAIL", _submitted_email(), f"{login}:email")
 
 
 @blp.route("/login")

@@ -18,9 +18,11 @@ from service.extensions.openapi import (
 )
 from service.extensions.route_limiter import RouteLimiter
 from service.extensions.route_limits import (
+    Counted,
     auth_email_limit,
     auth_limit,
     configured_limit,
+    count_as_route,
     give_back,
     limit_setting,
     only_refusals_count,
@@ -33,6 +35,7 @@ __all__ = [
     "SENDING_BIDS",
     "WAITED_OUT",
     "WRITING_REPAIR_MESSAGES",
+    "Counted",
     "ReachApi",
     "RouteLimiter",
     "ShapeConverter",
@@ -43,6 +46,7 @@ __all__ = [
     "auth_limit",
     "client_address",
     "configured_limit",
+    "count_as_route",
     "db",
     "email_limit_key",
     "give_back",

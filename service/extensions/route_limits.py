@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from flask import Response, after_this_request, current_app, g, request
+from limits import RateLimitItem, parse_many
 
+from service.domain.errors import RateLimited
+from service.errors import wait_for
 from service.extensions.route_limiter import log
 from service.extensions.unbound import limiter
 
@@ -97,3 +101,39 @@ def give_back(scope: str | None = None) -> None:
             limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
         except Exception:
             log.warning("could not give back a rate-limit count", exc_info=True)
+
+
+@dataclass(frozen=True)
+class Counted:
+    """One count a request made under another route's limit (`count_as_route`)."""
+
+    item: RateLimitItem
+    identifiers: tuple[str, ...]
+
+    def give_back(self) -> None:
+        try:
+            limiter.limiter.hit(self.item, *self.identifiers, cost=-1)
+        except Exception:
+            log.warning("could not give back a rate-limit count", exc_info=True)
+
+
+def count_as_route(setting: str, key: str, scope: str) -> list[Counted]:
+    """Count this request under the limits of `setting` as the route whose limit counts under
+    `scope` ("auth.Login", "auth.Login:email") counts its own, `key` the limit key: a request
+    of another route that does that route's work (a sign-up that signs in) is held to its
+    limits. RateLimited (429) once one is spent; the counts made, to give back if need be."""
+    if not current_app.config.get("RATELIMIT_ENABLED", True):
+        return []
+    counted = []
+    for item in parse_many(configured_limit(setting)):  # "10 per minute;50 per hour": each
+        allowed = limiter.hit_outside_a_route(item, key, scope)
+        if allowed is None:
+            # No store could count it: let the request through, as the routes do.
+            log.warning("rate limit store unreachable; not limiting", extra={"scope": scope})
+            continue
+        if not allowed:
+            reset, _ = limiter.limiter.get_window_stats(item, key, scope)
+            retry = wait_for(reset)
+            raise RateLimited(f"Too many requests; retry in {retry} seconds.", retry_after=retry)
+        counted.append(Counted(item, (key, scope)))
+    return counted

@@ -23,6 +23,8 @@ from tests.support.server import LiveServer
 
 # REFRESH_REUSE_GRACE_SECONDS by default: how soon a reused refresh token may be a retry.
 GRACE = timedelta(seconds=30)
+# Someone else's sign-up of a taken email: not the account's password (so not a retry of its own).
+ANOTHER_PASSWORD = "another person's password"
 # The event a change of a partner's name or time zone is.
 UPDATED = "couple.partner_updated"
 # The socket event that brings the account's own phones its profile.
@@ -74,13 +76,90 @@ def test_register_twice_with_one_email_is_a_conflict(client: ApiClient) -> None:
         "/api/v1/auth/register",
         json={
             "email": person.email.upper(),
-            "password": PASSWORD,
+            "password": ANOTHER_PASSWORD,
             "display_name": "X",
             "timezone": "UTC",
         },
     )
     assert again.status_code == 409
     assert again.json()["code"] == "conflict"
+
+
+# How long after an account was made a sign-up of it sent again may sign in to it.
+SIGN_UP_RETRY = timedelta(minutes=10)
+
+
+def sign_up_body(email: str, password: str = PASSWORD, **profile: str) -> dict[str, str]:
+    body = {"email": email, "password": password, "display_name": "Ana", "timezone": "UTC"}
+    return {**body, **profile}
+
+
+def test_a_sign_up_sent_again_after_its_answer_was_lost_signs_in_to_the_account(
+    client: ApiClient,
+) -> None:
+    """The phone's sign-up made the account, its answer was lost, the app sent it again: that
+    answered 409 "An account with this email exists", to the person who had just made it."""
+    email = f"maya-{uuid.uuid4().hex[:8]}@example.test"
+    first = client.post(
+        "/api/v1/auth/register",
+        json=sign_up_body(email, display_name="Maya", timezone="Europe/Berlin"),
+    )
+    assert first.status_code == 201, first.text
+    maya = first.json()
+    headers = {"Authorization": f"Bearer {maya['access_token']}"}
+    device = {"platform": "ios", "push_token": f"apns-{uuid.uuid4().hex}"}
+    assert client.post("/api/v1/devices", json=device, headers=headers).status_code == 201
+    before = client.get("/api/v1/me", headers=headers).json()
+
+    # The retry's name and zone are not the account's: the account as stored answers.
+    again = client.post(
+        "/api/v1/auth/register",
+        json=sign_up_body(email.upper(), display_name="M", timezone="Asia/Tokyo"),
+    )
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["user"] == before
+    assert set(body) == set(maya)
+    retried = {"Authorization": f"Bearer {body['access_token']}"}
+    assert client.get("/api/v1/me", headers=retried).json() == before
+    sessions = client.get("/api/v1/me/sessions", headers=retried).json()["items"]
+    assert len(sessions) == 2
+    assert refresh(client, body["refresh_token"]).status_code == 200
+    # The first answer's session goes on, its device too; nothing else changed.
+    assert client.get("/api/v1/me", headers=headers).json() == before
+    devices = client.get("/api/v1/devices", headers=headers).json()["items"]
+    assert [d["active"] for d in devices] == [True]
+    assert client.get("/api/v1/couple", headers=retried).status_code == 404
+
+
+def test_a_sign_up_sent_again_with_another_password_is_a_conflict_as_before(
+    client: ApiClient,
+) -> None:
+    ana = client.register("Ana")
+    wrong = client.post(
+        "/api/v1/auth/register", json=sign_up_body(ana.email, "not Ana's password at all")
+    )
+    assert wrong.status_code == 409, wrong.text
+    assert wrong.json()["code"] == "conflict"
+    assert wrong.json()["detail"] == "An account with this email exists: sign in instead."
+    sessions = client.get("/api/v1/me/sessions", as_=ana).json()["items"]
+    assert len(sessions) == 1
+
+
+def test_a_sign_up_sent_again_once_the_account_is_not_new_is_a_conflict(
+    client: ApiClient,
+) -> None:
+    clock.freeze(clock.now())
+    ana = client.register("Ana")
+    clock.advance(SIGN_UP_RETRY - timedelta(seconds=1))
+    last = client.post("/api/v1/auth/register", json=sign_up_body(ana.email))
+    assert last.status_code == 200, last.text
+    clock.advance(timedelta(seconds=1))
+    late = client.post("/api/v1/auth/register", json=sign_up_body(ana.email))
+    assert late.status_code == 409, late.text
+    assert late.json()["detail"] == "An account with this email exists: sign in instead."
+    sessions = client.get("/api/v1/me/sessions", as_=client.fresh(ana)).json()["items"]
+    assert len(sessions) == 3  # the first, the retry in time, the sign-in just now
 
 
 def test_an_email_with_spaces_around_it_signs_up_as_it_signs_in(client: ApiClient) -> None:
@@ -93,7 +172,8 @@ def test_an_email_with_spaces_around_it_signs_up_as_it_signs_in(client: ApiClien
     assert response.json()["user"]["email"] == email.lower()
     signed_in = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert signed_in.status_code == 200, signed_in.text
-    again = client.post("/api/v1/auth/register", json={**body, "email": f"{email.lower()}\t"})
+    other = {**body, "password": ANOTHER_PASSWORD}
+    again = client.post("/api/v1/auth/register", json={**other, "email": f"{email.lower()}\t"})
     assert again.status_code == 409, again.text
     inside = client.post("/api/v1/auth/register", json={**body, "email": "maya @example.test"})
     assert inside.status_code == 422, inside.text
@@ -122,7 +202,8 @@ def test_an_email_typed_in_full_width_or_decomposed_letters_is_the_same_account(
         full_width("ZO") + "\u00cb." + full_width("MAYA@EXAMPLE") + ".test",
         "zo\u00eb.maya@" + full_width("example") + ".test",
     ):
-        twice = client.post("/api/v1/auth/register", json={**body, "email": other})
+        taken = {**body, "password": ANOTHER_PASSWORD, "email": other}
+        twice = client.post("/api/v1/auth/register", json=taken)
         assert twice.status_code == 409, (other, twice.text)
         signed_in = client.post("/api/v1/auth/login", json={"email": other, "password": PASSWORD})
         assert signed_in.status_code == 200, (other, signed_in.text)
@@ -147,9 +228,8 @@ def test_an_account_whose_email_was_stored_in_another_form_still_signs_in(
     signed_in = client.post("/api/v1/auth/login", json=body)
     assert signed_in.status_code == 200, signed_in.text
     assert signed_in.json()["user"]["id"] == person.id
-    again = client.post(
-        "/api/v1/auth/register", json={**body, "display_name": "Lee", "timezone": "UTC"}
-    )
+    taken = {**body, "password": ANOTHER_PASSWORD, "display_name": "Lee", "timezone": "UTC"}
+    again = client.post("/api/v1/auth/register", json=taken)
     assert again.status_code == 409, again.text
 
 
@@ -162,7 +242,8 @@ def test_an_email_whose_domain_is_in_unicode_or_punycode_is_one_account(
     made = client.post("/api/v1/auth/register", json={**body, "email": "ana@b\u00fccher.example"})
     assert made.status_code == 201, made.text
     for other in ("ana@xn--bcher-kva.example", "Ana@XN--BCHER-KVA.example"):
-        twice = client.post("/api/v1/auth/register", json={**body, "email": other})
+        taken = {**body, "password": ANOTHER_PASSWORD, "email": other}
+        twice = client.post("/api/v1/auth/register", json=taken)
         assert twice.status_code == 409, (other, twice.text)
         signed_in = client.post("/api/v1/auth/login", json={"email": other, "password": PASSWORD})
         assert signed_in.status_code == 200, (other, signed_in.text)
@@ -170,7 +251,8 @@ def test_an_email_whose_domain_is_in_unicode_or_punycode_is_one_account(
     made = client.post("/api/v1/auth/register", json={**body, "email": "lee@xn--mnchen-3ya.test"})
     assert made.status_code == 201, made.text
     assert made.json()["user"]["email"] == "lee@m\u00fcnchen.test"
-    twice = client.post("/api/v1/auth/register", json={**body, "email": "lee@m\u00fcnchen.test"})
+    taken = {**body, "password": ANOTHER_PASSWORD, "email": "lee@m\u00fcnchen.test"}
+    twice = client.post("/api/v1/auth/register", json=taken)
     assert twice.status_code == 409, twice.text
 
 
@@ -189,9 +271,8 @@ def test_an_account_stored_with_a_punycode_domain_still_signs_in(
         signed_in = client.post("/api/v1/auth/login", json=body)
         assert signed_in.status_code == 200, (typed, signed_in.text)
         assert signed_in.json()["user"]["id"] == person.id
-        again = client.post(
-            "/api/v1/auth/register", json={**body, "display_name": "Ana", "timezone": "UTC"}
-        )
+        taken = {**body, "password": ANOTHER_PASSWORD, "display_name": "Ana", "timezone": "UTC"}
+        again = client.post("/api/v1/auth/register", json=taken)
         assert again.status_code == 409, (typed, again.text)
 
 

@@ -136,25 +136,72 @@ def test_sign_ups_are_throttled_per_email_and_per_address(server_with: Server) -
     server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH="3 per minute")
     client = ApiClient(server.url)
 
-    def register(email: str, address: str) -> Any:
-        body = {"email": email, "password": PASSWORD, "display_name": "X", "timezone": "UTC"}
+    def register(email: str, address: str, password: str = PASSWORD) -> Any:
+        body = {"email": email, "password": password, "display_name": "X", "timezone": "UTC"}
         return client.post("/api/v1/auth/register", json=body, headers=from_address(address))
 
     one = f"probe-{uuid.uuid4().hex[:8]}@example.test"
-    assert [register(one, "203.0.113.1").status_code for _ in range(3)] == [201, 409, 409]
+    statuses = [register(one, "203.0.113.1", f"password number {n}") for n in range(3)]
+    assert [response.status_code for response in statuses] == [201, 409, 409]
     assert_limited(register(f"other-{uuid.uuid4().hex[:8]}@example.test", "203.0.113.1"))
 
     per_email = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH_EMAIL="2 per minute")
     other = ApiClient(per_email.url)
     two = f"probe-{uuid.uuid4().hex[:8]}@example.test"
-    body = {"email": two, "password": PASSWORD, "display_name": "X", "timezone": "UTC"}
-    statuses = [
-        other.post(
-            "/api/v1/auth/register", json=body, headers=from_address(f"198.51.100.{n}")
-        ).status_code
-        for n in range(3)
+    codes = []
+    for n in range(3):
+        body = {"email": two, "password": f"password {n}", "display_name": "X", "timezone": "UTC"}
+        headers = from_address(f"198.51.100.{n}")
+        sent = other.post("/api/v1/auth/register", json=body, headers=headers)
+        codes.append(sent.status_code)
+    assert codes == [201, 409, 429]
+
+
+def sign_up_again(client: ApiClient, who: Person, password: str, address: str) -> Any:
+    """`who`'s sign-up sent again (from `address`), as after an answer lost."""
+    body = {"email": who.email, "password": password, "display_name": "X", "timezone": "UTC"}
+    return client.post("/api/v1/auth/register", json=body, headers=from_address(address))
+
+
+def test_a_sign_up_sent_again_is_a_sign_in_under_the_accounts_limit(
+    server_with: Server,
+) -> None:
+    """A sign-up of a new account with its password signs in to it: one with a wrong password
+    is a failed sign-in, so sign-ups cannot guess a password faster than sign-ins do."""
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH_EMAIL="3 per minute")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    assert login(client, ana.email, "wrong password", "203.0.113.1") == 401
+    assert sign_up_again(client, ana, "wrong password 2", "203.0.113.2").status_code == 409
+    assert login(client, ana.email, "wrong password 3", "203.0.113.3") == 401
+    # The account's three failures are spent: neither way signs in now, right password or not.
+    assert_limited(sign_up_again(client, ana, PASSWORD, "198.51.100.7"))
+    assert login(client, ana.email, PASSWORD, "198.51.100.8") == 429
+
+
+def test_a_sign_up_sent_again_that_signs_in_is_given_back(server_with: Server) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH_EMAIL="3 per minute")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    assert sign_up_again(client, ana, PASSWORD, "203.0.113.1").status_code == 200
+    assert sign_up_again(client, ana, PASSWORD, "203.0.113.2").status_code == 200
+    # Two sign-ins that succeeded left the account's count of failures as it was.
+    assert [login(client, ana.email, "wrong", f"198.51.100.{n}") for n in range(4)] == [
+        401,
+        401,
+        401,
+        429,
     ]
-    assert statuses == [201, 409, 429]
+
+
+def test_a_sign_up_sent_again_counts_as_a_sign_in_of_its_address(server_with: Server) -> None:
+    server = server_with(TRUSTED_PROXIES=1, RATELIMIT_AUTH="3 per minute")
+    client = ApiClient(server.url)
+    ana = client.register("Ana")
+    emails = [f"nobody-{n}-{uuid.uuid4().hex[:6]}@example.test" for n in range(3)]
+    assert [login(client, email, "wrong", "203.0.113.9") for email in emails] == [401] * 3
+    assert_limited(sign_up_again(client, ana, PASSWORD, "203.0.113.9"))
+    assert sign_up_again(client, ana, PASSWORD, "203.0.113.10").status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/auth/login"])

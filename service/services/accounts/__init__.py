@@ -16,6 +16,7 @@ from service.services.accounts.sessions import (
 )
 from service.services.accounts.sign_in import (
     EMAIL_LENGTH,
+    EmailTaken,
     SignedIn,
     account_by_email,
     email_is,
@@ -23,9 +24,16 @@ from service.services.accounts.sign_in import (
     normalize_email,
     register,
 )
+from service.services.accounts.sign_up_retry import (
+    SIGN_UP_RETRY_WINDOW,
+    may_be_a_retry,
+    sign_up_again,
+)
 
 __all__ = [
     "EMAIL_LENGTH",
+    "SIGN_UP_RETRY_WINDOW",
+    "EmailTaken",
     "SignInsPruned",
     "SignedIn",
     "SignedOutEverywhere",
@@ -37,6 +45,7 @@ __all__ = [
     "list_sessions",
     "login",
     "logout",
+    "may_be_a_retry",
     "normalize_email",
     "prune_expired_sign_ins",
     "refresh",
@@ -45,4 +54,5 @@ __all__ = [
     "revoke_other_sessions",
     "rotating_session",
     "sign_out_everywhere",
+    "sign_up_again",
 ]

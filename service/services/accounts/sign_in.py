@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, case, select
 from sqlalchemy.exc import IntegrityError
@@ -20,6 +20,13 @@ from service.services import members
 
 # The longest email stored (as the schema takes it, and as the column holds it).
 EMAIL_LENGTH = 254
+
+
+class EmailTaken(Conflict):
+    """A sign-up of an address that has an account (`sign_up_retry`: unless it signs in)."""
+
+    def __init__(self) -> None:
+        super().__init__("An account with this email exists: sign in instead.")
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ def register(
         # Lower-casing can lengthen an address ("İ" becomes "i" and a combining dot).
         raise invalid("email", f"Longer than {EMAIL_LENGTH} characters once lower-cased.")
     if session.scalar(select(User.id).where(taken).limit(1)) is not None:
-        raise Conflict("An account with this email exists: sign in instead.")
+        raise EmailTaken()
     end_read(session)
     user = User(
         email=email,
@@ -76,32 +83,48 @@ def register(
         session.flush()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict("An account with this email exists: sign in instead.") from exc
+        raise EmailTaken() from exc
     signed_in = _start_session(session, issuer, refresh_days, user)
     session.commit()
     return signed_in
 
 
 def login(
-    session: Session, issuer: TokenIssuer, refresh_days: int, *, email: str, password: str
+    session: Session,
+    issuer: TokenIssuer,
+    refresh_days: int,
+    *,
+    email: str,
+    password: str,
+    made_after: datetime | None = None,
 ) -> SignedIn:
     """Start a session for the right password. The account's hash may change between the
     check and the session: a change of the password refuses it (401), while another sign-in
     that made a stale hash of the same password again does not, so the password is checked
-    once more against the hash it finds (a 401 if that changed again meanwhile)."""
+    once more against the hash it finds (a 401 if that changed again meanwhile).
+
+    `made_after`: only an account made after then signs in (an older one is refused as an
+    unknown one is, after a check of the password that costs what a real one does)."""
     for _ in range(2):
-        signed_in = _login(session, issuer, refresh_days, email, password)
+        signed_in = _login(session, issuer, refresh_days, email, password, made_after)
         if signed_in is not None:
             return signed_in
     raise Unauthorized("Email or password is wrong.")
 
 
 def _login(
-    session: Session, issuer: TokenIssuer, refresh_days: int, email: str, password: str
+    session: Session,
+    issuer: TokenIssuer,
+    refresh_days: int,
+    email: str,
+    password: str,
+    made_after: datetime | None,
 ) -> SignedIn | None:
     """`login` once; None if the account's hash is no longer the one checked."""
     user = session.scalar(account_by_email(email))
     end_read(session)
+    if user is not None and made_after is not None and user.created_at <= made_after:
+        user = None
     password_hash = user.password_hash if user else None
     checked = check_password(password_hash, password)
     if not checked.matches or user is None:
