@@ -97,10 +97,7 @@ def give_back(scope: str | None = None) -> None:
         if counted.key in given:
             continue
         given.add(counted.key)
-        try:
-            limiter.limiter.hit(counted.limit, *counted.request_args, cost=-1)
-        except Exception:
-            log.warning("could not give back a rate-limit count", exc_info=True)
+        Counted(counted.limit, tuple(counted.request_args)).give_back()
 
 
 @dataclass(frozen=True)
@@ -111,6 +108,7 @@ class Counted:
     identifiers: tuple[str, ...]
 
     def give_back(self) -> None:
+        """Undo the count (a failure leaves it counted)."""
         try:
             limiter.limiter.hit(self.item, *self.identifiers, cost=-1)
         except Exception:
