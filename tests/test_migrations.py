@@ -605,6 +605,34 @@ def test_bids_left_without_their_insights_facts_get_them(empty_database: str) ->
     assert [(p["turn_toward_rate"], p["open"]) for p in after] == [(None, 0), (1.0, 1)]
 
 
+def test_bids_answered_before_0030_keep_their_response_time_as_the_time_awake(
+    empty_database: str,
+) -> None:
+    """Migration 0030 fills `awake_response_seconds` of the bids already answered with their
+    `response_seconds` (the quiet hours they were answered under are kept nowhere), so the
+    insights' medians stay what they were; a bid not answered stays without either."""
+    migrate.upgrade(empty_database)
+    with _served(empty_database) as client:
+        ana = _three_delivered_bids(client, turned_toward=2)
+    migrate.downgrade(empty_database, revision="0025_list_page_indexes")
+    engine = make_engine(empty_database)
+    with engine.begin() as conn:  # they took Ben 9 h 15 min by the bid's clock
+        conn.execute(
+            text("UPDATE bids SET response_seconds = 33300 WHERE response_seconds IS NOT NULL")
+        )
+    engine.dispose()
+    migrate.upgrade(empty_database)
+    engine = make_engine(empty_database)
+    with engine.connect() as conn:
+        bids = Bid.__table__
+        rows = conn.execute(select(bids.c.response_seconds, bids.c.awake_response_seconds)).all()
+    engine.dispose()
+    assert sorted(rows, key=str) == [(33300, 33300), (33300, 33300), (None, None)]
+    with _served(empty_database) as client:
+        partners = client.get("/api/v1/insights", as_=client.fresh(ana)).json()["partners"]
+    assert [p["median_response_seconds"] for p in partners] == [None, 33300]
+
+
 @pytest.mark.parametrize("empty_database", ["postgresql"], indirect=True)
 def test_an_index_left_invalid_by_a_failed_build_is_built_again(empty_database: str) -> None:
     """A CONCURRENTLY build that fails (0014's, here) leaves its column added and its index

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from service.domain.quiet_hours import QuietHours
+from service.domain.quiet_hours import QuietHours, quiet_between
 
 KINDS = ("comfort", "connect", "share", "help")
 RESPONSE_KINDS = ("toward", "later")
@@ -32,6 +32,16 @@ def overdue(status: str, expires_at: datetime, now: datetime) -> bool:
 def response_seconds(reachable: datetime, responded: datetime) -> int:
     """Seconds from when the bid could reach the partner to their first response (never < 0)."""
     return max(0, int((responded - reachable).total_seconds()))
+
+
+def awake_response_seconds(
+    reachable: datetime, responded: datetime, quiet: QuietHours | None
+) -> int:
+    """`response_seconds` less the recipient's quiet hours between: the time they were awake
+    to answer (a bid that came ten minutes before their night and was answered five minutes
+    after it took fifteen). What insights measure; never < 0."""
+    asleep = quiet_between(quiet, reachable, responded)
+    return max(0, int((responded - reachable - asleep).total_seconds()))
 
 
 @dataclass(frozen=True)

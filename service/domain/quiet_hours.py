@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 # Names that load on some hosts but are no place's zone: `localtime` and `posixrules` are files
@@ -64,6 +65,7 @@ def _known_zones() -> frozenset[str]:
     return _ZONES
 
 
+DAY = timedelta(days=1)
 CLOCK_FORMAT = "use HH:MM, 24-hour, with ASCII digits (00:00 to 23:59)"
 
 
@@ -92,7 +94,7 @@ class QuietHours:
     def of(cls, start: str | None, end: str | None, timezone: str) -> QuietHours | None:
         if not start or not end:
             return None
-        return cls(parse_clock(start), parse_clock(end), timezone)
+        return _quiet_hours(start, end, timezone)
 
     def _contains_local(self, local: time) -> bool:
         if self.start == self.end:
@@ -114,24 +116,70 @@ class QuietHours:
         zone = ZoneInfo(self.timezone)
         at = moment.astimezone(UTC)
         for _ in range(8):
-            if not self._contains_local(at.astimezone(zone).time()):
+            local = at.astimezone(zone)
+            if not self._contains_local(local.time()):
                 return at
-            at = self._next_turn(zone, at)
+            at = self._next_turn(zone, at, local, self.end)
         return at
 
-    def _next_turn(self, zone: ZoneInfo, at: datetime) -> datetime:
-        day = at.astimezone(zone).date()
+    def quiet_within(self, earlier: datetime, later: datetime) -> timedelta:
+        """How much of the time from `earlier` to `later` falls in these quiet hours.
+
+        Walks from turn to turn as `reachable_from` does: inside, to the next time the local
+        clock shows `end`; outside, to the next `start`; and to each clock change between, so
+        a night the clocks go back is an hour longer and one they go forward an hour shorter.
+        """
+        if self.start == self.end or later <= earlier:
+            return timedelta(0)
+        zone = ZoneInfo(self.timezone)
+        at, until = earlier.astimezone(UTC), later.astimezone(UTC)
+        quiet = timedelta(0)
+        while at < until:
+            local = at.astimezone(zone)
+            inside = self._contains_local(local.time())
+            turn = self._next_turn(zone, at, local, self.end if inside else self.start)
+            if inside:
+                quiet += min(turn, until) - at
+            at = turn
+        return quiet
+
+    def _next_turn(self, zone: ZoneInfo, at: datetime, local: datetime, boundary: time) -> datetime:
+        """The next instant after `at` (`local` on the zone's clock) when the clock shows
+        `boundary`, or the clock change before it, if one comes first."""
+        offset = local.utcoffset()
+        day = local.date()
+        if offset is not None:
+            # The usual day: the clock keeps its offset until it next shows `boundary`.
+            guess = datetime.combine(day, boundary, UTC) - offset
+            if boundary <= local.time():
+                guess += DAY
+            if guess.astimezone(zone).utcoffset() == offset:
+                return guess
         ends = []
         for shift in (-1, 0, 1, 2):
-            wall = datetime.combine(day + timedelta(days=shift), self.end)
+            wall = datetime.combine(day + timedelta(days=shift), boundary)
             for fold in (0, 1):
                 instant = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
                 if instant > at and instant.astimezone(zone).replace(tzinfo=None) == wall:
                     ends.append(instant)
         turn = min(ends)
-        if at.astimezone(zone).utcoffset() != turn.astimezone(zone).utcoffset():
+        if offset != turn.astimezone(zone).utcoffset():
             turn = _clock_change(zone, at, turn)
         return turn
+
+
+@lru_cache(maxsize=4096)
+def _quiet_hours(start: str, end: str, timezone: str) -> QuietHours:
+    """Quiet hours as an account keeps them, parsed once: a bid and its answer read them."""
+    return QuietHours(parse_clock(start), parse_clock(end), timezone)
+
+
+def quiet_between(quiet: QuietHours | None, earlier: datetime, later: datetime) -> timedelta:
+    """The part of the time from `earlier` to `later` that fell in `quiet` hours, kept in their
+    own time zone (nothing without quiet hours, or when `later` is not after `earlier`)."""
+    if quiet is None:
+        return timedelta(0)
+    return quiet.quiet_within(earlier, later)
 
 
 def _clock_change(zone: ZoneInfo, earlier: datetime, later: datetime) -> datetime:

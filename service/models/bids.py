@@ -44,6 +44,9 @@ class Bid(Base):
     responded_at: Mapped[datetime | None]
     response: Mapped[str | None] = mapped_column(String(16))
     response_seconds: Mapped[int | None]
+    # `response_seconds` less the recipient's quiet hours between `reachable_at` and the first
+    # response: the time they were awake to answer, what insights measure. Not on the wire.
+    awake_response_seconds: Mapped[int | None]
     expired_at: Mapped[datetime | None]
     # Facts kept for insights, so figures are computed by the database without joins.
     first_response: Mapped[str | None] = mapped_column(String(16))

@@ -704,6 +704,34 @@ def test_a_partner_who_travels_is_timed_from_the_end_of_the_night_they_are_in(
     assert ben_figures["median_response_seconds"] == 300
 
 
+def test_a_night_between_a_bid_and_its_answer_is_not_counted_as_turning_away(
+    client: ApiClient,
+) -> None:
+    """Ben keeps quiet hours from 22:00 to 07:00 in Berlin. Every evening for ten days Ana's bid
+    comes at 21:50, before his night, so it reaches him at once; he answers each at 07:05. Ten
+    minutes before sleep and five after it: 900 s awake, not 9 h 15 min, and no cycle is named.
+    The bid's own `response_seconds` still runs from `reachable_at`, night and all."""
+    ana = client.register("Ana", "Europe/Berlin")
+    ben = client.register("Ben", "Europe/Berlin")
+    client.pair(ana, ben)
+    client.patch("/api/v1/me", as_=ben, json={"quiet_hours": {"start": "22:00", "end": "07:00"}})
+    d = Diary(client)
+    for day in range(10, 20):
+        bid_id = d.bid(f"2031-01-{day}T20:50:00", ana)  # 21:50 in Berlin
+        d.answer(f"2031-01-{day + 1}T06:05:00", ben, bid_id)  # 07:05 the next morning
+    shown = client.get(f"/api/v1/bids/{bid_id}", as_=d.when("2031-01-20T06:05:00", ana)).json()
+    assert shown["reachable_at"] == "2031-01-19T20:50:00.000000Z"
+    assert shown["response_seconds"] == 33300
+
+    figures = d.insights("2031-01-21T12:00:00", ana, days=30)
+    ben_figures = figures["partners"][1]
+    assert ben_figures["display_name"] == "Ben"
+    assert (ben_figures["answered"], ben_figures["turn_toward_rate"]) == (10, 1.0)
+    assert ben_figures["median_response_seconds"] == 900
+    assert ben_figures["p90_response_seconds"] == 900
+    assert figures["pattern"] is None
+
+
 def test_an_earlier_pairing_of_the_same_two_counts_nowhere(client: ApiClient) -> None:
     """Ana and Ben unpair and pair again: the new pairing's insights and check-ins start from
     nothing, the bids, conversation and check-in answer of the earlier one left out."""

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from service.domain import bids, invites
 from service.domain.bids import ResponseFact
-from service.domain.quiet_hours import QuietHours, parse_clock
+from service.domain.quiet_hours import QuietHours, parse_clock, quiet_between
 
 PROPERTIES = settings(max_examples=300, derandomize=True, deadline=None)
 DAY = timedelta(hours=24)
@@ -174,6 +174,82 @@ def test_response_seconds_are_never_negative(reachable: datetime, delta: timedel
         assert seconds == int(delta.total_seconds())
     else:
         assert seconds == 0  # answered before quiet hours ended: no time counts
+
+
+def quiet_minute_by_minute(quiet: QuietHours, earlier: datetime, later: datetime) -> timedelta:
+    """The time from `earlier` to `later` inside quiet hours, a UTC minute at a time: the local
+    clock's minute, and so whether it is quiet, holds through each (offsets are whole minutes)."""
+    quiet_time = timedelta(0)
+    for moment in minutes_between(earlier, later):
+        ends = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        if quiet.contains(moment):
+            quiet_time += min(ends, later) - moment
+    return quiet_time
+
+
+# A bid is answered within its day to live, from the end of quiet hours that may hold it longer.
+spans = st.timedeltas(min_value=timedelta(0), max_value=DAY + timedelta(hours=12))
+
+
+def check_quiet_between(quiet: QuietHours, earlier: datetime, span: timedelta) -> None:
+    later = earlier + span
+    asleep = quiet_between(quiet, earlier, later)
+    assert asleep == quiet_minute_by_minute(quiet, earlier, later)
+    assert quiet_between(None, earlier, later) == timedelta(0)
+    assert quiet_between(quiet, later, earlier) == timedelta(0), "nothing backwards"
+    awake = bids.awake_response_seconds(earlier, later, quiet)
+    assert 0 <= awake <= bids.response_seconds(earlier, later)
+    assert awake == max(0, int((span - asleep).total_seconds()))
+    assert bids.awake_response_seconds(earlier, later, None) == bids.response_seconds(
+        earlier, later
+    )
+
+
+@PROPERTIES
+@given(quiet=quiet_hours(), earlier=moments, span=spans)
+# A bid at 21:50 in Berlin answered at 07:05 with quiet hours 22:00-07:00: 15 minutes awake.
+@example(
+    quiet=QuietHours(time(22, 0), time(7, 0), "Europe/Berlin"),
+    earlier=datetime(2031, 1, 10, 20, 50, tzinfo=UTC),
+    span=timedelta(hours=9, minutes=15),
+)
+def test_the_quiet_time_between_two_moments_is_every_quiet_minute_between(
+    quiet: QuietHours, earlier: datetime, span: timedelta
+) -> None:
+    check_quiet_between(quiet, earlier, span)
+
+
+@PROPERTIES
+@given(case=around_a_clock_change(), span=spans)
+# The night Berlin's clocks go forward (02:00 -> 03:00), 22:00-07:00 is eight hours of sleep;
+# the night they go back (03:00 -> 02:00) it is ten.
+@example(
+    case=(
+        QuietHours(time(22, 0), time(7, 0), "Europe/Berlin"),
+        datetime(2031, 3, 29, 21, 0, tzinfo=UTC),
+    ),
+    span=timedelta(hours=12),
+)
+@example(
+    case=(
+        QuietHours(time(22, 0), time(7, 0), "Europe/Berlin"),
+        datetime(2031, 10, 25, 20, 0, tzinfo=UTC),
+    ),
+    span=timedelta(hours=12),
+)
+def test_the_quiet_time_between_two_moments_holds_across_clock_changes(
+    case: tuple[QuietHours, datetime], span: timedelta
+) -> None:
+    quiet, moment = case
+    check_quiet_between(quiet, moment, span)
+
+
+def test_a_night_is_as_long_as_the_clocks_make_it() -> None:
+    berlin = QuietHours(time(22, 0), time(7, 0), "Europe/Berlin")
+    evening = datetime(2031, 3, 29, 20, 0, tzinfo=UTC)  # 21:00, before the clocks go forward
+    assert quiet_between(berlin, evening, evening + DAY) == timedelta(hours=8)
+    evening = datetime(2031, 10, 25, 19, 0, tzinfo=UTC)  # 21:00, before the clocks go back
+    assert quiet_between(berlin, evening, evening + DAY) == timedelta(hours=10)
 
 
 @PROPERTIES

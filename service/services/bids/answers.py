@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from service.clock import clock
 from service.domain import bids as rules
 from service.domain.errors import Conflict, Forbidden, invalid
+from service.domain.quiet_hours import QuietHours
 from service.models import BidResponse, User
 from service.services import events, push_outbox
 from service.services.bids.expiry import _expire
@@ -110,6 +111,9 @@ def respond(
     if bid.responded_at is None:
         bid.responded_at = now
         bid.response_seconds = rules.response_seconds(bid.reachable_at, now)
+        # The responder is the recipient: their quiet hours as they are now, already loaded.
+        quiet = QuietHours.of(user.quiet_start, user.quiet_end, user.timezone)
+        bid.awake_response_seconds = rules.awake_response_seconds(bid.reachable_at, now, quiet)
         bid.first_response = kind
     if kind == "later":
         bid.back_at = back_at

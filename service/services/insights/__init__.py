@@ -19,6 +19,7 @@ from service.services.insights.counting import (
     BidCounts,
     Counts,
     Window,
+    awake_response_seconds,
     count_bids,
     percentiles,
     whole_seconds,
@@ -98,7 +99,7 @@ def for_couple(session: Session, user: User, days: int) -> dict[str, Any]:
     counted = count_bids(session, couple, window, weeks)
     times = percentiles(
         session,
-        {"response": Bid.response_seconds, "delivery": Bid.delivery_seconds},
+        {"response": awake_response_seconds(), "delivery": Bid.delivery_seconds},
         Bid.recipient_id,
         [Bid.couple_id == couple.id, *window.of(Bid.created_at)],
     )

@@ -26,6 +26,13 @@ def turned_toward() -> ColumnElement[bool]:
     )
 
 
+def awake_response_seconds() -> ColumnElement[Any]:
+    """The time the recipient was awake to answer: their quiet hours between the bid reaching
+    them and their first response do not count. A bid answered before the column existed (or
+    by a process of the release before it) has only its `response_seconds`."""
+    return func.coalesce(Bid.awake_response_seconds, Bid.response_seconds)
+
+
 def unreachable() -> ColumnElement[bool]:
     """Unanswered, and the recipient's quiet hours last until the bid expires or beyond: it could
     never reach them (its push is never sent). Not turning away: left out of the rates."""
