@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from schemas.base import iso
 from service.clock import clock
 from service.models import Bid, PushAttempt, PushJob
+from service.services.insights.counting import awake_response_seconds
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -54,13 +55,13 @@ def bids_per_hour(session: Session, now: datetime) -> list[dict[str, Any]]:
     return [{"start": iso(bounds[i]), "count": int(row[i] or 0)} for i in range(24)]
 
 
-def _bucket_counts(answered: Any) -> list[Any]:
+def _bucket_counts(answered: Any, seconds: Any) -> list[Any]:
     """One count per RESPONSE_BUCKETS bucket of the bids `answered` selects, summed in SQL."""
     columns, lower = [], 0
     for upper, _ in RESPONSE_BUCKETS:
-        inside = and_(answered, Bid.response_seconds >= lower)
+        inside = and_(answered, seconds >= lower)
         if upper is not None:
-            inside = and_(inside, Bid.response_seconds < upper)
+            inside = and_(inside, seconds < upper)
         columns.append(_count(inside))
         lower = upper or lower
     return columns
@@ -68,24 +69,23 @@ def _bucket_counts(answered: Any) -> list[Any]:
 
 def response_times(session: Session, now: datetime) -> dict[str, Any]:
     """How quickly partners answered bids sent in the last 24 hours: how many, the histogram
-    (both over every one), median and p90 (over the latest RESPONSE_SAMPLE)."""
+    (both over every one), median and p90 (over the latest RESPONSE_SAMPLE). A response time
+    is the time the partner was awake to answer, as in the couple's insights."""
     answered = and_(Bid.created_at >= now - DAY, Bid.response_seconds.is_not(None))
-    counts = session.execute(select(*_bucket_counts(answered)).where(answered)).one()
+    seconds = awake_response_seconds()
+    counts = session.execute(select(*_bucket_counts(answered, seconds)).where(answered)).one()
     latest = session.scalars(
-        select(Bid.response_seconds)
-        .where(answered)
-        .order_by(Bid.created_at.desc())
-        .limit(RESPONSE_SAMPLE)
+        select(seconds).where(answered).order_by(Bid.created_at.desc()).limit(RESPONSE_SAMPLE)
     )
-    seconds = sorted(value for value in latest if value is not None)
+    ordered = sorted(value for value in latest if value is not None)
     histogram = [
         {"label": label, "count": int(count or 0)}
         for (_, label), count in zip(RESPONSE_BUCKETS, counts, strict=True)
     ]
     return {
         "answered": sum(bucket["count"] for bucket in histogram),
-        "median_seconds": percentile(seconds, 0.5),
-        "p90_seconds": percentile(seconds, 0.9),
+        "median_seconds": percentile(ordered, 0.5),
+        "p90_seconds": percentile(ordered, 0.9),
         "histogram": histogram,
     }
 

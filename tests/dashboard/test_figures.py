@@ -112,6 +112,32 @@ def test_a_response_time_runs_from_the_end_of_the_partners_quiet_hours(
     assert {row["label"]: row["count"] for row in times["histogram"]}["5-15 min"] == 1
 
 
+def test_a_response_time_leaves_out_the_night_between_a_bid_and_its_answer(
+    client: ApiClient, signed_in: OpsClient
+) -> None:
+    """A bid reaches Ben ten minutes before his quiet hours; he answers five minutes after they
+    end. He was awake for 900 s of it: the overview counts those, as the couple's insights do,
+    not the 3 h 15 min of the bid's own `response_seconds`."""
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=12)
+    clock.freeze(start)
+    ana, ben = client.couple()
+    quiet = {
+        "start": (start + timedelta(minutes=10)).strftime("%H:%M"),
+        "end": (start + timedelta(hours=3, minutes=10)).strftime("%H:%M"),
+    }
+    me = client.patch("/api/v1/me", as_=ben, json={"timezone": "UTC", "quiet_hours": quiet})
+    assert me.status_code == 200, me.text
+    bid = send_bid(client, ana)
+    assert bid["reachable_at"] == iso(start)
+    clock.freeze(start + timedelta(hours=3, minutes=15))
+    answer(client, client.fresh(ben), bid)
+    clock.unfreeze()
+    times = overview(signed_in)["response_time"]
+    assert (times["answered"], times["median_seconds"], times["p90_seconds"]) == (1, 900.0, 900.0)
+    histogram = {row["label"]: row["count"] for row in times["histogram"]}
+    assert (histogram["15-60 min"], histogram["3-12 h"]) == (1, 0)
+
+
 class Killed(BaseException):
     """The worker's process ends mid-pass (OOM, SIGKILL): nothing after the send runs."""
 
