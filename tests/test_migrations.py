@@ -605,16 +605,16 @@ def test_bids_left_without_their_insights_facts_get_them(empty_database: str) ->
     assert [(p["turn_toward_rate"], p["open"]) for p in after] == [(None, 0), (1.0, 1)]
 
 
-def test_bids_answered_before_0030_keep_their_response_time_as_the_time_awake(
+def test_bids_answered_before_0027_keep_their_response_time_as_the_time_awake(
     empty_database: str,
 ) -> None:
-    """Migration 0030 fills `awake_response_seconds` of the bids already answered with their
+    """Migration 0027 fills `awake_response_seconds` of the bids already answered with their
     `response_seconds` (the quiet hours they were answered under are kept nowhere), so the
     insights' medians stay what they were; a bid not answered stays without either."""
     migrate.upgrade(empty_database)
     with _served(empty_database) as client:
         ana = _three_delivered_bids(client, turned_toward=2)
-    migrate.downgrade(empty_database, revision="0025_list_page_indexes")
+    migrate.downgrade(empty_database, revision="0026_unicode_email_domains")
     engine = make_engine(empty_database)
     with engine.begin() as conn:  # they took Ben 9 h 15 min by the bid's clock
         conn.execute(

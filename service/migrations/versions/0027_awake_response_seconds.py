@@ -17,8 +17,8 @@ On PostgreSQL the column is added (nullable, no rewrite) and committed at once, 
 batch of 5,000 bids at a time, each batch committed on its own, so requests go on reading and
 writing bids meanwhile; a rerun after a failure fills what is left.
 
-Revision ID: 0030_awake_response_seconds
-Revises: 0025_list_page_indexes
+Revision ID: 0027_awake_response_seconds
+Revises: 0026_unicode_email_domains
 Create Date: 2026-12-07
 """
 
@@ -27,8 +27,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0030_awake_response_seconds"
-down_revision = "0025_list_page_indexes"
+revision = "0027_awake_response_seconds"
+down_revision = "0026_unicode_email_domains"
 branch_labels = None
 depends_on = None
 
