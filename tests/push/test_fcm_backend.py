@@ -165,6 +165,30 @@ def test_fcm_errors_map_to_outcomes_and_reach_fcm_once(
     assert len(standin.received()) == 1  # the SDK's own retries are off
 
 
+def test_a_message_fcm_refuses_is_logged_by_the_fields_it_names_never_by_its_words(
+    backend: FcmBackend, standin: FcmStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FCM's text about a value it refused quotes that value; a note shown on the lock screen
+    is one, and the log line of the refusal wrote it out. The line names the field instead."""
+    words = "I miss you so much tonight"
+    standin.script(
+        "tok-1",
+        fcm.Answer(
+            400,
+            "INVALID_ARGUMENT",
+            message=f"Invalid value at 'message.notification.body' (TYPE_STRING), \"{words}\"",
+            violations=(("message.notification.body", f'Invalid value "{words}"'),),
+        ),
+    )
+    with caplog.at_level(logging.INFO, logger="reach.push"):
+        [result] = backend.send_batch([push("tok-1", body=words)])
+
+    assert (result.outcome, result.error) == ("invalid", "INVALID_ARGUMENT")
+    [line] = [r for r in caplog.records if r.getMessage() == "push invalid: INVALID_ARGUMENT"]
+    assert line.error == "fields: message.notification.body"  # type: ignore[attr-defined]
+    assert all(words not in str(vars(r)) for r in caplog.records)
+
+
 def test_a_third_party_auth_error_is_failed_after_one_request(
     backend: FcmBackend, standin: FcmStandIn
 ) -> None:

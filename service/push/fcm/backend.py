@@ -22,7 +22,14 @@ from service.push import EXPIRED, Outcome, PushMessage, PushResult
 from service.push.cutoff import Watchdog, WatchedAdapter
 from service.push.fcm.credentials import _TokenRequest, load_certificate
 from service.push.fcm.messages import MAX_PAYLOAD_BYTES, build_message, payload_size
-from service.push.fcm.outcomes import _auth_failure, _cut_off, _result_of, classify, retry_after
+from service.push.fcm.outcomes import (
+    _auth_failure,
+    _cut_off,
+    _result_of,
+    classify,
+    retry_after,
+    said,
+)
 from service.push.fcm.sdk import GOOGLE_FCM, PINNED_VERSION, _point_service_at
 from service.push.timing import CUT_GRACE_SECONDS, deadline_passed, longest_fcm_send
 
@@ -225,7 +232,7 @@ class FcmBackend:
                 extra={
                     "push_key": push.key,
                     "device_id": str(push.device_id),
-                    "error": str(exc)[:300],
+                    "error": said(exc, outcome),
                 },
             )
             return PushResult(push.key, outcome, error=code, retry_after=after)

@@ -56,19 +56,38 @@ def token_refused(exc: exceptions.InvalidArgumentError) -> bool:
     message: FCM answers both with it, and firebase-admin raises the same InvalidArgumentError.
     Told apart by FCM's words (the exception's message, "The registration token is not a valid
     FCM registration token") or the field its details name (`message.token`)."""
-    if "registration token" in str(exc).lower():
-        return True
+    return "registration token" in str(exc).lower() or "message.token" in violated_fields(exc)
+
+
+def violated_fields(exc: exceptions.FirebaseError) -> list[str]:
+    """The fields of the message FCM's answer names as wrong (its `google.rpc.BadRequest`
+    detail), in its order; none if it names none or could not be read."""
     response = exc.http_response
     try:
         error = response.json().get("error", {}) if response is not None else {}
         details = error.get("details") or []
     except (AttributeError, ValueError):
-        return False
-    return any(
-        isinstance(violation, dict) and violation.get("field") == "message.token"
+        return []
+    return [
+        str(violation.get("field"))
         for detail in details
         if isinstance(detail, dict)
         for violation in detail.get("fieldViolations") or []
+        if isinstance(violation, dict) and violation.get("field")
+    ]
+
+
+def said(exc: exceptions.FirebaseError, outcome: Outcome) -> str:
+    """FCM's words about a send it refused, for the log. For a message it refused as such
+    (`invalid`) only the fields it names: its text quotes the value it refused ("Invalid value
+    at 'message.data[0].value' (TYPE_STRING), 7"), which may be a partner's words."""
+    if outcome != "invalid":
+        return str(exc)[:300]
+    fields = violated_fields(exc)
+    return (
+        f"fields: {', '.join(fields)}"
+        if fields
+        else "FCM's text left out: it may quote the message"
     )
 
 
