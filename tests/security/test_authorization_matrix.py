@@ -410,6 +410,14 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/ops/<path:anything>"): Route(
         lambda w, c: c.request("POST", "/ops/no-such-page", form={}), operators(404)
     ),
+    # A method no dashboard address takes: the dashboard's 405 page, past the sign-in check.
+    **{
+        (method, path): Route(
+            lambda w, c, method=method, page=page: c.request(method, page), operators(405)
+        )
+        for method in ("PUT", "PATCH", "DELETE")
+        for path, page in (("/ops/", "/ops/"), ("/ops/<path:anything>", "/ops/push"))
+    },
     ("POST", "/ops/logout"): Route(
         lambda w, c: c.request("POST", "/ops/logout", form={}),
         everyone(LOGIN),
