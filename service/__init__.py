@@ -126,8 +126,8 @@ def _message_queue(app: Flask, settings: Settings) -> Any:
 
     import redis
 
-    from service.pubsub import Publications, connection_pool
-    from service.realtime.queue import QueueManager
+    from service.pubsub import Publications, connection_pool, database_channel
+    from service.realtime.queue import CHANNEL, QueueManager
 
     pool = connection_pool(settings.REDIS_URL, settings.REDIS_TIMEOUT_MS / 1000)
     client = redis.Redis(connection_pool=pool)
@@ -137,7 +137,10 @@ def _message_queue(app: Flask, settings: Settings) -> Any:
     # What is queued when the process exits still goes out (a worker's last events).
     atexit.register(publications.flush, 1.0)
     return QueueManager(
-        settings.REDIS_URL, publications, check_seconds=settings.REDIS_RECEIVE_CHECK_SECONDS
+        settings.REDIS_URL,
+        publications,
+        database_channel(CHANNEL, client),
+        check_seconds=settings.REDIS_RECEIVE_CHECK_SECONDS,
     )
 
 

@@ -2,9 +2,9 @@
 
 An inline worker is woken in-process after the commit. A separate `reach worker` would only
 find new pushes on its next idle pass (every `--idle` seconds): instead, an API process that
-commits queued pushes publishes on CHANNEL, and every worker subscribed to it starts a pass at
-once. The message only wakes; the outbox in the database stays the truth, and the idle pass
-remains the fallback when Redis is away.
+commits queued pushes publishes on CHANNEL (as its Redis database names it, `database_channel`),
+and every worker subscribed to it starts a pass at once. The message only wakes; the outbox in
+the database stays the truth, and the idle pass remains the fallback when Redis is away.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import current_app, has_app_context
 
-from service.pubsub import Publications
+from service.pubsub import Publications, database_channel
 
 log = logging.getLogger("reach.worker")
 
@@ -34,7 +34,7 @@ def publish_queued() -> None:
         return
     publications: Publications | None = current_app.extensions.get("reach.publications")
     if publications is not None:
-        publications.notify(CHANNEL)
+        publications.notify(database_channel(CHANNEL, publications.client))
 
 
 class Listener:
@@ -58,8 +58,9 @@ class Listener:
         while not self._stop.is_set():
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(CHANNEL)
-                log.info("listening for queued pushes", extra={"channel": CHANNEL})
+                channel = database_channel(CHANNEL, self.redis)
+                pubsub.subscribe(channel)
+                log.info("listening for queued pushes", extra={"channel": channel})
                 failing = False
                 self.wake()  # whatever was queued while nobody listened
                 while not self._stop.is_set():

@@ -20,6 +20,7 @@ import redis as redis_client
 import requests
 from sqlalchemy import create_engine, text
 
+from service.pubsub import database_channel
 from service.worker import wakeups
 from tests.support.client import ApiClient, Person
 from tests.support.fcm_standin import FcmStandIn
@@ -243,7 +244,8 @@ class RestingWorker:
         self.pushed_within(self.send(), 40)
 
     def listening(self) -> int:
-        return int(dict(self.redis.pubsub_numsub(wakeups.CHANNEL))[wakeups.CHANNEL.encode()])
+        channel = database_channel(wakeups.CHANNEL, self.redis)
+        return int(dict(self.redis.pubsub_numsub(channel))[channel.encode()])
 
     def wait_listening(self) -> None:
         wait_until(lambda: self.listening() > self.quiet, 20, "the worker to listen")

@@ -19,8 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service import create_app
 from service.config import Settings
-from service.pubsub import Publications, client_options
-from service.realtime.queue import SYNC_SPREAD_SECONDS
+from service.pubsub import Publications, client_options, database_channel
+from service.realtime.queue import CHANNEL, SYNC_SPREAD_SECONDS
 from service.realtime.rooms import user_room
 from tests.support.client import ApiClient, Person
 from tests.support.guide import GuidedPhone, stream_head
@@ -257,7 +257,7 @@ def socket_events(here: LiveServer, outcome: str) -> float:
     for family in text_string_to_metric_families(response.text):
         for sample in family.samples:
             if sample.name == "reach_pubsub_messages_total" and sample.labels == {
-                "channel": "flask-socketio",
+                "channel": database_channel(CHANNEL, redis.Redis.from_url(REDIS_URL)),
                 "outcome": outcome,
             }:
                 return float(sample.value)
@@ -348,8 +348,29 @@ def test_a_stock_flask_socketio_emitter_reaches_phones_through_the_queue(
     ben = client.register("Ben")
     phone = Phone(here.url, ben.access_token).connect()
     phones.append(phone)
-    external = SocketIO(message_queue=REDIS_URL)
+    channel = database_channel(CHANNEL, redis.Redis.from_url(REDIS_URL))
+    external = SocketIO(message_queue=REDIS_URL, channel=channel)
     carries(lambda data: external.emit("probe", data, to=user_room(ben.id), namespace="/"), phone)
+
+
+def test_deployments_on_other_databases_of_one_redis_server_do_not_hear_each_other(
+    client: ApiClient, queued: Callable[..., LiveServer], phones: list[Phone]
+) -> None:
+    """Staging on one database of a Redis server, production on another: what one emits
+    reaches its own processes' phones, never the other's (Redis hands a published message to
+    every subscriber on the server, whatever database each chose)."""
+    ours, theirs = (f"{REDIS_URL.rsplit('/', 1)[0]}/{number}" for number in (11, 12))
+    here, there, there_too = (queued(REDIS_URL=url) for url in (ours, theirs, theirs))
+    ben = client.register("Ben")
+    near = Phone(here.url, ben.access_token).connect()
+    far = Phone(there.url, ben.access_token).connect()
+    phones.extend([near, far])
+    listening(there_too, far, ben.id)  # `there` hears its own deployment's other process
+    probe = uuid.uuid4().hex
+    from_server(here, ben.id)({"probe": probe})
+    near.wait_for("probe", lambda data: data.get("probe") == probe)
+    time.sleep(1.0)  # it crossed to the other deployment within milliseconds, if at all
+    assert probe not in [data.get("probe") for data in far.named("probe")]
 
 
 def test_a_process_receives_again_soon_after_a_long_redis_outage(
