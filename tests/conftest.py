@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from argon2 import profiles
 from flask import Flask
 from sqlalchemy import Connection, create_engine, text
 
@@ -18,6 +19,7 @@ from service.config import Settings
 from service.extensions import db, limiter
 from service.models import Base
 from service.realtime import members
+from service.security import passwords
 from service.worker.runner import Worker
 from tests.support.client import ApiClient
 from tests.support.documented import answers_documented
@@ -26,6 +28,12 @@ from tests.support.server import LiveServer
 from tests.support.settings import make_settings
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+# Real argon2id at its cheapest for the apps this process serves: at the deployed parameters
+# (150 ms of CPU a hash) the suite's sign-ups and sign-ins took most of its CPU. The processes
+# the tests start (`reach serve`, gunicorn, workers) hash as deployed, and the tests of hashing's
+# cost run there (tests/security/test_hashing_off_the_loop.py, tests/unit/test_passwords.py).
+passwords.hash_with(profiles.CHEAPEST)
 
 
 def pytest_report_header() -> str:

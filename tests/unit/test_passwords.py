@@ -5,14 +5,32 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters, profiles
 
 from service.security import passwords
 
 
 def test_the_unknown_account_hash_has_the_hashers_own_parameters() -> None:
     # A hash with other parameters (cheaper, or dearer) would tell unknown emails apart by time.
-    assert not passwords.needs_rehash(passwords._DUMMY_HASH)
+    assert not PasswordHasher().check_needs_rehash(passwords._DUMMY_HASH)  # as deployed
+    assert not passwords.needs_rehash(passwords._unknown_hash)  # as hashed here (tests/conftest)
+
+
+def test_hashing_with_other_parameters_checks_unknown_emails_with_them_too() -> None:
+    try:
+        passwords.hash_with(profiles.RFC_9106_LOW_MEMORY)  # argon2-cffi's defaults, deployed
+        assert passwords._unknown_hash == passwords._DUMMY_HASH
+        made = passwords.hash_password("correct horse")
+        assert not PasswordHasher().check_needs_rehash(made)
+        assert passwords.verify_password(made, "correct horse") is True
+        passwords.hash_with(profiles.CHEAPEST)
+        cheap = passwords.hash_password("correct horse")
+        assert extract_parameters(cheap) == profiles.CHEAPEST
+        assert extract_parameters(passwords._unknown_hash) == profiles.CHEAPEST
+        assert passwords.check_password(made, "correct horse") == passwords.Checked(True, True)
+        assert passwords.verify_password(None, "correct horse") is False
+    finally:
+        passwords.hash_with(profiles.CHEAPEST)
 
 
 def test_an_unknown_email_never_signs_in() -> None:
