@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -19,8 +18,6 @@ from service import create_app
 from service.clock import clock
 from service.extensions import db
 from service.models import Device, PushAttempt, PushDelivery, PushJob
-from service.push.fcm import FcmBackend
-from service.worker.dispatch import Dispatcher, RetryPolicy
 from service.worker.runner import Worker
 from tests.push.test_delivery import bid, device
 from tests.support import fcm_standin as fcm
@@ -36,15 +33,10 @@ STATEMENT_MS = 1000
 
 
 @pytest.fixture
-def impatient_worker(
-    database_url: str, standin: FcmStandIn, credentials_file: Path
-) -> Iterator[Worker]:
+def impatient_worker(database_url: str, fcm_worker_on: Callable[..., Worker]) -> Worker:
     """The real worker, sending to the stand-in, whose statements give up after a second."""
     app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=STATEMENT_MS))
-    backend = FcmBackend(str(credentials_file), standin.url, max_concurrency=8, timeout_seconds=5)
-    policy = RetryPolicy(base_seconds=2.0, max_seconds=60.0, max_attempts=4)
-    yield Worker(app, name="impatient-worker", dispatcher=Dispatcher(backend, policy))
-    backend.close()
+    return fcm_worker_on(app, name="impatient")
 
 
 def held(token: str) -> object:

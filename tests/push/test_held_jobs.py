@@ -5,10 +5,9 @@ pushes sent are recorded at once, and the job finishes at a later pass, nothing 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -18,8 +17,7 @@ from service import create_app
 from service.clock import clock
 from service.extensions import db
 from service.models import PushAttempt, PushDelivery, PushJob
-from service.push.fcm import FcmBackend
-from service.worker.dispatch import Dispatcher, RetryPolicy
+from service.worker.dispatch import RetryPolicy
 from service.worker.runner import Worker
 from tests.push.test_delivery import bid, device
 from tests.support import fcm_standin as fcm
@@ -36,15 +34,13 @@ LEASE_SECONDS = 10
 
 
 @pytest.fixture
-def impatient_worker(
-    database_url: str, standin: FcmStandIn, credentials_file: Path
-) -> Iterator[Worker]:
+def impatient_worker(database_url: str, fcm_worker_on: Callable[..., Worker]) -> Worker:
     """The real worker, sending to the stand-in, whose statements give up after a second."""
     app = create_app(make_settings(database_url, DATABASE_STATEMENT_TIMEOUT_MS=STATEMENT_MS))
-    backend = FcmBackend(str(credentials_file), standin.url, timeout_seconds=1)
-    dispatcher = Dispatcher(backend, RetryPolicy(max_attempts=4), lease_seconds=LEASE_SECONDS)
-    yield Worker(app, name="impatient-worker", dispatcher=dispatcher)
-    backend.close()
+    policy = RetryPolicy(max_attempts=4)
+    return fcm_worker_on(
+        app, timeout_seconds=1, policy=policy, lease_seconds=LEASE_SECONDS, name="impatient"
+    )
 
 
 def recorded(worker: Worker) -> tuple[str, str, int, list[str]]:
