@@ -10,6 +10,7 @@ from schemas.bids import STATUSES as BID_STATUSES
 from schemas.devices import PLATFORMS
 from service.domain.bids import KINDS, RESPONSE_KINDS
 from service.domain.repairs import EMOTIONS, STEPS
+from service.domain.sessions import ENDINGS
 
 
 class ExportProfileSchema(Schema):
@@ -35,6 +36,27 @@ class ExportDeviceSchema(Schema):
     locale = fields.String(dump_only=True, allow_none=True)
     active = fields.Boolean(dump_only=True)
     created_at = UTCDateTime(dump_only=True)
+
+
+class ExportSessionSchema(Schema):
+    id = fields.UUID(dump_only=True)
+    created_at = UTCDateTime(dump_only=True, metadata={"description": "When it signed in"})
+    last_refreshed_at = UTCDateTime(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "When it last traded its refresh token; null before then"},
+    )
+    ended_at = UTCDateTime(
+        dump_only=True, allow_none=True, metadata={"description": "null while signed in"}
+    )
+    ended_because = fields.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "enum": list(ENDINGS),
+            "description": "Why it ended (docs/mobile.md, *Export*); null while signed in",
+        },
+    )
 
 
 class ExportBidSchema(Schema):
@@ -137,6 +159,14 @@ class ExportSchema(Schema):
     profile = fields.Nested(ExportProfileSchema, dump_only=True)
     couples = _each(ExportCoupleSchema)
     devices = _each(ExportDeviceSchema)
+    sessions = fields.List(
+        fields.Nested(ExportSessionSchema),
+        dump_only=True,
+        metadata={
+            "description": "The account's sign-ins: those signed in, and those ended, until "
+            "their refresh tokens would have expired"
+        },
+    )
     bids_sent = _each(ExportBidSchema)
     bid_receipts = fields.List(
         fields.Nested(ExportBidReceiptSchema),

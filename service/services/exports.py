@@ -23,6 +23,7 @@ from service.db import end_read, read_snapshot
 from service.domain.errors import Unauthorized
 from service.domain.quiet_hours import is_known_zone
 from service.models import (
+    AuthSession,
     Bid,
     BidResponse,
     CheckInAnswer,
@@ -138,6 +139,14 @@ def export(session: Session, user: User) -> dict[str, Any]:
         Device.created_at,
     ).where(Device.user_id == me)
 
+    sessions = select(
+        AuthSession.id,
+        AuthSession.created_at,
+        AuthSession.last_refreshed_at,
+        AuthSession.revoked_at.label("ended_at"),
+        AuthSession.revoked_reason.label("ended_because"),
+    ).where(AuthSession.user_id == me)
+
     def rows(query: Select[*tuple[Any, ...]], *order: Any) -> list[Any]:
         read: list[Any] = []
         slices = query.order_by(*order).execution_options(yield_per=SLICE)
@@ -152,6 +161,7 @@ def export(session: Session, user: User) -> dict[str, Any]:
         "profile": profile,
         "couples": rows(couples),
         "devices": rows(devices, Device.created_at, Device.id),
+        "sessions": rows(sessions, AuthSession.created_at, AuthSession.id),
         "bids_sent": rows(bids, Bid.created_at, Bid.id),
         "bid_receipts": rows(receipts, Bid.delivered_at, Bid.id),
         "bid_responses": rows(responses, BidResponse.created_at, BidResponse.id),

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.domain import sessions as endings
 from service.domain.devices import ACCOUNT_DISABLED, OPERATOR
 from service.domain.errors import Conflict, NotFound
 from service.models import AuthSession, Couple, Device, Operator, PushAttempt, PushDelivery, User
@@ -157,7 +158,9 @@ def disable_account(
         .where(Device.user_id == user.id, Device.active.is_(True))
         .values(active=False, disabled_reason=ACCOUNT_DISABLED, updated_at=now)
     )
-    ended = accounts.revoke_all_sessions(session, user.id, "disabled_by_operator", access_seconds)
+    ended = accounts.revoke_all_sessions(
+        session, user.id, endings.DISABLED_BY_OPERATOR, access_seconds
+    )
     detail = {
         "sessions_revoked": ended,
         "devices_disabled": int(getattr(devices_off, "rowcount", 0) or 0),
@@ -185,7 +188,9 @@ def revoke_sessions(
     """Sign the account out everywhere; it can sign in again. Returns how many sessions a phone
     was signed in with (an access token works `access_seconds`)."""
     user = _user(session, user_id)
-    ended = accounts.revoke_all_sessions(session, user.id, "revoked_by_operator", access_seconds)
+    ended = accounts.revoke_all_sessions(
+        session, user.id, endings.REVOKED_BY_OPERATOR, access_seconds
+    )
     target = ops_audit.Target("user", str(user.id))
     ops_audit.record(
         session, operator, "account.revoke_sessions", target, {"sessions_revoked": ended}

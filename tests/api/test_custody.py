@@ -512,3 +512,30 @@ def test_when_i_got_and_opened_a_bid_is_exported_without_my_partners_note(
     ]
     assert ANA_WORDS not in theirs.text and unopened["id"] not in theirs.text
     assert client.get("/api/v1/me/export", as_=ana).json()["bid_receipts"] == []
+
+
+def test_my_sign_ins_are_exported_with_when_and_why_each_ended(client: ApiClient) -> None:
+    """Ana's export listed her devices but not her sign-ins: the phones and browsers signed in
+    to her account, when, and why those that ended did. Ben's are not in hers; no token is."""
+    ana, ben = client.couple()
+    tablet = client.post("/api/v1/auth/login", json={"email": ana.email, "password": ana.password})
+    assert tablet.status_code == 200, tablet.text
+    out = client.post("/api/v1/auth/logout", json={"refresh_token": tablet.json()["refresh_token"]})
+    assert out.status_code == 204, out.text
+    listed = client.get("/api/v1/me/sessions", as_=ana).json()["items"]
+    exported = client.get("/api/v1/me/export", as_=ana)
+    sessions = exported.json()["sessions"]
+    assert [s["id"] for s in sessions if s["ended_at"] is None] == [s["id"] for s in listed]
+    [signed_up, signed_out] = sessions  # oldest first
+    assert signed_up["created_at"] == listed[0]["created_at"]
+    assert (signed_up["ended_at"], signed_up["ended_because"]) == (None, None)
+    assert signed_out["ended_because"] == "logout"
+    assert signed_out["ended_at"] >= signed_out["created_at"]
+    assert set(signed_up) == {"id", "created_at", "last_refreshed_at", "ended_at", "ended_because"}
+    assert tablet.json()["refresh_token"] not in exported.text
+    assert ana.refresh_token not in exported.text
+    theirs = client.get("/api/v1/me/export", as_=ben).json()["sessions"]
+    assert [s["id"] for s in theirs] == [
+        s["id"] for s in client.get("/api/v1/me/sessions", as_=ben).json()["items"]
+    ]
+    assert not {s["id"] for s in theirs} & {s["id"] for s in sessions}

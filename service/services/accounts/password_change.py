@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from service.clock import clock
 from service.db import end_read
+from service.domain import sessions as endings
 from service.domain.errors import Conflict, Unauthorized, invalid
 from service.models import AuthSession, User
 from service.security.passwords import check_password, hash_password
@@ -21,8 +22,6 @@ WRONG = "This is not the account's password."
 # A change sent again this soon after by the session that made it is its retry: the phone never
 # got the first answer (a tunnel, the app suspended mid-request).
 RETRY_WINDOW = timedelta(minutes=5)
-# Why the sessions a change ends have ended.
-ENDED_REASON = "password_changed"
 
 
 def change_password(session: Session, member: Member, current: str, new: str) -> list[uuid.UUID]:
@@ -73,7 +72,7 @@ def change_password(session: Session, member: Member, current: str, new: str) ->
         user.password_hash = new_hash
         user.password_changed_at = clock.now()
         user.password_changed_by = member.session_id
-        ended = revoke_other_sessions(session, user.id, member.session_id, ENDED_REASON)
+        ended = revoke_other_sessions(session, user.id, member.session_id, endings.PASSWORD_CHANGED)
         session.commit()
         return ended
     raise _changed_meanwhile()  # changed again while it was checked again
@@ -103,7 +102,7 @@ def _ended_by_change(
             select(AuthSession.id).where(
                 AuthSession.user_id == member.user_id,
                 AuthSession.id != member.session_id,
-                AuthSession.revoked_reason == ENDED_REASON,
+                AuthSession.revoked_reason == endings.PASSWORD_CHANGED,
                 AuthSession.revoked_at >= changed_at,
             )
         )

@@ -9,6 +9,7 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.domain import sessions as endings
 from service.domain.errors import Unauthorized
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.tokens import TokenIssuer, hash_refresh_token
@@ -132,5 +133,5 @@ def _retried_successor(
 def _revoke_for_reuse(session: Session, auth_session: AuthSession, now: datetime) -> None:
     """End the session of a token presented twice, and stop its phones' pushes."""
     auth_session.revoked_at = now
-    auth_session.revoked_reason = "refresh_token_reuse"
+    auth_session.revoked_reason = endings.REFRESH_TOKEN_REUSE
     devices.sign_out(session, Device.session_id == auth_session.id, now)

@@ -11,14 +11,12 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from service.clock import clock
+from service.domain import sessions as endings
 from service.domain.errors import NotFound, Unauthorized
 from service.models import AuthSession, Device, RefreshToken, User
 from service.security.tokens import hash_refresh_token
 from service.services import devices, members, pages
 from service.services.members import Member
-
-# Why the sessions a member's sign-out of every phone ended have ended.
-SIGNED_OUT_EVERYWHERE = "signed_out_everywhere"
 
 
 def logout(session: Session, token: str) -> None:
@@ -30,7 +28,7 @@ def logout(session: Session, token: str) -> None:
     session.execute(
         update(AuthSession)
         .where(AuthSession.id == stored.session_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason="logout")
+        .values(revoked_at=now, revoked_reason=endings.LOGOUT)
     )
     # The phone signed out: it shows no more of the couple's pushes.
     devices.sign_out(session, Device.session_id == stored.session_id, now)
@@ -145,7 +143,7 @@ def sign_out_everywhere(
         return SignedOutEverywhere(tuple(ended))
     now = clock.now()
     ended = _hold_live_sessions(session, user_id, true())
-    _end_all(session, user_id, ended, SIGNED_OUT_EVERYWHERE, now)
+    _end_all(session, user_id, ended, endings.SIGNED_OUT_EVERYWHERE, now)
     session.commit()
     return SignedOutEverywhere(None)
 
@@ -159,7 +157,7 @@ def _ended_by_sign_out(
         select(AuthSession.revoked_at).where(
             AuthSession.id == session_id,
             AuthSession.user_id == user_id,
-            AuthSession.revoked_reason == SIGNED_OUT_EVERYWHERE,
+            AuthSession.revoked_reason == endings.SIGNED_OUT_EVERYWHERE,
         )
     )
     if ended_at is None:
@@ -167,7 +165,7 @@ def _ended_by_sign_out(
     ended = session.scalars(
         select(AuthSession.id).where(
             AuthSession.user_id == user_id,
-            AuthSession.revoked_reason == SIGNED_OUT_EVERYWHERE,
+            AuthSession.revoked_reason == endings.SIGNED_OUT_EVERYWHERE,
             AuthSession.revoked_at == ended_at,
         )
     )
@@ -237,6 +235,6 @@ def end_session(
     if not ended:
         session.rollback()
         raise NotFound("No such session of yours: it has ended, or was never this account's.")
-    _end(session, ended, "ended_by_member", now)
+    _end(session, ended, endings.ENDED_BY_MEMBER, now)
     devices.sign_out(session, Device.session_id.in_(ended), now)
     session.commit()
