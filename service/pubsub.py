@@ -74,9 +74,9 @@ def database_channel(channel: str, client: Any) -> str:
 
     Redis hands a published message to every subscriber on the server, whichever database each
     selected: two deployments on one server, each on a database of its own (staging beside
-    production, a test run beside a topology), heard each other's socket events, operators'
-    figures and worker wake-ups. Database 0 keeps the bare names (Flask-SocketIO's own among
-    them); another database's channels end in `:db<N>`."""
+    production, a test run beside a topology), would hear each other's socket events,
+    operators' figures and worker wake-ups. Database 0 keeps the bare names (Flask-SocketIO's
+    own among them); another database's channels end in `:db<N>`."""
     number = int(client.connection_pool.connection_kwargs.get("db") or 0)
     return channel if number == 0 else f"{channel}:db{number}"
 

@@ -49,7 +49,7 @@ def hash_with(parameters: Parameters) -> None:
     unknown email is checked against is made with them too, so both paths still cost alike.
 
     For the test suite, which hashes with argon2-cffi's cheapest (`argon2.profiles.CHEAPEST`):
-    hashes that cost 150 ms of CPU each, by design, were most of the CPU its tests spent."""
+    at 150 ms of CPU a hash, by design, hashing would be most of the CPU its tests spend."""
     global _hasher, _unknown_hash
     _hasher = PasswordHasher.from_parameters(parameters)
     stale = _hasher.check_needs_rehash(_DUMMY_HASH)
