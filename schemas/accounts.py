@@ -201,8 +201,8 @@ class SessionDeviceSchema(Schema):
     app_version = fields.String(dump_only=True, allow_none=True)
 
 
-class SessionSchema(Schema):
-    """A phone signed in to the caller's account."""
+class SignInSchema(Schema):
+    """A phone signed in to the account: when it signed in, and last refreshed."""
 
     id = fields.UUID(dump_only=True)
     created_at = UTCDateTime(dump_only=True, metadata={"description": "When it signed in"})
@@ -214,6 +214,11 @@ class SessionSchema(Schema):
             "use does about every 15 minutes); null before its first refresh"
         },
     )
+
+
+class SessionSchema(SignInSchema):
+    """A phone signed in to the caller's account."""
+
     current = fields.Boolean(
         dump_only=True, metadata={"description": "true for the session of the caller's token"}
     )

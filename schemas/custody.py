@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import fields
 
-from schemas.accounts import QuietHoursSchema
+from schemas.accounts import QuietHoursSchema, SignInSchema
 from schemas.base import Schema, UTCDateTime
 from schemas.bids import STATUSES as BID_STATUSES
 from schemas.devices import PLATFORMS
@@ -38,14 +38,7 @@ class ExportDeviceSchema(Schema):
     created_at = UTCDateTime(dump_only=True)
 
 
-class ExportSessionSchema(Schema):
-    id = fields.UUID(dump_only=True)
-    created_at = UTCDateTime(dump_only=True, metadata={"description": "When it signed in"})
-    last_refreshed_at = UTCDateTime(
-        dump_only=True,
-        allow_none=True,
-        metadata={"description": "When it last traded its refresh token; null before then"},
-    )
+class ExportSessionSchema(SignInSchema):
     ended_at = UTCDateTime(
         dump_only=True, allow_none=True, metadata={"description": "null while signed in"}
     )
