@@ -30,9 +30,10 @@ from tests.support.settings import make_settings
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 
 # Real argon2id at its cheapest for the apps this process serves: at the deployed parameters
-# (150 ms of CPU a hash) the suite's sign-ups and sign-ins took most of its CPU. The processes
-# the tests start (`reach serve`, gunicorn, workers) hash as deployed, and the tests of hashing's
-# cost run there (tests/security/test_hashing_off_the_loop.py, tests/unit/test_passwords.py).
+# (150 ms of CPU a hash) the suite's sign-ups and sign-ins would take most of its CPU. The
+# processes the tests start (`reach serve`, gunicorn, workers) hash as deployed, and the tests of
+# hashing's cost run there (tests/security/test_hashing_off_the_loop.py); the deployed parameters
+# are held to in tests/unit/test_passwords.py.
 passwords.hash_with(profiles.CHEAPEST)
 
 

@@ -46,8 +46,8 @@ def proxy() -> Iterator[TcpProxy]:
     # listeners (python-socketio's RedisManager thread, which has no way to stop) stay
     # subscribed through it until the test process ends, and a server whose socket events were
     # dropped tries its `sync.needed` every 2 s until Redis takes it. Cut, they would retry for
-    # the rest of the run, warning in later tests' logs (a test of PostgreSQL's outage saw
-    # "Redis did not take messages" among its own warnings) and in streams pytest has closed.
+    # the rest of the run, warning in later tests' logs (tests/test_database.py counts its own
+    # warnings) and in streams pytest has closed.
     forward.forwarding()
 
 
