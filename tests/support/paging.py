@@ -53,11 +53,15 @@ def assert_each_page_reads_a_page(
     app: Flask, picked: list[Read], table: str, total: int, limit: int, what: str
 ) -> None:
     """Each of the pages' statements fetched about a page of `table`'s rows: `limit` and a few
-    more, or, in the last five pages' worth of the `total`, what was left (PostgreSQL may rather
-    read and sort that than walk an index)."""
+    more, or, in the older half of the `total`, what was left. PostgreSQL may rather read and
+    sort what is left than walk an index, and where it turns to that follows its statistics:
+    with 3,000 conversations in pages of 200 it did at 1,000 left in a run of this test alone,
+    at 1,200 in a run of the whole suite (whose earlier tests leave the table other statistics).
+    Never on a page in the newer half: one reading every newer row, or every older one from the
+    start, is what these tests are for."""
     with app.app_context(), db.scope() as session:
         for number, (statement, parameters) in enumerate(picked, 1):
             read = rows_fetched(session.connection(), statement, parameters, table)
             left = total - (number - 1) * limit
-            tail = left <= 5 * limit and read <= left + 10
+            tail = left <= total // 2 and read <= left + 10
             assert read <= limit + 10 or tail, f"read {read} {what} of {total} for page {number}"
