@@ -310,6 +310,7 @@ def test_a_page_of_bids_of_one_status_reads_that_page_not_the_couples_history(
             shifted = fill.replace("i * interval", f"(i + {skip}) * interval")
             params = {"couple": couple, "sender": sender.id, "recipient": recipient.id}
             session.execute(text(shifted), {**params, "status": status, "n": n})
+        other_couples(session.connection())  # a table of many couples, as in production
 
     pages: list[tuple[str, Any]] = []
 
