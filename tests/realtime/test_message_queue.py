@@ -369,10 +369,14 @@ def test_deployments_on_other_databases_of_one_redis_server_do_not_hear_each_oth
     far = Phone(there.url, ben.access_token).connect()
     phones.extend([near, far])
     listening(there_too, far, ben.id)  # `there` hears its own deployment's other process
-    probe = uuid.uuid4().hex
+    probe, after = uuid.uuid4().hex, uuid.uuid4().hex
     from_server(here, ben.id)({"probe": probe})
     near.wait_for("probe", lambda data: data.get("probe") == probe)
-    time.sleep(1.0)  # it crossed to the other deployment within milliseconds, if at all
+    assert here.app.extensions["reach.publications"].flush(5)  # published to Redis
+    # Published after it: `there` receives its channel's messages on one connection, in the order
+    # Redis took them, so by the time this one arrives the probe would have, had it crossed.
+    from_server(there_too, ben.id)({"probe": after})
+    far.wait_for("probe", lambda data: data.get("probe") == after)
     assert probe not in [data.get("probe") for data in far.named("probe")]
 
 
