@@ -40,6 +40,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     from service.dashboard.live import same_origin_or
     from service.errors import register_error_handlers
     from service.extensions import db, limiter
+    from service.mail import mailer
+    from service.mail.relay import check_mail_settings
     from service.push.backends import backend_named
     from service.security.tokens import TokenIssuer
     from service.services.members import RecentMembers
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     check_choices(settings)
     check_least_values(settings)
     backend_named(settings.PUSH_BACKEND)
+    check_mail_settings(settings)
     check_allowed_origins(settings)
     check_rate_limits(settings)
     if not settings.is_sqlite and not settings.TESTING:
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     realtime.register(socketio, settings)
     dashboard.register(app, socketio)
     metrics.init_app(app)
+    mailer.init_app(app, settings, socketio.start_background_task)
     app.before_request(read_first)
     if settings.worker_inline:
         app.extensions["reach.start_inline_worker"] = lambda: _start_inline_worker(app)

@@ -77,6 +77,16 @@ class Settings:
     PUSH_BACKEND: str = "log"
     FIREBASE_CREDENTIALS: str = ""
     FCM_ENDPOINT: str = ""
+    # Outgoing mail (service/mail/): "log" writes each mail, whole, to the log instead of
+    # sending it; "smtp" hands it to the relay SMTP_URL names: smtp://user:pass@host:587 (STARTTLS,
+    # which credentials over smtp:// always require), smtps://user:pass@host:465 (TLS from the
+    # start), or smtp://host:25 without credentials for a relay on the host or its network (no
+    # TLS); user and password percent-encoded. MAIL_FROM is the From of every mail, e.g.
+    # "Reach <no-reply@example.com>"; MAIL_TIMEOUT_SECONDS bounds each wait on the relay.
+    MAIL_BACKEND: str = "log"
+    SMTP_URL: str = ""
+    MAIL_FROM: str = ""
+    MAIL_TIMEOUT_SECONDS: int = 10
     SECRET_KEY: str = ""
     ALLOWED_ORIGINS: tuple[str, ...] = ()
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (nginx: 1).
@@ -376,6 +386,7 @@ CHOICES = {
     "LOG_FORMAT": ("json", "text"),
     "SOCKET_TRANSPORT": ("lean", "stock"),
     "SOCKETIO_ASYNC_MODE": ("", "gevent", "threading"),
+    "MAIL_BACKEND": ("log", "smtp"),
 }
 
 

@@ -54,8 +54,9 @@ def on_starting(server: Any) -> None:
 
 def post_worker_init(worker: Any) -> None:
     """Start the in-process worker when asked (embedded default, WORKER_MODE=inline); say if
-    Redis does not answer; fit the connections the process holds to its open-files limit
-    (service/open_files.py); then tame the garbage collector (service/gc_tuning.py)."""
+    Redis does not answer, or if production's mails are only logged; fit the connections the
+    process holds to its open-files limit (service/open_files.py); then tame the garbage
+    collector (service/gc_tuning.py)."""
     from service import gc_tuning
 
     app = worker.wsgi
@@ -73,6 +74,10 @@ def post_worker_init(worker: Any) -> None:
         from service.redis_check import say_if_unreachable
 
         say_if_unreachable(extensions["reach.redis"], settings.REDIS_URL)
+    from service.mail import MAILER
+    from service.mail.mailer import say_if_only_logged
+
+    say_if_only_logged(extensions.get(MAILER), settings)
     _fit_open_files(worker, extensions.get("socketio"), settings)
     gc_tuning.install(gc_tuning.policy_of(settings))
 

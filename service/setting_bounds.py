@@ -30,6 +30,7 @@ LEAST = {
     "PUSH_GATHER_MS": (0, "milliseconds"),
     "PUSH_RETENTION_DAYS": (0, "days"),
     "DEAD_PUSH_TOKEN_RETENTION_DAYS": (0, "days"),
+    "MAIL_TIMEOUT_SECONDS": (1, "seconds"),
     "MAX_CONTENT_LENGTH": (1, "bytes"),
     "SOCKETS_PER_USER": (1, "sockets"),
     "DEVICES_PER_USER": (1, "devices"),

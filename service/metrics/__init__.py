@@ -2,6 +2,7 @@
 
 from service.metrics.counted import (
     BIDS_CREATED,
+    MAILS,
     PUBSUB_MESSAGES,
     PUBSUB_RECEIVE_FAILURES,
     PUSH_OUTCOMES,
@@ -11,6 +12,7 @@ from service.metrics.counted import (
     SOCKETS,
     SocketCount,
     bid_created,
+    mail_outcome,
     pubsub_messages,
     pubsub_receive_failure,
     push_outcome,
@@ -35,6 +37,7 @@ from service.metrics.worker_server import serve_worker_endpoint, worker_endpoint
 __all__ = [
     "BIDS_CREATED",
     "HTTP_METHODS",
+    "MAILS",
     "PUBSUB_MESSAGES",
     "PUBSUB_RECEIVE_FAILURES",
     "PUSHES_UNSENT",
@@ -48,6 +51,7 @@ __all__ = [
     "bid_created",
     "host_member_sockets",
     "init_app",
+    "mail_outcome",
     "pubsub_messages",
     "pubsub_receive_failure",
     "push_outcome",

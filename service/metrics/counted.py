@@ -1,4 +1,4 @@
-"""Counted in-process: request latency, sockets, bids, pushes and Redis messages."""
+"""Counted in-process: request latency, sockets, bids, pushes, mails and Redis messages."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ PUSHES_UNSENT = Counter(
     "Pushes a worker's pass left untried for its next pass: its lease had no time left for "
     "their answers (FCM slow, or PUSH_LEASE_SECONDS short for the batch)",
 )
+MAILS = Counter(
+    "reach_mails",
+    "Mails by kind (password_reset...) and outcome: sent (handed to the relay), logged "
+    "(MAIL_BACKEND=log), or failed (the relay refused it or could not be reached)",
+    ["kind", "outcome"],
+)
 PUBSUB_MESSAGES = Counter(
     "reach_pubsub_messages",
     "Messages to the other processes over Redis (socket events, push wake-ups) by channel and "
@@ -59,6 +65,10 @@ def push_outcome(outcome: str, platform: str) -> None:
 
 def pushes_unsent(count: int) -> None:
     PUSHES_UNSENT.inc(count)
+
+
+def mail_outcome(kind: str, outcome: str) -> None:
+    MAILS.labels(kind=kind, outcome=outcome).inc()
 
 
 def pubsub_messages(channel: str, outcome: str, count: int = 1) -> None:
