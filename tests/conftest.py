@@ -26,6 +26,7 @@ from tests.support.documented import answers_documented
 from tests.support.phones import Phone
 from tests.support.server import LiveServer
 from tests.support.settings import make_settings
+from tests.support.smtp_standin import SmtpStandIn
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
 
@@ -137,6 +138,16 @@ def server_with(
                 sockets.remove(sid)
             if db_connection is not None:
                 db.unbind()
+
+
+@pytest.fixture
+def smtp_standin() -> Iterator[SmtpStandIn]:
+    """A local SMTP relay that records every mail it is sent (`wait_for(count)`), or refuses
+    them (`refuse()`): `server_with(MAIL_BACKEND="smtp", SMTP_URL=smtp_standin.url,
+    MAIL_FROM="Reach <no-reply@reach.test>")`."""
+    server = SmtpStandIn().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

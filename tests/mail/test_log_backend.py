@@ -1,0 +1,154 @@
+"""The log backend (the embedded default): each mail, whole, in the log; a warning in production."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from service import create_app
+from service.config import Settings
+from service.logs import JsonFormatter
+from service.mail import MAILER, Mail
+from service.mail.mailer import say_if_only_logged
+from tests.mail.conftest import counted, deliver_from
+
+CODE_MAIL = Mail(
+    to="ana@example.com",
+    subject="Dein Code für Reach",
+    text="Dein Code lautet 482913.\nGrüße 💌",
+    kind="password_reset",
+)
+PRODUCTION = {
+    "DATABASE_URL": "postgresql://reach@127.0.0.1:1/none",
+    "SECRET_KEY": "a-production-secret-key-long-enough-0123456789",
+    "WORKER_MODE": "separate",
+}
+WARNED = "MAIL_BACKEND=log: mails, and the codes in them, are written to the log"
+
+
+def test_the_log_backend_writes_the_whole_mail_to_the_log(
+    mail_app: Callable[..., Flask], kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = mail_app()  # MAIL_BACKEND's default
+    assert app.extensions[MAILER].backend.name == "log"
+    sent = Mail(CODE_MAIL.to, CODE_MAIL.subject, CODE_MAIL.text, kind)
+    with caplog.at_level(logging.INFO, logger="reach.mail"):
+        deliver_from(app, sent)  # written before deliver returns: nothing waits on a network
+    [line] = [r for r in caplog.records if r.name == "reach.mail"]
+    assert (line.levelno, line.getMessage()) == (logging.INFO, "mail logged, not sent")
+    written = json.loads(JsonFormatter().format(line))
+    assert {key: written[key] for key in ("kind", "to", "subject", "text")} == {
+        "kind": kind,
+        "to": "ana@example.com",
+        "subject": "Dein Code für Reach",
+        "text": "Dein Code lautet 482913.\nGrüße 💌",
+    }
+    assert (counted(kind, "logged"), counted(kind, "sent"), counted(kind, "failed")) == (1, 0, 0)
+
+
+def warned(caplog: pytest.LogCaptureFixture, settings: Settings) -> list[str]:
+    """What an API process with `settings` says about mail as it starts serving."""
+    app = create_app(settings)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="reach.mail"):
+        say_if_only_logged(app.extensions[MAILER], settings)
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "reach.mail" and r.levelno == logging.WARNING
+    ]
+
+
+def test_production_that_only_logs_mails_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    """On PostgreSQL the log backend is a mistake unless meant: a member asking for a code
+    waits for a mail that never comes."""
+    [warning] = warned(caplog, Settings(**PRODUCTION))
+    assert warning.startswith(WARNED)
+    assert "set MAIL_BACKEND=smtp, SMTP_URL and MAIL_FROM" in warning
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        Settings(DATABASE_URL="sqlite://", WORKER_MODE="separate"),  # the embedded default
+        Settings(
+            **PRODUCTION,
+            MAIL_BACKEND="smtp",
+            SMTP_URL="smtp://127.0.0.1:1",
+            MAIL_FROM="no-reply@reach.test",
+        ),
+    ],
+    ids=["embedded", "production-smtp"],
+)
+def test_no_warning_where_mails_go_where_meant(
+    caplog: pytest.LogCaptureFixture, settings: Settings
+) -> None:
+    assert warned(caplog, settings) == []
+
+
+def lines_until(process: subprocess.Popen[str], wanted: str, seconds: float) -> list[str]:
+    """The lines a process wrote until one containing `wanted` (or `seconds` passed)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (seen and wanted in seen[-1]):
+        try:
+            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    return seen
+
+
+def test_a_starting_api_process_says_so_and_other_commands_do_not(tmp_path: Path) -> None:
+    """Said once by each API process as it starts serving (post_worker_init), where mails
+    are sent; not by every `reach` command run with the same settings (a migration Job)."""
+    env = {
+        **os.environ,
+        **PRODUCTION,
+        "REACH_INSTANCE_DIR": str(tmp_path),
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "WARNING",
+    }
+    routes = subprocess.run(
+        [sys.executable, "-m", "service.entry", "routes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
+    assert "MAIL_BACKEND" not in routes.stdout + routes.stderr
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.entry", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        lines = lines_until(process, WARNED, 30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    told = [json.loads(line) for line in lines if WARNED in line]
+    assert len(told) == 1, lines
+    assert (told[0]["level"], told[0]["logger"]) == ("warning", "reach.mail")
