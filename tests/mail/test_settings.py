@@ -7,12 +7,15 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from service import create_app
 from service.config import SettingsError, from_environment
-from service.mail.relay import Relay, relay_from_url, sender_domain
+from service.mail.relay import Relay, check_mail_settings, relay_from_url, sender_domain
 from tests.support.commands import reach_refuses
 from tests.support.settings import make_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
@@ -118,3 +121,20 @@ def test_smtp_without_a_relay_stops_every_command(tmp_path: Path) -> None:
     }
     said = reach_refuses("db", "current", env=env)
     assert "Error: MAIL_BACKEND=smtp needs SMTP_URL" in said, said
+
+
+def test_the_kubernetes_examples_send_mail_with_the_relay_in_the_secret() -> None:
+    """The ConfigMap says smtp and who sends; the relay, with its password, is in the Secret:
+    the pods, which read both, start with them."""
+    documents = [
+        document
+        for name in ("configmap.yaml", "secret.example.yaml")
+        for document in yaml.safe_load_all((ROOT / "deploy/k8s" / name).read_text())
+        if document
+    ]
+    config = next(d["data"] for d in documents if d["kind"] == "ConfigMap")
+    secret = next(d["stringData"] for d in documents if d["metadata"]["name"] == "reach-secrets")
+    assert "SMTP_URL" not in config and config["MAIL_BACKEND"] == "smtp"
+    settings = from_environment({**config, **secret})
+    check_mail_settings(settings)
+    assert relay_from_url(settings.SMTP_URL).security == "starttls"
