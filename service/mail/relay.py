@@ -65,6 +65,11 @@ def relay_from_url(url: str) -> Relay:
             f"SMTP_URL gives a user without a password, or a password without a user: give "
             f"both or neither: {RELAY_EXAMPLES}"
         )
+    if not (username + password).isascii():  # smtplib's AUTH sends them as ASCII, or fails
+        raise SettingsError(
+            "SMTP_URL's user and password are ASCII only (smtplib cannot sign in with others): "
+            "use a password of ASCII letters, digits and punctuation, percent-encoded"
+        )
     security: Security = "tls" if parts.scheme == "smtps" else "none"
     if username and parts.scheme == "smtp":
         security = "starttls"  # credentials never travel in the clear

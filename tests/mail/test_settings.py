@@ -61,6 +61,7 @@ def test_credentials_are_percent_decoded_and_never_shown() -> None:
         ("SMTP_URL", "smtp://:pw@mail.example.com", "or a password without a user"),
         ("SMTP_URL", "smtp://u:pass/word@mail.example.com", "password with @ : / ? # % in it"),
         ("SMTP_URL", "smtp://u:pass#word@mail.example.com", "is percent-encoded: %40 %3A"),
+        ("SMTP_URL", "smtp://u:gr%C3%BC%C3%9Fe@mail.example.com", "user and password are ASCII"),
         ("SMTP_URL", "smtp://mail.example.com/?tls=1", "SMTP_URL has a path, query or fragment"),
         ("MAIL_FROM", "Reach", "MAIL_FROM is one address"),
         ("MAIL_FROM", "Reach <no-reply>", "MAIL_FROM is one address"),
