@@ -127,6 +127,42 @@ class PasswordChangeSchema(Schema):
     )
 
 
+class PasswordResetRequestSchema(Schema):
+    email = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=254),
+        metadata={"description": "The address the account signs in with"},
+    )
+
+
+class PasswordResetRequestedSchema(Schema):
+    expires_in = fields.Integer(
+        dump_only=True,
+        metadata={"description": "Seconds the mailed code works for, from now"},
+    )
+
+
+class PasswordResetSchema(Schema):
+    email = fields.String(required=True, validate=validate.Length(min=1, max=254))
+    code = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "The code mailed, as typed: any case, with or without its dash",
+            "example": "7KQ2-MX9D",
+        },
+    )
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=NEW_PASSWORD_LENGTH,
+        metadata={
+            "description": "The new password, as at sign-up: 10-256 characters. "
+            + _PASSWORD["description"]
+        },
+    )
+
+
 # `Authorization`'s scheme copied into the body with the token ("Bearer rt_...").
 _BEARER = re.compile(r"bearer\s", re.IGNORECASE)
 

@@ -177,6 +177,9 @@ class Settings:
     # Password changes per account, right or wrong (each checks one argon2 hash and makes
     # another): guessing the current password with a stolen access token is held to it.
     RATELIMIT_PASSWORD: str = "5 per hour"
+    # Codes mailed for a forgotten password, per submitted email, whether it has an account or
+    # not (besides RATELIMIT_AUTH per address): each is a mail to someone's inbox.
+    RATELIMIT_PASSWORD_RESET: str = "3 per hour;10 per day"
     # Lists of the account's sign-in sessions, and sessions ended one at a time, per account.
     RATELIMIT_SESSIONS: str = "60 per hour"
     # Live member sockets one account may hold in one process; more are refused.

@@ -1,4 +1,4 @@
-"""Register, sign in, refresh and sign out."""
+"""Register, sign in, refresh, sign out, and reset a forgotten password."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from flask.views import MethodView
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
-from schemas.accounts import LoginSchema, RefreshSchema, RegisterSchema, TokenPairSchema
+from schemas.accounts import (
+    LoginSchema,
+    PasswordResetRequestedSchema,
+    PasswordResetRequestSchema,
+    PasswordResetSchema,
+    RefreshSchema,
+    RegisterSchema,
+    TokenPairSchema,
+)
+from service import mail
 from service.api.auth import token_issuer
 from service.api.blueprint import Blueprint
 from service.clock import clock
@@ -37,6 +46,8 @@ from service.services import accounts
 
 PREFIX = "/auth"
 blp = Blueprint("auth", __name__, description="Accounts and sessions")
+
+_reset_limit = limit_setting("RATELIMIT_PASSWORD_RESET")
 
 
 def _json_body() -> Any:
@@ -224,3 +235,61 @@ class Logout(MethodView):
         revoked = _revoked_session(body["refresh_token"])
         if revoked is not None:
             members.disconnect_session(revoked)
+
+
+@blp.route("/password-reset")
+class PasswordResetRequest(MethodView):
+    decorators = [
+        unread_requests_do_not_count,
+        limiter.limit(auth_limit, methods=["POST"]),
+        limiter.limit(_reset_limit, key_func=_submitted_email, methods=["POST"], scope="reset"),
+    ]
+
+    @blp.doc(operationId="requestPasswordReset")
+    @blp.arguments(PasswordResetRequestSchema)
+    @blp.response(
+        202, PasswordResetRequestedSchema, description="Asked for; mailed if it has an account"
+    )
+    @blp.problem(429)
+    def post(self, body: dict[str, Any]) -> dict[str, int]:
+        """Forgot the password: mail a code to set a new one with
+
+        The account of `email` is mailed a code (8 characters, `7KQ2-MX9D`), which works for
+        30 minutes, for 5 tries, once, with `POST /auth/password-reset/confirm`. A new request
+        replaces the code: only the one mailed last works. The answer is the same whether the
+        address has an account or not (a disabled one gets no mail). Counts against
+        RATELIMIT_PASSWORD_RESET per submitted email (3 an hour, 10 a day) and RATELIMIT_AUTH
+        per address.
+        """
+        code = accounts.request_password_reset(db.session, body["email"])
+        if code is not None:
+            mail.deliver(accounts.reset_mail(code))
+        return {"expires_in": int(accounts.CODE_TTL.total_seconds())}
+
+
+@blp.route("/password-reset/confirm")
+class PasswordReset(MethodView):
+    decorators = [
+        unread_requests_do_not_count,
+        limiter.limit(auth_limit, methods=["POST"]),
+    ]
+
+    @blp.doc(operationId="resetPassword")
+    @blp.arguments(PasswordResetSchema)
+    @blp.response(200, TokenPairSchema, description="Password set; this phone is signed in")
+    @blp.problem(401, "The account is disabled")
+    @blp.problem(429)
+    def post(self, body: dict[str, Any]) -> accounts.SignedIn:
+        """Set a new password with a mailed code, and sign in
+
+        A code that is not the one mailed last for `email`, has expired, was used, or was
+        tried 5 times is a 422 naming `code` (ask for a new one). Every phone signed in to the
+        account is signed out (tokens stop working, sockets close, devices get no pushes until
+        they sign in again); this phone gets a new sign-in, as `POST /auth/login` gives. The
+        same reset sent again within 5 minutes (the same code and password: its answer was
+        lost) signs in again.
+        """
+        reset = accounts.reset_password(db.session, token_issuer(), _refresh_days(), **body)
+        for session_id in reset.ended:  # their open sockets close, in every process
+            members.disconnect_session(session_id)
+        return reset.signed_in

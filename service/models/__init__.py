@@ -1,6 +1,6 @@
 """SQLAlchemy 2.0 tables of Reach."""
 
-from service.models.accounts import AuthSession, RefreshToken, User
+from service.models.accounts import AuthSession, PasswordReset, RefreshToken, User
 from service.models.base import Base
 from service.models.bids import Bid, BidResponse
 from service.models.checkins import CheckInAnswer, CheckInRound
@@ -25,6 +25,7 @@ __all__ = [
     "Invite",
     "Operator",
     "OperatorSession",
+    "PasswordReset",
     "PushAttempt",
     "PushDelivery",
     "PushJob",

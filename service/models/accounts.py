@@ -86,3 +86,22 @@ class RefreshToken(Base):
     used_at: Mapped[datetime | None]
     # The token issued when it was traded (the newest, if the trade was retried); NULL before.
     successor_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class PasswordReset(Base):
+    """The code mailed to an account that forgot its password: at most one per account (a new
+    request replaces it), stored only as a hash (`accounts.request_password_reset`)."""
+
+    __tablename__ = "password_resets"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    # Codes tried against it, right or wrong: each try takes one first, so however many are
+    # sent at once, no more than the most allowed are ever checked (`accounts.reset_password`).
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    # When it set the password: a retry of that reset soon after (its answer lost) signs in.
+    used_at: Mapped[datetime | None]

@@ -202,6 +202,8 @@ OPERATION_IDS = {
     ("POST", "/api/v1/auth/login"): "login",
     ("POST", "/api/v1/auth/refresh"): "refreshTokens",
     ("POST", "/api/v1/auth/logout"): "logout",
+    ("POST", "/api/v1/auth/password-reset"): "requestPasswordReset",
+    ("POST", "/api/v1/auth/password-reset/confirm"): "resetPassword",
     ("GET", "/api/v1/me"): "getProfile",
     ("PATCH", "/api/v1/me"): "updateProfile",
     ("DELETE", "/api/v1/me"): "deleteAccount",

@@ -197,6 +197,22 @@ ROUTES: dict[tuple[str, str], Route] = {
         everyone(204),
         "logout needs only the refresh token it revokes",
     ),
+    ("POST", "/api/v1/auth/password-reset"): Route(
+        lambda w, c: c.request(
+            "POST", "/api/v1/auth/password-reset", json={"email": w.spare.email}
+        ),
+        everyone(202),
+        "mails the code to the account's own address, whoever asks; the same answer for any",
+    ),
+    ("POST", "/api/v1/auth/password-reset/confirm"): Route(
+        lambda w, c: c.request(
+            "POST",
+            "/api/v1/auth/password-reset/confirm",
+            json={"email": w.spare.email, "code": "AAAA-AAAA", "password": "a new passphrase"},
+        ),
+        everyone(422),
+        "the mailed code is the proof: a wrong one is refused whoever sends it",
+    ),
     ("GET", "/api/v1/openapi.json"): Route(
         lambda w, c: c.request("GET", "/api/v1/openapi.json"), everyone(200)
     ),

@@ -1,7 +1,15 @@
 """Accounts and sessions: register, sign in, rotate refresh tokens, list and end sessions, sign
-out, change passwords."""
+out, change and reset passwords."""
 
 from service.services.accounts.password_change import change_password
+from service.services.accounts.password_reset import (
+    CODE_TTL,
+    PasswordWasReset,
+    ResetCode,
+    request_password_reset,
+    reset_mail,
+    reset_password,
+)
 from service.services.accounts.pruning import SignInsPruned, prune_expired_sign_ins
 from service.services.accounts.rotation import refresh, rotating_session
 from service.services.accounts.sessions import (
@@ -31,9 +39,12 @@ from service.services.accounts.sign_up_retry import (
 )
 
 __all__ = [
+    "CODE_TTL",
     "EMAIL_LENGTH",
     "SIGN_UP_RETRY_WINDOW",
     "EmailTaken",
+    "PasswordWasReset",
+    "ResetCode",
     "SignInsPruned",
     "SignedIn",
     "SignedOutEverywhere",
@@ -50,6 +61,9 @@ __all__ = [
     "prune_expired_sign_ins",
     "refresh",
     "register",
+    "request_password_reset",
+    "reset_mail",
+    "reset_password",
     "revoke_all_sessions",
     "revoke_other_sessions",
     "rotating_session",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -35,6 +36,7 @@ class SignedIn:
     access_token: str
     refresh_token: str
     expires_in: int
+    session_id: uuid.UUID
 
 
 def normalize_email(email: str) -> str:
@@ -84,7 +86,7 @@ def register(
     except IntegrityError as exc:
         session.rollback()
         raise EmailTaken() from exc
-    signed_in = _start_session(session, issuer, refresh_days, user)
+    signed_in = start_session(session, issuer, refresh_days, user)
     session.commit()
     return signed_in
 
@@ -149,14 +151,12 @@ def _login(
         return None
     if rehashed is not None:
         user.password_hash = rehashed
-    signed_in = _start_session(session, issuer, refresh_days, user)
+    signed_in = start_session(session, issuer, refresh_days, user)
     session.commit()
     return signed_in
 
 
-def _start_session(
-    session: Session, issuer: TokenIssuer, refresh_days: int, user: User
-) -> SignedIn:
+def start_session(session: Session, issuer: TokenIssuer, refresh_days: int, user: User) -> SignedIn:
     auth_session = AuthSession(user_id=user.id, created_at=clock.now())
     session.add(auth_session)
     session.flush()
@@ -187,4 +187,4 @@ def _issue(
     if parent is not None:
         parent.successor_hash = token_hash
     access = issuer.access_token(user.id, auth_session.id, now)
-    return SignedIn(user, access, refresh_token, issuer.access_seconds)
+    return SignedIn(user, access, refresh_token, issuer.access_seconds, auth_session.id)
