@@ -137,11 +137,14 @@ class Worker:
 
     def prune(self) -> int:
         """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago, the expired
-        sign-ins (`accounts.prune_expired_sign_ins`), and the dead tokens FCM declared dead
-        more than DEAD_PUSH_TOKEN_RETENTION_DAYS ago. How many pushes went."""
+        sign-ins (`accounts.prune_expired_sign_ins`), the dead tokens FCM declared dead more than
+        DEAD_PUSH_TOKEN_RETENTION_DAYS ago, and expired password-reset codes. How many pushes
+        went."""
         while self._prune_sign_ins():
             pass
         while self._prune_dead_tokens():
+            pass
+        while self._prune_resets():
             pass
         deleted = 0
         while (pruned := self._prune_pushes()).more:
@@ -154,6 +157,7 @@ class Worker:
         sign-ins first: a phone whose sign-in expired stops getting pushes."""
         return [
             _Prune("expired sign-ins", self._prune_sign_ins),
+            _Prune("expired password-reset codes", self._prune_resets),
             _Prune("dead push tokens", self._prune_dead_tokens),
             _Prune("finished pushes", lambda: self._prune_pushes().more),
         ]
@@ -202,6 +206,11 @@ class Worker:
                 },
             )
         return sign_ins.more
+
+    def _prune_resets(self) -> bool:
+        """One batch of the expired password-reset codes' prune; whether more may be left."""
+        with self.app.app_context(), db.scope() as session:
+            return accounts.prune_expired_resets(session, clock.now(), batch=self.prune_batch)
 
     def _prune_dead_tokens(self) -> bool:
         """One bounded share of the dead tokens' prune (`prune_batches` transactions of

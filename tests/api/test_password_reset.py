@@ -18,6 +18,7 @@ from service.clock import clock
 from service.extensions import db
 from service.models import PasswordReset
 from service.services.accounts import password_reset
+from service.worker.runner import Worker
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.documented import answers_documented
 from tests.support.phones import Phone
@@ -253,3 +254,18 @@ def test_codes_asked_for_one_address_are_limited(
     assert ask(api, "someone-else@example.com").status_code == 202
     smtp_standin.wait_for(2)
     assert [m.rcpt_tos for m in smtp_standin.received()] == [(ana.email,)] * 2
+
+
+def test_the_worker_deletes_expired_codes(
+    api: ApiClient, smtp_standin: SmtpStandIn, worker: Worker, app: Flask
+) -> None:
+    ana, ben = api.register("Ana"), api.register("Ben")
+    clock.freeze(clock.now())
+    mailed_code(smtp_standin, api, ana)
+    clock.advance(timedelta(minutes=10))
+    mailed_code(smtp_standin, api, ben)
+    clock.advance(password_reset.CODE_TTL - timedelta(minutes=5))  # Ana's is over, Ben's not
+    worker.prune()
+    with app.app_context():
+        left = db.session.scalars(select(PasswordReset.user_id)).all()
+    assert [str(user_id) for user_id in left] == [ben.id]

@@ -212,3 +212,15 @@ def _sign_in_again(
     signed_in = start_session(session, issuer, refresh_days, user)
     session.commit()
     return signed_in
+
+
+def prune_expired_resets(session: Session, now: datetime, *, batch: int = 1000) -> bool:
+    """Delete up to `batch` codes expired by `now` (refused anyway, a retry's included),
+    passing over any another transaction holds; whether more may be left."""
+    expired = select(PasswordReset.user_id).where(PasswordReset.expires_at <= now)
+    held = expired.limit(batch).with_for_update(skip_locked=True)
+    gone = list(session.scalars(held))
+    if gone:
+        session.execute(delete(PasswordReset).where(PasswordReset.user_id.in_(gone)))
+    session.commit()
+    return len(gone) == batch
