@@ -103,6 +103,7 @@ class Publications:
         # the channels whose message is owed (dropped since), until Redis takes it.
         self._recoveries: dict[str, Callable[[], bytes | str]] = {}
         self._owed: set[str] = set()
+        self._owed_tries = 0  # sends that tried owed messages, published or not
 
     def on_dropped(self, channel: str, recovery: Callable[[], bytes | str]) -> None:
         """Once messages of `channel` have been dropped, publish `recovery()` on it as soon as
@@ -131,11 +132,23 @@ class Publications:
             return len(self._messages) + len(self._notices)
 
     def flush(self, timeout: float) -> bool:
-        """Wait until everything queued so far has been published or dropped; False if it
-        took longer than `timeout` seconds."""
+        """Wait until everything queued so far has been published or dropped, and each
+        recovery message owed has been tried once more, at once rather than after the rest
+        between tries (a process stopping soon after Redis came back would otherwise leave it
+        unsent, and the other processes' phones untold); False if that took longer than
+        `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self._ready:
-            while self._messages or self._notices or self._sending:
+            tries = self._owed_tries
+            if self._owed:
+                self._resting_until = 0.0
+                self._wake()
+            while (
+                self._messages
+                or self._notices
+                or self._sending
+                or (self._owed and self._owed_tries == tries)
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -197,24 +210,35 @@ class Publications:
             now = time.monotonic()
             self._resting_until = now + RETRY_SECONDS
             self._dropped(channels)
+            self._tried(owed)
             if now - self._warned_at >= WARN_EVERY_SECONDS:
                 self._warned_at = now
                 log.warning(
                     "Redis did not take messages for the other processes; dropping them for "
                     f"{RETRY_SECONDS:g} s at a time until it answers (phones catch up by sync, "
                     "workers on their idle pass): check REDIS_URL and Redis's health",
-                    extra={"error": f"{type(exc).__name__}: {exc}", "dropped": channels.total()},
+                    extra={
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "dropped": channels.total(),
+                        "owed": owed,
+                    },
                 )
         else:
             self._count(channels, "sent")
             if owed:
                 with self._ready:
                     self._owed.difference_update(owed)
+                self._tried(owed)
                 log.warning(
                     "Redis takes messages for the other processes again; told the listeners of "
                     "what was dropped to catch up",
                     extra={"channels": owed},
                 )
+
+    def _tried(self, owed: list[str]) -> None:
+        if owed:
+            with self._ready:
+                self._owed_tries += 1
 
     def _dropped(self, channels: Counter[str]) -> None:
         self._count(channels, "dropped")

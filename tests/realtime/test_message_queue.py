@@ -214,6 +214,21 @@ class BreaksOnce:
         return self.real.pipeline(transaction=transaction)
 
 
+def test_a_flush_tries_the_recovery_owed_at_once(proxy: TcpProxy, listener: Listener) -> None:
+    """A process whose messages were dropped owes their channel's recovery message, tried 2 s
+    after the last failure: one stopping sooner after Redis's return (its exit flushes for at
+    most 1 s) left it unsent, and the other processes' phones untold. A flush tries it at once."""
+    out = publications_through(proxy, timeout=0.2)
+    out.on_dropped(listener.channel, lambda: b"catch up")
+    proxy.down()
+    out.publish(listener.channel, b"lost")
+    assert out.flush(timeout=5)
+    assert dropped(listener.channel) >= 1
+    proxy.up()
+    assert out.flush(timeout=1)
+    assert listener.drain() == [b"catch up"]
+
+
 def test_the_publishing_task_outlives_an_unexpected_error(listener: Listener) -> None:
     out = Publications(BreaksOnce())
     out.publish(listener.channel, b"lost")
