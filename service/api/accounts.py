@@ -261,7 +261,7 @@ class PasswordResetRequest(MethodView):
         RATELIMIT_PASSWORD_RESET per submitted email (3 an hour, 10 a day) and RATELIMIT_AUTH
         per address.
         """
-        code = accounts.request_password_reset(db.session, body["email"])
+        code = accounts.request_password_reset(db.session, token_issuer(), body["email"])
         if code is not None:
             mail.deliver(accounts.reset_mail(code))
         return {"expires_in": int(accounts.CODE_TTL.total_seconds())}

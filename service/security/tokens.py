@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -52,6 +53,13 @@ class TokenIssuer:
         if issued > moment + LEEWAY_SECONDS:
             raise Unauthorized("The access token is not valid yet: check the device clock.")
         return claims
+
+    def keyed_hash(self, purpose: str, value: str) -> str:
+        """The HMAC-SHA256 of `value` for `purpose` under the secret: what is stored of a short
+        code (a password reset's), so that a reader of the database alone cannot try guesses
+        against it offline."""
+        message = f"{purpose}\0{value}".encode("utf-8", "surrogatepass")
+        return hmac.new(self.secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 # Phones send the same token with every request for its whole life: its signature is checked

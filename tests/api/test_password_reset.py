@@ -269,3 +269,15 @@ def test_the_worker_deletes_expired_codes(
     with app.app_context():
         left = db.session.scalars(select(PasswordReset.user_id)).all()
     assert [str(user_id) for user_id in left] == [ben.id]
+
+
+def test_what_is_stored_of_a_code_is_keyed_with_the_secret_key(
+    api: ApiClient, smtp_standin: SmtpStandIn, server_with: Callable[..., LiveServer]
+) -> None:
+    """A reader of the database alone cannot try guesses at a code offline: a process with
+    another SECRET_KEY does not take the code the first one mailed."""
+    other = server_with(SECRET_KEY="another-secret-key-for-reach-tests-only-9876543210")
+    ana = api.register("Ana")
+    code = mailed_code(smtp_standin, api, ana)
+    wrong(reset(ApiClient(other.url), ana.email, code))
+    assert reset(api, ana.email, code).status_code == 200

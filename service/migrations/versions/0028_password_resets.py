@@ -1,7 +1,7 @@
 """accounts that forgot their password get a code by mail
 
 `password_resets` holds at most one code per account (a new request replaces it), as the
-SHA-256 of the code, with when it expires, how many codes were tried against it and when it set
+HMAC-SHA256 of the code under SECRET_KEY, with when it expires, how many codes were tried against it and when it set
 the password. It goes with its account.
 
 Revision ID: 0028_password_resets

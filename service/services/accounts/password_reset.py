@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,13 +54,13 @@ class PasswordWasReset:
     ended: list[uuid.UUID]
 
 
-def code_hash(code: str) -> str:
-    """What is stored of a code: the SHA-256 of it as normalised (`invites.normalize`: typed
-    in any case, with or without its dash)."""
-    return hashlib.sha256(invites.normalize(code).encode()).hexdigest()
+def code_hash(issuer: TokenIssuer, code: str) -> str:
+    """What is stored of a code: its HMAC under SECRET_KEY (`TokenIssuer.keyed_hash`), as
+    normalised (`invites.normalize`: typed in any case, with or without its dash)."""
+    return issuer.keyed_hash("password-reset", invites.normalize(code))
 
 
-def request_password_reset(session: Session, email: str) -> ResetCode | None:
+def request_password_reset(session: Session, issuer: TokenIssuer, email: str) -> ResetCode | None:
     """A new code for the account of `email`, replacing any code it had; None for an address
     without an account, or with a disabled one (the caller answers both the same way)."""
     user = session.scalar(account_by_email(email))
@@ -80,7 +80,7 @@ def request_password_reset(session: Session, email: str) -> ResetCode | None:
     session.add(
         PasswordReset(
             user_id=user.id,
-            code_hash=code_hash(code),
+            code_hash=code_hash(issuer, code),
             requested_at=now,
             expires_at=now + CODE_TTL,
         )
@@ -132,7 +132,7 @@ def reset_password(
     if user is None:
         end_read(session)
         raise invalid("code", WRONG_CODE)
-    tried = _take_attempt(session, user.id, code_hash(code))
+    tried = _take_attempt(session, user.id, code_hash(issuer, code))
     session.commit()
     if tried is None:
         raise invalid("code", WRONG_CODE)
@@ -184,7 +184,7 @@ def _take_attempt(session: Session, user_id: uuid.UUID, tried_hash: str) -> _Tri
         .values(attempts=PasswordReset.attempts + 1)
         .returning(PasswordReset.code_hash, PasswordReset.used_at)
     ).first()
-    if taken is None or taken.code_hash != tried_hash:
+    if taken is None or not hmac.compare_digest(taken.code_hash, tried_hash):
         return None
     if taken.used_at is not None and now >= taken.used_at + RETRY_WINDOW:
         return None
