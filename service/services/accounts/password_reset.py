@@ -126,8 +126,9 @@ def reset_password(
     same code and the password it set) signs in again and changes nothing else.
 
     The new hash is made outside any transaction; the account and its code are then locked and
-    read again: a new code requested meanwhile, or another reset with this one, refuses this
-    one (422), as does a code tried too often meanwhile."""
+    read again: a new code requested meanwhile, or another reset that used this one first (a
+    double tap), refuses this one (422). Tries that took the code's last attempts meanwhile do
+    not: this one had an attempt of its own."""
     user = session.scalar(account_by_email(email))
     if user is None:
         end_read(session)
