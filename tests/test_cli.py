@@ -9,14 +9,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
 
 from service import migrate
-from tests.support.commands import reach, reach_refuses
+from tests.support.commands import lines_until, reach, reach_refuses
 
 
 def test_help_lists_the_commands() -> None:
@@ -523,31 +522,6 @@ def test_a_dotenv_file_where_reach_runs_sets_nothing(tmp_path: Path) -> None:
     assert not stray.exists(), "the stray .env's DATABASE_URL was used"
 
 
-def logged_until(process: subprocess.Popen[str], wanted: str, seconds: float) -> list[str]:
-    """The lines a process wrote until one containing `wanted` (or `seconds` passed)."""
-    import queue
-    import threading
-
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            seen.append(lines.get(timeout=deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if wanted in seen[-1]:
-            break
-    return seen
-
-
 @pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker"]])
 def test_a_process_whose_redis_does_not_answer_says_what_to_check(
     tmp_path: Path, command: list[str]
@@ -574,7 +548,7 @@ def test_a_process_whose_redis_does_not_answer_says_what_to_check(
         env=env,
     )
     try:
-        lines = logged_until(process, '"setting": "REDIS_URL"', 30)
+        lines = lines_until(process, '"setting": "REDIS_URL"', 30)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)

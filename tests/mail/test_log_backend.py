@@ -5,12 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from service.logs import JsonFormatter
 from service.mail import MAILER, Mail
 from service.mail.mailer import say_if_only_logged
 from tests.mail.conftest import counted, deliver_from
+from tests.support.commands import lines_until
 
 CODE_MAIL = Mail(
     to="ana@example.com",
@@ -96,26 +94,6 @@ def test_no_warning_where_mails_go_where_meant(
     caplog: pytest.LogCaptureFixture, settings: Settings
 ) -> None:
     assert warned(caplog, settings) == []
-
-
-def lines_until(process: subprocess.Popen[str], wanted: str, seconds: float) -> list[str]:
-    """The lines a process wrote until one containing `wanted` (or `seconds` passed)."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-
-    threading.Thread(target=read, daemon=True).start()
-    seen: list[str] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and not (seen and wanted in seen[-1]):
-        try:
-            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
-        except queue.Empty:
-            break
-    return seen
 
 
 def test_a_starting_api_process_says_so_and_other_commands_do_not(tmp_path: Path) -> None:

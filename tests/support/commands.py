@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 
 
 def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
@@ -36,3 +39,23 @@ def reach_refuses(*args: str, env: dict[str, str], timeout: float = 60, exit_cod
     assert result.returncode == exit_code, said
     assert "Traceback" not in said, said
     return result.stderr
+
+
+def lines_until(process: subprocess.Popen[str], wanted: str, seconds: float) -> list[str]:
+    """The lines a process wrote until one containing `wanted` (or `seconds` passed)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (seen and wanted in seen[-1]):
+        try:
+            seen.append(lines.get(timeout=max(0.0, deadline - time.monotonic())))
+        except queue.Empty:
+            break
+    return seen
