@@ -3,31 +3,16 @@ service's API and worker processes are."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from psycopg import waiting
 
 from service import green_waits
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.commands import child_result
 
 
 @pytest.mark.postgres
 def test_a_patched_process_waits_for_postgresql_on_gevents_loop(database_url: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.support.green_waits_child", database_url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = child_result("tests.support.green_waits_child", database_url)
     assert result["installed"] is True
     # Six statements sleeping 0.3 s each overlap (one after another: 1.8 s), and the hub
     # kept ticking every 10 ms meanwhile.

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,6 +16,7 @@ from flask import Flask
 from service.clock import clock
 from service.mail import Mail
 from tests.mail.conftest import SENDER, counted, deliver_from
+from tests.support.commands import child_result
 from tests.support.smtp_standin import (
     Certificate,
     SmtpStandIn,
@@ -26,7 +24,6 @@ from tests.support.smtp_standin import (
 )
 from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 SUBJECT = "Dein Code für Reach: 482 913 ✓"
 TEXT = "Hallo Ana,\n\ndein Code lautet 482913. Er gilt 15 Minuten.\n\nLiebe Grüße 💌\n"
 # A password with every character a URL must percent-encode, and a user that is an address.
@@ -249,16 +246,7 @@ def test_a_gevent_process_sends_in_greenlets_and_keeps_running_meanwhile(
 ) -> None:
     """As `reach serve` runs: smtplib on gevent's sockets, in a greenlet of its own, so that a
     relay that never answers holds neither the request nor the hub."""
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.support.mail_child", smtp_standin.url],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = child_result("tests.support.mail_child", smtp_standin.url)
     assert result["async_mode"] == "gevent"
     assert result["returned"] < 0.5
     assert (result["sent"], result["failed"]) == (1, 1)

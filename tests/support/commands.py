@@ -1,13 +1,16 @@
-"""The `reach` command run as an operator runs it: a process of its own."""
+"""The `reach` command run as an operator runs it, and other Python processes the tests start."""
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 
 def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
@@ -59,3 +62,19 @@ def lines_until(process: subprocess.Popen[str], wanted: str, seconds: float) -> 
         except queue.Empty:
             break
     return seen
+
+
+def child_result(module: str, *args: str, timeout: float = 60) -> dict[str, Any]:
+    """Run `python -m module args...` from the project's root: what it printed last, as JSON
+    (the child's whole stderr if it failed)."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
