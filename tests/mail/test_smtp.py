@@ -62,6 +62,15 @@ def failures_logged(caplog: pytest.LogCaptureFixture, kind: str) -> list[logging
     ]
 
 
+def failure_of(app: Flask, kind: str, caplog: pytest.LogCaptureFixture) -> logging.LogRecord:
+    """Deliver a mail of `kind` that fails: its one warning, once it is counted failed."""
+    with caplog.at_level(logging.INFO, logger="reach.mail"):
+        deliver_from(app, mail(kind))
+        wait_until(lambda: counted(kind, "failed") == 1, what="the mail counted failed")
+    [line] = failures_logged(caplog, kind)
+    return line
+
+
 def test_a_mail_reaches_the_relay_with_its_headers_and_utf8_text(
     mail_app: Callable[..., Flask], smtp_standin: SmtpStandIn, kind: str
 ) -> None:
@@ -114,10 +123,7 @@ def test_a_mail_the_relay_refuses_is_logged_and_counted_failed(
 ) -> None:
     smtp_standin.refuse(answer)
     app = mail_app(MAIL_BACKEND="smtp", SMTP_URL=smtp_standin.url, MAIL_FROM=SENDER)
-    with caplog.at_level(logging.INFO, logger="reach.mail"):
-        deliver_from(app, mail(kind))
-        wait_until(lambda: counted(kind, "failed") == 1, what="the mail counted failed")
-    [line] = failures_logged(caplog, kind)
+    line = failure_of(app, kind, caplog)
     assert line.getMessage() == "mail not sent"
     assert line.__dict__["error"] == f"SMTPDataError: {answer}"
     assert line.__dict__["relay"] == f"127.0.0.1:{smtp_standin.port}"
@@ -134,10 +140,7 @@ def test_a_relay_that_cannot_be_reached_fails_the_mail_not_the_caller(
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
     app = mail_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}", MAIL_FROM=SENDER)
-    with caplog.at_level(logging.INFO, logger="reach.mail"):
-        deliver_from(app, mail(kind))
-        wait_until(lambda: counted(kind, "failed") == 1, what="the mail counted failed")
-    [line] = failures_logged(caplog, kind)
+    line = failure_of(app, kind, caplog)
     assert line.__dict__["error"].startswith("ConnectionRefusedError: ")
 
 
@@ -217,10 +220,7 @@ def test_a_relay_whose_certificate_is_not_trusted_gets_no_mail(
 ) -> None:
     relay = standin_with(security, CREDENTIALS, certificate)
     app = mail_app(MAIL_BACKEND="smtp", SMTP_URL=relay.url, MAIL_FROM=SENDER)
-    with caplog.at_level(logging.INFO, logger="reach.mail"):
-        deliver_from(app, mail(kind))
-        wait_until(lambda: counted(kind, "failed") == 1, what="the mail counted failed")
-    [line] = failures_logged(caplog, kind)
+    line = failure_of(app, kind, caplog)
     assert line.__dict__["error"].startswith("SSLCertVerificationError: ")
     assert relay.received() == []
 
@@ -233,10 +233,7 @@ def test_credentials_are_never_sent_to_a_relay_without_starttls(
 ) -> None:
     relay = standin_with("none", CREDENTIALS)
     app = mail_app(MAIL_BACKEND="smtp", SMTP_URL=relay.url, MAIL_FROM=SENDER)
-    with caplog.at_level(logging.INFO, logger="reach.mail"):
-        deliver_from(app, mail(kind))
-        wait_until(lambda: counted(kind, "failed") == 1, what="the mail counted failed")
-    [line] = failures_logged(caplog, kind)
+    line = failure_of(app, kind, caplog)
     assert line.__dict__["error"].startswith("SMTPNotSupportedError: STARTTLS")
     assert relay.received() == []
 
