@@ -42,7 +42,6 @@ class ResetCode:
 
     email: str
     code: str
-    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,7 @@ def request_password_reset(session: Session, issuer: TokenIssuer, email: str) ->
         )
     )
     session.commit()
-    return ResetCode(email=user.email, code=invites.display(code), expires_at=now + CODE_TTL)
+    return ResetCode(email=user.email, code=invites.display(code))
 
 
 def reset_mail(code: ResetCode) -> Mail:
