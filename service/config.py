@@ -83,10 +83,13 @@ class Settings:
     # start), or smtp://host:25 without credentials for a relay on the host or its network (no
     # TLS); user and password percent-encoded. MAIL_FROM is the From of every mail, e.g.
     # "Reach <no-reply@example.com>"; MAIL_TIMEOUT_SECONDS bounds each wait on the relay.
+    # MAIL_ATTEMPTS: tries of a mail in all while the relay fails it for a passing reason (a
+    # 4xx answer, no connection, a timeout), 5 s, 30 s, then 120 s apart; 1: no second try.
     MAIL_BACKEND: str = "log"
     SMTP_URL: str = ""
     MAIL_FROM: str = ""
     MAIL_TIMEOUT_SECONDS: int = 10
+    MAIL_ATTEMPTS: int = 4
     SECRET_KEY: str = ""
     ALLOWED_ORIGINS: tuple[str, ...] = ()
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto (nginx: 1).

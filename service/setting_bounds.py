@@ -31,6 +31,7 @@ LEAST = {
     "PUSH_RETENTION_DAYS": (0, "days"),
     "DEAD_PUSH_TOKEN_RETENTION_DAYS": (0, "days"),
     "MAIL_TIMEOUT_SECONDS": (1, "seconds"),
+    "MAIL_ATTEMPTS": (1, "tries; 1: no second try"),
     "MAX_CONTENT_LENGTH": (1, "bytes"),
     "SOCKETS_PER_USER": (1, "sockets"),
     "DEVICES_PER_USER": (1, "devices"),

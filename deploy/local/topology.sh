@@ -28,7 +28,7 @@
 #   Passed through to the Reach processes: PUSH_BACKEND (default log), FIREBASE_CREDENTIALS,
 #   FCM_ENDPOINT, SECRET_KEY (default: generated once into the state dir), ALLOWED_ORIGINS,
 #   LOG_LEVEL, LOG_FORMAT, GUNICORN_WORKER_CONNECTIONS, GUNICORN_LOG_LEVEL, GUNICORN_GRACEFUL_TIMEOUT,
-#   MAIL_BACKEND, SMTP_URL, MAIL_FROM, MAIL_TIMEOUT_SECONDS.
+#   MAIL_BACKEND, SMTP_URL, MAIL_FROM, MAIL_TIMEOUT_SECONDS, MAIL_ATTEMPTS.
 #
 # Note: Redis pub/sub channels are not separated by database number, so two topologies (or a
 # topology and a test run) that use the same Redis server share the Socket.IO message queue.
@@ -257,7 +257,7 @@ write_reach_env() {
             printf 'REACH_INSTANCE_DIR=%q\n' "$TOPOLOGY_DIR/instance"
             for name in FIREBASE_CREDENTIALS FCM_ENDPOINT ALLOWED_ORIGINS LOG_LEVEL LOG_FORMAT \
                 GUNICORN_WORKER_CONNECTIONS GUNICORN_LOG_LEVEL GUNICORN_GRACEFUL_TIMEOUT \
-                MAIL_BACKEND SMTP_URL MAIL_FROM MAIL_TIMEOUT_SECONDS; do
+                MAIL_BACKEND SMTP_URL MAIL_FROM MAIL_TIMEOUT_SECONDS MAIL_ATTEMPTS; do
                 if [[ -n "${!name:-}" ]]; then
                     printf '%s=%q\n' "$name" "${!name}"
                 fi

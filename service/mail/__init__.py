@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from flask import current_app
+
+from service.clock import clock
 
 if TYPE_CHECKING:
     from service.mail.mailer import Mailer
@@ -17,12 +21,16 @@ MAILER = "reach.mailer"
 @dataclass(frozen=True)
 class Mail:
     """One plain-text mail to one address. `kind` says what it is, for logs and metrics
-    (e.g. "password_reset"); the text is UTF-8."""
+    (e.g. "password_reset"); the text is UTF-8. `written_at` (its Date) and `id` (its
+    Message-ID's left part) stay the same on every try: a mail that arrives late after a retry
+    sorts as written, and a relay that took a try whose answer was lost sees the same mail."""
 
     to: str
     subject: str
     text: str
     kind: str
+    written_at: datetime = field(default_factory=clock.now)
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def deliver(mail: Mail) -> None:

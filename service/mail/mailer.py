@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from service import metrics
 from service.mail import MAILER, Mail
-from service.mail.smtp import describe
+from service.mail.smtp import describe, passing
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -20,6 +21,11 @@ log = logging.getLogger("reach.mail")
 # Starts `target(*args)` off the caller's request: Flask-SocketIO's start_background_task (a
 # greenlet under gevent, a thread under threading).
 StartTask = Callable[..., Any]
+
+# How long a mail the relay failed for a passing reason waits before its next try: the second
+# try 5 s after the first, the third 30 s after that, every later one 120 s (MAIL_ATTEMPTS in
+# all). A password-reset code is good for 30 minutes.
+RETRY_AFTER_SECONDS = (5.0, 30.0, 120.0)
 
 
 class MailBackend(Protocol):
@@ -38,10 +44,20 @@ class MailBackend(Protocol):
 
 class Mailer:
     """Hands each mail to its backend, in the background when the backend waits on the
-    network, and counts what became of it (`reach_mails_total{kind,outcome}`)."""
+    network, tries it again while the relay fails it for a passing reason (`passing`: a 4xx
+    answer, a connection refused or dropped, a timeout) up to `attempts` tries in all, and
+    counts what became of it (`reach_mails_total{kind,outcome}`)."""
 
-    def __init__(self, backend: MailBackend, start_task: StartTask) -> None:
+    def __init__(
+        self,
+        backend: MailBackend,
+        start_task: StartTask,
+        attempts: int = 1,
+        retry_after: Sequence[float] = RETRY_AFTER_SECONDS,
+    ) -> None:
         self.backend = backend
+        self.attempts = attempts
+        self.retry_after = tuple(retry_after)
         self._start_task = start_task
 
     def deliver(self, mail: Mail) -> None:
@@ -51,23 +67,51 @@ class Mailer:
             self.send(mail)
 
     def send(self, mail: Mail) -> None:
-        """Send now, in this greenlet or thread; a failure is logged and counted, not raised."""
-        try:
-            self.backend.send(mail)
-        except Exception as error:
-            # The text (a code, a link) is never logged here, nor the address.
-            log.warning(
-                "mail not sent",
-                extra={
-                    "kind": mail.kind,
-                    "backend": self.backend.name,
-                    "relay": self.backend.where,
-                    "error": describe(error),
-                },
-            )
-            metrics.mail_outcome(mail.kind, "failed")
+        """Send now, in this greenlet or thread, trying again after a passing failure (only a
+        backend that sends in the background: the waits would hold a request); a failure is
+        logged and counted, not raised."""
+        attempt = 1
+        while True:
+            try:
+                self.backend.send(mail)
+            except Exception as error:
+                wait = self._retry_after(attempt, error)
+                if wait is None:
+                    self._failed(mail, error, attempt)
+                    return
+                self._retrying(mail, error, attempt, wait)
+                time.sleep(wait)  # a greenlet's sleep under gevent
+                attempt += 1
+                continue
+            metrics.mail_outcome(mail.kind, self.backend.outcome)
             return
-        metrics.mail_outcome(mail.kind, self.backend.outcome)
+
+    def _retry_after(self, attempt: int, error: Exception) -> float | None:
+        """Seconds to wait before the next try, or None: no try is left or would help."""
+        if attempt >= self.attempts or not self.backend.in_background or not passing(error):
+            return None
+        return self.retry_after[min(attempt, len(self.retry_after)) - 1]
+
+    def _about(self, mail: Mail, error: Exception, attempt: int) -> dict[str, Any]:
+        # The text (a code, a link) is never logged here, nor the address.
+        return {
+            "kind": mail.kind,
+            "backend": self.backend.name,
+            "relay": self.backend.where,
+            "error": describe(error),
+            "attempt": attempt,
+        }
+
+    def _retrying(self, mail: Mail, error: Exception, attempt: int, wait: float) -> None:
+        log.info(
+            "mail not sent yet, trying again",
+            extra=self._about(mail, error, attempt) | {"retry_in_seconds": wait},
+        )
+        metrics.mail_outcome(mail.kind, "retried")
+
+    def _failed(self, mail: Mail, error: Exception, attempt: int) -> None:
+        log.warning("mail not sent", extra=self._about(mail, error, attempt))
+        metrics.mail_outcome(mail.kind, "failed")
 
 
 def build_backend(settings: Settings) -> MailBackend:
@@ -88,7 +132,7 @@ def build_backend(settings: Settings) -> MailBackend:
 
 def init_app(app: Flask, settings: Settings, start_task: StartTask) -> Mailer:
     """Give the app its mailer (app.extensions["reach.mailer"])."""
-    mailer = Mailer(build_backend(settings), start_task)
+    mailer = Mailer(build_backend(settings), start_task, attempts=settings.MAIL_ATTEMPTS)
     app.extensions[MAILER] = mailer
     return mailer
 

@@ -6,9 +6,8 @@ import contextlib
 import smtplib
 import ssl
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime
 
-from service.clock import clock
 from service.mail import Mail
 from service.mail.relay import Relay, sender_domain
 
@@ -42,13 +41,14 @@ class SmtpBackend:
         return str(self.relay)
 
     def message(self, mail: Mail) -> EmailMessage:
-        """The mail as it goes out: UTF-8 text, a Message-ID in MAIL_FROM's domain."""
+        """The mail as it goes out: UTF-8 text, dated when written, a Message-ID in MAIL_FROM's
+        domain."""
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = mail.to
         message["Subject"] = mail.subject
-        message["Date"] = format_datetime(clock.now())
-        message["Message-ID"] = make_msgid(domain=self._domain)
+        message["Date"] = format_datetime(mail.written_at)
+        message["Message-ID"] = f"<{mail.id}@{self._domain}>"
         message.set_content(mail.text, charset="utf-8")
         return message
 
@@ -76,6 +76,23 @@ class SmtpBackend:
         with contextlib.suppress(smtplib.SMTPException, OSError):
             client.quit()
         client.close()
+
+
+def passing(error: BaseException) -> bool:
+    """Whether the same mail may go through if tried again later: the relay answered 4xx
+    (greylisting, a full queue, 421 closing), dropped or refused the connection, or did not
+    answer in time. Not a 5xx, a certificate the relay's name or CAs refuse, a relay that
+    offers no STARTTLS: trying again would fail the same way."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        return bool(codes) and all(400 <= code < 500 for code in codes)
+    if isinstance(error, smtplib.SMTPResponseException):
+        return 400 <= error.smtp_code < 500
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return True
+    if isinstance(error, smtplib.SMTPException | ssl.SSLError):
+        return False
+    return isinstance(error, OSError)  # refused, reset, unreachable, timed out
 
 
 def describe(error: BaseException) -> str:

@@ -38,7 +38,8 @@ PUSHES_UNSENT = Counter(
 MAILS = Counter(
     "reach_mails",
     "Mails by kind (password_reset...) and outcome: sent (handed to the relay), logged "
-    "(MAIL_BACKEND=log), or failed (the relay refused it or could not be reached)",
+    "(MAIL_BACKEND=log), or failed (the relay refused it or could not be reached, on its last "
+    "try); and retried, once per try that failed for a passing reason and is tried again",
     ["kind", "outcome"],
 )
 PUBSUB_MESSAGES = Counter(

@@ -68,6 +68,7 @@ def test_credentials_are_percent_decoded_and_never_shown() -> None:
         ("MAIL_FROM", "a@example.com, b@example.com", "MAIL_FROM is one address"),
         ("MAIL_FROM", "no-reply@", "MAIL_FROM is one address"),
         ("MAIL_TIMEOUT_SECONDS", 0, "MAIL_TIMEOUT_SECONDS is 1 or more (seconds), not 0"),
+        ("MAIL_ATTEMPTS", 0, "MAIL_ATTEMPTS is 1 or more (tries; 1: no second try), not 0"),
     ],
 )
 def test_a_mail_setting_the_service_cannot_send_with_is_refused_at_start(
@@ -104,9 +105,10 @@ def test_mail_settings_come_from_the_environment() -> None:
             "SMTP_URL": "smtps://u:pw@mail.example.com",
             "MAIL_FROM": "Reach <no-reply@example.com>",
             "MAIL_TIMEOUT_SECONDS": "30",
+            "MAIL_ATTEMPTS": "6",
         }
     )
-    assert settings.MAIL_TIMEOUT_SECONDS == 30
+    assert (settings.MAIL_TIMEOUT_SECONDS, settings.MAIL_ATTEMPTS) == (30, 6)
     assert sender_domain(settings.MAIL_FROM) == "example.com"
     create_app(settings.with_overrides(DATABASE_URL="sqlite://", WORKER_MODE="separate"))
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import smtplib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 
@@ -14,8 +16,12 @@ import pytest
 from flask import Flask
 
 from service.clock import clock
-from service.mail import Mail
-from tests.mail.conftest import SENDER, counted, deliver_from
+from service.mail import MAILER, Mail
+from service.mail.log import LogBackend
+from service.mail.mailer import RETRY_AFTER_SECONDS, Mailer
+from service.mail.relay import Relay
+from service.mail.smtp import SmtpBackend, passing
+from tests.mail.conftest import QUICK_RETRIES, SENDER, counted, deliver_from
 from tests.support.commands import child_result
 from tests.support.smtp_standin import (
     Certificate,
@@ -111,26 +117,79 @@ def test_every_mail_is_a_message_of_its_own(
     wait_until(lambda: counted(kind, "sent") == 3, what="three mails counted sent")
 
 
-@pytest.mark.parametrize(
-    "answer", ["554 5.7.1 refused by the stand-in", "451 4.3.0 try again later"]
-)
-def test_a_mail_the_relay_refuses_is_logged_and_counted_failed(
+def test_a_mail_the_relay_refuses_for_good_is_tried_once_logged_and_counted_failed(
     mail_app: Callable[..., Flask],
     smtp_standin: SmtpStandIn,
     kind: str,
     caplog: pytest.LogCaptureFixture,
-    answer: str,
 ) -> None:
+    answer = "554 5.7.1 refused by the stand-in"
     smtp_standin.refuse(answer)
     app = mail_app(MAIL_BACKEND="smtp", SMTP_URL=smtp_standin.url, MAIL_FROM=SENDER)
     line = failure_of(app, kind, caplog)
     assert line.getMessage() == "mail not sent"
     assert line.__dict__["error"] == f"SMTPDataError: {answer}"
     assert line.__dict__["relay"] == f"127.0.0.1:{smtp_standin.port}"
+    assert line.__dict__["attempt"] == 1
+    time.sleep(3 * sum(QUICK_RETRIES))  # long enough for tries that should not come
     assert smtp_standin.refused == 1 and smtp_standin.received() == []
-    assert counted(kind, "sent") == 0
+    assert (counted(kind, "sent"), counted(kind, "retried")) == (0, 0)
     # What the mail says is never logged when it fails: not its code, not its subject.
     assert all("482913" not in str(vars(r)) and SUBJECT not in str(vars(r)) for r in caplog.records)
+
+
+def test_a_mail_the_relay_turns_away_for_now_goes_through_on_a_later_try(
+    mail_app: Callable[..., Flask],
+    smtp_standin: SmtpStandIn,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Greylisting, a full queue: a 4xx answer is tried again, the mail arrives once, dated
+    when it was written, not when the try that went through was made."""
+    smtp_standin.refuse("451 4.7.1 greylisted, try again later", times=2)
+    app = mail_app(MAIL_BACKEND="smtp", SMTP_URL=smtp_standin.url, MAIL_FROM=SENDER)
+    written = datetime(2031, 5, 4, 9, 30, 15, tzinfo=UTC)
+    clock.freeze(written)
+    greylisted = mail(kind)
+    with caplog.at_level(logging.INFO, logger="reach.mail"):
+        deliver_from(app, greylisted)
+        clock.freeze(written + timedelta(minutes=10))  # before the third try, 150 ms on
+        [received] = smtp_standin.wait_for(1)
+        wait_until(lambda: counted(kind, "sent") == 1, what="the mail counted sent")
+    assert received.message.get_content() == TEXT
+    assert received.message["Date"] == format_datetime(written)
+    assert received.message["Message-ID"] == f"<{greylisted.id}@reach.test>"
+    assert smtp_standin.refused == 2
+    assert (counted(kind, "retried"), counted(kind, "failed")) == (2, 0)
+    retries = [r for r in caplog.records if r.getMessage() == "mail not sent yet, trying again"]
+    assert [(r.__dict__["attempt"], r.__dict__["retry_in_seconds"]) for r in retries] == [
+        (1, QUICK_RETRIES[0]),
+        (2, QUICK_RETRIES[1]),
+    ]
+    assert retries[0].__dict__["error"] == "SMTPDataError: 451 4.7.1 greylisted, try again later"
+    assert failures_logged(caplog, kind) == []
+    time.sleep(3 * sum(QUICK_RETRIES))
+    assert len(smtp_standin.received()) == 1  # sent once, never again
+
+
+def test_a_mail_turned_away_on_every_try_fails_after_mail_attempts(
+    mail_app: Callable[..., Flask],
+    smtp_standin: SmtpStandIn,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    smtp_standin.refuse("451 4.3.0 try again later")
+    app = mail_app(
+        MAIL_BACKEND="smtp", SMTP_URL=smtp_standin.url, MAIL_FROM=SENDER, MAIL_ATTEMPTS=3
+    )
+    line = failure_of(app, kind, caplog)
+    assert (line.__dict__["attempt"], line.__dict__["error"]) == (
+        3,
+        "SMTPDataError: 451 4.3.0 try again later",
+    )
+    time.sleep(3 * sum(QUICK_RETRIES))
+    assert smtp_standin.refused == 3 and smtp_standin.received() == []
+    assert (counted(kind, "retried"), counted(kind, "failed")) == (2, 1)
 
 
 def test_a_relay_that_cannot_be_reached_fails_the_mail_not_the_caller(
@@ -139,9 +198,52 @@ def test_a_relay_that_cannot_be_reached_fails_the_mail_not_the_caller(
     with socket.socket() as unused:  # a port nothing listens on once it is closed
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-    app = mail_app(MAIL_BACKEND="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}", MAIL_FROM=SENDER)
+    app = mail_app(
+        MAIL_BACKEND="smtp", SMTP_URL=f"smtp://127.0.0.1:{port}", MAIL_FROM=SENDER, MAIL_ATTEMPTS=2
+    )
     line = failure_of(app, kind, caplog)
     assert line.__dict__["error"].startswith("ConnectionRefusedError: ")
+    assert (line.__dict__["attempt"], counted(kind, "retried")) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("error", "tried_again"),
+    [
+        (smtplib.SMTPDataError(451, b"4.3.0 queue full"), True),
+        (smtplib.SMTPSenderRefused(421, b"4.7.0 closing", "no-reply@reach.test"), True),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"4.2.0 mailbox busy")}), True),
+        (smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), True),
+        (ConnectionRefusedError(111, "Connection refused"), True),
+        (TimeoutError("timed out"), True),
+        (smtplib.SMTPDataError(554, b"5.7.1 rejected"), False),
+        (smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), False),
+        (smtplib.SMTPRecipientsRefused({"a@example.com": (550, b"5.1.1 no such user")}), False),
+        (smtplib.SMTPNotSupportedError("STARTTLS extension not supported by server."), False),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), False),
+    ],
+)
+def test_only_a_passing_failure_is_tried_again(error: Exception, tried_again: bool) -> None:
+    assert passing(error) is tried_again
+
+
+def test_the_tries_of_a_mail_wait_longer_each_time_and_only_off_the_request(
+    mail_app: Callable[..., Flask],
+) -> None:
+    smtp = Mailer(SmtpBackend(Relay("relay.test", 25, "none"), SENDER, 10), print, attempts=5)
+    busy = smtplib.SMTPDataError(451, b"busy")
+    assert [smtp._retry_after(attempt, busy) for attempt in range(1, 6)] == [
+        *RETRY_AFTER_SECONDS,
+        RETRY_AFTER_SECONDS[-1],
+        None,  # the fifth try was the last
+    ]
+    assert (
+        mail_app(MAIL_BACKEND="smtp", SMTP_URL="smtp://relay.test", MAIL_FROM=SENDER)
+        .extensions[MAILER]
+        .attempts
+        == 4
+    )  # MAIL_ATTEMPTS' default
+    logged = Mailer(LogBackend(), print, attempts=5)  # it sends in the request: never waits
+    assert logged._retry_after(1, busy) is None
 
 
 def test_deliver_returns_at_once_and_a_silent_relay_times_out(
@@ -158,6 +260,7 @@ def test_deliver_returns_at_once_and_a_silent_relay_times_out(
             SMTP_URL=f"smtp://127.0.0.1:{port}",
             MAIL_FROM=SENDER,
             MAIL_TIMEOUT_SECONDS=2,
+            MAIL_ATTEMPTS=1,
         )
         with caplog.at_level(logging.INFO, logger="reach.mail"):
             began = time.monotonic()

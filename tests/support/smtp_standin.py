@@ -110,6 +110,7 @@ class SmtpStandIn:
         self.credentials = credentials
         self.refused = 0  # mails answered with the refusal
         self._refusal: str | None = None
+        self._refusals_left: int | None = None  # None: every mail until accept()
         self._received: list[Received] = []
         self._arrived = threading.Condition()
         listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -144,14 +145,19 @@ class SmtpStandIn:
         user, password = (quote(part, safe="") for part in self.credentials)
         return f"{scheme}://{user}:{password}@{HOST}:{self.port}"
 
-    def refuse(self, answer: str = "554 5.7.1 refused by the stand-in") -> None:
-        """Answer every mail's DATA with `answer` (451 ... for a passing refusal) from now on."""
+    def refuse(
+        self, answer: str = "554 5.7.1 refused by the stand-in", times: int | None = None
+    ) -> None:
+        """Answer every mail's DATA with `answer` (451 ... for a passing refusal) from now on,
+        or only the next `times` mails' and accept those after them."""
         with self._arrived:
             self._refusal = answer
+            self._refusals_left = times
 
     def accept(self) -> None:
         with self._arrived:
             self._refusal = None
+            self._refusals_left = None
 
     def received(self) -> list[Received]:
         with self._arrived:
@@ -178,8 +184,13 @@ class SmtpStandIn:
         encrypted = transport is not None and transport.get_extra_info("ssl_object") is not None
         with self._arrived:
             if self._refusal is not None:
+                refusal = self._refusal
                 self.refused += 1
-                return self._refusal
+                if self._refusals_left is not None:
+                    self._refusals_left -= 1
+                    if self._refusals_left == 0:
+                        self._refusal = self._refusals_left = None
+                return refusal
             self._received.append(
                 Received(
                     message=message,
