@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,15 +13,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests
 from flask import Flask
 
 from service import create_app
 from service.config import Settings
-from service.logs import JsonFormatter
+from service.demo import embedded_service
+from service.logs import JsonFormatter, TextFormatter
 from service.mail import MAILER, Mail
 from service.mail.mailer import say_if_only_logged
 from tests.mail.conftest import counted, deliver_from
 from tests.support.commands import lines_until
+from tests.support.waiting import wait_until
 
 CODE_MAIL = Mail(
     to="ana@example.com",
@@ -130,3 +134,67 @@ def test_a_starting_api_process_says_so_and_other_commands_do_not(tmp_path: Path
     told = [json.loads(line) for line in lines if WARNED in line]
     assert len(told) == 1, lines
     assert (told[0]["level"], told[0]["logger"]) == ("warning", "reach.mail")
+
+
+def test_text_logs_show_the_mail_too_so_a_developer_can_reset_a_password(tmp_path: Path) -> None:
+    """`LOG_FORMAT=text` writes a record's fields after its message (`key=value`, quoted with
+    JSON's escapes): the embedded default's mailed code can be read there and used."""
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    env.update({"REACH_INSTANCE_DIR": str(tmp_path), "LOG_FORMAT": "text", "LOG_LEVEL": "INFO"})
+    with (
+        (tmp_path / "stderr.log").open("wb") as stderr,
+        embedded_service(env, stderr=stderr) as (url, _),
+    ):
+        base = f"{url}/api/v1"
+        account = {"email": "ana@example.com", "password": "correct horse battery"}
+        registered = requests.post(
+            f"{base}/auth/register",
+            json={**account, "display_name": "Ana", "timezone": "UTC"},
+            timeout=10,
+        )
+        assert registered.status_code == 201, registered.text
+        asked = requests.post(
+            f"{base}/auth/password-reset", json={"email": account["email"]}, timeout=10
+        )
+        assert asked.status_code == 202, asked.text
+
+        def logged_mail() -> str | None:
+            lines = (tmp_path / "stderr.log").read_text().splitlines()
+            return next((line for line in lines if "mail logged, not sent" in line), None)
+
+        wait_until(lambda: logged_mail() is not None, what="the mail in the log")
+        line = logged_mail()
+        assert line is not None
+        assert " INFO reach.mail: mail logged, not sent kind=password_reset " in line
+        assert ' to=ana@example.com subject="Reset your Reach password" ' in line
+        found = re.search(r"\\n\\nYour code: (\w{4}-\w{4})\\n\\n", line)
+        assert found, line
+        reset = requests.post(
+            f"{base}/auth/password-reset/confirm",
+            json={**account, "code": found[1], "password": "a brand new secret"},
+            timeout=10,
+        )
+        assert reset.status_code == 200, reset.text
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("password_reset", "password_reset"),
+        ("127.0.0.1:25", "127.0.0.1:25"),
+        ("two words", '"two words"'),
+        ('say "hi"', '"say \\"hi\\""'),
+        ("a=b", '"a=b"'),
+        ("Grüße\n💌", '"Grüße\\n💌"'),
+        ("", '""'),
+        (3, "3"),
+        (0.25, "0.25"),
+        (None, "null"),
+    ],
+)
+def test_a_text_log_line_is_one_line_with_each_field_shown_once(value: object, shown: str) -> None:
+    record = logging.LogRecord("reach.mail", logging.INFO, __file__, 1, "said", None, None)
+    record.__dict__.update({"kind": "k", "field": value})
+    line = TextFormatter().format(record)
+    assert line.endswith(f" INFO reach.mail: said kind=k field={shown}"), line
+    assert "\n" not in line
