@@ -17,11 +17,12 @@ from argon2 import PasswordHasher
 from flask import Flask
 from sqlalchemy import func, select, text, update
 
+from service.api.auth import token_issuer
 from service.clock import clock
 from service.extensions import db
 from service.models import AuthSession, User
 from service.security import passwords
-from service.services.accounts import password_change
+from service.services.accounts import password_change, password_reset
 from service.services.accounts import sign_in as sign_in_module
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.locks import lock_queue, rows_held
@@ -142,6 +143,43 @@ def test_the_same_change_sent_twice_at_once_is_answered_204_twice(
     assert sign_in(client.base_url, ana.email, "a new passphrase").status_code == 200
     assert sign_in(client.base_url, ana.email, PASSWORD).status_code == 401
     assert live_sessions(app, ana.id) == 2  # the owner's, and the sign-in just now
+
+
+def test_the_same_reset_sent_twice_at_once_signs_in_twice(client: ApiClient, app: Flask) -> None:
+    """A double tap of "set new password": both sends took an attempt of the code and made
+    their hash before either used the code. The second finds it used by the first, with the
+    same password, and is answered as its retry: signed in, nothing else changed."""
+    ana = client.register("Ana")
+    with app.app_context():
+        mailed = password_reset.request_password_reset(db.session, token_issuer(), ana.email)
+    assert mailed is not None
+    body = {"email": ana.email, "code": mailed.code, "password": "a new passphrase"}
+
+    def confirm() -> requests.Response:
+        return ApiClient(client.base_url).post("/api/v1/auth/password-reset/confirm", json=body)
+
+    user_row = select(User).where(User.id == uuid.UUID(ana.id)).with_for_update()
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        lock_queue(app) as queued,
+        rows_held(app, user_row),
+    ):
+        first = pool.submit(confirm)
+        queued(1)
+        second = pool.submit(confirm)
+        queued(2)
+    answers = [first.result(timeout=10), second.result(timeout=10)]
+    assert [answer.status_code for answer in answers] == [200, 200], [a.text for a in answers]
+    for answer in answers:
+        token = answer.json()["access_token"]
+        me = ApiClient(client.base_url).get(
+            "/api/v1/me", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert me.status_code == 200, me.text
+    assert sign_in(client.base_url, ana.email, "a new passphrase").status_code == 200
+    assert sign_in(client.base_url, ana.email, PASSWORD).status_code == 401
+    # The two resets' sign-ins and the one just now; the sign-up's ended with the reset.
+    assert live_sessions(app, ana.id) == 3
 
 
 def _stale_hash(app: Flask, user_id: str) -> str:

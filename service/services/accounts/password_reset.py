@@ -125,9 +125,10 @@ def reset_password(
     same code and the password it set) signs in again and changes nothing else.
 
     The new hash is made outside any transaction; the account and its code are then locked and
-    read again: a new code requested meanwhile, or another reset that used this one first (a
-    double tap), refuses this one (422). Tries that took the code's last attempts meanwhile do
-    not: this one had an attempt of its own."""
+    read again: a new code requested meanwhile refuses this one (422); another reset that used
+    this code first (a double tap) makes this one its retry, which signs in with the same
+    password and is refused with another. Tries that took the code's last attempts meanwhile do
+    not refuse it: this one had an attempt of its own."""
     user = session.scalar(account_by_email(email))
     if user is None:
         end_read(session)
@@ -148,9 +149,18 @@ def reset_password(
     reset = session.get(PasswordReset, user.id, populate_existing=True)
     account = session.get(User, user.id, populate_existing=True)
     now = clock.now()
-    if reset is None or reset.code_hash != tried.code_hash or reset.used_at is not None:
+    if reset is None or reset.code_hash != tried.code_hash:
         session.rollback()
         raise invalid("code", WRONG_CODE)
+    if reset.used_at is not None:
+        # A double tap: the same reset, sent again before the first was answered, used the
+        # code while this one made its hash. Answered as its retry: signed in if it set the
+        # same password.
+        used_at = reset.used_at
+        session.rollback()
+        if now >= used_at + RETRY_WINDOW:
+            raise invalid("code", WRONG_CODE)
+        return PasswordWasReset(_sign_in_again(session, issuer, refresh_days, user, password), [])
     if account is None or account.disabled_at is not None:
         session.rollback()
         raise Unauthorized(DISABLED if account is not None else members.GONE)
