@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     realtime.register(socketio, settings)
     dashboard.register(app, socketio)
     metrics.init_app(app)
-    mailer.init_app(app, settings, socketio.start_background_task)
+    mailer.init_app(app, settings, socketio.start_background_task, socketio.sleep)
     app.before_request(read_first)
     if settings.worker_inline:
         app.extensions["reach.start_inline_worker"] = lambda: _start_inline_worker(app)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +20,8 @@ log = logging.getLogger("reach.mail")
 # Starts `target(*args)` off the caller's request: Flask-SocketIO's start_background_task (a
 # greenlet under gevent, a thread under threading).
 StartTask = Callable[..., Any]
+# Waits that many seconds without holding others: Flask-SocketIO's sleep (gevent's under gevent).
+Sleep = Callable[[float], Any]
 
 # How long a mail the relay failed for a passing reason waits before its next try: the second
 # try 5 s after the first, the third 30 s after that, every later one 120 s (MAIL_ATTEMPTS in
@@ -52,6 +53,7 @@ class Mailer:
         self,
         backend: MailBackend,
         start_task: StartTask,
+        sleep: Sleep,
         attempts: int = 1,
         retry_after: Sequence[float] = RETRY_AFTER_SECONDS,
     ) -> None:
@@ -59,6 +61,7 @@ class Mailer:
         self.attempts = attempts
         self.retry_after = tuple(retry_after)
         self._start_task = start_task
+        self._sleep = sleep
 
     def deliver(self, mail: Mail) -> None:
         if self.backend.in_background:
@@ -80,7 +83,7 @@ class Mailer:
                     self._failed(mail, error, attempt)
                     return
                 self._retrying(mail, error, attempt, wait)
-                time.sleep(wait)  # a greenlet's sleep under gevent
+                self._sleep(wait)
                 attempt += 1
                 continue
             metrics.mail_outcome(mail.kind, self.backend.outcome)
@@ -130,9 +133,9 @@ def build_backend(settings: Settings) -> MailBackend:
     return LogBackend()
 
 
-def init_app(app: Flask, settings: Settings, start_task: StartTask) -> Mailer:
+def init_app(app: Flask, settings: Settings, start_task: StartTask, sleep: Sleep) -> Mailer:
     """Give the app its mailer (app.extensions["reach.mailer"])."""
-    mailer = Mailer(build_backend(settings), start_task, attempts=settings.MAIL_ATTEMPTS)
+    mailer = Mailer(build_backend(settings), start_task, sleep, attempts=settings.MAIL_ATTEMPTS)
     app.extensions[MAILER] = mailer
     return mailer
 

@@ -229,7 +229,9 @@ def test_only_a_passing_failure_is_tried_again(error: Exception, tried_again: bo
 def test_the_tries_of_a_mail_wait_longer_each_time_and_only_off_the_request(
     mail_app: Callable[..., Flask],
 ) -> None:
-    smtp = Mailer(SmtpBackend(Relay("relay.test", 25, "none"), SENDER, 10), print, attempts=5)
+    smtp = Mailer(
+        SmtpBackend(Relay("relay.test", 25, "none"), SENDER, 10), print, time.sleep, attempts=5
+    )
     busy = smtplib.SMTPDataError(451, b"busy")
     assert [smtp._retry_after(attempt, busy) for attempt in range(1, 6)] == [
         *RETRY_AFTER_SECONDS,
@@ -242,7 +244,9 @@ def test_the_tries_of_a_mail_wait_longer_each_time_and_only_off_the_request(
         .attempts
         == 4
     )  # MAIL_ATTEMPTS' default
-    logged = Mailer(LogBackend(), print, attempts=5)  # it sends in the request: never waits
+    logged = Mailer(
+        LogBackend(), print, time.sleep, attempts=5
+    )  # it sends in the request: never waits
     assert logged._retry_after(1, busy) is None
 
 
