@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -54,6 +55,10 @@ RECEIVE_RETRY_FIRST, RECEIVE_RETRY_MAX = 0.5, 2.0
 # own within SYNC_SPREAD_SECONDS.
 SYNC_NEEDED = "sync.needed"
 SYNC_SPREAD_SECONDS = 10
+
+
+class _StopListening(BaseException):
+    """Ends python-socketio's listening thread, which goes on through any Exception."""
 
 
 def listener_options(check_seconds: float) -> dict[str, Any]:
@@ -81,7 +86,17 @@ class QueueManager(socketio.RedisManager):
         super().__init__(url, channel=channel, redis_options=listener_options(check_seconds))
         self.publications = publications
         self.check_seconds = check_seconds
+        self._stopping = threading.Event()
         publications.on_dropped(self.channel, self._sync_needed_everywhere)
+
+    def stop_listening(self) -> None:
+        """Stop receiving the other processes' messages: the listening thread ends within
+        `check_seconds`, without a word (an app a process is done with: a test's server)."""
+        self._stopping.set()
+
+    def _thread(self) -> None:
+        with contextlib.suppress(_StopListening):
+            super()._thread()
 
     def _sync_needed_everywhere(self) -> str:
         """The message (python-socketio's emit, as `PubSubManager.emit` publishes it) telling
@@ -134,7 +149,7 @@ class QueueManager(socketio.RedisManager):
         (a hung Redis takes it and answers nothing).
         """
         retry_sleep, failed = RECEIVE_RETRY_FIRST, False
-        while True:
+        while not self._stopping.is_set():
             try:
                 self._redis_connect()
                 self.pubsub.subscribe(self.channel)
@@ -147,14 +162,19 @@ class QueueManager(socketio.RedisManager):
                         yield message
             except Exception as exc:
                 self._close_pubsub()
+                if self._stopping.is_set():
+                    break
                 metrics.pubsub_receive_failure()
                 self._get_logger().error(
                     f"Cannot receive from redis... retrying in {retry_sleep} secs",
                     extra={"redis_exception": str(exc)},
                 )
                 failed = True
-                time.sleep(retry_sleep)
+                if self._stopping.wait(retry_sleep):
+                    break
                 retry_sleep = min(retry_sleep * 2, RECEIVE_RETRY_MAX)
+        self._close_pubsub()
+        raise _StopListening  # through python-socketio's loop, which would listen again
 
     def _listen_checked(self) -> Iterator[dict[str, Any]]:
         """What arrives on the subscription's connection (its messages, as `PubSub.listen`
@@ -172,7 +192,7 @@ class QueueManager(socketio.RedisManager):
         pubsub, check = self.pubsub, self.check_seconds
         pubsub.ping()
         deadline, pinged = time.monotonic() + check, True
-        while pubsub.subscribed:
+        while pubsub.subscribed and not self._stopping.is_set():
             message = pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.0))
             if message is not None:
                 deadline, pinged = time.monotonic() + check, False

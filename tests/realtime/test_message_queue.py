@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service import create_app
 from service.config import Settings
 from service.pubsub import Publications, client_options, database_channel
-from service.realtime.queue import CHANNEL, SYNC_SPREAD_SECONDS
+from service.realtime.queue import CHANNEL, SYNC_SPREAD_SECONDS, QueueManager
 from service.realtime.rooms import user_room
 from tests.support.client import ApiClient, Person
 from tests.support.guide import GuidedPhone, stream_head
@@ -42,12 +42,10 @@ def proxy() -> Iterator[TcpProxy]:
     require_redis("the message-queue tests")
     forward = TcpProxy(TARGET.get("host", "127.0.0.1"), int(TARGET.get("port", 6379))).up()
     yield forward
-    # Left forwarding, whatever the test left (stalled or down): the test servers' Socket.IO
-    # listeners (python-socketio's RedisManager thread, which has no way to stop) stay
-    # subscribed through it until the test process ends, and a server whose socket events were
-    # dropped tries its `sync.needed` every 2 s until Redis takes it. Cut, they would retry for
-    # the rest of the run, warning in later tests' logs (tests/test_database.py counts its own
-    # warnings) and in streams pytest has closed.
+    # Left forwarding, whatever the test left (stalled or down): a server whose socket events
+    # were dropped tries its `sync.needed` every 2 s until Redis takes it. Cut, it would retry
+    # for the rest of the run, warning in later tests' logs (tests/test_database.py counts its
+    # own warnings) and in streams pytest has closed. (The servers' listeners stop with them.)
     forward.forwarding()
 
 
@@ -420,6 +418,34 @@ def test_a_process_receives_again_soon_after_a_long_redis_outage(
     assert any("receiving from redis again" in r.getMessage() for r in caplog.records)
 
 
+def test_a_stopped_listener_ends_without_a_word_even_while_redis_is_away(
+    client: ApiClient,
+    proxy: TcpProxy,
+    queued: Callable[..., LiveServer],
+    phones: list[Phone],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """python-socketio's listening thread goes on through any error: a test server's went on
+    retrying its Redis for the rest of the run once the test's proxy was gone, and logged
+    `Cannot receive from redis` into a stream pytest had closed (`--- Logging error ---`)."""
+    _here, there, _ben, _far = listening_pair(
+        client, proxy, queued, phones, REDIS_RECEIVE_CHECK_SECONDS=1
+    )
+    manager = there.app.extensions["socketio"].server.manager
+    assert isinstance(manager, QueueManager) and manager.thread.is_alive()
+    proxy.down()
+    wait_until(lambda: receive_errors(proxy, caplog), timeout=20, what="a failure to receive")
+    manager.stop_listening()  # as a test server's stop does
+    stopped = time.monotonic()
+    manager.thread.join(timeout=5)
+    assert not manager.thread.is_alive()
+    assert time.monotonic() - stopped < 3  # within its wait before the next attempt (<= 2 s)
+    tried = len(receive_errors(proxy, caplog))
+    time.sleep(2.5)  # past the next attempt it would have made
+    assert len(receive_errors(proxy, caplog)) == tried
+    assert not [r for r in caplog.records if "exited unexpectedly" in r.getMessage()]
+
+
 def test_a_process_that_receives_again_tells_its_phones_to_sync(
     client: ApiClient,
     proxy: TcpProxy,
@@ -515,8 +541,8 @@ def receive_failures() -> float:
 
 
 def receive_errors(proxy: TcpProxy, caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    """The listener's failures to receive through `proxy` (other tests' servers, still
-    listening through their own proxies, log alike)."""
+    """The listener's failures to receive through `proxy` (other servers' listeners, through
+    their own proxies, log alike)."""
     port = f":{proxy.port}"
     return [
         record

@@ -10,6 +10,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from service.realtime.queue import QueueManager
+
 
 class _Handler(WSGIRequestHandler):
     """Closes the TCP connection once a websocket ends.
@@ -45,3 +47,9 @@ class LiveServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        # A server on Redis stops receiving the other processes' messages too: its listener
+        # would otherwise retry for the rest of the run once its Redis (a test's proxy) is gone,
+        # logging into streams pytest has closed.
+        manager = self.app.extensions["socketio"].server.manager
+        if isinstance(manager, QueueManager):
+            manager.stop_listening()
