@@ -20,18 +20,12 @@ from sqlalchemy import text  # noqa: E402
 
 from service import green_waits  # noqa: E402
 from service.db import make_engine  # noqa: E402
+from tests.support.green_ticker import Ticker  # noqa: E402
 
 
 def sleepers(engine: Any, count: int, seconds: float) -> dict[str, Any]:
     """`count` statements that each sleep in PostgreSQL, one per greenlet, while another
     greenlet ticks every 10 ms: they overlap, and the hub keeps running."""
-    ticks = 0
-
-    def tick() -> None:
-        nonlocal ticks
-        while True:
-            gevent.sleep(0.01)
-            ticks += 1
 
     def sleep_in_postgres() -> None:
         with engine.connect() as connection:
@@ -39,12 +33,11 @@ def sleepers(engine: Any, count: int, seconds: float) -> dict[str, Any]:
 
     with engine.connect() as warm:  # the pool's first connections, not timed
         warm.execute(text("SELECT 1"))
-    ticker = gevent.spawn(tick)
-    started = time.monotonic()
-    gevent.joinall([gevent.spawn(sleep_in_postgres) for _ in range(count)], raise_error=True)
-    elapsed = time.monotonic() - started
-    ticker.kill()
-    return {"elapsed": elapsed, "ticks": ticks}
+    with Ticker() as ticker:
+        started = time.monotonic()
+        gevent.joinall([gevent.spawn(sleep_in_postgres) for _ in range(count)], raise_error=True)
+        elapsed = time.monotonic() - started
+    return {"elapsed": elapsed, "ticks": ticker.ticks}
 
 
 def pipelined(engine: Any, rows: int) -> int:

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY  # noqa: E402
 
 from service import create_app  # noqa: E402
 from service.mail import Mail, deliver  # noqa: E402
+from tests.support.green_ticker import Ticker  # noqa: E402
 from tests.support.settings import make_settings  # noqa: E402
 
 
@@ -27,14 +28,6 @@ def counted(kind: str, outcome: str) -> float:
 
 
 def main(smtp_url: str) -> dict[str, object]:
-    ticks = 0
-
-    def tick() -> None:
-        nonlocal ticks
-        while True:
-            gevent.sleep(0.01)
-            ticks += 1
-
     settings = {
         "SOCKETIO_ASYNC_MODE": "",
         "MAIL_BACKEND": "smtp",
@@ -52,25 +45,24 @@ def main(smtp_url: str) -> dict[str, object]:
         nowhere = create_app(
             make_settings("sqlite://", SMTP_URL=silent_url, MAIL_FROM=sender, **settings)
         )
-        ticker = gevent.spawn(tick)
-        began = time.monotonic()
-        with nowhere.app_context():
-            deliver(Mail("ben@example.com", "Code", "Dein Code: 111111", kind="green_silent"))
-        with relay.app_context():
-            deliver(Mail("ana@example.com", "Code", "Dein Code: 222222", kind="green_relay"))
-        returned = time.monotonic() - began
-        deadline = began + 10
-        while time.monotonic() < deadline and not (
-            counted("green_relay", "sent") and counted("green_silent", "failed")
-        ):
-            gevent.sleep(0.01)
-        ticker.kill()
+        with Ticker() as ticker:
+            began = time.monotonic()
+            with nowhere.app_context():
+                deliver(Mail("ben@example.com", "Code", "Dein Code: 111111", kind="green_silent"))
+            with relay.app_context():
+                deliver(Mail("ana@example.com", "Code", "Dein Code: 222222", kind="green_relay"))
+            returned = time.monotonic() - began
+            deadline = began + 10
+            while time.monotonic() < deadline and not (
+                counted("green_relay", "sent") and counted("green_silent", "failed")
+            ):
+                gevent.sleep(0.01)
     return {
         "async_mode": relay.extensions["socketio"].async_mode,
         "returned": returned,
         "sent": counted("green_relay", "sent"),
         "failed": counted("green_silent", "failed"),
-        "ticks": ticks,
+        "ticks": ticker.ticks,
     }
 
 
