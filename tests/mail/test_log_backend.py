@@ -23,7 +23,7 @@ from service.logs import JsonFormatter, TextFormatter
 from service.mail import MAILER, Mail
 from service.mail.mailer import say_if_only_logged
 from tests.mail.conftest import counted, deliver_from
-from tests.support.commands import lines_until
+from tests.support.commands import lines_until, reach
 from tests.support.waiting import wait_until
 
 CODE_MAIL = Mail(
@@ -110,15 +110,7 @@ def test_a_starting_api_process_says_so_and_other_commands_do_not(tmp_path: Path
         "LOG_FORMAT": "json",
         "LOG_LEVEL": "WARNING",
     }
-    routes = subprocess.run(
-        [sys.executable, "-m", "service.entry", "routes"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=True,
-    )
-    assert "MAIL_BACKEND" not in routes.stdout + routes.stderr
+    assert "MAIL_BACKEND" not in reach("routes", env=env, stderr=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "service.entry", "serve", "--port", "0"],
         stdout=subprocess.PIPE,

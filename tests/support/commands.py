@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 
-def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
-    """Run a command that succeeds; its output."""
+def reach(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, stderr: bool = False
+) -> str:
+    """Run a command that succeeds; its output (followed by its stderr if `stderr`)."""
     result = subprocess.run(
         [sys.executable, "-m", "service.entry", *args],
         capture_output=True,
@@ -24,7 +26,7 @@ def reach(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return result.stdout + result.stderr if stderr else result.stdout
 
 
 def reach_refuses(*args: str, env: dict[str, str], timeout: float = 60, exit_code: int = 1) -> str:
