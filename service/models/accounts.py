@@ -105,3 +105,27 @@ class PasswordReset(Base):
     attempts: Mapped[int] = mapped_column(server_default="0")
     # When it set the password: a retry of that reset soon after (its answer lost) signs in.
     used_at: Mapped[datetime | None]
+
+
+class EmailChange(Base):
+    """A change of the account's email waiting for its proof: the code mailed to the new
+    address, at most one per account (a new request replaces it), stored only as a hash
+    (`accounts.request_email_change`)."""
+
+    __tablename__ = "email_changes"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The address the account gets once the code comes back, as it will be stored.
+    new_email: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime]
+    # Until then the code works; once it made the change, until its retry window ends.
+    expires_at: Mapped[datetime]
+    # Codes tried against it, right or wrong: each try takes one first, so however many are
+    # sent at once, no more than the most allowed are ever checked.
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    # When it changed the address: the same confirmation sent again soon after (its answer
+    # lost) is answered again.
+    used_at: Mapped[datetime | None]
