@@ -1,6 +1,15 @@
 """Accounts and sessions: register, sign in, rotate refresh tokens, list and end sessions, sign
-out, change and reset passwords."""
+out, change and reset passwords, change the email."""
 
+from service.services.accounts.email_change import (
+    ChangeCode,
+    EmailChanged,
+    EmailInUse,
+    change_mail,
+    changed_mail,
+    confirm_email_change,
+    request_email_change,
+)
 from service.services.accounts.password_change import change_password
 from service.services.accounts.password_reset import (
     CODE_TTL,
@@ -43,6 +52,9 @@ __all__ = [
     "CODE_TTL",
     "EMAIL_LENGTH",
     "SIGN_UP_RETRY_WINDOW",
+    "ChangeCode",
+    "EmailChanged",
+    "EmailInUse",
     "EmailTaken",
     "PasswordWasReset",
     "ResetCode",
@@ -50,7 +62,10 @@ __all__ = [
     "SignedIn",
     "SignedOutEverywhere",
     "account_by_email",
+    "change_mail",
     "change_password",
+    "changed_mail",
+    "confirm_email_change",
     "count_signed_in_sessions",
     "email_is",
     "end_session",
@@ -63,6 +78,7 @@ __all__ = [
     "prune_expired_sign_ins",
     "refresh",
     "register",
+    "request_email_change",
     "request_password_reset",
     "reset_mail",
     "reset_password",
