@@ -21,6 +21,7 @@ from service.clock import clock
 from service.extensions import db
 from service.models import EmailChange
 from service.services.accounts import email_change, password_reset
+from service.worker.runner import Worker
 from tests.support.client import PASSWORD, ApiClient, Person
 from tests.support.documented import answers_documented
 from tests.support.phones import Phone
@@ -401,6 +402,24 @@ def test_the_export_holds_nothing_of_a_pending_change(
     assert export.status_code == 200
     assert code_hash not in export.text and code not in export.text
     assert export.json()["profile"]["email"] == ana.email
+
+
+def test_the_worker_deletes_expired_changes(
+    api: ApiClient, smtp_standin: SmtpStandIn, worker: Worker, app: Flask
+) -> None:
+    ana, ben, cara = api.register("Ana"), api.register("Ben"), api.register("Cara")
+    clock.freeze(clock.now())
+    mailed_code(smtp_standin, api, ana, an_address())
+    cara_code = mailed_code(smtp_standin, api, cara, an_address())
+    changed(api, smtp_standin, cara, cara_code)  # kept for its retry, 5 minutes
+    clock.advance(timedelta(minutes=10))
+    ben = api.fresh(ben)
+    mailed_code(smtp_standin, api, ben, an_address())
+    clock.advance(email_change.CODE_TTL - timedelta(minutes=5))  # Ana's is over, Ben's not
+    worker.prune()
+    with app.app_context():
+        left = db.session.scalars(select(EmailChange.user_id)).all()
+    assert [str(user_id) for user_id in left] == [ben.id]
 
 
 def test_what_is_stored_of_a_code_is_its_hmac_under_the_secret_key_for_this_purpose(

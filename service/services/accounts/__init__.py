@@ -8,6 +8,7 @@ from service.services.accounts.email_change import (
     change_mail,
     changed_mail,
     confirm_email_change,
+    prune_expired_email_changes,
     request_email_change,
 )
 from service.services.accounts.password_change import change_password
@@ -74,6 +75,7 @@ __all__ = [
     "logout",
     "may_be_a_retry",
     "normalize_email",
+    "prune_expired_email_changes",
     "prune_expired_resets",
     "prune_expired_sign_ins",
     "refresh",

@@ -275,3 +275,15 @@ def _account(session: Session, user_id: uuid.UUID) -> User:
     if account is None:
         raise Unauthorized(members.GONE)
     return account
+
+
+def prune_expired_email_changes(session: Session, now: datetime, *, batch: int = 1000) -> bool:
+    """Delete up to `batch` changes expired by `now` (their codes refused anyway, a retry's
+    included), passing over any another transaction holds; whether more may be left."""
+    expired = select(EmailChange.user_id).where(EmailChange.expires_at <= now)
+    held = expired.limit(batch).with_for_update(skip_locked=True)
+    gone = list(session.scalars(held))
+    if gone:
+        session.execute(delete(EmailChange).where(EmailChange.user_id.in_(gone)))
+    session.commit()
+    return len(gone) == batch
