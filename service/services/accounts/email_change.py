@@ -185,15 +185,17 @@ def confirm_email_change(
     if _taken(session, member.user_id, change.new_email):
         session.rollback()
         raise EmailInUse()
+    # A code mailed to the old address for a forgotten password stops working.
+    session.execute(delete(PasswordReset).where(PasswordReset.user_id == member.user_id))
     old_email = account.email
     account.email = change.new_email
     account.profile_version += 1
     change.used_at = now
     # Kept only for the retry of this confirmation; the worker deletes it once over.
     change.expires_at = now + RETRY_WINDOW
-    # A code mailed to the old address for a forgotten password stops working.
-    session.execute(delete(PasswordReset).where(PasswordReset.user_id == member.user_id))
     try:
+        # The address is written here, not by a statement's autoflush: a sign-up that took
+        # it meanwhile fails this write on the unique index, and nothing else.
         session.flush()
     except IntegrityError as exc:
         session.rollback()
