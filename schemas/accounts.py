@@ -244,8 +244,9 @@ class UserSchema(Schema):
     profile_version = fields.Integer(
         dump_only=True,
         metadata={
-            "description": "Counts the `PATCH /me` that changed the profile; of two copies of"
-            " it (a `me.updated` and an answer) the higher is the later"
+            "description": "Counts the changes of the profile (a `PATCH /me` that changed it, a"
+            " confirmed change of the email); of two copies of it (a `me.updated` and an answer)"
+            " the higher is the later"
         },
     )
 

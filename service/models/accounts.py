@@ -22,7 +22,8 @@ class User(Base):
     quiet_start: Mapped[str | None] = mapped_column(String(5))
     quiet_end: Mapped[str | None] = mapped_column(String(5))
     notes_on_lock_screen: Mapped[bool] = mapped_column(default=False)
-    # Counts the changes of the profile (`profile.update_profile`): `me.updated` carries it.
+    # Counts the changes of the profile (`profile.update_profile`, a confirmed change of the
+    # email: `accounts.confirm_email_change`): `me.updated` carries it.
     profile_version: Mapped[int] = mapped_column(server_default="0")
     couple_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("couples.id", ondelete="SET NULL"), index=True
