@@ -163,6 +163,43 @@ class PasswordResetSchema(Schema):
     )
 
 
+class EmailChangeSchema(Schema):
+    email = TrimmedEmail(
+        required=True,
+        validate=validate.Length(max=254),
+        metadata={"description": "The new address, as at sign-up"},
+    )
+    password = fields.String(
+        required=True,
+        load_only=True,
+        validate=PasswordLength(min=1, max=256),
+        metadata={"description": "The password the account signs in with now"},
+    )
+
+
+class EmailChangeRequestedSchema(Schema):
+    email = fields.String(
+        dump_only=True,
+        metadata={"description": "The new address, as the account will have it once confirmed"},
+    )
+    expires_in = fields.Integer(
+        dump_only=True,
+        metadata={"description": "Seconds the code mailed to it works for, from now"},
+    )
+
+
+class EmailChangeConfirmSchema(Schema):
+    code = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "The code mailed to the new address, as typed: any case, with or "
+            "without its dash",
+            "example": "7KQ2-MX9D",
+        },
+    )
+
+
 # `Authorization`'s scheme copied into the body with the token ("Bearer rt_...").
 _BEARER = re.compile(r"bearer\s", re.IGNORECASE)
 
@@ -207,8 +244,9 @@ class UserSchema(Schema):
     profile_version = fields.Integer(
         dump_only=True,
         metadata={
-            "description": "Counts the `PATCH /me` that changed the profile; of two copies of"
-            " it (a `me.updated` and an answer) the higher is the later"
+            "description": "Counts the changes of the profile (a `PATCH /me` that changed it, a"
+            " confirmed change of the email); of two copies of it (a `me.updated` and an answer)"
+            " the higher is the later"
         },
     )
 

@@ -183,6 +183,9 @@ class Settings:
     # Codes mailed for a forgotten password, per submitted email, whether it has an account or
     # not (besides RATELIMIT_AUTH per address): each is a mail to someone's inbox.
     RATELIMIT_PASSWORD_RESET: str = "3 per hour;10 per day"
+    # Changes of the account's email asked for (each mails a code to the new address), per
+    # account, right password or wrong: each checks one argon2 hash.
+    RATELIMIT_EMAIL_CHANGE: str = "5 per hour;20 per day"
     # Lists of the account's sign-in sessions, and sessions ended one at a time, per account.
     RATELIMIT_SESSIONS: str = "60 per hour"
     # Live member sockets one account may hold in one process; more are refused.

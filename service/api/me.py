@@ -10,6 +10,9 @@ from flask.blueprints import BlueprintSetupState
 from flask.views import MethodView
 
 from schemas.accounts import (
+    EmailChangeConfirmSchema,
+    EmailChangeRequestedSchema,
+    EmailChangeSchema,
     PasswordChangeSchema,
     ProfileUpdateSchema,
     SessionListSchema,
@@ -17,6 +20,7 @@ from schemas.accounts import (
 )
 from schemas.base import PageArgsSchema
 from schemas.custody import ExportSchema
+from service import mail
 from service.api.auth import (
     access_claims,
     auth_required,
@@ -30,6 +34,7 @@ from service.extensions import db, limit_setting, limiter
 from service.models import User
 from service.realtime import members
 from service.services import accounts, custody, exports, profile
+from service.services.accounts import email_change
 
 PREFIX = "/me"
 blp = Blueprint("me", __name__, description="The caller's profile")
@@ -38,6 +43,7 @@ member = documented_member(blp)
 _export_limit = limit_setting("RATELIMIT_EXPORT")
 _profile_limit = limit_setting("RATELIMIT_PROFILE")
 _password_limit = limit_setting("RATELIMIT_PASSWORD")
+_email_change_limit = limit_setting("RATELIMIT_EMAIL_CHANGE")
 _sessions_limit = limit_setting("RATELIMIT_SESSIONS")
 _EXPORT_HEADERS = {
     "Content-Disposition": {
@@ -139,6 +145,68 @@ class Password(MethodView):
         )
         for session_id in ended:  # their open sockets close, in every process
             members.disconnect_session(session_id)
+
+
+@blp.route("/email")
+class Email(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.doc(operationId="changeEmail")
+    @blp.arguments(EmailChangeSchema)
+    @blp.response(202, EmailChangeRequestedSchema, description="Code mailed to the new address")
+    @blp.problem(409, "Another account uses this email")
+    @blp.problem(429)
+    @limiter.limit(_email_change_limit)
+    def post(self, body: dict[str, str]) -> dict[str, Any]:
+        """Change the email: mail a code to the new address, which confirms it
+
+        `password` is the account's password (a wrong one is a 422 naming it, as a wrong
+        `current_password` is for `POST /me/password`); `email` the new address, read as at
+        sign-up. It is a 422 naming `email` if it is the account's address already, and a 409
+        if another account has it. The code (8 characters, `7KQ2-MX9D`) works for 30 minutes,
+        for 5 tries, with `POST /me/email/confirm`; until then the account keeps its address.
+        A new request replaces the change waiting: only the code mailed last works. Each
+        request, right password or wrong, counts against RATELIMIT_EMAIL_CHANGE (5 an hour,
+        20 a day) for the account.
+        """
+        code = accounts.request_email_change(
+            db.session,
+            token_issuer(),
+            current_member(),
+            email=body["email"],
+            password=body["password"],
+        )
+        mail.deliver(accounts.change_mail(code))
+        return {"email": code.email, "expires_in": int(email_change.CODE_TTL.total_seconds())}
+
+
+@blp.route("/email/confirm")
+class EmailConfirm(MethodView):
+    decorators = [auth_required]
+
+    @member
+    @blp.doc(operationId="confirmEmailChange")
+    @blp.arguments(EmailChangeConfirmSchema)
+    @blp.response(200, UserSchema, description="The account has the new email")
+    @blp.problem(409, "Another account took the new email meanwhile: nothing changed")
+    def post(self, body: dict[str, str]) -> User:
+        """Confirm a change of the email with the code mailed to the new address
+
+        A code that is not the one mailed last for the account's change, has expired, was
+        used, or was tried 5 times is a 422 naming `code` (ask for a new one). On 200 the
+        account signs in with the new address, and its password-reset codes go there; the
+        old address is mailed a notice of the change. No phone is signed out, and the
+        account's connected phones get `me.updated`. The same confirmation sent again within
+        5 minutes (its answer was lost) is answered 200 again and changes nothing.
+        """
+        changed = accounts.confirm_email_change(
+            db.session, token_issuer(), current_member(), body["code"]
+        )
+        notice = accounts.changed_mail(changed)
+        if notice is not None:
+            mail.deliver(notice)
+        return changed.user
 
 
 @blp.route("/sessions")

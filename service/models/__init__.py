@@ -1,6 +1,12 @@
 """SQLAlchemy 2.0 tables of Reach."""
 
-from service.models.accounts import AuthSession, PasswordReset, RefreshToken, User
+from service.models.accounts import (
+    AuthSession,
+    EmailChange,
+    PasswordReset,
+    RefreshToken,
+    User,
+)
 from service.models.base import Base
 from service.models.bids import Bid, BidResponse
 from service.models.checkins import CheckInAnswer, CheckInRound
@@ -22,6 +28,7 @@ __all__ = [
     "CoupleEvent",
     "DeadPushToken",
     "Device",
+    "EmailChange",
     "Invite",
     "Operator",
     "OperatorSession",

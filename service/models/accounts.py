@@ -22,7 +22,8 @@ class User(Base):
     quiet_start: Mapped[str | None] = mapped_column(String(5))
     quiet_end: Mapped[str | None] = mapped_column(String(5))
     notes_on_lock_screen: Mapped[bool] = mapped_column(default=False)
-    # Counts the changes of the profile (`profile.update_profile`): `me.updated` carries it.
+    # Counts the changes of the profile (`profile.update_profile`, a confirmed change of the
+    # email: `accounts.confirm_email_change`): `me.updated` carries it.
     profile_version: Mapped[int] = mapped_column(server_default="0")
     couple_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("couples.id", ondelete="SET NULL"), index=True
@@ -104,4 +105,28 @@ class PasswordReset(Base):
     # sent at once, no more than the most allowed are ever checked (`accounts.reset_password`).
     attempts: Mapped[int] = mapped_column(server_default="0")
     # When it set the password: a retry of that reset soon after (its answer lost) signs in.
+    used_at: Mapped[datetime | None]
+
+
+class EmailChange(Base):
+    """A change of the account's email waiting for its proof: the code mailed to the new
+    address, at most one per account (a new request replaces it), stored only as a hash
+    (`accounts.request_email_change`)."""
+
+    __tablename__ = "email_changes"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The address the account gets once the code comes back, as it will be stored.
+    new_email: Mapped[str] = mapped_column(String(254))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime]
+    # Until then the code works; once it made the change, until its retry window ends.
+    expires_at: Mapped[datetime]
+    # Codes tried against it, right or wrong: each try takes one first, so however many are
+    # sent at once, no more than the most allowed are ever checked.
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    # When it changed the address: the same confirmation sent again soon after (its answer
+    # lost) is answered again.
     used_at: Mapped[datetime | None]

@@ -138,13 +138,15 @@ class Worker:
     def prune(self) -> int:
         """Delete the pushes that finished more than PUSH_RETENTION_DAYS ago, the expired
         sign-ins (`accounts.prune_expired_sign_ins`), the dead tokens FCM declared dead more than
-        DEAD_PUSH_TOKEN_RETENTION_DAYS ago, and expired password-reset codes. How many pushes
-        went."""
+        DEAD_PUSH_TOKEN_RETENTION_DAYS ago, expired password-reset codes and expired changes of
+        email. How many pushes went."""
         while self._prune_sign_ins():
             pass
         while self._prune_dead_tokens():
             pass
         while self._prune_resets():
+            pass
+        while self._prune_email_changes():
             pass
         deleted = 0
         while (pruned := self._prune_pushes()).more:
@@ -158,6 +160,7 @@ class Worker:
         return [
             _Prune("expired sign-ins", self._prune_sign_ins),
             _Prune("expired password-reset codes", self._prune_resets),
+            _Prune("expired email-change codes", self._prune_email_changes),
             _Prune("dead push tokens", self._prune_dead_tokens),
             _Prune("finished pushes", lambda: self._prune_pushes().more),
         ]
@@ -211,6 +214,13 @@ class Worker:
         """One batch of the expired password-reset codes' prune; whether more may be left."""
         with self.app.app_context(), db.scope() as session:
             return accounts.prune_expired_resets(session, clock.now(), batch=self.prune_batch)
+
+    def _prune_email_changes(self) -> bool:
+        """One batch of the expired email-change codes' prune; whether more may be left."""
+        with self.app.app_context(), db.scope() as session:
+            return accounts.prune_expired_email_changes(
+                session, clock.now(), batch=self.prune_batch
+            )
 
     def _prune_dead_tokens(self) -> bool:
         """One bounded share of the dead tokens' prune (`prune_batches` transactions of

@@ -209,6 +209,8 @@ OPERATION_IDS = {
     ("DELETE", "/api/v1/me"): "deleteAccount",
     ("GET", "/api/v1/me/export"): "exportData",
     ("POST", "/api/v1/me/password"): "changePassword",
+    ("POST", "/api/v1/me/email"): "changeEmail",
+    ("POST", "/api/v1/me/email/confirm"): "confirmEmailChange",
     ("GET", "/api/v1/me/sessions"): "listSessions",
     ("DELETE", "/api/v1/me/sessions"): "signOutEverywhere",
     ("DELETE", "/api/v1/me/sessions/{session_id}"): "endSession",

@@ -241,6 +241,18 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/v1/me/sessions"): Route(
         lambda w, c: c.request("GET", "/api/v1/me/sessions"), own(200)
     ),
+    ("POST", "/api/v1/me/email"): Route(
+        lambda w, c: c.request(
+            "POST", "/api/v1/me/email", json={"email": new_email(), "password": PASSWORD}
+        ),
+        own(202),
+        "a code for the caller's own account, mailed to the new address; nothing changes yet",
+    ),
+    ("POST", "/api/v1/me/email/confirm"): Route(
+        lambda w, c: c.request("POST", "/api/v1/me/email/confirm", json={"code": "AAAA-AAAA"}),
+        own(422),
+        "only the code mailed for the caller's own change works: a wrong one is refused",
+    ),
     ("DELETE", "/api/v1/me/sessions/<uuid:session_id>"): Route(
         lambda w, c: c.request("DELETE", f"/api/v1/me/sessions/{owners_other_session(w)}"),
         members_only(204, partner=404),

@@ -24,6 +24,7 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         RATELIMIT_PROFILE="1000 per minute",
         RATELIMIT_PASSWORD="1000 per minute",
         RATELIMIT_PASSWORD_RESET="1000 per minute",
+        RATELIMIT_EMAIL_CHANGE="1000 per minute",
         RATELIMIT_SESSIONS="1000 per minute",
         # Every `typing` is passed on (tests/realtime/test_connect.py tests the default's 1 s).
         SOCKET_TYPING_EVERY_MS=0,

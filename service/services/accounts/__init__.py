@@ -1,6 +1,16 @@
 """Accounts and sessions: register, sign in, rotate refresh tokens, list and end sessions, sign
-out, change and reset passwords."""
+out, change and reset passwords, change the email."""
 
+from service.services.accounts.email_change import (
+    ChangeCode,
+    EmailChanged,
+    EmailInUse,
+    change_mail,
+    changed_mail,
+    confirm_email_change,
+    prune_expired_email_changes,
+    request_email_change,
+)
 from service.services.accounts.password_change import change_password
 from service.services.accounts.password_reset import (
     CODE_TTL,
@@ -43,6 +53,9 @@ __all__ = [
     "CODE_TTL",
     "EMAIL_LENGTH",
     "SIGN_UP_RETRY_WINDOW",
+    "ChangeCode",
+    "EmailChanged",
+    "EmailInUse",
     "EmailTaken",
     "PasswordWasReset",
     "ResetCode",
@@ -50,7 +63,10 @@ __all__ = [
     "SignedIn",
     "SignedOutEverywhere",
     "account_by_email",
+    "change_mail",
     "change_password",
+    "changed_mail",
+    "confirm_email_change",
     "count_signed_in_sessions",
     "email_is",
     "end_session",
@@ -59,10 +75,12 @@ __all__ = [
     "logout",
     "may_be_a_retry",
     "normalize_email",
+    "prune_expired_email_changes",
     "prune_expired_resets",
     "prune_expired_sign_ins",
     "refresh",
     "register",
+    "request_email_change",
     "request_password_reset",
     "reset_mail",
     "reset_password",
