@@ -3,12 +3,11 @@ theirs, then the account has it, and the old address is told."""
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +21,7 @@ from service.models import EmailChange, PasswordReset, User
 from service.security.passwords import check_password
 from service.security.tokens import TokenIssuer
 from service.services import events, members
+from service.services.accounts import mailed_codes
 from service.services.accounts.sign_in import EMAIL_LENGTH, email_is, normalize_email
 from service.services.members import Member
 from service.services.profile import ME_UPDATED
@@ -159,7 +159,14 @@ def confirm_email_change(
     read again: a new request meanwhile refuses this code (422). An account that took the
     address meanwhile is found, or its sign-up, under way, makes this one's write fail on
     the unique index (409 either way, as a sign-up of a taken address is)."""
-    tried = _take_attempt(session, member.user_id, code_hash(issuer, code))
+    tried = mailed_codes.take_attempt(
+        session,
+        EmailChange,
+        member.user_id,
+        code_hash(issuer, code),
+        most_attempts=MOST_ATTEMPTS,
+        retry_window=RETRY_WINDOW,
+    )
     session.commit()
     if tried is None:
         raise invalid("code", WRONG_CODE)
@@ -238,33 +245,6 @@ def masked(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-@dataclass(frozen=True)
-class _Tried:
-    code_hash: str
-    used_at: datetime | None
-
-
-def _take_attempt(session: Session, user_id: uuid.UUID, tried_hash: str) -> _Tried | None:
-    """Take one attempt of the account's code, if it has one left and has not expired, and
-    compare: None unless the code tried is it."""
-    now = clock.now()
-    taken = session.execute(
-        update(EmailChange)
-        .where(
-            EmailChange.user_id == user_id,
-            EmailChange.attempts < MOST_ATTEMPTS,
-            EmailChange.expires_at > now,
-        )
-        .values(attempts=EmailChange.attempts + 1)
-        .returning(EmailChange.code_hash, EmailChange.used_at)
-    ).first()
-    if taken is None or not hmac.compare_digest(taken.code_hash, tried_hash):
-        return None
-    if taken.used_at is not None and now >= taken.used_at + RETRY_WINDOW:
-        return None
-    return _Tried(taken.code_hash, taken.used_at)
-
-
 def _taken(session: Session, user_id: uuid.UUID, email: str) -> bool:
     """Whether another account has this address, in whichever form it was stored."""
     other = select(User.id).where(email_is(email), User.id != user_id).limit(1)
@@ -282,10 +262,4 @@ def _account(session: Session, user_id: uuid.UUID) -> User:
 def prune_expired_email_changes(session: Session, now: datetime, *, batch: int = 1000) -> bool:
     """Delete up to `batch` changes expired by `now` (their codes refused anyway, a retry's
     included), passing over any another transaction holds; whether more may be left."""
-    expired = select(EmailChange.user_id).where(EmailChange.expires_at <= now)
-    held = expired.limit(batch).with_for_update(skip_locked=True)
-    gone = list(session.scalars(held))
-    if gone:
-        session.execute(delete(EmailChange).where(EmailChange.user_id.in_(gone)))
-    session.commit()
-    return len(gone) == batch
+    return mailed_codes.prune_expired(session, EmailChange, now, batch=batch)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from service.clock import clock
@@ -20,6 +19,7 @@ from service.models import PasswordReset, User
 from service.security.passwords import check_password, hash_password
 from service.security.tokens import TokenIssuer
 from service.services import members
+from service.services.accounts import mailed_codes
 from service.services.accounts.sessions import revoke_other_sessions
 from service.services.accounts.sign_in import SignedIn, account_by_email, start_session
 
@@ -133,7 +133,14 @@ def reset_password(
     if user is None:
         end_read(session)
         raise invalid("code", WRONG_CODE)
-    tried = _take_attempt(session, user.id, code_hash(issuer, code))
+    tried = mailed_codes.take_attempt(
+        session,
+        PasswordReset,
+        user.id,
+        code_hash(issuer, code),
+        most_attempts=MOST_ATTEMPTS,
+        retry_window=RETRY_WINDOW,
+    )
     session.commit()
     if tried is None:
         raise invalid("code", WRONG_CODE)
@@ -174,33 +181,6 @@ def reset_password(
     return PasswordWasReset(signed_in, ended)
 
 
-@dataclass(frozen=True)
-class _Tried:
-    code_hash: str
-    used_at: datetime | None
-
-
-def _take_attempt(session: Session, user_id: uuid.UUID, tried_hash: str) -> _Tried | None:
-    """Take one attempt of the account's code, if it has one left and has not expired, and
-    compare: None unless the code tried is it."""
-    now = clock.now()
-    taken = session.execute(
-        update(PasswordReset)
-        .where(
-            PasswordReset.user_id == user_id,
-            PasswordReset.attempts < MOST_ATTEMPTS,
-            PasswordReset.expires_at > now,
-        )
-        .values(attempts=PasswordReset.attempts + 1)
-        .returning(PasswordReset.code_hash, PasswordReset.used_at)
-    ).first()
-    if taken is None or not hmac.compare_digest(taken.code_hash, tried_hash):
-        return None
-    if taken.used_at is not None and now >= taken.used_at + RETRY_WINDOW:
-        return None
-    return _Tried(taken.code_hash, taken.used_at)
-
-
 def _sign_in_again(
     session: Session,
     issuer: TokenIssuer,
@@ -227,10 +207,4 @@ def _sign_in_again(
 def prune_expired_resets(session: Session, now: datetime, *, batch: int = 1000) -> bool:
     """Delete up to `batch` codes expired by `now` (refused anyway, a retry's included),
     passing over any another transaction holds; whether more may be left."""
-    expired = select(PasswordReset.user_id).where(PasswordReset.expires_at <= now)
-    held = expired.limit(batch).with_for_update(skip_locked=True)
-    gone = list(session.scalars(held))
-    if gone:
-        session.execute(delete(PasswordReset).where(PasswordReset.user_id.in_(gone)))
-    session.commit()
-    return len(gone) == batch
+    return mailed_codes.prune_expired(session, PasswordReset, now, batch=batch)
