@@ -25,7 +25,7 @@ Sleep = Callable[[float], Any]
 
 # How long a mail the relay failed for a passing reason waits before its next try: the second
 # try 5 s after the first, the third 30 s after that, every later one 120 s (MAIL_ATTEMPTS in
-# all). A password-reset code is good for 30 minutes.
+# all). A mailed code (a forgotten password, a new email) is good for 30 minutes.
 RETRY_AFTER_SECONDS = (5.0, 30.0, 120.0)
 
 
